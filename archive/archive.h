@@ -1,0 +1,116 @@
+/* The archive: segment files on disk. The only module that opens media files.
+ *
+ * Layout: DATA_DIR/media/<source>/<YYYY-MM-DD>/<start_us>.<mp4|mov>, one
+ * fragmented MP4 (MOV when a codec such as G.711 has no MP4 mapping in this
+ * FFmpeg) per segment, each starting on a keyframe. The wall-clock start is in
+ * the file name so a file left by a crash can be indexed without its row. */
+#ifndef ARC_ARCHIVE_H
+#define ARC_ARCHIVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+
+#include "core/clock.h"
+#include "index/index.h"
+
+typedef struct arc_writer arc_writer_t;
+
+typedef struct {
+    const char *data_dir;
+    const char *source;
+    int segment_seconds;
+    /* Rotation stagger: the first segment of each connection is shortened by
+     * a per-source fraction so sources do not all rotate and fsync together. */
+    int stagger_slot;  /* 0..stagger_slots-1 */
+    int stagger_slots;
+    const vg_clock_t *clock;
+    idx_t *idx; /* where finished segments are committed; owned by the caller */
+} arc_writer_config_t;
+
+/* Live status of a writer, for logs and status output. */
+typedef struct {
+    int64_t segments_written;
+    int64_t write_errors;
+    int64_t bytes_written;
+    int last_error; /* VG_E* of the last failure, 0 if none */
+} arc_writer_stats_t;
+
+int arc_writer_open(const arc_writer_config_t *cfg, arc_writer_t **out);
+/* Starts a new upstream connection with these streams (copied). Any open
+ * segment is finalized first: a reconnect is a gap, never a broken file. */
+int arc_writer_begin(arc_writer_t *w, AVStream *const *streams, unsigned n_streams);
+/* Writes one packet (not taken over: the caller keeps its reference) received
+ * at recv_wall_us. Rotates at the first keyframe after segment_seconds.
+ * Returns 0, or an error after which the writer retries on later packets. */
+int arc_writer_write(arc_writer_t *w, const AVPacket *pkt, int64_t recv_wall_us);
+/* Ends the connection: finalizes the open segment, if any. */
+int arc_writer_end(arc_writer_t *w);
+void arc_writer_stats(const arc_writer_t *w, arc_writer_stats_t *out);
+/* Finalizes and frees. NULL is fine. */
+void arc_writer_close(arc_writer_t *w);
+
+/* Everything the index needs about a finished file, read back from disk. */
+typedef struct {
+    int64_t start_us; /* from the file name */
+    int64_t media_us;
+    int64_t bytes;
+    int64_t init_bytes;
+    char sha256[65];
+    char codecs[64];
+} arc_file_info_t;
+
+/* Makes a file left behind by a crash whole: truncates it after its last
+ * complete fragment and reads its info. Returns VG_ECORRUPT when not even one
+ * fragment is complete (the caller removes it). path is absolute. */
+int arc_recover_file(const char *path, arc_file_info_t *info);
+/* Parses "<start_us>.<ext>" file names; returns 0 or VG_EINVAL. */
+int arc_parse_segment_name(const char *file_name, int64_t *start_us);
+
+/* SHA-256 of a file as lowercase hex. */
+int arc_hash_file(const char *path, char hex[65]);
+/* 1 when a writer currently holds the file (an open segment), else 0. */
+int arc_file_in_progress(const char *path);
+
+/* Calls fn for every segment-looking file under DATA_DIR/media with its path
+ * relative to data_dir. Stops early when fn returns non-zero (that value is
+ * returned). */
+typedef int (*arc_scan_fn)(void *ctx, const char *rel_path);
+int arc_scan_media(const char *data_dir, arc_scan_fn fn, void *ctx);
+
+/* Writes one file covering [from_us, to_us) from the given segments (ordered
+ * by start), remuxed without re-encoding, starting at the keyframe at or
+ * before from_us. The container follows the output name (.mp4, .mov, .mkv,
+ * .mka, .wav). Gaps between segments stay gaps in the timestamps. err gets a
+ * reason on failure. */
+int arc_export(const char *data_dir, const idx_segment_t *segs, size_t n_segs, int64_t from_us,
+               int64_t to_us, const char *out_path, char *err, size_t err_size);
+
+#endif
+
+/* ---- index and disk agreement (DESIGN.md invariant 1) ---- */
+
+typedef enum {
+    ARC_ROW_WITHOUT_FILE,  /* a row points at a missing file */
+    ARC_SIZE_MISMATCH,     /* file size differs from the row */
+    ARC_HASH_MISMATCH,     /* deep check: content differs from the row's sha256 */
+    ARC_FILE_WITHOUT_ROW,  /* a finished-looking file nobody indexed */
+} arc_problem_t;
+
+typedef struct {
+    int deep;   /* re-hash every file */
+    int repair; /* vigild at startup: fix what can be fixed (see arc_reconcile) */
+    /* Called for each disagreement found (before any repair). */
+    void (*report)(void *ctx, arc_problem_t problem, const char *rel_path, const char *detail);
+    void *ctx;
+} arc_reconcile_opts_t;
+
+/* Compares the index with the files under DATA_DIR/media. With repair: rows
+ * whose file is gone are dropped, and files without a row are cut to their
+ * last complete fragment and indexed (or removed when nothing in them plays).
+ * Files a writer is still holding are skipped. Sets *problems to the number
+ * found. */
+int arc_reconcile(const char *data_dir, idx_t *idx, const arc_reconcile_opts_t *opts,
+                  int *problems);

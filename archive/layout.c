@@ -1,0 +1,136 @@
+/* Where segment files live and how they are found, hashed and recognised as
+ * being written. */
+#include "archive.h"
+#include "archive_private.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libavutil/sha.h>
+
+#include "core/errors.h"
+#include "core/util.h"
+
+char *arc_segment_rel_path(const char *source, int64_t start_us, const char *ext)
+{
+    time_t secs = (time_t)(start_us / 1000000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    return vg_asprintf("media/%s/%04d-%02d-%02d/%" PRId64 ".%s", source, tm.tm_year + 1900,
+                       tm.tm_mon + 1, tm.tm_mday, start_us, ext);
+}
+
+int arc_make_parent_dirs(const char *data_dir, const char *rel_path)
+{
+    char *path = vg_asprintf("%s/%s", data_dir, rel_path);
+    size_t base = strlen(data_dir) + 1;
+    int rc = VG_OK;
+    for (char *p = path + base; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(path, 0750) == 0) {
+            rc = vg_fsync_parent(path);
+        } else if (errno != EEXIST) {
+            rc = VG_EIO;
+        }
+        *p = '/';
+        if (rc != VG_OK)
+            break;
+    }
+    free(path);
+    return rc;
+}
+
+int arc_parse_segment_name(const char *file_name, int64_t *start_us)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(file_name, &end, 10);
+    if (errno || end == file_name || v <= 0 || !isdigit((unsigned char)file_name[0]))
+        return VG_EINVAL;
+    if (strcmp(end, ".mp4") != 0 && strcmp(end, ".mov") != 0)
+        return VG_EINVAL;
+    *start_us = v;
+    return VG_OK;
+}
+
+int arc_hash_file(const char *path, char hex[65])
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? VG_ENOTFOUND : VG_EIO;
+    struct AVSHA *sha = av_sha_alloc();
+    if (!sha)
+        abort();
+    av_sha_init(sha, 256);
+    unsigned char buf[64 * 1024];
+    ssize_t n;
+    int rc = VG_OK;
+    while ((n = read(fd, buf, sizeof(buf))) != 0) {
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            rc = VG_EIO;
+            break;
+        }
+        av_sha_update(sha, buf, (unsigned)n);
+    }
+    uint8_t digest[32];
+    av_sha_final(sha, digest);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    av_free(sha);
+    close(fd);
+    return rc;
+}
+
+int arc_file_in_progress(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    int busy = flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    close(fd);
+    return busy;
+}
+
+/* Walks media/<source>/<day>/<file>: exactly that depth, nothing else. */
+static int scan_dir(const char *data_dir, const char *rel, int depth, arc_scan_fn fn, void *ctx)
+{
+    char *abs = vg_asprintf("%s/%s", data_dir, rel);
+    DIR *d = opendir(abs);
+    free(abs);
+    if (!d) /* a stray file where a directory belongs is not a segment */
+        return errno == ENOENT || errno == ENOTDIR ? VG_OK : VG_EIO;
+    int rc = VG_OK;
+    struct dirent *e;
+    while (rc == VG_OK && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char *child = vg_asprintf("%s/%s", rel, e->d_name);
+        int64_t start;
+        if (depth < 2)
+            rc = scan_dir(data_dir, child, depth + 1, fn, ctx);
+        else if (arc_parse_segment_name(e->d_name, &start) == VG_OK)
+            rc = fn(ctx, child);
+        free(child);
+    }
+    closedir(d);
+    return rc;
+}
+
+int arc_scan_media(const char *data_dir, arc_scan_fn fn, void *ctx)
+{
+    return scan_dir(data_dir, "media", 0, fn, ctx);
+}

@@ -1,0 +1,660 @@
+/* Segment writer: turns one source's packets into fragmented MP4/MOV segment
+ * files and commits each finished file to the index.
+ *
+ * Packets are copied, never decoded (invariant 5). Each stream holds back one
+ * packet so its duration can be taken from the next packet's DTS: segments
+ * then last exactly from their first keyframe to the keyframe that starts the
+ * next one, and a fragment is flushed right before each keyframe, so every
+ * fragment starts on a keyframe and a crash loses at most the last one. */
+#include "archive.h"
+#include "archive_private.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <libavutil/sha.h>
+
+#include "core/errors.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#define MAX_STREAMS 8
+#define AVIO_BUFFER_SIZE (64 * 1024)
+/* Audio-only sources have no keyframes to cut on: flush a fragment this often. */
+#define AUDIO_FRAGMENT_US 1000000
+/* After a failed segment (disk full, I/O error) wait this long before the next. */
+#define RETRY_AFTER_ERROR_US (5 * 1000000)
+
+typedef struct {
+    AVFormatContext *oc;
+    AVIOContext *pb;
+    int fd;
+    char *rel_path;
+    char *abs_path;
+    struct AVSHA *sha;
+    int64_t bytes;
+    int io_error;          /* VG_E* seen by the write callback */
+    int64_t init_bytes;
+    int64_t base_us;       /* input DTS (µs) of the first keyframe: media time 0 */
+    int64_t target_us;     /* rotate at the first keyframe at or after this */
+    int64_t last_flush_us; /* media time of the last fragment flush */
+} segment_t;
+
+struct arc_writer {
+    char *data_dir;
+    char *source;
+    int segment_seconds;
+    int stagger_slot, stagger_slots;
+    const vg_clock_t *clock;
+    idx_t *idx;
+
+    /* The current connection's streams. out_index[i] < 0: stream i not kept. */
+    unsigned n_in;
+    int out_index[MAX_STREAMS];
+    AVCodecParameters *par[MAX_STREAMS];
+    AVRational tb[MAX_STREAMS];
+    int n_out;
+    int primary;          /* input index of the stream segments are cut on */
+    int primary_is_video;
+    const char *format;   /* "mp4" or "mov" */
+    char codecs[64];
+    int connected;
+    int first_segment;    /* the next segment is the connection's first */
+    vg_timeline_t timeline;
+
+    /* DTS repair state per input stream, in the stream's time base. */
+    int64_t last_dts[MAX_STREAMS];
+    int64_t last_duration[MAX_STREAMS];
+    AVPacket *held[MAX_STREAMS];
+    int repaired_warned;
+
+    segment_t *seg;
+    int64_t retry_after_mono_us;
+    arc_writer_stats_t stats;
+};
+
+static int64_t to_us(int64_t ts, AVRational tb)
+{
+    return av_rescale_q(ts, tb, AV_TIME_BASE_Q);
+}
+
+static int64_t from_us(int64_t us, AVRational tb)
+{
+    return av_rescale_q(us, AV_TIME_BASE_Q, tb);
+}
+
+int arc_writer_open(const arc_writer_config_t *cfg, arc_writer_t **out)
+{
+    if (cfg->segment_seconds < 1 || !cfg->idx || !cfg->clock)
+        return VG_EINVAL;
+    arc_writer_t *w = vg_calloc(1, sizeof(*w));
+    w->data_dir = vg_strdup(cfg->data_dir);
+    w->source = vg_strdup(cfg->source);
+    w->segment_seconds = cfg->segment_seconds;
+    w->stagger_slots = cfg->stagger_slots > 0 ? cfg->stagger_slots : 1;
+    w->stagger_slot = cfg->stagger_slot % w->stagger_slots;
+    w->clock = cfg->clock;
+    w->idx = cfg->idx;
+    w->primary = -1;
+    *out = w;
+    return VG_OK;
+}
+
+/* ---- choosing streams and container ---- */
+
+static int container_takes_all(const char *format, AVCodecParameters *const *par, unsigned n,
+                               const int *keep)
+{
+    const AVOutputFormat *fmt = av_guess_format(format, NULL, NULL);
+    for (unsigned i = 0; i < n; i++) {
+        if (keep[i] >= 0 && avformat_query_codec(fmt, par[i]->codec_id, FF_COMPLIANCE_NORMAL) != 1)
+            return 0;
+    }
+    return 1;
+}
+
+static void forget_streams(arc_writer_t *w)
+{
+    for (unsigned i = 0; i < MAX_STREAMS; i++) {
+        avcodec_parameters_free(&w->par[i]);
+        av_packet_free(&w->held[i]);
+    }
+    w->n_in = 0;
+    w->n_out = 0;
+    w->primary = -1;
+    w->connected = 0;
+}
+
+/* Keeps audio and video streams; picks the first video stream (else the first
+ * audio one) as the stream segments are cut on. */
+static int pick_streams(arc_writer_t *w)
+{
+    w->primary = -1;
+    w->n_out = 0;
+    w->codecs[0] = '\0';
+    for (unsigned i = 0; i < w->n_in; i++) {
+        enum AVMediaType type = w->par[i]->codec_type;
+        w->out_index[i] = -1;
+        if (type != AVMEDIA_TYPE_VIDEO && type != AVMEDIA_TYPE_AUDIO)
+            continue;
+        w->out_index[i] = w->n_out++;
+        if (type == AVMEDIA_TYPE_VIDEO && (w->primary < 0 || !w->primary_is_video)) {
+            if (w->primary < 0 || w->par[w->primary]->codec_type != AVMEDIA_TYPE_VIDEO)
+                w->primary = (int)i;
+        } else if (w->primary < 0) {
+            w->primary = (int)i;
+        }
+        size_t len = strlen(w->codecs);
+        snprintf(w->codecs + len, sizeof(w->codecs) - len, "%s%s", len ? "," : "",
+                 avcodec_get_name(w->par[i]->codec_id));
+    }
+    if (w->primary < 0)
+        return VG_EMEDIA;
+    w->primary_is_video = w->par[w->primary]->codec_type == AVMEDIA_TYPE_VIDEO;
+    if (container_takes_all("mp4", w->par, w->n_in, w->out_index))
+        w->format = "mp4";
+    else if (container_takes_all("mov", w->par, w->n_in, w->out_index))
+        w->format = "mov";
+    else
+        return VG_EMEDIA;
+    return VG_OK;
+}
+
+int arc_writer_begin(arc_writer_t *w, AVStream *const *streams, unsigned n_streams)
+{
+    arc_writer_end(w);
+    forget_streams(w);
+    if (n_streams == 0 || n_streams > MAX_STREAMS) {
+        vg_err("source=%s unsupported stream count %u", w->source, n_streams);
+        return VG_EMEDIA;
+    }
+    w->n_in = n_streams;
+    for (unsigned i = 0; i < n_streams; i++) {
+        w->par[i] = avcodec_parameters_alloc();
+        if (!w->par[i] || avcodec_parameters_copy(w->par[i], streams[i]->codecpar) < 0)
+            abort(); /* allocation failure: see DESIGN.md convention 4 */
+        w->tb[i] = streams[i]->time_base;
+        w->last_dts[i] = AV_NOPTS_VALUE;
+        w->last_duration[i] = 0;
+    }
+    int rc = pick_streams(w);
+    if (rc != VG_OK) {
+        vg_err("source=%s codecs '%s' cannot be stored (need a video or audio stream that MP4 "
+               "or MOV can hold)", w->source, w->codecs);
+        forget_streams(w);
+        return rc;
+    }
+    w->connected = 1;
+    w->first_segment = 1;
+    w->timeline.started = 0;
+    w->repaired_warned = 0;
+    vg_info("source=%s streams=%s container=%s", w->source, w->codecs, w->format);
+    return VG_OK;
+}
+
+/* ---- the output file ---- */
+
+/* AVIO write callback: every byte goes through the hash on its way to disk. */
+static int segment_write(void *opaque, uint8_t *buf, int size)
+{
+    segment_t *s = opaque;
+    if (s->io_error)
+        return AVERROR(EIO);
+    int rc = vg_write_all(s->fd, buf, (size_t)size);
+    if (rc != VG_OK) {
+        s->io_error = rc;
+        return AVERROR(rc == VG_ENOSPC ? ENOSPC : EIO);
+    }
+    av_sha_update(s->sha, buf, (unsigned)size);
+    s->bytes += size;
+    return size;
+}
+
+static void segment_free(segment_t *s)
+{
+    if (!s)
+        return;
+    if (s->oc)
+        avformat_free_context(s->oc);
+    if (s->pb) {
+        av_freep(&s->pb->buffer);
+        avio_context_free(&s->pb);
+    }
+    if (s->fd >= 0)
+        close(s->fd);
+    av_free(s->sha);
+    free(s->rel_path);
+    free(s->abs_path);
+    free(s);
+}
+
+static int create_segment_file(arc_writer_t *w, segment_t *s, int64_t start_us)
+{
+    s->rel_path = arc_segment_rel_path(w->source, start_us, w->format);
+    s->abs_path = vg_asprintf("%s/%s", w->data_dir, s->rel_path);
+    int rc = arc_make_parent_dirs(w->data_dir, s->rel_path);
+    if (rc != VG_OK) {
+        vg_err("source=%s cannot create directory for %s: %s", w->source, s->rel_path,
+               strerror(errno));
+        return rc;
+    }
+    s->fd = open(s->abs_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    if (s->fd < 0) {
+        vg_err("source=%s cannot create %s: %s", w->source, s->rel_path, strerror(errno));
+        return errno == ENOSPC ? VG_ENOSPC : VG_EIO;
+    }
+    /* The lock tells vigilctl check this file is being written, not orphaned;
+     * the kernel drops it if we die, which is exactly when it becomes orphaned. */
+    if (flock(s->fd, LOCK_EX | LOCK_NB) != 0)
+        vg_warn("source=%s cannot lock %s: %s", w->source, s->rel_path, strerror(errno));
+    return VG_OK;
+}
+
+static int add_output_streams(arc_writer_t *w, segment_t *s)
+{
+    for (unsigned i = 0; i < w->n_in; i++) {
+        if (w->out_index[i] < 0)
+            continue;
+        AVStream *st = avformat_new_stream(s->oc, NULL);
+        if (!st || avcodec_parameters_copy(st->codecpar, w->par[i]) < 0)
+            abort();
+        st->codecpar->codec_tag = 0;
+        st->time_base = w->tb[i];
+    }
+    return VG_OK;
+}
+
+static int start_muxer(arc_writer_t *w, segment_t *s)
+{
+    int ret = avformat_alloc_output_context2(&s->oc, NULL, w->format, NULL);
+    if (ret < 0)
+        return VG_EMEDIA;
+    unsigned char *buf = av_malloc(AVIO_BUFFER_SIZE);
+    s->pb = avio_alloc_context(buf, AVIO_BUFFER_SIZE, 1, s, NULL, segment_write, NULL);
+    if (!buf || !s->pb)
+        abort();
+    s->oc->pb = s->pb;
+    s->oc->flags |= AVFMT_FLAG_CUSTOM_IO | AVFMT_FLAG_FLUSH_PACKETS;
+    add_output_streams(w, s);
+    AVDictionary *opts = NULL;
+    /* frag_custom: we cut fragments ourselves, right before each keyframe. */
+    av_dict_set(&opts, "movflags", "+frag_custom+empty_moov+default_base_moof", 0);
+    ret = avformat_write_header(s->oc, &opts);
+    av_dict_free(&opts);
+    if (ret < 0) {
+        vg_err("source=%s cannot start %s segment: %s", w->source, w->format, av_err2str(ret));
+        return s->io_error ? s->io_error : VG_EMEDIA;
+    }
+    avio_flush(s->pb);
+    if (s->io_error)
+        return s->io_error;
+    s->init_bytes = s->bytes; /* ftyp + moov: HLS addresses the rest by byte range */
+    return VG_OK;
+}
+
+static int64_t first_segment_target_us(const arc_writer_t *w)
+{
+    int64_t full = (int64_t)w->segment_seconds * 1000000;
+    if (!w->first_segment)
+        return full;
+    /* Spread rotations of different sources over the segment length. */
+    return full - full * w->stagger_slot / w->stagger_slots;
+}
+
+static int segment_open(arc_writer_t *w, int64_t base_us, int64_t recv_wall_us)
+{
+    if (!w->timeline.started)
+        vg_timeline_start(&w->timeline, recv_wall_us);
+    segment_t *s = vg_calloc(1, sizeof(*s));
+    s->fd = -1;
+    s->sha = av_sha_alloc();
+    if (!s->sha || av_sha_init(s->sha, 256) < 0)
+        abort();
+    s->base_us = base_us;
+    s->target_us = first_segment_target_us(w);
+    int rc = create_segment_file(w, s, w->timeline.next_start_us);
+    if (rc == VG_OK)
+        rc = start_muxer(w, s);
+    if (rc != VG_OK) {
+        if (s->fd >= 0)
+            unlink(s->abs_path);
+        segment_free(s);
+        return rc;
+    }
+    w->first_segment = 0;
+    w->seg = s;
+    return VG_OK;
+}
+
+/* ---- packets ---- */
+
+/* Writes a held packet into the open segment, rebased so the file starts at 0. */
+static int write_packet(arc_writer_t *w, AVPacket *pkt)
+{
+    segment_t *s = w->seg;
+    int in = pkt->stream_index;
+    int64_t base = from_us(s->base_us, w->tb[in]);
+    if (pkt->dts < base) {
+        /* Audio captured before the segment's first keyframe belongs to the
+         * previous segment's time span; dropping it keeps timestamps >= 0. */
+        return VG_OK;
+    }
+    AVStream *st = s->oc->streams[w->out_index[in]];
+    pkt->pts -= base;
+    pkt->dts -= base;
+    av_packet_rescale_ts(pkt, w->tb[in], st->time_base);
+    pkt->stream_index = w->out_index[in];
+    pkt->pos = -1;
+    int ret = av_write_frame(s->oc, pkt);
+    if (ret < 0) {
+        vg_err("source=%s write failed in %s: %s", w->source, s->rel_path, av_err2str(ret));
+        return s->io_error ? s->io_error : VG_EMEDIA;
+    }
+    return VG_OK;
+}
+
+/* Releases the held packet of stream i. next_dts (stream time base) is where
+ * the following packet starts, or AV_NOPTS_VALUE to reuse the last duration. */
+static int release_held(arc_writer_t *w, unsigned i, int64_t next_dts)
+{
+    AVPacket *held = w->held[i];
+    if (!held)
+        return VG_OK;
+    w->held[i] = NULL;
+    int64_t duration = w->last_duration[i];
+    if (next_dts != AV_NOPTS_VALUE && next_dts > held->dts)
+        duration = next_dts - held->dts;
+    if (duration <= 0)
+        duration = held->duration > 0 ? held->duration : 1;
+    held->duration = duration;
+    w->last_duration[i] = duration;
+    int rc = w->seg ? write_packet(w, held) : VG_OK;
+    av_packet_free(&held);
+    return rc;
+}
+
+/* Releases every held packet; the primary's lasts until primary_next_dts. */
+static int release_all(arc_writer_t *w, int64_t primary_next_dts)
+{
+    int rc = VG_OK;
+    for (unsigned i = 0; i < w->n_in; i++) {
+        int r = release_held(w, i, (int)i == w->primary ? primary_next_dts : AV_NOPTS_VALUE);
+        if (r != VG_OK && rc == VG_OK)
+            rc = r;
+    }
+    return rc;
+}
+
+/* Makes DTS strictly increasing and PTS >= DTS, whatever the camera sent. */
+static int repair_timestamps(arc_writer_t *w, AVPacket *pkt)
+{
+    int i = pkt->stream_index;
+    if (pkt->dts == AV_NOPTS_VALUE)
+        pkt->dts = pkt->pts;
+    if (pkt->dts == AV_NOPTS_VALUE)
+        return VG_EINVAL;
+    if (w->last_dts[i] != AV_NOPTS_VALUE && pkt->dts <= w->last_dts[i]) {
+        if (!w->repaired_warned) {
+            vg_warn("source=%s stream %d: non-monotonic DTS %" PRId64 " after %" PRId64
+                    ", repairing", w->source, i, pkt->dts, w->last_dts[i]);
+            w->repaired_warned = 1;
+        }
+        pkt->dts = w->last_dts[i] + 1;
+    }
+    if (pkt->pts == AV_NOPTS_VALUE || pkt->pts < pkt->dts)
+        pkt->pts = pkt->dts;
+    w->last_dts[i] = pkt->dts;
+    return VG_OK;
+}
+
+static int flush_fragment(arc_writer_t *w)
+{
+    segment_t *s = w->seg;
+    int ret = av_write_frame(s->oc, NULL);
+    avio_flush(s->pb);
+    if (ret < 0 || s->io_error) {
+        vg_err("source=%s fragment flush failed in %s", w->source, s->rel_path);
+        return s->io_error ? s->io_error : VG_EMEDIA;
+    }
+    return VG_OK;
+}
+
+/* ---- finishing a segment (DESIGN.md invariant 1) ---- */
+
+static void hex_digest(struct AVSHA *sha, char hex[65])
+{
+    uint8_t digest[32];
+    av_sha_final(sha, digest);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+}
+
+static int commit_row(arc_writer_t *w, segment_t *s, int64_t media_us, int64_t recv_end_wall_us)
+{
+    idx_segment_t row = {0};
+    snprintf(row.source, sizeof(row.source), "%s", w->source);
+    vg_timeline_close(&w->timeline, media_us, recv_end_wall_us, &row.start_us, &row.end_us);
+    row.media_us = media_us;
+    row.bytes = s->bytes;
+    hex_digest(s->sha, row.sha256);
+    snprintf(row.codecs, sizeof(row.codecs), "%s", w->codecs);
+    row.init_bytes = s->init_bytes;
+    snprintf(row.path, sizeof(row.path), "%s", s->rel_path);
+    int rc = idx_segment_insert(w->idx, &row);
+    if (rc == VG_OK) {
+        w->stats.segments_written++;
+        w->stats.bytes_written += s->bytes;
+        vg_debug("source=%s segment %s media=%" PRId64 "us bytes=%" PRId64, w->source,
+                 s->rel_path, media_us, s->bytes);
+    }
+    return rc;
+}
+
+/* A segment that failed midway is made whole the way crash recovery does it:
+ * cut after its last complete fragment and indexed, or removed. */
+static void salvage_segment(arc_writer_t *w, segment_t *s)
+{
+    arc_file_info_t info;
+    int rc = arc_recover_file(s->abs_path, &info);
+    if (rc == VG_OK) {
+        idx_segment_t row = {0};
+        snprintf(row.source, sizeof(row.source), "%s", w->source);
+        row.start_us = info.start_us;
+        row.end_us = info.start_us + info.media_us;
+        row.media_us = info.media_us;
+        row.bytes = info.bytes;
+        memcpy(row.sha256, info.sha256, sizeof(row.sha256));
+        snprintf(row.codecs, sizeof(row.codecs), "%s", info.codecs);
+        row.init_bytes = info.init_bytes;
+        snprintf(row.path, sizeof(row.path), "%s", s->rel_path);
+        if (fsync(s->fd) == 0 && vg_fsync_parent(s->abs_path) == VG_OK &&
+            idx_segment_insert(w->idx, &row) == VG_OK) {
+            vg_notice("source=%s kept the complete part of %s", w->source, s->rel_path);
+            return;
+        }
+    }
+    if (unlink(s->abs_path) == 0)
+        vg_fsync_parent(s->abs_path);
+    vg_warn("source=%s removed unusable %s", w->source, s->rel_path);
+}
+
+static void segment_fail(arc_writer_t *w, int rc)
+{
+    segment_t *s = w->seg;
+    w->seg = NULL;
+    w->stats.write_errors++;
+    w->stats.last_error = rc;
+    vg_err("source=%s segment %s failed: %s; retrying in %d s", w->source, s->rel_path,
+           vg_strerror(rc), RETRY_AFTER_ERROR_US / 1000000);
+    salvage_segment(w, s);
+    segment_free(s);
+    w->timeline.started = 0; /* what follows is a gap */
+    w->retry_after_mono_us = vg_clock_mono(w->clock) + RETRY_AFTER_ERROR_US;
+}
+
+/* A segment could not even be created (directory, file or header failed). */
+static void segment_fail_open(arc_writer_t *w, int rc)
+{
+    w->stats.write_errors++;
+    w->stats.last_error = rc;
+    w->timeline.started = 0;
+    w->retry_after_mono_us = vg_clock_mono(w->clock) + RETRY_AFTER_ERROR_US;
+    vg_err("source=%s cannot start a segment: %s; retrying in %d s", w->source, vg_strerror(rc),
+           RETRY_AFTER_ERROR_US / 1000000);
+}
+
+static int segment_finish(arc_writer_t *w, int64_t media_us, int64_t recv_end_wall_us)
+{
+    segment_t *s = w->seg;
+    int ret = av_write_trailer(s->oc);
+    avio_flush(s->pb);
+    int rc = VG_OK;
+    if (ret < 0 || s->io_error)
+        rc = s->io_error ? s->io_error : VG_EMEDIA;
+    else if (fsync(s->fd) != 0)
+        rc = errno == ENOSPC ? VG_ENOSPC : VG_EIO;
+    else
+        rc = vg_fsync_parent(s->abs_path);
+    if (rc == VG_OK)
+        rc = commit_row(w, s, media_us, recv_end_wall_us);
+    if (rc != VG_OK) {
+        segment_fail(w, rc);
+        return rc;
+    }
+    w->seg = NULL;
+    segment_free(s); /* closes the fd only now: the row exists, the lock can go */
+    return VG_OK;
+}
+
+/* ---- the per-packet state machine ---- */
+
+static int64_t media_pos_us(const arc_writer_t *w, const AVPacket *pkt)
+{
+    return to_us(pkt->dts, w->tb[pkt->stream_index]) - w->seg->base_us;
+}
+
+/* A primary packet that may start a segment or cut a fragment. */
+static int on_primary_boundary(arc_writer_t *w, const AVPacket *pkt, int64_t recv_wall_us)
+{
+    int64_t pos = media_pos_us(w, pkt);
+    int rc = release_all(w, pkt->dts);
+    if (rc == VG_OK && pos >= w->seg->target_us) {
+        rc = segment_finish(w, pos, recv_wall_us);
+        if (rc != VG_OK)
+            return rc;
+        rc = segment_open(w, to_us(pkt->dts, w->tb[pkt->stream_index]), recv_wall_us);
+        if (rc != VG_OK)
+            segment_fail_open(w, rc);
+        return rc;
+    }
+    if (rc == VG_OK)
+        rc = flush_fragment(w);
+    if (rc == VG_OK)
+        w->seg->last_flush_us = pos;
+    else
+        segment_fail(w, rc);
+    return rc;
+}
+
+static int is_boundary(const arc_writer_t *w, const AVPacket *pkt)
+{
+    if (pkt->stream_index != w->primary)
+        return 0;
+    if (w->primary_is_video)
+        return (pkt->flags & AV_PKT_FLAG_KEY) != 0;
+    return media_pos_us(w, pkt) - w->seg->last_flush_us >= AUDIO_FRAGMENT_US;
+}
+
+static int can_start_segment(arc_writer_t *w, const AVPacket *pkt)
+{
+    if (pkt->stream_index != w->primary)
+        return 0;
+    if (w->primary_is_video && !(pkt->flags & AV_PKT_FLAG_KEY))
+        return 0;
+    return vg_clock_mono(w->clock) >= w->retry_after_mono_us;
+}
+
+int arc_writer_write(arc_writer_t *w, const AVPacket *in, int64_t recv_wall_us)
+{
+    if (!w->connected || in->stream_index < 0 || (unsigned)in->stream_index >= w->n_in ||
+        w->out_index[in->stream_index] < 0)
+        return VG_OK;
+    AVPacket *pkt = av_packet_clone(in);
+    if (!pkt)
+        abort();
+    int rc = repair_timestamps(w, pkt);
+    if (rc != VG_OK) {
+        av_packet_free(&pkt);
+        return VG_OK; /* no timestamp at all: nothing sensible to store */
+    }
+    if (!w->seg) {
+        if (!can_start_segment(w, pkt)) {
+            av_packet_free(&pkt);
+            return VG_OK;
+        }
+        rc = segment_open(w, to_us(pkt->dts, w->tb[pkt->stream_index]), recv_wall_us);
+        if (rc != VG_OK) {
+            segment_fail_open(w, rc);
+            av_packet_free(&pkt);
+            return rc;
+        }
+    } else if (is_boundary(w, pkt)) {
+        rc = on_primary_boundary(w, pkt, recv_wall_us);
+        if (rc != VG_OK || !w->seg) {
+            av_packet_free(&pkt);
+            return rc;
+        }
+    }
+    unsigned i = (unsigned)pkt->stream_index;
+    rc = release_held(w, i, pkt->dts);
+    w->held[i] = pkt;
+    if (rc != VG_OK && w->seg)
+        segment_fail(w, rc);
+    return rc;
+}
+
+int arc_writer_end(arc_writer_t *w)
+{
+    int rc = VG_OK;
+    if (w->seg) {
+        int64_t end_dts = AV_NOPTS_VALUE;
+        AVPacket *last = w->held[w->primary];
+        if (last)
+            end_dts = last->dts + (w->last_duration[w->primary] > 0 ? w->last_duration[w->primary]
+                                                                     : 1);
+        rc = release_all(w, end_dts);
+        if (rc == VG_OK) {
+            int64_t media = end_dts != AV_NOPTS_VALUE
+                                ? to_us(end_dts, w->tb[w->primary]) - w->seg->base_us
+                                : 0;
+            /* The receive clock at the end is "now": the stream just stopped. */
+            rc = segment_finish(w, media, vg_clock_wall(w->clock));
+        } else {
+            segment_fail(w, rc);
+        }
+    }
+    for (unsigned i = 0; i < MAX_STREAMS; i++)
+        av_packet_free(&w->held[i]);
+    w->timeline.started = 0;
+    return rc;
+}
+
+void arc_writer_stats(const arc_writer_t *w, arc_writer_stats_t *out)
+{
+    *out = w->stats;
+}
+
+void arc_writer_close(arc_writer_t *w)
+{
+    if (!w)
+        return;
+    arc_writer_end(w);
+    forget_streams(w);
+    free(w->data_dir);
+    free(w->source);
+    free(w);
+}

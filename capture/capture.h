@@ -1,0 +1,66 @@
+/* RTSP ingest: one thread and one upstream connection per source (invariant 4).
+ * Packets are handed, copied never decoded, to a sink (the archive writer
+ * today; the relay and live window later fan out from the same place). On any
+ * error or EOF the thread reconnects with capped exponential backoff. */
+#ifndef CAP_CAPTURE_H
+#define CAP_CAPTURE_H
+
+#include <stdint.h>
+
+#include <libavformat/avformat.h>
+
+#include "core/clock.h"
+#include "core/config.h"
+
+/* Where packets go. Called from the source's thread only. */
+typedef struct {
+    void *ctx;
+    /* A connection is up with these streams. Non-zero: drop the connection. */
+    int (*begin)(void *ctx, AVStream *const *streams, unsigned n_streams);
+    /* One packet, still owned by the caller. */
+    int (*packet)(void *ctx, const AVPacket *pkt, int64_t recv_wall_us);
+    /* The connection ended (error, EOF or stop). */
+    void (*end)(void *ctx);
+} cap_sink_t;
+
+typedef enum {
+    CAP_CONNECTING,
+    CAP_RECORDING,
+    CAP_ERROR,   /* waiting to reconnect after a failure */
+    CAP_STOPPED,
+} cap_state_t;
+
+typedef struct {
+    int open_timeout_ms;  /* connect + DESCRIBE/SETUP/PLAY + stream info */
+    int read_timeout_ms;  /* no packet for this long: reconnect */
+    int backoff_min_ms;   /* first retry delay */
+    int backoff_max_ms;   /* cap of the doubling */
+    int healthy_ms;       /* a connection this old resets the backoff */
+} cap_timing_t;
+
+extern const cap_timing_t cap_default_timing;
+
+typedef struct {
+    cap_state_t state;
+    char last_error[160];
+    char codecs[64];
+    int64_t packets;
+    int64_t bytes;
+    int64_t reconnects;
+    int64_t last_packet_wall_us; /* 0 if none yet */
+} cap_status_t;
+
+typedef struct cap_source cap_source_t;
+
+/* Starts the thread for one source. cfg is copied. */
+int cap_source_start(const vg_source_config_t *cfg, const cap_timing_t *timing,
+                     const vg_clock_t *clock, cap_sink_t sink, cap_source_t **out);
+/* Asks the thread to stop; returns at once. Blocking libav calls are
+ * interrupted through their interrupt_callback. */
+void cap_source_request_stop(cap_source_t *src);
+/* Stops (if not yet asked), joins the thread, frees. NULL is fine. */
+void cap_source_join(cap_source_t *src);
+void cap_source_status(cap_source_t *src, cap_status_t *out);
+const char *cap_state_name(cap_state_t state);
+
+#endif

@@ -1,0 +1,521 @@
+/* Reads vigil.conf into a vg_config_t. libinih splits "key = value" lines and
+ * strips comments; this file owns what sections and keys mean, checks every
+ * value, and turns the first problem into a "file:line: reason" message.
+ *
+ * Lines reach libinih through read_line(), not ini_parse(), because the stock
+ * Debian build (INI_MAX_LINE 200, 50-byte section names, multi-line values)
+ * would otherwise silently split a long line into two, cut a long source name
+ * to 42 characters, and glue an indented "key = value" line onto the value of
+ * the key above it. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "config.h"
+#include "errors.h"
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#define DEFAULT_DATA_DIR "/var/lib/vigil"
+#define DEFAULT_SEGMENT_SECONDS 60
+#define MIN_SEGMENT_SECONDS 2
+#define MAX_SEGMENT_SECONDS 300
+
+enum section_kind {
+    SEC_NONE,    /* before the first [section] */
+    SEC_SERVER,
+    SEC_ARCHIVE,
+    SEC_SOURCE,
+    SEC_IGNORED, /* a header that was already reported as an error */
+};
+
+typedef struct {
+    vg_config_t *cfg;
+    FILE *fp;
+    char *line;              /* getline() buffer */
+    size_t line_cap;
+    int lineno;              /* physical line last handed to libinih */
+    int read_errno;          /* nonzero when reading the file failed */
+    enum section_kind section;
+    int section_line;
+    size_t source_index;     /* into cfg->sources while section == SEC_SOURCE */
+    unsigned seen_keys;      /* bit i set once key i of this section's table was set */
+    int seen_server, seen_archive;
+    char *err;
+    size_t err_size;
+    int failed;              /* only the first problem is reported */
+    int err_line;
+} parser_t;
+
+typedef int (*key_setter_t)(parser_t *p, const char *key, const char *value);
+
+typedef struct {
+    const char *name;
+    key_setter_t set;
+} key_spec_t;
+
+static void report(parser_t *p, int line, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    p->failed = 1;
+    p->err_line = line;
+    if (!p->err || p->err_size == 0)
+        return;
+    if (line > 0)
+        snprintf(p->err, p->err_size, "%s:%d: %s", p->cfg->path, line, msg);
+    else
+        snprintf(p->err, p->err_size, "%s: %s", p->cfg->path, msg);
+}
+
+/* Records a problem unless one was recorded already: libinih keeps going after
+ * an error, and the first one is the one worth reading. line 0 means none. */
+__attribute__((format(printf, 3, 4)))
+static void fail_at(parser_t *p, int line, const char *fmt, ...)
+{
+    if (p->failed)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    report(p, line, fmt, ap);
+    va_end(ap);
+}
+
+/* Values are echoed in messages to help the admin, but a URL pasted under the
+ * wrong key must not leak its password into a log, so everything is redacted. */
+static const char *shown(const char *value, char *buf, size_t size)
+{
+    vg_url_redact(value, buf, size);
+    return buf;
+}
+
+static void section_label(const parser_t *p, char *buf, size_t size)
+{
+    switch (p->section) {
+    case SEC_SERVER: snprintf(buf, size, "server"); break;
+    case SEC_ARCHIVE: snprintf(buf, size, "archive"); break;
+    case SEC_SOURCE:
+        snprintf(buf, size, "source %s", p->cfg->sources[p->source_index].name);
+        break;
+    default: snprintf(buf, size, "?"); break;
+    }
+}
+
+/* ---- values ---- */
+
+static int parse_int_range(const char *text, long min, long max, int *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (end == text || *end != '\0' || errno == ERANGE || v < min || v > max)
+        return VG_EINVAL;
+    *out = (int)v;
+    return VG_OK;
+}
+
+static int port_ok(const char *port, const char *end)
+{
+    if (port == end)
+        return 0;
+    long v = 0;
+    for (const char *c = port; c < end; c++) {
+        if (!isdigit((unsigned char)*c) || (v = v * 10 + (*c - '0')) > 65535)
+            return 0;
+    }
+    return v > 0;
+}
+
+/* Checks "host[:port]" or "[v6][:port]" between host and end. */
+static const char *host_problem(const char *host, const char *end)
+{
+    const char *after = host;
+    if (host < end && *host == '[') {
+        const char *close = memchr(host, ']', (size_t)(end - host));
+        if (!close || close == host + 1)
+            return "has a bad IPv6 host";
+        after = close + 1;
+    } else {
+        while (after < end && *after != ':')
+            after++;
+        if (after == host)
+            return "has no host";
+    }
+    if (after == end)
+        return NULL;
+    if (*after != ':' || !port_ok(after + 1, end))
+        return "has a bad port";
+    return NULL;
+}
+
+/* Returns NULL when url looks usable, else what is wrong with it. The caller
+ * must not quote url itself: it may carry a password. */
+static const char *url_problem(const char *url)
+{
+    for (const unsigned char *c = (const unsigned char *)url; *c; c++) {
+        if (*c <= ' ' || *c == 0x7f)
+            return "contains whitespace or control characters";
+    }
+    const char *rest;
+    if (strncmp(url, "rtsp://", 7) == 0)
+        rest = url + 7;
+    else if (strncmp(url, "rtsps://", 8) == 0)
+        rest = url + 8;
+    else
+        return "must start with rtsp:// or rtsps://";
+    const char *end = rest + strcspn(rest, "/?#");
+    const char *host = rest;
+    /* The password may itself contain '@'; the host starts after the last one. */
+    for (const char *c = rest; c < end; c++) {
+        if (*c == '@')
+            host = c + 1;
+    }
+    return host_problem(host, end);
+}
+
+/* ---- keys ---- */
+
+static int set_data_dir(parser_t *p, const char *key, const char *value)
+{
+    char buf[256];
+    /* A relative data_dir would depend on whatever directory systemd or the
+     * admin's shell started us in. */
+    if (value[0] != '/') {
+        fail_at(p, p->lineno, "%s must be an absolute path, got '%s'", key,
+                shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    free(p->cfg->data_dir);
+    p->cfg->data_dir = vg_strdup(value);
+    return VG_OK;
+}
+
+static int set_log_level(parser_t *p, const char *key, const char *value)
+{
+    char buf[256];
+    if (vg_log_parse_level(value, &p->cfg->log_level) != VG_OK) {
+        fail_at(p, p->lineno, "%s must be error, warning, notice, info or debug, got '%s'", key,
+                shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    return VG_OK;
+}
+
+static int set_segment_seconds(parser_t *p, const char *key, const char *value)
+{
+    char buf[256];
+    if (parse_int_range(value, MIN_SEGMENT_SECONDS, MAX_SEGMENT_SECONDS,
+                        &p->cfg->segment_seconds) != VG_OK) {
+        fail_at(p, p->lineno, "%s must be an integer from %d to %d, got '%s'", key,
+                MIN_SEGMENT_SECONDS, MAX_SEGMENT_SECONDS, shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    return VG_OK;
+}
+
+static int set_url(parser_t *p, const char *key, const char *value)
+{
+    vg_source_config_t *src = &p->cfg->sources[p->source_index];
+    const char *why = url_problem(value);
+    if (why) {
+        fail_at(p, p->lineno, "%s of source '%s' %s", key, src->name, why);
+        return VG_ECONFIG;
+    }
+    src->url = vg_strdup(value);
+    return VG_OK;
+}
+
+static int set_kind(parser_t *p, const char *key, const char *value)
+{
+    char buf[256];
+    vg_source_config_t *src = &p->cfg->sources[p->source_index];
+    if (strcmp(value, "video") == 0) {
+        src->kind = VG_SOURCE_VIDEO;
+    } else if (strcmp(value, "audio") == 0) {
+        src->kind = VG_SOURCE_AUDIO;
+    } else {
+        fail_at(p, p->lineno, "%s must be video or audio, got '%s'", key,
+                shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    return VG_OK;
+}
+
+static int set_transport(parser_t *p, const char *key, const char *value)
+{
+    char buf[256];
+    vg_source_config_t *src = &p->cfg->sources[p->source_index];
+    if (strcmp(value, "tcp") == 0) {
+        src->transport = VG_TRANSPORT_TCP;
+    } else if (strcmp(value, "udp") == 0) {
+        src->transport = VG_TRANSPORT_UDP;
+    } else {
+        fail_at(p, p->lineno, "%s must be tcp or udp, got '%s'", key,
+                shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    return VG_OK;
+}
+
+/* Each table has at most 32 keys: seen_keys is a bit per key. */
+static const key_spec_t server_keys[] = {
+    {"data_dir", set_data_dir},
+    {"log_level", set_log_level},
+    {NULL, NULL},
+};
+static const key_spec_t archive_keys[] = {
+    {"segment_seconds", set_segment_seconds},
+    {NULL, NULL},
+};
+static const key_spec_t source_keys[] = {
+    {"url", set_url},
+    {"kind", set_kind},
+    {"rtsp_transport", set_transport},
+    {NULL, NULL},
+};
+
+static const key_spec_t *keys_of(enum section_kind section)
+{
+    switch (section) {
+    case SEC_SERVER: return server_keys;
+    case SEC_ARCHIVE: return archive_keys;
+    case SEC_SOURCE: return source_keys;
+    default: return NULL;
+    }
+}
+
+/* libinih handler. The section argument is ignored: libinih cuts section
+ * names to 49 bytes, so begin_section() tracks the real one. */
+static int on_key(void *user, const char *section, const char *name, const char *value)
+{
+    (void)section;
+    parser_t *p = user;
+    char label[128];
+    if (p->failed || p->section == SEC_IGNORED)
+        return 1;
+    const key_spec_t *keys = keys_of(p->section);
+    if (!keys) {
+        fail_at(p, p->lineno, "key '%s' is outside any [section]", name);
+        return 0;
+    }
+    section_label(p, label, sizeof(label));
+    for (unsigned i = 0; keys[i].name; i++) {
+        if (strcmp(keys[i].name, name) != 0)
+            continue;
+        if (p->seen_keys & (1u << i)) {
+            fail_at(p, p->lineno, "duplicate key '%s' in [%s]", name, label);
+            return 0;
+        }
+        p->seen_keys |= 1u << i;
+        return keys[i].set(p, name, value) == VG_OK;
+    }
+    fail_at(p, p->lineno, "unknown key '%s' in [%s]", name, label);
+    return 0;
+}
+
+/* ---- sections ---- */
+
+/* Called when a section ends (at the next header or end of file): checks
+ * what only the whole section can tell. */
+static void end_section(parser_t *p)
+{
+    if (p->section == SEC_SOURCE) {
+        const vg_source_config_t *src = &p->cfg->sources[p->source_index];
+        if (!src->url)
+            fail_at(p, p->section_line, "source '%s' has no url", src->name);
+    }
+    p->section = SEC_NONE;
+}
+
+static void add_source(parser_t *p, const char *name)
+{
+    vg_config_t *cfg = p->cfg;
+    if (!vg_source_name_valid(name)) {
+        fail_at(p, p->lineno, "bad source name '%s' (use a-z, 0-9 and -, up to 63 characters)",
+                name);
+        return;
+    }
+    if (vg_config_find_source(cfg, name)) {
+        fail_at(p, p->lineno, "duplicate section [source %s]", name);
+        return;
+    }
+    cfg->sources = vg_realloc(cfg->sources, (cfg->n_sources + 1) * sizeof(cfg->sources[0]));
+    vg_source_config_t *src = &cfg->sources[cfg->n_sources];
+    src->name = vg_strdup(name);
+    src->url = NULL;
+    src->kind = VG_SOURCE_VIDEO;
+    src->transport = VG_TRANSPORT_TCP;
+    p->source_index = cfg->n_sources++;
+    p->section = SEC_SOURCE;
+}
+
+/* Opens a fixed-name section once; seen is that section's flag. */
+static void open_single(parser_t *p, int *seen, enum section_kind kind, const char *name)
+{
+    if (*seen) {
+        fail_at(p, p->lineno, "duplicate section [%s]", name);
+        return;
+    }
+    *seen = 1;
+    p->section = kind;
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t len = strlen(s);
+    while (len > 0 && isspace((unsigned char)s[len - 1]))
+        s[--len] = '\0';
+    return s;
+}
+
+/* header is a whole trimmed line starting with '['. A header without ']' is
+ * left for libinih to report as a syntax error. */
+static void begin_section(parser_t *p, const char *header)
+{
+    end_section(p);
+    p->section = SEC_IGNORED;
+    p->section_line = p->lineno;
+    p->seen_keys = 0;
+    const char *close = strchr(header, ']');
+    if (!close)
+        return;
+    char *name = vg_strdup(header + 1);
+    name[close - header - 1] = '\0';
+    char *n = trim(name);
+    if (strcmp(n, "server") == 0)
+        open_single(p, &p->seen_server, SEC_SERVER, "server");
+    else if (strcmp(n, "archive") == 0)
+        open_single(p, &p->seen_archive, SEC_ARCHIVE, "archive");
+    else if (strncmp(n, "source", 6) == 0 && (n[6] == '\0' || isspace((unsigned char)n[6])))
+        add_source(p, trim(n + 6));
+    else
+        fail_at(p, p->lineno, "unknown section [%s]", n);
+    free(name);
+}
+
+/* ---- reading ---- */
+
+/* libinih's fgets-style reader: hands over exactly one physical line per call
+ * (so libinih's line numbers are ours), without leading whitespace (so an
+ * indented key is a key, not the continuation of the previous value), and
+ * refuses a line that does not fit libinih's buffer instead of splitting it. */
+static char *read_line(char *buf, int size, void *user)
+{
+    parser_t *p = user;
+    errno = 0;
+    ssize_t n = getline(&p->line, &p->line_cap, p->fp);
+    if (n < 0) {
+        if (ferror(p->fp))
+            p->read_errno = errno ? errno : EIO;
+        return NULL;
+    }
+    p->lineno++;
+    if (strlen(p->line) != (size_t)n) {
+        fail_at(p, p->lineno, "line contains a NUL byte");
+        return NULL;
+    }
+    char *text = p->line;
+    if (p->lineno == 1 && strncmp(text, "\xEF\xBB\xBF", 3) == 0)
+        text += 3;
+    text = trim(text);
+    size_t len = strlen(text);
+    if (size <= 0 || len >= (size_t)size) {
+        fail_at(p, p->lineno, "line is too long (at most %d characters)", size > 0 ? size - 1 : 0);
+        return NULL;
+    }
+    if (text[0] == '[')
+        begin_section(p, text);
+    memcpy(buf, text, len + 1);
+    return buf;
+}
+
+static void init_defaults(vg_config_t *cfg, const char *path)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->path = vg_strdup(path);
+    cfg->data_dir = vg_strdup(DEFAULT_DATA_DIR);
+    cfg->log_level = VG_LOG_INFO;
+    cfg->segment_seconds = DEFAULT_SEGMENT_SECONDS;
+}
+
+/* Runs libinih over the open file and settles which problem, if any, is the
+ * first: ours, or a syntax error that only libinih saw. */
+static void parse_file(parser_t *p)
+{
+    int rc = ini_parse_stream(read_line, p, on_key, p);
+    if (p->read_errno)
+        return;
+    end_section(p);
+    if (rc > 0 && (!p->failed || rc < p->err_line)) {
+        p->failed = 0;
+        fail_at(p, rc, "expected '[section]' or 'key = value'");
+    } else if (rc < 0) {
+        fail_at(p, 0, "libinih failed (%d)", rc);
+    }
+}
+
+int vg_config_load(const char *path, vg_config_t *out, char *err, size_t err_size)
+{
+    parser_t p = {.cfg = out, .err = err, .err_size = err ? err_size : 0};
+    int rc = VG_ECONFIG;
+    if (p.err_size > 0)
+        err[0] = '\0';
+    init_defaults(out, path);
+    p.fp = fopen(path, "re");
+    if (!p.fp) {
+        fail_at(&p, 0, "cannot read: %s", strerror(errno));
+        rc = VG_EIO;
+        goto cleanup;
+    }
+    parse_file(&p);
+    if (p.read_errno) {
+        p.failed = 0;
+        fail_at(&p, 0, "cannot read: %s", strerror(p.read_errno));
+        rc = VG_EIO;
+        goto cleanup;
+    }
+    if (!p.failed)
+        rc = VG_OK;
+cleanup:
+    if (p.fp)
+        fclose(p.fp);
+    free(p.line);
+    if (rc != VG_OK)
+        vg_config_free(out);
+    return rc;
+}
+
+void vg_config_free(vg_config_t *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < cfg->n_sources; i++) {
+        free(cfg->sources[i].name);
+        free(cfg->sources[i].url);
+    }
+    free(cfg->sources);
+    free(cfg->data_dir);
+    free(cfg->path);
+    /* Zeroed so a second free, or a free after a failed load, is harmless. */
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+const vg_source_config_t *vg_config_find_source(const vg_config_t *cfg, const char *name)
+{
+    if (!cfg || !name)
+        return NULL;
+    for (size_t i = 0; i < cfg->n_sources; i++) {
+        if (strcmp(cfg->sources[i].name, name) == 0)
+            return &cfg->sources[i];
+    }
+    return NULL;
+}

@@ -1,0 +1,37 @@
+/* The daemon's configuration, read from an INI file with libinih. Every key is
+ * checked; an unknown key or section, a bad value or a bad source name is an
+ * error naming file:line. Config fields only: runtime state lives elsewhere. */
+#ifndef VG_CONFIG_H
+#define VG_CONFIG_H
+
+#include <stddef.h>
+
+#include "log.h"
+
+typedef enum { VG_SOURCE_VIDEO, VG_SOURCE_AUDIO } vg_source_kind_t;
+typedef enum { VG_TRANSPORT_TCP, VG_TRANSPORT_UDP } vg_transport_t;
+
+typedef struct {
+    char *name;               /* [a-z0-9][a-z0-9-]{0,62} */
+    char *url;                /* rtsp:// or rtsps://; may hold credentials: never log it raw */
+    vg_source_kind_t kind;
+    vg_transport_t transport; /* rtsp_transport = tcp | udp */
+} vg_source_config_t;
+
+typedef struct {
+    char *path;                 /* the file it was read from */
+    char *data_dir;             /* index at data_dir/index.db, media under data_dir/media */
+    vg_log_level_t log_level;   /* [server] log_level */
+    int segment_seconds;        /* [archive] segment_seconds, 2..300 */
+    vg_source_config_t *sources;
+    size_t n_sources;
+} vg_config_t;
+
+/* Reads path into *out (caller frees with vg_config_free). On failure returns
+ * VG_ECONFIG (or VG_EIO when the file cannot be read) and writes a one-line
+ * reason such as "vigil.conf:7: unknown key 'foo' in [archive]" into err. */
+int vg_config_load(const char *path, vg_config_t *out, char *err, size_t err_size);
+void vg_config_free(vg_config_t *cfg);
+const vg_source_config_t *vg_config_find_source(const vg_config_t *cfg, const char *name);
+
+#endif

@@ -1,0 +1,38 @@
+/* Small helpers every module uses: allocation that aborts on failure (so error
+ * paths only deal with I/O, media and bad input), time text in RFC 3339, and
+ * file-system steps needed for crash safety. */
+#ifndef VG_UTIL_H
+#define VG_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+void *vg_malloc(size_t size);
+void *vg_calloc(size_t n, size_t size);
+void *vg_realloc(void *ptr, size_t size);
+char *vg_strdup(const char *s);
+char *vg_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Formats UTC microseconds as "2026-11-27T10:00:00.000Z" (millisecond precision).
+ * out must hold VG_TIME_TEXT_MAX bytes. */
+#define VG_TIME_TEXT_MAX 32
+void vg_time_format(int64_t utc_us, char *out);
+
+/* Parses RFC 3339 ("2026-11-27T10:00:00Z", fractional seconds and numeric
+ * offsets allowed) or plain unix seconds ("1795000000", optionally fractional).
+ * Returns 0 or VG_EINVAL. */
+int vg_time_parse(const char *text, int64_t *utc_us);
+
+/* Creates dir and its parents with mode 0750; existing dirs are fine. */
+int vg_mkdir_p(const char *dir);
+/* fsync()s a directory so a created, renamed or unlinked entry is durable. */
+int vg_fsync_dir(const char *dir);
+/* fsync()s the directory holding path. */
+int vg_fsync_parent(const char *path);
+/* Writes all of buf or returns VG_EIO / VG_ENOSPC (errno kept). */
+int vg_write_all(int fd, const void *buf, size_t len);
+
+/* Returns 1 when name matches [a-z0-9][a-z0-9-]{0,62}. */
+int vg_source_name_valid(const char *name);
+
+#endif

@@ -1,0 +1,799 @@
+/* The SQLite index: schema, migrations (PRAGMA user_version) and every SQL
+ * statement vigil runs. One idx_t wraps one connection and is used by one
+ * thread at a time; WAL lets readers (vigilctl, web) run beside the writer.
+ * The hot statements are prepared once in idx_open and reused. */
+#include "index/index.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "core/errors.h"
+#include "core/log.h"
+#include "core/util.h"
+
+/* Each entry migrates version i to i+1 inside one transaction. Append new
+ * versions; never edit a released one (databases in the field already ran it).
+ *
+ * source.max_len_us is the longest segment ever indexed for the source (kept
+ * by triggers, never shrunk: an over-estimate is always safe). It turns the
+ * overlap test "start < to AND end > from" into a range bounded on both sides
+ * on (source_id, start_us): start_us in [from - max_len, to). Without it the
+ * lower bound would be open and a one-hour query deep in a 60-day archive
+ * would walk every later segment of the source. */
+static const char *const migrations[] = {
+    /* v1 */
+    "CREATE TABLE source ("
+    "  id INTEGER PRIMARY KEY,"
+    "  name TEXT NOT NULL UNIQUE,"
+    "  kind TEXT NOT NULL,"
+    "  max_len_us INTEGER NOT NULL DEFAULT 0"
+    ");"
+    "CREATE TABLE segment ("
+    "  id INTEGER PRIMARY KEY,"
+    "  source_id INTEGER NOT NULL REFERENCES source(id),"
+    "  start_us INTEGER NOT NULL,"
+    "  end_us INTEGER NOT NULL,"
+    "  media_us INTEGER NOT NULL,"
+    "  bytes INTEGER NOT NULL,"
+    "  sha256 TEXT NOT NULL,"
+    "  codecs TEXT NOT NULL,"
+    "  init_bytes INTEGER NOT NULL,"
+    "  path TEXT NOT NULL UNIQUE,"
+    /* Set by phase one of the two-phase delete (DESIGN.md invariant 2). */
+    "  deleting INTEGER NOT NULL DEFAULT 0,"
+    "  CHECK (end_us >= start_us)"
+    ");"
+    /* Range queries per source; also serves the foreign key's child lookup. */
+    "CREATE INDEX segment_source_start ON segment(source_id, start_us);"
+    /* Oldest-first across all sources (retention sweep). */
+    "CREATE INDEX segment_start ON segment(start_us);"
+    "CREATE TRIGGER segment_max_len_ins AFTER INSERT ON segment BEGIN"
+    "  UPDATE source SET max_len_us = NEW.end_us - NEW.start_us"
+    "   WHERE id = NEW.source_id AND max_len_us < NEW.end_us - NEW.start_us;"
+    " END;"
+    "CREATE TRIGGER segment_max_len_upd AFTER UPDATE OF start_us, end_us, source_id ON segment BEGIN"
+    "  UPDATE source SET max_len_us = NEW.end_us - NEW.start_us"
+    "   WHERE id = NEW.source_id AND max_len_us < NEW.end_us - NEW.start_us;"
+    " END;",
+};
+
+#define IDX_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+/* Columns every segment-returning statement selects, in row_to_segment order. */
+#define SEG_COLUMNS                                                                  \
+    "g.id, s.name, g.start_us, g.end_us, g.media_us, g.bytes, g.sha256, g.codecs, " \
+    "g.init_bytes, g.path"
+
+enum {
+    ST_SEG_INSERT,
+    ST_SEG_RANGE,
+    ST_SEG_ALL,
+    ST_SEG_PATH,
+    ST_SEG_DELETE,
+    ST_SRC_UPSERT,
+    ST_SRC_EXISTS,
+    ST_BEGIN,
+    ST_BEGIN_READ,
+    ST_COMMIT,
+    ST_ROLLBACK,
+    ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    /* Resolving the source inside the INSERT makes "unknown source" and the
+     * insert one atomic step: no row is inserted when the name is unknown. */
+    [ST_SEG_INSERT] = "INSERT INTO segment(source_id, start_us, end_us, media_us, bytes, sha256,"
+                      " codecs, init_bytes, path)"
+                      " SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM source WHERE name = ?1",
+    /* See the note on max_len_us above: the index range is
+     * start_us in [from - max_len, to); end_us > from filters the few extra. */
+    [ST_SEG_RANGE] = "SELECT " SEG_COLUMNS " FROM source s JOIN segment g ON g.source_id = s.id"
+                     " WHERE s.name = ?1 AND g.start_us < ?3"
+                     " AND g.start_us >= ?2 - s.max_len_us AND g.end_us > ?2"
+                     " AND g.deleting = 0"
+                     " ORDER BY g.start_us, g.id",
+    [ST_SEG_ALL] = "SELECT " SEG_COLUMNS " FROM source s JOIN segment g ON g.source_id = s.id"
+                   " WHERE g.deleting = 0"
+                   " ORDER BY s.name, g.start_us, g.id",
+    /* Rows being deleted still own their path: include them. */
+    [ST_SEG_PATH] = "SELECT 1 FROM segment WHERE path = ?1",
+    [ST_SEG_DELETE] = "DELETE FROM segment WHERE id = ?1",
+    [ST_SRC_UPSERT] = "INSERT INTO source(name, kind) VALUES (?1, ?2)"
+                      " ON CONFLICT(name) DO UPDATE SET kind = excluded.kind"
+                      " WHERE kind <> excluded.kind",
+    [ST_SRC_EXISTS] = "SELECT 1 FROM source WHERE name = ?1",
+    /* IMMEDIATE takes the write lock up front, so a writer never fails half
+     * way through with a lock upgrade it cannot get. */
+    [ST_BEGIN] = "BEGIN IMMEDIATE",
+    /* A read-only connection only needs a stable snapshot. */
+    [ST_BEGIN_READ] = "BEGIN DEFERRED",
+    [ST_COMMIT] = "COMMIT",
+    [ST_ROLLBACK] = "ROLLBACK",
+};
+
+struct idx {
+    sqlite3 *db;
+    int readonly;
+    char *path; /* for log lines */
+    sqlite3_stmt *st[ST_COUNT];
+};
+
+/* Maps a SQLite result code to a vigil code callers can act on. */
+static int map_rc(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return VG_EBUSY;
+    case SQLITE_FULL:
+        return VG_ENOSPC;
+    case SQLITE_CONSTRAINT:
+        return VG_EINVAL;
+    default:
+        return VG_EDB;
+    }
+}
+
+/* Logs the connection's current error once, with context; returns the mapped
+ * code. Call it before sqlite3_reset(), which may replace the message. */
+static int db_fail(const idx_t *idx, int rc, const char *what)
+{
+    vg_err("index %s: %s: %s (sqlite %d)", idx->path, what, sqlite3_errmsg(idx->db), rc);
+    return map_rc(rc);
+}
+
+static void stmt_done(sqlite3_stmt *st)
+{
+    /* reset's return value repeats the last step's error, already logged. */
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+/* Runs a statement that returns no rows we need. */
+static int run_simple(idx_t *idx, int which, const char *what)
+{
+    sqlite3_stmt *st = idx->st[which];
+    int rc = sqlite3_step(st);
+    int ret = VG_OK;
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+        ret = db_fail(idx, rc, what);
+    stmt_done(st);
+    return ret;
+}
+
+/* Binds text that the schema says is NOT NULL. SQLITE_STATIC is fine: every
+ * statement is stepped and reset before the caller's buffer can change. */
+static int bind_text(idx_t *idx, sqlite3_stmt *st, int col, const char *text)
+{
+    int rc = sqlite3_bind_text(st, col, text, -1, SQLITE_STATIC);
+    if (rc != SQLITE_OK)
+        return db_fail(idx, rc, "bind");
+    return VG_OK;
+}
+
+static int bind_i64(idx_t *idx, sqlite3_stmt *st, int col, int64_t v)
+{
+    int rc = sqlite3_bind_int64(st, col, (sqlite3_int64)v);
+    if (rc != SQLITE_OK)
+        return db_fail(idx, rc, "bind");
+    return VG_OK;
+}
+
+/* Copies a text column into a fixed field. Insert refuses values that would
+ * not fit, so a truncation here means someone else wrote the row: report it
+ * rather than hand back a shortened path that names a different file. */
+static int copy_col(const idx_t *idx, sqlite3_stmt *st, int col, char *dst, size_t dst_size,
+                    int64_t row_id)
+{
+    const unsigned char *text = sqlite3_column_text(st, col);
+    int n = snprintf(dst, dst_size, "%s", text ? (const char *)text : "");
+    if (n < 0 || (size_t)n >= dst_size) {
+        vg_err("index %s: segment %" PRId64 ": column %s is %d bytes, longer than %zu",
+               idx->path, row_id, sqlite3_column_name(st, col), n, dst_size - 1);
+        return VG_ECORRUPT;
+    }
+    return VG_OK;
+}
+
+static int row_to_segment(const idx_t *idx, sqlite3_stmt *st, idx_segment_t *seg)
+{
+    int rc;
+    memset(seg, 0, sizeof(*seg));
+    seg->id = sqlite3_column_int64(st, 0);
+    if ((rc = copy_col(idx, st, 1, seg->source, sizeof(seg->source), seg->id)) != VG_OK)
+        return rc;
+    seg->start_us = sqlite3_column_int64(st, 2);
+    seg->end_us = sqlite3_column_int64(st, 3);
+    seg->media_us = sqlite3_column_int64(st, 4);
+    seg->bytes = sqlite3_column_int64(st, 5);
+    if ((rc = copy_col(idx, st, 6, seg->sha256, sizeof(seg->sha256), seg->id)) != VG_OK)
+        return rc;
+    if ((rc = copy_col(idx, st, 7, seg->codecs, sizeof(seg->codecs), seg->id)) != VG_OK)
+        return rc;
+    seg->init_bytes = sqlite3_column_int64(st, 8);
+    return copy_col(idx, st, 9, seg->path, sizeof(seg->path), seg->id);
+}
+
+/* Steps st to the end, collecting every row into a malloc'd array. */
+static int collect_segments(idx_t *idx, sqlite3_stmt *st, const char *what, idx_segment_t **out,
+                            size_t *n)
+{
+    idx_segment_t *arr = NULL;
+    size_t len = 0, cap = 0;
+    int ret = VG_OK;
+    int rc;
+
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (len == cap) {
+            cap = cap ? cap * 2 : 16;
+            arr = vg_realloc(arr, cap * sizeof(*arr));
+        }
+        if ((ret = row_to_segment(idx, st, &arr[len])) != VG_OK)
+            goto cleanup;
+        len++;
+    }
+    if (rc != SQLITE_DONE) {
+        ret = db_fail(idx, rc, what);
+        goto cleanup;
+    }
+    *out = arr;
+    *n = len;
+    arr = NULL;
+
+cleanup:
+    free(arr);
+    stmt_done(st);
+    return ret;
+}
+
+/* Reads PRAGMA user_version into *version. */
+static int read_user_version(idx_t *idx, int *version)
+{
+    sqlite3_stmt *st = NULL;
+    int ret = VG_OK;
+    int rc = sqlite3_prepare_v2(idx->db, "PRAGMA user_version", -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        ret = db_fail(idx, rc, "read user_version");
+        goto cleanup;
+    }
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        ret = db_fail(idx, rc, "read user_version");
+        goto cleanup;
+    }
+    *version = sqlite3_column_int(st, 0);
+
+cleanup:
+    sqlite3_finalize(st);
+    return ret;
+}
+
+static int exec_sql(idx_t *idx, const char *sql, const char *what)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(idx->db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        vg_err("index %s: %s: %s (sqlite %d)", idx->path, what,
+               msg ? msg : sqlite3_errmsg(idx->db), rc);
+        sqlite3_free(msg);
+        return map_rc(rc);
+    }
+    return VG_OK;
+}
+
+static int check_version_known(const idx_t *idx, int version)
+{
+    if (version > IDX_SCHEMA_VERSION) {
+        vg_err("index %s: schema version %d is newer than this build knows (%d); "
+               "refusing to open it (upgrade vigil or restore a matching database)",
+               idx->path, version, IDX_SCHEMA_VERSION);
+        return VG_EDB;
+    }
+    if (version < 0) {
+        vg_err("index %s: invalid schema version %d", idx->path, version);
+        return VG_EDB;
+    }
+    return VG_OK;
+}
+
+/* Brings the schema to IDX_SCHEMA_VERSION, one transaction per version. The
+ * version is re-read under the write lock so two processes opening the same
+ * fresh database do not both run a migration. */
+static int migrate(idx_t *idx)
+{
+    for (;;) {
+        int version = 0;
+        int ret;
+        char sql[64];
+
+        if ((ret = exec_sql(idx, "BEGIN IMMEDIATE", "begin migration")) != VG_OK)
+            return ret;
+        if ((ret = read_user_version(idx, &version)) != VG_OK)
+            goto rollback;
+        if ((ret = check_version_known(idx, version)) != VG_OK)
+            goto rollback;
+        if (version == IDX_SCHEMA_VERSION)
+            return exec_sql(idx, "COMMIT", "commit (no migration)");
+
+        if ((ret = exec_sql(idx, migrations[version], "migrate schema")) != VG_OK)
+            goto rollback;
+        /* PRAGMA takes no parameters; the value is our own integer. */
+        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", version + 1);
+        if ((ret = exec_sql(idx, sql, "set user_version")) != VG_OK)
+            goto rollback;
+        if ((ret = exec_sql(idx, "COMMIT", "commit migration")) != VG_OK)
+            goto rollback;
+        vg_info("index %s: migrated schema to version %d", idx->path, version + 1);
+        continue;
+
+    rollback:
+        if (!sqlite3_get_autocommit(idx->db))
+            sqlite3_exec(idx->db, "ROLLBACK", NULL, NULL, NULL);
+        return ret;
+    }
+}
+
+/* journal_mode answers with the mode in effect; anything but "wal" (e.g. a
+ * file system without shared memory) would silently lose reader/writer
+ * concurrency, so it is an error. */
+static int set_wal(idx_t *idx)
+{
+    sqlite3_stmt *st = NULL;
+    int ret = VG_OK;
+    int rc = sqlite3_prepare_v2(idx->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        ret = db_fail(idx, rc, "set journal_mode");
+        goto cleanup;
+    }
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        ret = db_fail(idx, rc, "set journal_mode");
+        goto cleanup;
+    }
+    const unsigned char *mode = sqlite3_column_text(st, 0);
+    if (!mode || strcmp((const char *)mode, "wal") != 0) {
+        vg_err("index %s: journal_mode is %s, WAL is required", idx->path,
+               mode ? (const char *)mode : "(null)");
+        ret = VG_EDB;
+    }
+
+cleanup:
+    sqlite3_finalize(st);
+    return ret;
+}
+
+int idx_open(const char *path, int readonly, idx_t **out)
+{
+    idx_t *idx = NULL;
+    int ret = VG_OK;
+    int rc;
+    int version = 0;
+
+    if (!path || !out)
+        return VG_EINVAL;
+    *out = NULL;
+
+    idx = vg_calloc(1, sizeof(*idx));
+    idx->readonly = readonly ? 1 : 0;
+    idx->path = vg_strdup(path);
+
+    int flags = readonly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    /* One connection per thread: SQLite's per-connection mutex is not needed. */
+    flags |= SQLITE_OPEN_NOMUTEX;
+    rc = sqlite3_open_v2(path, &idx->db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        if (idx->db)
+            ret = db_fail(idx, rc, readonly ? "open read-only" : "open");
+        else {
+            vg_err("index %s: open: out of memory", path);
+            ret = VG_EDB;
+        }
+        goto cleanup;
+    }
+    sqlite3_extended_result_codes(idx->db, 1);
+    rc = sqlite3_busy_timeout(idx->db, 5000);
+    if (rc != SQLITE_OK) {
+        ret = db_fail(idx, rc, "set busy_timeout");
+        goto cleanup;
+    }
+    if ((ret = exec_sql(idx, "PRAGMA foreign_keys = ON", "enable foreign keys")) != VG_OK)
+        goto cleanup;
+
+    if (readonly) {
+        /* First read of the file: also where "not a database" shows up. */
+        if ((ret = read_user_version(idx, &version)) != VG_OK)
+            goto cleanup;
+        if (version == 0) {
+            vg_err("index %s: no index here yet (schema version 0); start vigild once to "
+                   "create it", path);
+            ret = VG_ENOTFOUND;
+            goto cleanup;
+        }
+        if ((ret = check_version_known(idx, version)) != VG_OK)
+            goto cleanup;
+    } else {
+        /* Refuse a too-new database before touching it (journal_mode writes). */
+        if ((ret = read_user_version(idx, &version)) != VG_OK)
+            goto cleanup;
+        if ((ret = check_version_known(idx, version)) != VG_OK)
+            goto cleanup;
+        if ((ret = set_wal(idx)) != VG_OK)
+            goto cleanup;
+        /* FULL syncs the WAL on every commit: a committed segment row survives
+         * power loss (DESIGN.md invariant 1). */
+        if ((ret = exec_sql(idx, "PRAGMA synchronous = FULL", "set synchronous")) != VG_OK)
+            goto cleanup;
+        if ((ret = migrate(idx)) != VG_OK)
+            goto cleanup;
+    }
+
+    for (int i = 0; i < ST_COUNT; i++) {
+        rc = sqlite3_prepare_v3(idx->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &idx->st[i],
+                                NULL);
+        if (rc != SQLITE_OK) {
+            ret = db_fail(idx, rc, stmt_sql[i]);
+            goto cleanup;
+        }
+    }
+
+    *out = idx;
+    idx = NULL;
+
+cleanup:
+    idx_close(idx);
+    return ret;
+}
+
+void idx_close(idx_t *idx)
+{
+    if (!idx)
+        return;
+    for (int i = 0; i < ST_COUNT; i++)
+        sqlite3_finalize(idx->st[i]);
+    if (idx->db) {
+        /* An open transaction at close is rolled back by SQLite; say so, since
+         * it means a caller lost work. */
+        if (!sqlite3_get_autocommit(idx->db))
+            vg_warn("index %s: closed with a transaction open; rolled back", idx->path);
+        int rc = sqlite3_close(idx->db);
+        if (rc != SQLITE_OK)
+            vg_err("index %s: close: %s (sqlite %d)", idx->path, sqlite3_errmsg(idx->db), rc);
+    }
+    free(idx->path);
+    free(idx);
+}
+
+int idx_schema_version(idx_t *idx)
+{
+    int version = 0;
+    int ret;
+    if (!idx)
+        return VG_EINVAL;
+    if ((ret = read_user_version(idx, &version)) != VG_OK)
+        return ret;
+    return version;
+}
+
+/* 1 when s is NUL-terminated within size bytes and non-empty. */
+static int field_ok(const char *s, size_t size)
+{
+    return s[0] != '\0' && memchr(s, '\0', size) != NULL;
+}
+
+static int sha256_ok(const char *s)
+{
+    size_t i;
+    for (i = 0; i < 64; i++) {
+        char c = s[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return 0;
+    }
+    return s[i] == '\0';
+}
+
+static int segment_valid(const idx_segment_t *seg)
+{
+    if (!field_ok(seg->source, sizeof(seg->source))) {
+        vg_err("index: segment insert: source name empty or longer than %zu bytes",
+               sizeof(seg->source) - 1);
+        return 0;
+    }
+    if (!field_ok(seg->path, sizeof(seg->path))) {
+        vg_err("index: segment insert (%s): path empty or longer than %zu bytes", seg->source,
+               sizeof(seg->path) - 1);
+        return 0;
+    }
+    if (!field_ok(seg->codecs, sizeof(seg->codecs))) {
+        vg_err("index: segment insert %s: codecs empty or longer than %zu bytes", seg->path,
+               sizeof(seg->codecs) - 1);
+        return 0;
+    }
+    if (!sha256_ok(seg->sha256)) {
+        vg_err("index: segment insert %s: sha256 is not 64 lowercase hex digits", seg->path);
+        return 0;
+    }
+    if (seg->end_us < seg->start_us || seg->media_us < 0 || seg->bytes < 0 ||
+        seg->init_bytes < 0 || seg->init_bytes > seg->bytes) {
+        vg_err("index: segment insert %s: inconsistent numbers (start %" PRId64 " end %" PRId64
+               " media %" PRId64 " bytes %" PRId64 " init %" PRId64 ")",
+               seg->path, seg->start_us, seg->end_us, seg->media_us, seg->bytes,
+               seg->init_bytes);
+        return 0;
+    }
+    return 1;
+}
+
+int idx_segment_insert(idx_t *idx, idx_segment_t *seg)
+{
+    sqlite3_stmt *st;
+    int ret;
+    int rc;
+
+    if (!idx || !seg)
+        return VG_EINVAL;
+    if (!segment_valid(seg))
+        return VG_EINVAL;
+
+    /* Invariant 1 (DESIGN.md): this row is the commit point of a segment. The
+     * caller has already made the file and its directory durable; with
+     * synchronous=FULL the row is durable once this commits (here, or at the
+     * caller's idx_commit when inside idx_begin). */
+    st = idx->st[ST_SEG_INSERT];
+    if ((ret = bind_text(idx, st, 1, seg->source)) != VG_OK ||
+        (ret = bind_i64(idx, st, 2, seg->start_us)) != VG_OK ||
+        (ret = bind_i64(idx, st, 3, seg->end_us)) != VG_OK ||
+        (ret = bind_i64(idx, st, 4, seg->media_us)) != VG_OK ||
+        (ret = bind_i64(idx, st, 5, seg->bytes)) != VG_OK ||
+        (ret = bind_text(idx, st, 6, seg->sha256)) != VG_OK ||
+        (ret = bind_text(idx, st, 7, seg->codecs)) != VG_OK ||
+        (ret = bind_i64(idx, st, 8, seg->init_bytes)) != VG_OK ||
+        (ret = bind_text(idx, st, 9, seg->path)) != VG_OK)
+        goto cleanup;
+
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+        ret = db_fail(idx, rc, "insert segment");
+        goto cleanup;
+    }
+    if (sqlite3_changes(idx->db) == 0) {
+        vg_err("index %s: insert segment %s: source \"%s\" is not registered", idx->path,
+               seg->path, seg->source);
+        ret = VG_ENOTFOUND;
+        goto cleanup;
+    }
+    seg->id = (int64_t)sqlite3_last_insert_rowid(idx->db);
+    ret = VG_OK;
+
+cleanup:
+    stmt_done(st);
+    return ret;
+}
+
+int idx_source_exists(idx_t *idx, const char *source, int *found)
+{
+    sqlite3_stmt *st;
+    int ret;
+    int rc;
+
+    if (!idx || !source || !found)
+        return VG_EINVAL;
+    *found = 0;
+    st = idx->st[ST_SRC_EXISTS];
+    if ((ret = bind_text(idx, st, 1, source)) != VG_OK)
+        goto cleanup;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *found = 1;
+    else if (rc != SQLITE_DONE)
+        ret = db_fail(idx, rc, "look up source");
+
+cleanup:
+    stmt_done(st);
+    return ret;
+}
+
+int idx_segments_in_range(idx_t *idx, const char *source, int64_t from_us, int64_t to_us,
+                          idx_segment_t **out, size_t *n)
+{
+    sqlite3_stmt *st;
+    int ret;
+    int found = 0;
+
+    if (!idx || !source || !out || !n)
+        return VG_EINVAL;
+    *out = NULL;
+    *n = 0;
+    if (to_us < from_us) {
+        vg_err("index %s: range query for %s: end %" PRId64 " before start %" PRId64, idx->path,
+               source, to_us, from_us);
+        return VG_EINVAL;
+    }
+
+    /* [t, t) is empty and overlaps nothing; the SQL alone would return the
+     * segment containing t. Still report an unknown source below. */
+    if (to_us == from_us)
+        goto check_source;
+
+    st = idx->st[ST_SEG_RANGE];
+    if ((ret = bind_text(idx, st, 1, source)) != VG_OK ||
+        (ret = bind_i64(idx, st, 2, from_us)) != VG_OK ||
+        (ret = bind_i64(idx, st, 3, to_us)) != VG_OK) {
+        stmt_done(st);
+        return ret;
+    }
+    if ((ret = collect_segments(idx, st, "range query", out, n)) != VG_OK)
+        return ret;
+
+    /* An empty answer for a name the index never heard of is most likely a
+     * typo; tell the caller (the web API maps it to 404). */
+check_source:
+    if (*n == 0) {
+        if ((ret = idx_source_exists(idx, source, &found)) != VG_OK)
+            return ret;
+        if (!found)
+            return VG_ENOTFOUND;
+    }
+    return VG_OK;
+}
+
+int idx_segments_all(idx_t *idx, idx_segment_t **out, size_t *n)
+{
+    if (!idx || !out || !n)
+        return VG_EINVAL;
+    *out = NULL;
+    *n = 0;
+    return collect_segments(idx, idx->st[ST_SEG_ALL], "list segments", out, n);
+}
+
+int idx_segment_path_exists(idx_t *idx, const char *path, int *found)
+{
+    sqlite3_stmt *st;
+    int ret;
+    int rc;
+
+    if (!idx || !path || !found)
+        return VG_EINVAL;
+    *found = 0;
+    st = idx->st[ST_SEG_PATH];
+    if ((ret = bind_text(idx, st, 1, path)) != VG_OK)
+        goto cleanup;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *found = 1;
+    else if (rc != SQLITE_DONE)
+        ret = db_fail(idx, rc, "look up segment path");
+
+cleanup:
+    stmt_done(st);
+    return ret;
+}
+
+int idx_segment_delete(idx_t *idx, int64_t id)
+{
+    sqlite3_stmt *st;
+    int ret;
+    int rc;
+
+    if (!idx)
+        return VG_EINVAL;
+    st = idx->st[ST_SEG_DELETE];
+    if ((ret = bind_i64(idx, st, 1, id)) != VG_OK)
+        goto cleanup;
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+        ret = db_fail(idx, rc, "delete segment");
+        goto cleanup;
+    }
+    if (sqlite3_changes(idx->db) == 0)
+        ret = VG_ENOTFOUND;
+
+cleanup:
+    stmt_done(st);
+    return ret;
+}
+
+int idx_source_register(idx_t *idx, const char *source, const char *kind)
+{
+    sqlite3_stmt *st;
+    int ret;
+    int rc;
+
+    if (!idx || !source || !kind)
+        return VG_EINVAL;
+    /* Names come back into idx_segment_t.source; refuse what would not fit. */
+    if (source[0] == '\0' || strlen(source) >= sizeof(((idx_segment_t *)0)->source)) {
+        vg_err("index %s: register source: name empty or longer than %zu bytes", idx->path,
+               sizeof(((idx_segment_t *)0)->source) - 1);
+        return VG_EINVAL;
+    }
+    if (kind[0] == '\0') {
+        vg_err("index %s: register source %s: empty kind", idx->path, source);
+        return VG_EINVAL;
+    }
+
+    st = idx->st[ST_SRC_UPSERT];
+    if ((ret = bind_text(idx, st, 1, source)) != VG_OK ||
+        (ret = bind_text(idx, st, 2, kind)) != VG_OK)
+        goto cleanup;
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        ret = db_fail(idx, rc, "register source");
+
+cleanup:
+    stmt_done(st);
+    return ret;
+}
+
+int idx_begin(idx_t *idx)
+{
+    if (!idx)
+        return VG_EINVAL;
+    if (!sqlite3_get_autocommit(idx->db)) {
+        vg_err("index %s: begin: a transaction is already open (no nesting)", idx->path);
+        return VG_EINVAL;
+    }
+    return run_simple(idx, idx->readonly ? ST_BEGIN_READ : ST_BEGIN, "begin transaction");
+}
+
+int idx_commit(idx_t *idx)
+{
+    if (!idx)
+        return VG_EINVAL;
+    if (sqlite3_get_autocommit(idx->db)) {
+        vg_err("index %s: commit without idx_begin", idx->path);
+        return VG_EINVAL;
+    }
+    return run_simple(idx, ST_COMMIT, "commit transaction");
+}
+
+int idx_rollback(idx_t *idx)
+{
+    if (!idx)
+        return VG_EINVAL;
+    /* Idempotent so cleanup paths can call it unconditionally (SQLite may
+     * also have rolled back by itself after some errors). */
+    if (sqlite3_get_autocommit(idx->db))
+        return VG_OK;
+    return run_simple(idx, ST_ROLLBACK, "roll back transaction");
+}
+
+int idx_explain_range(idx_t *idx, char *out, size_t out_size)
+{
+    sqlite3_stmt *st = NULL;
+    char *sql = NULL;
+    size_t used = 0;
+    int ret = VG_OK;
+    int rc;
+
+    if (!idx || !out || out_size == 0)
+        return VG_EINVAL;
+    out[0] = '\0';
+    /* Explain the very statement idx_segments_in_range runs, not a copy. */
+    sql = vg_asprintf("EXPLAIN QUERY PLAN %s", sqlite3_sql(idx->st[ST_SEG_RANGE]));
+    rc = sqlite3_prepare_v2(idx->db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK) {
+        ret = db_fail(idx, rc, "explain range query");
+        goto cleanup;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const unsigned char *detail = sqlite3_column_text(st, 3);
+        int k = snprintf(out + used, out_size - used, "%s%s", used ? "\n" : "",
+                         detail ? (const char *)detail : "");
+        if (k < 0 || (size_t)k >= out_size - used) {
+            ret = VG_EINVAL; /* out too small; what fits is there */
+            goto cleanup;
+        }
+        used += (size_t)k;
+    }
+    if (rc != SQLITE_DONE)
+        ret = db_fail(idx, rc, "explain range query");
+
+cleanup:
+    sqlite3_finalize(st);
+    free(sql);
+    return ret;
+}

@@ -1,0 +1,29 @@
+#!/bin/sh
+# Installs the Debian packages vigil needs to build, test and benchmark.
+# A no-op when every package is already present.
+set -eu
+
+PKGS="build-essential pkg-config
+libavformat-dev libavcodec-dev libavutil-dev ffmpeg
+libsqlite3-dev sqlite3 libinih-dev libjansson-dev check
+libsodium-dev libmicrohttpd-dev libsystemd-dev
+libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
+gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+python3"
+
+missing=""
+for p in $PKGS; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $p"
+    fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "deps: installing:$missing"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -q --no-install-recommends $missing

@@ -1,0 +1,474 @@
+/* Check suite for core/config.c: every rule of the vigil.conf format, the
+ * "file:line: reason" messages, and that a URL's password never reaches one. */
+#include "core/config.h"
+#include "core/errors.h"
+
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SECRET "s3cretpw"
+
+static char conf_path[64];
+static char err[512];
+static vg_config_t cfg;
+
+/* Writes text to a fresh temp file, loads it into cfg and removes the file;
+ * returns vg_config_load's status. err holds the message. */
+static int load(const char *text)
+{
+    snprintf(conf_path, sizeof(conf_path), "/tmp/vigil-test-config-XXXXXX");
+    int fd = mkstemp(conf_path);
+    ck_assert_int_ge(fd, 0);
+    size_t len = strlen(text);
+    ck_assert_int_eq(write(fd, text, len), (ssize_t)len);
+    close(fd);
+    memset(err, 0, sizeof(err));
+    int rc = vg_config_load(conf_path, &cfg, err, sizeof(err));
+    unlink(conf_path);
+    return rc;
+}
+
+static void teardown(void)
+{
+    vg_config_free(&cfg);
+}
+
+#define assert_err_has(needle)                                                                 \
+    ck_assert_msg(strstr(err, (needle)) != NULL, "error \"%s\" lacks \"%s\"", err, (needle))
+
+/* Loads text, expects VG_ECONFIG and an error starting "path:line:". */
+static void expect_error_at(const char *text, int line)
+{
+    ck_assert_int_eq(load(text), VG_ECONFIG);
+    char prefix[96];
+    snprintf(prefix, sizeof(prefix), "%s:%d: ", conf_path, line);
+    ck_assert_msg(strncmp(err, prefix, strlen(prefix)) == 0, "error \"%s\" does not start \"%s\"",
+                  err, prefix);
+    ck_assert_ptr_null(cfg.sources);
+    ck_assert_ptr_null(cfg.path);
+}
+
+START_TEST(test_good_file)
+{
+    const char *text = "; vigil.conf\n"
+                       "[server]\n"
+                       "data_dir = /srv/vigil   ; on the big disk\n"
+                       "log_level = debug\n"
+                       "\n"
+                       "[archive]\n"
+                       "segment_seconds = 30\n"
+                       "\n"
+                       "[source hall-1]\n"
+                       "url = rtsp://user:pass@10.0.0.5/stream1\n"
+                       "kind = video\n"
+                       "rtsp_transport = udp\n"
+                       "\n"
+                       "# contact centre line\n"
+                       "[source line-42]\n"
+                       "url = rtsps://pbx.example:322/line42?x=1\n"
+                       "kind = audio\n"
+                       "rtsp_transport = tcp\n";
+    ck_assert_int_eq(load(text), VG_OK);
+    ck_assert_str_eq(err, "");
+    ck_assert_str_eq(cfg.path, conf_path);
+    ck_assert_str_eq(cfg.data_dir, "/srv/vigil");
+    ck_assert_int_eq(cfg.log_level, VG_LOG_DEBUG);
+    ck_assert_int_eq(cfg.segment_seconds, 30);
+    ck_assert_uint_eq(cfg.n_sources, 2);
+    ck_assert_str_eq(cfg.sources[0].name, "hall-1");
+    ck_assert_str_eq(cfg.sources[0].url, "rtsp://user:pass@10.0.0.5/stream1");
+    ck_assert_int_eq(cfg.sources[0].kind, VG_SOURCE_VIDEO);
+    ck_assert_int_eq(cfg.sources[0].transport, VG_TRANSPORT_UDP);
+    ck_assert_str_eq(cfg.sources[1].name, "line-42");
+    ck_assert_str_eq(cfg.sources[1].url, "rtsps://pbx.example:322/line42?x=1");
+    ck_assert_int_eq(cfg.sources[1].kind, VG_SOURCE_AUDIO);
+    ck_assert_int_eq(cfg.sources[1].transport, VG_TRANSPORT_TCP);
+}
+END_TEST
+
+START_TEST(test_defaults)
+{
+    ck_assert_int_eq(load(""), VG_OK);
+    ck_assert_str_eq(cfg.data_dir, "/var/lib/vigil");
+    ck_assert_int_eq(cfg.log_level, VG_LOG_INFO);
+    ck_assert_int_eq(cfg.segment_seconds, 60);
+    ck_assert_uint_eq(cfg.n_sources, 0);
+    vg_config_free(&cfg);
+
+    ck_assert_int_eq(load("[server]\n[archive]\n[source cam]\nurl = rtsp://cam/\n"), VG_OK);
+    ck_assert_uint_eq(cfg.n_sources, 1);
+    ck_assert_int_eq(cfg.sources[0].kind, VG_SOURCE_VIDEO);
+    ck_assert_int_eq(cfg.sources[0].transport, VG_TRANSPORT_TCP);
+    ck_assert_str_eq(cfg.data_dir, "/var/lib/vigil");
+}
+END_TEST
+
+/* Indented keys, CRLF endings and a BOM are what hand-edited files look like. */
+START_TEST(test_layout_tolerated)
+{
+    const char *text = "\xEF\xBB\xBF[server]\r\n"
+                       "    data_dir = /data\r\n"
+                       "\tlog_level = notice\r\n"
+                       "  [ source  cam-1 ]\r\n"
+                       "  url = rtsp://[fe80::1]:8554/a\r\n";
+    ck_assert_int_eq(load(text), VG_OK);
+    ck_assert_str_eq(cfg.data_dir, "/data");
+    ck_assert_int_eq(cfg.log_level, VG_LOG_NOTICE);
+    ck_assert_uint_eq(cfg.n_sources, 1);
+    ck_assert_str_eq(cfg.sources[0].name, "cam-1");
+    ck_assert_str_eq(cfg.sources[0].url, "rtsp://[fe80::1]:8554/a");
+}
+END_TEST
+
+START_TEST(test_unknown_key)
+{
+    expect_error_at("[server]\ndata_dir = /x\n[archive]\nsegment_secs = 5\n", 4);
+    assert_err_has("unknown key 'segment_secs' in [archive]");
+}
+END_TEST
+
+START_TEST(test_unknown_key_in_source)
+{
+    expect_error_at("[source hall-1]\nurl = rtsp://h/\nfps = 5\n", 3);
+    assert_err_has("unknown key 'fps' in [source hall-1]");
+}
+END_TEST
+
+START_TEST(test_key_outside_section)
+{
+    expect_error_at("data_dir = /x\n", 1);
+    assert_err_has("'data_dir'");
+}
+END_TEST
+
+START_TEST(test_unknown_section)
+{
+    expect_error_at("[server]\n\n[relay]\nport = 8554\n", 3);
+    assert_err_has("unknown section [relay]");
+    /* A section with no keys is still checked. */
+    expect_error_at("[sources]\n", 1);
+    assert_err_has("[sources]");
+}
+END_TEST
+
+START_TEST(test_syntax_error)
+{
+    expect_error_at("[server]\ndata_dir /x\n", 2);
+    expect_error_at("[server\ndata_dir = /x\n", 1);
+}
+END_TEST
+
+static const char *bad_names[] = {
+    "Hall-1",
+    "-hall",
+    "hall_1",
+    "hall.1",
+    "a234567890123456789012345678901234567890123456789012345678901234", /* 64 */
+    "",
+};
+
+START_TEST(test_bad_source_name)
+{
+    char text[256];
+    snprintf(text, sizeof(text), "[server]\n[source %s]\nurl = rtsp://h/\n", bad_names[_i]);
+    expect_error_at(text, 2);
+    char want[128];
+    snprintf(want, sizeof(want), "bad source name '%s' (use a-z, 0-9 and -, up to 63 characters)",
+             bad_names[_i]);
+    assert_err_has(want);
+}
+END_TEST
+
+START_TEST(test_bare_source_section)
+{
+    expect_error_at("[source]\nurl = rtsp://h/\n", 1);
+    assert_err_has("bad source name ''");
+}
+END_TEST
+
+/* 63 characters is longer than libinih's own section-name buffer. */
+START_TEST(test_long_source_name)
+{
+    const char *name = "a23456789012345678901234567890123456789012345678901234567890123";
+    ck_assert_uint_eq(strlen(name), 63);
+    char text[256];
+    snprintf(text, sizeof(text), "[source %s]\nurl = rtsp://h/\nkind = audio\n", name);
+    ck_assert_int_eq(load(text), VG_OK);
+    ck_assert_str_eq(cfg.sources[0].name, name);
+    ck_assert_ptr_nonnull(vg_config_find_source(&cfg, name));
+}
+END_TEST
+
+static const char *bad_segments[] = {"1", "301", "abc", "10x", "0", "-5", "", "99999999999999999999"};
+
+START_TEST(test_segment_seconds_rejected)
+{
+    char text[128];
+    snprintf(text, sizeof(text), "[archive]\nsegment_seconds = %s\n", bad_segments[_i]);
+    expect_error_at(text, 2);
+    assert_err_has("segment_seconds");
+    assert_err_has("from 2 to 300");
+}
+END_TEST
+
+START_TEST(test_segment_seconds_bounds)
+{
+    ck_assert_int_eq(load("[archive]\nsegment_seconds = 2\n"), VG_OK);
+    ck_assert_int_eq(cfg.segment_seconds, 2);
+    vg_config_free(&cfg);
+    ck_assert_int_eq(load("[archive]\nsegment_seconds = 300\n"), VG_OK);
+    ck_assert_int_eq(cfg.segment_seconds, 300);
+}
+END_TEST
+
+START_TEST(test_bad_kind)
+{
+    expect_error_at("[source a]\nurl = rtsp://h/\nkind = vidoe\n", 3);
+    assert_err_has("kind");
+    assert_err_has("video or audio");
+}
+END_TEST
+
+START_TEST(test_bad_transport)
+{
+    expect_error_at("[source a]\nurl = rtsp://h/\nrtsp_transport = http\n", 3);
+    assert_err_has("rtsp_transport");
+    assert_err_has("tcp or udp");
+}
+END_TEST
+
+START_TEST(test_bad_log_level)
+{
+    expect_error_at("[server]\nlog_level = verbose\n", 2);
+    assert_err_has("log_level");
+}
+END_TEST
+
+START_TEST(test_missing_url)
+{
+    expect_error_at("[server]\n[source hall-1]\nkind = audio\n[source hall-2]\nurl = rtsp://h/\n", 2);
+    assert_err_has("source 'hall-1' has no url");
+    /* The last section is checked at end of file too, even with no keys. */
+    expect_error_at("[source a]\nurl = rtsp://h/\n[source hall-3]\n", 3);
+    assert_err_has("source 'hall-3' has no url");
+}
+END_TEST
+
+static const char *bad_urls[] = {
+    "http://admin:" SECRET "@10.0.0.5/stream1",
+    "RTSP://admin:" SECRET "@10.0.0.5/stream1",
+    "admin:" SECRET "@10.0.0.5/stream1",
+    "rtsp://admin:" SECRET "@/stream1",
+    "rtsp://",
+    "rtsp://admin:" SECRET "@cam:/s",
+    "rtsp://admin:" SECRET "@cam:99999/s",
+    "rtsp://admin:" SECRET "@cam:80x/s",
+    "rtsp://admin:" SECRET "@[]/s",
+    "rtsp://admin:" SECRET "@cam/a b",
+    "rtsp://admin:" SECRET "@cam/a\x01",
+    "",
+};
+
+START_TEST(test_bad_url)
+{
+    char text[256];
+    snprintf(text, sizeof(text), "[source cam]\nurl = %s\n", bad_urls[_i]);
+    expect_error_at(text, 2);
+    assert_err_has("url of source 'cam'");
+    ck_assert_msg(strstr(err, SECRET) == NULL, "password leaked: %s", err);
+    ck_assert_msg(strstr(err, "10.0.0.5") == NULL, "url echoed: %s", err);
+}
+END_TEST
+
+START_TEST(test_good_urls)
+{
+    const char *text = "[source a]\nurl = rtsp://cam\n"
+                       "[source b]\nurl = rtsp://u:p@ss@cam:554/x\n"
+                       "[source c]\nurl = rtsps://cam.example/live?token=1\n"
+                       "[source d]\nurl = rtsp://[2001:db8::5]/s\n";
+    ck_assert_int_eq(load(text), VG_OK);
+    ck_assert_uint_eq(cfg.n_sources, 4);
+}
+END_TEST
+
+/* Whatever the error, a password typed anywhere in the file stays out of it. */
+START_TEST(test_credentials_never_in_errors)
+{
+    static const char *texts[] = {
+        "[source a]\nurl = rtsp://u:" SECRET "@h/\nurl = rtsp://u:" SECRET "@h/\n",
+        "[source a]\nkind = rtsp://u:" SECRET "@h/\n",
+        "[source a]\nrtsp_transport = rtsp://u:" SECRET "@h/\n",
+        "[server]\ndata_dir = rtsp://u:" SECRET "@h/\n",
+        "[server]\nlog_level = rtsp://u:" SECRET "@h/\n",
+        "[archive]\nsegment_seconds = rtsp://u:" SECRET "@h/\n",
+        "[source a]\nurl = rtsp://u:" SECRET "@h/\nstream = rtsp://u:" SECRET "@h/\n",
+    };
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        ck_assert_int_eq(load(texts[i]), VG_ECONFIG);
+        ck_assert_str_ne(err, "");
+        ck_assert_msg(strstr(err, SECRET) == NULL, "case %zu leaked: %s", i, err);
+    }
+}
+END_TEST
+
+START_TEST(test_duplicate_source)
+{
+    expect_error_at("[source a]\nurl = rtsp://h/1\n[source b]\nurl = rtsp://h/2\n"
+                    "[source a]\nurl = rtsp://h/3\n",
+                    5);
+    assert_err_has("duplicate");
+    assert_err_has("source a");
+}
+END_TEST
+
+START_TEST(test_duplicate_key)
+{
+    expect_error_at("[source a]\nurl = rtsp://h/1\nkind = audio\nkind = video\n", 4);
+    assert_err_has("duplicate key 'kind'");
+    expect_error_at("[archive]\nsegment_seconds = 5\n\nsegment_seconds = 5\n", 4);
+    assert_err_has("duplicate key 'segment_seconds'");
+}
+END_TEST
+
+START_TEST(test_duplicate_section)
+{
+    expect_error_at("[server]\ndata_dir = /a\n[archive]\n[server]\nlog_level = info\n", 4);
+    assert_err_has("duplicate section [server]");
+}
+END_TEST
+
+START_TEST(test_relative_data_dir)
+{
+    expect_error_at("[server]\ndata_dir = var/lib/vigil\n", 2);
+    assert_err_has("data_dir");
+    assert_err_has("absolute");
+}
+END_TEST
+
+START_TEST(test_first_error_wins)
+{
+    expect_error_at("[server]\nfoo = 1\nbar = 2\n[nope]\nbaz\n", 2);
+    assert_err_has("'foo'");
+    /* A syntax error libinih finds before our own error is the one reported. */
+    expect_error_at("[server]\njunk line\nfoo = 1\n", 2);
+}
+END_TEST
+
+START_TEST(test_long_line)
+{
+    char text[1024];
+    char path[600];
+    memset(path, 'p', sizeof(path) - 1);
+    path[sizeof(path) - 1] = '\0';
+    snprintf(text, sizeof(text), "[source a]\nurl = rtsp://h/%s\n", path);
+    /* Must not be split into two lines and parsed as something else. */
+    expect_error_at(text, 2);
+    assert_err_has("too long");
+}
+END_TEST
+
+START_TEST(test_nonexistent_file)
+{
+    ck_assert_int_eq(vg_config_load("/nonexistent/vigil.conf", &cfg, err, sizeof(err)), VG_EIO);
+    ck_assert_str_eq(err, "/nonexistent/vigil.conf: cannot read: No such file or directory");
+    ck_assert_ptr_null(cfg.path);
+}
+END_TEST
+
+START_TEST(test_directory_is_io_error)
+{
+    ck_assert_int_eq(vg_config_load("/tmp", &cfg, err, sizeof(err)), VG_EIO);
+    assert_err_has("cannot read");
+}
+END_TEST
+
+START_TEST(test_small_err_buffer)
+{
+    char small[8];
+    memset(small, 'x', sizeof(small));
+    ck_assert_int_eq(vg_config_load("/nonexistent/vigil.conf", &cfg, small, sizeof(small)), VG_EIO);
+    ck_assert_str_eq(small, "/nonexi");
+    ck_assert_int_eq(vg_config_load("/nonexistent/vigil.conf", &cfg, NULL, 0), VG_EIO);
+}
+END_TEST
+
+START_TEST(test_find_source)
+{
+    ck_assert_int_eq(load("[source a]\nurl = rtsp://h/1\n[source b]\nurl = rtsp://h/2\n"), VG_OK);
+    const vg_source_config_t *b = vg_config_find_source(&cfg, "b");
+    ck_assert_ptr_nonnull(b);
+    ck_assert_str_eq(b->url, "rtsp://h/2");
+    ck_assert_ptr_eq(vg_config_find_source(&cfg, "a"), &cfg.sources[0]);
+    ck_assert_ptr_null(vg_config_find_source(&cfg, "c"));
+    ck_assert_ptr_null(vg_config_find_source(&cfg, ""));
+    ck_assert_ptr_null(vg_config_find_source(&cfg, NULL));
+    ck_assert_ptr_null(vg_config_find_source(NULL, "a"));
+}
+END_TEST
+
+START_TEST(test_free_is_safe)
+{
+    vg_config_t zero;
+    memset(&zero, 0, sizeof(zero));
+    vg_config_free(&zero);
+    vg_config_free(NULL);
+    ck_assert_int_eq(load("[source a]\nurl = rtsp://h/1\n"), VG_OK);
+    vg_config_free(&cfg);
+    vg_config_free(&cfg);
+    ck_assert_ptr_null(cfg.sources);
+    ck_assert_uint_eq(cfg.n_sources, 0);
+}
+END_TEST
+
+static Suite *config_suite(void)
+{
+    Suite *s = suite_create("config");
+    TCase *tc = tcase_create("load");
+    tcase_add_checked_fixture(tc, NULL, teardown);
+    tcase_add_test(tc, test_good_file);
+    tcase_add_test(tc, test_defaults);
+    tcase_add_test(tc, test_layout_tolerated);
+    tcase_add_test(tc, test_unknown_key);
+    tcase_add_test(tc, test_unknown_key_in_source);
+    tcase_add_test(tc, test_key_outside_section);
+    tcase_add_test(tc, test_unknown_section);
+    tcase_add_test(tc, test_syntax_error);
+    tcase_add_loop_test(tc, test_bad_source_name, 0, sizeof(bad_names) / sizeof(bad_names[0]));
+    tcase_add_test(tc, test_bare_source_section);
+    tcase_add_test(tc, test_long_source_name);
+    tcase_add_loop_test(tc, test_segment_seconds_rejected, 0,
+                        sizeof(bad_segments) / sizeof(bad_segments[0]));
+    tcase_add_test(tc, test_segment_seconds_bounds);
+    tcase_add_test(tc, test_bad_kind);
+    tcase_add_test(tc, test_bad_transport);
+    tcase_add_test(tc, test_bad_log_level);
+    tcase_add_test(tc, test_missing_url);
+    tcase_add_loop_test(tc, test_bad_url, 0, sizeof(bad_urls) / sizeof(bad_urls[0]));
+    tcase_add_test(tc, test_good_urls);
+    tcase_add_test(tc, test_credentials_never_in_errors);
+    tcase_add_test(tc, test_duplicate_source);
+    tcase_add_test(tc, test_duplicate_key);
+    tcase_add_test(tc, test_duplicate_section);
+    tcase_add_test(tc, test_relative_data_dir);
+    tcase_add_test(tc, test_first_error_wins);
+    tcase_add_test(tc, test_long_line);
+    tcase_add_test(tc, test_nonexistent_file);
+    tcase_add_test(tc, test_directory_is_io_error);
+    tcase_add_test(tc, test_small_err_buffer);
+    tcase_add_test(tc, test_find_source);
+    tcase_add_test(tc, test_free_is_safe);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(config_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}

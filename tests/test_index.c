@@ -1,0 +1,642 @@
+/* Check suite for index/: opening and migrating, read-only access beside a
+ * writer, segment insert and range queries (edges, ordering), deletion,
+ * source registration, transactions and the query plan at scale. Tests may
+ * use sqlite3 directly to look at the file from outside. */
+#include <check.h>
+#include <ftw.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "core/errors.h"
+#include "index/index.h"
+
+/* The schema version this build should migrate to. */
+#define CURRENT_VERSION 1
+
+/* One base dir per run (made in main), one fresh dir per test inside it. A
+ * failing test's child exits before its teardown runs, so main removes the
+ * base dir with whatever is left in it. */
+static char g_base[64];
+static char g_dir[128];
+static char g_db[192];
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path); /* best effort: keep going */
+    return 0;
+}
+
+static void remove_tree(const char *dir)
+{
+    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void setup(void)
+{
+    snprintf(g_dir, sizeof(g_dir), "%s/test-XXXXXX", g_base);
+    ck_assert_ptr_nonnull(mkdtemp(g_dir));
+    snprintf(g_db, sizeof(g_db), "%s/index.db", g_dir);
+}
+
+static void teardown(void)
+{
+    remove_tree(g_dir);
+}
+
+/* ---- helpers using sqlite3 directly, as an outside observer ---- */
+
+static sqlite3 *raw_open(const char *path)
+{
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL),
+                     SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    return db;
+}
+
+static void raw_exec(const char *path, const char *sql)
+{
+    sqlite3 *db = raw_open(path);
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    ck_assert_msg(rc == SQLITE_OK, "%s: %s", sql, msg ? msg : "?");
+    sqlite3_close(db);
+}
+
+static int64_t raw_int(const char *path, const char *sql)
+{
+    sqlite3 *db = raw_open(path);
+    sqlite3_stmt *st = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+static void raw_text(const char *path, const char *sql, char *out, size_t out_size)
+{
+    sqlite3 *db = raw_open(path);
+    sqlite3_stmt *st = NULL;
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    const unsigned char *t = sqlite3_column_text(st, 0);
+    snprintf(out, out_size, "%s", t ? (const char *)t : "");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+/* ---- helpers for the API under test ---- */
+
+static idx_t *open_rw(void)
+{
+    idx_t *idx = NULL;
+    ck_assert_int_eq(idx_open(g_db, 0, &idx), VG_OK);
+    ck_assert_ptr_nonnull(idx);
+    return idx;
+}
+
+static idx_segment_t make_seg(const char *source, int64_t start, int64_t end, const char *path)
+{
+    idx_segment_t s;
+    memset(&s, 0, sizeof(s));
+    snprintf(s.source, sizeof(s.source), "%s", source);
+    s.start_us = start;
+    s.end_us = end;
+    s.media_us = end - start;
+    s.bytes = 1000 + (start % 1000 + 1000) % 1000;
+    s.init_bytes = 700;
+    memset(s.sha256, 'a', 64);
+    s.sha256[64] = '\0';
+    snprintf(s.codecs, sizeof(s.codecs), "h264");
+    snprintf(s.path, sizeof(s.path), "%s", path);
+    return s;
+}
+
+static int64_t insert(idx_t *idx, const char *source, int64_t start, int64_t end, const char *path)
+{
+    idx_segment_t s = make_seg(source, start, end, path);
+    ck_assert_int_eq(idx_segment_insert(idx, &s), VG_OK);
+    ck_assert_int_gt(s.id, 0);
+    return s.id;
+}
+
+static size_t range_count(idx_t *idx, const char *source, int64_t from, int64_t to)
+{
+    idx_segment_t *out = NULL;
+    size_t n = 99;
+    ck_assert_int_eq(idx_segments_in_range(idx, source, from, to, &out, &n), VG_OK);
+    free(out);
+    return n;
+}
+
+/* ---- opening, versions, modes ---- */
+
+START_TEST(test_open_creates_wal_current)
+{
+    idx_t *idx = open_rw();
+    ck_assert_int_eq(idx_schema_version(idx), CURRENT_VERSION);
+
+    struct stat st;
+    ck_assert_int_eq(stat(g_db, &st), 0);
+    char mode[16];
+    raw_text(g_db, "PRAGMA journal_mode", mode, sizeof(mode));
+    ck_assert_str_eq(mode, "wal");
+    ck_assert_int_eq(raw_int(g_db, "PRAGMA user_version"), CURRENT_VERSION);
+    ck_assert_int_eq(raw_int(g_db, "SELECT count(*) FROM sqlite_schema WHERE name IN "
+                                   "('source', 'segment', 'segment_source_start')"),
+                     3);
+    idx_close(idx);
+    idx_close(NULL); /* no-op */
+}
+END_TEST
+
+START_TEST(test_reopen_idempotent)
+{
+    idx_t *idx = open_rw();
+    ck_assert_int_eq(idx_source_register(idx, "cam1", "video"), VG_OK);
+    insert(idx, "cam1", 0, 10, "cam1/a.mp4");
+    idx_close(idx);
+
+    idx = open_rw();
+    /* A second writer connection at the same time is fine too. */
+    idx_t *idx2 = open_rw();
+    ck_assert_int_eq(idx_schema_version(idx), CURRENT_VERSION);
+    ck_assert_int_eq(idx_schema_version(idx2), CURRENT_VERSION);
+    ck_assert_uint_eq(range_count(idx, "cam1", 0, 100), 1);
+    ck_assert_uint_eq(range_count(idx2, "cam1", 0, 100), 1);
+    idx_close(idx2);
+    idx_close(idx);
+    ck_assert_int_eq(raw_int(g_db, "PRAGMA user_version"), CURRENT_VERSION);
+}
+END_TEST
+
+START_TEST(test_too_new_refused)
+{
+    raw_exec(g_db, "CREATE TABLE future(x); PRAGMA user_version = 99;");
+    idx_t *idx = (idx_t *)&idx; /* must be reset to NULL */
+    ck_assert_int_eq(idx_open(g_db, 0, &idx), VG_EDB);
+    ck_assert_ptr_null(idx);
+    idx = (idx_t *)&idx;
+    ck_assert_int_eq(idx_open(g_db, 1, &idx), VG_EDB);
+    ck_assert_ptr_null(idx);
+    /* Refused without touching it: still version 99, still not WAL. */
+    ck_assert_int_eq(raw_int(g_db, "PRAGMA user_version"), 99);
+    char mode[16];
+    raw_text(g_db, "PRAGMA journal_mode", mode, sizeof(mode));
+    ck_assert_str_eq(mode, "delete");
+}
+END_TEST
+
+START_TEST(test_not_a_database)
+{
+    FILE *f = fopen(g_db, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("this is not an SQLite database, just some text long enough to have a header\n", f);
+    fclose(f);
+    idx_t *idx = NULL;
+    ck_assert_int_lt(idx_open(g_db, 0, &idx), 0);
+    ck_assert_ptr_null(idx);
+    ck_assert_int_lt(idx_open(g_db, 1, &idx), 0);
+    ck_assert_ptr_null(idx);
+}
+END_TEST
+
+START_TEST(test_readonly_missing_or_empty)
+{
+    idx_t *idx = NULL;
+    /* Missing: fails and does not create the file. */
+    ck_assert_int_lt(idx_open(g_db, 1, &idx), 0);
+    ck_assert_ptr_null(idx);
+    ck_assert_int_ne(access(g_db, F_OK), 0);
+
+    /* Empty file: a valid (empty) SQLite database with user_version 0. */
+    FILE *f = fopen(g_db, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    ck_assert_int_eq(idx_open(g_db, 1, &idx), VG_ENOTFOUND);
+    ck_assert_ptr_null(idx);
+
+    /* Some other schema, version 0: still not an index. */
+    raw_exec(g_db, "CREATE TABLE other(x);");
+    ck_assert_int_eq(idx_open(g_db, 1, &idx), VG_ENOTFOUND);
+    ck_assert_ptr_null(idx);
+}
+END_TEST
+
+START_TEST(test_readonly_beside_writer)
+{
+    idx_t *w = open_rw();
+    ck_assert_int_eq(idx_source_register(w, "cam1", "video"), VG_OK);
+    insert(w, "cam1", 0, 10, "cam1/0.mp4");
+
+    idx_t *r = NULL;
+    ck_assert_int_eq(idx_open(g_db, 1, &r), VG_OK);
+    ck_assert_int_eq(idx_schema_version(r), CURRENT_VERSION);
+    ck_assert_uint_eq(range_count(r, "cam1", 0, 100), 1);
+
+    /* The writer holds the write lock with an uncommitted row: the reader
+     * still reads, and sees only committed data. */
+    ck_assert_int_eq(idx_begin(w), VG_OK);
+    insert(w, "cam1", 10, 20, "cam1/1.mp4");
+    ck_assert_uint_eq(range_count(r, "cam1", 0, 100), 1);
+    ck_assert_int_eq(idx_commit(w), VG_OK);
+    ck_assert_uint_eq(range_count(r, "cam1", 0, 100), 2);
+
+    /* The reader cannot write. */
+    idx_segment_t s = make_seg("cam1", 20, 30, "cam1/2.mp4");
+    ck_assert_int_lt(idx_segment_insert(r, &s), 0);
+    ck_assert_int_lt(idx_source_register(r, "cam2", "video"), 0);
+
+    /* A read transaction gives a stable snapshot. */
+    ck_assert_int_eq(idx_begin(r), VG_OK);
+    ck_assert_uint_eq(range_count(r, "cam1", 0, 100), 2);
+    insert(w, "cam1", 20, 30, "cam1/2.mp4");
+    ck_assert_uint_eq(range_count(r, "cam1", 0, 100), 2);
+    ck_assert_int_eq(idx_commit(r), VG_OK);
+    ck_assert_uint_eq(range_count(r, "cam1", 0, 100), 3);
+
+    idx_close(r);
+    idx_close(w);
+
+    /* No writer left (WAL checkpointed and removed): read-only still opens. */
+    ck_assert_int_eq(idx_open(g_db, 1, &r), VG_OK);
+    ck_assert_uint_eq(range_count(r, "cam1", 0, 100), 3);
+    idx_close(r);
+}
+END_TEST
+
+/* ---- segments ---- */
+
+START_TEST(test_range_edges)
+{
+    idx_t *idx = open_rw();
+    ck_assert_int_eq(idx_source_register(idx, "cam1", "video"), VG_OK);
+    ck_assert_int_eq(idx_source_register(idx, "cam2", "video"), VG_OK);
+    insert(idx, "cam1", 10, 20, "cam1/10.mp4");
+    insert(idx, "cam2", 0, 100, "cam2/0.mp4");
+
+    ck_assert_uint_eq(range_count(idx, "cam1", 19, 30), 1);
+    ck_assert_uint_eq(range_count(idx, "cam1", 0, 11), 1);
+    ck_assert_uint_eq(range_count(idx, "cam1", 20, 30), 0);
+    ck_assert_uint_eq(range_count(idx, "cam1", 0, 10), 0);
+    ck_assert_uint_eq(range_count(idx, "cam1", 10, 20), 1);
+    ck_assert_uint_eq(range_count(idx, "cam1", 12, 15), 1);
+    ck_assert_uint_eq(range_count(idx, "cam1", 15, 15), 0);
+    ck_assert_uint_eq(range_count(idx, "cam1", INT64_MIN, INT64_MAX), 1);
+
+    idx_segment_t *out = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(idx_segments_in_range(idx, "cam1", 19, 30, &out, &n), VG_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_str_eq(out[0].source, "cam1");
+    ck_assert_str_eq(out[0].path, "cam1/10.mp4");
+    ck_assert_int_eq(out[0].start_us, 10);
+    ck_assert_int_eq(out[0].end_us, 20);
+    free(out);
+
+    out = (idx_segment_t *)&out;
+    n = 5;
+    ck_assert_int_eq(idx_segments_in_range(idx, "nope", 0, 100, &out, &n), VG_ENOTFOUND);
+    ck_assert_ptr_null(out);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_eq(idx_segments_in_range(idx, "cam1", 30, 20, &out, &n), VG_EINVAL);
+    idx_close(idx);
+}
+END_TEST
+
+START_TEST(test_range_order_and_long_segment)
+{
+    idx_t *idx = open_rw();
+    ck_assert_int_eq(idx_source_register(idx, "cam1", "video"), VG_OK);
+    /* Out of order on purpose. */
+    insert(idx, "cam1", 30, 40, "cam1/30.mp4");
+    insert(idx, "cam1", 10, 20, "cam1/10.mp4");
+    insert(idx, "cam1", 20, 30, "cam1/20.mp4");
+    /* One much longer segment, starting well before the query window: the
+     * lower bound on start_us must account for it. */
+    insert(idx, "cam1", 100, 10100, "cam1/100.mp4");
+    insert(idx, "cam1", 10100, 10110, "cam1/10100.mp4");
+
+    idx_segment_t *out = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(idx_segments_in_range(idx, "cam1", 15, 35, &out, &n), VG_OK);
+    ck_assert_uint_eq(n, 3);
+    ck_assert_int_eq(out[0].start_us, 10);
+    ck_assert_int_eq(out[1].start_us, 20);
+    ck_assert_int_eq(out[2].start_us, 30);
+    free(out);
+
+    ck_assert_int_eq(idx_segments_in_range(idx, "cam1", 10000, 10105, &out, &n), VG_OK);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_str_eq(out[0].path, "cam1/100.mp4");
+    ck_assert_str_eq(out[1].path, "cam1/10100.mp4");
+    free(out);
+
+    ck_assert_uint_eq(range_count(idx, "cam1", 5000, 5001), 1);
+    /* From near the bottom of the int64 range: from - max_len must not wrap. */
+    ck_assert_uint_eq(range_count(idx, "cam1", INT64_MIN + 1, 15), 1);
+    idx_close(idx);
+}
+END_TEST
+
+START_TEST(test_insert_unknown_source)
+{
+    idx_t *idx = open_rw();
+    idx_segment_t s = make_seg("ghost", 0, 10, "ghost/0.mp4");
+    ck_assert_int_eq(idx_segment_insert(idx, &s), VG_ENOTFOUND);
+    ck_assert_int_eq(s.id, 0);
+    idx_segment_t *out = NULL;
+    size_t n = 99;
+    ck_assert_int_eq(idx_segments_all(idx, &out, &n), VG_OK);
+    ck_assert_uint_eq(n, 0);
+    free(out);
+    int found = 1;
+    ck_assert_int_eq(idx_segment_path_exists(idx, "ghost/0.mp4", &found), VG_OK);
+    ck_assert_int_eq(found, 0);
+    idx_close(idx);
+}
+END_TEST
+
+START_TEST(test_insert_invalid)
+{
+    idx_t *idx = open_rw();
+    ck_assert_int_eq(idx_source_register(idx, "cam1", "video"), VG_OK);
+
+    idx_segment_t s = make_seg("cam1", 0, 10, "cam1/0.mp4");
+    memset(s.path, 'p', sizeof(s.path)); /* no terminator: too long */
+    ck_assert_int_eq(idx_segment_insert(idx, &s), VG_EINVAL);
+
+    s = make_seg("cam1", 0, 10, "");
+    ck_assert_int_eq(idx_segment_insert(idx, &s), VG_EINVAL);
+
+    s = make_seg("cam1", 10, 5, "cam1/0.mp4");
+    ck_assert_int_eq(idx_segment_insert(idx, &s), VG_EINVAL);
+
+    s = make_seg("cam1", 0, 10, "cam1/0.mp4");
+    s.sha256[3] = 'G';
+    ck_assert_int_eq(idx_segment_insert(idx, &s), VG_EINVAL);
+    s = make_seg("cam1", 0, 10, "cam1/0.mp4");
+    s.sha256[63] = '\0';
+    ck_assert_int_eq(idx_segment_insert(idx, &s), VG_EINVAL);
+
+    s = make_seg("cam1", 0, 10, "cam1/0.mp4");
+    s.init_bytes = s.bytes + 1;
+    ck_assert_int_eq(idx_segment_insert(idx, &s), VG_EINVAL);
+
+    /* A path at the limit (255 bytes) is fine. */
+    char longp[256];
+    memset(longp, 'x', 255);
+    longp[255] = '\0';
+    insert(idx, "cam1", 0, 10, longp);
+    /* The same path twice is refused. */
+    s = make_seg("cam1", 10, 20, longp);
+    ck_assert_int_eq(idx_segment_insert(idx, &s), VG_EINVAL);
+
+    ck_assert_int_eq(raw_int(g_db, "SELECT count(*) FROM segment"), 1);
+    idx_close(idx);
+}
+END_TEST
+
+START_TEST(test_segments_all_order)
+{
+    idx_t *idx = open_rw();
+    ck_assert_int_eq(idx_source_register(idx, "b-cam", "video"), VG_OK);
+    ck_assert_int_eq(idx_source_register(idx, "a-line", "audio"), VG_OK);
+    insert(idx, "b-cam", 200, 300, "b/200.mp4");
+    insert(idx, "a-line", 500, 600, "a/500.mkv");
+    insert(idx, "b-cam", 100, 200, "b/100.mp4");
+
+    idx_segment_t full = make_seg("a-line", 0, 100, "a/0.mkv");
+    full.media_us = 99;
+    full.bytes = 123456;
+    full.init_bytes = 789;
+    snprintf(full.sha256, sizeof(full.sha256), "%s",
+             "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+    snprintf(full.codecs, sizeof(full.codecs), "pcm_alaw");
+    ck_assert_int_eq(idx_segment_insert(idx, &full), VG_OK);
+
+    idx_segment_t *out = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(idx_segments_all(idx, &out, &n), VG_OK);
+    ck_assert_uint_eq(n, 4);
+    ck_assert_str_eq(out[0].path, "a/0.mkv");
+    ck_assert_str_eq(out[1].path, "a/500.mkv");
+    ck_assert_str_eq(out[2].path, "b/100.mp4");
+    ck_assert_str_eq(out[3].path, "b/200.mp4");
+
+    /* Every field round-trips. */
+    ck_assert_int_eq(out[0].id, full.id);
+    ck_assert_str_eq(out[0].source, "a-line");
+    ck_assert_int_eq(out[0].start_us, 0);
+    ck_assert_int_eq(out[0].end_us, 100);
+    ck_assert_int_eq(out[0].media_us, 99);
+    ck_assert_int_eq(out[0].bytes, 123456);
+    ck_assert_int_eq(out[0].init_bytes, 789);
+    ck_assert_str_eq(out[0].sha256, full.sha256);
+    ck_assert_str_eq(out[0].codecs, "pcm_alaw");
+    free(out);
+    idx_close(idx);
+}
+END_TEST
+
+START_TEST(test_path_exists_and_delete)
+{
+    idx_t *idx = open_rw();
+    ck_assert_int_eq(idx_source_register(idx, "cam1", "video"), VG_OK);
+    int64_t id = insert(idx, "cam1", 0, 10, "cam1/0.mp4");
+    insert(idx, "cam1", 10, 20, "cam1/1.mp4");
+
+    int found = 0;
+    ck_assert_int_eq(idx_segment_path_exists(idx, "cam1/0.mp4", &found), VG_OK);
+    ck_assert_int_eq(found, 1);
+    ck_assert_int_eq(idx_segment_path_exists(idx, "cam1/9.mp4", &found), VG_OK);
+    ck_assert_int_eq(found, 0);
+
+    ck_assert_int_eq(idx_segment_delete(idx, id), VG_OK);
+    ck_assert_int_eq(idx_segment_path_exists(idx, "cam1/0.mp4", &found), VG_OK);
+    ck_assert_int_eq(found, 0);
+    ck_assert_uint_eq(range_count(idx, "cam1", 0, 100), 1);
+    ck_assert_int_eq(idx_segment_delete(idx, id), VG_ENOTFOUND);
+    ck_assert_int_eq(idx_segment_delete(idx, 424242), VG_ENOTFOUND);
+    idx_close(idx);
+}
+END_TEST
+
+START_TEST(test_source_register_kind)
+{
+    idx_t *idx = open_rw();
+    int found = 1;
+    ck_assert_int_eq(idx_source_exists(idx, "cam1", &found), VG_OK);
+    ck_assert_int_eq(found, 0);
+
+    ck_assert_int_eq(idx_source_register(idx, "cam1", "video"), VG_OK);
+    ck_assert_int_eq(idx_source_register(idx, "cam1", "video"), VG_OK);
+    ck_assert_int_eq(idx_source_exists(idx, "cam1", &found), VG_OK);
+    ck_assert_int_eq(found, 1);
+    int64_t id_before = raw_int(g_db, "SELECT id FROM source WHERE name = 'cam1'");
+
+    ck_assert_int_eq(idx_source_register(idx, "cam1", "audio"), VG_OK);
+    char kind[16];
+    raw_text(g_db, "SELECT kind FROM source WHERE name = 'cam1'", kind, sizeof(kind));
+    ck_assert_str_eq(kind, "audio");
+    ck_assert_int_eq(raw_int(g_db, "SELECT count(*) FROM source"), 1);
+    ck_assert_int_eq(raw_int(g_db, "SELECT id FROM source WHERE name = 'cam1'"), id_before);
+
+    char longname[80];
+    memset(longname, 'n', 64);
+    longname[64] = '\0';
+    ck_assert_int_eq(idx_source_register(idx, longname, "video"), VG_EINVAL);
+    ck_assert_int_eq(idx_source_register(idx, "", "video"), VG_EINVAL);
+    ck_assert_int_eq(idx_source_register(idx, "cam2", ""), VG_EINVAL);
+    longname[63] = '\0';
+    ck_assert_int_eq(idx_source_register(idx, longname, "video"), VG_OK);
+    idx_close(idx);
+}
+END_TEST
+
+START_TEST(test_transactions)
+{
+    idx_t *idx = open_rw();
+    ck_assert_int_eq(idx_source_register(idx, "cam1", "video"), VG_OK);
+
+    ck_assert_int_eq(idx_begin(idx), VG_OK);
+    ck_assert_int_eq(idx_begin(idx), VG_EINVAL); /* no nesting */
+    insert(idx, "cam1", 0, 10, "cam1/0.mp4");
+    ck_assert_uint_eq(range_count(idx, "cam1", 0, 100), 1);
+    ck_assert_int_eq(idx_rollback(idx), VG_OK);
+    ck_assert_uint_eq(range_count(idx, "cam1", 0, 100), 0);
+    ck_assert_int_eq(idx_rollback(idx), VG_OK); /* idempotent */
+    ck_assert_int_eq(idx_commit(idx), VG_EINVAL);
+
+    ck_assert_int_eq(idx_begin(idx), VG_OK);
+    insert(idx, "cam1", 0, 10, "cam1/0.mp4");
+    insert(idx, "cam1", 10, 20, "cam1/1.mp4");
+    ck_assert_int_eq(idx_commit(idx), VG_OK);
+    ck_assert_int_eq(raw_int(g_db, "SELECT count(*) FROM segment"), 2);
+
+    /* A failed insert inside a transaction does not spoil the rest. */
+    ck_assert_int_eq(idx_begin(idx), VG_OK);
+    idx_segment_t dup = make_seg("cam1", 20, 30, "cam1/1.mp4");
+    ck_assert_int_eq(idx_segment_insert(idx, &dup), VG_EINVAL);
+    insert(idx, "cam1", 20, 30, "cam1/2.mp4");
+    ck_assert_int_eq(idx_commit(idx), VG_OK);
+    ck_assert_int_eq(raw_int(g_db, "SELECT count(*) FROM segment"), 3);
+    idx_close(idx);
+}
+END_TEST
+
+/* ---- scale and plan ---- */
+
+#define SCALE_SOURCES 10
+#define SCALE_PER_SOURCE 10000
+#define SEG_US INT64_C(60000000)
+#define HOUR_US INT64_C(3600000000)
+#define T0 INT64_C(1795000000000000)
+
+START_TEST(test_scale_plan)
+{
+    idx_t *idx = open_rw();
+    char name[16], path[64];
+
+    ck_assert_int_eq(idx_begin(idx), VG_OK);
+    for (int s = 0; s < SCALE_SOURCES; s++) {
+        snprintf(name, sizeof(name), "cam-%d", s);
+        ck_assert_int_eq(idx_source_register(idx, name, "video"), VG_OK);
+    }
+    /* Interleaved by time like the real writer, sources staggered. */
+    for (int i = 0; i < SCALE_PER_SOURCE; i++) {
+        for (int s = 0; s < SCALE_SOURCES; s++) {
+            int64_t start = T0 + (int64_t)i * SEG_US + (int64_t)s * 1000;
+            snprintf(name, sizeof(name), "cam-%d", s);
+            snprintf(path, sizeof(path), "cam-%d/%d.mp4", s, i);
+            idx_segment_t seg = make_seg(name, start, start + SEG_US, path);
+            ck_assert_int_eq(idx_segment_insert(idx, &seg), VG_OK);
+        }
+    }
+    ck_assert_int_eq(idx_commit(idx), VG_OK);
+    ck_assert_int_eq(raw_int(g_db, "SELECT count(*) FROM segment"),
+                     SCALE_SOURCES * SCALE_PER_SOURCE);
+
+    /* cam-5 segments start at T0 + 5000 + i * 60 s. A one-hour window aligned
+     * to segment starts, deep in the archive, holds exactly 60 of them. */
+    int64_t from = T0 + 5000 + 4000 * SEG_US;
+    ck_assert_uint_eq(range_count(idx, "cam-5", from, from + HOUR_US), 60);
+    /* Shifted by 30 s it cuts one segment at each edge: 61. */
+    ck_assert_uint_eq(range_count(idx, "cam-5", from + SEG_US / 2, from + SEG_US / 2 + HOUR_US),
+                      61);
+
+    idx_segment_t *out = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(idx_segments_in_range(idx, "cam-5", from, from + HOUR_US, &out, &n), VG_OK);
+    ck_assert_uint_eq(n, 60);
+    for (size_t k = 0; k < n; k++) {
+        ck_assert_str_eq(out[k].source, "cam-5");
+        ck_assert_int_eq(out[k].start_us, from + (int64_t)k * SEG_US);
+    }
+    free(out);
+
+    /* The plan: the source by its name, then an index range bounded on both
+     * sides of start_us for that source; no full scan, no sort. */
+    char plan[1024];
+    ck_assert_int_eq(idx_explain_range(idx, plan, sizeof(plan)), VG_OK);
+    fprintf(stderr, "range query plan:\n%s\n", plan);
+    ck_assert_msg(strstr(plan, "USING INDEX") != NULL, "plan: %s", plan);
+    ck_assert_msg(strstr(plan, "SEARCH g USING INDEX segment_source_start "
+                               "(source_id=? AND start_us>? AND start_us<?)") != NULL,
+                  "plan: %s", plan);
+    ck_assert_msg(strstr(plan, "SCAN") == NULL, "plan: %s", plan);
+    ck_assert_msg(strstr(plan, "TEMP B-TREE") == NULL, "plan: %s", plan);
+    idx_close(idx);
+}
+END_TEST
+
+static Suite *index_suite(void)
+{
+    Suite *s = suite_create("index");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_open_creates_wal_current);
+    tcase_add_test(tc, test_reopen_idempotent);
+    tcase_add_test(tc, test_too_new_refused);
+    tcase_add_test(tc, test_not_a_database);
+    tcase_add_test(tc, test_readonly_missing_or_empty);
+    tcase_add_test(tc, test_readonly_beside_writer);
+    tcase_add_test(tc, test_range_edges);
+    tcase_add_test(tc, test_range_order_and_long_segment);
+    tcase_add_test(tc, test_insert_unknown_source);
+    tcase_add_test(tc, test_insert_invalid);
+    tcase_add_test(tc, test_segments_all_order);
+    tcase_add_test(tc, test_path_exists_and_delete);
+    tcase_add_test(tc, test_source_register_kind);
+    tcase_add_test(tc, test_transactions);
+    tcase_add_test(tc, test_scale_plan);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    snprintf(g_base, sizeof(g_base), "/tmp/vigil-test-index-XXXXXX");
+    if (!mkdtemp(g_base)) {
+        perror("mkdtemp");
+        return EXIT_FAILURE;
+    }
+    SRunner *sr = srunner_create(index_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    remove_tree(g_base);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -26,6 +26,11 @@
 #define AVIO_BUFFER_SIZE (64 * 1024)
 /* Audio-only sources have no keyframes to cut on: flush a fragment this often. */
 #define AUDIO_FRAGMENT_US 1000000
+/* A stream's DTS moving back more than this, or forward more than this, is a
+ * discontinuity (camera clock reset, RTCP resync), not jitter: the stream is
+ * re-based to continue where it was instead of being clamped tick by tick. */
+#define JUMP_BACK_US 1000000
+#define JUMP_FORWARD_US 10000000
 /* After a failed segment (disk full, I/O error) wait this long before the next. */
 #define RETRY_AFTER_ERROR_US (5 * 1000000)
 
@@ -69,6 +74,7 @@ struct arc_writer {
     /* DTS repair state per input stream, in the stream's time base. */
     int64_t last_dts[MAX_STREAMS];
     int64_t last_duration[MAX_STREAMS];
+    int64_t ts_offset[MAX_STREAMS]; /* added to incoming timestamps after a jump */
     AVPacket *held[MAX_STREAMS];
     int repaired_warned;
 
@@ -180,6 +186,7 @@ int arc_writer_begin(arc_writer_t *w, AVStream *const *streams, unsigned n_strea
         w->tb[i] = streams[i]->time_base;
         w->last_dts[i] = AV_NOPTS_VALUE;
         w->last_duration[i] = 0;
+        w->ts_offset[i] = 0;
     }
     int rc = pick_streams(w);
     if (rc != VG_OK) {
@@ -349,7 +356,10 @@ static int write_packet(arc_writer_t *w, AVPacket *pkt)
     av_packet_rescale_ts(pkt, w->tb[in], st->time_base);
     pkt->stream_index = w->out_index[in];
     pkt->pos = -1;
-    int ret = av_write_frame(s->oc, pkt);
+    /* Interleaved: the MOV muxer derives fragment timing from the order of
+     * packets across tracks, and misplaces a track's first samples if audio
+     * runs ahead of the held-back video. */
+    int ret = av_interleaved_write_frame(s->oc, pkt);
     if (ret < 0) {
         vg_err("source=%s write failed in %s: %s", w->source, s->rel_path, av_err2str(ret));
         return s->io_error ? s->io_error : VG_EMEDIA;
@@ -389,6 +399,22 @@ static int release_all(arc_writer_t *w, int64_t primary_next_dts)
     return rc;
 }
 
+/* Re-bases stream i when its DTS jumps; returns the (possibly moved) DTS. */
+static int64_t follow_jumps(arc_writer_t *w, int i, int64_t dts)
+{
+    int64_t last = w->last_dts[i];
+    if (last == AV_NOPTS_VALUE)
+        return dts;
+    int64_t delta_us = to_us(dts - last, w->tb[i]);
+    if (delta_us >= -JUMP_BACK_US && delta_us <= JUMP_FORWARD_US)
+        return dts;
+    int64_t step = w->last_duration[i] > 0 ? w->last_duration[i] : 1;
+    w->ts_offset[i] += last + step - dts;
+    vg_notice("source=%s stream %d: timestamps jumped by %.3f s; continuing the timeline",
+              w->source, i, (double)delta_us / 1e6);
+    return last + step;
+}
+
 /* Makes DTS strictly increasing and PTS >= DTS, whatever the camera sent. */
 static int repair_timestamps(arc_writer_t *w, AVPacket *pkt)
 {
@@ -397,6 +423,16 @@ static int repair_timestamps(arc_writer_t *w, AVPacket *pkt)
         pkt->dts = pkt->pts;
     if (pkt->dts == AV_NOPTS_VALUE)
         return VG_EINVAL;
+    int64_t offset = w->ts_offset[i];
+    pkt->dts += offset;
+    if (pkt->pts != AV_NOPTS_VALUE)
+        pkt->pts += offset;
+    int64_t moved = follow_jumps(w, i, pkt->dts);
+    if (moved != pkt->dts) {
+        if (pkt->pts != AV_NOPTS_VALUE)
+            pkt->pts += moved - pkt->dts;
+        pkt->dts = moved;
+    }
     if (w->last_dts[i] != AV_NOPTS_VALUE && pkt->dts <= w->last_dts[i]) {
         if (!w->repaired_warned) {
             vg_warn("source=%s stream %d: non-monotonic DTS %" PRId64 " after %" PRId64
@@ -414,7 +450,9 @@ static int repair_timestamps(arc_writer_t *w, AVPacket *pkt)
 static int flush_fragment(arc_writer_t *w)
 {
     segment_t *s = w->seg;
-    int ret = av_write_frame(s->oc, NULL);
+    int ret = av_interleaved_write_frame(s->oc, NULL); /* drain the interleaving queue */
+    if (ret >= 0)
+        ret = av_write_frame(s->oc, NULL); /* then cut the fragment */
     avio_flush(s->pb);
     if (ret < 0 || s->io_error) {
         vg_err("source=%s fragment flush failed in %s", w->source, s->rel_path);

@@ -63,4 +63,9 @@ void cap_source_join(cap_source_t *src);
 void cap_source_status(cap_source_t *src, cap_status_t *out);
 const char *cap_state_name(cap_state_t state);
 
+
+
+/* Routes libav's own messages into vg_log (with priority prefixes, at most
+ * one line each, credentials in URLs masked). Call once at startup. */
+void cap_route_libav_log(int max_av_level);
 #endif

@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "archive/archive.h"
+#include "capture/capture.h"
 #include "core/config.h"
 #include "core/errors.h"
 #include "core/log.h"
@@ -227,7 +228,7 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     vg_log_set_level(VG_LOG_WARNING);
-    av_log_set_level(AV_LOG_ERROR);
+    cap_route_libav_log(AV_LOG_ERROR);
     int rc = open_index(&c) == VG_OK ? 0 : EXIT_PROBLEM;
     if (rc == 0) {
         rc = dispatch(&c, argc - optind, argv + optind);

@@ -217,7 +217,7 @@ int main(int argc, char **argv)
         return 1;
     }
     vg_log_set_level(d.cfg.log_level);
-    av_log_set_level(AV_LOG_ERROR);
+    cap_route_libav_log(AV_LOG_ERROR);
     avformat_network_init();
     rc = run(&d, &signals);
     idx_close(d.idx);

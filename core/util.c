@@ -120,11 +120,13 @@ static int parse_unix_seconds(const char *text, int64_t *utc_us)
     if (!isdigit((unsigned char)*p))
         return VG_EINVAL;
     while (isdigit((unsigned char)*p)) {
-        if (secs > INT64_MAX / 10000000)
+        if (secs > (INT64_MAX - 999999) / 10000000)
             return VG_EINVAL;
         secs = secs * 10 + (*p - '0');
         p++;
     }
+    if (secs > (INT64_MAX - 999999) / 1000000)
+        return VG_EINVAL;
     int64_t frac = 0;
     p = read_fraction(p, &frac);
     if (!p || *p != '\0')

@@ -500,20 +500,24 @@ static void pacer_free(Pacer *p)
 	g_free(p);
 }
 
-/* A pacer stops once its media is finalized, or unprepared after having
- * played (unprepared media is not reused: a new client gets a new media). */
+/* A pacer stops once its media is finalized, or torn down (state back to
+ * READY/NULL) after having played: unprepared media is not reused, a new
+ * client gets a new media and a new pacer. PAUSED keeps it: running time
+ * stands still then, so the schedule resumes where it was.
+ * (gst_rtsp_media_get_status() is no use here: it blocks while preparing.) */
 static gboolean pacer_done(Pacer *p)
 {
 	GstRTSPMedia *media = g_weak_ref_get(&p->media);
 
 	if (media == NULL)
 		return TRUE;
-	GstRTSPMediaStatus st = gst_rtsp_media_get_status(media);
 	g_object_unref(media);
-	return GST_CLOCK_TIME_IS_VALID(p->origin) &&
-	       (st == GST_RTSP_MEDIA_STATUS_UNPREPARING ||
-		st == GST_RTSP_MEDIA_STATUS_UNPREPARED ||
-		st == GST_RTSP_MEDIA_STATUS_ERROR);
+	if (!GST_CLOCK_TIME_IS_VALID(p->origin))
+		return FALSE;
+	GST_OBJECT_LOCK(p->appsrc);
+	GstState state = GST_STATE(p->appsrc);
+	GST_OBJECT_UNLOCK(p->appsrc);
+	return state < GST_STATE_PAUSED;
 }
 
 static GstClockTime pacer_due(const Pacer *p)

@@ -4,8 +4,10 @@ BUILD ?= build
 PKGS := libavformat libavcodec libavutil sqlite3 inih jansson
 GST_PKGS := gstreamer-1.0 gstreamer-rtsp-server-1.0
 
+# CFLAGS is the user's knob (optimisation, sanitizers); the flags the code
+# needs are kept apart so overriding CFLAGS on the command line keeps them.
 CFLAGS ?= -O2 -g
-CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+VG_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -pthread -I. $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread -lm
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 GST_CFLAGS := $(shell pkg-config --cflags $(GST_PKGS) 2>/dev/null)
@@ -26,24 +28,25 @@ deps:
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+	$(CC) $(CFLAGS) $(VG_CFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/libvigil.a: $(LIB_OBJS)
 	ar rcs $@ $^
 
 $(BUILD)/vigild: $(BUILD)/cmd/vigild.o $(BUILD)/libvigil.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(VG_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/vigilctl: $(BUILD)/cmd/vigilctl.o $(BUILD)/libvigil.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) $(VG_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libvigil.a
-	$(CC) $(CFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
+	$(CC) $(CFLAGS) $(VG_CFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
 
 # The camera simulator is a test tool: it links GStreamer, the daemon does not.
+# Built without sanitizers even under `make asan`: it is the camera, not the product.
 $(BUILD)/camsim: tests/tools/camsim.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(GST_CFLAGS) -Wno-error=deprecated-declarations -o $@ $< $(GST_LIBS)
+	cc -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(GST_CFLAGS) -Wno-error=deprecated-declarations -o $@ $< $(GST_LIBS)
 
 unit: $(TEST_BINS)
 	@set -e; for t in $(TEST_BINS); do echo "== $$t"; CK_DEFAULT_TIMEOUT=60 $$t; done
@@ -58,6 +61,7 @@ check: deps
 	@$(MAKE) --no-print-directory cppcheck
 
 asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan build-asan/camsim
 	@$(MAKE) --no-print-directory BUILD=build-asan CC=gcc \
 	    CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    unit integration
@@ -68,10 +72,13 @@ cppcheck:
 	        --inline-suppr --std=c11 -I. $(MODULES) cmd; \
 	else echo "cppcheck not installed, skipped"; fi
 
-demo: deps all $(BUILD)/camsim
+# deps first, then a fresh make: pkg-config must see the installed packages.
+demo: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/camsim
 	@sh scripts/demo.sh $(BUILD)
 
-bench: deps all $(BUILD)/camsim
+bench: deps
+	@$(MAKE) --no-print-directory all $(BUILD)/camsim
 	@python3 bench/ingest.py --build $(BUILD)
 
 clean:

@@ -481,6 +481,7 @@ def phase_vigild(children, args, k, port, camsim_proc, work):
                                       m["wall_end"], args.seconds)
     m["argv"] = argv
     m["conf_example"] = "\n".join(ln.replace(data_dir, "/tmp/.../vigil-data")
+                                  .replace(f":{port}/", ":PORT/")
                                   for ln in lines[:11]).rstrip()
     shutil.rmtree(data_dir, ignore_errors=True)
     return m
@@ -602,6 +603,16 @@ def shell_join(argv):
     return " ".join(out)
 
 
+def summarize_log(lines, top=4):
+    """Groups log lines that differ only in numbers, most frequent first."""
+    groups = {}
+    for ln in lines:
+        key = re.sub(r"source=s\d+", "source=sN", re.sub(r"\b\d+\b", "N", ln))
+        groups.setdefault(key, [0, ln])[0] += 1
+    ranked = sorted(groups.values(), key=lambda g: -g[0])
+    return "".join(f" {n}× like `{ln[:200]}`;" for n, ln in ranked[:top]).rstrip(";")
+
+
 def render_k(r, seconds):
     k = r["k"]
     a, b = r["vigild"], r["ffmpeg"]
@@ -654,8 +665,8 @@ def render_k(r, seconds):
         stop += "; it had exited during the window"
     notes.append(stop + ".")
     notes.append(f"vigild log: {len(a['log_errors'])} error line(s), {len(a['log_warnings'])} "
-                 f"warning line(s)." + "".join(f" First: `{ln[:200]}`" for ln in
-                                                (a["log_errors"] + a["log_warnings"])[:1]))
+                 f"warning line(s), {len(a['log_other'])} other line(s)."
+                 + summarize_log(a["log_errors"] + a["log_warnings"] + a["log_other"]))
     per = cb["per_stream_files"]
     extra = ""
     if cb["recorded_s"]:
@@ -831,7 +842,7 @@ def main():
     cmdline = "python3 bench/ingest.py " + " ".join(shell_join([a]) for a in sys.argv[1:])
     section = render(results, info, args, started, cmdline.strip())
     write_section(args.results, section)
-    log(f"wrote {os.path.relpath(args.results)}")
+    log(f"wrote {args.results}")
     print(section)
     return 0
 

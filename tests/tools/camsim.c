@@ -16,7 +16,6 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,13 +31,18 @@
 /* How often a bench pacer looks again while its pipeline is not yet playing. */
 #define PACER_IDLE_MS 10
 
+/* The bench loader gives up after this many 100 ms polls without data. */
+#define CLIP_STALL_POLLS 100
+
 /* ---- media descriptions ------------------------------------------------ */
 
 /* 320x240 at 25 fps keeps the encoders cheap; the ball moves, so a decoded
- * frame shows that time passes. */
+ * frame shows that time passes. I420 is pinned because x265enc otherwise
+ * takes videotestsrc's 4:4:4 12-bit and produces a Rext stream that few
+ * decoders (and no camera) use. */
 #define VIDEO_SRC                                                          \
 	"videotestsrc is-live=true pattern=ball ! "                        \
-	"video/x-raw,width=320,height=240,framerate=25/1 ! "
+	"video/x-raw,format=I420,width=320,height=240,framerate=25/1 ! "
 
 /* threads=1: frame threading would add frames of latency and CPU for
  * nothing at this size. key-int-max=25: one keyframe per second. */
@@ -58,8 +62,8 @@
 
 #define H265_ZEROLAT                                                       \
 	"x265enc tune=zerolatency speed-preset=ultrafast key-int-max=25 "  \
-	"bitrate=300 option-string=\"pools=1:frame-threads=1\" ! "             \
-	"rtph265pay name=pay0 pt=96 config-interval=-1"
+	"bitrate=300 option-string=\"pools=1:frame-threads=1\" ! "        \
+	"video/x-h265,profile=main ! rtph265pay name=pay0 pt=96 config-interval=-1"
 
 /* 20 ms audio buffers, like the packetisation of a real PBX gateway. */
 #define AUDIO_SRC(rate, spb)                                               \
@@ -379,45 +383,69 @@ static void clip_free(BenchClip *clip)
 	g_free(clip);
 }
 
-/* Reports the pipeline's first error message, or a generic one. */
-static gchar *loader_error(GstElement *pipeline)
+/* Takes the first error the loader posted, NULL if none. */
+static gchar *loader_error(GstBus *bus)
 {
-	GstBus *bus = gst_element_get_bus(pipeline);
 	GstMessage *msg = gst_bus_pop_filtered(bus, GST_MESSAGE_ERROR);
-	gchar *text = NULL;
+	GError *err = NULL;
 
-	if (msg != NULL) {
-		GError *err = NULL;
-		gst_message_parse_error(msg, &err, NULL);
-		text = g_strdup(err->message);
-		g_error_free(err);
-		gst_message_unref(msg);
-	}
-	gst_object_unref(bus);
-	return text ? text : g_strdup("no data (not an MP4 with H.264?)");
+	if (msg == NULL)
+		return NULL;
+	gst_message_parse_error(msg, &err, NULL);
+	gchar *text = g_strdup(err->message);
+	g_error_free(err);
+	gst_message_unref(msg);
+	return text;
 }
 
-/* Pulls every access unit into memory. The appsink signals are used rather
- * than gst_app_sink_* so camsim links only what the Makefile gives it. */
-static gboolean clip_pull_all(GstElement *sink, BenchClip *clip)
+static void clip_add_sample(BenchClip *clip, GstSample *sample)
 {
-	for (;;) {
+	GstBuffer *buf = gst_sample_get_buffer(sample);
+	GstCaps *caps = gst_sample_get_caps(sample);
+
+	if (clip->caps == NULL && caps != NULL)
+		clip->caps = gst_caps_ref(caps);
+	if (buf != NULL && GST_CLOCK_TIME_IS_VALID(frame_dts(buf)) &&
+	    GST_BUFFER_PTS_IS_VALID(buf))
+		g_ptr_array_add(clip->frames, gst_buffer_ref(buf));
+}
+
+/* Pulls every access unit into memory; returns NULL or why it failed.
+ * The appsink signals are used rather than gst_app_sink_* so camsim links
+ * only what the Makefile gives it. Pulls are short because a file the
+ * demuxer rejects posts an error but never reaches EOS. */
+static gchar *clip_pull_all(GstElement *pipeline, GstElement *sink,
+			    BenchClip *clip)
+{
+	GstBus *bus = gst_element_get_bus(pipeline);
+	gchar *why = NULL;
+	guint idle = 0;
+
+	if (gst_element_set_state(pipeline, GST_STATE_PLAYING) ==
+	    GST_STATE_CHANGE_FAILURE)
+		why = loader_error(bus);
+	while (why == NULL) {
 		GstSample *sample = NULL;
+		gboolean eos = FALSE;
+
 		g_signal_emit_by_name(sink, "try-pull-sample",
-				      (GstClockTime)(10 * GST_SECOND), &sample);
-		if (sample == NULL) {
-			gboolean eos = FALSE;
-			g_object_get(sink, "eos", &eos, NULL);
-			return eos;
+				      (GstClockTime)(100 * GST_MSECOND),
+				      &sample);
+		if (sample != NULL) {
+			clip_add_sample(clip, sample);
+			gst_sample_unref(sample);
+			idle = 0;
+			continue;
 		}
-		GstBuffer *buf = gst_sample_get_buffer(sample);
-		if (clip->caps == NULL && gst_sample_get_caps(sample) != NULL)
-			clip->caps = gst_caps_ref(gst_sample_get_caps(sample));
-		if (buf != NULL && GST_CLOCK_TIME_IS_VALID(frame_dts(buf)) &&
-		    GST_BUFFER_PTS_IS_VALID(buf))
-			g_ptr_array_add(clip->frames, gst_buffer_ref(buf));
-		gst_sample_unref(sample);
+		g_object_get(sink, "eos", &eos, NULL);
+		if (eos)
+			break;
+		why = loader_error(bus);
+		if (why == NULL && ++idle == CLIP_STALL_POLLS)
+			why = g_strdup("no data");
 	}
+	gst_object_unref(bus);
+	return why;
 }
 
 /* The loop step is the span of the decode times plus one frame, so the
@@ -458,12 +486,10 @@ static BenchClip *clip_load(const char *file)
 		(GDestroyNotify)gst_buffer_unref);
 	g_object_set(src, "location", file, NULL);
 
-	gboolean ok = gst_element_set_state(pipeline, GST_STATE_PLAYING) !=
-			      GST_STATE_CHANGE_FAILURE &&
-		      clip_pull_all(sink, clip) && clip->caps != NULL &&
-		      clip_set_period(clip);
-	if (!ok) {
-		gchar *why = loader_error(pipeline);
+	gchar *why = clip_pull_all(pipeline, sink, clip);
+	if (why == NULL && (clip->caps == NULL || !clip_set_period(clip)))
+		why = g_strdup("no H.264 video track");
+	if (why != NULL) {
 		fprintf(stderr, "camsim: cannot load bench file %s: %s\n",
 			file, why);
 		g_free(why);

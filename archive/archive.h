@@ -49,6 +49,11 @@ int arc_writer_write(arc_writer_t *w, const AVPacket *pkt, int64_t recv_wall_us)
 /* Ends the connection: finalizes the open segment, if any. */
 int arc_writer_end(arc_writer_t *w);
 void arc_writer_stats(const arc_writer_t *w, arc_writer_stats_t *out);
+/* Retention's brake (any thread): paused, the open segment is finalized and
+ * packets are dropped until resumed. */
+void arc_writer_set_paused(arc_writer_t *w, int paused);
+/* Bytes of the segment being written (any thread): they count as used. */
+int64_t arc_writer_open_bytes(const arc_writer_t *w);
 /* Finalizes and frees. NULL is fine. */
 void arc_writer_close(arc_writer_t *w);
 
@@ -88,7 +93,7 @@ int arc_scan_media(const char *data_dir, arc_scan_fn fn, void *ctx);
 int arc_export(const char *data_dir, const idx_segment_t *segs, size_t n_segs, int64_t from_us,
                int64_t to_us, const char *out_path, char *err, size_t err_size);
 
-#endif
+
 
 /* ---- index and disk agreement (DESIGN.md invariant 1) ---- */
 
@@ -114,3 +119,9 @@ typedef struct {
  * found. */
 int arc_reconcile(const char *data_dir, idx_t *idx, const arc_reconcile_opts_t *opts,
                   int *problems);
+
+/* Removes a segment file and makes the removal durable (directory fsync);
+ * an already missing file is fine. An emptied day directory goes too. */
+int arc_remove_segment_file(const char *data_dir, const char *rel_path);
+
+#endif

@@ -134,3 +134,21 @@ int arc_scan_media(const char *data_dir, arc_scan_fn fn, void *ctx)
 {
     return scan_dir(data_dir, "media", 0, fn, ctx);
 }
+
+int arc_remove_segment_file(const char *data_dir, const char *rel_path)
+{
+    char *abs = vg_asprintf("%s/%s", data_dir, rel_path);
+    int rc = VG_OK;
+    if (unlink(abs) != 0 && errno != ENOENT)
+        rc = VG_EIO;
+    if (rc == VG_OK)
+        rc = vg_fsync_parent(abs);
+    char *slash = strrchr(abs, '/');
+    if (rc == VG_OK && slash) {
+        *slash = '\0';
+        if (rmdir(abs) == 0) /* fails harmlessly while the day has files */
+            vg_fsync_parent(abs);
+    }
+    free(abs);
+    return rc;
+}

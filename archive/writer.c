@@ -10,6 +10,7 @@
 #include "archive_private.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -47,6 +48,12 @@ typedef struct {
     int64_t base_us;       /* input DTS (µs) of the first keyframe: media time 0 */
     int64_t target_us;     /* rotate at the first keyframe at or after this */
     int64_t last_flush_us; /* media time of the last fragment flush */
+    /* Smallest (receive time - connection media time) seen among this
+     * segment's primary packets: network delay only ever adds, so the minimum
+     * is the best estimate of when the media clock's zero passed on the wall
+     * clock. INT64_MAX until a packet is seen. */
+    int64_t min_offset_us;
+    int provisional_start; /* this segment started the connection's timeline */
 } segment_t;
 
 struct arc_writer {
@@ -70,6 +77,7 @@ struct arc_writer {
     int connected;
     int first_segment;    /* the next segment is the connection's first */
     vg_timeline_t timeline;
+    int64_t conn_zero_us; /* primary DTS (µs) of the connection's first packet */
 
     /* DTS repair state per input stream, in the stream's time base. */
     int64_t last_dts[MAX_STREAMS];
@@ -81,6 +89,10 @@ struct arc_writer {
     segment_t *seg;
     int64_t retry_after_mono_us;
     arc_writer_stats_t stats;
+
+    /* Set from the retention thread; read by the writer's own thread. */
+    atomic_int paused;
+    atomic_llong open_bytes; /* size of the segment being written */
 };
 
 static int64_t to_us(int64_t ts, AVRational tb)
@@ -198,6 +210,7 @@ int arc_writer_begin(arc_writer_t *w, AVStream *const *streams, unsigned n_strea
     w->connected = 1;
     w->first_segment = 1;
     w->timeline.started = 0;
+    w->conn_zero_us = AV_NOPTS_VALUE;
     w->repaired_warned = 0;
     vg_info("source=%s streams=%s container=%s", w->source, w->codecs, w->format);
     return VG_OK;
@@ -314,10 +327,16 @@ static int64_t first_segment_target_us(const arc_writer_t *w)
 
 static int segment_open(arc_writer_t *w, int64_t base_us, int64_t recv_wall_us)
 {
-    if (!w->timeline.started)
-        vg_timeline_start(&w->timeline, recv_wall_us);
     segment_t *s = vg_calloc(1, sizeof(*s));
     s->fd = -1;
+    s->min_offset_us = INT64_MAX;
+    if (!w->timeline.started) {
+        /* Provisional: packets buffered while the stream was probed arrive
+         * in a burst and look late; the start is refined when the segment
+         * ends (see refine_start). */
+        vg_timeline_start(&w->timeline, recv_wall_us);
+        s->provisional_start = 1;
+    }
     s->sha = av_sha_alloc();
     if (!s->sha || av_sha_init(s->sha, 256) < 0)
         abort();
@@ -545,9 +564,50 @@ static void segment_fail_open(arc_writer_t *w, int rc)
            RETRY_AFTER_ERROR_US / 1000000);
 }
 
+/* Wall time at which media time media_us of this segment passed, by the
+ * segment's best (least delayed) packet; fallback when none was seen. */
+static int64_t estimated_wall(const arc_writer_t *w, const segment_t *s, int64_t media_us,
+                              int64_t fallback)
+{
+    if (s->min_offset_us == INT64_MAX || w->conn_zero_us == AV_NOPTS_VALUE)
+        return fallback;
+    return s->min_offset_us + (s->base_us + media_us - w->conn_zero_us);
+}
+
+/* The first segment of a connection was named after the receive time of its
+ * first keyframe, which may have waited in the probe buffer. Now that live
+ * packets have shown the true offset, move the start (and the file name, which
+ * carries it) to the estimate. A crash between rename and row leaves a file
+ * that recovery indexes under its new name. */
+static void refine_start(arc_writer_t *w, segment_t *s)
+{
+    int64_t refined = estimated_wall(w, s, 0, w->timeline.next_start_us);
+    if (!s->provisional_start || refined == w->timeline.next_start_us)
+        return;
+    char *rel = arc_segment_rel_path(w->source, refined, w->format);
+    char *abs = vg_asprintf("%s/%s", w->data_dir, rel);
+    if (arc_make_parent_dirs(w->data_dir, rel) == VG_OK && rename(s->abs_path, abs) == 0 &&
+        vg_fsync_parent(abs) == VG_OK && vg_fsync_parent(s->abs_path) == VG_OK) {
+        vg_debug("source=%s start refined by %" PRId64 " us", w->source,
+                 refined - w->timeline.next_start_us);
+        w->timeline.next_start_us = refined;
+        free(s->rel_path);
+        free(s->abs_path);
+        s->rel_path = rel;
+        s->abs_path = abs;
+        return;
+    }
+    vg_warn("source=%s cannot rename %s: %s; keeping its receive-time start", w->source,
+            s->rel_path, strerror(errno));
+    free(rel);
+    free(abs);
+}
+
 static int segment_finish(arc_writer_t *w, int64_t media_us, int64_t recv_end_wall_us)
 {
     segment_t *s = w->seg;
+    refine_start(w, s);
+    recv_end_wall_us = estimated_wall(w, s, media_us, recv_end_wall_us);
     int ret = av_write_trailer(s->oc);
     avio_flush(s->pb);
     int rc = VG_OK;
@@ -616,8 +676,44 @@ static int can_start_segment(arc_writer_t *w, const AVPacket *pkt)
     return vg_clock_mono(w->clock) >= w->retry_after_mono_us;
 }
 
+static void track_offset(arc_writer_t *w, const AVPacket *pkt, int64_t recv_wall_us)
+{
+    if (pkt->stream_index != w->primary)
+        return;
+    int64_t dts_us = to_us(pkt->dts, w->tb[w->primary]);
+    if (w->conn_zero_us == AV_NOPTS_VALUE)
+        w->conn_zero_us = dts_us;
+    int64_t offset = recv_wall_us - (dts_us - w->conn_zero_us);
+    if (offset < w->seg->min_offset_us)
+        w->seg->min_offset_us = offset;
+}
+
+void arc_writer_set_paused(arc_writer_t *w, int paused)
+{
+    if (atomic_exchange(&w->paused, paused ? 1 : 0) != (paused ? 1 : 0))
+        vg_notice("source=%s recording %s", w->source, paused ? "paused" : "resumed");
+}
+
+int64_t arc_writer_open_bytes(const arc_writer_t *w)
+{
+    return atomic_load(&((arc_writer_t *)w)->open_bytes);
+}
+
+/* Paused: finish what is open (it stays a valid segment) and drop packets;
+ * the next segment starts at a keyframe once resumed, after a gap. */
+static void pause_now(arc_writer_t *w)
+{
+    if (w->seg)
+        arc_writer_end(w);
+    atomic_store(&w->open_bytes, 0);
+}
+
 int arc_writer_write(arc_writer_t *w, const AVPacket *in, int64_t recv_wall_us)
 {
+    if (atomic_load(&w->paused)) {
+        pause_now(w);
+        return VG_OK;
+    }
     if (!w->connected || in->stream_index < 0 || (unsigned)in->stream_index >= w->n_in ||
         w->out_index[in->stream_index] < 0)
         return VG_OK;
@@ -647,11 +743,13 @@ int arc_writer_write(arc_writer_t *w, const AVPacket *in, int64_t recv_wall_us)
             return rc;
         }
     }
+    track_offset(w, pkt, recv_wall_us);
     unsigned i = (unsigned)pkt->stream_index;
     rc = release_held(w, i, pkt->dts);
     w->held[i] = pkt;
     if (rc != VG_OK && w->seg)
         segment_fail(w, rc);
+    atomic_store(&w->open_bytes, w->seg ? w->seg->bytes : 0);
     return rc;
 }
 

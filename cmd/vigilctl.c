@@ -4,6 +4,8 @@
  * Exit codes: 0 ok, 1 a problem was found or an operation failed, 2 usage or
  * bad input (unknown source, inverted range, bad time). */
 #include <getopt.h>
+#include <pwd.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,21 +14,30 @@
 
 #include "archive/archive.h"
 #include "capture/capture.h"
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/errors.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "index/index.h"
+#include "retention/retention.h"
 
 #define EXIT_PROBLEM 1
 #define EXIT_USAGE 2
+
+#define MAX_HOLD_SOURCES 32
 
 typedef struct {
     vg_config_t cfg;
     idx_t *idx;
     int json;
     int deep;
+    int dry_run;
+    int all;
     const char *from, *to, *out;
+    const char *as_of, *until, *case_no, *reason;
+    const char *hold_sources[MAX_HOLD_SOURCES];
+    size_t n_hold_sources;
 } ctl_t;
 
 static void usage(FILE *out)
@@ -37,13 +48,27 @@ static void usage(FILE *out)
             "  segments SOURCE [--from T] [--to T] [--json]   list recorded segments\n"
             "  check [--deep]                                 index and disk agree? (--deep re-hashes)\n"
             "  export SOURCE --from T --to T -o FILE          one clip, remuxed without re-encoding\n"
+            "  sweep [--dry-run] [--as-of T] [--json]         run retention now, or show what it would delete\n"
+            "  hold add --case C --reason R --source S [--source S2 ...] --from T --to T [--until T]\n"
+            "  hold list [--all] [--json]                     active holds (--all: released and expired too)\n"
+            "  hold release ID --reason R\n"
+            "  storage [--json]                               capacity, depth, forecast and alarms\n"
+            "  destruction-log [--from T] [--to T] [--json]   what retention deleted, when and why\n"
             "T is RFC 3339 (2026-11-27T10:00:00Z) or unix seconds.\n");
 }
 
-static int open_index(ctl_t *c)
+/* Commands that change the index open it read-write (which also creates or
+ * migrates it); queries open it read-only. */
+static int open_index(ctl_t *c, int writable)
 {
     char *db = vg_asprintf("%s/index.db", c->cfg.data_dir);
-    int rc = idx_open(db, 1, &c->idx);
+    int rc = idx_open(db, !writable, &c->idx);
+    if (rc == VG_OK && !writable && idx_schema_version(c->idx) < idx_code_version()) {
+        /* An index from an older vigil: migrate it before reading. */
+        idx_close(c->idx);
+        c->idx = NULL;
+        rc = idx_open(db, 0, &c->idx);
+    }
     if (rc != VG_OK)
         fprintf(stderr, "vigilctl: cannot open the index %s (has vigild run yet?)\n", db);
     free(db);
@@ -181,6 +206,313 @@ static int cmd_export(ctl_t *c, const char *source)
     return 0;
 }
 
+/* ---- retention commands ---- */
+
+static json_t *time_json(int64_t us)
+{
+    char text[VG_TIME_TEXT_MAX];
+    if (!us)
+        return json_null();
+    vg_time_format(us, text);
+    return json_string(text);
+}
+
+static void print_json(json_t *v)
+{
+    json_dumpf(v, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+    fputc('\n', stdout);
+    json_decref(v);
+}
+
+static const char *fmt_time(int64_t us, char *buf)
+{
+    if (!us)
+        return "-";
+    vg_time_format(us, buf);
+    return buf;
+}
+
+static void print_plan(const ret_plan_t *plan, int json)
+{
+    if (json) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < plan->n; i++) {
+            const idx_segment_t *s = &plan->victims[i].seg;
+            json_array_append_new(arr, json_pack("{sI ss so so sI ss}", "id", (json_int_t)s->id,
+                                                 "source", s->source, "start",
+                                                 time_json(s->start_us), "end",
+                                                 time_json(s->end_us), "bytes",
+                                                 (json_int_t)s->bytes, "reason",
+                                                 ret_reason_name(plan->victims[i].reason)));
+        }
+        json_t *obj = json_pack("{so sb sb}", "delete", arr, "stop_recording",
+                                plan->stop_recording, "below_floor", plan->below_floor);
+        print_json(obj);
+        return;
+    }
+    for (size_t i = 0; i < plan->n; i++) {
+        const idx_segment_t *s = &plan->victims[i].seg;
+        char a[VG_TIME_TEXT_MAX], b[VG_TIME_TEXT_MAX];
+        printf("%-8lld %-16s %s %s %10lld %s\n", (long long)s->id, s->source,
+               fmt_time(s->start_us, a), fmt_time(s->end_us, b), (long long)s->bytes,
+               ret_reason_name(plan->victims[i].reason));
+    }
+    printf("%zu segment(s) would be deleted%s\n", plan->n,
+           plan->stop_recording ? "; recording would stop (see storage)" : "");
+}
+
+static int cmd_sweep(ctl_t *c)
+{
+    int64_t now = vg_clock_wall(&vg_system_clock);
+    if (c->as_of && !c->dry_run) {
+        fprintf(stderr, "vigilctl: --as-of only goes with --dry-run\n");
+        return EXIT_USAGE;
+    }
+    if (parse_time_arg("--as-of", c->as_of, now, &now) != VG_OK)
+        return EXIT_USAGE;
+    if (!c->dry_run) {
+        ret_sweep_result_t res;
+        if (ret_sweep(c->idx, &c->cfg, now, 0, &res) != VG_OK)
+            return EXIT_PROBLEM;
+        printf("deleted %zu segment(s), %lld bytes\n", res.deleted, (long long)res.freed_bytes);
+        return 0;
+    }
+    ret_disk_t disk;
+    ret_plan_t plan;
+    if (ret_disk_read(&c->cfg, c->idx, 0, &disk) != VG_OK ||
+        ret_plan(c->idx, &c->cfg, now, &disk, 0, &plan) != VG_OK)
+        return EXIT_PROBLEM;
+    print_plan(&plan, c->json);
+    ret_plan_free(&plan);
+    return 0;
+}
+
+static void who_am_i(char *out, size_t size)
+{
+    const struct passwd *pw = getpwuid(getuid());
+    snprintf(out, size, "cli:%s", pw ? pw->pw_name : "unknown");
+}
+
+static int hold_add(ctl_t *c)
+{
+    idx_hold_t h = {0};
+    if (!c->case_no || !*c->case_no || !c->reason || !*c->reason || c->n_hold_sources == 0 ||
+        !c->from || !c->to) {
+        fprintf(stderr, "vigilctl: hold add needs --case, --reason, --source, --from and --to "
+                        "(case and reason not empty)\n");
+        return EXIT_USAGE;
+    }
+    if (parse_range(c, &h.from_us, &h.to_us) != VG_OK ||
+        parse_time_arg("--until", c->until, 0, &h.until_us) != VG_OK)
+        return EXIT_USAGE;
+    for (size_t i = 0; i < c->n_hold_sources; i++) {
+        if (check_source(c, c->hold_sources[i]) != VG_OK)
+            return EXIT_USAGE;
+    }
+    if (snprintf(h.case_no, sizeof(h.case_no), "%s", c->case_no) >= (int)sizeof(h.case_no) ||
+        snprintf(h.reason, sizeof(h.reason), "%s", c->reason) >= (int)sizeof(h.reason)) {
+        fprintf(stderr, "vigilctl: case or reason too long\n");
+        return EXIT_USAGE;
+    }
+    who_am_i(h.created_by, sizeof(h.created_by));
+    h.created_us = vg_clock_wall(&vg_system_clock);
+    if (idx_hold_add(c->idx, &h, c->hold_sources, c->n_hold_sources) != VG_OK)
+        return EXIT_PROBLEM;
+    printf("%lld\n", (long long)h.id);
+    return 0;
+}
+
+static json_t *hold_json(const idx_hold_t *h)
+{
+    return json_pack("{sI ss ss ss so so so so so ss ss ss}", "id", (json_int_t)h->id, "case",
+                     h->case_no, "reason", h->reason, "created_by", h->created_by, "created",
+                     time_json(h->created_us), "from", time_json(h->from_us), "to",
+                     time_json(h->to_us), "until", time_json(h->until_us), "released",
+                     time_json(h->released_us), "released_by", h->released_by,
+                     "release_reason", h->release_reason, "sources", h->sources);
+}
+
+static int hold_list(ctl_t *c)
+{
+    idx_hold_t *holds = NULL;
+    size_t n = 0;
+    if (idx_hold_list(c->idx, c->all, vg_clock_wall(&vg_system_clock), &holds, &n) != VG_OK)
+        return EXIT_PROBLEM;
+    if (c->json) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(arr, hold_json(&holds[i]));
+        print_json(arr);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            char a[VG_TIME_TEXT_MAX], b[VG_TIME_TEXT_MAX], u[VG_TIME_TEXT_MAX];
+            printf("%-5lld case=%s sources=%s %s .. %s until=%s by=%s%s reason: %s\n",
+                   (long long)holds[i].id, holds[i].case_no, holds[i].sources,
+                   fmt_time(holds[i].from_us, a), fmt_time(holds[i].to_us, b),
+                   fmt_time(holds[i].until_us, u), holds[i].created_by,
+                   holds[i].released_us ? " RELEASED" : "", holds[i].reason);
+        }
+    }
+    free(holds);
+    return 0;
+}
+
+static int hold_release(ctl_t *c, const char *id_text)
+{
+    char *end = NULL;
+    long long id = strtoll(id_text, &end, 10);
+    if (!*id_text || *end || id <= 0 || !c->reason || !*c->reason) {
+        fprintf(stderr, "vigilctl: hold release ID --reason R\n");
+        return EXIT_USAGE;
+    }
+    char by[64];
+    who_am_i(by, sizeof(by));
+    int rc = idx_hold_release(c->idx, id, by, c->reason, vg_clock_wall(&vg_system_clock));
+    if (rc == VG_ENOTFOUND || rc == VG_EINVAL) {
+        fprintf(stderr, "vigilctl: hold %lld %s\n", id,
+                rc == VG_ENOTFOUND ? "does not exist" : "is already released");
+        return EXIT_USAGE;
+    }
+    if (rc != VG_OK)
+        return EXIT_PROBLEM;
+    printf("released hold %lld; its segments are eligible at the next sweep\n", id);
+    return 0;
+}
+
+static int cmd_hold(ctl_t *c, int argc, char **argv)
+{
+    if (strcmp(argv[0], "add") == 0 && argc == 1)
+        return hold_add(c);
+    if (strcmp(argv[0], "list") == 0 && argc == 1)
+        return hold_list(c);
+    if (strcmp(argv[0], "release") == 0 && argc == 2)
+        return hold_release(c, argv[1]);
+    usage(stderr);
+    return EXIT_USAGE;
+}
+
+static json_t *storage_json(const ret_storage_t *st)
+{
+    json_t *sources = json_array(), *alarms = json_array();
+    for (size_t i = 0; i < st->n_sources; i++) {
+        const ret_source_figures_t *f = &st->sources[i];
+        json_array_append_new(
+            sources, json_pack("{ss ss si sI sI so so sf sf sI sf}", "source", f->source, "kind",
+                               f->kind, "keep_days", f->keep_days, "segments",
+                               (json_int_t)f->segments, "bytes", (json_int_t)f->bytes, "oldest",
+                               time_json(f->oldest_us), "newest", time_json(f->newest_us),
+                               "depth_days", f->depth_days, "bytes_per_day", f->bytes_per_day,
+                               "held_bytes", (json_int_t)f->held_bytes, "projected_days",
+                               f->projected_days));
+    }
+    for (size_t i = 0; i < st->n_alarms; i++) {
+        const ret_alarm_t *a = &st->alarms[i];
+        json_array_append_new(alarms, json_pack("{ss ss ss ss so}", "kind", a->kind, "severity",
+                                                a->severity, "sources", a->sources, "message",
+                                                a->message, "raised", time_json(a->raised_us)));
+    }
+    return json_pack("{sI sI sI so so}", "capacity_bytes", (json_int_t)st->disk.capacity_bytes,
+                     "free_bytes", (json_int_t)st->disk.free_bytes, "reserve_bytes",
+                     (json_int_t)st->disk.reserve_bytes, "sources", sources, "alarms", alarms);
+}
+
+static void print_storage(const ret_storage_t *st)
+{
+    printf("capacity %lld bytes, free %lld, reserve %lld\n", (long long)st->disk.capacity_bytes,
+           (long long)st->disk.free_bytes, (long long)st->disk.reserve_bytes);
+    printf("%-16s %6s %12s %8s %10s %12s %10s %5s\n", "SOURCE", "KIND", "BYTES", "DEPTH_D",
+           "PROJ_D", "BYTES/DAY", "HELD", "KEEP");
+    for (size_t i = 0; i < st->n_sources; i++) {
+        const ret_source_figures_t *f = &st->sources[i];
+        printf("%-16s %6s %12lld %8.2f %10.1f %12.0f %10lld %5d\n", f->source, f->kind,
+               (long long)f->bytes, f->depth_days, f->projected_days, f->bytes_per_day,
+               (long long)f->held_bytes, f->keep_days);
+    }
+    for (size_t i = 0; i < st->n_alarms; i++)
+        printf("ALARM %s %s sources=%s: %s\n", st->alarms[i].severity, st->alarms[i].kind,
+               st->alarms[i].sources, st->alarms[i].message);
+    if (st->n_alarms == 0)
+        printf("no alarms\n");
+}
+
+static int cmd_storage(ctl_t *c)
+{
+    int64_t now = vg_clock_wall(&vg_system_clock);
+    ret_disk_t disk;
+    ret_storage_t st;
+    if (ret_disk_read(&c->cfg, c->idx, 0, &disk) != VG_OK ||
+        ret_storage(c->idx, &c->cfg, now, &disk, &st) != VG_OK)
+        return EXIT_PROBLEM;
+    if (c->json)
+        print_json(storage_json(&st));
+    else
+        print_storage(&st);
+    ret_storage_free(&st);
+    return 0;
+}
+
+static json_t *destroyed_json(idx_t *idx, int64_t run_id, const char *source)
+{
+    json_t *arr = json_array();
+    idx_destroyed_segment_t *d = NULL;
+    size_t n = 0;
+    if (idx_destruction_segments(idx, run_id, &d, &n) == VG_OK) {
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(d[i].source, source) != 0)
+                continue;
+            json_array_append_new(arr, json_pack("{sI ss so so sI ss}", "id",
+                                                 (json_int_t)d[i].segment_id, "source",
+                                                 d[i].source, "start", time_json(d[i].start_us),
+                                                 "end", time_json(d[i].end_us), "bytes",
+                                                 (json_int_t)d[i].bytes, "sha256", d[i].sha256));
+        }
+    }
+    free(d);
+    return arr;
+}
+
+static int cmd_destruction_log(ctl_t *c)
+{
+    int64_t from, to;
+    if (parse_range(c, &from, &to) != VG_OK)
+        return EXIT_USAGE;
+    idx_destruction_row_t *rows = NULL;
+    size_t n = 0;
+    if (idx_destruction_log(c->idx, from, to, &rows, &n) != VG_OK)
+        return EXIT_PROBLEM;
+    json_t *arr = c->json ? json_array() : NULL;
+    for (size_t i = 0; i < n; i++) {
+        const idx_destruction_row_t *r = &rows[i];
+        char at[VG_TIME_TEXT_MAX], a[VG_TIME_TEXT_MAX], b[VG_TIME_TEXT_MAX];
+        if (arr) {
+            json_array_append_new(
+                arr, json_pack("{sI so ss ss sI sI so so so}", "run", (json_int_t)r->run_id, "at",
+                               time_json(r->at_us), "reason", r->reason, "source", r->source,
+                               "segments", (json_int_t)r->segments, "bytes",
+                               (json_int_t)r->bytes, "from", time_json(r->from_us), "to",
+                               time_json(r->to_us), "deleted",
+                               destroyed_json(c->idx, r->run_id, r->source)));
+        } else {
+            printf("run %lld at %s reason=%s source=%s segments=%lld bytes=%lld range %s .. %s\n",
+                   (long long)r->run_id, fmt_time(r->at_us, at), r->reason, r->source,
+                   (long long)r->segments, (long long)r->bytes, fmt_time(r->from_us, a),
+                   fmt_time(r->to_us, b));
+        }
+    }
+    free(rows);
+    if (arr)
+        print_json(arr);
+    return 0;
+}
+
+/* Which commands write to the index. */
+static int command_writes(int argc, char **argv)
+{
+    const char *cmd = argv[0];
+    return (strcmp(cmd, "sweep") == 0 && argc == 1) ||
+           (strcmp(cmd, "hold") == 0 && argc >= 2 && strcmp(argv[1], "list") != 0);
+}
+
 static int dispatch(ctl_t *c, int argc, char **argv)
 {
     const char *cmd = argv[0];
@@ -190,6 +522,14 @@ static int dispatch(ctl_t *c, int argc, char **argv)
         return cmd_check(c);
     if (strcmp(cmd, "export") == 0 && argc == 2)
         return cmd_export(c, argv[1]);
+    if (strcmp(cmd, "sweep") == 0 && argc == 1)
+        return cmd_sweep(c);
+    if (strcmp(cmd, "hold") == 0 && argc >= 2)
+        return cmd_hold(c, argc - 1, argv + 1);
+    if (strcmp(cmd, "storage") == 0 && argc == 1)
+        return cmd_storage(c);
+    if (strcmp(cmd, "destruction-log") == 0 && argc == 1)
+        return cmd_destruction_log(c);
     usage(stderr);
     return EXIT_USAGE;
 }
@@ -199,6 +539,10 @@ int main(int argc, char **argv)
     static const struct option longopts[] = {
         {"json", no_argument, NULL, 'j'}, {"deep", no_argument, NULL, 'd'},
         {"from", required_argument, NULL, 'f'}, {"to", required_argument, NULL, 't'},
+        {"dry-run", no_argument, NULL, 'n'}, {"as-of", required_argument, NULL, 'a'},
+        {"until", required_argument, NULL, 'u'}, {"case", required_argument, NULL, 'C'},
+        {"reason", required_argument, NULL, 'r'}, {"source", required_argument, NULL, 's'},
+        {"all", no_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
     ctl_t c = {0};
@@ -214,6 +558,19 @@ int main(int argc, char **argv)
         case 'd': c.deep = 1; break;
         case 'f': c.from = optarg; break;
         case 't': c.to = optarg; break;
+        case 'n': c.dry_run = 1; break;
+        case 'a': c.as_of = optarg; break;
+        case 'u': c.until = optarg; break;
+        case 'C': c.case_no = optarg; break;
+        case 'r': c.reason = optarg; break;
+        case 'A': c.all = 1; break;
+        case 's':
+            if (c.n_hold_sources == MAX_HOLD_SOURCES) {
+                fprintf(stderr, "vigilctl: at most %d --source\n", MAX_HOLD_SOURCES);
+                return EXIT_USAGE;
+            }
+            c.hold_sources[c.n_hold_sources++] = optarg;
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return EXIT_USAGE;
         }
@@ -229,7 +586,8 @@ int main(int argc, char **argv)
     }
     vg_log_set_level(VG_LOG_WARNING);
     cap_route_libav_log(AV_LOG_ERROR);
-    int rc = open_index(&c) == VG_OK ? 0 : EXIT_PROBLEM;
+    int rc = open_index(&c, command_writes(argc - optind, argv + optind)) == VG_OK ? 0
+                                                                                : EXIT_PROBLEM;
     if (rc == 0) {
         rc = dispatch(&c, argc - optind, argv + optind);
     }

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "index/index.h"
+#include "retention/retention.h"
 
 typedef struct {
     const vg_source_config_t *cfg;
@@ -33,6 +35,14 @@ typedef struct {
     idx_t *idx;
     recorder_t *recorders;
     size_t n_recorders;
+
+    /* The retention thread: sweeps every sweep_seconds on its own connection. */
+    pthread_t sweeper;
+    int sweeper_started;
+    idx_t *sweep_idx;
+    pthread_mutex_t sweep_lock;
+    pthread_cond_t sweep_wake;
+    int sweep_stop;
 } daemon_t;
 
 static int sink_begin(void *ctx, AVStream *const *streams, unsigned n)
@@ -95,12 +105,16 @@ static int prepare_storage(daemon_t *d)
     return rc;
 }
 
-/* Crash recovery (DESIGN.md invariant 1), before anything records. */
+/* Crash recovery (DESIGN.md invariants 1 and 2), before anything records:
+ * deletions a crash interrupted are finished first, then index and disk are
+ * made to agree. */
 static int recover(daemon_t *d)
 {
     arc_reconcile_opts_t opts = {.repair = 1};
     int problems = 0;
-    int rc = arc_reconcile(d->cfg.data_dir, d->idx, &opts, &problems);
+    int rc = ret_finish_pending(d->idx, d->cfg.data_dir, NULL);
+    if (rc == VG_OK)
+        rc = arc_reconcile(d->cfg.data_dir, d->idx, &opts, &problems);
     if (rc != VG_OK)
         vg_err("recovery failed: %s", vg_strerror(rc));
     else if (problems)
@@ -132,6 +146,88 @@ static int start_recorder(daemon_t *d, size_t i)
     cap_sink_t sink = {.ctx = r->writer, .begin = sink_begin, .packet = sink_packet,
                        .end = sink_end};
     return cap_source_start(r->cfg, &cap_default_timing, &vg_system_clock, sink, &r->capture);
+}
+
+static int64_t open_segment_bytes(daemon_t *d)
+{
+    int64_t total = 0;
+    for (size_t i = 0; i < d->n_recorders; i++)
+        total += d->recorders[i].writer ? arc_writer_open_bytes(d->recorders[i].writer) : 0;
+    return total;
+}
+
+static void sweep_once(daemon_t *d)
+{
+    ret_sweep_result_t res;
+    int rc = ret_sweep(d->sweep_idx, &d->cfg, vg_clock_wall(&vg_system_clock),
+                       open_segment_bytes(d), &res);
+    if (rc != VG_OK) {
+        vg_err("retention sweep failed: %s", vg_strerror(rc));
+        return;
+    }
+    /* Invariant 3: when the floor or holds leave no room, recording yields. */
+    for (size_t i = 0; i < d->n_recorders; i++) {
+        if (d->recorders[i].writer)
+            arc_writer_set_paused(d->recorders[i].writer, res.stop_recording);
+    }
+}
+
+static void *sweeper_thread(void *arg)
+{
+    daemon_t *d = arg;
+    pthread_setname_np(pthread_self(), "retention");
+    pthread_mutex_lock(&d->sweep_lock);
+    while (!d->sweep_stop) {
+        pthread_mutex_unlock(&d->sweep_lock);
+        sweep_once(d);
+        pthread_mutex_lock(&d->sweep_lock);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += d->cfg.retention.sweep_seconds;
+        while (!d->sweep_stop &&
+               pthread_cond_timedwait(&d->sweep_wake, &d->sweep_lock, &until) == 0) {
+        }
+    }
+    pthread_mutex_unlock(&d->sweep_lock);
+    return NULL;
+}
+
+static int start_sweeper(daemon_t *d)
+{
+    char *db = vg_asprintf("%s/index.db", d->cfg.data_dir);
+    int rc = idx_open(db, 0, &d->sweep_idx);
+    free(db);
+    if (rc != VG_OK)
+        return rc;
+    pthread_mutex_init(&d->sweep_lock, NULL);
+    pthread_cond_init(&d->sweep_wake, NULL);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int err = pthread_create(&d->sweeper, NULL, sweeper_thread, d);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (err != 0) {
+        vg_err("cannot start the retention thread: %s", strerror(err));
+        return VG_EIO;
+    }
+    d->sweeper_started = 1;
+    return VG_OK;
+}
+
+static void stop_sweeper(daemon_t *d)
+{
+    if (d->sweeper_started) {
+        pthread_mutex_lock(&d->sweep_lock);
+        d->sweep_stop = 1;
+        pthread_cond_broadcast(&d->sweep_wake);
+        pthread_mutex_unlock(&d->sweep_lock);
+        pthread_join(d->sweeper, NULL);
+        d->sweeper_started = 0;
+        pthread_mutex_destroy(&d->sweep_lock);
+        pthread_cond_destroy(&d->sweep_wake);
+    }
+    idx_close(d->sweep_idx);
+    d->sweep_idx = NULL;
 }
 
 static void stop_recorders(daemon_t *d)
@@ -177,10 +273,14 @@ static int run(daemon_t *d, const sigset_t *signals)
         rc = start_recorder(d, i);
         d->n_recorders = i + 1;
     }
+    /* The first sweep runs as soon as the thread starts: at startup. */
+    if (rc == VG_OK)
+        rc = start_sweeper(d);
     if (rc == VG_OK) {
         vg_notice("recording %zu source(s) into %s", d->cfg.n_sources, d->cfg.data_dir);
         wait_for_stop(signals);
     }
+    stop_sweeper(d);
     stop_recorders(d);
     return rc;
 }

@@ -28,10 +28,20 @@
 #define MIN_SEGMENT_SECONDS 2
 #define MAX_SEGMENT_SECONDS 300
 
+/* Retention bounds: a floor of at least a day, nothing past ten years, and a
+ * reserve that still leaves most of the disk for recordings. */
+#define DEFAULT_DAYS 60
+#define MAX_DAYS 3650
+#define MAX_RESERVE_PERCENT 50
+#define DEFAULT_RESERVE_PERCENT 5
+#define DEFAULT_SWEEP_SECONDS 10
+#define MAX_CAPACITY_BYTES (1LL << 60)
+
 enum section_kind {
     SEC_NONE,    /* before the first [section] */
     SEC_SERVER,
     SEC_ARCHIVE,
+    SEC_RETENTION,
     SEC_SOURCE,
     SEC_IGNORED, /* a header that was already reported as an error */
 };
@@ -47,7 +57,8 @@ typedef struct {
     int section_line;
     size_t source_index;     /* into cfg->sources while section == SEC_SOURCE */
     unsigned seen_keys;      /* bit i set once key i of this section's table was set */
-    int seen_server, seen_archive;
+    int seen_server, seen_archive, seen_retention;
+    int keep_days_line, min_days_line; /* for the cross-key check at the end */
     char *err;
     size_t err_size;
     int failed;              /* only the first problem is reported */
@@ -264,6 +275,90 @@ static int set_transport(parser_t *p, const char *key, const char *value)
     return VG_OK;
 }
 
+static int set_days(parser_t *p, const char *key, const char *value, int *out)
+{
+    char buf[256];
+    if (parse_int_range(value, 1, MAX_DAYS, out) != VG_OK) {
+        fail_at(p, p->lineno, "%s must be a whole number of days from 1 to %d, got '%s'", key,
+                MAX_DAYS, shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    return VG_OK;
+}
+
+static int set_min_days(parser_t *p, const char *key, const char *value)
+{
+    p->min_days_line = p->lineno;
+    return set_days(p, key, value, &p->cfg->retention.min_days);
+}
+
+static int set_keep_days(parser_t *p, const char *key, const char *value)
+{
+    p->keep_days_line = p->lineno;
+    return set_days(p, key, value, &p->cfg->retention.keep_days);
+}
+
+static int set_source_keep_days(parser_t *p, const char *key, const char *value)
+{
+    vg_source_config_t *src = &p->cfg->sources[p->source_index];
+    src->keep_days_line = p->lineno;
+    return set_days(p, key, value, &src->keep_days);
+}
+
+static int set_capacity(parser_t *p, const char *key, const char *value)
+{
+    char buf[256];
+    char *end = NULL;
+    errno = 0;
+    long long v = strtoll(value, &end, 10);
+    if (errno || end == value || *end != '\0' || v < 0 || v > MAX_CAPACITY_BYTES ||
+        !isdigit((unsigned char)value[0])) {
+        fail_at(p, p->lineno, "%s must be a byte count from 0 (the whole filesystem) to 2^60, "
+                "got '%s'", key, shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    p->cfg->retention.capacity_bytes = v;
+    return VG_OK;
+}
+
+static int set_reserve(parser_t *p, const char *key, const char *value)
+{
+    char buf[256];
+    if (parse_int_range(value, 0, MAX_RESERVE_PERCENT, &p->cfg->retention.reserve_percent) !=
+        VG_OK) {
+        fail_at(p, p->lineno, "%s must be an integer from 0 to %d, got '%s'", key,
+                MAX_RESERVE_PERCENT, shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    return VG_OK;
+}
+
+static int set_on_full(parser_t *p, const char *key, const char *value)
+{
+    char buf[256];
+    if (strcmp(value, "overwrite") == 0) {
+        p->cfg->retention.on_full = VG_ON_FULL_OVERWRITE;
+    } else if (strcmp(value, "stop") == 0) {
+        p->cfg->retention.on_full = VG_ON_FULL_STOP;
+    } else {
+        fail_at(p, p->lineno, "%s must be overwrite or stop, got '%s'", key,
+                shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    return VG_OK;
+}
+
+static int set_sweep_seconds(parser_t *p, const char *key, const char *value)
+{
+    char buf[256];
+    if (parse_int_range(value, 1, 3600, &p->cfg->retention.sweep_seconds) != VG_OK) {
+        fail_at(p, p->lineno, "%s must be an integer from 1 to 3600, got '%s'", key,
+                shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    return VG_OK;
+}
+
 /* Each table has at most 32 keys: seen_keys is a bit per key. */
 static const key_spec_t server_keys[] = {
     {"data_dir", set_data_dir},
@@ -274,10 +369,20 @@ static const key_spec_t archive_keys[] = {
     {"segment_seconds", set_segment_seconds},
     {NULL, NULL},
 };
+static const key_spec_t retention_keys[] = {
+    {"min_days", set_min_days},
+    {"keep_days", set_keep_days},
+    {"capacity_bytes", set_capacity},
+    {"reserve_percent", set_reserve},
+    {"on_full", set_on_full},
+    {"sweep_seconds", set_sweep_seconds},
+    {NULL, NULL},
+};
 static const key_spec_t source_keys[] = {
     {"url", set_url},
     {"kind", set_kind},
     {"rtsp_transport", set_transport},
+    {"keep_days", set_source_keep_days},
     {NULL, NULL},
 };
 
@@ -286,6 +391,7 @@ static const key_spec_t *keys_of(enum section_kind section)
     switch (section) {
     case SEC_SERVER: return server_keys;
     case SEC_ARCHIVE: return archive_keys;
+    case SEC_RETENTION: return retention_keys;
     case SEC_SOURCE: return source_keys;
     default: return NULL;
     }
@@ -352,6 +458,8 @@ static void add_source(parser_t *p, const char *name)
     src->url = NULL;
     src->kind = VG_SOURCE_VIDEO;
     src->transport = VG_TRANSPORT_TCP;
+    src->keep_days = 0;
+    src->keep_days_line = 0;
     p->source_index = cfg->n_sources++;
     p->section = SEC_SOURCE;
 }
@@ -395,6 +503,8 @@ static void begin_section(parser_t *p, const char *header)
         open_single(p, &p->seen_server, SEC_SERVER, "server");
     else if (strcmp(n, "archive") == 0)
         open_single(p, &p->seen_archive, SEC_ARCHIVE, "archive");
+    else if (strcmp(n, "retention") == 0)
+        open_single(p, &p->seen_retention, SEC_RETENTION, "retention");
     else if (strncmp(n, "source", 6) == 0 && (n[6] == '\0' || isspace((unsigned char)n[6])))
         add_source(p, trim(n + 6));
     else
@@ -445,6 +555,32 @@ static void init_defaults(vg_config_t *cfg, const char *path)
     cfg->data_dir = vg_strdup(DEFAULT_DATA_DIR);
     cfg->log_level = VG_LOG_INFO;
     cfg->segment_seconds = DEFAULT_SEGMENT_SECONDS;
+    cfg->retention.min_days = DEFAULT_DAYS;
+    cfg->retention.keep_days = DEFAULT_DAYS;
+    cfg->retention.capacity_bytes = 0;
+    cfg->retention.reserve_percent = DEFAULT_RESERVE_PERCENT;
+    cfg->retention.on_full = VG_ON_FULL_OVERWRITE;
+    cfg->retention.sweep_seconds = DEFAULT_SWEEP_SECONDS;
+}
+
+/* The floor is a legal minimum: no keep_days anywhere may undercut it. */
+static void check_retention(parser_t *p)
+{
+    const vg_retention_config_t *r = &p->cfg->retention;
+    if (r->keep_days < r->min_days) {
+        fail_at(p, p->keep_days_line ? p->keep_days_line : p->min_days_line,
+                "keep_days (%d) is below min_days (%d): recordings must be kept at least "
+                "min_days", r->keep_days, r->min_days);
+        return;
+    }
+    for (size_t i = 0; i < p->cfg->n_sources; i++) {
+        const vg_source_config_t *src = &p->cfg->sources[i];
+        if (src->keep_days && src->keep_days < r->min_days) {
+            fail_at(p, src->keep_days_line, "keep_days (%d) of source '%s' is below min_days (%d)",
+                    src->keep_days, src->name, r->min_days);
+            return;
+        }
+    }
 }
 
 /* Runs libinih over the open file and settles which problem, if any, is the
@@ -455,6 +591,8 @@ static void parse_file(parser_t *p)
     if (p->read_errno)
         return;
     end_section(p);
+    if (!p->failed && rc == 0)
+        check_retention(p);
     if (rc > 0 && (!p->failed || rc < p->err_line)) {
         p->failed = 0;
         fail_at(p, rc, "expected '[section]' or 'key = value'");
@@ -518,4 +656,9 @@ const vg_source_config_t *vg_config_find_source(const vg_config_t *cfg, const ch
             return &cfg->sources[i];
     }
     return NULL;
+}
+
+int vg_config_keep_days(const vg_config_t *cfg, const vg_source_config_t *src)
+{
+    return src && src->keep_days ? src->keep_days : cfg->retention.keep_days;
 }

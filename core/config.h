@@ -16,13 +16,28 @@ typedef struct {
     char *url;                /* rtsp:// or rtsps://; may hold credentials: never log it raw */
     vg_source_kind_t kind;
     vg_transport_t transport; /* rtsp_transport = tcp | udp */
+    int keep_days;            /* 0: inherit [retention] keep_days */
+    int keep_days_line;       /* where it was set, for messages */
 } vg_source_config_t;
+
+typedef enum { VG_ON_FULL_OVERWRITE, VG_ON_FULL_STOP } vg_on_full_t;
+
+/* [retention]: see README "Retention". */
+typedef struct {
+    int min_days;            /* floor: the age sweep never deletes anything younger */
+    int keep_days;           /* delete once older than this (>= min_days) */
+    long long capacity_bytes; /* 0: the filesystem's size */
+    int reserve_percent;     /* keep this much of capacity free */
+    vg_on_full_t on_full;    /* what disk pressure may do below the floor */
+    int sweep_seconds;       /* how often vigild checks age and disk pressure */
+} vg_retention_config_t;
 
 typedef struct {
     char *path;                 /* the file it was read from */
     char *data_dir;             /* index at data_dir/index.db, media under data_dir/media */
     vg_log_level_t log_level;   /* [server] log_level */
     int segment_seconds;        /* [archive] segment_seconds, 2..300 */
+    vg_retention_config_t retention;
     vg_source_config_t *sources;
     size_t n_sources;
 } vg_config_t;
@@ -33,5 +48,7 @@ typedef struct {
 int vg_config_load(const char *path, vg_config_t *out, char *err, size_t err_size);
 void vg_config_free(vg_config_t *cfg);
 const vg_source_config_t *vg_config_find_source(const vg_config_t *cfg, const char *name);
+/* The keep_days that applies to a source: its own, else [retention]'s. */
+int vg_config_keep_days(const vg_config_t *cfg, const vg_source_config_t *src);
 
 #endif

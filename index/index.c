@@ -3,6 +3,7 @@
  * thread at a time; WAL lets readers (vigilctl, web) run beside the writer.
  * The hot statements are prepared once in idx_open and reused. */
 #include "index/index.h"
+#include "index/index_private.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -59,6 +60,69 @@ static const char *const migrations[] = {
     "  UPDATE source SET max_len_us = NEW.end_us - NEW.start_us"
     "   WHERE id = NEW.source_id AND max_len_us < NEW.end_us - NEW.start_us;"
     " END;",
+    /* v2: retention. source.bytes is the live total of a source's segments,
+     * kept by triggers, so capacity checks never SUM millions of rows.
+     * Destruction records are never deleted by anything in vigil. */
+    "ALTER TABLE source ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE source SET bytes = (SELECT COALESCE(SUM(bytes), 0) FROM segment"
+    "  WHERE source_id = source.id);"
+    "CREATE TRIGGER segment_bytes_ins AFTER INSERT ON segment BEGIN"
+    "  UPDATE source SET bytes = bytes + NEW.bytes WHERE id = NEW.source_id;"
+    " END;"
+    "CREATE TRIGGER segment_bytes_del AFTER DELETE ON segment BEGIN"
+    "  UPDATE source SET bytes = bytes - OLD.bytes WHERE id = OLD.source_id;"
+    " END;"
+    "CREATE INDEX segment_deleting ON segment(deleting) WHERE deleting <> 0;"
+    "CREATE TABLE hold ("
+    "  id INTEGER PRIMARY KEY,"
+    "  case_no TEXT NOT NULL CHECK (case_no <> ''),"
+    "  reason TEXT NOT NULL CHECK (reason <> ''),"
+    "  created_by TEXT NOT NULL,"
+    "  created_us INTEGER NOT NULL,"
+    "  from_us INTEGER NOT NULL,"
+    "  to_us INTEGER NOT NULL,"
+    "  until_us INTEGER,"
+    "  released_us INTEGER,"
+    "  released_by TEXT,"
+    "  release_reason TEXT,"
+    "  CHECK (to_us > from_us)"
+    ");"
+    "CREATE TABLE hold_source ("
+    "  hold_id INTEGER NOT NULL REFERENCES hold(id),"
+    "  source_id INTEGER NOT NULL REFERENCES source(id),"
+    "  PRIMARY KEY (source_id, hold_id)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE destruction ("
+    "  id INTEGER PRIMARY KEY,"
+    "  at_us INTEGER NOT NULL,"
+    "  reason TEXT NOT NULL,"
+    "  segments INTEGER NOT NULL,"
+    "  bytes INTEGER NOT NULL,"
+    "  from_us INTEGER NOT NULL,"
+    "  to_us INTEGER NOT NULL"
+    ");"
+    "CREATE INDEX destruction_at ON destruction(at_us);"
+    "CREATE TABLE destruction_segment ("
+    "  destruction_id INTEGER NOT NULL REFERENCES destruction(id),"
+    "  segment_id INTEGER NOT NULL,"
+    "  source TEXT NOT NULL,"
+    "  start_us INTEGER NOT NULL,"
+    "  end_us INTEGER NOT NULL,"
+    "  bytes INTEGER NOT NULL,"
+    "  sha256 TEXT NOT NULL,"
+    "  path TEXT NOT NULL"
+    ");"
+    "CREATE INDEX destruction_segment_run ON destruction_segment(destruction_id);"
+    "CREATE TABLE alarm ("
+    "  id INTEGER PRIMARY KEY,"
+    "  kind TEXT NOT NULL,"
+    "  severity TEXT NOT NULL,"
+    "  sources TEXT NOT NULL,"
+    "  message TEXT NOT NULL,"
+    "  raised_us INTEGER NOT NULL,"
+    "  cleared_us INTEGER"
+    ");"
+    "CREATE UNIQUE INDEX alarm_active ON alarm(kind) WHERE cleared_us IS NULL;",
 };
 
 #define IDX_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -115,12 +179,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_ROLLBACK] = "ROLLBACK",
 };
 
-struct idx {
-    sqlite3 *db;
-    int readonly;
-    char *path; /* for log lines */
-    sqlite3_stmt *st[ST_COUNT];
-};
+_Static_assert(ST_COUNT <= IDX_MAX_CORE, "raise IDX_MAX_CORE");
 
 /* Maps a SQLite result code to a vigil code callers can act on. */
 static int map_rc(int rc)
@@ -140,13 +199,13 @@ static int map_rc(int rc)
 
 /* Logs the connection's current error once, with context; returns the mapped
  * code. Call it before sqlite3_reset(), which may replace the message. */
-static int db_fail(const idx_t *idx, int rc, const char *what)
+int idx_priv_db_fail(const idx_t *idx, int rc, const char *what)
 {
     vg_err("index %s: %s: %s (sqlite %d)", idx->path, what, sqlite3_errmsg(idx->db), rc);
     return map_rc(rc);
 }
 
-static void stmt_done(sqlite3_stmt *st)
+void idx_priv_stmt_done(sqlite3_stmt *st)
 {
     /* reset's return value repeats the last step's error, already logged. */
     sqlite3_reset(st);
@@ -160,26 +219,26 @@ static int run_simple(idx_t *idx, int which, const char *what)
     int rc = sqlite3_step(st);
     int ret = VG_OK;
     if (rc != SQLITE_DONE && rc != SQLITE_ROW)
-        ret = db_fail(idx, rc, what);
-    stmt_done(st);
+        ret = idx_priv_db_fail(idx, rc, what);
+    idx_priv_stmt_done(st);
     return ret;
 }
 
 /* Binds text that the schema says is NOT NULL. SQLITE_STATIC is fine: every
  * statement is stepped and reset before the caller's buffer can change. */
-static int bind_text(idx_t *idx, sqlite3_stmt *st, int col, const char *text)
+int idx_priv_bind_text(idx_t *idx, sqlite3_stmt *st, int col, const char *text)
 {
     int rc = sqlite3_bind_text(st, col, text, -1, SQLITE_STATIC);
     if (rc != SQLITE_OK)
-        return db_fail(idx, rc, "bind");
+        return idx_priv_db_fail(idx, rc, "bind");
     return VG_OK;
 }
 
-static int bind_i64(idx_t *idx, sqlite3_stmt *st, int col, int64_t v)
+int idx_priv_bind_i64(idx_t *idx, sqlite3_stmt *st, int col, int64_t v)
 {
     int rc = sqlite3_bind_int64(st, col, (sqlite3_int64)v);
     if (rc != SQLITE_OK)
-        return db_fail(idx, rc, "bind");
+        return idx_priv_db_fail(idx, rc, "bind");
     return VG_OK;
 }
 
@@ -219,7 +278,7 @@ static int row_to_segment(const idx_t *idx, sqlite3_stmt *st, idx_segment_t *seg
 }
 
 /* Steps st to the end, collecting every row into a malloc'd array. */
-static int collect_segments(idx_t *idx, sqlite3_stmt *st, const char *what, idx_segment_t **out,
+int idx_priv_collect_segments(idx_t *idx, sqlite3_stmt *st, const char *what, idx_segment_t **out,
                             size_t *n)
 {
     idx_segment_t *arr = NULL;
@@ -237,7 +296,7 @@ static int collect_segments(idx_t *idx, sqlite3_stmt *st, const char *what, idx_
         len++;
     }
     if (rc != SQLITE_DONE) {
-        ret = db_fail(idx, rc, what);
+        ret = idx_priv_db_fail(idx, rc, what);
         goto cleanup;
     }
     *out = arr;
@@ -246,7 +305,7 @@ static int collect_segments(idx_t *idx, sqlite3_stmt *st, const char *what, idx_
 
 cleanup:
     free(arr);
-    stmt_done(st);
+    idx_priv_stmt_done(st);
     return ret;
 }
 
@@ -257,12 +316,12 @@ static int read_user_version(idx_t *idx, int *version)
     int ret = VG_OK;
     int rc = sqlite3_prepare_v2(idx->db, "PRAGMA user_version", -1, &st, NULL);
     if (rc != SQLITE_OK) {
-        ret = db_fail(idx, rc, "read user_version");
+        ret = idx_priv_db_fail(idx, rc, "read user_version");
         goto cleanup;
     }
     rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
-        ret = db_fail(idx, rc, "read user_version");
+        ret = idx_priv_db_fail(idx, rc, "read user_version");
         goto cleanup;
     }
     *version = sqlite3_column_int(st, 0);
@@ -346,12 +405,12 @@ static int set_wal(idx_t *idx)
     int ret = VG_OK;
     int rc = sqlite3_prepare_v2(idx->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
     if (rc != SQLITE_OK) {
-        ret = db_fail(idx, rc, "set journal_mode");
+        ret = idx_priv_db_fail(idx, rc, "set journal_mode");
         goto cleanup;
     }
     rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
-        ret = db_fail(idx, rc, "set journal_mode");
+        ret = idx_priv_db_fail(idx, rc, "set journal_mode");
         goto cleanup;
     }
     const unsigned char *mode = sqlite3_column_text(st, 0);
@@ -387,7 +446,7 @@ int idx_open(const char *path, int readonly, idx_t **out)
     rc = sqlite3_open_v2(path, &idx->db, flags, NULL);
     if (rc != SQLITE_OK) {
         if (idx->db)
-            ret = db_fail(idx, rc, readonly ? "open read-only" : "open");
+            ret = idx_priv_db_fail(idx, rc, readonly ? "open read-only" : "open");
         else {
             vg_err("index %s: open: out of memory", path);
             ret = VG_EDB;
@@ -397,7 +456,7 @@ int idx_open(const char *path, int readonly, idx_t **out)
     sqlite3_extended_result_codes(idx->db, 1);
     rc = sqlite3_busy_timeout(idx->db, 5000);
     if (rc != SQLITE_OK) {
-        ret = db_fail(idx, rc, "set busy_timeout");
+        ret = idx_priv_db_fail(idx, rc, "set busy_timeout");
         goto cleanup;
     }
     if ((ret = exec_sql(idx, "PRAGMA foreign_keys = ON", "enable foreign keys")) != VG_OK)
@@ -435,7 +494,7 @@ int idx_open(const char *path, int readonly, idx_t **out)
         rc = sqlite3_prepare_v3(idx->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &idx->st[i],
                                 NULL);
         if (rc != SQLITE_OK) {
-            ret = db_fail(idx, rc, stmt_sql[i]);
+            ret = idx_priv_db_fail(idx, rc, stmt_sql[i]);
             goto cleanup;
         }
     }
@@ -454,6 +513,8 @@ void idx_close(idx_t *idx)
         return;
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(idx->st[i]);
+    for (int i = 0; i < IDX_MAX_LAZY; i++)
+        sqlite3_finalize(idx->lazy[i]);
     if (idx->db) {
         /* An open transaction at close is rolled back by SQLite; say so, since
          * it means a caller lost work. */
@@ -543,20 +604,20 @@ int idx_segment_insert(idx_t *idx, idx_segment_t *seg)
      * synchronous=FULL the row is durable once this commits (here, or at the
      * caller's idx_commit when inside idx_begin). */
     st = idx->st[ST_SEG_INSERT];
-    if ((ret = bind_text(idx, st, 1, seg->source)) != VG_OK ||
-        (ret = bind_i64(idx, st, 2, seg->start_us)) != VG_OK ||
-        (ret = bind_i64(idx, st, 3, seg->end_us)) != VG_OK ||
-        (ret = bind_i64(idx, st, 4, seg->media_us)) != VG_OK ||
-        (ret = bind_i64(idx, st, 5, seg->bytes)) != VG_OK ||
-        (ret = bind_text(idx, st, 6, seg->sha256)) != VG_OK ||
-        (ret = bind_text(idx, st, 7, seg->codecs)) != VG_OK ||
-        (ret = bind_i64(idx, st, 8, seg->init_bytes)) != VG_OK ||
-        (ret = bind_text(idx, st, 9, seg->path)) != VG_OK)
+    if ((ret = idx_priv_bind_text(idx, st, 1, seg->source)) != VG_OK ||
+        (ret = idx_priv_bind_i64(idx, st, 2, seg->start_us)) != VG_OK ||
+        (ret = idx_priv_bind_i64(idx, st, 3, seg->end_us)) != VG_OK ||
+        (ret = idx_priv_bind_i64(idx, st, 4, seg->media_us)) != VG_OK ||
+        (ret = idx_priv_bind_i64(idx, st, 5, seg->bytes)) != VG_OK ||
+        (ret = idx_priv_bind_text(idx, st, 6, seg->sha256)) != VG_OK ||
+        (ret = idx_priv_bind_text(idx, st, 7, seg->codecs)) != VG_OK ||
+        (ret = idx_priv_bind_i64(idx, st, 8, seg->init_bytes)) != VG_OK ||
+        (ret = idx_priv_bind_text(idx, st, 9, seg->path)) != VG_OK)
         goto cleanup;
 
     rc = sqlite3_step(st);
     if (rc != SQLITE_DONE) {
-        ret = db_fail(idx, rc, "insert segment");
+        ret = idx_priv_db_fail(idx, rc, "insert segment");
         goto cleanup;
     }
     if (sqlite3_changes(idx->db) == 0) {
@@ -569,7 +630,7 @@ int idx_segment_insert(idx_t *idx, idx_segment_t *seg)
     ret = VG_OK;
 
 cleanup:
-    stmt_done(st);
+    idx_priv_stmt_done(st);
     return ret;
 }
 
@@ -583,16 +644,16 @@ int idx_source_exists(idx_t *idx, const char *source, int *found)
         return VG_EINVAL;
     *found = 0;
     st = idx->st[ST_SRC_EXISTS];
-    if ((ret = bind_text(idx, st, 1, source)) != VG_OK)
+    if ((ret = idx_priv_bind_text(idx, st, 1, source)) != VG_OK)
         goto cleanup;
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
         *found = 1;
     else if (rc != SQLITE_DONE)
-        ret = db_fail(idx, rc, "look up source");
+        ret = idx_priv_db_fail(idx, rc, "look up source");
 
 cleanup:
-    stmt_done(st);
+    idx_priv_stmt_done(st);
     return ret;
 }
 
@@ -619,13 +680,13 @@ int idx_segments_in_range(idx_t *idx, const char *source, int64_t from_us, int64
         goto check_source;
 
     st = idx->st[ST_SEG_RANGE];
-    if ((ret = bind_text(idx, st, 1, source)) != VG_OK ||
-        (ret = bind_i64(idx, st, 2, from_us)) != VG_OK ||
-        (ret = bind_i64(idx, st, 3, to_us)) != VG_OK) {
-        stmt_done(st);
+    if ((ret = idx_priv_bind_text(idx, st, 1, source)) != VG_OK ||
+        (ret = idx_priv_bind_i64(idx, st, 2, from_us)) != VG_OK ||
+        (ret = idx_priv_bind_i64(idx, st, 3, to_us)) != VG_OK) {
+        idx_priv_stmt_done(st);
         return ret;
     }
-    if ((ret = collect_segments(idx, st, "range query", out, n)) != VG_OK)
+    if ((ret = idx_priv_collect_segments(idx, st, "range query", out, n)) != VG_OK)
         return ret;
 
     /* An empty answer for a name the index never heard of is most likely a
@@ -646,7 +707,7 @@ int idx_segments_all(idx_t *idx, idx_segment_t **out, size_t *n)
         return VG_EINVAL;
     *out = NULL;
     *n = 0;
-    return collect_segments(idx, idx->st[ST_SEG_ALL], "list segments", out, n);
+    return idx_priv_collect_segments(idx, idx->st[ST_SEG_ALL], "list segments", out, n);
 }
 
 int idx_segment_path_exists(idx_t *idx, const char *path, int *found)
@@ -659,16 +720,16 @@ int idx_segment_path_exists(idx_t *idx, const char *path, int *found)
         return VG_EINVAL;
     *found = 0;
     st = idx->st[ST_SEG_PATH];
-    if ((ret = bind_text(idx, st, 1, path)) != VG_OK)
+    if ((ret = idx_priv_bind_text(idx, st, 1, path)) != VG_OK)
         goto cleanup;
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
         *found = 1;
     else if (rc != SQLITE_DONE)
-        ret = db_fail(idx, rc, "look up segment path");
+        ret = idx_priv_db_fail(idx, rc, "look up segment path");
 
 cleanup:
-    stmt_done(st);
+    idx_priv_stmt_done(st);
     return ret;
 }
 
@@ -681,18 +742,18 @@ int idx_segment_delete(idx_t *idx, int64_t id)
     if (!idx)
         return VG_EINVAL;
     st = idx->st[ST_SEG_DELETE];
-    if ((ret = bind_i64(idx, st, 1, id)) != VG_OK)
+    if ((ret = idx_priv_bind_i64(idx, st, 1, id)) != VG_OK)
         goto cleanup;
     rc = sqlite3_step(st);
     if (rc != SQLITE_DONE) {
-        ret = db_fail(idx, rc, "delete segment");
+        ret = idx_priv_db_fail(idx, rc, "delete segment");
         goto cleanup;
     }
     if (sqlite3_changes(idx->db) == 0)
         ret = VG_ENOTFOUND;
 
 cleanup:
-    stmt_done(st);
+    idx_priv_stmt_done(st);
     return ret;
 }
 
@@ -716,15 +777,15 @@ int idx_source_register(idx_t *idx, const char *source, const char *kind)
     }
 
     st = idx->st[ST_SRC_UPSERT];
-    if ((ret = bind_text(idx, st, 1, source)) != VG_OK ||
-        (ret = bind_text(idx, st, 2, kind)) != VG_OK)
+    if ((ret = idx_priv_bind_text(idx, st, 1, source)) != VG_OK ||
+        (ret = idx_priv_bind_text(idx, st, 2, kind)) != VG_OK)
         goto cleanup;
     rc = sqlite3_step(st);
     if (rc != SQLITE_DONE)
-        ret = db_fail(idx, rc, "register source");
+        ret = idx_priv_db_fail(idx, rc, "register source");
 
 cleanup:
-    stmt_done(st);
+    idx_priv_stmt_done(st);
     return ret;
 }
 
@@ -776,7 +837,7 @@ int idx_explain_range(idx_t *idx, char *out, size_t out_size)
     sql = vg_asprintf("EXPLAIN QUERY PLAN %s", sqlite3_sql(idx->st[ST_SEG_RANGE]));
     rc = sqlite3_prepare_v2(idx->db, sql, -1, &st, NULL);
     if (rc != SQLITE_OK) {
-        ret = db_fail(idx, rc, "explain range query");
+        ret = idx_priv_db_fail(idx, rc, "explain range query");
         goto cleanup;
     }
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -790,10 +851,28 @@ int idx_explain_range(idx_t *idx, char *out, size_t out_size)
         used += (size_t)k;
     }
     if (rc != SQLITE_DONE)
-        ret = db_fail(idx, rc, "explain range query");
+        ret = idx_priv_db_fail(idx, rc, "explain range query");
 
 cleanup:
     sqlite3_finalize(st);
     free(sql);
     return ret;
+}
+
+sqlite3_stmt *idx_priv_lazy(idx_t *idx, int slot, const char *sql)
+{
+    if (!idx->lazy[slot]) {
+        int rc = sqlite3_prepare_v3(idx->db, sql, -1, SQLITE_PREPARE_PERSISTENT,
+                                    &idx->lazy[slot], NULL);
+        if (rc != SQLITE_OK) {
+            idx_priv_db_fail(idx, rc, "prepare");
+            return NULL;
+        }
+    }
+    return idx->lazy[slot];
+}
+
+int idx_code_version(void)
+{
+    return IDX_SCHEMA_VERSION;
 }

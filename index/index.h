@@ -28,6 +28,8 @@ int idx_open(const char *path, int readonly, idx_t **out);
 void idx_close(idx_t *idx);
 /* Current schema version (PRAGMA user_version). */
 int idx_schema_version(idx_t *idx);
+/* The version this code migrates to. */
+int idx_code_version(void);
 
 /* Inserts a completed segment; fills seg->id. Caller guarantees the file is
  * complete and durable (DESIGN.md invariant 1). */
@@ -65,5 +67,108 @@ int idx_rollback(idx_t *idx);
 /* Writes the EXPLAIN QUERY PLAN of the statement idx_segments_in_range runs
  * (one detail line per row) into out; for tests and benchmarks. */
 int idx_explain_range(idx_t *idx, char *out, size_t out_size);
+
+/* ---- retention (index/retention.c) ---- */
+
+typedef struct {
+    int64_t id;
+    char case_no[128];
+    char reason[256];
+    char created_by[64];
+    int64_t created_us;
+    int64_t from_us, to_us;
+    int64_t until_us;    /* 0: no expiry */
+    int64_t released_us; /* 0: not released */
+    char released_by[64];
+    char release_reason[256];
+    char sources[512];   /* comma-separated names */
+} idx_hold_t;
+
+typedef struct {
+    char source[64];
+    char kind[8];
+    int64_t segments;
+    int64_t bytes;
+    int64_t oldest_us;     /* start of the oldest segment; 0 when none */
+    int64_t newest_us;     /* end of the newest segment; 0 when none */
+    int64_t recent_bytes;  /* bytes of segments starting in the recent window */
+    int64_t recent_us;     /* recorded time of those segments */
+    int64_t held_bytes;    /* bytes of segments under an active hold */
+} idx_source_stats_t;
+
+typedef struct {
+    int64_t run_id;
+    int64_t at_us;
+    char reason[32];
+    char source[64];
+    int64_t segments;
+    int64_t bytes;
+    int64_t from_us, to_us;
+} idx_destruction_row_t;
+
+typedef struct {
+    int64_t segment_id;
+    char source[64];
+    int64_t start_us, end_us, bytes;
+    char sha256[65];
+} idx_destroyed_segment_t;
+
+typedef struct {
+    int64_t id;
+    char kind[32];
+    char severity[16];
+    char sources[256];
+    char message[256];
+    int64_t raised_us;
+} idx_alarm_t;
+
+/* Segments of source whose end is at or before cutoff_us, not under a hold
+ * active at now_us, oldest first, at most limit. */
+int idx_expired_segments(idx_t *idx, const char *source, int64_t cutoff_us, int64_t now_us,
+                         size_t limit, idx_segment_t **out, size_t *n);
+/* Oldest segments of all sources not under a hold active at now_us, ordered by
+ * (start, id) strictly after (after_start_us, after_id), at most limit. */
+int idx_oldest_unheld(idx_t *idx, int64_t now_us, int64_t after_start_us, int64_t after_id,
+                      size_t limit, idx_segment_t **out, size_t *n);
+/* Phase one of the two-phase delete (DESIGN.md invariant 2), in one
+ * transaction: marks the segments as being deleted and writes the destruction
+ * record (reason, per-segment id and sha256). Segments already marked are
+ * left out. *run_id is 0 when nothing was marked. */
+int idx_record_destruction(idx_t *idx, int64_t at_us, const char *reason,
+                           const idx_segment_t *segs, size_t n, int64_t *run_id);
+/* Rows marked by phase one whose files may still exist. */
+int idx_deleting_segments(idx_t *idx, idx_segment_t **out, size_t *n);
+/* Phase three: drops marked rows (one transaction). */
+int idx_drop_deleted(idx_t *idx, const idx_segment_t *segs, size_t n);
+
+/* Adds a hold over sources[0..n) (all must be registered, else VG_ENOTFOUND). */
+int idx_hold_add(idx_t *idx, idx_hold_t *hold, const char *const *sources, size_t n);
+/* Holds, newest first; released and expired ones too when all is set. */
+int idx_hold_list(idx_t *idx, int all, int64_t now_us, idx_hold_t **out, size_t *n);
+int idx_hold_get(idx_t *idx, int64_t id, idx_hold_t *out);
+/* Releases an active hold: VG_ENOTFOUND if none such, VG_EINVAL if released. */
+int idx_hold_release(idx_t *idx, int64_t id, const char *by, const char *reason, int64_t at_us);
+
+/* Figures per registered source, by name. window_us: the recent-rate window. */
+int idx_source_stats(idx_t *idx, int64_t now_us, int64_t window_us, idx_source_stats_t **out,
+                     size_t *n);
+/* Bytes of every indexed segment (kept by triggers: no scan). */
+int idx_total_bytes(idx_t *idx, int64_t *bytes);
+
+/* Destruction runs in [from_us, to_us), one row per run and source. */
+int idx_destruction_log(idx_t *idx, int64_t from_us, int64_t to_us, idx_destruction_row_t **out,
+                        size_t *n);
+int idx_destruction_segments(idx_t *idx, int64_t run_id, idx_destroyed_segment_t **out,
+                             size_t *n);
+
+/* Raises (or refreshes the text of) the active alarm of this kind. */
+int idx_alarm_raise(idx_t *idx, const char *kind, const char *severity, const char *sources,
+                    const char *message, int64_t now_us);
+/* Clears the active alarm of this kind, if any; *cleared tells. */
+int idx_alarm_clear(idx_t *idx, const char *kind, int64_t now_us, int *cleared);
+int idx_alarms_active(idx_t *idx, idx_alarm_t **out, size_t *n);
+
+/* Every registered source name, sorted; *out is one malloc'd block. */
+int idx_source_names(idx_t *idx, char (**out)[64], size_t *n);
 
 #endif

@@ -92,8 +92,10 @@ class Vigil:
         self.logpath = os.path.join(root, "vigild.log")
         text = "[server]\ndata_dir = %s\nlog_level = info\n[archive]\nsegment_seconds = %d\n%s" % (
             self.data, segment_seconds, extra)
-        for name, url, kind in sources:
+        for name, url, kind, *transport in sources:
             text += "[source %s]\nurl = %s\nkind = %s\n" % (name, url, kind)
+            if transport:
+                text += "rtsp_transport = %s\n" % transport[0]
         with open(self.conf, "w") as f:
             f.write(text)
         self.proc = None
@@ -174,6 +176,7 @@ class Suite:
             sources = [(m, self.cam.url(m, "user:secret@" if m == "h264" else ""),
                         "audio" if m in AUDIO else "video") for m in RECORDED]
             sources.append(("flaky", self.cam.url("flaky"), "video"))
+            sources.append(("h264-udp", self.cam.url("h264"), "video", "udp"))
             self.main = Vigil(os.path.join(self.tmp, "main"), sources).start()
         return self.main
 
@@ -212,6 +215,14 @@ class Suite:
                 # 1 frame, plus 1 ms for the millisecond rounding of the JSON times
                 assert abs(indexed - media) <= FRAME_S + 0.001, \
                     "%s %s: indexed %.3f s, media %.3f s" % (m, s["path"], indexed, media)
+
+    def test_udp_transport_records(self):
+        v = self.main_vigil()
+        segs = wait_for("3 udp segments", lambda: len(v.segments("h264-udp")) >= 3 and
+                        v.segments("h264-udp"), 40)
+        for s in segs:
+            ok, err = decode_ok(os.path.join(v.data, s["path"]))
+            assert ok, err[:300]
 
     def test_consecutive_segments_abut(self):
         v = self.main_vigil()

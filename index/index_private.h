@@ -1,0 +1,34 @@
+/* Shared by the files of index/ only: the connection struct and the helpers
+ * every statement needs. */
+#ifndef IDX_INDEX_PRIVATE_H
+#define IDX_INDEX_PRIVATE_H
+
+#include <sqlite3.h>
+
+#include "index/index.h"
+
+/* Statements of the other index/ files, prepared on first use. */
+#define IDX_MAX_LAZY 48
+
+/* Statements of index.c, prepared when the connection opens. */
+#define IDX_MAX_CORE 16
+
+struct idx {
+    sqlite3 *db;
+    int readonly;
+    char *path; /* for log lines */
+    sqlite3_stmt *st[IDX_MAX_CORE];
+    sqlite3_stmt *lazy[IDX_MAX_LAZY];
+};
+
+/* Logs the connection's current error with context; returns a VG_E* code. */
+int idx_priv_db_fail(const idx_t *idx, int rc, const char *what);
+void idx_priv_stmt_done(sqlite3_stmt *st);
+int idx_priv_bind_text(idx_t *idx, sqlite3_stmt *st, int col, const char *text);
+int idx_priv_bind_i64(idx_t *idx, sqlite3_stmt *st, int col, int64_t v);
+int idx_priv_collect_segments(idx_t *idx, sqlite3_stmt *st, const char *what,
+                              idx_segment_t **out, size_t *n);
+/* The lazily prepared statement number slot (one fixed SQL text per slot). */
+sqlite3_stmt *idx_priv_lazy(idx_t *idx, int slot, const char *sql);
+
+#endif

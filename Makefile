@@ -43,6 +43,10 @@ $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libvigil.a
 	$(CC) $(CFLAGS) $(VG_CFLAGS) -o $@ $^ $(CHECK_LIBS) $(LDLIBS)
 
 # The camera simulator is a test tool: it links GStreamer, the daemon does not.
+# Benchmark programs (bench/bench_*.c) link the library like the tests do.
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libvigil.a
+	$(CC) $(CFLAGS) $(VG_CFLAGS) -o $@ $^ $(LDLIBS)
+
 # Built without sanitizers even under `make asan`: it is the camera, not the product.
 $(BUILD)/camsim: tests/tools/camsim.c
 	@mkdir -p $(dir $@)
@@ -77,9 +81,12 @@ demo: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/camsim
 	@sh scripts/demo.sh $(BUILD)
 
+BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
+
 bench: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/camsim
+	@$(MAKE) --no-print-directory all $(BUILD)/camsim $(BENCH_BINS)
 	@python3 bench/ingest.py --build $(BUILD)
+	@for b in $(BENCH_BINS); do $$b --results bench/RESULTS.md || exit 1; done
 
 clean:
 	rm -rf build build-asan

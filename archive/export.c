@@ -61,7 +61,9 @@ static int setup_output(export_t *x, AVFormatContext *ic, const char *out_path)
     x->n_streams = (int)ic->nb_streams > MAX_STREAMS ? MAX_STREAMS : (int)ic->nb_streams;
     for (int i = 0; i < x->n_streams; i++) {
         AVCodecParameters *par = ic->streams[i]->codecpar;
-        if (avformat_query_codec(fmt, par->codec_id, FF_COMPLIANCE_NORMAL) != 1)
+        /* UNOFFICIAL: Matroska holds G.711 (as A_MS/ACM) but only admits it
+         * at this level; MP4 still says no. */
+        if (avformat_query_codec(fmt, par->codec_id, FF_COMPLIANCE_UNOFFICIAL) != 1)
             return fail(x, VG_EINVAL, "codec %s cannot go into this container; try .mkv",
                         avcodec_get_name(par->codec_id));
         AVStream *st = avformat_new_stream(x->oc, NULL);

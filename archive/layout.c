@@ -142,7 +142,7 @@ int arc_remove_segment_file(const char *data_dir, const char *rel_path)
     if (unlink(abs) != 0 && errno != ENOENT)
         rc = VG_EIO;
     if (rc == VG_OK)
-        rc = vg_fsync_parent(abs);
+        rc = vg_fsync_parent(abs) == VG_OK || errno == ENOENT ? VG_OK : VG_EIO; /* day dir gone */
     char *slash = strrchr(abs, '/');
     if (rc == VG_OK && slash) {
         *slash = '\0';

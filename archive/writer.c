@@ -24,6 +24,8 @@
 #include "core/util.h"
 
 #define MAX_STREAMS 8
+/* Bound on audio waiting for the cut: 5 s of 20 ms packets. */
+#define MAX_PENDING 256
 #define AVIO_BUFFER_SIZE (64 * 1024)
 /* Audio-only sources have no keyframes to cut on: flush a fragment this often. */
 #define AUDIO_FRAGMENT_US 1000000
@@ -54,6 +56,8 @@ typedef struct {
      * clock. INT64_MAX until a packet is seen. */
     int64_t min_offset_us;
     int provisional_start; /* this segment started the connection's timeline */
+    /* Its place on the wall clock, fixed when its media ends (close_timeline). */
+    int64_t row_start_us, row_end_us, media_us;
 } segment_t;
 
 struct arc_writer {
@@ -87,6 +91,15 @@ struct arc_writer {
     int repaired_warned;
 
     segment_t *seg;
+    /* The previous segment, kept open after a cut until every other stream
+     * has passed the cut: audio travels separately from video over RTSP and
+     * its last packets before the cut arrive after the cutting keyframe. */
+    segment_t *closing;
+    /* Audio that arrives ahead of the video: packets past the segment's
+     * target length wait here until the cutting keyframe says which side of
+     * the cut they belong to. */
+    AVPacket *pending[MAX_PENDING];
+    int n_pending;
     int64_t retry_after_mono_us;
     arc_writer_stats_t stats;
 
@@ -359,16 +372,22 @@ static int segment_open(arc_writer_t *w, int64_t base_us, int64_t recv_wall_us)
 /* ---- packets ---- */
 
 /* Writes a held packet into the open segment, rebased so the file starts at 0. */
+static void discard_segment(arc_writer_t *w, segment_t *s, int rc);
+
+/* Writes a held packet into the segment whose time span holds it (the open
+ * one, or the closing one for late audio), rebased so each file starts at 0. */
 static int write_packet(arc_writer_t *w, AVPacket *pkt)
 {
     segment_t *s = w->seg;
     int in = pkt->stream_index;
-    int64_t base = from_us(s->base_us, w->tb[in]);
-    if (pkt->dts < base) {
-        /* Audio captured before the segment's first keyframe belongs to the
-         * previous segment's time span; dropping it keeps timestamps >= 0. */
-        return VG_OK;
+    if (pkt->dts < from_us(s->base_us, w->tb[in])) {
+        if (!w->closing)
+            return VG_OK; /* before the first keyframe of a connection: no home */
+        s = w->closing;
     }
+    int64_t base = from_us(s->base_us, w->tb[in]);
+    if (pkt->dts < base)
+        return VG_OK;
     AVStream *st = s->oc->streams[w->out_index[in]];
     pkt->pts -= base;
     pkt->dts -= base;
@@ -381,9 +400,50 @@ static int write_packet(arc_writer_t *w, AVPacket *pkt)
     int ret = av_interleaved_write_frame(s->oc, pkt);
     if (ret < 0) {
         vg_err("source=%s write failed in %s: %s", w->source, s->rel_path, av_err2str(ret));
-        return s->io_error ? s->io_error : VG_EMEDIA;
+        int rc = s->io_error ? s->io_error : VG_EMEDIA;
+        if (s != w->closing)
+            return rc;
+        w->closing = NULL; /* only the closing file is lost; the open one goes on */
+        discard_segment(w, s, rc);
     }
     return VG_OK;
+}
+
+static int write_pending(arc_writer_t *w, int64_t before_us);
+
+/* Other streams' packets past the target wait for the cut (see pending). */
+static int park_or_write(arc_writer_t *w, AVPacket **held)
+{
+    AVPacket *pkt = *held;
+    int i = pkt->stream_index;
+    if (i != w->primary && w->seg &&
+        to_us(pkt->dts, w->tb[i]) - w->seg->base_us >= w->seg->target_us) {
+        if (w->n_pending == MAX_PENDING)
+            write_pending(w, INT64_MAX); /* no cut for 5 s: stop waiting */
+        w->pending[w->n_pending++] = pkt;
+        *held = NULL;
+        return VG_OK;
+    }
+    return w->seg ? write_packet(w, pkt) : VG_OK;
+}
+
+/* Writes waiting packets earlier than before_us (all: INT64_MAX) in order. */
+static int write_pending(arc_writer_t *w, int64_t before_us)
+{
+    int rc = VG_OK, kept = 0;
+    for (int k = 0; k < w->n_pending; k++) {
+        AVPacket *pkt = w->pending[k];
+        if (to_us(pkt->dts, w->tb[pkt->stream_index]) >= before_us) {
+            w->pending[kept++] = pkt;
+            continue;
+        }
+        int r = w->seg ? write_packet(w, pkt) : VG_OK;
+        if (r != VG_OK && rc == VG_OK)
+            rc = r;
+        av_packet_free(&pkt);
+    }
+    w->n_pending = kept;
+    return rc;
 }
 
 /* Releases the held packet of stream i. next_dts (stream time base) is where
@@ -401,7 +461,7 @@ static int release_held(arc_writer_t *w, unsigned i, int64_t next_dts)
         duration = held->duration > 0 ? held->duration : 1;
     held->duration = duration;
     w->last_duration[i] = duration;
-    int rc = w->seg ? write_packet(w, held) : VG_OK;
+    int rc = park_or_write(w, &held);
     av_packet_free(&held);
     return rc;
 }
@@ -490,12 +550,13 @@ static void hex_digest(struct AVSHA *sha, char hex[65])
         snprintf(hex + 2 * i, 3, "%02x", digest[i]);
 }
 
-static int commit_row(arc_writer_t *w, segment_t *s, int64_t media_us, int64_t recv_end_wall_us)
+static int commit_row(arc_writer_t *w, segment_t *s)
 {
     idx_segment_t row = {0};
     snprintf(row.source, sizeof(row.source), "%s", w->source);
-    vg_timeline_close(&w->timeline, media_us, recv_end_wall_us, &row.start_us, &row.end_us);
-    row.media_us = media_us;
+    row.start_us = s->row_start_us;
+    row.end_us = s->row_end_us;
+    row.media_us = s->media_us;
     row.bytes = s->bytes;
     hex_digest(s->sha, row.sha256);
     snprintf(row.codecs, sizeof(row.codecs), "%s", w->codecs);
@@ -506,7 +567,7 @@ static int commit_row(arc_writer_t *w, segment_t *s, int64_t media_us, int64_t r
         w->stats.segments_written++;
         w->stats.bytes_written += s->bytes;
         vg_debug("source=%s segment %s media=%" PRId64 "us bytes=%" PRId64, w->source,
-                 s->rel_path, media_us, s->bytes);
+                 s->rel_path, s->media_us, s->bytes);
     }
     return rc;
 }
@@ -539,16 +600,23 @@ static void salvage_segment(arc_writer_t *w, segment_t *s)
     vg_warn("source=%s removed unusable %s", w->source, s->rel_path);
 }
 
+/* A detached segment that failed: keep its complete part, count the error. */
+static void discard_segment(arc_writer_t *w, segment_t *s, int rc)
+{
+    w->stats.write_errors++;
+    w->stats.last_error = rc;
+    vg_err("source=%s segment %s failed: %s", w->source, s->rel_path, vg_strerror(rc));
+    salvage_segment(w, s);
+    segment_free(s);
+}
+
+/* The open segment failed: salvage it and pause before trying again. */
 static void segment_fail(arc_writer_t *w, int rc)
 {
     segment_t *s = w->seg;
     w->seg = NULL;
-    w->stats.write_errors++;
-    w->stats.last_error = rc;
-    vg_err("source=%s segment %s failed: %s; retrying in %d s", w->source, s->rel_path,
-           vg_strerror(rc), RETRY_AFTER_ERROR_US / 1000000);
-    salvage_segment(w, s);
-    segment_free(s);
+    discard_segment(w, s, rc);
+    vg_notice("source=%s retrying in %d s", w->source, RETRY_AFTER_ERROR_US / 1000000);
     w->timeline.started = 0; /* what follows is a gap */
     w->retry_after_mono_us = vg_clock_mono(w->clock) + RETRY_AFTER_ERROR_US;
 }
@@ -603,11 +671,22 @@ static void refine_start(arc_writer_t *w, segment_t *s)
     free(abs);
 }
 
-static int segment_finish(arc_writer_t *w, int64_t media_us, int64_t recv_end_wall_us)
+/* Fixes a segment's place on the wall clock once its media end is known;
+ * the next segment's start follows from it, so this runs at the cut. */
+static void close_timeline(arc_writer_t *w, segment_t *s, int64_t media_us,
+                           int64_t recv_end_wall_us)
 {
-    segment_t *s = w->seg;
     refine_start(w, s);
-    recv_end_wall_us = estimated_wall(w, s, media_us, recv_end_wall_us);
+    int64_t end_wall = estimated_wall(w, s, media_us, recv_end_wall_us);
+    vg_timeline_close(&w->timeline, media_us, end_wall, &s->row_start_us, &s->row_end_us);
+    s->media_us = media_us;
+}
+
+/* Finalizes a detached segment whose timeline is closed (invariant 1: file
+ * complete and fsynced, directory fsynced, then the row). On failure the
+ * segment is salvaged and VG_E* returned. */
+static int segment_finish(arc_writer_t *w, segment_t *s)
+{
     int ret = av_write_trailer(s->oc);
     avio_flush(s->pb);
     int rc = VG_OK;
@@ -618,14 +697,65 @@ static int segment_finish(arc_writer_t *w, int64_t media_us, int64_t recv_end_wa
     else
         rc = vg_fsync_parent(s->abs_path);
     if (rc == VG_OK)
-        rc = commit_row(w, s, media_us, recv_end_wall_us);
+        rc = commit_row(w, s);
     if (rc != VG_OK) {
-        segment_fail(w, rc);
+        discard_segment(w, s, rc);
         return rc;
     }
-    w->seg = NULL;
     segment_free(s); /* closes the fd only now: the row exists, the lock can go */
     return VG_OK;
+}
+
+static void finish_closing(arc_writer_t *w)
+{
+    segment_t *s = w->closing;
+    w->closing = NULL;
+    if (s)
+        segment_finish(w, s);
+}
+
+/* The closing segment is done once every other stream has reached the cut,
+ * or two seconds after it (a stream that went quiet must not hold it open). */
+static void maybe_finish_closing(arc_writer_t *w)
+{
+    if (!w->closing)
+        return;
+    if (w->seg) {
+        int64_t cut = w->seg->base_us;
+        int waiting = 0;
+        for (unsigned i = 0; i < w->n_in; i++) {
+            if ((int)i == w->primary || w->out_index[i] < 0)
+                continue;
+            if (w->last_dts[i] == AV_NOPTS_VALUE || to_us(w->last_dts[i], w->tb[i]) < cut)
+                waiting = 1;
+        }
+        int64_t primary_now = w->last_dts[w->primary] == AV_NOPTS_VALUE
+                                  ? cut
+                                  : to_us(w->last_dts[w->primary], w->tb[w->primary]);
+        if (waiting && primary_now - cut < 2000000)
+            return;
+    }
+    finish_closing(w);
+}
+
+/* Cuts at a keyframe: the old segment's timeline closes now; its file is
+ * finished when late audio is in (at once for a single stream). */
+static int rotate(arc_writer_t *w, int64_t pos, int64_t cut_us, int64_t recv_wall_us)
+{
+    finish_closing(w);
+    write_pending(w, cut_us); /* what precedes the cut stays in the old file */
+    segment_t *old = w->seg;
+    w->seg = NULL;
+    close_timeline(w, old, pos, recv_wall_us);
+    if (w->n_out > 1)
+        w->closing = old;
+    else
+        segment_finish(w, old);
+    int rc = segment_open(w, cut_us, recv_wall_us);
+    if (rc != VG_OK)
+        segment_fail_open(w, rc);
+    int r = write_pending(w, INT64_MAX); /* the rest opens the new one */
+    return rc != VG_OK ? rc : r;
 }
 
 /* ---- the per-packet state machine ---- */
@@ -640,15 +770,8 @@ static int on_primary_boundary(arc_writer_t *w, const AVPacket *pkt, int64_t rec
 {
     int64_t pos = media_pos_us(w, pkt);
     int rc = release_all(w, pkt->dts);
-    if (rc == VG_OK && pos >= w->seg->target_us) {
-        rc = segment_finish(w, pos, recv_wall_us);
-        if (rc != VG_OK)
-            return rc;
-        rc = segment_open(w, to_us(pkt->dts, w->tb[pkt->stream_index]), recv_wall_us);
-        if (rc != VG_OK)
-            segment_fail_open(w, rc);
-        return rc;
-    }
+    if (rc == VG_OK && pos >= w->seg->target_us)
+        return rotate(w, pos, to_us(pkt->dts, w->tb[pkt->stream_index]), recv_wall_us);
     if (rc == VG_OK)
         rc = flush_fragment(w);
     if (rc == VG_OK)
@@ -749,6 +872,7 @@ int arc_writer_write(arc_writer_t *w, const AVPacket *in, int64_t recv_wall_us)
     w->held[i] = pkt;
     if (rc != VG_OK && w->seg)
         segment_fail(w, rc);
+    maybe_finish_closing(w);
     atomic_store(&w->open_bytes, w->seg ? w->seg->bytes : 0);
     return rc;
 }
@@ -763,16 +887,26 @@ int arc_writer_end(arc_writer_t *w)
             end_dts = last->dts + (w->last_duration[w->primary] > 0 ? w->last_duration[w->primary]
                                                                      : 1);
         rc = release_all(w, end_dts);
+        int r = write_pending(w, INT64_MAX);
+        rc = rc != VG_OK ? rc : r;
+        finish_closing(w);
         if (rc == VG_OK) {
             int64_t media = end_dts != AV_NOPTS_VALUE
                                 ? to_us(end_dts, w->tb[w->primary]) - w->seg->base_us
                                 : 0;
+            segment_t *s = w->seg;
+            w->seg = NULL;
             /* The receive clock at the end is "now": the stream just stopped. */
-            rc = segment_finish(w, media, vg_clock_wall(w->clock));
+            close_timeline(w, s, media, vg_clock_wall(w->clock));
+            rc = segment_finish(w, s);
         } else {
             segment_fail(w, rc);
         }
     }
+    finish_closing(w);
+    for (int k = 0; k < w->n_pending; k++)
+        av_packet_free(&w->pending[k]);
+    w->n_pending = 0;
     for (unsigned i = 0; i < MAX_STREAMS; i++)
         av_packet_free(&w->held[i]);
     w->timeline.started = 0;

@@ -267,27 +267,58 @@ class Sampler:
         }
 
 
-def wait_growing(dirs, procs, timeout, what):
+def wait_growing(dirs, must_live, timeout, what, stream_procs=None, restart=None,
+                 stall_after=15.0, max_restarts=3):
     """Waits until every directory's byte count has grown since it was first
-    seen non-empty, i.e. every stream is connected and writing."""
+    seen non-empty, i.e. every stream is connected and writing.
+
+    With stream_procs/restart (one process per stream, as in the ffmpeg phase),
+    a stream whose process exits, or that has not started writing stall_after
+    seconds after its process started, gets its process replaced, as a
+    supervisor such as Frigate's would do. Returns the number of restarts."""
     first = {}
+    started = {i: time.monotonic() for i in range(len(dirs))}
+    restarts = {i: 0 for i in range(len(dirs))}
     deadline = time.monotonic() + timeout
+    growing = set()
     while time.monotonic() < deadline:
-        for p in procs:
+        for p in must_live:
             if p.poll() is not None:
                 raise BenchError(f"{what} exited with {p.returncode} before all streams connected")
-        growing = 0
-        for d in dirs:
+        for i, d in enumerate(dirs):
+            if i in growing:
+                if stream_procs is not None and stream_procs[i].poll() is not None:
+                    raise BenchError(f"{what} for stream {i} exited with "
+                                     f"{stream_procs[i].returncode} after it started writing")
+                continue
             b = dir_bytes(d)
             if d not in first:
                 if b > 0:
                     first[d] = b
             elif b > first[d]:
-                growing += 1
-        if growing == len(dirs):
-            return
+                growing.add(i)
+                continue
+            if restart is None:
+                continue
+            exited = stream_procs[i].poll() is not None
+            stalled = time.monotonic() - started[i] > stall_after
+            if exited or stalled:
+                if restarts[i] >= max_restarts:
+                    raise BenchError(f"{what}: stream {i} not writing after {max_restarts} "
+                                     f"restarts")
+                why = f"exited with {stream_procs[i].returncode}" if exited else \
+                    f"wrote nothing in {stall_after:g} s"
+                log(f"  {what} for stream {i} {why}; restarting it")
+                restart(i)
+                restarts[i] += 1
+                started[i] = time.monotonic()
+                first.pop(d, None)
+        if len(growing) == len(dirs):
+            return sum(restarts.values())
         time.sleep(0.25)
-    raise BenchError(f"{what}: only {growing}/{len(dirs)} streams writing after {timeout} s")
+    missing = [i for i in range(len(dirs)) if i not in growing]
+    raise BenchError(f"{what}: only {len(growing)}/{len(dirs)} streams writing after "
+                     f"{timeout:g} s (not writing: {missing[:16]})")
 
 
 # ---------------------------------------------------------------- checks
@@ -498,14 +529,25 @@ def phase_ffmpeg(children, args, k, port, camsim_proc, work):
     out_dirs = []
     procs = []
     log(f"phase B (K={k}): starting {k} ffmpeg processes")
+
+    def spawn(i):
+        argv = ffmpeg_argv(f"rtsp://127.0.0.1:{port}/bench{i}", out_dirs[i])
+        with open(os.path.join(work, f"ffmpeg-{i}.log"), "ab") as lf:
+            return children.spawn(argv, stdout=lf, stderr=subprocess.STDOUT)
+
+    def restart(i):
+        children.stop([procs[i]], timeout=10)
+        shutil.rmtree(out_dirs[i], ignore_errors=True)
+        os.makedirs(out_dirs[i])
+        procs[i] = spawn(i)
+
     for i in range(k):
         d = os.path.join(root, f"bench{i}")
         os.makedirs(d)
         out_dirs.append(d)
-        argv = ffmpeg_argv(f"rtsp://127.0.0.1:{port}/bench{i}", d)
-        with open(os.path.join(work, f"ffmpeg-{i}.log"), "wb") as lf:
-            procs.append(children.spawn(argv, stdout=lf, stderr=subprocess.STDOUT))
-    wait_growing(out_dirs, procs + [camsim_proc], args.connect_timeout + k, "ffmpeg")
+        procs.append(spawn(i))
+    restarts = wait_growing(out_dirs, [camsim_proc], args.connect_timeout + k, "ffmpeg",
+                            stream_procs=procs, restart=restart)
     log(f"phase B (K={k}): all {k} outputs writing; warm-up {args.warmup} s")
     time.sleep(args.warmup)
     for p in procs:
@@ -514,6 +556,7 @@ def phase_ffmpeg(children, args, k, port, camsim_proc, work):
     log(f"phase B (K={k}): measuring {args.seconds} s")
     m = Sampler([p.pid for p in procs], camsim_proc.pid).measure(args.seconds, out_dirs)
     m["died_in_window"] = sum(1 for p in procs if p.poll() is not None)
+    m["restarts"] = restarts
     log(f"phase B (K={k}): stopping ffmpeg (SIGTERM)")
     stops = children.stop(procs, timeout=60)
     m["killed"] = sum(1 for rc, killed in stops.values() if killed)
@@ -673,10 +716,12 @@ def render_k(r, seconds):
         extra = (f", recorded {min(cb['recorded_s']):.1f}–{max(cb['recorded_s']):.1f} s per "
                  f"stream by ffprobe duration")
     notes.append(f"ffmpeg: {cb['files']} files ({min(per) if per else 0}–{max(per) if per else 0} "
-                 f"per stream){extra}; {b['died_in_window']} exited during the window, "
+                 f"per stream){extra}; {b['restarts']} process(es) restarted before the "
+                 f"window because their stream never started; {b['died_in_window']} exited "
+                 f"during the window, "
                  f"{b['killed']} needed SIGKILL, {b['nonzero_exit']} unexpected exit codes, "
                  f"{len(b['log_lines'])} log line(s)."
-                 + "".join(f" First: `{ln[:200]}`" for ln in b["log_lines"][:1]))
+                 + summarize_log([ln.split(": ", 1)[-1] for ln in b["log_lines"]]))
     for f in cb["probe_failures"][:10]:
         notes.append(f"ffmpeg file problem: {f}")
     if not r["camsim_survived"]:

@@ -152,7 +152,7 @@ static int plan_pressure(idx_t *idx, const vg_config_t *cfg, int64_t now_us, int
         size_t n = 0;
         rc = idx_oldest_unheld(idx, now_us, after_start, after_id, PRESSURE_BATCH, &segs, &n);
         exhausted = rc == VG_OK && n == 0;
-        for (size_t i = 0; rc == VG_OK && i < n && go_on && needed > 0; i++) {
+        for (size_t i = 0; rc == VG_OK && i < n && go_on && needed > 0 && plan->n < max; i++) {
             after_start = segs[i].start_us;
             after_id = segs[i].id;
             if (bsearch(&segs[i].id, age_ids, n_age, sizeof(int64_t), cmp_id))

@@ -36,7 +36,10 @@ $(BUILD)/libvigil.a: $(LIB_OBJS)
 $(BUILD)/vigild: $(BUILD)/cmd/vigild.o $(BUILD)/libvigil.a
 	$(CC) $(CFLAGS) $(VG_CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/vigilctl: $(BUILD)/cmd/vigilctl.o $(BUILD)/libvigil.a
+# vigilctl's command groups live in cmd/ctl_*.c beside its main.
+CTL_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cmd/ctl_*.c))
+
+$(BUILD)/vigilctl: $(BUILD)/cmd/vigilctl.o $(CTL_OBJS) $(BUILD)/libvigil.a
 	$(CC) $(CFLAGS) $(VG_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(BUILD)/libvigil.a

@@ -1,7 +1,7 @@
 # vigil build. `make` builds build/vigild and build/vigilctl; see README for the rest.
 CC ?= cc
 BUILD ?= build
-PKGS := libavformat libavcodec libavutil sqlite3 inih jansson
+PKGS := libavformat libavcodec libavutil sqlite3 inih jansson libmicrohttpd libsodium libsystemd
 GST_PKGS := gstreamer-1.0 gstreamer-rtsp-server-1.0
 
 # CFLAGS is the user's knob (optimisation, sanitizers); the flags the code
@@ -13,13 +13,24 @@ CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 GST_CFLAGS := $(shell pkg-config --cflags $(GST_PKGS) 2>/dev/null)
 GST_LIBS := $(shell pkg-config --libs $(GST_PKGS) 2>/dev/null)
 
-MODULES := core capture archive index retention
+MODULES := core capture archive index retention web
 LIB_SRCS := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps check unit integration asan demo bench clean cppcheck
+.PHONY: all deps check unit integration asan demo bench clean cppcheck install uninstall \
+	systemd-check
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR := $(PREFIX)/bin
+SHAREDIR := $(PREFIX)/share/vigil
+DOCDIR := $(PREFIX)/share/doc/vigil
+UNITDIR ?= /lib/systemd/system
+SYSUSERSDIR ?= /usr/lib/sysusers.d
+TMPFILESDIR ?= /usr/lib/tmpfiles.d
+SYSCONFDIR ?= /etc
 
 all: $(BUILD)/vigild $(BUILD)/vigilctl
 
@@ -33,7 +44,9 @@ $(BUILD)/%.o: %.c
 $(BUILD)/libvigil.a: $(LIB_OBJS)
 	ar rcs $@ $^
 
-$(BUILD)/vigild: $(BUILD)/cmd/vigild.o $(BUILD)/libvigil.a
+VIGILD_OBJS := $(patsubst %.c,$(BUILD)/%.o,$(wildcard cmd/vigild_*.c))
+
+$(BUILD)/vigild: $(BUILD)/cmd/vigild.o $(VIGILD_OBJS) $(BUILD)/libvigil.a
 	$(CC) $(CFLAGS) $(VG_CFLAGS) -o $@ $^ $(LDLIBS)
 
 # vigilctl's command groups live in cmd/ctl_*.c beside its main.
@@ -90,6 +103,33 @@ bench: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/camsim $(BENCH_BINS)
 	@python3 bench/ingest.py --build $(BUILD)
 	@for b in $(BENCH_BINS); do $$b --results bench/RESULTS.md || exit 1; done
+
+# Installs the daemon as a service (README "Install as a service"). The
+# example config is installed once: an admin's edited file is never replaced.
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+	    $(DESTDIR)$(TMPFILESDIR) $(DESTDIR)$(SYSCONFDIR)/vigil $(DESTDIR)$(SHAREDIR) \
+	    $(DESTDIR)$(DOCDIR)
+	install -m 0755 $(BUILD)/vigild $(BUILD)/vigilctl $(DESTDIR)$(BINDIR)/
+	sed -e 's|@BINDIR@|$(BINDIR)|' -e 's|@DOCDIR@|$(DOCDIR)|' systemd/vigil.service > $(DESTDIR)$(UNITDIR)/vigil.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/vigil.service
+	install -m 0644 systemd/vigil.sysusers $(DESTDIR)$(SYSUSERSDIR)/vigil.conf
+	install -m 0644 systemd/vigil.tmpfiles $(DESTDIR)$(TMPFILESDIR)/vigil.conf
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
+	install -m 0644 systemd/vigil.conf.example $(DESTDIR)$(SHAREDIR)/vigil.conf.example
+	@if [ ! -e $(DESTDIR)$(SYSCONFDIR)/vigil/vigil.conf ]; then \
+	    install -m 0640 systemd/vigil.conf.example $(DESTDIR)$(SYSCONFDIR)/vigil/vigil.conf; \
+	else echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/vigil/vigil.conf"; fi
+	@if [ -d web/ui ]; then cp -r web/ui $(DESTDIR)$(SHAREDIR)/ && \
+	    chmod -R u=rwX,go=rX $(DESTDIR)$(SHAREDIR)/ui; fi
+
+# The config and the archive stay: they hold an admin's settings and evidence.
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/vigild $(DESTDIR)$(BINDIR)/vigilctl \
+	    $(DESTDIR)$(UNITDIR)/vigil.service $(DESTDIR)$(SYSUSERSDIR)/vigil.conf \
+	    $(DESTDIR)$(TMPFILESDIR)/vigil.conf $(DESTDIR)$(DOCDIR)/README.md
+	rm -rf $(DESTDIR)$(SHAREDIR)
+	-rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 clean:
 	rm -rf build build-asan

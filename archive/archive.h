@@ -36,6 +36,7 @@ typedef struct {
     int64_t write_errors;
     int64_t bytes_written;
     int last_error; /* VG_E* of the last failure, 0 if none */
+    int64_t last_segment_wall_us; /* when the last segment was committed; 0: never */
 } arc_writer_stats_t;
 
 int arc_writer_open(const arc_writer_config_t *cfg, arc_writer_t **out);
@@ -48,7 +49,8 @@ int arc_writer_begin(arc_writer_t *w, AVStream *const *streams, unsigned n_strea
 int arc_writer_write(arc_writer_t *w, const AVPacket *pkt, int64_t recv_wall_us);
 /* Ends the connection: finalizes the open segment, if any. */
 int arc_writer_end(arc_writer_t *w);
-void arc_writer_stats(const arc_writer_t *w, arc_writer_stats_t *out);
+/* A consistent copy of the counters; safe from any thread. */
+void arc_writer_stats(arc_writer_t *w, arc_writer_stats_t *out);
 /* Retention's brake (any thread): paused, the open segment is finalized and
  * packets are dropped until resumed. */
 void arc_writer_set_paused(arc_writer_t *w, int paused);

@@ -10,6 +10,7 @@
 #include "archive_private.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -101,7 +102,8 @@ struct arc_writer {
     AVPacket *pending[MAX_PENDING];
     int n_pending;
     int64_t retry_after_mono_us;
-    arc_writer_stats_t stats;
+    arc_writer_stats_t stats; /* written by the writer's thread under stats_lock */
+    pthread_mutex_t stats_lock;
 
     /* Set from the retention thread; read by the writer's own thread. */
     atomic_int paused;
@@ -131,6 +133,7 @@ int arc_writer_open(const arc_writer_config_t *cfg, arc_writer_t **out)
     w->clock = cfg->clock;
     w->idx = cfg->idx;
     w->primary = -1;
+    pthread_mutex_init(&w->stats_lock, NULL);
     *out = w;
     return VG_OK;
 }
@@ -564,8 +567,11 @@ static int commit_row(arc_writer_t *w, segment_t *s)
     snprintf(row.path, sizeof(row.path), "%s", s->rel_path);
     int rc = idx_segment_insert(w->idx, &row);
     if (rc == VG_OK) {
+        pthread_mutex_lock(&w->stats_lock);
         w->stats.segments_written++;
         w->stats.bytes_written += s->bytes;
+        w->stats.last_segment_wall_us = vg_clock_wall(w->clock);
+        pthread_mutex_unlock(&w->stats_lock);
         vg_debug("source=%s segment %s media=%" PRId64 "us bytes=%" PRId64, w->source,
                  s->rel_path, s->media_us, s->bytes);
     }
@@ -601,10 +607,17 @@ static void salvage_segment(arc_writer_t *w, segment_t *s)
 }
 
 /* A detached segment that failed: keep its complete part, count the error. */
-static void discard_segment(arc_writer_t *w, segment_t *s, int rc)
+static void count_error(arc_writer_t *w, int rc)
 {
+    pthread_mutex_lock(&w->stats_lock);
     w->stats.write_errors++;
     w->stats.last_error = rc;
+    pthread_mutex_unlock(&w->stats_lock);
+}
+
+static void discard_segment(arc_writer_t *w, segment_t *s, int rc)
+{
+    count_error(w, rc);
     vg_err("source=%s segment %s failed: %s", w->source, s->rel_path, vg_strerror(rc));
     salvage_segment(w, s);
     segment_free(s);
@@ -624,8 +637,7 @@ static void segment_fail(arc_writer_t *w, int rc)
 /* A segment could not even be created (directory, file or header failed). */
 static void segment_fail_open(arc_writer_t *w, int rc)
 {
-    w->stats.write_errors++;
-    w->stats.last_error = rc;
+    count_error(w, rc);
     w->timeline.started = 0;
     w->retry_after_mono_us = vg_clock_mono(w->clock) + RETRY_AFTER_ERROR_US;
     vg_err("source=%s cannot start a segment: %s; retrying in %d s", w->source, vg_strerror(rc),
@@ -913,9 +925,11 @@ int arc_writer_end(arc_writer_t *w)
     return rc;
 }
 
-void arc_writer_stats(const arc_writer_t *w, arc_writer_stats_t *out)
+void arc_writer_stats(arc_writer_t *w, arc_writer_stats_t *out)
 {
+    pthread_mutex_lock(&w->stats_lock);
     *out = w->stats;
+    pthread_mutex_unlock(&w->stats_lock);
 }
 
 void arc_writer_close(arc_writer_t *w)
@@ -924,6 +938,7 @@ void arc_writer_close(arc_writer_t *w)
         return;
     arc_writer_end(w);
     forget_streams(w);
+    pthread_mutex_destroy(&w->stats_lock);
     free(w->data_dir);
     free(w->source);
     free(w);

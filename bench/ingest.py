@@ -619,8 +619,15 @@ def machine_info():
         ff = run(["ffmpeg", "-version"], timeout=30).stdout.splitlines()[0]
     except (BenchError, subprocess.TimeoutExpired, IndexError):
         ff = "unknown"
+    try:
+        head = run(["git", "rev-parse", "--short", "HEAD"], timeout=30).stdout.strip()
+        dirty = run(["git", "status", "--porcelain", "--untracked-files=no"],
+                    timeout=30).stdout.strip()
+        rev = head + (" with uncommitted changes" if dirty else "")
+    except (BenchError, subprocess.TimeoutExpired, OSError):
+        rev = "unknown"
     return {"nproc": os.cpu_count(), "cpu": model, "mem": mem, "kernel": platform.release(),
-            "ffmpeg": ff, "python": platform.python_version()}
+            "ffmpeg": ff, "python": platform.python_version(), "rev": rev}
 
 
 def per_stream(m, k):
@@ -669,7 +676,7 @@ def render_k(r, seconds):
         ("VmHWM, MiB per stream", f"{ahwm:.2f}", f"{bhwm:.2f}", ratio(ahwm, bhwm)),
         ("Written, Mbit/s per stream", f"{ambit:.2f}", f"{bmbit:.2f}", ratio(ambit, bmbit)),
         ("camsim CPU during the window, % of one core", f"{acam:.1f}", f"{bcam:.1f}", ""),
-        ("Whole machine busy during the window", f"{a['system_busy_fraction'] * 100:.0f}%",
+        ("Whole machine busy during the window (all processes, % of all CPUs)", f"{a['system_busy_fraction'] * 100:.0f}%",
          f"{b['system_busy_fraction'] * 100:.0f}%", ""),
         ("Segments / files", str(ca["segments"]), str(cb["files"]), ""),
         ("Missing segments (gaps + short coverage)", str(missing),
@@ -724,6 +731,11 @@ def render_k(r, seconds):
                  + summarize_log([ln.split(": ", 1)[-1] for ln in b["log_lines"]]))
     for f in cb["probe_failures"][:10]:
         notes.append(f"ffmpeg file problem: {f}")
+    if b["restarts"]:
+        notes.append("An ffmpeg whose output stayed empty for 15 s after connecting (camsim "
+                     "had accepted PLAY but sent nothing) was killed and started again, as a "
+                     "supervisor would; vigild recovers from the same condition by itself "
+                     "(read timeout, reconnect: see its log line above if any).")
     if not r["camsim_survived"]:
         notes.append("camsim exited before the end of the run.")
     out += [f"- {n}" for n in notes]
@@ -738,12 +750,18 @@ def render(results, info, args, started, cmdline):
     lines.append(f"- Machine: {info['nproc']} CPUs, {info['cpu']}, {info['mem']} RAM, "
                  f"Linux {info['kernel']}, Python {info['python']}")
     lines.append(f"- FFmpeg: `{info['ffmpeg']}`")
+    built = dt.datetime.fromtimestamp(os.path.getmtime(args.vigild), dt.timezone.utc)
+    lines.append(f"- vigild: built from git {info['rev']} "
+                 f"(binary of {built.strftime('%Y-%m-%d %H:%M UTC')})")
     lines.append(f"- Source: `{os.path.relpath(args.media)}` (1920×1080, 25 fps, H.264 "
                  f"~4 Mbit/s, GOP 2 s) played in real time by camsim on every mount.")
     lines.append(f"- Each K: warm-up {args.warmup:g} s after every stream is writing, then a "
                  f"{args.seconds} s window sampled every {SAMPLE_PERIOD} s from /proc "
                  f"(utime+stime from `/proc/PID/stat`, VmRSS/VmHWM from `/proc/PID/status`). "
-                 f"The phases run one after the other, never together.")
+                 f"The phases run one after the other, never together. The whole-machine "
+                 f"figure counts everything on the host: when it is well above the measured "
+                 f"processes plus camsim, other work was competing and the CPU figures are "
+                 f"noisier.")
     lines.append("- CPU % per stream = CPU seconds in the window / window seconds / K × 100. "
                  "RSS per stream = highest VmRSS sample (for ffmpeg: of the sum over the K "
                  "processes at one instant) / K. VmHWM for ffmpeg is the sum of the per-process "

@@ -48,6 +48,7 @@ typedef struct {
     int64_t bytes;
     int64_t reconnects;
     int64_t last_packet_wall_us; /* 0 if none yet */
+    int64_t bitrate_bps;         /* over the last few seconds */
 } cap_status_t;
 
 typedef struct cap_source cap_source_t;
@@ -61,6 +62,9 @@ void cap_source_request_stop(cap_source_t *src);
 /* Stops (if not yet asked), joins the thread, frees. NULL is fine. */
 void cap_source_join(cap_source_t *src);
 void cap_source_status(cap_source_t *src, cap_status_t *out);
+/* Monotonic time (µs) the thread last showed it is alive: reading, waiting
+ * on the network, or backing off. A thread stuck in its sink stops it. */
+int64_t cap_source_heartbeat(cap_source_t *src);
 const char *cap_state_name(cap_state_t state);
 
 

@@ -34,6 +34,9 @@ struct cap_source {
     atomic_int stop;
     /* Deadline for the blocking libav call in progress (monotonic µs). */
     atomic_llong deadline_us;
+    atomic_llong heartbeat_us;
+    int64_t rate_window_start_us; /* bitrate window, thread-private */
+    int64_t rate_window_bytes;
 
     pthread_mutex_t lock; /* guards status, and pairs with wake for sleeps */
     pthread_cond_t wake;
@@ -66,7 +69,14 @@ static int interrupt_cb(void *opaque)
     cap_source_t *src = opaque;
     if (atomic_load(&src->stop))
         return 1;
-    return vg_clock_mono(src->clock) > atomic_load(&src->deadline_us);
+    int64_t now = vg_clock_mono(src->clock);
+    atomic_store(&src->heartbeat_us, now); /* blocked on the network is alive */
+    return now > atomic_load(&src->deadline_us);
+}
+
+int64_t cap_source_heartbeat(cap_source_t *src)
+{
+    return atomic_load(&src->heartbeat_us);
 }
 
 static void arm_deadline(cap_source_t *src, int ms)
@@ -151,9 +161,20 @@ static int open_upstream(cap_source_t *src, AVFormatContext **out, char *why, si
     return VG_OK;
 }
 
+#define RATE_WINDOW_US 5000000
+
 static void count_packet(cap_source_t *src, const AVPacket *pkt, int64_t now)
 {
+    int64_t mono = vg_clock_mono(src->clock);
+    atomic_store(&src->heartbeat_us, mono);
+    src->rate_window_bytes += pkt->size;
+    int64_t elapsed = mono - src->rate_window_start_us;
     pthread_mutex_lock(&src->lock);
+    if (elapsed >= RATE_WINDOW_US) {
+        src->status.bitrate_bps = src->rate_window_bytes * 8 * 1000000 / elapsed;
+        src->rate_window_bytes = 0;
+        src->rate_window_start_us = mono;
+    }
     src->status.packets++;
     src->status.bytes += pkt->size;
     src->status.last_packet_wall_us = now;
@@ -191,6 +212,7 @@ static int64_t run_connection(cap_source_t *src)
     char why[160] = "";
     AVFormatContext *ic = NULL;
     set_state(src, CAP_CONNECTING, NULL);
+    atomic_store(&src->heartbeat_us, vg_clock_mono(src->clock));
     if (open_upstream(src, &ic, why, sizeof(why)) != VG_OK) {
         if (!atomic_load(&src->stop)) {
             vg_warn("source=%s url=%s %s", src->name, src->redacted_url, why);
@@ -215,8 +237,21 @@ static int64_t run_connection(cap_source_t *src)
     return lifetime;
 }
 
-/* Sleeps up to ms, waking early when asked to stop. */
+/* Sleeps up to ms, waking early when asked to stop. Sleeps in slices of at
+ * most a second so the heartbeat shows a waiting thread is not a stuck one. */
+static void backoff_slice(cap_source_t *src, int ms);
+
 static void backoff_sleep(cap_source_t *src, int ms)
+{
+    while (ms > 0 && !atomic_load(&src->stop)) {
+        int slice = ms > 1000 ? 1000 : ms;
+        backoff_slice(src, slice);
+        atomic_store(&src->heartbeat_us, vg_clock_mono(src->clock));
+        ms -= slice;
+    }
+}
+
+static void backoff_slice(cap_source_t *src, int ms)
 {
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
@@ -271,6 +306,8 @@ int cap_source_start(const vg_source_config_t *cfg, const cap_timing_t *timing,
     src->timing = timing ? *timing : cap_default_timing;
     src->clock = clock;
     src->sink = sink;
+    atomic_store(&src->heartbeat_us, vg_clock_mono(clock));
+    src->rate_window_start_us = vg_clock_mono(clock);
     pthread_mutex_init(&src->lock, NULL);
     pthread_cond_init(&src->wake, NULL);
     /* The thread inherits a mask with every signal blocked: signals are the

@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "archive/archive.h"
+#include "cmd/ctl_status.h"
 #include "capture/capture.h"
 #include "core/clock.h"
 #include "core/config.h"
@@ -54,6 +55,7 @@ static void usage(FILE *out)
             "  hold release ID --reason R\n"
             "  storage [--json]                               capacity, depth, forecast and alarms\n"
             "  destruction-log [--from T] [--to T] [--json]   what retention deleted, when and why\n"
+            "  status [--json]                                the running vigild: sources, errors, alarms\n"
             "T is RFC 3339 (2026-11-27T10:00:00Z) or unix seconds.\n");
 }
 
@@ -530,6 +532,8 @@ static int dispatch(ctl_t *c, int argc, char **argv)
         return cmd_storage(c);
     if (strcmp(cmd, "destruction-log") == 0 && argc == 1)
         return cmd_destruction_log(c);
+    if (strcmp(cmd, "status") == 0 && argc == 1)
+        return ctl_status(&c->cfg, c->idx, c->json);
     usage(stderr);
     return EXIT_USAGE;
 }

@@ -1,63 +1,53 @@
 /* vigild: wires config, index, archive writers and capture threads together,
- * recovers after a crash before recording, and shuts down cleanly on
- * SIGTERM/SIGINT. */
+ * recovers after a crash before recording, sweeps retention, reloads its
+ * config on SIGHUP and shuts down cleanly on SIGTERM/SIGINT. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
-#include "archive/archive.h"
-#include "capture/capture.h"
+#include "cmd/vigild.h"
 #include "core/clock.h"
-#include "core/config.h"
 #include "core/errors.h"
 #include "core/log.h"
 #include "core/util.h"
-#include "index/index.h"
 #include "retention/retention.h"
 
-typedef struct {
-    const vg_source_config_t *cfg;
-    idx_t *idx;           /* this source's own connection (used by its thread) */
-    arc_writer_t *writer;
-    cap_source_t *capture;
-} recorder_t;
-
-typedef struct {
-    vg_config_t cfg;
-    int lock_fd;
-    idx_t *idx;
-    recorder_t *recorders;
-    size_t n_recorders;
-
-    /* The retention thread: sweeps every sweep_seconds on its own connection. */
-    pthread_t sweeper;
-    int sweeper_started;
-    idx_t *sweep_idx;
-    pthread_mutex_t sweep_lock;
-    pthread_cond_t sweep_wake;
-    int sweep_stop;
-} daemon_t;
+/* ---- the sink: capture hands packets to the archive writer ---- */
 
 static int sink_begin(void *ctx, AVStream *const *streams, unsigned n)
 {
-    return arc_writer_begin(ctx, streams, n) == VG_OK ? 0 : -1;
+    recorder_t *r = ctx;
+    return arc_writer_begin(r->writer, streams, n) == VG_OK ? 0 : -1;
+}
+
+/* Blocks like a writer stuck in the kernel would (test fault injection),
+ * until the daemon stops. */
+static void stall(const recorder_t *r)
+{
+    vg_warn("source=%s test fault: writer stalled on purpose", r->cfg->name);
+    while (!atomic_load(r->stopping))
+        usleep(100 * 1000);
 }
 
 static int sink_packet(void *ctx, const AVPacket *pkt, int64_t recv_wall_us)
 {
-    return arc_writer_write(ctx, pkt, recv_wall_us);
+    recorder_t *r = ctx;
+    if (r->stall_after_packets && ++r->packets_seen == r->stall_after_packets)
+        stall(r);
+    return arc_writer_write(r->writer, pkt, recv_wall_us);
 }
 
 static void sink_end(void *ctx)
 {
-    arc_writer_end(ctx);
+    recorder_t *r = ctx;
+    arc_writer_end(r->writer);
 }
 
 static void usage(FILE *out)
@@ -66,43 +56,52 @@ static void usage(FILE *out)
                  "Records every source in CONFIG into DATA_DIR (see README).\n");
 }
 
+/* ---- storage, recovery ---- */
+
 /* One daemon per data_dir: a second one would fight over the same files. */
-static int lock_data_dir(daemon_t *d)
+static int lock_data_dir(daemon_t *d, const char *data_dir)
 {
-    char *path = vg_asprintf("%s/vigild.lock", d->cfg.data_dir);
+    char *path = vg_asprintf("%s/vigild.lock", data_dir);
     d->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
     int rc = VG_OK;
     if (d->lock_fd < 0) {
         vg_err("cannot open %s: %s", path, strerror(errno));
         rc = VG_EIO;
     } else if (flock(d->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        vg_err("another vigild is running on %s", d->cfg.data_dir);
+        vg_err("another vigild is running on %s", data_dir);
         rc = VG_EBUSY;
     }
     free(path);
     return rc;
 }
 
+static int register_sources(idx_t *idx, const vg_config_t *cfg)
+{
+    int rc = VG_OK;
+    for (size_t i = 0; rc == VG_OK && i < cfg->n_sources; i++) {
+        const vg_source_config_t *s = &cfg->sources[i];
+        rc = idx_source_register(idx, s->name, s->kind == VG_SOURCE_VIDEO ? "video" : "audio");
+    }
+    return rc;
+}
+
 static int prepare_storage(daemon_t *d)
 {
-    char *media = vg_asprintf("%s/media", d->cfg.data_dir);
+    const vg_config_t *cfg = daemon_config(d);
+    char *media = vg_asprintf("%s/media", cfg->data_dir);
     int rc = vg_mkdir_p(media);
     free(media);
     if (rc != VG_OK) {
-        vg_err("cannot create %s/media: %s", d->cfg.data_dir, strerror(errno));
+        vg_err("cannot create %s/media: %s", cfg->data_dir, strerror(errno));
         return rc;
     }
-    rc = lock_data_dir(d);
+    rc = lock_data_dir(d, cfg->data_dir);
     if (rc != VG_OK)
         return rc;
-    char *db = vg_asprintf("%s/index.db", d->cfg.data_dir);
+    char *db = vg_asprintf("%s/index.db", cfg->data_dir);
     rc = idx_open(db, 0, &d->idx);
     free(db);
-    for (size_t i = 0; rc == VG_OK && i < d->cfg.n_sources; i++) {
-        const vg_source_config_t *s = &d->cfg.sources[i];
-        rc = idx_source_register(d->idx, s->name, s->kind == VG_SOURCE_VIDEO ? "video" : "audio");
-    }
-    return rc;
+    return rc == VG_OK ? register_sources(d->idx, cfg) : rc;
 }
 
 /* Crash recovery (DESIGN.md invariants 1 and 2), before anything records:
@@ -110,11 +109,12 @@ static int prepare_storage(daemon_t *d)
  * made to agree. */
 static int recover(daemon_t *d)
 {
+    const char *data_dir = daemon_config(d)->data_dir;
     arc_reconcile_opts_t opts = {.repair = 1};
     int problems = 0;
-    int rc = ret_finish_pending(d->idx, d->cfg.data_dir, NULL);
+    int rc = ret_finish_pending(d->idx, data_dir, NULL);
     if (rc == VG_OK)
-        rc = arc_reconcile(d->cfg.data_dir, d->idx, &opts, &problems);
+        rc = arc_reconcile(data_dir, d->idx, &opts, &problems);
     if (rc != VG_OK)
         vg_err("recovery failed: %s", vg_strerror(rc));
     else if (problems)
@@ -122,54 +122,120 @@ static int recover(daemon_t *d)
     return rc;
 }
 
-static int start_recorder(daemon_t *d, size_t i)
+/* ---- recorders ---- */
+
+static long stall_fault_for(const char *source)
 {
-    recorder_t *r = &d->recorders[i];
-    r->cfg = &d->cfg.sources[i];
-    char *db = vg_asprintf("%s/index.db", d->cfg.data_dir);
+    const char *who = getenv("VIGIL_TEST_STALL_SOURCE");
+    const char *after = getenv("VIGIL_TEST_STALL_AFTER_PACKETS");
+    if (!who || strcmp(who, source) != 0)
+        return 0;
+    return after ? atol(after) : 1;
+}
+
+static void recorder_free(recorder_t *r)
+{
+    if (!r)
+        return;
+    cap_source_join(r->capture); /* the thread ends its segment on the way out */
+    arc_writer_close(r->writer);
+    idx_close(r->idx);
+    free(r);
+}
+
+static int recorder_start(daemon_t *d, const vg_config_t *cfg, size_t slot, recorder_t **out)
+{
+    recorder_t *r = vg_calloc(1, sizeof(*r));
+    r->cfg = &cfg->sources[slot];
+    r->stall_after_packets = stall_fault_for(r->cfg->name);
+    r->stopping = &d->stopping;
+    char *db = vg_asprintf("%s/index.db", cfg->data_dir);
     int rc = idx_open(db, 0, &r->idx);
     free(db);
-    if (rc != VG_OK)
-        return rc;
     arc_writer_config_t wc = {
-        .data_dir = d->cfg.data_dir,
+        .data_dir = cfg->data_dir,
         .source = r->cfg->name,
-        .segment_seconds = d->cfg.segment_seconds,
-        .stagger_slot = (int)i,
-        .stagger_slots = (int)d->cfg.n_sources,
+        .segment_seconds = cfg->segment_seconds,
+        .stagger_slot = (int)slot,
+        .stagger_slots = (int)cfg->n_sources,
         .clock = &vg_system_clock,
         .idx = r->idx,
     };
-    rc = arc_writer_open(&wc, &r->writer);
-    if (rc != VG_OK)
+    if (rc == VG_OK)
+        rc = arc_writer_open(&wc, &r->writer);
+    if (rc == VG_OK && atomic_load(&d->recording_paused))
+        arc_writer_set_paused(r->writer, 1);
+    cap_sink_t sink = {.ctx = r, .begin = sink_begin, .packet = sink_packet, .end = sink_end};
+    if (rc == VG_OK)
+        rc = cap_source_start(r->cfg, &cap_default_timing, &vg_system_clock, sink, &r->capture);
+    if (rc != VG_OK) {
+        recorder_free(r);
         return rc;
-    cap_sink_t sink = {.ctx = r->writer, .begin = sink_begin, .packet = sink_packet,
-                       .end = sink_end};
-    return cap_source_start(r->cfg, &cap_default_timing, &vg_system_clock, sink, &r->capture);
+    }
+    *out = r;
+    return VG_OK;
 }
+
+static int start_recorders(daemon_t *d)
+{
+    const vg_config_t *cfg = daemon_config(d);
+    d->recorders = vg_calloc(cfg->n_sources ? cfg->n_sources : 1, sizeof(recorder_t *));
+    int rc = VG_OK;
+    for (size_t i = 0; i < cfg->n_sources && rc == VG_OK; i++) {
+        rc = recorder_start(d, cfg, i, &d->recorders[i]);
+        if (rc == VG_OK)
+            d->n_recorders = i + 1;
+    }
+    return rc;
+}
+
+static void stop_recorders(daemon_t *d)
+{
+    pthread_mutex_lock(&d->recorders_lock);
+    recorder_t **list = d->recorders;
+    size_t n = d->n_recorders;
+    d->recorders = NULL;
+    d->n_recorders = 0;
+    pthread_mutex_unlock(&d->recorders_lock);
+    for (size_t i = 0; i < n; i++)
+        cap_source_request_stop(list[i]->capture);
+    for (size_t i = 0; i < n; i++)
+        recorder_free(list[i]);
+    free(list);
+}
+
+/* ---- retention thread ---- */
 
 static int64_t open_segment_bytes(daemon_t *d)
 {
     int64_t total = 0;
+    pthread_mutex_lock(&d->recorders_lock);
     for (size_t i = 0; i < d->n_recorders; i++)
-        total += d->recorders[i].writer ? arc_writer_open_bytes(d->recorders[i].writer) : 0;
+        total += arc_writer_open_bytes(d->recorders[i]->writer);
+    pthread_mutex_unlock(&d->recorders_lock);
     return total;
+}
+
+static void set_paused(daemon_t *d, int paused)
+{
+    atomic_store(&d->recording_paused, paused);
+    pthread_mutex_lock(&d->recorders_lock);
+    for (size_t i = 0; i < d->n_recorders; i++)
+        arc_writer_set_paused(d->recorders[i]->writer, paused);
+    pthread_mutex_unlock(&d->recorders_lock);
 }
 
 static void sweep_once(daemon_t *d)
 {
     ret_sweep_result_t res;
-    int rc = ret_sweep(d->sweep_idx, &d->cfg, vg_clock_wall(&vg_system_clock),
+    int rc = ret_sweep(d->sweep_idx, daemon_config(d), vg_clock_wall(&vg_system_clock),
                        open_segment_bytes(d), &res);
     if (rc != VG_OK) {
         vg_err("retention sweep failed: %s", vg_strerror(rc));
         return;
     }
     /* Invariant 3: when the floor or holds leave no room, recording yields. */
-    for (size_t i = 0; i < d->n_recorders; i++) {
-        if (d->recorders[i].writer)
-            arc_writer_set_paused(d->recorders[i].writer, res.stop_recording);
-    }
+    set_paused(d, res.stop_recording);
 }
 
 static void *sweeper_thread(void *arg)
@@ -183,7 +249,7 @@ static void *sweeper_thread(void *arg)
         pthread_mutex_lock(&d->sweep_lock);
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += d->cfg.retention.sweep_seconds;
+        until.tv_sec += daemon_config(d)->retention.sweep_seconds;
         while (!d->sweep_stop &&
                pthread_cond_timedwait(&d->sweep_wake, &d->sweep_lock, &until) == 0) {
         }
@@ -192,26 +258,28 @@ static void *sweeper_thread(void *arg)
     return NULL;
 }
 
-static int start_sweeper(daemon_t *d)
+/* Starts a thread with every signal blocked (DESIGN.md convention 6). */
+int vigild_start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
 {
-    char *db = vg_asprintf("%s/index.db", d->cfg.data_dir);
-    int rc = idx_open(db, 0, &d->sweep_idx);
-    free(db);
-    if (rc != VG_OK)
-        return rc;
-    pthread_mutex_init(&d->sweep_lock, NULL);
-    pthread_cond_init(&d->sweep_wake, NULL);
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int err = pthread_create(&d->sweeper, NULL, sweeper_thread, d);
+    int err = pthread_create(t, NULL, fn, arg);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (err != 0) {
-        vg_err("cannot start the retention thread: %s", strerror(err));
-        return VG_EIO;
-    }
-    d->sweeper_started = 1;
-    return VG_OK;
+    if (err != 0)
+        vg_err("cannot start a thread: %s", strerror(err));
+    return err ? VG_EIO : VG_OK;
+}
+
+static int start_sweeper(daemon_t *d)
+{
+    char *db = vg_asprintf("%s/index.db", daemon_config(d)->data_dir);
+    int rc = idx_open(db, 0, &d->sweep_idx);
+    free(db);
+    if (rc == VG_OK)
+        rc = vigild_start_thread(&d->sweeper, sweeper_thread, d);
+    d->sweeper_started = rc == VG_OK;
+    return rc;
 }
 
 static void stop_sweeper(daemon_t *d)
@@ -223,66 +291,173 @@ static void stop_sweeper(daemon_t *d)
         pthread_mutex_unlock(&d->sweep_lock);
         pthread_join(d->sweeper, NULL);
         d->sweeper_started = 0;
-        pthread_mutex_destroy(&d->sweep_lock);
-        pthread_cond_destroy(&d->sweep_wake);
     }
     idx_close(d->sweep_idx);
     d->sweep_idx = NULL;
 }
 
-static void stop_recorders(daemon_t *d)
+/* ---- reload (SIGHUP) ---- */
+
+static int source_changed(const vg_source_config_t *a, const vg_source_config_t *b)
 {
-    for (size_t i = 0; i < d->n_recorders; i++)
-        cap_source_request_stop(d->recorders[i].capture);
-    for (size_t i = 0; i < d->n_recorders; i++) {
-        recorder_t *r = &d->recorders[i];
-        cap_source_join(r->capture); /* the thread ends its segment on the way out */
-        arc_writer_close(r->writer);
-        idx_close(r->idx);
-    }
-    free(d->recorders);
-    d->recorders = NULL;
-    d->n_recorders = 0;
+    return strcmp(a->url, b->url) != 0 || a->kind != b->kind || a->transport != b->transport;
 }
+
+/* What a running daemon cannot take without a restart. Everything else
+ * applies: segment_seconds to sources that (re)start, retention at the next
+ * sweep, log_level at once. */
+static const char *restart_needed(const vg_config_t *old, const vg_config_t *next)
+{
+    if (strcmp(old->data_dir, next->data_dir) != 0)
+        return "data_dir cannot change without a restart";
+    return NULL;
+}
+
+static recorder_t *take_recorder(recorder_t **list, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (list[i] && strcmp(list[i]->cfg->name, name) == 0) {
+            recorder_t *r = list[i];
+            list[i] = NULL;
+            return r;
+        }
+    }
+    return NULL;
+}
+
+/* Builds the recorder list for next: untouched sources carry over as they
+ * are (no gap), changed ones restart, new ones start. What is left in old
+ * is to be stopped. */
+static recorder_t **plan_recorders(daemon_t *d, const vg_config_t *next, recorder_t **old,
+                                   size_t n_old, recorder_t ***restart, size_t *n_restart)
+{
+    recorder_t **list = vg_calloc(next->n_sources ? next->n_sources : 1, sizeof(*list));
+    *restart = vg_calloc(next->n_sources ? next->n_sources : 1, sizeof(**restart));
+    *n_restart = 0;
+    for (size_t i = 0; i < next->n_sources; i++) {
+        const vg_source_config_t *s = &next->sources[i];
+        recorder_t *r = take_recorder(old, n_old, s->name);
+        if (r && !source_changed(r->cfg, s)) {
+            r->cfg = s; /* same stream; keep_days and the like come from next */
+            list[i] = r;
+            continue;
+        }
+        if (r)
+            (*restart)[(*n_restart)++] = r;
+        vg_notice("reload: source=%s %s", s->name, r ? "changed, restarting" : "added");
+        if (recorder_start(d, next, i, &list[i]) != VG_OK)
+            vg_err("reload: source=%s could not start", s->name);
+    }
+    return list;
+}
+
+static void reload(daemon_t *d, const char *config_path)
+{
+    vg_config_t *next = vg_calloc(1, sizeof(*next));
+    char err[512];
+    const char *why = NULL;
+    if (vg_config_load(config_path, next, err, sizeof(err)) != VG_OK) {
+        vg_err("reload rejected, keeping the running configuration: %s", err);
+        free(next);
+        return;
+    }
+    vg_config_t *old = daemon_config(d);
+    if ((why = restart_needed(old, next)) != NULL || register_sources(d->idx, next) != VG_OK) {
+        vg_err("reload rejected, keeping the running configuration: %s",
+               why ? why : "cannot register sources");
+        vg_config_free(next);
+        free(next);
+        return;
+    }
+    vg_log_set_level(next->log_level);
+    recorder_t **restart = NULL;
+    size_t n_restart = 0;
+    pthread_mutex_lock(&d->recorders_lock);
+    recorder_t **old_list = d->recorders;
+    size_t n_old = d->n_recorders;
+    pthread_mutex_unlock(&d->recorders_lock);
+    recorder_t **list = plan_recorders(d, next, old_list, n_old, &restart, &n_restart);
+    d->configs = vg_realloc(d->configs, (d->n_configs + 1) * sizeof(*d->configs));
+    d->configs[d->n_configs++] = next;
+    pthread_mutex_lock(&d->recorders_lock);
+    d->recorders = list;
+    d->n_recorders = next->n_sources;
+    atomic_store(&d->cfg, next);
+    pthread_mutex_unlock(&d->recorders_lock);
+    /* Finalize what left: removed sources end their segment; changed ones
+     * already run anew. */
+    for (size_t i = 0; i < n_old; i++) {
+        if (old_list[i]) {
+            vg_notice("reload: source=%s removed, stopping", old_list[i]->cfg->name);
+            recorder_free(old_list[i]);
+        }
+    }
+    for (size_t i = 0; i < n_restart; i++)
+        recorder_free(restart[i]);
+    free(restart);
+    free(old_list);
+    vg_notice("reload: configuration applied (%zu source(s))", next->n_sources);
+}
+
+/* ---- main loop ---- */
 
 /* Waits for SIGTERM/SIGINT. Signals are blocked in every thread and taken
  * here synchronously, so no work happens in a signal handler. */
-static void wait_for_stop(const sigset_t *set)
+static void main_loop(daemon_t *d, const sigset_t *set, const char *config_path)
 {
+    int tick_ms = svc_tick_ms();
     for (;;) {
-        struct timespec tick = {1, 0};
+        struct timespec tick = {tick_ms / 1000, (long)(tick_ms % 1000) * 1000000L};
         int sig = sigtimedwait(set, NULL, &tick);
         if (sig == SIGTERM || sig == SIGINT) {
             vg_notice("signal %d: stopping", sig);
             return;
         }
         if (sig == SIGHUP)
-            vg_notice("SIGHUP: reload is not supported yet; ignoring");
+            reload(d, config_path);
+        svc_tick(d);
     }
 }
 
-static int run(daemon_t *d, const sigset_t *signals)
+static int run(daemon_t *d, const sigset_t *signals, const char *config_path)
 {
     int rc = prepare_storage(d);
     if (rc == VG_OK)
         rc = recover(d);
-    if (rc != VG_OK)
-        return rc;
-    d->recorders = vg_calloc(d->cfg.n_sources, sizeof(recorder_t));
-    for (size_t i = 0; i < d->cfg.n_sources && rc == VG_OK; i++) {
-        rc = start_recorder(d, i);
-        d->n_recorders = i + 1;
-    }
+    if (rc == VG_OK)
+        rc = start_recorders(d);
     /* The first sweep runs as soon as the thread starts: at startup. */
     if (rc == VG_OK)
         rc = start_sweeper(d);
+    if (rc == VG_OK)
+        rc = svc_status_start(d);
     if (rc == VG_OK) {
-        vg_notice("recording %zu source(s) into %s", d->cfg.n_sources, d->cfg.data_dir);
-        wait_for_stop(signals);
+        vg_notice("recording %zu source(s) into %s", daemon_config(d)->n_sources,
+                  daemon_config(d)->data_dir);
+        svc_notify_ready(d);
+        main_loop(d, signals, config_path);
+        svc_notify_stopping();
     }
+    atomic_store(&d->stopping, 1);
+    svc_status_stop(d);
     stop_sweeper(d);
     stop_recorders(d);
     return rc;
+}
+
+static void daemon_free(daemon_t *d)
+{
+    idx_close(d->idx);
+    if (d->lock_fd >= 0)
+        close(d->lock_fd);
+    for (size_t i = 0; i < d->n_configs; i++) {
+        vg_config_free(d->configs[i]);
+        free(d->configs[i]);
+    }
+    free(d->configs);
+    pthread_mutex_destroy(&d->recorders_lock);
+    pthread_mutex_destroy(&d->sweep_lock);
+    pthread_cond_destroy(&d->sweep_wake);
 }
 
 int main(int argc, char **argv)
@@ -309,21 +484,26 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    daemon_t d = {.lock_fd = -1};
+    daemon_t d = {.lock_fd = -1, .status_fd = -1};
+    pthread_mutex_init(&d.recorders_lock, NULL);
+    pthread_mutex_init(&d.sweep_lock, NULL);
+    pthread_cond_init(&d.sweep_wake, NULL);
+    vg_config_t *cfg = vg_calloc(1, sizeof(*cfg));
     char err[512];
-    int rc = vg_config_load(config_path, &d.cfg, err, sizeof(err));
-    if (rc != VG_OK) {
+    if (vg_config_load(config_path, cfg, err, sizeof(err)) != VG_OK) {
         vg_err("refusing to start: %s", err);
+        free(cfg);
+        daemon_free(&d);
         return 1;
     }
-    vg_log_set_level(d.cfg.log_level);
+    d.configs = vg_malloc(sizeof(*d.configs));
+    d.configs[d.n_configs++] = cfg;
+    atomic_store(&d.cfg, cfg);
+    vg_log_set_level(cfg->log_level);
     cap_route_libav_log(AV_LOG_ERROR);
     avformat_network_init();
-    rc = run(&d, &signals);
-    idx_close(d.idx);
-    if (d.lock_fd >= 0)
-        close(d.lock_fd);
-    vg_config_free(&d.cfg);
+    int rc = run(&d, &signals, config_path);
+    daemon_free(&d);
     avformat_network_deinit();
     if (rc != VG_OK) {
         vg_err("vigild exits: %s", vg_strerror(rc));

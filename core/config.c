@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #define DEFAULT_DATA_DIR "/var/lib/vigil"
 #define DEFAULT_SEGMENT_SECONDS 60
@@ -36,6 +37,11 @@
 #define DEFAULT_RESERVE_PERCENT 5
 #define DEFAULT_SWEEP_SECONDS 10
 #define MAX_CAPACITY_BYTES (1LL << 60)
+
+/* [server] HTTP: loopback by default, so a fresh install exposes nothing. */
+#define DEFAULT_HTTP_LISTEN "127.0.0.1:8080"
+#define DEFAULT_SESSION_IDLE_MINUTES 30
+#define DEFAULT_SESSION_MAX_HOURS 12
 
 enum section_kind {
     SEC_NONE,    /* before the first [section] */
@@ -59,6 +65,7 @@ typedef struct {
     unsigned seen_keys;      /* bit i set once key i of this section's table was set */
     int seen_server, seen_archive, seen_retention;
     int keep_days_line, min_days_line; /* for the cross-key check at the end */
+    int tls_cert_line, tls_key_line;   /* likewise for "both or neither" */
     char *err;
     size_t err_size;
     int failed;              /* only the first problem is reported */
@@ -359,10 +366,107 @@ static int set_sweep_seconds(parser_t *p, const char *key, const char *value)
     return VG_OK;
 }
 
+int vg_config_split_listen(const char *text, char *host, size_t host_size, int *port)
+{
+    const char *colon;
+    const char *h = text;
+    size_t hlen;
+    if (text[0] == '[') {
+        const char *close = strchr(text, ']');
+        if (!close || close[1] != ':')
+            return VG_EINVAL;
+        h = text + 1;
+        hlen = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(text, ':');
+        /* A bare IPv6 address would be ambiguous with its port: brackets. */
+        if (!colon || memchr(text, ':', (size_t)(colon - text)))
+            return VG_EINVAL;
+        hlen = (size_t)(colon - text);
+    }
+    if (hlen == 0 || hlen >= host_size || !port_ok(colon + 1, colon + 1 + strlen(colon + 1)))
+        return VG_EINVAL;
+    for (size_t i = 0; i < hlen; i++) {
+        if (!isalnum((unsigned char)h[i]) && !strchr(".-:%", h[i]))
+            return VG_EINVAL;
+    }
+    memcpy(host, h, hlen);
+    host[hlen] = '\0';
+    *port = atoi(colon + 1);
+    return VG_OK;
+}
+
+static int set_http_listen(parser_t *p, const char *key, const char *value)
+{
+    char buf[256], host[128];
+    int port = 0;
+    if (value[0] && vg_config_split_listen(value, host, sizeof(host), &port) != VG_OK) {
+        fail_at(p, p->lineno, "%s must be host:port or [ipv6]:port (empty: HTTP off), got '%s'",
+                key, shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    free(p->cfg->http.listen);
+    p->cfg->http.listen = vg_strdup(value);
+    return VG_OK;
+}
+
+/* The key is read by vigild at start; checking now turns a typo into a
+ * config error with a line number instead of a TLS failure later. */
+static int set_tls_file(parser_t *p, const char *key, const char *value, char **out, int *line)
+{
+    char buf[256];
+    if (access(value, R_OK) != 0) {
+        fail_at(p, p->lineno, "%s '%s' is not readable: %s", key, shown(value, buf, sizeof(buf)),
+                strerror(errno));
+        return VG_ECONFIG;
+    }
+    *line = p->lineno;
+    free(*out);
+    *out = vg_strdup(value);
+    return VG_OK;
+}
+
+static int set_tls_cert(parser_t *p, const char *key, const char *value)
+{
+    return set_tls_file(p, key, value, &p->cfg->http.tls_cert, &p->tls_cert_line);
+}
+
+static int set_tls_key(parser_t *p, const char *key, const char *value)
+{
+    return set_tls_file(p, key, value, &p->cfg->http.tls_key, &p->tls_key_line);
+}
+
+static int set_bounded(parser_t *p, const char *key, const char *value, int max, int *out)
+{
+    char buf[256];
+    if (parse_int_range(value, 1, max, out) != VG_OK) {
+        fail_at(p, p->lineno, "%s must be an integer from 1 to %d, got '%s'", key, max,
+                shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    return VG_OK;
+}
+
+static int set_session_idle(parser_t *p, const char *key, const char *value)
+{
+    return set_bounded(p, key, value, 24 * 60, &p->cfg->http.session_idle_minutes);
+}
+
+static int set_session_max(parser_t *p, const char *key, const char *value)
+{
+    return set_bounded(p, key, value, 30 * 24, &p->cfg->http.session_max_hours);
+}
+
 /* Each table has at most 32 keys: seen_keys is a bit per key. */
 static const key_spec_t server_keys[] = {
     {"data_dir", set_data_dir},
     {"log_level", set_log_level},
+    {"http_listen", set_http_listen},
+    {"tls_cert", set_tls_cert},
+    {"tls_key", set_tls_key},
+    {"session_idle_minutes", set_session_idle},
+    {"session_max_hours", set_session_max},
     {NULL, NULL},
 };
 static const key_spec_t archive_keys[] = {
@@ -561,6 +665,19 @@ static void init_defaults(vg_config_t *cfg, const char *path)
     cfg->retention.reserve_percent = DEFAULT_RESERVE_PERCENT;
     cfg->retention.on_full = VG_ON_FULL_OVERWRITE;
     cfg->retention.sweep_seconds = DEFAULT_SWEEP_SECONDS;
+    cfg->http.listen = vg_strdup(DEFAULT_HTTP_LISTEN);
+    cfg->http.session_idle_minutes = DEFAULT_SESSION_IDLE_MINUTES;
+    cfg->http.session_max_hours = DEFAULT_SESSION_MAX_HOURS;
+}
+
+/* A certificate without its key (or the reverse) cannot serve HTTPS, and
+ * silently falling back to plain HTTP would expose sessions. */
+static void check_tls(parser_t *p)
+{
+    const vg_http_config_t *h = &p->cfg->http;
+    if (!h->tls_cert != !h->tls_key)
+        fail_at(p, h->tls_cert ? p->tls_cert_line : p->tls_key_line,
+                "tls_cert and tls_key go together: set both or neither");
 }
 
 /* The floor is a legal minimum: no keep_days anywhere may undercut it. */
@@ -593,6 +710,8 @@ static void parse_file(parser_t *p)
     end_section(p);
     if (!p->failed && rc == 0)
         check_retention(p);
+    if (!p->failed && rc == 0)
+        check_tls(p);
     if (rc > 0 && (!p->failed || rc < p->err_line)) {
         p->failed = 0;
         fail_at(p, rc, "expected '[section]' or 'key = value'");
@@ -641,6 +760,9 @@ void vg_config_free(vg_config_t *cfg)
         free(cfg->sources[i].url);
     }
     free(cfg->sources);
+    free(cfg->http.listen);
+    free(cfg->http.tls_cert);
+    free(cfg->http.tls_key);
     free(cfg->data_dir);
     free(cfg->path);
     /* Zeroed so a second free, or a free after a failed load, is harmless. */

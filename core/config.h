@@ -32,12 +32,21 @@ typedef struct {
     int sweep_seconds;       /* how often vigild checks age and disk pressure */
 } vg_retention_config_t;
 
+/* [server] HTTP keys: see README "HTTP API". */
+typedef struct {
+    char *listen;             /* http_listen "host:port" or "[v6]:port"; "" = HTTP off */
+    char *tls_cert, *tls_key; /* both or neither; NULL = plain HTTP */
+    int session_idle_minutes; /* a session unused this long ends */
+    int session_max_hours;    /* a session ends this long after login, used or not */
+} vg_http_config_t;
+
 typedef struct {
     char *path;                 /* the file it was read from */
     char *data_dir;             /* index at data_dir/index.db, media under data_dir/media */
     vg_log_level_t log_level;   /* [server] log_level */
     int segment_seconds;        /* [archive] segment_seconds, 2..300 */
     vg_retention_config_t retention;
+    vg_http_config_t http;
     vg_source_config_t *sources;
     size_t n_sources;
 } vg_config_t;
@@ -48,6 +57,9 @@ typedef struct {
 int vg_config_load(const char *path, vg_config_t *out, char *err, size_t err_size);
 void vg_config_free(vg_config_t *cfg);
 const vg_source_config_t *vg_config_find_source(const vg_config_t *cfg, const char *name);
+/* Splits http_listen text ("host:port", "[v6]:port") into host (brackets
+ * removed) and port 1..65535. VG_EINVAL when malformed. */
+int vg_config_split_listen(const char *text, char *host, size_t host_size, int *port);
 /* The keep_days that applies to a source: its own, else [retention]'s. */
 int vg_config_keep_days(const vg_config_t *cfg, const vg_source_config_t *src);
 

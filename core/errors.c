@@ -15,6 +15,7 @@ const char *vg_strerror(int code)
     case VG_ECORRUPT: return "data does not match";
     case VG_EBUSY: return "busy";
     case VG_ESTOPPED: return "stopped";
+    case VG_EEXIST: return "already exists";
     default: return "unknown error";
     }
 }

@@ -16,6 +16,7 @@ enum {
     VG_ECORRUPT = -8,   /* data on disk does not match what was expected */
     VG_EBUSY = -9,      /* held by someone else (lock) */
     VG_ESTOPPED = -10,  /* interrupted by a stop request */
+    VG_EEXIST = -11,    /* a row with this name already exists */
 };
 
 const char *vg_strerror(int code);

@@ -171,4 +171,117 @@ int idx_alarms_active(idx_t *idx, idx_alarm_t **out, size_t *n);
 /* Every registered source name, sorted; *out is one malloc'd block. */
 int idx_source_names(idx_t *idx, char (**out)[64], size_t *n);
 
+/* ---- accounts (index/accounts.c) ----
+ * Users, their sessions, API tokens, failed logins and per-source keep_days
+ * overrides. Only hashes of secrets reach this layer: Argon2id strings for
+ * passwords, SHA-256 hex of session ids and tokens. */
+
+typedef struct {
+    int64_t id;
+    char name[64];
+    char role[16];
+    char pwhash[128];   /* crypto_pwhash_str output */
+    int all_sources;    /* 1: every source; else only those in sources */
+    char sources[1024]; /* comma-separated names when !all_sources */
+    int64_t created_us;
+} idx_account_t;
+
+typedef enum { IDX_SOURCES_KEEP, IDX_SOURCES_ALL, IDX_SOURCES_LIST } idx_sources_mode_t;
+
+/* Adds an account; a->all_sources decides whether sources[0..n) apply.
+ * VG_EEXIST when the name is taken. Fills a->id. */
+int idx_account_add(idx_t *idx, idx_account_t *a, const char *const *sources, size_t n);
+/* VG_ENOTFOUND when there is no such account. */
+int idx_account_get(idx_t *idx, const char *name, idx_account_t *out);
+int idx_account_list(idx_t *idx, idx_account_t **out, size_t *n);
+/* Changes what is non-NULL (role, pwhash) and the source list per mode, in
+ * one transaction. A password change ends the account's sessions. */
+int idx_account_update(idx_t *idx, const char *name, const char *role, const char *pwhash,
+                       idx_sources_mode_t mode, const char *const *sources, size_t n);
+/* Deletes the account and (cascade) its sessions and source list. */
+int idx_account_delete(idx_t *idx, const char *name);
+int idx_account_count_role(idx_t *idx, const char *role, int64_t *n);
+
+typedef struct {
+    idx_account_t account;
+    int64_t created_us, last_us;
+} idx_session_t;
+
+int idx_session_add(idx_t *idx, const char *hash, int64_t account_id, int64_t now_us);
+/* The session and its account; VG_ENOTFOUND when unknown. */
+int idx_session_get(idx_t *idx, const char *hash, idx_session_t *out);
+int idx_session_touch(idx_t *idx, const char *hash, int64_t now_us);
+int idx_session_delete(idx_t *idx, const char *hash);
+
+typedef struct {
+    int64_t id;
+    char name[64];
+    char perms[128];      /* comma-separated permission names */
+    char created_by[96];
+    int64_t created_us;
+    int64_t revoked_us;   /* 0: active */
+} idx_token_t;
+
+/* Stores a token by the SHA-256 hex of its secret; fills t->id. */
+int idx_token_add(idx_t *idx, idx_token_t *t, const char *hash);
+/* Active or revoked; VG_ENOTFOUND when no token has this hash. */
+int idx_token_by_hash(idx_t *idx, const char *hash, idx_token_t *out);
+int idx_token_get(idx_t *idx, int64_t id, idx_token_t *out);
+int idx_token_list(idx_t *idx, idx_token_t **out, size_t *n);
+/* VG_ENOTFOUND: no such token; VG_EINVAL: already revoked. */
+int idx_token_revoke(idx_t *idx, int64_t id, int64_t now_us);
+
+/* Records a failed login and forgets failures older than forget_before_us. */
+int idx_login_failure_add(idx_t *idx, const char *user, const char *ip, int64_t now_us,
+                          int64_t forget_before_us);
+/* Failures since since_us for this user and for this ip, with the oldest of
+ * each (0 when none), for throttling and its Retry-After. */
+int idx_login_failures(idx_t *idx, const char *user, const char *ip, int64_t since_us,
+                       int64_t *n_user, int64_t *oldest_user, int64_t *n_ip, int64_t *oldest_ip);
+int idx_login_failures_clear(idx_t *idx, const char *user);
+
+/* keep_days set over the API; *days = 0 when the source has no override. */
+int idx_keep_days_override(idx_t *idx, const char *source, int *days);
+/* Sets (days > 0) or removes (days == 0) a source's override. */
+int idx_keep_days_set(idx_t *idx, const char *source, int days, const char *by, int64_t now_us);
+
+/* ---- audit trail (index/audit.c) ----
+ * Append-only and hash-chained (DESIGN.md invariant 6): each row's hash is
+ * SHA-256 over the previous row's hash and a canonical serialisation of its
+ * own fields. Nothing here updates or deletes a row. */
+
+#define IDX_AUDIT_HASH_HEX 65
+
+typedef struct {
+    int64_t id;
+    int64_t ts_us;
+    char actor[96];       /* user:NAME | token:ID | system:NAME | anonymous */
+    char ip[64];
+    char action[48];      /* e.g. login, segments.read, user.create */
+    char object[192];     /* e.g. source:hall-1, user:bob */
+    int64_t from_us, to_us; /* the time range touched; 0 when none */
+    char result[8];       /* ok | denied | error */
+    char detail[256];
+    char prev_hash[IDX_AUDIT_HASH_HEX];
+    char hash[IDX_AUDIT_HASH_HEX];
+} idx_audit_t;
+
+/* Appends rows[0..n) in order, in one transaction (or the caller's, when
+ * one is open), filling id, prev_hash and hash. */
+int idx_audit_append(idx_t *idx, idx_audit_t *rows, size_t n);
+
+typedef struct {
+    int64_t from_us, to_us; /* ts range [from, to) */
+    const char *actor;      /* NULL: any */
+    const char *action;     /* NULL: any */
+    int64_t after_id;       /* paging: rows with a larger id */
+    size_t limit;           /* 0: no limit */
+} idx_audit_filter_t;
+
+/* Rows matching f, oldest first. */
+int idx_audit_list(idx_t *idx, const idx_audit_filter_t *f, idx_audit_t **out, size_t *n);
+/* Recomputes the chain from the first row. *first_bad_id is 0 when every
+ * row verifies, else the id of the first row whose hash or link is wrong. */
+int idx_audit_verify(idx_t *idx, int64_t *checked, int64_t *first_bad_id);
+
 #endif

@@ -8,7 +8,12 @@
 #include "index/index.h"
 
 /* Statements of the other index/ files, prepared on first use. */
-#define IDX_MAX_LAZY 48
+#define IDX_MAX_LAZY 64
+
+/* Each file's lazy slots start at its own base so their enums never collide:
+ * retention.c uses 0.., accounts.c IDX_LAZY_ACCOUNTS.., audit.c IDX_LAZY_AUDIT.. */
+#define IDX_LAZY_ACCOUNTS 24
+#define IDX_LAZY_AUDIT 56
 
 /* Statements of index.c, prepared when the connection opens. */
 #define IDX_MAX_CORE 16

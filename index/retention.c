@@ -49,6 +49,8 @@ enum {
     L_COUNT
 };
 
+_Static_assert(L_COUNT <= IDX_LAZY_ACCOUNTS, "retention.c lazy slots overlap accounts.c's");
+
 static const char *const lazy_sql[L_COUNT] = {
     /* Walks (source_id, start_us) from the oldest: every row it visits is
      * expired, so a sweep with nothing to delete costs one index seek. */

@@ -6,6 +6,8 @@ Ends with the line "N passed, N failed"; exit status 1 on any failure.
 """
 import argparse
 import json
+import re
+import shutil
 import os
 import signal
 import socket
@@ -17,6 +19,7 @@ import time
 import traceback
 
 BUILD = "build"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FRAME_S = 0.040  # one frame at 25 fps
 GOP_S = 1.0      # the simulator's keyframe interval
 
@@ -411,6 +414,157 @@ class Suite:
                 time.sleep(0.5)
         finally:
             v.stop()
+
+    # -- operations
+    def test_unit_file(self):
+        if not shutil.which("systemd-analyze"):
+            raise Skip("systemd-analyze not installed")
+        unit = os.path.join(self.tmp, "vigil.service")
+        with open(os.path.join(REPO, "systemd", "vigil.service")) as f:
+            text = f.read()
+        with open(unit, "w") as f:
+            f.write(text.replace("@BINDIR@", os.path.abspath(BUILD)).replace("@DOCDIR@", REPO))
+        p = subprocess.run(["systemd-analyze", "verify", unit], capture_output=True, text=True,
+                           timeout=60)
+        assert p.returncode == 0 and "vigil.service" not in p.stderr, p.stderr
+        p = subprocess.run(["systemd-analyze", "security", "--offline=yes", unit],
+                           capture_output=True, text=True, timeout=60)
+        m = re.search(r"Overall exposure level for vigil.service: ([0-9.]+)", p.stdout + p.stderr)
+        assert m and float(m.group(1)) <= 2.5, "exposure: %s" % (m and m.group(1))
+        for key in ("Type=notify", "WatchdogSec=30", "Restart=on-failure", "User=vigil",
+                    "NoNewPrivileges=yes", "ProtectSystem=strict", "ReadWritePaths=/var/lib/vigil",
+                    "CapabilityBoundingSet=\n", "MemoryDenyWriteExecute=yes",
+                    "SystemCallFilter=@system-service",
+                    "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK"):
+            assert key in text, key
+
+    def test_make_install_tree(self):
+        dest = os.path.join(self.tmp, "destdir")
+        p = subprocess.run(["make", "-s", "-C", REPO, "install", "DESTDIR=" + dest,
+                            "BUILD=" + os.path.abspath(BUILD)], capture_output=True, text=True,
+                           timeout=300)
+        assert p.returncode == 0, p.stderr
+        expected = ["usr/local/bin/vigild", "usr/local/bin/vigilctl",
+                    "lib/systemd/system/vigil.service", "usr/lib/sysusers.d/vigil.conf",
+                    "usr/lib/tmpfiles.d/vigil.conf", "etc/vigil/vigil.conf"]
+        for rel in expected:
+            assert os.path.exists(os.path.join(dest, rel)), rel
+        conf = os.path.join(dest, "etc/vigil/vigil.conf")
+        assert oct(os.stat(conf).st_mode & 0o777) == "0o640"
+        with open(os.path.join(dest, "lib/systemd/system/vigil.service")) as f:
+            assert "ExecStart=/usr/local/bin/vigild -c /etc/vigil/vigil.conf" in f.read()
+        with open(os.path.join(dest, "usr/lib/tmpfiles.d/vigil.conf")) as f:
+            assert "/var/lib/vigil 0750 vigil vigil" in f.read()
+        with open(conf, "a") as f:
+            f.write("; edited by the admin\n")
+        subprocess.run(["make", "-s", "-C", REPO, "install", "DESTDIR=" + dest,
+                        "BUILD=" + os.path.abspath(BUILD)], capture_output=True, timeout=300)
+        with open(conf) as f:
+            assert "edited by the admin" in f.read(), "install overwrote the admin's config"
+        # the example config is a valid config
+        v = subprocess.run([os.path.join(BUILD, "vigilctl"), "-c", conf, "status"],
+                           capture_output=True, text=True, timeout=30)
+        assert "FILE" not in v.stderr and ":1:" not in v.stderr, v.stderr
+
+    def test_notify_ready_status_and_watchdog(self):
+        root = os.path.join(self.tmp, "notify")
+        os.makedirs(root, exist_ok=True)
+        sock_path = os.path.join(root, "notify.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(sock_path)
+        messages = []
+
+        def listen():
+            while True:
+                try:
+                    data = sock.recv(4096)
+                except OSError:
+                    return
+                messages.append((time.monotonic(), data.decode()))
+        threading.Thread(target=listen, daemon=True).start()
+        v = Vigil(root, [("cam", self.cam.url("h264"), "video"),
+                         ("line", self.cam.url("line-pcma"), "audio")])
+        env = dict(os.environ, NOTIFY_SOCKET=sock_path, WATCHDOG_USEC="2000000",
+                   VIGIL_TEST_STALL_SOURCE="cam", VIGIL_TEST_STALL_AFTER_PACKETS="150")
+        v.logfile = open(v.logpath, "a")
+        v.proc = subprocess.Popen([os.path.join(BUILD, "vigild"), "-c", v.conf], env=env,
+                                  stdout=v.logfile, stderr=subprocess.STDOUT)
+        try:
+            wait_for("READY=1", lambda: any("READY=1" in m for _, m in messages), 30)
+            ready = [m for _, m in messages if "READY=1" in m][0]
+            assert "STATUS=recording" in ready and "sources" in ready, ready
+            wait_for("watchdog pings", lambda: sum("WATCHDOG=1" in m for _, m in messages) >= 3, 20)
+            stalled_at = wait_for("writer stalled", lambda: "stalled on purpose" in v.log_text()
+                                  and time.monotonic(), 30, 0.02)
+            # WatchdogSec/2 = 1 s: pings must stop by then (plus one 0.5 s tick)
+            deadline = time.monotonic() + 4
+            while time.monotonic() < deadline:
+                time.sleep(0.1)
+            pings = [t for t, m in messages if "WATCHDOG=1" in m]
+            assert pings and pings[-1] <= stalled_at + 1.0 + 0.5 + 0.2, \
+                "pinged %.2f s after the stall" % (pings[-1] - stalled_at)
+            assert "withholding the watchdog" in v.log_text()
+            rc, took = v.stop(timeout=10)
+            assert rc == 0, rc
+            assert any("STOPPING=1" in m for _, m in messages)
+        finally:
+            if v.proc.poll() is None:
+                v.proc.kill()
+            sock.close()
+
+    def test_status_command(self):
+        v = self.main_vigil()
+        wait_for("segments", lambda: v.segments("h264"), 30)
+        st = json.loads(v.ctl("status", "--json").stdout)
+        names = {s["source"]: s for s in st["sources"]}
+        assert names["h264"]["state"] == "recording" and names["h264"]["bitrate_bps"] >= 0
+        assert "alarms" in st and isinstance(st["alarms"], list)
+        mode = os.stat(os.path.join(v.data, "vigild.sock")).st_mode & 0o777
+        assert mode == 0o600, oct(mode)
+
+    def test_sighup_reload(self):
+        root = os.path.join(self.tmp, "reload")
+        keep = ("keep", self.cam.url("h264"), "video")
+        v = Vigil(root, [keep, ("gone", self.cam.url("line-pcma"), "audio"),
+                         ("changed", self.cam.url("h265"), "video")]).start()
+        try:
+            for n in ("keep", "gone", "changed"):
+                wait_for("%s recording" % n, lambda: len(v.segments(n)) >= 2, 30)
+            new = Vigil(root, [keep, ("changed", self.cam.url("h264b"), "video"),
+                               ("added", self.cam.url("line-pcmu"), "audio")])
+            reload_at = time.time()
+            v.proc.send_signal(signal.SIGHUP)
+            wait_for("reload applied", lambda: "configuration applied" in v.log_text(), 15)
+            wait_for("added records", lambda: len(v.segments("added")) >= 1, 30)
+            wait_for("keep records past the reload", lambda: len([
+                s for s in v.segments("keep") if parse_time(s["start"]) > reload_at + 2]) >= 1, 30)
+            wait_for("changed records anew", lambda: [
+                s for s in v.segments("changed") if parse_time(s["start"]) > reload_at], 30)
+            keep_segs = v.segments("keep")
+            for a, b in zip(keep_segs, keep_segs[1:]):
+                assert a["end"] == b["start"], "gap on an untouched source: %s %s" % (a, b)
+            gone = v.segments("gone")
+            time.sleep(0)  # gone must stay stopped: its count is stable across a segment
+            n_gone = len(gone)
+            wait_for("one more keep segment", lambda: len(v.segments("keep")) > len(keep_segs), 10)
+            assert len(v.segments("gone")) == n_gone, "removed source still records"
+            assert parse_time(gone[-1]["end"]) >= reload_at - 3
+            # an invalid config is refused and the running one kept
+            with open(v.conf) as f:
+                good = f.read()
+            n_added = len(v.segments("added"))
+            with open(v.conf, "a") as f:
+                f.write("[source broken]\nurl = http://nope/\n")
+            v.proc.send_signal(signal.SIGHUP)
+            wait_for("reload rejected", lambda: "reload rejected" in v.log_text(), 15)
+            with open(v.conf, "w") as f:  # vigilctl reads the file too
+                f.write(good)
+            wait_for("added keeps recording", lambda: len(v.segments("added")) > n_added, 15)
+            assert v.proc.poll() is None
+        finally:
+            rc, _ = v.stop()
+        assert rc == 0
+        v.ctl("check", "--deep")
 
     # -- faults
     def test_kill9_then_recovery(self):

@@ -1,0 +1,229 @@
+/* vigild as a service: systemd readiness, status line and watchdog, and the
+ * status socket vigilctl reads. */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <systemd/sd-daemon.h>
+
+#include "cmd/vigild.h"
+#include "core/clock.h"
+#include "core/errors.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "retention/retention.h"
+
+#define STATUS_EVERY_US (10 * 1000000LL)
+
+static uint64_t watchdog_usec; /* 0: no watchdog */
+static int64_t last_status_us;
+
+int svc_tick_ms(void)
+{
+    if (sd_watchdog_enabled(0, &watchdog_usec) <= 0)
+        watchdog_usec = 0;
+    if (watchdog_usec == 0)
+        return 1000;
+    int ms = (int)(watchdog_usec / 4000);
+    return ms < 1 ? 1 : ms > 1000 ? 1000 : ms;
+}
+
+/* The recorder count in each state and the shallowest archive. */
+static void status_line(daemon_t *d, char *out, size_t size)
+{
+    size_t recording = 0, total = 0;
+    pthread_mutex_lock(&d->recorders_lock);
+    total = d->n_recorders;
+    for (size_t i = 0; i < d->n_recorders; i++) {
+        cap_status_t st;
+        cap_source_status(d->recorders[i]->capture, &st);
+        recording += st.state == CAP_RECORDING;
+    }
+    pthread_mutex_unlock(&d->recorders_lock);
+    idx_source_stats_t *stats = NULL;
+    size_t n = 0;
+    double depth = -1;
+    int64_t now = vg_clock_wall(&vg_system_clock);
+    if (idx_source_stats(d->idx, now, RET_DAY_US, &stats, &n) == VG_OK) {
+        for (size_t i = 0; i < n; i++) {
+            double days = stats[i].oldest_us ? (double)(now - stats[i].oldest_us) / RET_DAY_US : 0;
+            if (depth < 0 || days < depth)
+                depth = days;
+        }
+    }
+    free(stats);
+    snprintf(out, size, "recording %zu/%zu sources, archive depth %.0f d%s", recording, total,
+             depth < 0 ? 0 : depth, atomic_load(&d->recording_paused) ? ", PAUSED (disk)" : "");
+}
+
+void svc_notify_ready(daemon_t *d)
+{
+    char line[160];
+    status_line(d, line, sizeof(line));
+    sd_notifyf(0, "READY=1\nSTATUS=%s", line);
+    last_status_us = vg_clock_mono(&vg_system_clock);
+}
+
+void svc_notify_stopping(void)
+{
+    sd_notify(0, "STOPPING=1\nSTATUS=stopping: finalizing open segments");
+}
+
+/* Healthy when every recorder's thread showed progress within half the
+ * watchdog period: a writer stuck in write() or fsync() lets the watchdog
+ * fire and systemd restart us. */
+static int all_threads_alive(daemon_t *d)
+{
+    int64_t now = vg_clock_mono(&vg_system_clock);
+    int64_t limit = (int64_t)(watchdog_usec / 2);
+    int alive = 1;
+    pthread_mutex_lock(&d->recorders_lock);
+    for (size_t i = 0; i < d->n_recorders && alive; i++) {
+        if (now - cap_source_heartbeat(d->recorders[i]->capture) > limit) {
+            vg_err("source=%s thread made no progress for %.1f s: withholding the watchdog",
+                   d->recorders[i]->cfg->name,
+                   (double)(now - cap_source_heartbeat(d->recorders[i]->capture)) / 1e6);
+            alive = 0;
+        }
+    }
+    pthread_mutex_unlock(&d->recorders_lock);
+    return alive;
+}
+
+void svc_tick(daemon_t *d)
+{
+    if (watchdog_usec && all_threads_alive(d))
+        sd_notify(0, "WATCHDOG=1");
+    int64_t now = vg_clock_mono(&vg_system_clock);
+    if (now - last_status_us >= STATUS_EVERY_US) {
+        char line[160];
+        status_line(d, line, sizeof(line));
+        sd_notifyf(0, "STATUS=%s", line);
+        last_status_us = now;
+    }
+}
+
+/* ---- status socket ---- */
+
+static json_t *recorder_json(recorder_t *r, int64_t now)
+{
+    cap_status_t st;
+    arc_writer_stats_t ws;
+    cap_source_status(r->capture, &st);
+    arc_writer_stats(r->writer, &ws);
+    json_t *o = json_pack("{ss ss ss ss sI sI sI sI sI sI sI}", "source", r->cfg->name, "state",
+                          cap_state_name(st.state), "last_error", st.last_error, "codecs",
+                          st.codecs, "bitrate_bps", (json_int_t)st.bitrate_bps, "packets",
+                          (json_int_t)st.packets, "bytes", (json_int_t)st.bytes, "reconnects",
+                          (json_int_t)st.reconnects, "segments_written",
+                          (json_int_t)ws.segments_written, "write_errors",
+                          (json_int_t)ws.write_errors, "open_segment_bytes",
+                          (json_int_t)arc_writer_open_bytes(r->writer));
+    json_object_set_new(o, "last_segment_age_s",
+                        ws.last_segment_wall_us ? json_real((double)(now - ws.last_segment_wall_us) / 1e6)
+                                                : json_null());
+    json_object_set_new(o, "last_packet_age_s",
+                        st.last_packet_wall_us ? json_real((double)(now - st.last_packet_wall_us) / 1e6)
+                                               : json_null());
+    return o;
+}
+
+char *svc_status_json(daemon_t *d)
+{
+    int64_t now = vg_clock_wall(&vg_system_clock);
+    json_t *sources = json_array();
+    pthread_mutex_lock(&d->recorders_lock);
+    for (size_t i = 0; i < d->n_recorders; i++)
+        json_array_append_new(sources, recorder_json(d->recorders[i], now));
+    pthread_mutex_unlock(&d->recorders_lock);
+    json_t *root = json_pack("{si sb so}", "pid", (int)getpid(), "recording_paused",
+                             atomic_load(&d->recording_paused), "sources", sources);
+    char *text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+    if (!text)
+        abort();
+    return text;
+}
+
+static void serve_one(daemon_t *d, int fd)
+{
+    char *text = svc_status_json(d);
+    if (vg_write_all(fd, text, strlen(text)) != VG_OK || vg_write_all(fd, "\n", 1) != VG_OK)
+        vg_debug("status client went away: %s", strerror(errno));
+    free(text);
+}
+
+static void *status_thread(void *arg)
+{
+    daemon_t *d = arg;
+    pthread_setname_np(pthread_self(), "status");
+    while (!atomic_load(&d->stopping)) {
+        struct pollfd p = {.fd = d->status_fd, .events = POLLIN};
+        if (poll(&p, 1, 250) <= 0)
+            continue;
+        int fd = accept4(d->status_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+            continue;
+        struct timeval tv = {2, 0}; /* a client that does not read cannot hold us */
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+        serve_one(d, fd);
+        close(fd);
+    }
+    return NULL;
+}
+
+static int bind_status_socket(daemon_t *d)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    d->status_path = vg_asprintf("%s/vigild.sock", daemon_config(d)->data_dir);
+    if (strlen(d->status_path) >= sizeof(addr.sun_path)) {
+        vg_err("status socket path too long: %s", d->status_path);
+        return VG_EINVAL;
+    }
+    memcpy(addr.sun_path, d->status_path, strlen(d->status_path) + 1);
+    unlink(d->status_path); /* a stale one from a crash; the data_dir lock is ours */
+    d->status_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* Owner only: the status names sources and errors. Set before bind so the
+     * socket never exists with wider permissions. */
+    mode_t old = umask(0177);
+    int ok = d->status_fd >= 0 && bind(d->status_fd, (struct sockaddr *)&addr, sizeof(addr)) == 0 &&
+             listen(d->status_fd, 8) == 0;
+    umask(old);
+    if (!ok) {
+        vg_err("cannot open status socket %s: %s", d->status_path, strerror(errno));
+        return VG_EIO;
+    }
+    return VG_OK;
+}
+
+int svc_status_start(daemon_t *d)
+{
+    int rc = bind_status_socket(d);
+    if (rc != VG_OK)
+        return rc;
+    rc = vigild_start_thread(&d->status_thread, status_thread, d);
+    d->status_started = rc == VG_OK;
+    return rc;
+}
+
+void svc_status_stop(daemon_t *d)
+{
+    if (d->status_started) {
+        pthread_join(d->status_thread, NULL);
+        d->status_started = 0;
+    }
+    if (d->status_fd >= 0) {
+        close(d->status_fd);
+        d->status_fd = -1;
+        unlink(d->status_path);
+    }
+    free(d->status_path);
+    d->status_path = NULL;
+}

@@ -1,0 +1,218 @@
+/* Shared by the files of web/ only: the parsed request target, the route
+ * table, the per-request context handlers fill, and their helpers. */
+#ifndef WEB_WEB_PRIVATE_H
+#define WEB_WEB_PRIVATE_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "index/index.h"
+#include "web/web.h"
+
+#define WEB_MAX_BODY (1024 * 1024)  /* request bodies: 1 MiB */
+#define WEB_MAX_URI 2048            /* longer request targets: 414 */
+#define WEB_MAX_SEGMENTS 12
+#define WEB_MAX_QUERY 16
+#define WEB_MAX_PARAMS 3
+
+/* ---- request target (router.c: pure, fuzzed) ---- */
+
+typedef struct {
+    char *key, *value;
+} web_kv_t;
+
+typedef struct {
+    char *buf;                         /* one allocation holding every decoded string */
+    char *seg[WEB_MAX_SEGMENTS];       /* decoded path segments */
+    size_t n_seg;
+    web_kv_t query[WEB_MAX_QUERY];
+    size_t n_query;
+} web_target_t;
+
+/* An error to answer with: HTTP status, snake_case code, human text. */
+typedef struct {
+    int status;
+    const char *code;
+    char message[192];
+} web_error_t;
+
+/* Parses a raw request target ("/a/b%20c?x=1"). Rejects what could be a
+ * path trick (".", "..", encoded '/', NUL or control characters), bad
+ * escapes, empty segments, duplicate query keys and overlong targets. */
+int web_target_parse(const char *raw, size_t len, web_target_t *t, web_error_t *err);
+void web_target_free(web_target_t *t);
+/* The query value of key, or NULL. */
+const char *web_query_get(const web_target_t *t, const char *key);
+
+/* ---- routes ---- */
+
+struct web_req;
+typedef void (*web_handler_t)(struct web_req *r);
+
+enum {
+    WEB_ROUTE_PUBLIC = 1, /* no credentials needed */
+    WEB_ROUTE_BODY = 2,   /* takes a JSON body */
+};
+
+typedef struct {
+    const char *method;
+    const char *pattern;           /* "/api/v1/sources/{}/segments": {} is a parameter */
+    unsigned perms_any;            /* any of these; 0: any authenticated caller */
+    int flags;
+    const char *const *query_keys; /* allowed query parameters (NULL: none) */
+    web_handler_t handler;
+} web_route_t;
+
+extern const web_route_t web_routes[];
+extern const size_t web_n_routes;
+
+/* Finds the route for method and target. Returns the route, or NULL with
+ * *path_known set when the path exists under another method (405; allow
+ * gets "GET, POST"), clear when no route has this path (404). params gets
+ * the {} segments. */
+const web_route_t *web_route_find(const char *method, const web_target_t *t, int *path_known,
+                                  char *allow, size_t allow_size,
+                                  const char *params[WEB_MAX_PARAMS]);
+/* VG_OK when every query key is one the route allows. */
+int web_route_check_query(const web_route_t *route, const web_target_t *t, web_error_t *err);
+
+/* ---- JSON bodies (body.c: pure, fuzzed) ---- */
+
+typedef enum {
+    WEB_F_STRING,
+    WEB_F_INT,
+    WEB_F_STRINGS, /* array of strings */
+    WEB_F_TIME,    /* RFC 3339 string or unix seconds (number or string) */
+} web_field_kind_t;
+
+typedef struct {
+    const char *name;
+    web_field_kind_t kind;
+    int required;
+    int nullable;
+} web_field_t;
+
+/* Parses body as a JSON object whose members are all among fields (NULL
+ * name ends the list), of the right kinds, with every required one present.
+ * *out is the object (json_decref it). */
+int web_body_parse(const char *body, size_t len, const web_field_t *fields, json_t **out,
+                   web_error_t *err);
+/* Reads a WEB_F_TIME member already checked by web_body_parse. */
+int web_json_time(const json_t *v, int64_t *us);
+/* Parses a from/to query or JSON value (RFC 3339 or unix seconds). */
+int web_time_text(const char *text, int64_t *us);
+
+/* ---- the server and a request ---- */
+
+typedef struct web_auditor web_auditor_t;
+
+typedef struct {
+    char kind;            /* 'u' user (session), 't' token */
+    char name[64];        /* user or token name */
+    char role[16];        /* users only */
+    unsigned perms;
+    int all_sources;
+    char sources[1024];   /* comma-separated when !all_sources */
+    char actor[96];       /* user:NAME | token:ID */
+    int via_cookie;
+    char session_hash[65];
+} web_principal_t;
+
+struct web {
+    web_config_t cfg;
+    const vg_config_t *vcfg;
+    char *db_path;
+    struct MHD_Daemon *mhd;
+    int port;
+    int tls;
+    char *tls_cert, *tls_key; /* PEM text, kept for MHD's lifetime */
+    web_auditor_t *auditor;
+    /* Index connections, one per request at a time (SQLite connections are
+     * not shared between threads); created on demand, closed at stop. */
+    pthread_mutex_t pool_lock;
+    idx_t **pool;
+    size_t n_pool, cap_pool;
+    /* Argon2id takes 64 MiB a run: bound how many run at once. */
+    pthread_mutex_t hash_lock;
+    pthread_cond_t hash_cond;
+    int hashing;
+    char dummy_hash[128];     /* verified against for unknown users: same timing */
+};
+
+#define WEB_MAX_AUDIT 4
+
+typedef struct web_req {
+    struct web *w;
+    struct MHD_Connection *conn;
+    const char *method;
+    char *raw_uri;
+    web_target_t target;
+    const char *params[WEB_MAX_PARAMS];
+    char *body;
+    size_t body_len, body_cap;
+    int body_too_big;
+    char ip[64];
+    idx_t *idx;
+    int64_t now_us;
+    web_principal_t who;
+    /* the answer */
+    int status;
+    char *payload;            /* malloc'd */
+    size_t payload_len;
+    const char *content_type;
+    char set_cookie[256];
+    char retry_after[24];
+    char allow[64];
+    /* audit rows to commit before the answer leaves */
+    idx_audit_t audit[WEB_MAX_AUDIT];
+    size_t n_audit;
+} web_req_t;
+
+/* Answers: JSON (steals v), text, or the error envelope. */
+void web_reply_json(web_req_t *r, int status, json_t *v);
+void web_reply_text(web_req_t *r, int status, const char *content_type, char *text, size_t len);
+__attribute__((format(printf, 4, 5)))
+void web_reply_error(web_req_t *r, int status, const char *code, const char *fmt, ...);
+void web_reply_err(web_req_t *r, const web_error_t *err);
+
+/* Queues an audit row for this request (committed before the answer). */
+void web_audit(web_req_t *r, const char *action, const char *object, int64_t from_us,
+               int64_t to_us, const char *result, const char *detail);
+/* An audit row with an explicit actor (login, before a principal exists). */
+void web_audit_as(web_req_t *r, const char *actor, const char *action, const char *object,
+                  int64_t from_us, int64_t to_us, const char *result, const char *detail);
+
+/* Parses r's body against fields; answers 400/413/415 and returns NULL when
+ * it does not fit. */
+json_t *web_req_body(web_req_t *r, const web_field_t *fields);
+/* from/to from the query: defaults when absent; answers 400 and returns
+ * VG_EINVAL when malformed or inverted. */
+int web_req_range(web_req_t *r, int64_t def_from, int64_t def_to, int64_t *from, int64_t *to);
+
+/* auth.c */
+/* Resolves the caller from a Bearer token or session cookie. VG_OK with
+ * r->who set; otherwise the 401/403 answer and audit row are in r. */
+int web_auth_request(web_req_t *r, const web_route_t *route);
+/* Whether the caller may see this source at all (kind and account list). */
+int web_source_visible(const web_principal_t *who, const char *name, const char *kind);
+int web_has(const web_principal_t *who, unsigned perms_any);
+void web_login(web_req_t *r);
+void web_logout(web_req_t *r);
+int web_hash_begin(struct web *w);
+void web_hash_end(struct web *w);
+
+/* audit.c: group commit of audit rows on a dedicated connection. */
+int web_auditor_start(const char *db_path, web_auditor_t **out);
+/* Blocks until rows[0..n) are committed (with whatever else was queued). */
+int web_auditor_write(web_auditor_t *a, idx_audit_t *rows, size_t n);
+void web_auditor_stop(web_auditor_t *a);
+
+/* JSON helpers */
+json_t *web_time_json(int64_t us);
+const char *web_source_kind(const vg_config_t *cfg, idx_t *idx, const char *name, char *buf,
+                            size_t size);
+
+#endif

@@ -228,8 +228,15 @@ static void set_paused(daemon_t *d, int paused)
 static void sweep_once(daemon_t *d)
 {
     ret_sweep_result_t res;
+    int64_t t0 = vg_clock_mono(&vg_system_clock);
     int rc = ret_sweep(d->sweep_idx, daemon_config(d), vg_clock_wall(&vg_system_clock),
                        open_segment_bytes(d), &res);
+    int64_t took = vg_clock_mono(&vg_system_clock) - t0;
+    atomic_fetch_add(&d->sweeps, 1);
+    atomic_fetch_add(&d->sweep_us_total, took);
+    atomic_store(&d->last_sweep_us, took);
+    if (rc == VG_OK)
+        atomic_fetch_add(&d->deleted_segments, (long long)res.deleted);
     if (rc != VG_OK) {
         vg_err("retention sweep failed: %s", vg_strerror(rc));
         return;
@@ -275,6 +282,8 @@ static int start_sweeper(daemon_t *d)
 {
     char *db = vg_asprintf("%s/index.db", daemon_config(d)->data_dir);
     int rc = idx_open(db, 0, &d->sweep_idx);
+    if (rc == VG_OK)
+        rc = idx_open(db, 0, &d->metrics_idx);
     free(db);
     if (rc == VG_OK)
         rc = vigild_start_thread(&d->sweeper, sweeper_thread, d);
@@ -294,6 +303,10 @@ static void stop_sweeper(daemon_t *d)
     }
     idx_close(d->sweep_idx);
     d->sweep_idx = NULL;
+    pthread_mutex_lock(&d->metrics_lock);
+    idx_close(d->metrics_idx);
+    d->metrics_idx = NULL;
+    pthread_mutex_unlock(&d->metrics_lock);
 }
 
 /* ---- reload (SIGHUP) ---- */
@@ -456,6 +469,7 @@ static void daemon_free(daemon_t *d)
     }
     free(d->configs);
     pthread_mutex_destroy(&d->recorders_lock);
+    pthread_mutex_destroy(&d->metrics_lock);
     pthread_mutex_destroy(&d->sweep_lock);
     pthread_cond_destroy(&d->sweep_wake);
 }
@@ -486,6 +500,7 @@ int main(int argc, char **argv)
 
     daemon_t d = {.lock_fd = -1, .status_fd = -1};
     pthread_mutex_init(&d.recorders_lock, NULL);
+    pthread_mutex_init(&d.metrics_lock, NULL);
     pthread_mutex_init(&d.sweep_lock, NULL);
     pthread_cond_init(&d.sweep_wake, NULL);
     vg_config_t *cfg = vg_calloc(1, sizeof(*cfg));

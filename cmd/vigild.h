@@ -48,6 +48,12 @@ typedef struct daemon {
     pthread_cond_t sweep_wake;
     int sweep_stop;
     atomic_int recording_paused;
+    atomic_llong sweeps, sweep_us_total, last_sweep_us, deleted_segments;
+
+    /* Metrics read the index from the web server's threads: one connection,
+     * one at a time. */
+    pthread_mutex_t metrics_lock;
+    idx_t *metrics_idx;
 
     /* The status socket (vigilctl status). */
     pthread_t status_thread;
@@ -76,5 +82,8 @@ int svc_status_start(daemon_t *d);
 void svc_status_stop(daemon_t *d);
 /* The live status of every recorder as a JSON text (malloc'd). */
 char *svc_status_json(daemon_t *d);
+
+/* vigild_metrics.c: Prometheus text (malloc'd); safe from any thread. */
+char *svc_metrics_text(daemon_t *d);
 
 #endif

@@ -283,8 +283,9 @@ static int floor_alarm_still_due(idx_t *idx, const vg_config_t *cfg, int64_t now
     for (size_t i = 0; i < n && !due; i++) {
         char needle[70];
         snprintf(needle, sizeof(needle), ",%s,", st[i].source);
-        if (strstr(list, needle) &&
-            now_us - st[i].oldest_us < (int64_t)cfg->retention.min_days * RET_DAY_US)
+        /* A source overwritten down to nothing is not deep either. */
+        if (strstr(list, needle) && (st[i].oldest_us == 0 ||
+            now_us - st[i].oldest_us < (int64_t)cfg->retention.min_days * RET_DAY_US))
             due = 1;
     }
     free(st);
@@ -294,18 +295,31 @@ static int floor_alarm_still_due(idx_t *idx, const vg_config_t *cfg, int64_t now
 static void update_floor_alarm(idx_t *idx, const vg_config_t *cfg, int64_t now_us,
                                const ret_plan_t *plan)
 {
-    if (plan->below_floor) {
-        char msg[256];
-        snprintf(msg, sizeof(msg), "disk pressure deleted recordings younger than min_days (%d)",
-                 cfg->retention.min_days);
-        vg_err("retention: ALARM archive depth below floor: sources=%s", plan->floor_sources);
-        idx_alarm_raise(idx, ALARM_FLOOR, "critical", plan->floor_sources, msg, now_us);
-        return;
-    }
     idx_alarm_t *active = NULL;
     size_t n = 0;
     if (idx_alarms_active(idx, &active, &n) != VG_OK)
         return;
+    if (plan->below_floor) {
+        /* Keep the sources an earlier sweep named: they are not deep yet. */
+        ret_plan_t merged = {0};
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(active[i].kind, ALARM_FLOOR) == 0)
+                snprintf(merged.floor_sources, sizeof(merged.floor_sources), "%s",
+                         active[i].sources);
+        }
+        char copy[sizeof(plan->floor_sources)];
+        snprintf(copy, sizeof(copy), "%s", plan->floor_sources);
+        char *save = NULL;
+        for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+            note_floor_source(&merged, tok);
+        char msg[256];
+        snprintf(msg, sizeof(msg), "disk pressure deleted recordings younger than min_days (%d)",
+                 cfg->retention.min_days);
+        vg_err("retention: ALARM archive depth below floor: sources=%s", merged.floor_sources);
+        idx_alarm_raise(idx, ALARM_FLOOR, "critical", merged.floor_sources, msg, now_us);
+        free(active);
+        return;
+    }
     for (size_t i = 0; i < n; i++) {
         if (strcmp(active[i].kind, ALARM_FLOOR) == 0 &&
             !floor_alarm_still_due(idx, cfg, now_us, active[i].sources)) {

@@ -1739,13 +1739,9 @@ static Suite *retention_suite(void)
     tcase_add_test(tc, test_forecast_hand_arithmetic);
     tcase_add_test(tc, test_migration_from_v1);
     tcase_add_test(tc, test_total_bytes_tracks_rows);
+    tcase_add_test(tc, test_floor_alarm_keeps_earlier_sources);
+    tcase_add_test(tc, test_floor_alarm_source_emptied);
     suite_add_tcase(s, tc);
-    /* Tests of bugs found and not yet fixed; CK_RUN_CASE=core skips them. */
-    TCase *bugs = tcase_create("known_bugs");
-    tcase_add_checked_fixture(bugs, setup, teardown);
-    tcase_add_test(bugs, test_floor_alarm_keeps_earlier_sources);
-    tcase_add_test(bugs, test_floor_alarm_source_emptied);
-    suite_add_tcase(s, bugs);
     return s;
 }
 

@@ -201,6 +201,8 @@ int web_source_visible(const web_principal_t *who, const char *name, const char 
 int web_has(const web_principal_t *who, unsigned perms_any);
 void web_login(web_req_t *r);
 void web_logout(web_req_t *r);
+/* The body of GET /me and of a successful login. */
+json_t *web_me_json(const web_principal_t *who);
 int web_hash_begin(struct web *w);
 void web_hash_end(struct web *w);
 

@@ -1,0 +1,353 @@
+/* Who is calling and what they may do: Bearer tokens, session cookies with
+ * idle and absolute expiry, the CSRF header rule, per-source visibility,
+ * and login with throttling. Every refusal leaves an audit row. */
+#include "web/web_private.h"
+
+#include <microhttpd.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "core/errors.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#define SESSION_COOKIE "vigil_session"
+#define THROTTLE_WINDOW_US (15LL * 60 * 1000000)
+#define THROTTLE_MAX_FAILURES 5
+/* A session's last use is written at most this often: idle expiry counts
+ * in minutes, and a write per request would serialise readers. */
+#define TOUCH_EVERY_US (30LL * 1000000)
+/* Argon2id runs at once; each takes 64 MiB. */
+#define MAX_HASHING 2
+
+int web_has(const web_principal_t *who, unsigned perms_any)
+{
+    return (who->perms & WEB_PERM_ADMIN) || (who->perms & perms_any);
+}
+
+static int in_list(const char *csv, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = csv; *p;) {
+        size_t k = strcspn(p, ",");
+        if (k == n && strncmp(p, name, n) == 0)
+            return 1;
+        p += k;
+        if (*p == ',')
+            p++;
+    }
+    return 0;
+}
+
+/* Audio sources are calls: they need `calls`. Video needs live or playback.
+ * An account limited to some sources sees nothing else; what it may not
+ * see does not exist for it (404, never 403). */
+int web_source_visible(const web_principal_t *who, const char *name, const char *kind)
+{
+    if (!who->all_sources && !in_list(who->sources, name))
+        return 0;
+    if (strcmp(kind, "audio") == 0)
+        return web_has(who, WEB_PERM_CALLS);
+    return web_has(who, WEB_PERM_LIVE | WEB_PERM_PLAYBACK);
+}
+
+static const char *header(const web_req_t *r, const char *name)
+{
+    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+static void deny(web_req_t *r, int status, const char *code, const char *msg)
+{
+    /* The raw target (with its query) says exactly what was asked for. */
+    web_audit_as(r, r->who.actor[0] ? r->who.actor : "anonymous", "access", r->raw_uri, 0, 0,
+                 "denied", code);
+    web_reply_error(r, status, code, "%s", msg);
+}
+
+static int from_token(web_req_t *r, const char *secret)
+{
+    char hash[65];
+    idx_token_t t;
+    web_sha256_hex(secret, strlen(secret), hash);
+    int rc = idx_token_by_hash(r->idx, hash, &t);
+    if (rc != VG_OK || t.revoked_us)
+        return rc == VG_OK || rc == VG_ENOTFOUND ? VG_ENOTFOUND : rc;
+    r->who.kind = 't';
+    snprintf(r->who.name, sizeof(r->who.name), "%s", t.name);
+    snprintf(r->who.actor, sizeof(r->who.actor), "token:%lld", (long long)t.id);
+    if (web_perms_parse(t.perms, &r->who.perms) != VG_OK)
+        r->who.perms = 0;
+    r->who.all_sources = 1;
+    return VG_OK;
+}
+
+static void principal_from_account(web_principal_t *who, const idx_account_t *a)
+{
+    who->kind = 'u';
+    snprintf(who->name, sizeof(who->name), "%s", a->name);
+    snprintf(who->role, sizeof(who->role), "%s", a->role);
+    snprintf(who->actor, sizeof(who->actor), "user:%s", a->name);
+    if (web_role_perms(a->role, &who->perms) != VG_OK)
+        who->perms = 0;
+    who->all_sources = a->all_sources;
+    snprintf(who->sources, sizeof(who->sources), "%s", a->sources);
+}
+
+static int session_valid_text(const char *id)
+{
+    if (strlen(id) != 64)
+        return 0;
+    for (const char *c = id; *c; c++) {
+        if (!((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f')))
+            return 0;
+    }
+    return 1;
+}
+
+static int from_session(web_req_t *r, const char *id)
+{
+    const vg_http_config_t *h = &r->w->vcfg->http;
+    idx_session_t s;
+    char hash[65];
+    if (!session_valid_text(id))
+        return VG_ENOTFOUND;
+    web_sha256_hex(id, strlen(id), hash);
+    int rc = idx_session_get(r->idx, hash, &s);
+    if (rc != VG_OK)
+        return rc;
+    if (r->now_us - s.last_us > (int64_t)h->session_idle_minutes * 60 * 1000000 ||
+        r->now_us - s.created_us > (int64_t)h->session_max_hours * 3600 * 1000000) {
+        idx_session_delete(r->idx, hash);
+        return VG_ENOTFOUND;
+    }
+    if (r->now_us - s.last_us >= TOUCH_EVERY_US && (rc = idx_session_touch(r->idx, hash, r->now_us)) != VG_OK)
+        return rc;
+    principal_from_account(&r->who, &s.account);
+    r->who.via_cookie = 1;
+    memcpy(r->who.session_hash, hash, sizeof(hash));
+    return VG_OK;
+}
+
+static int changes_state(const char *method)
+{
+    return strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0;
+}
+
+int web_auth_request(web_req_t *r, const web_route_t *route)
+{
+    const char *auth = header(r, "Authorization");
+    const char *cookie = MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, SESSION_COOKIE);
+    int rc;
+    if (auth) {
+        if (strncasecmp(auth, "Bearer ", 7) != 0 || strlen(auth + 7) > 256) {
+            deny(r, 401, "unauthenticated", "use 'Authorization: Bearer TOKEN'");
+            return VG_EINVAL;
+        }
+        rc = from_token(r, auth + 7);
+    } else if (cookie) {
+        rc = from_session(r, cookie);
+    } else {
+        deny(r, 401, "unauthenticated", "log in or send an API token");
+        return VG_EINVAL;
+    }
+    if (rc != VG_OK) {
+        if (rc != VG_ENOTFOUND) {
+            web_reply_error(r, 500, "internal", "cannot check credentials");
+            return rc;
+        }
+        deny(r, 401, "unauthenticated",
+             auth ? "the token is unknown or revoked" : "the session has expired; log in again");
+        return VG_EINVAL;
+    }
+    /* A cross-site form can make the browser send the cookie, but not a
+     * custom header: state changes over a cookie need it. */
+    if (r->who.via_cookie && changes_state(r->method)) {
+        const char *xrw = header(r, "X-Requested-With");
+        if (!xrw || strcmp(xrw, "vigil") != 0) {
+            deny(r, 403, "csrf", "send the header 'X-Requested-With: vigil'");
+            return VG_EINVAL;
+        }
+    }
+    if (route->perms_any && !web_has(&r->who, route->perms_any)) {
+        deny(r, 403, "forbidden", "your account lacks the permission for this");
+        return VG_EINVAL;
+    }
+    return VG_OK;
+}
+
+/* ---- password hashing slots ---- */
+
+int web_hash_begin(struct web *w)
+{
+    pthread_mutex_lock(&w->hash_lock);
+    while (w->hashing >= MAX_HASHING)
+        pthread_cond_wait(&w->hash_cond, &w->hash_lock);
+    w->hashing++;
+    pthread_mutex_unlock(&w->hash_lock);
+    return VG_OK;
+}
+
+void web_hash_end(struct web *w)
+{
+    pthread_mutex_lock(&w->hash_lock);
+    w->hashing--;
+    pthread_cond_signal(&w->hash_cond);
+    pthread_mutex_unlock(&w->hash_lock);
+}
+
+/* ---- login / logout ---- */
+
+static int throttled(web_req_t *r, const char *user, int64_t *retry_s)
+{
+    int64_t nu = 0, ou = 0, ni = 0, oi = 0;
+    int64_t since = r->now_us - THROTTLE_WINDOW_US;
+    int rc = idx_login_failures(r->idx, user, r->ip, since, &nu, &ou, &ni, &oi);
+    if (rc != VG_OK)
+        return rc;
+    int64_t until = 0;
+    if (nu >= THROTTLE_MAX_FAILURES)
+        until = ou + THROTTLE_WINDOW_US;
+    if (ni >= THROTTLE_MAX_FAILURES && oi + THROTTLE_WINDOW_US > until)
+        until = oi + THROTTLE_WINDOW_US;
+    *retry_s = until ? (until - r->now_us + 999999) / 1000000 : 0;
+    if (until && *retry_s < 1)
+        *retry_s = 1;
+    return VG_OK;
+}
+
+/* Checks the password; an unknown user costs the same as a wrong password. */
+static int password_matches(web_req_t *r, const idx_account_t *a, int found, const char *pw)
+{
+    web_hash_begin(r->w);
+    int ok = crypto_pwhash_str_verify(found ? a->pwhash : r->w->dummy_hash, pw, strlen(pw)) == 0;
+    web_hash_end(r->w);
+    return ok && found;
+}
+
+static int start_session(web_req_t *r, const idx_account_t *a)
+{
+    unsigned char raw[32];
+    char id[65], hash[65];
+    randombytes_buf(raw, sizeof(raw));
+    sodium_bin2hex(id, sizeof(id), raw, sizeof(raw));
+    sodium_memzero(raw, sizeof(raw));
+    web_sha256_hex(id, strlen(id), hash);
+    int rc = idx_session_add(r->idx, hash, a->id, r->now_us);
+    if (rc != VG_OK)
+        return rc;
+    /* The browser forgets it at the absolute limit; the server enforces
+     * both limits regardless. */
+    snprintf(r->set_cookie, sizeof(r->set_cookie),
+             SESSION_COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d%s", id,
+             r->w->vcfg->http.session_max_hours * 3600, r->w->tls ? "; Secure" : "");
+    sodium_memzero(id, sizeof(id));
+    return VG_OK;
+}
+
+
+static void login_failed(web_req_t *r, const char *user)
+{
+    char object[96];
+    snprintf(object, sizeof(object), "user:%s", user);
+    int rc = idx_login_failure_add(r->idx, user, r->ip, r->now_us, r->now_us - THROTTLE_WINDOW_US);
+    web_audit_as(r, "anonymous", "login", object, 0, 0, "denied", "wrong user or password");
+    if (rc != VG_OK)
+        web_reply_error(r, 500, "internal", "cannot record the failed login");
+    else
+        web_reply_error(r, 401, "invalid_credentials", "wrong user name or password");
+}
+
+void web_login(web_req_t *r)
+{
+    static const web_field_t fields[] = {
+        {"user", WEB_F_STRING, 1, 0}, {"password", WEB_F_STRING, 1, 0}, {NULL, 0, 0, 0}};
+    json_t *body = web_req_body(r, fields);
+    if (!body)
+        return;
+    const char *user = json_string_value(json_object_get(body, "user"));
+    const char *pw = json_string_value(json_object_get(body, "password"));
+    idx_account_t a;
+    int64_t retry = 0;
+    char object[96];
+    if (strlen(user) > 63 || strlen(pw) > WEB_PASSWORD_MAX) {
+        web_reply_error(r, 400, "invalid_field", "user or password too long");
+        goto cleanup;
+    }
+    snprintf(object, sizeof(object), "user:%s", user);
+    if (throttled(r, user, &retry) != VG_OK) {
+        web_reply_error(r, 500, "internal", "cannot check login attempts");
+        goto cleanup;
+    }
+    if (retry > 0) {
+        snprintf(r->retry_after, sizeof(r->retry_after), "%lld", (long long)retry);
+        web_audit_as(r, "anonymous", "login", object, 0, 0, "denied", "throttled");
+        web_reply_error(r, 429, "too_many_attempts",
+                        "too many failed logins; try again in %lld s", (long long)retry);
+        goto cleanup;
+    }
+    int rc = idx_account_get(r->idx, user, &a);
+    if (rc != VG_OK && rc != VG_ENOTFOUND) {
+        web_reply_error(r, 500, "internal", "cannot look up the account");
+        goto cleanup;
+    }
+    if (!password_matches(r, &a, rc == VG_OK, pw)) {
+        login_failed(r, user);
+        goto cleanup;
+    }
+    if (start_session(r, &a) != VG_OK) {
+        web_reply_error(r, 500, "internal", "cannot start a session");
+        goto cleanup;
+    }
+    idx_login_failures_clear(r->idx, user);
+    principal_from_account(&r->who, &a);
+    web_audit(r, "login", object, 0, 0, "ok", "");
+    web_reply_json(r, 200, web_me_json(&r->who));
+
+cleanup:
+    json_decref(body);
+}
+
+void web_logout(web_req_t *r)
+{
+    if (!r->who.via_cookie) {
+        web_reply_error(r, 400, "not_a_session", "logout ends a cookie session; revoke tokens instead");
+        return;
+    }
+    if (idx_session_delete(r->idx, r->who.session_hash) != VG_OK) {
+        web_reply_error(r, 500, "internal", "cannot end the session");
+        return;
+    }
+    snprintf(r->set_cookie, sizeof(r->set_cookie),
+             SESSION_COOKIE "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0%s",
+             r->w->tls ? "; Secure" : "");
+    char object[96];
+    snprintf(object, sizeof(object), "user:%s", r->who.name);
+    web_audit(r, "logout", object, 0, 0, "ok", "");
+    web_reply_json(r, 200, json_pack("{sb}", "ok", 1));
+}
+
+json_t *web_me_json(const web_principal_t *who)
+{
+    json_t *plist = json_array();
+    for (unsigned bit = 1; bit <= WEB_PERM_ADMIN; bit <<= 1) {
+        if ((who->perms & bit) || (who->perms & WEB_PERM_ADMIN))
+            json_array_append_new(plist, json_string(web_perm_name(bit)));
+    }
+    json_t *sources = json_null();
+    if (!who->all_sources) {
+        sources = json_array();
+        for (const char *p = who->sources; *p;) {
+            size_t k = strcspn(p, ",");
+            json_array_append_new(sources, json_stringn(p, k));
+            p += k;
+            if (*p == ',')
+                p++;
+        }
+    }
+    return json_pack("{ss ss* so so}", who->kind == 't' ? "token" : "user", who->name, "role",
+                     who->kind == 'u' ? who->role : NULL, "permissions", plist, "sources",
+                     sources);
+}
+

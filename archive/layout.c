@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <libavutil/sha.h>
+#include <nettle/sha2.h>
 
 #include "core/errors.h"
 #include "core/util.h"
@@ -70,10 +70,8 @@ int arc_hash_file(const char *path, char hex[65])
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT ? VG_ENOTFOUND : VG_EIO;
-    struct AVSHA *sha = av_sha_alloc();
-    if (!sha)
-        abort();
-    av_sha_init(sha, 256);
+    struct sha256_ctx sha;
+    sha256_init(&sha);
     unsigned char buf[64 * 1024];
     ssize_t n;
     int rc = VG_OK;
@@ -84,13 +82,12 @@ int arc_hash_file(const char *path, char hex[65])
             rc = VG_EIO;
             break;
         }
-        av_sha_update(sha, buf, (unsigned)n);
+        sha256_update(&sha, (size_t)n, buf);
     }
-    uint8_t digest[32];
-    av_sha_final(sha, digest);
-    for (int i = 0; i < 32; i++)
+    uint8_t digest[SHA256_DIGEST_SIZE];
+    sha256_digest(&sha, sizeof(digest), digest);
+    for (int i = 0; i < SHA256_DIGEST_SIZE; i++)
         snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-    av_free(sha);
     close(fd);
     return rc;
 }

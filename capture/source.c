@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/errors.h"
 #include "core/log.h"
@@ -64,12 +65,24 @@ static void set_state(cap_source_t *src, cap_state_t state, const char *error)
 }
 
 /* libav calls this while blocked; non-zero aborts the call. */
+/* libav polls this several times per packet. Under virtual machines a
+ * precise clock read may be a system call, so the system clock is read
+ * coarsely here (a few ms resolution is plenty for deadlines). */
+static int64_t cheap_mono(const cap_source_t *src)
+{
+    if (src->clock != &vg_system_clock)
+        return vg_clock_mono(src->clock);
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static int interrupt_cb(void *opaque)
 {
     cap_source_t *src = opaque;
     if (atomic_load(&src->stop))
         return 1;
-    int64_t now = vg_clock_mono(src->clock);
+    int64_t now = cheap_mono(src);
     atomic_store(&src->heartbeat_us, now); /* blocked on the network is alive */
     return now > atomic_load(&src->deadline_us);
 }
@@ -79,9 +92,11 @@ int64_t cap_source_heartbeat(cap_source_t *src)
     return atomic_load(&src->heartbeat_us);
 }
 
+static int64_t cheap_mono(const cap_source_t *src);
+
 static void arm_deadline(cap_source_t *src, int ms)
 {
-    atomic_store(&src->deadline_us, vg_clock_mono(src->clock) + (int64_t)ms * 1000);
+    atomic_store(&src->deadline_us, cheap_mono(src) + (int64_t)ms * 1000);
 }
 
 static AVDictionary *open_options(const cap_source_t *src)
@@ -165,7 +180,7 @@ static int open_upstream(cap_source_t *src, AVFormatContext **out, char *why, si
 
 static void count_packet(cap_source_t *src, const AVPacket *pkt, int64_t now)
 {
-    int64_t mono = vg_clock_mono(src->clock);
+    int64_t mono = cheap_mono(src);
     atomic_store(&src->heartbeat_us, mono);
     src->rate_window_bytes += pkt->size;
     int64_t elapsed = mono - src->rate_window_start_us;

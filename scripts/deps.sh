@@ -6,7 +6,7 @@ set -eu
 PKGS="build-essential pkg-config
 libavformat-dev libavcodec-dev libavutil-dev ffmpeg
 libsqlite3-dev sqlite3 libinih-dev libjansson-dev check
-libsodium-dev libmicrohttpd-dev libsystemd-dev
+libsodium-dev libmicrohttpd-dev libsystemd-dev nettle-dev
 libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
 gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
 gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav

@@ -1,7 +1,7 @@
 # vigil build. `make` builds build/vigild and build/vigilctl; see README for the rest.
 CC ?= cc
 BUILD ?= build
-PKGS := libavformat libavcodec libavutil sqlite3 inih jansson libmicrohttpd libsodium libsystemd
+PKGS := libavformat libavcodec libavutil sqlite3 inih jansson libmicrohttpd libsodium libsystemd nettle
 GST_PKGS := gstreamer-1.0 gstreamer-rtsp-server-1.0
 
 # CFLAGS is the user's knob (optimisation, sanitizers); the flags the code

@@ -1,7 +1,8 @@
 # vigil build. `make` builds build/vigild and build/vigilctl; see README for the rest.
 CC ?= cc
 BUILD ?= build
-PKGS := libavformat libavcodec libavutil sqlite3 inih jansson libmicrohttpd libsodium libsystemd nettle
+PKGS := libavformat libavcodec libavutil sqlite3 inih jansson libmicrohttpd libsodium libsystemd nettle \
+	gstreamer-1.0 gstreamer-app-1.0 gstreamer-rtsp-1.0 gstreamer-rtsp-server-1.0 gio-2.0
 GST_PKGS := gstreamer-1.0 gstreamer-rtsp-server-1.0
 
 # CFLAGS is the user's knob (optimisation, sanitizers); the flags the code
@@ -13,13 +14,13 @@ CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 GST_CFLAGS := $(shell pkg-config --cflags $(GST_PKGS) 2>/dev/null)
 GST_LIBS := $(shell pkg-config --libs $(GST_PKGS) 2>/dev/null)
 
-MODULES := core capture archive index retention web
+MODULES := core capture archive index retention web relay
 LIB_SRCS := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps check unit integration asan demo bench clean cppcheck install uninstall \
+.PHONY: all deps check unit integration asan demo bench clean cppcheck install uninstall fuzz fuzz-run \
 	systemd-check
 
 PREFIX ?= /usr/local
@@ -73,11 +74,15 @@ unit: $(TEST_BINS)
 
 integration: all $(BUILD)/camsim
 	@python3 tests/integration.py --build $(BUILD)
+	@python3 tests/integration_web.py --build $(BUILD)
+	@python3 tests/integration_relay.py --build $(BUILD)
 
 check: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/camsim $(TEST_BINS)
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
+	@if command -v clang >/dev/null; then $(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=20; \
+	else echo "clang not installed, fuzzing skipped"; fi
 	@$(MAKE) --no-print-directory cppcheck
 
 asan: deps
@@ -85,6 +90,28 @@ asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan CC=gcc \
 	    CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    unit integration
+
+# libFuzzer targets (tests/fuzz/fuzz_*.c) over the library built with clang
+# and sanitizers in its own tree; fuzz-run runs each for FUZZ_SECONDS.
+FUZZ_BUILD := build-fuzz
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined
+
+fuzz:
+	@$(MAKE) --no-print-directory BUILD=$(FUZZ_BUILD) CC=clang \
+	    CFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" $(FUZZ_BUILD)/libvigil.a
+	@set -e; for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); \
+	    clang $(FUZZ_FLAGS) -fsanitize=fuzzer $(VG_CFLAGS) -o $(FUZZ_BUILD)/$$n $$f \
+	        $(FUZZ_BUILD)/libvigil.a $(LDLIBS); done
+
+fuzz-run: fuzz
+	@set -e; for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); mkdir -p $(FUZZ_BUILD)/corpus-$$n; \
+	    echo "== $$n ($(FUZZ_SECONDS) s)"; \
+	    if ! $(FUZZ_BUILD)/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+	        -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus-$$n tests/fuzz/corpus \
+	        > $(FUZZ_BUILD)/$$n.log 2>&1; then tail -40 $(FUZZ_BUILD)/$$n.log; exit 1; fi; \
+	    tail -1 $(FUZZ_BUILD)/$$n.log; done
 
 cppcheck:
 	@if command -v cppcheck >/dev/null; then \
@@ -100,9 +127,11 @@ demo: deps
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
 
 bench: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/camsim $(BENCH_BINS)
+	@$(MAKE) --no-print-directory all $(BUILD)/camsim $(BENCH_BINS) $(BUILD)/bench/webserve
 	@python3 bench/ingest.py --build $(BUILD)
 	@for b in $(BENCH_BINS); do $$b --results bench/RESULTS.md || exit 1; done
+	@python3 bench/bench_web.py --build $(BUILD) --results bench/RESULTS.md
+	@python3 bench/bench_relay.py --build $(BUILD) --results bench/RESULTS.md
 
 # Installs the daemon as a service (README "Install as a service"). The
 # example config is installed once: an admin's edited file is never replaced.
@@ -132,6 +161,6 @@ uninstall:
 	-rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -125,5 +125,10 @@ int arc_reconcile(const char *data_dir, idx_t *idx, const arc_reconcile_opts_t *
 /* Removes a segment file and makes the removal durable (directory fsync);
  * an already missing file is fine. An emptied day directory goes too. */
 int arc_remove_segment_file(const char *data_dir, const char *rel_path);
+/* The same for many files, with one fsync per directory instead of one per
+ * file. On an unlink failure, *failed_at is the index of the file; the
+ * removals before it are made durable all the same. */
+int arc_remove_segment_files(const char *data_dir, const idx_segment_t *segs, size_t n,
+                             size_t *failed_at);
 
 #endif

@@ -149,3 +149,48 @@ int arc_remove_segment_file(const char *data_dir, const char *rel_path)
     free(abs);
     return rc;
 }
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* fsyncs each distinct directory once (a vanished one is fine: its removal
+ * is what is durable), then removes the emptied ones. */
+static int sync_dirs(char **dirs, size_t n)
+{
+    qsort(dirs, n, sizeof(*dirs), cmp_str);
+    int rc = VG_OK;
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && strcmp(dirs[i], dirs[i - 1]) == 0)
+            continue;
+        if (vg_fsync_dir(dirs[i]) != VG_OK && errno != ENOENT && rc == VG_OK)
+            rc = VG_EIO;
+        if (rc == VG_OK && rmdir(dirs[i]) == 0) /* fails harmlessly while the day has files */
+            vg_fsync_parent(dirs[i]);
+    }
+    return rc;
+}
+
+int arc_remove_segment_files(const char *data_dir, const idx_segment_t *segs, size_t n,
+                             size_t *failed_at)
+{
+    char **dirs = vg_calloc(n ? n : 1, sizeof(*dirs));
+    int rc = VG_OK;
+    size_t i = 0;
+    for (; i < n && rc == VG_OK; i++) {
+        dirs[i] = vg_asprintf("%s/%s", data_dir, segs[i].path);
+        if (unlink(dirs[i]) != 0 && errno != ENOENT) {
+            rc = VG_EIO;
+            *failed_at = i;
+        }
+        char *slash = strrchr(dirs[i], '/');
+        if (slash)
+            *slash = '\0';
+    }
+    int sync_rc = sync_dirs(dirs, i);
+    for (size_t k = 0; k < i; k++)
+        free(dirs[k]);
+    free(dirs);
+    return rc != VG_OK ? rc : sync_rc;
+}

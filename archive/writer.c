@@ -91,6 +91,7 @@ struct arc_writer {
     int64_t ts_offset[MAX_STREAMS]; /* added to incoming timestamps after a jump */
     AVPacket *held[MAX_STREAMS];
     int repaired_warned;
+    int64_t conn_packets; /* packets since the connection began */
 
     segment_t *seg;
     /* The previous segment, kept open after a cut until every other stream
@@ -229,6 +230,7 @@ int arc_writer_begin(arc_writer_t *w, AVStream *const *streams, unsigned n_strea
     w->timeline.started = 0;
     w->conn_zero_us = AV_NOPTS_VALUE;
     w->repaired_warned = 0;
+    w->conn_packets = 0;
     vg_info("source=%s streams=%s container=%s", w->source, w->codecs, w->format);
     return VG_OK;
 }
@@ -514,11 +516,15 @@ static int repair_timestamps(arc_writer_t *w, AVPacket *pkt)
             pkt->pts += moved - pkt->dts;
         pkt->dts = moved;
     }
+    w->conn_packets++;
     if (w->last_dts[i] != AV_NOPTS_VALUE && pkt->dts <= w->last_dts[i]) {
         if (!w->repaired_warned) {
-            vg_warn("source=%s stream %d: non-monotonic DTS %" PRId64 " after %" PRId64
-                    ", repairing", w->source, i, pkt->dts, w->last_dts[i]);
-            w->repaired_warned = 1;
+            /* A stream with B-frames starts with a few guessed DTS over RTSP
+             * (RTP carries only PTS): expected, so not worth a warning. */
+            vg_log(w->conn_packets < 16 ? VG_LOG_DEBUG : VG_LOG_WARNING,
+                   "source=%s stream %d: non-monotonic DTS %" PRId64 " after %" PRId64
+                   ", repairing", w->source, i, pkt->dts, w->last_dts[i]);
+            w->repaired_warned = w->conn_packets >= 16;
         }
         pkt->dts = w->last_dts[i] + 1;
     }

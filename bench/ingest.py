@@ -35,7 +35,7 @@ import time
 SECTION_TITLE = "## Ingest (bench/ingest.py)"
 SAMPLE_PERIOD = 0.5
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE_KIB = 1024.0
+KIB_PER_MIB = 1024.0
 
 # Reference targets (from the project plan), checked at the largest K.
 TARGET_CPU_RATIO = 0.8
@@ -243,7 +243,7 @@ class Sampler:
             now = time.monotonic()
             if now - last_report >= 15:
                 log(f"  measuring: {now - t0:.0f}/{seconds} s, RSS sum "
-                    f"{self.rss_sums[-1] / PAGE_KIB:.1f} MiB")
+                    f"{self.rss_sums[-1] / KIB_PER_MIB:.1f} MiB")
                 last_report = now
         t1 = time.monotonic()
         wall1 = time.time()
@@ -282,9 +282,10 @@ def wait_growing(dirs, must_live, timeout, what, stream_procs=None, restart=None
     deadline = time.monotonic() + timeout
     growing = set()
     while time.monotonic() < deadline:
-        for p in must_live:
+        for name, p in must_live:
             if p.poll() is not None:
-                raise BenchError(f"{what} exited with {p.returncode} before all streams connected")
+                raise BenchError(f"{name} exited with {p.returncode} before all {what} streams "
+                                 f"were writing")
         for i, d in enumerate(dirs):
             if i in growing:
                 if stream_procs is not None and stream_procs[i].poll() is not None:
@@ -475,7 +476,9 @@ def phase_vigild(children, args, k, port, camsim_proc, work):
     os.makedirs(data_dir)
     conf = os.path.join(work, "vigil.conf")
     sources = [f"s{i}" for i in range(k)]
-    lines = ["[server]", f"data_dir = {data_dir}", "log_level = warning", "",
+    # HTTP off: the benchmark measures ingest, and must not depend on (or
+    # collide over) vigild's default web port.
+    lines = ["[server]", f"data_dir = {data_dir}", "log_level = warning", "http_listen =", "",
              "[archive]", "segment_seconds = 60", ""]
     for i, name in enumerate(sources):
         lines += [f"[source {name}]", f"url = rtsp://127.0.0.1:{port}/bench{i}",
@@ -488,13 +491,15 @@ def phase_vigild(children, args, k, port, camsim_proc, work):
     with open(log_path, "wb") as lf:
         p = children.spawn(argv, stdout=lf, stderr=subprocess.STDOUT)
     src_dirs = [os.path.join(data_dir, "media", n) for n in sources]
-    wait_growing(src_dirs, [p, camsim_proc], args.connect_timeout + k, "vigild")
+    wait_growing(src_dirs, [("vigild", p), ("camsim", camsim_proc)], args.connect_timeout + k, "vigild")
     log(f"phase A (K={k}): all {k} sources writing; warm-up {args.warmup} s")
     time.sleep(args.warmup)
     if p.poll() is not None:
         raise BenchError(f"vigild exited with {p.returncode} during warm-up")
     log(f"phase A (K={k}): measuring {args.seconds} s")
     m = Sampler([p.pid], camsim_proc.pid).measure(args.seconds, src_dirs)
+    if camsim_proc.poll() is not None:
+        raise BenchError(f"camsim exited with {camsim_proc.returncode} during the vigild window")
     alive = p.poll() is None
     log(f"phase A (K={k}): stopping vigild (SIGTERM)")
     t = time.monotonic()
@@ -513,7 +518,7 @@ def phase_vigild(children, args, k, port, camsim_proc, work):
     m["argv"] = argv
     m["conf_example"] = "\n".join(ln.replace(data_dir, "/tmp/.../vigil-data")
                                   .replace(f":{port}/", ":PORT/")
-                                  for ln in lines[:11]).rstrip()
+                                  for ln in lines[:12]).rstrip()
     shutil.rmtree(data_dir, ignore_errors=True)
     return m
 
@@ -546,7 +551,7 @@ def phase_ffmpeg(children, args, k, port, camsim_proc, work):
         os.makedirs(d)
         out_dirs.append(d)
         procs.append(spawn(i))
-    restarts = wait_growing(out_dirs, [camsim_proc], args.connect_timeout + k, "ffmpeg",
+    restarts = wait_growing(out_dirs, [("camsim", camsim_proc)], args.connect_timeout + k, "ffmpeg",
                             stream_procs=procs, restart=restart)
     log(f"phase B (K={k}): all {k} outputs writing; warm-up {args.warmup} s")
     time.sleep(args.warmup)
@@ -555,6 +560,8 @@ def phase_ffmpeg(children, args, k, port, camsim_proc, work):
             raise BenchError(f"an ffmpeg exited with {p.returncode} during warm-up")
     log(f"phase B (K={k}): measuring {args.seconds} s")
     m = Sampler([p.pid for p in procs], camsim_proc.pid).measure(args.seconds, out_dirs)
+    if camsim_proc.poll() is not None:
+        raise BenchError(f"camsim exited with {camsim_proc.returncode} during the ffmpeg window")
     m["died_in_window"] = sum(1 for p in procs if p.poll() is not None)
     m["restarts"] = restarts
     log(f"phase B (K={k}): stopping ffmpeg (SIGTERM)")

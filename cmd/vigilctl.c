@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "archive/archive.h"
+#include "cmd/ctl_accounts.h"
 #include "cmd/ctl_status.h"
 #include "capture/capture.h"
 #include "core/clock.h"
@@ -39,6 +40,7 @@ typedef struct {
     const char *as_of, *until, *case_no, *reason;
     const char *hold_sources[MAX_HOLD_SOURCES];
     size_t n_hold_sources;
+    ctl_accounts_opts_t acct; /* --role, --sources, --perm */
 } ctl_t;
 
 static void usage(FILE *out)
@@ -56,6 +58,9 @@ static void usage(FILE *out)
             "  storage [--json]                               capacity, depth, forecast and alarms\n"
             "  destruction-log [--from T] [--to T] [--json]   what retention deleted, when and why\n"
             "  status [--json]                                the running vigild: sources, errors, alarms\n"
+            "  user add NAME --role R [--sources a,b]         password from stdin; user passwd NAME | list | del NAME\n"
+            "  token add NAME --perm p1,p2                    prints the token once; token list | revoke ID\n"
+            "  audit verify | audit list [--from T] [--to T] [--json]\n"
             "T is RFC 3339 (2026-11-27T10:00:00Z) or unix seconds.\n");
 }
 
@@ -511,7 +516,7 @@ static int cmd_destruction_log(ctl_t *c)
 static int command_writes(int argc, char **argv)
 {
     const char *cmd = argv[0];
-    return (strcmp(cmd, "sweep") == 0 && argc == 1) ||
+    return ctl_accounts_writes(argc, argv) || (strcmp(cmd, "sweep") == 0 && argc == 1) ||
            (strcmp(cmd, "hold") == 0 && argc >= 2 && strcmp(argv[1], "list") != 0);
 }
 
@@ -532,6 +537,10 @@ static int dispatch(ctl_t *c, int argc, char **argv)
         return cmd_storage(c);
     if (strcmp(cmd, "destruction-log") == 0 && argc == 1)
         return cmd_destruction_log(c);
+    if (ctl_accounts_handles(argc, argv)) {
+        c->acct.from = c->from, c->acct.to = c->to, c->acct.json = c->json;
+        return ctl_accounts_dispatch(&c->cfg, c->idx, argc, argv, &c->acct);
+    }
     if (strcmp(cmd, "status") == 0 && argc == 1)
         return ctl_status(&c->cfg, c->idx, c->json);
     usage(stderr);
@@ -546,7 +555,8 @@ int main(int argc, char **argv)
         {"dry-run", no_argument, NULL, 'n'}, {"as-of", required_argument, NULL, 'a'},
         {"until", required_argument, NULL, 'u'}, {"case", required_argument, NULL, 'C'},
         {"reason", required_argument, NULL, 'r'}, {"source", required_argument, NULL, 's'},
-        {"all", no_argument, NULL, 'A'},
+        {"all", no_argument, NULL, 'A'}, {"role", required_argument, NULL, 'R'},
+        {"sources", required_argument, NULL, 'S'}, {"perm", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
     ctl_t c = {0};
@@ -568,6 +578,9 @@ int main(int argc, char **argv)
         case 'C': c.case_no = optarg; break;
         case 'r': c.reason = optarg; break;
         case 'A': c.all = 1; break;
+        case 'R': c.acct.role = optarg; break;
+        case 'S': c.acct.sources = optarg; break;
+        case 'P': c.acct.perm = optarg; break;
         case 's':
             if (c.n_hold_sources == MAX_HOLD_SOURCES) {
                 fprintf(stderr, "vigilctl: at most %d --source\n", MAX_HOLD_SOURCES);

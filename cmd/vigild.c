@@ -24,7 +24,11 @@
 static int sink_begin(void *ctx, AVStream *const *streams, unsigned n)
 {
     recorder_t *r = ctx;
-    return arc_writer_begin(r->writer, streams, n) == VG_OK ? 0 : -1;
+    int rc = arc_writer_begin(r->writer, streams, n) == VG_OK ? 0 : -1;
+    /* The relay's results never touch recording's. */
+    if (rc == 0 && r->relay)
+        rly_feed_begin(r->relay, streams, n);
+    return rc;
 }
 
 /* Blocks like a writer stuck in the kernel would (test fault injection),
@@ -41,6 +45,8 @@ static int sink_packet(void *ctx, const AVPacket *pkt, int64_t recv_wall_us)
     recorder_t *r = ctx;
     if (r->stall_after_packets && ++r->packets_seen == r->stall_after_packets)
         stall(r);
+    if (r->relay)
+        rly_feed_packet(r->relay, pkt, recv_wall_us); /* never blocks */
     return arc_writer_write(r->writer, pkt, recv_wall_us);
 }
 
@@ -48,6 +54,8 @@ static void sink_end(void *ctx)
 {
     recorder_t *r = ctx;
     arc_writer_end(r->writer);
+    if (r->relay)
+        rly_feed_end(r->relay);
 }
 
 static void usage(FILE *out)
@@ -138,6 +146,7 @@ static void recorder_free(recorder_t *r)
     if (!r)
         return;
     cap_source_join(r->capture); /* the thread ends its segment on the way out */
+    rly_feed_close(r->relay);
     arc_writer_close(r->writer);
     idx_close(r->idx);
     free(r);
@@ -165,6 +174,8 @@ static int recorder_start(daemon_t *d, const vg_config_t *cfg, size_t slot, reco
         rc = arc_writer_open(&wc, &r->writer);
     if (rc == VG_OK && atomic_load(&d->recording_paused))
         arc_writer_set_paused(r->writer, 1);
+    if (rc == VG_OK && d->relay && rly_feed_open(d->relay, cfg, r->cfg, &r->relay) != VG_OK)
+        vg_err("source=%s relay could not start; recording anyway", r->cfg->name);
     cap_sink_t sink = {.ctx = r, .begin = sink_begin, .packet = sink_packet, .end = sink_end};
     if (rc == VG_OK)
         rc = cap_source_start(r->cfg, &cap_default_timing, &vg_system_clock, sink, &r->capture);
@@ -364,6 +375,21 @@ static recorder_t **plan_recorders(daemon_t *d, const vg_config_t *next, recorde
     return list;
 }
 
+/* Every reload, applied or refused, is on the audit trail (invariant 6). */
+static void audit_reload(daemon_t *d, const char *result, const char *detail)
+{
+    idx_audit_t a = {0};
+    a.ts_us = vg_clock_wall(&vg_system_clock);
+    snprintf(a.actor, sizeof(a.actor), "system:vigild");
+    snprintf(a.ip, sizeof(a.ip), "local");
+    snprintf(a.action, sizeof(a.action), "config.reload");
+    snprintf(a.object, sizeof(a.object), "config");
+    snprintf(a.result, sizeof(a.result), "%s", result);
+    snprintf(a.detail, sizeof(a.detail), "%s", detail);
+    if (idx_audit_append(d->idx, &a, 1) != VG_OK)
+        vg_err("reload: cannot write the audit row");
+}
+
 static void reload(daemon_t *d, const char *config_path)
 {
     vg_config_t *next = vg_calloc(1, sizeof(*next));
@@ -371,6 +397,7 @@ static void reload(daemon_t *d, const char *config_path)
     const char *why = NULL;
     if (vg_config_load(config_path, next, err, sizeof(err)) != VG_OK) {
         vg_err("reload rejected, keeping the running configuration: %s", err);
+        audit_reload(d, "error", err);
         free(next);
         return;
     }
@@ -378,6 +405,7 @@ static void reload(daemon_t *d, const char *config_path)
     if ((why = restart_needed(old, next)) != NULL || register_sources(d->idx, next) != VG_OK) {
         vg_err("reload rejected, keeping the running configuration: %s",
                why ? why : "cannot register sources");
+        audit_reload(d, "error", why ? why : "cannot register sources");
         vg_config_free(next);
         free(next);
         return;
@@ -410,6 +438,9 @@ static void reload(daemon_t *d, const char *config_path)
     free(restart);
     free(old_list);
     vg_notice("reload: configuration applied (%zu source(s))", next->n_sources);
+    char detail[64];
+    snprintf(detail, sizeof(detail), "applied: %zu source(s)", next->n_sources);
+    audit_reload(d, "ok", detail);
 }
 
 /* ---- main loop ---- */
@@ -437,11 +468,19 @@ static int run(daemon_t *d, const sigset_t *signals, const char *config_path)
     int rc = prepare_storage(d);
     if (rc == VG_OK)
         rc = recover(d);
+    if (rc == VG_OK) {
+        rly_server_config_t rc_cfg = {.cfg = daemon_config(d),
+                                      .data_dir = daemon_config(d)->data_dir,
+                                      .clock = &vg_system_clock};
+        rc = rly_server_start(&rc_cfg, &d->relay);
+    }
     if (rc == VG_OK)
         rc = start_recorders(d);
     /* The first sweep runs as soon as the thread starts: at startup. */
     if (rc == VG_OK)
         rc = start_sweeper(d);
+    if (rc == VG_OK)
+        rc = vigild_web_start(d);
     if (rc == VG_OK)
         rc = svc_status_start(d);
     if (rc == VG_OK) {
@@ -452,9 +491,13 @@ static int run(daemon_t *d, const sigset_t *signals, const char *config_path)
         svc_notify_stopping();
     }
     atomic_store(&d->stopping, 1);
+    web_stop(d->web);
+    d->web = NULL;
     svc_status_stop(d);
     stop_sweeper(d);
     stop_recorders(d);
+    rly_server_stop(d->relay);
+    d->relay = NULL;
     return rc;
 }
 

@@ -11,11 +11,14 @@
 #include "capture/capture.h"
 #include "core/config.h"
 #include "index/index.h"
+#include "relay/relay.h"
+#include "web/web.h"
 
 typedef struct recorder {
     const vg_source_config_t *cfg; /* points into a config kept alive until exit */
     idx_t *idx;                    /* this source's own connection (its thread's) */
     arc_writer_t *writer;
+    rly_feed_t *relay;             /* NULL: not relayed */
     cap_source_t *capture;
     /* Test-only fault: the sink blocks after this many packets (0: never). */
     long stall_after_packets;
@@ -55,6 +58,12 @@ typedef struct daemon {
     pthread_mutex_t metrics_lock;
     idx_t *metrics_idx;
 
+    /* The relay: RTSP server and pushes (started before the recorders). */
+    rly_server_t *relay;
+
+    /* The HTTP API (NULL when http_listen is empty). */
+    web_t *web;
+
     /* The status socket (vigilctl status). */
     pthread_t status_thread;
     int status_started;
@@ -82,6 +91,10 @@ int svc_status_start(daemon_t *d);
 void svc_status_stop(daemon_t *d);
 /* The live status of every recorder as a JSON text (malloc'd). */
 char *svc_status_json(daemon_t *d);
+
+/* vigild_web.c: starts the HTTP API with a source status provider over
+ * the recorders. */
+int vigild_web_start(daemon_t *d);
 
 /* vigild_metrics.c: Prometheus text (malloc'd); safe from any thread. */
 char *svc_metrics_text(daemon_t *d);

@@ -81,6 +81,34 @@ static double v_since_packet(recorder_t *r, int64_t now)
     return last ? (double)(now - last) / 1e6 : -1;
 }
 
+static rly_status_t rly_of(recorder_t *r)
+{
+    rly_status_t st;
+    rly_feed_status(r->relay, &st); /* zeroes st for a source that is not relayed */
+    return st;
+}
+
+static double v_relay_clients(recorder_t *r, int64_t now) { (void)now; return rly_of(r).clients; }
+static double v_push_bytes(recorder_t *r, int64_t now) { (void)now; return (double)rly_of(r).push_bytes; }
+static double v_push_dropped(recorder_t *r, int64_t now) { (void)now; return (double)rly_of(r).push_dropped_gops; }
+static double v_push_up(recorder_t *r, int64_t now)
+{
+    (void)now;
+    return strcmp(rly_of(r).push_state, "connected") == 0;
+}
+
+static void relay_metrics(text_t *t, daemon_t *d)
+{
+    per_source(t, d, "vigil_relay_clients", "gauge", "RTSP clients the relay feeds now.",
+               v_relay_clients);
+    per_source(t, d, "vigil_relay_push_up", "gauge", "1 while the push to the central point is "
+               "connected.", v_push_up);
+    per_source(t, d, "vigil_relay_push_bytes_total", "counter",
+               "Media bytes pushed to the central point.", v_push_bytes);
+    per_source(t, d, "vigil_relay_push_dropped_gops_total", "counter",
+               "GOPs dropped because the central point was slow.", v_push_dropped);
+}
+
 static void source_metrics(text_t *t, daemon_t *d)
 {
     per_source(t, d, "vigil_source_received_bytes_total", "counter",
@@ -152,6 +180,7 @@ char *svc_metrics_text(daemon_t *d)
     text_t t = {vg_malloc(4096), 0, 4096};
     t.buf[0] = '\0';
     source_metrics(&t, d);
+    relay_metrics(&t, d);
     sweep_metrics(&t, d);
     pthread_mutex_lock(&d->metrics_lock);
     const vg_config_t *cfg = daemon_config(d);

@@ -112,6 +112,23 @@ void svc_tick(daemon_t *d)
 
 /* ---- status socket ---- */
 
+/* The relay's view of a source (README "Central monitoring point"); null
+ * when the source is not relayed. */
+static json_t *relay_json(recorder_t *r)
+{
+    rly_status_t rs;
+    if (!r->relay || rly_feed_status(r->relay, &rs) != VG_OK)
+        return json_null();
+    json_t *push = rs.push_configured
+                       ? json_pack("{ss ss sI sI sI}", "state", rs.push_state, "last_error",
+                                   rs.push_last_error, "bytes_sent", (json_int_t)rs.push_bytes,
+                                   "dropped_gops", (json_int_t)rs.push_dropped_gops, "connects",
+                                   (json_int_t)rs.push_connects)
+                       : json_null();
+    return json_pack("{sb si sI so}", "mounted", rs.mounted, "clients", rs.clients,
+                     "client_dropped_gops", (json_int_t)rs.client_dropped_gops, "push", push);
+}
+
 static json_t *recorder_json(recorder_t *r, int64_t now)
 {
     cap_status_t st;
@@ -132,6 +149,7 @@ static json_t *recorder_json(recorder_t *r, int64_t now)
     json_object_set_new(o, "last_packet_age_s",
                         st.last_packet_wall_us ? json_real((double)(now - st.last_packet_wall_us) / 1e6)
                                                : json_null());
+    json_object_set_new(o, "relay", relay_json(r));
     return o;
 }
 

@@ -43,11 +43,19 @@
 #define DEFAULT_SESSION_IDLE_MINUTES 30
 #define DEFAULT_SESSION_MAX_HOURS 12
 
+/* [relay]: off unless rtsp_listen is set, so no camera is exposed by accident.
+ * The client limits keep a connection flood from exhausting threads and
+ * memory (each client gets its own pipeline). */
+#define DEFAULT_RELAY_MAX_CLIENTS 64
+#define DEFAULT_RELAY_MAX_PER_IP 8
+#define MAX_RELAY_CLIENTS 1000
+
 enum section_kind {
     SEC_NONE,    /* before the first [section] */
     SEC_SERVER,
     SEC_ARCHIVE,
     SEC_RETENTION,
+    SEC_RELAY,
     SEC_SOURCE,
     SEC_IGNORED, /* a header that was already reported as an error */
 };
@@ -63,9 +71,10 @@ typedef struct {
     int section_line;
     size_t source_index;     /* into cfg->sources while section == SEC_SOURCE */
     unsigned seen_keys;      /* bit i set once key i of this section's table was set */
-    int seen_server, seen_archive, seen_retention;
+    int seen_server, seen_archive, seen_retention, seen_relay;
     int keep_days_line, min_days_line; /* for the cross-key check at the end */
     int tls_cert_line, tls_key_line;   /* likewise for "both or neither" */
+    int relay_cert_line, relay_key_line;
     char *err;
     size_t err_size;
     int failed;              /* only the first problem is reported */
@@ -119,6 +128,7 @@ static void section_label(const parser_t *p, char *buf, size_t size)
     switch (p->section) {
     case SEC_SERVER: snprintf(buf, size, "server"); break;
     case SEC_ARCHIVE: snprintf(buf, size, "archive"); break;
+    case SEC_RELAY: snprintf(buf, size, "relay"); break;
     case SEC_SOURCE:
         snprintf(buf, size, "source %s", p->cfg->sources[p->source_index].name);
         break;
@@ -385,7 +395,11 @@ int vg_config_split_listen(const char *text, char *host, size_t host_size, int *
             return VG_EINVAL;
         hlen = (size_t)(colon - text);
     }
-    if (hlen == 0 || hlen >= host_size || !port_ok(colon + 1, colon + 1 + strlen(colon + 1)))
+    /* Port 0 (any free port) is for tests; the config key refuses it. */
+    const char *digits = colon + 1;
+    size_t plen = strlen(digits);
+    if (hlen == 0 || hlen >= host_size || plen == 0 || plen > 5 ||
+        strspn(digits, "0123456789") != plen || atoi(digits) > 65535)
         return VG_EINVAL;
     for (size_t i = 0; i < hlen; i++) {
         if (!isalnum((unsigned char)h[i]) && !strchr(".-:%", h[i]))
@@ -393,7 +407,7 @@ int vg_config_split_listen(const char *text, char *host, size_t host_size, int *
     }
     memcpy(host, h, hlen);
     host[hlen] = '\0';
-    *port = atoi(colon + 1);
+    *port = atoi(digits);
     return VG_OK;
 }
 
@@ -401,7 +415,8 @@ static int set_http_listen(parser_t *p, const char *key, const char *value)
 {
     char buf[256], host[128];
     int port = 0;
-    if (value[0] && vg_config_split_listen(value, host, sizeof(host), &port) != VG_OK) {
+    if (value[0] && (vg_config_split_listen(value, host, sizeof(host), &port) != VG_OK ||
+                     port == 0)) {
         fail_at(p, p->lineno, "%s must be host:port or [ipv6]:port (empty: HTTP off), got '%s'",
                 key, shown(value, buf, sizeof(buf)));
         return VG_ECONFIG;
@@ -453,9 +468,129 @@ static int set_session_idle(parser_t *p, const char *key, const char *value)
     return set_bounded(p, key, value, 24 * 60, &p->cfg->http.session_idle_minutes);
 }
 
+static int set_metrics_access(parser_t *p, const char *key, const char *value)
+{
+    char buf[256];
+    if (strcmp(value, "loopback") == 0 || strcmp(value, "token") == 0) {
+        p->cfg->http.metrics_token = strcmp(value, "token") == 0;
+        return VG_OK;
+    }
+    fail_at(p, p->lineno, "%s must be loopback or token, got '%s'", key,
+            shown(value, buf, sizeof(buf)));
+    return VG_ECONFIG;
+}
+
 static int set_session_max(parser_t *p, const char *key, const char *value)
 {
     return set_bounded(p, key, value, 30 * 24, &p->cfg->http.session_max_hours);
+}
+
+/* ---- [relay] and per-source relay keys ---- */
+
+static int set_relay_listen(parser_t *p, const char *key, const char *value)
+{
+    char buf[256], host[128];
+    int port = 0;
+    if (value[0] && (vg_config_split_listen(value, host, sizeof(host), &port) != VG_OK ||
+                     port == 0)) {
+        fail_at(p, p->lineno, "%s must be host:port or [ipv6]:port (empty: relay off), got '%s'",
+                key, shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    free(p->cfg->relay.rtsp_listen);
+    p->cfg->relay.rtsp_listen = vg_strdup(value);
+    return VG_OK;
+}
+
+static int set_relay_tls_cert(parser_t *p, const char *key, const char *value)
+{
+    return set_tls_file(p, key, value, &p->cfg->relay.tls_cert, &p->relay_cert_line);
+}
+
+static int set_relay_tls_key(parser_t *p, const char *key, const char *value)
+{
+    return set_tls_file(p, key, value, &p->cfg->relay.tls_key, &p->relay_key_line);
+}
+
+static int set_relay_max_clients(parser_t *p, const char *key, const char *value)
+{
+    return set_bounded(p, key, value, MAX_RELAY_CLIENTS, &p->cfg->relay.max_clients);
+}
+
+static int set_relay_max_per_ip(parser_t *p, const char *key, const char *value)
+{
+    return set_bounded(p, key, value, MAX_RELAY_CLIENTS, &p->cfg->relay.max_clients_per_ip);
+}
+
+/* A push target: rtsp:// or rtsps:// (ANNOUNCE/RECORD) or srt:// (MPEG-TS).
+ * "{source}" may stand anywhere after the host. */
+static const char *push_url_problem(const char *url)
+{
+    for (const unsigned char *c = (const unsigned char *)url; *c; c++) {
+        if (*c <= ' ' || *c == 0x7f)
+            return "contains whitespace or control characters";
+    }
+    const char *rest;
+    if (strncmp(url, "rtsp://", 7) == 0)
+        rest = url + 7;
+    else if (strncmp(url, "rtsps://", 8) == 0)
+        rest = url + 8;
+    else if (strncmp(url, "srt://", 6) == 0)
+        rest = url + 6;
+    else
+        return "must start with rtsp://, rtsps:// or srt://";
+    const char *end = rest + strcspn(rest, "/?#");
+    const char *host = rest;
+    for (const char *c = rest; c < end; c++) {
+        if (*c == '@')
+            host = c + 1;
+    }
+    if (memchr(host, '{', (size_t)(end - host)))
+        return "cannot have {source} in its host";
+    return host_problem(host, end);
+}
+
+static int set_relay_push(parser_t *p, const char *key, const char *value)
+{
+    const char *why = push_url_problem(value);
+    /* One URL for every source would make them overwrite each other. */
+    if (!why && !strstr(value, "{source}"))
+        why = "must contain {source} (per source, set push in its [source] section)";
+    if (why) {
+        fail_at(p, p->lineno, "%s in [relay] %s", key, why);
+        return VG_ECONFIG;
+    }
+    free(p->cfg->relay.push);
+    p->cfg->relay.push = vg_strdup(value);
+    return VG_OK;
+}
+
+static int set_source_relay(parser_t *p, const char *key, const char *value)
+{
+    char buf[256];
+    vg_source_config_t *src = &p->cfg->sources[p->source_index];
+    if (strcmp(value, "on") == 0) {
+        src->relay = 1;
+    } else if (strcmp(value, "off") == 0) {
+        src->relay = 0;
+    } else {
+        fail_at(p, p->lineno, "%s must be on or off, got '%s'", key,
+                shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    return VG_OK;
+}
+
+static int set_source_push(parser_t *p, const char *key, const char *value)
+{
+    vg_source_config_t *src = &p->cfg->sources[p->source_index];
+    const char *why = strcmp(value, "off") == 0 ? NULL : push_url_problem(value);
+    if (why) {
+        fail_at(p, p->lineno, "%s of source '%s' %s", key, src->name, why);
+        return VG_ECONFIG;
+    }
+    src->push = vg_strdup(strcmp(value, "off") == 0 ? "" : value);
+    return VG_OK;
 }
 
 /* Each table has at most 32 keys: seen_keys is a bit per key. */
@@ -467,6 +602,7 @@ static const key_spec_t server_keys[] = {
     {"tls_key", set_tls_key},
     {"session_idle_minutes", set_session_idle},
     {"session_max_hours", set_session_max},
+    {"metrics_access", set_metrics_access},
     {NULL, NULL},
 };
 static const key_spec_t archive_keys[] = {
@@ -482,11 +618,22 @@ static const key_spec_t retention_keys[] = {
     {"sweep_seconds", set_sweep_seconds},
     {NULL, NULL},
 };
+static const key_spec_t relay_keys[] = {
+    {"rtsp_listen", set_relay_listen},
+    {"tls_cert", set_relay_tls_cert},
+    {"tls_key", set_relay_tls_key},
+    {"max_clients", set_relay_max_clients},
+    {"max_clients_per_ip", set_relay_max_per_ip},
+    {"push", set_relay_push},
+    {NULL, NULL},
+};
 static const key_spec_t source_keys[] = {
     {"url", set_url},
     {"kind", set_kind},
     {"rtsp_transport", set_transport},
     {"keep_days", set_source_keep_days},
+    {"relay", set_source_relay},
+    {"push", set_source_push},
     {NULL, NULL},
 };
 
@@ -496,6 +643,7 @@ static const key_spec_t *keys_of(enum section_kind section)
     case SEC_SERVER: return server_keys;
     case SEC_ARCHIVE: return archive_keys;
     case SEC_RETENTION: return retention_keys;
+    case SEC_RELAY: return relay_keys;
     case SEC_SOURCE: return source_keys;
     default: return NULL;
     }
@@ -564,6 +712,8 @@ static void add_source(parser_t *p, const char *name)
     src->transport = VG_TRANSPORT_TCP;
     src->keep_days = 0;
     src->keep_days_line = 0;
+    src->relay = 1;
+    src->push = NULL;
     p->source_index = cfg->n_sources++;
     p->section = SEC_SOURCE;
 }
@@ -609,6 +759,8 @@ static void begin_section(parser_t *p, const char *header)
         open_single(p, &p->seen_archive, SEC_ARCHIVE, "archive");
     else if (strcmp(n, "retention") == 0)
         open_single(p, &p->seen_retention, SEC_RETENTION, "retention");
+    else if (strcmp(n, "relay") == 0)
+        open_single(p, &p->seen_relay, SEC_RELAY, "relay");
     else if (strncmp(n, "source", 6) == 0 && (n[6] == '\0' || isspace((unsigned char)n[6])))
         add_source(p, trim(n + 6));
     else
@@ -668,6 +820,9 @@ static void init_defaults(vg_config_t *cfg, const char *path)
     cfg->http.listen = vg_strdup(DEFAULT_HTTP_LISTEN);
     cfg->http.session_idle_minutes = DEFAULT_SESSION_IDLE_MINUTES;
     cfg->http.session_max_hours = DEFAULT_SESSION_MAX_HOURS;
+    cfg->relay.rtsp_listen = vg_strdup("");
+    cfg->relay.max_clients = DEFAULT_RELAY_MAX_CLIENTS;
+    cfg->relay.max_clients_per_ip = DEFAULT_RELAY_MAX_PER_IP;
 }
 
 /* A certificate without its key (or the reverse) cannot serve HTTPS, and
@@ -675,9 +830,13 @@ static void init_defaults(vg_config_t *cfg, const char *path)
 static void check_tls(parser_t *p)
 {
     const vg_http_config_t *h = &p->cfg->http;
+    const vg_relay_config_t *r = &p->cfg->relay;
     if (!h->tls_cert != !h->tls_key)
         fail_at(p, h->tls_cert ? p->tls_cert_line : p->tls_key_line,
                 "tls_cert and tls_key go together: set both or neither");
+    if (!r->tls_cert != !r->tls_key)
+        fail_at(p, r->tls_cert ? p->relay_cert_line : p->relay_key_line,
+                "tls_cert and tls_key in [relay] go together: set both or neither");
 }
 
 /* The floor is a legal minimum: no keep_days anywhere may undercut it. */
@@ -758,11 +917,16 @@ void vg_config_free(vg_config_t *cfg)
     for (size_t i = 0; i < cfg->n_sources; i++) {
         free(cfg->sources[i].name);
         free(cfg->sources[i].url);
+        free(cfg->sources[i].push);
     }
     free(cfg->sources);
     free(cfg->http.listen);
     free(cfg->http.tls_cert);
     free(cfg->http.tls_key);
+    free(cfg->relay.rtsp_listen);
+    free(cfg->relay.tls_cert);
+    free(cfg->relay.tls_key);
+    free(cfg->relay.push);
     free(cfg->data_dir);
     free(cfg->path);
     /* Zeroed so a second free, or a free after a failed load, is harmless. */
@@ -783,4 +947,27 @@ const vg_source_config_t *vg_config_find_source(const vg_config_t *cfg, const ch
 int vg_config_keep_days(const vg_config_t *cfg, const vg_source_config_t *src)
 {
     return src && src->keep_days ? src->keep_days : cfg->retention.keep_days;
+}
+
+char *vg_config_push_url(const vg_config_t *cfg, const vg_source_config_t *src)
+{
+    const char *tpl = src->push ? src->push : cfg->relay.push;
+    if (!src->relay || !tpl || !tpl[0])
+        return NULL;
+    /* Source names are [a-z0-9-]: safe in a URL path as they are. */
+    size_t n = 0;
+    for (const char *p = strstr(tpl, "{source}"); p; p = strstr(p + 8, "{source}"))
+        n++;
+    char *out = vg_malloc(strlen(tpl) + n * strlen(src->name) + 1);
+    char *o = out;
+    for (const char *p = tpl; *p;) {
+        if (strncmp(p, "{source}", 8) == 0) {
+            o += sprintf(o, "%s", src->name);
+            p += 8;
+        } else {
+            *o++ = *p++;
+        }
+    }
+    *o = '\0';
+    return out;
 }

@@ -18,6 +18,8 @@ typedef struct {
     vg_transport_t transport; /* rtsp_transport = tcp | udp */
     int keep_days;            /* 0: inherit [retention] keep_days */
     int keep_days_line;       /* where it was set, for messages */
+    int relay;                /* relay = on (1, default) | off (0): RTSP mount and push */
+    char *push;               /* push = URL: NULL inherits [relay] push, "" is off */
 } vg_source_config_t;
 
 typedef enum { VG_ON_FULL_OVERWRITE, VG_ON_FULL_STOP } vg_on_full_t;
@@ -38,7 +40,18 @@ typedef struct {
     char *tls_cert, *tls_key; /* both or neither; NULL = plain HTTP */
     int session_idle_minutes; /* a session unused this long ends */
     int session_max_hours;    /* a session ends this long after login, used or not */
+    int metrics_token;        /* metrics_access = token: GET /metrics needs a token with
+                               * the metrics permission; 0 (loopback): loopback only */
 } vg_http_config_t;
+
+/* [relay]: see README "Central monitoring point". */
+typedef struct {
+    char *rtsp_listen;        /* "host:port"; "" = no RTSP server (the default) */
+    char *tls_cert, *tls_key; /* both or neither; NULL = plain RTSP */
+    int max_clients;          /* RTSP connections at once, in total */
+    int max_clients_per_ip;   /* and from one address */
+    char *push;               /* push URL template with {source}; NULL = no push */
+} vg_relay_config_t;
 
 typedef struct {
     char *path;                 /* the file it was read from */
@@ -47,6 +60,7 @@ typedef struct {
     int segment_seconds;        /* [archive] segment_seconds, 2..300 */
     vg_retention_config_t retention;
     vg_http_config_t http;
+    vg_relay_config_t relay;
     vg_source_config_t *sources;
     size_t n_sources;
 } vg_config_t;
@@ -60,6 +74,9 @@ const vg_source_config_t *vg_config_find_source(const vg_config_t *cfg, const ch
 /* Splits http_listen text ("host:port", "[v6]:port") into host (brackets
  * removed) and port 1..65535. VG_EINVAL when malformed. */
 int vg_config_split_listen(const char *text, char *host, size_t host_size, int *port);
+/* The push URL of a source (its own push, else [relay] push with {source}
+ * replaced) as a malloc'd string, or NULL when it has none or relay = off. */
+char *vg_config_push_url(const vg_config_t *cfg, const vg_source_config_t *src);
 /* The keep_days that applies to a source: its own, else [retention]'s. */
 int vg_config_keep_days(const vg_config_t *cfg, const vg_source_config_t *src);
 

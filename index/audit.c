@@ -286,3 +286,21 @@ int idx_audit_verify(idx_t *idx, int64_t *checked, int64_t *first_bad_id)
     idx_priv_stmt_done(st);
     return ret;
 }
+
+int idx_wal_autocheckpoint(idx_t *idx, int pages)
+{
+    int rc = sqlite3_wal_autocheckpoint(idx->db, pages);
+    return rc == SQLITE_OK ? VG_OK : idx_priv_db_fail(idx, rc, "set wal_autocheckpoint");
+}
+
+int idx_wal_checkpoint(idx_t *idx, int *wal_pages)
+{
+    int log = 0, done = 0;
+    int rc = sqlite3_wal_checkpoint_v2(idx->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    if (wal_pages)
+        *wal_pages = log;
+    /* BUSY: another checkpoint is running; it does the same work. */
+    if (rc == SQLITE_BUSY)
+        return VG_OK;
+    return rc == SQLITE_OK ? VG_OK : idx_priv_db_fail(idx, rc, "wal checkpoint");
+}

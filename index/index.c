@@ -194,6 +194,21 @@ static const char *const migrations[] = {
     "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN"
     "  SELECT RAISE(ABORT, 'audit rows are append-only');"
     " END;",
+    /* v4: source.segments, the live count beside source.bytes, so storage
+     * figures never COUNT 86 400 rows per source. One trigger per event
+     * updates both. */
+    "ALTER TABLE source ADD COLUMN segments INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE source SET segments = (SELECT COUNT(*) FROM segment WHERE source_id = source.id);"
+    "DROP TRIGGER segment_bytes_ins;"
+    "DROP TRIGGER segment_bytes_del;"
+    "CREATE TRIGGER segment_totals_ins AFTER INSERT ON segment BEGIN"
+    "  UPDATE source SET bytes = bytes + NEW.bytes, segments = segments + 1"
+    "   WHERE id = NEW.source_id;"
+    " END;"
+    "CREATE TRIGGER segment_totals_del AFTER DELETE ON segment BEGIN"
+    "  UPDATE source SET bytes = bytes - OLD.bytes, segments = segments - 1"
+    "   WHERE id = OLD.source_id;"
+    " END;",
 };
 
 #define IDX_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

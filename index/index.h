@@ -245,6 +245,13 @@ int idx_keep_days_override(idx_t *idx, const char *source, int *days);
 /* Sets (days > 0) or removes (days == 0) a source's override. */
 int idx_keep_days_set(idx_t *idx, const char *source, int days, const char *by, int64_t now_us);
 
+/* WAL checkpoints (index/audit.c). A connection that commits often can
+ * leave checkpoints to another (pages 0: never checkpoint on commit), which
+ * then copies the WAL into the database without blocking writers. */
+int idx_wal_autocheckpoint(idx_t *idx, int pages);
+/* A PASSIVE checkpoint; *wal_pages gets the WAL's size in pages. */
+int idx_wal_checkpoint(idx_t *idx, int *wal_pages);
+
 /* ---- audit trail (index/audit.c) ----
  * Append-only and hash-chained (DESIGN.md invariant 6): each row's hash is
  * SHA-256 over the previous row's hash and a canonical serialisation of its

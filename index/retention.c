@@ -69,8 +69,12 @@ static const char *const lazy_sql[L_COUNT] = {
     [L_RUN_SEGMENT] = "INSERT INTO destruction_segment(destruction_id, segment_id, source,"
                       " start_us, end_us, bytes, sha256, path)"
                       " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    /* Every sweep runs this. The unary + keeps the planner from walking the
+     * whole table in rowid order to skip a sort: with it, the partial index
+     * segment_deleting yields just the marked rows (usually none) and those
+     * few are sorted. Without it, one sweep read all 8.6 M rows (~1.3 s). */
     [L_DELETING] = "SELECT " SEG_COLUMNS " FROM segment g JOIN source s ON s.id = g.source_id"
-                   " WHERE g.deleting <> 0 ORDER BY g.id",
+                   " WHERE g.deleting <> 0 ORDER BY +g.id",
     [L_DROP] = "DELETE FROM segment WHERE id = ?1 AND deleting <> 0",
     [L_HOLD_INSERT] = "INSERT INTO hold(case_no, reason, created_by, created_us, from_us, to_us,"
                       " until_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -96,7 +100,10 @@ static const char *const lazy_sql[L_COUNT] = {
      * rows by (source_id, start_us), the recent window as a range on it, and
      * held bytes as one range per hold. */
     [L_STATS] = "SELECT s.name, s.kind, s.bytes,"
-                " (SELECT MIN(start_us) FROM segment WHERE source_id = s.id AND deleting = 0),"
+                /* ORDER BY + LIMIT, not MIN(): with the deleting filter MIN
+                 * would visit every row of the source. */
+                " (SELECT start_us FROM segment WHERE source_id = s.id AND deleting = 0"
+                "   ORDER BY start_us LIMIT 1),"
                 " (SELECT end_us FROM segment WHERE source_id = s.id AND deleting = 0"
                 "   ORDER BY start_us DESC LIMIT 1),"
                 " (SELECT COALESCE(SUM(bytes), 0) FROM segment WHERE source_id = s.id"
@@ -109,7 +116,7 @@ static const char *const lazy_sql[L_COUNT] = {
                 "   AND h.released_us IS NULL) AND g.start_us >= (SELECT MIN(h.from_us)"
                 "   FROM hold h JOIN hold_source hs ON hs.hold_id = h.id WHERE hs.source_id = s.id"
                 "   AND h.released_us IS NULL) - s.max_len_us),"
-                " (SELECT COUNT(*) FROM segment WHERE source_id = s.id AND deleting = 0)"
+                " s.segments"
                 " FROM source s ORDER BY s.name",
     [L_TOTAL] = "SELECT COALESCE(SUM(bytes), 0) FROM source",
     [L_DLOG] = "SELECT d.id, d.at_us, d.reason, ds.source, COUNT(*), SUM(ds.bytes),"
@@ -265,6 +272,26 @@ static int finish_run(idx_t *idx, int64_t run_id, int64_t count, int64_t bytes, 
     return run(idx, st, "update destruction record", NULL);
 }
 
+/* Each destruction run is also an audit row (DESIGN.md invariant 6),
+ * written in the run's own transaction so one never exists without the
+ * other. */
+static int audit_run(idx_t *idx, int64_t run_id, int64_t at_us, const char *reason,
+                     int64_t count, int64_t bytes, int64_t from, int64_t to)
+{
+    idx_audit_t a = {0};
+    a.ts_us = at_us;
+    snprintf(a.actor, sizeof(a.actor), "system:retention");
+    snprintf(a.ip, sizeof(a.ip), "local");
+    snprintf(a.action, sizeof(a.action), "retention.destroy");
+    snprintf(a.object, sizeof(a.object), "destruction:%" PRId64, run_id);
+    a.from_us = from;
+    a.to_us = to;
+    snprintf(a.result, sizeof(a.result), "ok");
+    snprintf(a.detail, sizeof(a.detail), "reason=%s segments=%" PRId64 " bytes=%" PRId64, reason,
+             count, bytes);
+    return idx_audit_append(idx, &a, 1);
+}
+
 int idx_record_destruction(idx_t *idx, int64_t at_us, const char *reason,
                            const idx_segment_t *segs, size_t n, int64_t *run_id)
 {
@@ -288,6 +315,8 @@ int idx_record_destruction(idx_t *idx, int64_t at_us, const char *reason,
     }
     if (ret == VG_OK && count > 0)
         ret = finish_run(idx, id, count, bytes, from, to);
+    if (ret == VG_OK && count > 0)
+        ret = audit_run(idx, id, at_us, reason, count, bytes, from, to);
     if (ret != VG_OK || count == 0) {
         /* Nothing marked (all taken by a concurrent sweep): no empty record. */
         idx_rollback(idx);

@@ -70,8 +70,14 @@ static void add_victim(ret_plan_t *plan, size_t *cap, const idx_segment_t *seg,
     plan->n++;
 }
 
-static int keep_days_of(const vg_config_t *cfg, const char *source)
+/* An override set over the API (PATCH /sources/{name}) wins over the
+ * config; it is never allowed under the floor, even if min_days was raised
+ * after it was set (invariant 3). */
+static int keep_days_of(idx_t *idx, const vg_config_t *cfg, const char *source)
 {
+    int days = 0;
+    if (idx_keep_days_override(idx, source, &days) == VG_OK && days > 0)
+        return days < cfg->retention.min_days ? cfg->retention.min_days : days;
     return vg_config_keep_days(cfg, vg_config_find_source(cfg, source));
 }
 
@@ -83,7 +89,7 @@ static int plan_age(idx_t *idx, const vg_config_t *cfg, int64_t now_us, size_t m
     size_t n_names = 0;
     int rc = idx_source_names(idx, &names, &n_names);
     for (size_t i = 0; rc == VG_OK && i < n_names && plan->n < max; i++) {
-        int64_t cutoff = now_us - (int64_t)keep_days_of(cfg, names[i]) * RET_DAY_US;
+        int64_t cutoff = now_us - (int64_t)keep_days_of(idx, cfg, names[i]) * RET_DAY_US;
         idx_segment_t *segs = NULL;
         size_t n = 0;
         rc = idx_expired_segments(idx, names[i], cutoff, now_us, max - plan->n, &segs, &n);
@@ -205,13 +211,15 @@ void ret_plan_free(ret_plan_t *plan)
 /* Phases two and three for segments already marked. */
 static int unlink_and_drop(idx_t *idx, const char *data_dir, const idx_segment_t *segs, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
-        int rc = arc_remove_segment_file(data_dir, segs[i].path);
-        if (rc != VG_OK) {
-            /* Keep the rows marked: the next sweep or start retries. */
-            vg_err("cannot remove %s: %s", segs[i].path, strerror(errno));
-            return rc;
-        }
+    size_t failed_at = n;
+    int rc = arc_remove_segment_files(data_dir, segs, n, &failed_at);
+    if (rc != VG_OK) {
+        /* Keep the rows marked: the next sweep or start retries. */
+        if (failed_at < n)
+            vg_err("cannot remove %s: %s", segs[failed_at].path, strerror(errno));
+        else
+            vg_err("cannot make file removals durable: %s", strerror(errno));
+        return rc;
     }
     return idx_drop_deleted(idx, segs, n);
 }
@@ -412,13 +420,13 @@ static void project_depths(ret_source_figures_t *src, size_t n, double usable_by
     free(sorted);
 }
 
-static void fill_figures(const vg_config_t *cfg, int64_t now_us, const idx_source_stats_t *s,
-                         ret_source_figures_t *f)
+static void fill_figures(idx_t *idx, const vg_config_t *cfg, int64_t now_us,
+                         const idx_source_stats_t *s, ret_source_figures_t *f)
 {
     memset(f, 0, sizeof(*f));
     snprintf(f->source, sizeof(f->source), "%s", s->source);
     snprintf(f->kind, sizeof(f->kind), "%s", s->kind);
-    f->keep_days = keep_days_of(cfg, s->source);
+    f->keep_days = keep_days_of(idx, cfg, s->source);
     f->segments = s->segments;
     f->bytes = s->bytes;
     f->oldest_us = s->oldest_us;
@@ -475,7 +483,7 @@ int ret_storage(idx_t *idx, const vg_config_t *cfg, int64_t now_us, const ret_di
     out->n_sources = n;
     int64_t held = 0, used = 0;
     for (size_t i = 0; i < n; i++) {
-        fill_figures(cfg, now_us, &stats[i], &out->sources[i]);
+        fill_figures(idx, cfg, now_us, &stats[i], &out->sources[i]);
         held += stats[i].held_bytes;
         used += stats[i].bytes;
     }

@@ -10,7 +10,8 @@ libsodium-dev libmicrohttpd-dev libsystemd-dev nettle-dev
 libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
 gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
 gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
-python3"
+python3
+clang openssl wrk nginx-light"
 
 missing=""
 for p in $PKGS; do

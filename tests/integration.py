@@ -93,8 +93,11 @@ class Vigil:
         self.data = os.path.join(root, "data")
         self.conf = os.path.join(root, "vigil.conf")
         self.logpath = os.path.join(root, "vigild.log")
-        text = "[server]\ndata_dir = %s\nlog_level = info\n[archive]\nsegment_seconds = %d\n%s" % (
-            self.data, segment_seconds, extra)
+        # every vigild gets its own HTTP port: several run at once in this suite
+        self.http_port = free_port()
+        text = ("[server]\ndata_dir = %s\nlog_level = info\nhttp_listen = 127.0.0.1:%d\n"
+                "[archive]\nsegment_seconds = %d\n%s") % (self.data, self.http_port,
+                                                         segment_seconds, extra)
         for name, url, kind, *transport in sources:
             text += "[source %s]\nurl = %s\nkind = %s\n" % (name, url, kind)
             if transport:
@@ -512,6 +515,65 @@ class Suite:
                 v.proc.kill()
             sock.close()
 
+    def test_metrics(self):
+        import urllib.request
+        import urllib.error
+        v = self.main_vigil()
+        wait_for("segments", lambda: v.segments("h264"), 30)
+        url = "http://127.0.0.1:%d/metrics" % v.http_port
+        text = urllib.request.urlopen(url, timeout=10).read().decode()
+        families = {}
+        for line in text.splitlines():
+            if line.startswith("# TYPE "):
+                _, _, name, kind = line.split()
+                families[name] = kind
+            elif line and not line.startswith("#"):
+                name = re.match(r"[a-z_]+", line).group(0)
+                assert name in families, "sample before its TYPE: %s" % line
+                float(line.rsplit(" ", 1)[1])
+        for name in ("vigil_source_received_bytes_total", "vigil_source_received_packets_total",
+                     "vigil_source_reconnects_total", "vigil_source_seconds_since_last_packet",
+                     "vigil_segments_written_total", "vigil_segment_write_errors_total",
+                     "vigil_disk_capacity_bytes", "vigil_disk_free_bytes",
+                     "vigil_archive_depth_days", "vigil_held_bytes", "vigil_alarm",
+                     "vigil_retention_sweeps_total", "vigil_retention_sweep_seconds_total",
+                     "vigil_http_requests_total"):
+            assert name in families, "missing family %s" % name
+        for name, kind in families.items():
+            assert not name.endswith("_total") or kind == "counter", name
+        m = re.search(r'vigil_segments_written_total\{source="h264"\} (\d+)', text)
+        assert m and int(m.group(1)) >= 1, "h264 segments not counted"
+        assert 'vigil_http_requests_total{route="GET /metrics",status="200"}' in \
+            urllib.request.urlopen(url, timeout=10).read().decode()
+
+    def test_metrics_token_mode(self):
+        import urllib.request
+        import urllib.error
+        root = os.path.join(self.tmp, "metrics-token")
+        v = Vigil(root, [("cam", self.cam.url("h264"), "video")])
+        with open(v.conf) as f:
+            text = f.read()
+        with open(v.conf, "w") as f:
+            f.write(text.replace("[archive]", "metrics_access = token\n[archive]"))
+        v.start()
+        try:
+            url = "http://127.0.0.1:%d/metrics" % v.http_port
+            def status(headers=None):
+                try:
+                    return urllib.request.urlopen(urllib.request.Request(
+                        url, headers=headers or {}), timeout=10).status
+                except urllib.error.HTTPError as e:
+                    return e.code
+                except OSError:
+                    return None
+            wait_for("http up", lambda: status() == 401, 30)
+            token = v.ctl("token", "add", "prometheus", "--perm", "metrics").stdout.split()[-1]
+            assert status({"Authorization": "Bearer " + token}) == 200
+            other = v.ctl("token", "add", "pbx", "--perm", "calls").stdout.split()[-1]
+            assert status({"Authorization": "Bearer " + other}) == 403
+        finally:
+            v.stop()
+
     def test_status_command(self):
         v = self.main_vigil()
         wait_for("segments", lambda: v.segments("h264"), 30)
@@ -559,6 +621,10 @@ class Suite:
             wait_for("reload rejected", lambda: "reload rejected" in v.log_text(), 15)
             with open(v.conf, "w") as f:  # vigilctl reads the file too
                 f.write(good)
+            audit = json.loads(v.ctl("audit", "list", "--json").stdout)
+            reloads = [a for a in audit if a["action"] == "config.reload"]
+            assert [a["result"] for a in reloads] == ["ok", "error"], reloads
+            assert all(a["actor"] == "system:vigild" for a in reloads)
             wait_for("added keeps recording", lambda: len(v.segments("added")) > n_added, 15)
             assert v.proc.poll() is None
         finally:

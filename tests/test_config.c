@@ -146,8 +146,8 @@ END_TEST
 
 START_TEST(test_unknown_section)
 {
-    expect_error_at("[server]\n\n[relay]\nport = 8554\n", 3);
-    assert_err_has("unknown section [relay]");
+    expect_error_at("[server]\n\n[recording]\nport = 8554\n", 3);
+    assert_err_has("unknown section [recording]");
     /* A section with no keys is still checked. */
     expect_error_at("[sources]\n", 1);
     assert_err_has("[sources]");
@@ -423,6 +423,126 @@ START_TEST(test_free_is_safe)
 }
 END_TEST
 
+START_TEST(test_http_keys)
+{
+    ck_assert_int_eq(load(""), VG_OK);
+    ck_assert_str_eq(cfg.http.listen, "127.0.0.1:8080");
+    ck_assert_ptr_null(cfg.http.tls_cert);
+    ck_assert_int_eq(cfg.http.session_idle_minutes, 30);
+    ck_assert_int_eq(cfg.http.session_max_hours, 12);
+    vg_config_free(&cfg);
+
+    ck_assert_int_eq(load("[server]\nhttp_listen = [::1]:8443\ntls_cert = /etc/hostname\n"
+                          "tls_key = /etc/hostname\nsession_idle_minutes = 5\n"
+                          "session_max_hours = 1\n"), VG_OK);
+    ck_assert_str_eq(cfg.http.listen, "[::1]:8443");
+    ck_assert_str_eq(cfg.http.tls_key, "/etc/hostname");
+    ck_assert_int_eq(cfg.http.session_idle_minutes, 5);
+    ck_assert_int_eq(cfg.http.session_max_hours, 1);
+    vg_config_free(&cfg);
+
+    ck_assert_int_eq(load("[server]\nhttp_listen =\n"), VG_OK);
+    ck_assert_str_eq(cfg.http.listen, "");
+    vg_config_free(&cfg);
+
+    char host[64];
+    int port = 0;
+    ck_assert_int_eq(vg_config_split_listen("[fe80::1]:80", host, sizeof(host), &port), VG_OK);
+    ck_assert_str_eq(host, "fe80::1");
+    ck_assert_int_eq(port, 80);
+}
+END_TEST
+
+static const char *const bad_http[] = {
+    "[server]\nhttp_listen = 127.0.0.1\n",
+    "[server]\nhttp_listen = 127.0.0.1:0\n",
+    "[server]\nhttp_listen = 127.0.0.1:70000\n",
+    "[server]\nhttp_listen = ::1:8080\n",
+    "[server]\nhttp_listen = :8080\n",
+    "[server]\nhttp_listen = host name:80\n",
+    "[server]\ntls_cert = /nonexistent/cert.pem\n",
+    "[server]\nsession_idle_minutes = 0\n",
+    "[server]\nsession_max_hours = 100000\n",
+};
+
+START_TEST(test_http_bad)
+{
+    expect_error_at(bad_http[_i], 2);
+}
+END_TEST
+
+START_TEST(test_tls_needs_both)
+{
+    expect_error_at("[server]\ntls_cert = /etc/hostname\n", 2);
+    assert_err_has("tls_cert and tls_key go together");
+    expect_error_at("[server]\n\ntls_key = /etc/hostname\n", 3);
+}
+END_TEST
+
+START_TEST(test_relay_keys)
+{
+    ck_assert_int_eq(load("[source a]\nurl = rtsp://h/a\n"), VG_OK);
+    ck_assert_str_eq(cfg.relay.rtsp_listen, "");
+    ck_assert_int_eq(cfg.relay.max_clients, 64);
+    ck_assert_int_eq(cfg.relay.max_clients_per_ip, 8);
+    ck_assert_ptr_null(cfg.relay.push);
+    ck_assert_int_eq(cfg.sources[0].relay, 1);
+    ck_assert_ptr_null(vg_config_push_url(&cfg, &cfg.sources[0]));
+    vg_config_free(&cfg);
+
+    ck_assert_int_eq(load("[relay]\nrtsp_listen = 0.0.0.0:8554\nmax_clients = 10\n"
+                          "max_clients_per_ip = 2\ntls_cert = /etc/hostname\n"
+                          "tls_key = /etc/hostname\n"
+                          "push = rtsp://u:" SECRET "@central:8554/office-7/{source}\n"
+                          "[source hall-1]\nurl = rtsp://h/a\n"
+                          "[source hall-2]\nurl = rtsp://h/b\npush = srt://c:9000?mode=caller\n"
+                          "[source hall-3]\nurl = rtsp://h/c\npush = off\n"
+                          "[source hall-4]\nurl = rtsp://h/d\nrelay = off\n"), VG_OK);
+    ck_assert_str_eq(cfg.relay.rtsp_listen, "0.0.0.0:8554");
+    ck_assert_int_eq(cfg.relay.max_clients, 10);
+    ck_assert_int_eq(cfg.relay.max_clients_per_ip, 2);
+    ck_assert_str_eq(cfg.relay.tls_key, "/etc/hostname");
+    char *url = vg_config_push_url(&cfg, &cfg.sources[0]);
+    ck_assert_str_eq(url, "rtsp://u:" SECRET "@central:8554/office-7/hall-1");
+    free(url);
+    url = vg_config_push_url(&cfg, &cfg.sources[1]);
+    ck_assert_str_eq(url, "srt://c:9000?mode=caller");
+    free(url);
+    ck_assert_ptr_null(vg_config_push_url(&cfg, &cfg.sources[2]));
+    ck_assert_int_eq(cfg.sources[3].relay, 0);
+    ck_assert_ptr_null(vg_config_push_url(&cfg, &cfg.sources[3]));
+}
+END_TEST
+
+static const char *const bad_relay[] = {
+    "[relay]\nrtsp_listen = 8554\n",
+    "[relay]\nrtsp_listen = 127.0.0.1:0\n",
+    "[relay]\nmax_clients = 0\n",
+    "[relay]\nmax_clients_per_ip = 1001\n",
+    "[relay]\npush = rtsp://central/office-7\n",       /* no {source} */
+    "[relay]\npush = http://central/{source}\n",
+    "[relay]\npush = rtsp://{source}.central/x\n",
+    "[relay]\ntls_cert = /nonexistent.pem\n",
+    "[relay]\nuser = x\n",
+    "[source a]\nrelay = maybe\n",
+    "[source a]\npush = udp://central:1234\n",
+};
+
+START_TEST(test_relay_bad)
+{
+    expect_error_at(bad_relay[_i], 2);
+}
+END_TEST
+
+START_TEST(test_relay_push_password_not_echoed)
+{
+    expect_error_at("[relay]\npush = rtsp://u:" SECRET "@central/none\n", 2);
+    ck_assert_ptr_null(strstr(err, SECRET));
+    expect_error_at("[relay]\ntls_key = /etc/hostname\n", 2);
+    assert_err_has("in [relay] go together");
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -460,6 +580,12 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_small_err_buffer);
     tcase_add_test(tc, test_find_source);
     tcase_add_test(tc, test_free_is_safe);
+    tcase_add_test(tc, test_http_keys);
+    tcase_add_loop_test(tc, test_http_bad, 0, sizeof(bad_http) / sizeof(bad_http[0]));
+    tcase_add_test(tc, test_tls_needs_both);
+    tcase_add_test(tc, test_relay_keys);
+    tcase_add_loop_test(tc, test_relay_bad, 0, sizeof(bad_relay) / sizeof(bad_relay[0]));
+    tcase_add_test(tc, test_relay_push_password_not_echoed);
     suite_add_tcase(s, tc);
     return s;
 }

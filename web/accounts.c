@@ -11,8 +11,8 @@
 #include "core/errors.h"
 #include "core/log.h"
 
-static const char *const perm_names[] = {"live",     "playback", "calls", "export",
-                                         "hold",     "annotate", "audit", "admin"};
+static const char *const perm_names[] = {"live",     "playback", "calls", "export",  "hold",
+                                         "annotate", "audit",    "admin", "metrics"};
 #define N_PERMS (sizeof(perm_names) / sizeof(perm_names[0]))
 
 typedef struct {

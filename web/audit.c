@@ -1,9 +1,9 @@
 /* Group commit of audit rows. An access is answered only once its audit row
  * is durable (DESIGN.md invariant 6): a crash may lose an answer, never the
  * record of one. Committing each row alone would cost a WAL fsync per
- * request, so request threads queue their rows and wait while one writer
- * thread commits everything queued in a single transaction: under load many
- * requests share one fsync. */
+ * request, so requests queue their rows (their connections suspended, so no
+ * HTTP thread waits) and one writer thread commits everything queued in a
+ * single transaction: under load many requests share one fsync. */
 #include "web/web_private.h"
 
 #include <errno.h>
@@ -15,21 +15,25 @@
 #include "core/log.h"
 #include "core/util.h"
 
-typedef struct ticket {
-    idx_audit_t *rows;
-    size_t n;
-    int done;
-    int rc;
-    struct ticket *next;
-} ticket_t;
+typedef web_ticket_t ticket_t;
+
+/* Commit the batch, then let another thread checkpoint: SQLite would
+ * otherwise run the checkpoint inside the commit that crosses the WAL limit,
+ * and every request waiting on that commit would wait for it too. */
+#define CHECKPOINT_EVERY_ROWS 2000
 
 struct web_auditor {
     idx_t *idx;
     pthread_t thread;
     int started;
+    /* the checkpointer: its own connection, woken by the writer */
+    idx_t *ckpt_idx;
+    pthread_t ckpt_thread;
+    int ckpt_started;
+    pthread_cond_t ckpt_wake;
+    size_t rows_since_ckpt;
     pthread_mutex_t lock;
     pthread_cond_t work;  /* writer: something queued or stop */
-    pthread_cond_t done;  /* waiters: a batch committed */
     ticket_t *head, *tail;
     int stop;
 };
@@ -50,17 +54,20 @@ static void commit_batch(web_auditor_t *a, ticket_t *batch)
     if (rc != VG_OK)
         vg_err("web: cannot write %zu audit row(s): %s; the requests fail", total,
                vg_strerror(rc));
-    /* Hand ids and hashes back to the requests. */
-    k = 0;
     pthread_mutex_lock(&a->lock);
-    for (ticket_t *t = batch; t; t = t->next) {
+    a->rows_since_ckpt += total;
+    if (a->rows_since_ckpt >= CHECKPOINT_EVERY_ROWS)
+        pthread_cond_signal(&a->ckpt_wake);
+    pthread_mutex_unlock(&a->lock);
+    /* Hand ids and hashes back, then wake each request. done() may end the
+     * request and free its ticket: read next first. */
+    k = 0;
+    for (ticket_t *t = batch, *next; t; t = next) {
+        next = t->next;
         memcpy(t->rows, rows + k, t->n * sizeof(*rows));
         k += t->n;
-        t->rc = rc;
-        t->done = 1;
+        t->done(t->arg, rc);
     }
-    pthread_cond_broadcast(&a->done);
-    pthread_mutex_unlock(&a->lock);
     free(rows);
 }
 
@@ -84,69 +91,95 @@ static void *writer(void *arg)
     return NULL;
 }
 
-int web_auditor_start(const char *db_path, web_auditor_t **out)
+static void *checkpointer(void *arg)
 {
-    web_auditor_t *a = vg_calloc(1, sizeof(*a));
-    int rc = idx_open(db_path, 0, &a->idx);
-    if (rc != VG_OK) {
-        free(a);
-        return rc;
+    web_auditor_t *a = arg;
+    pthread_setname_np(pthread_self(), "web-ckpt");
+    pthread_mutex_lock(&a->lock);
+    while (!a->stop) {
+        if (a->rows_since_ckpt < CHECKPOINT_EVERY_ROWS) {
+            pthread_cond_wait(&a->ckpt_wake, &a->lock);
+            continue;
+        }
+        a->rows_since_ckpt = 0;
+        pthread_mutex_unlock(&a->lock);
+        idx_wal_checkpoint(a->ckpt_idx, NULL);
+        pthread_mutex_lock(&a->lock);
     }
-    pthread_mutex_init(&a->lock, NULL);
-    pthread_cond_init(&a->work, NULL);
-    pthread_cond_init(&a->done, NULL);
+    pthread_mutex_unlock(&a->lock);
+    return NULL;
+}
+
+static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg)
+{
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    int err = pthread_create(&a->thread, NULL, writer, a);
+    int err = pthread_create(t, NULL, fn, arg);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (err != 0) {
+    if (err != 0)
         vg_err("web: cannot start the audit writer: %s", strerror(err));
+    return err == 0 ? VG_OK : VG_EIO;
+}
+
+int web_auditor_start(const char *db_path, web_auditor_t **out)
+{
+    web_auditor_t *a = vg_calloc(1, sizeof(*a));
+    pthread_mutex_init(&a->lock, NULL);
+    pthread_cond_init(&a->work, NULL);
+    pthread_cond_init(&a->ckpt_wake, NULL);
+    int rc = idx_open(db_path, 0, &a->idx);
+    if (rc == VG_OK)
+        rc = idx_open(db_path, 0, &a->ckpt_idx);
+    if (rc == VG_OK)
+        rc = idx_wal_autocheckpoint(a->idx, 0);
+    if (rc == VG_OK && (rc = start_thread(&a->thread, writer, a)) == VG_OK)
+        a->started = 1;
+    if (rc == VG_OK && (rc = start_thread(&a->ckpt_thread, checkpointer, a)) == VG_OK)
+        a->ckpt_started = 1;
+    if (rc != VG_OK) {
         web_auditor_stop(a);
-        return VG_EIO;
+        return rc;
     }
-    a->started = 1;
     *out = a;
     return VG_OK;
 }
 
-int web_auditor_write(web_auditor_t *a, idx_audit_t *rows, size_t n)
+void web_auditor_submit(web_auditor_t *a, web_ticket_t *t)
 {
-    if (n == 0)
-        return VG_OK;
-    /* The ticket lives on this stack until the writer marks it done. */
-    ticket_t t = {.rows = rows, .n = n};
+    t->next = NULL;
     pthread_mutex_lock(&a->lock);
     if (a->stop) {
         pthread_mutex_unlock(&a->lock);
-        return VG_ESTOPPED;
+        t->done(t->arg, VG_ESTOPPED);
+        return;
     }
     if (a->tail)
-        a->tail->next = &t;
+        a->tail->next = t;
     else
-        a->head = &t;
-    a->tail = &t;
+        a->head = t;
+    a->tail = t;
     pthread_cond_signal(&a->work);
-    while (!t.done)
-        pthread_cond_wait(&a->done, &a->lock);
     pthread_mutex_unlock(&a->lock);
-    return t.rc;
 }
 
 void web_auditor_stop(web_auditor_t *a)
 {
     if (!a)
         return;
-    if (a->started) {
-        pthread_mutex_lock(&a->lock);
-        a->stop = 1;
-        pthread_cond_signal(&a->work);
-        pthread_mutex_unlock(&a->lock);
+    pthread_mutex_lock(&a->lock);
+    a->stop = 1;
+    pthread_cond_signal(&a->work);
+    pthread_cond_signal(&a->ckpt_wake);
+    pthread_mutex_unlock(&a->lock);
+    if (a->started)
         pthread_join(a->thread, NULL);
-    }
+    if (a->ckpt_started)
+        pthread_join(a->ckpt_thread, NULL);
     pthread_mutex_destroy(&a->lock);
     pthread_cond_destroy(&a->work);
-    pthread_cond_destroy(&a->done);
+    pthread_cond_destroy(&a->ckpt_wake);
+    idx_close(a->ckpt_idx);
     idx_close(a->idx);
     free(a);
 }

@@ -108,7 +108,7 @@ static int session_valid_text(const char *id)
 
 static int from_session(web_req_t *r, const char *id)
 {
-    const vg_http_config_t *h = &r->w->vcfg->http;
+    const vg_http_config_t *h = &r->cfg->http;
     idx_session_t s;
     char hash[65];
     if (!session_valid_text(id))
@@ -241,7 +241,7 @@ static int start_session(web_req_t *r, const idx_account_t *a)
      * both limits regardless. */
     snprintf(r->set_cookie, sizeof(r->set_cookie),
              SESSION_COOKIE "=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%d%s", id,
-             r->w->vcfg->http.session_max_hours * 3600, r->w->tls ? "; Secure" : "");
+             r->cfg->http.session_max_hours * 3600, r->w->tls ? "; Secure" : "");
     sodium_memzero(id, sizeof(id));
     return VG_OK;
 }

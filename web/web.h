@@ -27,7 +27,8 @@ enum {
     WEB_PERM_ANNOTATE = 1u << 5,
     WEB_PERM_AUDIT = 1u << 6,
     WEB_PERM_ADMIN = 1u << 7,
-    WEB_PERM_ALL = (1u << 8) - 1,
+    WEB_PERM_METRICS = 1u << 8, /* for monitoring tokens: GET /metrics only */
+    WEB_PERM_ALL = (1u << 9) - 1,
 };
 
 /* The permissions of a role name; VG_EINVAL for an unknown role. */
@@ -75,7 +76,13 @@ typedef struct {
     /* Live state of a configured source; non-zero return: unknown (the
      * source is reported as stopped). Called from request threads. */
     int (*source_status)(void *ctx, const char *name, web_source_status_t *out);
-    void *status_ctx;
+    /* The configuration in force now (vigild replaces it on reload, keeping
+     * old versions alive); NULL: cfg above. Called once per request. */
+    const vg_config_t *(*current_config)(void *ctx);
+    /* Prometheus text for GET /metrics (malloc'd; NULL: 500); NULL: no
+     * metrics route answers 404. */
+    char *(*metrics_text)(void *ctx);
+    void *status_ctx;         /* ctx of the callbacks */
 } web_config_t;
 
 typedef struct web web_t;

@@ -109,6 +109,16 @@ int web_time_text(const char *text, int64_t *us);
 
 typedef struct web_auditor web_auditor_t;
 
+/* A request's audit rows waiting for the group commit. done runs on the
+ * writer thread once they are committed (or failed: rc). */
+typedef struct web_ticket {
+    idx_audit_t *rows;
+    size_t n;
+    void (*done)(void *arg, int rc);
+    void *arg;
+    struct web_ticket *next;
+} web_ticket_t;
+
 typedef struct {
     char kind;            /* 'u' user (session), 't' token */
     char name[64];        /* user or token name */
@@ -121,12 +131,20 @@ typedef struct {
     char session_hash[65];
 } web_principal_t;
 
+/* Requests counted per route and answer status, for GET /metrics. The last
+ * route slot counts requests that matched no route. */
+#define WEB_STATUS_SLOTS 13
+#define WEB_MAX_ROUTES 48
+
 struct web {
+    long http_counts[WEB_MAX_ROUTES + 1][WEB_STATUS_SLOTS]; /* atomic adds */
     web_config_t cfg;
     const vg_config_t *vcfg;
     char *db_path;
     struct MHD_Daemon *mhd;
+    int listen_fd;            /* after MHD_quiesce_daemon: ours to close */
     int port;
+    int suspended;            /* requests waiting for their audit commit (atomic) */
     int tls;
     char *tls_cert, *tls_key; /* PEM text, kept for MHD's lifetime */
     web_auditor_t *auditor;
@@ -156,6 +174,7 @@ typedef struct web_req {
     int body_too_big;
     char ip[64];
     idx_t *idx;
+    const vg_config_t *cfg;   /* in force for this request */
     int64_t now_us;
     web_principal_t who;
     /* the answer */
@@ -166,9 +185,13 @@ typedef struct web_req {
     char set_cookie[256];
     char retry_after[24];
     char allow[64];
-    /* audit rows to commit before the answer leaves */
+    /* audit rows to commit before the answer leaves; while they are being
+     * committed the connection is suspended, freeing its MHD thread */
     idx_audit_t audit[WEB_MAX_AUDIT];
     size_t n_audit;
+    web_ticket_t ticket;
+    int audit_state;          /* AUDIT_NONE, AUDIT_WAITING, AUDIT_DONE */
+    int audit_rc;
 } web_req_t;
 
 /* Answers: JSON (steals v), text, or the error envelope. */
@@ -196,6 +219,8 @@ int web_req_range(web_req_t *r, int64_t def_from, int64_t def_to, int64_t *from,
 /* Resolves the caller from a Bearer token or session cookie. VG_OK with
  * r->who set; otherwise the 401/403 answer and audit row are in r. */
 int web_auth_request(web_req_t *r, const web_route_t *route);
+/* Counts one answered request (route NULL: matched none). */
+void web_count_request(struct web *w, const web_route_t *route, int status);
 /* Whether the caller may see this source at all (kind and account list). */
 int web_source_visible(const web_principal_t *who, const char *name, const char *kind);
 int web_has(const web_principal_t *who, unsigned perms_any);
@@ -208,9 +233,27 @@ void web_hash_end(struct web *w);
 
 /* audit.c: group commit of audit rows on a dedicated connection. */
 int web_auditor_start(const char *db_path, web_auditor_t **out);
-/* Blocks until rows[0..n) are committed (with whatever else was queued). */
-int web_auditor_write(web_auditor_t *a, idx_audit_t *rows, size_t n);
+/* Queues t; t->done is called once its rows are committed together with
+ * whatever else is queued (at once with VG_ESTOPPED when stopping). */
+void web_auditor_submit(web_auditor_t *a, web_ticket_t *t);
 void web_auditor_stop(web_auditor_t *a);
+
+/* A growing text buffer for answers built by hand on hot routes (no
+ * per-value allocations, unlike a jansson tree). */
+typedef struct {
+    char *p;
+    size_t len, cap;
+} web_buf_t;
+
+__attribute__((format(printf, 2, 3)))
+void web_buf_printf(web_buf_t *b, const char *fmt, ...);
+void web_buf_lit(web_buf_t *b, const char *text, size_t len);
+#define WEB_BUF_LIT(b, s) web_buf_lit((b), (s), sizeof(s) - 1)
+void web_buf_i64(web_buf_t *b, int64_t v);
+/* Appends s as a JSON string, quoted and escaped. */
+void web_buf_json_str(web_buf_t *b, const char *s);
+/* Appends a time as a JSON string ("...Z"), or null for 0. */
+void web_buf_json_time(web_buf_t *b, int64_t us);
 
 /* JSON helpers */
 json_t *web_time_json(int64_t us);

@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""Web API benchmark: GET /api/v1/sources/{name}/segments for a one-hour range
+on the 8.64-million-row synthetic index (100 sources x 60 days x 1440
+one-minute segments), authenticated with an API token, under wrk with 64
+connections on loopback; in the same run, nginx serving the identical JSON
+body as a static file. Every vigil request also commits its audit row.
+
+The schema is created by vigilctl (which migrates a fresh index); rows are
+bulk-loaded with Python's sqlite3 into that schema. The API runs as
+build/bench/webserve: vigild would run crash recovery at start and drop rows
+whose files do not exist, and these rows have none.
+
+usage: bench_web.py [--build DIR] [--results FILE] [--seconds N] [--dir D]
+"""
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+N_SOURCES = 100
+DAYS = 60
+SEGS_PER_DAY = 1440
+SEG_US = 60 * 1000000
+SECTION = "## Web API (bench/bench_web.py)"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def generate(db_path, end_us):
+    """Loads the segment rows into the schema vigilctl created."""
+    db = sqlite3.connect(db_path)
+    db.execute("PRAGMA synchronous = OFF")
+    triggers = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
+                          " AND tbl_name = 'segment'").fetchall()
+    # The per-row triggers keep source totals; the load sets them once instead.
+    for name, _ in triggers:
+        db.execute("DROP TRIGGER %s" % name)
+    has_count = any(c[1] == "segments" for c in db.execute("PRAGMA table_info(source)"))
+    start_us = end_us - DAYS * SEGS_PER_DAY * SEG_US
+    sha = "ab" * 32
+    for s in range(N_SOURCES):
+        name = "s%03d" % s
+        db.execute("INSERT OR IGNORE INTO source(name, kind) VALUES (?, 'video')", (name,))
+        sid = db.execute("SELECT id FROM source WHERE name = ?", (name,)).fetchone()[0]
+        rows = ((sid, start_us + i * SEG_US, start_us + (i + 1) * SEG_US, SEG_US, 4000000, sha,
+                 "h264", 1200, "%s/%d.mp4" % (name, start_us + i * SEG_US))
+                for i in range(DAYS * SEGS_PER_DAY))
+        db.executemany("INSERT INTO segment(source_id, start_us, end_us, media_us, bytes, sha256,"
+                       " codecs, init_bytes, path) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        db.execute("UPDATE source SET max_len_us = ?, bytes = ? WHERE id = ?",
+                   (SEG_US, 4000000 * DAYS * SEGS_PER_DAY, sid))
+        if has_count:  # schema v4 keeps a segment count beside the bytes
+            db.execute("UPDATE source SET segments = ? WHERE id = ?", (DAYS * SEGS_PER_DAY, sid))
+    for _, sql in triggers:
+        db.execute(sql)
+    db.commit()
+    n = db.execute("SELECT COUNT(*) FROM segment").fetchone()[0]
+    db.close()
+    return n
+
+
+def wrk(url, seconds, token=None):
+    args = ["wrk", "-t2", "-c64", "-d%ds" % seconds, "--latency"]
+    if token:
+        args += ["-H", "Authorization: Bearer " + token]
+    out = subprocess.run(args + [url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = re.search(r"\s99%\s+([\d.]+)(us|ms|s)\b", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, "p99_ms": float(p99.group(1)) * scale,
+            "non2xx": int(errors.group(1)) if errors else 0,
+            "socket_errors": sock.group(1) if sock else "none", "raw": out}
+
+
+def start_nginx(root, port):
+    conf = os.path.join(root, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write("""daemon off;
+worker_processes auto;
+pid %(r)s/nginx.pid;
+error_log %(r)s/nginx-error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path %(r)s/tmp; proxy_temp_path %(r)s/tmp;
+    fastcgi_temp_path %(r)s/tmp; uwsgi_temp_path %(r)s/tmp; scgi_temp_path %(r)s/tmp;
+    sendfile on; tcp_nopush on; keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:%(p)d;
+        root %(r)s/www;
+        default_type application/json;
+    }
+}
+""" % {"r": root, "p": port})
+    os.makedirs(os.path.join(root, "tmp"), exist_ok=True)
+    return subprocess.Popen(["nginx", "-c", conf, "-p", root], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def wait_url(url, headers=None, timeout=30):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            req = urllib.request.Request(url, headers=headers or {})
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.read()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def write_section(path, text):
+    old = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
+    start = old.find(SECTION)
+    if start >= 0:
+        nxt = old.find("\n## ", start + len(SECTION))
+        old = old[:start].rstrip("\n") + ("\n\n" + old[nxt + 1:] if nxt >= 0 else "\n")
+    with open(path, "w") as f:
+        f.write(old.rstrip("\n") + "\n\n" + text)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--results", default="bench/RESULTS.md")
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--dir", default=None)
+    args = ap.parse_args()
+    for tool in ("wrk", "nginx"):
+        if not shutil.which(tool):
+            raise SystemExit("bench_web: %s is not installed (make deps)" % tool)
+    root = args.dir or tempfile.mkdtemp(prefix="vigil-bench-web-")
+    data = os.path.join(root, "data")
+    os.makedirs(os.path.join(root, "www"), exist_ok=True)
+    # nginx's workers run as an unprivileged user: they must reach the file.
+    os.chmod(root, 0o755)
+    os.makedirs(data, exist_ok=True)
+    conf = os.path.join(root, "vigil.conf")
+    with open(conf, "w") as f:
+        f.write("[server]\ndata_dir = %s\nlog_level = warning\n"
+                "[retention]\nmin_days = 60\nkeep_days = 3650\n"
+                "[source s000]\nurl = rtsp://127.0.0.1:1/none\n" % data)
+    procs = []
+    try:
+        ctl = [os.path.join(args.build, "vigilctl"), "-c", conf]
+        token = subprocess.run(ctl + ["token", "add", "bench", "--perm", "playback"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        end_us = int(time.time()) * 1000000
+        t0 = time.monotonic()
+        rows = generate(os.path.join(data, "index.db"), end_us)
+        gen_s = time.monotonic() - t0
+        port = free_port()
+        procs.append(subprocess.Popen([os.path.join(args.build, "bench", "webserve"), conf,
+                                       "127.0.0.1:%d" % port], stdout=subprocess.PIPE, text=True))
+        assert procs[-1].stdout.readline().startswith("READY")
+        frm = end_us // 1000000 - 30 * 86400
+        path = "/api/v1/sources/s000/segments?from=%d&to=%d" % (frm, frm + 3600)
+        body = wait_url("http://127.0.0.1:%d%s" % (port, path),
+                        {"Authorization": "Bearer " + token})
+        with open(os.path.join(root, "www", "segments.json"), "wb") as f:
+            f.write(body)
+        nport = free_port()
+        procs.append(start_nginx(root, nport))
+        nbody = wait_url("http://127.0.0.1:%d/segments.json" % nport)
+        assert nbody == body
+        load_before = os.getloadavg()[0]
+        v = wrk("http://127.0.0.1:%d%s" % (port, path), args.seconds, token)
+        n = wrk("http://127.0.0.1:%d/segments.json" % nport, args.seconds)
+        # Reference: the same server, token check only, nothing to audit.
+        me = wrk("http://127.0.0.1:%d/api/v1/me" % port, args.seconds, token)
+        load_after = os.getloadavg()[0]
+        audit_rows = sqlite3.connect(os.path.join(data, "index.db")).execute(
+            "SELECT COUNT(*) FROM audit WHERE action = 'segments.read'").fetchone()[0]
+        ratio = v["rps"] / n["rps"] if n["rps"] else 0
+        text = (SECTION + "\n\n"
+                "`GET /api/v1/sources/s000/segments` for a one-hour range (60 segments, %d-byte "
+                "JSON body) in the middle of a %s-row index (%d sources x %d days x %d one-minute "
+                "segments; generated in %.0f s), Bearer token, each request's audit row committed "
+                "before the answer (group commit). wrk -t2 -c64 -d%ds on loopback; nginx %s "
+                "serving the same body as a static file in the same run. Machine: %d CPUs.\n\n"
+                "| server | requests/s | p99 latency | non-2xx | socket errors |\n"
+                "|---|---|---|---|---|\n"
+                "| vigil (webserve, libmicrohttpd) | %.0f | %.2f ms | %d | %s |\n"
+                "| nginx static file | %.0f | %.2f ms | %d | %s |\n"
+                "| vigil `GET /api/v1/me` (reference: token check, no query, no audit row) "
+                "| %.0f | %.2f ms | %d | %s |\n\n"
+                "| target | result | met? |\n|---|---|---|\n"
+                "| p99 < 10 ms | %.2f ms | %s |\n"
+                "| throughput >= 0.5 x nginx | %.2f x | %s |\n\n"
+                "Audit rows written for the vigil run: %d (one per request). Load average "
+                "(1 min) %.1f before and %.1f after the runs: other work on the machine shares "
+                "its CPUs and disk, so compare the rows with each other, not across runs.\n"
+                % (len(body), format(rows, ","), N_SOURCES, DAYS, SEGS_PER_DAY, gen_s,
+                   args.seconds, subprocess.run(["nginx", "-v"], capture_output=True,
+                                                text=True).stderr.strip().split("/")[-1],
+                   os.cpu_count(), v["rps"], v["p99_ms"], v["non2xx"], v["socket_errors"],
+                   n["rps"], n["p99_ms"], n["non2xx"], n["socket_errors"], me["rps"],
+                   me["p99_ms"], me["non2xx"], me["socket_errors"], v["p99_ms"],
+                   "yes" if v["p99_ms"] < 10 else "no", ratio, "yes" if ratio >= 0.5 else "no",
+                   audit_rows, load_before, load_after))
+        write_section(args.results, text)
+        print(text)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM if p.args[0] != "nginx" else signal.SIGQUIT)
+                try:
+                    p.wait(20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+        if not args.dir:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

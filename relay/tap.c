@@ -1,0 +1,452 @@
+/* The RTSP side of a feed: a media factory that builds one small pipeline
+ * per client ("tap": appsrc ! payloader per stream) and the taps' share of
+ * the feed's units.
+ *
+ * Why a pipeline per client rather than one shared media: a client joining
+ * a shared media gets the running stream wherever it is, i.e. P-frames until
+ * the next keyframe (up to a GOP, seconds on many cameras). A tap of its own
+ * starts with the cached GOP, so the first frame a client sees is a keyframe
+ * within milliseconds of PLAY. The extra cost per client is one payloader
+ * and one rtpbin session; the media bytes themselves are shared, never
+ * copied (every tap's buffers wrap the same capture packet).
+ *
+ * Bounded: a tap whose client reads too slowly skips to the next keyframe
+ * once its queue passes TAP_MAX_BYTES (whole GOPs are dropped, never parts
+ * of one), and it never blocks the feed. */
+#include "relay/relay_private.h"
+
+#include <gst/app/gstappsrc.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/util.h"
+
+#define TAP_MAX_BYTES (4u * 1024 * 1024)
+
+struct rly_tap {
+    atomic_int refs;
+    rly_feed_t *feed;   /* a reference */
+    GWeakRef media;
+    GstElement *src[RLY_MAX_STREAMS];
+    unsigned n_src;
+    unsigned gen;       /* the feed generation its pipeline was built for */
+    /* Under the feed's lock: */
+    int listed;         /* in feed->taps: gets units */
+    int started;        /* the pipeline asked for data: the GOP went in */
+    int wait_key;       /* skipping until a keyframe (start without GOP, slow client) */
+    int bursting;       /* the cached GOP going in: over the limit, but bounded by it */
+    int discont;        /* the next buffer follows a gap */
+    int has_origin;
+    int64_t origin_ns;  /* relay time of the first unit: the tap's time 0 */
+};
+
+typedef struct {
+    GstRTSPMediaFactory parent;
+    rly_feed_t *feed;
+} RlyFactory;
+
+typedef struct {
+    GstRTSPMediaFactoryClass parent_class;
+} RlyFactoryClass;
+
+static GObjectClass *factory_parent_class;
+
+static GQuark gen_quark;
+
+/* ---- taps ---- */
+
+static rly_tap_t *tap_ref(rly_tap_t *t)
+{
+    atomic_fetch_add(&t->refs, 1);
+    return t;
+}
+
+static void tap_unref(gpointer data)
+{
+    rly_tap_t *t = data;
+    if (atomic_fetch_sub(&t->refs, 1) != 1)
+        return;
+    for (unsigned i = 0; i < t->n_src; i++)
+        gst_object_unref(t->src[i]);
+    g_weak_ref_clear(&t->media);
+    rly_feed_unref(t->feed);
+    g_free(t);
+}
+
+static void tap_unref_closure(gpointer data, GClosure *closure)
+{
+    (void)closure;
+    tap_unref(data);
+}
+
+/* One unit into the tap, with the tap's own times (from 0 at its start)
+ * around the shared bytes. f->lock held. */
+static void tap_feed(rly_feed_t *f, rly_tap_t *t, const rly_unit_t *u)
+{
+    GstAppSrc *src = GST_APP_SRC(t->src[u->stream]);
+    if (t->wait_key) {
+        if (!u->key || gst_app_src_get_current_level_bytes(src) > TAP_MAX_BYTES / 2)
+            return;
+        t->wait_key = 0;
+        t->discont = 1;
+    } else if (!t->bursting && gst_app_src_get_current_level_bytes(src) > TAP_MAX_BYTES) {
+        t->wait_key = 1;
+        f->dropped_gops++;
+        return;
+    }
+    if (!t->has_origin) {
+        t->origin_ns = u->dts_ns;
+        t->has_origin = 1;
+    }
+    if (u->dts_ns < t->origin_ns)
+        return; /* audio from just before the keyframe the tap starts on */
+    GstBuffer *buf = gst_buffer_new();
+    if (u->prefix)
+        gst_buffer_append_memory(buf, gst_memory_ref(u->prefix));
+    gst_buffer_append_memory(buf, gst_memory_ref(u->mem));
+    GST_BUFFER_DTS(buf) = (GstClockTime)(u->dts_ns - t->origin_ns);
+    GST_BUFFER_PTS(buf) = (GstClockTime)(u->pts_ns - t->origin_ns);
+    if (!u->key && rly_codec_is_video(f->codec[u->stream]))
+        GST_BUFFER_FLAG_SET(buf, GST_BUFFER_FLAG_DELTA_UNIT);
+    if (t->discont) {
+        GST_BUFFER_FLAG_SET(buf, GST_BUFFER_FLAG_DISCONT);
+        t->discont = 0;
+    }
+    gst_app_src_push_buffer(src, buf);
+}
+
+/* The pipeline is running: it starts with the cached GOP, i.e. a keyframe
+ * and everything since, so the client can decode at once. f->lock held. */
+static void tap_start(rly_feed_t *f, rly_tap_t *t)
+{
+    t->started = 1;
+    t->discont = 1;
+    if (!f->gop_valid || f->n_gop == 0) {
+        t->wait_key = 1;
+        return;
+    }
+    t->bursting = 1; /* a long GOP may pass the limit once; GOP_MAX_BYTES bounds it */
+    for (size_t i = 0; i < f->n_gop; i++)
+        tap_feed(f, t, &f->gop[i]);
+    t->bursting = 0;
+}
+
+void rly_taps_resync(rly_feed_t *f)
+{
+    for (size_t i = 0; i < f->n_taps; i++)
+        f->taps[i]->wait_key = 1;
+}
+
+void rly_taps_push(rly_feed_t *f, const rly_unit_t *u)
+{
+    for (size_t i = 0; i < f->n_taps; i++) {
+        rly_tap_t *t = f->taps[i];
+        if (t->started && t->gen == f->gen)
+            tap_feed(f, t, u);
+    }
+}
+
+int rly_taps_count(rly_feed_t *f)
+{
+    int n = 0;
+    for (size_t i = 0; i < f->n_taps; i++)
+        n += f->taps[i]->gen == f->gen;
+    return n;
+}
+
+/* Takes t off the feed's list; returns 1 if it was on it (the list's
+ * reference is then the caller's). f->lock held. */
+static int tap_unlist(rly_feed_t *f, rly_tap_t *t)
+{
+    for (size_t i = 0; i < f->n_taps; i++) {
+        if (f->taps[i] == t) {
+            f->taps[i] = f->taps[--f->n_taps];
+            t->listed = 0;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* No more data: a pipeline still preparing fails instead of waiting. */
+static void tap_end_streams(rly_tap_t *t)
+{
+    for (unsigned i = 0; i < t->n_src; i++)
+        gst_app_src_end_of_stream(GST_APP_SRC(t->src[i]));
+}
+
+void rly_taps_close_stale(rly_feed_t *f)
+{
+    GPtrArray *medias = g_ptr_array_new_with_free_func(g_object_unref);
+    GPtrArray *stale = g_ptr_array_new_with_free_func(tap_unref);
+    pthread_mutex_lock(&f->lock);
+    for (size_t i = 0; i < f->n_taps;) {
+        rly_tap_t *t = f->taps[i];
+        if (t->gen == f->gen) {
+            i++;
+            continue;
+        }
+        tap_unlist(f, t);
+        g_ptr_array_add(stale, t);
+        GstRTSPMedia *m = g_weak_ref_get(&t->media);
+        if (m)
+            g_ptr_array_add(medias, m);
+    }
+    pthread_mutex_unlock(&f->lock);
+    for (guint i = 0; i < stale->len; i++)
+        tap_end_streams(g_ptr_array_index(stale, i));
+    g_ptr_array_unref(stale);
+    rly_server_close_medias(f->srv, medias);
+}
+
+/* ---- signals of a client's media ---- */
+
+static void on_need_data(GstAppSrc *src, guint length, gpointer data)
+{
+    (void)src;
+    (void)length;
+    rly_tap_t *t = data;
+    rly_feed_t *f = t->feed;
+    pthread_mutex_lock(&f->lock);
+    if (t->listed && !t->started)
+        tap_start(f, t);
+    pthread_mutex_unlock(&f->lock);
+}
+
+static void on_unprepared(GstRTSPMedia *media, gpointer data)
+{
+    (void)media;
+    rly_tap_t *t = data;
+    pthread_mutex_lock(&t->feed->lock);
+    int was_listed = tap_unlist(t->feed, t);
+    pthread_mutex_unlock(&t->feed->lock);
+    if (was_listed)
+        tap_unref(t);
+}
+
+static rly_tap_t *tap_new(rly_feed_t *f, GstRTSPMedia *media)
+{
+    rly_tap_t *t = g_new0(rly_tap_t, 1);
+    atomic_init(&t->refs, 1);
+    rly_feed_ref(f);
+    t->feed = f;
+    g_weak_ref_init(&t->media, media);
+    GstElement *bin = gst_rtsp_media_get_element(media);
+    t->gen = GPOINTER_TO_UINT(g_object_get_qdata(G_OBJECT(bin), gen_quark));
+    for (unsigned i = 0; i < RLY_MAX_STREAMS; i++) {
+        char name[16];
+        snprintf(name, sizeof(name), "src%u", i);
+        GstElement *src = gst_bin_get_by_name(GST_BIN(bin), name);
+        if (!src)
+            break;
+        t->src[t->n_src++] = src;
+    }
+    gst_object_unref(bin);
+    GstAppSrcCallbacks cb = {.need_data = on_need_data};
+    for (unsigned i = 0; i < t->n_src; i++)
+        gst_app_src_set_callbacks(GST_APP_SRC(t->src[i]), &cb, tap_ref(t), tap_unref);
+    return t;
+}
+
+static void on_media_configure(GstRTSPMediaFactory *factory, GstRTSPMedia *media, gpointer data)
+{
+    (void)data;
+    rly_feed_t *f = rly_factory_feed(factory);
+    rly_tap_t *t = tap_new(f, media);
+    /* Without rate control the TCP sink sends as fast as the client reads:
+     * the cached GOP goes out in one burst instead of in real time. */
+    for (guint i = 0; i < gst_rtsp_media_n_streams(media); i++)
+        gst_rtsp_stream_set_rate_control(gst_rtsp_media_get_stream(media, i), FALSE);
+    g_signal_connect_data(media, "unprepared", G_CALLBACK(on_unprepared), tap_ref(t),
+                          tap_unref_closure, 0);
+    pthread_mutex_lock(&f->lock);
+    int ok = !f->closed && t->gen == f->gen && t->n_src == f->n_streams;
+    if (ok) {
+        f->taps = vg_realloc(f->taps, (f->n_taps + 1) * sizeof(*f->taps));
+        f->taps[f->n_taps++] = t; /* the list takes the creation reference */
+        t->listed = 1;
+    }
+    pthread_mutex_unlock(&f->lock);
+    if (!ok) {
+        tap_end_streams(t);
+        tap_unref(t);
+    }
+}
+
+/* RTP over TCP has no path MTU: a larger packet means fewer packets, and
+ * each packet costs the same in the RTP session and the send path whatever
+ * its size, so a TCP client's payloaders switch to this once it has chosen
+ * its transport (8 KiB also fits every client's receive buffer: FFmpeg's is
+ * the smallest, 80 KiB). UDP keeps the payloader's default, under the
+ * network's MTU. */
+#define TCP_PAYLOAD_MTU 8192
+
+void rly_tap_transport_chosen(GstRTSPMedia *media, GstRTSPStream *stream,
+                              const GstRTSPTransport *transport)
+{
+    if (!media || !stream || !transport || transport->lower_transport != GST_RTSP_LOWER_TRANS_TCP)
+        return;
+    GstElement *bin = gst_rtsp_media_get_element(media);
+    if (!bin)
+        return;
+    if (g_object_get_qdata(G_OBJECT(bin), gen_quark)) { /* one of ours */
+        char name[16];
+        snprintf(name, sizeof(name), "pay%u", gst_rtsp_stream_get_index(stream));
+        GstElement *pay = gst_bin_get_by_name(GST_BIN(bin), name);
+        if (pay) {
+            g_object_set(pay, "mtu", (guint)TCP_PAYLOAD_MTU, NULL);
+            gst_object_unref(pay);
+        }
+    }
+    gst_object_unref(bin);
+}
+
+/* ---- the factory ---- */
+
+GstCaps *rly_caps_for(rly_codec_t c, const AVCodecParameters *par)
+{
+    int ch = par->ch_layout.nb_channels;
+    switch (c) {
+    case RLY_C_H264:
+        return gst_caps_new_simple("video/x-h264", "stream-format", G_TYPE_STRING, "byte-stream",
+                                   "alignment", G_TYPE_STRING, "au", NULL);
+    case RLY_C_H265:
+        return gst_caps_new_simple("video/x-h265", "stream-format", G_TYPE_STRING, "byte-stream",
+                                   "alignment", G_TYPE_STRING, "au", NULL);
+    case RLY_C_PCMA:
+    case RLY_C_PCMU:
+        return gst_caps_new_simple(c == RLY_C_PCMA ? "audio/x-alaw" : "audio/x-mulaw", "rate",
+                                   G_TYPE_INT, par->sample_rate, "channels", G_TYPE_INT, ch, NULL);
+    case RLY_C_OPUS:
+        return gst_caps_new_simple("audio/x-opus", "rate", G_TYPE_INT, 48000, "channels",
+                                   G_TYPE_INT, ch, "channel-mapping-family", G_TYPE_INT, 0, NULL);
+    case RLY_C_AAC: {
+        GstCaps *caps = gst_caps_new_simple("audio/mpeg", "mpegversion", G_TYPE_INT, 4,
+                                            "stream-format", G_TYPE_STRING, "raw", "rate",
+                                            G_TYPE_INT, par->sample_rate, "channels", G_TYPE_INT,
+                                            ch, NULL);
+        if (par->extradata_size > 0) {
+            GstBuffer *cd = gst_buffer_new_memdup(par->extradata, (gsize)par->extradata_size);
+            gst_caps_set_simple(caps, "codec_data", GST_TYPE_BUFFER, cd, NULL);
+            gst_buffer_unref(cd);
+        }
+        return caps;
+    }
+    default:
+        return NULL;
+    }
+}
+
+static GstElement *make_payloader(rly_codec_t c, unsigned k)
+{
+    static const char *const names[] = {
+        [RLY_C_H264] = "rtph264pay", [RLY_C_H265] = "rtph265pay", [RLY_C_PCMA] = "rtppcmapay",
+        [RLY_C_PCMU] = "rtppcmupay", [RLY_C_AAC] = "rtpmp4gpay", [RLY_C_OPUS] = "rtpopuspay",
+    };
+    char name[16];
+    snprintf(name, sizeof(name), "pay%u", k);
+    GstElement *pay = gst_element_factory_make(names[c], name);
+    if (!pay)
+        return NULL;
+    /* G.711 has static payload types; the others take dynamic ones. Every
+     * keyframe reaches the payloader with its parameter sets (feed.c), so it
+     * inserts none of its own. */
+    if (c == RLY_C_PCMA || c == RLY_C_PCMU)
+        g_object_set(pay, "pt", c == RLY_C_PCMA ? 8 : 0, NULL);
+    else
+        g_object_set(pay, "pt", 96 + k, NULL);
+    return pay;
+}
+
+/* appsrc ! payloader per stream, for the feed's current streams. f->lock held. */
+static GstElement *build_bin(rly_feed_t *f)
+{
+    GstElement *bin = gst_bin_new(NULL);
+    for (unsigned k = 0; k < f->n_streams; k++) {
+        char name[16];
+        snprintf(name, sizeof(name), "src%u", k);
+        GstElement *src = gst_element_factory_make("appsrc", name);
+        GstElement *pay = make_payloader(f->codec[k], k);
+        if (!src || !pay) {
+            vg_err("source=%s relay: GStreamer element missing (appsrc or payloader)", f->name);
+            if (src)
+                gst_object_unref(src);
+            if (pay)
+                gst_object_unref(pay);
+            gst_object_unref(bin);
+            return NULL;
+        }
+        g_object_set(src, "is-live", TRUE, "format", GST_FORMAT_TIME, "do-timestamp", FALSE,
+                     "caps", f->caps[k], "max-bytes", (guint64)TAP_MAX_BYTES * 2, "block", FALSE,
+                     NULL);
+        gst_bin_add_many(GST_BIN(bin), src, pay, NULL);
+        gst_element_link(src, pay);
+    }
+    g_object_set_qdata(G_OBJECT(bin), gen_quark, GUINT_TO_POINTER(f->gen));
+    return bin;
+}
+
+static GstElement *factory_create_element(GstRTSPMediaFactory *factory, const GstRTSPUrl *url)
+{
+    (void)url;
+    rly_feed_t *f = ((RlyFactory *)factory)->feed;
+    GstElement *bin = NULL;
+    pthread_mutex_lock(&f->lock);
+    if (!f->closed && f->n_streams > 0)
+        bin = build_bin(f);
+    pthread_mutex_unlock(&f->lock);
+    return bin;
+}
+
+static void factory_finalize(GObject *obj)
+{
+    rly_feed_unref(((RlyFactory *)obj)->feed);
+    factory_parent_class->finalize(obj);
+}
+
+static void factory_class_init(gpointer klass, gpointer data)
+{
+    (void)data;
+    factory_parent_class = g_type_class_peek_parent(klass);
+    GST_RTSP_MEDIA_FACTORY_CLASS(klass)->create_element = factory_create_element;
+    G_OBJECT_CLASS(klass)->finalize = factory_finalize;
+    gen_quark = g_quark_from_static_string("vigil-relay-gen");
+}
+
+/* Registered by hand rather than with G_DEFINE_TYPE, which static
+ * analysers cannot expand. */
+static GType factory_type(void)
+{
+    static gsize type;
+    if (g_once_init_enter(&type)) {
+        GType t = g_type_register_static_simple(GST_TYPE_RTSP_MEDIA_FACTORY,
+                                                g_intern_static_string("VigilRelayFactory"),
+                                                sizeof(RlyFactoryClass), factory_class_init,
+                                                sizeof(RlyFactory), NULL, 0);
+        g_once_init_leave(&type, t);
+    }
+    return type;
+}
+
+GstRTSPMediaFactory *rly_factory_new(rly_feed_t *f)
+{
+    RlyFactory *rf = g_object_new(factory_type(), NULL);
+    GstRTSPMediaFactory *factory = GST_RTSP_MEDIA_FACTORY(rf);
+    rly_feed_ref(f);
+    rf->feed = f;
+    gst_rtsp_media_factory_set_shared(factory, FALSE);
+    GstRTSPLowerTrans trans = GST_RTSP_LOWER_TRANS_TCP;
+    /* Over RTSPS, media over UDP would leave the TLS tunnel in clear. */
+    if (!f->srv->tls)
+        trans |= GST_RTSP_LOWER_TRANS_UDP;
+    gst_rtsp_media_factory_set_protocols(factory, trans);
+    g_signal_connect(factory, "media-configure", G_CALLBACK(on_media_configure), NULL);
+    return factory;
+}
+
+rly_feed_t *rly_factory_feed(GstRTSPMediaFactory *factory)
+{
+    if (!factory || !G_TYPE_CHECK_INSTANCE_TYPE(factory, factory_type()))
+        return NULL;
+    return ((RlyFactory *)factory)->feed;
+}

@@ -1,0 +1,701 @@
+/* Check suite for web/: the server runs in-process on 127.0.0.1 (port 0)
+ * against a temp index, with an injected clock, and is driven over real
+ * sockets by a tiny HTTP/1.1 client. Covers the route table for every role,
+ * the audit row each call leaves, the hash chain and tamper detection,
+ * session expiry, CSRF, login throttling, token scopes and revocation, and
+ * bad input. TLS and load are in tests/integration_web.py. */
+#include "web/web.h"
+#include "web/web_private.h"
+#include "core/errors.h"
+#include "core/util.h"
+#include "index/index.h"
+
+#include <arpa/inet.h>
+#include <check.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define MIN_US (60LL * 1000000)
+#define T0 (1795000000LL * 1000000) /* 2026-11-18 */
+#define PW "correct-horse-1"
+
+static int64_t fake_now;
+static int64_t fake_wall(void *ctx) { (void)ctx; return fake_now; }
+static int64_t fake_mono(void *ctx) { (void)ctx; return fake_now; }
+static const vg_clock_t fake_clock = {fake_wall, fake_mono, NULL};
+
+static char dir[64];
+static char db_path[128];
+static vg_config_t cfg;
+static web_t *web;
+static int port;
+static idx_t *idx; /* the test's own connection */
+
+typedef struct {
+    int status;
+    char *raw;
+    const char *body;
+    json_t *json;
+    char cookie[128];
+    char retry_after[16];
+} resp_t;
+
+static void resp_free(resp_t *r)
+{
+    json_decref(r->json);
+    free(r->raw);
+    memset(r, 0, sizeof(*r));
+}
+
+static void header_value(const char *head, const char *name, char *out, size_t size)
+{
+    out[0] = '\0';
+    size_t n = strlen(name);
+    for (const char *p = strstr(head, "\r\n"); p; p = strstr(p + 2, "\r\n")) {
+        if (strncasecmp(p + 2, name, n) == 0 && p[2 + n] == ':') {
+            const char *v = p + 3 + n;
+            while (*v == ' ')
+                v++;
+            size_t k = strcspn(v, ";\r");
+            snprintf(out, size, "%.*s", (int)(k < size ? k : size - 1), v);
+            return;
+        }
+    }
+}
+
+/* Sends a whole request on a fresh connection and reads the answer. */
+static void http_raw(const char *req, size_t req_len, resp_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(vg_write_all(fd, req, req_len), VG_OK);
+    size_t len = 0, cap = 4096;
+    char *buf = vg_malloc(cap);
+    ssize_t k;
+    while ((k = read(fd, buf + len, cap - len - 1)) > 0) {
+        len += (size_t)k;
+        if (cap - len < 2048)
+            buf = vg_realloc(buf, cap *= 2);
+    }
+    close(fd);
+    buf[len] = '\0';
+    out->raw = buf;
+    ck_assert_msg(sscanf(buf, "HTTP/1.1 %d", &out->status) == 1, "no status line: %s", buf);
+    char *sep = strstr(buf, "\r\n\r\n");
+    ck_assert_ptr_nonnull(sep);
+    *sep = '\0';
+    out->body = sep + 4;
+    header_value(buf, "Set-Cookie", out->cookie, sizeof(out->cookie));
+    header_value(buf, "Retry-After", out->retry_after, sizeof(out->retry_after));
+    out->json = json_loads(out->body, 0, NULL);
+}
+
+/* One request. extra: more header lines ("A: b\r\n"). */
+static void http(const char *method, const char *path, const char *extra, const char *body,
+                 resp_t *out)
+{
+    char *req = vg_asprintf("%s %s HTTP/1.1\r\nHost: t\r\nConnection: close\r\n%s%s"
+                            "Content-Length: %zu\r\n\r\n%s",
+                            method, path, extra ? extra : "",
+                            body ? "Content-Type: application/json\r\n" : "",
+                            body ? strlen(body) : 0, body ? body : "");
+    http_raw(req, strlen(req), out);
+    free(req);
+}
+
+/* Asks as a principal: "" anonymous, "tok:SECRET", or a session cookie. */
+static int ask(const char *who, const char *method, const char *path, const char *body,
+               resp_t *out)
+{
+    char extra[512] = "";
+    if (strncmp(who, "tok:", 4) == 0)
+        snprintf(extra, sizeof(extra), "Authorization: Bearer %s\r\n", who + 4);
+    else if (*who)
+        snprintf(extra, sizeof(extra), "Cookie: %s\r\nX-Requested-With: vigil\r\n", who);
+    http(method, path, extra, body, out);
+    return out->status;
+}
+
+static int status_of(const char *who, const char *method, const char *path, const char *body)
+{
+    resp_t r;
+    int s = ask(who, method, path, body, &r);
+    resp_free(&r);
+    return s;
+}
+
+static const char *error_code(const resp_t *r)
+{
+    json_t *e = json_object_get(r->json, "error");
+    return e ? json_string_value(json_object_get(e, "code")) : "";
+}
+
+static void add_user(const char *name, const char *role, const char *sources)
+{
+    idx_account_t a = {0};
+    snprintf(a.name, sizeof(a.name), "%s", name);
+    snprintf(a.role, sizeof(a.role), "%s", role);
+    ck_assert_int_eq(web_password_hash(PW, a.pwhash), VG_OK);
+    a.all_sources = sources == NULL;
+    const char *list[1] = {sources};
+    ck_assert_int_eq(idx_account_add(idx, &a, list, sources ? 1 : 0), VG_OK);
+}
+
+/* Logs in; the cookie ("vigil_session=...") goes into out. */
+static void login(const char *name, char *out, size_t size)
+{
+    char body[128];
+    resp_t r;
+    snprintf(body, sizeof(body), "{\"user\":\"%s\",\"password\":\"" PW "\"}", name);
+    http("POST", "/api/v1/login", NULL, body, &r);
+    ck_assert_msg(r.status == 200, "login %s: %d %s", name, r.status, r.body);
+    snprintf(out, size, "%s", r.cookie);
+    resp_free(&r);
+}
+
+static void add_segment(const char *source, int64_t start, int64_t len)
+{
+    idx_segment_t s = {0};
+    snprintf(s.source, sizeof(s.source), "%s", source);
+    s.start_us = start;
+    s.end_us = start + len;
+    s.media_us = len;
+    s.bytes = 1000;
+    memset(s.sha256, 'a', 64);
+    snprintf(s.codecs, sizeof(s.codecs), "h264");
+    snprintf(s.path, sizeof(s.path), "%s/%lld.mp4", source, (long long)start);
+    ck_assert_int_eq(idx_segment_insert(idx, &s), VG_OK);
+}
+
+static void setup(void)
+{
+    snprintf(dir, sizeof(dir), "/tmp/vigil-test-web-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char *conf = vg_asprintf("%s/vigil.conf", dir);
+    FILE *f = fopen(conf, "w");
+    fprintf(f, "[server]\ndata_dir = %s\n[source cam1]\nurl = rtsp://x/1\n"
+               "[source cam2]\nurl = rtsp://x/2\n[source line1]\nurl = rtsp://x/3\nkind = audio\n",
+            dir);
+    fclose(f);
+    char err[256];
+    ck_assert_int_eq(vg_config_load(conf, &cfg, err, sizeof(err)), VG_OK);
+    free(conf);
+    snprintf(db_path, sizeof(db_path), "%s/index.db", dir);
+    ck_assert_int_eq(idx_open(db_path, 0, &idx), VG_OK);
+    ck_assert_int_eq(idx_source_register(idx, "cam1", "video"), VG_OK);
+    ck_assert_int_eq(idx_source_register(idx, "cam2", "video"), VG_OK);
+    ck_assert_int_eq(idx_source_register(idx, "line1", "audio"), VG_OK);
+    fake_now = T0;
+    for (int i = 0; i < 5; i++) {
+        add_segment("cam1", T0 - 3600 * 1000000LL + i * MIN_US, MIN_US);
+        add_segment("cam2", T0 - 3600 * 1000000LL + i * MIN_US, MIN_US);
+        add_segment("line1", T0 - 3600 * 1000000LL + i * 2 * MIN_US, MIN_US); /* gaps */
+    }
+    web_config_t wc = {.cfg = &cfg, .data_dir = dir, .clock = &fake_clock,
+                       .listen = "127.0.0.1:0"};
+    ck_assert_int_eq(web_start(&wc, &web), VG_OK);
+    port = web_bound_port(web);
+    ck_assert_int_gt(port, 0);
+}
+
+static void teardown(void)
+{
+    web_stop(web);
+    web = NULL;
+    idx_close(idx);
+    idx = NULL;
+    vg_config_free(&cfg);
+    char *cmd = vg_asprintf("rm -rf %s", dir);
+    ck_assert_int_eq(system(cmd), 0);
+    free(cmd);
+}
+
+static int64_t audit_max_id(void)
+{
+    idx_audit_filter_t f = {.from_us = 0, .to_us = INT64_MAX};
+    idx_audit_t *rows = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(idx_audit_list(idx, &f, &rows, &n), VG_OK);
+    int64_t id = n ? rows[n - 1].id : 0;
+    free(rows);
+    return id;
+}
+
+/* The rows written after id: exactly one is expected per audited call. */
+static int audit_rows_after(int64_t after, idx_audit_t *last)
+{
+    idx_audit_filter_t f = {.from_us = 0, .to_us = INT64_MAX, .after_id = after};
+    idx_audit_t *rows = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(idx_audit_list(idx, &f, &rows, &n), VG_OK);
+    if (n)
+        *last = rows[n - 1];
+    free(rows);
+    return (int)n;
+}
+
+/* ---- the route table ---- */
+
+enum { P_ANON, P_SEC, P_AUD, P_INV, P_LIM, P_ADMIN, P_N };
+
+typedef struct {
+    const char *method, *path, *body;
+    int status[P_N];
+    const char *action; /* audit action on success; NULL: none */
+} route_case_t;
+
+#define RANGE "?from=2026-11-18T07:00:00Z&to=1795000000"
+static const route_case_t cases[] = {
+    {"GET", "/healthz", NULL, {200, 200, 200, 200, 200, 200}, NULL},
+    {"GET", "/api/v1/me", NULL, {401, 200, 200, 200, 200, 200}, NULL},
+    /* loopback callers may read metrics (metrics_access = loopback); no provider here */
+    {"GET", "/metrics", NULL, {404, 404, 404, 404, 404, 404}, NULL},
+    {"GET", "/api/v1/sources", NULL, {401, 200, 200, 200, 200, 200}, NULL},
+    {"GET", "/api/v1/sources/cam2", NULL, {401, 200, 200, 200, 404, 200}, NULL},
+    {"GET", "/api/v1/sources/cam2/segments" RANGE, NULL, {401, 200, 200, 200, 404, 200},
+     "segments.read"},
+    {"GET", "/api/v1/sources/line1/timeline" RANGE, NULL, {401, 404, 200, 200, 404, 200},
+     "timeline.read"},
+    {"PATCH", "/api/v1/sources/cam1", "{\"keep_days\":90}", {401, 403, 403, 403, 403, 200},
+     "source.update"},
+    {"GET", "/api/v1/storage", NULL, {401, 403, 403, 403, 403, 200}, NULL},
+    {"GET", "/api/v1/holds", NULL, {401, 403, 403, 200, 200, 200}, NULL},
+    {"POST", "/api/v1/holds",
+     "{\"case\":\"C-1\",\"reason\":\"complaint\",\"sources\":[\"cam1\"],"
+     "\"from\":\"2026-11-18T07:00:00Z\",\"to\":1795000000}",
+     {401, 403, 403, 201, 201, 201}, "hold.create"},
+    {"POST", "/api/v1/holds/1/release", "{\"reason\":\"closed\"}",
+     {401, 403, 403, 200, 409, 409}, "hold.release"},
+    {"GET", "/api/v1/destruction-log", NULL, {401, 403, 403, 403, 403, 200}, NULL},
+    {"GET", "/api/v1/users", NULL, {401, 403, 403, 403, 403, 200}, NULL},
+    {"POST", "/api/v1/users",
+     "{\"name\":\"newbie\",\"role\":\"auditor\",\"password\":\"0123456789\",\"sources\":[\"cam2\"]}",
+     {401, 403, 403, 403, 403, 201}, "user.create"},
+    {"PATCH", "/api/v1/users/newbie", "{\"sources\":null,\"role\":\"security\"}",
+     {401, 403, 403, 403, 403, 200}, "user.update"},
+    {"DELETE", "/api/v1/users/newbie", NULL, {401, 403, 403, 403, 403, 200}, "user.delete"},
+    {"GET", "/api/v1/tokens", NULL, {401, 403, 403, 403, 403, 200}, NULL},
+    {"POST", "/api/v1/tokens", "{\"name\":\"pbx\",\"permissions\":[\"calls\"]}",
+     {401, 403, 403, 403, 403, 201}, "token.create"},
+    {"DELETE", "/api/v1/tokens/1", NULL, {401, 403, 403, 403, 403, 200}, "token.revoke"},
+    {"GET", "/api/v1/audit?action=login&format=csv", NULL, {401, 403, 403, 403, 403, 200},
+     "audit.read"},
+    {"GET", "/api/v1/audit/verify", NULL, {401, 403, 403, 403, 403, 200}, "audit.verify"},
+};
+
+static void check_audit(const route_case_t *c, int p, int status, int64_t before)
+{
+    idx_audit_t last;
+    int n = audit_rows_after(before, &last);
+    if (status == 401 || status == 403) {
+        ck_assert_msg(n == 1 && strcmp(last.result, "denied") == 0,
+                      "%s %s as %d: %d -> %d audit rows", c->method, c->path, p, status, n);
+    } else if (status == 404 && strstr(c->path, "/sources/")) {
+        /* a source hidden from the account: its denial is on record */
+        ck_assert_msg(n == 1 && strcmp(last.result, "denied") == 0 &&
+                          strcmp(last.action, c->action ? c->action : "source.read") == 0,
+                      "%s %s as %d: no denial row", c->method, c->path, p);
+    } else if (status < 300 && c->action) {
+        ck_assert_msg(n == 1 && strcmp(last.action, c->action) == 0 &&
+                          strcmp(last.result, "ok") == 0 && strcmp(last.actor, "anonymous") != 0,
+                      "%s %s as %d: expected one '%s' row, got %d", c->method, c->path, p,
+                      c->action, n);
+    } else if (status < 300) {
+        ck_assert_msg(n == 0, "%s %s as %d: unexpected audit row", c->method, c->path, p);
+    }
+}
+
+START_TEST(test_route_table)
+{
+    char who[P_N][160] = {""};
+    add_user("sec", "security", NULL);
+    add_user("aud", "auditor", NULL);
+    add_user("inv", "investigator", NULL);
+    add_user("lim", "investigator", "cam1");
+    add_user("adm", "admin", NULL);
+    const char *names[P_N] = {NULL, "sec", "aud", "inv", "lim", "adm"};
+    for (int p = P_SEC; p < P_N; p++)
+        login(names[p], who[p], sizeof(who[p]));
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        for (int p = 0; p < P_N; p++) {
+            const route_case_t *c = &cases[i];
+            int64_t before = audit_max_id();
+            resp_t r;
+            int s = ask(who[p], c->method, c->path, c->body, &r);
+            ck_assert_msg(s == c->status[p], "%s %s as %s: %d, expected %d: %s", c->method,
+                          c->path, names[p] ? names[p] : "anonymous", s, c->status[p], r.body);
+            if (s == 200 && strstr(c->path, "format=csv"))
+                ck_assert_msg(strncmp(r.body, "\"id\",\"ts\"", 9) == 0, "csv: %s", r.body);
+            else
+                ck_assert_msg(r.json != NULL, "%s %s: not JSON: %s", c->method, c->path, r.body);
+            if (s >= 400)
+                ck_assert_str_ne(error_code(&r), "");
+            resp_free(&r);
+            check_audit(c, p, s, before);
+        }
+    }
+    /* what a restricted account sees */
+    resp_t r;
+    ck_assert_int_eq(ask(who[P_LIM], "GET", "/api/v1/sources", NULL, &r), 200);
+    ck_assert_int_eq(json_array_size(json_object_get(r.json, "sources")), 1);
+    resp_free(&r);
+    ck_assert_int_eq(ask(who[P_SEC], "GET", "/api/v1/sources", NULL, &r), 200);
+    ck_assert_int_eq(json_array_size(json_object_get(r.json, "sources")), 2); /* no audio */
+    resp_free(&r);
+    /* the override persists and wins over the config */
+    int days = 0;
+    ck_assert_int_eq(idx_keep_days_override(idx, "cam1", &days), VG_OK);
+    ck_assert_int_eq(days, 90);
+    ck_assert_int_eq(ask(who[P_ADMIN], "GET", "/api/v1/sources/cam1", NULL, &r), 200);
+    ck_assert_str_eq(json_string_value(json_object_get(r.json, "keep_days_from")), "override");
+    resp_free(&r);
+    /* timeline: line1 has gaps, so five spans */
+    ck_assert_int_eq(ask(who[P_AUD], "GET", "/api/v1/sources/line1/timeline" RANGE, NULL, &r),
+                     200);
+    ck_assert_int_eq(json_array_size(json_object_get(r.json, "spans")), 5);
+    resp_free(&r);
+    ck_assert_int_eq(ask(who[P_AUD], "GET", "/api/v1/sources/cam2/timeline" RANGE, NULL, &r), 200);
+    ck_assert_int_eq(json_array_size(json_object_get(r.json, "spans")), 1);
+    resp_free(&r);
+}
+END_TEST
+
+START_TEST(test_chain_and_tamper)
+{
+    add_user("adm", "admin", NULL);
+    char c[160];
+    login("adm", c, sizeof(c));
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(status_of(c, "GET", "/api/v1/sources/cam1/segments", NULL), 200);
+    int64_t checked = 0, bad = -1;
+    ck_assert_int_eq(idx_audit_verify(idx, &checked, &bad), VG_OK);
+    ck_assert_int_eq(bad, 0);
+    ck_assert_int_eq(checked, 6); /* login + 5 reads */
+    /* No API or trigger lets a row change ... */
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+    ck_assert_int_ne(sqlite3_exec(db, "UPDATE audit SET detail = 'x' WHERE id = 3", 0, 0, 0),
+                     SQLITE_OK);
+    ck_assert_int_ne(sqlite3_exec(db, "DELETE FROM audit WHERE id = 3", 0, 0, 0), SQLITE_OK);
+    /* ... and an edit behind SQLite's back shows at that row. */
+    ck_assert_int_eq(sqlite3_exec(db, "DROP TRIGGER audit_no_update;"
+                                      "UPDATE audit SET detail = 'x' WHERE id = 4", 0, 0, 0),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    ck_assert_int_eq(idx_audit_verify(idx, &checked, &bad), VG_OK);
+    ck_assert_int_eq(bad, 4);
+    resp_t r;
+    ck_assert_int_eq(ask(c, "GET", "/api/v1/audit/verify", NULL, &r), 200);
+    ck_assert(json_is_false(json_object_get(r.json, "ok")));
+    ck_assert_int_eq(json_integer_value(json_object_get(r.json, "first_bad_id")), 4);
+    resp_free(&r);
+}
+END_TEST
+
+START_TEST(test_session_expiry)
+{
+    add_user("sec", "security", NULL);
+    char c[160];
+    login("sec", c, sizeof(c));
+    fake_now += 29 * MIN_US;
+    ck_assert_int_eq(status_of(c, "GET", "/api/v1/me", NULL), 200);
+    fake_now += 29 * MIN_US; /* 58 min after login, 29 after last use */
+    ck_assert_int_eq(status_of(c, "GET", "/api/v1/me", NULL), 200);
+    fake_now += 31 * MIN_US;
+    ck_assert_int_eq(status_of(c, "GET", "/api/v1/me", NULL), 401);
+    /* absolute limit: used every 25 minutes, still ends after 12 h */
+    login("sec", c, sizeof(c));
+    int64_t start = fake_now;
+    while (fake_now - start + 25 * MIN_US <= 12 * 60 * MIN_US) {
+        fake_now += 25 * MIN_US;
+        ck_assert_int_eq(status_of(c, "GET", "/api/v1/me", NULL), 200);
+    }
+    fake_now = start + 12 * 60 * MIN_US + 1;
+    ck_assert_int_eq(status_of(c, "GET", "/api/v1/me", NULL), 401);
+    /* logout ends a session at once */
+    login("sec", c, sizeof(c));
+    ck_assert_int_eq(status_of(c, "POST", "/api/v1/logout", NULL), 200);
+    ck_assert_int_eq(status_of(c, "GET", "/api/v1/me", NULL), 401);
+}
+END_TEST
+
+START_TEST(test_login_cookie_and_csrf)
+{
+    add_user("adm", "admin", NULL);
+    resp_t r;
+    http("POST", "/api/v1/login", NULL, "{\"user\":\"adm\",\"password\":\"" PW "\"}", &r);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_ptr_nonnull(strstr(r.raw, "HttpOnly"));
+    ck_assert_ptr_nonnull(strstr(r.raw, "SameSite=Strict"));
+    ck_assert_ptr_null(strstr(r.raw, "Secure")); /* plain HTTP here */
+    ck_assert_int_eq(strlen(r.cookie), strlen("vigil_session=") + 64);
+    char cookie[160];
+    snprintf(cookie, sizeof(cookie), "Cookie: %s\r\n", r.cookie);
+    resp_free(&r);
+    /* a state change over the cookie without the header: 403, audited */
+    int64_t before = audit_max_id();
+    http("POST", "/api/v1/tokens", cookie, "{\"name\":\"x\",\"permissions\":[\"live\"]}", &r);
+    ck_assert_int_eq(r.status, 403);
+    ck_assert_str_eq(error_code(&r), "csrf");
+    resp_free(&r);
+    idx_audit_t last;
+    ck_assert_int_eq(audit_rows_after(before, &last), 1);
+    ck_assert_str_eq(last.result, "denied");
+    /* reads need no header */
+    http("GET", "/api/v1/me", cookie, NULL, &r);
+    ck_assert_int_eq(r.status, 200);
+    resp_free(&r);
+    /* a token needs none either: no browser sends it by itself */
+    char secret[WEB_TOKEN_TEXT_MAX], tok[128];
+    int64_t id;
+    ck_assert_int_eq(web_token_create(idx, "ops", WEB_PERM_ADMIN, "test", T0, secret, &id), VG_OK);
+    snprintf(tok, sizeof(tok), "tok:%s", secret);
+    ck_assert_int_eq(status_of(tok, "POST", "/api/v1/tokens",
+                               "{\"name\":\"y\",\"permissions\":[\"live\"]}"), 201);
+}
+END_TEST
+
+START_TEST(test_login_throttling)
+{
+    add_user("sec", "security", NULL);
+    add_user("aud", "auditor", NULL);
+    resp_t r;
+    for (int i = 0; i < 5; i++) {
+        http("POST", "/api/v1/login", NULL, "{\"user\":\"sec\",\"password\":\"wrong-pass-1\"}", &r);
+        ck_assert_int_eq(r.status, 401);
+        ck_assert_str_eq(error_code(&r), "invalid_credentials");
+        resp_free(&r);
+        fake_now += MIN_US;
+    }
+    /* even the right password now waits */
+    http("POST", "/api/v1/login", NULL, "{\"user\":\"sec\",\"password\":\"" PW "\"}", &r);
+    ck_assert_int_eq(r.status, 429);
+    ck_assert_int_gt(atoi(r.retry_after), 0);
+    ck_assert_int_le(atoi(r.retry_after), 15 * 60);
+    resp_free(&r);
+    /* the same IP is throttled for other users too */
+    http("POST", "/api/v1/login", NULL, "{\"user\":\"aud\",\"password\":\"" PW "\"}", &r);
+    ck_assert_int_eq(r.status, 429);
+    resp_free(&r);
+    fake_now += 15 * MIN_US;
+    char c[160];
+    login("sec", c, sizeof(c));
+    /* an unknown user counts as a failure, the same way */
+    http("POST", "/api/v1/login", NULL, "{\"user\":\"nobody\",\"password\":\"whatever-1\"}", &r);
+    ck_assert_int_eq(r.status, 401);
+    resp_free(&r);
+}
+END_TEST
+
+START_TEST(test_token_scopes_and_revocation)
+{
+    char secret[WEB_TOKEN_TEXT_MAX], tok[128];
+    int64_t id;
+    ck_assert_int_eq(web_token_create(idx, "pbx", WEB_PERM_CALLS, "test", T0, secret, &id), VG_OK);
+    snprintf(tok, sizeof(tok), "tok:%s", secret);
+    ck_assert_int_eq(status_of(tok, "GET", "/api/v1/sources/line1/segments", NULL), 200);
+    ck_assert_int_eq(status_of(tok, "GET", "/api/v1/sources/cam1/segments", NULL), 404);
+    ck_assert_int_eq(status_of(tok, "GET", "/api/v1/users", NULL), 403);
+    ck_assert_int_eq(status_of(tok, "GET", "/api/v1/audit", NULL), 403);
+    resp_t r;
+    ck_assert_int_eq(ask(tok, "GET", "/api/v1/me", NULL, &r), 200);
+    ck_assert_str_eq(json_string_value(json_object_get(r.json, "token")), "pbx");
+    resp_free(&r);
+    /* the secret itself is nowhere in the index */
+    char *cmd = vg_asprintf("grep -qa %s %s/index.db*", secret + 4, dir);
+    ck_assert_int_ne(system(cmd), 0);
+    free(cmd);
+    ck_assert_int_eq(idx_token_revoke(idx, id, T0), VG_OK);
+    ck_assert_int_eq(status_of(tok, "GET", "/api/v1/sources/line1/segments", NULL), 401);
+    ck_assert_int_eq(status_of("tok:vgt_nonsense", "GET", "/api/v1/me", NULL), 401);
+    ck_assert_int_eq(status_of("tok:", "GET", "/api/v1/me", NULL), 401);
+}
+END_TEST
+
+typedef struct {
+    const char *method, *path, *body;
+    int status;
+    const char *code;
+} bad_case_t;
+
+static const bad_case_t bad_cases[] = {
+    {"POST", "/api/v1/users", "{\"name\":", 400, "invalid_json"},
+    {"POST", "/api/v1/users", "[1,2]", 400, "invalid_json"},
+    {"POST", "/api/v1/users", "{\"name\":1,\"role\":\"admin\",\"password\":\"0123456789\"}", 400,
+     "invalid_field"},
+    {"POST", "/api/v1/users",
+     "{\"name\":\"a\",\"role\":\"admin\",\"password\":\"0123456789\",\"x\":1}", 400,
+     "unknown_field"},
+    {"POST", "/api/v1/users", "{\"name\":\"a\",\"role\":\"admin\"}", 400, "missing_field"},
+    {"POST", "/api/v1/users", "{\"name\":\"a\",\"role\":\"king\",\"password\":\"0123456789\"}",
+     400, "invalid_field"},
+    {"POST", "/api/v1/users", "{\"name\":\"a\",\"role\":\"admin\",\"password\":\"short\"}", 400,
+     "weak_password"},
+    {"POST", "/api/v1/users", "{\"name\":\"a\\u0000b\",\"role\":\"admin\",\"password\":\"0123456789\"}",
+     400, "invalid_json"},
+    {"POST", "/api/v1/users",
+     "{\"name\":\"a\",\"role\":\"admin\",\"password\":\"0123456789\",\"sources\":[\"nope\"]}", 400,
+     "unknown_source"},
+    {"PATCH", "/api/v1/sources/cam1", "{\"keep_days\":59}", 400, "invalid_field"},
+    {"PATCH", "/api/v1/sources/cam1", "{\"keep_days\":\"90\"}", 400, "invalid_field"},
+    {"POST", "/api/v1/holds",
+     "{\"case\":\"c\",\"reason\":\"r\",\"sources\":[\"cam1\"],\"from\":\"yesterday\",\"to\":1}",
+     400, "invalid_time"},
+    {"POST", "/api/v1/holds",
+     "{\"case\":\"c\",\"reason\":\"r\",\"sources\":[\"cam1\"],\"from\":20,\"to\":10}", 400,
+     "invalid_range"},
+    {"GET", "/api/v1/sources/cam1/segments?from=noon", NULL, 400, "invalid_time"},
+    {"GET", "/api/v1/sources/cam1/segments?from=2000&to=1000", NULL, 400, "invalid_range"},
+    {"GET", "/api/v1/sources/cam1/segments?from=1&from=2", NULL, 400, "invalid_query"},
+    {"GET", "/api/v1/sources/cam1/segments?limit=1", NULL, 400, "invalid_query"},
+    {"GET", "/api/v1/sources/cam1/segments?from=%zz", NULL, 400, "invalid_query"},
+    {"GET", "/api/v1/nothing", NULL, 404, "not_found"},
+    {"GET", "/api/v1/sources/nope/segments", NULL, 404, "not_found"},
+    {"DELETE", "/api/v1/sources", NULL, 405, "method_not_allowed"},
+    {"GET", "/api/v1/sources/../users", NULL, 400, "bad_path"},
+    {"GET", "/api/v1/sources/%2e%2e/users", NULL, 400, "bad_path"},
+    {"GET", "/api/v1/sources/cam1%2fsegments", NULL, 400, "bad_path"},
+    {"GET", "/api/v1/sources/cam1%00/segments", NULL, 400, "bad_path"},
+    {"GET", "/api/v1//sources", NULL, 400, "bad_path"},
+    {"GET", "/api/v1/users", "{}", 400, "unexpected_body"},
+};
+
+START_TEST(test_bad_input)
+{
+    add_user("adm", "admin", NULL);
+    char c[160];
+    login("adm", c, sizeof(c));
+    int64_t before = audit_max_id();
+    for (size_t i = 0; i < sizeof(bad_cases) / sizeof(bad_cases[0]); i++) {
+        const bad_case_t *b = &bad_cases[i];
+        resp_t r;
+        ask(c, b->method, b->path, b->body, &r);
+        ck_assert_msg(r.status == b->status && strcmp(error_code(&r), b->code) == 0,
+                      "%s %s %s: %d %s", b->method, b->path, b->body ? b->body : "", r.status,
+                      r.body);
+        resp_free(&r);
+    }
+    /* an overlong target, and bodies over 1 MiB (declared or chunked) */
+    char *path = vg_malloc(5000);
+    memset(path, 'a', 4999);
+    path[0] = '/';
+    path[4999] = '\0';
+    resp_t r;
+    ask(c, "GET", path, NULL, &r);
+    ck_assert_int_eq(r.status, 414);
+    resp_free(&r);
+    free(path);
+    char extra[256];
+    snprintf(extra, sizeof(extra), "Cookie: %s\r\nX-Requested-With: vigil\r\n"
+                                   "Content-Length: 2000000\r\n", c);
+    http("POST", "/api/v1/users", extra, NULL, &r);
+    ck_assert_int_eq(r.status, 413);
+    ck_assert_str_eq(error_code(&r), "body_too_large");
+    resp_free(&r);
+    /* chunked, so the size is only known while reading: read, then 413 */
+    size_t big = 1024 * 1024 + 10;
+    char *head = vg_asprintf("POST /api/v1/users HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                             "Cookie: %s\r\nX-Requested-With: vigil\r\n"
+                             "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+                             "\r\n%zx\r\n", c, big);
+    size_t hlen = strlen(head);
+    char *req = vg_malloc(hlen + big + 16);
+    memcpy(req, head, hlen);
+    memset(req + hlen, ' ', big);
+    req[hlen] = '{';
+    req[hlen + big - 1] = '}';
+    memcpy(req + hlen + big, "\r\n0\r\n\r\n", 7);
+    http_raw(req, hlen + big + 7, &r);
+    ck_assert_int_eq(r.status, 413);
+    resp_free(&r);
+    free(req);
+    free(head);
+    /* nothing was written: no audit row, no user */
+    idx_audit_t last;
+    ck_assert_int_eq(audit_rows_after(before, &last), 0);
+    idx_account_t a;
+    ck_assert_int_eq(idx_account_get(idx, "a", &a), VG_ENOTFOUND);
+    int days = 0;
+    ck_assert_int_eq(idx_keep_days_override(idx, "cam1", &days), VG_OK);
+    ck_assert_int_eq(days, 0);
+}
+END_TEST
+
+START_TEST(test_rules)
+{
+    unsigned p = 0;
+    char text[128];
+    ck_assert_int_eq(web_perms_parse("live,audit", &p), VG_OK);
+    ck_assert_uint_eq(p, WEB_PERM_LIVE | WEB_PERM_AUDIT);
+    web_perms_format(p, text, sizeof(text));
+    ck_assert_str_eq(text, "live,audit");
+    ck_assert_int_eq(web_perms_parse("live,,audit", &p), VG_EINVAL);
+    ck_assert_int_eq(web_perms_parse("root", &p), VG_EINVAL);
+    ck_assert_int_eq(web_role_perms("investigator", &p), VG_OK);
+    ck_assert_uint_eq(p, WEB_PERM_PLAYBACK | WEB_PERM_CALLS | WEB_PERM_EXPORT | WEB_PERM_HOLD);
+    ck_assert_int_eq(web_role_perms("root", &p), VG_EINVAL);
+    ck_assert(web_user_name_valid("ops.team-1"));
+    ck_assert(!web_user_name_valid("Ops"));
+    ck_assert(!web_user_name_valid("../x"));
+    char hash[128];
+    ck_assert_int_eq(web_password_hash("123456789", hash), VG_EINVAL);
+    /* the fast time writer of the segment lists says what vg_time_format says */
+    int64_t t = -86400LL * 365 * 1000000 - 123456;
+    for (int i = 0; i < 200000; i++, t += 7919LL * 1000003 + i) {
+        char ref[VG_TIME_TEXT_MAX + 2];
+        web_buf_t b = {0};
+        web_buf_json_time(&b, t);
+        vg_time_format(t, ref + 1);
+        ref[0] = '"';
+        strcat(ref, "\"");
+        ck_assert_msg(t == 0 || strcmp(b.p, ref) == 0, "%lld: %s vs %s", (long long)t, b.p, ref);
+        free(b.p);
+    }
+    web_buf_t b = {0};
+    web_buf_json_time(&b, 951782400LL * 1000000 + 999999); /* 2000-02-29 */
+    web_buf_i64(&b, -42);
+    web_buf_json_str(&b, "a\"\\\x01");
+    ck_assert_str_eq(b.p, "\"2000-02-29T00:00:00.999Z\"-42\"a\\\"\\\\\\u0001\"");
+    free(b.p);
+}
+END_TEST
+
+static Suite *web_suite(void)
+{
+    Suite *s = suite_create("web");
+    TCase *tc = tcase_create("web");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_route_table);
+    tcase_add_test(tc, test_chain_and_tamper);
+    tcase_add_test(tc, test_session_expiry);
+    tcase_add_test(tc, test_login_cookie_and_csrf);
+    tcase_add_test(tc, test_login_throttling);
+    tcase_add_test(tc, test_token_scopes_and_revocation);
+    tcase_add_test(tc, test_bad_input);
+    tcase_add_test(tc, test_rules);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    SRunner *sr = srunner_create(web_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,440 @@
+/* The route table and the source routes: /me, /sources, a source's
+ * segments and timeline, and its keep_days override. Playback and export
+ * (a later issue) slot in as /sources/{name}/... rows of the same table. */
+#include "web/web_private.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/errors.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#define DAY_US (86400LL * 1000000)
+#define MAX_KEEP_DAYS 3650
+
+/* Handlers in routes_admin.c. */
+void web_h_storage(web_req_t *r);
+void web_h_holds(web_req_t *r);
+void web_h_hold_add(web_req_t *r);
+void web_h_hold_release(web_req_t *r);
+void web_h_destruction_log(web_req_t *r);
+void web_h_users(web_req_t *r);
+void web_h_user_add(web_req_t *r);
+void web_h_user_patch(web_req_t *r);
+void web_h_user_delete(web_req_t *r);
+void web_h_tokens(web_req_t *r);
+void web_h_token_add(web_req_t *r);
+void web_h_token_revoke(web_req_t *r);
+void web_h_audit(web_req_t *r);
+void web_h_audit_verify(web_req_t *r);
+
+static void h_healthz(web_req_t *r)
+{
+    web_reply_json(r, 200, json_pack("{ss}", "status", "ok"));
+}
+
+static void http_metrics(struct web *w, web_buf_t *b);
+
+static int is_loopback(const char *ip)
+{
+    return strncmp(ip, "127.", 4) == 0 || strcmp(ip, "::1") == 0 ||
+           strncmp(ip, "::ffff:127.", 11) == 0;
+}
+
+/* Figures for monitoring, no recordings or personal data. [server]
+ * metrics_access says who may read them: loopback callers (a local
+ * Prometheus or node exporter proxy) or a token with the metrics permission. */
+static int metrics_allowed(web_req_t *r)
+{
+    static const web_route_t with_token = {"GET", "/metrics", WEB_PERM_METRICS, 0, NULL, NULL};
+    const vg_config_t *cfg = r->w->cfg.current_config ? r->w->cfg.current_config(r->w->cfg.status_ctx)
+                                                      : r->w->cfg.cfg;
+    if (cfg->http.metrics_token)
+        return web_auth_request(r, &with_token) == VG_OK;
+    if (is_loopback(r->ip))
+        return 1;
+    web_reply_error(r, 403, "forbidden", "metrics are served to loopback callers only "
+                                         "(metrics_access = loopback)");
+    return 0;
+}
+
+static void h_metrics(web_req_t *r)
+{
+    const web_config_t *c = &r->w->cfg;
+    char *text = NULL;
+    if (!metrics_allowed(r))
+        return;
+    if (!c->metrics_text) {
+        web_reply_error(r, 404, "not_found", "no metrics here");
+        return;
+    }
+    if (!(text = c->metrics_text(c->status_ctx))) {
+        web_reply_error(r, 500, "internal", "cannot render metrics");
+        return;
+    }
+    web_buf_t b = {0};
+    web_buf_lit(&b, text, strlen(text));
+    free(text);
+    http_metrics(r->w, &b);
+    web_reply_text(r, 200, "text/plain; version=0.0.4", b.p, b.len);
+}
+
+static void h_me(web_req_t *r)
+{
+    web_reply_json(r, 200, web_me_json(&r->who));
+}
+
+/* ---- sources ---- */
+
+/* A source's kind from the config, else from the index (a source that was
+ * recorded once and later removed from the config). NULL when unknown. */
+const char *web_source_kind(const vg_config_t *cfg, idx_t *idx, const char *name, char *buf,
+                            size_t size)
+{
+    const vg_source_config_t *s = vg_config_find_source(cfg, name);
+    if (s)
+        return s->kind == VG_SOURCE_AUDIO ? "audio" : "video";
+    idx_source_stats_t *st = NULL;
+    size_t n = 0;
+    const char *kind = NULL;
+    if (vg_source_name_valid(name) && idx_source_stats(idx, 0, 0, &st, &n) == VG_OK) {
+        for (size_t i = 0; i < n && !kind; i++) {
+            if (strcmp(st[i].source, name) == 0) {
+                snprintf(buf, size, "%s", st[i].kind);
+                kind = buf;
+            }
+        }
+    }
+    free(st);
+    return kind;
+}
+
+/* The named source if the caller may see it, else NULL after answering 404
+ * (unknown and not-allowed look the same) and auditing a denial when the
+ * source exists. */
+static const char *visible_source(web_req_t *r, const char *action, char *kind, size_t size)
+{
+    const char *name = r->params[0];
+    const char *k = web_source_kind(r->cfg, r->idx, name, kind, size);
+    if (k && web_source_visible(&r->who, name, k)) {
+        if (k != kind)
+            snprintf(kind, size, "%s", k);
+        return name;
+    }
+    if (k) {
+        char object[96];
+        snprintf(object, sizeof(object), "source:%s", name);
+        web_audit(r, action, object, 0, 0, "denied", "source not visible to this account");
+    }
+    web_reply_error(r, 404, "not_found", "no such source");
+    return NULL;
+}
+
+/* Whether the caller has the permission for recordings of this kind. */
+static int may_read(web_req_t *r, const char *kind, const char *action, const char *name)
+{
+    unsigned need = strcmp(kind, "audio") == 0 ? WEB_PERM_CALLS : WEB_PERM_PLAYBACK;
+    if (web_has(&r->who, need))
+        return 1;
+    char object[96];
+    snprintf(object, sizeof(object), "source:%s", name);
+    web_audit(r, action, object, 0, 0, "denied", "forbidden");
+    web_reply_error(r, 403, "forbidden", "your account may not read these recordings");
+    return 0;
+}
+
+static void keep_days(web_req_t *r, const char *name, int *days, const char **from)
+{
+    int over = 0;
+    if (idx_keep_days_override(r->idx, name, &over) == VG_OK && over > 0) {
+        *days = over;
+        *from = "override";
+        return;
+    }
+    *days = vg_config_keep_days(r->cfg, vg_config_find_source(r->cfg, name));
+    *from = "config";
+}
+
+static json_t *source_json(web_req_t *r, const idx_source_stats_t *s)
+{
+    web_source_status_t st = {.state = "stopped"};
+    const web_config_t *c = &r->w->cfg;
+    if (!c->source_status || !vg_config_find_source(r->cfg, s->source) ||
+        c->source_status(c->status_ctx, s->source, &st) != 0)
+        snprintf(st.state, sizeof(st.state), "stopped");
+    int days = 0;
+    const char *from = "config";
+    keep_days(r, s->source, &days, &from);
+    double depth = s->oldest_us ? (double)(r->now_us - s->oldest_us) / (double)DAY_US : 0.0;
+    return json_pack("{ss ss ss ss* ss* sI so so sf si ss}", "name", s->source, "kind", s->kind,
+                     "status", st.state, "last_error", st.last_error[0] ? st.last_error : NULL,
+                     "codec", st.codecs[0] ? st.codecs : NULL, "bitrate_bps",
+                     (json_int_t)st.bitrate_bps, "oldest", web_time_json(s->oldest_us), "newest",
+                     web_time_json(s->newest_us), "depth_days", depth, "keep_days", days,
+                     "keep_days_from", from);
+}
+
+/* Sources the index knows (vigild registers every configured one). */
+static int all_stats(web_req_t *r, idx_source_stats_t **st, size_t *n)
+{
+    if (idx_source_stats(r->idx, r->now_us, DAY_US, st, n) != VG_OK) {
+        web_reply_error(r, 500, "internal", "cannot read source figures");
+        return VG_EDB;
+    }
+    return VG_OK;
+}
+
+static void h_sources(web_req_t *r)
+{
+    idx_source_stats_t *st = NULL;
+    size_t n = 0;
+    if (all_stats(r, &st, &n) != VG_OK)
+        return;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        if (web_source_visible(&r->who, st[i].source, st[i].kind))
+            json_array_append_new(arr, source_json(r, &st[i]));
+    }
+    free(st);
+    web_reply_json(r, 200, json_pack("{so}", "sources", arr));
+}
+
+static void h_source(web_req_t *r)
+{
+    char kind[8];
+    idx_source_stats_t *st = NULL;
+    size_t n = 0;
+    const char *name = visible_source(r, "source.read", kind, sizeof(kind));
+    if (!name || all_stats(r, &st, &n) != VG_OK)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(st[i].source, name) == 0)
+            web_reply_json(r, 200, source_json(r, &st[i]));
+    }
+    if (!r->status)
+        web_reply_error(r, 404, "not_found", "no such source");
+    free(st);
+}
+
+static void h_source_patch(web_req_t *r)
+{
+    static const web_field_t fields[] = {{"keep_days", WEB_F_INT, 1, 1}, {NULL, 0, 0, 0}};
+    char kind[8], object[96], detail[96];
+    const char *name = visible_source(r, "source.update", kind, sizeof(kind));
+    json_t *body = name ? web_req_body(r, fields) : NULL;
+    if (!body)
+        return;
+    json_t *v = json_object_get(body, "keep_days");
+    json_int_t days = json_is_null(v) ? 0 : json_integer_value(v);
+    int min = r->cfg->retention.min_days;
+    if (!json_is_null(v) && (days < min || days > MAX_KEEP_DAYS)) {
+        web_reply_error(r, 400, "invalid_field", "keep_days must be from min_days (%d) to %d",
+                        min, MAX_KEEP_DAYS);
+        goto cleanup;
+    }
+    snprintf(object, sizeof(object), "source:%s", name);
+    if (idx_keep_days_set(r->idx, name, (int)days, r->who.actor, r->now_us) != VG_OK) {
+        web_audit(r, "source.update", object, 0, 0, "error", "cannot store keep_days");
+        web_reply_error(r, 500, "internal", "cannot store keep_days");
+        goto cleanup;
+    }
+    if (days)
+        snprintf(detail, sizeof(detail), "keep_days=%lld", (long long)days);
+    else
+        snprintf(detail, sizeof(detail), "keep_days=config");
+    web_audit(r, "source.update", object, 0, 0, "ok", detail);
+    int eff = 0;
+    const char *from = "config";
+    keep_days(r, name, &eff, &from);
+    web_reply_json(r, 200, json_pack("{ss si ss}", "name", name, "keep_days", eff,
+                                     "keep_days_from", from));
+
+cleanup:
+    json_decref(body);
+}
+
+/* Range queries default to the last day. */
+static int read_range(web_req_t *r, const char *action, const char **name, int64_t *from,
+                      int64_t *to, idx_segment_t **segs, size_t *n)
+{
+    char kind[8];
+    *name = visible_source(r, action, kind, sizeof(kind));
+    if (!*name || !may_read(r, kind, action, *name) ||
+        web_req_range(r, r->now_us - DAY_US, r->now_us, from, to) != VG_OK)
+        return VG_EINVAL;
+    int rc = idx_segments_in_range(r->idx, *name, *from, *to, segs, n);
+    if (rc == VG_ENOTFOUND) {
+        web_reply_error(r, 404, "not_found", "no such source");
+        return rc;
+    }
+    if (rc != VG_OK) {
+        web_reply_error(r, 500, "internal", "cannot read the index");
+        return rc;
+    }
+    return VG_OK;
+}
+
+static void audit_read(web_req_t *r, const char *action, const char *name, int64_t from,
+                       int64_t to, size_t n)
+{
+    char object[96], detail[48];
+    snprintf(object, sizeof(object), "source:%s", name);
+    snprintf(detail, sizeof(detail), "%zu segment(s)", n);
+    web_audit(r, action, object, from, to, "ok", detail);
+}
+
+/* The answer's head: {"source":..,"from":..,"to":..,"KEY":[ */
+static void range_head(web_buf_t *b, const char *name, int64_t from, int64_t to, const char *key)
+{
+    web_buf_printf(b, "{\"source\":");
+    web_buf_json_str(b, name);
+    web_buf_printf(b, ",\"from\":");
+    web_buf_json_time(b, from);
+    web_buf_printf(b, ",\"to\":");
+    web_buf_json_time(b, to);
+    web_buf_printf(b, ",\"%s\":[", key);
+}
+
+/* The hottest route (the browser timeline and the PBX poll it): built by
+ * hand, one buffer, no per-value allocations. */
+static void h_segments(web_req_t *r)
+{
+    const char *name;
+    int64_t from, to;
+    idx_segment_t *segs = NULL;
+    size_t n = 0;
+    web_buf_t b = {0};
+    if (read_range(r, "segments.read", &name, &from, &to, &segs, &n) != VG_OK)
+        return;
+    range_head(&b, name, from, to, "segments");
+    for (size_t i = 0; i < n; i++) {
+        const idx_segment_t *s = &segs[i];
+        if (i)
+            WEB_BUF_LIT(&b, ",");
+        WEB_BUF_LIT(&b, "{\"id\":");
+        web_buf_i64(&b, s->id);
+        WEB_BUF_LIT(&b, ",\"start\":");
+        web_buf_json_time(&b, s->start_us);
+        WEB_BUF_LIT(&b, ",\"end\":");
+        web_buf_json_time(&b, s->end_us);
+        WEB_BUF_LIT(&b, ",\"bytes\":");
+        web_buf_i64(&b, s->bytes);
+        WEB_BUF_LIT(&b, ",\"sha256\":");
+        web_buf_json_str(&b, s->sha256);
+        WEB_BUF_LIT(&b, ",\"codecs\":");
+        web_buf_json_str(&b, s->codecs);
+        WEB_BUF_LIT(&b, "}");
+    }
+    web_buf_printf(&b, "]}");
+    free(segs);
+    audit_read(r, "segments.read", name, from, to, n);
+    web_reply_text(r, 200, "application/json", b.p, b.len);
+}
+
+/* Segments of one connection abut exactly; any gap splits a span. */
+static void h_timeline(web_req_t *r)
+{
+    const char *name;
+    int64_t from, to;
+    idx_segment_t *segs = NULL;
+    size_t n = 0;
+    web_buf_t b = {0};
+    if (read_range(r, "timeline.read", &name, &from, &to, &segs, &n) != VG_OK)
+        return;
+    range_head(&b, name, from, to, "spans");
+    for (size_t i = 0, k = 0; i < n; k++) {
+        size_t j = i + 1;
+        int64_t end = segs[i].end_us;
+        while (j < n && segs[j].start_us <= end) {
+            end = segs[j].end_us > end ? segs[j].end_us : end;
+            j++;
+        }
+        web_buf_printf(&b, "%s{\"start\":", k ? "," : "");
+        web_buf_json_time(&b, segs[i].start_us);
+        web_buf_printf(&b, ",\"end\":");
+        web_buf_json_time(&b, end);
+        web_buf_printf(&b, ",\"segments\":%zu}", j - i);
+        i = j;
+    }
+    web_buf_printf(&b, "]}");
+    free(segs);
+    audit_read(r, "timeline.read", name, from, to, n);
+    web_reply_text(r, 200, "application/json", b.p, b.len);
+}
+
+/* ---- the table ---- */
+
+static const char *const range_keys[] = {"from", "to", NULL};
+static const char *const holds_keys[] = {"all", NULL};
+static const char *const audit_keys[] = {"from", "to", "actor", "action", "format",
+                                         "limit", "after", NULL};
+
+#define SEE (WEB_PERM_LIVE | WEB_PERM_PLAYBACK | WEB_PERM_CALLS)
+#define READ (WEB_PERM_PLAYBACK | WEB_PERM_CALLS)
+
+const web_route_t web_routes[] = {
+    {"GET", "/healthz", 0, WEB_ROUTE_PUBLIC, NULL, h_healthz},
+    {"POST", "/api/v1/login", 0, WEB_ROUTE_PUBLIC | WEB_ROUTE_BODY, NULL, web_login},
+    {"POST", "/api/v1/logout", 0, 0, NULL, web_logout},
+    {"GET", "/api/v1/me", 0, 0, NULL, h_me},
+    {"GET", "/metrics", 0, WEB_ROUTE_PUBLIC, NULL, h_metrics}, /* checks itself */
+    {"GET", "/api/v1/sources", SEE, 0, NULL, h_sources},
+    {"GET", "/api/v1/sources/{}", SEE, 0, NULL, h_source},
+    {"PATCH", "/api/v1/sources/{}", WEB_PERM_ADMIN, WEB_ROUTE_BODY, NULL, h_source_patch},
+    {"GET", "/api/v1/sources/{}/segments", READ, 0, range_keys, h_segments},
+    {"GET", "/api/v1/sources/{}/timeline", READ, 0, range_keys, h_timeline},
+    {"GET", "/api/v1/storage", WEB_PERM_ADMIN, 0, NULL, web_h_storage},
+    {"GET", "/api/v1/holds", WEB_PERM_HOLD, 0, holds_keys, web_h_holds},
+    {"POST", "/api/v1/holds", WEB_PERM_HOLD, WEB_ROUTE_BODY, NULL, web_h_hold_add},
+    {"POST", "/api/v1/holds/{}/release", WEB_PERM_HOLD, WEB_ROUTE_BODY, NULL,
+     web_h_hold_release},
+    {"GET", "/api/v1/destruction-log", WEB_PERM_AUDIT, 0, range_keys, web_h_destruction_log},
+    {"GET", "/api/v1/users", WEB_PERM_ADMIN, 0, NULL, web_h_users},
+    {"POST", "/api/v1/users", WEB_PERM_ADMIN, WEB_ROUTE_BODY, NULL, web_h_user_add},
+    {"PATCH", "/api/v1/users/{}", WEB_PERM_ADMIN, WEB_ROUTE_BODY, NULL, web_h_user_patch},
+    {"DELETE", "/api/v1/users/{}", WEB_PERM_ADMIN, 0, NULL, web_h_user_delete},
+    {"GET", "/api/v1/tokens", WEB_PERM_ADMIN, 0, NULL, web_h_tokens},
+    {"POST", "/api/v1/tokens", WEB_PERM_ADMIN, WEB_ROUTE_BODY, NULL, web_h_token_add},
+    {"DELETE", "/api/v1/tokens/{}", WEB_PERM_ADMIN, 0, NULL, web_h_token_revoke},
+    {"GET", "/api/v1/audit", WEB_PERM_AUDIT, 0, audit_keys, web_h_audit},
+    {"GET", "/api/v1/audit/verify", WEB_PERM_AUDIT, 0, NULL, web_h_audit_verify},
+};
+
+const size_t web_n_routes = sizeof(web_routes) / sizeof(web_routes[0]);
+_Static_assert(sizeof(web_routes) / sizeof(web_routes[0]) <= WEB_MAX_ROUTES, "raise WEB_MAX_ROUTES");
+
+static const int status_codes[WEB_STATUS_SLOTS] = {200, 201, 204, 400, 401, 403, 404,
+                                                   405, 409, 413, 429, 500, 0};
+
+void web_count_request(struct web *w, const web_route_t *route, int status)
+{
+    size_t ri = route ? (size_t)(route - web_routes) : web_n_routes;
+    size_t si = WEB_STATUS_SLOTS - 1; /* anything else */
+    for (size_t i = 0; i + 1 < WEB_STATUS_SLOTS; i++) {
+        if (status_codes[i] == status)
+            si = i;
+    }
+    __atomic_add_fetch(&w->http_counts[ri][si], 1, __ATOMIC_RELAXED);
+}
+
+/* vigil_http_requests_total{route,status}, after the daemon's families. */
+static void http_metrics(struct web *w, web_buf_t *b)
+{
+    web_buf_printf(b, "# HELP vigil_http_requests_total HTTP requests by route and status.\n"
+                      "# TYPE vigil_http_requests_total counter\n");
+    for (size_t ri = 0; ri <= web_n_routes; ri++) {
+        for (size_t si = 0; si < WEB_STATUS_SLOTS; si++) {
+            long n = __atomic_load_n(&w->http_counts[ri][si], __ATOMIC_RELAXED);
+            if (!n)
+                continue;
+            char status[8];
+            snprintf(status, sizeof(status), "%d", status_codes[si]);
+            web_buf_printf(b, "vigil_http_requests_total{route=\"%s %s\",status=\"%s\"} %ld\n",
+                           ri < web_n_routes ? web_routes[ri].method : "ANY",
+                           ri < web_n_routes ? web_routes[ri].pattern : "unmatched",
+                           si + 1 < WEB_STATUS_SLOTS ? status : "other", n);
+        }
+    }
+}

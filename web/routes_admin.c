@@ -1,0 +1,717 @@
+/* Routes for retention figures and actions (storage, holds, destruction
+ * log), accounts (users, tokens) and the audit trail itself. Every change
+ * leaves an audit row; reading the audit trail does too. */
+#include "web/web_private.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/errors.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "retention/retention.h"
+
+#define MAX_LIST 64
+#define AUDIT_DEFAULT_LIMIT 1000
+#define AUDIT_MAX_LIMIT 100000
+
+void web_h_storage(web_req_t *r);
+void web_h_holds(web_req_t *r);
+void web_h_hold_add(web_req_t *r);
+void web_h_hold_release(web_req_t *r);
+void web_h_destruction_log(web_req_t *r);
+void web_h_users(web_req_t *r);
+void web_h_user_add(web_req_t *r);
+void web_h_user_patch(web_req_t *r);
+void web_h_user_delete(web_req_t *r);
+void web_h_tokens(web_req_t *r);
+void web_h_token_add(web_req_t *r);
+void web_h_token_revoke(web_req_t *r);
+void web_h_audit(web_req_t *r);
+void web_h_audit_verify(web_req_t *r);
+
+/* "a,b" -> ["a","b"]; "" -> []. */
+static json_t *csv_json(const char *csv)
+{
+    json_t *arr = json_array();
+    for (const char *p = csv; *p;) {
+        size_t k = strcspn(p, ",");
+        json_array_append_new(arr, json_stringn(p, k));
+        p += k;
+        if (*p == ',')
+            p++;
+    }
+    return arr;
+}
+
+static int parse_id(const char *text, int64_t *id)
+{
+    char *end = NULL;
+    long long v = strtoll(text, &end, 10);
+    if (!*text || *end || v <= 0)
+        return VG_EINVAL;
+    *id = v;
+    return VG_OK;
+}
+
+/* ---- storage ---- */
+
+void web_h_storage(web_req_t *r)
+{
+    ret_disk_t disk;
+    ret_storage_t st;
+    if (ret_disk_read(r->cfg, r->idx, 0, &disk) != VG_OK ||
+        ret_storage(r->idx, r->cfg, r->now_us, &disk, &st) != VG_OK) {
+        web_reply_error(r, 500, "internal", "cannot read storage figures");
+        return;
+    }
+    json_t *sources = json_array(), *alarms = json_array();
+    for (size_t i = 0; i < st.n_sources; i++) {
+        const ret_source_figures_t *f = &st.sources[i];
+        json_array_append_new(
+            sources, json_pack("{ss ss si sI sI so so sf sf sI sf}", "source", f->source, "kind",
+                               f->kind, "keep_days", f->keep_days, "segments",
+                               (json_int_t)f->segments, "bytes", (json_int_t)f->bytes, "oldest",
+                               web_time_json(f->oldest_us), "newest", web_time_json(f->newest_us),
+                               "depth_days", f->depth_days, "bytes_per_day", f->bytes_per_day,
+                               "held_bytes", (json_int_t)f->held_bytes, "projected_days",
+                               f->projected_days));
+    }
+    for (size_t i = 0; i < st.n_alarms; i++) {
+        const ret_alarm_t *a = &st.alarms[i];
+        json_array_append_new(alarms, json_pack("{ss ss ss ss so}", "kind", a->kind, "severity",
+                                                a->severity, "sources", a->sources, "message",
+                                                a->message, "raised", web_time_json(a->raised_us)));
+    }
+    ret_storage_free(&st);
+    web_reply_json(r, 200, json_pack("{sI sI sI so so}", "capacity_bytes",
+                                     (json_int_t)disk.capacity_bytes, "free_bytes",
+                                     (json_int_t)disk.free_bytes, "reserve_bytes",
+                                     (json_int_t)disk.reserve_bytes, "sources", sources, "alarms",
+                                     alarms));
+}
+
+/* ---- holds ---- */
+
+static json_t *hold_json(const idx_hold_t *h)
+{
+    return json_pack("{sI ss ss ss so so so so so ss* ss* so}", "id", (json_int_t)h->id, "case",
+                     h->case_no, "reason", h->reason, "created_by", h->created_by, "created",
+                     web_time_json(h->created_us), "from", web_time_json(h->from_us), "to",
+                     web_time_json(h->to_us), "until", web_time_json(h->until_us), "released",
+                     web_time_json(h->released_us),
+                     "released_by", h->released_us ? h->released_by : NULL, "release_reason",
+                     h->released_us ? h->release_reason : NULL, "sources", csv_json(h->sources));
+}
+
+/* A hold is shown only to callers who may see every source it covers. */
+static int hold_visible(web_req_t *r, const idx_hold_t *h)
+{
+    char kind[8];
+    int ok = 1;
+    char *list = vg_strdup(h->sources);
+    for (char *save = NULL, *s = strtok_r(list, ",", &save); s && ok;
+         s = strtok_r(NULL, ",", &save)) {
+        const char *k = web_source_kind(r->cfg, r->idx, s, kind, sizeof(kind));
+        ok = k && web_source_visible(&r->who, s, k);
+    }
+    free(list);
+    return ok;
+}
+
+void web_h_holds(web_req_t *r)
+{
+    const char *all = web_query_get(&r->target, "all");
+    if (all && strcmp(all, "1") != 0 && strcmp(all, "true") != 0 && strcmp(all, "0") != 0 &&
+        strcmp(all, "false") != 0) {
+        web_reply_error(r, 400, "invalid_query", "all takes 1, 0, true or false");
+        return;
+    }
+    idx_hold_t *holds = NULL;
+    size_t n = 0;
+    int show_all = all && (strcmp(all, "1") == 0 || strcmp(all, "true") == 0);
+    if (idx_hold_list(r->idx, show_all, r->now_us, &holds, &n) != VG_OK) {
+        web_reply_error(r, 500, "internal", "cannot list holds");
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        if (hold_visible(r, &holds[i]))
+            json_array_append_new(arr, hold_json(&holds[i]));
+    }
+    free(holds);
+    web_reply_json(r, 200, json_pack("{so}", "holds", arr));
+}
+
+/* Fills names[] from a JSON array of visible source names; answers 404 for
+ * one the caller may not see. */
+static int hold_sources(web_req_t *r, json_t *arr, const char **names, size_t *n)
+{
+    size_t i;
+    json_t *v;
+    char kind[8];
+    *n = 0;
+    if (json_array_size(arr) == 0 || json_array_size(arr) > MAX_LIST) {
+        web_reply_error(r, 400, "invalid_field", "sources must list 1 to %d names", MAX_LIST);
+        return VG_EINVAL;
+    }
+    json_array_foreach(arr, i, v) {
+        const char *s = json_string_value(v);
+        const char *k = web_source_kind(r->cfg, r->idx, s, kind, sizeof(kind));
+        if (!k || !web_source_visible(&r->who, s, k)) {
+            web_reply_error(r, 404, "not_found", "no such source '%.64s'", s);
+            return VG_ENOTFOUND;
+        }
+        names[(*n)++] = s;
+    }
+    return VG_OK;
+}
+
+static int hold_text(web_req_t *r, json_t *body, const char *key, char *dst, size_t size)
+{
+    const char *v = json_string_value(json_object_get(body, key));
+    if (!*v || strlen(v) >= size) {
+        web_reply_error(r, 400, "invalid_field", "%s must be 1 to %zu characters", key, size - 1);
+        return VG_EINVAL;
+    }
+    snprintf(dst, size, "%s", v);
+    return VG_OK;
+}
+
+static int hold_times(web_req_t *r, json_t *body, idx_hold_t *h)
+{
+    json_t *until = json_object_get(body, "until");
+    web_json_time(json_object_get(body, "from"), &h->from_us);
+    web_json_time(json_object_get(body, "to"), &h->to_us);
+    if (until && !json_is_null(until))
+        web_json_time(until, &h->until_us);
+    if (h->from_us >= h->to_us) {
+        web_reply_error(r, 400, "invalid_range", "from must be before to");
+        return VG_EINVAL;
+    }
+    return VG_OK;
+}
+
+void web_h_hold_add(web_req_t *r)
+{
+    static const web_field_t fields[] = {
+        {"case", WEB_F_STRING, 1, 0},  {"reason", WEB_F_STRING, 1, 0},
+        {"sources", WEB_F_STRINGS, 1, 0}, {"from", WEB_F_TIME, 1, 0},
+        {"to", WEB_F_TIME, 1, 0},      {"until", WEB_F_TIME, 0, 1},
+        {NULL, 0, 0, 0}};
+    json_t *body = web_req_body(r, fields);
+    idx_hold_t h = {0};
+    const char *names[MAX_LIST];
+    size_t n = 0;
+    char object[48], detail[256];
+    if (!body || hold_text(r, body, "case", h.case_no, sizeof(h.case_no)) != VG_OK ||
+        hold_text(r, body, "reason", h.reason, sizeof(h.reason)) != VG_OK ||
+        hold_times(r, body, &h) != VG_OK ||
+        hold_sources(r, json_object_get(body, "sources"), names, &n) != VG_OK)
+        goto cleanup;
+    snprintf(h.created_by, sizeof(h.created_by), "%.63s", r->who.actor);
+    h.created_us = r->now_us;
+    if (idx_hold_add(r->idx, &h, names, n) != VG_OK) {
+        web_reply_error(r, 500, "internal", "cannot add the hold");
+        goto cleanup;
+    }
+    idx_hold_get(r->idx, h.id, &h);
+    snprintf(object, sizeof(object), "hold:%lld", (long long)h.id);
+    snprintf(detail, sizeof(detail), "case=%.100s sources=%.120s", h.case_no, h.sources);
+    web_audit(r, "hold.create", object, h.from_us, h.to_us, "ok", detail);
+    web_reply_json(r, 201, hold_json(&h));
+
+cleanup:
+    json_decref(body);
+}
+
+void web_h_hold_release(web_req_t *r)
+{
+    static const web_field_t fields[] = {{"reason", WEB_F_STRING, 1, 0}, {NULL, 0, 0, 0}};
+    int64_t id = 0;
+    idx_hold_t h;
+    char reason[256], object[48];
+    json_t *body = NULL;
+    if (parse_id(r->params[0], &id) != VG_OK || idx_hold_get(r->idx, id, &h) != VG_OK ||
+        !hold_visible(r, &h)) {
+        web_reply_error(r, 404, "not_found", "no such hold");
+        return;
+    }
+    body = web_req_body(r, fields);
+    if (!body || hold_text(r, body, "reason", reason, sizeof(reason)) != VG_OK)
+        goto cleanup;
+    snprintf(object, sizeof(object), "hold:%lld", (long long)id);
+    int rc = idx_hold_release(r->idx, id, r->who.actor, reason, r->now_us);
+    if (rc == VG_EINVAL) {
+        web_reply_error(r, 409, "already_released", "the hold is already released");
+        goto cleanup;
+    }
+    if (rc != VG_OK) {
+        web_reply_error(r, 500, "internal", "cannot release the hold");
+        goto cleanup;
+    }
+    idx_hold_get(r->idx, id, &h);
+    web_audit(r, "hold.release", object, h.from_us, h.to_us, "ok", reason);
+    web_reply_json(r, 200, hold_json(&h));
+
+cleanup:
+    json_decref(body);
+}
+
+void web_h_destruction_log(web_req_t *r)
+{
+    int64_t from, to;
+    idx_destruction_row_t *rows = NULL;
+    size_t n = 0;
+    if (web_req_range(r, 0, r->now_us + 1, &from, &to) != VG_OK)
+        return;
+    if (idx_destruction_log(r->idx, from, to, &rows, &n) != VG_OK) {
+        web_reply_error(r, 500, "internal", "cannot read the destruction log");
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const idx_destruction_row_t *d = &rows[i];
+        json_array_append_new(
+            arr, json_pack("{sI so ss ss sI sI so so}", "run", (json_int_t)d->run_id, "at",
+                           web_time_json(d->at_us), "reason", d->reason, "source", d->source,
+                           "segments", (json_int_t)d->segments, "bytes", (json_int_t)d->bytes,
+                           "from", web_time_json(d->from_us), "to", web_time_json(d->to_us)));
+    }
+    free(rows);
+    web_reply_json(r, 200, json_pack("{so}", "runs", arr));
+}
+
+/* ---- users ---- */
+
+static json_t *user_json(const idx_account_t *a)
+{
+    return json_pack("{ss ss so so}", "name", a->name, "role", a->role, "sources",
+                     a->all_sources ? json_null() : csv_json(a->sources), "created",
+                     web_time_json(a->created_us));
+}
+
+void web_h_users(web_req_t *r)
+{
+    idx_account_t *users = NULL;
+    size_t n = 0;
+    if (idx_account_list(r->idx, &users, &n) != VG_OK) {
+        web_reply_error(r, 500, "internal", "cannot list users");
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, user_json(&users[i]));
+    free(users);
+    web_reply_json(r, 200, json_pack("{so}", "users", arr));
+}
+
+/* An account's source list: known source names only. */
+static int user_sources(web_req_t *r, json_t *arr, const char **names, size_t *n)
+{
+    size_t i;
+    json_t *v;
+    char kind[8];
+    *n = 0;
+    if (json_array_size(arr) > MAX_LIST) {
+        web_reply_error(r, 400, "invalid_field", "at most %d sources", MAX_LIST);
+        return VG_EINVAL;
+    }
+    json_array_foreach(arr, i, v) {
+        const char *s = json_string_value(v);
+        if (!web_source_kind(r->cfg, r->idx, s, kind, sizeof(kind))) {
+            web_reply_error(r, 400, "unknown_source", "no source named '%.64s'", s);
+            return VG_EINVAL;
+        }
+        names[(*n)++] = s;
+    }
+    return VG_OK;
+}
+
+static int check_password(web_req_t *r, const char *pw, char hash[128])
+{
+    if (strlen(pw) < WEB_PASSWORD_MIN || strlen(pw) > WEB_PASSWORD_MAX) {
+        web_reply_error(r, 400, "weak_password", "passwords have %d to %d characters",
+                        WEB_PASSWORD_MIN, WEB_PASSWORD_MAX);
+        return VG_EINVAL;
+    }
+    web_hash_begin(r->w);
+    int rc = web_password_hash(pw, hash);
+    web_hash_end(r->w);
+    if (rc != VG_OK)
+        web_reply_error(r, 500, "internal", "cannot hash the password");
+    return rc;
+}
+
+static int check_role(web_req_t *r, const char *role)
+{
+    unsigned perms;
+    if (web_role_perms(role, &perms) != VG_OK) {
+        web_reply_error(r, 400, "invalid_field",
+                        "role must be security, auditor, investigator or admin");
+        return VG_EINVAL;
+    }
+    return VG_OK;
+}
+
+void web_h_user_add(web_req_t *r)
+{
+    static const web_field_t fields[] = {
+        {"name", WEB_F_STRING, 1, 0}, {"role", WEB_F_STRING, 1, 0},
+        {"password", WEB_F_STRING, 1, 0}, {"sources", WEB_F_STRINGS, 0, 1}, {NULL, 0, 0, 0}};
+    json_t *body = web_req_body(r, fields);
+    idx_account_t a = {0};
+    const char *names[MAX_LIST];
+    size_t n = 0;
+    char object[96], detail[256];
+    if (!body)
+        return;
+    const char *name = json_string_value(json_object_get(body, "name"));
+    const char *role = json_string_value(json_object_get(body, "role"));
+    json_t *sources = json_object_get(body, "sources");
+    if (!web_user_name_valid(name)) {
+        web_reply_error(r, 400, "invalid_field", "names are [a-z0-9][a-z0-9._-]{0,62}");
+        goto cleanup;
+    }
+    a.all_sources = !sources || json_is_null(sources);
+    if (check_role(r, role) != VG_OK ||
+        (!a.all_sources && user_sources(r, sources, names, &n) != VG_OK) ||
+        check_password(r, json_string_value(json_object_get(body, "password")), a.pwhash) !=
+            VG_OK)
+        goto cleanup;
+    snprintf(a.name, sizeof(a.name), "%s", name);
+    snprintf(a.role, sizeof(a.role), "%s", role);
+    a.created_us = r->now_us;
+    int rc = idx_account_add(r->idx, &a, names, n);
+    if (rc == VG_EEXIST) {
+        web_reply_error(r, 409, "conflict", "a user with this name exists");
+        goto cleanup;
+    }
+    if (rc != VG_OK || idx_account_get(r->idx, name, &a) != VG_OK) {
+        web_reply_error(r, 500, "internal", "cannot add the user");
+        goto cleanup;
+    }
+    snprintf(object, sizeof(object), "user:%s", name);
+    snprintf(detail, sizeof(detail), "role=%s sources=%.200s", role,
+             a.all_sources ? "all" : a.sources);
+    web_audit(r, "user.create", object, 0, 0, "ok", detail);
+    web_reply_json(r, 201, user_json(&a));
+
+cleanup:
+    json_decref(body);
+}
+
+/* Whether changing or removing this account would leave no admin. */
+static int last_admin(web_req_t *r, const idx_account_t *a, const char *new_role)
+{
+    int64_t admins = 0;
+    if (strcmp(a->role, "admin") != 0 || (new_role && strcmp(new_role, "admin") == 0))
+        return 0;
+    if (idx_account_count_role(r->idx, "admin", &admins) != VG_OK || admins <= 1) {
+        web_reply_error(r, 409, "last_admin", "this is the last admin account");
+        return 1;
+    }
+    return 0;
+}
+
+static int find_user(web_req_t *r, idx_account_t *a)
+{
+    if (!web_user_name_valid(r->params[0]) || idx_account_get(r->idx, r->params[0], a) != VG_OK) {
+        web_reply_error(r, 404, "not_found", "no such user");
+        return VG_ENOTFOUND;
+    }
+    return VG_OK;
+}
+
+void web_h_user_patch(web_req_t *r)
+{
+    static const web_field_t fields[] = {{"role", WEB_F_STRING, 0, 0},
+                                         {"password", WEB_F_STRING, 0, 0},
+                                         {"sources", WEB_F_STRINGS, 0, 1},
+                                         {NULL, 0, 0, 0}};
+    idx_account_t a;
+    const char *names[MAX_LIST];
+    size_t n = 0;
+    char hash[128], object[96], detail[256];
+    json_t *body = NULL;
+    if (find_user(r, &a) != VG_OK || !(body = web_req_body(r, fields)))
+        return;
+    const char *role = json_string_value(json_object_get(body, "role"));
+    const char *pw = json_string_value(json_object_get(body, "password"));
+    json_t *sources = json_object_get(body, "sources");
+    idx_sources_mode_t mode = !sources ? IDX_SOURCES_KEEP
+                              : json_is_null(sources) ? IDX_SOURCES_ALL
+                                                      : IDX_SOURCES_LIST;
+    if (!role && !pw && !sources) {
+        web_reply_error(r, 400, "missing_field", "give role, password or sources");
+        goto cleanup;
+    }
+    if ((role && check_role(r, role) != VG_OK) || last_admin(r, &a, role ? role : a.role) ||
+        (mode == IDX_SOURCES_LIST && user_sources(r, sources, names, &n) != VG_OK) ||
+        (pw && check_password(r, pw, hash) != VG_OK))
+        goto cleanup;
+    if (idx_account_update(r->idx, a.name, role, pw ? hash : NULL, mode, names, n) != VG_OK ||
+        idx_account_get(r->idx, a.name, &a) != VG_OK) {
+        web_reply_error(r, 500, "internal", "cannot update the user");
+        goto cleanup;
+    }
+    snprintf(object, sizeof(object), "user:%s", a.name);
+    snprintf(detail, sizeof(detail), "%s%s%s%s%s%.150s", role ? "role=" : "", role ? role : "",
+             pw ? " password" : "", mode != IDX_SOURCES_KEEP ? " sources=" : "",
+             mode == IDX_SOURCES_KEEP ? "" : a.all_sources ? "all" : "",
+             mode == IDX_SOURCES_LIST ? a.sources : "");
+    web_audit(r, "user.update", object, 0, 0, "ok", detail);
+    web_reply_json(r, 200, user_json(&a));
+
+cleanup:
+    json_decref(body);
+}
+
+void web_h_user_delete(web_req_t *r)
+{
+    idx_account_t a;
+    char object[96];
+    if (find_user(r, &a) != VG_OK || last_admin(r, &a, NULL))
+        return;
+    if (idx_account_delete(r->idx, a.name) != VG_OK) {
+        web_reply_error(r, 500, "internal", "cannot delete the user");
+        return;
+    }
+    snprintf(object, sizeof(object), "user:%s", a.name);
+    web_audit(r, "user.delete", object, 0, 0, "ok", "");
+    web_reply_json(r, 200, json_pack("{ss}", "deleted", a.name));
+}
+
+/* ---- tokens ---- */
+
+static json_t *token_json(const idx_token_t *t)
+{
+    return json_pack("{sI ss so ss so so}", "id", (json_int_t)t->id, "name", t->name,
+                     "permissions", csv_json(t->perms), "created_by", t->created_by, "created",
+                     web_time_json(t->created_us), "revoked", web_time_json(t->revoked_us));
+}
+
+void web_h_tokens(web_req_t *r)
+{
+    idx_token_t *tokens = NULL;
+    size_t n = 0;
+    if (idx_token_list(r->idx, &tokens, &n) != VG_OK) {
+        web_reply_error(r, 500, "internal", "cannot list tokens");
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, token_json(&tokens[i]));
+    free(tokens);
+    web_reply_json(r, 200, json_pack("{so}", "tokens", arr));
+}
+
+static int perms_of(web_req_t *r, json_t *arr, unsigned *perms)
+{
+    size_t i;
+    json_t *v;
+    *perms = 0;
+    json_array_foreach(arr, i, v) {
+        unsigned bit = 0;
+        const char *name = json_string_value(v);
+        if (strchr(name, ',') || web_perms_parse(name, &bit) != VG_OK) {
+            web_reply_error(r, 400, "invalid_field", "unknown permission '%.32s'", name);
+            return VG_EINVAL;
+        }
+        *perms |= bit;
+    }
+    if (!*perms) {
+        web_reply_error(r, 400, "invalid_field", "a token needs at least one permission");
+        return VG_EINVAL;
+    }
+    return VG_OK;
+}
+
+void web_h_token_add(web_req_t *r)
+{
+    static const web_field_t fields[] = {
+        {"name", WEB_F_STRING, 1, 0}, {"permissions", WEB_F_STRINGS, 1, 0}, {NULL, 0, 0, 0}};
+    json_t *body = web_req_body(r, fields);
+    unsigned perms = 0;
+    char secret[WEB_TOKEN_TEXT_MAX], object[48], detail[256];
+    idx_token_t t;
+    int64_t id = 0;
+    if (!body || perms_of(r, json_object_get(body, "permissions"), &perms) != VG_OK)
+        goto cleanup;
+    const char *name = json_string_value(json_object_get(body, "name"));
+    if (!web_user_name_valid(name)) {
+        web_reply_error(r, 400, "invalid_field", "names are [a-z0-9][a-z0-9._-]{0,62}");
+        goto cleanup;
+    }
+    if (web_token_create(r->idx, name, perms, r->who.actor, r->now_us, secret, &id) != VG_OK ||
+        idx_token_get(r->idx, id, &t) != VG_OK) {
+        web_reply_error(r, 500, "internal", "cannot create the token");
+        goto cleanup;
+    }
+    snprintf(object, sizeof(object), "token:%lld", (long long)id);
+    snprintf(detail, sizeof(detail), "name=%s permissions=%s", t.name, t.perms);
+    web_audit(r, "token.create", object, 0, 0, "ok", detail);
+    json_t *out = token_json(&t);
+    /* The only time the secret leaves vigil: only its hash is stored. */
+    json_object_set_new(out, "token", json_string(secret));
+    web_reply_json(r, 201, out);
+
+cleanup:
+    json_decref(body);
+}
+
+void web_h_token_revoke(web_req_t *r)
+{
+    int64_t id = 0;
+    char object[48];
+    if (parse_id(r->params[0], &id) != VG_OK) {
+        web_reply_error(r, 404, "not_found", "no such token");
+        return;
+    }
+    int rc = idx_token_revoke(r->idx, id, r->now_us);
+    if (rc == VG_ENOTFOUND) {
+        web_reply_error(r, 404, "not_found", "no such token");
+        return;
+    }
+    if (rc == VG_EINVAL) {
+        web_reply_error(r, 409, "already_revoked", "the token is already revoked");
+        return;
+    }
+    if (rc != VG_OK) {
+        web_reply_error(r, 500, "internal", "cannot revoke the token");
+        return;
+    }
+    snprintf(object, sizeof(object), "token:%lld", (long long)id);
+    web_audit(r, "token.revoke", object, 0, 0, "ok", "");
+    web_reply_json(r, 200, json_pack("{sI}", "revoked", (json_int_t)id));
+}
+
+/* ---- audit ---- */
+
+static json_t *audit_json(const idx_audit_t *a)
+{
+    return json_pack("{sI so ss ss ss ss so so ss ss ss ss}", "id", (json_int_t)a->id, "ts",
+                     web_time_json(a->ts_us), "actor", a->actor, "ip", a->ip, "action", a->action,
+                     "object", a->object, "from", web_time_json(a->from_us), "to",
+                     web_time_json(a->to_us), "result", a->result, "detail", a->detail,
+                     "prev_hash", a->prev_hash, "hash", a->hash);
+}
+
+/* RFC 4180: every field quoted, quotes doubled. */
+static void csv_field(char **buf, size_t *len, size_t *cap, const char *text, int last)
+{
+    size_t need = *len + strlen(text) * 2 + 4;
+    if (need > *cap) {
+        *cap = need * 2;
+        *buf = vg_realloc(*buf, *cap);
+    }
+    char *o = *buf + *len;
+    *o++ = '"';
+    for (const char *c = text; *c; c++) {
+        if (*c == '"')
+            *o++ = '"';
+        *o++ = *c;
+    }
+    *o++ = '"';
+    *o++ = last ? '\n' : ',';
+    *len = (size_t)(o - *buf);
+}
+
+static void audit_csv(web_req_t *r, const idx_audit_t *rows, size_t n)
+{
+    static const char *const head[] = {"id", "ts", "actor", "ip", "action", "object", "from",
+                                       "to", "result", "detail", "prev_hash", "hash"};
+    size_t len = 0, cap = 4096;
+    char *buf = vg_malloc(cap);
+    for (size_t i = 0; i < 12; i++)
+        csv_field(&buf, &len, &cap, head[i], i == 11);
+    for (size_t k = 0; k < n; k++) {
+        const idx_audit_t *a = &rows[k];
+        char id[24], ts[VG_TIME_TEXT_MAX], from[VG_TIME_TEXT_MAX] = "", to[VG_TIME_TEXT_MAX] = "";
+        snprintf(id, sizeof(id), "%lld", (long long)a->id);
+        vg_time_format(a->ts_us, ts);
+        if (a->from_us)
+            vg_time_format(a->from_us, from);
+        if (a->to_us)
+            vg_time_format(a->to_us, to);
+        const char *f[] = {id, ts, a->actor, a->ip, a->action, a->object, from, to, a->result,
+                           a->detail, a->prev_hash, a->hash};
+        for (size_t i = 0; i < 12; i++)
+            csv_field(&buf, &len, &cap, f[i], i == 11);
+    }
+    web_reply_text(r, 200, "text/csv; charset=utf-8", buf, len);
+}
+
+static int audit_filter(web_req_t *r, idx_audit_filter_t *f, int *csv)
+{
+    const char *format = web_query_get(&r->target, "format");
+    const char *limit = web_query_get(&r->target, "limit");
+    const char *after = web_query_get(&r->target, "after");
+    int64_t v = 0;
+    memset(f, 0, sizeof(*f));
+    if (web_req_range(r, 0, INT64_MAX, &f->from_us, &f->to_us) != VG_OK)
+        return VG_EINVAL;
+    if (format && strcmp(format, "csv") != 0 && strcmp(format, "json") != 0) {
+        web_reply_error(r, 400, "invalid_query", "format is json or csv");
+        return VG_EINVAL;
+    }
+    *csv = format && strcmp(format, "csv") == 0;
+    f->limit = AUDIT_DEFAULT_LIMIT;
+    if (limit && (parse_id(limit, &v) != VG_OK || v > AUDIT_MAX_LIMIT)) {
+        web_reply_error(r, 400, "invalid_query", "limit is 1 to %d", AUDIT_MAX_LIMIT);
+        return VG_EINVAL;
+    }
+    if (limit)
+        f->limit = (size_t)v;
+    if (after && parse_id(after, &f->after_id) != VG_OK) {
+        web_reply_error(r, 400, "invalid_query", "after is a row id");
+        return VG_EINVAL;
+    }
+    f->actor = web_query_get(&r->target, "actor");
+    f->action = web_query_get(&r->target, "action");
+    return VG_OK;
+}
+
+void web_h_audit(web_req_t *r)
+{
+    idx_audit_filter_t f;
+    int csv = 0;
+    idx_audit_t *rows = NULL;
+    size_t n = 0;
+    char detail[64];
+    if (audit_filter(r, &f, &csv) != VG_OK)
+        return;
+    if (idx_audit_list(r->idx, &f, &rows, &n) != VG_OK) {
+        web_reply_error(r, 500, "internal", "cannot read the audit trail");
+        return;
+    }
+    snprintf(detail, sizeof(detail), "%zu row(s)%s", n, csv ? " csv" : "");
+    web_audit(r, "audit.read", "audit", f.from_us, f.to_us == INT64_MAX ? 0 : f.to_us, "ok",
+              detail);
+    if (csv) {
+        audit_csv(r, rows, n);
+    } else {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(arr, audit_json(&rows[i]));
+        web_reply_json(r, 200, json_pack("{so}", "rows", arr));
+    }
+    free(rows);
+}
+
+void web_h_audit_verify(web_req_t *r)
+{
+    int64_t checked = 0, bad = 0;
+    char detail[64];
+    if (idx_audit_verify(r->idx, &checked, &bad) != VG_OK) {
+        web_reply_error(r, 500, "internal", "cannot read the audit trail");
+        return;
+    }
+    snprintf(detail, sizeof(detail), bad ? "broken at row %lld" : "intact (%lld rows)",
+             bad ? (long long)bad : (long long)checked);
+    web_audit(r, "audit.verify", "audit", 0, 0, bad ? "error" : "ok", detail);
+    web_reply_json(r, 200, json_pack("{sb sI so}", "ok", !bad, "rows_checked",
+                                     (json_int_t)checked, "first_bad_id",
+                                     bad ? json_integer(bad) : json_null()));
+}

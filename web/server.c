@@ -1,0 +1,760 @@
+/* The libmicrohttpd daemon: listening socket (IPv4 or IPv6, optional TLS),
+ * connection limits and timeouts, the per-request context (created from the
+ * raw request target, freed in NOTIFY_COMPLETED), body size limits, routing,
+ * authentication, and the rule that a request's audit rows are committed
+ * before its answer is sent. */
+#include "web/web_private.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "core/errors.h"
+#include "core/log.h"
+#include "core/util.h"
+
+#define MAX_CONNECTIONS 512
+#define CONNECTION_TIMEOUT_S 30
+#define CONNECTION_MEMORY (64 * 1024)
+#define MAX_PEM (64 * 1024)
+
+/* ---- replies ---- */
+
+void web_reply_text(web_req_t *r, int status, const char *content_type, char *text, size_t len)
+{
+    free(r->payload);
+    r->status = status;
+    r->content_type = content_type;
+    r->payload = text;
+    r->payload_len = len;
+}
+
+void web_reply_json(web_req_t *r, int status, json_t *v)
+{
+    char *text = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(v);
+    if (!text)
+        abort(); /* only on out of memory: the allocation rule (DESIGN.md) */
+    web_reply_text(r, status, "application/json", text, strlen(text));
+}
+
+void web_reply_error(web_req_t *r, int status, const char *code, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    web_reply_json(r, status, json_pack("{s{ss ss}}", "error", "code", code, "message", msg));
+}
+
+void web_reply_err(web_req_t *r, const web_error_t *err)
+{
+    web_reply_error(r, err->status, err->code, "%s", err->message);
+}
+
+/* ---- hand-built JSON ---- */
+
+static void buf_reserve(web_buf_t *b, size_t more)
+{
+    if (b->len + more + 1 <= b->cap)
+        return;
+    b->cap = (b->len + more + 1) * 2;
+    b->p = vg_realloc(b->p, b->cap);
+}
+
+void web_buf_printf(web_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->p ? b->p + b->len : NULL, b->p ? b->cap - b->len : 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        abort(); /* only a bad format string: a programming error */
+    if (!b->p || (size_t)n >= b->cap - b->len) {
+        buf_reserve(b, (size_t)n);
+        va_start(ap, fmt);
+        vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+    }
+    b->len += (size_t)n;
+}
+
+void web_buf_json_str(web_buf_t *b, const char *s)
+{
+    buf_reserve(b, strlen(s) * 6 + 2);
+    char *o = b->p + b->len;
+    *o++ = '"';
+    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+        if (*c == '"' || *c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)*c;
+        } else if (*c < 0x20) {
+            o += sprintf(o, "\\u%04x", *c);
+        } else {
+            *o++ = (char)*c;
+        }
+    }
+    *o++ = '"';
+    *o = '\0';
+    b->len = (size_t)(o - b->p);
+}
+
+void web_buf_lit(web_buf_t *b, const char *text, size_t len)
+{
+    buf_reserve(b, len);
+    memcpy(b->p + b->len, text, len);
+    b->len += len;
+    b->p[b->len] = '\0';
+}
+
+void web_buf_i64(web_buf_t *b, int64_t v)
+{
+    char tmp[24];
+    size_t n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[sizeof(tmp) - 1 - n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        tmp[sizeof(tmp) - 1 - n++] = '-';
+    web_buf_lit(b, tmp + sizeof(tmp) - n, n);
+}
+
+static void put2(char *o, int v)
+{
+    o[0] = (char)('0' + v / 10);
+    o[1] = (char)('0' + v % 10);
+}
+
+/* Same text as vg_time_format, without gmtime_r and printf: segment lists
+ * print two times per row. Civil date from days since the epoch after
+ * Howard Hinnant's days_from_civil inverse. */
+void web_buf_json_time(web_buf_t *b, int64_t us)
+{
+    char text[VG_TIME_TEXT_MAX];
+    if (!us) {
+        web_buf_lit(b, "null", 4);
+        return;
+    }
+    int64_t secs = us / 1000000, rem = us % 1000000;
+    if (rem < 0) {
+        rem += 1000000;
+        secs -= 1;
+    }
+    int64_t days = secs / 86400, sod = secs % 86400;
+    if (sod < 0) {
+        sod += 86400;
+        days -= 1;
+    }
+    int64_t z = days + 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    int day = (int)(doy - (153 * mp + 2) / 5 + 1);
+    int month = (int)(mp < 10 ? mp + 3 : mp - 9);
+    int64_t year = yoe + era * 400 + (month <= 2);
+    if (year < 0 || year > 9999) {
+        vg_time_format(us, text);
+        web_buf_printf(b, "\"%s\"", text);
+        return;
+    }
+    char *o = text;
+    *o++ = '"';
+    put2(o, (int)(year / 100));
+    put2(o + 2, (int)(year % 100));
+    o[4] = '-';
+    put2(o + 5, month);
+    o[7] = '-';
+    put2(o + 8, day);
+    o[10] = 'T';
+    put2(o + 11, (int)(sod / 3600));
+    o[13] = ':';
+    put2(o + 14, (int)(sod / 60 % 60));
+    o[16] = ':';
+    put2(o + 17, (int)(sod % 60));
+    o[19] = '.';
+    o[20] = (char)('0' + rem / 100000);
+    put2(o + 21, (int)(rem / 1000 % 100));
+    o[23] = 'Z';
+    o[24] = '"';
+    web_buf_lit(b, text, 26);
+}
+
+/* ---- audit ---- */
+
+void web_audit_as(web_req_t *r, const char *actor, const char *action, const char *object,
+                  int64_t from_us, int64_t to_us, const char *result, const char *detail)
+{
+    if (r->n_audit == WEB_MAX_AUDIT) {
+        vg_err("web: more than %d audit rows for one request", WEB_MAX_AUDIT);
+        abort(); /* a programming error: a handler must not do this */
+    }
+    idx_audit_t *a = &r->audit[r->n_audit++];
+    memset(a, 0, sizeof(*a));
+    a->ts_us = r->now_us;
+    snprintf(a->actor, sizeof(a->actor), "%s", actor);
+    snprintf(a->ip, sizeof(a->ip), "%s", r->ip);
+    snprintf(a->action, sizeof(a->action), "%s", action);
+    snprintf(a->object, sizeof(a->object), "%s", object ? object : "");
+    a->from_us = from_us;
+    a->to_us = to_us;
+    snprintf(a->result, sizeof(a->result), "%s", result);
+    snprintf(a->detail, sizeof(a->detail), "%s", detail ? detail : "");
+}
+
+void web_audit(web_req_t *r, const char *action, const char *object, int64_t from_us,
+               int64_t to_us, const char *result, const char *detail)
+{
+    web_audit_as(r, r->who.actor[0] ? r->who.actor : "anonymous", action, object, from_us, to_us,
+                 result, detail);
+}
+
+/* ---- request helpers ---- */
+
+static int json_content_type(const web_req_t *r)
+{
+    const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
+    return !ct || strncmp(ct, "application/json", 16) == 0;
+}
+
+json_t *web_req_body(web_req_t *r, const web_field_t *fields)
+{
+    web_error_t err;
+    json_t *v = NULL;
+    if (!json_content_type(r)) {
+        web_reply_error(r, 415, "unsupported_media_type", "send the body as application/json");
+        return NULL;
+    }
+    if (web_body_parse(r->body, r->body_len, fields, &v, &err) != VG_OK) {
+        web_reply_err(r, &err);
+        return NULL;
+    }
+    return v;
+}
+
+int web_req_range(web_req_t *r, int64_t def_from, int64_t def_to, int64_t *from, int64_t *to)
+{
+    const char *f = web_query_get(&r->target, "from");
+    const char *t = web_query_get(&r->target, "to");
+    *from = def_from;
+    *to = def_to;
+    if ((f && web_time_text(f, from) != VG_OK) || (t && web_time_text(t, to) != VG_OK)) {
+        web_reply_error(r, 400, "invalid_time",
+                        "from and to take RFC 3339 (2026-11-27T10:00:00Z) or unix seconds");
+        return VG_EINVAL;
+    }
+    if (*from >= *to) {
+        web_reply_error(r, 400, "invalid_range", "from must be before to");
+        return VG_EINVAL;
+    }
+    return VG_OK;
+}
+
+json_t *web_time_json(int64_t us)
+{
+    char text[VG_TIME_TEXT_MAX];
+    if (!us)
+        return json_null();
+    vg_time_format(us, text);
+    return json_string(text);
+}
+
+/* ---- index connection pool ---- */
+
+static idx_t *pool_get(struct web *w)
+{
+    idx_t *idx = NULL;
+    pthread_mutex_lock(&w->pool_lock);
+    if (w->n_pool > 0)
+        idx = w->pool[--w->n_pool];
+    pthread_mutex_unlock(&w->pool_lock);
+    if (!idx && idx_open(w->db_path, 0, &idx) != VG_OK)
+        return NULL;
+    return idx;
+}
+
+static void pool_put(struct web *w, idx_t *idx)
+{
+    if (!idx)
+        return;
+    pthread_mutex_lock(&w->pool_lock);
+    if (w->n_pool == w->cap_pool) {
+        w->cap_pool = w->cap_pool ? w->cap_pool * 2 : 16;
+        w->pool = vg_realloc(w->pool, w->cap_pool * sizeof(*w->pool));
+    }
+    w->pool[w->n_pool++] = idx;
+    pthread_mutex_unlock(&w->pool_lock);
+}
+
+/* ---- the request ---- */
+
+static void client_ip(web_req_t *r)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    snprintf(r->ip, sizeof(r->ip), "?");
+    if (!ci || !ci->client_addr)
+        return;
+    socklen_t len = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                           : sizeof(struct sockaddr_in);
+    getnameinfo(ci->client_addr, len, r->ip, sizeof(r->ip), NULL, 0, NI_NUMERICHOST);
+}
+
+/* Called by MHD with the raw request target before it decodes anything:
+ * the context is born here so routing sees the bytes as sent. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    web_req_t *r = vg_calloc(1, sizeof(*r));
+    r->w = cls;
+    r->conn = conn;
+    r->raw_uri = vg_strdup(uri ? uri : "");
+    r->status = 0;
+    return r;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    web_req_t *r = *con_cls;
+    if (!r)
+        return;
+    web_target_free(&r->target);
+    free(r->raw_uri);
+    free(r->body);
+    free(r->payload);
+    free(r);
+    *con_cls = NULL;
+}
+
+static int route_and_auth(web_req_t *r, const web_route_t **route)
+{
+    web_error_t err;
+    int known = 0;
+    if (web_target_parse(r->raw_uri, strlen(r->raw_uri), &r->target, &err) != VG_OK) {
+        web_reply_err(r, &err);
+        return VG_EINVAL;
+    }
+    *route = web_route_find(r->method, &r->target, &known, r->allow, sizeof(r->allow), r->params);
+    if (!*route) {
+        if (known)
+            web_reply_error(r, 405, "method_not_allowed", "use %s", r->allow);
+        else
+            web_reply_error(r, 404, "not_found", "no such route");
+        if (!known)
+            r->allow[0] = '\0';
+        return VG_EINVAL;
+    }
+    r->allow[0] = '\0';
+    if (web_route_check_query(*route, &r->target, &err) != VG_OK) {
+        web_reply_err(r, &err);
+        return VG_EINVAL;
+    }
+    if (r->body_len && !((*route)->flags & WEB_ROUTE_BODY)) {
+        web_reply_error(r, 400, "unexpected_body", "this route takes no request body");
+        return VG_EINVAL;
+    }
+    if ((*route)->flags & WEB_ROUTE_PUBLIC)
+        return VG_OK;
+    return web_auth_request(r, *route);
+}
+
+enum { AUDIT_NONE, AUDIT_WAITING, AUDIT_DONE };
+
+/* The writer thread committed this request's rows: wake the connection. */
+static void audit_committed(void *arg, int rc)
+{
+    web_req_t *r = arg;
+    struct web *w = r->w; /* r may be gone once the connection is resumed */
+    r->audit_rc = rc;
+    r->audit_state = AUDIT_DONE; /* published by MHD_resume_connection's lock */
+    MHD_resume_connection(r->conn);
+    /* Counted down only now: web_stop must not stop MHD under a resume. */
+    __atomic_sub_fetch(&w->suspended, 1, __ATOMIC_SEQ_CST);
+}
+
+/* Hands the rows to the group commit with the connection suspended; the
+ * answer leaves when on_request runs again after the resume. */
+static void start_audit(web_req_t *r)
+{
+    r->audit_state = AUDIT_WAITING;
+    __atomic_add_fetch(&r->w->suspended, 1, __ATOMIC_SEQ_CST);
+    /* Suspend first: the commit may finish before this handler returns. */
+    MHD_suspend_connection(r->conn);
+    r->ticket = (web_ticket_t){.rows = r->audit, .n = r->n_audit, .done = audit_committed,
+                               .arg = r};
+    web_auditor_submit(r->w->auditor, &r->ticket);
+}
+
+static void process(web_req_t *r)
+{
+    const web_route_t *route = NULL;
+    const web_config_t *c = &r->w->cfg;
+    r->now_us = vg_clock_wall(c->clock);
+    r->cfg = c->current_config ? c->current_config(c->status_ctx) : r->w->vcfg;
+    if (r->body_too_big) {
+        web_reply_error(r, 413, "body_too_large", "request bodies are limited to 1 MiB");
+        return;
+    }
+    r->idx = pool_get(r->w);
+    if (!r->idx) {
+        web_reply_error(r, 500, "internal", "the index is not available");
+        return;
+    }
+    if (route_and_auth(r, &route) == VG_OK)
+        route->handler(r);
+    if (!r->status)
+        web_reply_error(r, 500, "internal", "no answer");
+    web_count_request(r->w, route, r->status);
+    pool_put(r->w, r->idx);
+    r->idx = NULL;
+}
+
+static void add_header(struct MHD_Response *resp, const char *name, const char *value)
+{
+    if (value && *value && MHD_add_response_header(resp, name, value) != MHD_YES)
+        abort(); /* only fails on out of memory */
+}
+
+static enum MHD_Result send_reply(web_req_t *r)
+{
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(r->payload_len, r->payload, MHD_RESPMEM_MUST_FREE);
+    if (!resp)
+        return MHD_NO;
+    r->payload = NULL; /* owned by the response now */
+    add_header(resp, "Content-Type", r->content_type);
+    add_header(resp, "Cache-Control", "no-store");
+    add_header(resp, "X-Content-Type-Options", "nosniff");
+    add_header(resp, "Set-Cookie", r->set_cookie);
+    add_header(resp, "Retry-After", r->retry_after);
+    add_header(resp, "Allow", r->allow);
+    if (r->w->tls)
+        add_header(resp, "Strict-Transport-Security", "max-age=31536000");
+    enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static int declared_too_big(web_req_t *r)
+{
+    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
+    if (!cl)
+        return 0;
+    char *end = NULL;
+    errno = 0;
+    unsigned long long n = strtoull(cl, &end, 10);
+    return errno != 0 || end == cl || n > WEB_MAX_BODY;
+}
+
+static void take_body(web_req_t *r, const char *data, size_t size)
+{
+    if (r->body_too_big || r->body_len + size > WEB_MAX_BODY) {
+        r->body_too_big = 1; /* keep reading, answer 413 at the end */
+        return;
+    }
+    if (r->body_len + size + 1 > r->body_cap) {
+        r->body_cap = (r->body_len + size + 1) * 2;
+        if (r->body_cap > WEB_MAX_BODY + 1)
+            r->body_cap = WEB_MAX_BODY + 1;
+        r->body = vg_realloc(r->body, r->body_cap);
+    }
+    memcpy(r->body + r->body_len, data, size);
+    r->body_len += size;
+    r->body[r->body_len] = '\0';
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    (void)cls;
+    (void)url; /* already decoded by MHD: the raw target from on_uri is used */
+    (void)version;
+    web_req_t *r = *con_cls;
+    if (!r)
+        return MHD_NO;
+    if (!r->method) {
+        /* First call: headers only. A body declared too big is refused
+         * before a byte of it is read. */
+        r->method = method;
+        r->conn = conn;
+        client_ip(r);
+        if (declared_too_big(r)) {
+            r->now_us = vg_clock_wall(r->w->cfg.clock);
+            web_reply_error(r, 413, "body_too_large", "request bodies are limited to 1 MiB");
+            return send_reply(r);
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size) {
+        take_body(r, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (r->audit_state == AUDIT_DONE) {
+        r->audit_state = AUDIT_NONE;
+        /* An access whose record cannot be written is not answered with data. */
+        if (r->audit_rc != VG_OK)
+            web_reply_error(r, 500, "audit_failed", "the access could not be recorded; try again");
+        return send_reply(r);
+    }
+    if (r->status)
+        return MHD_YES; /* already answered (413 above) */
+    process(r);
+    if (r->n_audit) {
+        start_audit(r);
+        return MHD_YES;
+    }
+    return send_reply(r);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    vg_info("http: %s", msg);
+}
+
+/* ---- start / stop ---- */
+
+static int open_listener(const char *text, int *fd_out, int *family)
+{
+    char host[128], port[8];
+    int p = 0;
+    if (vg_config_split_listen(text, host, sizeof(host), &p) != VG_OK) {
+        vg_err("web: bad listen address '%s'", text);
+        return VG_ECONFIG;
+    }
+    snprintf(port, sizeof(port), "%d", p);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE};
+    struct addrinfo *res = NULL;
+    int gai = getaddrinfo(host, port, &hints, &res);
+    if (gai != 0) {
+        vg_err("web: cannot resolve %s: %s", text, gai_strerror(gai));
+        return VG_ECONFIG;
+    }
+    int fd = socket(res->ai_family, res->ai_socktype | SOCK_CLOEXEC, 0);
+    int one = 1;
+    int rc = VG_OK;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        (res->ai_family == AF_INET6 &&
+         setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) != 0) ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 256) != 0) {
+        vg_err("web: cannot listen on %s: %s", text, strerror(errno));
+        rc = VG_EIO;
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    *family = res->ai_family;
+    freeaddrinfo(res);
+    *fd_out = fd;
+    return rc;
+}
+
+static int bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return 0;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static int read_pem(const char *path, char **out)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        vg_err("web: cannot read %s: %s", path, strerror(errno));
+        return VG_EIO;
+    }
+    char *buf = vg_malloc(MAX_PEM + 1);
+    size_t n = fread(buf, 1, MAX_PEM + 1, f);
+    int bad = ferror(f) || n > MAX_PEM || n == 0;
+    fclose(f);
+    if (bad) {
+        vg_err("web: %s is empty, unreadable or larger than %d bytes", path, MAX_PEM);
+        free(buf);
+        return VG_EIO;
+    }
+    buf[n] = '\0';
+    *out = buf;
+    return VG_OK;
+}
+
+static int prepare(struct web *w)
+{
+    if (sodium_init() < 0) {
+        vg_err("web: libsodium failed to initialise");
+        return VG_EIO;
+    }
+    /* A real Argon2id string, so an unknown user costs a full verify. */
+    unsigned char junk[32];
+    char pw[65];
+    randombytes_buf(junk, sizeof(junk));
+    sodium_bin2hex(pw, sizeof(pw), junk, sizeof(junk));
+    int rc = web_password_hash(pw, w->dummy_hash);
+    if (rc != VG_OK)
+        return rc;
+    const vg_http_config_t *h = &w->vcfg->http;
+    if (h->tls_cert && h->tls_key) {
+        if (!MHD_is_feature_supported(MHD_FEATURE_TLS)) {
+            vg_err("web: this libmicrohttpd has no TLS support");
+            return VG_ECONFIG;
+        }
+        if ((rc = read_pem(h->tls_cert, &w->tls_cert)) != VG_OK ||
+            (rc = read_pem(h->tls_key, &w->tls_key)) != VG_OK)
+            return rc;
+        w->tls = 1;
+    }
+    char *db = vg_asprintf("%s/index.db", w->cfg.data_dir);
+    w->db_path = db;
+    return web_auditor_start(db, &w->auditor);
+}
+
+/* A few event-loop threads serve every connection (epoll); a request
+ * waiting for its audit commit is suspended and holds none of them. Password
+ * hashing does hold one for its ~0.1 s, so there are more threads than CPUs. */
+static struct MHD_Daemon *start_mhd(struct web *w, int fd, int family)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    intptr_t threads = cpus < 2 ? 4 : cpus > 8 ? 16 : 2 * cpus;
+    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    if (w->tls)
+        flags |= MHD_USE_TLS;
+    struct MHD_OptionItem ops[] = {
+        {MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_log, w}, /* first: catches every message */
+        {MHD_OPTION_LISTEN_SOCKET, fd, NULL},
+        {MHD_OPTION_THREAD_POOL_SIZE, threads, NULL},
+        {MHD_OPTION_CONNECTION_LIMIT, MAX_CONNECTIONS, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, CONNECTION_TIMEOUT_S, NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONNECTION_MEMORY, NULL},
+        {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, w},
+        {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, w},
+        {w->tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, w->tls_cert},
+        {MHD_OPTION_HTTPS_MEM_KEY, 0, w->tls_key},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    return MHD_start_daemon(flags, 0, NULL, NULL, on_request, w, MHD_OPTION_ARRAY, ops,
+                            MHD_OPTION_END);
+}
+
+int web_start(const web_config_t *cfg, web_t **out)
+{
+    const char *listen_on = cfg->listen ? cfg->listen : cfg->cfg->http.listen;
+    struct web *w = NULL;
+    int fd = -1, family = AF_INET;
+    int rc;
+    *out = NULL;
+    if (!listen_on || !*listen_on) {
+        vg_notice("web: http_listen is empty: HTTP API off");
+        return VG_OK;
+    }
+    w = vg_calloc(1, sizeof(*w));
+    w->listen_fd = -1;
+    w->cfg = *cfg;
+    w->vcfg = cfg->cfg;
+    if (!w->cfg.clock)
+        w->cfg.clock = &vg_system_clock;
+    if (!w->cfg.data_dir)
+        w->cfg.data_dir = cfg->cfg->data_dir;
+    pthread_mutex_init(&w->pool_lock, NULL);
+    pthread_mutex_init(&w->hash_lock, NULL);
+    pthread_cond_init(&w->hash_cond, NULL);
+    if ((rc = prepare(w)) != VG_OK || (rc = open_listener(listen_on, &fd, &family)) != VG_OK)
+        goto cleanup;
+    w->port = bound_port(fd);
+    /* MHD's threads inherit this mask: signals stay with the main thread. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    w->mhd = start_mhd(w, fd, family);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!w->mhd) {
+        vg_err("web: libmicrohttpd failed to start on %s", listen_on);
+        rc = VG_EIO;
+        goto cleanup;
+    }
+    fd = -1; /* MHD closes it at stop */
+    vg_notice("web: listening on %s (port %d)%s", listen_on, w->port, w->tls ? " with TLS" : "");
+    *out = w;
+    w = NULL;
+    rc = VG_OK;
+
+cleanup:
+    if (fd >= 0)
+        close(fd);
+    web_stop(w);
+    return rc;
+}
+
+int web_bound_port(const web_t *w)
+{
+    return w ? w->port : 0;
+}
+
+void web_stop(web_t *w)
+{
+    if (!w)
+        return;
+    if (w->mhd) {
+        /* No new connections; requests waiting for their audit commit are
+         * resumed by the writer and answered before MHD stops. */
+        w->listen_fd = MHD_quiesce_daemon(w->mhd);
+        /* A suspended request's context is still in the writer's queue:
+         * stopping MHD now would free it under the writer. The writer
+         * always finishes a batch (at worst with an error after SQLite's
+         * busy timeout), so this wait ends. */
+        for (int i = 1; __atomic_load_n(&w->suspended, __ATOMIC_SEQ_CST) > 0; i++) {
+            if (i % 500 == 0)
+                vg_warn("web: still waiting for %d audit commit(s) to finish",
+                        __atomic_load_n(&w->suspended, __ATOMIC_SEQ_CST));
+            usleep(10 * 1000);
+        }
+        MHD_stop_daemon(w->mhd); /* joins its threads */
+        if (w->listen_fd >= 0)
+            close(w->listen_fd);
+    }
+    web_auditor_stop(w->auditor);
+    for (size_t i = 0; i < w->n_pool; i++)
+        idx_close(w->pool[i]);
+    free(w->pool);
+    pthread_mutex_destroy(&w->pool_lock);
+    pthread_mutex_destroy(&w->hash_lock);
+    pthread_cond_destroy(&w->hash_cond);
+    if (w->tls_key)
+        sodium_memzero(w->tls_key, strlen(w->tls_key));
+    free(w->tls_key);
+    free(w->tls_cert);
+    free(w->db_path);
+    free(w);
+}

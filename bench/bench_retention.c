@@ -9,8 +9,8 @@
  *
  * then, on 20 000 extra rows, where the deletion time goes (plan, the three
  * phases of the two-phase delete), and, on the same files made again, what
- * plain unlinks cost and what one fsync per directory instead of one per file
- * would give.
+ * plain unlinks cost (the filesystem's floor) and what a directory fsync per
+ * file instead of per directory costs.
  *
  * The schema comes from idx_open and the sources from idx_source_register; the
  * segment rows are bulk-loaded with plain SQLite on the same file (one
@@ -672,8 +672,8 @@ typedef struct {
     int64_t n;
     size_t dirs;
     double plan_s, mark_s, unlink_s, drop_s;
-    double plain_unlink_s;   /* plain unlinks, no fsync: the filesystem's floor */
-    double batched_unlink_s; /* plain unlinks + one fsync per directory */
+    double plain_unlink_s; /* plain unlinks, no fsync: the filesystem's floor */
+    double per_file_s;     /* arc_remove_segment_file per file: a fsync each */
     int done;
 } probe_result_t;
 
@@ -697,34 +697,33 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Makes files at scratch/<path> of segs, syncs, then times removing them with
- * plain unlinks and, with fsync_dirs, one fsync per directory at the end. */
+/* Makes files at scratch/<path> of segs, syncs, then times removing them:
+ * with per_file, one arc_remove_segment_file each (unlink and a directory
+ * fsync per file); without, plain unlinks and no fsync at all. */
 static double scratch_unlinks(const char *data_dir, const idx_segment_t *segs, size_t n,
-                              int fsync_dirs)
+                              int per_file)
 {
-    char **abs = vg_malloc(n * sizeof(char *));
+    char **rel = vg_malloc(n * sizeof(char *));
     for (size_t i = 0; i < n; i++) {
-        char *rel = vg_asprintf("scratch/%s", segs[i].path);
-        write_file(data_dir, rel);
-        abs[i] = vg_asprintf("%s/%s", data_dir, rel);
-        free(rel);
+        rel[i] = vg_asprintf("scratch/%s", segs[i].path);
+        write_file(data_dir, rel[i]);
     }
     sync();
     double t0 = mono_s();
     for (size_t i = 0; i < n; i++) {
-        if (unlink(abs[i]) != 0)
-            die("unlink %s: %s", abs[i], strerror(errno));
-        char *slash = strrchr(abs[i], '/');
-        *slash = '\0';
+        if (per_file) {
+            check(arc_remove_segment_file(data_dir, rel[i]), "arc_remove_segment_file");
+            continue;
+        }
+        char *abs = vg_asprintf("%s/%s", data_dir, rel[i]);
+        if (unlink(abs) != 0)
+            die("unlink %s: %s", abs, strerror(errno));
+        free(abs);
     }
-    /* abs[] now holds directories in deletion order, grouped by source. */
-    for (size_t i = 0; fsync_dirs && i < n; i++)
-        if (i == 0 || strcmp(abs[i], abs[i - 1]) != 0)
-            check(vg_fsync_dir(abs[i]), "fsync directory");
     double took = mono_s() - t0;
     for (size_t i = 0; i < n; i++)
-        free(abs[i]);
-    free(abs);
+        free(rel[i]);
+    free(rel);
     char *scratch = vg_asprintf("%s/scratch", data_dir);
     remove_tree(scratch);
     free(scratch);
@@ -734,7 +733,7 @@ static double scratch_unlinks(const char *data_dir, const idx_segment_t *segs, s
 /* Where a sweep's time goes: ret_plan, then the three phases of ret_execute
  * called one by one through the index and archive API in the order
  * ret_execute uses. Then the same number of files, unindexed, removed with
- * one fsync per directory instead of one per file. */
+ * plain unlinks (the floor) and with one fsync per file. */
 static void probe_breakdown(idx_t *idx, const vg_config_t *cfg, probe_result_t *out)
 {
     memset(out, 0, sizeof(*out));
@@ -764,8 +763,9 @@ static void probe_breakdown(idx_t *idx, const vg_config_t *cfg, probe_result_t *
           "idx_record_destruction");
     t1 = mono_s();
     out->mark_s = t1 - t0;
-    for (int64_t i = 0; i < out->n; i++)
-        check(arc_remove_segment_file(cfg->data_dir, segs[i].path), "arc_remove_segment_file");
+    size_t failed_at = 0;
+    check(arc_remove_segment_files(cfg->data_dir, segs, (size_t)out->n, &failed_at),
+          "arc_remove_segment_files");
     double t2 = mono_s();
     out->unlink_s = t2 - t1;
     check(idx_drop_deleted(idx, segs, (size_t)out->n), "idx_drop_deleted");
@@ -785,15 +785,15 @@ static void probe_breakdown(idx_t *idx, const vg_config_t *cfg, probe_result_t *
         free(dirs[i]);
     free(dirs);
 
-    /* The alternatives, on the same files made again under scratch/. */
-    /* Alternating, best of two each: the device's queue (discards, other
+    /* The references, on the same files made again under scratch/;
+     * alternating, best of two each: the device's queue (discards, other
      * processes' writes) varies from one round to the next. */
-    out->plain_unlink_s = out->batched_unlink_s = 1e9;
+    out->plain_unlink_s = out->per_file_s = 1e9;
     for (int round = 0; round < 2; round++) {
         double plain = scratch_unlinks(cfg->data_dir, segs, (size_t)out->n, 0);
-        double batched = scratch_unlinks(cfg->data_dir, segs, (size_t)out->n, 1);
+        double per_file = scratch_unlinks(cfg->data_dir, segs, (size_t)out->n, 1);
         out->plain_unlink_s = plain < out->plain_unlink_s ? plain : out->plain_unlink_s;
-        out->batched_unlink_s = batched < out->batched_unlink_s ? batched : out->batched_unlink_s;
+        out->per_file_s = per_file < out->per_file_s ? per_file : out->per_file_s;
     }
     free(segs);
     out->done = 1;
@@ -1005,9 +1005,9 @@ static void build_section(const report_t *r, sbuf_t *b)
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
         sb_printf(b, "| %s | %d | %.3f | %.3f | %.3f | %.3f |\n", rows[i].what, rows[i].s->n,
                   rows[i].s->median, rows[i].s->p99, rows[i].s->min, rows[i].s->max);
-    sb_printf(b, "\nAn empty plan runs %d statements: the source list and one "
-              "(source_id, start_us) seek per source, %.1f us each at the median.\n\n",
-              N_SOURCES + 1, r->empty_after.plan_exec.median * 1e3 / (N_SOURCES + 1));
+    sb_printf(b, "\nAn empty plan costs %.1f us per source at the median (%d sources, "
+              "after the backlog).\n\n",
+              r->empty_after.plan_exec.median * 1e3 / N_SOURCES, N_SOURCES);
 
     sb_printf(b, "Backlog: %s segments in %.1f s: planning %.2f s, executing %.1f s "
               "(%.0f /s execute only; per sweep %.1f..%.1f s).\n",
@@ -1033,7 +1033,7 @@ static void build_section(const report_t *r, sbuf_t *b)
         } steps[] = {
             {"ret_plan", p->plan_s},
             {"phase 1: idx_record_destruction (mark + record, one transaction)", p->mark_s},
-            {"phase 2: arc_remove_segment_file (unlink + fsync of the directory, per file)",
+            {"phase 2: arc_remove_segment_files (unlinks, then one fsync per directory)",
              p->unlink_s},
             {"phase 3: idx_drop_deleted (one transaction)", p->drop_s},
         };
@@ -1042,15 +1042,19 @@ static void build_section(const report_t *r, sbuf_t *b)
                       total > 0 ? 100.0 * steps[i].s / total : 0, steps[i].s * 1e6 / (double)p->n);
         sb_printf(b, "| total | %.2f | | %.0f /s |\n\n", total,
                   total > 0 ? (double)p->n / total : 0);
-        double alt = total - p->unlink_s + p->batched_unlink_s;
+        double floor_s = total - p->unlink_s + p->plain_unlink_s;
+        double per_file_s = total - p->unlink_s + p->per_file_s;
         sb_printf(b, "The same %s files made again and removed other ways (best of 2 "
-                  "alternating rounds): plain unlinks alone took %.2f s (%.0f /s); plain "
-                  "unlinks and one fsync per directory (%zu fsyncs instead of %s) took %.2f s. "
-                  "With that phase 2 a sweep would take about %.2f s, %.0f segments/s",
+                  "alternating rounds): plain unlinks with no fsync at all took %.2f s "
+                  "(%.0f /s), the filesystem's floor; one arc_remove_segment_file per file "
+                  "(unlink and a directory fsync each, %s fsyncs instead of %zu) took %.2f s. "
+                  "With phase 2 at the floor a sweep would run at about %.0f segments/s; with "
+                  "a fsync per file at about %.0f segments/s",
                   grouped(p->n, g1, sizeof(g1)), p->plain_unlink_s,
-                  p->plain_unlink_s > 0 ? (double)p->n / p->plain_unlink_s : 0, p->dirs,
-                  grouped(p->n, g2, sizeof(g2)), p->batched_unlink_s, alt,
-                  alt > 0 ? (double)p->n / alt : 0);
+                  p->plain_unlink_s > 0 ? (double)p->n / p->plain_unlink_s : 0,
+                  grouped(p->n, g2, sizeof(g2)), p->dirs, p->per_file_s,
+                  floor_s > 0 ? (double)p->n / floor_s : 0,
+                  per_file_s > 0 ? (double)p->n / per_file_s : 0);
         if (strstr(m->mount_opts, "discard"))
             sb_printf(b, " (the filesystem is mounted with online `discard`, which makes "
                       "freeing blocks wait for the device)");
@@ -1176,8 +1180,8 @@ static void print_table(const report_t *r)
         printf("\nbreakdown of one %" PRId64 "-segment sweep (%zu directories):\n", p->n, p->dirs);
         printf("  ret_plan %.2f s, mark+record %.2f s, unlink+fsync %.2f s, drop %.2f s\n",
                p->plan_s, p->mark_s, p->unlink_s, p->drop_s);
-        printf("  plain unlinks only: %.2f s; plain unlinks + one fsync per directory: %.2f s\n",
-               p->plain_unlink_s, p->batched_unlink_s);
+        printf("  plain unlinks only: %.2f s; a fsync per file: %.2f s\n", p->plain_unlink_s,
+               p->per_file_s);
     }
 }
 

@@ -730,13 +730,14 @@ class Suite:
             v.start()
             wait_for("a segment", lambda: v.segments("cam"), 30)
             filler = os.path.join(mnt, "filler")
-            with open(filler, "wb") as f:
-                try:
-                    while True:
-                        f.write(b"\0" * 65536)
-                        f.flush()
-                except OSError:
-                    pass
+            fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                while True:  # until the disk is full
+                    os.write(fd, b"\0" * 65536)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
             wait_for("disk-full logged", lambda: "no space" in v.log_text(), 30)
             assert v.proc.poll() is None, "vigild died on a full disk"
             os.unlink(filler)

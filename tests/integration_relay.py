@@ -529,6 +529,39 @@ class Suite:
             assert rc == 0 and took < 5, (rc, took)
 
 
+    # -- 3: RTSPS
+    def test_rtsps_only_with_tls(self):
+        root = os.path.join(self.tmp, "tls")
+        os.makedirs(root)
+        cert, key = os.path.join(root, "cert.pem"), os.path.join(root, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
+                        "-keyout", key, "-out", cert], check=True, capture_output=True)
+        port = free_port()
+        v = RelayVigil(root, [("cam", self.cam.url("h264"), "video")],
+                       "rtsp_listen = 127.0.0.1:%d\ntls_cert = %s\ntls_key = %s\n"
+                       % (port, cert, key))
+        v.add_user("alice", "admin")
+        v.start()
+        try:
+            url = "rtsps://alice:%s@127.0.0.1:%d/cam" % (PASSWORD, port)
+            probe = ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of",
+                     "csv=p=0", url]
+            wait_for("RTSPS answers", lambda: subprocess.run(
+                probe, capture_output=True, text=True, timeout=30).stdout.strip() == "h264", 30)
+            # plain RTSP gets no RTSP answer from a TLS port
+            c = Rtsp(port, "cam", self.admin, timeout=3)
+            try:
+                status = c.request("OPTIONS")[0]
+            except (OSError, EOFError, ValueError, IndexError):
+                status = None
+            c.close()
+            assert status is None, "plain RTSP answered %s" % status
+        finally:
+            rc, _ = v.stop()
+            assert rc == 0
+
+
 def receiver(args, out):
     return subprocess.Popen(["ffmpeg", "-v", "error", "-y"] + args + ["-c", "copy", out],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

@@ -80,10 +80,11 @@ integration: all $(BUILD)/camsim
 check: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/camsim $(TEST_BINS)
 	@$(MAKE) --no-print-directory unit
-	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory cppcheck
 	@if command -v clang >/dev/null; then $(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=20; \
 	else echo "clang not installed, fuzzing skipped"; fi
-	@$(MAKE) --no-print-directory cppcheck
+	@# last, so the suites' "N passed, N failed" lines close the output
+	@$(MAKE) --no-print-directory integration
 
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan build-asan/camsim

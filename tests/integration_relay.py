@@ -285,11 +285,15 @@ class Suite:
                   "line-opus": "rtpopusdepay ! opusdec"}
         for i, (n, chain) in enumerate(chains.items()):
             proto = "udp" if i % 2 else "tcp"
-            cmd = ("gst-launch-1.0 -q rtspsrc location=rtsp://127.0.0.1:%d/%s user-id=alice "
-                   "user-pw=%s protocols=%s ! %s ! fakesink num-buffers=30"
+            cmd = ("gst-launch-1.0 -v rtspsrc location=rtsp://127.0.0.1:%d/%s user-id=alice "
+                   "user-pw=%s protocols=%s ! %s ! fakesink silent=false num-buffers=30"
                    % (self.port, n, PASSWORD, proto, chain))
             p = subprocess.run(cmd.split(), capture_output=True, text=True, timeout=30)
-            assert p.returncode == 0, "%s over %s: %s" % (n, proto, p.stdout + p.stderr)
+            # Counted, not the exit status: rtspsrc sometimes fails its own PAUSE at EOS
+            # when the server has already closed (also against plain gst-rtsp-server).
+            decoded = p.stdout.count("last-message = chain")
+            assert decoded == 30, "%s over %s: %d buffers: %s" % (n, proto, decoded,
+                                                                 p.stderr[-500:])
 
     # -- invariant 4: one upstream connection, many relay clients
     def test_ten_clients_one_camera_connection(self):

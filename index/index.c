@@ -209,6 +209,29 @@ static const char *const migrations[] = {
     "  UPDATE source SET bytes = bytes - OLD.bytes, segments = segments - 1"
     "   WHERE id = OLD.source_id;"
     " END;",
+    /* v5: bytes and recorded time per source and hour, so the recent rate
+     * behind the forecast sums 24 small rows instead of a day of segments
+     * (1440 row lookups per source at 60 s segments). */
+    "CREATE TABLE source_hour ("
+    "  source_id INTEGER NOT NULL,"
+    "  hour INTEGER NOT NULL,"
+    "  bytes INTEGER NOT NULL,"
+    "  media_us INTEGER NOT NULL,"
+    "  PRIMARY KEY (source_id, hour)"
+    ") WITHOUT ROWID;"
+    "INSERT INTO source_hour SELECT source_id, start_us / 3600000000, SUM(bytes),"
+    "  SUM(end_us - start_us) FROM segment GROUP BY 1, 2;"
+    "CREATE TRIGGER segment_hour_ins AFTER INSERT ON segment BEGIN"
+    "  INSERT INTO source_hour VALUES (NEW.source_id, NEW.start_us / 3600000000, NEW.bytes,"
+    "   NEW.end_us - NEW.start_us)"
+    "  ON CONFLICT (source_id, hour) DO UPDATE SET bytes = bytes + excluded.bytes,"
+    "   media_us = media_us + excluded.media_us;"
+    " END;"
+    "CREATE TRIGGER segment_hour_del AFTER DELETE ON segment BEGIN"
+    "  UPDATE source_hour SET bytes = bytes - OLD.bytes,"
+    "   media_us = media_us - (OLD.end_us - OLD.start_us)"
+    "   WHERE source_id = OLD.source_id AND hour = OLD.start_us / 3600000000;"
+    " END;",
 };
 
 #define IDX_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -894,11 +894,41 @@ int arc_writer_write(arc_writer_t *w, const AVPacket *in, int64_t recv_wall_us)
     return rc;
 }
 
+/* 1 when an Annex-B H.264/H.265 packet holds a coded picture (a VCL NAL).
+ * Other codecs and length-prefixed data count as pictures. */
+static int has_picture(enum AVCodecID codec, const uint8_t *p, int size)
+{
+    if (codec != AV_CODEC_ID_H264 && codec != AV_CODEC_ID_HEVC)
+        return 1;
+    int start_codes = 0;
+    for (int i = 0; i + 3 < size; i++) {
+        if (p[i] != 0 || p[i + 1] != 0 || p[i + 2] != 1)
+            continue;
+        start_codes++;
+        int type = codec == AV_CODEC_ID_H264 ? p[i + 3] & 0x1f : (p[i + 3] >> 1) & 0x3f;
+        if (codec == AV_CODEC_ID_H264 ? (type >= 1 && type <= 5) : type <= 31)
+            return 1;
+    }
+    return start_codes == 0;
+}
+
+/* When a stream is cut off, libav can hand over the start of the next access
+ * unit (a delimiter, no picture) as a packet of its own; a file ending in it
+ * fails to decode cleanly, so it is dropped. */
+static void drop_trailing_non_picture(arc_writer_t *w)
+{
+    AVPacket *last = w->held[w->primary];
+    if (last && w->primary_is_video &&
+        !has_picture(w->par[w->primary]->codec_id, last->data, last->size))
+        av_packet_free(&w->held[w->primary]);
+}
+
 int arc_writer_end(arc_writer_t *w)
 {
     int rc = VG_OK;
     if (w->seg) {
         int64_t end_dts = AV_NOPTS_VALUE;
+        drop_trailing_non_picture(w);
         AVPacket *last = w->held[w->primary];
         if (last)
             end_dts = last->dts + (w->last_duration[w->primary] > 0 ? w->last_duration[w->primary]

@@ -10,6 +10,7 @@ mkdir -p "$DEMO/data"
 CAMSIM=$!
 VIGILD=""
 cleanup() {
+    trap - EXIT INT TERM
     [ -n "$VIGILD" ] && kill -TERM "$VIGILD" 2>/dev/null && wait "$VIGILD" 2>/dev/null
     kill -TERM "$CAMSIM" 2>/dev/null || true
     wait "$CAMSIM" 2>/dev/null || true
@@ -24,11 +25,14 @@ until grep -q '^READY' "$DEMO/camsim.out"; do
     sleep 0.1
 done
 PORT=$(sed -n 's/^READY port=//p' "$DEMO/camsim.out")
+# A free port for the HTTP API (8080 may be taken on a developer's machine).
+HTTP_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
 cat > "$DEMO/vigil.conf" <<CONF
 [server]
 data_dir = $DEMO/data
 log_level = info
+http_listen = 127.0.0.1:$HTTP_PORT
 [archive]
 segment_seconds = 10
 [source hall-1]
@@ -44,6 +48,8 @@ CONF
 
 "$BUILD/vigild" -c "$DEMO/vigil.conf" 2> "$DEMO/vigild.log" &
 VIGILD=$!
+echo "demo-password-1" | "$BUILD/vigilctl" -c "$DEMO/vigil.conf" user add admin --role admin \
+    >/dev/null
 cat <<MSG
 vigil demo is recording 3 sources from the camera simulator (rtsp://127.0.0.1:$PORT/).
   config:  $DEMO/vigil.conf
@@ -54,6 +60,11 @@ Try, in another shell:
   $BUILD/vigilctl -c $DEMO/vigil.conf segments hall-1
   $BUILD/vigilctl -c $DEMO/vigil.conf check --deep
   $BUILD/vigilctl -c $DEMO/vigil.conf export hall-1 --from \$(( \$(date +%s) - 25 )) --to \$(( \$(date +%s) - 5 )) -o /tmp/clip.mp4
+  $BUILD/vigilctl -c $DEMO/vigil.conf status
+  curl -c /tmp/vigil-demo-cookie -H 'Content-Type: application/json' \\
+       -d '{"user":"admin","password":"demo-password-1"}' http://127.0.0.1:$HTTP_PORT/api/v1/login
+  curl -b /tmp/vigil-demo-cookie http://127.0.0.1:$HTTP_PORT/api/v1/sources
+  curl http://127.0.0.1:$HTTP_PORT/metrics
 Press Ctrl-C to stop.
 MSG
 while kill -0 "$VIGILD" 2>/dev/null; do

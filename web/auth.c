@@ -331,7 +331,7 @@ void web_logout(web_req_t *r)
 json_t *web_me_json(const web_principal_t *who)
 {
     json_t *plist = json_array();
-    for (unsigned bit = 1; bit <= WEB_PERM_ADMIN; bit <<= 1) {
+    for (unsigned bit = 1; bit <= WEB_PERM_METRICS; bit <<= 1) {
         if ((who->perms & bit) || (who->perms & WEB_PERM_ADMIN))
             json_array_append_new(plist, json_string(web_perm_name(bit)));
     }

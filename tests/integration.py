@@ -28,8 +28,13 @@ def log(msg):
     print(msg, flush=True)
 
 
+# Sanitizer builds run several times slower: `make asan` stretches every deadline.
+TIMEOUT_SCALE = float(os.environ.get("VIGIL_TIMEOUT_SCALE", "1"))
+
+
 def wait_for(what, cond, timeout, interval=0.1):
     """Polls cond() until it returns a truthy value; fails after timeout."""
+    timeout *= TIMEOUT_SCALE
     deadline = time.monotonic() + timeout
     while True:
         value = cond()

@@ -25,6 +25,15 @@ echo "deps: installing:$missing"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
+# nginx (a benchmark peer) must not be started as a system service by its
+# package scripts: tests start their own instances on free ports.
+POLICY=/usr/sbin/policy-rc.d
+ADDED_POLICY=""
+if [ "$(id -u)" -eq 0 ] && [ ! -e "$POLICY" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$POLICY" && chmod 0755 "$POLICY" && ADDED_POLICY=1
+fi
+cleanup() { [ -n "$ADDED_POLICY" ] && rm -f "$POLICY"; return 0; }
+trap cleanup EXIT
 $SUDO apt-get update -q
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -q --no-install-recommends $missing

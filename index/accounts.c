@@ -121,8 +121,9 @@ static void copy_text(sqlite3_stmt *st, int col, char *dst, size_t size)
 }
 
 /* Columns of ACCOUNT_COLUMNS, starting at col 0. */
-static void row_to_account(sqlite3_stmt *st, idx_account_t *a)
+static void row_to_account(sqlite3_stmt *st, void *item)
 {
+    idx_account_t *a = item;
     memset(a, 0, sizeof(*a));
     a->id = sqlite3_column_int64(st, 0);
     copy_text(st, 1, a->name, sizeof(a->name));
@@ -252,17 +253,9 @@ int idx_account_list(idx_t *idx, idx_account_t **out, size_t *n)
     *n = 0;
     if (!st)
         return VG_EDB;
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 8;
-            *out = vg_realloc(*out, cap * sizeof(**out));
-        }
-        row_to_account(st, &(*out)[(*n)++]);
-    }
-    int ret = rc == SQLITE_DONE ? VG_OK : idx_priv_db_fail(idx, rc, "list accounts");
-    idx_priv_stmt_done(st);
+    void *rows = NULL;
+    int ret = idx_priv_collect_rows(idx, st, "list accounts", sizeof(**out), row_to_account, &rows, n);
+    *out = rows;
     return ret;
 }
 
@@ -453,17 +446,9 @@ int idx_token_list(idx_t *idx, idx_token_t **out, size_t *n)
     *n = 0;
     if (!st)
         return VG_EDB;
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 8;
-            *out = vg_realloc(*out, cap * sizeof(**out));
-        }
-        fill_token(st, &(*out)[(*n)++]);
-    }
-    int ret = rc == SQLITE_DONE ? VG_OK : idx_priv_db_fail(idx, rc, "list tokens");
-    idx_priv_stmt_done(st);
+    void *rows = NULL;
+    int ret = idx_priv_collect_rows(idx, st, "list tokens", sizeof(**out), fill_token, &rows, n);
+    *out = rows;
     return ret;
 }
 

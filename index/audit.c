@@ -99,8 +99,9 @@ static void row_hash(const idx_audit_t *r, char out[IDX_AUDIT_HASH_HEX])
     sodium_bin2hex(out, IDX_AUDIT_HASH_HEX, digest, sizeof(digest));
 }
 
-static void row_from(sqlite3_stmt *st, idx_audit_t *r)
+static void row_from(sqlite3_stmt *st, void *item)
 {
+    idx_audit_t *r = item;
     memset(r, 0, sizeof(*r));
     r->id = sqlite3_column_int64(st, 0);
     r->ts_us = sqlite3_column_int64(st, 1);
@@ -231,17 +232,9 @@ int idx_audit_list(idx_t *idx, const idx_audit_filter_t *f, idx_audit_t **out, s
         idx_priv_stmt_done(st);
         return ret;
     }
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 32;
-            *out = vg_realloc(*out, cap * sizeof(**out));
-        }
-        row_from(st, &(*out)[(*n)++]);
-    }
-    ret = rc == SQLITE_DONE ? VG_OK : idx_priv_db_fail(idx, rc, "list audit rows");
-    idx_priv_stmt_done(st);
+    void *rows = NULL;
+    ret = idx_priv_collect_rows(idx, st, "list audit rows", sizeof(**out), row_from, &rows, n);
+    *out = rows;
     return ret;
 }
 

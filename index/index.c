@@ -985,3 +985,29 @@ int idx_code_version(void)
 {
     return IDX_SCHEMA_VERSION;
 }
+
+int idx_priv_collect_rows(idx_t *idx, sqlite3_stmt *st, const char *what, size_t elem_size,
+                          idx_row_fill_t fill, void **out, size_t *n)
+{
+    unsigned char *arr = NULL;
+    size_t len = 0, cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (len == cap) {
+            cap = cap ? cap * 2 : 16;
+            arr = vg_realloc(arr, cap * elem_size);
+        }
+        fill(st, arr + len++ * elem_size);
+    }
+    int ret = VG_OK;
+    if (rc != SQLITE_DONE) {
+        ret = idx_priv_db_fail(idx, rc, what);
+        free(arr);
+        arr = NULL;
+        len = 0;
+    }
+    idx_priv_stmt_done(st);
+    *out = arr;
+    *n = len;
+    return ret;
+}

@@ -33,6 +33,12 @@ int idx_priv_bind_text(idx_t *idx, sqlite3_stmt *st, int col, const char *text);
 int idx_priv_bind_i64(idx_t *idx, sqlite3_stmt *st, int col, int64_t v);
 int idx_priv_collect_segments(idx_t *idx, sqlite3_stmt *st, const char *what,
                               idx_segment_t **out, size_t *n);
+/* Steps st to the end, reading each row into a new elem_size item of a
+ * malloc'd array with fill (which clears and fills one item). On failure the
+ * array is freed: *out NULL, *n 0. st is reset either way. */
+typedef void (*idx_row_fill_t)(sqlite3_stmt *st, void *item);
+int idx_priv_collect_rows(idx_t *idx, sqlite3_stmt *st, const char *what, size_t elem_size,
+                          idx_row_fill_t fill, void **out, size_t *n);
 /* The lazily prepared statement number slot (one fixed SQL text per slot). */
 sqlite3_stmt *idx_priv_lazy(idx_t *idx, int slot, const char *sql);
 

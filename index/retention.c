@@ -161,6 +161,66 @@ static void copy_text(sqlite3_stmt *st, int col, char *dst, size_t size)
     snprintf(dst, size, "%s", t ? (const char *)t : "");
 }
 
+/* Row readers for idx_priv_collect_rows. */
+
+static void fill_stats(sqlite3_stmt *st, void *item)
+{
+    idx_source_stats_t *s = item;
+    memset(s, 0, sizeof(*s));
+    copy_text(st, 0, s->source, sizeof(s->source));
+    copy_text(st, 1, s->kind, sizeof(s->kind));
+    s->bytes = sqlite3_column_int64(st, 2);
+    s->oldest_us = sqlite3_column_int64(st, 3);
+    s->newest_us = sqlite3_column_int64(st, 4);
+    s->recent_bytes = sqlite3_column_int64(st, 5);
+    s->recent_us = sqlite3_column_int64(st, 6);
+    s->held_bytes = sqlite3_column_int64(st, 7);
+    s->segments = sqlite3_column_int64(st, 8);
+}
+
+static void fill_destruction_row(sqlite3_stmt *st, void *item)
+{
+    idx_destruction_row_t *r = item;
+    memset(r, 0, sizeof(*r));
+    r->run_id = sqlite3_column_int64(st, 0);
+    r->at_us = sqlite3_column_int64(st, 1);
+    copy_text(st, 2, r->reason, sizeof(r->reason));
+    copy_text(st, 3, r->source, sizeof(r->source));
+    r->segments = sqlite3_column_int64(st, 4);
+    r->bytes = sqlite3_column_int64(st, 5);
+    r->from_us = sqlite3_column_int64(st, 6);
+    r->to_us = sqlite3_column_int64(st, 7);
+}
+
+static void fill_destroyed(sqlite3_stmt *st, void *item)
+{
+    idx_destroyed_segment_t *d = item;
+    memset(d, 0, sizeof(*d));
+    d->segment_id = sqlite3_column_int64(st, 0);
+    copy_text(st, 1, d->source, sizeof(d->source));
+    d->start_us = sqlite3_column_int64(st, 2);
+    d->end_us = sqlite3_column_int64(st, 3);
+    d->bytes = sqlite3_column_int64(st, 4);
+    copy_text(st, 5, d->sha256, sizeof(d->sha256));
+}
+
+static void fill_alarm(sqlite3_stmt *st, void *item)
+{
+    idx_alarm_t *a = item;
+    memset(a, 0, sizeof(*a));
+    a->id = sqlite3_column_int64(st, 0);
+    copy_text(st, 1, a->kind, sizeof(a->kind));
+    copy_text(st, 2, a->severity, sizeof(a->severity));
+    copy_text(st, 3, a->sources, sizeof(a->sources));
+    copy_text(st, 4, a->message, sizeof(a->message));
+    a->raised_us = sqlite3_column_int64(st, 5);
+}
+
+static void fill_name(sqlite3_stmt *st, void *item)
+{
+    copy_text(st, 0, item, 64);
+}
+
 /* ---- candidates ---- */
 
 int idx_expired_segments(idx_t *idx, const char *source, int64_t cutoff_us, int64_t now_us,
@@ -422,8 +482,9 @@ int idx_hold_add(idx_t *idx, idx_hold_t *hold, const char *const *sources, size_
     return idx_commit(idx);
 }
 
-static void row_to_hold(sqlite3_stmt *st, idx_hold_t *h)
+static void row_to_hold(sqlite3_stmt *st, void *item)
 {
+    idx_hold_t *h = item;
     memset(h, 0, sizeof(*h));
     h->id = sqlite3_column_int64(st, 0);
     copy_text(st, 1, h->case_no, sizeof(h->case_no));
@@ -448,17 +509,9 @@ int idx_hold_list(idx_t *idx, int all, int64_t now_us, idx_hold_t **out, size_t 
         return VG_EDB;
     sqlite3_bind_int(st, 1, all ? 1 : 0);
     sqlite3_bind_int64(st, 2, now_us);
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 8;
-            *out = vg_realloc(*out, cap * sizeof(**out));
-        }
-        row_to_hold(st, &(*out)[(*n)++]);
-    }
-    int ret = rc == SQLITE_DONE ? VG_OK : idx_priv_db_fail(idx, rc, "list holds");
-    idx_priv_stmt_done(st);
+    void *rows = NULL;
+    int ret = idx_priv_collect_rows(idx, st, "list holds", sizeof(**out), row_to_hold, &rows, n);
+    *out = rows;
     return ret;
 }
 
@@ -511,27 +564,9 @@ int idx_source_stats(idx_t *idx, int64_t now_us, int64_t window_us, idx_source_s
         return VG_EDB;
     sqlite3_bind_int64(st, 1, now_us);
     sqlite3_bind_int64(st, 2, now_us - window_us);
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            *out = vg_realloc(*out, cap * sizeof(**out));
-        }
-        idx_source_stats_t *s = &(*out)[(*n)++];
-        memset(s, 0, sizeof(*s));
-        copy_text(st, 0, s->source, sizeof(s->source));
-        copy_text(st, 1, s->kind, sizeof(s->kind));
-        s->bytes = sqlite3_column_int64(st, 2);
-        s->oldest_us = sqlite3_column_int64(st, 3);
-        s->newest_us = sqlite3_column_int64(st, 4);
-        s->recent_bytes = sqlite3_column_int64(st, 5);
-        s->recent_us = sqlite3_column_int64(st, 6);
-        s->held_bytes = sqlite3_column_int64(st, 7);
-        s->segments = sqlite3_column_int64(st, 8);
-    }
-    int ret = rc == SQLITE_DONE ? VG_OK : idx_priv_db_fail(idx, rc, "source figures");
-    idx_priv_stmt_done(st);
+    void *rows = NULL;
+    int ret = idx_priv_collect_rows(idx, st, "source figures", sizeof(**out), fill_stats, &rows, n);
+    *out = rows;
     return ret;
 }
 
@@ -562,26 +597,9 @@ int idx_destruction_log(idx_t *idx, int64_t from_us, int64_t to_us, idx_destruct
         return VG_EDB;
     sqlite3_bind_int64(st, 1, from_us);
     sqlite3_bind_int64(st, 2, to_us);
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            *out = vg_realloc(*out, cap * sizeof(**out));
-        }
-        idx_destruction_row_t *r = &(*out)[(*n)++];
-        memset(r, 0, sizeof(*r));
-        r->run_id = sqlite3_column_int64(st, 0);
-        r->at_us = sqlite3_column_int64(st, 1);
-        copy_text(st, 2, r->reason, sizeof(r->reason));
-        copy_text(st, 3, r->source, sizeof(r->source));
-        r->segments = sqlite3_column_int64(st, 4);
-        r->bytes = sqlite3_column_int64(st, 5);
-        r->from_us = sqlite3_column_int64(st, 6);
-        r->to_us = sqlite3_column_int64(st, 7);
-    }
-    int ret = rc == SQLITE_DONE ? VG_OK : idx_priv_db_fail(idx, rc, "destruction log");
-    idx_priv_stmt_done(st);
+    void *rows = NULL;
+    int ret = idx_priv_collect_rows(idx, st, "destruction log", sizeof(**out), fill_destruction_row, &rows, n);
+    *out = rows;
     return ret;
 }
 
@@ -594,24 +612,9 @@ int idx_destruction_segments(idx_t *idx, int64_t run_id, idx_destroyed_segment_t
     if (!st)
         return VG_EDB;
     sqlite3_bind_int64(st, 1, run_id);
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            *out = vg_realloc(*out, cap * sizeof(**out));
-        }
-        idx_destroyed_segment_t *d = &(*out)[(*n)++];
-        memset(d, 0, sizeof(*d));
-        d->segment_id = sqlite3_column_int64(st, 0);
-        copy_text(st, 1, d->source, sizeof(d->source));
-        d->start_us = sqlite3_column_int64(st, 2);
-        d->end_us = sqlite3_column_int64(st, 3);
-        d->bytes = sqlite3_column_int64(st, 4);
-        copy_text(st, 5, d->sha256, sizeof(d->sha256));
-    }
-    int ret = rc == SQLITE_DONE ? VG_OK : idx_priv_db_fail(idx, rc, "destroyed segments");
-    idx_priv_stmt_done(st);
+    void *rows = NULL;
+    int ret = idx_priv_collect_rows(idx, st, "destroyed segments", sizeof(**out), fill_destroyed, &rows, n);
+    *out = rows;
     return ret;
 }
 
@@ -675,24 +678,9 @@ int idx_alarms_active(idx_t *idx, idx_alarm_t **out, size_t *n)
     *n = 0;
     if (!st)
         return VG_EDB;
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 4;
-            *out = vg_realloc(*out, cap * sizeof(**out));
-        }
-        idx_alarm_t *a = &(*out)[(*n)++];
-        memset(a, 0, sizeof(*a));
-        a->id = sqlite3_column_int64(st, 0);
-        copy_text(st, 1, a->kind, sizeof(a->kind));
-        copy_text(st, 2, a->severity, sizeof(a->severity));
-        copy_text(st, 3, a->sources, sizeof(a->sources));
-        copy_text(st, 4, a->message, sizeof(a->message));
-        a->raised_us = sqlite3_column_int64(st, 5);
-    }
-    int ret = rc == SQLITE_DONE ? VG_OK : idx_priv_db_fail(idx, rc, "active alarms");
-    idx_priv_stmt_done(st);
+    void *rows = NULL;
+    int ret = idx_priv_collect_rows(idx, st, "active alarms", sizeof(**out), fill_alarm, &rows, n);
+    *out = rows;
     return ret;
 }
 
@@ -703,16 +691,8 @@ int idx_source_names(idx_t *idx, char (**out)[64], size_t *n)
     *n = 0;
     if (!st)
         return VG_EDB;
-    size_t cap = 0;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            *out = vg_realloc(*out, cap * sizeof(**out));
-        }
-        copy_text(st, 0, (*out)[(*n)++], 64);
-    }
-    int ret = rc == SQLITE_DONE ? VG_OK : idx_priv_db_fail(idx, rc, "source names");
-    idx_priv_stmt_done(st);
+    void *rows = NULL;
+    int ret = idx_priv_collect_rows(idx, st, "source names", sizeof(**out), fill_name, &rows, n);
+    *out = rows;
     return ret;
 }

@@ -281,7 +281,13 @@ static int cmd_sweep(ctl_t *c)
         ret_sweep_result_t res;
         if (ret_sweep(c->idx, &c->cfg, now, 0, &res) != VG_OK)
             return EXIT_PROBLEM;
-        printf("deleted %zu segment(s), %lld bytes\n", res.deleted, (long long)res.freed_bytes);
+        if (c->json)
+            print_json(json_pack("{sI sI sb}", "deleted", (json_int_t)res.deleted, "freed_bytes",
+                                 (json_int_t)res.freed_bytes, "stop_recording",
+                                 res.stop_recording));
+        else
+            printf("deleted %zu segment(s), %lld bytes\n", res.deleted,
+                   (long long)res.freed_bytes);
         return 0;
     }
     ret_disk_t disk;
@@ -325,7 +331,10 @@ static int hold_add(ctl_t *c)
     h.created_us = vg_clock_wall(&vg_system_clock);
     if (idx_hold_add(c->idx, &h, c->hold_sources, c->n_hold_sources) != VG_OK)
         return EXIT_PROBLEM;
-    printf("%lld\n", (long long)h.id);
+    if (c->json)
+        print_json(json_pack("{sI}", "id", (json_int_t)h.id));
+    else
+        printf("%lld\n", (long long)h.id);
     return 0;
 }
 
@@ -382,7 +391,10 @@ static int hold_release(ctl_t *c, const char *id_text)
     }
     if (rc != VG_OK)
         return EXIT_PROBLEM;
-    printf("released hold %lld; its segments are eligible at the next sweep\n", id);
+    if (c->json)
+        print_json(json_pack("{sI sb}", "id", (json_int_t)id, "released", 1));
+    else
+        printf("released hold %lld; its segments are eligible at the next sweep\n", id);
     return 0;
 }
 

@@ -361,9 +361,19 @@ class Suite:
             holds = self.ctl_json(v, "hold", "list")
             assert [h["case"] for h in holds] == ["C-42"] and holds[0]["sources"] == "h264"
         finally:
-            v.ctl("hold", "release", hold, "--reason", "case closed")
+            released = json.loads(v.ctl("hold", "release", hold, "--reason", "case closed",
+                                        "--json").stdout)
+        assert released == {"id": int(hold), "released": True}, released
         plan = self.ctl_json(v, "sweep", "--dry-run", "--as-of", "%d" % (now + 61 * 86400))
         assert mid["id"] in {d["id"] for d in plan["delete"]}, "released hold still protects"
+        # the other retention commands speak JSON too
+        second = json.loads(v.ctl("hold", "add", "--case", "C-43", "--reason", "json check",
+                                  "--source", "h264", "--from", mid["start"], "--to", mid["end"],
+                                  "--json").stdout)["id"]
+        assert second > int(hold)
+        v.ctl("hold", "release", str(second), "--reason", "done")
+        swept = json.loads(v.ctl("sweep", "--json").stdout)
+        assert swept["deleted"] == 0 and swept["stop_recording"] is False, swept
 
     def test_hold_bad_input_exits_2(self):
         v = self.main_vigil()

@@ -356,8 +356,8 @@ int rly_feed_status(rly_feed_t *f, rly_status_t *out)
         return VG_EINVAL;
     pthread_mutex_lock(&f->lock);
     out->mounted = f->factory != NULL && !f->closed;
-    out->clients = out->mounted ? rly_taps_count(f) : 0;
-    out->client_dropped_gops = f->dropped_gops;
+    out->clients = out->mounted ? atomic_load(&f->watching) : 0;
+    out->client_dropped_gops = atomic_load(&f->dropped_gops);
     pthread_mutex_unlock(&f->lock);
     if (f->push)
         rly_push_status(f->push, out);

@@ -162,7 +162,9 @@ struct rly_feed {
     int gop_valid;             /* 0 while waiting for a keyframe (start, overflow) */
     rly_tap_t **taps;
     size_t n_taps;
-    int64_t dropped_gops;
+    atomic_llong dropped_gops;   /* GOPs skipped for slow clients (or a stalled pipeline) */
+    atomic_int watching;         /* relay sessions playing this feed */
+    atomic_uint epoch;           /* bumped when a media goes down: the next client gets a new one */
 };
 
 void rly_feed_ref(rly_feed_t *f);
@@ -181,12 +183,15 @@ GstCaps *rly_caps_for(rly_codec_t c, const AVCodecParameters *par);
 void rly_taps_push(rly_feed_t *f, const rly_unit_t *u);
 /* Closes the clients of taps older than f->gen (all when closing). */
 void rly_taps_close_stale(rly_feed_t *f);
-int rly_taps_count(rly_feed_t *f);
 /* A new camera connection: every tap resumes at its first keyframe. f->lock held. */
 void rly_taps_resync(rly_feed_t *f);
-/* A client chose its transport for one stream of media (SETUP). */
-void rly_tap_transport_chosen(GstRTSPMedia *media, GstRTSPStream *stream,
-                              const GstRTSPTransport *transport);
+/* A client's PLAY was answered: its TCP streams get the cached GOP, then
+ * the live packets. */
+void rly_tap_join(GstRTSPClient *client, GstRTSPSessionMedia *sm);
+/* PAUSE or TEARDOWN: the session's TCP streams get nothing more. */
+void rly_tap_leave(GstRTSPSessionMedia *sm);
+/* A connection closed: nothing more to its TCP streams of f. */
+void rly_taps_leave_client(rly_feed_t *f, const GstRTSPClient *client);
 /* Frees a unit's references. */
 void rly_unit_clear(rly_unit_t *u);
 

@@ -176,12 +176,14 @@ void rly_server_close_medias(rly_server_t *s, GPtrArray *medias)
 typedef struct {
     char source[64];
     int64_t start_us;
+    rly_feed_t *feed; /* counts this session in its `watching` */
 } play_t;
 
 typedef struct {
     rly_server_t *s;
     char ip[64];
     char actor[96];  /* the last principal that passed the checks */
+    int strip_rtp_info; /* the PLAY being answered has TCP streams */
     play_t plays[MAX_PLAYS];
     size_t n_plays;
 } client_state_t;
@@ -252,6 +254,23 @@ static void audit_play_end(client_state_t *cs, const play_t *p)
     rly_creds_audit(cs->s->creds, &a);
     vg_info("relay: session ended source=%s after %.1f s", p->source,
             (double)(now - p->start_us) / 1e6);
+    if (p->feed) {
+        atomic_fetch_sub(&p->feed->watching, 1);
+        rly_feed_unref(p->feed);
+    }
+}
+
+static int has_tcp_stream(GstRTSPSessionMedia *sm)
+{
+    GstRTSPMedia *m = sm ? gst_rtsp_session_media_get_media(sm) : NULL;
+    guint n = m ? gst_rtsp_media_n_streams(m) : 0;
+    for (guint i = 0; i < n; i++) {
+        GstRTSPStreamTransport *tr = gst_rtsp_session_media_get_transport(sm, i);
+        const GstRTSPTransport *t = tr ? gst_rtsp_stream_transport_get_transport(tr) : NULL;
+        if (t && t->lower_transport == GST_RTSP_LOWER_TRANS_TCP)
+            return 1;
+    }
+    return 0;
 }
 
 /* Invariant 6: the start is on record before PLAY is answered; a session
@@ -263,6 +282,7 @@ static GstRTSPStatusCode on_pre_play(GstRTSPClient *client, GstRTSPContext *ctx,
     char source[64];
     if (!cs || !source_of(ctx->uri, source, sizeof(source)))
         return GST_RTSP_STS_OK;
+    cs->strip_rtp_info = has_tcp_stream(ctx->sessmedia);
     for (size_t i = 0; i < cs->n_plays; i++) {
         if (strcmp(cs->plays[i].source, source) == 0)
             return GST_RTSP_STS_OK; /* PLAY after PAUSE: the same session */
@@ -277,6 +297,9 @@ static GstRTSPStatusCode on_pre_play(GstRTSPClient *client, GstRTSPContext *ctx,
     play_t *p = &cs->plays[cs->n_plays++];
     snprintf(p->source, sizeof(p->source), "%s", source);
     p->start_us = now;
+    p->feed = rly_server_find_feed(cs->s, source);
+    if (p->feed)
+        atomic_fetch_add(&p->feed->watching, 1);
     vg_info("relay: session started source=%s", source);
     return GST_RTSP_STS_OK;
 }
@@ -286,6 +309,7 @@ static void on_teardown(GstRTSPClient *client, GstRTSPContext *ctx, gpointer dat
     (void)data;
     client_state_t *cs = state_of(client);
     char source[64];
+    rly_tap_leave(ctx->sessmedia);
     if (!cs || !source_of(ctx->uri, source, sizeof(source)))
         return;
     for (size_t i = 0; i < cs->n_plays; i++) {
@@ -297,13 +321,46 @@ static void on_teardown(GstRTSPClient *client, GstRTSPContext *ctx, gpointer dat
     }
 }
 
-static void on_setup(GstRTSPClient *client, GstRTSPContext *ctx, gpointer data)
+/* The PLAY answer is on its way: now the TCP streams may follow it. */
+static void on_play(GstRTSPClient *client, GstRTSPContext *ctx, gpointer data)
+{
+    (void)data;
+    rly_tap_join(client, ctx->sessmedia);
+}
+
+static void on_pause(GstRTSPClient *client, GstRTSPContext *ctx, gpointer data)
 {
     (void)client;
     (void)data;
-    if (ctx->trans)
-        rly_tap_transport_chosen(ctx->media, ctx->stream,
-                                 gst_rtsp_stream_transport_get_transport(ctx->trans));
+    rly_tap_leave(ctx->sessmedia);
+}
+
+/* RTP-Info names the sequence number and timestamp of the RTSP stream's own
+ * packets; a TCP client gets the fan-out's (tap.c), which start with the
+ * cached GOP. Without the header clients take the first packet as the
+ * start, which is what it is. */
+static void on_send_message(GstRTSPClient *client, gpointer ctx, gpointer message, gpointer data)
+{
+    (void)ctx;
+    (void)data;
+    client_state_t *cs = state_of(client);
+    GstRTSPMessage *msg = message;
+    if (!cs || !cs->strip_rtp_info || !msg ||
+        gst_rtsp_message_get_type(msg) != GST_RTSP_MESSAGE_RESPONSE)
+        return;
+    gchar *value = NULL;
+    if (gst_rtsp_message_get_header(msg, GST_RTSP_HDR_RTP_INFO, &value, 0) == GST_RTSP_OK) {
+        gst_rtsp_message_remove_header(msg, GST_RTSP_HDR_RTP_INFO, -1);
+        cs->strip_rtp_info = 0;
+    }
+}
+
+static void leave_all_feeds(rly_server_t *s, const GstRTSPClient *client)
+{
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->n_feeds; i++)
+        rly_taps_leave_client(s->feeds[i], client);
+    pthread_mutex_unlock(&s->lock);
 }
 
 static void on_closed(GstRTSPClient *client, gpointer data)
@@ -315,6 +372,7 @@ static void on_closed(GstRTSPClient *client, gpointer data)
     for (size_t i = 0; i < cs->n_plays; i++)
         audit_play_end(cs, &cs->plays[i]);
     cs->n_plays = 0;
+    leave_all_feeds(cs->s, client);
     peer_add(cs->s, cs->ip, -1);
     /* The state lives on until the client object goes; "closed" comes once. */
     cs->ip[0] = '\0';
@@ -333,7 +391,9 @@ static void on_client_connected(GstRTSPServer *server, GstRTSPClient *client, gp
     g_signal_connect(client, "closed", G_CALLBACK(on_closed), NULL);
     g_signal_connect(client, "pre-play-request", G_CALLBACK(on_pre_play), NULL);
     g_signal_connect(client, "teardown-request", G_CALLBACK(on_teardown), NULL);
-    g_signal_connect(client, "setup-request", G_CALLBACK(on_setup), NULL);
+    g_signal_connect(client, "play-request", G_CALLBACK(on_play), NULL);
+    g_signal_connect(client, "pause-request", G_CALLBACK(on_pause), NULL);
+    g_signal_connect(client, "send-message", G_CALLBACK(on_send_message), NULL);
 }
 
 /* ---- RlyAuth: who may connect, who may watch what ---- */

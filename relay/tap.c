@@ -1,27 +1,65 @@
-/* The RTSP side of a feed: a media factory that builds one small pipeline
- * per client ("tap": appsrc ! payloader per stream) and the taps' share of
- * the feed's units.
+/* The RTSP side of a feed: a media factory whose media is shared by every
+ * client of one feed generation ("tap": appsrc ! tee per stream, with two
+ * payloaders behind the tee), and the fan-out of RTP to the TCP clients.
  *
- * Why a pipeline per client rather than one shared media: a client joining
- * a shared media gets the running stream wherever it is, i.e. P-frames until
- * the next keyframe (up to a GOP, seconds on many cameras). A tap of its own
- * starts with the cached GOP, so the first frame a client sees is a keyframe
- * within milliseconds of PLAY. The extra cost per client is one payloader
- * and one rtpbin session; the media bytes themselves are shared, never
- * copied (every tap's buffers wrap the same capture packet).
+ * One shared media rather than a pipeline per client: a pipeline per client
+ * costs a payloader, an RTP session and a handful of threads for every
+ * client, and their hand-offs dominated the relay's CPU. Shared, a client
+ * costs one send per packet.
  *
- * Bounded: a tap whose client reads too slowly skips to the next keyframe
- * once its queue passes TAP_MAX_BYTES (whole GOPs are dropped, never parts
- * of one), and it never blocks the feed. */
+ * Fast start over TCP: a client joining a shared stream would get P-frames
+ * until the camera's next keyframe (seconds on many cameras). The tap keeps
+ * the RTP packets since the last keyframe and a new TCP client gets them
+ * first, then the live packets, so its first frame is a keyframe within
+ * milliseconds of PLAY. For that the TCP clients are served from a payloader
+ * of their own ("tcppay", 8 KiB packets: RTP over TCP has no path MTU, and
+ * each packet costs the same in the send path whatever its size) through the
+ * fan-out below; the RTP the RTSP stream would send them itself is dropped.
+ * Both payloaders share SSRC and timestamp offset, so the RTCP sender
+ * reports of the shared session hold for TCP clients too. UDP clients get
+ * the stream's own packets (path MTU) and start at the next keyframe.
+ *
+ * Bounded: a TCP client that reads too slowly skips to the next keyframe once
+ * its backlog passes VIEWER_MAX_BYTES (whole GOPs are dropped, never parts of
+ * one); sends never block, so one client never holds up another or the feed. */
 #include "relay/relay_private.h"
 
+#include <gst/app/gstappsink.h>
 #include <gst/app/gstappsrc.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "core/errors.h"
 #include "core/util.h"
 
 #define TAP_MAX_BYTES (4u * 1024 * 1024)
+#define VIEWER_MAX_BYTES (4u * 1024 * 1024)
+#define RTP_GOP_MAX_BYTES (16u * 1024 * 1024)
+/* Packets per send: the client's connection queues at most 100 messages
+ * (gst-rtsp-server's backlog) and closes the client beyond that. */
+#define SEND_BATCH 32
+#define TCP_PAYLOAD_MTU 8192
+
+/* One TCP client of one stream. */
+typedef struct {
+    GWeakRef trans;              /* the client's GstRTSPStreamTransport */
+    const void *sessmedia;       /* identity: PAUSE and TEARDOWN name it */
+    const void *client;          /* identity: a closed connection names it */
+    GPtrArray *pending;          /* RTP buffers not yet taken by the client */
+    size_t pending_bytes;
+    int wait_key;
+} viewer_t;
+
+/* The TCP side of one stream of the tap. */
+typedef struct {
+    rly_tap_t *tap;
+    int video;
+    int key_next;    /* the payloader's next output starts a keyframe */
+    GPtrArray *gop;  /* RTP packets since the last keyframe start */
+    size_t gop_bytes;
+    int gop_valid;
+    GPtrArray *viewers;
+} fan_t;
 
 struct rly_tap {
     atomic_int refs;
@@ -33,11 +71,14 @@ struct rly_tap {
     /* Under the feed's lock: */
     int listed;         /* in feed->taps: gets units */
     int started;        /* the pipeline asked for data: the GOP went in */
-    int wait_key;       /* skipping until a keyframe (start without GOP, slow client) */
+    int wait_key;       /* skipping until a keyframe (start without GOP, stall) */
     int bursting;       /* the cached GOP going in: over the limit, but bounded by it */
     int discont;        /* the next buffer follows a gap */
     int has_origin;
     int64_t origin_ns;  /* relay time of the first unit: the tap's time 0 */
+    /* The fan-out, under fan_lock (never taken before the feed's lock): */
+    pthread_mutex_t fan_lock;
+    fan_t fan[RLY_MAX_STREAMS];
 };
 
 typedef struct {
@@ -52,6 +93,288 @@ typedef struct {
 static GObjectClass *factory_parent_class;
 
 static GQuark gen_quark;
+static GQuark tap_quark;
+
+/* ---- viewers: the TCP clients ---- */
+
+static viewer_t *viewer_new(GstRTSPStreamTransport *tr, const void *sessmedia, const void *client)
+{
+    viewer_t *v = g_new0(viewer_t, 1);
+    g_weak_ref_init(&v->trans, tr);
+    v->sessmedia = sessmedia;
+    v->client = client;
+    v->pending = g_ptr_array_new_with_free_func((GDestroyNotify)gst_buffer_unref);
+    return v;
+}
+
+static void viewer_free(gpointer data)
+{
+    viewer_t *v = data;
+    g_ptr_array_unref(v->pending);
+    g_weak_ref_clear(&v->trans);
+    g_free(v);
+}
+
+static void viewer_queue(viewer_t *v, GstBuffer *b)
+{
+    g_ptr_array_add(v->pending, gst_buffer_ref(b));
+    v->pending_bytes += gst_buffer_get_size(b);
+}
+
+static void viewer_drop_pending(viewer_t *v)
+{
+    g_ptr_array_set_size(v->pending, 0);
+    v->pending_bytes = 0;
+}
+
+/* Hands the client what it has room for, SEND_BATCH packets at a time; the
+ * rest waits for the next packet of the stream. A send refused means the
+ * client still has data queued on this channel (or is closing). Returns 0
+ * once the client is gone. fan_lock held. */
+static int viewer_flush(viewer_t *v)
+{
+    GstRTSPStreamTransport *tr = g_weak_ref_get(&v->trans);
+    if (!tr)
+        return 0;
+    while (v->pending->len > 0) {
+        guint n = MIN(v->pending->len, SEND_BATCH);
+        GstBufferList *list = gst_buffer_list_new_sized(n);
+        size_t bytes = 0;
+        for (guint i = 0; i < n; i++) {
+            GstBuffer *b = g_ptr_array_index(v->pending, i);
+            bytes += gst_buffer_get_size(b);
+            gst_buffer_list_add(list, gst_buffer_ref(b));
+        }
+        gboolean sent = gst_rtsp_stream_transport_send_rtp_list(tr, list);
+        gst_buffer_list_unref(list);
+        if (!sent)
+            break;
+        g_ptr_array_remove_range(v->pending, 0, n);
+        v->pending_bytes -= bytes;
+    }
+    g_object_unref(tr);
+    return 1;
+}
+
+/* One RTP packet of the TCP payloader to the cache and the clients.
+ * fan_lock held. */
+static void fan_packet(fan_t *fn, GstBuffer *b, int key_start)
+{
+    size_t size = gst_buffer_get_size(b);
+    if (fn->video && key_start) {
+        g_ptr_array_set_size(fn->gop, 0);
+        fn->gop_bytes = 0;
+        fn->gop_valid = 1;
+    }
+    if (fn->video && fn->gop_valid) {
+        if (fn->gop_bytes + size > RTP_GOP_MAX_BYTES) {
+            g_ptr_array_set_size(fn->gop, 0);
+            fn->gop_bytes = 0;
+            fn->gop_valid = 0;
+        } else {
+            g_ptr_array_add(fn->gop, gst_buffer_ref(b));
+            fn->gop_bytes += size;
+        }
+    }
+    for (guint i = 0; i < fn->viewers->len; i++) {
+        viewer_t *v = g_ptr_array_index(fn->viewers, i);
+        if (v->wait_key) {
+            if (!key_start)
+                continue;
+            v->wait_key = 0;
+        }
+        viewer_queue(v, b);
+        if (v->pending_bytes > VIEWER_MAX_BYTES) {
+            viewer_drop_pending(v);
+            v->wait_key = fn->video;
+            atomic_fetch_add(&fn->tap->feed->dropped_gops, 1);
+        }
+    }
+}
+
+static void fan_flush(fan_t *fn)
+{
+    for (guint i = 0; i < fn->viewers->len;) {
+        if (viewer_flush(g_ptr_array_index(fn->viewers, i)))
+            i++;
+        else
+            g_ptr_array_remove_index_fast(fn->viewers, i); /* the client is gone */
+    }
+}
+
+static void fan_buffer_list(fan_t *fn, GstBufferList *list, int key_start)
+{
+    guint n = gst_buffer_list_length(list);
+    for (guint i = 0; i < n; i++)
+        fan_packet(fn, gst_buffer_list_get(list, i), key_start && i == 0);
+}
+
+/* The TCP payloader's output (the tap's streaming thread). */
+static GstFlowReturn on_tcp_sample(GstAppSink *sink, gpointer data)
+{
+    fan_t *fn = data;
+    GstSample *sample = gst_app_sink_pull_sample(sink);
+    if (!sample)
+        return GST_FLOW_FLUSHING;
+    pthread_mutex_lock(&fn->tap->fan_lock);
+    int key = fn->key_next;
+    fn->key_next = 0;
+    GstBufferList *list = gst_sample_get_buffer_list(sample);
+    GstBuffer *buf = gst_sample_get_buffer(sample);
+    if (list)
+        fan_buffer_list(fn, list, key);
+    else if (buf)
+        fan_packet(fn, buf, key);
+    fan_flush(fn);
+    pthread_mutex_unlock(&fn->tap->fan_lock);
+    gst_sample_unref(sample);
+    return GST_FLOW_OK;
+}
+
+/* The TCP payloader is about to packetize a unit: mark its packets when the
+ * unit is a keyframe (feed units carry DELTA_UNIT otherwise). Runs on the
+ * same thread as on_tcp_sample, right before it. */
+static GstPadProbeReturn on_tcp_unit(GstPad *pad, GstPadProbeInfo *info, gpointer data)
+{
+    (void)pad;
+    fan_t *fn = data;
+    GstBuffer *b = GST_PAD_PROBE_INFO_BUFFER(info);
+    if (b && !GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DELTA_UNIT)) {
+        pthread_mutex_lock(&fn->tap->fan_lock);
+        fn->key_next = 1;
+        pthread_mutex_unlock(&fn->tap->fan_lock);
+    }
+    return GST_PAD_PROBE_OK;
+}
+
+/* The RTSP stream's own RTP for TCP clients: they get the fan-out's
+ * instead. RTCP (sender reports) passes. */
+static int is_rtcp(GstBuffer *b)
+{
+    guint8 hdr[2];
+    return b && gst_buffer_extract(b, 0, hdr, 2) == 2 && hdr[1] >= 200 && hdr[1] <= 204;
+}
+
+static GstPadProbeReturn drop_stream_rtp(GstPad *pad, GstPadProbeInfo *info, gpointer data)
+{
+    (void)pad;
+    (void)data;
+    GstBuffer *b = NULL;
+    if (info->type & GST_PAD_PROBE_TYPE_BUFFER_LIST) {
+        GstBufferList *l = GST_PAD_PROBE_INFO_BUFFER_LIST(info);
+        b = gst_buffer_list_length(l) ? gst_buffer_list_get(l, 0) : NULL;
+    } else {
+        b = GST_PAD_PROBE_INFO_BUFFER(info);
+    }
+    return is_rtcp(b) ? GST_PAD_PROBE_OK : GST_PAD_PROBE_DROP;
+}
+
+/* Finds the appsinks gst-rtsp-server made for TCP delivery (not ours, which
+ * are named tcpsinkN) and drops the RTP they would send. */
+static void on_media_prepared(GstRTSPMedia *media, gpointer data)
+{
+    (void)data;
+    GstElement *pipe = GST_ELEMENT(gst_object_get_parent(GST_OBJECT(gst_rtsp_media_get_element(media))));
+    if (!pipe)
+        return;
+    GstIterator *it = gst_bin_iterate_recurse(GST_BIN(pipe));
+    GValue item = G_VALUE_INIT;
+    while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
+        GstElement *e = g_value_get_object(&item);
+        gchar *name = gst_element_get_name(e);
+        if (GST_IS_APP_SINK(e) && !g_str_has_prefix(name, "tcpsink")) {
+            GstPad *pad = gst_element_get_static_pad(e, "sink");
+            if (pad) {
+                gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST,
+                                  drop_stream_rtp, NULL, NULL);
+                gst_object_unref(pad);
+            }
+        }
+        g_free(name);
+        g_value_reset(&item);
+    }
+    g_value_unset(&item);
+    gst_iterator_free(it);
+    gst_object_unref(pipe);
+}
+
+/* The media is going down (the last client left): from now on new clients
+ * get a new media, not this one. */
+static void on_target_state(GstRTSPMedia *media, gint state, gpointer data)
+{
+    (void)media;
+    rly_feed_t *f = data;
+    if (state == GST_STATE_NULL)
+        atomic_fetch_add(&f->epoch, 1);
+}
+
+static rly_tap_t *tap_of(GstRTSPMedia *media)
+{
+    return media ? g_object_get_qdata(G_OBJECT(media), tap_quark) : NULL;
+}
+
+void rly_tap_join(GstRTSPClient *client, GstRTSPSessionMedia *sm)
+{
+    GstRTSPMedia *media = sm ? gst_rtsp_session_media_get_media(sm) : NULL;
+    rly_tap_t *t = tap_of(media);
+    if (!t)
+        return;
+    guint n = MIN(gst_rtsp_media_n_streams(media), t->n_src);
+    pthread_mutex_lock(&t->fan_lock);
+    for (guint k = 0; k < n; k++) {
+        GstRTSPStreamTransport *tr = gst_rtsp_session_media_get_transport(sm, k);
+        const GstRTSPTransport *tt = tr ? gst_rtsp_stream_transport_get_transport(tr) : NULL;
+        if (!tt || tt->lower_transport != GST_RTSP_LOWER_TRANS_TCP)
+            continue;
+        fan_t *fn = &t->fan[k];
+        for (guint i = 0; i < fn->viewers->len; i++) { /* PLAY again without PAUSE */
+            if (((viewer_t *)g_ptr_array_index(fn->viewers, i))->sessmedia == sm)
+                g_ptr_array_remove_index_fast(fn->viewers, i--);
+        }
+        viewer_t *v = viewer_new(tr, sm, client);
+        if (fn->video && fn->gop_valid) {
+            for (guint i = 0; i < fn->gop->len; i++)
+                viewer_queue(v, g_ptr_array_index(fn->gop, i));
+        } else {
+            v->wait_key = fn->video;
+        }
+        g_ptr_array_add(fn->viewers, v);
+        viewer_flush(v);
+    }
+    pthread_mutex_unlock(&t->fan_lock);
+}
+
+/* Removes the viewers of sessmedia (when not NULL) or of client. */
+static void tap_leave(rly_tap_t *t, const void *sessmedia, const void *client)
+{
+    pthread_mutex_lock(&t->fan_lock);
+    for (unsigned k = 0; k < t->n_src; k++) {
+        GPtrArray *vs = t->fan[k].viewers;
+        for (guint i = 0; i < vs->len;) {
+            const viewer_t *v = g_ptr_array_index(vs, i);
+            if (sessmedia ? v->sessmedia == sessmedia : v->client == client)
+                g_ptr_array_remove_index_fast(vs, i);
+            else
+                i++;
+        }
+    }
+    pthread_mutex_unlock(&t->fan_lock);
+}
+
+void rly_tap_leave(GstRTSPSessionMedia *sm)
+{
+    rly_tap_t *t = sm ? tap_of(gst_rtsp_session_media_get_media(sm)) : NULL;
+    if (t)
+        tap_leave(t, sm, NULL);
+}
+
+void rly_taps_leave_client(rly_feed_t *f, const GstRTSPClient *client)
+{
+    pthread_mutex_lock(&f->lock);
+    for (size_t i = 0; i < f->n_taps; i++)
+        tap_leave(f->taps[i], NULL, client);
+    pthread_mutex_unlock(&f->lock);
+}
 
 /* ---- taps ---- */
 
@@ -66,8 +389,12 @@ static void tap_unref(gpointer data)
     rly_tap_t *t = data;
     if (atomic_fetch_sub(&t->refs, 1) != 1)
         return;
-    for (unsigned i = 0; i < t->n_src; i++)
+    for (unsigned i = 0; i < t->n_src; i++) {
         gst_object_unref(t->src[i]);
+        g_ptr_array_unref(t->fan[i].gop);
+        g_ptr_array_unref(t->fan[i].viewers);
+    }
+    pthread_mutex_destroy(&t->fan_lock);
     g_weak_ref_clear(&t->media);
     rly_feed_unref(t->feed);
     g_free(t);
@@ -91,7 +418,7 @@ static void tap_feed(rly_feed_t *f, rly_tap_t *t, const rly_unit_t *u)
         t->discont = 1;
     } else if (!t->bursting && gst_app_src_get_current_level_bytes(src) > TAP_MAX_BYTES) {
         t->wait_key = 1;
-        f->dropped_gops++;
+        atomic_fetch_add(&f->dropped_gops, 1);
         return;
     }
     if (!t->has_origin) {
@@ -146,14 +473,6 @@ void rly_taps_push(rly_feed_t *f, const rly_unit_t *u)
     }
 }
 
-int rly_taps_count(rly_feed_t *f)
-{
-    int n = 0;
-    for (size_t i = 0; i < f->n_taps; i++)
-        n += f->taps[i]->gen == f->gen;
-    return n;
-}
-
 /* Takes t off the feed's list; returns 1 if it was on it (the list's
  * reference is then the caller's). f->lock held. */
 static int tap_unlist(rly_feed_t *f, rly_tap_t *t)
@@ -199,7 +518,22 @@ void rly_taps_close_stale(rly_feed_t *f)
     rly_server_close_medias(f->srv, medias);
 }
 
-/* ---- signals of a client's media ---- */
+/* ---- signals of the shared media ---- */
+
+/* Puts t on the feed's list, to get units from its start (the cached GOP
+ * first). 0 when t belongs to an older generation. */
+static int tap_list(rly_feed_t *f, rly_tap_t *t)
+{
+    pthread_mutex_lock(&f->lock);
+    int ok = !f->closed && t->gen == f->gen && t->n_src == f->n_streams;
+    if (ok) {
+        f->taps = vg_realloc(f->taps, (f->n_taps + 1) * sizeof(*f->taps));
+        f->taps[f->n_taps++] = tap_ref(t);
+        t->listed = 1;
+    }
+    pthread_mutex_unlock(&f->lock);
+    return ok;
+}
 
 static void on_need_data(GstAppSrc *src, guint length, gpointer data)
 {
@@ -220,8 +554,40 @@ static void on_unprepared(GstRTSPMedia *media, gpointer data)
     pthread_mutex_lock(&t->feed->lock);
     int was_listed = tap_unlist(t->feed, t);
     pthread_mutex_unlock(&t->feed->lock);
+    pthread_mutex_lock(&t->fan_lock);
+    for (unsigned k = 0; k < t->n_src; k++) {
+        g_ptr_array_set_size(t->fan[k].viewers, 0);
+        g_ptr_array_set_size(t->fan[k].gop, 0);
+    }
+    pthread_mutex_unlock(&t->fan_lock);
     if (was_listed)
         tap_unref(t);
+}
+
+/* The TCP branch of stream k: the fan-out behind tcppayK and tcpsinkK. */
+static void tap_fan_init(rly_tap_t *t, GstBin *bin, unsigned k)
+{
+    fan_t *fn = &t->fan[k];
+    fn->tap = t;
+    fn->video = rly_codec_is_video(t->feed->codec[k]);
+    fn->gop = g_ptr_array_new_with_free_func((GDestroyNotify)gst_buffer_unref);
+    fn->viewers = g_ptr_array_new_with_free_func(viewer_free);
+    char name[16];
+    snprintf(name, sizeof(name), "tcppay%u", k);
+    GstElement *pay = gst_bin_get_by_name(bin, name);
+    snprintf(name, sizeof(name), "tcpsink%u", k);
+    GstElement *sink = gst_bin_get_by_name(bin, name);
+    if (pay) {
+        GstPad *pad = gst_element_get_static_pad(pay, "sink");
+        gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, on_tcp_unit, fn, NULL);
+        gst_object_unref(pad);
+        gst_object_unref(pay);
+    }
+    if (sink) {
+        GstAppSinkCallbacks cb = {.new_sample = on_tcp_sample};
+        gst_app_sink_set_callbacks(GST_APP_SINK(sink), &cb, fn, NULL);
+        gst_object_unref(sink);
+    }
 }
 
 static rly_tap_t *tap_new(rly_feed_t *f, GstRTSPMedia *media)
@@ -230,6 +596,7 @@ static rly_tap_t *tap_new(rly_feed_t *f, GstRTSPMedia *media)
     atomic_init(&t->refs, 1);
     rly_feed_ref(f);
     t->feed = f;
+    pthread_mutex_init(&t->fan_lock, NULL);
     g_weak_ref_init(&t->media, media);
     GstElement *bin = gst_rtsp_media_get_element(media);
     t->gen = GPOINTER_TO_UINT(g_object_get_qdata(G_OBJECT(bin), gen_quark));
@@ -241,6 +608,12 @@ static rly_tap_t *tap_new(rly_feed_t *f, GstRTSPMedia *media)
             break;
         t->src[t->n_src++] = src;
     }
+    /* codec[] of the generation the bin was built for: checked against
+     * f->gen before the tap is listed. */
+    pthread_mutex_lock(&f->lock);
+    for (unsigned k = 0; k < t->n_src; k++)
+        tap_fan_init(t, GST_BIN(bin), k);
+    pthread_mutex_unlock(&f->lock);
     gst_object_unref(bin);
     GstAppSrcCallbacks cb = {.need_data = on_need_data};
     for (unsigned i = 0; i < t->n_src; i++)
@@ -259,46 +632,13 @@ static void on_media_configure(GstRTSPMediaFactory *factory, GstRTSPMedia *media
         gst_rtsp_stream_set_rate_control(gst_rtsp_media_get_stream(media, i), FALSE);
     g_signal_connect_data(media, "unprepared", G_CALLBACK(on_unprepared), tap_ref(t),
                           tap_unref_closure, 0);
-    pthread_mutex_lock(&f->lock);
-    int ok = !f->closed && t->gen == f->gen && t->n_src == f->n_streams;
-    if (ok) {
-        f->taps = vg_realloc(f->taps, (f->n_taps + 1) * sizeof(*f->taps));
-        f->taps[f->n_taps++] = t; /* the list takes the creation reference */
-        t->listed = 1;
-    }
-    pthread_mutex_unlock(&f->lock);
-    if (!ok) {
+    g_signal_connect(media, "prepared", G_CALLBACK(on_media_prepared), NULL);
+    g_signal_connect(media, "target-state", G_CALLBACK(on_target_state), f);
+
+    g_object_set_qdata_full(G_OBJECT(media), tap_quark, tap_ref(t), tap_unref);
+    if (!tap_list(f, t))
         tap_end_streams(t);
-        tap_unref(t);
-    }
-}
-
-/* RTP over TCP has no path MTU: a larger packet means fewer packets, and
- * each packet costs the same in the RTP session and the send path whatever
- * its size, so a TCP client's payloaders switch to this once it has chosen
- * its transport (8 KiB also fits every client's receive buffer: FFmpeg's is
- * the smallest, 80 KiB). UDP keeps the payloader's default, under the
- * network's MTU. */
-#define TCP_PAYLOAD_MTU 8192
-
-void rly_tap_transport_chosen(GstRTSPMedia *media, GstRTSPStream *stream,
-                              const GstRTSPTransport *transport)
-{
-    if (!media || !stream || !transport || transport->lower_transport != GST_RTSP_LOWER_TRANS_TCP)
-        return;
-    GstElement *bin = gst_rtsp_media_get_element(media);
-    if (!bin)
-        return;
-    if (g_object_get_qdata(G_OBJECT(bin), gen_quark)) { /* one of ours */
-        char name[16];
-        snprintf(name, sizeof(name), "pay%u", gst_rtsp_stream_get_index(stream));
-        GstElement *pay = gst_bin_get_by_name(GST_BIN(bin), name);
-        if (pay) {
-            g_object_set(pay, "mtu", (guint)TCP_PAYLOAD_MTU, NULL);
-            gst_object_unref(pay);
-        }
-    }
-    gst_object_unref(bin);
+    tap_unref(t);
 }
 
 /* ---- the factory ---- */
@@ -337,14 +677,12 @@ GstCaps *rly_caps_for(rly_codec_t c, const AVCodecParameters *par)
     }
 }
 
-static GstElement *make_payloader(rly_codec_t c, unsigned k)
+static GstElement *make_payloader(rly_codec_t c, const char *name, unsigned k)
 {
     static const char *const names[] = {
         [RLY_C_H264] = "rtph264pay", [RLY_C_H265] = "rtph265pay", [RLY_C_PCMA] = "rtppcmapay",
         [RLY_C_PCMU] = "rtppcmupay", [RLY_C_AAC] = "rtpmp4gpay", [RLY_C_OPUS] = "rtpopuspay",
     };
-    char name[16];
-    snprintf(name, sizeof(name), "pay%u", k);
     GstElement *pay = gst_element_factory_make(names[c], name);
     if (!pay)
         return NULL;
@@ -358,32 +696,72 @@ static GstElement *make_payloader(rly_codec_t c, unsigned k)
     return pay;
 }
 
-/* appsrc ! payloader per stream, for the feed's current streams. f->lock held. */
+/* Stream k: appsrc ! tee, one branch to payK (the RTSP stream: UDP clients,
+ * RTCP), one to tcppayK ! tcpsinkK (the TCP fan-out). */
+static int add_stream(rly_feed_t *f, GstBin *bin, unsigned k)
+{
+    char name[4][16];
+    snprintf(name[0], sizeof(name[0]), "src%u", k);
+    snprintf(name[1], sizeof(name[1]), "pay%u", k);
+    snprintf(name[2], sizeof(name[2]), "tcppay%u", k);
+    snprintf(name[3], sizeof(name[3]), "tcpsink%u", k);
+    GstElement *e[5] = {
+        gst_element_factory_make("appsrc", name[0]), gst_element_factory_make("tee", NULL),
+        make_payloader(f->codec[k], name[1], k), make_payloader(f->codec[k], name[2], k),
+        gst_element_factory_make("appsink", name[3]),
+    };
+    for (unsigned i = 0; i < 5; i++) {
+        if (!e[i]) {
+            vg_err("source=%s relay: GStreamer element missing (appsrc, tee, appsink or "
+                   "payloader)", f->name);
+            for (unsigned j = 0; j < 5; j++)
+                if (e[j])
+                    gst_object_unref(e[j]);
+            return VG_EINVAL;
+        }
+    }
+    g_object_set(e[0], "is-live", TRUE, "format", GST_FORMAT_TIME, "do-timestamp", FALSE, "caps",
+                 f->caps[k], "max-bytes", (guint64)TAP_MAX_BYTES * 2, "block", FALSE, NULL);
+    /* One SSRC and timestamp base for both: the session's sender reports
+     * then describe the TCP packets too. */
+    guint32 ssrc = g_random_int(), ts_offset = g_random_int();
+    g_object_set(e[2], "ssrc", ssrc, "timestamp-offset", ts_offset, NULL);
+    g_object_set(e[3], "ssrc", ssrc, "timestamp-offset", ts_offset, "mtu",
+                 (guint)TCP_PAYLOAD_MTU, NULL);
+    g_object_set(e[4], "sync", FALSE, "async", FALSE, "buffer-list", TRUE, "max-buffers", 0,
+                 "enable-last-sample", FALSE, NULL);
+    gst_bin_add_many(bin, e[0], e[1], e[2], e[3], e[4], NULL);
+    gst_element_link_many(e[0], e[1], e[2], NULL);
+    gst_element_link_many(e[1], e[3], e[4], NULL);
+    return VG_OK;
+}
+
+/* The shared media's elements, for the feed's current streams. f->lock held. */
 static GstElement *build_bin(rly_feed_t *f)
 {
     GstElement *bin = gst_bin_new(NULL);
     for (unsigned k = 0; k < f->n_streams; k++) {
-        char name[16];
-        snprintf(name, sizeof(name), "src%u", k);
-        GstElement *src = gst_element_factory_make("appsrc", name);
-        GstElement *pay = make_payloader(f->codec[k], k);
-        if (!src || !pay) {
-            vg_err("source=%s relay: GStreamer element missing (appsrc or payloader)", f->name);
-            if (src)
-                gst_object_unref(src);
-            if (pay)
-                gst_object_unref(pay);
+        if (add_stream(f, GST_BIN(bin), k) != VG_OK) {
             gst_object_unref(bin);
             return NULL;
         }
-        g_object_set(src, "is-live", TRUE, "format", GST_FORMAT_TIME, "do-timestamp", FALSE,
-                     "caps", f->caps[k], "max-bytes", (guint64)TAP_MAX_BYTES * 2, "block", FALSE,
-                     NULL);
-        gst_bin_add_many(GST_BIN(bin), src, pay, NULL);
-        gst_element_link(src, pay);
     }
     g_object_set_qdata(G_OBJECT(bin), gen_quark, GUINT_TO_POINTER(f->gen));
     return bin;
+}
+
+/* Shared media are cached by this key. A new generation (new stream
+ * parameters) gets a media of its own while the old one closes; so does a
+ * new epoch (on_target_state: the last client left): the old media is being torn
+ * down then, and a client handed it would get 503. */
+static gchar *factory_gen_key(GstRTSPMediaFactory *factory, const GstRTSPUrl *url)
+{
+    rly_feed_t *f = ((RlyFactory *)factory)->feed;
+    pthread_mutex_lock(&f->lock);
+    unsigned gen = f->gen;
+    pthread_mutex_unlock(&f->lock);
+    return g_strdup_printf("%u.%u:%s", gen, (unsigned)atomic_load(&f->epoch),
+                           url && url->abspath ? url->abspath : "");
 }
 
 static GstElement *factory_create_element(GstRTSPMediaFactory *factory, const GstRTSPUrl *url)
@@ -409,8 +787,10 @@ static void factory_class_init(gpointer klass, gpointer data)
     (void)data;
     factory_parent_class = g_type_class_peek_parent(klass);
     GST_RTSP_MEDIA_FACTORY_CLASS(klass)->create_element = factory_create_element;
+    GST_RTSP_MEDIA_FACTORY_CLASS(klass)->gen_key = factory_gen_key;
     G_OBJECT_CLASS(klass)->finalize = factory_finalize;
     gen_quark = g_quark_from_static_string("vigil-relay-gen");
+    tap_quark = g_quark_from_static_string("vigil-relay-tap");
 }
 
 /* Registered by hand rather than with G_DEFINE_TYPE, which static
@@ -434,7 +814,7 @@ GstRTSPMediaFactory *rly_factory_new(rly_feed_t *f)
     GstRTSPMediaFactory *factory = GST_RTSP_MEDIA_FACTORY(rf);
     rly_feed_ref(f);
     rf->feed = f;
-    gst_rtsp_media_factory_set_shared(factory, FALSE);
+    gst_rtsp_media_factory_set_shared(factory, TRUE);
     GstRTSPLowerTrans trans = GST_RTSP_LOWER_TRANS_TCP;
     /* Over RTSPS, media over UDP would leave the TLS tunnel in clear. */
     if (!f->srv->tls)

@@ -269,33 +269,24 @@ static GstPadProbeReturn drop_stream_rtp(GstPad *pad, GstPadProbeInfo *info, gpo
     return is_rtcp(b) ? GST_PAD_PROBE_OK : GST_PAD_PROBE_DROP;
 }
 
-/* Finds the appsinks gst-rtsp-server made for TCP delivery (not ours, which
- * are named tcpsinkN) and drops the RTP they would send. */
-static void on_media_prepared(GstRTSPMedia *media, gpointer data)
+/* gst-rtsp-server adds an appsink per stream for TCP delivery when the
+ * first TCP client sets up (not ours: those are named tcpsinkN): the RTP it
+ * would send is dropped at its door. */
+static void on_element_added(GstBin *bin, GstBin *sub, GstElement *e, gpointer data)
 {
+    (void)bin;
+    (void)sub;
     (void)data;
-    GstElement *pipe = GST_ELEMENT(gst_object_get_parent(GST_OBJECT(gst_rtsp_media_get_element(media))));
-    if (!pipe)
-        return;
-    GstIterator *it = gst_bin_iterate_recurse(GST_BIN(pipe));
-    GValue item = G_VALUE_INIT;
-    while (gst_iterator_next(it, &item) == GST_ITERATOR_OK) {
-        GstElement *e = g_value_get_object(&item);
-        gchar *name = gst_element_get_name(e);
-        if (GST_IS_APP_SINK(e) && !g_str_has_prefix(name, "tcpsink")) {
-            GstPad *pad = gst_element_get_static_pad(e, "sink");
-            if (pad) {
-                gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST,
-                                  drop_stream_rtp, NULL, NULL);
-                gst_object_unref(pad);
-            }
+    gchar *name = gst_element_get_name(e);
+    if (GST_IS_APP_SINK(e) && !g_str_has_prefix(name, "tcpsink")) {
+        GstPad *pad = gst_element_get_static_pad(e, "sink");
+        if (pad) {
+            gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST,
+                              drop_stream_rtp, NULL, NULL);
+            gst_object_unref(pad);
         }
-        g_free(name);
-        g_value_reset(&item);
     }
-    g_value_unset(&item);
-    gst_iterator_free(it);
-    gst_object_unref(pipe);
+    g_free(name);
 }
 
 /* The media is going down (the last client left): from now on new clients
@@ -632,7 +623,16 @@ static void on_media_configure(GstRTSPMediaFactory *factory, GstRTSPMedia *media
         gst_rtsp_stream_set_rate_control(gst_rtsp_media_get_stream(media, i), FALSE);
     g_signal_connect_data(media, "unprepared", G_CALLBACK(on_unprepared), tap_ref(t),
                           tap_unref_closure, 0);
-    g_signal_connect(media, "prepared", G_CALLBACK(on_media_prepared), NULL);
+    GstElement *bin = gst_rtsp_media_get_element(media);
+    GstObject *pipe = gst_object_get_parent(GST_OBJECT(bin));
+    if (pipe) {
+        g_signal_connect(pipe, "deep-element-added", G_CALLBACK(on_element_added), NULL);
+        gst_object_unref(pipe);
+    } else {
+        vg_err("source=%s relay: the media has no pipeline; TCP clients would get every "
+               "packet twice", f->name);
+    }
+    gst_object_unref(bin);
     g_signal_connect(media, "target-state", G_CALLBACK(on_target_state), f);
 
     g_object_set_qdata_full(G_OBJECT(media), tap_quark, tap_ref(t), tap_unref);

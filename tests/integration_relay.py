@@ -153,6 +153,15 @@ class Rtsp:
                 return time.monotonic(), bool(types & need[0]) and need[1] in types
         raise AssertionError("no complete frame in %d s" % deadline_s)
 
+    def video_seqs(self, seconds):
+        """(SSRC, sequence number) of each video packet over the next seconds."""
+        seqs, end = [], time.monotonic() + seconds
+        while time.monotonic() < end:
+            ch, pkt = self.frame()
+            if ch == 0 and len(pkt) >= 12:
+                seqs.append((pkt[8:12], int.from_bytes(pkt[2:4], "big")))
+        return seqs
+
     def count_video(self, seconds):
         """Video packets received over the next seconds."""
         n, end = 0, time.monotonic() + seconds
@@ -324,11 +333,16 @@ class Suite:
                 try:
                     t_play = c.play()
                     t_frame, key = c.first_frame()
+                    seqs = c.video_seqs(1.0) if src == "h264" else None
                 finally:
                     c.close()
                 assert key, "%s: the first frame is not a keyframe" % src
                 assert t_frame - t_play < 0.5, "%s: first frame after %.3f s" % (
                     src, t_frame - t_play)
+                if seqs is not None:  # one stream of packets: no copies, no holes
+                    assert len({ssrc for ssrc, _ in seqs}) == 1, "several SSRCs"
+                    steps = {(b - a) % 65536 for (_, a), (_, b) in zip(seqs, seqs[1:])}
+                    assert steps == {1}, "sequence steps %s" % sorted(steps)[:5]
                 worst = max(worst, t_frame - t_play)
         log("  slowest first frame: %.0f ms after PLAY" % (worst * 1000))
 

@@ -255,10 +255,31 @@ static int is_rtcp(GstBuffer *b)
     return b && gst_buffer_extract(b, 0, hdr, 2) == 2 && hdr[1] >= 200 && hdr[1] <= 204;
 }
 
+static GstPadProbeReturn drop_stream_rtp(GstPad *pad, GstPadProbeInfo *info, gpointer data);
+
+/* The appsink sits behind a queue: dropping at the queue's entrance also
+ * spares the queue's thread a wake-up per packet. Installed from the
+ * appsink's first packet, when the queue is linked. */
+static void drop_before_queue(GstPad *sinkpad)
+{
+    GstPad *peer = gst_pad_get_peer(sinkpad);
+    GstElement *queue = peer ? gst_pad_get_parent_element(peer) : NULL;
+    if (queue && g_str_equal(G_OBJECT_TYPE_NAME(queue), "GstQueue")) {
+        GstPad *in = gst_element_get_static_pad(queue, "sink");
+        if (in) {
+            gst_pad_add_probe(in, GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST,
+                              drop_stream_rtp, GINT_TO_POINTER(1), NULL);
+            gst_object_unref(in);
+        }
+    }
+    if (queue)
+        gst_object_unref(queue);
+    if (peer)
+        gst_object_unref(peer);
+}
+
 static GstPadProbeReturn drop_stream_rtp(GstPad *pad, GstPadProbeInfo *info, gpointer data)
 {
-    (void)pad;
-    (void)data;
     GstBuffer *b = NULL;
     if (info->type & GST_PAD_PROBE_TYPE_BUFFER_LIST) {
         GstBufferList *l = GST_PAD_PROBE_INFO_BUFFER_LIST(info);
@@ -266,7 +287,14 @@ static GstPadProbeReturn drop_stream_rtp(GstPad *pad, GstPadProbeInfo *info, gpo
     } else {
         b = GST_PAD_PROBE_INFO_BUFFER(info);
     }
-    return is_rtcp(b) ? GST_PAD_PROBE_OK : GST_PAD_PROBE_DROP;
+    if (is_rtcp(b))
+        return GST_PAD_PROBE_OK;
+    if (!data && !g_object_get_qdata(G_OBJECT(pad), tap_quark)) {
+        /* the appsink's probe, at its first RTP packet */
+        g_object_set_qdata(G_OBJECT(pad), tap_quark, GINT_TO_POINTER(1));
+        drop_before_queue(pad);
+    }
+    return GST_PAD_PROBE_DROP;
 }
 
 /* gst-rtsp-server adds an appsink per stream for TCP delivery when the

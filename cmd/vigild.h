@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "archive/archive.h"
 #include "capture/capture.h"
 #include "core/config.h"
@@ -98,5 +100,8 @@ int vigild_web_start(daemon_t *d);
 
 /* vigild_metrics.c: Prometheus text (malloc'd); safe from any thread. */
 char *svc_metrics_text(daemon_t *d);
+/* The relay's view of one source as JSON (null when it is not relayed):
+ * vigilctl status and GET /api/v1/sources show the same object. */
+json_t *svc_relay_json(recorder_t *r);
 
 #endif

@@ -114,7 +114,7 @@ void svc_tick(daemon_t *d)
 
 /* The relay's view of a source (README "Central monitoring point"); null
  * when the source is not relayed. */
-static json_t *relay_json(recorder_t *r)
+json_t *svc_relay_json(recorder_t *r)
 {
     rly_status_t rs;
     if (!r->relay || rly_feed_status(r->relay, &rs) != VG_OK)
@@ -149,7 +149,7 @@ static json_t *recorder_json(recorder_t *r, int64_t now)
     json_object_set_new(o, "last_packet_age_s",
                         st.last_packet_wall_us ? json_real((double)(now - st.last_packet_wall_us) / 1e6)
                                                : json_null());
-    json_object_set_new(o, "relay", relay_json(r));
+    json_object_set_new(o, "relay", svc_relay_json(r));
     return o;
 }
 

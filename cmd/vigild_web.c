@@ -62,6 +62,7 @@ static int source_status(void *ctx, const char *name, web_source_status_t *out)
         recorder_t *r = d->recorders[i];
         if (r && r->capture && strcmp(r->cfg->name, name) == 0) {
             cap_source_status(r->capture, &st);
+            out->relay = svc_relay_json(r);
             found = 1;
         }
     }

@@ -269,6 +269,13 @@ class Suite:
     def client(self, path, auth="admin", **kw):
         return Rtsp(self.port, path, self.admin if auth == "admin" else auth, **kw)
 
+    def api_sources(self):
+        import urllib.request
+        req = urllib.request.Request("http://127.0.0.1:%d/api/v1/sources" % self.v.http_port,
+                                     headers={"Authorization": "Bearer " + self.token})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return {s["name"]: s for s in json.loads(r.read())["sources"]}
+
     def plays(self, mount):
         return self.cam.lines.count("PLAY /%s" % mount)
 
@@ -316,6 +323,10 @@ class Suite:
                 c.first_frame()
             wait_for("10 relay clients in status",
                      lambda: self.v.relay("h264").get("clients") == 10, 10)
+            # the web API shows the same relay figures (issue 5, item 6)
+            listing = self.api_sources()
+            assert listing["h264"]["relay"]["clients"] == 10, listing["h264"]
+            assert listing["off"]["relay"] is None, listing["off"]
             opened = sum(1 for line in self.cam.lines if line.startswith("CLIENT open"))
             assert opened == before_open, "camera saw %d new connections" % (opened - before_open)
             assert self.plays("h264") == before_plays

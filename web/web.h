@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "core/clock.h"
 #include "core/config.h"
 #include "index/index.h"
@@ -64,6 +66,7 @@ typedef struct {
     char last_error[160];
     char codecs[64];
     int64_t bitrate_bps;  /* over the provider's recent window; 0 when unknown */
+    json_t *relay;        /* the relay's view (clients, push), taken over; NULL: null */
 } web_source_status_t;
 
 typedef struct {

@@ -232,6 +232,26 @@ static const char *const migrations[] = {
     "   media_us = media_us - (OLD.end_us - OLD.start_us)"
     "   WHERE source_id = OLD.source_id AND hour = OLD.start_us / 3600000000;"
     " END;",
+    /* v6: source.seg_version changes whenever the source's listing could:
+     * a row added, removed, or changed in what a listing shows (the HTTP
+     * API caches answers per version). Added to the totals triggers rather
+     * than beside them: one UPDATE per row, as before. */
+    "ALTER TABLE source ADD COLUMN seg_version INTEGER NOT NULL DEFAULT 0;"
+    "DROP TRIGGER segment_totals_ins;"
+    "DROP TRIGGER segment_totals_del;"
+    "CREATE TRIGGER segment_totals_ins AFTER INSERT ON segment BEGIN"
+    "  UPDATE source SET bytes = bytes + NEW.bytes, segments = segments + 1,"
+    "   seg_version = seg_version + 1 WHERE id = NEW.source_id;"
+    " END;"
+    "CREATE TRIGGER segment_totals_del AFTER DELETE ON segment BEGIN"
+    "  UPDATE source SET bytes = bytes - OLD.bytes, segments = segments - 1,"
+    "   seg_version = seg_version + 1 WHERE id = OLD.source_id;"
+    " END;"
+    "CREATE TRIGGER segment_version_upd AFTER UPDATE OF source_id, start_us, end_us, bytes,"
+    "  sha256, codecs, deleting ON segment BEGIN"
+    "  UPDATE source SET seg_version = seg_version + 1"
+    "   WHERE id IN (OLD.source_id, NEW.source_id);"
+    " END;",
 };
 
 #define IDX_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -249,6 +269,7 @@ enum {
     ST_SEG_DELETE,
     ST_SRC_UPSERT,
     ST_SRC_EXISTS,
+    ST_SRC_VERSION,
     ST_BEGIN,
     ST_BEGIN_READ,
     ST_COMMIT,
@@ -279,6 +300,7 @@ static const char *const stmt_sql[ST_COUNT] = {
                       " ON CONFLICT(name) DO UPDATE SET kind = excluded.kind"
                       " WHERE kind <> excluded.kind",
     [ST_SRC_EXISTS] = "SELECT 1 FROM source WHERE name = ?1",
+    [ST_SRC_VERSION] = "SELECT seg_version FROM source WHERE name = ?1",
     /* IMMEDIATE takes the write lock up front, so a writer never fails half
      * way through with a lock upgrade it cannot get. */
     [ST_BEGIN] = "BEGIN IMMEDIATE",
@@ -762,6 +784,23 @@ int idx_source_exists(idx_t *idx, const char *source, int *found)
         ret = idx_priv_db_fail(idx, rc, "look up source");
 
 cleanup:
+    idx_priv_stmt_done(st);
+    return ret;
+}
+
+int idx_source_version(idx_t *idx, const char *source, int64_t *version)
+{
+    if (!idx || !source || !version)
+        return VG_EINVAL;
+    sqlite3_stmt *st = idx->st[ST_SRC_VERSION];
+    int ret = idx_priv_bind_text(idx, st, 1, source);
+    if (ret == VG_OK) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+            *version = sqlite3_column_int64(st, 0);
+        else
+            ret = rc == SQLITE_DONE ? VG_ENOTFOUND : idx_priv_db_fail(idx, rc, "read source version");
+    }
     idx_priv_stmt_done(st);
     return ret;
 }

@@ -36,6 +36,10 @@ int idx_code_version(void);
 int idx_segment_insert(idx_t *idx, idx_segment_t *seg);
 /* Segments of source overlapping [from_us, to_us), ordered by start. *out is
  * malloc'd (free it); *n may be 0. */
+/* A number that changes whenever the source's segment listing may have
+ * (rows added, removed, changed, marked for deletion); VG_ENOTFOUND for an
+ * unknown source. Read it before the listing it validates. */
+int idx_source_version(idx_t *idx, const char *source, int64_t *version);
 int idx_segments_in_range(idx_t *idx, const char *source, int64_t from_us, int64_t to_us,
                           idx_segment_t **out, size_t *n);
 /* Every segment row (for check and recovery), ordered by source, start. */

@@ -17,7 +17,7 @@
 #include "index/index.h"
 
 /* The schema version this build should migrate to. */
-#define CURRENT_VERSION 5
+#define CURRENT_VERSION 6
 
 /* One base dir per run (made in main), one fresh dir per test inside it. A
  * failing test's child exits before its teardown runs, so main removes the
@@ -473,6 +473,35 @@ START_TEST(test_path_exists_and_delete)
 }
 END_TEST
 
+/* The version moves with every change a listing could show, and only the
+ * changed source's. */
+START_TEST(test_source_version)
+{
+    idx_t *idx = open_rw();
+    int64_t v0 = -1, v, other0 = -1, other;
+    ck_assert_int_eq(idx_source_version(idx, "cam1", &v0), VG_ENOTFOUND);
+    ck_assert_int_eq(idx_source_register(idx, "cam1", "video"), VG_OK);
+    ck_assert_int_eq(idx_source_register(idx, "cam2", "video"), VG_OK);
+    ck_assert_int_eq(idx_source_version(idx, "cam1", &v0), VG_OK);
+    ck_assert_int_eq(idx_source_version(idx, "cam2", &other0), VG_OK);
+
+    int64_t id = insert(idx, "cam1", 0, 10, "cam1/0.mp4");
+    ck_assert_int_eq(idx_source_version(idx, "cam1", &v), VG_OK);
+    ck_assert_int_ne(v, v0);
+    v0 = v;
+    raw_exec(g_db, "UPDATE segment SET deleting = 1");
+    ck_assert_int_eq(idx_source_version(idx, "cam1", &v), VG_OK);
+    ck_assert_int_ne(v, v0);
+    v0 = v;
+    ck_assert_int_eq(idx_segment_delete(idx, id), VG_OK);
+    ck_assert_int_eq(idx_source_version(idx, "cam1", &v), VG_OK);
+    ck_assert_int_ne(v, v0);
+    ck_assert_int_eq(idx_source_version(idx, "cam2", &other), VG_OK);
+    ck_assert_int_eq(other, other0);
+    idx_close(idx);
+}
+END_TEST
+
 START_TEST(test_source_register_kind)
 {
     idx_t *idx = open_rw();
@@ -620,6 +649,7 @@ static Suite *index_suite(void)
     tcase_add_test(tc, test_segments_all_order);
     tcase_add_test(tc, test_path_exists_and_delete);
     tcase_add_test(tc, test_source_register_kind);
+    tcase_add_test(tc, test_source_version);
     tcase_add_test(tc, test_transactions);
     tcase_add_test(tc, test_scale_plan);
     suite_add_tcase(s, tc);

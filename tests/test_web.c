@@ -372,6 +372,52 @@ START_TEST(test_route_table)
 }
 END_TEST
 
+static size_t listed(const char *who, const char *route)
+{
+    char path[160];
+    resp_t r;
+    snprintf(path, sizeof(path), "/api/v1/sources/cam2/%s" RANGE, route);
+    ck_assert_int_eq(ask(who, "GET", path, NULL, &r), 200);
+    size_t n = json_array_size(json_object_get(r.json, strcmp(route, "timeline") == 0 ? "spans"
+                                                                                     : "segments"));
+    resp_free(&r);
+    return n;
+}
+
+/* Answers come from the cache only while the source is unchanged; every
+ * request is still checked and audited. */
+START_TEST(test_cached_answers_follow_the_index)
+{
+    add_user("inv", "investigator", NULL);
+    add_user("lim", "investigator", "cam1");
+    char c[160], lim[160];
+    login("inv", c, sizeof(c));
+    login("lim", lim, sizeof(lim));
+    ck_assert_uint_eq(listed(c, "segments"), 5);
+    int64_t before = audit_max_id();
+    ck_assert_uint_eq(listed(c, "segments"), 5); /* the cached answer */
+    ck_assert_int_eq(audit_max_id(), before + 1);
+    ck_assert_int_eq(status_of(lim, "GET", "/api/v1/sources/cam2/segments" RANGE, NULL), 404);
+    /* a new row, then a gap-making one: both listings change */
+    add_segment("cam2", T0 - 3600 * 1000000LL + 5 * MIN_US, MIN_US);
+    ck_assert_uint_eq(listed(c, "segments"), 6);
+    ck_assert_uint_eq(listed(c, "timeline"), 1);
+    add_segment("cam2", T0 - 3600 * 1000000LL + 8 * MIN_US, MIN_US);
+    ck_assert_uint_eq(listed(c, "timeline"), 2);
+    /* rows marked for deletion leave the listing at once */
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(db_path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "UPDATE segment SET deleting = 1 WHERE source_id ="
+                                      " (SELECT id FROM source WHERE name = 'cam2')"
+                                      " AND start_us >= 1794996520000000", /* all but the first two */
+                                  0, 0, 0),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    ck_assert_uint_eq(listed(c, "segments"), 2);
+    ck_assert_uint_eq(listed(c, "timeline"), 1);
+}
+END_TEST
+
 START_TEST(test_chain_and_tamper)
 {
     add_user("adm", "admin", NULL);
@@ -680,6 +726,7 @@ static Suite *web_suite(void)
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_route_table);
     tcase_add_test(tc, test_chain_and_tamper);
+    tcase_add_test(tc, test_cached_answers_follow_the_index);
     tcase_add_test(tc, test_session_expiry);
     tcase_add_test(tc, test_login_cookie_and_csrf);
     tcase_add_test(tc, test_login_throttling);

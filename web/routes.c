@@ -3,6 +3,7 @@
  * (a later issue) slot in as /sources/{name}/... rows of the same table. */
 #include "web/web_private.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,27 +256,6 @@ cleanup:
     json_decref(body);
 }
 
-/* Range queries default to the last day. */
-static int read_range(web_req_t *r, const char *action, const char **name, int64_t *from,
-                      int64_t *to, idx_segment_t **segs, size_t *n)
-{
-    char kind[8];
-    *name = visible_source(r, action, kind, sizeof(kind));
-    if (!*name || !may_read(r, kind, action, *name) ||
-        web_req_range(r, r->now_us - DAY_US, r->now_us, from, to) != VG_OK)
-        return VG_EINVAL;
-    int rc = idx_segments_in_range(r->idx, *name, *from, *to, segs, n);
-    if (rc == VG_ENOTFOUND) {
-        web_reply_error(r, 404, "not_found", "no such source");
-        return rc;
-    }
-    if (rc != VG_OK) {
-        web_reply_error(r, 500, "internal", "cannot read the index");
-        return rc;
-    }
-    return VG_OK;
-}
-
 static void audit_read(web_req_t *r, const char *action, const char *name, int64_t from,
                        int64_t to, size_t n)
 {
@@ -297,53 +277,40 @@ static void range_head(web_buf_t *b, const char *name, int64_t from, int64_t to,
     web_buf_printf(b, ",\"%s\":[", key);
 }
 
-/* The hottest route (the browser timeline and the PBX poll it): built by
- * hand, one buffer, no per-value allocations. */
-static void h_segments(web_req_t *r)
+typedef void (*range_body_fn)(web_buf_t *b, const char *name, int64_t from, int64_t to,
+                              const idx_segment_t *segs, size_t n);
+
+/* Built by hand, one buffer, no per-value allocations: the hottest route. */
+static void segments_body(web_buf_t *b, const char *name, int64_t from, int64_t to,
+                          const idx_segment_t *segs, size_t n)
 {
-    const char *name;
-    int64_t from, to;
-    idx_segment_t *segs = NULL;
-    size_t n = 0;
-    web_buf_t b = {0};
-    if (read_range(r, "segments.read", &name, &from, &to, &segs, &n) != VG_OK)
-        return;
-    range_head(&b, name, from, to, "segments");
+    range_head(b, name, from, to, "segments");
     for (size_t i = 0; i < n; i++) {
         const idx_segment_t *s = &segs[i];
         if (i)
-            WEB_BUF_LIT(&b, ",");
-        WEB_BUF_LIT(&b, "{\"id\":");
-        web_buf_i64(&b, s->id);
-        WEB_BUF_LIT(&b, ",\"start\":");
-        web_buf_json_time(&b, s->start_us);
-        WEB_BUF_LIT(&b, ",\"end\":");
-        web_buf_json_time(&b, s->end_us);
-        WEB_BUF_LIT(&b, ",\"bytes\":");
-        web_buf_i64(&b, s->bytes);
-        WEB_BUF_LIT(&b, ",\"sha256\":");
-        web_buf_json_str(&b, s->sha256);
-        WEB_BUF_LIT(&b, ",\"codecs\":");
-        web_buf_json_str(&b, s->codecs);
-        WEB_BUF_LIT(&b, "}");
+            WEB_BUF_LIT(b, ",");
+        WEB_BUF_LIT(b, "{\"id\":");
+        web_buf_i64(b, s->id);
+        WEB_BUF_LIT(b, ",\"start\":");
+        web_buf_json_time(b, s->start_us);
+        WEB_BUF_LIT(b, ",\"end\":");
+        web_buf_json_time(b, s->end_us);
+        WEB_BUF_LIT(b, ",\"bytes\":");
+        web_buf_i64(b, s->bytes);
+        WEB_BUF_LIT(b, ",\"sha256\":");
+        web_buf_json_str(b, s->sha256);
+        WEB_BUF_LIT(b, ",\"codecs\":");
+        web_buf_json_str(b, s->codecs);
+        WEB_BUF_LIT(b, "}");
     }
-    web_buf_printf(&b, "]}");
-    free(segs);
-    audit_read(r, "segments.read", name, from, to, n);
-    web_reply_text(r, 200, "application/json", b.p, b.len);
+    web_buf_printf(b, "]}");
 }
 
 /* Segments of one connection abut exactly; any gap splits a span. */
-static void h_timeline(web_req_t *r)
+static void timeline_body(web_buf_t *b, const char *name, int64_t from, int64_t to,
+                          const idx_segment_t *segs, size_t n)
 {
-    const char *name;
-    int64_t from, to;
-    idx_segment_t *segs = NULL;
-    size_t n = 0;
-    web_buf_t b = {0};
-    if (read_range(r, "timeline.read", &name, &from, &to, &segs, &n) != VG_OK)
-        return;
-    range_head(&b, name, from, to, "spans");
+    range_head(b, name, from, to, "spans");
     for (size_t i = 0, k = 0; i < n; k++) {
         size_t j = i + 1;
         int64_t end = segs[i].end_us;
@@ -351,17 +318,76 @@ static void h_timeline(web_req_t *r)
             end = segs[j].end_us > end ? segs[j].end_us : end;
             j++;
         }
-        web_buf_printf(&b, "%s{\"start\":", k ? "," : "");
-        web_buf_json_time(&b, segs[i].start_us);
-        web_buf_printf(&b, ",\"end\":");
-        web_buf_json_time(&b, end);
-        web_buf_printf(&b, ",\"segments\":%zu}", j - i);
+        web_buf_printf(b, "%s{\"start\":", k ? "," : "");
+        web_buf_json_time(b, segs[i].start_us);
+        web_buf_printf(b, ",\"end\":");
+        web_buf_json_time(b, end);
+        web_buf_printf(b, ",\"segments\":%zu}", j - i);
         i = j;
     }
-    web_buf_printf(&b, "]}");
+    web_buf_printf(b, "]}");
+}
+
+/* Builds the answer from the index, or takes it from the cache when the
+ * source has not changed since it was built (web/cache.c). 0 on error (the
+ * reply is set). */
+static int range_answer(web_req_t *r, const char *key, const char *name, int64_t from,
+                        int64_t to, range_body_fn body, web_buf_t *out, size_t *n)
+{
+    int64_t version = 0;
+    /* Read before the listing: a change in between only costs a rebuild. */
+    int cacheable = idx_source_version(r->idx, name, &version) == VG_OK;
+    size_t len = 0;
+    char *text = cacheable ? web_cache_get(r->w->cache, key, version, &len, n) : NULL;
+    if (text) {
+        out->p = text;
+        out->len = len;
+        return 1;
+    }
+    idx_segment_t *segs = NULL;
+    int rc = idx_segments_in_range(r->idx, name, from, to, &segs, n);
+    if (rc == VG_ENOTFOUND) {
+        web_reply_error(r, 404, "not_found", "no such source");
+        return 0;
+    }
+    if (rc != VG_OK) {
+        web_reply_error(r, 500, "internal", "cannot read the index");
+        return 0;
+    }
+    body(out, name, from, to, segs, *n);
     free(segs);
-    audit_read(r, "timeline.read", name, from, to, n);
+    if (cacheable)
+        web_cache_put(r->w->cache, key, version, out->p, out->len, *n);
+    return 1;
+}
+
+/* GET .../segments and .../timeline: checks, range (default: the last day),
+ * answer, audit row. */
+static void range_route(web_req_t *r, const char *action, range_body_fn body)
+{
+    char kind[8], key[WEB_CACHE_KEY_MAX];
+    int64_t from, to;
+    const char *name = visible_source(r, action, kind, sizeof(kind));
+    if (!name || !may_read(r, kind, action, name) ||
+        web_req_range(r, r->now_us - DAY_US, r->now_us, &from, &to) != VG_OK)
+        return;
+    snprintf(key, sizeof(key), "%s/%s/%" PRId64 "/%" PRId64, action, name, from, to);
+    web_buf_t b = {0};
+    size_t n = 0;
+    if (!range_answer(r, key, name, from, to, body, &b, &n))
+        return;
+    audit_read(r, action, name, from, to, n);
     web_reply_text(r, 200, "application/json", b.p, b.len);
+}
+
+static void h_segments(web_req_t *r)
+{
+    range_route(r, "segments.read", segments_body);
+}
+
+static void h_timeline(web_req_t *r)
+{
+    range_route(r, "timeline.read", timeline_body);
 }
 
 /* ---- the table ---- */

@@ -636,6 +636,7 @@ static int prepare(struct web *w)
     }
     char *db = vg_asprintf("%s/index.db", w->cfg.data_dir);
     w->db_path = db;
+    w->cache = web_cache_new();
     return web_auditor_start(db, &w->auditor);
 }
 
@@ -745,6 +746,7 @@ void web_stop(web_t *w)
             close(w->listen_fd);
     }
     web_auditor_stop(w->auditor);
+    web_cache_free(w->cache);
     for (size_t i = 0; i < w->n_pool; i++)
         idx_close(w->pool[i]);
     free(w->pool);

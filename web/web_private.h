@@ -109,6 +109,20 @@ int web_time_text(const char *text, int64_t *us);
 
 typedef struct web_auditor web_auditor_t;
 
+/* ---- cache.c: answers of the range routes, per source version ---- */
+
+#define WEB_CACHE_KEY_MAX 160
+typedef struct web_cache web_cache_t;
+
+web_cache_t *web_cache_new(void);
+void web_cache_free(web_cache_t *c);
+/* A malloc'd copy of the answer stored under key at exactly this version
+ * (its length in len, its segment count in n), or NULL. */
+char *web_cache_get(web_cache_t *c, const char *key, int64_t version, size_t *len, size_t *n);
+/* Stores a copy (answers too large to keep are skipped). */
+void web_cache_put(web_cache_t *c, const char *key, int64_t version, const char *body, size_t len,
+                   size_t n);
+
 /* A request's audit rows waiting for the group commit. done runs on the
  * writer thread once they are committed (or failed: rc). */
 typedef struct web_ticket {
@@ -148,6 +162,7 @@ struct web {
     int tls;
     char *tls_cert, *tls_key; /* PEM text, kept for MHD's lifetime */
     web_auditor_t *auditor;
+    web_cache_t *cache;
     /* Index connections, one per request at a time (SQLite connections are
      * not shared between threads); created on demand, closed at stop. */
     pthread_mutex_t pool_lock;

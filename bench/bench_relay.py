@@ -416,15 +416,13 @@ def render(v, p, counts, args, info, started, cmdline):
                          TARGET_FIRST_FRAME, "met" if fr <= TARGET_FIRST_FRAME else "NOT met"))
     lines.append("- RSS at the end of the largest run: vigild %.0f MiB (recording included), "
                  "peer %.0f MiB." % (v["runs"][counts[-1]]["rss"], p["runs"][counts[-1]]["rss"]))
-    lines.append("- Why: vigil gives every client its own small pipeline (appsrc ! rtph264pay) "
-                 "that starts with the cached GOP, so the first frame is a keyframe at once; the "
-                 "peer's joiners wait for the camera's next keyframe (up to a GOP). The price is "
-                 "a payloader and an RTP session per client (about 6 threads) instead of one "
-                 "shared one, whose thread hand-offs dominate (perf: ~45% of vigild's relay "
-                 "time is in the kernel scheduler on this VM); the media bytes are shared, not "
-                 "copied, and TCP clients get 8 KiB RTP packets (the peer: 1400 B). vigil needs no second camera connection "
-                 "and no depayloading; the peer's fixed cost (rtspsrc, depayloader) is in its "
-                 "total.")
+    lines.append("- How: both serve one shared media per source. vigil's is fed from the "
+                 "recording's own packets (no second camera connection, no depayloading); its "
+                 "TCP clients get 8 KiB RTP packets (the peer: 1400 B) from a fan-out that "
+                 "starts each new client on the cached GOP, so the first frame is a keyframe "
+                 "at once, where the peer's joiners wait for the camera's next keyframe (up "
+                 "to a GOP). The peer's fixed cost (rtspsrc, jitterbuffer, depayloader) is in "
+                 "its total, as vigil's (two payloaders, RTP session) is in vigil's.")
     lines.append("- Exit: vigild %s, peer %s." % (v["rc"], p["rc"]))
     lines.append("")
     return "\n".join(lines)

@@ -185,6 +185,9 @@ void rly_taps_push(rly_feed_t *f, const rly_unit_t *u);
 void rly_taps_close_stale(rly_feed_t *f);
 /* A new camera connection: every tap resumes at its first keyframe. f->lock held. */
 void rly_taps_resync(rly_feed_t *f);
+/* A client chose its transport for one stream of media (SETUP). */
+void rly_tap_transport_chosen(GstRTSPMedia *media, GstRTSPStream *stream,
+                              const GstRTSPTransport *transport);
 /* A client's PLAY was answered: its TCP streams get the cached GOP, then
  * the live packets. */
 void rly_tap_join(GstRTSPClient *client, GstRTSPSessionMedia *sm);

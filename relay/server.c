@@ -321,6 +321,15 @@ static void on_teardown(GstRTSPClient *client, GstRTSPContext *ctx, gpointer dat
     }
 }
 
+static void on_setup(GstRTSPClient *client, GstRTSPContext *ctx, gpointer data)
+{
+    (void)client;
+    (void)data;
+    if (ctx->trans)
+        rly_tap_transport_chosen(ctx->media, ctx->stream,
+                                 gst_rtsp_stream_transport_get_transport(ctx->trans));
+}
+
 /* The PLAY answer is on its way: now the TCP streams may follow it. */
 static void on_play(GstRTSPClient *client, GstRTSPContext *ctx, gpointer data)
 {
@@ -391,6 +400,7 @@ static void on_client_connected(GstRTSPServer *server, GstRTSPClient *client, gp
     g_signal_connect(client, "closed", G_CALLBACK(on_closed), NULL);
     g_signal_connect(client, "pre-play-request", G_CALLBACK(on_pre_play), NULL);
     g_signal_connect(client, "teardown-request", G_CALLBACK(on_teardown), NULL);
+    g_signal_connect(client, "setup-request", G_CALLBACK(on_setup), NULL);
     g_signal_connect(client, "play-request", G_CALLBACK(on_play), NULL);
     g_signal_connect(client, "pause-request", G_CALLBACK(on_pause), NULL);
     g_signal_connect(client, "send-message", G_CALLBACK(on_send_message), NULL);

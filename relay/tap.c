@@ -1,6 +1,6 @@
 /* The RTSP side of a feed: a media factory whose media is shared by every
- * client of one feed generation ("tap": appsrc ! tee per stream, with two
- * payloaders behind the tee), and the fan-out of RTP to the TCP clients.
+ * client of one feed generation ("tap": appsrc ! payloader per stream), and
+ * the fan-out of its RTP to the TCP clients.
  *
  * One shared media rather than a pipeline per client: a pipeline per client
  * costs a payloader, an RTP session and a handful of threads for every
@@ -9,22 +9,20 @@
  *
  * Fast start over TCP: a client joining a shared stream would get P-frames
  * until the camera's next keyframe (seconds on many cameras). The tap keeps
- * the RTP packets since the last keyframe and a new TCP client gets them
+ * the RTP packets since the last keyframe, and a new TCP client gets them
  * first, then the live packets, so its first frame is a keyframe within
- * milliseconds of PLAY. For that the TCP clients are served from a payloader
- * of their own ("tcppay", 8 KiB packets: RTP over TCP has no path MTU, and
- * each packet costs the same in the send path whatever its size) through the
- * fan-out below; the RTP the RTSP stream would send them itself is dropped.
- * Both payloaders share SSRC and timestamp offset, so the RTCP sender
- * reports of the shared session hold for TCP clients too. UDP clients get
- * the stream's own packets (path MTU) and start at the next keyframe.
+ * milliseconds of PLAY. The fan-out takes the payloader's packets as they
+ * leave it and sends them to the TCP clients itself; the copies the RTSP
+ * stream would send them are dropped. UDP clients get the stream's own
+ * packets (same SSRC, sequence and timestamps) and start at the next
+ * keyframe.
  *
  * Bounded: a TCP client that reads too slowly skips to the next keyframe once
  * its backlog passes VIEWER_MAX_BYTES (whole GOPs are dropped, never parts of
  * one); sends never block, so one client never holds up another or the feed. */
 #include "relay/relay_private.h"
 
-#include <gst/app/gstappsink.h>
+#include <gst/app/gstappsink.h> /* GST_IS_APP_SINK */
 #include <gst/app/gstappsrc.h>
 #include <stdio.h>
 #include <string.h>
@@ -39,6 +37,7 @@
  * (gst-rtsp-server's backlog) and closes the client beyond that. */
 #define SEND_BATCH 32
 #define TCP_PAYLOAD_MTU 8192
+#define UDP_PAYLOAD_MTU 1400
 
 /* One TCP client of one stream. */
 typedef struct {
@@ -209,31 +208,27 @@ static void fan_buffer_list(fan_t *fn, GstBufferList *list, int key_start)
         fan_packet(fn, gst_buffer_list_get(list, i), key_start && i == 0);
 }
 
-/* The TCP payloader's output (the tap's streaming thread). */
-static GstFlowReturn on_tcp_sample(GstAppSink *sink, gpointer data)
+/* The payloader's output, on its way to the RTSP stream (the tap's
+ * streaming thread): a copy of every packet goes to the TCP clients. */
+static GstPadProbeReturn on_rtp_out(GstPad *pad, GstPadProbeInfo *info, gpointer data)
 {
+    (void)pad;
     fan_t *fn = data;
-    GstSample *sample = gst_app_sink_pull_sample(sink);
-    if (!sample)
-        return GST_FLOW_FLUSHING;
     pthread_mutex_lock(&fn->tap->fan_lock);
     int key = fn->key_next;
     fn->key_next = 0;
-    GstBufferList *list = gst_sample_get_buffer_list(sample);
-    GstBuffer *buf = gst_sample_get_buffer(sample);
-    if (list)
-        fan_buffer_list(fn, list, key);
-    else if (buf)
-        fan_packet(fn, buf, key);
+    if (info->type & GST_PAD_PROBE_TYPE_BUFFER_LIST)
+        fan_buffer_list(fn, GST_PAD_PROBE_INFO_BUFFER_LIST(info), key);
+    else if (GST_PAD_PROBE_INFO_BUFFER(info))
+        fan_packet(fn, GST_PAD_PROBE_INFO_BUFFER(info), key);
     fan_flush(fn);
     pthread_mutex_unlock(&fn->tap->fan_lock);
-    gst_sample_unref(sample);
-    return GST_FLOW_OK;
+    return GST_PAD_PROBE_OK;
 }
 
-/* The TCP payloader is about to packetize a unit: mark its packets when the
+/* The payloader is about to packetize a unit: mark its packets when the
  * unit is a keyframe (feed units carry DELTA_UNIT otherwise). Runs on the
- * same thread as on_tcp_sample, right before it. */
+ * same thread as on_rtp_out, right before it. */
 static GstPadProbeReturn on_tcp_unit(GstPad *pad, GstPadProbeInfo *info, gpointer data)
 {
     (void)pad;
@@ -298,15 +293,15 @@ static GstPadProbeReturn drop_stream_rtp(GstPad *pad, GstPadProbeInfo *info, gpo
 }
 
 /* gst-rtsp-server adds an appsink per stream for TCP delivery when the
- * first TCP client sets up (not ours: those are named tcpsinkN): the RTP it
- * would send is dropped at its door. */
+ * first TCP client sets up: the RTP it would send is dropped at its door
+ * (the fan-out sends it). */
 static void on_element_added(GstBin *bin, GstBin *sub, GstElement *e, gpointer data)
 {
     (void)bin;
     (void)sub;
     (void)data;
     gchar *name = gst_element_get_name(e);
-    if (GST_IS_APP_SINK(e) && !g_str_has_prefix(name, "tcpsink")) {
+    if (GST_IS_APP_SINK(e)) {
         GstPad *pad = gst_element_get_static_pad(e, "sink");
         if (pad) {
             gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST,
@@ -583,7 +578,7 @@ static void on_unprepared(GstRTSPMedia *media, gpointer data)
         tap_unref(t);
 }
 
-/* The TCP branch of stream k: the fan-out behind tcppayK and tcpsinkK. */
+/* The fan-out of stream k: probes on payK's way in and out. */
 static void tap_fan_init(rly_tap_t *t, GstBin *bin, unsigned k)
 {
     fan_t *fn = &t->fan[k];
@@ -592,21 +587,18 @@ static void tap_fan_init(rly_tap_t *t, GstBin *bin, unsigned k)
     fn->gop = g_ptr_array_new_with_free_func((GDestroyNotify)gst_buffer_unref);
     fn->viewers = g_ptr_array_new_with_free_func(viewer_free);
     char name[16];
-    snprintf(name, sizeof(name), "tcppay%u", k);
+    snprintf(name, sizeof(name), "pay%u", k);
     GstElement *pay = gst_bin_get_by_name(bin, name);
-    snprintf(name, sizeof(name), "tcpsink%u", k);
-    GstElement *sink = gst_bin_get_by_name(bin, name);
-    if (pay) {
-        GstPad *pad = gst_element_get_static_pad(pay, "sink");
-        gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER, on_tcp_unit, fn, NULL);
-        gst_object_unref(pad);
-        gst_object_unref(pay);
-    }
-    if (sink) {
-        GstAppSinkCallbacks cb = {.new_sample = on_tcp_sample};
-        gst_app_sink_set_callbacks(GST_APP_SINK(sink), &cb, fn, NULL);
-        gst_object_unref(sink);
-    }
+    if (!pay)
+        return;
+    GstPad *in = gst_element_get_static_pad(pay, "sink");
+    GstPad *out = gst_element_get_static_pad(pay, "src");
+    gst_pad_add_probe(in, GST_PAD_PROBE_TYPE_BUFFER, on_tcp_unit, fn, NULL);
+    gst_pad_add_probe(out, GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST, on_rtp_out,
+                      fn, NULL);
+    gst_object_unref(in);
+    gst_object_unref(out);
+    gst_object_unref(pay);
 }
 
 static rly_tap_t *tap_new(rly_feed_t *f, GstRTSPMedia *media)
@@ -724,44 +716,44 @@ static GstElement *make_payloader(rly_codec_t c, const char *name, unsigned k)
     return pay;
 }
 
-/* Stream k: appsrc ! tee, one branch to payK (the RTSP stream: UDP clients,
- * RTCP), one to tcppayK ! tcpsinkK (the TCP fan-out). */
+/* Stream k: appsrc ! payK. The payloader starts with TCP_PAYLOAD_MTU and
+ * drops to the network's MTU once a client takes the stream over UDP
+ * (rly_tap_transport_chosen). */
 static int add_stream(rly_feed_t *f, GstBin *bin, unsigned k)
 {
-    char name[4][16];
-    snprintf(name[0], sizeof(name[0]), "src%u", k);
-    snprintf(name[1], sizeof(name[1]), "pay%u", k);
-    snprintf(name[2], sizeof(name[2]), "tcppay%u", k);
-    snprintf(name[3], sizeof(name[3]), "tcpsink%u", k);
-    GstElement *e[5] = {
-        gst_element_factory_make("appsrc", name[0]), gst_element_factory_make("tee", NULL),
-        make_payloader(f->codec[k], name[1], k), make_payloader(f->codec[k], name[2], k),
-        gst_element_factory_make("appsink", name[3]),
-    };
-    for (unsigned i = 0; i < 5; i++) {
-        if (!e[i]) {
-            vg_err("source=%s relay: GStreamer element missing (appsrc, tee, appsink or "
-                   "payloader)", f->name);
-            for (unsigned j = 0; j < 5; j++)
-                if (e[j])
-                    gst_object_unref(e[j]);
-            return VG_EINVAL;
-        }
+    char src_name[16], pay_name[16];
+    snprintf(src_name, sizeof(src_name), "src%u", k);
+    snprintf(pay_name, sizeof(pay_name), "pay%u", k);
+    GstElement *src = gst_element_factory_make("appsrc", src_name);
+    GstElement *pay = make_payloader(f->codec[k], pay_name, k);
+    if (!src || !pay) {
+        vg_err("source=%s relay: GStreamer element missing (appsrc or payloader)", f->name);
+        if (src)
+            gst_object_unref(src);
+        if (pay)
+            gst_object_unref(pay);
+        return VG_EINVAL;
     }
-    g_object_set(e[0], "is-live", TRUE, "format", GST_FORMAT_TIME, "do-timestamp", FALSE, "caps",
+    g_object_set(src, "is-live", TRUE, "format", GST_FORMAT_TIME, "do-timestamp", FALSE, "caps",
                  f->caps[k], "max-bytes", (guint64)TAP_MAX_BYTES * 2, "block", FALSE, NULL);
-    /* One SSRC and timestamp base for both: the session's sender reports
-     * then describe the TCP packets too. */
-    guint32 ssrc = g_random_int(), ts_offset = g_random_int();
-    g_object_set(e[2], "ssrc", ssrc, "timestamp-offset", ts_offset, NULL);
-    g_object_set(e[3], "ssrc", ssrc, "timestamp-offset", ts_offset, "mtu",
-                 (guint)TCP_PAYLOAD_MTU, NULL);
-    g_object_set(e[4], "sync", FALSE, "async", FALSE, "buffer-list", TRUE, "max-buffers", 0,
-                 "enable-last-sample", FALSE, NULL);
-    gst_bin_add_many(bin, e[0], e[1], e[2], e[3], e[4], NULL);
-    gst_element_link_many(e[0], e[1], e[2], NULL);
-    gst_element_link_many(e[1], e[3], e[4], NULL);
+    g_object_set(pay, "mtu", (guint)TCP_PAYLOAD_MTU, NULL);
+    gst_bin_add_many(bin, src, pay, NULL);
+    gst_element_link(src, pay);
     return VG_OK;
+}
+
+/* RTP over UDP must fit the network's MTU; over TCP a larger packet means
+ * fewer packets, and each costs the same in the send path whatever its size
+ * (8 KiB also fits every client's receive buffer: FFmpeg's is the smallest,
+ * 80 KiB). A media starts large and shrinks for good at its first UDP
+ * client. */
+void rly_tap_transport_chosen(GstRTSPMedia *media, GstRTSPStream *stream,
+                              const GstRTSPTransport *transport)
+{
+    if (media && stream && transport && tap_of(media) &&
+        transport->lower_transport != GST_RTSP_LOWER_TRANS_TCP &&
+        gst_rtsp_stream_get_mtu(stream) > UDP_PAYLOAD_MTU)
+        gst_rtsp_stream_set_mtu(stream, UDP_PAYLOAD_MTU);
 }
 
 /* The shared media's elements, for the feed's current streams. f->lock held. */

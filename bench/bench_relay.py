@@ -95,6 +95,18 @@ def thread_seconds(pid, pattern):
     return total / CLK_TCK
 
 
+def relay_threads(pid):
+    """Streaming threads of vigild's relay pipelines (appsrc "srcN:src")."""
+    n = 0
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                n += bool(re.match(r"src\d+:src$", f.read().strip()))
+        except OSError:
+            pass
+    return n
+
+
 def rss_mib(pid):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -345,6 +357,10 @@ def phase_vigil(procs, args, work, cam_port, counts):
     auth = "Basic " + base64.b64encode(("bench:" + PASSWORD).encode()).decode()
     # recording and relaying once a client gets a frame
     wait_for("vigild relaying", lambda: probe(port, "cam", auth), 60, interval=0.5)
+    # vigild keeps an unwatched stream's pipeline 10 s for the next client:
+    # the no-client figure is taken once the probe's is gone.
+    wait_for("vigild's relay pipeline let go", lambda: relay_threads(p.pid) == 0, 60,
+             interval=0.5)
     time.sleep(args.warmup)
     idle = measure_cpu(p.pid, args.seconds, RECORDING_THREADS)
     res = {"idle": idle, "runs": {}}

@@ -116,9 +116,10 @@ void rly_server_mount(rly_server_t *s, rly_feed_t *f);
 void rly_server_unmount(rly_server_t *s, rly_feed_t *f);
 /* The mounted feed serving name, with a reference (rly_feed_unref), or NULL. */
 rly_feed_t *rly_server_find_feed(rly_server_t *s, const char *name);
-/* Closes, on the relay thread, the client sessions playing any of medias
- * (a GPtrArray of GstRTSPMedia references, taken over). */
-void rly_server_close_medias(rly_server_t *s, GPtrArray *medias);
+/* Closes, on the relay thread, the client sessions playing any of medias,
+ * then drops the tap's hold on each of release (GPtrArrays of GstRTSPMedia
+ * references, taken over). */
+void rly_server_close_medias(rly_server_t *s, GPtrArray *medias, GPtrArray *release);
 
 /* ---- feed.c / tap.c ---- */
 
@@ -183,6 +184,10 @@ GstCaps *rly_caps_for(rly_codec_t c, const AVCodecParameters *par);
 void rly_taps_push(rly_feed_t *f, const rly_unit_t *u);
 /* Closes the clients of taps older than f->gen (all when closing). */
 void rly_taps_close_stale(rly_feed_t *f);
+/* Adds to release (GstRTSPMedia references) the media of f whose hold is
+ * due: idle for long enough, or any when all; the caller unprepares them on
+ * the relay thread. */
+void rly_taps_release_idle(rly_feed_t *f, int64_t now_us, int all, GPtrArray *release);
 /* A new camera connection: every tap resumes at its first keyframe. f->lock held. */
 void rly_taps_resync(rly_feed_t *f);
 /* A client chose its transport for one stream of media (SETUP). */

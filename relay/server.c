@@ -91,7 +91,8 @@ rly_feed_t *rly_server_find_feed(rly_server_t *s, const char *name)
 
 typedef struct {
     rly_server_t *s;
-    GPtrArray *medias; /* NULL: every session */
+    GPtrArray *medias;  /* NULL: every session */
+    GPtrArray *release; /* medias whose hold goes once their sessions are closed */
     gboolean hit;
 } close_job_t;
 
@@ -145,9 +146,19 @@ static void close_sessions(close_job_t *job)
     g_object_unref(pool);
 }
 
+/* Drops the taps' holds (tap.c, on_media_prepared): a media nobody else
+ * uses is torn down here, on the relay thread. */
+static void release_holds(GPtrArray *medias)
+{
+    for (guint i = 0; medias && i < medias->len; i++)
+        gst_rtsp_media_unprepare(g_ptr_array_index(medias, i));
+}
+
 static gboolean close_job_run(gpointer data)
 {
-    close_sessions(data);
+    close_job_t *job = data;
+    close_sessions(job);
+    release_holds(job->release);
     return G_SOURCE_REMOVE;
 }
 
@@ -156,19 +167,36 @@ static void close_job_free(gpointer data)
     close_job_t *job = data;
     if (job->medias)
         g_ptr_array_unref(job->medias);
+    if (job->release)
+        g_ptr_array_unref(job->release);
     g_free(job);
 }
 
-void rly_server_close_medias(rly_server_t *s, GPtrArray *medias)
+void rly_server_close_medias(rly_server_t *s, GPtrArray *medias, GPtrArray *release)
 {
-    if (!s->rtsp || medias->len == 0) {
+    if (!s->rtsp || (medias->len == 0 && release->len == 0)) {
         g_ptr_array_unref(medias);
+        g_ptr_array_unref(release);
         return;
     }
     close_job_t *job = g_new0(close_job_t, 1);
     job->s = s;
     job->medias = medias;
+    job->release = release;
     g_main_context_invoke_full(s->ctx, G_PRIORITY_DEFAULT, close_job_run, job, close_job_free);
+}
+
+/* Media of every feed whose hold is due (all: every one). Relay thread. */
+static void release_idle(rly_server_t *s, int all)
+{
+    GPtrArray *release = g_ptr_array_new_with_free_func(g_object_unref);
+    int64_t now = vg_clock_mono(s->clock);
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->n_feeds; i++)
+        rly_taps_release_idle(s->feeds[i], now, all, release);
+    pthread_mutex_unlock(&s->lock);
+    release_holds(release);
+    g_ptr_array_unref(release);
 }
 
 /* ---- clients: limits and audit ---- */
@@ -571,6 +599,7 @@ static gboolean cleanup_sessions(gpointer data)
     GstRTSPSessionPool *pool = gst_rtsp_server_get_session_pool(s->server);
     gst_rtsp_session_pool_cleanup(pool); /* UDP clients that vanished */
     g_object_unref(pool);
+    release_idle(s, 0);
     return G_SOURCE_CONTINUE;
 }
 
@@ -582,6 +611,7 @@ static gboolean stop_on_thread(gpointer data)
     if (src)
         g_source_destroy(src); /* no new connections */
     close_sessions(&job);
+    release_idle(s, 1);
     g_main_loop_quit(s->loop);
     return G_SOURCE_REMOVE;
 }

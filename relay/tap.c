@@ -37,6 +37,8 @@
  * (gst-rtsp-server's backlog) and closes the client beyond that. */
 #define SEND_BATCH 32
 #define TCP_PAYLOAD_MTU 8192
+/* A media without viewers this long is let go (rly_taps_release_idle). */
+#define IDLE_RELEASE_US (10 * 1000000LL)
 #define UDP_PAYLOAD_MTU 1400
 
 /* One TCP client of one stream. */
@@ -75,6 +77,8 @@ struct rly_tap {
     int discont;        /* the next buffer follows a gap */
     int has_origin;
     int64_t origin_ns;  /* relay time of the first unit: the tap's time 0 */
+    int held;           /* we hold one preparation of the media (on_media_prepared) */
+    int64_t idle_since; /* monotonic us since when the feed has had no viewer; 0: watched */
     /* The fan-out, under fan_lock (never taken before the feed's lock): */
     pthread_mutex_t fan_lock;
     fan_t fan[RLY_MAX_STREAMS];
@@ -300,16 +304,32 @@ static void on_element_added(GstBin *bin, GstBin *sub, GstElement *e, gpointer d
     (void)bin;
     (void)sub;
     (void)data;
-    gchar *name = gst_element_get_name(e);
-    if (GST_IS_APP_SINK(e)) {
-        GstPad *pad = gst_element_get_static_pad(e, "sink");
-        if (pad) {
-            gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST,
-                              drop_stream_rtp, NULL, NULL);
-            gst_object_unref(pad);
-        }
+    if (!GST_IS_APP_SINK(e))
+        return;
+    GstPad *pad = gst_element_get_static_pad(e, "sink");
+    if (pad) {
+        gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST,
+                          drop_stream_rtp, NULL, NULL);
+        gst_object_unref(pad);
     }
-    g_free(name);
+}
+
+/* Holds one preparation of the media, so it is not torn down the moment its
+ * last client leaves: a client arriving just then would be handed a media
+ * being torn down, and get 503. The hold goes after IDLE_RELEASE_US without
+ * viewers (rly_taps_release_idle) or with the generation (close_stale); a
+ * client back within that time also finds the stream running. */
+static void on_media_prepared(GstRTSPMedia *media, gpointer data)
+{
+    rly_tap_t *t = data;
+    pthread_mutex_lock(&t->feed->lock);
+    int hold = t->listed && !t->held;
+    t->held |= hold;
+    pthread_mutex_unlock(&t->feed->lock);
+    /* Already prepared: this only counts one more user (the thread it
+     * would have run on is stopped at once). */
+    if (hold)
+        gst_rtsp_media_prepare(media, gst_rtsp_thread_new(GST_RTSP_THREAD_TYPE_MEDIA));
 }
 
 /* The media is going down (the last client left): from now on new clients
@@ -327,37 +347,6 @@ static rly_tap_t *tap_of(GstRTSPMedia *media)
     return media ? g_object_get_qdata(G_OBJECT(media), tap_quark) : NULL;
 }
 
-void rly_tap_join(GstRTSPClient *client, GstRTSPSessionMedia *sm)
-{
-    GstRTSPMedia *media = sm ? gst_rtsp_session_media_get_media(sm) : NULL;
-    rly_tap_t *t = tap_of(media);
-    if (!t)
-        return;
-    guint n = MIN(gst_rtsp_media_n_streams(media), t->n_src);
-    pthread_mutex_lock(&t->fan_lock);
-    for (guint k = 0; k < n; k++) {
-        GstRTSPStreamTransport *tr = gst_rtsp_session_media_get_transport(sm, k);
-        const GstRTSPTransport *tt = tr ? gst_rtsp_stream_transport_get_transport(tr) : NULL;
-        if (!tt || tt->lower_transport != GST_RTSP_LOWER_TRANS_TCP)
-            continue;
-        fan_t *fn = &t->fan[k];
-        for (guint i = 0; i < fn->viewers->len; i++) { /* PLAY again without PAUSE */
-            if (((viewer_t *)g_ptr_array_index(fn->viewers, i))->sessmedia == sm)
-                g_ptr_array_remove_index_fast(fn->viewers, i--);
-        }
-        viewer_t *v = viewer_new(tr, sm, client);
-        if (fn->video && fn->gop_valid) {
-            for (guint i = 0; i < fn->gop->len; i++)
-                viewer_queue(v, g_ptr_array_index(fn->gop, i));
-        } else {
-            v->wait_key = fn->video;
-        }
-        g_ptr_array_add(fn->viewers, v);
-        viewer_flush(v);
-    }
-    pthread_mutex_unlock(&t->fan_lock);
-}
-
 /* Removes the viewers of sessmedia (when not NULL) or of client. */
 static void tap_leave(rly_tap_t *t, const void *sessmedia, const void *client)
 {
@@ -371,6 +360,34 @@ static void tap_leave(rly_tap_t *t, const void *sessmedia, const void *client)
             else
                 i++;
         }
+    }
+    pthread_mutex_unlock(&t->fan_lock);
+}
+
+void rly_tap_join(GstRTSPClient *client, GstRTSPSessionMedia *sm)
+{
+    GstRTSPMedia *media = sm ? gst_rtsp_session_media_get_media(sm) : NULL;
+    rly_tap_t *t = tap_of(media);
+    if (!t)
+        return;
+    guint n = MIN(gst_rtsp_media_n_streams(media), t->n_src);
+    tap_leave(t, sm, NULL); /* PLAY again without PAUSE: start over */
+    pthread_mutex_lock(&t->fan_lock);
+    for (guint k = 0; k < n; k++) {
+        GstRTSPStreamTransport *tr = gst_rtsp_session_media_get_transport(sm, k);
+        const GstRTSPTransport *tt = tr ? gst_rtsp_stream_transport_get_transport(tr) : NULL;
+        if (!tt || tt->lower_transport != GST_RTSP_LOWER_TRANS_TCP)
+            continue;
+        fan_t *fn = &t->fan[k];
+        viewer_t *v = viewer_new(tr, sm, client);
+        if (fn->video && fn->gop_valid) {
+            for (guint i = 0; i < fn->gop->len; i++)
+                viewer_queue(v, g_ptr_array_index(fn->gop, i));
+        } else {
+            v->wait_key = fn->video;
+        }
+        g_ptr_array_add(fn->viewers, v);
+        viewer_flush(v);
     }
     pthread_mutex_unlock(&t->fan_lock);
 }
@@ -511,6 +528,7 @@ static void tap_end_streams(rly_tap_t *t)
 void rly_taps_close_stale(rly_feed_t *f)
 {
     GPtrArray *medias = g_ptr_array_new_with_free_func(g_object_unref);
+    GPtrArray *release = g_ptr_array_new_with_free_func(g_object_unref);
     GPtrArray *stale = g_ptr_array_new_with_free_func(tap_unref);
     pthread_mutex_lock(&f->lock);
     for (size_t i = 0; i < f->n_taps;) {
@@ -522,6 +540,9 @@ void rly_taps_close_stale(rly_feed_t *f)
         tap_unlist(f, t);
         g_ptr_array_add(stale, t);
         GstRTSPMedia *m = g_weak_ref_get(&t->media);
+        if (m && t->held)
+            g_ptr_array_add(release, g_object_ref(m));
+        t->held = 0;
         if (m)
             g_ptr_array_add(medias, m);
     }
@@ -529,7 +550,34 @@ void rly_taps_close_stale(rly_feed_t *f)
     for (guint i = 0; i < stale->len; i++)
         tap_end_streams(g_ptr_array_index(stale, i));
     g_ptr_array_unref(stale);
-    rly_server_close_medias(f->srv, medias);
+    rly_server_close_medias(f->srv, medias, release);
+}
+
+void rly_taps_release_idle(rly_feed_t *f, int64_t now_us, int all, GPtrArray *release)
+{
+    pthread_mutex_lock(&f->lock);
+    int watched = atomic_load(&f->watching) > 0 && !all;
+    for (size_t i = 0; i < f->n_taps; i++) {
+        rly_tap_t *t = f->taps[i];
+        if (!t->held)
+            continue;
+        if (watched) {
+            t->idle_since = 0;
+            continue;
+        }
+        if (!all && !t->idle_since)
+            t->idle_since = now_us;
+        if (!all && now_us - t->idle_since < IDLE_RELEASE_US)
+            continue;
+        /* New clients get a new media from now on, not this one. */
+        atomic_fetch_add(&f->epoch, 1);
+        t->held = 0;
+        t->idle_since = 0;
+        GstRTSPMedia *m = g_weak_ref_get(&t->media);
+        if (m)
+            g_ptr_array_add(release, m);
+    }
+    pthread_mutex_unlock(&f->lock);
 }
 
 /* ---- signals of the shared media ---- */
@@ -654,6 +702,8 @@ static void on_media_configure(GstRTSPMediaFactory *factory, GstRTSPMedia *media
     }
     gst_object_unref(bin);
     g_signal_connect(media, "target-state", G_CALLBACK(on_target_state), f);
+    g_signal_connect_data(media, "prepared", G_CALLBACK(on_media_prepared), tap_ref(t),
+                          tap_unref_closure, 0);
 
     g_object_set_qdata_full(G_OBJECT(media), tap_quark, tap_ref(t), tap_unref);
     if (!tap_list(f, t))

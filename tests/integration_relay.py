@@ -269,6 +269,18 @@ class Suite:
     def client(self, path, auth="admin", **kw):
         return Rtsp(self.port, path, self.admin if auth == "admin" else auth, **kw)
 
+    def relay_threads(self):
+        """Streaming threads of relay pipelines (appsrc "srcN:src") in vigild."""
+        task = "/proc/%d/task" % self.v.proc.pid
+        n = 0
+        for tid in os.listdir(task):
+            try:
+                with open("%s/%s/comm" % (task, tid)) as f:
+                    n += bool(re.match(r"src\d+:src$", f.read().strip()))
+            except OSError:
+                pass
+        return n
+
     def api_sources(self):
         import urllib.request
         req = urllib.request.Request("http://127.0.0.1:%d/api/v1/sources" % self.v.http_port,
@@ -334,6 +346,9 @@ class Suite:
             for c in clients:
                 c.close()
         wait_for("clients gone from status", lambda: self.v.relay("h264").get("clients") == 0, 15)
+        # the shared pipeline is kept a while for the next client, then let go
+        assert self.relay_threads() > 0, "no relay pipeline thread while just watched"
+        wait_for("unwatched relay pipelines stopped", lambda: self.relay_threads() == 0, 40)
 
     # -- 2: fast start
     def test_first_frame_is_a_keyframe_within_500ms(self):

@@ -6,6 +6,7 @@
 #include "index/index_private.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
@@ -556,8 +557,18 @@ cleanup:
     return ret;
 }
 
+/* Process-wide SQLite settings, before its first use. Memory statistics
+ * off: they take one global mutex around every allocation, and with a
+ * connection per HTTP request in flight that lock was contended on every
+ * request (vigil never reads the statistics). */
+static void configure_sqlite(void)
+{
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0); /* SQLITE_MISUSE if already started: harmless */
+}
+
 int idx_open(const char *path, int readonly, idx_t **out)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
     idx_t *idx = NULL;
     int ret = VG_OK;
     int rc;
@@ -566,6 +577,7 @@ int idx_open(const char *path, int readonly, idx_t **out)
     if (!path || !out)
         return VG_EINVAL;
     *out = NULL;
+    pthread_once(&once, configure_sqlite);
 
     idx = vg_calloc(1, sizeof(*idx));
     idx->readonly = readonly ? 1 : 0;

@@ -9,6 +9,7 @@
  * Bounded: WEB_CACHE_SLOTS answers of at most WEB_CACHE_MAX_BODY bytes. */
 #include "web/web_private.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,18 +18,39 @@
 #define WEB_CACHE_SLOTS 64
 #define WEB_CACHE_MAX_BODY (64u * 1024)
 
+/* Immutable once made; freed with its last reference (the cache's or a
+ * reply's), so a reply sends it without a copy. */
+struct web_cached {
+    atomic_int refs;
+    size_t len;
+    size_t n;
+    char data[];
+};
+
 typedef struct {
     char key[WEB_CACHE_KEY_MAX];
     int64_t version;
-    char *body;
-    size_t len;
-    size_t n;
+    web_cached_t *answer;
 } slot_t;
 
 struct web_cache {
     pthread_mutex_t lock;
     slot_t slot[WEB_CACHE_SLOTS];
 };
+
+const char *web_cached_data(const web_cached_t *a, size_t *len, size_t *n)
+{
+    *len = a->len;
+    *n = a->n;
+    return a->data;
+}
+
+void web_cached_unref(void *p)
+{
+    web_cached_t *a = p;
+    if (a && atomic_fetch_sub(&a->refs, 1) == 1)
+        free(a);
+}
 
 web_cache_t *web_cache_new(void)
 {
@@ -42,7 +64,7 @@ void web_cache_free(web_cache_t *c)
     if (!c)
         return;
     for (size_t i = 0; i < WEB_CACHE_SLOTS; i++)
-        free(c->slot[i].body);
+        web_cached_unref(c->slot[i].answer);
     pthread_mutex_destroy(&c->lock);
     free(c);
 }
@@ -55,35 +77,36 @@ static slot_t *slot_for(web_cache_t *c, const char *key)
     return &c->slot[h % WEB_CACHE_SLOTS];
 }
 
-char *web_cache_get(web_cache_t *c, const char *key, int64_t version, size_t *len, size_t *n)
+web_cached_t *web_cache_get(web_cache_t *c, const char *key, int64_t version)
 {
-    char *copy = NULL;
+    web_cached_t *a = NULL;
     pthread_mutex_lock(&c->lock);
     const slot_t *s = slot_for(c, key);
-    if (s->body && s->version == version && strcmp(s->key, key) == 0) {
-        copy = vg_malloc(s->len ? s->len : 1);
-        memcpy(copy, s->body, s->len);
-        *len = s->len;
-        *n = s->n;
+    if (s->answer && s->version == version && strcmp(s->key, key) == 0) {
+        a = s->answer;
+        atomic_fetch_add(&a->refs, 1);
     }
     pthread_mutex_unlock(&c->lock);
-    return copy;
+    return a;
 }
 
-void web_cache_put(web_cache_t *c, const char *key, int64_t version, const char *body, size_t len,
-                   size_t n)
+web_cached_t *web_cache_put(web_cache_t *c, const char *key, int64_t version, const char *body,
+                            size_t len, size_t n)
 {
     if (len > WEB_CACHE_MAX_BODY || strlen(key) >= WEB_CACHE_KEY_MAX)
-        return;
-    char *copy = vg_malloc(len ? len : 1);
-    memcpy(copy, body, len);
+        return NULL;
+    web_cached_t *a = vg_malloc(sizeof(*a) + len);
+    atomic_init(&a->refs, 2); /* the slot's and the caller's */
+    a->len = len;
+    a->n = n;
+    memcpy(a->data, body, len);
     pthread_mutex_lock(&c->lock);
     slot_t *s = slot_for(c, key);
-    free(s->body);
+    web_cached_t *old = s->answer;
     snprintf(s->key, sizeof(s->key), "%s", key);
     s->version = version;
-    s->body = copy;
-    s->len = len;
-    s->n = n;
+    s->answer = a;
     pthread_mutex_unlock(&c->lock);
+    web_cached_unref(old);
+    return a;
 }

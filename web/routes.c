@@ -328,36 +328,40 @@ static void timeline_body(web_buf_t *b, const char *name, int64_t from, int64_t 
     web_buf_printf(b, "]}");
 }
 
-/* Builds the answer from the index, or takes it from the cache when the
- * source has not changed since it was built (web/cache.c). 0 on error (the
- * reply is set). */
+/* Answers from the cache when the source has not changed since the answer
+ * was built (web/cache.c), else from the index (and caches that). 0 on
+ * error (the reply is set). *n: the segments listed, for the audit row. */
 static int range_answer(web_req_t *r, const char *key, const char *name, int64_t from,
-                        int64_t to, range_body_fn body, web_buf_t *out, size_t *n)
+                        int64_t to, range_body_fn body, size_t *n)
 {
     int64_t version = 0;
     /* Read before the listing: a change in between only costs a rebuild. */
     int cacheable = idx_source_version(r->idx, name, &version) == VG_OK;
-    size_t len = 0;
-    char *text = cacheable ? web_cache_get(r->w->cache, key, version, &len, n) : NULL;
-    if (text) {
-        out->p = text;
-        out->len = len;
-        return 1;
+    web_cached_t *hit = cacheable ? web_cache_get(r->w->cache, key, version) : NULL;
+    if (!hit) {
+        idx_segment_t *segs = NULL;
+        int rc = idx_segments_in_range(r->idx, name, from, to, &segs, n);
+        if (rc == VG_ENOTFOUND) {
+            web_reply_error(r, 404, "not_found", "no such source");
+            return 0;
+        }
+        if (rc != VG_OK) {
+            web_reply_error(r, 500, "internal", "cannot read the index");
+            return 0;
+        }
+        web_buf_t b = {0};
+        body(&b, name, from, to, segs, *n);
+        free(segs);
+        hit = cacheable ? web_cache_put(r->w->cache, key, version, b.p, b.len, *n) : NULL;
+        if (!hit) {
+            web_reply_text(r, 200, "application/json", b.p, b.len);
+            return 1;
+        }
+        free(b.p);
     }
-    idx_segment_t *segs = NULL;
-    int rc = idx_segments_in_range(r->idx, name, from, to, &segs, n);
-    if (rc == VG_ENOTFOUND) {
-        web_reply_error(r, 404, "not_found", "no such source");
-        return 0;
-    }
-    if (rc != VG_OK) {
-        web_reply_error(r, 500, "internal", "cannot read the index");
-        return 0;
-    }
-    body(out, name, from, to, segs, *n);
-    free(segs);
-    if (cacheable)
-        web_cache_put(r->w->cache, key, version, out->p, out->len, *n);
+    size_t len;
+    const char *data = web_cached_data(hit, &len, n);
+    web_reply_shared(r, 200, "application/json", data, len, web_cached_unref, hit);
     return 1;
 }
 
@@ -372,12 +376,9 @@ static void range_route(web_req_t *r, const char *action, range_body_fn body)
         web_req_range(r, r->now_us - DAY_US, r->now_us, &from, &to) != VG_OK)
         return;
     snprintf(key, sizeof(key), "%s/%s/%" PRId64 "/%" PRId64, action, name, from, to);
-    web_buf_t b = {0};
     size_t n = 0;
-    if (!range_answer(r, key, name, from, to, body, &b, &n))
-        return;
-    audit_read(r, action, name, from, to, n);
-    web_reply_text(r, 200, "application/json", b.p, b.len);
+    if (range_answer(r, key, name, from, to, body, &n))
+        audit_read(r, action, name, from, to, n);
 }
 
 static void h_segments(web_req_t *r)

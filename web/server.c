@@ -35,13 +35,36 @@
 
 /* ---- replies ---- */
 
+static void payload_drop(web_req_t *r)
+{
+    if (r->payload_release)
+        r->payload_release(r->payload_ctx);
+    else
+        free(r->payload);
+    r->payload = NULL;
+    r->payload_release = NULL;
+    r->payload_ctx = NULL;
+}
+
 void web_reply_text(web_req_t *r, int status, const char *content_type, char *text, size_t len)
 {
-    free(r->payload);
+    payload_drop(r);
     r->status = status;
     r->content_type = content_type;
     r->payload = text;
     r->payload_len = len;
+}
+
+void web_reply_shared(web_req_t *r, int status, const char *content_type, const char *data,
+                      size_t len, void (*release)(void *ctx), void *ctx)
+{
+    payload_drop(r);
+    r->status = status;
+    r->content_type = content_type;
+    r->payload = (char *)data; /* never written: released through release(ctx) */
+    r->payload_len = len;
+    r->payload_release = release;
+    r->payload_ctx = ctx;
 }
 
 void web_reply_json(web_req_t *r, int status, json_t *v)
@@ -343,7 +366,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     web_target_free(&r->target);
     free(r->raw_uri);
     free(r->body);
-    free(r->payload);
+    payload_drop(r);
     free(r);
     *con_cls = NULL;
 }
@@ -440,10 +463,15 @@ static void add_header(struct MHD_Response *resp, const char *name, const char *
 static enum MHD_Result send_reply(web_req_t *r)
 {
     struct MHD_Response *resp =
-        MHD_create_response_from_buffer(r->payload_len, r->payload, MHD_RESPMEM_MUST_FREE);
+        r->payload_release
+            ? MHD_create_response_from_buffer_with_free_callback_cls(
+                  r->payload_len, r->payload, r->payload_release, r->payload_ctx)
+            : MHD_create_response_from_buffer(r->payload_len, r->payload, MHD_RESPMEM_MUST_FREE);
     if (!resp)
         return MHD_NO;
     r->payload = NULL; /* owned by the response now */
+    r->payload_release = NULL;
+    r->payload_ctx = NULL;
     add_header(resp, "Content-Type", r->content_type);
     add_header(resp, "Cache-Control", "no-store");
     add_header(resp, "X-Content-Type-Options", "nosniff");

@@ -116,12 +116,19 @@ typedef struct web_cache web_cache_t;
 
 web_cache_t *web_cache_new(void);
 void web_cache_free(web_cache_t *c);
-/* A malloc'd copy of the answer stored under key at exactly this version
- * (its length in len, its segment count in n), or NULL. */
-char *web_cache_get(web_cache_t *c, const char *key, int64_t version, size_t *len, size_t *n);
-/* Stores a copy (answers too large to keep are skipped). */
-void web_cache_put(web_cache_t *c, const char *key, int64_t version, const char *body, size_t len,
-                   size_t n);
+/* One cached answer, shared by the cache and the replies sending it. */
+typedef struct web_cached web_cached_t;
+const char *web_cached_data(const web_cached_t *a, size_t *len, size_t *n);
+/* Drops a reference (the reply's release callback). */
+void web_cached_unref(void *a);
+
+/* The answer stored under key at exactly this version, with a reference
+ * for the caller, or NULL. */
+web_cached_t *web_cache_get(web_cache_t *c, const char *key, int64_t version);
+/* Stores a copy of body (answers too large to keep are not stored) and
+ * returns it with a reference for the caller, or NULL when not stored. */
+web_cached_t *web_cache_put(web_cache_t *c, const char *key, int64_t version, const char *body,
+                            size_t len, size_t n);
 
 /* A request's audit rows waiting for the group commit. done runs on the
  * writer thread once they are committed (or failed: rc). */
@@ -194,8 +201,10 @@ typedef struct web_req {
     web_principal_t who;
     /* the answer */
     int status;
-    char *payload;            /* malloc'd */
+    char *payload;            /* malloc'd, or shared (payload_release set) */
     size_t payload_len;
+    void (*payload_release)(void *ctx); /* NULL: free(payload) */
+    void *payload_ctx;
     const char *content_type;
     char set_cookie[256];
     char retry_after[24];
@@ -212,6 +221,10 @@ typedef struct web_req {
 /* Answers: JSON (steals v), text, or the error envelope. */
 void web_reply_json(web_req_t *r, int status, json_t *v);
 void web_reply_text(web_req_t *r, int status, const char *content_type, char *text, size_t len);
+/* Answers with bytes owned elsewhere (a cached answer): release(ctx) once
+ * they have been sent or the request ends. */
+void web_reply_shared(web_req_t *r, int status, const char *content_type, const char *data,
+                      size_t len, void (*release)(void *ctx), void *ctx);
 __attribute__((format(printf, 4, 5)))
 void web_reply_error(web_req_t *r, int status, const char *code, const char *fmt, ...);
 void web_reply_err(web_req_t *r, const web_error_t *err);

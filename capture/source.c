@@ -269,13 +269,7 @@ static void backoff_sleep(cap_source_t *src, int ms)
 static void backoff_slice(cap_source_t *src, int ms)
 {
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    vg_deadline_us(CLOCK_REALTIME, (int64_t)ms * 1000, &until);
     pthread_mutex_lock(&src->lock);
     while (!atomic_load(&src->stop)) {
         if (pthread_cond_timedwait(&src->wake, &src->lock, &until) != 0)

@@ -269,3 +269,14 @@ int vg_source_name_valid(const char *name)
     }
     return 1;
 }
+
+void vg_deadline_us(clockid_t clock, int64_t us, struct timespec *out)
+{
+    clock_gettime(clock, out);
+    out->tv_sec += (time_t)(us / 1000000);
+    out->tv_nsec += (long)(us % 1000000) * 1000L;
+    if (out->tv_nsec >= 1000000000L) {
+        out->tv_sec++;
+        out->tv_nsec -= 1000000000L;
+    }
+}

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 void *vg_malloc(size_t size);
 void *vg_calloc(size_t n, size_t size);
@@ -22,6 +23,10 @@ void vg_time_format(int64_t utc_us, char *out);
  * offsets allowed) or plain unix seconds ("1795000000", optionally fractional).
  * Returns 0 or VG_EINVAL. */
 int vg_time_parse(const char *text, int64_t *utc_us);
+
+/* The time us microseconds from now on clock, as pthread_cond_timedwait
+ * takes it (the condition variable's clock: CLOCK_REALTIME by default). */
+void vg_deadline_us(clockid_t clock, int64_t us, struct timespec *out);
 
 /* Creates dir and its parents with mode 0750; existing dirs are fine. */
 int vg_mkdir_p(const char *dir);

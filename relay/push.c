@@ -413,13 +413,7 @@ static int run_connection(rly_push_t *p)
 static void backoff_sleep(rly_push_t *p, int ms)
 {
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    vg_deadline_us(CLOCK_REALTIME, (int64_t)ms * 1000, &until);
     pthread_mutex_lock(&p->lock);
     while (!atomic_load(&p->stop) && pthread_cond_timedwait(&p->wake, &p->lock, &until) == 0) {
     }

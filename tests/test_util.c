@@ -129,6 +129,25 @@ static const char *bad_times[] = {
     "-5",
 };
 
+/* A deadline lies the given time ahead, its nanoseconds normalised. */
+START_TEST(test_deadline_us)
+{
+    const int64_t steps[] = {0, 300, 999999, 1500000, 61000000};
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        struct timespec before, d, after;
+        clock_gettime(CLOCK_MONOTONIC, &before);
+        vg_deadline_us(CLOCK_MONOTONIC, steps[i], &d);
+        clock_gettime(CLOCK_MONOTONIC, &after);
+        ck_assert(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L);
+        int64_t at = (int64_t)d.tv_sec * 1000000000LL + d.tv_nsec;
+        ck_assert_int_ge(at, (int64_t)before.tv_sec * 1000000000LL + before.tv_nsec +
+                                 steps[i] * 1000);
+        ck_assert_int_le(at, (int64_t)after.tv_sec * 1000000000LL + after.tv_nsec +
+                                 steps[i] * 1000);
+    }
+}
+END_TEST
+
 START_TEST(test_parse_rejects)
 {
     int64_t us = 0;
@@ -427,6 +446,7 @@ static Suite *util_suite(void)
     tcase_add_test(tc, test_parse_offset);
     tcase_add_test(tc, test_parse_unix_seconds);
     tcase_add_loop_test(tc, test_parse_rejects, 0, sizeof(bad_times) / sizeof(bad_times[0]));
+    tcase_add_test(tc, test_deadline_us);
     tcase_add_test(tc, test_round_trip);
     suite_add_tcase(s, tc);
 

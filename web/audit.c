@@ -87,12 +87,7 @@ static void linger(web_auditor_t *a)
     if (a->n_queued >= LINGER_ENOUGH || a->stop || !a->busy_last)
         return;
     struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    until.tv_nsec += LINGER_US * 1000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    vg_deadline_us(CLOCK_MONOTONIC, LINGER_US, &until);
     a->lingering = 1;
     while (a->n_queued < LINGER_ENOUGH && !a->stop &&
            pthread_cond_timedwait(&a->work, &a->lock, &until) != ETIMEDOUT)

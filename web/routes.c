@@ -15,22 +15,6 @@
 #define DAY_US (86400LL * 1000000)
 #define MAX_KEEP_DAYS 3650
 
-/* Handlers in routes_admin.c. */
-void web_h_storage(web_req_t *r);
-void web_h_holds(web_req_t *r);
-void web_h_hold_add(web_req_t *r);
-void web_h_hold_release(web_req_t *r);
-void web_h_destruction_log(web_req_t *r);
-void web_h_users(web_req_t *r);
-void web_h_user_add(web_req_t *r);
-void web_h_user_patch(web_req_t *r);
-void web_h_user_delete(web_req_t *r);
-void web_h_tokens(web_req_t *r);
-void web_h_token_add(web_req_t *r);
-void web_h_token_revoke(web_req_t *r);
-void web_h_audit(web_req_t *r);
-void web_h_audit_verify(web_req_t *r);
-
 static void h_healthz(web_req_t *r)
 {
     web_reply_json(r, 200, json_pack("{ss}", "status", "ok"));

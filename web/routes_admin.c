@@ -16,21 +16,6 @@
 #define AUDIT_DEFAULT_LIMIT 1000
 #define AUDIT_MAX_LIMIT 100000
 
-void web_h_storage(web_req_t *r);
-void web_h_holds(web_req_t *r);
-void web_h_hold_add(web_req_t *r);
-void web_h_hold_release(web_req_t *r);
-void web_h_destruction_log(web_req_t *r);
-void web_h_users(web_req_t *r);
-void web_h_user_add(web_req_t *r);
-void web_h_user_patch(web_req_t *r);
-void web_h_user_delete(web_req_t *r);
-void web_h_tokens(web_req_t *r);
-void web_h_token_add(web_req_t *r);
-void web_h_token_revoke(web_req_t *r);
-void web_h_audit(web_req_t *r);
-void web_h_audit_verify(web_req_t *r);
-
 /* "a,b" -> ["a","b"]; "" -> []. */
 static json_t *csv_json(const char *csv)
 {

@@ -288,4 +288,22 @@ json_t *web_time_json(int64_t us);
 const char *web_source_kind(const vg_config_t *cfg, idx_t *idx, const char *name, char *buf,
                             size_t size);
 
+/* ---- routes_admin.c: the handlers routes.c lists for storage, holds,
+ * accounts, tokens and the audit trail ---- */
+
+void web_h_storage(web_req_t *r);
+void web_h_holds(web_req_t *r);
+void web_h_hold_add(web_req_t *r);
+void web_h_hold_release(web_req_t *r);
+void web_h_destruction_log(web_req_t *r);
+void web_h_users(web_req_t *r);
+void web_h_user_add(web_req_t *r);
+void web_h_user_patch(web_req_t *r);
+void web_h_user_delete(web_req_t *r);
+void web_h_tokens(web_req_t *r);
+void web_h_token_add(web_req_t *r);
+void web_h_token_revoke(web_req_t *r);
+void web_h_audit(web_req_t *r);
+void web_h_audit_verify(web_req_t *r);
+
 #endif

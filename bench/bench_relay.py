@@ -77,34 +77,36 @@ def cpu_seconds(pid):
 RECORDING_THREADS = re.compile(r"^(cap:.*|retention|status|vigild)$")
 
 
+# Streaming threads of vigild's relay pipelines (appsrc "srcN:src").
+RELAY_THREADS = re.compile(r"^src\d+:src$")
+
+
+def threads_named(pid, pattern):
+    """The /proc/PID/task paths of the live threads whose name matches."""
+    found = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        path = "/proc/%d/task/%s" % (pid, tid)
+        try:
+            with open(path + "/comm") as f:
+                if pattern.match(f.read().strip()):
+                    found.append(path)
+        except OSError:
+            pass  # the thread ended meanwhile
+    return found
+
+
 def thread_seconds(pid, pattern):
     """CPU seconds of the process's live threads whose name matches."""
     total = 0
-    for tid in os.listdir("/proc/%d/task" % pid):
+    for path in threads_named(pid, pattern):
         try:
-            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
-                name = f.read().strip()
-            if not pattern.match(name):
-                continue
-            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+            with open(path + "/stat") as f:
                 data = f.read()
         except OSError:
             continue  # the thread ended meanwhile
         fields = data[data.rindex(")") + 2:].split()
         total += int(fields[11]) + int(fields[12])
     return total / CLK_TCK
-
-
-def relay_threads(pid):
-    """Streaming threads of vigild's relay pipelines (appsrc "srcN:src")."""
-    n = 0
-    for tid in os.listdir("/proc/%d/task" % pid):
-        try:
-            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
-                n += bool(re.match(r"src\d+:src$", f.read().strip()))
-        except OSError:
-            pass
-    return n
 
 
 def rss_mib(pid):
@@ -359,7 +361,7 @@ def phase_vigil(procs, args, work, cam_port, counts):
     wait_for("vigild relaying", lambda: probe(port, "cam", auth), 60, interval=0.5)
     # vigild keeps an unwatched stream's pipeline 10 s for the next client:
     # the no-client figure is taken once the probe's is gone.
-    wait_for("vigild's relay pipeline let go", lambda: relay_threads(p.pid) == 0, 60,
+    wait_for("vigild's relay pipeline let go", lambda: not threads_named(p.pid, RELAY_THREADS), 60,
              interval=0.5)
     time.sleep(args.warmup)
     idle = measure_cpu(p.pid, args.seconds, RECORDING_THREADS)

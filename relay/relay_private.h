@@ -165,7 +165,7 @@ struct rly_feed {
     size_t n_taps;
     atomic_llong dropped_gops;   /* GOPs skipped for slow clients (or a stalled pipeline) */
     atomic_int watching;         /* relay sessions playing this feed */
-    atomic_uint epoch;           /* bumped when a media goes down: the next client gets a new one */
+    atomic_uint epoch;           /* bumped when a media is let go: the next client gets a new one */
 };
 
 void rly_feed_ref(rly_feed_t *f);

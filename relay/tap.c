@@ -332,16 +332,6 @@ static void on_media_prepared(GstRTSPMedia *media, gpointer data)
         gst_rtsp_media_prepare(media, gst_rtsp_thread_new(GST_RTSP_THREAD_TYPE_MEDIA));
 }
 
-/* The media is going down (the last client left): from now on new clients
- * get a new media, not this one. */
-static void on_target_state(GstRTSPMedia *media, gint state, gpointer data)
-{
-    (void)media;
-    rly_feed_t *f = data;
-    if (state == GST_STATE_NULL)
-        atomic_fetch_add(&f->epoch, 1);
-}
-
 static rly_tap_t *tap_of(GstRTSPMedia *media)
 {
     return media ? g_object_get_qdata(G_OBJECT(media), tap_quark) : NULL;
@@ -685,8 +675,8 @@ static void on_media_configure(GstRTSPMediaFactory *factory, GstRTSPMedia *media
     (void)data;
     rly_feed_t *f = rly_factory_feed(factory);
     rly_tap_t *t = tap_new(f, media);
-    /* Without rate control the TCP sink sends as fast as the client reads:
-     * the cached GOP goes out in one burst instead of in real time. */
+    /* Without rate control the sinks send packets as they come: the cached
+     * GOP the pipeline starts with goes out in one burst, not in real time. */
     for (guint i = 0; i < gst_rtsp_media_n_streams(media); i++)
         gst_rtsp_stream_set_rate_control(gst_rtsp_media_get_stream(media, i), FALSE);
     g_signal_connect_data(media, "unprepared", G_CALLBACK(on_unprepared), tap_ref(t),
@@ -701,7 +691,6 @@ static void on_media_configure(GstRTSPMediaFactory *factory, GstRTSPMedia *media
                "packet twice", f->name);
     }
     gst_object_unref(bin);
-    g_signal_connect(media, "target-state", G_CALLBACK(on_target_state), f);
     g_signal_connect_data(media, "prepared", G_CALLBACK(on_media_prepared), tap_ref(t),
                           tap_unref_closure, 0);
 
@@ -822,8 +811,8 @@ static GstElement *build_bin(rly_feed_t *f)
 
 /* Shared media are cached by this key. A new generation (new stream
  * parameters) gets a media of its own while the old one closes; so does a
- * new epoch (on_target_state: the last client left): the old media is being torn
- * down then, and a client handed it would get 503. */
+ * new epoch (rly_taps_release_idle lets an unwatched media go): the old one
+ * is being torn down then, and a client handed it would get 503. */
 static gchar *factory_gen_key(GstRTSPMediaFactory *factory, const GstRTSPUrl *url)
 {
     rly_feed_t *f = ((RlyFactory *)factory)->feed;

@@ -6,9 +6,14 @@ One 1080p25 H.264 source (camsim replaying the bench clip, GOP 2 s) relayed to
   A. vigild: records the camera and relays it from the same connection;
   B. bench/relay_peer: gst-rtsp-server, shared media
      "rtspsrc ! rtph264depay ! rtph264pay", one camera connection per mount.
-The two phases run one after the other in the same run, never together.
+Both run side by side; for each client count they take turns, in --rounds
+rounds (who goes first alternates), so a change in the machine's load reaches
+both; only the relay whose turn it is has clients. vigild then runs once more
+at the largest N with send_interval_ms = 0 (every packet sent as it comes,
+like the peer), taking turns with the peer again, to show what batching the
+sends buys.
 
-Per client count N, each phase keeps one anchor client connected (so the
+Per client count N, each turn keeps one anchor client connected (so the
 stream runs, as at a central point that is already watching), then N more
 clients join 100 ms apart. Measured:
   - time from sending PLAY to the end of the first decodable frame (an IDR
@@ -341,57 +346,87 @@ def run_clients(pid, port, path, auth, n, args, exclude=None):
             "dropped": [c.error for c in everyone if c.error]}
 
 
-def phase_vigil(procs, args, work, cam_port, counts):
+class Relay:
+    """One relaying process under test."""
+
+    def __init__(self, name, proc, port, path, auth, exclude=None):
+        self.name, self.proc, self.port, self.path = name, proc, port, path
+        self.auth, self.exclude, self.idle = auth, exclude, 0.0
+
+    def run(self, n, args):
+        return run_clients(self.proc.pid, self.port, self.path, self.auth, n, args, self.exclude)
+
+
+def start_vigil(procs, args, work, cam_port, send_interval_ms=None):
+    """send_interval_ms None: vigild's default."""
+    work = tempfile.mkdtemp(prefix="vigil-", dir=work)
     data = os.path.join(work, "vigil-data")
     os.makedirs(data)
     port = free_port()
     conf = os.path.join(work, "vigil.conf")
+    interval = "" if send_interval_ms is None else "send_interval_ms = %d\n" % send_interval_ms
     with open(conf, "w") as f:
         f.write("[server]\ndata_dir = %s\nlog_level = warning\nhttp_listen =\n"
                 "[archive]\nsegment_seconds = 60\n[relay]\nrtsp_listen = 127.0.0.1:%d\n"
-                "max_clients = 200\nmax_clients_per_ip = 200\n"
+                "max_clients = 200\nmax_clients_per_ip = 200\n%s"
                 "[source cam]\nurl = rtsp://127.0.0.1:%d/bench0\nkind = video\n"
-                % (data, port, cam_port))
+                % (data, port, interval, cam_port))
     subprocess.run([args.vigilctl, "-c", conf, "user", "add", "bench", "--role", "admin"],
                    input=PASSWORD + "\n", text=True, capture_output=True, check=True)
     log_f = open(os.path.join(work, "vigild.log"), "w")
     p = procs.spawn([args.vigild, "-c", conf], stdout=log_f, stderr=subprocess.STDOUT)
+    log_f.close()
     auth = "Basic " + base64.b64encode(("bench:" + PASSWORD).encode()).decode()
     # recording and relaying once a client gets a frame
     wait_for("vigild relaying", lambda: probe(port, "cam", auth), 60, interval=0.5)
+    name = "vigil" if send_interval_ms is None else "vigil (send_interval_ms %d)" % send_interval_ms
+    r = Relay(name, p, port, "cam", auth, RECORDING_THREADS)
     # vigild keeps an unwatched stream's pipeline 10 s for the next client:
     # the no-client figure is taken once the probe's is gone.
     wait_for("vigild's relay pipeline let go", lambda: not threads_named(p.pid, RELAY_THREADS), 60,
              interval=0.5)
     time.sleep(args.warmup)
-    idle = measure_cpu(p.pid, args.seconds, RECORDING_THREADS)
-    res = {"idle": idle, "runs": {}}
-    for n in counts:
-        res["runs"][n] = run_clients(p.pid, port, "cam", auth, n, args, RECORDING_THREADS)
-        log("vigil N=%d: %.1f%% CPU (idle %.1f%%), first frame median %.0f ms" % (
-            n, res["runs"][n]["cpu"] * 100, idle * 100,
-            statistics.median(res["runs"][n]["first"]) * 1000))
-        time.sleep(args.pause)
-    res["rc"] = procs.stop(p)
-    log_f.close()
-    return res
+    # below 0 is noise of the subtraction
+    r.idle = max(measure_cpu(p.pid, args.seconds, RECORDING_THREADS), 0.0)
+    return r
 
 
-def phase_peer(procs, args, cam_port, counts):
+def start_peer(procs, args, cam_port):
     p = procs.spawn([args.peer, "rtsp://127.0.0.1:%d/bench1" % cam_port],
                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    port = ready_port(p, "relay_peer")
+    r = Relay("peer", p, ready_port(p, "relay_peer"), "peer", None)
     time.sleep(args.warmup)
-    idle = measure_cpu(p.pid, args.seconds)
-    res = {"idle": idle, "runs": {}}
-    for n in counts:
-        res["runs"][n] = run_clients(p.pid, port, "peer", None, n, args)
-        log("peer  N=%d: %.1f%% CPU (idle %.1f%%), first frame median %.0f ms" % (
-            n, res["runs"][n]["cpu"] * 100, idle * 100,
-            statistics.median(res["runs"][n]["first"]) * 1000))
-        time.sleep(args.pause)
-    res["rc"] = procs.stop(p)
-    return res
+    r.idle = measure_cpu(p.pid, args.seconds)
+    return r
+
+
+def rounds(relays, n, args):
+    """args.rounds rounds of n clients, the relays taking turns (who goes
+    first alternates), so a change in the machine's load reaches both.
+    Returns {relay name: [run per round]}."""
+    out = {r.name: [] for r in relays}
+    for i in range(args.rounds):
+        for r in (relays if i % 2 == 0 else relays[::-1]):
+            run = r.run(n, args)
+            run["cpu"] = max(run["cpu"] - r.idle, 0)
+            out[r.name].append(run)
+            log("%s N=%d round %d: %.1f%% CPU (idle %.1f%%), first frame median %.0f ms" % (
+                r.name, n, i + 1, run["cpu"] * 100, r.idle * 100,
+                statistics.median(run["first"]) * 1000))
+            time.sleep(args.pause)
+    return out
+
+
+def summary(runs, other=None):
+    """Medians over the rounds; ratio: median of the per-round ratios to other."""
+    s = {"cpu": statistics.median(r["cpu"] for r in runs),
+         "cpus": [r["cpu"] for r in runs],
+         "first": [x for r in runs for x in r["first"]],
+         "min_mbps": min(r["min_mbps"] for r in runs), "rss": runs[-1]["rss"]}
+    if other:
+        s["ratio"] = statistics.median(a["cpu"] / b["cpu"] if b["cpu"] else float("inf")
+                                       for a, b in zip(runs, other))
+    return s
 
 
 def probe(port, path, auth):
@@ -416,7 +451,9 @@ def p90(xs):
     return sorted(xs)[min(len(xs) - 1, int(round(0.9 * (len(xs) - 1))))]
 
 
-def render(v, p, counts, args, info, started, cmdline):
+def render(res, idle, counts, args, info, started, cmdline, res0=None):
+    """res: {N: {"vigil": summary, "peer": summary}}; idle: {name: CPU share};
+    res0: the send_interval_ms = 0 rounds at the largest N, or None."""
     lines = [SECTION_TITLE, "",
              "Run %s by `%s`." % (started.strftime("%Y-%m-%d %H:%M UTC"), cmdline), "",
              "- Machine: %(nproc)s CPUs, %(cpu)s, Linux %(kernel)s, Python %(python)s; load "
@@ -436,49 +473,64 @@ def render(v, p, counts, args, info, started, cmdline):
              "segment rotations) are subtracted in the same window, and the no-client figure "
              "is taken the same way (%s%% of a core); peer with no client: %s%%. Per client = "
              "that / (N + 1)."
-             % (JOIN_GAP_S * 1000, args.seconds, pct(v["idle"]), pct(p["idle"])),
+             % (JOIN_GAP_S * 1000, args.seconds, pct(idle["vigil"]), pct(idle["peer"])),
              "- First frame: from sending PLAY to the last packet of the first IDR access "
-             "unit, over the N joiners (a stream that already runs).",
-             "- The phases run one after the other; the clients run in this script, on the same "
-             "machine, in both phases.", "",
+             "unit, over the N joiners of every round (a stream that already runs).",
+             "- Both relays run side by side; for each N they take turns, %d rounds (who goes "
+             "first alternates), and only the one whose turn it is has clients. CPU figures "
+             "are medians over the rounds, the ratio is the median of the per-round ratios. "
+             "The clients run in this script, on the same machine." % args.rounds, "",
              "| clients (N + anchor) | relay CPU total, % of a core (vigil / peer) | "
              "CPU per client, % (vigil / peer) | ratio | first frame median, ms (vigil / peer) "
              "| p90, ms | ratio (median) | slowest client, Mbit/s (vigil / peer) |",
              "|---:|---:|---:|---:|---:|---:|---:|---:|"]
     verdict = []
     for n in counts:
-        a, b = v["runs"][n], p["runs"][n]
-        ta, tb = max(a["cpu"] - v["idle"], 0), max(b["cpu"] - p["idle"], 0)
-        ca, cb = ta / (n + 1), tb / (n + 1)
+        a, b = res[n]["vigil"], res[n]["peer"]
         fa, fb = statistics.median(a["first"]), statistics.median(b["first"])
-        cr = ca / cb if cb else float("inf")
         fr = fa / fb if fb else float("inf")
-        verdict.append((n, cr, fr))
+        verdict.append((n, a["ratio"], fr))
         lines.append("| %d + 1 | %s / %s | %.2f / %.2f | %.2f× | %s / %s | %s / %s | %.3f× "
-                     "| %.1f / %.1f |" % (n, pct(ta), pct(tb), ca * 100, cb * 100, cr, ms(fa),
-                                          ms(fb), ms(p90(a["first"])), ms(p90(b["first"])), fr,
+                     "| %.1f / %.1f |" % (n, pct(a["cpu"]), pct(b["cpu"]), a["cpu"] * 100 / (n + 1),
+                                          b["cpu"] * 100 / (n + 1), a["ratio"], ms(fa), ms(fb),
+                                          ms(p90(a["first"])), ms(p90(b["first"])), fr,
                                           a["min_mbps"], b["min_mbps"]))
     lines.append("")
+    for n in counts:
+        lines.append("- N = %d, total CPU per round, %% of a core: vigil %s; peer %s." % (
+            n, ", ".join(pct(x) for x in res[n]["vigil"]["cpus"]),
+            ", ".join(pct(x) for x in res[n]["peer"]["cpus"])))
     for n, cr, fr in verdict:
         lines.append("- N = %d: CPU per client %.2f× the peer's (target ≤ %.2f×: %s), first frame "
                      "%.3f× (target ≤ %.2f×: %s)." % (
                          n, cr, TARGET_CPU, "met" if cr <= TARGET_CPU else "NOT met", fr,
                          TARGET_FIRST_FRAME, "met" if fr <= TARGET_FIRST_FRAME else "NOT met"))
+    if res0:
+        n = counts[-1]
+        a = res0["vigil"]
+        lines.append("- The same vigild with `send_interval_ms = 0` (each packet sent to the "
+                     "clients as the payloader makes it: one send per frame, like the peer), "
+                     "N = %d, against the peer in %d more rounds: %s %% of a core in total "
+                     "(rounds: %s; peer %s), CPU per client %.2f× the peer's." % (
+                         n, args.rounds, pct(a["cpu"]), ", ".join(pct(x) for x in a["cpus"]),
+                         ", ".join(pct(x) for x in res0["peer"]["cpus"]), a["ratio"]))
     lines.append("- RSS at the end of the largest run: vigild %.0f MiB (recording included), "
-                 "peer %.0f MiB." % (v["runs"][counts[-1]]["rss"], p["runs"][counts[-1]]["rss"]))
+                 "peer %.0f MiB." % (res[counts[-1]]["vigil"]["rss"], res[counts[-1]]["peer"]["rss"]))
     lines.append("- How: both serve one shared media per source. vigil's is fed from the "
                  "recording's own packets (no second camera connection, no depayloading); its "
                  "TCP clients get 8 KiB RTP packets (the peer: 1400 B) from a fan-out that "
                  "starts each new client on the cached GOP, so the first frame is a keyframe "
                  "at once, where the peer's joiners wait for the camera's next keyframe (up "
                  "to a GOP). The peer's fixed cost (rtspsrc, jitterbuffer, depayloader) is in "
-                 "its total, as vigil's (one payloader, RTP session) is in vigil's. Beyond "
-                 "the fixed costs a client costs about the same in both (the total grows by "
-                 "about 0.06 % of a core per 4 Mbit/s client in both): the kernel's TCP send, "
-                 "which on loopback also carries the receiving side's work, dominates that "
-                 "share and is the same for any relay, so the ratio tends to 1 as clients are "
-                 "added.")
-    lines.append("- Exit: vigild %s, peer %s." % (v["rc"], p["rc"]))
+                 "its total, as vigil's (one payloader, RTP session) is in vigil's. Beyond the "
+                 "fixed costs, most of a client's cost is the kernel's work per send (on "
+                 "loopback it also carries the receiving side: queueing the data and waking "
+                 "the reader), whatever the send's size. The peer sends each frame as it comes "
+                 "(25 sends a second per client); vigil hands a client its packets together "
+                 "every `send_interval_ms` (default 100 ms: 3 frames, about 8 sends a second), "
+                 "which delays a packet by at most that interval, far below what RTSP players "
+                 "buffer (VLC: 1 s).")
+    lines.append("- Exit: vigild %s, peer %s." % (info["rc_vigil"], info["rc_peer"]))
     lines.append("")
     return "\n".join(lines)
 
@@ -539,10 +591,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default="build")
     ap.add_argument("--clients", default="1,10,50")
-    ap.add_argument("--seconds", type=float, default=20.0, help="CPU window (20)")
+    ap.add_argument("--seconds", type=float, default=15.0, help="CPU window (15)")
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--warmup", type=float, default=3.0)
     ap.add_argument("--pause", type=float, default=2.0)
     ap.add_argument("--results", default=None)
+    ap.add_argument("--no-unbatched", action="store_true",
+                    help="skip the extra vigild run with send_interval_ms = 0")
     args = ap.parse_args()
     counts = [int(x) for x in args.clients.split(",")]
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -559,19 +614,33 @@ def main():
     started = dt.datetime.now(dt.timezone.utc)
     info = machine_info()
     procs = Procs()
+    res, res0 = {}, None
     try:
         with tempfile.TemporaryDirectory(prefix="vigil-bench-relay-") as work:
             cam = procs.spawn([camsim, "--port", "0", "--bench-file", args.media,
                                "--bench-mounts", "2"], stdout=subprocess.PIPE,
                               stderr=subprocess.DEVNULL, text=True)
             cam_port = ready_port(cam, "camsim")
-            v = phase_vigil(procs, args, work, cam_port, counts)
-            p = phase_peer(procs, args, cam_port, counts)
+            vigil = start_vigil(procs, args, work, cam_port)
+            peer = start_peer(procs, args, cam_port)
+            idle = {"vigil": vigil.idle, "peer": peer.idle}
+            for n in counts:
+                out = rounds([vigil, peer], n, args)
+                res[n] = {"vigil": summary(out[vigil.name], out["peer"]),
+                          "peer": summary(out["peer"])}
+            info["rc_vigil"] = procs.stop(vigil.proc)
+            if not args.no_unbatched:
+                vigil0 = start_vigil(procs, args, work, cam_port, send_interval_ms=0)
+                out = rounds([vigil0, peer], counts[-1], args)
+                res0 = {"vigil": summary(out[vigil0.name], out["peer"]),
+                        "peer": summary(out["peer"])}
+                procs.stop(vigil0.proc)
+            info["rc_peer"] = procs.stop(peer.proc)
             procs.stop(cam)
     finally:
         procs.kill_all()
     cmdline = "python3 bench/bench_relay.py " + " ".join(sys.argv[1:])
-    section = render(v, p, counts, args, info, started, cmdline.strip())
+    section = render(res, idle, counts, args, info, started, cmdline.strip(), res0)
     write_section(args.results, section)
     print(section)
     return 0

@@ -49,6 +49,8 @@
 #define DEFAULT_RELAY_MAX_CLIENTS 64
 #define DEFAULT_RELAY_MAX_PER_IP 8
 #define MAX_RELAY_CLIENTS 1000
+#define MAX_RELAY_SEND_INTERVAL_MS 500
+#define DEFAULT_RELAY_SEND_INTERVAL_MS 100
 
 enum section_kind {
     SEC_NONE,    /* before the first [section] */
@@ -452,15 +454,21 @@ static int set_tls_key(parser_t *p, const char *key, const char *value)
     return set_tls_file(p, key, value, &p->cfg->http.tls_key, &p->tls_key_line);
 }
 
-static int set_bounded(parser_t *p, const char *key, const char *value, int max, int *out)
+static int set_int_in(parser_t *p, const char *key, const char *value, int min, int max,
+                      int *out)
 {
     char buf[256];
-    if (parse_int_range(value, 1, max, out) != VG_OK) {
-        fail_at(p, p->lineno, "%s must be an integer from 1 to %d, got '%s'", key, max,
+    if (parse_int_range(value, min, max, out) != VG_OK) {
+        fail_at(p, p->lineno, "%s must be an integer from %d to %d, got '%s'", key, min, max,
                 shown(value, buf, sizeof(buf)));
         return VG_ECONFIG;
     }
     return VG_OK;
+}
+
+static int set_bounded(parser_t *p, const char *key, const char *value, int max, int *out)
+{
+    return set_int_in(p, key, value, 1, max, out);
 }
 
 static int set_session_idle(parser_t *p, const char *key, const char *value)
@@ -520,6 +528,12 @@ static int set_relay_max_clients(parser_t *p, const char *key, const char *value
 static int set_relay_max_per_ip(parser_t *p, const char *key, const char *value)
 {
     return set_bounded(p, key, value, MAX_RELAY_CLIENTS, &p->cfg->relay.max_clients_per_ip);
+}
+
+static int set_relay_send_interval(parser_t *p, const char *key, const char *value)
+{
+    return set_int_in(p, key, value, 0, MAX_RELAY_SEND_INTERVAL_MS,
+                      &p->cfg->relay.send_interval_ms);
 }
 
 /* A push target: rtsp:// or rtsps:// (ANNOUNCE/RECORD) or srt:// (MPEG-TS).
@@ -624,6 +638,7 @@ static const key_spec_t relay_keys[] = {
     {"tls_key", set_relay_tls_key},
     {"max_clients", set_relay_max_clients},
     {"max_clients_per_ip", set_relay_max_per_ip},
+    {"send_interval_ms", set_relay_send_interval},
     {"push", set_relay_push},
     {NULL, NULL},
 };
@@ -823,6 +838,7 @@ static void init_defaults(vg_config_t *cfg, const char *path)
     cfg->relay.rtsp_listen = vg_strdup("");
     cfg->relay.max_clients = DEFAULT_RELAY_MAX_CLIENTS;
     cfg->relay.max_clients_per_ip = DEFAULT_RELAY_MAX_PER_IP;
+    cfg->relay.send_interval_ms = DEFAULT_RELAY_SEND_INTERVAL_MS;
 }
 
 /* A certificate without its key (or the reverse) cannot serve HTTPS, and

@@ -50,6 +50,8 @@ typedef struct {
     char *tls_cert, *tls_key; /* both or neither; NULL = plain RTSP */
     int max_clients;          /* RTSP connections at once, in total */
     int max_clients_per_ip;   /* and from one address */
+    int send_interval_ms;     /* a TCP client's packets go out together at most this
+                               * often (0: each as it comes); fewer, larger sends */
     char *push;               /* push URL template with {source}; NULL = no push */
 } vg_relay_config_t;
 

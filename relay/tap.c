@@ -60,6 +60,7 @@ typedef struct {
     size_t gop_bytes;
     int gop_valid;
     GPtrArray *viewers;
+    int64_t sent_us; /* monotonic: when the viewers were last handed their packets */
 } fan_t;
 
 struct rly_tap {
@@ -79,6 +80,7 @@ struct rly_tap {
     int64_t origin_ns;  /* relay time of the first unit: the tap's time 0 */
     int held;           /* we hold one preparation of the media (on_media_prepared) */
     int64_t idle_since; /* monotonic us since when the feed has had no viewer; 0: watched */
+    int64_t send_interval_us; /* [relay] send_interval_ms */
     /* The fan-out, under fan_lock (never taken before the feed's lock): */
     pthread_mutex_t fan_lock;
     fan_t fan[RLY_MAX_STREAMS];
@@ -212,6 +214,24 @@ static void fan_buffer_list(fan_t *fn, GstBufferList *list, int key_start)
         fan_packet(fn, gst_buffer_list_get(list, i), key_start && i == 0);
 }
 
+/* Whether the viewers get their packets now. Each send to a TCP client is a
+ * system call that, for most of its cost, hands a segment to the network
+ * and wakes the receiver, whatever its size; sending a stream's packets
+ * together every send_interval_us rather than each as the payloader makes
+ * it divides that cost by the packets (video: frames) per interval. A
+ * packet waits at most the interval (plus the gap to the stream's next
+ * packet); live viewers buffer far longer than that. */
+static int fan_due(fan_t *fn)
+{
+    if (fn->tap->send_interval_us <= 0)
+        return 1;
+    int64_t now = g_get_monotonic_time();
+    if (now - fn->sent_us < fn->tap->send_interval_us)
+        return 0;
+    fn->sent_us = now;
+    return 1;
+}
+
 /* The payloader's output, on its way to the RTSP stream (the tap's
  * streaming thread): a copy of every packet goes to the TCP clients. */
 static GstPadProbeReturn on_rtp_out(GstPad *pad, GstPadProbeInfo *info, gpointer data)
@@ -225,7 +245,8 @@ static GstPadProbeReturn on_rtp_out(GstPad *pad, GstPadProbeInfo *info, gpointer
         fan_buffer_list(fn, GST_PAD_PROBE_INFO_BUFFER_LIST(info), key);
     else if (GST_PAD_PROBE_INFO_BUFFER(info))
         fan_packet(fn, GST_PAD_PROBE_INFO_BUFFER(info), key);
-    fan_flush(fn);
+    if (fan_due(fn))
+        fan_flush(fn);
     pthread_mutex_unlock(&fn->tap->fan_lock);
     return GST_PAD_PROBE_OK;
 }
@@ -645,6 +666,7 @@ static rly_tap_t *tap_new(rly_feed_t *f, GstRTSPMedia *media)
     atomic_init(&t->refs, 1);
     rly_feed_ref(f);
     t->feed = f;
+    t->send_interval_us = (int64_t)f->srv->cfg->relay.send_interval_ms * 1000;
     pthread_mutex_init(&t->fan_lock, NULL);
     g_weak_ref_init(&t->media, media);
     GstElement *bin = gst_rtsp_media_get_element(media);

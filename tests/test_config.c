@@ -485,13 +485,15 @@ START_TEST(test_relay_keys)
     ck_assert_str_eq(cfg.relay.rtsp_listen, "");
     ck_assert_int_eq(cfg.relay.max_clients, 64);
     ck_assert_int_eq(cfg.relay.max_clients_per_ip, 8);
+    ck_assert_int_eq(cfg.relay.send_interval_ms, 100);
     ck_assert_ptr_null(cfg.relay.push);
     ck_assert_int_eq(cfg.sources[0].relay, 1);
     ck_assert_ptr_null(vg_config_push_url(&cfg, &cfg.sources[0]));
     vg_config_free(&cfg);
 
     ck_assert_int_eq(load("[relay]\nrtsp_listen = 0.0.0.0:8554\nmax_clients = 10\n"
-                          "max_clients_per_ip = 2\ntls_cert = /etc/hostname\n"
+                          "max_clients_per_ip = 2\nsend_interval_ms = 0\n"
+                          "tls_cert = /etc/hostname\n"
                           "tls_key = /etc/hostname\n"
                           "push = rtsp://u:" SECRET "@central:8554/office-7/{source}\n"
                           "[source hall-1]\nurl = rtsp://h/a\n"
@@ -501,6 +503,7 @@ START_TEST(test_relay_keys)
     ck_assert_str_eq(cfg.relay.rtsp_listen, "0.0.0.0:8554");
     ck_assert_int_eq(cfg.relay.max_clients, 10);
     ck_assert_int_eq(cfg.relay.max_clients_per_ip, 2);
+    ck_assert_int_eq(cfg.relay.send_interval_ms, 0);
     ck_assert_str_eq(cfg.relay.tls_key, "/etc/hostname");
     char *url = vg_config_push_url(&cfg, &cfg.sources[0]);
     ck_assert_str_eq(url, "rtsp://u:" SECRET "@central:8554/office-7/hall-1");
@@ -519,6 +522,8 @@ static const char *const bad_relay[] = {
     "[relay]\nrtsp_listen = 127.0.0.1:0\n",
     "[relay]\nmax_clients = 0\n",
     "[relay]\nmax_clients_per_ip = 1001\n",
+    "[relay]\nsend_interval_ms = 501\n",
+    "[relay]\nsend_interval_ms = -1\n",
     "[relay]\npush = rtsp://central/office-7\n",       /* no {source} */
     "[relay]\npush = http://central/{source}\n",
     "[relay]\npush = rtsp://{source}.central/x\n",

@@ -527,7 +527,7 @@ def render(res, idle, counts, args, info, started, cmdline, res0=None):
                  "loopback it also carries the receiving side: queueing the data and waking "
                  "the reader), whatever the send's size. The peer sends each frame as it comes "
                  "(25 sends a second per client); vigil hands a client its packets together "
-                 "every `send_interval_ms` (default 100 ms: 3 frames, about 8 sends a second), "
+                 "every `send_interval_ms` (default 150 ms: 4 frames, about 6 sends a second), "
                  "which delays a packet by at most that interval, far below what RTSP players "
                  "buffer (VLC: 1 s).")
     lines.append("- Exit: vigild %s, peer %s." % (info["rc_vigil"], info["rc_peer"]))

@@ -50,7 +50,7 @@
 #define DEFAULT_RELAY_MAX_PER_IP 8
 #define MAX_RELAY_CLIENTS 1000
 #define MAX_RELAY_SEND_INTERVAL_MS 500
-#define DEFAULT_RELAY_SEND_INTERVAL_MS 100
+#define DEFAULT_RELAY_SEND_INTERVAL_MS 150
 
 enum section_kind {
     SEC_NONE,    /* before the first [section] */

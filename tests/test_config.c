@@ -485,7 +485,7 @@ START_TEST(test_relay_keys)
     ck_assert_str_eq(cfg.relay.rtsp_listen, "");
     ck_assert_int_eq(cfg.relay.max_clients, 64);
     ck_assert_int_eq(cfg.relay.max_clients_per_ip, 8);
-    ck_assert_int_eq(cfg.relay.send_interval_ms, 100);
+    ck_assert_int_eq(cfg.relay.send_interval_ms, 150);
     ck_assert_ptr_null(cfg.relay.push);
     ck_assert_int_eq(cfg.sources[0].relay, 1);
     ck_assert_ptr_null(vg_config_push_url(&cfg, &cfg.sources[0]));

@@ -203,6 +203,8 @@ static int64_t read_loop(cap_source_t *src, AVFormatContext *ic, char *why, size
     AVPacket *pkt = av_packet_alloc();
     if (!pkt)
         abort();
+    cap_undated_t undated;
+    cap_undated_init(&undated, ic->streams, ic->nb_streams);
     for (;;) {
         arm_deadline(src, src->timing.read_timeout_ms);
         int ret = av_read_frame(ic, pkt);
@@ -214,9 +216,18 @@ static int64_t read_loop(cap_source_t *src, AVFormatContext *ic, char *why, size
         }
         int64_t now = vg_clock_wall(src->clock);
         count_packet(src, pkt, now);
+        if (cap_undated_hold(&undated, pkt, now))
+            continue;
+        int64_t held_wall;
+        AVPacket *held;
+        while ((held = cap_undated_next(&undated, pkt, &held_wall))) {
+            src->sink.packet(src->sink.ctx, held, held_wall);
+            av_packet_free(&held);
+        }
         src->sink.packet(src->sink.ctx, pkt, now);
         av_packet_unref(pkt);
     }
+    cap_undated_free(&undated);
     av_packet_free(&pkt);
     return vg_clock_mono(src->clock) - started;
 }

@@ -152,7 +152,9 @@ class Vigil:
 
 
 def ffprobe(path, entries="format=duration:stream=codec_name,codec_type"):
-    p = subprocess.run(["ffprobe", "-v", "error", "-show_entries", entries, "-of", "json", path],
+    count = ["-count_packets"] if "nb_read_packets" in entries else []
+    p = subprocess.run(["ffprobe", "-v", "error"] + count + ["-show_entries", entries, "-of",
+                                                             "json", path],
                        capture_output=True, text=True, timeout=60)
     if p.returncode != 0:
         raise AssertionError("ffprobe failed on %s: %s" % (path, p.stderr))
@@ -270,6 +272,33 @@ class Suite:
         big = [g for g in gaps if g >= 8]
         assert len(big) == 1, "expected one gap of ~10 s, gaps: %s" % gaps
         assert all(g == 0 or g >= 8 for g in gaps), "unexpected small gap: %s" % gaps
+
+    def test_first_gop_of_a_connection_is_recorded(self):
+        """libavformat hands over a connection's first keyframe without a
+        timestamp: it is dated from the next frame and recorded, not dropped
+        with the rest of its GOP (a second of video at the simulator's GOP)."""
+        import urllib.request
+        v = Vigil(os.path.join(self.tmp, "first-gop"), [("cam", self.cam.url("h264"), "video")])
+        v.start()
+        try:
+            wait_for("two segments", lambda: len(v.segments("cam")) >= 2, 30)
+            text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % v.http_port,
+                                          timeout=10).read().decode()
+        finally:
+            rc, _ = v.stop()
+        assert rc == 0, "vigild exit %s" % rc
+        received = int(re.search(r'vigil_source_received_packets_total\{source="cam"\} (\d+)',
+                                 text).group(1))
+        segs = v.segments("cam")
+        first = ffprobe(os.path.join(v.data, segs[0]["path"]),
+                        "packet=pts,flags")["packets"][0]
+        assert "K" in first["flags"], "first recorded frame is not a keyframe: %s" % first
+        frames = sum(int(ffprobe(os.path.join(v.data, s["path"]), "stream=nb_read_packets")
+                         ["streams"][0]["nb_read_packets"]) for s in segs)
+        # every frame received up to the metrics read is recorded (a frame
+        # or two may be cut off at the stop); losing the first GOP would
+        # miss 25
+        assert frames >= received - 3, "%d frames recorded of %d received" % (frames, received)
 
     def test_export_across_three_segments(self):
         v = self.main_vigil()

@@ -68,8 +68,9 @@ int64_t cap_source_heartbeat(cap_source_t *src);
 const char *cap_state_name(cap_state_t state);
 
 /* Packets without any timestamp (a connection's first keyframe, from
- * libavformat's RTSP demuxer), held until the next packet of their stream
- * dates them (undated.c). One per connection, used by its thread only. */
+ * libavformat's RTSP demuxer), held with the packets after them that have
+ * no DTS (B-frame streams) until a packet with a DTS dates them all
+ * (undated.c). One per connection, used by its thread only. */
 #define CAP_UNDATED_MAX 8
 typedef struct {
     AVPacket *pkt[CAP_UNDATED_MAX];
@@ -85,14 +86,16 @@ typedef struct {
 
 void cap_undated_init(cap_undated_t *u, AVStream *const *streams, unsigned n);
 void cap_undated_free(cap_undated_t *u);
-/* A packet without PTS and DTS is kept (its data moved out of pkt):
- * returns 1. Any other packet: 0, pkt untouched. */
+/* Keeps pkt (its data moved out) and returns 1 when it has no timestamp at
+ * all, or has no DTS and follows a kept packet of its stream (while there is
+ * room). Otherwise returns 0, pkt untouched. */
 int cap_undated_hold(cap_undated_t *u, AVPacket *pkt, int64_t recv_wall_us);
-/* Called with each packet that has a timestamp, before it is handed on:
- * the oldest packet held for its stream, now dated just before it (one
- * frame per held packet), with when it was received; NULL when none is
- * held. The caller frees it. Call until NULL. */
-AVPacket *cap_undated_next(cap_undated_t *u, const AVPacket *dated, int64_t *recv_wall_us);
+/* Called with each packet not kept, before it is handed on: moves the
+ * packets kept for its stream, dated to come just before it, into out[]
+ * (room for CAP_UNDATED_MAX) with when each was received; returns how many.
+ * The caller frees them. */
+unsigned cap_undated_release(cap_undated_t *u, const AVPacket *next, AVPacket **out,
+                             int64_t *recv_wall_us);
 
 /* Routes libav's own messages into vg_log (with priority prefixes, at most
  * one line each, credentials in URLs masked). Call once at startup. */

@@ -218,11 +218,12 @@ static int64_t read_loop(cap_source_t *src, AVFormatContext *ic, char *why, size
         count_packet(src, pkt, now);
         if (cap_undated_hold(&undated, pkt, now))
             continue;
-        int64_t held_wall;
-        AVPacket *held;
-        while ((held = cap_undated_next(&undated, pkt, &held_wall))) {
-            src->sink.packet(src->sink.ctx, held, held_wall);
-            av_packet_free(&held);
+        AVPacket *held[CAP_UNDATED_MAX];
+        int64_t held_wall[CAP_UNDATED_MAX];
+        unsigned n_held = cap_undated_release(&undated, pkt, held, held_wall);
+        for (unsigned i = 0; i < n_held; i++) {
+            src->sink.packet(src->sink.ctx, held[i], held_wall[i]);
+            av_packet_free(&held[i]);
         }
         src->sink.packet(src->sink.ctx, pkt, now);
         av_packet_unref(pkt);

@@ -4,8 +4,11 @@
  * which is the keyframe a camera starts its stream with, with neither PTS
  * nor DTS (no RTP timestamp has been mapped yet). Dropping it would lose
  * the whole first GOP (seconds on most cameras) of every connection, since
- * nothing after it decodes; so it is held until the next packet of its
- * stream, whose timestamp dates it one frame earlier. */
+ * nothing after it decodes; so it is held, with the packets after it that
+ * have a PTS but no DTS yet (B-frame streams: the demuxer guesses DTS only
+ * from the fourth packet or so), until a packet with a DTS comes. They are
+ * then given consecutive DTS right before it, and the undated keyframe the
+ * PTS one frame before the earliest picture shown after it. */
 #include "capture.h"
 
 #include <libavutil/mathematics.h>
@@ -48,16 +51,24 @@ void cap_undated_free(cap_undated_t *u)
     memset(u, 0, sizeof(*u));
 }
 
+static int64_t duration_of(const cap_undated_t *u, unsigned stream, const AVPacket *p)
+{
+    return p->duration > 0 ? p->duration : u->step[stream];
+}
+
 int cap_undated_hold(cap_undated_t *u, AVPacket *pkt, int64_t recv_wall_us)
 {
-    if (pkt->pts != AV_NOPTS_VALUE || pkt->dts != AV_NOPTS_VALUE)
-        return 0;
     if (pkt->stream_index < 0 || (unsigned)pkt->stream_index >= u->n)
         return 0;
     cap_undated_stream_t *h = &u->held[pkt->stream_index];
-    /* Beyond the limit the later ones go: the first (a keyframe) is the one
-     * that makes the rest decodable. */
+    int undated = pkt->pts == AV_NOPTS_VALUE && pkt->dts == AV_NOPTS_VALUE;
+    if (!undated && (h->count == 0 || pkt->dts != AV_NOPTS_VALUE))
+        return 0;
     if (h->count == CAP_UNDATED_MAX) {
+        if (!undated)
+            return 0; /* it dates the held ones itself */
+        /* The first held (a keyframe) is what makes the rest decodable:
+         * a later packet without any timestamp goes. */
         av_packet_unref(pkt);
         return 1;
     }
@@ -70,23 +81,34 @@ int cap_undated_hold(cap_undated_t *u, AVPacket *pkt, int64_t recv_wall_us)
     return 1;
 }
 
-AVPacket *cap_undated_next(cap_undated_t *u, const AVPacket *dated, int64_t *recv_wall_us)
+unsigned cap_undated_release(cap_undated_t *u, const AVPacket *next, AVPacket **out,
+                             int64_t *recv_wall_us)
 {
-    if (dated->stream_index < 0 || (unsigned)dated->stream_index >= u->n)
-        return NULL;
-    cap_undated_stream_t *h = &u->held[dated->stream_index];
-    if (h->count == 0)
-        return NULL;
-    int64_t ts = dated->dts != AV_NOPTS_VALUE ? dated->dts : dated->pts;
-    AVPacket *out = h->pkt[0];
-    *recv_wall_us = h->recv_wall_us[0];
-    /* The held packets come right before the dated one, one frame apart. */
-    int64_t before = 0;
-    for (unsigned k = 0; k < h->count; k++)
-        before += h->pkt[k]->duration > 0 ? h->pkt[k]->duration : u->step[dated->stream_index];
-    out->dts = out->pts = ts - before;
-    h->count--;
-    memmove(&h->pkt[0], &h->pkt[1], h->count * sizeof(h->pkt[0]));
-    memmove(&h->recv_wall_us[0], &h->recv_wall_us[1], h->count * sizeof(h->recv_wall_us[0]));
-    return out;
+    if (next->stream_index < 0 || (unsigned)next->stream_index >= u->n)
+        return 0;
+    unsigned stream = (unsigned)next->stream_index;
+    cap_undated_stream_t *h = &u->held[stream];
+    unsigned k = h->count;
+    if (k == 0)
+        return 0;
+    int64_t dts = next->dts != AV_NOPTS_VALUE ? next->dts : next->pts;
+    int64_t first_shown = next->pts != AV_NOPTS_VALUE ? next->pts : dts;
+    for (unsigned j = 0; j < k; j++)
+        if (h->pkt[j]->pts != AV_NOPTS_VALUE && h->pkt[j]->pts < first_shown)
+            first_shown = h->pkt[j]->pts;
+    int64_t pts = first_shown;
+    for (unsigned j = k; j-- > 0;) {
+        AVPacket *p = h->pkt[j];
+        int64_t d = duration_of(u, stream, p);
+        dts -= d;
+        p->dts = dts;
+        if (p->pts == AV_NOPTS_VALUE) {
+            pts -= d;
+            p->pts = pts > p->dts ? pts : p->dts;
+        }
+        out[j] = p;
+        recv_wall_us[j] = h->recv_wall_us[j];
+    }
+    h->count = 0;
+    return k;
 }

@@ -274,31 +274,39 @@ class Suite:
         assert all(g == 0 or g >= 8 for g in gaps), "unexpected small gap: %s" % gaps
 
     def test_first_gop_of_a_connection_is_recorded(self):
-        """libavformat hands over a connection's first keyframe without a
-        timestamp: it is dated from the next frame and recorded, not dropped
-        with the rest of its GOP (a second of video at the simulator's GOP)."""
+        """libavformat hands over a connection's first keyframe without
+        timestamps (and, with B-frames, the next frames without DTS): they
+        are dated and recorded, not dropped with the rest of the first GOP
+        (a second of video at the simulator's GOP)."""
         import urllib.request
-        v = Vigil(os.path.join(self.tmp, "first-gop"), [("cam", self.cam.url("h264"), "video")])
+        mounts = ("h264", "h264b")
+        v = Vigil(os.path.join(self.tmp, "first-gop"),
+                  [(m, self.cam.url(m), "video") for m in mounts])
         v.start()
         try:
-            wait_for("two segments", lambda: len(v.segments("cam")) >= 2, 30)
+            wait_for("two segments each",
+                     lambda: all(len(v.segments(m)) >= 2 for m in mounts), 30)
             text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % v.http_port,
                                           timeout=10).read().decode()
         finally:
             rc, _ = v.stop()
         assert rc == 0, "vigild exit %s" % rc
-        received = int(re.search(r'vigil_source_received_packets_total\{source="cam"\} (\d+)',
-                                 text).group(1))
-        segs = v.segments("cam")
-        first = ffprobe(os.path.join(v.data, segs[0]["path"]),
-                        "packet=pts,flags")["packets"][0]
-        assert "K" in first["flags"], "first recorded frame is not a keyframe: %s" % first
-        frames = sum(int(ffprobe(os.path.join(v.data, s["path"]), "stream=nb_read_packets")
-                         ["streams"][0]["nb_read_packets"]) for s in segs)
-        # every frame received up to the metrics read is recorded (a frame
-        # or two may be cut off at the stop); losing the first GOP would
-        # miss 25
-        assert frames >= received - 3, "%d frames recorded of %d received" % (frames, received)
+        for m in mounts:
+            received = int(re.search(r'vigil_source_received_packets_total\{source="%s"\} (\d+)'
+                                     % m, text).group(1))
+            segs = v.segments(m)
+            path = os.path.join(v.data, segs[0]["path"])
+            first = ffprobe(path, "packet=pts,flags")["packets"][0]
+            assert "K" in first["flags"], "%s: first frame is not a keyframe: %s" % (m, first)
+            ok, err = decode_ok(path)
+            assert ok, "%s: first segment does not decode: %s" % (m, err)
+            frames = sum(int(ffprobe(os.path.join(v.data, s["path"]), "stream=nb_read_packets")
+                             ["streams"][0]["nb_read_packets"]) for s in segs)
+            # every frame received up to the metrics read is recorded (a
+            # frame or two may be cut off at the stop); losing the first GOP
+            # would miss about 25
+            assert frames >= received - 3, "%s: %d frames recorded of %d received" % (
+                m, frames, received)
 
     def test_export_across_three_segments(self):
         v = self.main_vigil()

@@ -40,32 +40,42 @@ static AVPacket *packet(int stream, int64_t ts, int size)
     return p;
 }
 
-/* Holds an undated packet of stream, received at wall. */
-static void hold(int stream, int size, int64_t wall)
+/* Holds a packet of stream with these timestamps, received at wall. */
+static void hold_ts(int stream, int64_t pts, int64_t dts, int size, int64_t wall)
 {
-    AVPacket *p = packet(stream, AV_NOPTS_VALUE, size);
+    AVPacket *p = packet(stream, pts, size);
+    p->dts = dts;
     ck_assert_int_eq(cap_undated_hold(&u, p, wall), 1);
     ck_assert_int_eq(p->size, 0); /* the data moved */
     av_packet_free(&p);
 }
 
-/* The next held packet for dated: checks its date, size and receive time. */
-static void expect_next(const AVPacket *dated, int64_t ts, int size, int64_t wall)
+static void hold(int stream, int size, int64_t wall)
 {
-    int64_t got_wall = 0;
-    AVPacket *h = cap_undated_next(&u, dated, &got_wall);
-    ck_assert_ptr_nonnull(h);
-    ck_assert_int_eq(h->pts, ts);
-    ck_assert_int_eq(h->dts, ts);
-    ck_assert_int_eq(h->size, size);
-    ck_assert_int_eq(got_wall, wall);
-    av_packet_free(&h);
+    hold_ts(stream, AV_NOPTS_VALUE, AV_NOPTS_VALUE, size, wall);
 }
 
-static void expect_none(const AVPacket *dated)
+/* What the packets held for next's stream come out as, in order. */
+typedef struct {
+    int64_t pts, dts;
+    int size;
+    int64_t wall;
+} expected_t;
+
+static void expect_release(const AVPacket *next, const expected_t *want, unsigned n)
 {
-    int64_t wall = 0;
-    ck_assert_ptr_null(cap_undated_next(&u, dated, &wall));
+    AVPacket *out[CAP_UNDATED_MAX];
+    int64_t wall[CAP_UNDATED_MAX];
+    unsigned got = cap_undated_release(&u, next, out, wall);
+    ck_assert_uint_eq(got, n);
+    for (unsigned i = 0; i < got; i++) {
+        ck_assert_int_eq(out[i]->pts, want[i].pts);
+        ck_assert_int_eq(out[i]->dts, want[i].dts);
+        ck_assert_int_eq(out[i]->size, want[i].size);
+        ck_assert_int_eq(wall[i], want[i].wall);
+        av_packet_free(&out[i]);
+    }
+    ck_assert_uint_eq(cap_undated_release(&u, next, out, wall), 0); /* nothing left */
 }
 
 START_TEST(test_dated_packets_pass)
@@ -73,32 +83,39 @@ START_TEST(test_dated_packets_pass)
     AVPacket *p = packet(0, 3600, 10);
     ck_assert_int_eq(cap_undated_hold(&u, p, 1), 0);
     ck_assert_int_eq(p->size, 10);
-    expect_none(p);
+    expect_release(p, NULL, 0);
     p->pts = AV_NOPTS_VALUE; /* a DTS alone dates a packet too */
+    ck_assert_int_eq(cap_undated_hold(&u, p, 1), 0);
+    p->pts = 3600; /* and with nothing held, a PTS alone is let through */
+    p->dts = AV_NOPTS_VALUE;
     ck_assert_int_eq(cap_undated_hold(&u, p, 1), 0);
     av_packet_free(&p);
 }
 END_TEST
 
+/* What libavformat's RTSP demuxer hands over for a camera without B-frames. */
 START_TEST(test_first_keyframe_dated_one_frame_early)
 {
     hold(0, 1620, 111);
     AVPacket *p = packet(0, 3600, 292);
-    expect_next(p, 0, 1620, 111);
-    expect_none(p);
+    expect_release(p, (expected_t[]){{0, 0, 1620, 111}}, 1);
     av_packet_free(&p);
 }
 END_TEST
 
-START_TEST(test_several_held_keep_their_order)
+/* And with B-frames: I (no timestamps), P and B with a PTS only, then the
+ * first packet with a DTS. */
+START_TEST(test_b_frames_wait_for_a_dts)
 {
-    hold(0, 100, 1);
-    hold(0, 200, 2);
-    AVPacket *p = packet(0, 90000, 10);
-    p->pts = AV_NOPTS_VALUE;
-    expect_next(p, 90000 - 7200, 100, 1);
-    expect_next(p, 90000 - 3600, 200, 2);
-    expect_none(p);
+    hold(0, 1698, 1);
+    hold_ts(0, 10800, AV_NOPTS_VALUE, 480, 2);
+    hold_ts(0, 3600, AV_NOPTS_VALUE, 223, 3);
+    AVPacket *p = packet(0, 7200, 185);
+    p->dts = 3600;
+    ck_assert_int_eq(cap_undated_hold(&u, p, 4), 0);
+    /* consecutive DTS up to the dated one; the keyframe shown first */
+    expect_release(p, (expected_t[]){{0, -7200, 1698, 1}, {10800, -3600, 480, 2},
+                                     {3600, 0, 223, 3}}, 3);
     av_packet_free(&p);
 }
 END_TEST
@@ -111,8 +128,7 @@ START_TEST(test_duration_and_frame_size)
     av_packet_free(&a);
     hold(1, 160, 6); /* no duration: the codec's frame size, 160 samples */
     AVPacket *p = packet(1, 8000, 160);
-    expect_next(p, 8000 - 160 - 240, 160, 5);
-    expect_next(p, 8000 - 160, 160, 6);
+    expect_release(p, (expected_t[]){{7600, 7600, 160, 5}, {7840, 7840, 160, 6}}, 2);
     av_packet_free(&p);
 }
 END_TEST
@@ -121,7 +137,7 @@ START_TEST(test_no_rate_steps_one_tick)
 {
     hold(2, 50, 7);
     AVPacket *p = packet(2, 1000, 10);
-    expect_next(p, 999, 50, 7);
+    expect_release(p, (expected_t[]){{999, 999, 50, 7}}, 1);
     av_packet_free(&p);
 }
 END_TEST
@@ -130,9 +146,11 @@ START_TEST(test_streams_are_apart)
 {
     hold(0, 100, 1);
     AVPacket *audio = packet(1, 8000, 160);
-    expect_none(audio);
+    audio->dts = AV_NOPTS_VALUE; /* another stream's packet is not held */
+    ck_assert_int_eq(cap_undated_hold(&u, audio, 2), 0);
+    expect_release(audio, NULL, 0);
     AVPacket *video = packet(0, 3600, 10);
-    expect_next(video, 0, 100, 1);
+    expect_release(video, (expected_t[]){{0, 0, 100, 1}}, 1);
     av_packet_free(&audio);
     av_packet_free(&video);
 }
@@ -140,12 +158,17 @@ END_TEST
 
 START_TEST(test_bounded_keeps_the_first)
 {
-    for (int i = 0; i < CAP_UNDATED_MAX + 5; i++)
-        hold(0, 100 + i, i);
-    AVPacket *p = packet(0, 1000000, 10);
+    hold(0, 100, 0);
+    for (int i = 1; i < CAP_UNDATED_MAX; i++)
+        hold_ts(0, 3600 * i, AV_NOPTS_VALUE, 100 + i, i);
+    hold(0, 999, 99); /* full: a packet without any timestamp goes */
+    AVPacket *p = packet(0, 3600 * CAP_UNDATED_MAX, 10);
+    p->dts = AV_NOPTS_VALUE; /* full: this one is let through and dates the rest */
+    ck_assert_int_eq(cap_undated_hold(&u, p, 100), 0);
+    expected_t want[CAP_UNDATED_MAX];
     for (int i = 0; i < CAP_UNDATED_MAX; i++)
-        expect_next(p, 1000000 - 3600 * (CAP_UNDATED_MAX - i), 100 + i, i);
-    expect_none(p);
+        want[i] = (expected_t){3600 * i, 3600 * i, i ? 100 + i : 100, i};
+    expect_release(p, want, CAP_UNDATED_MAX);
     av_packet_free(&p);
 }
 END_TEST
@@ -154,7 +177,7 @@ START_TEST(test_unknown_stream_and_leftovers)
 {
     AVPacket *p = packet(7, AV_NOPTS_VALUE, 10);
     ck_assert_int_eq(cap_undated_hold(&u, p, 1), 0); /* not ours to keep */
-    expect_none(p);
+    expect_release(p, NULL, 0);
     av_packet_free(&p);
     hold(0, 100, 1); /* still held at the end: freed by teardown (ASan checks) */
 }
@@ -167,7 +190,7 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_dated_packets_pass);
     tcase_add_test(tc, test_first_keyframe_dated_one_frame_early);
-    tcase_add_test(tc, test_several_held_keep_their_order);
+    tcase_add_test(tc, test_b_frames_wait_for_a_dts);
     tcase_add_test(tc, test_duration_and_frame_size);
     tcase_add_test(tc, test_no_rate_steps_one_tick);
     tcase_add_test(tc, test_streams_are_apart);

@@ -173,6 +173,27 @@ void rly_feed_unref(rly_feed_t *f);
 /* Whether a new client can start now (streams known, a keyframe cached). */
 int rly_feed_ready(rly_feed_t *f);
 
+/* fanout.c: one stream of a tap to its TCP clients, starting each on the
+ * RTP packets since the last keyframe. Every function locks the fan itself;
+ * a caller may hold the feed's lock, never the other way round. */
+typedef struct rly_fan rly_fan_t;
+/* dropped_gops: where GOPs skipped for slow clients are counted; must
+ * outlive the fan. */
+rly_fan_t *rly_fan_new(int video, int64_t send_interval_us, atomic_llong *dropped_gops);
+void rly_fan_free(rly_fan_t *fn);
+/* Watches the payloader's input (keyframes) and output (the packets). */
+void rly_fan_attach(rly_fan_t *fn, GstElement *payloader);
+/* A client's PLAY over TCP: it gets the cached GOP, then the live packets. */
+void rly_fan_join(rly_fan_t *fn, GstRTSPStreamTransport *tr, const void *sessmedia,
+                  const void *client);
+/* The viewers of sessmedia (when not NULL) or of client get nothing more. */
+void rly_fan_leave(rly_fan_t *fn, const void *sessmedia, const void *client);
+/* The media is torn down: no viewers, no GOP. */
+void rly_fan_clear(rly_fan_t *fn);
+/* gst-rtsp-server's own RTP for TCP clients in pipeline is dropped (the
+ * fans send it); RTCP passes. */
+void rly_fan_drop_stream_tcp(GstElement *pipeline);
+
 /* tap.c: the media factory and the per-client pipelines ("taps"). */
 GstRTSPMediaFactory *rly_factory_new(rly_feed_t *f);
 /* The feed behind a factory of ours, or NULL. No reference taken. */

@@ -1,28 +1,18 @@
 /* The RTSP side of a feed: a media factory whose media is shared by every
- * client of one feed generation ("tap": appsrc ! payloader per stream), and
- * the fan-out of its RTP to the TCP clients.
+ * client of one feed generation ("tap": appsrc ! payloader per stream).
  *
  * One shared media rather than a pipeline per client: a pipeline per client
  * costs a payloader, an RTP session and a handful of threads for every
  * client, and their hand-offs dominated the relay's CPU. Shared, a client
- * costs one send per packet.
+ * costs a send now and then (fanout.c: TCP clients get their packets from
+ * there, starting on the cached GOP; UDP clients get the stream's own
+ * packets and start at the next keyframe).
  *
- * Fast start over TCP: a client joining a shared stream would get P-frames
- * until the camera's next keyframe (seconds on many cameras). The tap keeps
- * the RTP packets since the last keyframe, and a new TCP client gets them
- * first, then the live packets, so its first frame is a keyframe within
- * milliseconds of PLAY. The fan-out takes the payloader's packets as they
- * leave it and sends them to the TCP clients itself; the copies the RTSP
- * stream would send them are dropped. UDP clients get the stream's own
- * packets (same SSRC, sequence and timestamps) and start at the next
- * keyframe.
- *
- * Bounded: a TCP client that reads too slowly skips to the next keyframe once
- * its backlog passes VIEWER_MAX_BYTES (whole GOPs are dropped, never parts of
- * one); sends never block, so one client never holds up another or the feed. */
+ * The tap is fed the feed's units (whole access units, with the feed's
+ * cached GOP first) through appsrc; a tap that falls too far behind skips
+ * to the next keyframe, so a stalled pipeline never holds up the feed. */
 #include "relay/relay_private.h"
 
-#include <gst/app/gstappsink.h> /* GST_IS_APP_SINK */
 #include <gst/app/gstappsrc.h>
 #include <stdio.h>
 #include <string.h>
@@ -31,37 +21,10 @@
 #include "core/util.h"
 
 #define TAP_MAX_BYTES (4u * 1024 * 1024)
-#define VIEWER_MAX_BYTES (4u * 1024 * 1024)
-#define RTP_GOP_MAX_BYTES (16u * 1024 * 1024)
-/* Packets per send: the client's connection queues at most 100 messages
- * (gst-rtsp-server's backlog) and closes the client beyond that. */
-#define SEND_BATCH 32
 #define TCP_PAYLOAD_MTU 8192
 /* A media without viewers this long is let go (rly_taps_release_idle). */
 #define IDLE_RELEASE_US (10 * 1000000LL)
 #define UDP_PAYLOAD_MTU 1400
-
-/* One TCP client of one stream. */
-typedef struct {
-    GWeakRef trans;              /* the client's GstRTSPStreamTransport */
-    const void *sessmedia;       /* identity: PAUSE and TEARDOWN name it */
-    const void *client;          /* identity: a closed connection names it */
-    GPtrArray *pending;          /* RTP buffers not yet taken by the client */
-    size_t pending_bytes;
-    int wait_key;
-} viewer_t;
-
-/* The TCP side of one stream of the tap. */
-typedef struct {
-    rly_tap_t *tap;
-    int video;
-    int key_next;    /* the payloader's next output starts a keyframe */
-    GPtrArray *gop;  /* RTP packets since the last keyframe start */
-    size_t gop_bytes;
-    int gop_valid;
-    GPtrArray *viewers;
-    int64_t sent_us; /* monotonic: when the viewers were last handed their packets */
-} fan_t;
 
 struct rly_tap {
     atomic_int refs;
@@ -80,10 +43,7 @@ struct rly_tap {
     int64_t origin_ns;  /* relay time of the first unit: the tap's time 0 */
     int held;           /* we hold one preparation of the media (on_media_prepared) */
     int64_t idle_since; /* monotonic us since when the feed has had no viewer; 0: watched */
-    int64_t send_interval_us; /* [relay] send_interval_ms */
-    /* The fan-out, under fan_lock (never taken before the feed's lock): */
-    pthread_mutex_t fan_lock;
-    fan_t fan[RLY_MAX_STREAMS];
+    rly_fan_t *fan[RLY_MAX_STREAMS]; /* each stream's TCP clients (fanout.c) */
 };
 
 typedef struct {
@@ -99,241 +59,6 @@ static GObjectClass *factory_parent_class;
 
 static GQuark gen_quark;
 static GQuark tap_quark;
-
-/* ---- viewers: the TCP clients ---- */
-
-static viewer_t *viewer_new(GstRTSPStreamTransport *tr, const void *sessmedia, const void *client)
-{
-    viewer_t *v = g_new0(viewer_t, 1);
-    g_weak_ref_init(&v->trans, tr);
-    v->sessmedia = sessmedia;
-    v->client = client;
-    v->pending = g_ptr_array_new_with_free_func((GDestroyNotify)gst_buffer_unref);
-    return v;
-}
-
-static void viewer_free(gpointer data)
-{
-    viewer_t *v = data;
-    g_ptr_array_unref(v->pending);
-    g_weak_ref_clear(&v->trans);
-    g_free(v);
-}
-
-static void viewer_queue(viewer_t *v, GstBuffer *b)
-{
-    g_ptr_array_add(v->pending, gst_buffer_ref(b));
-    v->pending_bytes += gst_buffer_get_size(b);
-}
-
-static void viewer_drop_pending(viewer_t *v)
-{
-    g_ptr_array_set_size(v->pending, 0);
-    v->pending_bytes = 0;
-}
-
-/* Hands the client what it has room for, SEND_BATCH packets at a time; the
- * rest waits for the next packet of the stream. A send refused means the
- * client still has data queued on this channel (or is closing). Returns 0
- * once the client is gone. fan_lock held. */
-static int viewer_flush(viewer_t *v)
-{
-    GstRTSPStreamTransport *tr = g_weak_ref_get(&v->trans);
-    if (!tr)
-        return 0;
-    while (v->pending->len > 0) {
-        guint n = MIN(v->pending->len, SEND_BATCH);
-        GstBufferList *list = gst_buffer_list_new_sized(n);
-        size_t bytes = 0;
-        for (guint i = 0; i < n; i++) {
-            GstBuffer *b = g_ptr_array_index(v->pending, i);
-            bytes += gst_buffer_get_size(b);
-            gst_buffer_list_add(list, gst_buffer_ref(b));
-        }
-        gboolean sent = gst_rtsp_stream_transport_send_rtp_list(tr, list);
-        gst_buffer_list_unref(list);
-        if (!sent)
-            break;
-        g_ptr_array_remove_range(v->pending, 0, n);
-        v->pending_bytes -= bytes;
-    }
-    g_object_unref(tr);
-    return 1;
-}
-
-/* One RTP packet of the TCP payloader to the cache and the clients.
- * fan_lock held. */
-static void fan_packet(fan_t *fn, GstBuffer *b, int key_start)
-{
-    size_t size = gst_buffer_get_size(b);
-    if (fn->video && key_start) {
-        g_ptr_array_set_size(fn->gop, 0);
-        fn->gop_bytes = 0;
-        fn->gop_valid = 1;
-    }
-    if (fn->video && fn->gop_valid) {
-        if (fn->gop_bytes + size > RTP_GOP_MAX_BYTES) {
-            g_ptr_array_set_size(fn->gop, 0);
-            fn->gop_bytes = 0;
-            fn->gop_valid = 0;
-        } else {
-            g_ptr_array_add(fn->gop, gst_buffer_ref(b));
-            fn->gop_bytes += size;
-        }
-    }
-    for (guint i = 0; i < fn->viewers->len; i++) {
-        viewer_t *v = g_ptr_array_index(fn->viewers, i);
-        if (v->wait_key) {
-            if (!key_start)
-                continue;
-            v->wait_key = 0;
-        }
-        viewer_queue(v, b);
-        if (v->pending_bytes > VIEWER_MAX_BYTES) {
-            viewer_drop_pending(v);
-            v->wait_key = fn->video;
-            atomic_fetch_add(&fn->tap->feed->dropped_gops, 1);
-        }
-    }
-}
-
-static void fan_flush(fan_t *fn)
-{
-    for (guint i = 0; i < fn->viewers->len;) {
-        if (viewer_flush(g_ptr_array_index(fn->viewers, i)))
-            i++;
-        else
-            g_ptr_array_remove_index_fast(fn->viewers, i); /* the client is gone */
-    }
-}
-
-static void fan_buffer_list(fan_t *fn, GstBufferList *list, int key_start)
-{
-    guint n = gst_buffer_list_length(list);
-    for (guint i = 0; i < n; i++)
-        fan_packet(fn, gst_buffer_list_get(list, i), key_start && i == 0);
-}
-
-/* Whether the viewers get their packets now. Each send to a TCP client is a
- * system call that, for most of its cost, hands a segment to the network
- * and wakes the receiver, whatever its size; sending a stream's packets
- * together every send_interval_us rather than each as the payloader makes
- * it divides that cost by the packets (video: frames) per interval. A
- * packet waits at most the interval (plus the gap to the stream's next
- * packet); live viewers buffer far longer than that. */
-static int fan_due(fan_t *fn)
-{
-    if (fn->tap->send_interval_us <= 0)
-        return 1;
-    int64_t now = g_get_monotonic_time();
-    if (now - fn->sent_us < fn->tap->send_interval_us)
-        return 0;
-    fn->sent_us = now;
-    return 1;
-}
-
-/* The payloader's output, on its way to the RTSP stream (the tap's
- * streaming thread): a copy of every packet goes to the TCP clients. */
-static GstPadProbeReturn on_rtp_out(GstPad *pad, GstPadProbeInfo *info, gpointer data)
-{
-    (void)pad;
-    fan_t *fn = data;
-    pthread_mutex_lock(&fn->tap->fan_lock);
-    int key = fn->key_next;
-    fn->key_next = 0;
-    if (info->type & GST_PAD_PROBE_TYPE_BUFFER_LIST)
-        fan_buffer_list(fn, GST_PAD_PROBE_INFO_BUFFER_LIST(info), key);
-    else if (GST_PAD_PROBE_INFO_BUFFER(info))
-        fan_packet(fn, GST_PAD_PROBE_INFO_BUFFER(info), key);
-    if (fan_due(fn))
-        fan_flush(fn);
-    pthread_mutex_unlock(&fn->tap->fan_lock);
-    return GST_PAD_PROBE_OK;
-}
-
-/* The payloader is about to packetize a unit: mark its packets when the
- * unit is a keyframe (feed units carry DELTA_UNIT otherwise). Runs on the
- * same thread as on_rtp_out, right before it. */
-static GstPadProbeReturn on_tcp_unit(GstPad *pad, GstPadProbeInfo *info, gpointer data)
-{
-    (void)pad;
-    fan_t *fn = data;
-    GstBuffer *b = GST_PAD_PROBE_INFO_BUFFER(info);
-    if (b && !GST_BUFFER_FLAG_IS_SET(b, GST_BUFFER_FLAG_DELTA_UNIT)) {
-        pthread_mutex_lock(&fn->tap->fan_lock);
-        fn->key_next = 1;
-        pthread_mutex_unlock(&fn->tap->fan_lock);
-    }
-    return GST_PAD_PROBE_OK;
-}
-
-/* The RTSP stream's own RTP for TCP clients: they get the fan-out's
- * instead. RTCP (sender reports) passes. */
-static int is_rtcp(GstBuffer *b)
-{
-    guint8 hdr[2];
-    return b && gst_buffer_extract(b, 0, hdr, 2) == 2 && hdr[1] >= 200 && hdr[1] <= 204;
-}
-
-static GstPadProbeReturn drop_stream_rtp(GstPad *pad, GstPadProbeInfo *info, gpointer data);
-
-/* The appsink sits behind a queue: dropping at the queue's entrance also
- * spares the queue's thread a wake-up per packet. Installed from the
- * appsink's first packet, when the queue is linked. */
-static void drop_before_queue(GstPad *sinkpad)
-{
-    GstPad *peer = gst_pad_get_peer(sinkpad);
-    GstElement *queue = peer ? gst_pad_get_parent_element(peer) : NULL;
-    if (queue && g_str_equal(G_OBJECT_TYPE_NAME(queue), "GstQueue")) {
-        GstPad *in = gst_element_get_static_pad(queue, "sink");
-        if (in) {
-            gst_pad_add_probe(in, GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST,
-                              drop_stream_rtp, GINT_TO_POINTER(1), NULL);
-            gst_object_unref(in);
-        }
-    }
-    if (queue)
-        gst_object_unref(queue);
-    if (peer)
-        gst_object_unref(peer);
-}
-
-static GstPadProbeReturn drop_stream_rtp(GstPad *pad, GstPadProbeInfo *info, gpointer data)
-{
-    GstBuffer *b = NULL;
-    if (info->type & GST_PAD_PROBE_TYPE_BUFFER_LIST) {
-        GstBufferList *l = GST_PAD_PROBE_INFO_BUFFER_LIST(info);
-        b = gst_buffer_list_length(l) ? gst_buffer_list_get(l, 0) : NULL;
-    } else {
-        b = GST_PAD_PROBE_INFO_BUFFER(info);
-    }
-    if (is_rtcp(b))
-        return GST_PAD_PROBE_OK;
-    if (!data && !g_object_get_qdata(G_OBJECT(pad), tap_quark)) {
-        /* the appsink's probe, at its first RTP packet */
-        g_object_set_qdata(G_OBJECT(pad), tap_quark, GINT_TO_POINTER(1));
-        drop_before_queue(pad);
-    }
-    return GST_PAD_PROBE_DROP;
-}
-
-/* gst-rtsp-server adds an appsink per stream for TCP delivery when the
- * first TCP client sets up: the RTP it would send is dropped at its door
- * (the fan-out sends it). */
-static void on_element_added(GstBin *bin, GstBin *sub, GstElement *e, gpointer data)
-{
-    (void)bin;
-    (void)sub;
-    (void)data;
-    if (!GST_IS_APP_SINK(e))
-        return;
-    GstPad *pad = gst_element_get_static_pad(e, "sink");
-    if (pad) {
-        gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST,
-                          drop_stream_rtp, NULL, NULL);
-        gst_object_unref(pad);
-    }
-}
 
 /* Holds one preparation of the media, so it is not torn down the moment its
  * last client leaves: a client arriving just then would be handed a media
@@ -361,18 +86,8 @@ static rly_tap_t *tap_of(GstRTSPMedia *media)
 /* Removes the viewers of sessmedia (when not NULL) or of client. */
 static void tap_leave(rly_tap_t *t, const void *sessmedia, const void *client)
 {
-    pthread_mutex_lock(&t->fan_lock);
-    for (unsigned k = 0; k < t->n_src; k++) {
-        GPtrArray *vs = t->fan[k].viewers;
-        for (guint i = 0; i < vs->len;) {
-            const viewer_t *v = g_ptr_array_index(vs, i);
-            if (sessmedia ? v->sessmedia == sessmedia : v->client == client)
-                g_ptr_array_remove_index_fast(vs, i);
-            else
-                i++;
-        }
-    }
-    pthread_mutex_unlock(&t->fan_lock);
+    for (unsigned k = 0; k < t->n_src; k++)
+        rly_fan_leave(t->fan[k], sessmedia, client);
 }
 
 void rly_tap_join(GstRTSPClient *client, GstRTSPSessionMedia *sm)
@@ -383,24 +98,12 @@ void rly_tap_join(GstRTSPClient *client, GstRTSPSessionMedia *sm)
         return;
     guint n = MIN(gst_rtsp_media_n_streams(media), t->n_src);
     tap_leave(t, sm, NULL); /* PLAY again without PAUSE: start over */
-    pthread_mutex_lock(&t->fan_lock);
     for (guint k = 0; k < n; k++) {
         GstRTSPStreamTransport *tr = gst_rtsp_session_media_get_transport(sm, k);
         const GstRTSPTransport *tt = tr ? gst_rtsp_stream_transport_get_transport(tr) : NULL;
-        if (!tt || tt->lower_transport != GST_RTSP_LOWER_TRANS_TCP)
-            continue;
-        fan_t *fn = &t->fan[k];
-        viewer_t *v = viewer_new(tr, sm, client);
-        if (fn->video && fn->gop_valid) {
-            for (guint i = 0; i < fn->gop->len; i++)
-                viewer_queue(v, g_ptr_array_index(fn->gop, i));
-        } else {
-            v->wait_key = fn->video;
-        }
-        g_ptr_array_add(fn->viewers, v);
-        viewer_flush(v);
+        if (tt && tt->lower_transport == GST_RTSP_LOWER_TRANS_TCP)
+            rly_fan_join(t->fan[k], tr, sm, client);
     }
-    pthread_mutex_unlock(&t->fan_lock);
 }
 
 void rly_tap_leave(GstRTSPSessionMedia *sm)
@@ -433,10 +136,8 @@ static void tap_unref(gpointer data)
         return;
     for (unsigned i = 0; i < t->n_src; i++) {
         gst_object_unref(t->src[i]);
-        g_ptr_array_unref(t->fan[i].gop);
-        g_ptr_array_unref(t->fan[i].viewers);
+        rly_fan_free(t->fan[i]);
     }
-    pthread_mutex_destroy(&t->fan_lock);
     g_weak_ref_clear(&t->media);
     rly_feed_unref(t->feed);
     g_free(t);
@@ -627,37 +328,25 @@ static void on_unprepared(GstRTSPMedia *media, gpointer data)
     pthread_mutex_lock(&t->feed->lock);
     int was_listed = tap_unlist(t->feed, t);
     pthread_mutex_unlock(&t->feed->lock);
-    pthread_mutex_lock(&t->fan_lock);
-    for (unsigned k = 0; k < t->n_src; k++) {
-        g_ptr_array_set_size(t->fan[k].viewers, 0);
-        g_ptr_array_set_size(t->fan[k].gop, 0);
-    }
-    pthread_mutex_unlock(&t->fan_lock);
+    for (unsigned k = 0; k < t->n_src; k++)
+        rly_fan_clear(t->fan[k]);
     if (was_listed)
         tap_unref(t);
 }
 
-/* The fan-out of stream k: probes on payK's way in and out. */
+/* The fan-out of stream k, on payK's way in and out. f->lock held. */
 static void tap_fan_init(rly_tap_t *t, GstBin *bin, unsigned k)
 {
-    fan_t *fn = &t->fan[k];
-    fn->tap = t;
-    fn->video = rly_codec_is_video(t->feed->codec[k]);
-    fn->gop = g_ptr_array_new_with_free_func((GDestroyNotify)gst_buffer_unref);
-    fn->viewers = g_ptr_array_new_with_free_func(viewer_free);
+    rly_feed_t *f = t->feed;
+    t->fan[k] = rly_fan_new(rly_codec_is_video(f->codec[k]),
+                            (int64_t)f->srv->cfg->relay.send_interval_ms * 1000, &f->dropped_gops);
     char name[16];
     snprintf(name, sizeof(name), "pay%u", k);
     GstElement *pay = gst_bin_get_by_name(bin, name);
-    if (!pay)
-        return;
-    GstPad *in = gst_element_get_static_pad(pay, "sink");
-    GstPad *out = gst_element_get_static_pad(pay, "src");
-    gst_pad_add_probe(in, GST_PAD_PROBE_TYPE_BUFFER, on_tcp_unit, fn, NULL);
-    gst_pad_add_probe(out, GST_PAD_PROBE_TYPE_BUFFER | GST_PAD_PROBE_TYPE_BUFFER_LIST, on_rtp_out,
-                      fn, NULL);
-    gst_object_unref(in);
-    gst_object_unref(out);
-    gst_object_unref(pay);
+    if (pay) {
+        rly_fan_attach(t->fan[k], pay);
+        gst_object_unref(pay);
+    }
 }
 
 static rly_tap_t *tap_new(rly_feed_t *f, GstRTSPMedia *media)
@@ -666,8 +355,6 @@ static rly_tap_t *tap_new(rly_feed_t *f, GstRTSPMedia *media)
     atomic_init(&t->refs, 1);
     rly_feed_ref(f);
     t->feed = f;
-    t->send_interval_us = (int64_t)f->srv->cfg->relay.send_interval_ms * 1000;
-    pthread_mutex_init(&t->fan_lock, NULL);
     g_weak_ref_init(&t->media, media);
     GstElement *bin = gst_rtsp_media_get_element(media);
     t->gen = GPOINTER_TO_UINT(g_object_get_qdata(G_OBJECT(bin), gen_quark));
@@ -706,7 +393,7 @@ static void on_media_configure(GstRTSPMediaFactory *factory, GstRTSPMedia *media
     GstElement *bin = gst_rtsp_media_get_element(media);
     GstObject *pipe = gst_object_get_parent(GST_OBJECT(bin));
     if (pipe) {
-        g_signal_connect(pipe, "deep-element-added", G_CALLBACK(on_element_added), NULL);
+        rly_fan_drop_stream_tcp(GST_ELEMENT(pipe));
         gst_object_unref(pipe);
     } else {
         vg_err("source=%s relay: the media has no pipeline; TCP clients would get every "

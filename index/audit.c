@@ -286,13 +286,29 @@ int idx_wal_autocheckpoint(idx_t *idx, int pages)
     return rc == SQLITE_OK ? VG_OK : idx_priv_db_fail(idx, rc, "set wal_autocheckpoint");
 }
 
-int idx_wal_checkpoint(idx_t *idx, int *wal_pages)
+/* How long a RESTART checkpoint may hold up writers while it waits for the
+ * readers of older snapshots (API requests: milliseconds) to finish. */
+#define RESTART_WAIT_MS 100
+
+int idx_wal_checkpoint(idx_t *idx, int restart_above_pages, int *wal_pages)
 {
     int log = 0, done = 0;
     int rc = sqlite3_wal_checkpoint_v2(idx->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    /* A PASSIVE checkpoint copies what no reader still needs, but SQLite
+     * starts the WAL over only when a writer finds no reader using it: under
+     * steady reads and writes there always is one, and the WAL grows without
+     * end. A RESTART checkpoint makes new writers wait (briefly) until the
+     * readers have moved on, so the next commit starts the WAL over (and cuts
+     * the file back to journal_size_limit). */
+    if (rc == SQLITE_OK && restart_above_pages > 0 && log > restart_above_pages) {
+        sqlite3_busy_timeout(idx->db, RESTART_WAIT_MS);
+        rc = sqlite3_wal_checkpoint_v2(idx->db, NULL, SQLITE_CHECKPOINT_RESTART, &log, &done);
+        sqlite3_busy_timeout(idx->db, IDX_BUSY_TIMEOUT_MS);
+    }
     if (wal_pages)
         *wal_pages = log;
-    /* BUSY: another checkpoint is running; it does the same work. */
+    /* BUSY: another checkpoint is running, or the readers did not move on
+     * in time; the next checkpoint tries again. */
     if (rc == SQLITE_BUSY)
         return VG_OK;
     return rc == SQLITE_OK ? VG_OK : idx_priv_db_fail(idx, rc, "wal checkpoint");

@@ -597,7 +597,7 @@ int idx_open(const char *path, int readonly, idx_t **out)
         goto cleanup;
     }
     sqlite3_extended_result_codes(idx->db, 1);
-    rc = sqlite3_busy_timeout(idx->db, 5000);
+    rc = sqlite3_busy_timeout(idx->db, IDX_BUSY_TIMEOUT_MS);
     if (rc != SQLITE_OK) {
         ret = idx_priv_db_fail(idx, rc, "set busy_timeout");
         goto cleanup;
@@ -628,6 +628,10 @@ int idx_open(const char *path, int readonly, idx_t **out)
         /* FULL syncs the WAL on every commit: a committed segment row survives
          * power loss (DESIGN.md invariant 1). */
         if ((ret = exec_sql(idx, "PRAGMA synchronous = FULL", "set synchronous")) != VG_OK)
+            goto cleanup;
+        char limit[64]; /* PRAGMA takes no parameters; the value is our own integer */
+        snprintf(limit, sizeof(limit), "PRAGMA journal_size_limit = %d", IDX_WAL_LIMIT_BYTES);
+        if ((ret = exec_sql(idx, limit, "set journal_size_limit")) != VG_OK)
             goto cleanup;
         if ((ret = migrate(idx)) != VG_OK)
             goto cleanup;

@@ -253,8 +253,11 @@ int idx_keep_days_set(idx_t *idx, const char *source, int days, const char *by, 
  * leave checkpoints to another (pages 0: never checkpoint on commit), which
  * then copies the WAL into the database without blocking writers. */
 int idx_wal_autocheckpoint(idx_t *idx, int pages);
-/* A PASSIVE checkpoint; *wal_pages gets the WAL's size in pages. */
-int idx_wal_checkpoint(idx_t *idx, int *wal_pages);
+/* A PASSIVE checkpoint, then, when the WAL is still longer than
+ * restart_above_pages (0: never), a RESTART one that holds new writers up
+ * for at most 100 ms so the WAL can start over. *wal_pages (may be NULL)
+ * gets the WAL's size in pages. */
+int idx_wal_checkpoint(idx_t *idx, int restart_above_pages, int *wal_pages);
 
 /* ---- audit trail (index/audit.c) ----
  * Append-only and hash-chained (DESIGN.md invariant 6): each row's hash is

@@ -15,6 +15,12 @@
 #define IDX_LAZY_ACCOUNTS 24
 #define IDX_LAZY_AUDIT 56
 
+/* How long a statement waits for another connection's lock. */
+#define IDX_BUSY_TIMEOUT_MS 5000
+/* A WAL that grew (a burst of writes, a long read) is cut back to this when
+ * it starts over. */
+#define IDX_WAL_LIMIT_BYTES (64 * 1024 * 1024)
+
 /* Statements of index.c, prepared when the connection opens. */
 #define IDX_MAX_CORE 16
 

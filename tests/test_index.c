@@ -4,11 +4,14 @@
  * use sqlite3 directly to look at the file from outside. */
 #include <check.h>
 #include <ftw.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -502,6 +505,80 @@ START_TEST(test_source_version)
 }
 END_TEST
 
+/* A reader that is always there, each read holding its snapshot about a
+ * millisecond, like API requests under load. */
+typedef struct {
+    const char *path;
+    atomic_int stop;
+    atomic_int reads;
+    int failed;
+} steady_reader_t;
+
+static void *steady_reader(void *arg)
+{
+    steady_reader_t *r = arg;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_open_v2(r->path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, "SELECT count(*) FROM segment", -1, &st, NULL) != SQLITE_OK) {
+        r->failed = 1;
+        sqlite3_close(db);
+        return NULL;
+    }
+    sqlite3_busy_timeout(db, 5000);
+    const struct timespec hold = {0, 1000000};
+    while (!atomic_load(&r->stop)) {
+        if (sqlite3_exec(db, "BEGIN", NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_step(st) != SQLITE_ROW) {
+            r->failed = 1;
+            break;
+        }
+        sqlite3_reset(st);
+        nanosleep(&hold, NULL); /* the request's work, snapshot held */
+        sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+        atomic_fetch_add(&r->reads, 1);
+    }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return NULL;
+}
+
+/* Under steady reads a PASSIVE checkpoint never lets the WAL start over;
+ * idx_wal_checkpoint's RESTART step does. */
+START_TEST(test_wal_starts_over_under_steady_reads)
+{
+    idx_t *w = open_rw();
+    idx_t *ckpt = open_rw();
+    ck_assert_int_eq(idx_source_register(w, "cam1", "video"), VG_OK);
+    ck_assert_int_eq(idx_wal_autocheckpoint(w, 0), VG_OK);
+    steady_reader_t r = {.path = g_db};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, steady_reader, &r), 0);
+    for (int i = 0; i < 5000 && atomic_load(&r.reads) == 0 && !r.failed; i++)
+        usleep(1000); /* poll: the reader is running */
+    ck_assert_int_gt(atomic_load(&r.reads), 0);
+    int pages = 0, seg = 0;
+    char path[64];
+    for (int round = 0; round < 30; round++) {
+        for (int i = 0; i < 10; i++, seg++) {
+            snprintf(path, sizeof(path), "cam1/%d.mp4", seg);
+            insert(w, "cam1", seg * 10, seg * 10 + 10, path);
+        }
+        ck_assert_int_eq(idx_wal_checkpoint(ckpt, 1, &pages), VG_OK);
+    }
+    snprintf(path, sizeof(path), "cam1/%d.mp4", seg);
+    insert(w, "cam1", seg * 10, seg * 10 + 10, path); /* starts the WAL over, if it may */
+    ck_assert_int_eq(idx_wal_checkpoint(ckpt, 0, &pages), VG_OK);
+    atomic_store(&r.stop, 1);
+    pthread_join(th, NULL);
+    ck_assert_int_eq(r.failed, 0);
+    /* one insert's pages, not 300 inserts' */
+    ck_assert_msg(pages < 100, "WAL still %d pages long", pages);
+    idx_close(ckpt);
+    idx_close(w);
+}
+END_TEST
+
 START_TEST(test_source_register_kind)
 {
     idx_t *idx = open_rw();
@@ -651,6 +728,7 @@ static Suite *index_suite(void)
     tcase_add_test(tc, test_source_register_kind);
     tcase_add_test(tc, test_source_version);
     tcase_add_test(tc, test_transactions);
+    tcase_add_test(tc, test_wal_starts_over_under_steady_reads);
     tcase_add_test(tc, test_scale_plan);
     suite_add_tcase(s, tc);
     return s;

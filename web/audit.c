@@ -22,6 +22,9 @@ typedef web_ticket_t ticket_t;
  * otherwise run the checkpoint inside the commit that crosses the WAL limit,
  * and every request waiting on that commit would wait for it too. */
 #define CHECKPOINT_EVERY_ROWS 2000
+/* Past this many WAL pages (4 KiB each: 32 MiB), a checkpoint makes sure
+ * the WAL starts over even while requests keep reading (index/audit.c). */
+#define WAL_RESTART_PAGES 8192
 #define LINGER_US 300
 #define LINGER_ENOUGH 32
 
@@ -130,7 +133,7 @@ static void *checkpointer(void *arg)
         }
         a->rows_since_ckpt = 0;
         pthread_mutex_unlock(&a->lock);
-        idx_wal_checkpoint(a->ckpt_idx, NULL);
+        idx_wal_checkpoint(a->ckpt_idx, WAL_RESTART_PAGES, NULL);
         pthread_mutex_lock(&a->lock);
     }
     pthread_mutex_unlock(&a->lock);

@@ -22,6 +22,7 @@ import sqlite3
 import statistics
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -108,6 +109,21 @@ def wrk(url, seconds, token=None, script=None):
 
 ROUNDS = 3
 WARMUP_S = 3
+
+
+class FileSizeWatch(threading.Thread):
+    """The largest size a file reaches while watched (sampled twice a second)."""
+
+    def __init__(self, path):
+        super().__init__(daemon=True)
+        self.path, self.largest, self.done = path, 0, threading.Event()
+
+    def run(self):
+        while not self.done.wait(0.5):  # sampling period, not a wait for a condition
+            try:
+                self.largest = max(self.largest, os.stat(self.path).st_size)
+            except OSError:
+                pass  # not there yet, or just truncated
 
 
 def median_runs(runs):
@@ -215,6 +231,8 @@ def main():
         nbody = wait_url("http://127.0.0.1:%d/segments.json" % nport)
         assert nbody == body
         load_before = os.getloadavg()[0]
+        wal = FileSizeWatch(os.path.join(data, "index.db-wal"))
+        wal.start()
         # vigil and nginx take turns (ROUNDS short runs each), so a change in
         # what else the machine does hits both; the medians are reported.
         # Unmeasured warm-up of both: first connections, caches, the WAL.
@@ -232,6 +250,8 @@ def main():
         miss = wrk("http://127.0.0.1:%d/" % port, args.seconds, token, lua)
         # Reference: the same server, token check only, nothing to audit.
         me = wrk("http://127.0.0.1:%d/api/v1/me" % port, args.seconds, token)
+        wal.done.set()
+        wal.join()
         load_after = os.getloadavg()[0]
         audit_rows = sqlite3.connect(os.path.join(data, "index.db")).execute(
             "SELECT COUNT(*) FROM audit WHERE action = 'segments.read'").fetchone()[0]
@@ -265,7 +285,9 @@ def main():
                 "| p99 < 10 ms | %.2f ms | %s |\n"
                 "| throughput >= 0.5 x nginx | %.2f x | %s |\n\n"
                 "Without the cache (every request a miss): %.2f x nginx, p99 %.2f ms.\n\n"
-                "Audit rows written for the vigil runs: %d (one per request). Load average "
+                "Audit rows written for the vigil runs: %d (one per request); the index's WAL "
+                "was at most %.0f MiB meanwhile (checkpoints start it over past 32 MiB). "
+                "Load average "
                 "(1 min) %.1f before and %.1f after the runs: other work on the machine shares "
                 "its CPUs and disk, so compare the rows with each other, not across runs.\n"
                 % (len(body), format(rows, ","), N_SOURCES, DAYS, SEGS_PER_DAY, gen_s,
@@ -278,7 +300,7 @@ def main():
                    me["p99_ms"], me["non2xx"], me["socket_errors"], v["p99_ms"],
                    "yes" if v["p99_ms"] < 10 else "no", ratio, "yes" if ratio >= 0.5 else "no",
                    miss["rps"] / n["rps"] if n["rps"] else 0, miss["p99_ms"],
-                   audit_rows, load_before, load_after))
+                   audit_rows, wal.largest / 1048576, load_before, load_after))
         write_section(args.results, text)
         print(text)
     finally:

@@ -44,7 +44,6 @@ struct rly_fan {
     int64_t sent_us; /* monotonic: when the viewers were last handed their packets */
 };
 
-
 /* Marks an appsink pad whose queue already drops (drop_stream_rtp). */
 static GQuark seen_quark(void)
 {

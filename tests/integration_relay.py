@@ -582,9 +582,11 @@ class Suite:
                         "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1",
                         "-keyout", key, "-out", cert], check=True, capture_output=True)
         port = free_port()
+        # this one also sends each packet as it comes (the suite's main
+        # vigild sends every send_interval_ms, the default)
         v = RelayVigil(root, [("cam", self.cam.url("h264"), "video")],
                        "rtsp_listen = 127.0.0.1:%d\ntls_cert = %s\ntls_key = %s\n"
-                       % (port, cert, key))
+                       "send_interval_ms = 0\n" % (port, cert, key))
         v.add_user("alice", "admin")
         v.start()
         try:

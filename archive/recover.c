@@ -82,11 +82,9 @@ static int probe_file(const char *path, arc_file_info_t *info)
     if (primary < 0)
         goto cleanup;
     info->codecs[0] = '\0';
-    for (unsigned i = 0; i < ic->nb_streams; i++) {
-        size_t len = strlen(info->codecs);
-        snprintf(info->codecs + len, sizeof(info->codecs) - len, "%s%s", len ? "," : "",
-                 avcodec_get_name(ic->streams[i]->codecpar->codec_id));
-    }
+    for (unsigned i = 0; i < ic->nb_streams; i++)
+        vg_list_append(info->codecs, sizeof(info->codecs),
+                       avcodec_get_name(ic->streams[i]->codecpar->codec_id));
     AVPacket *pkt = av_packet_alloc();
     int64_t first = AV_NOPTS_VALUE, end = AV_NOPTS_VALUE;
     while (av_read_frame(ic, pkt) >= 0) {

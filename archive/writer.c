@@ -184,9 +184,7 @@ static int pick_streams(arc_writer_t *w)
         } else if (w->primary < 0) {
             w->primary = (int)i;
         }
-        size_t len = strlen(w->codecs);
-        snprintf(w->codecs + len, sizeof(w->codecs) - len, "%s%s", len ? "," : "",
-                 avcodec_get_name(w->par[i]->codec_id));
+        vg_list_append(w->codecs, sizeof(w->codecs), avcodec_get_name(w->par[i]->codec_id));
     }
     if (w->primary < 0)
         return VG_EMEDIA;

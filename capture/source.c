@@ -138,11 +138,9 @@ static int check_kind(cap_source_t *src, AVFormatContext *ic, char *why, size_t 
 static void describe_codecs(cap_source_t *src, AVFormatContext *ic)
 {
     char codecs[64] = "";
-    for (unsigned i = 0; i < ic->nb_streams; i++) {
-        size_t len = strlen(codecs);
-        snprintf(codecs + len, sizeof(codecs) - len, "%s%s", len ? "," : "",
-                 avcodec_get_name(ic->streams[i]->codecpar->codec_id));
-    }
+    for (unsigned i = 0; i < ic->nb_streams; i++)
+        vg_list_append(codecs, sizeof(codecs),
+                       avcodec_get_name(ic->streams[i]->codecpar->codec_id));
     pthread_mutex_lock(&src->lock);
     snprintf(src->status.codecs, sizeof(src->status.codecs), "%s", codecs);
     pthread_mutex_unlock(&src->lock);

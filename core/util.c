@@ -270,6 +270,13 @@ int vg_source_name_valid(const char *name)
     return 1;
 }
 
+void vg_list_append(char *buf, size_t size, const char *item)
+{
+    size_t len = strnlen(buf, size);
+    if (len + 1 < size)
+        snprintf(buf + len, size - len, "%s%s", len ? "," : "", item);
+}
+
 void vg_deadline_us(clockid_t clock, int64_t us, struct timespec *out)
 {
     clock_gettime(clock, out);

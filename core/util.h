@@ -28,6 +28,10 @@ int vg_time_parse(const char *text, int64_t *utc_us);
  * takes it (the condition variable's clock: CLOCK_REALTIME by default). */
 void vg_deadline_us(clockid_t clock, int64_t us, struct timespec *out);
 
+/* Appends item to the comma-separated list in buf (size bytes, NUL-terminated;
+ * cut short when full), e.g. the "h264,pcm_alaw" of a segment's codecs. */
+void vg_list_append(char *buf, size_t size, const char *item);
+
 /* Creates dir and its parents with mode 0750; existing dirs are fine. */
 int vg_mkdir_p(const char *dir);
 /* fsync()s a directory so a created, renamed or unlinked entry is durable. */

@@ -130,6 +130,21 @@ static const char *bad_times[] = {
 };
 
 /* A deadline lies the given time ahead, its nanoseconds normalised. */
+START_TEST(test_list_append)
+{
+    char buf[12] = "";
+    vg_list_append(buf, sizeof(buf), "h264");
+    ck_assert_str_eq(buf, "h264");
+    vg_list_append(buf, sizeof(buf), "pcm_alaw"); /* cut short: 11 characters fit */
+    ck_assert_str_eq(buf, "h264,pcm_al");
+    vg_list_append(buf, sizeof(buf), "opus"); /* full: unchanged */
+    ck_assert_str_eq(buf, "h264,pcm_al");
+    char one[1] = "";
+    vg_list_append(one, sizeof(one), "x"); /* no room at all */
+    ck_assert_str_eq(one, "");
+}
+END_TEST
+
 START_TEST(test_deadline_us)
 {
     const int64_t steps[] = {0, 300, 999999, 1500000, 61000000};
@@ -447,6 +462,7 @@ static Suite *util_suite(void)
     tcase_add_test(tc, test_parse_unix_seconds);
     tcase_add_loop_test(tc, test_parse_rejects, 0, sizeof(bad_times) / sizeof(bad_times[0]));
     tcase_add_test(tc, test_deadline_us);
+    tcase_add_test(tc, test_list_append);
     tcase_add_test(tc, test_round_trip);
     suite_add_tcase(s, tc);
 

@@ -253,6 +253,18 @@ static const char *const migrations[] = {
     "  UPDATE source SET seg_version = seg_version + 1"
     "   WHERE id IN (OLD.source_id, NEW.source_id);"
     " END;",
+    /* v7: an hour whose last segment is deleted loses its source_hour row
+     * (every segment has bytes, so bytes <= 0 means none is left); before,
+     * the rows of deleted hours stayed forever, 24 a day per source. */
+    "DROP TRIGGER segment_hour_del;"
+    "CREATE TRIGGER segment_hour_del AFTER DELETE ON segment BEGIN"
+    "  UPDATE source_hour SET bytes = bytes - OLD.bytes,"
+    "   media_us = media_us - (OLD.end_us - OLD.start_us)"
+    "   WHERE source_id = OLD.source_id AND hour = OLD.start_us / 3600000000;"
+    "  DELETE FROM source_hour"
+    "   WHERE source_id = OLD.source_id AND hour = OLD.start_us / 3600000000 AND bytes <= 0;"
+    " END;"
+    "DELETE FROM source_hour WHERE bytes <= 0;",
 };
 
 #define IDX_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

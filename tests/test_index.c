@@ -20,7 +20,7 @@
 #include "index/index.h"
 
 /* The schema version this build should migrate to. */
-#define CURRENT_VERSION 6
+#define CURRENT_VERSION 7
 
 /* One base dir per run (made in main), one fresh dir per test inside it. A
  * failing test's child exits before its teardown runs, so main removes the
@@ -579,6 +579,29 @@ START_TEST(test_wal_starts_over_under_steady_reads)
 }
 END_TEST
 
+/* The hourly rollup follows inserts and deletes, and an hour without
+ * segments has no row left. */
+START_TEST(test_source_hour_rows_go_with_their_hour)
+{
+    idx_t *idx = open_rw();
+    const int64_t hour = 3600000000LL;
+    ck_assert_int_eq(idx_source_register(idx, "cam1", "video"), VG_OK);
+    int64_t a = insert(idx, "cam1", 5 * hour, 5 * hour + 60000000, "cam1/a.mp4");
+    int64_t b = insert(idx, "cam1", 5 * hour + 60000000, 5 * hour + 120000000, "cam1/b.mp4");
+    int64_t c = insert(idx, "cam1", 6 * hour, 6 * hour + 60000000, "cam1/c.mp4");
+    ck_assert_int_eq(raw_int(g_db, "SELECT count(*) FROM source_hour"), 2);
+    ck_assert_int_eq(raw_int(g_db, "SELECT media_us FROM source_hour WHERE hour = 5"), 120000000);
+    ck_assert_int_eq(idx_segment_delete(idx, a), VG_OK);
+    ck_assert_int_eq(raw_int(g_db, "SELECT count(*) FROM source_hour"), 2);
+    ck_assert_int_eq(raw_int(g_db, "SELECT media_us FROM source_hour WHERE hour = 5"), 60000000);
+    ck_assert_int_eq(idx_segment_delete(idx, b), VG_OK);
+    ck_assert_int_eq(raw_int(g_db, "SELECT count(*) FROM source_hour WHERE hour = 5"), 0);
+    ck_assert_int_eq(idx_segment_delete(idx, c), VG_OK);
+    ck_assert_int_eq(raw_int(g_db, "SELECT count(*) FROM source_hour"), 0);
+    idx_close(idx);
+}
+END_TEST
+
 START_TEST(test_source_register_kind)
 {
     idx_t *idx = open_rw();
@@ -729,6 +752,7 @@ static Suite *index_suite(void)
     tcase_add_test(tc, test_source_version);
     tcase_add_test(tc, test_transactions);
     tcase_add_test(tc, test_wal_starts_over_under_steady_reads);
+    tcase_add_test(tc, test_source_hour_rows_go_with_their_hour);
     tcase_add_test(tc, test_scale_plan);
     suite_add_tcase(s, tc);
     return s;

@@ -324,11 +324,11 @@ void rly_fan_attach(rly_fan_t *fn, GstElement *payloader)
 }
 
 void rly_fan_join(rly_fan_t *fn, GstRTSPStreamTransport *tr, const void *sessmedia,
-                  const void *client)
+                  const void *client, int from_gop)
 {
     pthread_mutex_lock(&fn->lock);
     viewer_t *v = viewer_new(tr, sessmedia, client);
-    if (fn->video && fn->gop_valid) {
+    if (from_gop && fn->video && fn->gop_valid) {
         for (guint i = 0; i < fn->gop->len; i++)
             viewer_queue(v, g_ptr_array_index(fn->gop, i));
     } else {

@@ -183,9 +183,11 @@ rly_fan_t *rly_fan_new(int video, int64_t send_interval_us, atomic_llong *droppe
 void rly_fan_free(rly_fan_t *fn);
 /* Watches the payloader's input (keyframes) and output (the packets). */
 void rly_fan_attach(rly_fan_t *fn, GstElement *payloader);
-/* A client's PLAY over TCP: it gets the cached GOP, then the live packets. */
+/* A client's PLAY over TCP: it gets the cached GOP (when from_gop), then
+ * the live packets; without from_gop a video stream starts at the next
+ * keyframe. */
 void rly_fan_join(rly_fan_t *fn, GstRTSPStreamTransport *tr, const void *sessmedia,
-                  const void *client);
+                  const void *client, int from_gop);
 /* The viewers of sessmedia (when not NULL) or of client get nothing more. */
 void rly_fan_leave(rly_fan_t *fn, const void *sessmedia, const void *client);
 /* The media is torn down: no viewers, no GOP. */

@@ -59,6 +59,7 @@ static GObjectClass *factory_parent_class;
 
 static GQuark gen_quark;
 static GQuark tap_quark;
+static GQuark played_quark; /* on a GstRTSPSessionMedia that had its first PLAY */
 
 /* Holds one preparation of the media, so it is not torn down the moment its
  * last client leaves: a client arriving just then would be handed a media
@@ -98,11 +99,16 @@ void rly_tap_join(GstRTSPClient *client, GstRTSPSessionMedia *sm)
         return;
     guint n = MIN(gst_rtsp_media_n_streams(media), t->n_src);
     tap_leave(t, sm, NULL); /* PLAY again without PAUSE: start over */
+    /* A session that played before (PLAY after PAUSE) has had packets up to
+     * some point: replaying the cached GOP would step its sequence numbers
+     * back, so it resumes at the next keyframe instead. */
+    int resumed = g_object_get_qdata(G_OBJECT(sm), played_quark) != NULL;
+    g_object_set_qdata(G_OBJECT(sm), played_quark, GINT_TO_POINTER(1));
     for (guint k = 0; k < n; k++) {
         GstRTSPStreamTransport *tr = gst_rtsp_session_media_get_transport(sm, k);
         const GstRTSPTransport *tt = tr ? gst_rtsp_stream_transport_get_transport(tr) : NULL;
         if (tt && tt->lower_transport == GST_RTSP_LOWER_TRANS_TCP)
-            rly_fan_join(t->fan[k], tr, sm, client);
+            rly_fan_join(t->fan[k], tr, sm, client, !resumed);
     }
 }
 
@@ -559,6 +565,7 @@ static void factory_class_init(gpointer klass, gpointer data)
     G_OBJECT_CLASS(klass)->finalize = factory_finalize;
     gen_quark = g_quark_from_static_string("vigil-relay-gen");
     tap_quark = g_quark_from_static_string("vigil-relay-tap");
+    played_quark = g_quark_from_static_string("vigil-relay-played");
 }
 
 /* Registered by hand rather than with G_DEFINE_TYPE, which static

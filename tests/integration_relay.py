@@ -46,6 +46,7 @@ class Rtsp:
         self.cseq = 0
         self.session = None
         self.media = []  # (kind, encoding) in SETUP order
+        self.base = None  # the aggregate control URL, once played
 
     def close(self):
         try:
@@ -114,7 +115,7 @@ class Rtsp:
         status, h, body = self.request("DESCRIBE", headers={"Accept": "application/sdp"})
         if status != 200:
             raise AssertionError("DESCRIBE -> %d" % status)
-        base = h.get("content-base", self.url + "/")
+        base = self.base = h.get("content-base", self.url + "/")
         controls, kind = [], None
         for line in body.decode().splitlines():
             if line.startswith("m="):
@@ -371,6 +372,25 @@ class Suite:
                     assert steps == {1}, "sequence steps %s" % sorted(steps)[:5]
                 worst = max(worst, t_frame - t_play)
         log("  slowest first frame: %.0f ms after PLAY" % (worst * 1000))
+
+    def test_pause_then_play_goes_on(self):
+        """PLAY after PAUSE resumes at the next keyframe: its sequence numbers
+        go on from where the client stopped, never back over the GOP."""
+        c = self.client("h264")
+        try:
+            c.play()
+            c.first_frame()
+            before = c.video_seqs(0.5)
+            assert c.request("PAUSE", c.base)[0] == 200
+            assert c.request("PLAY", c.base)[0] == 200
+            after = c.video_seqs(2.5)  # the simulator's keyframes come every second
+        finally:
+            c.close()
+        assert before and after, "no packets before (%d) or after (%d)" % (len(before),
+                                                                          len(after))
+        last = before[-1][1]
+        back = [seq for _, seq in after if not 0 < (seq - last) % 65536 < 32768]
+        assert not back, "sequence numbers went back after PLAY: %d then %s" % (last, back[:5])
 
     # -- 3: auth and audit
     def test_auth_401_and_audit(self):

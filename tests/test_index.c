@@ -557,23 +557,28 @@ START_TEST(test_wal_starts_over_under_steady_reads)
     for (int i = 0; i < 5000 && atomic_load(&r.reads) == 0 && !r.failed; i++)
         usleep(1000); /* poll: the reader is running */
     ck_assert_int_gt(atomic_load(&r.reads), 0);
-    int pages = 0, seg = 0;
+    /* Each round: 10 inserts, the checkpoint, then one insert, which starts
+     * the WAL over if the checkpoint let it; the shortest WAL seen then.
+     * A RESTART step may miss now and then on a loaded machine (its wait
+     * is bounded), so the test asks for one success in 30 rounds. */
+    int pages = 0, shortest = INT32_MAX, seg = 0;
     char path[64];
     for (int round = 0; round < 30; round++) {
-        for (int i = 0; i < 10; i++, seg++) {
+        for (int i = 0; i <= 10; i++, seg++) {
             snprintf(path, sizeof(path), "cam1/%d.mp4", seg);
             insert(w, "cam1", seg * 10, seg * 10 + 10, path);
+            if (i == 9)
+                ck_assert_int_eq(idx_wal_checkpoint(ckpt, 1, &pages), VG_OK);
         }
-        ck_assert_int_eq(idx_wal_checkpoint(ckpt, 1, &pages), VG_OK);
+        ck_assert_int_eq(idx_wal_checkpoint(ckpt, 0, &pages), VG_OK); /* PASSIVE: a size */
+        shortest = pages < shortest ? pages : shortest;
     }
-    snprintf(path, sizeof(path), "cam1/%d.mp4", seg);
-    insert(w, "cam1", seg * 10, seg * 10 + 10, path); /* starts the WAL over, if it may */
-    ck_assert_int_eq(idx_wal_checkpoint(ckpt, 0, &pages), VG_OK);
     atomic_store(&r.stop, 1);
     pthread_join(th, NULL);
     ck_assert_int_eq(r.failed, 0);
-    /* one insert's pages, not 300 inserts' */
-    ck_assert_msg(pages < 100, "WAL still %d pages long", pages);
+    /* one insert's pages (PASSIVE only: the WAL never starts over, and is
+     * hundreds of pages long from the second round on) */
+    ck_assert_msg(shortest < 50, "the WAL never started over (shortest: %d pages)", shortest);
     idx_close(ckpt);
     idx_close(w);
 }

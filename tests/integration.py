@@ -54,8 +54,10 @@ def parse_time(text):
 
 class Camsim:
     def __init__(self):
+        # its stderr (GStreamer's warnings) is kept for the failure report
+        self.errlog = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen([os.path.join(BUILD, "camsim"), "--port", "0"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=self.errlog,
                                      text=True, start_new_session=True)
         self.lines = []
         self.port = None
@@ -87,6 +89,11 @@ class Camsim:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+
+    def err_tail(self, n=3000):
+        """The end of the simulator's stderr, for a failure report."""
+        self.errlog.seek(0)
+        return self.errlog.read()[-n:]
 
 
 class Vigil:
@@ -877,6 +884,8 @@ def main():
             suite.close()
             if failed and suite.main:
                 log("--- main vigild log tail ---\n" + suite.main.log_text()[-3000:])
+            if failed:
+                log("--- camera simulator stderr tail ---\n" + suite.cam.err_tail())
     log("integration: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
     return 1 if failed else 0
 

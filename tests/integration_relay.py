@@ -673,6 +673,7 @@ def main():
             suite.close()
             if failed:
                 log("--- relay vigild log tail ---\n" + suite.v.log_text()[-3000:])
+                log("--- camera simulator stderr tail ---\n" + suite.cam.err_tail())
     log("relay: %d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 

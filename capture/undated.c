@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/util.h"
+
 /* The length of one frame in the stream's time base, for dating: from the
  * frame rate found by probing, else a codec's fixed frame size, else 1. */
 static int64_t frame_step(const AVStream *st)
@@ -33,10 +35,8 @@ void cap_undated_init(cap_undated_t *u, AVStream *const *streams, unsigned n)
 {
     memset(u, 0, sizeof(*u));
     u->n = n;
-    u->held = calloc(n ? n : 1, sizeof(*u->held));
-    u->step = calloc(n ? n : 1, sizeof(*u->step));
-    if (!u->held || !u->step)
-        abort();
+    u->held = vg_calloc(n ? n : 1, sizeof(*u->held));
+    u->step = vg_calloc(n ? n : 1, sizeof(*u->step));
     for (unsigned i = 0; i < n; i++)
         u->step[i] = frame_step(streams[i]);
 }

@@ -503,6 +503,15 @@ static int check_version_known(const idx_t *idx, int version)
     return VG_OK;
 }
 
+/* PRAGMA name = value. A PRAGMA takes no parameters; name and value are
+ * our own. */
+static int set_pragma_int(idx_t *idx, const char *name, int value)
+{
+    char sql[96];
+    snprintf(sql, sizeof(sql), "PRAGMA %s = %d", name, value);
+    return exec_sql(idx, sql, sql);
+}
+
 /* Brings the schema to IDX_SCHEMA_VERSION, one transaction per version. The
  * version is re-read under the write lock so two processes opening the same
  * fresh database do not both run a migration. */
@@ -511,7 +520,6 @@ static int migrate(idx_t *idx)
     for (;;) {
         int version = 0;
         int ret;
-        char sql[64];
 
         if ((ret = exec_sql(idx, "BEGIN IMMEDIATE", "begin migration")) != VG_OK)
             return ret;
@@ -524,9 +532,7 @@ static int migrate(idx_t *idx)
 
         if ((ret = exec_sql(idx, migrations[version], "migrate schema")) != VG_OK)
             goto rollback;
-        /* PRAGMA takes no parameters; the value is our own integer. */
-        snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", version + 1);
-        if ((ret = exec_sql(idx, sql, "set user_version")) != VG_OK)
+        if ((ret = set_pragma_int(idx, "user_version", version + 1)) != VG_OK)
             goto rollback;
         if ((ret = exec_sql(idx, "COMMIT", "commit migration")) != VG_OK)
             goto rollback;
@@ -641,9 +647,7 @@ int idx_open(const char *path, int readonly, idx_t **out)
          * power loss (DESIGN.md invariant 1). */
         if ((ret = exec_sql(idx, "PRAGMA synchronous = FULL", "set synchronous")) != VG_OK)
             goto cleanup;
-        char limit[64]; /* PRAGMA takes no parameters; the value is our own integer */
-        snprintf(limit, sizeof(limit), "PRAGMA journal_size_limit = %d", IDX_WAL_LIMIT_BYTES);
-        if ((ret = exec_sql(idx, limit, "set journal_size_limit")) != VG_OK)
+        if ((ret = set_pragma_int(idx, "journal_size_limit", IDX_WAL_LIMIT_BYTES)) != VG_OK)
             goto cleanup;
         if ((ret = migrate(idx)) != VG_OK)
             goto cleanup;

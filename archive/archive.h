@@ -126,9 +126,10 @@ int arc_reconcile(const char *data_dir, idx_t *idx, const arc_reconcile_opts_t *
  * an already missing file is fine. An emptied day directory goes too. */
 int arc_remove_segment_file(const char *data_dir, const char *rel_path);
 /* The same for many files, with one fsync per directory instead of one per
- * file. On an unlink failure, *failed_at is the index of the file; the
- * removals before it are made durable all the same. */
+ * file. errs[i] is 0 when file i is gone for good (or was already), else the
+ * errno that kept it (its unlink, or its directory's fsync); a failure never
+ * stops the others. Returns VG_EIO when any errs[i] is set. */
 int arc_remove_segment_files(const char *data_dir, const idx_segment_t *segs, size_t n,
-                             size_t *failed_at);
+                             int *errs);
 
 #endif

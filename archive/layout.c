@@ -150,47 +150,64 @@ int arc_remove_segment_file(const char *data_dir, const char *rel_path)
     return rc;
 }
 
-static int cmp_str(const void *a, const void *b)
+typedef struct {
+    const char *dir;
+    size_t file;
+} dir_ref_t;
+
+static int cmp_dir_ref(const void *a, const void *b)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    const dir_ref_t *x = a, *y = b;
+    int c = strcmp(x->dir, y->dir);
+    return c ? c : (x->file > y->file) - (x->file < y->file);
 }
 
 /* fsyncs each distinct directory once (a vanished one is fine: its removal
- * is what is durable), then removes the emptied ones. */
-static int sync_dirs(char **dirs, size_t n)
+ * is what is durable), then removes the emptied ones. A directory that
+ * cannot be synced leaves its files' removals unproven: they get its errno. */
+static void sync_dirs(char **dirs, size_t n, int *errs)
 {
-    qsort(dirs, n, sizeof(*dirs), cmp_str);
-    int rc = VG_OK;
-    for (size_t i = 0; i < n; i++) {
-        if (i > 0 && strcmp(dirs[i], dirs[i - 1]) == 0)
-            continue;
-        if (vg_fsync_dir(dirs[i]) != VG_OK && errno != ENOENT && rc == VG_OK)
-            rc = VG_EIO;
-        if (rc == VG_OK && rmdir(dirs[i]) == 0) /* fails harmlessly while the day has files */
-            vg_fsync_parent(dirs[i]);
+    dir_ref_t *refs = vg_malloc((n ? n : 1) * sizeof(*refs));
+    for (size_t i = 0; i < n; i++)
+        refs[i] = (dir_ref_t){dirs[i], i};
+    qsort(refs, n, sizeof(*refs), cmp_dir_ref);
+    for (size_t i = 0; i < n;) {
+        size_t end = i + 1;
+        while (end < n && strcmp(refs[end].dir, refs[i].dir) == 0)
+            end++;
+        int err = vg_fsync_dir(refs[i].dir) != VG_OK && errno != ENOENT ? errno : 0;
+        for (size_t k = i; err && k < end; k++) {
+            if (errs[refs[k].file] == 0)
+                errs[refs[k].file] = err;
+        }
+        if (!err && rmdir(refs[i].dir) == 0) /* fails harmlessly while the day has files */
+            vg_fsync_parent(refs[i].dir);
+        i = end;
     }
-    return rc;
+    free(refs);
 }
 
 int arc_remove_segment_files(const char *data_dir, const idx_segment_t *segs, size_t n,
-                             size_t *failed_at)
+                             int *errs)
 {
     char **dirs = vg_calloc(n ? n : 1, sizeof(*dirs));
     int rc = VG_OK;
-    size_t i = 0;
-    for (; i < n && rc == VG_OK; i++) {
+    /* One file that cannot go (EACCES, EIO, EROFS, immutable, a directory in
+     * its place) is noted and passed over: the others still go (DESIGN.md
+     * invariant 9). */
+    for (size_t i = 0; i < n; i++) {
         dirs[i] = vg_asprintf("%s/%s", data_dir, segs[i].path);
-        if (unlink(dirs[i]) != 0 && errno != ENOENT) {
-            rc = VG_EIO;
-            *failed_at = i;
-        }
+        errs[i] = unlink(dirs[i]) != 0 && errno != ENOENT ? errno : 0;
         char *slash = strrchr(dirs[i], '/');
         if (slash)
             *slash = '\0';
     }
-    int sync_rc = sync_dirs(dirs, i);
-    for (size_t k = 0; k < i; k++)
-        free(dirs[k]);
+    sync_dirs(dirs, n, errs);
+    for (size_t i = 0; i < n; i++) {
+        if (errs[i])
+            rc = VG_EIO;
+        free(dirs[i]);
+    }
     free(dirs);
-    return rc != VG_OK ? rc : sync_rc;
+    return rc;
 }

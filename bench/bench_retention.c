@@ -646,7 +646,7 @@ static void verify_deleted(idx_t *idx, const char *data_dir, const delete_result
     free(st);
 
     idx_segment_t *marked = NULL;
-    check(idx_deleting_segments(idx, &marked, &out->marked_left), "idx_deleting_segments");
+    check(idx_deleting_segments(idx, INT64_MAX, &marked, &out->marked_left), "idx_deleting_segments");
     free(marked);
 
     idx_destruction_row_t *log = NULL;
@@ -759,13 +759,15 @@ static void probe_breakdown(idx_t *idx, const vg_config_t *cfg, probe_result_t *
     ret_plan_free(&plan);
     int64_t run_id = 0;
     t0 = mono_s();
-    check(idx_record_destruction(idx, NOW_US, "age", segs, (size_t)out->n, &run_id),
+    check(idx_record_destruction(idx, NOW_US, "age", segs, (size_t)out->n, INT64_MAX, NULL,
+                                 &run_id),
           "idx_record_destruction");
     t1 = mono_s();
     out->mark_s = t1 - t0;
-    size_t failed_at = 0;
-    check(arc_remove_segment_files(cfg->data_dir, segs, (size_t)out->n, &failed_at),
+    int *errs = vg_calloc((size_t)out->n ? (size_t)out->n : 1, sizeof(*errs));
+    check(arc_remove_segment_files(cfg->data_dir, segs, (size_t)out->n, errs),
           "arc_remove_segment_files");
+    free(errs);
     double t2 = mono_s();
     out->unlink_s = t2 - t1;
     check(idx_drop_deleted(idx, segs, (size_t)out->n), "idx_drop_deleted");

@@ -56,6 +56,7 @@ static void usage(FILE *out)
             "  hold list [--all] [--json]                     active holds (--all: released and expired too)\n"
             "  hold release ID --reason R\n"
             "  storage [--json]                               capacity, depth, forecast and alarms\n"
+            "  clock accept                                   the wall clock is right: resume age deletion\n"
             "  destruction-log [--from T] [--to T] [--json]   what retention deleted, when and why\n"
             "  status [--json]                                the running vigild: sources, errors, alarms\n"
             "  user add NAME --role R [--sources a,b]         password from stdin; user passwd NAME | list | del NAME\n"
@@ -172,11 +173,29 @@ static void report_problem(void *ctx, arc_problem_t problem, const char *path, c
     printf("%s %s: %s\n", names[problem], path, detail);
 }
 
+/* Files retention could not delete (their rows stay marked until they go). */
+static int report_delete_failures(ctl_t *c, int *problems)
+{
+    idx_delete_failure_t *f = NULL;
+    size_t n = 0;
+    int rc = idx_delete_failures(c->idx, &f, &n);
+    for (size_t i = 0; rc == VG_OK && i < n; i++) {
+        char when[VG_TIME_TEXT_MAX];
+        vg_time_format(f[i].retry_us, when);
+        printf("delete-failed %s: %s (next try %s)\n", f[i].seg.path, f[i].error, when);
+        (*problems)++;
+    }
+    free(f);
+    return rc;
+}
+
 static int cmd_check(ctl_t *c)
 {
     arc_reconcile_opts_t opts = {.deep = c->deep, .report = report_problem};
     int problems = 0;
     int rc = arc_reconcile(c->cfg.data_dir, c->idx, &opts, &problems);
+    if (rc == VG_OK)
+        rc = report_delete_failures(c, &problems);
     if (rc != VG_OK) {
         fprintf(stderr, "vigilctl: check failed: %s\n", vg_strerror(rc));
         return EXIT_PROBLEM;
@@ -524,12 +543,45 @@ static int cmd_destruction_log(ctl_t *c)
     return 0;
 }
 
+/* The admin vouches for the wall clock after a clock_jump alarm: age
+ * deletion resumes at the next sweep. Audited like any admin change. */
+static int cmd_clock_accept(ctl_t *c)
+{
+    int64_t now = vg_clock_wall(&vg_system_clock);
+    int cleared = 0;
+    if (ret_clock_accept(c->idx, now, &cleared) != VG_OK)
+        return EXIT_PROBLEM;
+    if (!cleared) {
+        printf("no clock_jump alarm is active; nothing to accept\n");
+        return 0;
+    }
+    idx_audit_t row = {0};
+    const struct passwd *pw = getpwuid(getuid());
+    char at[VG_TIME_TEXT_MAX];
+    vg_time_format(now, at);
+    row.ts_us = now;
+    snprintf(row.actor, sizeof(row.actor), "system:vigilctl");
+    snprintf(row.ip, sizeof(row.ip), "local");
+    snprintf(row.action, sizeof(row.action), "clock.accept");
+    snprintf(row.object, sizeof(row.object), "clock");
+    snprintf(row.result, sizeof(row.result), "ok");
+    snprintf(row.detail, sizeof(row.detail), "wall clock accepted at %s; unix user %.32s", at,
+             pw ? pw->pw_name : "?");
+    if (idx_audit_append(c->idx, &row, 1) != VG_OK) {
+        fprintf(stderr, "vigilctl: cannot write the audit row\n");
+        return EXIT_PROBLEM;
+    }
+    printf("wall clock accepted (%s); age-based deletion resumes at the next sweep\n", at);
+    return 0;
+}
+
 /* Which commands write to the index. */
 static int command_writes(int argc, char **argv)
 {
     const char *cmd = argv[0];
     return ctl_accounts_writes(argc, argv) || (strcmp(cmd, "sweep") == 0 && argc == 1) ||
-           (strcmp(cmd, "hold") == 0 && argc >= 2 && strcmp(argv[1], "list") != 0);
+           (strcmp(cmd, "hold") == 0 && argc >= 2 && strcmp(argv[1], "list") != 0) ||
+           (strcmp(cmd, "clock") == 0 && argc == 2 && strcmp(argv[1], "accept") == 0);
 }
 
 static int dispatch(ctl_t *c, int argc, char **argv)
@@ -547,6 +599,8 @@ static int dispatch(ctl_t *c, int argc, char **argv)
         return cmd_hold(c, argc - 1, argv + 1);
     if (strcmp(cmd, "storage") == 0 && argc == 1)
         return cmd_storage(c);
+    if (strcmp(cmd, "clock") == 0 && argc == 2 && strcmp(argv[1], "accept") == 0)
+        return cmd_clock_accept(c);
     if (strcmp(cmd, "destruction-log") == 0 && argc == 1)
         return cmd_destruction_log(c);
     if (ctl_accounts_handles(argc, argv)) {

@@ -120,7 +120,9 @@ static int recover(daemon_t *d)
     const char *data_dir = daemon_config(d)->data_dir;
     arc_reconcile_opts_t opts = {.repair = 1};
     int problems = 0;
-    int rc = ret_finish_pending(d->idx, data_dir, NULL);
+    /* Every pending deletion is tried once more; one that fails again is
+     * reported (alarm delete_failed) and does not keep vigild from starting. */
+    int rc = ret_finish_pending(d->idx, data_dir, vg_clock_wall(&vg_system_clock), 1, NULL);
     if (rc == VG_OK)
         rc = arc_reconcile(data_dir, d->idx, &opts, &problems);
     if (rc != VG_OK)
@@ -240,8 +242,11 @@ static void sweep_once(daemon_t *d)
 {
     ret_sweep_result_t res;
     int64_t t0 = vg_clock_mono(&vg_system_clock);
-    int rc = ret_sweep(d->sweep_idx, daemon_config(d), vg_clock_wall(&vg_system_clock),
-                       open_segment_bytes(d), &res);
+    int64_t wall = vg_clock_wall(&vg_system_clock);
+    /* A wall clock that leapt ahead must not age the archive away. */
+    if (ret_clock_check(&d->clock_guard, d->sweep_idx, wall, t0) != VG_OK)
+        vg_err("retention: cannot check the wall clock against the last sweep");
+    int rc = ret_sweep(d->sweep_idx, daemon_config(d), wall, open_segment_bytes(d), &res);
     int64_t took = vg_clock_mono(&vg_system_clock) - t0;
     atomic_fetch_add(&d->sweeps, 1);
     atomic_fetch_add(&d->sweep_us_total, took);

@@ -14,6 +14,7 @@
 #include "core/config.h"
 #include "index/index.h"
 #include "relay/relay.h"
+#include "retention/retention.h"
 #include "web/web.h"
 
 typedef struct recorder {
@@ -54,6 +55,7 @@ typedef struct daemon {
     int sweep_stop;
     atomic_int recording_paused;
     atomic_llong sweeps, sweep_us_total, last_sweep_us, deleted_segments;
+    ret_clock_guard_t clock_guard; /* the sweeper thread's only */
 
     /* Metrics read the index from the web server's threads: one connection,
      * one at a time. */

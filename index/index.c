@@ -265,6 +265,12 @@ static const char *const migrations[] = {
     "   WHERE source_id = OLD.source_id AND hour = OLD.start_us / 3600000000 AND bytes <= 0;"
     " END;"
     "DELETE FROM source_hour WHERE bytes <= 0;",
+    /* v8: a segment marked for deletion whose file could not be removed
+     * (EACCES, EIO, EROFS, immutable, a directory in its place) keeps its
+     * row with the error and the time of its next attempt, so it is
+     * reported and retried without blocking the deletions after it. */
+    "ALTER TABLE segment ADD COLUMN delete_error TEXT;"
+    "ALTER TABLE segment ADD COLUMN delete_retry_us INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define IDX_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -419,6 +425,11 @@ static int row_to_segment(const idx_t *idx, sqlite3_stmt *st, idx_segment_t *seg
         return rc;
     seg->init_bytes = sqlite3_column_int64(st, 8);
     return copy_col(idx, st, 9, seg->path, sizeof(seg->path), seg->id);
+}
+
+int idx_priv_row_to_segment(const idx_t *idx, sqlite3_stmt *st, idx_segment_t *seg)
+{
+    return row_to_segment(idx, st, seg);
 }
 
 /* Steps st to the end, collecting every row into a malloc'd array. */

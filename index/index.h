@@ -136,14 +136,33 @@ int idx_oldest_unheld(idx_t *idx, int64_t now_us, int64_t after_start_us, int64_
                       size_t limit, idx_segment_t **out, size_t *n);
 /* Phase one of the two-phase delete (DESIGN.md invariant 2), in one
  * transaction: marks the segments as being deleted and writes the destruction
- * record (reason, per-segment id and sha256). Segments already marked are
- * left out. *run_id is 0 when nothing was marked. */
+ * record (reason, per-segment id and sha256). The decision is checked again
+ * inside that transaction (invariant 3): a segment under a hold active at
+ * at_us (one added after the plan was made) or ending after floor_end_us
+ * (INT64_MAX: no floor, for overwrite below it) is left alone, as is one
+ * already marked. marked[i] (when not NULL) tells which were marked; only
+ * those may be unlinked. *run_id is 0 when nothing was marked. */
 int idx_record_destruction(idx_t *idx, int64_t at_us, const char *reason,
-                           const idx_segment_t *segs, size_t n, int64_t *run_id);
-/* Rows marked by phase one whose files may still exist. */
-int idx_deleting_segments(idx_t *idx, idx_segment_t **out, size_t *n);
+                           const idx_segment_t *segs, size_t n, int64_t floor_end_us,
+                           unsigned char *marked, int64_t *run_id);
+/* Rows marked by phase one whose files may still exist and which are due:
+ * never tried, or their retry time (after a failed removal) is at or before
+ * due_us. */
+int idx_deleting_segments(idx_t *idx, int64_t due_us, idx_segment_t **out, size_t *n);
 /* Phase three: drops marked rows (one transaction). */
 int idx_drop_deleted(idx_t *idx, const idx_segment_t *segs, size_t n);
+
+typedef struct {
+    idx_segment_t seg;
+    char error[128];  /* why the file could not be removed */
+    int64_t retry_us; /* not tried again before then */
+} idx_delete_failure_t;
+
+/* A marked row whose file could not be removed keeps its row (invariant 2)
+ * with the reason and the time of the next attempt. */
+int idx_delete_failed(idx_t *idx, int64_t segment_id, const char *error, int64_t retry_us);
+/* Marked rows whose removal failed, by id. */
+int idx_delete_failures(idx_t *idx, idx_delete_failure_t **out, size_t *n);
 
 /* Adds a hold over sources[0..n) (all must be registered, else VG_ENOTFOUND). */
 int idx_hold_add(idx_t *idx, idx_hold_t *hold, const char *const *sources, size_t n);

@@ -39,6 +39,9 @@ int idx_priv_bind_text(idx_t *idx, sqlite3_stmt *st, int col, const char *text);
 int idx_priv_bind_i64(idx_t *idx, sqlite3_stmt *st, int col, int64_t v);
 int idx_priv_collect_segments(idx_t *idx, sqlite3_stmt *st, const char *what,
                               idx_segment_t **out, size_t *n);
+/* Reads the SEG_COLUMNS at the head of a row (for statements that select
+ * more after them). */
+int idx_priv_row_to_segment(const idx_t *idx, sqlite3_stmt *st, idx_segment_t *seg);
 /* Steps st to the end, reading each row into a new elem_size item of a
  * malloc'd array with fill (which clears and fills one item). On failure the
  * array is freed: *out NULL, *n 0. st is reset either way. */

@@ -46,6 +46,8 @@ enum {
     L_ALARM_CLEAR,
     L_ALARMS,
     L_NAMES,
+    L_DELETE_FAILED,
+    L_FAILURES,
     L_COUNT
 };
 
@@ -61,7 +63,10 @@ static const char *const lazy_sql[L_COUNT] = {
     [L_OLDEST] = "SELECT " SEG_COLUMNS " FROM segment g JOIN source s ON s.id = g.source_id"
                  " WHERE (g.start_us, g.id) > (?2, ?3) AND g.deleting = 0"
                  " AND NOT " HELD_AT("?1") " ORDER BY g.start_us, g.id LIMIT ?4",
-    [L_MARK] = "UPDATE segment SET deleting = 1 WHERE id = ?1 AND deleting = 0",
+    /* The plan was made outside this transaction: the hold and the floor
+     * are checked again here, where the deletion is decided (invariant 3). */
+    [L_MARK] = "UPDATE segment AS g SET deleting = 1 WHERE g.id = ?1 AND g.deleting = 0"
+               " AND g.end_us <= ?2 AND NOT " HELD_AT("?3"),
     [L_RUN_INSERT] = "INSERT INTO destruction(at_us, reason, segments, bytes, from_us, to_us)"
                      " VALUES (?1, ?2, 0, 0, 0, 0)",
     [L_RUN_TOTALS] = "UPDATE destruction SET segments = ?2, bytes = ?3, from_us = ?4, to_us = ?5"
@@ -74,7 +79,7 @@ static const char *const lazy_sql[L_COUNT] = {
      * segment_deleting yields just the marked rows (usually none) and those
      * few are sorted. Without it, one sweep read all 8.6 M rows (~1.3 s). */
     [L_DELETING] = "SELECT " SEG_COLUMNS " FROM segment g JOIN source s ON s.id = g.source_id"
-                   " WHERE g.deleting <> 0 ORDER BY +g.id",
+                   " WHERE g.deleting <> 0 AND g.delete_retry_us <= ?1 ORDER BY +g.id",
     [L_DROP] = "DELETE FROM segment WHERE id = ?1 AND deleting <> 0",
     [L_HOLD_INSERT] = "INSERT INTO hold(case_no, reason, created_by, created_us, from_us, to_us,"
                       " until_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -133,6 +138,12 @@ static const char *const lazy_sql[L_COUNT] = {
                        " VALUES (?1, ?2, ?3, ?4, ?5)",
     [L_ALARM_CLEAR] = "UPDATE alarm SET cleared_us = ?2 WHERE kind = ?1 AND cleared_us IS NULL",
     [L_NAMES] = "SELECT name FROM source ORDER BY name",
+    [L_DELETE_FAILED] = "UPDATE segment SET delete_error = ?2, delete_retry_us = ?3"
+                        " WHERE id = ?1 AND deleting <> 0",
+    /* Through the partial index segment_deleting, like L_DELETING. */
+    [L_FAILURES] = "SELECT " SEG_COLUMNS ", g.delete_error, g.delete_retry_us"
+                   " FROM segment g JOIN source s ON s.id = g.source_id"
+                   " WHERE g.deleting <> 0 AND g.delete_error IS NOT NULL ORDER BY +g.id",
     [L_ALARMS] = "SELECT id, kind, severity, sources, message, raised_us FROM alarm"
                  " WHERE cleared_us IS NULL ORDER BY raised_us",
 };
@@ -283,14 +294,18 @@ static int record_segment(idx_t *idx, int64_t run_id, const idx_segment_t *g)
     return run(idx, st, "record destroyed segment", NULL);
 }
 
-/* Marks one segment; *marked = 0 when someone else already did. */
-static int mark_one(idx_t *idx, int64_t run_id, const idx_segment_t *g, int *marked)
+/* Marks one segment; *marked = 0 when someone else already did, or when a
+ * hold or the floor now protects it. */
+static int mark_one(idx_t *idx, int64_t run_id, const idx_segment_t *g, int64_t floor_end_us,
+                    int64_t at_us, int *marked)
 {
     sqlite3_stmt *st = stmt(idx, L_MARK);
     if (!st)
         return VG_EDB;
-    int ret = idx_priv_bind_i64(idx, st, 1, g->id);
-    if (ret != VG_OK) {
+    int ret;
+    if ((ret = idx_priv_bind_i64(idx, st, 1, g->id)) != VG_OK ||
+        (ret = idx_priv_bind_i64(idx, st, 2, floor_end_us)) != VG_OK ||
+        (ret = idx_priv_bind_i64(idx, st, 3, at_us)) != VG_OK) {
         idx_priv_stmt_done(st);
         return ret;
     }
@@ -354,9 +369,12 @@ static int audit_run(idx_t *idx, int64_t run_id, int64_t at_us, const char *reas
 }
 
 int idx_record_destruction(idx_t *idx, int64_t at_us, const char *reason,
-                           const idx_segment_t *segs, size_t n, int64_t *run_id)
+                           const idx_segment_t *segs, size_t n, int64_t floor_end_us,
+                           unsigned char *marked_out, int64_t *run_id)
 {
     *run_id = 0;
+    if (marked_out)
+        memset(marked_out, 0, n);
     if (n == 0)
         return VG_OK;
     int ret = idx_begin(idx);
@@ -366,7 +384,9 @@ int idx_record_destruction(idx_t *idx, int64_t at_us, const char *reason,
     ret = start_run(idx, at_us, reason, &id);
     for (size_t i = 0; ret == VG_OK && i < n; i++) {
         int marked = 0;
-        ret = mark_one(idx, id, &segs[i], &marked);
+        ret = mark_one(idx, id, &segs[i], floor_end_us, at_us, &marked);
+        if (marked_out)
+            marked_out[i] = (unsigned char)(ret == VG_OK && marked);
         if (ret == VG_OK && marked) {
             count++;
             bytes += segs[i].bytes;
@@ -379,24 +399,84 @@ int idx_record_destruction(idx_t *idx, int64_t at_us, const char *reason,
     if (ret == VG_OK && count > 0)
         ret = audit_run(idx, id, at_us, reason, count, bytes, from, to);
     if (ret != VG_OK || count == 0) {
-        /* Nothing marked (all taken by a concurrent sweep): no empty record. */
+        /* Nothing marked (all taken by a concurrent sweep, or now protected):
+         * no empty record. */
         idx_rollback(idx);
+        if (marked_out)
+            memset(marked_out, 0, n);
         return ret;
     }
     ret = idx_commit(idx);
     if (ret == VG_OK)
         *run_id = id;
+    else if (marked_out)
+        memset(marked_out, 0, n);
     return ret;
 }
 
-int idx_deleting_segments(idx_t *idx, idx_segment_t **out, size_t *n)
+int idx_deleting_segments(idx_t *idx, int64_t due_us, idx_segment_t **out, size_t *n)
 {
     sqlite3_stmt *st = stmt(idx, L_DELETING);
     *out = NULL;
     *n = 0;
     if (!st)
         return VG_EDB;
+    int ret = idx_priv_bind_i64(idx, st, 1, due_us);
+    if (ret != VG_OK) {
+        idx_priv_stmt_done(st);
+        return ret;
+    }
     return idx_priv_collect_segments(idx, st, "segments being deleted", out, n);
+}
+
+int idx_delete_failed(idx_t *idx, int64_t segment_id, const char *error, int64_t retry_us)
+{
+    sqlite3_stmt *st = stmt(idx, L_DELETE_FAILED);
+    if (!st)
+        return VG_EDB;
+    int ret;
+    if ((ret = idx_priv_bind_i64(idx, st, 1, segment_id)) != VG_OK ||
+        (ret = idx_priv_bind_text(idx, st, 2, error)) != VG_OK ||
+        (ret = idx_priv_bind_i64(idx, st, 3, retry_us)) != VG_OK) {
+        idx_priv_stmt_done(st);
+        return ret;
+    }
+    return run(idx, st, "note failed deletion", NULL);
+}
+
+int idx_delete_failures(idx_t *idx, idx_delete_failure_t **out, size_t *n)
+{
+    sqlite3_stmt *st = stmt(idx, L_FAILURES);
+    *out = NULL;
+    *n = 0;
+    if (!st)
+        return VG_EDB;
+    /* The segment columns come first, so the shared reader fills seg; the
+     * two extra columns are read here. */
+    size_t cap = 0;
+    int rc, ret = VG_OK;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            *out = vg_realloc(*out, cap * sizeof(**out));
+        }
+        idx_delete_failure_t *f = &(*out)[*n];
+        memset(f, 0, sizeof(*f));
+        if ((ret = idx_priv_row_to_segment(idx, st, &f->seg)) != VG_OK)
+            break;
+        copy_text(st, 10, f->error, sizeof(f->error));
+        f->retry_us = sqlite3_column_int64(st, 11);
+        (*n)++;
+    }
+    if (ret == VG_OK && rc != SQLITE_DONE)
+        ret = idx_priv_db_fail(idx, rc, "failed deletions");
+    idx_priv_stmt_done(st);
+    if (ret != VG_OK) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+    }
+    return ret;
 }
 
 int idx_drop_deleted(idx_t *idx, const idx_segment_t *segs, size_t n)

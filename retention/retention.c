@@ -123,11 +123,10 @@ static void note_floor_source(ret_plan_t *plan, const char *source)
 }
 
 /* Decides what one pressure candidate costs. Returns 0 to stop planning. */
-static int take_for_pressure(const vg_config_t *cfg, int64_t now_us, const idx_segment_t *seg,
-                             ret_plan_t *plan, size_t *cap)
+static int take_for_pressure(const vg_config_t *cfg, const idx_segment_t *seg, ret_plan_t *plan,
+                             size_t *cap)
 {
-    int64_t floor_cutoff = now_us - (int64_t)cfg->retention.min_days * RET_DAY_US;
-    if (seg->end_us <= floor_cutoff) {
+    if (seg->end_us <= plan->floor_end_us) {
         add_victim(plan, cap, seg, RET_PRESSURE);
         return 1;
     }
@@ -163,7 +162,7 @@ static int plan_pressure(idx_t *idx, const vg_config_t *cfg, int64_t now_us, int
             after_id = segs[i].id;
             if (bsearch(&segs[i].id, age_ids, n_age, sizeof(int64_t), cmp_id))
                 continue;
-            go_on = take_for_pressure(cfg, now_us, &segs[i], plan, cap);
+            go_on = take_for_pressure(cfg, &segs[i], plan, cap);
             if (go_on)
                 needed -= segs[i].bytes;
         }
@@ -184,19 +183,28 @@ static int plan_pressure(idx_t *idx, const vg_config_t *cfg, int64_t now_us, int
     return rc;
 }
 
-int ret_plan(idx_t *idx, const vg_config_t *cfg, int64_t now_us, const ret_disk_t *disk,
-             size_t max_victims, ret_plan_t *plan)
+/* age: whether the age step runs; floor_end_us: where the floor begins. */
+static int plan_with(idx_t *idx, const vg_config_t *cfg, int64_t now_us, const ret_disk_t *disk,
+                     size_t max_victims, int age, int64_t floor_end_us, ret_plan_t *plan)
 {
     memset(plan, 0, sizeof(*plan));
+    plan->floor_end_us = floor_end_us;
     size_t cap = 0, max = max_victims ? max_victims : DEFAULT_MAX_VICTIMS;
     int64_t freed = 0;
-    int rc = plan_age(idx, cfg, now_us, max, plan, &cap, &freed);
+    int rc = age ? plan_age(idx, cfg, now_us, max, plan, &cap, &freed) : VG_OK;
     int64_t needed = disk->reserve_bytes - disk->free_bytes - freed;
     if (rc == VG_OK && needed > 0)
         rc = plan_pressure(idx, cfg, now_us, needed, max, plan, &cap);
     if (rc != VG_OK)
         ret_plan_free(plan);
     return rc;
+}
+
+int ret_plan(idx_t *idx, const vg_config_t *cfg, int64_t now_us, const ret_disk_t *disk,
+             size_t max_victims, ret_plan_t *plan)
+{
+    return plan_with(idx, cfg, now_us, disk, max_victims, 1,
+                     now_us - (int64_t)cfg->retention.min_days * RET_DAY_US, plan);
 }
 
 void ret_plan_free(ret_plan_t *plan)
@@ -208,26 +216,80 @@ void ret_plan_free(ret_plan_t *plan)
 
 /* ---- deleting (DESIGN.md invariant 2) ---- */
 
-/* Phases two and three for segments already marked. */
-static int unlink_and_drop(idx_t *idx, const char *data_dir, const idx_segment_t *segs, size_t n)
+#define ALARM_DELETE_FAILED "delete_failed"
+
+/* Raises delete_failed naming the files that could not be removed, or
+ * clears it when none is left. */
+static void update_delete_alarm(idx_t *idx, int64_t now_us)
 {
-    size_t failed_at = n;
-    int rc = arc_remove_segment_files(data_dir, segs, n, &failed_at);
-    if (rc != VG_OK) {
-        /* Keep the rows marked: the next sweep or start retries. */
-        if (failed_at < n)
-            vg_err("cannot remove %s: %s", segs[failed_at].path, strerror(errno));
-        else
-            vg_err("cannot make file removals durable: %s", strerror(errno));
-        return rc;
+    idx_delete_failure_t *f = NULL;
+    size_t n = 0;
+    if (idx_delete_failures(idx, &f, &n) != VG_OK)
+        return;
+    if (n == 0) {
+        int cleared = 0;
+        idx_alarm_clear(idx, ALARM_DELETE_FAILED, now_us, &cleared);
+        if (cleared)
+            vg_notice("retention: every file that could not be deleted is gone now");
+        return;
     }
-    return idx_drop_deleted(idx, segs, n);
+    ret_plan_t names = {0}; /* only its floor_sources list, reused as a set */
+    for (size_t i = 0; i < n; i++)
+        note_floor_source(&names, f[i].seg.source);
+    /* The path first: it is what an admin needs (alarm texts are shown
+     * up to 255 bytes). */
+    char msg[512];
+    snprintf(msg, sizeof(msg), "cannot delete %.160s: %.40s (%zu file(s) in all, retried every"
+             " %lld min)", f[0].seg.path, f[0].error, n,
+             (long long)(RET_DELETE_RETRY_US / 60000000));
+    idx_alarm_raise(idx, ALARM_DELETE_FAILED, "warning", names.floor_sources, msg, now_us);
+    free(f);
+}
+
+/* Phases two and three for segments already marked. A file that cannot be
+ * removed keeps its row marked (invariant 2: a row goes only after its file)
+ * with the error and a retry time; every other one proceeds (invariant 9).
+ * Only an index error fails the call. */
+static int unlink_and_drop(idx_t *idx, const char *data_dir, const idx_segment_t *segs, size_t n,
+                           int64_t now_us, size_t *dropped)
+{
+    *dropped = 0;
+    if (n == 0)
+        return VG_OK;
+    int *errs = vg_calloc(n, sizeof(*errs));
+    idx_segment_t *gone = vg_malloc(n * sizeof(*gone));
+    size_t n_gone = 0;
+    int rc = VG_OK;
+    arc_remove_segment_files(data_dir, segs, n, errs);
+    for (size_t i = 0; i < n; i++) {
+        if (!errs[i]) {
+            gone[n_gone++] = segs[i];
+            continue;
+        }
+        char why[128];
+        snprintf(why, sizeof(why), "%s", strerror(errs[i]));
+        vg_err("retention: cannot delete %s: %s; keeping its row, next try in %lld min",
+               segs[i].path, why, (long long)(RET_DELETE_RETRY_US / 60000000));
+        int frc = idx_delete_failed(idx, segs[i].id, why, now_us + RET_DELETE_RETRY_US);
+        if (rc == VG_OK)
+            rc = frc;
+    }
+    int drc = idx_drop_deleted(idx, gone, n_gone);
+    if (drc == VG_OK)
+        *dropped = n_gone;
+    else if (rc == VG_OK)
+        rc = drc;
+    update_delete_alarm(idx, now_us);
+    free(gone);
+    free(errs);
+    return rc;
 }
 
 static int execute_reason(idx_t *idx, const char *data_dir, const ret_plan_t *plan,
                           ret_reason_t reason, int64_t now_us)
 {
     idx_segment_t *segs = vg_malloc((plan->n ? plan->n : 1) * sizeof(*segs));
+    unsigned char *marked = vg_malloc(plan->n ? plan->n : 1);
     size_t n = 0;
     int64_t bytes = 0;
     for (size_t i = 0; i < plan->n; i++) {
@@ -236,14 +298,33 @@ static int execute_reason(idx_t *idx, const char *data_dir, const ret_plan_t *pl
             bytes += plan->victims[i].seg.bytes;
         }
     }
+    /* Overwrite is the policy that may go under the floor; the others may
+     * not, whatever changed since planning. */
+    int64_t floor_end = reason == RET_OVERWRITE ? INT64_MAX : plan->floor_end_us;
     int64_t run_id = 0;
-    int rc = n ? idx_record_destruction(idx, now_us, ret_reason_name(reason), segs, n, &run_id)
+    int rc = n ? idx_record_destruction(idx, now_us, ret_reason_name(reason), segs, n, floor_end,
+                                        marked, &run_id)
                : VG_OK;
     if (rc == VG_OK && run_id) {
+        /* Only what was marked may go: a segment a hold or the floor now
+         * protects, or one another sweep took, stays out. */
+        size_t k = 0;
+        bytes = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (marked[i]) {
+                segs[k++] = segs[i];
+                bytes += segs[i].bytes;
+            }
+        }
+        if (k < n)
+            vg_notice("retention: %zu planned segment(s) left alone: now held, under the floor"
+                      " or already taken", n - k);
         vg_notice("retention: destruction run %" PRId64 ": %zu segment(s), %" PRId64
-                  " bytes, reason=%s", run_id, n, bytes, ret_reason_name(reason));
-        rc = unlink_and_drop(idx, data_dir, segs, n);
+                  " bytes, reason=%s", run_id, k, bytes, ret_reason_name(reason));
+        size_t dropped = 0;
+        rc = unlink_and_drop(idx, data_dir, segs, k, now_us, &dropped);
     }
+    free(marked);
     free(segs);
     return rc;
 }
@@ -257,18 +338,19 @@ int ret_execute(idx_t *idx, const char *data_dir, const ret_plan_t *plan, int64_
     return rc;
 }
 
-int ret_finish_pending(idx_t *idx, const char *data_dir, size_t *finished)
+int ret_finish_pending(idx_t *idx, const char *data_dir, int64_t now_us, int retry_all,
+                       size_t *finished)
 {
     idx_segment_t *segs = NULL;
-    size_t n = 0;
-    int rc = idx_deleting_segments(idx, &segs, &n);
+    size_t n = 0, dropped = 0;
+    int rc = idx_deleting_segments(idx, retry_all ? INT64_MAX : now_us, &segs, &n);
     if (rc == VG_OK && n > 0) {
-        vg_notice("retention: finishing %zu deletion(s) interrupted earlier", n);
-        rc = unlink_and_drop(idx, data_dir, segs, n);
+        vg_notice("retention: finishing %zu deletion(s) interrupted or failed earlier", n);
+        rc = unlink_and_drop(idx, data_dir, segs, n, now_us, &dropped);
     }
     free(segs);
     if (finished)
-        *finished = rc == VG_OK ? n : 0;
+        *finished = dropped;
     return rc;
 }
 
@@ -357,19 +439,42 @@ static void update_stop_alarm(idx_t *idx, int64_t now_us, const ret_plan_t *plan
         vg_notice("retention: space is available again; recording resumes");
 }
 
+#define ALARM_CLOCK "clock_jump"
+
+static int alarm_active(idx_t *idx, const char *kind, int *active)
+{
+    idx_alarm_t *a = NULL;
+    size_t n = 0;
+    *active = 0;
+    int rc = idx_alarms_active(idx, &a, &n);
+    for (size_t i = 0; rc == VG_OK && i < n; i++)
+        *active |= strcmp(a[i].kind, kind) == 0;
+    free(a);
+    return rc;
+}
+
 int ret_sweep(idx_t *idx, const vg_config_t *cfg, int64_t now_us, int64_t in_progress_bytes,
               ret_sweep_result_t *result)
 {
     memset(result, 0, sizeof(*result));
     ret_disk_t disk;
-    int rc = ret_finish_pending(idx, cfg->data_dir, NULL);
+    int suspended = 0;
+    int rc = ret_finish_pending(idx, cfg->data_dir, now_us, 0, NULL);
+    if (rc == VG_OK)
+        rc = alarm_active(idx, ALARM_CLOCK, &suspended);
     if (rc == VG_OK)
         rc = ret_disk_read(cfg, idx, in_progress_bytes, &disk);
+    /* A wall clock that jumped ahead makes every recording look older than
+     * it is: no age deletion, and pressure counts everything as under the
+     * floor (invariant 3) until the clock is trusted again. */
+    int64_t floor_end = suspended ? INT64_MIN
+                                  : now_us - (int64_t)cfg->retention.min_days * RET_DAY_US;
     ret_plan_t plan;
     if (rc == VG_OK)
-        rc = ret_plan(idx, cfg, now_us, &disk, 0, &plan);
+        rc = plan_with(idx, cfg, now_us, &disk, 0, !suspended, floor_end, &plan);
     if (rc != VG_OK)
         return rc;
+    result->age_suspended = suspended;
     rc = ret_execute(idx, cfg->data_dir, &plan, now_us);
     if (rc == VG_OK) {
         result->deleted = plan.n;
@@ -381,6 +486,61 @@ int ret_sweep(idx_t *idx, const vg_config_t *cfg, int64_t now_us, int64_t in_pro
     }
     ret_plan_free(&plan);
     return rc;
+}
+
+/* ---- wall-clock jumps ---- */
+
+int ret_clock_check(ret_clock_guard_t *g, idx_t *idx, int64_t wall_us, int64_t mono_us)
+{
+    int active = 0;
+    int rc = alarm_active(idx, ALARM_CLOCK, &active);
+    if (rc != VG_OK)
+        return rc;
+    int64_t offset = wall_us - mono_us;
+    if (g->raised && !active) {
+        /* An admin accepted the clock as it is now. */
+        vg_notice("retention: wall clock accepted; age-based deletion resumes");
+        g->raised = 0;
+        g->have = 0;
+    }
+    if (!g->have) {
+        g->raised = active; /* found at startup: only an admin can clear it */
+        g->have = !active;
+        g->offset_us = offset;
+        return VG_OK;
+    }
+    int64_t moved = offset - g->offset_us;
+    if (active) {
+        if (moved <= RET_CLOCK_SLACK_US && moved >= -RET_CLOCK_SLACK_US) {
+            rc = idx_alarm_clear(idx, ALARM_CLOCK, wall_us, NULL);
+            if (rc == VG_OK) {
+                g->raised = 0;
+                vg_notice("retention: wall clock is back in line; age-based deletion resumes");
+            }
+        }
+        return rc; /* the trusted offset stays the one from before the jump */
+    }
+    if (moved > RET_CLOCK_JUMP_US) {
+        char msg[256];
+        snprintf(msg, sizeof(msg),
+                 "wall clock jumped %.0f s ahead between sweeps; age-based deletion suspended"
+                 " until it is back or an admin runs `vigilctl clock accept`",
+                 (double)moved / 1e6);
+        vg_err("retention: ALARM %s", msg);
+        rc = idx_alarm_raise(idx, ALARM_CLOCK, "critical", "all", msg, wall_us);
+        if (rc == VG_OK)
+            g->raised = 1;
+        return rc;
+    }
+    /* Slews and backward steps are followed: they cannot make anything look
+     * older than it is. */
+    g->offset_us = offset;
+    return VG_OK;
+}
+
+int ret_clock_accept(idx_t *idx, int64_t now_us, int *cleared)
+{
+    return idx_alarm_clear(idx, ALARM_CLOCK, now_us, cleared);
 }
 
 /* ---- figures and forecast ---- */

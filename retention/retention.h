@@ -42,6 +42,9 @@ typedef struct {
     int holds_full;           /* only held data is left and space is still short */
     char floor_sources[256];  /* sources whose young data is (or would be) taken */
     int64_t short_bytes;      /* still missing under the reserve after the plan */
+    /* Segments ending after this are under the floor: execution checks it
+     * again, with the holds, when it marks them (invariant 3). */
+    int64_t floor_end_us;
 } ret_plan_t;
 
 /* What a sweep at now_us would delete, and why. Pure planning: nothing is
@@ -51,21 +54,61 @@ int ret_plan(idx_t *idx, const vg_config_t *cfg, int64_t now_us, const ret_disk_
 void ret_plan_free(ret_plan_t *plan);
 
 /* Deletes the plan's segments: for each reason, phase one marks them and
- * writes the destruction record in one transaction; phase two unlinks the
- * files and fsyncs their directories; phase three drops the rows. */
+ * writes the destruction record in one transaction (re-checking holds and
+ * the floor there: a hold added since the plan wins); phase two unlinks the
+ * files and fsyncs their directories; phase three drops the rows. A file
+ * that cannot be removed keeps its row marked, is reported (alarm
+ * delete_failed) and retried after RET_DELETE_RETRY_US; the rest proceed. */
 int ret_execute(idx_t *idx, const char *data_dir, const ret_plan_t *plan, int64_t now_us);
-/* Finishes phases two and three for rows a crash left marked. */
-int ret_finish_pending(idx_t *idx, const char *data_dir, size_t *finished);
+
+/* How long a file that could not be removed waits before the next try. */
+#define RET_DELETE_RETRY_US (10LL * 60 * 1000000)
+
+/* Finishes phases two and three for marked rows: those a crash left, and
+ * those whose removal failed and are due again at now_us (every one of them
+ * when retry_all is set, as at startup). Files that still cannot go are
+ * reported, not fatal: *finished counts the rows dropped. */
+int ret_finish_pending(idx_t *idx, const char *data_dir, int64_t now_us, int retry_all,
+                       size_t *finished);
 
 typedef struct {
     size_t deleted;
     int64_t freed_bytes;
     int stop_recording;
+    int age_suspended; /* a clock_jump alarm is active (see ret_clock_check) */
 } ret_sweep_result_t;
 
-/* One sweep: plan, execute, and raise or clear the persistent alarms. */
+/* One sweep: plan, execute, and raise or clear the persistent alarms. While
+ * a clock_jump alarm is active, nothing is deleted for age, and disk
+ * pressure treats every segment as under the floor: a wall clock that ran
+ * ahead cannot make young recordings look old. */
 int ret_sweep(idx_t *idx, const vg_config_t *cfg, int64_t now_us, int64_t in_progress_bytes,
               ret_sweep_result_t *result);
+
+/* ---- wall-clock jumps ---- */
+
+/* A forward step of the wall clock past this between two sweeps (against
+ * the monotonic clock) suspends age-based deletion. */
+#define RET_CLOCK_JUMP_US (3600LL * 1000000)
+/* Within this of the last trusted offset the clock is back in line. */
+#define RET_CLOCK_SLACK_US (1000000LL)
+
+typedef struct {
+    int have;          /* offset_us holds a trusted reading */
+    int raised;        /* the clock_jump alarm is (or was found) active */
+    int64_t offset_us; /* wall minus monotonic at the last trusted sweep */
+} ret_clock_guard_t;
+
+/* Called before each sweep with both clocks (zeroed guard at first). A
+ * forward jump of more than RET_CLOCK_JUMP_US raises the persistent alarm
+ * clock_jump; it clears when the clock comes back within RET_CLOCK_SLACK_US
+ * of where it was. An admin's `vigilctl clock accept` (ret_clock_accept)
+ * clears it too, and the guard then trusts the new time. An alarm found
+ * active at startup stays until accepted: the old offset is not known. */
+int ret_clock_check(ret_clock_guard_t *g, idx_t *idx, int64_t wall_us, int64_t mono_us);
+/* The admin confirms the wall clock: clears the clock_jump alarm; *cleared
+ * tells whether one was active. */
+int ret_clock_accept(idx_t *idx, int64_t now_us, int *cleared);
 
 typedef struct {
     char source[64];

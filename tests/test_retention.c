@@ -7,6 +7,7 @@
  * runs in capacity_bytes mode so "used" is the indexed bytes plus the
  * in-progress argument. */
 #include <check.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
@@ -297,7 +298,7 @@ static size_t count_deleting(void)
 {
     idx_segment_t *segs = NULL;
     size_t n = 0;
-    ck_assert_int_eq(idx_deleting_segments(g_idx, &segs, &n), VG_OK);
+    ck_assert_int_eq(idx_deleting_segments(g_idx, INT64_MAX, &segs, &n), VG_OK);
     free(segs);
     return n;
 }
@@ -1170,6 +1171,7 @@ START_TEST(test_execute_two_phase)
     stale.victims[0].seg = a62;
     stale.victims[0].reason = RET_AGE;
     stale.n = 1;
+    stale.floor_end_us = NOW_US - DAYS(60);
     ck_assert_int_eq(ret_execute(g_idx, g_dir, &stale, NOW_US + 5), VG_OK);
     ret_plan_free(&stale);
     ck_assert_int_eq(idx_destruction_log(g_idx, NOW_US + 5, NOW_US + 6, &log, &n), VG_OK);
@@ -1187,7 +1189,7 @@ static void mark_three(idx_segment_t s[3], int64_t *run_id)
     seg_aged("cam-a", 1, 900); /* young, stays */
     for (int k = 0; k < 3; k++)
         s[k] = seg_aged("cam-a", 70 - k, 1000 + k);
-    ck_assert_int_eq(idx_record_destruction(g_idx, NOW_US, "age", s, 3, run_id), VG_OK);
+    ck_assert_int_eq(idx_record_destruction(g_idx, NOW_US, "age", s, 3, INT64_MAX, NULL, run_id), VG_OK);
     ck_assert_int_gt(*run_id, 0);
 }
 
@@ -1211,7 +1213,7 @@ START_TEST(test_interrupted_after_mark)
 
     /* Marking them again writes no second (empty) record. */
     int64_t again = -1;
-    ck_assert_int_eq(idx_record_destruction(g_idx, NOW_US + 1, "age", s, 3, &again), VG_OK);
+    ck_assert_int_eq(idx_record_destruction(g_idx, NOW_US + 1, "age", s, 3, INT64_MAX, NULL, &again), VG_OK);
     ck_assert_int_eq(again, 0);
     idx_destruction_row_t *log = NULL;
     ck_assert_int_eq(idx_destruction_log(g_idx, 0, INT64_MAX, &log, &n), VG_OK);
@@ -1229,7 +1231,7 @@ START_TEST(test_interrupted_after_mark)
     ret_plan_free(&plan);
 
     size_t finished = 99;
-    ck_assert_int_eq(ret_finish_pending(g_idx, g_dir, &finished), VG_OK);
+    ck_assert_int_eq(ret_finish_pending(g_idx, g_dir, NOW_US, 1, &finished), VG_OK);
     ck_assert_uint_eq(finished, 3);
     for (int k = 0; k < 3; k++)
         ck_assert(!file_exists(&s[k]) && !row_exists(&s[k]));
@@ -1257,7 +1259,7 @@ START_TEST(test_interrupted_mid_unlink)
     assert_reconciled();
 
     size_t finished = 99;
-    ck_assert_int_eq(ret_finish_pending(g_idx, g_dir, &finished), VG_OK);
+    ck_assert_int_eq(ret_finish_pending(g_idx, g_dir, NOW_US, 1, &finished), VG_OK);
     ck_assert_uint_eq(finished, 3);
     for (int k = 0; k < 3; k++)
         ck_assert(!file_exists(&s[k]) && !row_exists(&s[k]));
@@ -1269,7 +1271,7 @@ START_TEST(test_interrupted_mid_unlink)
     more[0] = seg_aged("cam-a", 80, 500);
     more[1] = seg_aged("cam-a", 81, 600);
     int64_t run2 = 0;
-    ck_assert_int_eq(idx_record_destruction(g_idx, NOW_US, "age", more, 2, &run2), VG_OK);
+    ck_assert_int_eq(idx_record_destruction(g_idx, NOW_US, "age", more, 2, INT64_MAX, NULL, &run2), VG_OK);
     remove_file(&more[0]);
     remove_file(&more[1]);
     /* ret_sweep finishes what a crash left before planning anything. */
@@ -1292,9 +1294,9 @@ START_TEST(test_finish_pending_noop)
     for (int k = 0; k < 3; k++)
         s[k] = seg_aged("cam-a", 70 - k, 1000);
     size_t finished = 99;
-    ck_assert_int_eq(ret_finish_pending(g_idx, g_dir, &finished), VG_OK);
+    ck_assert_int_eq(ret_finish_pending(g_idx, g_dir, NOW_US, 1, &finished), VG_OK);
     ck_assert_uint_eq(finished, 0);
-    ck_assert_int_eq(ret_finish_pending(g_idx, g_dir, NULL), VG_OK);
+    ck_assert_int_eq(ret_finish_pending(g_idx, g_dir, NOW_US, 1, NULL), VG_OK);
     for (int k = 0; k < 3; k++)
         ck_assert(file_exists(&s[k]) && row_exists(&s[k]));
     ck_assert_uint_eq(count_in_range("cam-a"), 3);
@@ -1307,11 +1309,35 @@ START_TEST(test_finish_pending_noop)
 }
 END_TEST
 
+/* The failures noted on marked rows, by path. */
+static int failure_of(const idx_segment_t *seg, idx_delete_failure_t *out)
+{
+    idx_delete_failure_t *f = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(idx_delete_failures(g_idx, &f, &n), VG_OK);
+    int found = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(f[i].seg.path, seg->path) == 0) {
+            found = 1;
+            if (out)
+                *out = f[i];
+        }
+    }
+    free(f);
+    return found;
+}
+
+/* One file that cannot be removed (a directory stands where it should be:
+ * EISDIR) is skipped and reported; the segments around it are deleted, its
+ * row stays marked (invariant 2), it is not retried before its time, and
+ * later sweeps and disk pressure go on past it (invariant 9). */
 START_TEST(test_execute_unlink_failure_keeps_marked)
 {
     add_source("cam-a", VG_SOURCE_VIDEO, 0);
     idx_segment_t s0 = seg_aged("cam-a", 70, 1000);
     idx_segment_t s1 = put_seg("cam-a", NOW_US - DAYS(69) - MIN_US, NOW_US - DAYS(69), 1000, 0);
+    idx_segment_t s2 = seg_aged("cam-a", 68, 1000);
+    idx_segment_t young = seg_aged("cam-a", 10, 1000);
     /* Something unlink(2) refuses stands where s1's file should be. */
     char *abs = abs_path(s1.path);
     ck_assert_int_eq(vg_mkdir_p(abs), VG_OK);
@@ -1323,28 +1349,226 @@ START_TEST(test_execute_unlink_failure_keeps_marked)
     ret_disk_t disk = disk_roomy();
     ret_plan_t plan;
     ck_assert_int_eq(ret_plan(g_idx, &g_cfg, NOW_US, &disk, 0, &plan), VG_OK);
-    ck_assert_uint_eq(plan.n, 2);
-    ck_assert_int_ne(ret_execute(g_idx, g_dir, &plan, NOW_US), VG_OK);
+    ck_assert_uint_eq(plan.n, 3);
+    ck_assert_int_eq(ret_execute(g_idx, g_dir, &plan, NOW_US), VG_OK);
     ret_plan_free(&plan);
-    /* Nothing half-done: both rows stay marked, none is visible. */
-    ck_assert_uint_eq(count_deleting(), 2);
-    ck_assert_uint_eq(count_in_range("cam-a"), 0);
-    ck_assert(row_exists(&s0) && row_exists(&s1));
+    /* The others went; the bad one keeps its row, marked, with the reason. */
+    ck_assert(!row_exists(&s0) && !file_exists(&s0));
+    ck_assert(!row_exists(&s2) && !file_exists(&s2));
+    ck_assert(row_exists(&s1));
+    ck_assert_uint_eq(count_deleting(), 1);
+    ck_assert_uint_eq(count_in_range("cam-a"), 1); /* young */
+    idx_delete_failure_t f;
+    ck_assert(failure_of(&s1, &f));
+    ck_assert_str_eq(f.error, strerror(EISDIR));
+    ck_assert_int_eq(f.retry_us, NOW_US + RET_DELETE_RETRY_US);
+    idx_alarm_t a;
+    ck_assert(alarm_active("delete_failed", &a));
+    ck_assert_ptr_nonnull(strstr(a.message, s1.path));
+    ck_assert_str_eq(a.sources, "cam-a");
 
+    /* Not due yet: a sweep passes it over without touching it, and the age
+     * sweep goes on past it. */
+    idx_segment_t s3 = seg_aged("cam-a", 67, 1000);
+    g_cfg.retention.capacity_bytes = 1LL << 30;
+    ret_sweep_result_t res;
+    ck_assert_int_eq(ret_sweep(g_idx, &g_cfg, NOW_US + MIN_US, 0, &res), VG_OK);
+    ck_assert_uint_eq(res.deleted, 1);
+    ck_assert(!row_exists(&s3) && !file_exists(&s3));
+    ck_assert(row_exists(&s1) && failure_of(&s1, NULL));
+
+    /* Disk pressure frees other files although the oldest cannot go. */
+    g_cfg.retention.capacity_bytes = total_bytes() + 100;
+    g_cfg.retention.reserve_percent = 50;
+    g_cfg.retention.on_full = VG_ON_FULL_OVERWRITE;
+    ck_assert_int_eq(ret_sweep(g_idx, &g_cfg, NOW_US + 2 * MIN_US, 0, &res), VG_OK);
+    ck_assert_uint_ge(res.deleted, 1);
+    ck_assert(!row_exists(&young) && !file_exists(&young));
+    ck_assert(row_exists(&s1));
+    g_cfg.retention.capacity_bytes = 1LL << 30;
+    g_cfg.retention.reserve_percent = 10;
+
+    /* Due again, still failing: the row stays, the next try moves on. */
     size_t finished = 99;
-    ck_assert_int_ne(ret_finish_pending(g_idx, g_dir, &finished), VG_OK);
+    int64_t later = NOW_US + RET_DELETE_RETRY_US;
+    ck_assert_int_eq(ret_finish_pending(g_idx, g_dir, later, 0, &finished), VG_OK);
     ck_assert_uint_eq(finished, 0);
-    ck_assert_uint_eq(count_deleting(), 2);
+    ck_assert(failure_of(&s1, &f));
+    ck_assert_int_eq(f.retry_us, later + RET_DELETE_RETRY_US);
+    ck_assert_uint_eq(count_deleting(), 1);
 
-    /* Once the obstacle is gone the next attempt completes. */
+    /* Once the obstacle is gone the next attempt completes and the alarm
+     * clears. */
     ck_assert_int_eq(unlink(inner), 0);
     ck_assert_int_eq(rmdir(abs), 0);
-    ck_assert_int_eq(ret_finish_pending(g_idx, g_dir, &finished), VG_OK);
-    ck_assert_uint_eq(finished, 2);
-    ck_assert(!row_exists(&s0) && !row_exists(&s1) && !file_exists(&s0));
+    ck_assert_int_eq(ret_finish_pending(g_idx, g_dir, later + 1, 0, &finished), VG_OK);
+    ck_assert_uint_eq(finished, 0); /* not due before its retry time */
+    ck_assert_int_eq(ret_finish_pending(g_idx, g_dir, later, 1, &finished), VG_OK);
+    ck_assert_uint_eq(finished, 1); /* at startup every one is tried */
+    ck_assert(!row_exists(&s1));
+    ck_assert_uint_eq(count_deleting(), 0);
+    ck_assert(!alarm_active("delete_failed", NULL));
     free(inner);
     free(abs);
     assert_reconciled();
+}
+END_TEST
+
+/* Invariant 3 where the deletion is decided: a hold added after the plan
+ * was made (through another connection, as the HTTP API would) protects
+ * its segments when the plan is executed; so does the floor. */
+START_TEST(test_hold_added_after_plan_wins)
+{
+    add_source("cam-a", VG_SOURCE_VIDEO, 0);
+    idx_segment_t s0 = seg_aged("cam-a", 80, 1000);
+    idx_segment_t s1 = seg_aged("cam-a", 75, 1000);
+    idx_segment_t s2 = seg_aged("cam-a", 70, 1000);
+    ret_disk_t disk = disk_roomy();
+    ret_plan_t plan;
+    ck_assert_int_eq(ret_plan(g_idx, &g_cfg, NOW_US, &disk, 0, &plan), VG_OK);
+    ck_assert_uint_eq(plan.n, 3);
+
+    idx_t *other = NULL;
+    ck_assert_int_eq(idx_open(g_db, 0, &other), VG_OK);
+    idx_hold_t h;
+    memset(&h, 0, sizeof(h));
+    snprintf(h.case_no, sizeof(h.case_no), "CASE-RACE");
+    snprintf(h.reason, sizeof(h.reason), "complaint filed while the sweep ran");
+    snprintf(h.created_by, sizeof(h.created_by), "investigator");
+    h.created_us = NOW_US;
+    h.from_us = s1.start_us + SEC_US;
+    h.to_us = s1.end_us - SEC_US;
+    const char *const srcs[] = {"cam-a"};
+    ck_assert_int_eq(idx_hold_add(other, &h, srcs, 1), VG_OK);
+    idx_close(other);
+
+    ck_assert_int_eq(ret_execute(g_idx, g_dir, &plan, NOW_US), VG_OK);
+    ret_plan_free(&plan);
+    ck_assert(!row_exists(&s0) && !row_exists(&s2));
+    ck_assert(row_exists(&s1) && file_exists(&s1));
+    ck_assert_uint_eq(count_deleting(), 0);
+    ck_assert_uint_eq(count_in_range("cam-a"), 1);
+    /* The destruction record names only what went. */
+    idx_destruction_row_t *log = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(idx_destruction_log(g_idx, 0, INT64_MAX, &log, &n), VG_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(log[0].segments, 2);
+    idx_destroyed_segment_t *ds = NULL;
+    size_t nd = 0;
+    ck_assert_int_eq(idx_destruction_segments(g_idx, log[0].run_id, &ds, &nd), VG_OK);
+    ck_assert_uint_eq(nd, 2);
+    for (size_t i = 0; i < nd; i++)
+        ck_assert_int_ne(ds[i].segment_id, s1.id);
+    free(ds);
+    free(log);
+
+    /* A plan whose age victim is now under the floor (made with a floor
+     * that has since moved): the mark refuses it. */
+    idx_segment_t young = seg_aged("cam-a", 30, 1000);
+    ret_plan_t stale = {0};
+    stale.victims = vg_malloc(sizeof(*stale.victims));
+    stale.victims[0].seg = young;
+    stale.victims[0].reason = RET_AGE;
+    stale.n = 1;
+    stale.floor_end_us = NOW_US - DAYS(60);
+    ck_assert_int_eq(ret_execute(g_idx, g_dir, &stale, NOW_US), VG_OK);
+    ck_assert(row_exists(&young) && file_exists(&young));
+    ck_assert_uint_eq(count_deleting(), 0);
+    /* Overwrite is the one reason allowed under it. */
+    stale.victims[0].reason = RET_OVERWRITE;
+    ck_assert_int_eq(ret_execute(g_idx, g_dir, &stale, NOW_US), VG_OK);
+    ck_assert(!row_exists(&young) && !file_exists(&young));
+    ret_plan_free(&stale);
+    assert_reconciled();
+}
+END_TEST
+
+/* ---- wall-clock jumps ---- */
+
+/* A forward jump of more than an hour between sweeps suspends the age
+ * sweep (and pressure treats everything as under the floor) until the
+ * clock is back or an admin accepts it. */
+START_TEST(test_clock_jump_suspends_age)
+{
+    add_source("cam-a", VG_SOURCE_VIDEO, 0);
+    g_cfg.retention.capacity_bytes = 1LL << 30;
+    idx_segment_t young = seg_aged("cam-a", 1, 1000);
+    idx_segment_t mid = seg_aged("cam-a", 59.5, 1000);
+    ret_clock_guard_t g = {0};
+    int64_t mono = 5 * HOUR_US;
+    ck_assert_int_eq(ret_clock_check(&g, g_idx, NOW_US, mono), VG_OK);
+    ret_sweep_result_t res;
+    ck_assert_int_eq(ret_sweep(g_idx, &g_cfg, NOW_US, 0, &res), VG_OK);
+    ck_assert_uint_eq(res.deleted, 0);
+
+    /* A minute later by the monotonic clock, a year later by the wall. */
+    mono += MIN_US;
+    int64_t wall = NOW_US + MIN_US + DAYS(365);
+    ck_assert_int_eq(ret_clock_check(&g, g_idx, wall, mono), VG_OK);
+    idx_alarm_t a;
+    ck_assert(alarm_active("clock_jump", &a));
+    ck_assert_ptr_nonnull(strstr(a.message, "vigilctl clock accept"));
+    ck_assert_int_eq(ret_sweep(g_idx, &g_cfg, wall, 0, &res), VG_OK);
+    ck_assert(res.age_suspended);
+    ck_assert_uint_eq(res.deleted, 0);
+    ck_assert(row_exists(&young) && row_exists(&mid));
+    /* A second sweep at the bad time changes nothing either, and neither
+     * does a vigild restarted meanwhile (a fresh guard). */
+    mono += MIN_US;
+    wall += MIN_US;
+    ck_assert_int_eq(ret_clock_check(&g, g_idx, wall, mono), VG_OK);
+    ret_clock_guard_t fresh = {0};
+    ck_assert_int_eq(ret_clock_check(&fresh, g_idx, wall, mono), VG_OK);
+    ck_assert(alarm_active("clock_jump", NULL));
+    ck_assert_int_eq(ret_sweep(g_idx, &g_cfg, wall, 0, &res), VG_OK);
+    ck_assert_uint_eq(res.deleted, 0);
+
+    /* Disk pressure still frees space, but as overwrite below the floor:
+     * under on_full=stop it stops recording instead. */
+    g_cfg.retention.capacity_bytes = total_bytes() + 100;
+    g_cfg.retention.reserve_percent = 50;
+    g_cfg.retention.on_full = VG_ON_FULL_STOP;
+    ck_assert_int_eq(ret_sweep(g_idx, &g_cfg, wall, 0, &res), VG_OK);
+    ck_assert_uint_eq(res.deleted, 0);
+    ck_assert(res.stop_recording);
+    ck_assert(row_exists(&mid));
+    g_cfg.retention.capacity_bytes = 1LL << 30;
+    g_cfg.retention.reserve_percent = 10;
+
+    /* NTP puts it back: the alarm clears and the age sweep resumes. */
+    mono += MIN_US;
+    wall = NOW_US + 3 * MIN_US;
+    ck_assert_int_eq(ret_clock_check(&g, g_idx, wall, mono), VG_OK);
+    ck_assert(!alarm_active("clock_jump", NULL));
+    ck_assert_int_eq(ret_sweep(g_idx, &g_cfg, wall, 0, &res), VG_OK);
+    ck_assert(!res.age_suspended);
+    ck_assert(row_exists(&mid));
+
+    /* Another jump, this time real (the clock had been wrong): the admin
+     * accepts it and the guard trusts the new time from then on. */
+    mono += MIN_US;
+    wall += MIN_US + DAYS(1);
+    ck_assert_int_eq(ret_clock_check(&g, g_idx, wall, mono), VG_OK);
+    ck_assert(alarm_active("clock_jump", NULL));
+    int cleared = 0;
+    ck_assert_int_eq(ret_clock_accept(g_idx, wall, &cleared), VG_OK);
+    ck_assert(cleared);
+    mono += MIN_US;
+    wall += MIN_US;
+    ck_assert_int_eq(ret_clock_check(&g, g_idx, wall, mono), VG_OK);
+    ck_assert(!alarm_active("clock_jump", NULL));
+    ck_assert_int_eq(ret_sweep(g_idx, &g_cfg, wall, 0, &res), VG_OK);
+    ck_assert_uint_eq(res.deleted, 1); /* mid is 60.5 days old now */
+    ck_assert(!row_exists(&mid) && row_exists(&young));
+    /* Slews and a backward step raise nothing. */
+    mono += MIN_US;
+    wall += MIN_US - 30 * MIN_US;
+    ck_assert_int_eq(ret_clock_check(&g, g_idx, wall, mono), VG_OK);
+    mono += MIN_US;
+    wall += MIN_US + 50 * MIN_US;
+    ck_assert_int_eq(ret_clock_check(&g, g_idx, wall, mono), VG_OK);
+    ck_assert(!alarm_active("clock_jump", NULL));
 }
 END_TEST
 
@@ -1734,6 +1958,8 @@ static Suite *retention_suite(void)
     tcase_add_test(tc, test_interrupted_mid_unlink);
     tcase_add_test(tc, test_finish_pending_noop);
     tcase_add_test(tc, test_execute_unlink_failure_keeps_marked);
+    tcase_add_test(tc, test_hold_added_after_plan_wins);
+    tcase_add_test(tc, test_clock_jump_suspends_age);
     tcase_add_test(tc, test_sweep_many_segments);
     tcase_add_test(tc, test_storage_figures_and_forecast);
     tcase_add_test(tc, test_forecast_hand_arithmetic);

@@ -354,30 +354,52 @@ static recorder_t *take_recorder(recorder_t **list, size_t n, const char *name)
     return NULL;
 }
 
-/* Builds the recorder list for next: untouched sources carry over as they
- * are (no gap), changed ones restart, new ones start. What is left in old
- * is to be stopped. */
-static recorder_t **plan_recorders(daemon_t *d, const vg_config_t *next, recorder_t **old,
-                                   size_t n_old, recorder_t ***restart, size_t *n_restart)
+/* Sorts the running recorders against next: an untouched source carries
+ * over as it is (no gap) into kept[slot]; a changed or removed one goes to
+ * leaving. kept[] holds NULL where a recorder must start. */
+static void sort_recorders(const vg_config_t *next, recorder_t **old, size_t n_old,
+                           recorder_t **kept, recorder_t **leaving, size_t *n_leaving)
 {
-    recorder_t **list = vg_calloc(next->n_sources ? next->n_sources : 1, sizeof(*list));
-    *restart = vg_calloc(next->n_sources ? next->n_sources : 1, sizeof(**restart));
-    *n_restart = 0;
+    *n_leaving = 0;
     for (size_t i = 0; i < next->n_sources; i++) {
         const vg_source_config_t *s = &next->sources[i];
         recorder_t *r = take_recorder(old, n_old, s->name);
         if (r && !source_changed(r->cfg, s)) {
             r->cfg = s; /* same stream; keep_days and the like come from next */
-            list[i] = r;
+            kept[i] = r;
             continue;
         }
-        if (r)
-            (*restart)[(*n_restart)++] = r;
         vg_notice("reload: source=%s %s", s->name, r ? "changed, restarting" : "added");
-        if (recorder_start(d, next, i, &list[i]) != VG_OK)
-            vg_err("reload: source=%s could not start", s->name);
+        if (r)
+            leaving[(*n_leaving)++] = r;
     }
-    return list;
+    for (size_t i = 0; i < n_old; i++) {
+        if (old[i]) {
+            vg_notice("reload: source=%s removed, stopping", old[i]->cfg->name);
+            leaving[(*n_leaving)++] = old[i];
+        }
+    }
+}
+
+/* The running recorders, without holes: a source that could not start has
+ * no slot, so status, metrics, the watchdog and the web never meet NULL. */
+static void publish_recorders(daemon_t *d, recorder_t *const *slots, size_t n_slots,
+                              vg_config_t *cfg)
+{
+    recorder_t **list = vg_calloc(n_slots ? n_slots : 1, sizeof(*list));
+    size_t n = 0;
+    for (size_t i = 0; i < n_slots; i++) {
+        if (slots[i])
+            list[n++] = slots[i];
+    }
+    pthread_mutex_lock(&d->recorders_lock);
+    recorder_t **old = d->recorders;
+    d->recorders = list;
+    d->n_recorders = n;
+    if (cfg)
+        atomic_store(&d->cfg, cfg);
+    pthread_mutex_unlock(&d->recorders_lock);
+    free(old); /* readers only walk it under the lock */
 }
 
 /* Every reload, applied or refused, is on the audit trail (invariant 6). */
@@ -416,32 +438,44 @@ static void reload(daemon_t *d, const char *config_path)
         return;
     }
     vg_log_set_level(next->log_level);
-    recorder_t **restart = NULL;
-    size_t n_restart = 0;
     pthread_mutex_lock(&d->recorders_lock);
-    recorder_t **old_list = d->recorders;
     size_t n_old = d->n_recorders;
+    recorder_t **old_list = vg_calloc(n_old ? n_old : 1, sizeof(*old_list));
+    memcpy(old_list, d->recorders, n_old * sizeof(*old_list));
     pthread_mutex_unlock(&d->recorders_lock);
-    recorder_t **list = plan_recorders(d, next, old_list, n_old, &restart, &n_restart);
-    d->configs = vg_realloc(d->configs, (d->n_configs + 1) * sizeof(*d->configs));
-    d->configs[d->n_configs++] = next;
-    pthread_mutex_lock(&d->recorders_lock);
-    d->recorders = list;
-    d->n_recorders = next->n_sources;
-    atomic_store(&d->cfg, next);
-    pthread_mutex_unlock(&d->recorders_lock);
-    /* Finalize what left: removed sources end their segment; changed ones
-     * already run anew. */
-    for (size_t i = 0; i < n_old; i++) {
-        if (old_list[i]) {
-            vg_notice("reload: source=%s removed, stopping", old_list[i]->cfg->name);
-            recorder_free(old_list[i]);
+    recorder_t **slots = vg_calloc(next->n_sources ? next->n_sources : 1, sizeof(*slots));
+    recorder_t **leaving = vg_calloc(n_old ? n_old : 1, sizeof(*leaving));
+    size_t n_leaving = 0;
+    sort_recorders(next, old_list, n_old, slots, leaving, &n_leaving);
+    /* Invariant 4: a changed source's old connection is closed before its
+     * new one opens. The leaving recorders go out of view first, then stop
+     * (each ends its segment), then the new ones start. */
+    publish_recorders(d, slots, next->n_sources, NULL);
+    for (size_t i = 0; i < n_leaving; i++)
+        recorder_free(leaving[i]);
+    size_t failed = 0;
+    for (size_t i = 0; i < next->n_sources; i++) {
+        if (!slots[i] && recorder_start(d, next, i, &slots[i]) != VG_OK) {
+            vg_err("reload: source=%s could not start; the others run on", next->sources[i].name);
+            slots[i] = NULL;
+            failed++;
         }
     }
-    for (size_t i = 0; i < n_restart; i++)
-        recorder_free(restart[i]);
-    free(restart);
+    d->configs = vg_realloc(d->configs, (d->n_configs + 1) * sizeof(*d->configs));
+    d->configs[d->n_configs++] = next;
+    publish_recorders(d, slots, next->n_sources, next);
+    free(slots);
+    free(leaving);
     free(old_list);
+    if (failed) {
+        char detail[64];
+        snprintf(detail, sizeof(detail), "applied: %zu source(s), %zu could not start",
+                 next->n_sources, failed);
+        vg_notice("reload: configuration applied (%zu source(s), %zu could not start)",
+                  next->n_sources, failed);
+        audit_reload(d, "partial", detail);
+        return;
+    }
     vg_notice("reload: configuration applied (%zu source(s))", next->n_sources);
     char detail[64];
     snprintf(detail, sizeof(detail), "applied: %zu source(s)", next->n_sources);

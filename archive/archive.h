@@ -122,6 +122,22 @@ typedef struct {
 int arc_reconcile(const char *data_dir, idx_t *idx, const arc_reconcile_opts_t *opts,
                   int *problems);
 
+/* ---- the archive's identity (a missing disk is not an empty archive) ---- */
+
+#define ARC_MARKER ".vigil-archive"
+
+/* vigild at startup, before anything is written to data_dir. A missing or
+ * empty data_dir is initialised (marker data_dir/.vigil-archive with a random
+ * id, the same id in index.db) unless state_dir (a directory outside
+ * data_dir, may be NULL) remembers an archive: then the disk is missing and
+ * the start is refused. An existing archive must have its marker, with the
+ * index's id (and state_dir's); one from before markers is adopted. Anything
+ * else (a non-empty directory with no archive, a missing index, ids that
+ * disagree) is refused: err says why and what to do. *initialised tells
+ * whether a new archive was created. */
+int arc_claim_data_dir(const char *data_dir, const char *state_dir, int64_t now_us, char *err,
+                       size_t err_size, int *initialised);
+
 /* Removes a segment file and makes the removal durable (directory fsync);
  * an already missing file is fine. An emptied day directory goes too. */
 int arc_remove_segment_file(const char *data_dir, const char *rel_path);

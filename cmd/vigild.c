@@ -93,9 +93,31 @@ static int register_sources(idx_t *idx, const vg_config_t *cfg)
     return rc;
 }
 
+/* Under systemd, StateDirectory= (outside data_dir) also remembers the
+ * archive, so an unmounted disk is told from a first start. */
+static char *state_dir(void)
+{
+    const char *env = getenv("STATE_DIRECTORY");
+    if (!env || !env[0])
+        return NULL;
+    char *dir = vg_strdup(env);
+    dir[strcspn(dir, ":")] = '\0'; /* the first of several */
+    return dir;
+}
+
 static int prepare_storage(daemon_t *d)
 {
     const vg_config_t *cfg = daemon_config(d);
+    char err[768];
+    char *state = state_dir();
+    int initialised = 0;
+    int claim = arc_claim_data_dir(cfg->data_dir, state, vg_clock_wall(&vg_system_clock), err,
+                                   sizeof(err), &initialised);
+    free(state);
+    if (claim != VG_OK) {
+        vg_err("refusing to record: %s", err);
+        return claim;
+    }
     char *media = vg_asprintf("%s/media", cfg->data_dir);
     int rc = vg_mkdir_p(media);
     free(media);

@@ -271,6 +271,11 @@ static const char *const migrations[] = {
      * reported and retried without blocking the deletions after it. */
     "ALTER TABLE segment ADD COLUMN delete_error TEXT;"
     "ALTER TABLE segment ADD COLUMN delete_retry_us INTEGER NOT NULL DEFAULT 0;",
+    /* v9: the archive's identity, also written to data_dir/.vigil-archive;
+     * vigild refuses to start when the two disagree (a wrong or missing
+     * disk). One row at most. */
+    "CREATE TABLE archive (one INTEGER PRIMARY KEY CHECK (one = 1), id TEXT NOT NULL,"
+    " created_us INTEGER NOT NULL);",
 };
 
 #define IDX_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -1091,5 +1096,42 @@ int idx_priv_collect_rows(idx_t *idx, sqlite3_stmt *st, const char *what, size_t
     idx_priv_stmt_done(st);
     *out = arr;
     *n = len;
+    return ret;
+}
+
+/* ---- the archive's identity (read and written once, at startup) ---- */
+
+int idx_archive_id(idx_t *idx, char *out, size_t size)
+{
+    sqlite3_stmt *st = NULL;
+    out[0] = '\0';
+    int rc = sqlite3_prepare_v2(idx->db, "SELECT id FROM archive WHERE one = 1", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return idx_priv_db_fail(idx, rc, "prepare archive id");
+    rc = sqlite3_step(st);
+    int ret = VG_OK;
+    if (rc == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        snprintf(out, size, "%s", t ? (const char *)t : "");
+    } else if (rc != SQLITE_DONE) {
+        ret = idx_priv_db_fail(idx, rc, "read archive id");
+    }
+    sqlite3_finalize(st);
+    return ret;
+}
+
+int idx_archive_id_set(idx_t *idx, const char *id, int64_t now_us)
+{
+    sqlite3_stmt *st = NULL;
+    /* Only where none is set: an identity is never replaced. */
+    int rc = sqlite3_prepare_v2(idx->db, "INSERT INTO archive(one, id, created_us)"
+                                " VALUES (1, ?1, ?2) ON CONFLICT (one) DO NOTHING", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return idx_priv_db_fail(idx, rc, "prepare archive id");
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, now_us);
+    rc = sqlite3_step(st);
+    int ret = rc == SQLITE_DONE ? VG_OK : idx_priv_db_fail(idx, rc, "store archive id");
+    sqlite3_finalize(st);
     return ret;
 }

@@ -191,6 +191,11 @@ int idx_alarm_raise(idx_t *idx, const char *kind, const char *severity, const ch
 int idx_alarm_clear(idx_t *idx, const char *kind, int64_t now_us, int *cleared);
 int idx_alarms_active(idx_t *idx, idx_alarm_t **out, size_t *n);
 
+/* The archive's identity (see arc_claim_data_dir): "" when none is stored.
+ * idx_archive_id_set stores one only where none is. */
+int idx_archive_id(idx_t *idx, char *out, size_t size);
+int idx_archive_id_set(idx_t *idx, const char *id, int64_t now_us);
+
 /* Every registered source name, sorted; *out is one malloc'd block. */
 int idx_source_names(idx_t *idx, char (**out)[64], size_t *n);
 

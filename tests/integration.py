@@ -495,6 +495,7 @@ class Suite:
         assert m and float(m.group(1)) <= 2.5, "exposure: %s" % (m and m.group(1))
         for key in ("Type=notify", "WatchdogSec=30", "Restart=on-failure", "User=vigil",
                     "NoNewPrivileges=yes", "ProtectSystem=strict", "ReadWritePaths=/var/lib/vigil",
+                    "RequiresMountsFor=/var/lib/vigil", "StateDirectory=vigil-state",
                     "CapabilityBoundingSet=\n", "MemoryDenyWriteExecute=yes",
                     "SystemCallFilter=@system-service",
                     "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX AF_NETLINK"):

@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -198,6 +199,106 @@ class Suite:
         finally:
             v.stop()
             cam.stop()
+
+    # -- a missing disk is not an empty archive
+    def start_refused(self, v, needle, env=None):
+        """vigild must exit non-zero at once, saying needle, writing nothing."""
+        def listing():
+            # SQLite's -wal/-shm come and go with any reader
+            return sorted(n for n in os.listdir(v.data) if not n.startswith("index.db-")) \
+                if os.path.isdir(v.data) else None
+        before = listing()
+        p = subprocess.run([os.path.join(integration.BUILD, "vigild"), "-c", v.conf],
+                           capture_output=True, text=True, timeout=30, env=env)
+        assert p.returncode != 0, "vigild started: %s" % p.stderr[-2000:]
+        assert needle in p.stderr, "reason missing (%r): %s" % (needle, p.stderr[-2000:])
+        after = listing()
+        assert before == after, "a refused start wrote to data_dir: %s -> %s" % (before, after)
+
+    def test_identity_marker(self):
+        root = os.path.join(self.tmp, "identity")
+        v = Vigil(root, [("cam", self.cam.url("h264"), "video")]).start()
+        try:
+            wait_for("recording", lambda: len(v.segments("cam")) >= 2, 30)
+        finally:
+            assert v.stop()[0] == 0
+        marker = os.path.join(v.data, ".vigil-archive")
+        with open(marker) as f:
+            text = f.read()
+        ident = [l.split()[1] for l in text.splitlines() if l.startswith("id ")][0]
+        db = sqlite3.connect(os.path.join(v.data, "index.db"))
+        assert db.execute("SELECT id FROM archive").fetchone()[0] == ident
+        db.close()
+        n = len(v.segments("cam"))
+        # the marker gone (another disk with a copied index, a botched restore)
+        os.rename(marker, marker + ".away")
+        self.start_refused(v, ".vigil-archive is missing")
+        assert len(v.segments("cam")) == n
+        # a marker of another archive
+        with open(marker, "w") as f:
+            f.write("vigil-archive 1\nid %s\n" % ("0" * 32))
+        self.start_refused(v, "do not go together")
+        os.replace(marker + ".away", marker)
+        # the index gone with the media still there
+        os.rename(os.path.join(v.data, "index.db"), os.path.join(root, "index.db.away"))
+        self.start_refused(v, "index.db of archive %s is missing" % ident)
+        os.rename(os.path.join(root, "index.db.away"), os.path.join(v.data, "index.db"))
+        # a directory with someone else's files in it
+        other = Vigil(os.path.join(self.tmp, "identity-other"), [("cam", self.cam.url("h264"),
+                                                                  "video")])
+        os.makedirs(other.data)
+        with open(os.path.join(other.data, "notes.txt"), "w") as f:
+            f.write("not an archive\n")
+        self.start_refused(other, "holds no vigil archive")
+        # all back in place: it records on
+        v.start()
+        try:
+            wait_for("recording again", lambda: len(v.segments("cam")) > n, 30)
+        finally:
+            assert v.stop()[0] == 0
+
+    def test_unmounted_disk_refused(self):
+        root = os.path.join(self.tmp, "unmounted")
+        state = os.path.join(root, "state")  # StateDirectory= under systemd
+        os.makedirs(state)
+        env = dict(os.environ, STATE_DIRECTORY=state)
+        v = Vigil(root, [("cam", self.cam.url("h264"), "video")])
+        v.logfile = open(v.logpath, "a")
+        v.proc = subprocess.Popen([os.path.join(integration.BUILD, "vigild"), "-c", v.conf],
+                                  stdout=v.logfile, stderr=subprocess.STDOUT, env=env)
+        try:
+            wait_for("recording", lambda: len(v.segments("cam")) >= 2, 30)
+        finally:
+            assert v.stop()[0] == 0
+        assert os.path.exists(os.path.join(state, "archive-id"))
+        n = len(v.segments("cam"))
+        disk = os.path.join(root, "disk")
+        os.rename(v.data, disk)  # "unmounted": the mount point is an empty directory
+        os.makedirs(v.data)
+        self.start_refused(v, "is its disk mounted?", env)
+        assert os.listdir(v.data) == []
+        os.rmdir(v.data)  # or not even the mount point
+        p = subprocess.run([os.path.join(integration.BUILD, "vigild"), "-c", v.conf],
+                           capture_output=True, text=True, timeout=30, env=env)
+        assert p.returncode != 0 and "is missing, but archive" in p.stderr, p.stderr[-2000:]
+        assert not os.path.exists(v.data), "a refused start created data_dir"
+        # vigilctl run meanwhile leaves an index behind: still not this archive
+        os.makedirs(v.data)
+        v.ctl("segments", "cam", check=False)
+        if os.path.exists(os.path.join(v.data, "index.db")):
+            self.start_refused(v, "this appliance's archive is", env)
+            shutil.rmtree(v.data)
+        else:
+            os.rmdir(v.data)
+        os.rename(disk, v.data)  # mounted again
+        v.logfile = open(v.logpath, "a")
+        v.proc = subprocess.Popen([os.path.join(integration.BUILD, "vigild"), "-c", v.conf],
+                                  stdout=v.logfile, stderr=subprocess.STDOUT, env=env)
+        try:
+            wait_for("recording on the same archive", lambda: len(v.segments("cam")) > n, 30)
+        finally:
+            assert v.stop()[0] == 0
+        v.ctl("check")
 
 
 def main():

@@ -351,6 +351,7 @@ static int segment_open(arc_writer_t *w, int64_t base_us, int64_t recv_wall_us)
         /* Provisional: packets buffered while the stream was probed arrive
          * in a burst and look late; the start is refined when the segment
          * ends (see refine_start). */
+        vg_timeline_observe(&w->timeline, w->clock);
         vg_timeline_start(&w->timeline, recv_wall_us);
         s->provisional_start = 1;
     }
@@ -693,6 +694,7 @@ static void close_timeline(arc_writer_t *w, segment_t *s, int64_t media_us,
 {
     refine_start(w, s);
     int64_t end_wall = estimated_wall(w, s, media_us, recv_end_wall_us);
+    vg_timeline_observe(&w->timeline, w->clock); /* a wall-clock step re-anchors */
     vg_timeline_close(&w->timeline, media_us, end_wall, &s->row_start_us, &s->row_end_us);
     s->media_us = media_us;
 }

@@ -24,10 +24,25 @@ static int64_t system_mono(void *ctx)
 
 const vg_clock_t vg_system_clock = {system_wall, system_mono, NULL};
 
+void vg_timeline_observe(vg_timeline_t *tl, const vg_clock_t *clock)
+{
+    int64_t offset = vg_clock_wall(clock) - vg_clock_mono(clock);
+    if (tl->have_offset) {
+        int64_t moved = offset - tl->offset_us;
+        /* Slews between two readings stay far below the threshold and are
+         * left to the drift rule; only a jump counts. */
+        if (moved > VG_CLOCK_STEP_US || moved < -VG_CLOCK_STEP_US)
+            tl->step_us += moved;
+    }
+    tl->have_offset = 1;
+    tl->offset_us = offset;
+}
+
 void vg_timeline_start(vg_timeline_t *tl, int64_t first_frame_wall_us)
 {
     tl->started = 1;
     tl->next_start_us = first_frame_wall_us;
+    tl->step_us = 0;
 }
 
 void vg_timeline_close(vg_timeline_t *tl, int64_t media_us, int64_t received_end_wall_us,
@@ -36,6 +51,13 @@ void vg_timeline_close(vg_timeline_t *tl, int64_t media_us, int64_t received_end
     if (media_us < 0)
         media_us = 0;
     int64_t start = tl->next_start_us;
+    if (tl->step_us != 0) {
+        *start_us = start;
+        *end_us = start + media_us;
+        tl->next_start_us = *end_us + tl->step_us;
+        tl->step_us = 0;
+        return;
+    }
     int64_t ideal_end = start + media_us;
     /* Network delay only ever makes frames arrive late, so the error is noisy;
      * the bound keeps one bad reading from bending a segment by more than a

@@ -30,13 +30,31 @@ static inline int64_t vg_clock_mono(const vg_clock_t *c) { return c->monotonic_u
 typedef struct {
     int started;
     int64_t next_start_us; /* where the next segment begins on the wall clock */
+    int have_offset;
+    int64_t offset_us; /* wall minus monotonic at the last vg_timeline_observe */
+    int64_t step_us;   /* wall-clock steps seen since, applied at the next close */
 } vg_timeline_t;
 
-/* Starts a connection's timeline at the receive time of its first frame. */
+/* A change of wall minus monotonic time larger than this between two
+ * observations is a step of the wall clock (NTP, an admin), not drift. */
+#define VG_CLOCK_STEP_US 1000000
+
+/* Reads both clocks. A step found since the last reading is applied at the
+ * next vg_timeline_close: the timeline is re-anchored by it at once instead of
+ * absorbing it at VG_DRIFT_MAX_PPM (a one-minute step would take 33 hours,
+ * every segment of them dated wrong). Call it before vg_timeline_start and
+ * before each vg_timeline_close. */
+void vg_timeline_observe(vg_timeline_t *tl, const vg_clock_t *clock);
+
+/* Starts a connection's timeline at the receive time of its first frame
+ * (already on the current wall clock: earlier steps are dropped). */
 void vg_timeline_start(vg_timeline_t *tl, int64_t first_frame_wall_us);
 /* Closes a segment of media_us duration. received_end_wall_us is the receive
  * clock at the media time where the segment ends (the arrival of the frame
- * that starts the next one). Fills the segment's wall start/end and advances. */
+ * that starts the next one). Fills the segment's wall start/end and advances.
+ * After a wall-clock step the segment keeps its media length (the receive
+ * clock straddles the step) and the next one starts the step later (earlier,
+ * for a backward step). */
 void vg_timeline_close(vg_timeline_t *tl, int64_t media_us, int64_t received_end_wall_us,
                        int64_t *start_us, int64_t *end_us);
 

@@ -229,6 +229,58 @@ START_TEST(test_drift_beyond_bound_clamped)
 }
 END_TEST
 
+/* The wall clock steps 90 s ahead (then 40 s back) in the middle of a
+ * connection, the monotonic clock does not: the timeline re-anchors at the
+ * next cut, so the segments after it are on the new time at once instead of
+ * creeping toward it at 500 ppm for 50 hours. A slew under a second is
+ * drift, left to the bound. */
+START_TEST(test_wall_step_reanchors)
+{
+    fake_t f = {.wall = T0, .mono = 1000 * SEC};
+    vg_clock_t clock = {fake_wall, fake_mono, &f};
+    vg_timeline_t tl = {0};
+    vg_timeline_observe(&tl, &clock);
+    vg_timeline_start(&tl, T0);
+    int64_t media_total = 0, step = 0;
+    for (int i = 1; i <= 10; i++) {
+        media_total += MIN_SEG;
+        f.mono += MIN_SEG;
+        if (i == 4)
+            step += 90 * SEC; /* NTP fixes a clock that was 90 s behind */
+        if (i == 8)
+            step -= 40 * SEC; /* and an admin sets it back a little */
+        f.wall = T0 + media_total + step;
+        vg_timeline_observe(&tl, &clock);
+        int64_t start = -1, end = -1;
+        vg_timeline_close(&tl, MIN_SEG, f.wall, &start, &end);
+        /* Every segment keeps its media length... */
+        ck_assert_int_eq(end - start, MIN_SEG);
+        /* ...and the next one starts on the clock as it is now. */
+        ck_assert_msg(tl.next_start_us == T0 + media_total + step,
+                      "segment %d: next start %lld, wall %lld", i,
+                      (long long)tl.next_start_us, (long long)(T0 + media_total + step));
+    }
+    /* A 300 ms slew is drift: no step, the bounded rule follows it. */
+    f.mono += MIN_SEG;
+    f.wall += MIN_SEG + 300000;
+    vg_timeline_observe(&tl, &clock);
+    int64_t start = -1, end = -1;
+    vg_timeline_close(&tl, MIN_SEG, f.wall, &start, &end);
+    ck_assert_int_eq(end - start, MIN_SEG + MAX_NUDGE_60S);
+    /* A new connection starts from its own receive time; an old step is
+     * not applied twice. */
+    f.mono += 5 * SEC;
+    f.wall += 5 * SEC + 3600 * SEC;
+    vg_timeline_observe(&tl, &clock);
+    vg_timeline_start(&tl, f.wall);
+    f.mono += MIN_SEG;
+    f.wall += MIN_SEG;
+    vg_timeline_observe(&tl, &clock);
+    close_checked(&tl, MIN_SEG, f.wall);
+    ck_assert_int_eq(tl.next_start_us, f.wall);
+}
+END_TEST
+
 /* A segment with no media (a connection that died right after its first
  * keyframe) has no length, whatever the receive clock says, and a negative
  * duration (garbage timestamps) is treated as none: never end < start, which
@@ -283,6 +335,7 @@ static Suite *clock_suite(void)
     tcase_add_test(tc, test_receive_early);
     tcase_add_test(tc, test_steady_drift_followed);
     tcase_add_test(tc, test_drift_beyond_bound_clamped);
+    tcase_add_test(tc, test_wall_step_reanchors);
     tcase_add_test(tc, test_zero_and_negative_media);
     tcase_add_test(tc, test_bound_scales_with_length);
     suite_add_tcase(s, tc);

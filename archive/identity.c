@@ -57,7 +57,8 @@ static int read_marker(const char *path, char id[ID_HEX + 1])
     while (!found && fgets(line, sizeof(line), f)) {
         line[strcspn(line, "\r\n")] = '\0';
         if (strncmp(line, "id ", 3) == 0 && valid_id(line + 3)) {
-            snprintf(id, ID_HEX + 1, "%s", line + 3);
+            memcpy(id, line + 3, ID_HEX); /* valid_id checked the length */
+            id[ID_HEX] = '\0';
             found = 1;
         }
     }
@@ -134,7 +135,7 @@ static int index_id(const char *db, const char *store, int64_t now_us, char out[
         rc = idx_archive_id(idx, out, ID_HEX + 1);
     if (rc == VG_OK && !out[0] && store) {
         rc = idx_archive_id_set(idx, store, now_us);
-        snprintf(out, ID_HEX + 1, "%s", store);
+        memcpy(out, store, ID_HEX + 1); /* an id from new_id or a marker */
     }
     idx_close(idx);
     return rc;

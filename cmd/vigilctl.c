@@ -287,6 +287,19 @@ static void print_plan(const ret_plan_t *plan, int json)
            plan->stop_recording ? "; recording would stop (see storage)" : "");
 }
 
+static int clock_jump_active(ctl_t *c)
+{
+    idx_alarm_t *a = NULL;
+    size_t n = 0;
+    int active = 0;
+    if (idx_alarms_active(c->idx, &a, &n) == VG_OK) {
+        for (size_t i = 0; i < n; i++)
+            active |= strcmp(a[i].kind, "clock_jump") == 0;
+    }
+    free(a);
+    return active;
+}
+
 static int cmd_sweep(ctl_t *c)
 {
     int64_t now = vg_clock_wall(&vg_system_clock);
@@ -316,6 +329,9 @@ static int cmd_sweep(ctl_t *c)
         return EXIT_PROBLEM;
     print_plan(&plan, c->json);
     ret_plan_free(&plan);
+    if (!c->json && clock_jump_active(c))
+        printf("note: a clock_jump alarm is active: a real sweep deletes nothing for age until"
+               " `vigilctl clock accept`\n");
     return 0;
 }
 

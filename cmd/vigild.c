@@ -463,7 +463,8 @@ static void reload(daemon_t *d, const char *config_path)
     pthread_mutex_lock(&d->recorders_lock);
     size_t n_old = d->n_recorders;
     recorder_t **old_list = vg_calloc(n_old ? n_old : 1, sizeof(*old_list));
-    memcpy(old_list, d->recorders, n_old * sizeof(*old_list));
+    if (n_old)
+        memcpy(old_list, d->recorders, n_old * sizeof(*old_list));
     pthread_mutex_unlock(&d->recorders_lock);
     recorder_t **slots = vg_calloc(next->n_sources ? next->n_sources : 1, sizeof(*slots));
     recorder_t **leaving = vg_calloc(n_old ? n_old : 1, sizeof(*leaving));

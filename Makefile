@@ -69,16 +69,23 @@ $(BUILD)/camsim: tests/tools/camsim.c
 	@mkdir -p $(dir $@)
 	cc -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(GST_CFLAGS) -Wno-error=deprecated-declarations -o $@ $< $(GST_LIBS)
 
+# The fault-injection shim (tests/tools/faultfs.c), LD_PRELOADed by the storage
+# tests. Like camsim it is a tool, never built with sanitizers.
+$(BUILD)/faultfs.so: tests/tools/faultfs.c
+	@mkdir -p $(dir $@)
+	cc -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl -pthread
+
 unit: $(TEST_BINS)
 	@set -e; for t in $(TEST_BINS); do echo "== $$t"; CK_DEFAULT_TIMEOUT=60 $$t; done
 
-integration: all $(BUILD)/camsim
+integration: all $(BUILD)/camsim $(BUILD)/faultfs.so
+	@python3 tests/test_faultfs.py --build $(BUILD)
 	@python3 tests/integration.py --build $(BUILD)
 	@python3 tests/integration_web.py --build $(BUILD)
 	@python3 tests/integration_relay.py --build $(BUILD)
 
 check: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/camsim $(TEST_BINS)
+	@$(MAKE) --no-print-directory all $(BUILD)/camsim $(BUILD)/faultfs.so $(TEST_BINS)
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory cppcheck
 	@if command -v clang >/dev/null; then $(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=20; \
@@ -87,7 +94,7 @@ check: deps
 	@$(MAKE) --no-print-directory integration
 
 asan: deps
-	@$(MAKE) --no-print-directory BUILD=build-asan build-asan/camsim
+	@$(MAKE) --no-print-directory BUILD=build-asan build-asan/camsim build-asan/faultfs.so
 	@VIGIL_TIMEOUT_SCALE=3 $(MAKE) --no-print-directory BUILD=build-asan CC=gcc \
 	    CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    unit integration

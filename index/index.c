@@ -265,6 +265,13 @@ static const char *const migrations[] = {
     "   WHERE source_id = OLD.source_id AND hour = OLD.start_us / 3600000000 AND bytes <= 0;"
     " END;"
     "DELETE FROM source_hour WHERE bytes <= 0;",
+    /* v8: a segment whose write, fsync, rename or directory fsync failed is
+     * kept, not deleted, but marked unverified: after a failed fsync the
+     * page cache may not match the disk, so nothing vouches for its bytes
+     * until `vigilctl check --deep` re-reads them. The partial index keeps
+     * listing them cheap. */
+    "ALTER TABLE segment ADD COLUMN unverified INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX segment_unverified ON segment(unverified) WHERE unverified <> 0;",
 };
 
 #define IDX_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -272,7 +279,7 @@ static const char *const migrations[] = {
 /* Columns every segment-returning statement selects, in row_to_segment order. */
 #define SEG_COLUMNS                                                                  \
     "g.id, s.name, g.start_us, g.end_us, g.media_us, g.bytes, g.sha256, g.codecs, " \
-    "g.init_bytes, g.path"
+    "g.init_bytes, g.path, g.unverified"
 
 enum {
     ST_SEG_INSERT,
@@ -294,8 +301,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     /* Resolving the source inside the INSERT makes "unknown source" and the
      * insert one atomic step: no row is inserted when the name is unknown. */
     [ST_SEG_INSERT] = "INSERT INTO segment(source_id, start_us, end_us, media_us, bytes, sha256,"
-                      " codecs, init_bytes, path)"
-                      " SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM source WHERE name = ?1",
+                      " codecs, init_bytes, path, unverified)"
+                      " SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 FROM source WHERE name = ?1",
     /* See the note on max_len_us above: the index range is
      * start_us in [from - max_len, to); end_us > from filters the few extra. */
     [ST_SEG_RANGE] = "SELECT " SEG_COLUMNS " FROM source s JOIN segment g ON g.source_id = s.id"
@@ -418,6 +425,9 @@ static int row_to_segment(const idx_t *idx, sqlite3_stmt *st, idx_segment_t *seg
     if ((rc = copy_col(idx, st, 7, seg->codecs, sizeof(seg->codecs), seg->id)) != VG_OK)
         return rc;
     seg->init_bytes = sqlite3_column_int64(st, 8);
+    /* Statements of index/retention.c select the first ten columns only. */
+    if (sqlite3_column_count(st) > 10)
+        seg->unverified = sqlite3_column_int(st, 10) != 0;
     return copy_col(idx, st, 9, seg->path, sizeof(seg->path), seg->id);
 }
 
@@ -775,7 +785,8 @@ int idx_segment_insert(idx_t *idx, idx_segment_t *seg)
         (ret = idx_priv_bind_text(idx, st, 6, seg->sha256)) != VG_OK ||
         (ret = idx_priv_bind_text(idx, st, 7, seg->codecs)) != VG_OK ||
         (ret = idx_priv_bind_i64(idx, st, 8, seg->init_bytes)) != VG_OK ||
-        (ret = idx_priv_bind_text(idx, st, 9, seg->path)) != VG_OK)
+        (ret = idx_priv_bind_text(idx, st, 9, seg->path)) != VG_OK ||
+        (ret = idx_priv_bind_i64(idx, st, 10, seg->unverified ? 1 : 0)) != VG_OK)
         goto cleanup;
 
     rc = sqlite3_step(st);

@@ -527,6 +527,12 @@ static int set_pragma_int(idx_t *idx, const char *name, int value)
  * fresh database do not both run a migration. */
 static int migrate(idx_t *idx)
 {
+    /* Already current: no write lock is needed, so a connection still opens
+     * while another process holds the index locked (metrics, status and the
+     * API keep answering while segment rows wait). */
+    int current = 0;
+    if (read_user_version(idx, &current) == VG_OK && current == IDX_SCHEMA_VERSION)
+        return VG_OK;
     for (;;) {
         int version = 0;
         int ret;

@@ -18,6 +18,7 @@ import tempfile
 import threading
 import time
 import traceback
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import integration as it  # noqa: E402  (the shared helpers: Camsim, Vigil, wait_for)
@@ -103,6 +104,12 @@ def source_status(v, name):
     return {s["source"]: s for s in status(v)["sources"]}[name]
 
 
+def metrics(v):
+    url = "http://127.0.0.1:%d/metrics" % v.http_port
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return r.read().decode()
+
+
 def assert_abut(segs):
     for a, b in zip(segs, segs[1:]):
         assert b["start_us"] == a["end_us"], "gap or overlap between %s and %s" % (a, b)
@@ -150,6 +157,10 @@ class Suite:
                 wait_for("3 rows waiting",
                          lambda: source_status(v, "cam")["commit_queue"] >= 3, 30)
                 assert source_status(v, "cam")["index_write_failing"] is True
+                text = metrics(v)
+                assert 'vigil_alarm{kind="index_write_failed",severity="critical"} 1' in text, \
+                    [ln for ln in text.splitlines() if "alarm" in ln]
+                assert 'vigil_index_write_failing{source="cam"} 1' in text
                 m = v.ctl("check", check=False)  # a reader still sees the files as in progress
                 assert "row-without-file" not in m.stdout, m.stdout
             finally:
@@ -200,8 +211,9 @@ class Suite:
                 [s for s in rows(v, "cam") if s["start_us"] > bad["start_us"]
                  and not s["unverified"]]) >= 2, 40)
             wait_for("alarm cleared", lambda: "storage_io_error" not in alarm_kinds(v), 20)
-            metrics = v.metrics() if hasattr(v, "metrics") else None
-            assert metrics is None or "vigil_storage_io_errors_total" in metrics
+            text = metrics(v)
+            assert 'vigil_storage_io_errors_total{source="cam"} 0' not in text and \
+                'vigil_storage_io_errors_total{source="cam"}' in text, text[-1500:]
         finally:
             rc, _ = v.stop()
         assert rc == 0, rc

@@ -84,6 +84,7 @@ integration: all $(BUILD)/camsim $(BUILD)/faultfs.so
 	@python3 tests/integration_web.py --build $(BUILD)
 	@python3 tests/integration_relay.py --build $(BUILD)
 	@python3 tests/integration_retention_faults.py --build $(BUILD)
+	@python3 tests/integration_storage.py --build $(BUILD)
 
 check: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/camsim $(BUILD)/faultfs.so $(TEST_BINS)

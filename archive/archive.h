@@ -27,7 +27,12 @@ typedef struct {
     int stagger_slot;  /* 0..stagger_slots-1 */
     int stagger_slots;
     const vg_clock_t *clock;
-    idx_t *idx; /* where finished segments are committed; owned by the caller */
+    /* Where finished segments are committed; owned by the caller, used only
+     * by the writer's committer thread from arc_writer_open to close. */
+    idx_t *idx;
+    int sync_seconds;         /* fdatasync the open segment this often; 0: 5 */
+    int fragment_max_seconds; /* cut a fragment without a keyframe after; 0: 4 */
+    int64_t fragment_max_bytes; /* or at this size; 0: 16 MiB */
 } arc_writer_config_t;
 
 /* Live status of a writer, for logs and status output. */
@@ -37,6 +42,14 @@ typedef struct {
     int64_t bytes_written;
     int last_error; /* VG_E* of the last failure, 0 if none */
     int64_t last_segment_wall_us; /* when the last segment was committed; 0: never */
+    /* Alarms held in memory (the index may be what fails). */
+    int index_failing;      /* index_write_failed: rows wait for the index */
+    int io_error_active;    /* storage_io_error: until a later segment finishes cleanly */
+    int64_t io_errors;      /* write/fsync/rename/dir-fsync failures reported by the disk */
+    int64_t unverified_segments; /* rows committed marked unverified */
+    int finish_queue;       /* closed segments not yet durable */
+    int commit_queue;       /* durable segments waiting for their row */
+    int64_t rows_left_to_reconcile; /* rows beyond the queue's bound: files kept */
 } arc_writer_stats_t;
 
 int arc_writer_open(const arc_writer_config_t *cfg, arc_writer_t **out);
@@ -47,8 +60,12 @@ int arc_writer_begin(arc_writer_t *w, AVStream *const *streams, unsigned n_strea
  * at recv_wall_us. Rotates at the first keyframe after segment_seconds.
  * Returns 0, or an error after which the writer retries on later packets. */
 int arc_writer_write(arc_writer_t *w, const AVPacket *pkt, int64_t recv_wall_us);
-/* Ends the connection: finalizes the open segment, if any. */
+/* Ends the connection: finalizes the open segment, if any, and waits until
+ * the finisher has made it durable and the committer has tried its row (the
+ * row may still wait for a failing index; it is retried in order). */
 int arc_writer_end(arc_writer_t *w);
+/* Waits as arc_writer_end does, without ending anything (tests). */
+void arc_writer_flush(arc_writer_t *w);
 /* A consistent copy of the counters; safe from any thread. */
 void arc_writer_stats(arc_writer_t *w, arc_writer_stats_t *out);
 /* Retention's brake (any thread): paused, the open segment is finalized and
@@ -56,7 +73,8 @@ void arc_writer_stats(arc_writer_t *w, arc_writer_stats_t *out);
 void arc_writer_set_paused(arc_writer_t *w, int paused);
 /* Bytes of the segment being written (any thread): they count as used. */
 int64_t arc_writer_open_bytes(const arc_writer_t *w);
-/* Finalizes and frees. NULL is fine. */
+/* Finalizes and frees. Rows the index still refuses are left to reconcile at
+ * the next start (their files stay). NULL is fine. */
 void arc_writer_close(arc_writer_t *w);
 
 /* Everything the index needs about a finished file, read back from disk. */
@@ -104,6 +122,7 @@ typedef enum {
     ARC_SIZE_MISMATCH,     /* file size differs from the row */
     ARC_HASH_MISMATCH,     /* deep check: content differs from the row's sha256 */
     ARC_FILE_WITHOUT_ROW,  /* a finished-looking file nobody indexed */
+    ARC_UNVERIFIED,        /* its row is marked unverified (an I/O error while written) */
 } arc_problem_t;
 
 typedef struct {

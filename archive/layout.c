@@ -32,15 +32,25 @@ char *arc_segment_rel_path(const char *source, int64_t start_us, const char *ext
 
 int arc_make_parent_dirs(const char *data_dir, const char *rel_path)
 {
+    return arc_make_parent_dirs_ex(data_dir, rel_path, 1, NULL);
+}
+
+int arc_make_parent_dirs_ex(const char *data_dir, const char *rel_path, int sync, int *created)
+{
     char *path = vg_asprintf("%s/%s", data_dir, rel_path);
     size_t base = strlen(data_dir) + 1;
     int rc = VG_OK;
+    if (created)
+        *created = 0;
     for (char *p = path + base; *p; p++) {
         if (*p != '/')
             continue;
         *p = '\0';
         if (mkdir(path, 0750) == 0) {
-            rc = vg_fsync_parent(path);
+            if (created)
+                (*created)++;
+            if (sync)
+                rc = vg_fsync_parent(path);
         } else if (errno != EEXIST) {
             rc = VG_EIO;
         }

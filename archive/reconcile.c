@@ -3,6 +3,7 @@
 #include "archive.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -26,6 +27,18 @@ static void report(reconcile_t *r, arc_problem_t p, const char *path, const char
         r->opts->report(r->opts->ctx, p, path, detail);
 }
 
+/* An unverified segment is re-hashed from the disk, not from the page cache
+ * that the failed write or fsync left behind: its clean pages are dropped
+ * first (best effort: pages still dirty stay, and are then what is read). */
+static void drop_cached(const char *abs)
+{
+    int fd = open(abs, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+    close(fd);
+}
+
 static int check_row(reconcile_t *r, const idx_segment_t *row)
 {
     char *abs = vg_asprintf("%s/%s", r->data_dir, row->path);
@@ -46,12 +59,24 @@ static int check_row(reconcile_t *r, const idx_segment_t *row)
         report(r, ARC_SIZE_MISMATCH, row->path, detail);
     } else if (r->opts->deep) {
         char hex[65];
+        if (row->unverified)
+            drop_cached(abs);
         rc = arc_hash_file(abs, hex);
         if (rc == VG_OK && strcmp(hex, row->sha256) != 0) {
             snprintf(detail, sizeof(detail), "segment %lld: sha256 %s, index says %s",
                      (long long)row->id, hex, row->sha256);
             report(r, ARC_HASH_MISMATCH, row->path, detail);
+        } else if (rc == VG_OK && row->unverified) {
+            snprintf(detail, sizeof(detail),
+                     "segment %lld: an I/O error hit it while written; re-read from disk, "
+                     "it matches its sha256", (long long)row->id);
+            report(r, ARC_UNVERIFIED, row->path, detail);
         }
+    } else if (row->unverified) {
+        snprintf(detail, sizeof(detail),
+                 "segment %lld: an I/O error hit it while written (check --deep re-hashes it)",
+                 (long long)row->id);
+        report(r, ARC_UNVERIFIED, row->path, detail);
     }
     free(abs);
     return rc;
@@ -93,14 +118,27 @@ static int index_recovered(reconcile_t *r, const char *rel_path, const arc_file_
     return idx_segment_insert(r->idx, &row);
 }
 
-/* A file with no row after a crash: a playable prefix becomes a row, else it
- * goes (DESIGN.md invariant 1). */
+/* A file with no row after a crash, or whose row the index refused while
+ * vigild ran: a playable prefix becomes a row; only a file with not even one
+ * complete fragment goes (DESIGN.md invariants 1 and 9). An index or disk
+ * error keeps the file for the next attempt. */
 static int recover_orphan(reconcile_t *r, const char *rel_path, const char *abs)
 {
     arc_file_info_t info;
     int rc = arc_recover_file(abs, &info);
-    if (rc == VG_OK && vg_fsync_parent(abs) == VG_OK && index_recovered(r, rel_path, &info) == VG_OK) {
-        vg_notice("recovered %s: %.3f s indexed", rel_path, (double)info.media_us / 1e6);
+    if (rc == VG_OK) {
+        rc = vg_fsync_parent(abs);
+        if (rc == VG_OK)
+            rc = index_recovered(r, rel_path, &info);
+        if (rc == VG_OK)
+            vg_notice("recovered %s: %.3f s indexed", rel_path, (double)info.media_us / 1e6);
+        else
+            vg_err("cannot index %s (%s): the file is kept", rel_path, vg_strerror(rc));
+        return rc;
+    }
+    if (rc != VG_ECORRUPT) {
+        /* One unreadable file must not stop the rest of the repair. */
+        vg_err("cannot read %s (%s): the file is kept", rel_path, vg_strerror(rc));
         return VG_OK;
     }
     vg_warn("removing %s: no complete fragment to keep", rel_path);

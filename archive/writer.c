@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -37,8 +38,26 @@
 #define JUMP_FORWARD_US 10000000
 /* After a failed segment (disk full, I/O error) wait this long before the next. */
 #define RETRY_AFTER_ERROR_US (5 * 1000000)
+/* Closed segments waiting for the finisher. Full, the source's thread waits:
+ * nothing is dropped, and the wait is logged. */
+#define FINISH_QUEUE_MAX 16
+/* Rows waiting for the index keep their file's descriptor (and its lock, so
+ * vigilctl check sees a file in progress, not an orphan) up to this many;
+ * beyond, the file is closed and only the row waits. */
+#define ROW_QUEUE_KEEP_FD 8
+/* Rows kept in memory while the index fails (a row is about 600 bytes: 4096
+ * are 2.4 MB per source, over two hours of 2 s segments). Past this bound a
+ * row is left to reconcile at the next start, its file untouched: the bound
+ * costs an index row for a while, never media. */
+#define ROW_QUEUE_MAX 4096
+#define ROW_RETRY_MIN_US 250000
+#define ROW_RETRY_MAX_US (5 * 1000000)
 
-typedef struct {
+/* What the finisher still owes a segment: its data, the directory entry of
+ * the file, the entries of directories created for it. */
+enum { SYNC_DATA = 1, SYNC_DIR = 2, SYNC_TREE = 4 };
+
+typedef struct segment {
     AVFormatContext *oc;
     AVIOContext *pb;
     int fd;
@@ -60,7 +79,26 @@ typedef struct {
     int provisional_start; /* this segment started the connection's timeline */
     /* Its place on the wall clock, fixed when its media ends (close_timeline). */
     int64_t row_start_us, row_end_us, media_us;
+
+    /* Set when the segment is handed to the finisher, read there only. */
+    struct segment *next;
+    int fail_rc;          /* non-zero: it failed midway, salvage it */
+    char codecs[64];
+    char *final_rel, *final_abs; /* refine_start's new name, renamed by the finisher */
+    /* Written by the finisher while the source's thread still writes: an
+     * fdatasync of the open file failed. The source's thread then closes the
+     * segment and goes on in a new file. */
+    atomic_int io_failed;
+    int unverified;       /* finisher only: a write, fsync, rename or dir fsync failed */
+    int want_sync;        /* SYNC_*, under q_lock while the segment is open */
 } segment_t;
+
+/* A finished, durable file waiting for its index row. */
+typedef struct row_job {
+    struct row_job *next;
+    idx_segment_t row;
+    int fd; /* kept open (and locked) while it waits, or -1 */
+} row_job_t;
 
 struct arc_writer {
     char *data_dir;
@@ -110,7 +148,33 @@ struct arc_writer {
     /* Set from the retention thread; read by the writer's own thread. */
     atomic_int paused;
     atomic_llong open_bytes; /* size of the segment being written */
+
+    int64_t sync_us;            /* fdatasync the open segment at least this often */
+    int64_t last_sync_mono_us;  /* when the last sync was asked for */
+    int64_t last_flush_mono_us; /* when the last fragment was cut */
+    int64_t fragment_max_us;    /* cut a fragment this long after the last */
+    int64_t fragment_max_bytes; /* or once this much waits in the muxer */
+    int64_t fragment_bytes;     /* packet bytes since the last fragment cut */
+
+    /* Finisher and committer (see the top of the file), under q_lock. */
+    pthread_mutex_t q_lock;
+    pthread_cond_t fin_wake, fin_space, row_wake, drained;
+    segment_t *fin_head, *fin_tail;
+    int fin_len;
+    int fin_busy;             /* the finisher is working on a job */
+    segment_t *sync_target;   /* the open segment, for periodic syncs */
+    int fin_stop, row_stop;
+    row_job_t *row_head, *row_tail;
+    int row_len;
+    int row_attempted;        /* the head row was tried at least once */
+    int64_t rows_dropped;     /* left to reconcile: the queue was full */
+    pthread_t finisher, committer;
+    int threads_started;
 };
+
+static void start_thread(pthread_t *t, void *(*fn)(void *), arc_writer_t *w, const char *what);
+static void *finisher_main(void *arg);
+static void *committer_main(void *arg);
 
 static int64_t to_us(int64_t ts, AVRational tb)
 {
@@ -135,7 +199,20 @@ int arc_writer_open(const arc_writer_config_t *cfg, arc_writer_t **out)
     w->clock = cfg->clock;
     w->idx = cfg->idx;
     w->primary = -1;
+    w->sync_us = (int64_t)(cfg->sync_seconds > 0 ? cfg->sync_seconds : 5) * 1000000;
+    w->fragment_max_us =
+        (int64_t)(cfg->fragment_max_seconds > 0 ? cfg->fragment_max_seconds : 4) * 1000000;
+    w->fragment_max_bytes =
+        cfg->fragment_max_bytes > 0 ? cfg->fragment_max_bytes : 16 * 1024 * 1024;
     pthread_mutex_init(&w->stats_lock, NULL);
+    pthread_mutex_init(&w->q_lock, NULL);
+    pthread_cond_init(&w->fin_wake, NULL);
+    pthread_cond_init(&w->fin_space, NULL);
+    pthread_cond_init(&w->row_wake, NULL);
+    pthread_cond_init(&w->drained, NULL);
+    start_thread(&w->finisher, finisher_main, w, "fin");
+    start_thread(&w->committer, committer_main, w, "idx");
+    w->threads_started = 1;
     *out = w;
     return VG_OK;
 }
@@ -265,6 +342,8 @@ static void segment_free(segment_t *s)
         close(s->fd);
     free(s->rel_path);
     free(s->abs_path);
+    free(s->final_rel);
+    free(s->final_abs);
     free(s);
 }
 
@@ -272,7 +351,10 @@ static int create_segment_file(arc_writer_t *w, segment_t *s, int64_t start_us)
 {
     s->rel_path = arc_segment_rel_path(w->source, start_us, w->format);
     s->abs_path = vg_asprintf("%s/%s", w->data_dir, s->rel_path);
-    int rc = arc_make_parent_dirs(w->data_dir, s->rel_path);
+    /* Directories made here are synced by the finisher (SYNC_TREE). */
+    int created = 0;
+    int rc = arc_make_parent_dirs_ex(w->data_dir, s->rel_path, 0, &created);
+    s->want_sync = created ? SYNC_TREE : 0;
     if (rc != VG_OK) {
         vg_err("source=%s cannot create directory for %s: %s", w->source, s->rel_path,
                strerror(errno));
@@ -362,6 +444,7 @@ static int segment_open(arc_writer_t *w, int64_t base_us, int64_t recv_wall_us)
     if (rc == VG_OK)
         rc = start_muxer(w, s);
     if (rc != VG_OK) {
+        /* Not even a header in it: no media is lost by removing it. */
         if (s->fd >= 0)
             unlink(s->abs_path);
         segment_free(s);
@@ -369,6 +452,15 @@ static int segment_open(arc_writer_t *w, int64_t base_us, int64_t recv_wall_us)
     }
     w->first_segment = 0;
     w->seg = s;
+    w->fragment_bytes = 0;
+    w->last_sync_mono_us = w->last_flush_mono_us = vg_clock_mono(w->clock);
+    /* Its directory entry is made durable now, by the finisher (issue 12,
+     * item 6): a power cut must not lose a file whose data was synced. */
+    pthread_mutex_lock(&w->q_lock);
+    w->sync_target = s;
+    s->want_sync |= SYNC_DIR;
+    pthread_cond_signal(&w->fin_wake);
+    pthread_mutex_unlock(&w->q_lock);
     return VG_OK;
 }
 
@@ -544,10 +636,25 @@ static int flush_fragment(arc_writer_t *w)
         vg_err("source=%s fragment flush failed in %s", w->source, s->rel_path);
         return s->io_error ? s->io_error : VG_EMEDIA;
     }
+    w->fragment_bytes = 0;
+    /* The fragment is in the page cache. The finisher makes it durable now if
+     * waiting for the next fragment (as far off as the last one was) would
+     * leave data unsynced longer than sync_seconds: the README's power-cut
+     * bound. */
+    int64_t now = vg_clock_mono(w->clock);
+    int64_t interval = now - w->last_flush_mono_us;
+    w->last_flush_mono_us = now;
+    if (now + interval > w->last_sync_mono_us + w->sync_us) {
+        w->last_sync_mono_us = now;
+        pthread_mutex_lock(&w->q_lock);
+        s->want_sync |= SYNC_DATA;
+        pthread_cond_signal(&w->fin_wake);
+        pthread_mutex_unlock(&w->q_lock);
+    }
     return VG_OK;
 }
 
-/* ---- finishing a segment (DESIGN.md invariant 1) ---- */
+/* ---- finishing a segment (DESIGN.md invariants 1 and 9) ---- */
 
 static void hex_digest(struct sha256_ctx *sha, char hex[65])
 {
@@ -557,60 +664,6 @@ static void hex_digest(struct sha256_ctx *sha, char hex[65])
         snprintf(hex + 2 * i, 3, "%02x", digest[i]);
 }
 
-static int commit_row(arc_writer_t *w, segment_t *s)
-{
-    idx_segment_t row = {0};
-    snprintf(row.source, sizeof(row.source), "%s", w->source);
-    row.start_us = s->row_start_us;
-    row.end_us = s->row_end_us;
-    row.media_us = s->media_us;
-    row.bytes = s->bytes;
-    hex_digest(&s->sha, row.sha256);
-    snprintf(row.codecs, sizeof(row.codecs), "%s", w->codecs);
-    row.init_bytes = s->init_bytes;
-    snprintf(row.path, sizeof(row.path), "%s", s->rel_path);
-    int rc = idx_segment_insert(w->idx, &row);
-    if (rc == VG_OK) {
-        pthread_mutex_lock(&w->stats_lock);
-        w->stats.segments_written++;
-        w->stats.bytes_written += s->bytes;
-        w->stats.last_segment_wall_us = vg_clock_wall(w->clock);
-        pthread_mutex_unlock(&w->stats_lock);
-        vg_debug("source=%s segment %s media=%" PRId64 "us bytes=%" PRId64, w->source,
-                 s->rel_path, s->media_us, s->bytes);
-    }
-    return rc;
-}
-
-/* A segment that failed midway is made whole the way crash recovery does it:
- * cut after its last complete fragment and indexed, or removed. */
-static void salvage_segment(arc_writer_t *w, segment_t *s)
-{
-    arc_file_info_t info;
-    int rc = arc_recover_file(s->abs_path, &info);
-    if (rc == VG_OK) {
-        idx_segment_t row = {0};
-        snprintf(row.source, sizeof(row.source), "%s", w->source);
-        row.start_us = info.start_us;
-        row.end_us = info.start_us + info.media_us;
-        row.media_us = info.media_us;
-        row.bytes = info.bytes;
-        memcpy(row.sha256, info.sha256, sizeof(row.sha256));
-        snprintf(row.codecs, sizeof(row.codecs), "%s", info.codecs);
-        row.init_bytes = info.init_bytes;
-        snprintf(row.path, sizeof(row.path), "%s", s->rel_path);
-        if (fsync(s->fd) == 0 && vg_fsync_parent(s->abs_path) == VG_OK &&
-            idx_segment_insert(w->idx, &row) == VG_OK) {
-            vg_notice("source=%s kept the complete part of %s", w->source, s->rel_path);
-            return;
-        }
-    }
-    if (unlink(s->abs_path) == 0)
-        vg_fsync_parent(s->abs_path);
-    vg_warn("source=%s removed unusable %s", w->source, s->rel_path);
-}
-
-/* A detached segment that failed: keep its complete part, count the error. */
 static void count_error(arc_writer_t *w, int rc)
 {
     pthread_mutex_lock(&w->stats_lock);
@@ -619,23 +672,462 @@ static void count_error(arc_writer_t *w, int rc)
     pthread_mutex_unlock(&w->stats_lock);
 }
 
+/* An I/O error the disk reported (not a full disk): the storage_io_error
+ * alarm is up until a later segment of this source is finished cleanly. */
+static void note_io_error(arc_writer_t *w, const segment_t *s, const char *what, int err)
+{
+    vg_err("source=%s %s failed on %s: %s; its bytes are kept but marked unverified, "
+           "recording goes on in a new file", w->source, what, s->rel_path, strerror(err));
+    pthread_mutex_lock(&w->stats_lock);
+    w->stats.io_errors++;
+    w->stats.io_error_active = 1;
+    pthread_mutex_unlock(&w->stats_lock);
+}
+
+static int errno_rc(int err)
+{
+    return err == ENOSPC || err == EDQUOT ? VG_ENOSPC : VG_EIO;
+}
+
+/* Hands a durable file's row to the committer (finisher thread). The row is
+ * the commit point of invariant 1; until it is in, the file is left alone. */
+static void queue_row(arc_writer_t *w, const idx_segment_t *row, int *fd)
+{
+    row_job_t *j = vg_calloc(1, sizeof(*j));
+    j->row = *row;
+    j->fd = -1;
+    pthread_mutex_lock(&w->q_lock);
+    if (w->row_len >= ROW_QUEUE_MAX) {
+        w->rows_dropped++;
+        pthread_mutex_unlock(&w->q_lock);
+        vg_err("source=%s %d rows already wait for the index: %s is kept on disk without a "
+               "row; reconcile indexes it at the next start", w->source, ROW_QUEUE_MAX,
+               row->path);
+        free(j);
+        return;
+    }
+    if (w->row_len < ROW_QUEUE_KEEP_FD) {
+        j->fd = *fd;
+        *fd = -1;
+    }
+    if (w->row_tail)
+        w->row_tail->next = j;
+    else
+        w->row_head = j;
+    w->row_tail = j;
+    w->row_len++;
+    pthread_cond_signal(&w->row_wake);
+    pthread_mutex_unlock(&w->q_lock);
+}
+
+static void row_from_segment(const arc_writer_t *w, segment_t *s, idx_segment_t *row)
+{
+    memset(row, 0, sizeof(*row));
+    snprintf(row->source, sizeof(row->source), "%s", w->source);
+    row->start_us = s->row_start_us;
+    row->end_us = s->row_end_us;
+    row->media_us = s->media_us;
+    row->bytes = s->bytes;
+    hex_digest(&s->sha, row->sha256);
+    snprintf(row->codecs, sizeof(row->codecs), "%s", s->codecs);
+    row->init_bytes = s->init_bytes;
+    snprintf(row->path, sizeof(row->path), "%s", s->rel_path);
+    row->unverified = s->unverified;
+}
+
+/* A segment that failed midway is made whole the way crash recovery does it:
+ * cut after its last complete fragment and indexed. Only a file with not even
+ * one complete fragment (no media at all) is removed; any other trouble
+ * keeps the file, for the next start's reconcile. Finisher thread. */
+static void salvage_segment(arc_writer_t *w, segment_t *s)
+{
+    /* Disk full leaves what was written intact; any other write error leaves
+     * nothing to vouch for the bytes. */
+    if (s->fail_rc == VG_EIO && !s->unverified) {
+        s->unverified = 1;
+        note_io_error(w, s, "a write", EIO);
+    }
+    arc_file_info_t info;
+    int rc = arc_recover_file(s->abs_path, &info);
+    if (rc == VG_ECORRUPT) {
+        if (unlink(s->abs_path) == 0)
+            vg_fsync_parent(s->abs_path);
+        vg_warn("source=%s removed %s: not one complete fragment in it", w->source,
+                s->rel_path);
+        return;
+    }
+    if (rc != VG_OK) {
+        vg_err("source=%s cannot read back %s (%s): kept for reconcile at the next start",
+               w->source, s->rel_path, vg_strerror(rc));
+        return;
+    }
+    if (fsync(s->fd) != 0) {
+        if (!s->unverified)
+            note_io_error(w, s, "fsync", errno);
+        s->unverified = 1;
+    }
+    if (vg_fsync_parent(s->abs_path) != VG_OK) {
+        if (!s->unverified)
+            note_io_error(w, s, "directory fsync", errno);
+        s->unverified = 1;
+    }
+    idx_segment_t row = {0};
+    snprintf(row.source, sizeof(row.source), "%s", w->source);
+    row.start_us = info.start_us;
+    row.end_us = info.start_us + info.media_us;
+    row.media_us = info.media_us;
+    row.bytes = info.bytes;
+    memcpy(row.sha256, info.sha256, sizeof(row.sha256));
+    snprintf(row.codecs, sizeof(row.codecs), "%s", info.codecs);
+    row.init_bytes = info.init_bytes;
+    snprintf(row.path, sizeof(row.path), "%s", s->rel_path);
+    row.unverified = s->unverified;
+    vg_notice("source=%s kept the complete part of %s (%.3f s)%s", w->source, s->rel_path,
+              (double)info.media_us / 1e6, s->unverified ? ", unverified" : "");
+    queue_row(w, &row, &s->fd);
+}
+
+/* refine_start chose a new name: rename now, off the source's thread. A
+ * failed rename keeps the old name (the row follows the file) and, like any
+ * failed metadata write, marks the segment unverified. */
+static void apply_rename(arc_writer_t *w, segment_t *s)
+{
+    if (!s->final_rel)
+        return;
+    int rc = arc_make_parent_dirs(w->data_dir, s->final_rel);
+    if (rc == VG_OK && rename(s->abs_path, s->final_abs) == 0) {
+        char *old_abs = s->abs_path;
+        free(s->rel_path);
+        s->rel_path = s->final_rel;
+        s->abs_path = s->final_abs;
+        s->final_rel = s->final_abs = NULL;
+        if (vg_fsync_parent(old_abs) != VG_OK) {
+            if (!s->unverified)
+                note_io_error(w, s, "directory fsync after rename", errno);
+            s->unverified = 1;
+        }
+        free(old_abs);
+        return;
+    }
+    int err = errno;
+    if (!s->unverified)
+        note_io_error(w, s, "rename", err);
+    s->unverified = 1;
+}
+
+static void sync_open_segment(arc_writer_t *w, segment_t *s, int what);
+
+/* Finishes a closed segment (finisher thread): trailer, fsync, rename,
+ * directory fsync, then its row goes to the committer. A failed fsync is
+ * never retried as if it could succeed (after one, the page cache may not
+ * match the disk): the row is marked unverified instead. */
+static void finish_job(arc_writer_t *w, segment_t *s)
+{
+    if (s->want_sync & SYNC_TREE)
+        sync_open_segment(w, s, SYNC_TREE); /* new directories, before any row */
+    if (s->fail_rc) {
+        salvage_segment(w, s);
+        segment_free(s);
+        return;
+    }
+    int ret = av_write_trailer(s->oc);
+    avio_flush(s->pb);
+    if (ret < 0 || s->io_error) {
+        s->fail_rc = s->io_error ? s->io_error : VG_EMEDIA;
+        count_error(w, s->fail_rc);
+        vg_err("source=%s cannot finish %s: %s", w->source, s->rel_path,
+               s->io_error ? vg_strerror(s->io_error) : av_err2str(ret));
+        salvage_segment(w, s);
+        segment_free(s);
+        return;
+    }
+    if (fsync(s->fd) != 0) {
+        int err = errno;
+        if (!s->unverified)
+            note_io_error(w, s, "fsync", err);
+        s->unverified = 1;
+        count_error(w, errno_rc(err));
+    }
+    apply_rename(w, s);
+    if (vg_fsync_parent(s->abs_path) != VG_OK) {
+        int err = errno;
+        if (!s->unverified)
+            note_io_error(w, s, "directory fsync", err);
+        s->unverified = 1;
+        count_error(w, errno_rc(err));
+    }
+    idx_segment_t row;
+    row_from_segment(w, s, &row);
+    if (!s->unverified) {
+        pthread_mutex_lock(&w->stats_lock);
+        w->stats.io_error_active = 0; /* this source writes cleanly again */
+        pthread_mutex_unlock(&w->stats_lock);
+    }
+    queue_row(w, &row, &s->fd);
+    segment_free(s);
+}
+
+/* Between jobs: makes the open segment's data durable (item 6 of issue 12),
+ * and the directory entry of a newly created file. */
+/* fsyncs every directory from data_dir down to the file's (new ones were
+ * made for it: each one's entry in its parent must last). */
+static int sync_dir_chain(const arc_writer_t *w, const segment_t *s)
+{
+    char *dir = vg_asprintf("%s/%s", w->data_dir, s->rel_path);
+    size_t base = strlen(w->data_dir);
+    int rc = VG_OK;
+    for (;;) {
+        char *slash = strrchr(dir, '/');
+        if (!slash || (size_t)(slash - dir) < base)
+            break;
+        *slash = '\0';
+        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || fsync(fd) != 0)
+            rc = VG_EIO;
+        if (fd >= 0)
+            close(fd);
+        if (rc != VG_OK)
+            break;
+    }
+    free(dir);
+    return rc;
+}
+
+static void sync_open_segment(arc_writer_t *w, segment_t *s, int what)
+{
+    if ((what & SYNC_TREE) && sync_dir_chain(w, s) != VG_OK) {
+        int err = errno;
+        if (!s->unverified)
+            note_io_error(w, s, "directory fsync", err);
+        s->unverified = 1;
+        atomic_store(&s->io_failed, 1);
+    }
+    if ((what & SYNC_DIR) && !(what & SYNC_TREE) && vg_fsync_parent(s->abs_path) != VG_OK) {
+        int err = errno;
+        if (!s->unverified)
+            note_io_error(w, s, "directory fsync", err);
+        s->unverified = 1;
+        atomic_store(&s->io_failed, 1);
+    }
+    if ((what & SYNC_DATA) && fdatasync(s->fd) != 0) {
+        int err = errno;
+        if (!s->unverified)
+            note_io_error(w, s, "fdatasync", err);
+        s->unverified = 1;
+        count_error(w, errno_rc(err));
+        atomic_store(&s->io_failed, 1);
+    }
+}
+
+static void *finisher_main(void *arg)
+{
+    arc_writer_t *w = arg;
+    pthread_mutex_lock(&w->q_lock);
+    for (;;) {
+        while (!w->fin_head && !(w->sync_target && w->sync_target->want_sync) && !w->fin_stop)
+            pthread_cond_wait(&w->fin_wake, &w->q_lock);
+        if (w->fin_head) {
+            segment_t *s = w->fin_head;
+            w->fin_head = s->next;
+            if (!w->fin_head)
+                w->fin_tail = NULL;
+            w->fin_len--;
+            w->fin_busy = 1;
+            pthread_cond_signal(&w->fin_space);
+            pthread_mutex_unlock(&w->q_lock);
+            finish_job(w, s);
+            pthread_mutex_lock(&w->q_lock);
+            w->fin_busy = 0;
+            pthread_cond_broadcast(&w->drained);
+            continue;
+        }
+        if (w->sync_target && w->sync_target->want_sync) {
+            /* The source's thread may hand this segment over meanwhile, but
+             * only this thread frees it, after this sync. */
+            segment_t *s = w->sync_target;
+            int what = s->want_sync;
+            s->want_sync = 0;
+            pthread_mutex_unlock(&w->q_lock);
+            sync_open_segment(w, s, what);
+            pthread_mutex_lock(&w->q_lock);
+            continue;
+        }
+        break; /* stop, nothing left */
+    }
+    pthread_mutex_unlock(&w->q_lock);
+    return NULL;
+}
+
+/* Errors a retry cannot fix: a bad row (duplicate path) or an unknown source.
+ * The file stays; reconcile looks at it at the next start. */
+static int row_error_is_final(int rc)
+{
+    return rc == VG_EINVAL || rc == VG_ENOTFOUND || rc == VG_EEXIST;
+}
+
+static void drop_row_job(arc_writer_t *w)
+{
+    row_job_t *j = w->row_head;
+    w->row_head = j->next;
+    if (!w->row_head)
+        w->row_tail = NULL;
+    w->row_len--;
+    w->row_attempted = 0;
+    if (j->fd >= 0)
+        close(j->fd);
+    free(j);
+}
+
+static void set_index_failing(arc_writer_t *w, int failing, int rc)
+{
+    pthread_mutex_lock(&w->stats_lock);
+    int was = w->stats.index_failing;
+    w->stats.index_failing = failing;
+    pthread_mutex_unlock(&w->stats_lock);
+    if (failing && !was)
+        vg_err("source=%s alarm index_write_failed: a segment row cannot be written (%s); "
+               "files are kept and their rows retried in order", w->source, vg_strerror(rc));
+    else if (!failing && was)
+        vg_notice("source=%s index_write_failed cleared: the waiting rows are in", w->source);
+}
+
+/* The commit queue: rows in order, each retried with backoff until the index
+ * takes it. Never deletes a file: an index failure is not the media's fault
+ * (DESIGN.md invariant 9). */
+static void *committer_main(void *arg)
+{
+    arc_writer_t *w = arg;
+    int64_t backoff = ROW_RETRY_MIN_US;
+    pthread_mutex_lock(&w->q_lock);
+    for (;;) {
+        while (!w->row_head && !w->row_stop)
+            pthread_cond_wait(&w->row_wake, &w->q_lock);
+        if (!w->row_head)
+            break;
+        row_job_t *j = w->row_head;
+        pthread_mutex_unlock(&w->q_lock);
+        int rc = idx_segment_insert(w->idx, &j->row);
+        pthread_mutex_lock(&w->q_lock);
+        w->row_attempted = 1;
+        if (rc == VG_OK || row_error_is_final(rc)) {
+            if (rc == VG_OK) {
+                pthread_mutex_lock(&w->stats_lock);
+                w->stats.segments_written++;
+                w->stats.bytes_written += j->row.bytes;
+                if (j->row.unverified)
+                    w->stats.unverified_segments++;
+                w->stats.last_segment_wall_us = vg_clock_wall(w->clock);
+                pthread_mutex_unlock(&w->stats_lock);
+                vg_debug("source=%s segment %s media=%" PRId64 "us bytes=%" PRId64, w->source,
+                         j->row.path, j->row.media_us, j->row.bytes);
+            } else {
+                vg_err("source=%s row for %s refused (%s): the file is kept for reconcile",
+                       w->source, j->row.path, vg_strerror(rc));
+            }
+            drop_row_job(w);
+            backoff = ROW_RETRY_MIN_US;
+            if (!w->row_head) {
+                pthread_mutex_unlock(&w->q_lock);
+                set_index_failing(w, 0, VG_OK);
+                pthread_mutex_lock(&w->q_lock);
+            }
+            pthread_cond_broadcast(&w->drained);
+            continue;
+        }
+        pthread_mutex_unlock(&w->q_lock);
+        set_index_failing(w, 1, rc);
+        pthread_mutex_lock(&w->q_lock);
+        pthread_cond_broadcast(&w->drained);
+        if (w->row_stop) {
+            /* Shutting down with the index still failing: the files stay,
+             * with their lock released; reconcile indexes them at start. */
+            while (w->row_head) {
+                vg_err("source=%s exiting with %s still without a row: reconcile indexes it "
+                       "at the next start", w->source, w->row_head->row.path);
+                drop_row_job(w);
+            }
+            break;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        int64_t ns = until.tv_nsec + (backoff % 1000000) * 1000;
+        until.tv_sec += backoff / 1000000 + ns / 1000000000;
+        until.tv_nsec = ns % 1000000000;
+        pthread_cond_timedwait(&w->row_wake, &w->q_lock, &until);
+        backoff = backoff * 2 > ROW_RETRY_MAX_US ? ROW_RETRY_MAX_US : backoff * 2;
+    }
+    pthread_mutex_unlock(&w->q_lock);
+    return NULL;
+}
+
+static void start_thread(pthread_t *t, void *(*fn)(void *), arc_writer_t *w, const char *what)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old); /* signals are the main thread's */
+    if (pthread_create(t, NULL, fn, w) != 0)
+        abort(); /* like an allocation failure: see DESIGN.md convention 4 */
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    char name[16];
+    snprintf(name, sizeof(name), "%s-%s", what, w->source);
+    pthread_setname_np(*t, name);
+}
+
+/* Hands a closed segment to the finisher (source's thread). Waits while the
+ * queue is full: a disk this slow loses nothing, it only holds the reader. */
+static void hand_over(arc_writer_t *w, segment_t *s)
+{
+    pthread_mutex_lock(&w->q_lock);
+    if (w->sync_target == s)
+        w->sync_target = NULL;
+    s->want_sync &= SYNC_TREE; /* the finish syncs data and the file's entry anyway */
+    if (w->fin_len >= FINISH_QUEUE_MAX) {
+        vg_warn("source=%s %d segments wait for the disk: waiting", w->source, w->fin_len);
+        while (w->fin_len >= FINISH_QUEUE_MAX)
+            pthread_cond_wait(&w->fin_space, &w->q_lock);
+    }
+    s->next = NULL;
+    if (w->fin_tail)
+        w->fin_tail->next = s;
+    else
+        w->fin_head = s;
+    w->fin_tail = s;
+    w->fin_len++;
+    pthread_cond_signal(&w->fin_wake);
+    pthread_mutex_unlock(&w->q_lock);
+}
+
+/* Waits until the finisher is idle and the committer has tried every row
+ * (they may still wait for a failing index: that never blocks a caller). */
+static void wait_drained(arc_writer_t *w)
+{
+    pthread_mutex_lock(&w->q_lock);
+    while (w->fin_head || w->fin_busy || (w->row_head && !w->row_attempted))
+        pthread_cond_wait(&w->drained, &w->q_lock);
+    pthread_mutex_unlock(&w->q_lock);
+}
+
 static void discard_segment(arc_writer_t *w, segment_t *s, int rc)
 {
     count_error(w, rc);
     vg_err("source=%s segment %s failed: %s", w->source, s->rel_path, vg_strerror(rc));
-    salvage_segment(w, s);
-    segment_free(s);
+    s->fail_rc = rc;
+    hand_over(w, s);
 }
 
-/* The open segment failed: salvage it and pause before trying again. */
+/* The open segment failed: salvage it and pause before trying again, unless
+ * the disk only reported an I/O error: recording goes on in a new file at
+ * the next keyframe. */
 static void segment_fail(arc_writer_t *w, int rc)
 {
     segment_t *s = w->seg;
     w->seg = NULL;
     discard_segment(w, s, rc);
-    vg_notice("source=%s retrying in %d s", w->source, RETRY_AFTER_ERROR_US / 1000000);
     w->timeline.started = 0; /* what follows is a gap */
-    w->retry_after_mono_us = vg_clock_mono(w->clock) + RETRY_AFTER_ERROR_US;
+    if (rc == VG_ENOSPC) {
+        vg_notice("source=%s retrying in %d s", w->source, RETRY_AFTER_ERROR_US / 1000000);
+        w->retry_after_mono_us = vg_clock_mono(w->clock) + RETRY_AFTER_ERROR_US;
+    }
 }
 
 /* A segment could not even be created (directory, file or header failed). */
@@ -661,30 +1153,18 @@ static int64_t estimated_wall(const arc_writer_t *w, const segment_t *s, int64_t
 /* The first segment of a connection was named after the receive time of its
  * first keyframe, which may have waited in the probe buffer. Now that live
  * packets have shown the true offset, move the start (and the file name, which
- * carries it) to the estimate. A crash between rename and row leaves a file
- * that recovery indexes under its new name. */
+ * carries it) to the estimate; the finisher renames the file. A crash between
+ * rename and row leaves a file that recovery indexes under its new name. */
 static void refine_start(arc_writer_t *w, segment_t *s)
 {
     int64_t refined = estimated_wall(w, s, 0, w->timeline.next_start_us);
     if (!s->provisional_start || refined == w->timeline.next_start_us)
         return;
-    char *rel = arc_segment_rel_path(w->source, refined, w->format);
-    char *abs = vg_asprintf("%s/%s", w->data_dir, rel);
-    if (arc_make_parent_dirs(w->data_dir, rel) == VG_OK && rename(s->abs_path, abs) == 0 &&
-        vg_fsync_parent(abs) == VG_OK && vg_fsync_parent(s->abs_path) == VG_OK) {
-        vg_debug("source=%s start refined by %" PRId64 " us", w->source,
-                 refined - w->timeline.next_start_us);
-        w->timeline.next_start_us = refined;
-        free(s->rel_path);
-        free(s->abs_path);
-        s->rel_path = rel;
-        s->abs_path = abs;
-        return;
-    }
-    vg_warn("source=%s cannot rename %s: %s; keeping its receive-time start", w->source,
-            s->rel_path, strerror(errno));
-    free(rel);
-    free(abs);
+    vg_debug("source=%s start refined by %" PRId64 " us", w->source,
+             refined - w->timeline.next_start_us);
+    w->timeline.next_start_us = refined;
+    s->final_rel = arc_segment_rel_path(w->source, refined, w->format);
+    s->final_abs = vg_asprintf("%s/%s", w->data_dir, s->final_rel);
 }
 
 /* Fixes a segment's place on the wall clock once its media end is known;
@@ -699,27 +1179,12 @@ static void close_timeline(arc_writer_t *w, segment_t *s, int64_t media_us,
     s->media_us = media_us;
 }
 
-/* Finalizes a detached segment whose timeline is closed (invariant 1: file
- * complete and fsynced, directory fsynced, then the row). On failure the
- * segment is salvaged and VG_E* returned. */
+/* Hands a detached segment whose timeline is closed to the finisher
+ * (invariant 1: file complete and fsynced, directory fsynced, then the row). */
 static int segment_finish(arc_writer_t *w, segment_t *s)
 {
-    int ret = av_write_trailer(s->oc);
-    avio_flush(s->pb);
-    int rc = VG_OK;
-    if (ret < 0 || s->io_error)
-        rc = s->io_error ? s->io_error : VG_EMEDIA;
-    else if (fsync(s->fd) != 0)
-        rc = errno == ENOSPC ? VG_ENOSPC : VG_EIO;
-    else
-        rc = vg_fsync_parent(s->abs_path);
-    if (rc == VG_OK)
-        rc = commit_row(w, s);
-    if (rc != VG_OK) {
-        discard_segment(w, s, rc);
-        return rc;
-    }
-    segment_free(s); /* closes the fd only now: the row exists, the lock can go */
+    snprintf(s->codecs, sizeof(s->codecs), "%s", w->codecs);
+    hand_over(w, s);
     return VG_OK;
 }
 
@@ -777,6 +1242,8 @@ static int rotate(arc_writer_t *w, int64_t pos, int64_t cut_us, int64_t recv_wal
 
 /* ---- the per-packet state machine ---- */
 
+static int close_segment(arc_writer_t *w);
+
 static int64_t media_pos_us(const arc_writer_t *w, const AVPacket *pkt)
 {
     return to_us(pkt->dts, w->tb[pkt->stream_index]) - w->seg->base_us;
@@ -805,6 +1272,31 @@ static int is_boundary(const arc_writer_t *w, const AVPacket *pkt)
     if (w->primary_is_video)
         return (pkt->flags & AV_PKT_FLAG_KEY) != 0;
     return media_pos_us(w, pkt) - w->seg->last_flush_us >= AUDIO_FRAGMENT_US;
+}
+
+/* With no keyframe for fragment_max_seconds (intra-refresh cameras, very long
+ * GOPs), or fragment_max_bytes waiting in the muxer, a fragment is cut
+ * anyway: memory stays bounded and the data reaches the disk. The segment
+ * itself still starts on a keyframe, so it plays from its first frame. */
+static int fragment_overdue(const arc_writer_t *w, const AVPacket *pkt)
+{
+    if (pkt->stream_index != w->primary || !w->primary_is_video)
+        return 0;
+    return media_pos_us(w, pkt) - w->seg->last_flush_us >= w->fragment_max_us ||
+           w->fragment_bytes >= w->fragment_max_bytes;
+}
+
+static int cut_fragment(arc_writer_t *w, const AVPacket *pkt)
+{
+    int64_t pos = media_pos_us(w, pkt);
+    int rc = release_all(w, pkt->dts);
+    if (rc == VG_OK)
+        rc = flush_fragment(w);
+    if (rc == VG_OK)
+        w->seg->last_flush_us = pos;
+    else
+        segment_fail(w, rc);
+    return rc;
 }
 
 static int can_start_segment(arc_writer_t *w, const AVPacket *pkt)
@@ -854,6 +1346,11 @@ int arc_writer_write(arc_writer_t *w, const AVPacket *in, int64_t recv_wall_us)
         pause_now(w);
         return VG_OK;
     }
+    if (w->seg && atomic_load(&w->seg->io_failed)) {
+        /* A sync of the open file failed: close it (its row is marked
+         * unverified) and record on in a new file from the next keyframe. */
+        close_segment(w);
+    }
     if (!w->connected || in->stream_index < 0 || (unsigned)in->stream_index >= w->n_in ||
         w->out_index[in->stream_index] < 0)
         return VG_OK;
@@ -882,7 +1379,14 @@ int arc_writer_write(arc_writer_t *w, const AVPacket *in, int64_t recv_wall_us)
             av_packet_free(&pkt);
             return rc;
         }
+    } else if (fragment_overdue(w, pkt)) {
+        rc = cut_fragment(w, pkt);
+        if (rc != VG_OK || !w->seg) {
+            av_packet_free(&pkt);
+            return rc;
+        }
     }
+    w->fragment_bytes += pkt->size;
     track_offset(w, pkt, recv_wall_us);
     unsigned i = (unsigned)pkt->stream_index;
     rc = release_held(w, i, pkt->dts);
@@ -923,7 +1427,9 @@ static void drop_trailing_non_picture(arc_writer_t *w)
         av_packet_free(&w->held[w->primary]);
 }
 
-int arc_writer_end(arc_writer_t *w)
+/* Finalizes the open segment and forgets what was held for it; the
+ * connection stays, the next segment starts at a keyframe. */
+static int close_segment(arc_writer_t *w)
 {
     int rc = VG_OK;
     if (w->seg) {
@@ -957,7 +1463,22 @@ int arc_writer_end(arc_writer_t *w)
     for (unsigned i = 0; i < MAX_STREAMS; i++)
         av_packet_free(&w->held[i]);
     w->timeline.started = 0;
+    atomic_store(&w->open_bytes, 0);
     return rc;
+}
+
+int arc_writer_end(arc_writer_t *w)
+{
+    int rc = close_segment(w);
+    /* The connection is over: its segments are finished before the next one
+     * starts (rows may still wait for a failing index, in order). */
+    wait_drained(w);
+    return rc;
+}
+
+void arc_writer_flush(arc_writer_t *w)
+{
+    wait_drained(w);
 }
 
 void arc_writer_stats(arc_writer_t *w, arc_writer_stats_t *out)
@@ -965,6 +1486,11 @@ void arc_writer_stats(arc_writer_t *w, arc_writer_stats_t *out)
     pthread_mutex_lock(&w->stats_lock);
     *out = w->stats;
     pthread_mutex_unlock(&w->stats_lock);
+    pthread_mutex_lock(&w->q_lock);
+    out->finish_queue = w->fin_len + w->fin_busy;
+    out->commit_queue = w->row_len;
+    out->rows_left_to_reconcile = w->rows_dropped;
+    pthread_mutex_unlock(&w->q_lock);
 }
 
 void arc_writer_close(arc_writer_t *w)
@@ -973,6 +1499,23 @@ void arc_writer_close(arc_writer_t *w)
         return;
     arc_writer_end(w);
     forget_streams(w);
+    if (w->threads_started) {
+        pthread_mutex_lock(&w->q_lock);
+        w->fin_stop = 1;
+        pthread_cond_signal(&w->fin_wake);
+        pthread_mutex_unlock(&w->q_lock);
+        pthread_join(w->finisher, NULL);
+        pthread_mutex_lock(&w->q_lock);
+        w->row_stop = 1; /* after the finisher: every row is queued by now */
+        pthread_cond_signal(&w->row_wake);
+        pthread_mutex_unlock(&w->q_lock);
+        pthread_join(w->committer, NULL);
+    }
+    pthread_cond_destroy(&w->fin_wake);
+    pthread_cond_destroy(&w->fin_space);
+    pthread_cond_destroy(&w->row_wake);
+    pthread_cond_destroy(&w->drained);
+    pthread_mutex_destroy(&w->q_lock);
     pthread_mutex_destroy(&w->stats_lock);
     free(w->data_dir);
     free(w->source);

@@ -153,6 +153,18 @@ def proc_mem_kib(pid):
     return rss, hwm
 
 
+def proc_write_bytes(pid):
+    """Bytes the process caused to be sent to the block layer (/proc/PID/io), or 0."""
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            for line in f:
+                if line.startswith("write_bytes:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0
+
+
 def system_busy_ticks():
     """(busy, total) jiffies over all CPUs from /proc/stat."""
     with open("/proc/stat") as f:
@@ -226,6 +238,7 @@ class Sampler:
         cam0 = proc_cpu_ticks(self.camsim_pid) or 0
         sys0 = system_busy_ticks()
         bytes0 = sum(dir_bytes(d) for d in dirs_for_bytes)
+        disk0 = sum(proc_write_bytes(p) for p in self.pids)
         wall0 = time.time()
         t0 = time.monotonic()
         self._poll()
@@ -248,6 +261,7 @@ class Sampler:
         t1 = time.monotonic()
         wall1 = time.time()
         bytes1 = sum(dir_bytes(d) for d in dirs_for_bytes)
+        disk1 = sum(proc_write_bytes(p) for p in self.pids)
         cam1 = proc_cpu_ticks(self.camsim_pid) or cam0
         sys1 = system_busy_ticks()
         elapsed = t1 - t0
@@ -263,6 +277,9 @@ class Sampler:
             "camsim_cpu_seconds": (cam1 - cam0) / CLK_TCK,
             "system_busy_fraction": (sys1[0] - sys0[0]) / max(1, sys1[1] - sys0[1]),
             "bytes_written": bytes1 - bytes0,
+            # block-layer writes (data, journal of fsyncs): their ratio to the
+            # bytes the files grew by is the write amplification
+            "disk_write_bytes": disk1 - disk0,
             "vanished": sorted(self.vanished),
         }
 
@@ -479,7 +496,10 @@ def phase_vigild(children, args, k, port, camsim_proc, work):
     # HTTP off: the benchmark measures ingest, and must not depend on (or
     # collide over) vigild's default web port.
     lines = ["[server]", f"data_dir = {data_dir}", "log_level = warning", "http_listen =", "",
-             "[archive]", "segment_seconds = 60", ""]
+             "[archive]", "segment_seconds = 60"]
+    if args.sync_seconds:
+        lines.append(f"sync_seconds = {args.sync_seconds}")
+    lines.append("")
     for i, name in enumerate(sources):
         lines += [f"[source {name}]", f"url = rtsp://127.0.0.1:{port}/bench{i}",
                   "kind = video", ""]
@@ -646,6 +666,10 @@ def per_stream(m, k):
     return cpu, rss, hwm, mbit, cam
 
 
+def amp(m):
+    return f"{m['disk_write_bytes'] / m['bytes_written']:.2f}" if m.get("bytes_written") else "n/a"
+
+
 def ratio(a, b):
     return f"{a / b:.2f}×" if b > 0 else "n/a"
 
@@ -682,6 +706,7 @@ def render_k(r, seconds):
         ("Peak RSS, MiB per stream", f"{arss:.2f}", f"{brss:.2f}", ratio(arss, brss)),
         ("VmHWM, MiB per stream", f"{ahwm:.2f}", f"{bhwm:.2f}", ratio(ahwm, bhwm)),
         ("Written, Mbit/s per stream", f"{ambit:.2f}", f"{bmbit:.2f}", ratio(ambit, bmbit)),
+        ("Write amplification (block-layer writes / bytes written)", amp(a), amp(b), ""),
         ("camsim CPU during the window, % of one core", f"{acam:.1f}", f"{bcam:.1f}", ""),
         ("Whole machine busy during the window (all processes, % of all CPUs)", f"{a['system_busy_fraction'] * 100:.0f}%",
          f"{b['system_busy_fraction'] * 100:.0f}%", ""),
@@ -862,6 +887,8 @@ def parse_args():
     ap.add_argument("--pause", type=float, default=3.0, help="idle seconds between phases")
     ap.add_argument("--results", default=None, help="results file (bench/RESULTS.md)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directories")
+    ap.add_argument("--sync-seconds", type=int, default=0,
+                    help="vigild's [archive] sync_seconds (default: vigild's own, 5)")
     args = ap.parse_args()
     try:
         args.streams = [int(x) for x in args.streams.split(",") if x.strip()]

@@ -104,7 +104,19 @@ int ctl_status(const vg_config_t *cfg, idx_t *idx, int json)
     json_t *status = read_daemon_status(cfg->data_dir);
     if (!status)
         return 1;
-    json_object_set_new(status, "alarms", alarms_json(cfg, idx));
+    /* The index's alarms, and the daemon's in-memory ones the index could
+     * not record (it may be what fails). */
+    json_t *alarms = alarms_json(cfg, idx);
+    size_t i, k;
+    json_t *a, *b;
+    json_array_foreach(json_object_get(status, "alarms"), i, a) {
+        int dup = 0;
+        json_array_foreach(alarms, k, b)
+            dup |= json_equal(json_object_get(a, "kind"), json_object_get(b, "kind"));
+        if (!dup)
+            json_array_append(alarms, a);
+    }
+    json_object_set_new(status, "alarms", alarms);
     if (json) {
         json_dumpf(status, stdout, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
         fputc('\n', stdout);

@@ -168,7 +168,7 @@ static int cmd_segments(ctl_t *c, const char *source)
 static void report_problem(void *ctx, arc_problem_t problem, const char *path, const char *detail)
 {
     static const char *names[] = {"row-without-file", "size-mismatch", "hash-mismatch",
-                                  "file-without-row"};
+                                  "file-without-row", "unverified"};
     (void)ctx;
     printf("%s %s: %s\n", names[problem], path, detail);
 }

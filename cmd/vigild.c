@@ -193,6 +193,9 @@ static int recorder_start(daemon_t *d, const vg_config_t *cfg, size_t slot, reco
         .stagger_slots = (int)cfg->n_sources,
         .clock = &vg_system_clock,
         .idx = r->idx,
+        .sync_seconds = cfg->sync_seconds,
+        .fragment_max_seconds = cfg->fragment_max_seconds,
+        .fragment_max_bytes = (int64_t)cfg->fragment_max_mib * 1024 * 1024,
     };
     if (rc == VG_OK)
         rc = arc_writer_open(&wc, &r->writer);

@@ -95,6 +95,8 @@ int svc_status_start(daemon_t *d);
 void svc_status_stop(daemon_t *d);
 /* The live status of every recorder as a JSON text (malloc'd). */
 char *svc_status_json(daemon_t *d);
+/* The writers' in-memory alarms as [{kind, severity, sources: [...]}]. */
+json_t *svc_writer_alarms(daemon_t *d);
 
 /* vigild_web.c: starts the HTTP API with a source status provider over
  * the recorders. */

@@ -74,6 +74,11 @@ static double v_recording(recorder_t *r, int64_t now) { (void)now; return cap_of
 static double v_bitrate(recorder_t *r, int64_t now) { (void)now; return (double)cap_of(r).bitrate_bps; }
 static double v_segments(recorder_t *r, int64_t now) { (void)now; return (double)arc_of(r).segments_written; }
 static double v_write_errors(recorder_t *r, int64_t now) { (void)now; return (double)arc_of(r).write_errors; }
+static double v_index_failing(recorder_t *r, int64_t now) { (void)now; return arc_of(r).index_failing; }
+static double v_commit_queue(recorder_t *r, int64_t now) { (void)now; return arc_of(r).commit_queue; }
+static double v_finish_queue(recorder_t *r, int64_t now) { (void)now; return arc_of(r).finish_queue; }
+static double v_io_errors(recorder_t *r, int64_t now) { (void)now; return (double)arc_of(r).io_errors; }
+static double v_unverified(recorder_t *r, int64_t now) { (void)now; return (double)arc_of(r).unverified_segments; }
 
 static double v_since_packet(recorder_t *r, int64_t now)
 {
@@ -126,6 +131,17 @@ static void source_metrics(text_t *t, daemon_t *d)
                "Segments finished and indexed.", v_segments);
     per_source(t, d, "vigil_segment_write_errors_total", "counter",
                "Segments that failed while being written.", v_write_errors);
+    per_source(t, d, "vigil_index_write_failing", "gauge",
+               "1 while segment rows cannot be written to the index (files are kept).",
+               v_index_failing);
+    per_source(t, d, "vigil_segment_commit_queue", "gauge",
+               "Finished segments waiting for their index row.", v_commit_queue);
+    per_source(t, d, "vigil_segment_finish_queue", "gauge",
+               "Closed segments waiting to be made durable.", v_finish_queue);
+    per_source(t, d, "vigil_storage_io_errors_total", "counter",
+               "Write, fsync, rename or directory fsync errors the disk reported.", v_io_errors);
+    per_source(t, d, "vigil_segments_unverified_total", "counter",
+               "Segments indexed as unverified after an I/O error.", v_unverified);
 }
 
 static void storage_metrics(text_t *t, const ret_storage_t *st)
@@ -153,10 +169,29 @@ static void storage_metrics(text_t *t, const ret_storage_t *st)
     for (size_t i = 0; i < st->n_sources; i++)
         add(t, "vigil_held_bytes{source=\"%s\"} %lld\n", st->sources[i].source,
             (long long)st->sources[i].held_bytes);
+}
+
+/* Alarms from the index (when it could be read) and the writers' in-memory
+ * ones, one family. */
+static void alarm_metrics(text_t *t, daemon_t *d, const ret_storage_t *st)
+{
     family(t, "vigil_alarm", "gauge", "Active alarms (1 each).");
-    for (size_t i = 0; i < st->n_alarms; i++)
+    for (size_t i = 0; st && i < st->n_alarms; i++)
         add(t, "vigil_alarm{kind=\"%s\",severity=\"%s\"} 1\n", st->alarms[i].kind,
             st->alarms[i].severity);
+    json_t *mem = svc_writer_alarms(d);
+    size_t i;
+    json_t *a;
+    json_array_foreach(mem, i, a) {
+        const char *kind = json_string_value(json_object_get(a, "kind"));
+        int dup = 0;
+        for (size_t k = 0; st && k < st->n_alarms; k++)
+            dup |= strcmp(st->alarms[k].kind, kind) == 0;
+        if (!dup)
+            add(t, "vigil_alarm{kind=\"%s\",severity=\"%s\"} 1\n", kind,
+                json_string_value(json_object_get(a, "severity")));
+    }
+    json_decref(mem);
 }
 
 static void sweep_metrics(text_t *t, daemon_t *d)
@@ -189,7 +224,10 @@ char *svc_metrics_text(daemon_t *d)
     if (d->metrics_idx && ret_disk_read(cfg, d->metrics_idx, 0, &disk) == VG_OK &&
         ret_storage(d->metrics_idx, cfg, vg_clock_wall(&vg_system_clock), &disk, &st) == VG_OK) {
         storage_metrics(&t, &st);
+        alarm_metrics(&t, d, &st);
         ret_storage_free(&st);
+    } else {
+        alarm_metrics(&t, d, NULL);
     }
     pthread_mutex_unlock(&d->metrics_lock);
     return t.buf;

@@ -150,7 +150,60 @@ static json_t *recorder_json(recorder_t *r, int64_t now)
                         st.last_packet_wall_us ? json_real((double)(now - st.last_packet_wall_us) / 1e6)
                                                : json_null());
     json_object_set_new(o, "relay", svc_relay_json(r));
+    /* Storage health the index cannot be asked about while it is what fails. */
+    json_object_set_new(o, "index_write_failing", json_boolean(ws.index_failing));
+    json_object_set_new(o, "commit_queue", json_integer(ws.commit_queue));
+    json_object_set_new(o, "finish_queue", json_integer(ws.finish_queue));
+    json_object_set_new(o, "storage_io_errors", json_integer((json_int_t)ws.io_errors));
+    json_object_set_new(o, "unverified_segments",
+                        json_integer((json_int_t)ws.unverified_segments));
     return o;
+}
+
+/* The writers' alarms, kept in memory because the index may be what fails
+ * (the shape of vigilctl status's alarms from the index):
+ * index_write_failed (rows wait for the index) and storage_io_error (the
+ * disk reported a write, fsync, rename or directory fsync error; cleared once
+ * a later segment of each source named finishes cleanly). Caller holds
+ * recorders_lock. */
+static json_t *writer_alarms_locked(daemon_t *d)
+{
+    static const struct {
+        const char *kind, *severity, *message;
+    } kinds[] = {
+        {"index_write_failed", "critical",
+         "segment rows cannot be written to the index; the files are kept and their rows "
+         "retried in order"},
+        {"storage_io_error", "critical",
+         "the disk reported a write, fsync, rename or directory fsync error; the segments "
+         "it hit are indexed as unverified (vigilctl check)"},
+    };
+    json_t *list = json_array();
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+        char sources[1024] = "";
+        int any = 0;
+        for (size_t i = 0; i < d->n_recorders; i++) {
+            arc_writer_stats_t ws;
+            arc_writer_stats(d->recorders[i]->writer, &ws);
+            if (k == 0 ? ws.index_failing : ws.io_error_active) {
+                vg_list_append(sources, sizeof(sources), d->recorders[i]->cfg->name);
+                any = 1;
+            }
+        }
+        if (any)
+            json_array_append_new(list, json_pack("{ss ss ss ss}", "kind", kinds[k].kind,
+                                                  "severity", kinds[k].severity, "sources",
+                                                  sources, "message", kinds[k].message));
+    }
+    return list;
+}
+
+json_t *svc_writer_alarms(daemon_t *d)
+{
+    pthread_mutex_lock(&d->recorders_lock);
+    json_t *list = writer_alarms_locked(d);
+    pthread_mutex_unlock(&d->recorders_lock);
+    return list;
 }
 
 char *svc_status_json(daemon_t *d)
@@ -160,9 +213,11 @@ char *svc_status_json(daemon_t *d)
     pthread_mutex_lock(&d->recorders_lock);
     for (size_t i = 0; i < d->n_recorders; i++)
         json_array_append_new(sources, recorder_json(d->recorders[i], now));
+    json_t *alarms = writer_alarms_locked(d);
     pthread_mutex_unlock(&d->recorders_lock);
-    json_t *root = json_pack("{si sb so}", "pid", (int)getpid(), "recording_paused",
-                             atomic_load(&d->recording_paused), "sources", sources);
+    json_t *root = json_pack("{si sb so so}", "pid", (int)getpid(), "recording_paused",
+                             atomic_load(&d->recording_paused), "sources", sources, "alarms",
+                             alarms);
     char *text = json_dumps(root, JSON_COMPACT);
     json_decref(root);
     if (!text)

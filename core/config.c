@@ -26,6 +26,9 @@
 
 #define DEFAULT_DATA_DIR "/var/lib/vigil"
 #define DEFAULT_SEGMENT_SECONDS 60
+#define DEFAULT_SYNC_SECONDS 5
+#define DEFAULT_FRAGMENT_MAX_SECONDS 4
+#define DEFAULT_FRAGMENT_MAX_MIB 16
 #define MIN_SEGMENT_SECONDS 2
 #define MAX_SEGMENT_SECONDS 300
 
@@ -248,6 +251,25 @@ static int set_segment_seconds(parser_t *p, const char *key, const char *value)
         return VG_ECONFIG;
     }
     return VG_OK;
+}
+
+static int set_int_in(parser_t *p, const char *key, const char *value, int min, int max,
+                      int *out);
+
+/* At most 5 s: what a power cut may cost is stated in the README. */
+static int set_sync_seconds(parser_t *p, const char *key, const char *value)
+{
+    return set_int_in(p, key, value, 1, 5, &p->cfg->sync_seconds);
+}
+
+static int set_fragment_max_seconds(parser_t *p, const char *key, const char *value)
+{
+    return set_int_in(p, key, value, 1, 10, &p->cfg->fragment_max_seconds);
+}
+
+static int set_fragment_max_mib(parser_t *p, const char *key, const char *value)
+{
+    return set_int_in(p, key, value, 1, 64, &p->cfg->fragment_max_mib);
 }
 
 static int set_url(parser_t *p, const char *key, const char *value)
@@ -621,6 +643,9 @@ static const key_spec_t server_keys[] = {
 };
 static const key_spec_t archive_keys[] = {
     {"segment_seconds", set_segment_seconds},
+    {"sync_seconds", set_sync_seconds},
+    {"fragment_max_seconds", set_fragment_max_seconds},
+    {"fragment_max_mib", set_fragment_max_mib},
     {NULL, NULL},
 };
 static const key_spec_t retention_keys[] = {
@@ -826,6 +851,9 @@ static void init_defaults(vg_config_t *cfg, const char *path)
     cfg->data_dir = vg_strdup(DEFAULT_DATA_DIR);
     cfg->log_level = VG_LOG_INFO;
     cfg->segment_seconds = DEFAULT_SEGMENT_SECONDS;
+    cfg->sync_seconds = DEFAULT_SYNC_SECONDS;
+    cfg->fragment_max_seconds = DEFAULT_FRAGMENT_MAX_SECONDS;
+    cfg->fragment_max_mib = DEFAULT_FRAGMENT_MAX_MIB;
     cfg->retention.min_days = DEFAULT_DAYS;
     cfg->retention.keep_days = DEFAULT_DAYS;
     cfg->retention.capacity_bytes = 0;

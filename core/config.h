@@ -60,6 +60,11 @@ typedef struct {
     char *data_dir;             /* index at data_dir/index.db, media under data_dir/media */
     vg_log_level_t log_level;   /* [server] log_level */
     int segment_seconds;        /* [archive] segment_seconds, 2..300 */
+    int sync_seconds;           /* [archive] sync_seconds, 1..5: fdatasync the open segment
+                                 * at least this often (the power-cut loss bound) */
+    int fragment_max_seconds;   /* [archive] fragment_max_seconds, 1..10: a fragment is cut
+                                 * this long after the last even without a keyframe */
+    int fragment_max_mib;       /* [archive] fragment_max_mib, 1..64: or at this size */
     vg_retention_config_t retention;
     vg_http_config_t http;
     vg_relay_config_t relay;

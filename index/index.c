@@ -276,6 +276,13 @@ static const char *const migrations[] = {
      * disk). One row at most. */
     "CREATE TABLE archive (one INTEGER PRIMARY KEY CHECK (one = 1), id TEXT NOT NULL,"
     " created_us INTEGER NOT NULL);",
+    /* v10: a segment whose write, fsync, rename or directory fsync failed is
+     * kept, not deleted, but marked unverified: after a failed fsync the
+     * page cache may not match the disk, so nothing vouches for its bytes
+     * until `vigilctl check --deep` re-reads them. The partial index keeps
+     * listing them cheap. */
+    "ALTER TABLE segment ADD COLUMN unverified INTEGER NOT NULL DEFAULT 0;"
+    "CREATE INDEX segment_unverified ON segment(unverified) WHERE unverified <> 0;",
 };
 
 #define IDX_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -283,7 +290,7 @@ static const char *const migrations[] = {
 /* Columns every segment-returning statement selects, in row_to_segment order. */
 #define SEG_COLUMNS                                                                  \
     "g.id, s.name, g.start_us, g.end_us, g.media_us, g.bytes, g.sha256, g.codecs, " \
-    "g.init_bytes, g.path"
+    "g.init_bytes, g.path, g.unverified"
 
 enum {
     ST_SEG_INSERT,
@@ -305,8 +312,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     /* Resolving the source inside the INSERT makes "unknown source" and the
      * insert one atomic step: no row is inserted when the name is unknown. */
     [ST_SEG_INSERT] = "INSERT INTO segment(source_id, start_us, end_us, media_us, bytes, sha256,"
-                      " codecs, init_bytes, path)"
-                      " SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9 FROM source WHERE name = ?1",
+                      " codecs, init_bytes, path, unverified)"
+                      " SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 FROM source WHERE name = ?1",
     /* See the note on max_len_us above: the index range is
      * start_us in [from - max_len, to); end_us > from filters the few extra. */
     [ST_SEG_RANGE] = "SELECT " SEG_COLUMNS " FROM source s JOIN segment g ON g.source_id = s.id"
@@ -429,6 +436,9 @@ static int row_to_segment(const idx_t *idx, sqlite3_stmt *st, idx_segment_t *seg
     if ((rc = copy_col(idx, st, 7, seg->codecs, sizeof(seg->codecs), seg->id)) != VG_OK)
         return rc;
     seg->init_bytes = sqlite3_column_int64(st, 8);
+    /* Statements of index/retention.c select the first ten columns only. */
+    if (sqlite3_column_count(st) > 10)
+        seg->unverified = sqlite3_column_int(st, 10) != 0;
     return copy_col(idx, st, 9, seg->path, sizeof(seg->path), seg->id);
 }
 
@@ -533,6 +543,12 @@ static int set_pragma_int(idx_t *idx, const char *name, int value)
  * fresh database do not both run a migration. */
 static int migrate(idx_t *idx)
 {
+    /* Already current: no write lock is needed, so a connection still opens
+     * while another process holds the index locked (metrics, status and the
+     * API keep answering while segment rows wait). */
+    int current = 0;
+    if (read_user_version(idx, &current) == VG_OK && current == IDX_SCHEMA_VERSION)
+        return VG_OK;
     for (;;) {
         int version = 0;
         int ret;
@@ -791,7 +807,8 @@ int idx_segment_insert(idx_t *idx, idx_segment_t *seg)
         (ret = idx_priv_bind_text(idx, st, 6, seg->sha256)) != VG_OK ||
         (ret = idx_priv_bind_text(idx, st, 7, seg->codecs)) != VG_OK ||
         (ret = idx_priv_bind_i64(idx, st, 8, seg->init_bytes)) != VG_OK ||
-        (ret = idx_priv_bind_text(idx, st, 9, seg->path)) != VG_OK)
+        (ret = idx_priv_bind_text(idx, st, 9, seg->path)) != VG_OK ||
+        (ret = idx_priv_bind_i64(idx, st, 10, seg->unverified ? 1 : 0)) != VG_OK)
         goto cleanup;
 
     rc = sqlite3_step(st);

@@ -20,6 +20,10 @@ typedef struct {
     char codecs[64];    /* e.g. "h264,pcm_alaw" */
     int64_t init_bytes; /* size of the init part (ftyp+moov), for HLS byte ranges */
     char path[256];     /* relative to data_dir */
+    /* 1: a write, fsync, rename or directory fsync failed while the file was
+     * written; its bytes are kept but nothing vouches they reached the disk
+     * (listed by vigilctl check, re-hashed by check --deep). */
+    int unverified;
 } idx_segment_t;
 
 /* Opens (creating if needed) the index at path and migrates it to the current

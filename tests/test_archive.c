@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <libavutil/opt.h>
+#include <sqlite3.h>
 
 #include "core/clock.h"
 #include "core/errors.h"
@@ -840,6 +841,122 @@ START_TEST(test_drops_before_keyframe)
 }
 END_TEST
 
+/* Top-level boxes of this type in a file. */
+static int count_boxes(const char *path, const char *type)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    int n = 0;
+    unsigned char h[8];
+    long off = 0;
+    while (fseek(f, off, SEEK_SET) == 0 && fread(h, 1, 8, f) == 8) {
+        uint32_t size = (uint32_t)h[0] << 24 | (uint32_t)h[1] << 16 | (uint32_t)h[2] << 8 | h[3];
+        if (memcmp(h + 4, type, 4) == 0)
+            n++;
+        if (size < 8)
+            break;
+        off += size;
+    }
+    fclose(f);
+    return n;
+}
+
+/* Issue 12, item 7: a camera that sends one keyframe and then none (intra
+ * refresh) still gets a fragment every fragment_max_seconds, so its data
+ * reaches the disk and the muxer's memory stays bounded; the one segment
+ * still starts on its keyframe and every frame is in it. */
+START_TEST(test_fragment_cut_without_keyframes)
+{
+    synth_t src;
+    synth_init(&src, 1, 0);
+    arc_writer_config_t cfg = {
+        .data_dir = g_dir, .source = "cam", .segment_seconds = 2, .stagger_slots = 1,
+        .clock = &g_clock, .idx = g_idx, .fragment_max_seconds = 1,
+    };
+    arc_writer_t *w = NULL;
+    ck_assert_int_eq(arc_writer_open(&cfg, &w), VG_OK);
+    writer_begin(w, &src);
+    feed_t f = {w, &src, WALL0};
+    for (int64_t t = 0; t < 6 * SEC; t += FRAME_US) {
+        AVPacket *pkt = synth_packet(&src, src.video, t);
+        if (t > 0)
+            pkt->flags &= ~AV_PKT_FLAG_KEY;
+        send_at(&f, pkt, t);
+    }
+    ck_assert_int_eq(arc_writer_end(w), VG_OK);
+    arc_writer_close(w);
+    synth_free(&src);
+
+    rows_t r = all_rows();
+    ck_assert_uint_eq(r.n, 1); /* no keyframe to rotate on */
+    readback_t rb;
+    check_segment(&r.row[0], "mp4", &rb);
+    ck_assert_uint_eq(rb.n[0], 6 * SEC / FRAME_US);
+    char *abs = path_in_dir(r.row[0].path);
+    int moofs = count_boxes(abs, "moof");
+    ck_assert_msg(moofs >= 5 && moofs <= 7, "%d fragments in 6 s", moofs);
+    free(abs);
+    readback_free(&rb);
+    free(r.row);
+}
+END_TEST
+
+/* Issue 12, item 1: another process holds the index locked past the busy
+ * timeout while segments finish. The files stay (they used to be unlinked
+ * when their row failed) and their rows go in, in order, once it lets go. */
+START_TEST(test_locked_index_keeps_files)
+{
+    idx_t *widx = NULL; /* the writer's own connection, as in vigild */
+    ck_assert_int_eq(idx_open(g_db, 0, &widx), VG_OK);
+    synth_t src;
+    synth_init(&src, 1, 0);
+    arc_writer_config_t cfg = {.data_dir = g_dir, .source = "cam", .segment_seconds = 2,
+                               .stagger_slots = 1, .clock = &g_clock, .idx = widx};
+    arc_writer_t *w = NULL;
+    ck_assert_int_eq(arc_writer_open(&cfg, &w), VG_OK);
+    writer_begin(w, &src);
+
+    sqlite3 *other = NULL;
+    ck_assert_int_eq(sqlite3_open(g_db, &other), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(other, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
+    feed_t f = {w, &src, WALL0};
+    feed(&f, 0, 7 * SEC);
+    ck_assert_int_eq(arc_writer_end(w), VG_OK); /* returns once each row was tried */
+    arc_writer_stats_t st;
+    arc_writer_stats(w, &st);
+    ck_assert_int_eq(st.index_failing, 1);
+    ck_assert_int_ge(st.commit_queue, 3);
+    ck_assert_int_eq(st.segments_written, 0);
+    ck_assert_int_eq(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(other);
+
+    /* The committer retries with backoff (at most 5 s apart). */
+    for (int i = 0; i < 300; i++) {
+        arc_writer_stats(w, &st);
+        if (st.commit_queue == 0)
+            break;
+        usleep(100 * 1000);
+    }
+    ck_assert_int_eq(st.commit_queue, 0);
+    ck_assert_int_eq(st.index_failing, 0);
+    arc_writer_close(w);
+    idx_close(widx);
+    synth_free(&src);
+
+    rows_t r = all_rows();
+    ck_assert_uint_ge(r.n, 3);
+    check_abut(&r, 0, r.n);
+    for (size_t i = 0; i < r.n; i++) {
+        char *abs = path_in_dir(r.row[i].path);
+        ck_assert_msg(file_exists(abs), "%s is gone", abs);
+        free(abs);
+        if (i > 0)
+            ck_assert_int_gt(r.row[i].id, r.row[i - 1].id); /* committed in order */
+    }
+    free(r.row);
+}
+END_TEST
+
 /* A reconnect is a gap in the index, not a stretched segment. Also: begin
  * while a segment is open finalizes it first. */
 START_TEST(test_reconnect_gap)
@@ -1488,6 +1605,8 @@ static Suite *archive_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_video_segments);
+    tcase_add_test(tc, test_fragment_cut_without_keyframes);
+    tcase_add_test(tc, test_locked_index_keeps_files);
     tcase_add_test(tc, test_video_audio_mov);
     tcase_add_test(tc, test_audio_only);
     tcase_add_test(tc, test_dts_repair);

@@ -224,6 +224,40 @@ START_TEST(test_segment_seconds_bounds)
 }
 END_TEST
 
+START_TEST(test_archive_durability_keys)
+{
+    ck_assert_int_eq(load("[archive]\n"), VG_OK);
+    ck_assert_int_eq(cfg.sync_seconds, 5);
+    ck_assert_int_eq(cfg.fragment_max_seconds, 4);
+    ck_assert_int_eq(cfg.fragment_max_mib, 16);
+    vg_config_free(&cfg);
+    ck_assert_int_eq(load("[archive]\nsync_seconds = 1\nfragment_max_seconds = 10\n"
+                          "fragment_max_mib = 64\n"),
+                     VG_OK);
+    ck_assert_int_eq(cfg.sync_seconds, 1);
+    ck_assert_int_eq(cfg.fragment_max_seconds, 10);
+    ck_assert_int_eq(cfg.fragment_max_mib, 64);
+}
+END_TEST
+
+static const char *bad_archive[] = {
+    "sync_seconds = 0",         "sync_seconds = 6",        "sync_seconds = x",
+    "fragment_max_seconds = 0", "fragment_max_seconds = 11", "fragment_max_mib = 0",
+    "fragment_max_mib = 65",    "fragment_max_mib = 1.5",
+};
+
+START_TEST(test_archive_durability_rejected)
+{
+    char text[128];
+    snprintf(text, sizeof(text), "[archive]\n%s\n", bad_archive[_i]);
+    expect_error_at(text, 2);
+    char key[32];
+    snprintf(key, sizeof(key), "%.*s", (int)strcspn(bad_archive[_i], " "), bad_archive[_i]);
+    assert_err_has(key);
+    assert_err_has("must be an integer from");
+}
+END_TEST
+
 START_TEST(test_bad_kind)
 {
     expect_error_at("[source a]\nurl = rtsp://h/\nkind = vidoe\n", 3);
@@ -567,6 +601,9 @@ static Suite *config_suite(void)
     tcase_add_loop_test(tc, test_segment_seconds_rejected, 0,
                         sizeof(bad_segments) / sizeof(bad_segments[0]));
     tcase_add_test(tc, test_segment_seconds_bounds);
+    tcase_add_test(tc, test_archive_durability_keys);
+    tcase_add_loop_test(tc, test_archive_durability_rejected, 0,
+                        sizeof(bad_archive) / sizeof(bad_archive[0]));
     tcase_add_test(tc, test_bad_kind);
     tcase_add_test(tc, test_bad_transport);
     tcase_add_test(tc, test_bad_log_level);

@@ -20,7 +20,7 @@
 #include "index/index.h"
 
 /* The schema version this build should migrate to. */
-#define CURRENT_VERSION 9
+#define CURRENT_VERSION 10
 
 /* One base dir per run (made in main), one fresh dir per test inside it. A
  * failing test's child exits before its teardown runs, so main removes the
@@ -427,6 +427,7 @@ START_TEST(test_segments_all_order)
     snprintf(full.sha256, sizeof(full.sha256), "%s",
              "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
     snprintf(full.codecs, sizeof(full.codecs), "pcm_alaw");
+    full.unverified = 1;
     ck_assert_int_eq(idx_segment_insert(idx, &full), VG_OK);
 
     idx_segment_t *out = NULL;
@@ -448,6 +449,8 @@ START_TEST(test_segments_all_order)
     ck_assert_int_eq(out[0].init_bytes, 789);
     ck_assert_str_eq(out[0].sha256, full.sha256);
     ck_assert_str_eq(out[0].codecs, "pcm_alaw");
+    ck_assert_int_eq(out[0].unverified, 1);
+    ck_assert_int_eq(out[1].unverified, 0);
     free(out);
     idx_close(idx);
 }

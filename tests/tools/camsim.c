@@ -91,6 +91,15 @@ static const MountSpec fixed_mounts[] = {
 
 #define FLAKY_LAUNCH "( " VIDEO_SRC H264_ZEROLAT " )"
 
+/* /h264-longgop: a keyframe only every --key-int frames (default 250, 10 s),
+ * like an intra-refresh camera or a very long GOP; scenecut=0 keeps x264
+ * from adding keyframes of its own. */
+#define DEFAULT_LONG_GOP_FRAMES 250
+#define H264_LONG_GOP_FMT                                                  \
+	"( " VIDEO_SRC "x264enc tune=zerolatency speed-preset=ultrafast "  \
+	"threads=1 key-int-max=%u option-string=\"scenecut=0\" "          \
+	"bitrate=400 ! rtph264pay name=pay0 pt=96 config-interval=-1 )"
+
 /* The bench clip is pushed by a pacer (below), so the pipeline only
  * payloads: no demuxing, parsing or encoding per mount. */
 #define BENCH_LAUNCH                                                       \
@@ -118,6 +127,7 @@ typedef struct {
 	unsigned port;
 	const char *bench_file;
 	unsigned bench_mounts;
+	unsigned key_int;    /* frames between keyframes on /h264-longgop */
 } Options;
 
 /* Marks every GstRTSPMedia built by a /flaky factory, so SIGUSR1 can find
@@ -650,8 +660,9 @@ static void add_bench_mounts(App *app, unsigned count)
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: camsim [--port N] [--bench-file F --bench-mounts K]\n"
+		"usage: camsim [--port N] [--key-int N] [--bench-file F --bench-mounts K]\n"
 		"  --port N          listen on 127.0.0.1:N (0 = any free port)\n"
+		"  --key-int N       frames between keyframes on /h264-longgop (default 250)\n"
 		"  --bench-file F    MP4 with one H.264 track, replayed in a loop\n"
 		"  --bench-mounts K  serve it on /bench0 .. /bench<K-1>\n");
 }
@@ -679,6 +690,8 @@ static gboolean parse_args(int argc, char **argv, Options *opt)
 			return FALSE;
 		if (strcmp(a, "--port") == 0)
 			ok = parse_uint(v, 65535, &opt->port);
+		else if (strcmp(a, "--key-int") == 0)
+			ok = parse_uint(v, 100000, &opt->key_int) && opt->key_int > 0;
 		else if (strcmp(a, "--bench-mounts") == 0)
 			ok = parse_uint(v, MAX_BENCH_MOUNTS,
 					&opt->bench_mounts);
@@ -700,6 +713,10 @@ static void add_all_mounts(App *app, const Options *opt)
 	for (size_t i = 0; i < G_N_ELEMENTS(fixed_mounts); i++)
 		add_mount(app, fixed_mounts[i].path, fixed_mounts[i].launch);
 	add_aac_mount(app);
+	gchar *long_gop = g_strdup_printf(H264_LONG_GOP_FMT,
+		opt->key_int ? opt->key_int : DEFAULT_LONG_GOP_FRAMES);
+	add_mount(app, "/h264-longgop", long_gop);
+	g_free(long_gop);
 	flaky_add(app);
 	if (app->clip != NULL)
 		add_bench_mounts(app, opt->bench_mounts);

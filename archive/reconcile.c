@@ -78,6 +78,23 @@ static void report_unreadable(reconcile_t *r, const char *rel_path, const char *
     report(r, ARC_UNREADABLE, rel_path, detail);
 }
 
+/* vigilctl check runs beside a recording vigild: retention may have marked
+ * the row and unlinked its file since the row was read. Only a row that is
+ * still live is a row without a file. */
+static int row_still_live(reconcile_t *r, const idx_segment_t *row)
+{
+    idx_segment_t *rows = NULL;
+    size_t n = 0;
+    int live = 0;
+    if (idx_segments_in_range(r->idx, row->source, row->start_us - 1, row->start_us + 1, &rows,
+                              &n) == VG_OK) {
+        for (size_t i = 0; i < n; i++)
+            live |= rows[i].id == row->id;
+    }
+    free(rows);
+    return live;
+}
+
 static int check_row(reconcile_t *r, const idx_segment_t *row)
 {
     char *abs = vg_asprintf("%s/%s", r->data_dir, row->path);
@@ -92,6 +109,8 @@ static int check_row(reconcile_t *r, const idx_segment_t *row)
             report_unreadable(r, row->path, detail, errno);
             goto cleanup;
         }
+        if (!row_still_live(r, row))
+            goto cleanup; /* retention took it meanwhile */
         snprintf(detail, sizeof(detail), "segment %lld: file is missing", (long long)row->id);
         report(r, ARC_ROW_WITHOUT_FILE, row->path, detail);
         if (r->opts->repair) {
@@ -203,7 +222,10 @@ static int check_file(reconcile_t *r, const char *rel_path)
             report_unreadable(r, rel_path, "cannot stat", errno);
     } else if (!S_ISREG(st.st_mode)) {
         report_unreadable(r, rel_path, "not a regular file", S_ISDIR(st.st_mode) ? EISDIR : EINVAL);
-    } else if (!arc_file_in_progress(abs)) {
+    } else if (!arc_file_in_progress(abs) &&
+               /* A writer commits the row before it lets the lock go: a row
+                * may have come between the lookup and the lock test. */
+               (rc = idx_segment_path_exists(r->idx, rel_path, &found)) == VG_OK && !found) {
         report(r, ARC_FILE_WITHOUT_ROW, rel_path, "file has no index row");
         if (r->opts->repair)
             rc = recover_orphan(r, rel_path, abs);

@@ -76,6 +76,7 @@ integration: all $(BUILD)/camsim
 	@python3 tests/integration.py --build $(BUILD)
 	@python3 tests/integration_web.py --build $(BUILD)
 	@python3 tests/integration_relay.py --build $(BUILD)
+	@python3 tests/integration_crash.py --build $(BUILD)
 
 check: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/camsim $(TEST_BINS)
@@ -133,6 +134,9 @@ bench: deps
 	@for b in $(BENCH_BINS); do $$b --results bench/RESULTS.md || exit 1; done
 	@python3 bench/bench_web.py --build $(BUILD) --results bench/RESULTS.md
 	@python3 bench/bench_relay.py --build $(BUILD) --results bench/RESULTS.md
+	@# before: the commit just before startup stopped walking the whole archive
+	@python3 bench/bench_startup.py --build $(BUILD) --results bench/RESULTS.md --before-rev 31e702d
+	@python3 tests/integration_crash.py --build $(BUILD) --kills 100 --results bench/RESULTS.md
 
 # Installs the daemon as a service (README "Install as a service"). The
 # example config is installed once: an admin's edited file is never replaced.

@@ -124,7 +124,7 @@ def run_vigild(vigild, conf, root, cap_mb=None, timeout=READY_TIMEOUT_S, steady=
             # Startup ends when every source has connected and recorded a
             # while; the steady figure is after STEADY_S more seconds.
             logpath = logf.name
-            deadline = time.monotonic() + 120
+            deadline = time.monotonic() + 120  # a source still failing is left out
             while time.monotonic() < deadline:
                 st = proc_status(p.pid)
                 res["peak_startup_mb"] = max(res["peak_startup_mb"], st.get("VmRSS", 0.0))
@@ -134,6 +134,7 @@ def run_vigild(vigild, conf, root, cap_mb=None, timeout=READY_TIMEOUT_S, steady=
                     break
                 time.sleep(0.05)
             res["connected_s"] = time.monotonic() - t0
+            res["connected"] = connected
             samples = []
             end = time.monotonic() + STEADY_S
             while time.monotonic() < end:
@@ -178,11 +179,12 @@ def write_section(path, text):
 
 def fmt_run(name, r):
     if r["ready_s"] is None:
-        return "| %s | not READY: %s | %.0f MB | - | - | - |" % (name, r["killed"],
-                                                              r["peak_startup_mb"])
+        return "| %s | not READY: %s | %.0f MB | - | - | - | - |" % (name, r["killed"],
+                                                                  r["peak_startup_mb"])
     ratio = r["peak_startup_mb"] / r["steady_mb"] if r.get("steady_mb") else 0
-    return "| %s | %.2f s | %.0f MB | %.0f MB | %.0f MB | %.2fx |" % (
-        name, r["ready_s"], r["ready_rss_mb"], r["peak_startup_mb"], r["steady_mb"], ratio)
+    return "| %s | %.2f s | %.0f MB | %.0f MB | %.0f MB | %.2fx | %d/%d in %.0f s |" % (
+        name, r["ready_s"], r["ready_rss_mb"], r["peak_startup_mb"], r["steady_mb"], ratio,
+        r["connected"], N_SOURCES, r["connected_s"])
 
 
 def main():
@@ -258,7 +260,7 @@ def main():
                  % (time.strftime("%Y-%m-%d"), rows, N_SOURCES, RECENT_FILES, gen_s, N_SOURCES,
                     STEADY_S))
         text += ("| vigild | time to READY | RSS at READY | peak startup RSS | steady RSS |"
-                 " peak / steady |\n|---|---|---|---|---|---|\n")
+                 " peak / steady | sources connected |\n|---|---|---|---|---|---|---|\n")
         text += "\n".join(fmt_run(name, r) for name, r in results) + "\n"
         after = results[-1][1]
         if after["ready_s"] is not None:

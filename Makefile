@@ -79,7 +79,7 @@ $(BUILD)/crash-recorder.so: tests/crash/recorder.c
 # A bounded crash-consistency run (a few hundred states at most); the full
 # run is part of `make bench`.
 crash-check: all $(BUILD)/camsim $(BUILD)/crash-recorder.so
-	@python3 tests/crash/harness.py --build $(BUILD) --states 150
+	@python3 tests/crash/harness.py --build $(BUILD) --states 100
 
 unit: $(TEST_BINS)
 	@set -e; for t in $(TEST_BINS); do echo "== $$t"; CK_DEFAULT_TIMEOUT=60 $$t; done

@@ -23,8 +23,8 @@
 
 usage: harness.py [--build DIR] [--states N] [--variants K] [--loss-bound S]
                   [--seed N] [--results FILE]
-Prints violations and ends with "crash: N states, N violations"; exit 1 on
-any violation.
+Prints each violation, a summary, and ends with "crash: N passed, N failed"
+(states); exit 1 on any violation.
 """
 import argparse
 import json
@@ -399,7 +399,7 @@ def main():
     root = tempfile.mkdtemp(prefix="vigil-crash-harness-")
     t_start = time.monotonic()
     violations = []
-    explored = 0
+    explored = failed_states = 0
     max_loss = {}
     try:
         log("crash: recording the workload")
@@ -436,6 +436,7 @@ def main():
                 problems, loss = recover_and_check(args.build, sdir, o.t_us, recording,
                                                    args.loss_bound)
                 explored += 1
+                failed_states += 1 if problems else 0
                 for s, x in loss.items():
                     max_loss[s] = max(max_loss.get(s, 0.0), x)
                 for prob in problems:
@@ -453,6 +454,7 @@ def main():
                        explored, len(ops), len(points), len(violations), took,
                        ", ".join("%s %.1f s" % kv for kv in sorted(max_loss.items())) or "-"))
         log(summary)
+        log("crash: %d passed, %d failed" % (explored - failed_states, failed_states))
         if args.results:
             write_results(args.results, explored, len(ops), len(points), violations, took,
                           max_loss, args)

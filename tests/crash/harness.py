@@ -164,8 +164,7 @@ class Model:
                 return
             if self.is_dir[i]:
                 self.dent[i] = dict(self.vent[i])
-                self.pending = [p for p in self.pending if not (p[1] in ("link", "unlink")
-                                                                and p[2] == i)]
+                self.pending = [q for q in (self.dir_synced(p, i) for p in self.pending) if q]
             else:
                 self.ddata[i] = bytes(self.vdata[i])
                 self.pending = [p for p in self.pending if not (p[1] in ("write", "size")
@@ -187,6 +186,23 @@ class Model:
                 return
             del self.vent[d][name]
             self.pending.append((o.seq, "unlink", d, name))
+
+    @staticmethod
+    def dir_synced(p, d):
+        """What is left pending of p once directory d is synced (None: nothing)."""
+        kind = p[1]
+        if kind in ("link", "unlink"):
+            return None if p[2] == d else p
+        if kind != "rename":
+            return p
+        _, _, d1, n1, d2, n2, i = p
+        if d1 == d and d2 == d:
+            return None
+        if d2 == d:  # the new name is durable; the old one may still be there
+            return (p[0], "unlink", d1, n1)
+        if d1 == d:  # the old name is gone for good; the new one may not be there yet
+            return (p[0], "link", d2, n2, i)
+        return p
 
     # --- crash states
     def state(self, chosen):

@@ -238,9 +238,9 @@ def bench(kills, results):
         if xs:
             text += "| %s | %d | %.1f s | %.1f s | %.1f s |\n" % (
                 s, len(xs), statistics.median(xs), xs[int(0.9 * (len(xs) - 1))], xs[-1])
-    text += ("\nWithout periodic syncing during a segment a kill loses at most the open segment "
-             "(its complete fragments are recovered at restart); see the crash-safety section "
-             "of the README.\n")
+    text += ("\nA kill leaves the page cache to the kernel: the complete fragments of the open "
+             "segment are recovered at restart, so a kill costs the unfinished fragment (one "
+             "GOP, 1 s with the simulator); see the crash-safety section of the README.\n")
     old = open(results).read() if os.path.exists(results) else "# Benchmark results\n"
     start = old.find(SECTION)
     if start >= 0:

@@ -21,7 +21,7 @@ TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps check unit integration asan demo bench clean cppcheck install uninstall fuzz fuzz-run \
-	systemd-check
+	systemd-check crash-check
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -75,6 +75,18 @@ $(BUILD)/faultfs.so: tests/tools/faultfs.c
 	@mkdir -p $(dir $@)
 	cc -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl -pthread
 
+# The crash harness's recorder (tests/crash/): preloaded into vigild and
+# vigilctl, it logs every file operation under the data directory. Plain cc
+# and no sanitizers: it is the test's disk, not the product.
+$(BUILD)/crash-recorder.so: tests/crash/recorder.c
+	@mkdir -p $(dir $@)
+	cc -O2 -g -std=c11 -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl -pthread
+
+# A bounded crash-consistency run (a few hundred states at most); the full
+# run is part of `make bench`.
+crash-check: all $(BUILD)/camsim $(BUILD)/crash-recorder.so
+	@python3 tests/crash/harness.py --build $(BUILD) --states 100
+
 unit: $(TEST_BINS)
 	@set -e; for t in $(TEST_BINS); do echo "== $$t"; CK_DEFAULT_TIMEOUT=60 $$t; done
 
@@ -85,6 +97,8 @@ integration: all $(BUILD)/camsim $(BUILD)/faultfs.so
 	@python3 tests/integration_relay.py --build $(BUILD)
 	@python3 tests/integration_retention_faults.py --build $(BUILD)
 	@python3 tests/integration_storage.py --build $(BUILD)
+	@python3 tests/integration_crash.py --build $(BUILD)
+	@$(MAKE) --no-print-directory crash-check
 
 check: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/camsim $(BUILD)/faultfs.so $(TEST_BINS)
@@ -142,6 +156,11 @@ bench: deps
 	@for b in $(BENCH_BINS); do $$b --results bench/RESULTS.md || exit 1; done
 	@python3 bench/bench_web.py --build $(BUILD) --results bench/RESULTS.md
 	@python3 bench/bench_relay.py --build $(BUILD) --results bench/RESULTS.md
+	@# before: the commit just before startup stopped walking the whole archive
+	@python3 bench/bench_startup.py --build $(BUILD) --results bench/RESULTS.md --before-rev 31e702d
+	@python3 tests/integration_crash.py --build $(BUILD) --kills 100 --results bench/RESULTS.md
+	@$(MAKE) --no-print-directory $(BUILD)/crash-recorder.so
+	@python3 tests/crash/harness.py --build $(BUILD) --states 0 --variants 4 --results bench/RESULTS.md
 
 # Installs the daemon as a service (README "Install as a service"). The
 # example config is installed once: an admin's edited file is never replaced.

@@ -123,21 +123,39 @@ typedef enum {
     ARC_HASH_MISMATCH,     /* deep check: content differs from the row's sha256 */
     ARC_FILE_WITHOUT_ROW,  /* a finished-looking file nobody indexed */
     ARC_UNVERIFIED,        /* its row is marked unverified (an I/O error while written) */
+    ARC_UNREADABLE,        /* cannot be stat'ed, listed, opened or read (not ENOENT): kept */
 } arc_problem_t;
+#define ARC_PROBLEM_KINDS 6
+
+/* What a pass looked at (figures for logs, tests and benchmarks). */
+typedef struct {
+    int64_t rows_checked;
+    int64_t files_checked; /* files whose row was looked up (by name: no stat before) */
+    int64_t recovered;     /* files without a row that became rows */
+    int64_t removed;       /* files without a row and nothing playable: removed */
+} arc_reconcile_counts_t;
 
 typedef struct {
     int deep;   /* re-hash every file */
     int repair; /* vigild at startup: fix what can be fixed (see arc_reconcile) */
+    /* > 0: vigild's startup scope. Per source, only rows and files starting at
+     * or after (its newest row's start - recent_us); older ones are not even
+     * stat'ed. 0: everything (vigilctl check). */
+    int64_t recent_us;
+    arc_reconcile_counts_t *counts; /* filled when not NULL */
     /* Called for each disagreement found (before any repair). */
     void (*report)(void *ctx, arc_problem_t problem, const char *rel_path, const char *detail);
     void *ctx;
 } arc_reconcile_opts_t;
 
 /* Compares the index with the files under DATA_DIR/media. With repair: rows
- * whose file is gone are dropped, and files without a row are cut to their
- * last complete fragment and indexed (or removed when nothing in them plays).
- * Files a writer is still holding are skipped. Sets *problems to the number
- * found. */
+ * whose file is gone (ENOENT, nothing else) are dropped, and files without a
+ * row are cut to their last complete fragment and indexed (or removed when
+ * nothing in them plays); what cannot be read is kept, reported as
+ * ARC_UNREADABLE and raises the segment_unreadable alarm (cleared by a
+ * repairing pass that finds none). Files a writer is still holding are
+ * skipped. Sets *problems to the number found; an error is returned only
+ * when the index itself fails. */
 int arc_reconcile(const char *data_dir, idx_t *idx, const arc_reconcile_opts_t *opts,
                   int *problems);
 

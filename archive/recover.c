@@ -146,7 +146,9 @@ int arc_recover_file(const char *path, arc_file_info_t *info)
     rc = probe_file(path, info);
     if (rc == VG_OK)
         rc = arc_hash_file(path, info->sha256);
-cleanup:
+cleanup:;
+    int err = errno; /* the caller reports why an I/O error kept the file */
     close(fd);
+    errno = err;
     return rc;
 }

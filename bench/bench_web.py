@@ -41,8 +41,10 @@ def free_port():
     return port
 
 
-def generate(db_path, end_us):
-    """Loads the segment rows into the schema vigilctl created."""
+def generate(db_path, end_us, path_of=None):
+    """Loads the segment rows into the schema vigilctl created. path_of(name,
+    start_us) names each row's file (default: a short name, no file)."""
+    path_of = path_of or (lambda name, start: "%s/%d.mp4" % (name, start))
     db = sqlite3.connect(db_path)
     db.execute("PRAGMA synchronous = OFF")
     triggers = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'"
@@ -58,7 +60,7 @@ def generate(db_path, end_us):
         db.execute("INSERT OR IGNORE INTO source(name, kind) VALUES (?, 'video')", (name,))
         sid = db.execute("SELECT id FROM source WHERE name = ?", (name,)).fetchone()[0]
         rows = ((sid, start_us + i * SEG_US, start_us + (i + 1) * SEG_US, SEG_US, 4000000, sha,
-                 "h264", 1200, "%s/%d.mp4" % (name, start_us + i * SEG_US))
+                 "h264", 1200, path_of(name, start_us + i * SEG_US))
                 for i in range(DAYS * SEGS_PER_DAY))
         db.executemany("INSERT INTO segment(source_id, start_us, end_us, media_us, bytes, sha256,"
                        " codecs, init_bytes, path) VALUES (?,?,?,?,?,?,?,?,?)", rows)

@@ -146,7 +146,51 @@ static void describe_codecs(cap_source_t *src, AVFormatContext *ic)
     pthread_mutex_unlock(&src->lock);
 }
 
-static int open_upstream(cap_source_t *src, AVFormatContext **out, char *why, size_t why_size)
+/* Probing a stream (avformat_find_stream_info) buffers seconds of packets
+ * and opens decoders: a few MB per source. 100 sources starting together
+ * would probe together and lift the daemon's peak RSS far above its steady
+ * state, so at most CAP_MAX_PROBES connect and probe at a time; the others
+ * wait their turn (still stoppable, still alive for the watchdog). */
+#define CAP_MAX_PROBES 8
+
+static pthread_mutex_t probe_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t probe_freed = PTHREAD_COND_INITIALIZER;
+static int probes_running;
+
+static int probe_slot_take(cap_source_t *src)
+{
+    int rc = VG_OK;
+    pthread_mutex_lock(&probe_lock);
+    while (probes_running >= CAP_MAX_PROBES) {
+        if (atomic_load(&src->stop)) {
+            rc = VG_ESTOPPED;
+            break;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 100 * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&probe_freed, &probe_lock, &until);
+        atomic_store(&src->heartbeat_us, vg_clock_mono(src->clock));
+    }
+    if (rc == VG_OK)
+        probes_running++;
+    pthread_mutex_unlock(&probe_lock);
+    return rc;
+}
+
+static void probe_slot_give(void)
+{
+    pthread_mutex_lock(&probe_lock);
+    probes_running--;
+    pthread_cond_signal(&probe_freed);
+    pthread_mutex_unlock(&probe_lock);
+}
+
+static int probe_upstream(cap_source_t *src, AVFormatContext **out, char *why, size_t why_size)
 {
     AVFormatContext *ic = avformat_alloc_context();
     if (!ic)
@@ -172,6 +216,17 @@ static int open_upstream(cap_source_t *src, AVFormatContext **out, char *why, si
     describe_codecs(src, ic);
     *out = ic;
     return VG_OK;
+}
+
+static int open_upstream(cap_source_t *src, AVFormatContext **out, char *why, size_t why_size)
+{
+    if (probe_slot_take(src) != VG_OK) {
+        snprintf(why, why_size, "stopped");
+        return VG_ESTOPPED;
+    }
+    int rc = probe_upstream(src, out, why, why_size);
+    probe_slot_give();
+    return rc;
 }
 
 #define RATE_WINDOW_US 5000000

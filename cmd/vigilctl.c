@@ -167,8 +167,9 @@ static int cmd_segments(ctl_t *c, const char *source)
 
 static void report_problem(void *ctx, arc_problem_t problem, const char *path, const char *detail)
 {
-    static const char *names[] = {"row-without-file", "size-mismatch", "hash-mismatch",
-                                  "file-without-row", "unverified"};
+    static const char *names[ARC_PROBLEM_KINDS] = {"row-without-file", "size-mismatch",
+                                                   "hash-mismatch", "file-without-row",
+                                                   "unverified", "unreadable"};
     (void)ctx;
     printf("%s %s: %s\n", names[problem], path, detail);
 }

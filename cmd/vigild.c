@@ -136,22 +136,36 @@ static int prepare_storage(daemon_t *d)
 
 /* Crash recovery (DESIGN.md invariants 1 and 2), before anything records:
  * deletions a crash interrupted are finished first, then index and disk are
- * made to agree. */
+ * made to agree where a crash can have touched them: per source, from a few
+ * segments before its newest row on (RECOVERY_RECENT_US plus two segment
+ * lengths). That keeps startup as fast at 8.64 M rows as at 8; the whole
+ * archive is checked by `vigilctl check`. */
+#define RECOVERY_RECENT_US (10 * 60 * 1000000LL)
+
 static int recover(daemon_t *d)
 {
-    const char *data_dir = daemon_config(d)->data_dir;
-    arc_reconcile_opts_t opts = {.repair = 1};
+    const vg_config_t *cfg = daemon_config(d);
+    arc_reconcile_counts_t counts = {0};
+    arc_reconcile_opts_t opts = {
+        .repair = 1,
+        .recent_us = RECOVERY_RECENT_US + 2LL * cfg->segment_seconds * 1000000LL,
+        .counts = &counts,
+    };
     int problems = 0;
     /* Every pending deletion is tried once more; one that fails again is
      * reported (alarm delete_failed) and does not keep vigild from starting. */
-    int rc = ret_finish_pending(d->idx, data_dir, vg_clock_wall(&vg_system_clock), 1, NULL);
+    int rc = ret_finish_pending(d->idx, cfg->data_dir, vg_clock_wall(&vg_system_clock), 1, NULL);
     if (rc == VG_OK)
-        rc = arc_reconcile(data_dir, d->idx, &opts, &problems);
-    if (rc != VG_OK)
+        rc = arc_reconcile(cfg->data_dir, d->idx, &opts, &problems);
+    if (rc != VG_OK) {
         vg_err("recovery failed: %s", vg_strerror(rc));
-    else if (problems)
-        vg_notice("recovery: %d disagreement(s) between index and disk repaired", problems);
-    return rc;
+        return rc;
+    }
+    vg_notice("startup check: %lld row(s) and %lld file(s) of the last minutes checked, "
+              "%d disagreement(s), %lld file(s) recovered, %lld removed",
+              (long long)counts.rows_checked, (long long)counts.files_checked, problems,
+              (long long)counts.recovered, (long long)counts.removed);
+    return VG_OK;
 }
 
 /* ---- recorders ---- */

@@ -297,6 +297,8 @@ enum {
     ST_SEG_RANGE,
     ST_SEG_ALL,
     ST_SEG_PATH,
+    ST_SEG_PAGE,
+    ST_SRC_NEWEST,
     ST_SEG_DELETE,
     ST_SRC_UPSERT,
     ST_SRC_EXISTS,
@@ -326,6 +328,12 @@ static const char *const stmt_sql[ST_COUNT] = {
                    " ORDER BY s.name, g.start_us, g.id",
     /* Rows being deleted still own their path: include them. */
     [ST_SEG_PATH] = "SELECT 1 FROM segment WHERE path = ?1",
+    /* Keyset paging by id: a full check of 8.64 M rows holds one page. */
+    [ST_SEG_PAGE] = "SELECT " SEG_COLUMNS " FROM segment g JOIN source s ON g.source_id = s.id"
+                    " WHERE g.id > ?1 AND g.deleting = 0 ORDER BY g.id LIMIT ?2",
+    /* max() over the (source_id, start_us) index: one index probe. */
+    [ST_SRC_NEWEST] = "SELECT max(start_us) FROM segment"
+                      " WHERE source_id = (SELECT id FROM source WHERE name = ?1)",
     [ST_SEG_DELETE] = "DELETE FROM segment WHERE id = ?1",
     [ST_SRC_UPSERT] = "INSERT INTO source(name, kind) VALUES (?1, ?2)"
                       " ON CONFLICT(name) DO UPDATE SET kind = excluded.kind"
@@ -921,6 +929,42 @@ int idx_segments_all(idx_t *idx, idx_segment_t **out, size_t *n)
     *out = NULL;
     *n = 0;
     return idx_priv_collect_segments(idx, idx->st[ST_SEG_ALL], "list segments", out, n);
+}
+
+int idx_segments_page(idx_t *idx, int64_t after_id, size_t limit, idx_segment_t **out,
+                      size_t *n)
+{
+    if (!idx || !out || !n || limit == 0)
+        return VG_EINVAL;
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = idx->st[ST_SEG_PAGE];
+    int ret = idx_priv_bind_i64(idx, st, 1, after_id);
+    if (ret == VG_OK)
+        ret = idx_priv_bind_i64(idx, st, 2, (int64_t)limit);
+    if (ret != VG_OK) {
+        idx_priv_stmt_done(st);
+        return ret;
+    }
+    return idx_priv_collect_segments(idx, st, "list segments (page)", out, n);
+}
+
+int idx_source_newest_start(idx_t *idx, const char *source, int64_t *start_us)
+{
+    if (!idx || !source || !start_us)
+        return VG_EINVAL;
+    *start_us = 0;
+    sqlite3_stmt *st = idx->st[ST_SRC_NEWEST];
+    int ret = idx_priv_bind_text(idx, st, 1, source);
+    if (ret == VG_OK) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+            *start_us = sqlite3_column_int64(st, 0); /* NULL (no rows) reads as 0 */
+        else
+            ret = idx_priv_db_fail(idx, rc, "read newest segment start");
+    }
+    idx_priv_stmt_done(st);
+    return ret;
 }
 
 int idx_segment_path_exists(idx_t *idx, const char *path, int *found)

@@ -48,6 +48,13 @@ int idx_segments_in_range(idx_t *idx, const char *source, int64_t from_us, int64
                           idx_segment_t **out, size_t *n);
 /* Every segment row (for check and recovery), ordered by source, start. */
 int idx_segments_all(idx_t *idx, idx_segment_t **out, size_t *n);
+/* At most limit rows with id > after_id, by id (rows being deleted left
+ * out): the full check pages through the index instead of loading it. */
+int idx_segments_page(idx_t *idx, int64_t after_id, size_t limit, idx_segment_t **out,
+                      size_t *n);
+/* Start of the source's newest segment row (marked ones included); 0 when
+ * it has none or is unknown. */
+int idx_source_newest_start(idx_t *idx, const char *source, int64_t *start_us);
 /* Returns VG_OK with *found = 1 when a row has this relative path. */
 int idx_segment_path_exists(idx_t *idx, const char *path, int *found);
 int idx_segment_delete(idx_t *idx, int64_t id);

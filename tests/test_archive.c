@@ -1281,16 +1281,16 @@ END_TEST
 /* ---- index and disk agreement ---- */
 
 typedef struct {
-    int count[4]; /* by arc_problem_t */
+    int count[ARC_PROBLEM_KINDS];
     int total;
-    char last_path[4][256];
+    char last_path[ARC_PROBLEM_KINDS][256];
 } reports_t;
 
 static void collect(void *ctx, arc_problem_t problem, const char *rel_path, const char *detail)
 {
     reports_t *r = ctx;
     ck_assert_int_ge(problem, 0);
-    ck_assert_int_lt(problem, 4);
+    ck_assert_int_lt(problem, ARC_PROBLEM_KINDS);
     ck_assert_ptr_nonnull(detail);
     ck_assert_int_gt(strlen(detail), 0);
     r->count[problem]++;
@@ -1433,6 +1433,105 @@ START_TEST(test_reconcile_repairs)
     free(first);
     free(orphan_abs);
     free(orphan);
+    free(r.row);
+}
+END_TEST
+
+static int alarm_active(const char *kind)
+{
+    idx_alarm_t *a = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(idx_alarms_active(g_idx, &a, &n), VG_OK);
+    int found = 0;
+    for (size_t i = 0; i < n; i++)
+        found |= strcmp(a[i].kind, kind) == 0;
+    free(a);
+    return found;
+}
+
+/* Invariant 9: only ENOENT means gone. A directory where a segment file
+ * belongs (stat works, open for writing and reading fail) keeps its row and
+ * raises an alarm; a directory named like an orphan segment is kept, and the
+ * rest of the archive is still checked and repaired. */
+START_TEST(test_reconcile_unreadable_kept)
+{
+    rows_t r = three_segments();
+    char *second = path_in_dir(r.row[1].path);
+    char *saved = path_in_dir("saved.mp4");
+    ck_assert_int_eq(rename(second, saved), 0);
+    ck_assert_int_eq(mkdir(second, 0750), 0);
+    char *orphan = orphan_rel(&r);
+    char *orphan_abs = path_in_dir(orphan);
+    ck_assert_int_eq(mkdir(orphan_abs, 0750), 0);
+    /* And a real problem next to them, which repair still fixes. */
+    char *first = path_in_dir(r.row[0].path);
+    ck_assert_int_eq(unlink(first), 0);
+
+    reports_t rep;
+    ck_assert_int_eq(reconcile(1, 1, &rep), 3);
+    ck_assert_int_eq(rep.count[ARC_UNREADABLE], 2);
+    ck_assert_int_eq(rep.count[ARC_ROW_WITHOUT_FILE], 1);
+    ck_assert_str_eq(rep.last_path[ARC_ROW_WITHOUT_FILE], r.row[0].path);
+    ck_assert(alarm_active("segment_unreadable"));
+    ck_assert(file_exists(orphan_abs));
+    rows_t after = all_rows();
+    ck_assert_uint_eq(after.n, r.n - 1); /* only the missing one's row went */
+    int kept = 0;
+    for (size_t i = 0; i < after.n; i++)
+        kept |= strcmp(after.row[i].path, r.row[1].path) == 0;
+    ck_assert(kept);
+    free(after.row);
+
+    /* The file comes back: the next repairing pass is clean and clears it. */
+    ck_assert_int_eq(rmdir(second), 0);
+    ck_assert_int_eq(rename(saved, second), 0);
+    ck_assert_int_eq(rmdir(orphan_abs), 0);
+    ck_assert_int_eq(reconcile(1, 1, &rep), 0);
+    ck_assert(!alarm_active("segment_unreadable"));
+
+    free(first);
+    free(orphan_abs);
+    free(orphan);
+    free(saved);
+    free(second);
+    free(r.row);
+}
+END_TEST
+
+/* The startup scope: rows and files older than the source's newest row
+ * minus recent_us are not looked at, not even by name; newer ones are. */
+START_TEST(test_reconcile_recent_scope)
+{
+    rows_t r = three_segments();
+    char *first = path_in_dir(r.row[0].path);
+    ck_assert_int_eq(unlink(first), 0); /* old damage, out of scope */
+    char *orphan = orphan_rel(&r);
+    char *orphan_abs = path_in_dir(orphan);
+    char *second = path_in_dir(r.row[1].path);
+    copy_file(second, orphan_abs); /* a crash's leftover, in scope */
+    free(second);
+
+    reports_t rep;
+    arc_reconcile_counts_t counts = {0};
+    memset(&rep, 0, sizeof(rep));
+    int64_t newest = r.row[r.n - 1].start_us;
+    arc_reconcile_opts_t opts = {.repair = 1, .report = collect, .ctx = &rep,
+                                 .recent_us = newest - r.row[1].start_us, .counts = &counts};
+    int problems = -1;
+    ck_assert_int_eq(arc_reconcile(g_dir, g_idx, &opts, &problems), VG_OK);
+    ck_assert_int_eq(problems, 1);
+    ck_assert_int_eq(rep.count[ARC_FILE_WITHOUT_ROW], 1);
+    ck_assert_int_eq(counts.recovered, 1);
+    ck_assert_int_eq(counts.rows_checked, (int64_t)r.n - 1);
+    ck_assert_int_eq(counts.files_checked, (int64_t)r.n); /* r.n - 1 rows' files + the orphan */
+
+    /* The full pass still sees the old damage. */
+    ck_assert_int_eq(reconcile(0, 0, &rep), 1);
+    ck_assert_int_eq(rep.count[ARC_ROW_WITHOUT_FILE], 1);
+
+    free(orphan_abs);
+    free(orphan);
+    free(first);
     free(r.row);
 }
 END_TEST
@@ -1633,6 +1732,8 @@ static Suite *archive_suite(void)
     tcase_add_test(tc, test_reconcile_reports);
     tcase_add_test(tc, test_reconcile_repairs);
     tcase_add_test(tc, test_reconcile_skips_open_segment);
+    tcase_add_test(tc, test_reconcile_unreadable_kept);
+    tcase_add_test(tc, test_reconcile_recent_scope);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("export");

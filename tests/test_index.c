@@ -456,6 +456,63 @@ START_TEST(test_segments_all_order)
 }
 END_TEST
 
+/* The full check pages by id: every live row once, in id order, whatever
+ * the page size; rows being deleted are left out. The newest start of a
+ * source is one index probe. */
+START_TEST(test_segments_page_and_newest)
+{
+    idx_t *idx = open_rw();
+    ck_assert_int_eq(idx_source_register(idx, "cam", "video"), VG_OK);
+    ck_assert_int_eq(idx_source_register(idx, "line", "audio"), VG_OK);
+    ck_assert_int_eq(idx_source_register(idx, "idle", "video"), VG_OK);
+    int64_t ids[10];
+    char path[32];
+    for (int i = 0; i < 10; i++) {
+        snprintf(path, sizeof(path), "%s/%d.mp4", i % 2 ? "line" : "cam", i);
+        ids[i] = insert(idx, i % 2 ? "line" : "cam", 1000 + i * 10, 1010 + i * 10, path);
+    }
+    idx_segment_t doomed = make_seg("cam", 5000, 5010, "cam/doomed.mp4");
+    ck_assert_int_eq(idx_segment_insert(idx, &doomed), VG_OK);
+    int64_t run = 0;
+    ck_assert_int_eq(idx_record_destruction(idx, 1, "age", &doomed, 1, &run), VG_OK);
+
+    int64_t after = 0;
+    size_t seen = 0;
+    for (;;) {
+        idx_segment_t *page = NULL;
+        size_t n = 0;
+        ck_assert_int_eq(idx_segments_page(idx, after, 3, &page, &n), VG_OK);
+        ck_assert_uint_le(n, 3);
+        for (size_t i = 0; i < n; i++) {
+            ck_assert_uint_lt(seen, 10);
+            ck_assert_int_eq(page[i].id, ids[seen]);
+            ck_assert_str_eq(page[i].source, seen % 2 ? "line" : "cam");
+            seen++;
+        }
+        if (n)
+            after = page[n - 1].id;
+        free(page);
+        if (n < 3)
+            break;
+    }
+    ck_assert_uint_eq(seen, 10);
+    idx_segment_t *page = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(idx_segments_page(idx, 0, 0, &page, &n), VG_EINVAL);
+
+    int64_t newest = -1;
+    ck_assert_int_eq(idx_source_newest_start(idx, "cam", &newest), VG_OK);
+    ck_assert_int_eq(newest, 5000); /* marked rows count: their files may still be there */
+    ck_assert_int_eq(idx_source_newest_start(idx, "line", &newest), VG_OK);
+    ck_assert_int_eq(newest, 1090);
+    ck_assert_int_eq(idx_source_newest_start(idx, "idle", &newest), VG_OK);
+    ck_assert_int_eq(newest, 0);
+    ck_assert_int_eq(idx_source_newest_start(idx, "nobody", &newest), VG_OK);
+    ck_assert_int_eq(newest, 0);
+    idx_close(idx);
+}
+END_TEST
+
 START_TEST(test_path_exists_and_delete)
 {
     idx_t *idx = open_rw();
@@ -755,6 +812,7 @@ static Suite *index_suite(void)
     tcase_add_test(tc, test_insert_unknown_source);
     tcase_add_test(tc, test_insert_invalid);
     tcase_add_test(tc, test_segments_all_order);
+    tcase_add_test(tc, test_segments_page_and_newest);
     tcase_add_test(tc, test_path_exists_and_delete);
     tcase_add_test(tc, test_source_register_kind);
     tcase_add_test(tc, test_source_version);

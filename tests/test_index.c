@@ -474,7 +474,7 @@ START_TEST(test_segments_page_and_newest)
     idx_segment_t doomed = make_seg("cam", 5000, 5010, "cam/doomed.mp4");
     ck_assert_int_eq(idx_segment_insert(idx, &doomed), VG_OK);
     int64_t run = 0;
-    ck_assert_int_eq(idx_record_destruction(idx, 1, "age", &doomed, 1, &run), VG_OK);
+    ck_assert_int_eq(idx_record_destruction(idx, 1, "age", &doomed, 1, INT64_MAX, NULL, &run), VG_OK);
 
     int64_t after = 0;
     size_t seen = 0;

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/clock.h"
+
 typedef struct idx idx_t;
 
 typedef struct {
@@ -297,5 +299,29 @@ int idx_audit_list(idx_t *idx, const idx_audit_filter_t *f, idx_audit_t **out, s
 /* Recomputes the chain from the first row. *first_bad_id is 0 when every
  * row verifies, else the id of the first row whose hash or link is wrong. */
 int idx_audit_verify(idx_t *idx, int64_t *checked, int64_t *first_bad_id);
+
+/* ---- aggregated denials (index/denials.c) ----
+ * Refused requests (no or wrong credentials, missing permission, rate
+ * limits) are counted, not committed one by one: one chained audit row per
+ * address, actor, action and reason per minute, with detail
+ * "REASON count=N last=TIME", written once the minute closes (a thread of
+ * its own, with its own connection) and at close. At most IDX_DENIALS_MAX
+ * address buckets are kept; more addresses in one minute share an "other"
+ * bucket (ip "other"). */
+
+#define IDX_DENIALS_MAX 256
+
+typedef struct idx_denials idx_denials_t;
+int idx_denials_open(const char *db_path, const vg_clock_t *clock, idx_denials_t **out);
+/* Counts one refused request at ts_us (no I/O; d may be NULL: nothing). */
+void idx_denials_note(idx_denials_t *d, int64_t ts_us, const char *ip, const char *actor,
+                      const char *action, const char *object, const char *reason);
+/* Writes the buckets of closed minutes now (all: every bucket). A failed
+ * write keeps the counts for the next try. */
+int idx_denials_flush(idx_denials_t *d, int all);
+/* Denials counted since open. */
+int64_t idx_denials_noted(idx_denials_t *d);
+/* Stops the writer and writes everything still counted. */
+void idx_denials_close(idx_denials_t *d);
 
 #endif

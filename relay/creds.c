@@ -39,6 +39,7 @@ struct rly_creds {
     pthread_mutex_t cache_lock;
     cache_entry_t cache[CACHE_MAX];
     size_t n_cache;
+    idx_denials_t *denials;    /* refused requests: one row per address and minute */
 };
 
 int rly_creds_open(const char *db_path, const vg_clock_t *clock, rly_creds_t **out)
@@ -51,6 +52,8 @@ int rly_creds_open(const char *db_path, const vg_clock_t *clock, rly_creds_t **o
     pthread_mutex_init(&c->hash_lock, NULL);
     pthread_mutex_init(&c->cache_lock, NULL);
     int rc = idx_open(db_path, 0, &c->idx);
+    if (rc == VG_OK)
+        rc = idx_denials_open(db_path, clock, &c->denials);
     if (rc != VG_OK) {
         rly_creds_close(c);
         return rc;
@@ -63,6 +66,7 @@ void rly_creds_close(rly_creds_t *c)
 {
     if (!c)
         return;
+    idx_denials_close(c->denials); /* writes the last minute's counts */
     idx_close(c->idx);
     sodium_memzero(c->cache, sizeof(c->cache));
     pthread_mutex_destroy(&c->db_lock);
@@ -258,4 +262,16 @@ int rly_creds_audit(rly_creds_t *c, const rly_audit_t *a)
         vg_err("relay: cannot write the audit row for %s source=%s: %s", a->action, a->source,
                vg_strerror(rc));
     return rc;
+}
+
+/* A refused RTSP request is counted, not written: RTSP clients retry, and a
+ * flood of them must not add a row and a commit each (DESIGN.md invariant
+ * 8). The minute's row per address, actor and reason carries the count. */
+void rly_creds_denied(rly_creds_t *c, const char *ip, const char *actor, const char *source,
+                      const char *why)
+{
+    char object[96];
+    snprintf(object, sizeof(object), "source:%s", source);
+    idx_denials_note(c->denials, vg_clock_wall(c->clock), ip, actor, "relay.access", object,
+                     why);
 }

@@ -58,11 +58,27 @@ static const char *header(const web_req_t *r, const char *name)
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
 }
 
+/* A refused request leaves no row of its own: it is counted into the
+ * minute's aggregated row for its address (index/denials.c), so a flood
+ * cannot grow the audit trail or cost a commit each. Failed authentication
+ * also spends a token of the address's bucket; once they are gone, 429. */
 static void deny(web_req_t *r, int status, const char *code, const char *msg)
 {
-    /* The raw target (with its query) says exactly what was asked for. */
-    web_audit_as(r, r->who.actor[0] ? r->who.actor : "anonymous", "access", r->raw_uri, 0, 0,
-                 "denied", code);
+    const char *actor = r->who.actor[0] ? r->who.actor : "anonymous";
+    if (status == 401) {
+        int wait_s = web_limiter_take(r->w->limiter, r->ip, r->now_us);
+        if (wait_s > 0) {
+            idx_denials_note(r->w->denials, r->now_us, r->ip, actor, "access", r->raw_uri,
+                             "rate_limited");
+            snprintf(r->retry_after, sizeof(r->retry_after), "%d", wait_s);
+            web_reply_error(r, 429, "rate_limited",
+                            "too many refused requests from this address; try again in %d s",
+                            wait_s);
+            return;
+        }
+    }
+    /* The raw target (with its query) says what was asked for. */
+    idx_denials_note(r->w->denials, r->now_us, r->ip, actor, "access", r->raw_uri, code);
     web_reply_error(r, status, code, "%s", msg);
 }
 

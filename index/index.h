@@ -246,6 +246,32 @@ int idx_login_failures(idx_t *idx, const char *user, const char *ip, int64_t sin
                        int64_t *n_user, int64_t *oldest_user, int64_t *n_ip, int64_t *oldest_ip);
 int idx_login_failures_clear(idx_t *idx, const char *user);
 
+/* Login throttling shared by the API and the relay. */
+typedef struct {
+    int64_t window_us;     /* failures are counted over this long */
+    int64_t addr_max;      /* failures from one address in the window; then refused */
+    int64_t account_free;  /* failures of one account before its delay starts */
+    int64_t delay_max_us;  /* the account's delay doubles per failure up to this */
+    int64_t alarm_account; /* failures of one account that raise login_attack */
+} idx_login_policy_t;
+
+typedef struct {
+    int admitted;          /* 1: check the password (a failure is already counted) */
+    int64_t retry_us;      /* refused: how long until it may be tried again */
+    int64_t n_user, n_ip;  /* failures in the window, this attempt included */
+} idx_login_attempt_t;
+
+#define IDX_ALARM_LOGIN_ATTACK "login_attack"
+
+/* Whether user may try a password from ip now, decided and counted in one
+ * write transaction so parallel attempts cannot all slip under the limit:
+ * an admitted attempt is counted as a failure at once, and a right
+ * password then calls idx_login_failures_clear. Raises the alarm
+ * login_attack when an account reaches alarm_account failures or a refused
+ * address keeps trying; clears it once neither holds within the window. */
+int idx_login_attempt(idx_t *idx, const char *user, const char *ip, int64_t now_us,
+                      const idx_login_policy_t *p, idx_login_attempt_t *out);
+
 /* keep_days set over the API; *days = 0 when the source has no override. */
 int idx_keep_days_override(idx_t *idx, const char *source, int *days);
 /* Sets (days > 0) or removes (days == 0) a source's override. */

@@ -20,8 +20,6 @@
 
 #define CACHE_TTL_US (60LL * 1000000)
 #define CACHE_MAX 256
-#define THROTTLE_WINDOW_US (15LL * 60 * 1000000)
-#define THROTTLE_MAX_FAILURES 5
 #define TOKEN_PREFIX "vgt_"
 
 typedef struct {
@@ -126,14 +124,6 @@ static int from_token(rly_creds_t *c, const char *secret, rly_principal_t *who)
     return VG_OK;
 }
 
-static int throttled(rly_creds_t *c, const char *user, const char *ip, int64_t now)
-{
-    int64_t nu = 0, ou = 0, ni = 0, oi = 0;
-    if (idx_login_failures(c->idx, user, ip, now - THROTTLE_WINDOW_US, &nu, &ou, &ni, &oi) != VG_OK)
-        return 0;
-    return nu >= THROTTLE_MAX_FAILURES || ni >= THROTTLE_MAX_FAILURES;
-}
-
 static int password_ok(rly_creds_t *c, const idx_account_t *a, int found, const char *pw)
 {
     pthread_mutex_lock(&c->hash_lock);
@@ -156,15 +146,19 @@ static int from_account(rly_creds_t *c, const char *user, const char *pw, const 
 {
     int64_t now = vg_clock_wall(c->clock);
     idx_account_t a;
-    if (throttled(c, user, ip, now))
+    idx_login_attempt_t at;
+    /* The API's throttling, counted in the same table before the check. */
+    int rc = idx_login_attempt(c->idx, user, ip, now, &web_login_policy, &at);
+    if (rc != VG_OK)
+        return rc;
+    if (!at.admitted)
         return VG_EBUSY;
-    int rc = idx_account_get(c->idx, user, &a);
+    rc = idx_account_get(c->idx, user, &a);
     if (rc != VG_OK && rc != VG_ENOTFOUND)
         return rc;
-    if (!password_ok(c, &a, rc == VG_OK, pw)) {
-        idx_login_failure_add(c->idx, user, ip, now, now - THROTTLE_WINDOW_US);
-        return VG_ENOTFOUND;
-    }
+    if (!password_ok(c, &a, rc == VG_OK, pw))
+        return VG_ENOTFOUND; /* already counted as a failure */
+    idx_login_failures_clear(c->idx, user);
     snprintf(who->actor, sizeof(who->actor), "user:%s", a.name);
     if (web_role_perms(a.role, &who->perms) != VG_OK)
         who->perms = 0;

@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -923,6 +924,117 @@ START_TEST(test_audit_paging)
 }
 END_TEST
 
+static int has_alarm(const char *kind)
+{
+    idx_alarm_t *a = NULL;
+    size_t n = 0;
+    int found = 0;
+    ck_assert_int_eq(idx_alarms_active(idx, &a, &n), VG_OK);
+    for (size_t i = 0; i < n; i++)
+        found |= strcmp(a[i].kind, kind) == 0;
+    free(a);
+    return found;
+}
+
+#define PARALLEL_LOGINS 24
+
+static void *wrong_login(void *arg)
+{
+    resp_t r;
+    http("POST", "/api/v1/login", NULL, "{\"user\":\"sec\",\"password\":\"wrong-pass-1\"}", &r);
+    *(int *)arg = r.status;
+    resp_free(&r);
+    return NULL;
+}
+
+/* Many wrong passwords at once: the count is decided before each password
+ * check, in one transaction, so no more than the limit reach the check. */
+START_TEST(test_parallel_logins_counted_atomically)
+{
+    add_user("sec", "security", NULL);
+    pthread_t t[PARALLEL_LOGINS];
+    int status[PARALLEL_LOGINS];
+    for (int i = 0; i < PARALLEL_LOGINS; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, wrong_login, &status[i]), 0);
+    int checked = 0, refused = 0;
+    for (int i = 0; i < PARALLEL_LOGINS; i++) {
+        pthread_join(t[i], NULL);
+        checked += status[i] == 401; /* invalid_credentials: the password was checked */
+        refused += status[i] == 429;
+    }
+    ck_assert_int_eq(checked + refused, PARALLEL_LOGINS);
+    ck_assert_int_le(checked, 5);
+    /* an address that keeps trying past its limit raises login_attack */
+    ck_assert(has_alarm("login_attack"));
+    /* once its failures are past the window, and a login happens, it clears */
+    fake_now += 16 * MIN_US;
+    char c[160];
+    login("sec", c, sizeof(c));
+    ck_assert(!has_alarm("login_attack"));
+}
+END_TEST
+
+static int login_from(const char *ip, const char *pw, char *retry, size_t size)
+{
+    char extra[96], body[128];
+    resp_t r;
+    snprintf(extra, sizeof(extra), "X-Forwarded-For: %s\r\n", ip);
+    snprintf(body, sizeof(body), "{\"user\":\"sec\",\"password\":\"%s\"}", pw);
+    http("POST", "/api/v1/login", extra, body, &r);
+    int s = r.status;
+    if (retry)
+        snprintf(retry, size, "%s", r.retry_after);
+    resp_free(&r);
+    return s;
+}
+
+/* Failures from many addresses slow the account down (a growing delay), they
+ * never lock it: the right password gets in once the delay has passed. */
+START_TEST(test_account_delay_not_lock)
+{
+    add_user("sec", "security", NULL);
+    cfg.http.trusted_proxies = vg_strdup("127.0.0.1");
+    char ip[32], retry[16];
+    int n = 0;
+    for (; n < 5; n++) {
+        snprintf(ip, sizeof(ip), "10.7.0.%d", n + 1);
+        ck_assert_int_eq(login_from(ip, "wrong-pass-1", NULL, 0), 401);
+    }
+    /* the sixth, from yet another address: wait a second */
+    ck_assert_int_eq(login_from("10.7.1.1", "wrong-pass-1", retry, sizeof(retry)), 429);
+    ck_assert_int_eq(atoi(retry), 1);
+    fake_now += 1000000;
+    ck_assert_int_eq(login_from("10.7.1.1", "wrong-pass-1", NULL, 0), 401);
+    /* then two */
+    ck_assert_int_eq(login_from("10.7.1.2", PW, retry, sizeof(retry)), 429);
+    ck_assert_int_eq(atoi(retry), 2);
+    ck_assert(!has_alarm("login_attack"));
+    for (int delay = 2; n < 9; n++, delay *= 2) {
+        fake_now += delay * 1000000LL;
+        snprintf(ip, sizeof(ip), "10.7.2.%d", n);
+        ck_assert_int_eq(login_from(ip, "wrong-pass-1", NULL, 0), 401);
+    }
+    /* ten failures for one account: the alarm */
+    ck_assert(has_alarm("login_attack"));
+    /* still no lock: after the delay, the right password works */
+    ck_assert_int_eq(login_from("10.7.3.1", PW, retry, sizeof(retry)), 429);
+    fake_now += atoi(retry) * 1000000LL;
+    ck_assert_int_eq(login_from("10.7.3.1", PW, NULL, 0), 200);
+    /* without trusted_proxies the header is ignored: 127.0.0.1 is the
+     * address, and it has its own 5 tries */
+    free(cfg.http.trusted_proxies);
+    cfg.http.trusted_proxies = NULL;
+    fake_now += 16 * MIN_US;
+    for (int i = 0; i < 5; i++) {
+        snprintf(ip, sizeof(ip), "10.6.0.%d", i + 1);
+        fake_now += 61 * 1000000LL;
+        ck_assert_int_eq(login_from(ip, "wrong-pass-1", NULL, 0), 401);
+    }
+    fake_now += 61 * 1000000LL;
+    ck_assert_int_eq(login_from("10.6.9.9", PW, NULL, 0), 429);
+}
+END_TEST
+
 static Suite *web_suite(void)
 {
     Suite *s = suite_create("web");
@@ -942,6 +1054,8 @@ static Suite *web_suite(void)
     tcase_add_test(tc, test_forwarded_for_and_bound);
     tcase_add_test(tc, test_no_body_before_auth);
     tcase_add_test(tc, test_audit_paging);
+    tcase_add_test(tc, test_parallel_logins_counted_atomically);
+    tcase_add_test(tc, test_account_delay_not_lock);
     suite_add_tcase(s, tc);
     return s;
 }

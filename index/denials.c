@@ -5,7 +5,8 @@
  * ("count=N"), so a flood of thousands of requests adds a handful of rows
  * and no durable commit per request. At close everything still counted is
  * written. Memory is bounded: past IDX_DENIALS_MAX addresses' buckets, a
- * minute's further denials share one "other" bucket per action and reason.
+ * minute's further denials share an "other" bucket per actor, action and
+ * reason (a few slots are kept for them).
  * Used by web/ and relay/ alike, each with its own instance. */
 #include "index/index.h"
 
@@ -33,7 +34,7 @@ typedef struct {
     int64_t minute;    /* ts / MINUTE_US */
     int64_t first_us, last_us;
     int64_t count;
-    int other;         /* the overflow bucket of its minute, action and reason */
+    int other;         /* an overflow bucket: ip "other" */
     char ip[64];
     char actor[96];
     char action[48];
@@ -61,45 +62,46 @@ static int same_key(const bucket_t *b, int64_t minute, const char *ip, const cha
            strcmp(b->action, action) == 0 && strcmp(b->reason, reason) == 0;
 }
 
+static bucket_t *find(idx_denials_t *d, int other, int64_t minute, const char *ip,
+                      const char *actor, const char *action, const char *reason)
+{
+    for (size_t i = 0; i < d->n; i++) {
+        if (d->slots[i].other == other &&
+            same_key(&d->slots[i], minute, ip, actor, action, reason))
+            return &d->slots[i];
+    }
+    return NULL;
+}
+
 /* Adds count denials to their bucket; lock held. */
 static void add_locked(idx_denials_t *d, int64_t ts_us, const char *ip, const char *actor,
                        const char *action, const char *object, const char *reason,
                        int64_t count, int64_t first_us)
 {
     int64_t minute = ts_us / MINUTE_US;
-    bucket_t *b = NULL;
-    for (size_t i = 0; i < d->n && !b; i++) {
-        if (!d->slots[i].other && same_key(&d->slots[i], minute, ip, actor, action, reason))
-            b = &d->slots[i];
-    }
+    int other = 0;
+    bucket_t *b = find(d, 0, minute, ip, actor, action, reason);
     if (!b && d->n_addr >= IDX_DENIALS_MAX) {
-        /* Too many addresses this minute: one bucket for the rest. */
-        for (size_t i = 0; i < d->n && !b; i++) {
-            if (d->slots[i].other &&
-                same_key(&d->slots[i], minute, "other", "anonymous", action, reason))
-                b = &d->slots[i];
-        }
+        /* Too many addresses this minute: the rest share a bucket. */
+        other = 1;
+        ip = "other";
+        b = find(d, 1, minute, ip, actor, action, reason);
         if (!b && d->n == SLOTS) {
-            b = &d->slots[SLOTS - 1]; /* even the reserve is full: count it there */
+            /* Even the reserve is full: count it with the last "other"
+             * bucket rather than lose it (n == SLOTS means there is one). */
+            for (size_t i = d->n; i-- > 0 && !b;)
+                b = d->slots[i].other ? &d->slots[i] : NULL;
+            if (!b)
+                b = &d->slots[SLOTS - 1];
             b->count += count;
             return;
         }
-        if (!b) {
-            b = &d->slots[d->n++];
-            memset(b, 0, sizeof(*b));
-            b->other = 1;
-            b->minute = minute;
-            b->first_us = first_us;
-            snprintf(b->ip, sizeof(b->ip), "other");
-            snprintf(b->actor, sizeof(b->actor), "anonymous");
-            snprintf(b->action, sizeof(b->action), "%s", action);
-            snprintf(b->reason, sizeof(b->reason), "%s", reason);
-            snprintf(b->object, sizeof(b->object), "%s", object ? object : "");
-        }
-    } else if (!b) {
+    }
+    if (!b) {
         b = &d->slots[d->n++];
-        d->n_addr++;
+        d->n_addr += !other;
         memset(b, 0, sizeof(*b));
+        b->other = other;
         b->minute = minute;
         b->first_us = first_us;
         snprintf(b->ip, sizeof(b->ip), "%s", ip);

@@ -5,10 +5,10 @@
  * before its answer is sent. */
 #include "web/web_private.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
-#include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -457,12 +457,12 @@ static void start_audit(web_req_t *r)
     web_auditor_submit(r->w->auditor, &r->ticket);
 }
 
+static int declared_too_big(web_req_t *r);
+
 /* First call, headers complete: route and authenticate before a byte of
  * the body is read (DESIGN.md invariant 8), so a caller without valid
  * credentials cannot make vigild buffer a megabyte. Login is a public
  * route: its body is the credentials. Sets r->route, or answers. */
-static int declared_too_big(web_req_t *r);
-
 static void process_headers(web_req_t *r)
 {
     const web_route_t *route = NULL;

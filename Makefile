@@ -99,6 +99,7 @@ integration: all $(BUILD)/camsim $(BUILD)/faultfs.so
 	@python3 tests/integration_storage.py --build $(BUILD)
 	@python3 tests/integration_crash.py --build $(BUILD)
 	@$(MAKE) --no-print-directory crash-check
+	@python3 tests/integration_abuse.py --build $(BUILD)
 
 check: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/camsim $(BUILD)/faultfs.so $(TEST_BINS)
@@ -161,6 +162,7 @@ bench: deps
 	@python3 tests/integration_crash.py --build $(BUILD) --kills 100 --results bench/RESULTS.md
 	@$(MAKE) --no-print-directory $(BUILD)/crash-recorder.so
 	@python3 tests/crash/harness.py --build $(BUILD) --states 0 --variants 4 --results bench/RESULTS.md
+	@python3 bench/bench_flood.py --build $(BUILD) --results bench/RESULTS.md
 
 # Installs the daemon as a service (README "Install as a service"). The
 # example config is installed once: an admin's edited file is never replaced.

@@ -14,6 +14,7 @@
 #include "errors.h"
 #include "util.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
@@ -510,6 +511,71 @@ static int set_metrics_access(parser_t *p, const char *key, const char *value)
     return VG_ECONFIG;
 }
 
+/* Both parse as the same address (so "::1" and "0:0::1" match). */
+static int same_address(const char *a, const char *b)
+{
+    unsigned char x[16], y[16];
+    if (inet_pton(AF_INET, a, x) == 1)
+        return inet_pton(AF_INET, b, y) == 1 && memcmp(x, y, 4) == 0;
+    if (inet_pton(AF_INET6, a, x) == 1)
+        return inet_pton(AF_INET6, b, y) == 1 && memcmp(x, y, 16) == 0;
+    return 0;
+}
+
+static int numeric_address(const char *text)
+{
+    unsigned char raw[16];
+    return inet_pton(AF_INET, text, raw) == 1 || inet_pton(AF_INET6, text, raw) == 1;
+}
+
+/* trusted_proxies = 10.0.0.5, 10.0.0.6: numeric addresses only, so a
+ * request's address is never resolved through DNS to decide whom to trust. */
+static int set_trusted_proxies(parser_t *p, const char *key, const char *value)
+{
+    char buf[256];
+    char *list = vg_malloc(strlen(value) + 1), *out = list;
+    int rc = VG_OK;
+    for (const char *c = value; *c && rc == VG_OK;) {
+        c += strspn(c, " \t,");
+        size_t n = strcspn(c, " \t,");
+        if (!n)
+            break;
+        char one[INET6_ADDRSTRLEN + 1];
+        snprintf(one, sizeof(one), "%.*s", (int)(n < sizeof(one) ? n : sizeof(one) - 1), c);
+        if (n >= sizeof(one) || !numeric_address(one)) {
+            fail_at(p, p->lineno, "%s takes numeric IPv4 or IPv6 addresses separated by commas, "
+                    "got '%s'", key, shown(value, buf, sizeof(buf)));
+            rc = VG_ECONFIG;
+            break;
+        }
+        out += sprintf(out, "%s%s", out == list ? "" : ",", one);
+        c += n;
+    }
+    if (rc != VG_OK || out == list) {
+        free(list);
+        free(p->cfg->http.trusted_proxies);
+        p->cfg->http.trusted_proxies = NULL;
+        return rc;
+    }
+    free(p->cfg->http.trusted_proxies);
+    p->cfg->http.trusted_proxies = list;
+    return VG_OK;
+}
+
+int vg_config_proxy_trusted(const vg_config_t *cfg, const char *addr)
+{
+    const char *list = cfg ? cfg->http.trusted_proxies : NULL;
+    for (const char *c = list; c && *c;) {
+        size_t n = strcspn(c, ",");
+        char one[INET6_ADDRSTRLEN + 1];
+        snprintf(one, sizeof(one), "%.*s", (int)(n < sizeof(one) ? n : sizeof(one) - 1), c);
+        if (same_address(one, addr))
+            return 1;
+        c += n + (c[n] == ',');
+    }
+    return 0;
+}
+
 static int set_session_max(parser_t *p, const char *key, const char *value)
 {
     return set_bounded(p, key, value, 30 * 24, &p->cfg->http.session_max_hours);
@@ -639,6 +705,7 @@ static const key_spec_t server_keys[] = {
     {"session_idle_minutes", set_session_idle},
     {"session_max_hours", set_session_max},
     {"metrics_access", set_metrics_access},
+    {"trusted_proxies", set_trusted_proxies},
     {NULL, NULL},
 };
 static const key_spec_t archive_keys[] = {
@@ -967,6 +1034,7 @@ void vg_config_free(vg_config_t *cfg)
     free(cfg->http.listen);
     free(cfg->http.tls_cert);
     free(cfg->http.tls_key);
+    free(cfg->http.trusted_proxies);
     free(cfg->relay.rtsp_listen);
     free(cfg->relay.tls_cert);
     free(cfg->relay.tls_key);

@@ -42,6 +42,8 @@ typedef struct {
     int session_max_hours;    /* a session ends this long after login, used or not */
     int metrics_token;        /* metrics_access = token: GET /metrics needs a token with
                                * the metrics permission; 0 (loopback): loopback only */
+    char *trusted_proxies;    /* comma-separated numeric addresses whose X-Forwarded-For
+                               * is believed; NULL: the header is ignored */
 } vg_http_config_t;
 
 /* [relay]: see README "Central monitoring point". */
@@ -86,5 +88,7 @@ int vg_config_split_listen(const char *text, char *host, size_t host_size, int *
 char *vg_config_push_url(const vg_config_t *cfg, const vg_source_config_t *src);
 /* The keep_days that applies to a source: its own, else [retention]'s. */
 int vg_config_keep_days(const vg_config_t *cfg, const vg_source_config_t *src);
+/* Whether addr (numeric IPv4 or IPv6 text) is one of [server] trusted_proxies. */
+int vg_config_proxy_trusted(const vg_config_t *cfg, const char *addr);
 
 #endif

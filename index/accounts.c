@@ -42,6 +42,8 @@ enum {
     F_FORGET,
     F_COUNT,
     F_CLEAR,
+    F_LAST_USER,
+    F_HOT,
     O_GET,
     O_SET,
     O_CLEAR,
@@ -87,6 +89,13 @@ static const char *const lazy_sql[A_END - IDX_LAZY_ACCOUNTS] = {
                    " (SELECT COALESCE(MIN(at_us), 0) FROM login_failure WHERE ip = ?2"
                    "   AND at_us >= ?3)",
     SQL(F_CLEAR) = "DELETE FROM login_failure WHERE user = ?1",
+    SQL(F_LAST_USER) = "SELECT COALESCE(MAX(at_us), 0) FROM login_failure WHERE user = ?1"
+                       " AND at_us >= ?2",
+    /* Accounts at or over ?2 failures, plus addresses at or over ?3, since ?1. */
+    SQL(F_HOT) = "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM login_failure WHERE at_us >= ?1"
+                 "   GROUP BY user HAVING COUNT(*) >= ?2))"
+                 " + (SELECT COUNT(*) FROM (SELECT 1 FROM login_failure WHERE at_us >= ?1"
+                 "   GROUP BY ip HAVING COUNT(*) >= ?3))",
     SQL(O_GET) = "SELECT keep_days FROM source_override WHERE source = ?1",
     SQL(O_SET) = "INSERT INTO source_override(source, keep_days, set_by, set_us)"
                  " VALUES (?1, ?2, ?3, ?4) ON CONFLICT(source) DO UPDATE SET"
@@ -526,6 +535,121 @@ int idx_login_failures_clear(idx_t *idx, const char *user)
         return ret;
     }
     return run(idx, st, "clear login failures", NULL);
+}
+
+/* One integer from a statement whose binds are (text?1?, int64...). */
+static int scalar(idx_t *idx, int slot, const char *text, const int64_t *ints, int n_ints,
+                  const char *what, int64_t *out)
+{
+    sqlite3_stmt *st = stmt(idx, slot);
+    if (!st)
+        return VG_EDB;
+    int ret = VG_OK, col = 1;
+    if (text)
+        ret = idx_priv_bind_text(idx, st, col++, text);
+    for (int i = 0; ret == VG_OK && i < n_ints; i++)
+        ret = idx_priv_bind_i64(idx, st, col++, ints[i]);
+    if (ret == VG_OK) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+            *out = sqlite3_column_int64(st, 0);
+        else
+            ret = idx_priv_db_fail(idx, rc, what);
+    }
+    idx_priv_stmt_done(st);
+    return ret;
+}
+
+/* Raises login_attack for this attempt, or clears it once no account and
+ * no address is over its threshold within the window. Inside the attempt's
+ * transaction. */
+static int update_attack_alarm(idx_t *idx, const idx_login_policy_t *p, int64_t now_us,
+                               const char *user, const char *ip, int ip_refused,
+                               int64_t n_user)
+{
+    char msg[256];
+    if (ip_refused || n_user >= p->alarm_account) {
+        if (ip_refused)
+            snprintf(msg, sizeof(msg), "address %s keeps trying after %lld failed logins",
+                     ip, (long long)p->addr_max);
+        else
+            snprintf(msg, sizeof(msg), "%lld failed logins for account '%.64s' within %lld min",
+                     (long long)n_user, user, (long long)(p->window_us / 60000000));
+        return idx_alarm_raise(idx, IDX_ALARM_LOGIN_ATTACK, "warning", "", msg, now_us);
+    }
+    idx_alarm_t *active = NULL;
+    size_t n = 0;
+    int ret = idx_alarms_active(idx, &active, &n);
+    int raised = 0;
+    for (size_t i = 0; ret == VG_OK && i < n; i++)
+        raised |= strcmp(active[i].kind, IDX_ALARM_LOGIN_ATTACK) == 0;
+    free(active);
+    if (ret != VG_OK || !raised)
+        return ret;
+    int64_t hot = 0;
+    int64_t args[3] = {now_us - p->window_us, p->alarm_account, p->addr_max};
+    ret = scalar(idx, F_HOT, NULL, args, 3, "count login attack sources", &hot);
+    if (ret == VG_OK && hot == 0)
+        ret = idx_alarm_clear(idx, IDX_ALARM_LOGIN_ATTACK, now_us, NULL);
+    return ret;
+}
+
+/* Decides and counts in one write transaction, so parallel attempts see
+ * each other: an admitted attempt is recorded as a failure before its
+ * password is checked (and forgotten if it turns out right). */
+static int attempt_locked(idx_t *idx, const char *user, const char *ip, int64_t now_us,
+                          const idx_login_policy_t *p, idx_login_attempt_t *out)
+{
+    int64_t since = now_us - p->window_us;
+    int64_t nu = 0, ou = 0, ni = 0, oi = 0, last = 0;
+    int ret = idx_login_failures(idx, user, ip, since, &nu, &ou, &ni, &oi);
+    if (ret == VG_OK)
+        ret = scalar(idx, F_LAST_USER, user, &since, 1, "last login failure", &last);
+    if (ret != VG_OK)
+        return ret;
+    int ip_refused = 0;
+    if (ni >= p->addr_max) {
+        /* This address has had its tries: back when the oldest ages out. */
+        out->retry_us = oi + p->window_us - now_us;
+        ip_refused = 1;
+    } else if (nu >= p->account_free) {
+        /* The account's delay grows with each failure: 1 s, 2 s, 4 s ...
+         * up to delay_max. Never a lock: a right password gets in once the
+         * delay after the last failure has passed, from anywhere. */
+        int64_t shift = nu - p->account_free > 20 ? 20 : nu - p->account_free;
+        int64_t delay = (1000000LL << shift) > p->delay_max_us ? p->delay_max_us
+                                                               : (1000000LL << shift);
+        if (now_us < last + delay)
+            out->retry_us = last + delay - now_us;
+    }
+    if (!out->retry_us) {
+        ret = idx_login_failure_add(idx, user, ip, now_us, since);
+        nu++;
+        ni++;
+        out->admitted = 1;
+    }
+    out->n_user = nu;
+    out->n_ip = ni;
+    if (ret == VG_OK)
+        ret = update_attack_alarm(idx, p, now_us, user, ip, ip_refused, nu);
+    return ret;
+}
+
+int idx_login_attempt(idx_t *idx, const char *user, const char *ip, int64_t now_us,
+                      const idx_login_policy_t *p, idx_login_attempt_t *out)
+{
+    memset(out, 0, sizeof(*out));
+    int ret = idx_begin(idx);
+    if (ret != VG_OK)
+        return ret;
+    ret = attempt_locked(idx, user, ip, now_us, p, out);
+    if (ret == VG_OK)
+        ret = idx_commit(idx);
+    if (ret != VG_OK) {
+        idx_rollback(idx);
+        memset(out, 0, sizeof(*out));
+    }
+    return ret;
 }
 
 /* ---- keep_days overrides ---- */

@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/clock.h"
+
 typedef struct idx idx_t;
 
 typedef struct {
@@ -279,6 +281,32 @@ int idx_login_failures(idx_t *idx, const char *user, const char *ip, int64_t sin
                        int64_t *n_user, int64_t *oldest_user, int64_t *n_ip, int64_t *oldest_ip);
 int idx_login_failures_clear(idx_t *idx, const char *user);
 
+/* Login throttling shared by the API and the relay. */
+typedef struct {
+    int64_t window_us;     /* failures are counted over this long */
+    int64_t addr_max;      /* failures from one address in the window; then refused */
+    int64_t account_free;  /* failures of one account before its delay starts */
+    int64_t delay_max_us;  /* the account's delay doubles per failure up to this */
+    int64_t alarm_account; /* failures of one account that raise login_attack */
+} idx_login_policy_t;
+
+typedef struct {
+    int admitted;          /* 1: check the password (a failure is already counted) */
+    int64_t retry_us;      /* refused: how long until it may be tried again */
+    int64_t n_user, n_ip;  /* failures in the window, this attempt included */
+} idx_login_attempt_t;
+
+#define IDX_ALARM_LOGIN_ATTACK "login_attack"
+
+/* Whether user may try a password from ip now, decided and counted in one
+ * write transaction so parallel attempts cannot all slip under the limit:
+ * an admitted attempt is counted as a failure at once, and a right
+ * password then calls idx_login_failures_clear. Raises the alarm
+ * login_attack when an account reaches alarm_account failures or a refused
+ * address keeps trying; clears it once neither holds within the window. */
+int idx_login_attempt(idx_t *idx, const char *user, const char *ip, int64_t now_us,
+                      const idx_login_policy_t *p, idx_login_attempt_t *out);
+
 /* keep_days set over the API; *days = 0 when the source has no override. */
 int idx_keep_days_override(idx_t *idx, const char *source, int *days);
 /* Sets (days > 0) or removes (days == 0) a source's override. */
@@ -332,5 +360,29 @@ int idx_audit_list(idx_t *idx, const idx_audit_filter_t *f, idx_audit_t **out, s
 /* Recomputes the chain from the first row. *first_bad_id is 0 when every
  * row verifies, else the id of the first row whose hash or link is wrong. */
 int idx_audit_verify(idx_t *idx, int64_t *checked, int64_t *first_bad_id);
+
+/* ---- aggregated denials (index/denials.c) ----
+ * Refused requests (no or wrong credentials, missing permission, rate
+ * limits) are counted, not committed one by one: one chained audit row per
+ * address, actor, action and reason per minute, with detail
+ * "REASON count=N last=TIME", written once the minute closes (a thread of
+ * its own, with its own connection) and at close. At most IDX_DENIALS_MAX
+ * address buckets are kept; more addresses in one minute share an "other"
+ * bucket (ip "other"). */
+
+#define IDX_DENIALS_MAX 256
+
+typedef struct idx_denials idx_denials_t;
+int idx_denials_open(const char *db_path, const vg_clock_t *clock, idx_denials_t **out);
+/* Counts one refused request at ts_us (no I/O; d may be NULL: nothing). */
+void idx_denials_note(idx_denials_t *d, int64_t ts_us, const char *ip, const char *actor,
+                      const char *action, const char *object, const char *reason);
+/* Writes the buckets of closed minutes now (all: every bucket). A failed
+ * write keeps the counts for the next try. */
+int idx_denials_flush(idx_denials_t *d, int all);
+/* Denials counted since open. */
+int64_t idx_denials_noted(idx_denials_t *d);
+/* Stops the writer and writes everything still counted. */
+void idx_denials_close(idx_denials_t *d);
 
 #endif

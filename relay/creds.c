@@ -20,8 +20,6 @@
 
 #define CACHE_TTL_US (60LL * 1000000)
 #define CACHE_MAX 256
-#define THROTTLE_WINDOW_US (15LL * 60 * 1000000)
-#define THROTTLE_MAX_FAILURES 5
 #define TOKEN_PREFIX "vgt_"
 
 typedef struct {
@@ -39,6 +37,7 @@ struct rly_creds {
     pthread_mutex_t cache_lock;
     cache_entry_t cache[CACHE_MAX];
     size_t n_cache;
+    idx_denials_t *denials;    /* refused requests: one row per address and minute */
 };
 
 int rly_creds_open(const char *db_path, const vg_clock_t *clock, rly_creds_t **out)
@@ -51,6 +50,8 @@ int rly_creds_open(const char *db_path, const vg_clock_t *clock, rly_creds_t **o
     pthread_mutex_init(&c->hash_lock, NULL);
     pthread_mutex_init(&c->cache_lock, NULL);
     int rc = idx_open(db_path, 0, &c->idx);
+    if (rc == VG_OK)
+        rc = idx_denials_open(db_path, clock, &c->denials);
     if (rc != VG_OK) {
         rly_creds_close(c);
         return rc;
@@ -63,6 +64,7 @@ void rly_creds_close(rly_creds_t *c)
 {
     if (!c)
         return;
+    idx_denials_close(c->denials); /* writes the last minute's counts */
     idx_close(c->idx);
     sodium_memzero(c->cache, sizeof(c->cache));
     pthread_mutex_destroy(&c->db_lock);
@@ -122,14 +124,6 @@ static int from_token(rly_creds_t *c, const char *secret, rly_principal_t *who)
     return VG_OK;
 }
 
-static int throttled(rly_creds_t *c, const char *user, const char *ip, int64_t now)
-{
-    int64_t nu = 0, ou = 0, ni = 0, oi = 0;
-    if (idx_login_failures(c->idx, user, ip, now - THROTTLE_WINDOW_US, &nu, &ou, &ni, &oi) != VG_OK)
-        return 0;
-    return nu >= THROTTLE_MAX_FAILURES || ni >= THROTTLE_MAX_FAILURES;
-}
-
 static int password_ok(rly_creds_t *c, const idx_account_t *a, int found, const char *pw)
 {
     pthread_mutex_lock(&c->hash_lock);
@@ -152,15 +146,19 @@ static int from_account(rly_creds_t *c, const char *user, const char *pw, const 
 {
     int64_t now = vg_clock_wall(c->clock);
     idx_account_t a;
-    if (throttled(c, user, ip, now))
+    idx_login_attempt_t at;
+    /* The API's throttling, counted in the same table before the check. */
+    int rc = idx_login_attempt(c->idx, user, ip, now, &web_login_policy, &at);
+    if (rc != VG_OK)
+        return rc;
+    if (!at.admitted)
         return VG_EBUSY;
-    int rc = idx_account_get(c->idx, user, &a);
+    rc = idx_account_get(c->idx, user, &a);
     if (rc != VG_OK && rc != VG_ENOTFOUND)
         return rc;
-    if (!password_ok(c, &a, rc == VG_OK, pw)) {
-        idx_login_failure_add(c->idx, user, ip, now, now - THROTTLE_WINDOW_US);
-        return VG_ENOTFOUND;
-    }
+    if (!password_ok(c, &a, rc == VG_OK, pw))
+        return VG_ENOTFOUND; /* already counted as a failure */
+    idx_login_failures_clear(c->idx, user);
     snprintf(who->actor, sizeof(who->actor), "user:%s", a.name);
     if (web_role_perms(a.role, &who->perms) != VG_OK)
         who->perms = 0;
@@ -258,4 +256,16 @@ int rly_creds_audit(rly_creds_t *c, const rly_audit_t *a)
         vg_err("relay: cannot write the audit row for %s source=%s: %s", a->action, a->source,
                vg_strerror(rc));
     return rc;
+}
+
+/* A refused RTSP request is counted, not written: RTSP clients retry, and a
+ * flood of them must not add a row and a commit each (DESIGN.md invariant
+ * 8). The minute's row per address, actor and reason carries the count. */
+void rly_creds_denied(rly_creds_t *c, const char *ip, const char *actor, const char *source,
+                      const char *why)
+{
+    char object[96];
+    snprintf(object, sizeof(object), "source:%s", source);
+    idx_denials_note(c->denials, vg_clock_wall(c->clock), ip, actor, "relay.access", object,
+                     why);
 }

@@ -70,6 +70,10 @@ typedef struct {
 
 /* Appends one audit row (DESIGN.md invariant 6); returns once it is durable. */
 int rly_creds_audit(rly_creds_t *c, const rly_audit_t *a);
+/* Counts a refused request (action relay.access, result denied) into the
+ * minute's aggregated row for its address, actor and reason (index/denials.c). */
+void rly_creds_denied(rly_creds_t *c, const char *ip, const char *actor, const char *source,
+                      const char *why);
 
 /* ---- push.c: one source to the central point ---- */
 

@@ -483,9 +483,7 @@ static gboolean check_connect(RlyAuth *auth, GstRTSPContext *ctx, const gchar *c
 static void audit_denied(rly_server_t *s, const char *ip, const char *actor, const char *source,
                          const char *why)
 {
-    rly_audit_t a = {.actor = actor, .ip = ip, .action = "relay.access", .source = source,
-                     .result = "denied", .detail = why};
-    rly_creds_audit(s->creds, &a);
+    rly_creds_denied(s->creds, ip, actor, source, why);
 }
 
 /* Every request but OPTIONS carries credentials for the source it names. */

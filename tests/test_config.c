@@ -281,6 +281,26 @@ START_TEST(test_bad_log_level)
 }
 END_TEST
 
+START_TEST(test_trusted_proxies)
+{
+    ck_assert_int_eq(load("[server]\ntrusted_proxies = 10.0.0.5, ::1\n"), VG_OK);
+    ck_assert_str_eq(cfg.http.trusted_proxies, "10.0.0.5,::1");
+    ck_assert(vg_config_proxy_trusted(&cfg, "10.0.0.5"));
+    ck_assert(vg_config_proxy_trusted(&cfg, "0:0::1"));
+    ck_assert(!vg_config_proxy_trusted(&cfg, "10.0.0.50"));
+    ck_assert(!vg_config_proxy_trusted(&cfg, "127.0.0.1"));
+    vg_config_free(&cfg);
+    /* without the key, nobody's X-Forwarded-For is believed */
+    ck_assert_int_eq(load("[server]\n"), VG_OK);
+    ck_assert_ptr_null(cfg.http.trusted_proxies);
+    ck_assert(!vg_config_proxy_trusted(&cfg, "127.0.0.1"));
+    vg_config_free(&cfg);
+    /* names are refused: trust is never decided through DNS */
+    expect_error_at("[server]\ntrusted_proxies = 10.0.0.5, proxy.example\n", 2);
+    assert_err_has("trusted_proxies");
+}
+END_TEST
+
 START_TEST(test_missing_url)
 {
     expect_error_at("[server]\n[source hall-1]\nkind = audio\n[source hall-2]\nurl = rtsp://h/\n", 2);
@@ -607,6 +627,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_bad_kind);
     tcase_add_test(tc, test_bad_transport);
     tcase_add_test(tc, test_bad_log_level);
+    tcase_add_test(tc, test_trusted_proxies);
     tcase_add_test(tc, test_missing_url);
     tcase_add_loop_test(tc, test_bad_url, 0, sizeof(bad_urls) / sizeof(bad_urls[0]));
     tcase_add_test(tc, test_good_urls);

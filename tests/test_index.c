@@ -16,6 +16,7 @@
 
 #include <sqlite3.h>
 
+#include "core/clock.h"
 #include "core/errors.h"
 #include "index/index.h"
 
@@ -795,6 +796,60 @@ START_TEST(test_scale_plan)
 }
 END_TEST
 
+/* ---- aggregated denials ---- */
+
+static int64_t denial_now = T0;
+static int64_t denial_clock_now(void *ctx) { (void)ctx; return denial_now; }
+static const vg_clock_t denial_clock = {denial_clock_now, denial_clock_now, NULL};
+
+static int64_t count_of(const idx_audit_t *r)
+{
+    const char *c = strstr(r->detail, "count=");
+    return c ? atoll(c + 6) : -1;
+}
+
+/* A failed write (the index locked by another connection) keeps the counts
+ * for the next try; close writes what is left; the chain holds. */
+START_TEST(test_denials_survive_a_failed_write)
+{
+    idx_t *idx = open_rw();
+    idx_denials_t *d = NULL;
+    ck_assert_int_eq(idx_denials_open(g_db, &denial_clock, &d), VG_OK);
+    for (int i = 0; i < 3; i++)
+        idx_denials_note(d, T0 + i, "10.0.0.1", "anonymous", "access", "/api/v1/x",
+                         "unauthenticated");
+    for (int i = 0; i < 2; i++)
+        idx_denials_note(d, T0 + i, "10.0.0.2", "anonymous", "access", "/api/v1/y",
+                         "unauthenticated");
+    ck_assert_int_eq(idx_denials_noted(d), 5);
+    sqlite3 *lock = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(g_db, &lock, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(lock, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    ck_assert_int_ne(idx_denials_flush(d, 1), VG_OK); /* after the busy timeout */
+    ck_assert_int_eq(sqlite3_exec(lock, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(lock);
+    ck_assert_int_eq(raw_int(g_db, "SELECT count(*) FROM audit"), 0);
+    ck_assert_int_eq(idx_denials_flush(d, 1), VG_OK);
+    idx_audit_filter_t f = {.from_us = 0, .to_us = INT64_MAX};
+    idx_audit_t *rows = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(idx_audit_list(idx, &f, &rows, &n), VG_OK);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(count_of(&rows[0]) + count_of(&rows[1]), 5);
+    ck_assert_str_eq(rows[0].result, "denied");
+    free(rows);
+    /* a minute still open is written at close */
+    idx_denials_note(d, T0 + 5, "10.0.0.1", "anonymous", "access", "/api/v1/x", "rate_limited");
+    idx_denials_close(d);
+    ck_assert_int_eq(raw_int(g_db, "SELECT count(*) FROM audit"), 3);
+    int64_t checked = 0, bad = -1;
+    ck_assert_int_eq(idx_audit_verify(idx, &checked, &bad), VG_OK);
+    ck_assert_int_eq(checked, 3);
+    ck_assert_int_eq(bad, 0);
+    idx_close(idx);
+}
+END_TEST
+
 static Suite *index_suite(void)
 {
     Suite *s = suite_create("index");
@@ -820,6 +875,7 @@ static Suite *index_suite(void)
     tcase_add_test(tc, test_wal_starts_over_under_steady_reads);
     tcase_add_test(tc, test_source_hour_rows_go_with_their_hour);
     tcase_add_test(tc, test_scale_plan);
+    tcase_add_test(tc, test_denials_survive_a_failed_write);
     suite_add_tcase(s, tc);
     return s;
 }

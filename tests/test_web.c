@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <check.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sqlite3.h>
@@ -21,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #define MIN_US (60LL * 1000000)
@@ -236,6 +238,8 @@ static int64_t audit_max_id(void)
 /* The rows written after id: exactly one is expected per audited call. */
 static int audit_rows_after(int64_t after, idx_audit_t *last)
 {
+    /* Refused requests are counted per minute; close it now, as at stop. */
+    ck_assert_int_eq(idx_denials_flush(web->denials, 1), VG_OK);
     idx_audit_filter_t f = {.from_us = 0, .to_us = INT64_MAX, .after_id = after};
     idx_audit_t *rows = NULL;
     size_t n = 0;
@@ -333,6 +337,8 @@ START_TEST(test_route_table)
             const route_case_t *c = &cases[i];
             int64_t before = audit_max_id();
             resp_t r;
+            if (p == P_ANON)
+                fake_now += 1000000; /* refused requests from one address are rate-limited */
             int s = ask(who[p], c->method, c->path, c->body, &r);
             ck_assert_msg(s == c->status[p], "%s %s as %s: %d, expected %d: %s", c->method,
                           c->path, names[p] ? names[p] : "anonymous", s, c->status[p], r.body);
@@ -718,6 +724,317 @@ START_TEST(test_rules)
 }
 END_TEST
 
+/* Rows whose action is action and detail starts with reason, and the sum
+ * of their count=N. */
+static int64_t denial_rows(int64_t after, const char *action, const char *reason, int *rows)
+{
+    idx_audit_filter_t f = {.from_us = 0, .to_us = INT64_MAX, .after_id = after};
+    idx_audit_t *list = NULL;
+    size_t n = 0;
+    int64_t sum = 0;
+    *rows = 0;
+    ck_assert_int_eq(idx_audit_list(idx, &f, &list, &n), VG_OK);
+    for (size_t i = 0; i < n; i++) {
+        const char *c = strstr(list[i].detail, "count=");
+        if (strcmp(list[i].action, action) == 0 &&
+            strncmp(list[i].detail, reason, strlen(reason)) == 0 && c) {
+            (*rows)++;
+            sum += atoll(c + 6);
+        }
+    }
+    free(list);
+    return sum;
+}
+
+START_TEST(test_flood_aggregated_and_limited)
+{
+    char secret[WEB_TOKEN_TEXT_MAX], tok[128];
+    int64_t id;
+    ck_assert_int_eq(web_token_create(idx, "ops", WEB_PERM_ADMIN, "test", T0, secret, &id), VG_OK);
+    snprintf(tok, sizeof(tok), "tok:%s", secret);
+    int64_t before = audit_max_id();
+    int n401 = 0, n429 = 0;
+    for (int i = 0; i < 300; i++) {
+        resp_t r;
+        int s = ask(i % 2 ? "tok:vgt_not-a-token" : "", "GET", "/api/v1/sources", NULL, &r);
+        if (s == 429) {
+            n429++;
+            ck_assert_str_eq(error_code(&r), "rate_limited");
+            ck_assert_int_ge(atoi(r.retry_after), 1);
+        } else {
+            ck_assert_int_eq(s, 401);
+            n401++;
+        }
+        resp_free(&r);
+        /* a caller with valid credentials from the same address is not held up */
+        if (i % 50 == 0)
+            ck_assert_int_eq(status_of(tok, "GET", "/api/v1/me", NULL), 200);
+    }
+    ck_assert_int_eq(n401, (int)WEB_LIMIT_BURST);
+    ck_assert_int_eq(n429, 300 - (int)WEB_LIMIT_BURST);
+    /* nothing written while the minute is open */
+    ck_assert_int_eq(audit_max_id(), before);
+    /* once it closes (the writer thread, on the injected clock), a row per
+     * address, actor and reason carries the count */
+    fake_now += MIN_US;
+    for (int tries = 0; audit_max_id() == before && tries < 500; tries++)
+        usleep(10 * 1000);
+    int rows = 0;
+    ck_assert_int_eq(denial_rows(before, "access", "unauthenticated", &rows), WEB_LIMIT_BURST);
+    ck_assert_int_le(rows, 2);
+    ck_assert_int_eq(denial_rows(before, "access", "rate_limited", &rows), 300 - WEB_LIMIT_BURST);
+    ck_assert_int_le(rows, 2);
+    int64_t checked = 0, bad = 0;
+    ck_assert_int_eq(idx_audit_verify(idx, &checked, &bad), VG_OK);
+    ck_assert_int_eq(bad, 0);
+    /* the refill lets the address try again */
+    fake_now += 10 * 1000000;
+    ck_assert_int_eq(status_of("", "GET", "/api/v1/sources", NULL), 401);
+}
+END_TEST
+
+/* X-Forwarded-For counts only from a trusted proxy; addresses past the
+ * aggregator's bound share one "other" row. */
+START_TEST(test_forwarded_for_and_bound)
+{
+    char extra[128];
+    resp_t r;
+    int64_t before = audit_max_id();
+    /* not trusted: the header is ignored, the peer is the address */
+    for (int i = 0; i < 3; i++) {
+        snprintf(extra, sizeof(extra), "X-Forwarded-For: 10.9.0.%d\r\n", i + 1);
+        http("GET", "/api/v1/sources", extra, NULL, &r);
+        ck_assert_int_eq(r.status, 401);
+        resp_free(&r);
+    }
+    idx_audit_t last;
+    ck_assert_int_eq(audit_rows_after(before, &last), 1);
+    ck_assert_str_eq(last.ip, "127.0.0.1");
+    ck_assert_ptr_nonnull(strstr(last.detail, "count=3"));
+    /* trusted: each forwarded address has its own bucket and row */
+    cfg.http.trusted_proxies = vg_strdup("127.0.0.1");
+    before = audit_max_id();
+    int n = IDX_DENIALS_MAX + 40;
+    for (int i = 0; i < n; i++) {
+        /* what the client itself wrote in front is not believed */
+        snprintf(extra, sizeof(extra), "X-Forwarded-For: 1.2.3.4, 10.8.%d.%d\r\n", i / 200,
+                 i % 200 + 1);
+        http("GET", "/api/v1/sources", extra, NULL, &r);
+        ck_assert_int_eq(r.status, 401);
+        resp_free(&r);
+    }
+    idx_audit_filter_t f = {.from_us = 0, .to_us = INT64_MAX, .after_id = before};
+    idx_audit_t *list = NULL;
+    size_t k = 0;
+    ck_assert_int_eq(idx_denials_flush(web->denials, 1), VG_OK);
+    ck_assert_int_eq(idx_audit_list(idx, &f, &list, &k), VG_OK);
+    ck_assert_uint_eq(k, IDX_DENIALS_MAX + 1);
+    ck_assert_str_eq(list[0].ip, "10.8.0.1");
+    ck_assert_str_eq(list[k - 1].ip, "other");
+    ck_assert_ptr_nonnull(strstr(list[k - 1].detail, "count=40"));
+    for (size_t i = 0; i < k; i++)
+        ck_assert_ptr_null(strstr(list[i].ip, "1.2.3.4"));
+    free(list);
+    free(cfg.http.trusted_proxies);
+    cfg.http.trusted_proxies = NULL;
+}
+END_TEST
+
+/* Reads an answer with a deadline: VG_OK and its status, or VG_EIO. */
+static int read_status(int fd, int timeout_ms, int *status)
+{
+    char buf[512];
+    size_t len = 0;
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    while (len < 13) {
+        ssize_t k = read(fd, buf + len, sizeof(buf) - 1 - len);
+        if (k <= 0)
+            return VG_EIO;
+        len += (size_t)k;
+    }
+    buf[len] = '\0';
+    return sscanf(buf, "HTTP/1.1 %d", status) == 1 ? VG_OK : VG_EINVAL;
+}
+
+START_TEST(test_no_body_before_auth)
+{
+    /* Headers announce 900 KB, none of it is sent: a caller without
+     * credentials is answered at once, not after its body. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    const char *head = "POST /api/v1/users HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                       "Content-Length: 900000\r\n\r\n{\"name\":";
+    ck_assert_int_eq(vg_write_all(fd, head, strlen(head)), VG_OK);
+    int status = 0;
+    ck_assert_int_eq(read_status(fd, 5000, &status), VG_OK);
+    ck_assert_int_eq(status, 401);
+    close(fd);
+    /* with credentials, the body is read and the handler answers */
+    add_user("adm", "admin", NULL);
+    char c[160];
+    login("adm", c, sizeof(c));
+    resp_t r;
+    ask(c, "POST", "/api/v1/users",
+        "{\"name\":\"newbie\",\"role\":\"auditor\",\"password\":\"0123456789\"}", &r);
+    ck_assert_int_eq(r.status, 201);
+    resp_free(&r);
+}
+END_TEST
+
+START_TEST(test_audit_paging)
+{
+    add_user("adm", "admin", NULL);
+    char c[160];
+    login("adm", c, sizeof(c));
+    resp_t r;
+    ck_assert_int_eq(ask(c, "GET", "/api/v1/audit?limit=10001", NULL, &r), 400);
+    resp_free(&r);
+    for (int i = 0; i < 6; i++) /* a row each */
+        ck_assert_int_eq(status_of(c, "GET", "/api/v1/audit/verify", NULL), 200);
+    /* pages of 2 rows walk the whole trail, each naming the next */
+    int64_t after = 0, seen = 0, last_id = 0;
+    int pages = 0;
+    for (int page = 0; page < 100; page++, pages++) {
+        char path[96];
+        if (after)
+            snprintf(path, sizeof(path), "/api/v1/audit?limit=2&after=%lld", (long long)after);
+        else
+            snprintf(path, sizeof(path), "/api/v1/audit?limit=2");
+        ck_assert_int_eq(ask(c, "GET", path, NULL, &r), 200);
+        json_t *rows = json_object_get(r.json, "rows"), *next = json_object_get(r.json, "next");
+        size_t i;
+        json_t *row;
+        json_array_foreach(rows, i, row) {
+            int64_t id = json_integer_value(json_object_get(row, "id"));
+            ck_assert_int_gt(id, last_id);
+            last_id = id;
+            seen++;
+        }
+        ck_assert(json_is_null(next) || json_is_integer(next));
+        after = json_is_integer(next) ? json_integer_value(next) : 0;
+        resp_free(&r);
+        if (!after)
+            break;
+    }
+    ck_assert_int_ge(seen, 7); /* the login, the verifications, the pages read so far */
+    ck_assert_int_ge(pages, 3);
+}
+END_TEST
+
+static int has_alarm(const char *kind)
+{
+    idx_alarm_t *a = NULL;
+    size_t n = 0;
+    int found = 0;
+    ck_assert_int_eq(idx_alarms_active(idx, &a, &n), VG_OK);
+    for (size_t i = 0; i < n; i++)
+        found |= strcmp(a[i].kind, kind) == 0;
+    free(a);
+    return found;
+}
+
+#define PARALLEL_LOGINS 24
+
+static void *wrong_login(void *arg)
+{
+    resp_t r;
+    http("POST", "/api/v1/login", NULL, "{\"user\":\"sec\",\"password\":\"wrong-pass-1\"}", &r);
+    *(int *)arg = r.status;
+    resp_free(&r);
+    return NULL;
+}
+
+/* Many wrong passwords at once: the count is decided before each password
+ * check, in one transaction, so no more than the limit reach the check. */
+START_TEST(test_parallel_logins_counted_atomically)
+{
+    add_user("sec", "security", NULL);
+    pthread_t t[PARALLEL_LOGINS];
+    int status[PARALLEL_LOGINS];
+    for (int i = 0; i < PARALLEL_LOGINS; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, wrong_login, &status[i]), 0);
+    int checked = 0, refused = 0;
+    for (int i = 0; i < PARALLEL_LOGINS; i++) {
+        pthread_join(t[i], NULL);
+        checked += status[i] == 401; /* invalid_credentials: the password was checked */
+        refused += status[i] == 429;
+    }
+    ck_assert_int_eq(checked + refused, PARALLEL_LOGINS);
+    ck_assert_int_le(checked, 5);
+    /* an address that keeps trying past its limit raises login_attack */
+    ck_assert(has_alarm("login_attack"));
+    /* once its failures are past the window, and a login happens, it clears */
+    fake_now += 16 * MIN_US;
+    char c[160];
+    login("sec", c, sizeof(c));
+    ck_assert(!has_alarm("login_attack"));
+}
+END_TEST
+
+static int login_from(const char *ip, const char *pw, char *retry, size_t size)
+{
+    char extra[96], body[128];
+    resp_t r;
+    snprintf(extra, sizeof(extra), "X-Forwarded-For: %s\r\n", ip);
+    snprintf(body, sizeof(body), "{\"user\":\"sec\",\"password\":\"%s\"}", pw);
+    http("POST", "/api/v1/login", extra, body, &r);
+    int s = r.status;
+    if (retry)
+        snprintf(retry, size, "%s", r.retry_after);
+    resp_free(&r);
+    return s;
+}
+
+/* Failures from many addresses slow the account down (a growing delay), they
+ * never lock it: the right password gets in once the delay has passed. */
+START_TEST(test_account_delay_not_lock)
+{
+    add_user("sec", "security", NULL);
+    cfg.http.trusted_proxies = vg_strdup("127.0.0.1");
+    char ip[32], retry[16];
+    int n = 0;
+    for (; n < 5; n++) {
+        snprintf(ip, sizeof(ip), "10.7.0.%d", n + 1);
+        ck_assert_int_eq(login_from(ip, "wrong-pass-1", NULL, 0), 401);
+    }
+    /* the sixth, from yet another address: wait a second */
+    ck_assert_int_eq(login_from("10.7.1.1", "wrong-pass-1", retry, sizeof(retry)), 429);
+    ck_assert_int_eq(atoi(retry), 1);
+    fake_now += 1000000;
+    ck_assert_int_eq(login_from("10.7.1.1", "wrong-pass-1", NULL, 0), 401);
+    /* then two */
+    ck_assert_int_eq(login_from("10.7.1.2", PW, retry, sizeof(retry)), 429);
+    ck_assert_int_eq(atoi(retry), 2);
+    ck_assert(!has_alarm("login_attack"));
+    for (int delay = 2; n < 9; n++, delay *= 2) {
+        fake_now += delay * 1000000LL;
+        snprintf(ip, sizeof(ip), "10.7.2.%d", n);
+        ck_assert_int_eq(login_from(ip, "wrong-pass-1", NULL, 0), 401);
+    }
+    /* ten failures for one account: the alarm */
+    ck_assert(has_alarm("login_attack"));
+    /* still no lock: after the delay, the right password works */
+    ck_assert_int_eq(login_from("10.7.3.1", PW, retry, sizeof(retry)), 429);
+    fake_now += atoi(retry) * 1000000LL;
+    ck_assert_int_eq(login_from("10.7.3.1", PW, NULL, 0), 200);
+    /* without trusted_proxies the header is ignored: 127.0.0.1 is the
+     * address, and it has its own 5 tries */
+    free(cfg.http.trusted_proxies);
+    cfg.http.trusted_proxies = NULL;
+    fake_now += 16 * MIN_US;
+    for (int i = 0; i < 5; i++) {
+        snprintf(ip, sizeof(ip), "10.6.0.%d", i + 1);
+        fake_now += 61 * 1000000LL;
+        ck_assert_int_eq(login_from(ip, "wrong-pass-1", NULL, 0), 401);
+    }
+    fake_now += 61 * 1000000LL;
+    ck_assert_int_eq(login_from("10.6.9.9", PW, NULL, 0), 429);
+}
+END_TEST
+
 static Suite *web_suite(void)
 {
     Suite *s = suite_create("web");
@@ -733,6 +1050,12 @@ static Suite *web_suite(void)
     tcase_add_test(tc, test_token_scopes_and_revocation);
     tcase_add_test(tc, test_bad_input);
     tcase_add_test(tc, test_rules);
+    tcase_add_test(tc, test_flood_aggregated_and_limited);
+    tcase_add_test(tc, test_forwarded_for_and_bound);
+    tcase_add_test(tc, test_no_body_before_auth);
+    tcase_add_test(tc, test_audit_paging);
+    tcase_add_test(tc, test_parallel_logins_counted_atomically);
+    tcase_add_test(tc, test_account_delay_not_lock);
     suite_add_tcase(s, tc);
     return s;
 }

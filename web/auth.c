@@ -14,8 +14,19 @@
 #include "core/util.h"
 
 #define SESSION_COOKIE "vigil_session"
-#define THROTTLE_WINDOW_US (15LL * 60 * 1000000)
-#define THROTTLE_MAX_FAILURES 5
+
+/* Failed logins, per address and per account, over 15 minutes (README
+ * "Sessions and CSRF"). An address has 5 tries; an account is never locked
+ * (anyone could lock anyone out from everywhere), it is slowed: past 5
+ * failures each further try waits 1 s, 2 s, 4 s ... at most a minute after
+ * the last one. 10 failures for one account raise login_attack. */
+const idx_login_policy_t web_login_policy = {
+    .window_us = 15LL * 60 * 1000000,
+    .addr_max = 5,
+    .account_free = 5,
+    .delay_max_us = 60LL * 1000000,
+    .alarm_account = 10,
+};
 /* A session's last use is written at most this often: idle expiry counts
  * in minutes, and a write per request would serialise readers. */
 #define TOUCH_EVERY_US (30LL * 1000000)
@@ -58,11 +69,27 @@ static const char *header(const web_req_t *r, const char *name)
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
 }
 
+/* A refused request leaves no row of its own: it is counted into the
+ * minute's aggregated row for its address (index/denials.c), so a flood
+ * cannot grow the audit trail or cost a commit each. Failed authentication
+ * also spends a token of the address's bucket; once they are gone, 429. */
 static void deny(web_req_t *r, int status, const char *code, const char *msg)
 {
-    /* The raw target (with its query) says exactly what was asked for. */
-    web_audit_as(r, r->who.actor[0] ? r->who.actor : "anonymous", "access", r->raw_uri, 0, 0,
-                 "denied", code);
+    const char *actor = r->who.actor[0] ? r->who.actor : "anonymous";
+    if (status == 401) {
+        int wait_s = web_limiter_take(r->w->limiter, r->ip, r->now_us);
+        if (wait_s > 0) {
+            idx_denials_note(r->w->denials, r->now_us, r->ip, actor, "access", r->raw_uri,
+                             "rate_limited");
+            snprintf(r->retry_after, sizeof(r->retry_after), "%d", wait_s);
+            web_reply_error(r, 429, "rate_limited",
+                            "too many refused requests from this address; try again in %d s",
+                            wait_s);
+            return;
+        }
+    }
+    /* The raw target (with its query) says what was asked for. */
+    idx_denials_note(r->w->denials, r->now_us, r->ip, actor, "access", r->raw_uri, code);
     web_reply_error(r, status, code, "%s", msg);
 }
 
@@ -199,24 +226,6 @@ void web_hash_end(struct web *w)
 
 /* ---- login / logout ---- */
 
-static int throttled(web_req_t *r, const char *user, int64_t *retry_s)
-{
-    int64_t nu = 0, ou = 0, ni = 0, oi = 0;
-    int64_t since = r->now_us - THROTTLE_WINDOW_US;
-    int rc = idx_login_failures(r->idx, user, r->ip, since, &nu, &ou, &ni, &oi);
-    if (rc != VG_OK)
-        return rc;
-    int64_t until = 0;
-    if (nu >= THROTTLE_MAX_FAILURES)
-        until = ou + THROTTLE_WINDOW_US;
-    if (ni >= THROTTLE_MAX_FAILURES && oi + THROTTLE_WINDOW_US > until)
-        until = oi + THROTTLE_WINDOW_US;
-    *retry_s = until ? (until - r->now_us + 999999) / 1000000 : 0;
-    if (until && *retry_s < 1)
-        *retry_s = 1;
-    return VG_OK;
-}
-
 /* Checks the password; an unknown user costs the same as a wrong password. */
 static int password_matches(web_req_t *r, const idx_account_t *a, int found, const char *pw)
 {
@@ -247,18 +256,6 @@ static int start_session(web_req_t *r, const idx_account_t *a)
 }
 
 
-static void login_failed(web_req_t *r, const char *user)
-{
-    char object[96];
-    snprintf(object, sizeof(object), "user:%s", user);
-    int rc = idx_login_failure_add(r->idx, user, r->ip, r->now_us, r->now_us - THROTTLE_WINDOW_US);
-    web_audit_as(r, "anonymous", "login", object, 0, 0, "denied", "wrong user or password");
-    if (rc != VG_OK)
-        web_reply_error(r, 500, "internal", "cannot record the failed login");
-    else
-        web_reply_error(r, 401, "invalid_credentials", "wrong user name or password");
-}
-
 void web_login(web_req_t *r)
 {
     static const web_field_t fields[] = {
@@ -269,22 +266,28 @@ void web_login(web_req_t *r)
     const char *user = json_string_value(json_object_get(body, "user"));
     const char *pw = json_string_value(json_object_get(body, "password"));
     idx_account_t a;
-    int64_t retry = 0;
     char object[96];
     if (strlen(user) > 63 || strlen(pw) > WEB_PASSWORD_MAX) {
         web_reply_error(r, 400, "invalid_field", "user or password too long");
         goto cleanup;
     }
     snprintf(object, sizeof(object), "user:%s", user);
-    if (throttled(r, user, &retry) != VG_OK) {
+    /* Decided and counted before the password is checked, in one
+     * transaction: parallel guesses cannot all slip under the limit. */
+    idx_login_attempt_t at;
+    if (idx_login_attempt(r->idx, user, r->ip, r->now_us, &web_login_policy, &at) != VG_OK) {
         web_reply_error(r, 500, "internal", "cannot check login attempts");
         goto cleanup;
     }
-    if (retry > 0) {
-        snprintf(r->retry_after, sizeof(r->retry_after), "%lld", (long long)retry);
-        web_audit_as(r, "anonymous", "login", object, 0, 0, "denied", "throttled");
+    if (!at.admitted) {
+        long long retry = (at.retry_us + 999999) / 1000000;
+        retry = retry < 1 ? 1 : retry;
+        snprintf(r->retry_after, sizeof(r->retry_after), "%lld", retry);
+        /* Counted, not a row each: a refused flood must not grow the trail. */
+        idx_denials_note(r->w->denials, r->now_us, r->ip, "anonymous", "login", object,
+                         "throttled");
         web_reply_error(r, 429, "too_many_attempts",
-                        "too many failed logins; try again in %lld s", (long long)retry);
+                        "too many failed logins; try again in %lld s", retry);
         goto cleanup;
     }
     int rc = idx_account_get(r->idx, user, &a);
@@ -293,7 +296,9 @@ void web_login(web_req_t *r)
         goto cleanup;
     }
     if (!password_matches(r, &a, rc == VG_OK, pw)) {
-        login_failed(r, user);
+        /* Already counted by idx_login_attempt; a password check is a row. */
+        web_audit_as(r, "anonymous", "login", object, 0, 0, "denied", "wrong user or password");
+        web_reply_error(r, 401, "invalid_credentials", "wrong user name or password");
         goto cleanup;
     }
     if (start_session(r, &a) != VG_OK) {

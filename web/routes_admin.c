@@ -14,7 +14,9 @@
 
 #define MAX_LIST 64
 #define AUDIT_DEFAULT_LIMIT 1000
-#define AUDIT_MAX_LIMIT 100000
+/* One answer holds at most this many rows (a few MiB of JSON); more are
+ * fetched page by page with after=NEXT. */
+#define AUDIT_MAX_LIMIT 10000
 
 /* "a,b" -> ["a","b"]; "" -> []. */
 static json_t *csv_json(const char *csv)
@@ -680,7 +682,9 @@ void web_h_audit(web_req_t *r)
         json_t *arr = json_array();
         for (size_t i = 0; i < n; i++)
             json_array_append_new(arr, audit_json(&rows[i]));
-        web_reply_json(r, 200, json_pack("{so}", "rows", arr));
+        /* A full page may have a successor: its cursor is the last id. */
+        json_t *next = n && n == f.limit ? json_integer(rows[n - 1].id) : json_null();
+        web_reply_json(r, 200, json_pack("{so so}", "rows", arr, "next", next));
     }
     free(rows);
 }

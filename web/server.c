@@ -5,6 +5,7 @@
  * before its answer is sent. */
 #include "web/web_private.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <microhttpd.h>
@@ -330,7 +331,35 @@ static void pool_put(struct web *w, idx_t *idx)
 
 /* ---- the request ---- */
 
-static void client_ip(web_req_t *r)
+/* The last address X-Forwarded-For names that is not itself a trusted
+ * proxy: each proxy appends the address it got the request from, so what
+ * a client wrote at the front of the header proves nothing. */
+static void forwarded_ip(web_req_t *r, const vg_config_t *cfg)
+{
+    const char *xff = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "X-Forwarded-For");
+    if (!xff || strlen(xff) > 1024)
+        return;
+    char list[1025];
+    snprintf(list, sizeof(list), "%s", xff);
+    for (;;) {
+        char *comma = strrchr(list, ',');
+        char *item = comma ? comma + 1 : list;
+        item += strspn(item, " \t");
+        item[strcspn(item, " \t")] = '\0';
+        unsigned char raw[16];
+        if (inet_pton(AF_INET, item, raw) != 1 && inet_pton(AF_INET6, item, raw) != 1)
+            return; /* not an address: keep the last one believed */
+        snprintf(r->ip, sizeof(r->ip), "%s", item);
+        if (!comma || !vg_config_proxy_trusted(cfg, item))
+            return;
+        *comma = '\0';
+    }
+}
+
+/* The peer's address; behind a trusted proxy (README "[server]
+ * trusted_proxies"), the client's from X-Forwarded-For. Without the
+ * setting the header is ignored: anyone can send it. */
+static void client_ip(web_req_t *r, const vg_config_t *cfg)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
@@ -340,6 +369,8 @@ static void client_ip(web_req_t *r)
     socklen_t len = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
                                                            : sizeof(struct sockaddr_in);
     getnameinfo(ci->client_addr, len, r->ip, sizeof(r->ip), NULL, 0, NI_NUMERICHOST);
+    if (vg_config_proxy_trusted(cfg, r->ip))
+        forwarded_ip(r, cfg);
 }
 
 /* Called by MHD with the raw request target before it decodes anything:
@@ -394,10 +425,6 @@ static int route_and_auth(web_req_t *r, const web_route_t **route)
         web_reply_err(r, &err);
         return VG_EINVAL;
     }
-    if (r->body_len && !((*route)->flags & WEB_ROUTE_BODY)) {
-        web_reply_error(r, 400, "unexpected_body", "this route takes no request body");
-        return VG_EINVAL;
-    }
     if ((*route)->flags & WEB_ROUTE_PUBLIC)
         return VG_OK;
     return web_auth_request(r, *route);
@@ -430,13 +457,20 @@ static void start_audit(web_req_t *r)
     web_auditor_submit(r->w->auditor, &r->ticket);
 }
 
-static void process(web_req_t *r)
+static int declared_too_big(web_req_t *r);
+
+/* First call, headers complete: route and authenticate before a byte of
+ * the body is read (DESIGN.md invariant 8), so a caller without valid
+ * credentials cannot make vigild buffer a megabyte. Login is a public
+ * route: its body is the credentials. Sets r->route, or answers. */
+static void process_headers(web_req_t *r)
 {
     const web_route_t *route = NULL;
     const web_config_t *c = &r->w->cfg;
     r->now_us = vg_clock_wall(c->clock);
     r->cfg = c->current_config ? c->current_config(c->status_ctx) : r->w->vcfg;
-    if (r->body_too_big) {
+    client_ip(r, r->cfg);
+    if (declared_too_big(r)) {
         web_reply_error(r, 413, "body_too_large", "request bodies are limited to 1 MiB");
         return;
     }
@@ -446,6 +480,26 @@ static void process(web_req_t *r)
         return;
     }
     if (route_and_auth(r, &route) == VG_OK)
+        r->route = route;
+    else if (!r->status)
+        web_reply_error(r, 500, "internal", "no answer");
+    pool_put(r->w, r->idx);
+    r->idx = NULL;
+    if (r->status)
+        web_count_request(r->w, route, r->status);
+}
+
+/* Last call, body complete: the handler. */
+static void process(web_req_t *r)
+{
+    const web_route_t *route = r->route;
+    if (r->body_too_big)
+        web_reply_error(r, 413, "body_too_large", "request bodies are limited to 1 MiB");
+    else if (r->body_len && !(route->flags & WEB_ROUTE_BODY))
+        web_reply_error(r, 400, "unexpected_body", "this route takes no request body");
+    else if (!(r->idx = pool_get(r->w)))
+        web_reply_error(r, 500, "internal", "the index is not available");
+    else
         route->handler(r);
     if (!r->status)
         web_reply_error(r, 500, "internal", "no answer");
@@ -525,20 +579,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (!r)
         return MHD_NO;
     if (!r->method) {
-        /* First call: headers only. A body declared too big is refused
-         * before a byte of it is read. */
         r->method = method;
         r->conn = conn;
-        client_ip(r);
-        if (declared_too_big(r)) {
-            r->now_us = vg_clock_wall(r->w->cfg.clock);
-            web_reply_error(r, 413, "body_too_large", "request bodies are limited to 1 MiB");
-            return send_reply(r);
+        process_headers(r);
+        if (!r->status)
+            return MHD_YES; /* now the body, if any */
+        if (r->n_audit) {
+            start_audit(r);
+            return MHD_YES;
         }
-        return MHD_YES;
+        return send_reply(r);
     }
     if (*upload_data_size) {
-        take_body(r, upload_data, *upload_data_size);
+        if (!r->status) /* answered already: the rest is not kept */
+            take_body(r, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return MHD_YES;
     }
@@ -550,7 +604,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return send_reply(r);
     }
     if (r->status)
-        return MHD_YES; /* already answered (413 above) */
+        return MHD_YES; /* answered on the first call */
     process(r);
     if (r->n_audit) {
         start_audit(r);
@@ -668,6 +722,9 @@ static int prepare(struct web *w)
     char *db = vg_asprintf("%s/index.db", w->cfg.data_dir);
     w->db_path = db;
     w->cache = web_cache_new();
+    w->limiter = web_limiter_new(WEB_LIMIT_RATE, WEB_LIMIT_BURST);
+    if ((rc = idx_denials_open(db, w->cfg.clock, &w->denials)) != VG_OK)
+        return rc;
     return web_auditor_start(db, &w->auditor);
 }
 
@@ -777,6 +834,8 @@ void web_stop(web_t *w)
             close(w->listen_fd);
     }
     web_auditor_stop(w->auditor);
+    idx_denials_close(w->denials); /* writes the last minute's counts */
+    web_limiter_free(w->limiter);
     web_cache_free(w->cache);
     for (size_t i = 0; i < w->n_pool; i++)
         idx_close(w->pool[i]);

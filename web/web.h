@@ -46,6 +46,10 @@ const char *web_perm_name(unsigned bit);
 int web_user_name_valid(const char *name);
 #define WEB_PASSWORD_MIN 10
 #define WEB_PASSWORD_MAX 1024
+
+/* Login throttling (web/auth.c), shared with the relay's Basic logins so
+ * both count the same failures the same way. */
+extern const idx_login_policy_t web_login_policy;
 /* Argon2id (crypto_pwhash_str, interactive limits) into out[128].
  * VG_EINVAL when the password is shorter than WEB_PASSWORD_MIN. */
 int web_password_hash(const char *password, char out[128]);

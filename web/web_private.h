@@ -152,6 +152,20 @@ typedef struct {
     char session_hash[65];
 } web_principal_t;
 
+/* ---- limit.c: token buckets per address for failed authentication ---- */
+
+/* Refused requests per address: a burst of WEB_LIMIT_BURST, then
+ * WEB_LIMIT_RATE a second; past that, 429 with Retry-After. */
+#define WEB_LIMIT_RATE 5.0
+#define WEB_LIMIT_BURST 20.0
+
+typedef struct web_limiter web_limiter_t;
+web_limiter_t *web_limiter_new(double rate_per_s, double burst);
+void web_limiter_free(web_limiter_t *l);
+/* Takes a token from ip's bucket: 0 when there was one, else the seconds
+ * until there is (for Retry-After). */
+int web_limiter_take(web_limiter_t *l, const char *ip, int64_t now_us);
+
 /* Requests counted per route and answer status, for GET /metrics. The last
  * route slot counts requests that matched no route. */
 #define WEB_STATUS_SLOTS 13
@@ -169,6 +183,8 @@ struct web {
     int tls;
     char *tls_cert, *tls_key; /* PEM text, kept for MHD's lifetime */
     web_auditor_t *auditor;
+    idx_denials_t *denials;   /* refused requests: aggregated rows, not one per request */
+    web_limiter_t *limiter;   /* refused requests per address */
     web_cache_t *cache;
     /* Index connections, one per request at a time (SQLite connections are
      * not shared between threads); created on demand, closed at stop. */
@@ -191,6 +207,7 @@ typedef struct web_req {
     char *raw_uri;
     web_target_t target;
     const char *params[WEB_MAX_PARAMS];
+    const web_route_t *route; /* found (and the caller authenticated) on the first call */
     char *body;
     size_t body_len, body_cap;
     int body_too_big;

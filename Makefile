@@ -93,7 +93,9 @@ asan: deps
 	    unit integration
 
 # libFuzzer targets (tests/fuzz/fuzz_*.c) over the library built with clang
-# and sanitizers in its own tree; fuzz-run runs each for FUZZ_SECONDS.
+# and sanitizers in its own tree; fuzz-run runs each for FUZZ_SECONDS from
+# its seeds: tests/fuzz/corpus_NAME for fuzz_NAME when present, else
+# tests/fuzz/corpus.
 FUZZ_BUILD := build-fuzz
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_SECONDS ?= 60
@@ -108,9 +110,10 @@ fuzz:
 
 fuzz-run: fuzz
 	@set -e; for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); mkdir -p $(FUZZ_BUILD)/corpus-$$n; \
+	    seeds=tests/fuzz/corpus_$${n#fuzz_}; [ -d $$seeds ] || seeds=tests/fuzz/corpus; \
 	    echo "== $$n ($(FUZZ_SECONDS) s)"; \
 	    if ! $(FUZZ_BUILD)/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
-	        -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus-$$n tests/fuzz/corpus \
+	        -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus-$$n $$seeds \
 	        > $(FUZZ_BUILD)/$$n.log 2>&1; then tail -40 $(FUZZ_BUILD)/$$n.log; exit 1; fi; \
 	    tail -1 $(FUZZ_BUILD)/$$n.log; done
 

@@ -709,6 +709,26 @@ START_TEST(test_rules)
         ck_assert_msg(t == 0 || strcmp(b.p, ref) == 0, "%lld: %s vs %s", (long long)t, b.p, ref);
         free(b.p);
     }
+    /* which listen addresses draw the warning about HTTP without TLS */
+    static const struct { const char *ip; int loopback; } addrs[] = {
+        {"127.0.0.1", 1}, {"127.45.6.7", 1}, {"::1", 1}, {"::ffff:127.0.0.1", 1},
+        {"0.0.0.0", 0}, {"10.0.0.5", 0}, {"128.0.0.1", 0}, {"::", 0}, {"::ffff:10.0.0.1", 0},
+        {"fe80::1", 0},
+    };
+    for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
+        struct sockaddr_storage ss = {0};
+        if (strchr(addrs[i].ip, ':')) {
+            struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+            a6->sin6_family = AF_INET6;
+            ck_assert_int_eq(inet_pton(AF_INET6, addrs[i].ip, &a6->sin6_addr), 1);
+        } else {
+            struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+            a4->sin_family = AF_INET;
+            ck_assert_int_eq(inet_pton(AF_INET, addrs[i].ip, &a4->sin_addr), 1);
+        }
+        ck_assert_msg(web_addr_loopback((struct sockaddr *)&ss) == addrs[i].loopback, "%s",
+                      addrs[i].ip);
+    }
     web_buf_t b = {0};
     web_buf_json_time(&b, 951782400LL * 1000000 + 999999); /* 2000-02-29 */
     web_buf_i64(&b, -42);

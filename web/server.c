@@ -745,6 +745,33 @@ static int open_listener(const char *text, int *fd_out, int *family)
     return rc;
 }
 
+int web_addr_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return 0;
+}
+
+/* Passwords, session cookies and tokens cross the network in clear text
+ * unless TLS is on: say so where an admin looks, once at start. */
+static void warn_plain(const struct web *w, int fd, const char *listen_on)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (w->tls || getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
+        web_addr_loopback((const struct sockaddr *)&ss))
+        return;
+    vg_warn("web: HTTP on %s is reachable beyond this host without TLS: passwords, session "
+            "cookies and API tokens cross the network in clear text; set tls_cert and tls_key",
+            listen_on);
+}
+
 static int bound_port(int fd)
 {
     struct sockaddr_storage ss;
@@ -831,6 +858,7 @@ static struct MHD_Daemon *start_mhd(struct web *w, int fd, int family)
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, w},
         {w->tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, w->tls_cert},
         {MHD_OPTION_HTTPS_MEM_KEY, 0, w->tls_key},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)WEB_TLS_PRIORITIES},
         {MHD_OPTION_END, 0, NULL},
     };
     return MHD_start_daemon(flags, 0, NULL, NULL, on_request, w, MHD_OPTION_ARRAY, ops,
@@ -862,6 +890,7 @@ int web_start(const web_config_t *cfg, web_t **out)
     if ((rc = prepare(w)) != VG_OK || (rc = open_listener(listen_on, &fd, &family)) != VG_OK)
         goto cleanup;
     w->port = bound_port(fd);
+    warn_plain(w, fd, listen_on);
     /* MHD's threads inherit this mask: signals stay with the main thread. */
     sigset_t all, old;
     sigfillset(&all);

@@ -17,6 +17,9 @@
 #define WEB_MAX_SEGMENTS 12
 #define WEB_MAX_QUERY 16
 #define WEB_MAX_PARAMS 3
+/* GnuTLS priorities of the HTTPS listener: GnuTLS's vetted defaults, TLS 1.3
+ * and 1.2 only (1.0 and 1.1 are refused at the handshake). In README. */
+#define WEB_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 /* ---- request target (router.c: pure, fuzzed) ---- */
 
@@ -245,6 +248,10 @@ void web_audit(web_req_t *r, const char *action, const char *object, int64_t fro
 /* An audit row with an explicit actor (login, before a principal exists). */
 void web_audit_as(web_req_t *r, const char *actor, const char *action, const char *object,
                   int64_t from_us, int64_t to_us, const char *result, const char *detail);
+
+struct sockaddr;
+/* 1 for an address only this host reaches (127.0.0.0/8, ::1, ::ffff:127.x). */
+int web_addr_loopback(const struct sockaddr *sa);
 
 /* A request header (case-insensitive name), or NULL. */
 const char *web_req_header(const web_req_t *r, const char *name);

@@ -39,6 +39,9 @@ static const vg_clock_t fixed_clock = {fixed_now, fixed_now, NULL};
 static char dir[256];
 static vg_config_t cfg;
 static web_t *web;
+static idx_t *idx; /* the harness's own connection */
+static int64_t account_ids[2];
+static char session_hashes[2][65];
 static char token_header[128];
 static char admin_cookie[128], limited_cookie[128];
 
@@ -53,6 +56,7 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 static void teardown(void)
 {
     web_stop(web);
+    idx_close(idx);
     vg_config_free(&cfg);
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
@@ -63,7 +67,7 @@ static void die(const char *what)
     exit(1);
 }
 
-static void add_account(idx_t *idx, const char *name, const char *role, const char *source,
+static void add_account(int k, const char *name, const char *role, const char *source,
                         char *cookie, size_t size)
 {
     idx_account_t a = {0};
@@ -85,6 +89,19 @@ static void add_account(idx_t *idx, const char *name, const char *role, const ch
     if (idx_session_add(idx, hash, a.id, T0) != VG_OK)
         die("session");
     snprintf(cookie, size, "vigil_session=%s", id);
+    account_ids[k] = a.id;
+    memcpy(session_hashes[k], hash, sizeof(hash));
+}
+
+/* A logout the fuzzer sends ends a harness session: put them back, so later
+ * inputs still reach the handlers behind authentication. */
+static void restore_sessions(void)
+{
+    for (int k = 0; k < 2; k++) {
+        idx_session_t sess;
+        if (idx_session_get(idx, session_hashes[k], &sess) == VG_ENOTFOUND)
+            idx_session_add(idx, session_hashes[k], account_ids[k], T0);
+    }
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -108,7 +125,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         die(err);
     free(conf);
     char *db = vg_asprintf("%s/index.db", dir);
-    idx_t *idx = NULL;
     if (idx_open(db, 0, &idx) != VG_OK || idx_source_register(idx, "cam1", "video") != VG_OK ||
         idx_source_register(idx, "line1", "audio") != VG_OK)
         die("index");
@@ -126,14 +142,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         if (idx_segment_insert(idx, &s) != VG_OK)
             die("segment");
     }
-    add_account(idx, "admin", "admin", NULL, admin_cookie, sizeof(admin_cookie));
-    add_account(idx, "guard", "security", "cam1", limited_cookie, sizeof(limited_cookie));
+    add_account(0, "admin", "admin", NULL, admin_cookie, sizeof(admin_cookie));
+    add_account(1, "guard", "security", "cam1", limited_cookie, sizeof(limited_cookie));
     char secret[WEB_TOKEN_TEXT_MAX];
     int64_t id = 0;
     if (web_token_create(idx, "fuzz", WEB_PERM_ALL, "system:fuzz", T0, secret, &id) != VG_OK)
         die("token");
     snprintf(token_header, sizeof(token_header), "Bearer %s", secret);
-    idx_close(idx);
     web_config_t wc = {.cfg = &cfg, .data_dir = dir, .clock = &fixed_clock,
                        .listen = "127.0.0.1:0"};
     if (web_start(&wc, &web) != VG_OK)
@@ -214,5 +229,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                  at < size ? size - at : 0, &status, &payload, &len);
     check_answer(status, payload, len);
     free(payload);
+    if (who >= 2 && status == 200 && strcmp(method, "POST") == 0)
+        restore_sessions();
     return 0;
 }

@@ -11,6 +11,8 @@ Ends with "N passed, N failed".
 """
 import argparse
 import concurrent.futures
+import csv
+import io
 import json
 import os
 import socket
@@ -225,6 +227,28 @@ class Suite:
         # listening beyond loopback is not done in tests; the address rule is
         # in test_web (web_addr_loopback); here: loopback stays quiet
         assert "without TLS" not in self.v.log_text()
+
+    def test_csv_export_neutralizes_formulas(self):
+        formulas = ['=HYPERLINK("http://evil.example/","open")', "+1+1", "-2+3", "@SUM(A1)",
+                    "\t=1", "\r=1"]
+        for i, f in enumerate(formulas):
+            status, hold, _ = self.api.request("POST", "/api/v1/holds", {
+                "case": "CSV-%d" % i, "reason": "r", "sources": ["cam1"], "from": 1, "to": 2})
+            assert status == 201, (status, hold)
+            status, body, _ = self.api.request("POST", "/api/v1/holds/%d/release" % hold["id"],
+                                               {"reason": f})
+            assert status == 200, (status, body)
+        status, hdrs, data = raw_request(
+            self.port, "GET", b"/api/v1/audit?action=hold.release&limit=100000&format=csv",
+            self.credentials(1), b"")
+        assert status == 200, status
+        rows = list(csv.reader(io.StringIO(data.decode("utf-8"), newline="")))
+        details = [r[9] for r in rows[1:]]
+        for f in formulas:
+            assert "'" + f in details, (f, details)
+        for r in rows:
+            for cell in r:
+                assert not cell or cell[0] not in "=+-@\t\r", (cell, r)
 
     def test_zz_still_recording_after_the_attack(self):
         since = getattr(self, "attack_done", time.time())

@@ -592,19 +592,24 @@ static json_t *audit_json(const idx_audit_t *a)
 }
 
 /* RFC 4180: every field quoted, quotes doubled. The file is declared
- * UTF-8, so a row with other bytes (stored by an older version) gets U+FFFD. */
+ * UTF-8, so a row with other bytes (stored by an older version) gets U+FFFD.
+ * A cell starting with = + - @ TAB or CR is a formula to a spreadsheet
+ * (a hold reason "=HYPERLINK(...)" would run on the auditor's desk): a
+ * leading ' keeps it text (OWASP "CSV injection"). */
 static void csv_field(char **buf, size_t *len, size_t *cap, const char *text, int last)
 {
     char *fixed = NULL;
     if (!vg_utf8_valid(text, strlen(text)))
         text = fixed = vg_utf8_dup(text);
-    size_t need = *len + strlen(text) * 2 + 4;
+    size_t need = *len + strlen(text) * 2 + 5;
     if (need > *cap) {
         *cap = need * 2;
         *buf = vg_realloc(*buf, *cap);
     }
     char *o = *buf + *len;
     *o++ = '"';
+    if (*text && strchr("=+-@\t\r", *text))
+        *o++ = '\'';
     for (const char *c = text; *c; c++) {
         if (*c == '"')
             *o++ = '"';

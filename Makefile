@@ -32,6 +32,8 @@ UNITDIR ?= /lib/systemd/system
 SYSUSERSDIR ?= /usr/lib/sysusers.d
 TMPFILESDIR ?= /usr/lib/tmpfiles.d
 SYSCONFDIR ?= /etc
+# The group that may read the installed config (vigild's).
+CONF_GROUP ?= vigil
 
 all: $(BUILD)/vigild $(BUILD)/vigilctl
 
@@ -151,8 +153,16 @@ install: all
 	install -m 0644 systemd/vigil.tmpfiles $(DESTDIR)$(TMPFILESDIR)/vigil.conf
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
 	install -m 0644 systemd/vigil.conf.example $(DESTDIR)$(SHAREDIR)/vigil.conf.example
+	@# The config holds camera passwords: vigild (group vigil) reads it, no one
+	@# else. The group comes from sysusers, so a real install creates it first.
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v systemd-sysusers >/dev/null; then \
+	    systemd-sysusers $(SYSUSERSDIR)/vigil.conf; fi
 	@if [ ! -e $(DESTDIR)$(SYSCONFDIR)/vigil/vigil.conf ]; then \
 	    install -m 0640 systemd/vigil.conf.example $(DESTDIR)$(SYSCONFDIR)/vigil/vigil.conf; \
+	    if [ "$$(id -u)" = 0 ] && getent group $(CONF_GROUP) >/dev/null; then \
+	        chown root:$(CONF_GROUP) $(DESTDIR)$(SYSCONFDIR)/vigil/vigil.conf; \
+	    else echo "$(DESTDIR)$(SYSCONFDIR)/vigil/vigil.conf: run chown root:$(CONF_GROUP) on it" \
+	        "once the group exists (systemd-sysusers)"; fi; \
 	else echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/vigil/vigil.conf"; fi
 	@if [ -d web/ui ]; then cp -r web/ui $(DESTDIR)$(SHAREDIR)/ && \
 	    chmod -R u=rwX,go=rX $(DESTDIR)$(SHAREDIR)/ui; fi

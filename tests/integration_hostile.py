@@ -250,6 +250,58 @@ class Suite:
             for cell in r:
                 assert not cell or cell[0] not in "=+-@\t\r", (cell, r)
 
+    def test_config_readable_by_everyone_with_secrets_warns(self):
+        root = os.path.join(self.tmp, "perm")
+        os.makedirs(root)
+        cert, key = os.path.join(root, "cert.pem"), os.path.join(root, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                        "-subj", "/CN=localhost", "-keyout", key, "-out", cert],
+                       check=True, capture_output=True)
+        secret = "pw-hostile-9"
+        v = WebVigil(root, [("cam", "rtsp://op:%s@127.0.0.1:9/x" % secret, "video")],
+                     "http_listen = 127.0.0.1:%d\ntls_cert = %s\ntls_key = %s\n" %
+                     (free_port(), cert, key))
+
+        def run_once():
+            n = v.log_text().count("recording 1 source") if os.path.exists(v.logpath) else 0
+            v.start()
+            try:
+                wait_for("vigild up", lambda: v.log_text().count("recording 1 source") > n, 20)
+            finally:
+                assert v.stop()[0] == 0
+            return v.log_text()
+
+        os.chmod(v.conf, 0o644)
+        os.chmod(key, 0o644)
+        text = run_once()
+        assert "config %s is readable by every user" % v.conf in text, text[-2000:]
+        assert "[source cam] url" in text and "TLS key %s is readable" % key in text, text[-2000:]
+        assert secret not in text
+        os.chmod(v.conf, 0o640)
+        os.chmod(key, 0o600)
+        before = text.count("readable by every user")
+        text = run_once()
+        assert text.count("readable by every user") == before, text[-2000:]
+
+    def test_make_install_config_root_group_0640(self):
+        import grp
+        dest = os.path.join(self.tmp, "destdir")
+        # the vigil group may not exist here: any group other than root's shows the chown
+        group = next((g for g in ("nogroup", "daemon", "users") if _group_exists(g)), None)
+        p = subprocess.run(["make", "-s", "-C", integration.REPO, "install", "DESTDIR=" + dest,
+                            "BUILD=" + os.path.abspath(integration.BUILD),
+                            "CONF_GROUP=" + (group or "vigil")],
+                           capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stderr
+        conf = os.path.join(dest, "etc/vigil/vigil.conf")
+        st = os.stat(conf)
+        assert st.st_mode & 0o777 == 0o640, oct(st.st_mode)
+        if os.getuid() == 0 and group:
+            assert st.st_uid == 0 and st.st_gid == grp.getgrnam(group).gr_gid, (st.st_uid,
+                                                                                 st.st_gid)
+        else:
+            assert "chown root:" in p.stdout, p.stdout
+
     def test_zz_still_recording_after_the_attack(self):
         since = getattr(self, "attack_done", time.time())
         self.alive()
@@ -258,6 +310,15 @@ class Suite:
             segs = self.v.segments("cam1")
             return any(integration.parse_time(s["start"]) > since for s in segs)
         wait_for("a segment of cam1 started after the attack", new_segment, 30)
+
+
+def _group_exists(name):
+    import grp
+    try:
+        grp.getgrnam(name)
+        return True
+    except KeyError:
+        return False
 
 
 def _insecure_ctx():

@@ -131,6 +131,13 @@ def requests(stride=1):
                 out.append((who, method, plain, json_ct, json_with(shape, long_text, "key")))
                 out.append((who, method, plain, json_ct, json_with(shape, long_text, "value")))
                 out.append((who, method, plain, json_ct, json_with(shape, b"\\ud800", "value")))
+            # the other methods on the same path (405), carrying bad bytes too
+            for other in ("GET", "POST", "PATCH", "DELETE"):
+                if other != method:
+                    bad = BAD[ri % len(BAD)]
+                    out.append((who, other, plain + b"?" + pct(bad) + b"=1",
+                                json_ct if other in ("POST", "PATCH") else [],
+                                b'{"' + bad + b'":1}' if other in ("POST", "PATCH") else b""))
             if who == 0:
                 for bad in BAD[:3]:
                     out.append((0, method, plain, hdrs + [("Authorization", b"Bearer " + bad)],

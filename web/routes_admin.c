@@ -65,9 +65,11 @@ void web_h_storage(web_req_t *r)
     }
     for (size_t i = 0; i < st.n_alarms; i++) {
         const ret_alarm_t *a = &st.alarms[i];
-        json_array_append_new(alarms, json_pack("{ss ss ss ss so}", "kind", a->kind, "severity",
-                                                a->severity, "sources", a->sources, "message",
-                                                a->message, "raised", web_time_json(a->raised_us)));
+        /* An alarm may quote what an attacker sent (an account name tried) */
+        json_array_append_new(alarms, json_pack("{ss ss so so so}", "kind", a->kind, "severity",
+                                                a->severity, "sources", web_json_text(a->sources),
+                                                "message", web_json_text(a->message), "raised",
+                                                web_time_json(a->raised_us)));
     }
     ret_storage_free(&st);
     web_reply_json(r, 200, json_pack("{sI sI sI so so}", "capacity_bytes",

@@ -65,7 +65,10 @@ def check_answer(what, status, hdrs, body):
     assert 100 <= status <= 599, "%s: status %d" % (what, status)
     if hdrs.get("content-type", "").startswith("application/json"):
         # strict: bytes that are not UTF-8 raise here
-        json.loads(body.decode("utf-8"))
+        answer = json.loads(body.decode("utf-8"))
+        # the fixed 500 is a safety net: reaching it means text went unchecked
+        message = answer.get("error", {}).get("message") if isinstance(answer, dict) else None
+        assert message != "the answer could not be encoded", "%s: the fallback answer" % what
 
 
 class Suite:

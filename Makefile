@@ -32,6 +32,8 @@ UNITDIR ?= /lib/systemd/system
 SYSUSERSDIR ?= /usr/lib/sysusers.d
 TMPFILESDIR ?= /usr/lib/tmpfiles.d
 SYSCONFDIR ?= /etc
+# The group that may read the installed config (vigild's).
+CONF_GROUP ?= vigil
 
 all: $(BUILD)/vigild $(BUILD)/vigilctl
 
@@ -100,6 +102,7 @@ integration: all $(BUILD)/camsim $(BUILD)/faultfs.so
 	@python3 tests/integration_crash.py --build $(BUILD)
 	@$(MAKE) --no-print-directory crash-check
 	@python3 tests/integration_abuse.py --build $(BUILD)
+	@python3 tests/integration_hostile.py --build $(BUILD)
 
 check: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/camsim $(BUILD)/faultfs.so $(TEST_BINS)
@@ -117,7 +120,9 @@ asan: deps
 	    unit integration
 
 # libFuzzer targets (tests/fuzz/fuzz_*.c) over the library built with clang
-# and sanitizers in its own tree; fuzz-run runs each for FUZZ_SECONDS.
+# and sanitizers in its own tree; fuzz-run runs each for FUZZ_SECONDS from
+# its seeds: tests/fuzz/corpus_NAME for fuzz_NAME when present, else
+# tests/fuzz/corpus.
 FUZZ_BUILD := build-fuzz
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_SECONDS ?= 60
@@ -132,9 +137,10 @@ fuzz:
 
 fuzz-run: fuzz
 	@set -e; for f in $(FUZZ_SRCS); do n=$$(basename $$f .c); mkdir -p $(FUZZ_BUILD)/corpus-$$n; \
+	    seeds=tests/fuzz/corpus_$${n#fuzz_}; [ -d $$seeds ] || seeds=tests/fuzz/corpus; \
 	    echo "== $$n ($(FUZZ_SECONDS) s)"; \
 	    if ! $(FUZZ_BUILD)/$$n -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
-	        -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus-$$n tests/fuzz/corpus \
+	        -artifact_prefix=$(FUZZ_BUILD)/ $(FUZZ_BUILD)/corpus-$$n $$seeds \
 	        > $(FUZZ_BUILD)/$$n.log 2>&1; then tail -40 $(FUZZ_BUILD)/$$n.log; exit 1; fi; \
 	    tail -1 $(FUZZ_BUILD)/$$n.log; done
 
@@ -177,8 +183,16 @@ install: all
 	install -m 0644 systemd/vigil.tmpfiles $(DESTDIR)$(TMPFILESDIR)/vigil.conf
 	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/README.md
 	install -m 0644 systemd/vigil.conf.example $(DESTDIR)$(SHAREDIR)/vigil.conf.example
+	@# The config holds camera passwords: vigild (group vigil) reads it, no one
+	@# else. The group comes from sysusers, so a real install creates it first.
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && command -v systemd-sysusers >/dev/null; then \
+	    systemd-sysusers $(SYSUSERSDIR)/vigil.conf; fi
 	@if [ ! -e $(DESTDIR)$(SYSCONFDIR)/vigil/vigil.conf ]; then \
 	    install -m 0640 systemd/vigil.conf.example $(DESTDIR)$(SYSCONFDIR)/vigil/vigil.conf; \
+	    if [ "$$(id -u)" = 0 ] && getent group $(CONF_GROUP) >/dev/null; then \
+	        chown root:$(CONF_GROUP) $(DESTDIR)$(SYSCONFDIR)/vigil/vigil.conf; \
+	    else echo "$(DESTDIR)$(SYSCONFDIR)/vigil/vigil.conf: run chown root:$(CONF_GROUP) on it" \
+	        "once the group exists (systemd-sysusers)"; fi; \
 	else echo "keeping existing $(DESTDIR)$(SYSCONFDIR)/vigil/vigil.conf"; fi
 	@if [ -d web/ui ]; then cp -r web/ui $(DESTDIR)$(SHAREDIR)/ && \
 	    chmod -R u=rwX,go=rX $(DESTDIR)$(SHAREDIR)/ui; fi

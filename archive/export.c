@@ -3,8 +3,12 @@
  * segment's index row, so the clip keeps real gaps and real durations. */
 #include "archive.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/errors.h"
@@ -22,6 +26,7 @@ typedef struct {
     int primary;           /* input stream index segments are cut on */
     int64_t origin_us;     /* wall time that becomes 0 in the clip */
     int64_t last_dts[MAX_STREAMS]; /* output time base, keeps DTS increasing */
+    int fd;                /* the temporary output, written through this fd only */
     char *err;
     size_t err_size;
 } export_t;
@@ -49,7 +54,53 @@ static int pick_primary(AVFormatContext *ic)
     return p >= 0 ? p : av_find_best_stream(ic, AVMEDIA_TYPE_AUDIO, -1, -1, NULL, 0);
 }
 
-/* The first segment decides the clip's streams; later ones must match. */
+static int fd_write(void *opaque, uint8_t *buf, int size)
+{
+    const export_t *x = opaque;
+    return vg_write_all(x->fd, buf, (size_t)size) == VG_OK ? size : AVERROR(EIO);
+}
+
+static int64_t fd_seek(void *opaque, int64_t offset, int whence)
+{
+    const export_t *x = opaque;
+    struct stat st;
+    if (whence & AVSEEK_SIZE)
+        return fstat(x->fd, &st) == 0 ? (int64_t)st.st_size : AVERROR(errno);
+    off_t at = lseek(x->fd, (off_t)offset, whence & ~AVSEEK_FORCE);
+    return at < 0 ? AVERROR(errno) : (int64_t)at;
+}
+
+/* The output is a file of our own: a random name beside the target, created
+ * with O_EXCL|O_NOFOLLOW, so nothing planted under a name (a symlink to a
+ * file vigilctl's user may write, run as root) is ever opened or written
+ * through; libav writes to its fd, never reopening a path. */
+static int open_temp(const char *out_path, char **tmp_out, int *fd_out)
+{
+    const char *slash = strrchr(out_path, '/');
+    int dir_len = slash ? (int)(slash - out_path + 1) : 0;
+    for (int tries = 0; tries < 8; tries++) {
+        unsigned char r[8];
+        char hex[sizeof(r) * 2 + 1];
+        if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+            return VG_EIO;
+        for (size_t i = 0; i < sizeof(r); i++)
+            snprintf(hex + 2 * i, 3, "%02x", r[i]);
+        char *tmp = vg_asprintf("%.*s.%s.%s.part", dir_len, out_path, out_path + dir_len, hex);
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0640);
+        if (fd >= 0) {
+            *tmp_out = tmp;
+            *fd_out = fd;
+            return VG_OK;
+        }
+        free(tmp);
+        if (errno != EEXIST)
+            return VG_EIO;
+    }
+    return VG_EIO;
+}
+
+/* The first segment decides the clip's streams; later ones must match.
+ * out_path (the final name) tells the container. */
 static int setup_output(export_t *x, AVFormatContext *ic, const char *out_path)
 {
     const AVOutputFormat *fmt = av_guess_format(NULL, out_path, NULL);
@@ -75,8 +126,12 @@ static int setup_output(export_t *x, AVFormatContext *ic, const char *out_path)
         x->last_dts[i] = AV_NOPTS_VALUE;
     }
     x->primary = pick_primary(ic);
-    if (!(fmt->flags & AVFMT_NOFILE) && avio_open(&x->oc->pb, out_path, AVIO_FLAG_WRITE) < 0)
-        return fail(x, VG_EIO, "cannot write %s", out_path);
+    if (!(fmt->flags & AVFMT_NOFILE)) {
+        const int size = 64 * 1024;
+        unsigned char *buf = av_malloc(size);
+        if (!buf || !(x->oc->pb = avio_alloc_context(buf, size, 1, x, NULL, fd_write, fd_seek)))
+            abort(); /* out of memory: the allocation rule (DESIGN.md) */
+    }
     if (avformat_write_header(x->oc, NULL) < 0)
         return fail(x, VG_EMEDIA, "cannot start %s", out_path);
     return VG_OK;
@@ -164,14 +219,14 @@ static int copy_segment(export_t *x, AVFormatContext *ic, const idx_segment_t *s
     return rc;
 }
 
-static int export_segments(export_t *x, const idx_segment_t *segs, size_t n, const char *tmp)
+static int export_segments(export_t *x, const idx_segment_t *segs, size_t n, const char *out_path)
 {
     int rc = VG_OK, done = 0;
     for (size_t i = 0; i < n && rc == VG_OK && !done; i++) {
         AVFormatContext *ic = NULL;
         rc = open_segment(x, &segs[i], &ic);
         if (rc == VG_OK && !x->oc) {
-            rc = setup_output(x, ic, tmp);
+            rc = setup_output(x, ic, out_path);
             if (rc == VG_OK) {
                 /* A second pass over the first segment: reopening is simpler
                  * and surer than seeking back in a fragmented file. */
@@ -198,17 +253,27 @@ int arc_export(const char *data_dir, const idx_segment_t *segs, size_t n_segs, i
     err[0] = '\0';
     if (n_segs == 0)
         return fail(&x, VG_ENOTFOUND, "nothing recorded in that range%s", "");
-    /* Write beside the target and rename, so a failed export leaves no half file
-     * and the .part name keeps the container guess right. */
-    const char *dot = strrchr(out_path, '.');
-    char *tmp = vg_asprintf("%.*s.part%s", (int)(dot ? dot - out_path : (long)strlen(out_path)),
-                            out_path, dot ? dot : "");
-    int rc = export_segments(&x, segs, n_segs, tmp);
+    /* Write beside the target and rename, so a failed export leaves no half
+     * file; rename replaces whatever is at out_path (a symlink too) without
+     * following it. */
+    char *tmp = NULL;
+    x.fd = -1;
+    if (open_temp(out_path, &tmp, &x.fd) != VG_OK)
+        return fail(&x, VG_EIO, "cannot create a file beside %s", out_path);
+    int rc = export_segments(&x, segs, n_segs, out_path);
     if (rc == VG_OK && av_write_trailer(x.oc) < 0)
         rc = fail(&x, VG_EMEDIA, "cannot finish %s", out_path);
-    if (x.oc && x.oc->pb && !(x.oc->oformat->flags & AVFMT_NOFILE))
-        avio_closep(&x.oc->pb);
+    if (x.oc && x.oc->pb) {
+        avio_flush(x.oc->pb);
+        if (rc == VG_OK && x.oc->pb->error < 0)
+            rc = fail(&x, VG_EIO, "cannot write %s", out_path);
+        av_freep(&x.oc->pb->buffer);
+        avio_context_free(&x.oc->pb);
+    }
     avformat_free_context(x.oc);
+    if (rc == VG_OK && fsync(x.fd) != 0)
+        rc = fail(&x, VG_EIO, "cannot write %s", out_path);
+    close(x.fd);
     if (rc == VG_OK && rename(tmp, out_path) != 0)
         rc = fail(&x, VG_EIO, "cannot rename to %s", out_path);
     if (rc != VG_OK)

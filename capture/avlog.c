@@ -9,19 +9,40 @@
 
 static atomic_int max_level = AV_LOG_ERROR;
 
-/* Replaces the "user:pass@" after "scheme://" with "***@", in place. */
-static void mask_credentials(char *line)
+/* Replaces text[0..n) by "***" in place, never growing the line: a secret
+ * shorter than that becomes as many '*'. */
+static char *mask_span(char *text, size_t n)
 {
+    if (n < 3) {
+        memset(text, '*', n);
+        return text + n;
+    }
+    memmove(text + 3, text + n, strlen(text + n) + 1);
+    memcpy(text, "***", 3);
+    return text + 3;
+}
+
+void cap_mask_secrets(char *line)
+{
+    /* "scheme://user:pass@host": the user information ends at the LAST '@'
+     * of the authority, so a password holding '@' is hidden whole. */
     char *p = line;
     while ((p = strstr(p, "://")) != NULL) {
         char *auth = p + 3;
-        size_t host_len = strcspn(auth, "/ \t?#");
-        char *at = memchr(auth, '@', host_len);
-        if (at) {
-            memmove(auth + 3, at, strlen(at) + 1);
-            memcpy(auth, "***", 3);
+        size_t host_len = strcspn(auth, "/?# \t\"'<>");
+        char *at = memrchr(auth, '@', host_len);
+        p = at ? mask_span(auth, (size_t)(at - auth)) : auth;
+    }
+    /* Query parameters that carry a secret: SRT's passphrase (and the
+     * password some cameras take in the query). */
+    static const char *const keys[] = {"passphrase=", "password=", "passwd="};
+    for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+        p = line;
+        while ((p = strcasestr(p, keys[k])) != NULL) {
+            char *v = p + strlen(keys[k]);
+            size_t n = strcspn(v, "& \t\"'<>");
+            p = n && strncmp(v, "***", n) != 0 ? mask_span(v, n) : v + n;
         }
-        p = auth;
     }
 }
 
@@ -37,7 +58,7 @@ static void libav_callback(void *avcl, int level, const char *fmt, va_list vl)
         line[--len] = '\0';
     if (!len)
         return;
-    mask_credentials(line);
+    cap_mask_secrets(line);
     vg_log(level <= AV_LOG_ERROR ? VG_LOG_ERR : level <= AV_LOG_WARNING ? VG_LOG_WARNING
                                                                          : VG_LOG_DEBUG,
            "libav: %s", line);

@@ -98,6 +98,10 @@ unsigned cap_undated_release(cap_undated_t *u, const AVPacket *next, AVPacket **
                              int64_t *recv_wall_us);
 
 /* Routes libav's own messages into vg_log (with priority prefixes, at most
- * one line each, credentials in URLs masked). Call once at startup. */
+ * one line each, secrets masked by cap_mask_secrets). Call once at startup. */
 void cap_route_libav_log(int max_av_level);
+/* Masks secrets in a log line, in place (it never grows): the user
+ * information of every URL (user:pass@ becomes ***@, also with @ in the
+ * password) and passphrase=, password=, passwd= values ("***"). */
+void cap_mask_secrets(char *line);
 #endif

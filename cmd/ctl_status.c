@@ -56,6 +56,9 @@ static json_t *alarms_json(const vg_config_t *cfg, idx_t *idx)
     for (size_t i = 0; i < st.n_alarms; i++) {
         char raised[VG_TIME_TEXT_MAX];
         vg_time_format(st.alarms[i].raised_us, raised);
+        /* an alarm may quote what an attacker sent: jansson takes UTF-8 only */
+        vg_utf8_fix(st.alarms[i].sources, sizeof(st.alarms[i].sources));
+        vg_utf8_fix(st.alarms[i].message, sizeof(st.alarms[i].message));
         json_array_append_new(arr, json_pack("{ss ss ss ss ss}", "kind", st.alarms[i].kind,
                                              "severity", st.alarms[i].severity, "sources",
                                              st.alarms[i].sources, "message",

@@ -637,6 +637,7 @@ int main(int argc, char **argv)
     d.configs[d.n_configs++] = cfg;
     atomic_store(&d.cfg, cfg);
     vg_log_set_level(cfg->log_level);
+    vg_config_warn_exposed(cfg);
     cap_route_libav_log(AV_LOG_ERROR);
     avformat_network_init();
     int rc = run(&d, &signals, config_path);

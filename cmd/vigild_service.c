@@ -119,6 +119,10 @@ json_t *svc_relay_json(recorder_t *r)
     rly_status_t rs;
     if (!r->relay || rly_feed_status(r->relay, &rs) != VG_OK)
         return json_null();
+    /* Error texts quote what a server or camera said, cut to fit: made valid
+     * UTF-8 here, or jansson refuses the whole source (in /sources too). */
+    vg_utf8_fix(rs.push_state, sizeof(rs.push_state));
+    vg_utf8_fix(rs.push_last_error, sizeof(rs.push_last_error));
     json_t *push = rs.push_configured
                        ? json_pack("{ss ss sI sI sI}", "state", rs.push_state, "last_error",
                                    rs.push_last_error, "bytes_sent", (json_int_t)rs.push_bytes,
@@ -135,6 +139,8 @@ static json_t *recorder_json(recorder_t *r, int64_t now)
     arc_writer_stats_t ws;
     cap_source_status(r->capture, &st);
     arc_writer_stats(r->writer, &ws);
+    vg_utf8_fix(st.last_error, sizeof(st.last_error));
+    vg_utf8_fix(st.codecs, sizeof(st.codecs));
     json_t *o = json_pack("{ss ss ss ss sI sI sI sI sI sI sI}", "source", r->cfg->name, "state",
                           cap_state_name(st.state), "last_error", st.last_error, "codecs",
                           st.codecs, "bitrate_bps", (json_int_t)st.bitrate_bps, "packets",

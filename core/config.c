@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 
@@ -1082,4 +1083,65 @@ char *vg_config_push_url(const vg_config_t *cfg, const vg_source_config_t *src)
     }
     *o = '\0';
     return out;
+}
+
+int vg_url_has_secret(const char *url)
+{
+    if (!url)
+        return 0;
+    const char *scheme_end = strstr(url, "://");
+    const char *auth = scheme_end ? scheme_end + 3 : url;
+    size_t host_len = strcspn(auth, "/?#");
+    const char *at = memrchr(auth, '@', host_len);
+    if (at && memchr(auth, ':', (size_t)(at - auth)))
+        return 1;
+    const char *q = strchr(url, '?');
+    return q && (strcasestr(q, "passphrase=") || strcasestr(q, "password="));
+}
+
+void vg_config_secrets(const vg_config_t *cfg, char *out, size_t size)
+{
+    char what[160];
+    out[0] = '\0';
+    for (size_t i = 0; i < cfg->n_sources; i++) {
+        const vg_source_config_t *s = &cfg->sources[i];
+        if (vg_url_has_secret(s->url)) {
+            snprintf(what, sizeof(what), "[source %s] url", s->name);
+            vg_list_append(out, size, what);
+        }
+        if (vg_url_has_secret(s->push)) {
+            snprintf(what, sizeof(what), "[source %s] push", s->name);
+            vg_list_append(out, size, what);
+        }
+    }
+    if (vg_url_has_secret(cfg->relay.push))
+        vg_list_append(out, size, "[relay] push");
+}
+
+/* Readable by "others": every account on the box, a compromised service's
+ * included. */
+static int world_readable(const char *path, unsigned *mode)
+{
+    struct stat st;
+    if (!path || stat(path, &st) != 0)
+        return 0;
+    *mode = (unsigned)st.st_mode & 07777;
+    return (st.st_mode & S_IROTH) != 0;
+}
+
+void vg_config_warn_exposed(const vg_config_t *cfg)
+{
+    char secrets[512];
+    unsigned mode = 0;
+    vg_config_secrets(cfg, secrets, sizeof(secrets));
+    if (secrets[0] && world_readable(cfg->path, &mode))
+        vg_warn("config %s is readable by every user of this host (mode %04o) and holds "
+                "passwords (%s): chmod o-r it (make install sets root:vigil 0640)",
+                cfg->path, mode, secrets);
+    const char *keys[] = {cfg->http.tls_key, cfg->relay.tls_key};
+    for (size_t i = 0; i < 2; i++) {
+        if (world_readable(keys[i], &mode))
+            vg_warn("TLS key %s is readable by every user of this host (mode %04o): "
+                    "chmod o-r it", keys[i], mode);
+    }
 }

@@ -91,4 +91,14 @@ int vg_config_keep_days(const vg_config_t *cfg, const vg_source_config_t *src);
 /* Whether addr (numeric IPv4 or IPv6 text) is one of [server] trusted_proxies. */
 int vg_config_proxy_trusted(const vg_config_t *cfg, const char *addr);
 
+/* 1 when a URL carries a secret: a password ("user:pass@host") or a
+ * passphrase=/password= query value (SRT). */
+int vg_url_has_secret(const char *url);
+/* Names the keys holding secrets ("[source cam1] url, [relay] push") into
+ * out, or "" when none do. */
+void vg_config_secrets(const vg_config_t *cfg, char *out, size_t size);
+/* Warns (vg_warn) when the config file is readable by every local user and
+ * holds secrets, and when a TLS key file is. Called at start. */
+void vg_config_warn_exposed(const vg_config_t *cfg);
+
 #endif

@@ -287,3 +287,93 @@ void vg_deadline_us(clockid_t clock, int64_t us, struct timespec *out)
         out->tv_nsec -= 1000000000L;
     }
 }
+
+/* Length of the valid UTF-8 character at s[0..avail), or 0 when the bytes
+ * there are not one (the cases are listed in util.h). The ranges of the
+ * second byte are what rule out overlong forms, surrogates and code points
+ * past U+10FFFF (RFC 3629, section 4). */
+static size_t utf8_char(const unsigned char *s, size_t avail)
+{
+    unsigned char c = s[0];
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xbf;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        if (c == 0xe0)
+            lo = 0xa0; /* below: overlong */
+        else if (c == 0xed)
+            hi = 0x9f; /* above: surrogates */
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        if (c == 0xf0)
+            lo = 0x90; /* below: overlong */
+        else if (c == 0xf4)
+            hi = 0x8f; /* above: past U+10FFFF */
+    } else {
+        return 0;
+    }
+    if (avail < n || s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++) {
+        if (s[i] < 0x80 || s[i] > 0xbf)
+            return 0;
+    }
+    return n;
+}
+
+int vg_utf8_valid(const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0;
+    while (i < len) {
+        size_t n = utf8_char(p + i, len - i);
+        if (!n)
+            return 0;
+        i += n;
+    }
+    return 1;
+}
+
+size_t vg_utf8_copy(char *dst, size_t size, const char *src)
+{
+    const unsigned char *p = (const unsigned char *)src;
+    size_t len = strlen(src), i = 0, o = 0;
+    while (i < len) {
+        size_t n = utf8_char(p + i, len - i);
+        const char *from = n ? src + i : VG_UTF8_REPLACEMENT;
+        size_t out = n ? n : sizeof(VG_UTF8_REPLACEMENT) - 1;
+        if (o + out + 1 > size)
+            break;
+        memcpy(dst + o, from, out);
+        o += out;
+        i += n ? n : 1;
+    }
+    dst[o] = '\0';
+    return o;
+}
+
+void vg_utf8_fix(char *buf, size_t size)
+{
+    if (size == 0)
+        return;
+    size_t len = strnlen(buf, size);
+    if (len == size) /* not terminated: the last byte goes */
+        buf[--len] = '\0';
+    if (vg_utf8_valid(buf, len))
+        return;
+    char *copy = vg_strdup(buf);
+    vg_utf8_copy(buf, size, copy);
+    free(copy);
+}
+
+char *vg_utf8_dup(const char *src)
+{
+    size_t size = strlen(src) * 3 + 1; /* each byte at most becomes U+FFFD */
+    char *out = vg_malloc(size);
+    vg_utf8_copy(out, size, src);
+    return out;
+}

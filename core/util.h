@@ -44,4 +44,26 @@ int vg_write_all(int fd, const void *buf, size_t len);
 /* Returns 1 when name matches [a-z0-9][a-z0-9-]{0,62}. */
 int vg_source_name_valid(const char *name);
 
+/* ---- UTF-8: text from strangers on its way into JSON ----
+ * jansson refuses to build or dump a string that is not valid UTF-8, so every
+ * byte a client sent goes through these before it is echoed (DESIGN.md
+ * invariant 8). Invalid means: a stray continuation byte, a lead byte with too
+ * few continuations (a cut sequence), an overlong form, a surrogate
+ * (U+D800..U+DFFF), a code point past U+10FFFF, or 0xC0, 0xC1, 0xF5..0xFF. */
+
+/* U+FFFD, what every invalid byte becomes. */
+#define VG_UTF8_REPLACEMENT "\xef\xbf\xbd"
+
+/* 1 when s[0..len) is valid UTF-8 (NUL bytes count as valid). */
+int vg_utf8_valid(const char *s, size_t len);
+/* Copies the NUL-terminated src into dst (size > 0 bytes, always
+ * NUL-terminated) replacing each byte of an invalid sequence with U+FFFD;
+ * when dst is too small the copy ends before a whole character, never inside
+ * one. Returns the bytes written, NUL excluded. */
+size_t vg_utf8_copy(char *dst, size_t size, const char *src);
+/* vg_utf8_copy in place, within the size bytes of buf (a fixed-size field). */
+void vg_utf8_fix(char *buf, size_t size);
+/* A malloc'd valid UTF-8 copy of src (never cut short). */
+char *vg_utf8_dup(const char *src);
+
 #endif

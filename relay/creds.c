@@ -243,12 +243,16 @@ int rly_creds_audit(rly_creds_t *c, const rly_audit_t *a)
     row.ts_us = vg_clock_wall(c->clock);
     row.from_us = a->from_us;
     row.to_us = a->to_us;
-    snprintf(row.actor, sizeof(row.actor), "%s", a->actor);
-    snprintf(row.ip, sizeof(row.ip), "%s", a->ip);
-    snprintf(row.action, sizeof(row.action), "%s", a->action);
-    snprintf(row.object, sizeof(row.object), "source:%s", a->source);
-    snprintf(row.result, sizeof(row.result), "%s", a->result);
-    snprintf(row.detail, sizeof(row.detail), "%s", a->detail);
+    /* The source is the name a client asked for: the row becomes JSON in
+     * GET /audit, so it is stored as valid UTF-8, never cut in a character. */
+    char object[sizeof(row.object) * 2];
+    snprintf(object, sizeof(object), "source:%s", a->source);
+    vg_utf8_copy(row.object, sizeof(row.object), object);
+    vg_utf8_copy(row.actor, sizeof(row.actor), a->actor);
+    vg_utf8_copy(row.ip, sizeof(row.ip), a->ip);
+    vg_utf8_copy(row.action, sizeof(row.action), a->action);
+    vg_utf8_copy(row.result, sizeof(row.result), a->result);
+    vg_utf8_copy(row.detail, sizeof(row.detail), a->detail);
     pthread_mutex_lock(&c->db_lock);
     int rc = idx_audit_append(c->idx, &row, 1);
     pthread_mutex_unlock(&c->db_lock);

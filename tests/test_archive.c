@@ -11,6 +11,7 @@
 #include "archive/archive.h"
 
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -1697,6 +1698,61 @@ START_TEST(test_export_errors)
 }
 END_TEST
 
+static int part_files(void)
+{
+    int n = 0;
+    DIR *d = opendir(g_dir);
+    ck_assert_ptr_nonnull(d);
+    for (struct dirent *e; (e = readdir(d)) != NULL;)
+        n += strstr(e->d_name, ".part") != NULL;
+    closedir(d);
+    return n;
+}
+
+/* The output is never opened through a name someone else could have put
+ * there: a symlink at the target is replaced, the file it points to stays
+ * as it was, and no temporary file is left, after success or failure. */
+START_TEST(test_export_never_writes_through_a_link)
+{
+    record(1, 0, 2, 6);
+    rows_t all = all_rows();
+    int64_t from = all.row[0].start_us, to = all.row[0].start_us + 3000000;
+    rows_t r = rows_in_range(from, to);
+    char *victim = path_in_dir("victim.conf");
+    char *out = path_in_dir("clip.mp4");
+    FILE *f = fopen(victim, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("keep me", f);
+    fclose(f);
+    ck_assert_int_eq(symlink(victim, out), 0);
+    /* and at the name a temporary file used to have */
+    char *part = part_name(out);
+    ck_assert_int_eq(symlink(victim, part), 0);
+    char err[256];
+    int rc = arc_export(g_dir, r.row, r.n, from, to, out, err, sizeof(err));
+    ck_assert_msg(rc == VG_OK, "export failed: %s (%s)", vg_strerror(rc), err);
+    struct stat st;
+    ck_assert_int_eq(lstat(out, &st), 0);
+    ck_assert(S_ISREG(st.st_mode));
+    ck_assert_int_eq(st.st_mode & 0077, st.st_mode & 0040); /* nobody else reads a clip */
+    ck_assert_int_eq(stat(victim, &st), 0);
+    ck_assert_int_eq(st.st_size, 7);
+    ck_assert_int_eq(unlink(part), 0);
+    ck_assert_int_eq(part_files(), 0);
+    /* a failed export (a codec the container refuses) leaves nothing */
+    char *bad = path_in_dir("clip.wav");
+    ck_assert_int_ne(arc_export(g_dir, r.row, r.n, from, to, bad, err, sizeof(err)), VG_OK);
+    ck_assert(!file_exists(bad));
+    ck_assert_int_eq(part_files(), 0);
+    free(bad);
+    free(part);
+    free(out);
+    free(victim);
+    free(r.row);
+    free(all.row);
+}
+END_TEST
+
 static Suite *archive_suite(void)
 {
     Suite *s = suite_create("archive");
@@ -1742,6 +1798,7 @@ static Suite *archive_suite(void)
     tcase_add_test(tc, test_export_across_segments);
     tcase_add_test(tc, test_export_audio_containers);
     tcase_add_test(tc, test_export_errors);
+    tcase_add_test(tc, test_export_never_writes_through_a_link);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,6 +1,8 @@
 /* capture: dating the packets libavformat hands over without timestamps. */
 #include <check.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "capture/capture.h"
 
@@ -183,6 +185,35 @@ START_TEST(test_unknown_stream_and_leftovers)
 }
 END_TEST
 
+/* ---- masking secrets in libav's log lines ---- */
+
+static void assert_masked(const char *in, const char *want)
+{
+    char line[256];
+    snprintf(line, sizeof(line), "%s", in);
+    cap_mask_secrets(line);
+    ck_assert_str_eq(line, want);
+}
+
+START_TEST(test_mask_secrets)
+{
+    assert_masked("rtsp://admin:secret@10.0.0.5:554/s1 failed",
+                  "rtsp://***@10.0.0.5:554/s1 failed");
+    /* '@' in the password: everything up to the last '@' of the authority */
+    assert_masked("Could not open rtsp://op:p@ss@w0rd@cam.local/live: 401",
+                  "Could not open rtsp://***@cam.local/live: 401");
+    assert_masked("rtsp://cam.local/live@1", "rtsp://cam.local/live@1");
+    assert_masked("a rtsp://u:x@h/ and srt://v:yy@k:9000", "a rtsp://***@h/ and srt://***@k:9000");
+    assert_masked("rtsp://a:@h/", "rtsp://**@h/"); /* never grows the line */
+    /* SRT's passphrase, in any case, wherever it is in the query */
+    assert_masked("srt://relay:9000?mode=caller&passphrase=0123456789abcdef&pbkeylen=16",
+                  "srt://relay:9000?mode=caller&passphrase=***&pbkeylen=16");
+    assert_masked("srt://relay:9000?PASSPHRASE=longsecretvalue", "srt://relay:9000?PASSPHRASE=***");
+    assert_masked("x?password=ab&y=1", "x?password=**&y=1");
+    assert_masked("no secrets here", "no secrets here");
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("capture");
@@ -196,6 +227,7 @@ int main(void)
     tcase_add_test(tc, test_streams_are_apart);
     tcase_add_test(tc, test_bounded_keeps_the_first);
     tcase_add_test(tc, test_unknown_stream_and_leftovers);
+    tcase_add_test(tc, test_mask_secrets);
     suite_add_tcase(s, tc);
     SRunner *r = srunner_create(s);
     srunner_run_all(r, CK_NORMAL);

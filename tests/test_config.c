@@ -602,6 +602,35 @@ START_TEST(test_relay_push_password_not_echoed)
 }
 END_TEST
 
+/* Which keys hold secrets: what vigild's warning about a config readable by
+ * everyone names (the warning itself: tests/integration_hostile.py). */
+START_TEST(test_secrets_found)
+{
+    ck_assert(vg_url_has_secret("rtsp://admin:" SECRET "@cam/s1"));
+    ck_assert(vg_url_has_secret("rtsp://admin:p@ss@cam/s1"));
+    ck_assert(vg_url_has_secret("srt://central:9000?mode=caller&passphrase=" SECRET));
+    ck_assert(vg_url_has_secret("rtsp://cam/s1?PASSWORD=x"));
+    ck_assert(!vg_url_has_secret("rtsp://cam/s1"));
+    ck_assert(!vg_url_has_secret("rtsp://viewer@cam/s1")); /* a user name alone */
+    ck_assert(!vg_url_has_secret("rtsp://cam/path@1"));
+    ck_assert(!vg_url_has_secret(NULL));
+    ck_assert_int_eq(load("[server]\ndata_dir = /srv/v\n"
+                          "[source cam1]\nurl = rtsp://cam/1\n"
+                          "[source cam2]\nurl = rtsp://u:" SECRET "@cam/2\n"
+                          "push = srt://c:9000?passphrase=" SECRET "\n"
+                          "[relay]\npush = rtsp://central/{source}\n"),
+                     VG_OK);
+    char out[256];
+    vg_config_secrets(&cfg, out, sizeof(out));
+    ck_assert_str_eq(out, "[source cam2] url,[source cam2] push");
+    vg_config_free(&cfg);
+    ck_assert_int_eq(load("[server]\ndata_dir = /srv/v\n[source cam1]\nurl = rtsp://cam/1\n"),
+                     VG_OK);
+    vg_config_secrets(&cfg, out, sizeof(out));
+    ck_assert_str_eq(out, "");
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
     Suite *s = suite_create("config");
@@ -649,6 +678,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_relay_keys);
     tcase_add_loop_test(tc, test_relay_bad, 0, sizeof(bad_relay) / sizeof(bad_relay[0]));
     tcase_add_test(tc, test_relay_push_password_not_echoed);
+    tcase_add_test(tc, test_secrets_found);
     suite_add_tcase(s, tc);
     return s;
 }

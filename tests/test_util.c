@@ -5,6 +5,7 @@
 #include "core/util.h"
 
 #include <check.h>
+#include <jansson.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -449,6 +450,130 @@ START_TEST(test_log_long_line)
 }
 END_TEST
 
+/* ---- UTF-8 ---- */
+
+#define FFFD VG_UTF8_REPLACEMENT
+
+static void assert_copies(const char *in, const char *want)
+{
+    char out[64];
+    memset(out, 'x', sizeof(out));
+    size_t n = vg_utf8_copy(out, sizeof(out), in);
+    ck_assert_str_eq(out, want);
+    ck_assert_uint_eq(n, strlen(want));
+    ck_assert(vg_utf8_valid(out, n));
+    char *dup = vg_utf8_dup(in);
+    ck_assert_str_eq(dup, want);
+    free(dup);
+}
+
+/* Each byte of a sequence that is not UTF-8 becomes U+FFFD; valid text,
+ * one to four bytes a character, passes unchanged. */
+START_TEST(test_utf8_copy_replaces)
+{
+    assert_copies("", "");
+    assert_copies("plain ascii", "plain ascii");
+    assert_copies("\xd0\x9a\xd0\xb0\xd0\xbc\xd0\xb5\xd1\x80\xd0\xb0 \xe2\x82\xac \xf0\x9f\x93\xb9",
+                  "\xd0\x9a\xd0\xb0\xd0\xbc\xd0\xb5\xd1\x80\xd0\xb0 \xe2\x82\xac \xf0\x9f\x93\xb9");
+    assert_copies("\xff", FFFD);                             /* never a UTF-8 byte */
+    assert_copies("a\x80z", "a" FFFD "z");                   /* stray continuation */
+    assert_copies("\xc0\xaf", FFFD FFFD);                    /* overlong '/' */
+    assert_copies("\xc1\xbf", FFFD FFFD);                    /* overlong DEL */
+    assert_copies("\xe0\x80\xaf", FFFD FFFD FFFD);           /* overlong '/', 3 bytes */
+    assert_copies("\xf0\x80\x80\xaf", FFFD FFFD FFFD FFFD);  /* overlong '/', 4 bytes */
+    assert_copies("\xed\xa0\x80", FFFD FFFD FFFD);           /* high surrogate */
+    assert_copies("\xed\xbf\xbf", FFFD FFFD FFFD);           /* low surrogate */
+    assert_copies("\xed\x9f\xbf", "\xed\x9f\xbf");           /* U+D7FF, just below */
+    assert_copies("\xf4\x8f\xbf\xbf", "\xf4\x8f\xbf\xbf");   /* U+10FFFF, the last */
+    assert_copies("\xf4\x90\x80\x80", FFFD FFFD FFFD FFFD);  /* past U+10FFFF */
+    assert_copies("\xf5\x80\x80\x80", FFFD FFFD FFFD FFFD);
+    assert_copies("x\xe2\x82", "x" FFFD FFFD);               /* cut at the end */
+    assert_copies("\xe2\x82y", FFFD FFFD "y");               /* cut in the middle */
+    assert_copies("\xf0\x9f\x93", FFFD FFFD FFFD);
+    assert_copies("\xc3", FFFD);
+}
+END_TEST
+
+/* A copy that does not fit ends before a whole character, never inside. */
+START_TEST(test_utf8_copy_never_cuts)
+{
+    char out[8];
+    ck_assert_uint_eq(vg_utf8_copy(out, 4, "ab\xe2\x82\xac"), 2);
+    ck_assert_str_eq(out, "ab");
+    ck_assert_uint_eq(vg_utf8_copy(out, 6, "ab\xe2\x82\xac"), 5);
+    ck_assert_str_eq(out, "ab\xe2\x82\xac");
+    ck_assert_uint_eq(vg_utf8_copy(out, 3, "a\xff"), 1); /* no room for U+FFFD */
+    ck_assert_str_eq(out, "a");
+    ck_assert_uint_eq(vg_utf8_copy(out, 1, "abc"), 0);
+    ck_assert_str_eq(out, "");
+}
+END_TEST
+
+/* A fixed-size field (an audit row's) made valid in place, also when it was
+ * filled to the last byte by a copy that cut a character. */
+START_TEST(test_utf8_fix)
+{
+    char field[8];
+    memcpy(field, "abcde\xe2\x82", 8); /* what a copy cutting the euro sign leaves */
+    ck_assert(!vg_utf8_valid(field, strlen(field)));
+    vg_utf8_fix(field, sizeof(field));
+    ck_assert_str_eq(field, "abcde"); /* U+FFFD U+FFFD would not fit */
+    snprintf(field, sizeof(field), "%s", "\xffok");
+    vg_utf8_fix(field, sizeof(field));
+    ck_assert_str_eq(field, FFFD "ok");
+    memset(field, 'a', sizeof(field)); /* no terminator at all */
+    vg_utf8_fix(field, sizeof(field));
+    ck_assert_uint_eq(strlen(field), sizeof(field) - 1);
+    snprintf(field, sizeof(field), "%s", "fine");
+    vg_utf8_fix(field, sizeof(field));
+    ck_assert_str_eq(field, "fine");
+}
+END_TEST
+
+static void agree_with_jansson(const char *bytes, size_t len)
+{
+    json_t *j = json_stringn(bytes, len);
+    ck_assert_msg(vg_utf8_valid(bytes, len) == (j != NULL), "%02x %02x %02x %02x (%zu)",
+                  (unsigned char)bytes[0], len > 1 ? (unsigned char)bytes[1] : 0,
+                  len > 2 ? (unsigned char)bytes[2] : 0, len > 3 ? (unsigned char)bytes[3] : 0,
+                  len);
+    json_decref(j);
+    char in[8] = {0}, out[16];
+    memcpy(in, bytes, len);
+    size_t n = vg_utf8_copy(out, sizeof(out), in);
+    j = json_stringn(out, n);
+    ck_assert_ptr_nonnull(j); /* what the copy makes, jansson always takes */
+    json_decref(j);
+}
+
+/* The property the web side relies on: vg_utf8_valid says yes exactly when
+ * jansson accepts the string, over every byte, every pair after a non-ASCII
+ * byte, and the longer sequences around each boundary of their continuation
+ * bytes. */
+START_TEST(test_utf8_agrees_with_jansson)
+{
+    static const unsigned char edge[] = {0x01, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xff};
+    const size_t n_edge = sizeof(edge);
+    unsigned char b[4];
+    for (int x = 1; x < 256; x++) {
+        b[0] = (unsigned char)x;
+        agree_with_jansson((const char *)b, 1);
+        for (int y = 1; x >= 0x80 && y < 256; y++) { /* after ASCII: the 1-byte case again */
+            b[1] = (unsigned char)y;
+            agree_with_jansson((const char *)b, 2);
+            for (size_t k = 0; x >= 0xe0 && k < n_edge; k++) {
+                b[2] = edge[k];
+                agree_with_jansson((const char *)b, 3);
+                for (size_t m = 0; x >= 0xf0 && memchr(edge, y, n_edge) && m < n_edge; m++) {
+                    b[3] = edge[m];
+                    agree_with_jansson((const char *)b, 4);
+                }
+            }
+        }
+    }
+}
+END_TEST
+
 static Suite *util_suite(void)
 {
     Suite *s = suite_create("util");
@@ -467,10 +592,15 @@ static Suite *util_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("text");
+    tcase_set_timeout(tc, 60); /* the jansson cross-check, under sanitizers */
     tcase_add_test(tc, test_source_names);
     tcase_add_test(tc, test_redact);
     tcase_add_test(tc, test_redact_small_buffer);
     tcase_add_test(tc, test_alloc);
+    tcase_add_test(tc, test_utf8_copy_replaces);
+    tcase_add_test(tc, test_utf8_copy_never_cuts);
+    tcase_add_test(tc, test_utf8_fix);
+    tcase_add_test(tc, test_utf8_agrees_with_jansson);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("fs");

@@ -715,6 +715,26 @@ START_TEST(test_rules)
         ck_assert_msg(t == 0 || strcmp(b.p, ref) == 0, "%lld: %s vs %s", (long long)t, b.p, ref);
         free(b.p);
     }
+    /* which listen addresses draw the warning about HTTP without TLS */
+    static const struct { const char *ip; int loopback; } addrs[] = {
+        {"127.0.0.1", 1}, {"127.45.6.7", 1}, {"::1", 1}, {"::ffff:127.0.0.1", 1},
+        {"0.0.0.0", 0}, {"10.0.0.5", 0}, {"128.0.0.1", 0}, {"::", 0}, {"::ffff:10.0.0.1", 0},
+        {"fe80::1", 0},
+    };
+    for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
+        struct sockaddr_storage ss = {0};
+        if (strchr(addrs[i].ip, ':')) {
+            struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+            a6->sin6_family = AF_INET6;
+            ck_assert_int_eq(inet_pton(AF_INET6, addrs[i].ip, &a6->sin6_addr), 1);
+        } else {
+            struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+            a4->sin_family = AF_INET;
+            ck_assert_int_eq(inet_pton(AF_INET, addrs[i].ip, &a4->sin_addr), 1);
+        }
+        ck_assert_msg(web_addr_loopback((struct sockaddr *)&ss) == addrs[i].loopback, "%s",
+                      addrs[i].ip);
+    }
     web_buf_t b = {0};
     web_buf_json_time(&b, 951782400LL * 1000000 + 999999); /* 2000-02-29 */
     web_buf_i64(&b, -42);
@@ -1035,6 +1055,153 @@ START_TEST(test_account_delay_not_lock)
 }
 END_TEST
 
+/* ---- text that is not UTF-8 (DESIGN.md invariant 8) ---- */
+
+#define FFFD VG_UTF8_REPLACEMENT
+
+/* A value jansson refuses, or cannot dump, answers a fixed 500 with a JSON
+ * body instead of aborting the daemon; an error message quoting a client's
+ * bytes is made valid first. */
+START_TEST(test_reply_fallback)
+{
+    web_req_t r;
+    const char *cases[] = {"null", "pack", "dump"};
+    for (size_t i = 0; i < 3; i++) {
+        memset(&r, 0, sizeof(r));
+        snprintf(r.set_cookie, sizeof(r.set_cookie), "vigil_session=abc");
+        json_t *v = NULL;
+        if (i == 1)
+            v = json_pack("{ss}", "message", "\xff"); /* NULL: jansson refuses it */
+        if (i == 2)
+            v = json_pack("{so}", "message", json_string_nocheck("cut \xe2\x82"));
+        web_reply_json(&r, 200, v);
+        ck_assert_msg(r.status == 500, "%s: %d", cases[i], r.status);
+        ck_assert_str_eq(r.content_type, "application/json");
+        ck_assert_str_eq(r.set_cookie, "");
+        json_t *j = json_loadb(r.payload, r.payload_len, 0, NULL);
+        ck_assert_ptr_nonnull(j);
+        ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "error"), "code")),
+                         "internal");
+        json_decref(j);
+        free(r.payload);
+    }
+    memset(&r, 0, sizeof(r));
+    web_reply_error(&r, 400, "invalid_query", "unknown query parameter '%.5s'",
+                    "\xff\xc0\xaf\xe2\x82\xac");
+    ck_assert_int_eq(r.status, 400);
+    json_t *j = json_loadb(r.payload, r.payload_len, 0, NULL);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_str_eq(json_string_value(json_object_get(json_object_get(j, "error"), "message")),
+                     "unknown query parameter '" FFFD FFFD FFFD FFFD FFFD "'");
+    json_decref(j);
+    free(r.payload);
+    web_buf_t b = {0};
+    web_buf_json_str(&b, "a\xff" "b\xed\xa0\x80");
+    ck_assert_str_eq(b.p, "\"a" FFFD "b" FFFD FFFD FFFD "\"");
+    free(b.p);
+    j = web_json_text("\xf4\x90\x80\x80ok");
+    ck_assert_str_eq(json_string_value(j), FFFD FFFD FFFD FFFD "ok");
+    json_decref(j);
+}
+END_TEST
+
+typedef struct {
+    const char *who; /* "" anonymous, "C" the admin's cookie */
+    const char *method, *path, *body;
+    int status;
+} utf8_case_t;
+
+static const utf8_case_t utf8_cases[] = {
+    {"", "GET", "/healthz?%ff", NULL, 400},
+    {"", "GET", "/healthz?%c0%af=1", NULL, 400},
+    {"", "GET", "/healthz?\xff\xfe", NULL, 400},
+    {"", "GET", "/api/v1/sources?%ed%a0%80", NULL, 400},
+    {"", "GET", "/api/v1/sources/\xe2\x82", NULL, 401},
+    {"C", "GET", "/api/v1/sources/%f4%90%80%80", NULL, 404},
+    {"C", "GET", "/api/v1/sources/cam1/segments?%e2%82=1", NULL, 400},
+    {"C", "GET", "/api/v1/sources/cam1/segments?from=%ff", NULL, 400},
+    {"C", "GET", "/api/v1/\xc0\xaf", NULL, 404},
+    {"C", "DELETE", "/api/v1/users/%ff", NULL, 404},
+    {"C", "PATCH", "/api/v1/sources/cam1", "{\"a\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+     "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+     "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"
+     "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\":1}", 400}, /* the message cuts at 64 bytes */
+    {"C", "POST", "/api/v1/users", "{\"name\":\"\xff\",\"role\":\"admin\",\"password\":\"x\"}", 400},
+    {"C", "POST", "/api/v1/holds", "{\"case\":\"\xed\xa0\x80\",\"reason\":\"r\",\"sources\":[\"cam1\"],"
+     "\"from\":1,\"to\":2}", 400},
+};
+
+/* Requests carrying what is not UTF-8 (raw bytes, escapes of them,
+ * overlong forms, surrogates, cut sequences) in the path, the query and
+ * JSON bodies are answered with valid JSON; the audit rows they leave are
+ * valid UTF-8 and GET /audit lists every row, also one stored by an older
+ * version with invalid bytes. Before: the server aborted. */
+START_TEST(test_bad_utf8_answers)
+{
+    add_user("adm", "admin", NULL);
+    char c[160];
+    login("adm", c, sizeof(c));
+    for (size_t i = 0; i < sizeof(utf8_cases) / sizeof(utf8_cases[0]); i++) {
+        const utf8_case_t *u = &utf8_cases[i];
+        resp_t r;
+        ask(*u->who ? c : "", u->method, u->path, u->body, &r);
+        ck_assert_msg(r.status == u->status && r.json, "case %zu: %d %s", i, r.status, r.body);
+        resp_free(&r);
+    }
+    /* a case number cut inside a character in the audit row's detail */
+    char body[512], cs[128] = "";
+    for (int i = 0; i < 33; i++)
+        strcat(cs, "\xd0\x96"); /* 66 bytes of Ж, plus 33 more below: cut at 100 */
+    for (int i = 0; i < 11; i++)
+        strcat(cs, "\xe2\x82\xac");
+    snprintf(body, sizeof(body), "{\"case\":\"%s\",\"reason\":\"r\",\"sources\":[\"cam1\"],"
+                                 "\"from\":1,\"to\":2}", cs);
+    ck_assert_int_eq(status_of(c, "POST", "/api/v1/holds", body), 201);
+    /* a row as an older version could have stored it */
+    idx_audit_t legacy = {.ts_us = T0, .from_us = 0, .to_us = 0};
+    snprintf(legacy.actor, sizeof(legacy.actor), "anonymous");
+    snprintf(legacy.ip, sizeof(legacy.ip), "127.0.0.1");
+    snprintf(legacy.action, sizeof(legacy.action), "access");
+    snprintf(legacy.object, sizeof(legacy.object), "/healthz?\xff\xc0\xaf");
+    snprintf(legacy.result, sizeof(legacy.result), "denied");
+    ck_assert_int_eq(idx_audit_append(idx, &legacy, 1), VG_OK);
+    int64_t rows = audit_max_id();
+    resp_t r;
+    ck_assert_int_eq(ask(c, "GET", "/api/v1/audit?limit=10000", NULL, &r), 200);
+    ck_assert_ptr_nonnull(r.json);
+    json_t *arr = json_object_get(r.json, "rows");
+    ck_assert_int_eq((int64_t)json_array_size(arr), rows);
+    int saw_legacy = 0, saw_hold = 0;
+    size_t i;
+    json_t *row;
+    json_array_foreach(arr, i, row) {
+        const char *object = json_string_value(json_object_get(row, "object"));
+        const char *detail = json_string_value(json_object_get(row, "detail"));
+        saw_legacy |= strcmp(object, "/healthz?" FFFD FFFD FFFD) == 0;
+        saw_hold |= strncmp(detail, "case=\xd0\x96", 7) == 0;
+    }
+    ck_assert(saw_legacy && saw_hold);
+    resp_free(&r);
+    /* the rows written since the fix are valid UTF-8 as stored */
+    idx_audit_filter_t f = {.from_us = 0, .to_us = INT64_MAX};
+    idx_audit_t *all = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(idx_audit_list(idx, &f, &all, &n), VG_OK);
+    for (size_t k = 0; k < n; k++) {
+        const idx_audit_t *a = &all[k];
+        if (a->id == legacy.id)
+            continue;
+        ck_assert_msg(vg_utf8_valid(a->object, strlen(a->object)) &&
+                          vg_utf8_valid(a->detail, strlen(a->detail)),
+                      "row %lld: %s / %s", (long long)a->id, a->object, a->detail);
+    }
+    free(all);
+    ck_assert_int_eq(ask(c, "GET", "/api/v1/audit?format=csv&limit=10000", NULL, &r), 200);
+    ck_assert(vg_utf8_valid(r.body, strlen(r.body)));
+    resp_free(&r);
+}
+END_TEST
+
 static Suite *web_suite(void)
 {
     Suite *s = suite_create("web");
@@ -1056,6 +1223,8 @@ static Suite *web_suite(void)
     tcase_add_test(tc, test_audit_paging);
     tcase_add_test(tc, test_parallel_logins_counted_atomically);
     tcase_add_test(tc, test_account_delay_not_lock);
+    tcase_add_test(tc, test_reply_fallback);
+    tcase_add_test(tc, test_bad_utf8_answers);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -3,7 +3,6 @@
  * and login with throttling. Every refusal leaves an audit row. */
 #include "web/web_private.h"
 
-#include <microhttpd.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <string.h>
@@ -66,7 +65,7 @@ int web_source_visible(const web_principal_t *who, const char *name, const char 
 
 static const char *header(const web_req_t *r, const char *name)
 {
-    return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+    return web_req_header(r, name);
 }
 
 /* A refused request leaves no row of its own: it is counted into the
@@ -165,7 +164,7 @@ static int changes_state(const char *method)
 int web_auth_request(web_req_t *r, const web_route_t *route)
 {
     const char *auth = header(r, "Authorization");
-    const char *cookie = MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, SESSION_COOKIE);
+    const char *cookie = web_req_cookie(r, SESSION_COOKIE);
     int rc;
     if (auth) {
         if (strncasecmp(auth, "Bearer ", 7) != 0 || strlen(auth + 7) > 256) {

@@ -153,9 +153,11 @@ static json_t *source_json(web_req_t *r, const idx_source_stats_t *s)
     const char *from = "config";
     keep_days(r, s->source, &days, &from);
     double depth = s->oldest_us ? (double)(r->now_us - s->oldest_us) / (double)DAY_US : 0.0;
-    return json_pack("{ss ss ss ss* ss* sI so so sf si ss so}", "name", s->source, "kind", s->kind,
-                     "status", st.state, "last_error", st.last_error[0] ? st.last_error : NULL,
-                     "codec", st.codecs[0] ? st.codecs : NULL, "bitrate_bps",
+    /* last_error quotes what a camera or libav said: not ours to trust. */
+    return json_pack("{ss ss ss so* so* sI so so sf si ss so}", "name", s->source, "kind", s->kind,
+                     "status", st.state, "last_error",
+                     st.last_error[0] ? web_json_text(st.last_error) : NULL, "codec",
+                     st.codecs[0] ? web_json_text(st.codecs) : NULL, "bitrate_bps",
                      (json_int_t)st.bitrate_bps, "oldest", web_time_json(s->oldest_us), "newest",
                      web_time_json(s->newest_us), "depth_days", depth, "keep_days", days,
                      "keep_days_from", from, "relay", st.relay ? st.relay : json_null());

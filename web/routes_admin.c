@@ -67,9 +67,11 @@ void web_h_storage(web_req_t *r)
     }
     for (size_t i = 0; i < st.n_alarms; i++) {
         const ret_alarm_t *a = &st.alarms[i];
-        json_array_append_new(alarms, json_pack("{ss ss ss ss so}", "kind", a->kind, "severity",
-                                                a->severity, "sources", a->sources, "message",
-                                                a->message, "raised", web_time_json(a->raised_us)));
+        /* An alarm may quote what an attacker sent (an account name tried) */
+        json_array_append_new(alarms, json_pack("{ss ss so so so}", "kind", a->kind, "severity",
+                                                a->severity, "sources", web_json_text(a->sources),
+                                                "message", web_json_text(a->message), "raised",
+                                                web_time_json(a->raised_us)));
     }
     ret_storage_free(&st);
     web_reply_json(r, 200, json_pack("{sI sI sI so so}", "capacity_bytes",
@@ -81,15 +83,17 @@ void web_h_storage(web_req_t *r)
 
 /* ---- holds ---- */
 
+/* Case numbers and reasons come from people (vigilctl takes any bytes). */
 static json_t *hold_json(const idx_hold_t *h)
 {
-    return json_pack("{sI ss ss ss so so so so so ss* ss* so}", "id", (json_int_t)h->id, "case",
-                     h->case_no, "reason", h->reason, "created_by", h->created_by, "created",
-                     web_time_json(h->created_us), "from", web_time_json(h->from_us), "to",
-                     web_time_json(h->to_us), "until", web_time_json(h->until_us), "released",
-                     web_time_json(h->released_us),
-                     "released_by", h->released_us ? h->released_by : NULL, "release_reason",
-                     h->released_us ? h->release_reason : NULL, "sources", csv_json(h->sources));
+    return json_pack("{sI so so so so so so so so so* so* so}", "id", (json_int_t)h->id, "case",
+                     web_json_text(h->case_no), "reason", web_json_text(h->reason), "created_by",
+                     web_json_text(h->created_by), "created", web_time_json(h->created_us),
+                     "from", web_time_json(h->from_us), "to", web_time_json(h->to_us), "until",
+                     web_time_json(h->until_us), "released", web_time_json(h->released_us),
+                     "released_by", h->released_us ? web_json_text(h->released_by) : NULL,
+                     "release_reason", h->released_us ? web_json_text(h->release_reason) : NULL,
+                     "sources", csv_json(h->sources));
 }
 
 /* A hold is shown only to callers who may see every source it covers. */
@@ -474,8 +478,9 @@ void web_h_user_delete(web_req_t *r)
 
 static json_t *token_json(const idx_token_t *t)
 {
-    return json_pack("{sI ss so ss so so}", "id", (json_int_t)t->id, "name", t->name,
-                     "permissions", csv_json(t->perms), "created_by", t->created_by, "created",
+    return json_pack("{sI ss so so so so}", "id", (json_int_t)t->id, "name", t->name,
+                     "permissions", csv_json(t->perms), "created_by", web_json_text(t->created_by),
+                     "created",
                      web_time_json(t->created_us), "revoked", web_time_json(t->revoked_us));
 }
 
@@ -576,25 +581,39 @@ void web_h_token_revoke(web_req_t *r)
 
 /* ---- audit ---- */
 
+/* Rows carry request text, and rows written before it was made valid
+ * UTF-8 (or by another writer) may not be: each text goes through
+ * web_json_text, so no row can make the list fail or go missing. */
 static json_t *audit_json(const idx_audit_t *a)
 {
-    return json_pack("{sI so ss ss ss ss so so ss ss ss ss}", "id", (json_int_t)a->id, "ts",
-                     web_time_json(a->ts_us), "actor", a->actor, "ip", a->ip, "action", a->action,
-                     "object", a->object, "from", web_time_json(a->from_us), "to",
-                     web_time_json(a->to_us), "result", a->result, "detail", a->detail,
-                     "prev_hash", a->prev_hash, "hash", a->hash);
+    return json_pack("{sI so so so so so so so so so so so}", "id", (json_int_t)a->id, "ts",
+                     web_time_json(a->ts_us), "actor", web_json_text(a->actor), "ip",
+                     web_json_text(a->ip), "action", web_json_text(a->action), "object",
+                     web_json_text(a->object), "from", web_time_json(a->from_us), "to",
+                     web_time_json(a->to_us), "result", web_json_text(a->result), "detail",
+                     web_json_text(a->detail), "prev_hash", web_json_text(a->prev_hash), "hash",
+                     web_json_text(a->hash));
 }
 
-/* RFC 4180: every field quoted, quotes doubled. */
+/* RFC 4180: every field quoted, quotes doubled. The file is declared
+ * UTF-8, so a row with other bytes (stored by an older version) gets U+FFFD.
+ * A cell starting with = + - @ TAB or CR is a formula to a spreadsheet
+ * (a hold reason "=HYPERLINK(...)" would run on the auditor's desk): a
+ * leading ' keeps it text (OWASP "CSV injection"). */
 static void csv_field(char **buf, size_t *len, size_t *cap, const char *text, int last)
 {
-    size_t need = *len + strlen(text) * 2 + 4;
+    char *fixed = NULL;
+    if (!vg_utf8_valid(text, strlen(text)))
+        text = fixed = vg_utf8_dup(text);
+    size_t need = *len + strlen(text) * 2 + 5;
     if (need > *cap) {
         *cap = need * 2;
         *buf = vg_realloc(*buf, *cap);
     }
     char *o = *buf + *len;
     *o++ = '"';
+    if (*text && strchr("=+-@\t\r", *text))
+        *o++ = '\'';
     for (const char *c = text; *c; c++) {
         if (*c == '"')
             *o++ = '"';
@@ -603,6 +622,7 @@ static void csv_field(char **buf, size_t *len, size_t *cap, const char *text, in
     *o++ = '"';
     *o++ = last ? '\n' : ',';
     *len = (size_t)(o - *buf);
+    free(fixed);
 }
 
 static void audit_csv(web_req_t *r, const idx_audit_t *rows, size_t n)

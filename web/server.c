@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -68,12 +69,26 @@ void web_reply_shared(web_req_t *r, int status, const char *content_type, const 
     r->payload_ctx = ctx;
 }
 
+/* What is sent when an answer cannot be serialized: fixed text, so this path
+ * cannot fail in turn. */
+static const char REPLY_FALLBACK[] =
+    "{\"error\":{\"code\":\"internal\",\"message\":\"the answer could not be encoded\"}}";
+
 void web_reply_json(web_req_t *r, int status, json_t *v)
 {
-    char *text = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    /* v is NULL when json_pack refused a value (text that is not UTF-8 is
+     * the usual one); json_dumps fails on such a value built without checks
+     * or on out of memory. A client's bytes must never abort the daemon
+     * (DESIGN.md invariant 8): a fixed 500 instead. */
+    char *text = v ? json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(v);
-    if (!text)
-        abort(); /* only on out of memory: the allocation rule (DESIGN.md) */
+    if (!text) {
+        vg_err("web: an answer (status %d) could not be encoded as JSON; 500 instead", status);
+        r->set_cookie[0] = '\0'; /* a session whose answer is lost is not handed out */
+        web_reply_text(r, 500, "application/json", vg_strdup(REPLY_FALLBACK),
+                       sizeof(REPLY_FALLBACK) - 1);
+        return;
+    }
     web_reply_text(r, status, "application/json", text, strlen(text));
 }
 
@@ -84,7 +99,23 @@ void web_reply_error(web_req_t *r, int status, const char *code, const char *fmt
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    /* Messages quote what the client sent ("unknown query parameter '%.64s'"):
+     * its bytes, or a character the cut above split. */
+    vg_utf8_fix(msg, sizeof(msg));
     web_reply_json(r, status, json_pack("{s{ss ss}}", "error", "code", code, "message", msg));
+}
+
+json_t *web_json_text(const char *s)
+{
+    if (!s)
+        return json_null();
+    size_t len = strlen(s);
+    if (vg_utf8_valid(s, len))
+        return json_stringn_nocheck(s, len);
+    char *fixed = vg_utf8_dup(s);
+    json_t *v = json_string_nocheck(fixed);
+    free(fixed);
+    return v;
 }
 
 void web_reply_err(web_req_t *r, const web_error_t *err)
@@ -121,6 +152,10 @@ void web_buf_printf(web_buf_t *b, const char *fmt, ...)
 
 void web_buf_json_str(web_buf_t *b, const char *s)
 {
+    char *fixed = NULL;
+    size_t len = strlen(s);
+    if (!vg_utf8_valid(s, len))
+        s = fixed = vg_utf8_dup(s); /* never send a browser text that is not UTF-8 */
     buf_reserve(b, strlen(s) * 6 + 2);
     char *o = b->p + b->len;
     *o++ = '"';
@@ -137,6 +172,7 @@ void web_buf_json_str(web_buf_t *b, const char *s)
     *o++ = '"';
     *o = '\0';
     b->len = (size_t)(o - b->p);
+    free(fixed);
 }
 
 void web_buf_lit(web_buf_t *b, const char *text, size_t len)
@@ -235,14 +271,17 @@ void web_audit_as(web_req_t *r, const char *actor, const char *action, const cha
     idx_audit_t *a = &r->audit[r->n_audit++];
     memset(a, 0, sizeof(*a));
     a->ts_us = r->now_us;
-    snprintf(a->actor, sizeof(a->actor), "%s", actor);
-    snprintf(a->ip, sizeof(a->ip), "%s", r->ip);
-    snprintf(a->action, sizeof(a->action), "%s", action);
-    snprintf(a->object, sizeof(a->object), "%s", object ? object : "");
+    /* Rows carry request text (the raw target of a denied request, a
+     * case number) and become JSON in GET /audit: stored as valid UTF-8,
+     * never cut inside a character. */
+    vg_utf8_copy(a->actor, sizeof(a->actor), actor);
+    vg_utf8_copy(a->ip, sizeof(a->ip), r->ip);
+    vg_utf8_copy(a->action, sizeof(a->action), action);
+    vg_utf8_copy(a->object, sizeof(a->object), object ? object : "");
     a->from_us = from_us;
     a->to_us = to_us;
-    snprintf(a->result, sizeof(a->result), "%s", result);
-    snprintf(a->detail, sizeof(a->detail), "%s", detail ? detail : "");
+    vg_utf8_copy(a->result, sizeof(a->result), result);
+    vg_utf8_copy(a->detail, sizeof(a->detail), detail ? detail : "");
 }
 
 void web_audit(web_req_t *r, const char *action, const char *object, int64_t from_us,
@@ -254,9 +293,44 @@ void web_audit(web_req_t *r, const char *action, const char *object, int64_t fro
 
 /* ---- request helpers ---- */
 
+const char *web_req_header(const web_req_t *r, const char *name)
+{
+    if (r->conn)
+        return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+    for (size_t i = 0; i < r->n_hdrs; i++) {
+        if (strcasecmp(r->hdrs[i].name, name) == 0)
+            return r->hdrs[i].value;
+    }
+    return NULL;
+}
+
+const char *web_req_cookie(web_req_t *r, const char *name)
+{
+    if (r->conn)
+        return MHD_lookup_connection_value(r->conn, MHD_COOKIE_KIND, name);
+    /* "a=1; b=2" as MHD splits it; a value too long to keep is answered
+     * as an empty one, which no session matches, never cut to one that might. */
+    const char *p = web_req_header(r, "Cookie");
+    size_t n = strlen(name);
+    while (p && *p) {
+        p += strspn(p, " ;");
+        size_t k = strcspn(p, ";");
+        if (k > n && strncmp(p, name, n) == 0 && p[n] == '=') {
+            size_t v = k - n - 1;
+            if (v >= sizeof(r->cookie))
+                v = 0;
+            memcpy(r->cookie, p + n + 1, v);
+            r->cookie[v] = '\0';
+            return r->cookie;
+        }
+        p += k;
+    }
+    return NULL;
+}
+
 static int json_content_type(const web_req_t *r)
 {
-    const char *ct = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Type");
+    const char *ct = web_req_header(r, "Content-Type");
     return !ct || strncmp(ct, "application/json", 16) == 0;
 }
 
@@ -361,6 +435,11 @@ static void forwarded_ip(web_req_t *r, const vg_config_t *cfg)
  * setting the header is ignored: anyone can send it. */
 static void client_ip(web_req_t *r, const vg_config_t *cfg)
 {
+    if (!r->conn) { /* web_dispatch: the caller gave the peer's address */
+        if (vg_config_proxy_trusted(cfg, r->ip))
+            forwarded_ip(r, cfg);
+        return;
+    }
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     snprintf(r->ip, sizeof(r->ip), "?");
@@ -385,6 +464,15 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     return r;
 }
 
+static void req_free(web_req_t *r)
+{
+    web_target_free(&r->target);
+    free(r->raw_uri);
+    free(r->body);
+    payload_drop(r);
+    free(r);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
@@ -394,11 +482,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     web_req_t *r = *con_cls;
     if (!r)
         return;
-    web_target_free(&r->target);
-    free(r->raw_uri);
-    free(r->body);
-    payload_drop(r);
-    free(r);
+    req_free(r);
     *con_cls = NULL;
 }
 
@@ -541,7 +625,7 @@ static enum MHD_Result send_reply(web_req_t *r)
 
 static int declared_too_big(web_req_t *r)
 {
-    const char *cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Content-Length");
+    const char *cl = web_req_header(r, "Content-Length");
     if (!cl)
         return 0;
     char *end = NULL;
@@ -613,6 +697,69 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return send_reply(r);
 }
 
+/* ---- a request without a connection (web_dispatch) ---- */
+
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int done, rc;
+} dispatch_wait_t;
+
+static void dispatch_committed(void *arg, int rc)
+{
+    dispatch_wait_t *d = arg;
+    pthread_mutex_lock(&d->lock);
+    d->rc = rc;
+    d->done = 1;
+    pthread_cond_signal(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+}
+
+void web_dispatch(web_t *w, const char *method, const char *uri, const web_header_t *hdrs,
+                  size_t n_hdrs, const char *ip, const char *body, size_t body_len, int *status,
+                  char **payload, size_t *len)
+{
+    web_req_t *r = vg_calloc(1, sizeof(*r));
+    r->w = w;
+    r->raw_uri = vg_strdup(uri);
+    r->method = method;
+    r->hdrs = hdrs;
+    r->n_hdrs = n_hdrs;
+    snprintf(r->ip, sizeof(r->ip), "%s", ip);
+    /* The same two steps as a connection: route and authenticate on the
+     * headers, then (only if that did not answer) the body and the handler. */
+    process_headers(r);
+    if (!r->status) {
+        if (body_len > WEB_MAX_BODY)
+            r->body_too_big = 1;
+        else if (body_len)
+            take_body(r, body, body_len);
+        process(r);
+    }
+    if (r->n_audit) {
+        /* The same group commit as a connection's, waited for here. */
+        dispatch_wait_t d = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+        r->ticket = (web_ticket_t){.rows = r->audit, .n = r->n_audit,
+                                   .done = dispatch_committed, .arg = &d};
+        web_auditor_submit(w->auditor, &r->ticket);
+        pthread_mutex_lock(&d.lock);
+        while (!d.done)
+            pthread_cond_wait(&d.cond, &d.lock);
+        pthread_mutex_unlock(&d.lock);
+        pthread_mutex_destroy(&d.lock);
+        pthread_cond_destroy(&d.cond);
+        if (d.rc != VG_OK)
+            web_reply_error(r, 500, "audit_failed", "the access could not be recorded; try again");
+    }
+    *status = r->status;
+    *len = r->payload_len;
+    *payload = vg_malloc(r->payload_len + 1);
+    if (r->payload_len)
+        memcpy(*payload, r->payload, r->payload_len);
+    (*payload)[r->payload_len] = '\0';
+    req_free(r);
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
@@ -660,6 +807,33 @@ static int open_listener(const char *text, int *fd_out, int *family)
     freeaddrinfo(res);
     *fd_out = fd;
     return rc;
+}
+
+int web_addr_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return 0;
+}
+
+/* Passwords, session cookies and tokens cross the network in clear text
+ * unless TLS is on: say so where an admin looks, once at start. */
+static void warn_plain(const struct web *w, int fd, const char *listen_on)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (w->tls || getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
+        web_addr_loopback((const struct sockaddr *)&ss))
+        return;
+    vg_warn("web: HTTP on %s is reachable beyond this host without TLS: passwords, session "
+            "cookies and API tokens cross the network in clear text; set tls_cert and tls_key",
+            listen_on);
 }
 
 static int bound_port(int fd)
@@ -751,6 +925,7 @@ static struct MHD_Daemon *start_mhd(struct web *w, int fd, int family)
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, w},
         {w->tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, w->tls_cert},
         {MHD_OPTION_HTTPS_MEM_KEY, 0, w->tls_key},
+        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)WEB_TLS_PRIORITIES},
         {MHD_OPTION_END, 0, NULL},
     };
     return MHD_start_daemon(flags, 0, NULL, NULL, on_request, w, MHD_OPTION_ARRAY, ops,
@@ -782,6 +957,7 @@ int web_start(const web_config_t *cfg, web_t **out)
     if ((rc = prepare(w)) != VG_OK || (rc = open_listener(listen_on, &fd, &family)) != VG_OK)
         goto cleanup;
     w->port = bound_port(fd);
+    warn_plain(w, fd, listen_on);
     /* MHD's threads inherit this mask: signals stay with the main thread. */
     sigset_t all, old;
     sigfillset(&all);

@@ -17,6 +17,9 @@
 #define WEB_MAX_SEGMENTS 12
 #define WEB_MAX_QUERY 16
 #define WEB_MAX_PARAMS 3
+/* GnuTLS priorities of the HTTPS listener: GnuTLS's vetted defaults, TLS 1.3
+ * and 1.2 only (1.0 and 1.1 are refused at the handshake). In README. */
+#define WEB_TLS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
 
 /* ---- request target (router.c: pure, fuzzed) ---- */
 
@@ -200,9 +203,17 @@ struct web {
 
 #define WEB_MAX_AUDIT 4
 
+/* A request header given by hand (web_dispatch), not read off a connection. */
+typedef struct {
+    const char *name, *value;
+} web_header_t;
+
 typedef struct web_req {
     struct web *w;
-    struct MHD_Connection *conn;
+    struct MHD_Connection *conn;   /* NULL under web_dispatch: headers in hdrs */
+    const web_header_t *hdrs;
+    size_t n_hdrs;
+    char cookie[128];             /* web_req_cookie's answer under web_dispatch */
     const char *method;
     char *raw_uri;
     web_target_t target;
@@ -235,7 +246,9 @@ typedef struct web_req {
     int audit_rc;
 } web_req_t;
 
-/* Answers: JSON (steals v), text, or the error envelope. */
+/* Answers: JSON (steals v; NULL or a value that cannot be serialized
+ * answers a fixed 500, never aborts), text, or the error envelope (the
+ * message is made valid UTF-8). */
 void web_reply_json(web_req_t *r, int status, json_t *v);
 void web_reply_text(web_req_t *r, int status, const char *content_type, char *text, size_t len);
 /* Answers with bytes owned elsewhere (a cached answer): release(ctx) once
@@ -252,6 +265,25 @@ void web_audit(web_req_t *r, const char *action, const char *object, int64_t fro
 /* An audit row with an explicit actor (login, before a principal exists). */
 void web_audit_as(web_req_t *r, const char *actor, const char *action, const char *object,
                   int64_t from_us, int64_t to_us, const char *result, const char *detail);
+
+struct sockaddr;
+/* 1 for an address only this host reaches (127.0.0.0/8, ::1, ::ffff:127.x). */
+int web_addr_loopback(const struct sockaddr *sa);
+
+/* A request header (case-insensitive name), or NULL. */
+const char *web_req_header(const web_req_t *r, const char *name);
+/* The value of a cookie the request carries, or NULL. */
+const char *web_req_cookie(web_req_t *r, const char *name);
+
+/* Runs one request given whole through what follows reading it off a
+ * connection: routing, authentication, body parsing, the handler, the audit
+ * commit and serialization, on the server's index pool and auditor. For the
+ * fuzz target (tests/fuzz/fuzz_request.c), which has no socket to speak
+ * through. The answer's status and bytes go to *status, *payload (malloc'd,
+ * the caller frees) and *len. */
+void web_dispatch(web_t *w, const char *method, const char *uri, const web_header_t *hdrs,
+                  size_t n_hdrs, const char *ip, const char *body, size_t body_len, int *status,
+                  char **payload, size_t *len);
 
 /* Parses r's body against fields; answers 400/413/415 and returns NULL when
  * it does not fit. */
@@ -302,6 +334,10 @@ void web_buf_json_time(web_buf_t *b, int64_t us);
 
 /* JSON helpers */
 json_t *web_time_json(int64_t us);
+/* A JSON string of text that may not be UTF-8 (a client's bytes, a row
+ * written from a command line or by an older version): invalid bytes become
+ * U+FFFD where jansson would refuse the whole value. NULL: null. */
+json_t *web_json_text(const char *s);
 const char *web_source_kind(const vg_config_t *cfg, idx_t *idx, const char *name, char *buf,
                             size_t size);
 

@@ -127,7 +127,7 @@ static int user_add(ctx_t *c, const char *name)
     char object[96], detail[160];
     int ret = EXIT_USAGE;
     if (!web_user_name_valid(name) || !c->o->role || web_role_perms(c->o->role, &perms) != VG_OK) {
-        fprintf(stderr, "vigilctl: user add NAME --role security|auditor|investigator|admin "
+        fprintf(stderr, "vigilctl: user add NAME --role security|auditor|investigator|officer|admin "
                         "[--sources a,b] (NAME: [a-z0-9][a-z0-9._-]{0,62})\n");
         goto cleanup;
     }

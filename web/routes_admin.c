@@ -334,7 +334,7 @@ static int check_role(web_req_t *r, const char *role)
     unsigned perms;
     if (web_role_perms(role, &perms) != VG_OK) {
         web_reply_error(r, 400, "invalid_field",
-                        "role must be security, auditor, investigator or admin");
+                        "role must be security, auditor, investigator, officer or admin");
         return VG_EINVAL;
     }
     return VG_OK;

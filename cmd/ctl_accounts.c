@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -14,6 +15,7 @@
 
 #include "core/clock.h"
 #include "core/errors.h"
+#include "core/key.h"
 #include "core/util.h"
 #include "web/web.h"
 
@@ -35,7 +37,8 @@ static int is(const char *a, const char *b)
 
 int ctl_accounts_handles(int argc, char **argv)
 {
-    return argc >= 2 && (is(argv[0], "user") || is(argv[0], "token") || is(argv[0], "audit"));
+    return argc >= 2 && (is(argv[0], "user") || is(argv[0], "token") || is(argv[0], "audit") ||
+                         is(argv[0], "key"));
 }
 
 int ctl_accounts_writes(int argc, char **argv)
@@ -298,16 +301,78 @@ static int token_revoke(ctx_t *c, const char *id_text)
     return 0;
 }
 
+static void print_problem(void *ctx, const char *text)
+{
+    (void)ctx;
+    printf("%s\n", text);
+}
+
+/* The checkpoints against the trail (index/anchor.c); *problems adds up. */
+static int verify_checkpoints(ctx_t *c, int *problems, size_t *checked)
+{
+    vg_key_t key;
+    struct stat st;
+    char *secret = vg_asprintf("%s/" VG_KEY_FILE, c->cfg->data_dir);
+    char *cps = vg_asprintf("%s/" IDX_CHECKPOINT_FILE, c->cfg->data_dir);
+    int has_secret = stat(secret, &st) == 0, has_cps = stat(cps, &st) == 0;
+    free(secret);
+    free(cps);
+    *checked = 0;
+    int rc = vg_key_load_public(c->cfg->data_dir, &key);
+    if (rc == VG_ENOTFOUND && !has_secret && !has_cps) {
+        printf("note: no appliance key yet (vigild makes one at its first start): "
+               "no checkpoints to check\n");
+        return VG_OK;
+    }
+    if (rc != VG_OK) {
+        printf("the public key " VG_KEY_PUB_FILE " is %s: checkpoints cannot be checked\n",
+               rc == VG_ENOTFOUND ? "missing" : "unreadable");
+        (*problems)++;
+        return VG_OK;
+    }
+    int found = 0;
+    rc = idx_anchor_verify(c->idx, c->cfg->data_dir, &key, print_problem, NULL, checked, &found);
+    *problems += found;
+    return rc;
+}
+
 static int audit_verify(ctx_t *c)
 {
     int64_t checked = 0, bad = 0;
+    size_t n_cps = 0;
+    int problems = 0;
     if (idx_audit_verify(c->idx, &checked, &bad) != VG_OK)
         return EXIT_PROBLEM;
     if (bad) {
-        printf("audit chain broken at row %lld\n", (long long)bad);
+        printf("broken: the audit chain breaks at row %lld (edited, inserted or deleted)\n",
+               (long long)bad);
+        problems++;
+    }
+    if (verify_checkpoints(c, &problems, &n_cps) != VG_OK)
+        return EXIT_PROBLEM;
+    if (problems) {
+        printf("audit trail NOT intact: %d problem(s); %lld row(s), %zu checkpoint(s)\n",
+               problems, (long long)checked, n_cps);
         return EXIT_PROBLEM;
     }
-    printf("ok: %lld audit row(s), chain intact\n", (long long)checked);
+    printf("ok: %lld audit row(s), chain intact, %zu signed checkpoint(s) match\n",
+           (long long)checked, n_cps);
+    return 0;
+}
+
+static int key_show(ctx_t *c)
+{
+    vg_key_t key;
+    char text[VG_KEY_PUB_TEXT_MAX];
+    int rc = vg_key_load_public(c->cfg->data_dir, &key);
+    if (rc != VG_OK) {
+        fprintf(stderr, "vigilctl: %s %s/" VG_KEY_PUB_FILE " (vigild creates the key at its "
+                        "first start)\n",
+                rc == VG_ENOTFOUND ? "no public key at" : "cannot read", c->cfg->data_dir);
+        return EXIT_PROBLEM;
+    }
+    vg_key_public_text(&key, text, sizeof(text));
+    fputs(text, stdout);
     return 0;
 }
 
@@ -370,6 +435,8 @@ int ctl_accounts_dispatch(const vg_config_t *cfg, idx_t *idx, int argc, char **a
         return audit_verify(&c);
     if (is(group, "audit") && argc == 2 && is(verb, "list"))
         return audit_list(&c);
+    if (is(group, "key") && argc == 2 && is(verb, "show"))
+        return key_show(&c);
     fprintf(stderr, "vigilctl: unknown %s command (see vigilctl --help)\n", group);
     return EXIT_USAGE;
 }

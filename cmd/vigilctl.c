@@ -61,6 +61,7 @@ static void usage(FILE *out)
             "  user add NAME --role R [--sources a,b]         password from stdin; user passwd NAME | list | del NAME\n"
             "  token add NAME --perm p1,p2                    prints the token once; token list | revoke ID\n"
             "  audit verify | audit list [--from T] [--to T] [--json]\n"
+            "  key show                                       the appliance's public key (minisign format)\n"
             "T is RFC 3339 (2026-11-27T10:00:00Z) or unix seconds.\n");
 }
 

@@ -488,6 +488,13 @@ static int set_metrics_access(parser_t *p, const char *key, const char *value)
     return VG_ECONFIG;
 }
 
+static int set_audit_checkpoint(parser_t *p, const char *key, const char *value)
+{
+    /* At most 5 minutes: what a checkpoint does not cover yet could be cut
+     * from the trail unnoticed. Shorter periods are for tests. */
+    return set_bounded(p, key, value, 300, &p->cfg->audit_checkpoint_seconds);
+}
+
 static int set_session_max(parser_t *p, const char *key, const char *value)
 {
     return set_bounded(p, key, value, 30 * 24, &p->cfg->http.session_max_hours);
@@ -617,6 +624,7 @@ static const key_spec_t server_keys[] = {
     {"session_idle_minutes", set_session_idle},
     {"session_max_hours", set_session_max},
     {"metrics_access", set_metrics_access},
+    {"audit_checkpoint_seconds", set_audit_checkpoint},
     {NULL, NULL},
 };
 static const key_spec_t archive_keys[] = {
@@ -826,6 +834,7 @@ static void init_defaults(vg_config_t *cfg, const char *path)
     cfg->data_dir = vg_strdup(DEFAULT_DATA_DIR);
     cfg->log_level = VG_LOG_INFO;
     cfg->segment_seconds = DEFAULT_SEGMENT_SECONDS;
+    cfg->audit_checkpoint_seconds = 300;
     cfg->retention.min_days = DEFAULT_DAYS;
     cfg->retention.keep_days = DEFAULT_DAYS;
     cfg->retention.capacity_bytes = 0;

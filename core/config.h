@@ -60,6 +60,7 @@ typedef struct {
     char *data_dir;             /* index at data_dir/index.db, media under data_dir/media */
     vg_log_level_t log_level;   /* [server] log_level */
     int segment_seconds;        /* [archive] segment_seconds, 2..300 */
+    int audit_checkpoint_seconds; /* [server] how often the audit head is signed, 1..300 */
     vg_retention_config_t retention;
     vg_http_config_t http;
     vg_relay_config_t relay;

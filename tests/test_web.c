@@ -293,6 +293,8 @@ static const route_case_t cases[] = {
     {"GET", "/api/v1/audit?action=login&format=csv", NULL, {401, 403, 403, 403, 403, 200, 200},
      "audit.read"},
     {"GET", "/api/v1/audit/verify", NULL, {401, 403, 403, 403, 403, 200, 200}, "audit.verify"},
+    {"GET", "/api/v1/audit/checkpoints?after=0", NULL, {401, 403, 403, 403, 403, 200, 200},
+     "audit.checkpoints"},
 };
 
 static void check_audit(const route_case_t *c, int p, int status, int64_t before)

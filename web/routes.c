@@ -379,6 +379,7 @@ static void h_timeline(web_req_t *r)
 
 static const char *const range_keys[] = {"from", "to", NULL};
 static const char *const holds_keys[] = {"all", NULL};
+static const char *const checkpoint_keys[] = {"after", "limit", NULL};
 static const char *const audit_keys[] = {"from", "to", "actor", "action", "format",
                                          "limit", "after", NULL};
 
@@ -411,6 +412,8 @@ const web_route_t web_routes[] = {
     {"DELETE", "/api/v1/tokens/{}", WEB_PERM_ADMIN, 0, NULL, web_h_token_revoke},
     {"GET", "/api/v1/audit", WEB_PERM_AUDIT, 0, audit_keys, web_h_audit},
     {"GET", "/api/v1/audit/verify", WEB_PERM_AUDIT, 0, NULL, web_h_audit_verify},
+    {"GET", "/api/v1/audit/checkpoints", WEB_PERM_AUDIT, 0, checkpoint_keys,
+     web_h_audit_checkpoints},
 };
 
 const size_t web_n_routes = sizeof(web_routes) / sizeof(web_routes[0]);

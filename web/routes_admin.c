@@ -700,3 +700,52 @@ void web_h_audit_verify(web_req_t *r)
                                      (json_int_t)checked, "first_bad_id",
                                      bad ? json_integer(bad) : json_null()));
 }
+
+/* The signed checkpoints of the chain head (index/anchor.c) with the public
+ * key that verifies them, for the central point to collect and keep off the
+ * appliance: `after` is the last seq it already has. */
+void web_h_audit_checkpoints(web_req_t *r)
+{
+    const char *after = web_query_get(&r->target, "after");
+    const char *limit = web_query_get(&r->target, "limit");
+    int64_t after_seq = 0, max = AUDIT_DEFAULT_LIMIT;
+    idx_checkpoint_t *cps = NULL;
+    size_t n = 0;
+    vg_key_t key;
+    char pub[VG_KEY_PUB_TEXT_MAX], id[VG_KEY_ID_HEX], detail[64];
+    if ((after && strcmp(after, "0") != 0 && parse_id(after, &after_seq) != VG_OK) ||
+        (limit && (parse_id(limit, &max) != VG_OK || max > AUDIT_MAX_LIMIT))) {
+        web_reply_error(r, 400, "invalid_query", "after is a checkpoint seq, limit 1 to %d",
+                        AUDIT_MAX_LIMIT);
+        return;
+    }
+    int rc = vg_key_load_public(r->w->cfg.data_dir, &key);
+    if (rc != VG_OK && rc != VG_ENOTFOUND) {
+        web_reply_error(r, 500, "internal", "cannot read the appliance's public key");
+        return;
+    }
+    int have_key = rc == VG_OK;
+    rc = idx_checkpoints_read(r->w->cfg.data_dir, after_seq, (size_t)max, &cps, &n, NULL);
+    if (rc != VG_OK && rc != VG_ENOTFOUND) {
+        web_reply_error(r, 500, "internal", "cannot read the checkpoints");
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const idx_checkpoint_t *c = &cps[i];
+        json_array_append_new(arr, json_pack("{sI sI ss so sI ss ss}", "seq", (json_int_t)c->seq,
+                                             "row", (json_int_t)c->row_id, "hash", c->hash,
+                                             "ts", web_time_json(c->ts_us), "ts_us",
+                                             (json_int_t)c->ts_us, "key_id", c->key_id, "sig",
+                                             c->sig));
+    }
+    free(cps);
+    if (have_key) {
+        vg_key_public_text(&key, pub, sizeof(pub));
+        vg_key_id_hex(&key, id);
+    }
+    snprintf(detail, sizeof(detail), "%zu checkpoint(s) after %lld", n, (long long)after_seq);
+    web_audit(r, "audit.checkpoints", "audit", 0, 0, "ok", detail);
+    web_reply_json(r, 200, json_pack("{ss* ss* so}", "public_key", have_key ? pub : NULL,
+                                     "key_id", have_key ? id : NULL, "checkpoints", arr));
+}

@@ -305,5 +305,6 @@ void web_h_token_add(web_req_t *r);
 void web_h_token_revoke(web_req_t *r);
 void web_h_audit(web_req_t *r);
 void web_h_audit_verify(web_req_t *r);
+void web_h_audit_checkpoints(web_req_t *r);
 
 #endif

@@ -229,6 +229,27 @@ int idx_audit_append(idx_t *idx, idx_audit_t *rows, size_t n)
     return idx_commit(idx);
 }
 
+int idx_audited_change(idx_t *idx, idx_change_fn change, void *arg, idx_audit_t *rows, size_t n)
+{
+    if (!idx || !change || (!rows && n))
+        return VG_EINVAL;
+    if (sodium_init() < 0)
+        return VG_EIO;
+    /* BEGIN IMMEDIATE: the change's checks (the last admin, an already
+     * released hold) read what no other writer can alter before commit. */
+    int ret = idx_begin(idx);
+    if (ret != VG_OK)
+        return ret;
+    ret = change(idx, arg, rows, n);
+    if (ret == VG_OK && append_rows(idx, rows, n) != VG_OK)
+        ret = VG_EAUDIT;
+    if (ret != VG_OK) {
+        idx_rollback(idx);
+        return ret;
+    }
+    return idx_commit(idx);
+}
+
 static int bind_filter(idx_t *idx, sqlite3_stmt *st, const idx_audit_filter_t *f)
 {
     int ret;

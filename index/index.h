@@ -286,6 +286,15 @@ typedef struct {
  * one is open), filling id, prev_hash and hash. */
 int idx_audit_append(idx_t *idx, idx_audit_t *rows, size_t n);
 
+/* A change and its audit rows commit together or not at all (DESIGN.md
+ * invariant 6): change(idx, arg, rows, n) runs inside one write transaction
+ * (every idx_ call it makes joins it) and may fill the rows from what it did
+ * (a new id); then the rows are chained and appended and all of it commits.
+ * Returns the change's own code when it fails, VG_EAUDIT when the rows
+ * cannot be written (nothing was changed), or the commit's error. */
+typedef int (*idx_change_fn)(idx_t *idx, void *arg, idx_audit_t *rows, size_t n);
+int idx_audited_change(idx_t *idx, idx_change_fn change, void *arg, idx_audit_t *rows, size_t n);
+
 typedef struct {
     int64_t from_us, to_us; /* ts range [from, to) */
     const char *actor;      /* NULL: any */

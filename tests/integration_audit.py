@@ -22,6 +22,7 @@ import pwd
 import re
 import shutil
 import sqlite3
+import threading
 import subprocess
 import sys
 import tempfile
@@ -295,6 +296,111 @@ class Suite:
         assert o.request("POST", "/api/v1/holds", {
             "case": "C-1", "reason": "r", "sources": ["cam1"], "from": 0, "to": 1})[0] == 403
         assert o.request("PATCH", "/api/v1/users/olga", {"role": "admin"})[0] == 403
+
+    # ---- item 6: a change and its audit row, one transaction ----
+
+    def test_changes_commit_with_their_audit_row_or_not_at_all(self):
+        v = self.shared()
+        c = self.admin()
+        v.add_user("victim", "security")
+        status, tok, _ = c.request("POST", "/api/v1/tokens", {"name": "t1", "permissions": ["live"]})
+        assert status == 201, tok
+        hold = {"case": "C-9", "reason": "complaint", "sources": ["cam1"],
+                "from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"}
+        status, h, _ = c.request("POST", "/api/v1/holds", hold)
+        assert status == 201, h
+        db = v.db
+
+        def count(query):
+            con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=10)
+            try:
+                return con.execute(query).fetchone()[0]
+            finally:
+                con.close()
+
+        state = lambda: (count("SELECT COUNT(*) FROM account"),
+                         count("SELECT role FROM account WHERE name = 'victim'"),
+                         count("SELECT COUNT(*) FROM token"),
+                         count("SELECT COUNT(*) FROM token WHERE revoked_us IS NOT NULL"),
+                         count("SELECT COUNT(*) FROM hold"),
+                         count("SELECT COUNT(*) FROM hold WHERE released_us IS NOT NULL"),
+                         count("SELECT COUNT(*) FROM source_override"),
+                         count("SELECT COUNT(*) FROM session"),
+                         count("SELECT MAX(id) FROM audit"))
+        before = state()
+        sql(db, "CREATE TRIGGER inject BEFORE INSERT ON audit BEGIN"
+                " SELECT RAISE(ABORT, 'injected'); END;")
+        try:
+            attempts = [
+                ("POST", "/api/v1/users", {"name": "nobody", "role": "admin",
+                                           "password": "0123456789x"}),
+                ("PATCH", "/api/v1/users/victim", {"role": "admin"}),
+                ("DELETE", "/api/v1/users/victim", None),
+                ("POST", "/api/v1/tokens", {"name": "t2", "permissions": ["live"]}),
+                ("DELETE", "/api/v1/tokens/%d" % tok["id"], None),
+                ("POST", "/api/v1/holds", hold),
+                ("POST", "/api/v1/holds/%d/release" % h["id"], {"reason": "closed"}),
+                ("PATCH", "/api/v1/sources/cam1", {"keep_days": 90}),
+                ("POST", "/api/v1/logout", None),
+            ]
+            for method, path, body in attempts:
+                status, reply, resp = c.request(method, path, body)
+                assert status == 500 and reply["error"]["code"] == "audit_failed", \
+                    (method, path, status, reply)
+                assert resp.getheader("Set-Cookie") is None, (method, path)
+            fresh = Client(v.port)
+            status, reply, resp = fresh.request("POST", "/api/v1/login",
+                                                {"user": "victim", "password": PASSWORD})
+            assert status == 500 and reply["error"]["code"] == "audit_failed", (status, reply)
+            assert resp.getheader("Set-Cookie") is None
+            assert state() == before, (state(), before)
+        finally:
+            sql(db, "DROP TRIGGER inject;")
+        # the same requests go through once rows can be written again
+        assert c.request("GET", "/api/v1/me")[0] == 200  # the session was not ended
+        assert c.request("PATCH", "/api/v1/users/victim", {"role": "auditor"})[0] == 200
+        assert count("SELECT role FROM account WHERE name = 'victim'") == "auditor"
+        assert "chain intact" in v.ctl("audit", "verify").stdout
+
+    def test_last_admin_rule_holds_under_parallel_demotions(self):
+        root = os.path.join(self.tmp, "admins")
+        port = free_port()
+        v = WebVigil(root, [], "http_listen = 127.0.0.1:%d\n" % port)
+        v.add_user("adm0", "admin")
+        v.add_user("adm1", "admin")
+        token = v.ctl("token", "add", "ops", "--perm", "admin").stdout.strip()
+        db = os.path.join(v.data, "index.db")
+        v.start()
+        try:
+            wait_http(port)
+            pair = ["adm0", "adm1"]
+            for rnd in range(4):
+                conns = []
+                for name in pair:
+                    cl = Client(port)
+                    cl.token = token
+                    conns.append((cl, cl.conn(), name))
+                barrier = threading.Barrier(2)
+
+                def demote(item):
+                    cl, conn, name = item
+                    barrier.wait()
+                    return cl.request("PATCH", "/api/v1/users/" + name, {"role": "security"},
+                                      conn=conn)[0]
+                with concurrent.futures.ThreadPoolExecutor(2) as ex:
+                    statuses = sorted(ex.map(demote, conns))
+                for _, conn, _ in conns:
+                    conn.close()
+                assert statuses == [200, 409], (rnd, statuses)
+                con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=10)
+                admins = [r[0] for r in con.execute("SELECT name FROM account WHERE role = 'admin'")]
+                con.close()
+                assert len(admins) == 1, (rnd, admins)
+                new = "adm%d" % (rnd + 2)
+                v.add_user(new, "admin")
+                pair = [admins[0], new]
+        finally:
+            v.stop()
 
 
 def main():

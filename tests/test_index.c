@@ -786,6 +786,49 @@ START_TEST(test_anchor_key_and_checkpoints)
 }
 END_TEST
 
+/* ---- a change and its audit row: one transaction ---- */
+
+static int add_account_change(idx_t *idx, void *arg, idx_audit_t *rows, size_t n)
+{
+    idx_account_t *a = arg;
+    (void)n;
+    int rc = idx_account_add(idx, a, NULL, 0);
+    snprintf(rows[0].object, sizeof(rows[0].object), "user:%s", a->name);
+    return rc;
+}
+
+START_TEST(test_audited_change_all_or_nothing)
+{
+    idx_t *idx = NULL;
+    idx_account_t a = {.all_sources = 1}, got;
+    idx_audit_t row = {.ts_us = 1};
+    snprintf(a.name, sizeof(a.name), "bob");
+    snprintf(a.role, sizeof(a.role), "admin");
+    snprintf(a.pwhash, sizeof(a.pwhash), "x");
+    snprintf(row.actor, sizeof(row.actor), "user:root");
+    snprintf(row.action, sizeof(row.action), "user.create");
+    snprintf(row.result, sizeof(row.result), "ok");
+    ck_assert_int_eq(idx_open(g_db, 0, &idx), VG_OK);
+    /* the audit row cannot be written: the account is not added either */
+    raw_exec(g_db, "CREATE TRIGGER inject BEFORE INSERT ON audit BEGIN"
+                   " SELECT RAISE(ABORT, 'injected'); END;");
+    ck_assert_int_eq(idx_audited_change(idx, add_account_change, &a, &row, 1), VG_EAUDIT);
+    ck_assert_int_eq(idx_account_get(idx, "bob", &got), VG_ENOTFOUND);
+    ck_assert_int_eq(raw_int(g_db, "SELECT COUNT(*) FROM audit"), 0);
+    raw_exec(g_db, "DROP TRIGGER inject;");
+    ck_assert_int_eq(idx_audited_change(idx, add_account_change, &a, &row, 1), VG_OK);
+    ck_assert_int_eq(idx_account_get(idx, "bob", &got), VG_OK);
+    ck_assert_int_eq(raw_int(g_db, "SELECT COUNT(*) FROM audit WHERE object = 'user:bob'"), 1);
+    /* the change's own failure comes back as is, with no row */
+    ck_assert_int_eq(idx_audited_change(idx, add_account_change, &a, &row, 1), VG_EEXIST);
+    ck_assert_int_eq(raw_int(g_db, "SELECT COUNT(*) FROM audit"), 1);
+    int64_t checked = 0, bad = 0;
+    ck_assert_int_eq(idx_audit_verify(idx, &checked, &bad), VG_OK);
+    ck_assert_int_eq(bad, 0);
+    idx_close(idx);
+}
+END_TEST
+
 START_TEST(test_scale_plan)
 {
     idx_t *idx = open_rw();
@@ -867,6 +910,7 @@ static Suite *index_suite(void)
     tcase_add_test(tc, test_wal_starts_over_under_steady_reads);
     tcase_add_test(tc, test_source_hour_rows_go_with_their_hour);
     tcase_add_test(tc, test_anchor_key_and_checkpoints);
+    tcase_add_test(tc, test_audited_change_all_or_nothing);
     tcase_add_test(tc, test_scale_plan);
     suite_add_tcase(s, tc);
     return s;

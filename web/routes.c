@@ -203,6 +203,20 @@ static void h_source(web_req_t *r)
     free(st);
 }
 
+typedef struct {
+    const char *name, *by;
+    int days;
+    int64_t now_us;
+} keep_days_t;
+
+static int do_keep_days(idx_t *idx, void *arg, idx_audit_t *rows, size_t n)
+{
+    keep_days_t *c = arg;
+    (void)rows;
+    (void)n;
+    return idx_keep_days_set(idx, c->name, c->days, c->by, c->now_us);
+}
+
 static void h_source_patch(web_req_t *r)
 {
     static const web_field_t fields[] = {{"keep_days", WEB_F_INT, 1, 1}, {NULL, 0, 0, 0}};
@@ -220,16 +234,21 @@ static void h_source_patch(web_req_t *r)
         goto cleanup;
     }
     snprintf(object, sizeof(object), "source:%s", name);
-    if (idx_keep_days_set(r->idx, name, (int)days, r->who.actor, r->now_us) != VG_OK) {
-        web_audit(r, "source.update", object, 0, 0, "error", "cannot store keep_days");
-        web_reply_error(r, 500, "internal", "cannot store keep_days");
-        goto cleanup;
-    }
     if (days)
         snprintf(detail, sizeof(detail), "keep_days=%lld", (long long)days);
     else
         snprintf(detail, sizeof(detail), "keep_days=config");
-    web_audit(r, "source.update", object, 0, 0, "ok", detail);
+    idx_audit_t row;
+    web_audit_row(r, &row, NULL, "source.update", object, 0, 0, "ok", detail);
+    keep_days_t change = {name, r->who.actor, (int)days, r->now_us};
+    int rc = web_change(r, do_keep_days, &change, &row);
+    if (rc == VG_EAUDIT)
+        goto cleanup;
+    if (rc != VG_OK) {
+        web_audit(r, "source.update", object, 0, 0, "error", "cannot store keep_days");
+        web_reply_error(r, 500, "internal", "cannot store keep_days");
+        goto cleanup;
+    }
     int eff = 0;
     const char *from = "config";
     keep_days(r, name, &eff, &from);

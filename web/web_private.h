@@ -236,6 +236,17 @@ void web_audit(web_req_t *r, const char *action, const char *object, int64_t fro
 void web_audit_as(web_req_t *r, const char *actor, const char *action, const char *object,
                   int64_t from_us, int64_t to_us, const char *result, const char *detail);
 
+/* Fills row for this request without queueing it (actor NULL: the caller,
+ * or "anonymous"). */
+void web_audit_row(web_req_t *r, idx_audit_t *row, const char *actor, const char *action,
+                   const char *object, int64_t from_us, int64_t to_us, const char *result,
+                   const char *detail);
+/* A change (user, token, hold, keep_days, session) with its audit row in one
+ * transaction (idx_audited_change): when the row cannot be written nothing
+ * changes and this answers 500 audit_failed, with no Set-Cookie. Returns the
+ * change's code (VG_EAUDIT: already answered); the caller answers the rest. */
+int web_change(web_req_t *r, idx_change_fn change, void *arg, idx_audit_t *row);
+
 /* Parses r's body against fields; answers 400/413/415 and returns NULL when
  * it does not fit. */
 json_t *web_req_body(web_req_t *r, const web_field_t *fields);

@@ -213,7 +213,7 @@ class Suite:
         sql(db, "DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE id > %d;" % (last - 3))
         # the chain alone cannot tell: what is left still links up
         out = self.verify_fails(conf, "truncated", "row %d" % last)
-        assert "chain breaks" not in out, out
+        assert "chain is broken" not in out, out
 
     def test_tamper_restore_older_index(self):
         root, data, conf = self.tamper_copy("restore")
@@ -223,7 +223,7 @@ class Suite:
         shutil.copy(os.path.join(root, "older.db"), os.path.join(data, "index.db"))
         last = checkpoints(data)[-1]["row"]
         out = self.verify_fails(conf, "truncated", "row %d" % last)
-        assert "chain breaks" not in out, out
+        assert "chain is broken" not in out, out
         # vigild started on the restored copy says so, and its checkpoint
         # makes the step back visible for good
         v = WebVigil.__new__(WebVigil)
@@ -258,7 +258,7 @@ class Suite:
         con.commit()
         con.close()
         out = self.verify_fails(conf, "rewritten")
-        assert "chain breaks" not in out, out  # re-hashed: the chain itself verifies
+        assert "chain is broken" not in out, out  # re-hashed: the chain itself verifies
 
     def test_tamper_forged_checkpoint(self):
         root, data, conf = self.tamper_copy("forged")
@@ -401,6 +401,64 @@ class Suite:
                 pair = [admins[0], new]
         finally:
             v.stop()
+
+    # ---- item 7: vigilctl is audited too ----
+
+    def test_vigilctl_commands_are_audited_with_the_unix_user(self):
+        v = self.shared()
+        me = pwd.getpwuid(os.getuid()).pw_name
+        actor = "system:vigilctl uid=%d(%s) sudo=ivanov" % (os.getuid(), me)
+        env = dict(os.environ, SUDO_USER="ivanov")
+        mark = max(r["id"] for r in json.loads(v.ctl("audit", "list", "--json").stdout))
+        seg = wait_for("a segment", lambda: v.segments("cam1"), 30)[0]
+
+        def run(*args, stdin=None, code=0):
+            p = ctl_env(list(args), v.conf, env=env, stdin=stdin)
+            assert p.returncode == code, (args, p.returncode, p.stdout, p.stderr)
+            return p
+        run("segments", "cam1", "--json")
+        out = os.path.join(self.tmp, "clip.mp4")
+        run("export", "cam1", "--from", seg["start"], "--to", seg["end"], "-o", out)
+        hold = json.loads(run("hold", "add", "--case", "C-7", "--reason", "complaint 7",
+                              "--source", "cam1", "--from", seg["start"], "--to", seg["end"],
+                              "--json").stdout)["id"]
+        run("hold", "release", str(hold), "--reason", "closed")
+        run("sweep", "--dry-run")
+        run("sweep")
+        run("user", "add", "cliuser", "--role", "auditor", stdin="a-password-123\n")
+        run("user", "passwd", "cliuser", stdin="another-password-1\n")
+        run("user", "del", "cliuser")
+        run("token", "add", "clitoken", "--perm", "live")
+        tid = max(t["id"] for t in json.loads(v.ctl("token", "list", "--json").stdout))
+        run("token", "revoke", str(tid))
+        rows = [r for r in json.loads(v.ctl("audit", "list", "--json").stdout) if r["id"] > mark]
+        mine = [(r["action"], r["object"]) for r in rows if r["actor"] == actor]
+        for expected in [("segments.read", "source:cam1"), ("export", "source:cam1"),
+                         ("hold.create", "hold:%d" % hold), ("hold.release", "hold:%d" % hold),
+                         ("retention.plan", "retention"), ("retention.sweep", "retention"),
+                         ("user.create", "user:cliuser"), ("user.update", "user:cliuser"),
+                         ("user.delete", "user:cliuser"), ("token.create", "token:%d" % tid),
+                         ("token.revoke", "token:%d" % tid)]:
+            assert expected in mine, (expected, mine, [r["actor"] for r in rows])
+        # without sudo, and with a SUDO_USER that is not a user name
+        p = ctl_env(["segments", "cam1"], v.conf, env=dict(os.environ, SUDO_USER="x y;z"))
+        assert p.returncode == 0, p.stderr
+        last = json.loads(v.ctl("audit", "list", "--json").stdout)[-1]
+        assert last["actor"] == "system:vigilctl uid=%d(%s)" % (os.getuid(), me), last
+        # no record, no access: with audit rows failing, nothing is shown or changed
+        sql(v.db, "CREATE TRIGGER inject BEFORE INSERT ON audit BEGIN"
+                  " SELECT RAISE(ABORT, 'injected'); END;")
+        try:
+            p = run("segments", "cam1", "--json", code=1)
+            assert p.stdout == "", p.stdout
+            run("hold", "add", "--case", "C-8", "--reason", "r", "--source", "cam1",
+                "--from", seg["start"], "--to", seg["end"], code=1)
+            run("user", "add", "ghost", "--role", "auditor", stdin="a-password-123\n", code=1)
+        finally:
+            sql(v.db, "DROP TRIGGER inject;")
+        holds = json.loads(v.ctl("hold", "list", "--all", "--json").stdout)
+        assert not any(h["case"] == "C-8" for h in holds), holds
+        assert "ghost" not in v.ctl("user", "list").stdout
 
 
 def main():

@@ -411,7 +411,10 @@ static void print_problem(void *ctx, const char *text)
     printf("%s\n", text);
 }
 
-/* The checkpoints against the trail (index/anchor.c); *problems adds up. */
+/* The checkpoints against the trail (index/anchor.c); *problems adds up.
+ * --key and --checkpoints bring copies kept off the appliance: someone who
+ * rewrote the trail, its checkpoint file and even the key cannot rewrite
+ * those. */
 static int verify_checkpoints(ctx_t *c, int *problems, size_t *checked)
 {
     vg_key_t key;
@@ -422,8 +425,13 @@ static int verify_checkpoints(ctx_t *c, int *problems, size_t *checked)
     free(secret);
     free(cps);
     *checked = 0;
-    int rc = vg_key_load_public(c->cfg->data_dir, &key);
-    if (rc == VG_ENOTFOUND && !has_secret && !has_cps) {
+    int rc = c->o->key ? vg_key_load_public_file(c->o->key, &key)
+                       : vg_key_load_public(c->cfg->data_dir, &key);
+    if (c->o->key && rc != VG_OK) {
+        fprintf(stderr, "vigilctl: %s is not a public key (minisign format)\n", c->o->key);
+        return VG_EINVAL;
+    }
+    if (rc == VG_ENOTFOUND && !has_secret && !has_cps && !c->o->checkpoints) {
         printf("note: no appliance key yet (vigild makes one at its first start): "
                "no checkpoints to check\n");
         return VG_OK;
@@ -435,8 +443,21 @@ static int verify_checkpoints(ctx_t *c, int *problems, size_t *checked)
         return VG_OK;
     }
     int found = 0;
-    rc = idx_anchor_verify(c->idx, c->cfg->data_dir, &key, print_problem, NULL, checked, &found);
+    size_t n = 0;
+    rc = idx_anchor_verify(c->idx, c->cfg->data_dir, NULL, &key, print_problem, NULL, &n, &found);
     *problems += found;
+    *checked += n;
+    if (rc == VG_OK && c->o->checkpoints) {
+        found = 0;
+        rc = idx_anchor_verify(c->idx, c->cfg->data_dir, c->o->checkpoints, &key, print_problem,
+                               NULL, &n, &found);
+        if (rc == VG_ENOTFOUND || rc == VG_EIO) {
+            fprintf(stderr, "vigilctl: cannot read %s\n", c->o->checkpoints);
+            return VG_EINVAL;
+        }
+        *problems += found;
+        *checked += n;
+    }
     return rc;
 }
 
@@ -453,8 +474,9 @@ static int audit_verify(ctx_t *c)
                (long long)bad);
         problems++;
     }
-    if (verify_checkpoints(c, &problems, &n_cps) != VG_OK)
-        return EXIT_PROBLEM;
+    int rc = verify_checkpoints(c, &problems, &n_cps);
+    if (rc != VG_OK)
+        return rc == VG_EINVAL ? EXIT_USAGE : EXIT_PROBLEM;
     if (problems) {
         printf("audit trail NOT intact: %d problem(s); %lld row(s), %zu checkpoint(s)\n",
                problems, (long long)checked, n_cps);

@@ -10,6 +10,8 @@ typedef struct {
     const char *sources; /* --sources a,b */
     const char *perm;    /* --perm p1,p2 */
     const char *from, *to;
+    const char *checkpoints; /* audit verify --checkpoints FILE: a copy kept elsewhere */
+    const char *key;         /* audit verify --key FILE: the public key kept elsewhere */
     int json;
 } ctl_accounts_opts_t;
 

@@ -60,7 +60,7 @@ static void usage(FILE *out)
             "  status [--json]                                the running vigild: sources, errors, alarms\n"
             "  user add NAME --role R [--sources a,b]         password from stdin; user passwd NAME | list | del NAME\n"
             "  token add NAME --perm p1,p2                    prints the token once; token list | revoke ID\n"
-            "  audit verify | audit list [--from T] [--to T] [--json]\n"
+            "  audit verify [--checkpoints FILE] [--key FILE] | audit list [--from T] [--to T] [--json]\n"
             "  key show                                       the appliance's public key (minisign format)\n"
             "T is RFC 3339 (2026-11-27T10:00:00Z) or unix seconds.\n");
 }
@@ -641,6 +641,7 @@ int main(int argc, char **argv)
         {"reason", required_argument, NULL, 'r'}, {"source", required_argument, NULL, 's'},
         {"all", no_argument, NULL, 'A'}, {"role", required_argument, NULL, 'R'},
         {"sources", required_argument, NULL, 'S'}, {"perm", required_argument, NULL, 'P'},
+        {"checkpoints", required_argument, NULL, 'K'}, {"key", required_argument, NULL, 'k'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
     ctl_t c = {0};
@@ -665,6 +666,8 @@ int main(int argc, char **argv)
         case 'R': c.acct.role = optarg; break;
         case 'S': c.acct.sources = optarg; break;
         case 'P': c.acct.perm = optarg; break;
+        case 'K': c.acct.checkpoints = optarg; break;
+        case 'k': c.acct.key = optarg; break;
         case 's':
             if (c.n_hold_sources == MAX_HOLD_SOURCES) {
                 fprintf(stderr, "vigilctl: at most %d --source\n", MAX_HOLD_SOURCES);

@@ -49,11 +49,12 @@ void vg_key_public_text(const vg_key_t *k, char *out, size_t size)
     snprintf(out, size, "untrusted comment: minisign public key %s\n%s\n", id, b64);
 }
 
-/* The second line of a key file, base64-decoded into blob (exactly len). */
-static int read_blob(const char *path, unsigned char *blob, size_t len)
+/* The second line of a key file, base64-decoded into blob (exactly len).
+ * The files in data_dir are never followed through a symlink. */
+static int read_blob(const char *path, int follow, unsigned char *blob, size_t len)
 {
     char text[MAX_FILE + 1];
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW));
     if (fd < 0)
         return errno == ENOENT ? VG_ENOTFOUND : VG_EIO;
     ssize_t n = read(fd, text, MAX_FILE);
@@ -149,7 +150,7 @@ int vg_key_load_or_create(const char *data_dir, vg_key_t *out)
         return VG_EIO;
     }
     memset(out, 0, sizeof(*out));
-    rc = read_blob(path, blob, sizeof(blob));
+    rc = read_blob(path, 0, blob, sizeof(blob));
     if (rc == VG_ENOTFOUND) {
         rc = create_key(data_dir, out);
     } else if (rc == VG_OK) {
@@ -176,18 +177,29 @@ int vg_key_load_or_create(const char *data_dir, vg_key_t *out)
     return rc;
 }
 
-int vg_key_load_public(const char *data_dir, vg_key_t *out)
+static int load_public(const char *path, int follow, vg_key_t *out)
 {
     unsigned char blob[PUBLIC_BLOB];
-    char *path = vg_asprintf("%s/" VG_KEY_PUB_FILE, data_dir);
     memset(out, 0, sizeof(*out));
-    int rc = read_blob(path, blob, sizeof(blob));
-    free(path);
+    int rc = read_blob(path, follow, blob, sizeof(blob));
     if (rc != VG_OK)
         return rc;
     memcpy(out->id, blob + 2, 8);
     memcpy(out->pk, blob + 10, 32);
     return VG_OK;
+}
+
+int vg_key_load_public_file(const char *path, vg_key_t *out)
+{
+    return load_public(path, 1, out);
+}
+
+int vg_key_load_public(const char *data_dir, vg_key_t *out)
+{
+    char *path = vg_asprintf("%s/" VG_KEY_PUB_FILE, data_dir);
+    int rc = load_public(path, 0, out);
+    free(path);
+    return rc;
 }
 
 int vg_key_sign(const vg_key_t *k, const void *msg, size_t len,

@@ -29,6 +29,8 @@ typedef struct {
 int vg_key_load_or_create(const char *data_dir, vg_key_t *out);
 /* Loads only the public key (appliance.pub): VG_ENOTFOUND when absent. */
 int vg_key_load_public(const char *data_dir, vg_key_t *out);
+/* The same from a public key file anywhere (a copy kept off the box). */
+int vg_key_load_public_file(const char *path, vg_key_t *out);
 /* The key number as minisign shows it (uppercase hex). */
 void vg_key_id_hex(const vg_key_t *k, char out[VG_KEY_ID_HEX]);
 /* The public key file's text (two lines, each ending in '\n'). */

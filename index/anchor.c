@@ -56,11 +56,13 @@ static int hex64(const char *s)
     return 1;
 }
 
-/* One line of the file into c; VG_EINVAL when it is not a checkpoint. */
+/* One line of the file into c; VG_EINVAL when it is not a checkpoint. A
+ * copy taken from the journal has the log line's prefix before the JSON. */
 static int parse_line(const char *line, idx_checkpoint_t *c)
 {
     json_error_t jerr;
-    json_t *v = json_loads(line, JSON_REJECT_DUPLICATES, &jerr);
+    const char *brace = strchr(line, '{');
+    json_t *v = brace ? json_loads(brace, JSON_REJECT_DUPLICATES, &jerr) : NULL;
     json_int_t seq = 0, row = -1, ts = 0;
     const char *hash = NULL, *key_id = NULL, *sig = NULL;
     int ok = v && json_unpack(v, "{sI sI ss sI ss ss}", "seq", &seq, "row", &row, "hash", &hash,
@@ -80,14 +82,12 @@ static int parse_line(const char *line, idx_checkpoint_t *c)
     return ok ? VG_OK : VG_EINVAL;
 }
 
-/* Calls fn for each line of the file, in order; stops when fn returns
- * non-zero. */
-static int each_line(const char *data_dir, int (*fn)(void *ctx, const char *line, size_t lineno),
-                     void *ctx)
+/* Calls fn for each line of the file at path, in order; stops when fn
+ * returns non-zero. */
+static int each_line_at(const char *path, int (*fn)(void *ctx, const char *line, size_t lineno),
+                        void *ctx)
 {
-    char *path = file_path(data_dir);
     FILE *f = fopen(path, "re");
-    free(path);
     if (!f)
         return errno == ENOENT ? VG_ENOTFOUND : VG_EIO;
     char *line = NULL;
@@ -105,6 +105,16 @@ static int each_line(const char *data_dir, int (*fn)(void *ctx, const char *line
     int rc = ferror(f) ? VG_EIO : VG_OK;
     free(line);
     fclose(f);
+    return rc;
+}
+
+/* The same over data_dir's checkpoint file. */
+static int each_line(const char *data_dir, int (*fn)(void *ctx, const char *line, size_t lineno),
+                     void *ctx)
+{
+    char *path = file_path(data_dir);
+    int rc = each_line_at(path, fn, ctx);
+    free(path);
     return rc;
 }
 
@@ -283,6 +293,7 @@ typedef struct {
     int problems;
     int64_t prev_seq, prev_row;
     int64_t trail_head;
+    int partial; /* a copy kept elsewhere may start at any seq */
     int rc;
 } verify_t;
 
@@ -349,6 +360,8 @@ static int verify_line(void *ctx, const char *line, size_t lineno)
                 c.seq, when, v->key_id);
         return 0;
     }
+    if (v->partial && v->checked == 1)
+        v->prev_seq = c.seq - 1;
     if (c.seq != v->prev_seq + 1)
         problem(v, "checkpoint #%" PRId64 " follows #%" PRId64 ": checkpoints are missing",
                 c.seq, v->prev_seq);
@@ -363,17 +376,17 @@ static int verify_line(void *ctx, const char *line, size_t lineno)
     return v->rc != VG_OK;
 }
 
-int idx_anchor_verify(idx_t *idx, const char *data_dir, const vg_key_t *key,
+int idx_anchor_verify(idx_t *idx, const char *data_dir, const char *copy, const vg_key_t *key,
                       void (*report)(void *ctx, const char *text), void *ctx, size_t *checked,
                       int *problems)
 {
-    verify_t v = {.idx = idx, .key = key, .report = report, .ctx = ctx};
+    verify_t v = {.idx = idx, .key = key, .report = report, .ctx = ctx, .partial = copy != NULL};
     char hash[IDX_AUDIT_HASH_HEX];
     vg_key_id_hex(key, v.key_id);
     int rc = idx_audit_head(idx, &v.trail_head, hash);
     if (rc == VG_OK) {
-        rc = each_line(data_dir, verify_line, &v);
-        if (rc == VG_ENOTFOUND) {
+        rc = copy ? each_line_at(copy, verify_line, &v) : each_line(data_dir, verify_line, &v);
+        if (rc == VG_ENOTFOUND && !copy) {
             /* vigild writes one at every start: with a key there are some. */
             problem(&v, "the checkpoint file " IDX_CHECKPOINT_FILE " is missing");
             rc = VG_OK;

@@ -355,11 +355,13 @@ void idx_anchor_close(idx_anchor_t *a);
 int idx_checkpoints_read(const char *data_dir, int64_t after_seq, size_t limit,
                          idx_checkpoint_t **out, size_t *n, size_t *malformed);
 
-/* Checks every checkpoint of data_dir against the public key and the trail:
- * signatures, the sequence, and that each signed head is still in the trail
- * with the same hash. report(ctx, text) is called once per problem found
- * (a sentence naming what is wrong); *problems counts them. */
-int idx_anchor_verify(idx_t *idx, const char *data_dir, const vg_key_t *key,
+/* Checks every checkpoint of data_dir (or of copy, a file of checkpoints
+ * kept elsewhere: API answers' lines or journal lines, starting at any seq)
+ * against the public key and the trail: signatures, the sequence, and that
+ * each signed head is still in the trail with the same hash. report(ctx,
+ * text) is called once per problem found (a sentence naming what is
+ * wrong); *problems counts them. */
+int idx_anchor_verify(idx_t *idx, const char *data_dir, const char *copy, const vg_key_t *key,
                       void (*report)(void *ctx, const char *text), void *ctx, size_t *checked,
                       int *problems);
 

@@ -226,14 +226,52 @@ class Suite:
         assert "chain is broken" not in out, out
         # vigild started on the restored copy says so, and its checkpoint
         # makes the step back visible for good
-        v = WebVigil.__new__(WebVigil)
-        v.root, v.data, v.conf = root, data, conf
-        v.logpath = os.path.join(root, "vigild.log")
-        v.proc = None
-        v.start()
+        v = self.vigil_on(root)
         wait_for("the rollback logged", lambda: "no longer reaches row %d" % last in v.log_text(), 20)
         assert v.stop()[0] == 0
         self.verify_fails(conf, "rolled back")
+
+    @staticmethod
+    def vigil_on(root):
+        """Starts a vigild on a tampered copy (its config and data as they are)."""
+        v = WebVigil.__new__(WebVigil)
+        v.root, v.data, v.conf = root, os.path.join(root, "data"), os.path.join(root, "vigil.conf")
+        v.logpath = os.path.join(root, "vigild.log")
+        v.proc = None
+        return v.start()
+
+    def test_tamper_everything_on_the_box_caught_by_copies_kept_elsewhere(self):
+        root, data, conf = self.tamper_copy("root")
+        # what the central point kept: the journal's checkpoint lines, the key
+        journal = os.path.join(root, "journal.txt")
+        with open(os.path.join(root, "vigild.log")) as f, open(journal, "w") as out:
+            out.writelines(line for line in f if "audit: checkpoint" in line)
+        kept_key = os.path.join(root, "kept.pub")
+        shutil.copy(os.path.join(data, "appliance.pub"), kept_key)
+        last = checkpoints(data)[-1]["row"]
+        # root on the box cuts the trail, then replaces the key and every
+        # checkpoint: vigild makes a new key and signs the cut trail
+        sql(os.path.join(data, "index.db"),
+            "DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE id > %d;" % (last - 3))
+        for name in ("appliance.key", "appliance.pub", CHECKPOINT_FILE):
+            os.unlink(os.path.join(data, name))
+        v = self.vigil_on(root)
+        wait_for("a new checkpoint", lambda: os.path.exists(os.path.join(data, CHECKPOINT_FILE)), 20)
+        assert v.stop()[0] == 0
+        p = ctl_env(["audit", "verify"], conf)
+        assert p.returncode == 0, p.stdout  # the box alone cannot tell any more
+        out = self.verify_fails_args(conf, ["--checkpoints", journal, "--key", kept_key],
+                                     "truncated", "row %d" % last, "forged")
+        assert "chain is broken" not in out, out
+        p = ctl_env(["audit", "verify", "--checkpoints", os.path.join(root, "nope")], conf)
+        assert p.returncode == 2, p
+
+    def verify_fails_args(self, conf, args, *words):
+        p = ctl_env(["audit", "verify"] + args, conf)
+        assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+        for w in words:
+            assert w in p.stdout, (w, p.stdout)
+        return p.stdout
 
     def test_tamper_edit_and_rehash(self):
         root, data, conf = self.tamper_copy("rehash")

@@ -707,7 +707,7 @@ static int verify_anchor(idx_t *idx, const vg_key_t *key, reports_t *rep, size_t
 {
     int problems = -1;
     memset(rep, 0, sizeof(*rep));
-    ck_assert_int_eq(idx_anchor_verify(idx, g_dir, key, collect_report, rep, checked, &problems),
+    ck_assert_int_eq(idx_anchor_verify(idx, g_dir, NULL, key, collect_report, rep, checked, &problems),
                      VG_OK);
     ck_assert_int_eq(problems, rep->n);
     return problems;

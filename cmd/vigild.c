@@ -450,11 +450,17 @@ static void reload(daemon_t *d, const char *config_path)
 static void anchor_start(daemon_t *d)
 {
     const char *data_dir = daemon_config(d)->data_dir;
+    int64_t now = vg_clock_wall(&vg_system_clock);
     if (vg_key_load_or_create(data_dir, &d->key) != VG_OK ||
         idx_anchor_open(d->idx, data_dir, &d->key, &d->anchor) != VG_OK) {
+        /* Recording goes on (invariant 8); the admin is told in status. */
         vg_err("audit: no appliance key: the audit trail is not anchored by checkpoints");
+        idx_alarm_raise(d->idx, "audit_unanchored", "critical", "",
+                        "the appliance key cannot be read or created: no audit checkpoints",
+                        now);
         return;
     }
+    idx_alarm_clear(d->idx, "audit_unanchored", now, NULL);
     idx_anchor_checkpoint(d->anchor, d->idx, vg_clock_wall(&vg_system_clock), 1, NULL);
     d->next_checkpoint_us = vg_clock_mono(&vg_system_clock) +
                             (int64_t)daemon_config(d)->audit_checkpoint_seconds * 1000000;

@@ -266,6 +266,22 @@ class Suite:
         p = ctl_env(["audit", "verify", "--checkpoints", os.path.join(root, "nope")], conf)
         assert p.returncode == 2, p
 
+    def test_unreadable_key_raises_an_alarm_and_vigild_keeps_running(self):
+        root, data, conf = self.tamper_copy("badkey")
+        with open(os.path.join(data, "appliance.key"), "w") as f:
+            f.write("not a key\n")
+        v = self.vigil_on(root)
+        try:
+            def alarm():
+                p = ctl_env(["storage", "--json"], conf)
+                return p.returncode == 0 and any(a["kind"] == "audit_unanchored"
+                                                 for a in json.loads(p.stdout)["alarms"])
+            wait_for("the audit_unanchored alarm", alarm, 20)
+            assert v.proc.poll() is None, "vigild must keep running"
+        finally:
+            assert v.stop()[0] == 0
+        assert "not anchored" in v.log_text()
+
     def verify_fails_args(self, conf, args, *words):
         p = ctl_env(["audit", "verify"] + args, conf)
         assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)

@@ -139,10 +139,11 @@ class Suite:
                  lambda: any(cp["row"] >= head for cp in checkpoints(v.data)), 15)
         cps = checkpoints(v.data)
         assert [cp["seq"] for cp in cps] == list(range(1, len(cps) + 1)), cps
-        # the journal has each checkpoint as written to the file
-        text = v.log_text()
-        for cp in cps:
-            assert ('"seq":%d,"row":%d,"hash":"%s"' % (cp["seq"], cp["row"], cp["hash"])) in text
+        # the journal has each checkpoint as written to the file (logged
+        # right after the append)
+        wait_for("the checkpoints in the journal", lambda: all(
+            ('"seq":%d,"row":%d,"hash":"%s"' % (cp["seq"], cp["row"], cp["hash"])) in v.log_text()
+            for cp in cps), 10)
         # the API serves them, with the key that verifies them
         status, body, _ = c.request("GET", "/api/v1/audit/checkpoints")
         assert status == 200, body

@@ -103,6 +103,7 @@ integration: all $(BUILD)/camsim $(BUILD)/faultfs.so
 	@$(MAKE) --no-print-directory crash-check
 	@python3 tests/integration_abuse.py --build $(BUILD)
 	@python3 tests/integration_hostile.py --build $(BUILD)
+	@python3 tests/integration_audit.py --build $(BUILD)
 
 check: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/camsim $(BUILD)/faultfs.so $(TEST_BINS)

@@ -61,16 +61,22 @@ static void usage(FILE *out)
             "  status [--json]                                the running vigild: sources, errors, alarms\n"
             "  user add NAME --role R [--sources a,b]         password from stdin; user passwd NAME | list | del NAME\n"
             "  token add NAME --perm p1,p2                    prints the token once; token list | revoke ID\n"
-            "  audit verify | audit list [--from T] [--to T] [--json]\n"
+            "  audit verify [--checkpoints FILE] [--key FILE] | audit list [--from T] [--to T] [--json]\n"
+            "  key show                                       the appliance's public key (minisign format)\n"
             "T is RFC 3339 (2026-11-27T10:00:00Z) or unix seconds.\n");
 }
 
+enum { OPEN_READ, OPEN_WRITE, OPEN_AUDITED_READ };
+
 /* Commands that change the index open it read-write (which also creates or
- * migrates it); queries open it read-only. */
-static int open_index(ctl_t *c, int writable)
+ * migrates it); queries open it read-only, except reads of recordings,
+ * which write their audit row but never create an index. */
+static int open_index(ctl_t *c, int mode)
 {
     char *db = vg_asprintf("%s/index.db", c->cfg.data_dir);
-    int rc = idx_open(db, !writable, &c->idx);
+    int writable = mode != OPEN_READ;
+    int rc = mode == OPEN_AUDITED_READ && access(db, F_OK) != 0 ? VG_ENOTFOUND
+                                                                : idx_open(db, !writable, &c->idx);
     if (rc == VG_OK && !writable && idx_schema_version(c->idx) < idx_code_version()) {
         /* An index from an older vigil: migrate it before reading. */
         idx_close(c->idx);
@@ -158,8 +164,17 @@ static int cmd_segments(ctl_t *c, const char *source)
         return EXIT_USAGE;
     idx_segment_t *segs = NULL;
     size_t n = 0;
+    char object[96], detail[48];
     if (idx_segments_in_range(c->idx, source, from, to, &segs, &n) != VG_OK)
         return EXIT_PROBLEM;
+    /* Shown only once the access is on record (DESIGN.md invariant 6). */
+    snprintf(object, sizeof(object), "source:%s", source);
+    snprintf(detail, sizeof(detail), "%zu segment(s)", n);
+    if (ctl_audit(c->idx, "segments.read", object, from, to == INT64_MAX ? 0 : to, "ok",
+                  detail) != VG_OK) {
+        free(segs);
+        return EXIT_PROBLEM;
+    }
     print_segments(segs, n, c->json);
     free(segs);
     return 0;
@@ -220,12 +235,22 @@ static int cmd_export(ctl_t *c, const char *source)
         return EXIT_USAGE;
     idx_segment_t *segs = NULL;
     size_t n = 0;
+    char object[96], detail[256];
     if (idx_segments_in_range(c->idx, source, from, to, &segs, &n) != VG_OK)
         return EXIT_PROBLEM;
+    /* The export is on record before a byte of it is written. */
+    snprintf(object, sizeof(object), "source:%s", source);
+    snprintf(detail, sizeof(detail), "to %.200s", c->out);
+    if (ctl_audit(c->idx, "export", object, from, to, "ok", detail) != VG_OK) {
+        free(segs);
+        return EXIT_PROBLEM;
+    }
     char err[256];
     int rc = arc_export(c->cfg.data_dir, segs, n, from, to, c->out, err, sizeof(err));
     free(segs);
     if (rc != VG_OK) {
+        snprintf(detail, sizeof(detail), "failed: %.200s", err);
+        ctl_audit(c->idx, "export", object, from, to, "error", detail);
         fprintf(stderr, "vigilctl: export failed: %s\n", err);
         return rc == VG_ENOTFOUND || rc == VG_EINVAL ? EXIT_USAGE : EXIT_PROBLEM;
     }
@@ -310,6 +335,11 @@ static int cmd_sweep(ctl_t *c)
     }
     if (parse_time_arg("--as-of", c->as_of, now, &now) != VG_OK)
         return EXIT_USAGE;
+    /* Who asked is on record; what a real sweep deletes is in its own
+     * retention.destroy row and destruction record. */
+    if (ctl_audit(c->idx, c->dry_run ? "retention.plan" : "retention.sweep", "retention", 0, 0,
+                  "ok", c->dry_run ? "dry run" : "") != VG_OK)
+        return EXIT_PROBLEM;
     if (!c->dry_run) {
         ret_sweep_result_t res;
         if (ret_sweep(c->idx, &c->cfg, now, 0, &res) != VG_OK)
@@ -342,6 +372,31 @@ static void who_am_i(char *out, size_t size)
     snprintf(out, size, "cli:%s", pw ? pw->pw_name : "unknown");
 }
 
+typedef struct {
+    idx_hold_t *h;
+    const char *const *sources;
+    size_t n;
+    int64_t id;
+    const char *reason;
+} hold_change_t;
+
+static int do_hold_add(idx_t *idx, void *arg, idx_audit_t *rows, size_t n)
+{
+    hold_change_t *c = arg;
+    (void)n;
+    int rc = idx_hold_add(idx, c->h, c->sources, c->n);
+    if (rc == VG_OK)
+        snprintf(rows[0].object, sizeof(rows[0].object), "hold:%lld", (long long)c->h->id);
+    return rc;
+}
+
+static int do_hold_release(idx_t *idx, void *arg, idx_audit_t *rows, size_t n)
+{
+    hold_change_t *c = arg;
+    (void)n;
+    return idx_hold_release(idx, c->id, c->h->released_by, c->reason, rows[0].ts_us);
+}
+
 static int hold_add(ctl_t *c)
 {
     idx_hold_t h = {0};
@@ -365,7 +420,14 @@ static int hold_add(ctl_t *c)
     }
     who_am_i(h.created_by, sizeof(h.created_by));
     h.created_us = vg_clock_wall(&vg_system_clock);
-    if (idx_hold_add(c->idx, &h, c->hold_sources, c->n_hold_sources) != VG_OK)
+    char detail[256], list[160] = "";
+    for (size_t i = 0; i < c->n_hold_sources; i++)
+        vg_list_append(list, sizeof(list), c->hold_sources[i]);
+    snprintf(detail, sizeof(detail), "case=%.100s sources=%.120s", h.case_no, list);
+    idx_audit_t row;
+    ctl_audit_row(&row, "hold.create", "", h.from_us, h.to_us, "ok", detail);
+    hold_change_t change = {.h = &h, .sources = c->hold_sources, .n = c->n_hold_sources};
+    if (ctl_change(c->idx, do_hold_add, &change, &row) != VG_OK)
         return EXIT_PROBLEM;
     if (c->json)
         print_json(json_pack("{sI}", "id", (json_int_t)h.id));
@@ -417,9 +479,15 @@ static int hold_release(ctl_t *c, const char *id_text)
         fprintf(stderr, "vigilctl: hold release ID --reason R\n");
         return EXIT_USAGE;
     }
-    char by[64];
-    who_am_i(by, sizeof(by));
-    int rc = idx_hold_release(c->idx, id, by, c->reason, vg_clock_wall(&vg_system_clock));
+    idx_hold_t h = {0};
+    char object[48];
+    idx_audit_t row;
+    idx_hold_get(c->idx, id, &h); /* its range for the row; none: the release says so */
+    who_am_i(h.released_by, sizeof(h.released_by));
+    snprintf(object, sizeof(object), "hold:%lld", id);
+    ctl_audit_row(&row, "hold.release", object, h.from_us, h.to_us, "ok", c->reason);
+    hold_change_t change = {.h = &h, .id = id, .reason = c->reason};
+    int rc = ctl_change(c->idx, do_hold_release, &change, &row);
     if (rc == VG_ENOTFOUND || rc == VG_EINVAL) {
         fprintf(stderr, "vigilctl: hold %lld %s\n", id,
                 rc == VG_ENOTFOUND ? "does not exist" : "is already released");
@@ -572,33 +640,26 @@ static int cmd_clock_accept(ctl_t *c)
         printf("no clock_jump alarm is active; nothing to accept\n");
         return 0;
     }
-    idx_audit_t row = {0};
-    const struct passwd *pw = getpwuid(getuid());
-    char at[VG_TIME_TEXT_MAX];
+    char at[VG_TIME_TEXT_MAX], detail[96];
     vg_time_format(now, at);
-    row.ts_us = now;
-    snprintf(row.actor, sizeof(row.actor), "system:vigilctl");
-    snprintf(row.ip, sizeof(row.ip), "local");
-    snprintf(row.action, sizeof(row.action), "clock.accept");
-    snprintf(row.object, sizeof(row.object), "clock");
-    snprintf(row.result, sizeof(row.result), "ok");
-    snprintf(row.detail, sizeof(row.detail), "wall clock accepted at %s; unix user %.32s", at,
-             pw ? pw->pw_name : "?");
-    if (idx_audit_append(c->idx, &row, 1) != VG_OK) {
-        fprintf(stderr, "vigilctl: cannot write the audit row\n");
+    snprintf(detail, sizeof(detail), "wall clock accepted at %s", at);
+    if (ctl_audit(c->idx, "clock.accept", "clock", 0, 0, "ok", detail) != VG_OK)
         return EXIT_PROBLEM;
-    }
     printf("wall clock accepted (%s); age-based deletion resumes at the next sweep\n", at);
     return 0;
 }
 
-/* Which commands write to the index. */
-static int command_writes(int argc, char **argv)
+/* How each command opens the index (see open_index). */
+static int command_open_mode(int argc, char **argv)
 {
     const char *cmd = argv[0];
-    return ctl_accounts_writes(argc, argv) || (strcmp(cmd, "sweep") == 0 && argc == 1) ||
-           (strcmp(cmd, "hold") == 0 && argc >= 2 && strcmp(argv[1], "list") != 0) ||
-           (strcmp(cmd, "clock") == 0 && argc == 2 && strcmp(argv[1], "accept") == 0);
+    if (ctl_accounts_writes(argc, argv) || (strcmp(cmd, "sweep") == 0 && argc == 1) ||
+        (strcmp(cmd, "hold") == 0 && argc >= 2 && strcmp(argv[1], "list") != 0) ||
+        (strcmp(cmd, "clock") == 0 && argc == 2 && strcmp(argv[1], "accept") == 0))
+        return OPEN_WRITE;
+    if (strcmp(cmd, "sweep") == 0 || strcmp(cmd, "segments") == 0 || strcmp(cmd, "export") == 0)
+        return OPEN_AUDITED_READ;
+    return OPEN_READ;
 }
 
 static int dispatch(ctl_t *c, int argc, char **argv)
@@ -640,6 +701,7 @@ int main(int argc, char **argv)
         {"reason", required_argument, NULL, 'r'}, {"source", required_argument, NULL, 's'},
         {"all", no_argument, NULL, 'A'}, {"role", required_argument, NULL, 'R'},
         {"sources", required_argument, NULL, 'S'}, {"perm", required_argument, NULL, 'P'},
+        {"checkpoints", required_argument, NULL, 'K'}, {"key", required_argument, NULL, 'k'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
     ctl_t c = {0};
@@ -664,6 +726,8 @@ int main(int argc, char **argv)
         case 'R': c.acct.role = optarg; break;
         case 'S': c.acct.sources = optarg; break;
         case 'P': c.acct.perm = optarg; break;
+        case 'K': c.acct.checkpoints = optarg; break;
+        case 'k': c.acct.key = optarg; break;
         case 's':
             if (c.n_hold_sources == MAX_HOLD_SOURCES) {
                 fprintf(stderr, "vigilctl: at most %d --source\n", MAX_HOLD_SOURCES);
@@ -686,7 +750,7 @@ int main(int argc, char **argv)
     }
     vg_log_set_level(VG_LOG_WARNING);
     cap_route_libav_log(AV_LOG_ERROR);
-    int rc = open_index(&c, command_writes(argc - optind, argv + optind)) == VG_OK ? 0
+    int rc = open_index(&c, command_open_mode(argc - optind, argv + optind)) == VG_OK ? 0
                                                                                 : EXIT_PROBLEM;
     if (rc == 0) {
         rc = dispatch(&c, argc - optind, argv + optind);

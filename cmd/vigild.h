@@ -65,6 +65,13 @@ typedef struct daemon {
     /* The relay: RTSP server and pushes (started before the recorders). */
     rly_server_t *relay;
 
+    /* Audit anchoring: the appliance key and the signed checkpoints of the
+     * audit chain's head (main thread only, on idx). anchor is NULL when
+     * the key could not be loaded: recording goes on regardless. */
+    vg_key_t key;
+    idx_anchor_t *anchor;
+    int64_t next_checkpoint_us; /* monotonic */
+
     /* The HTTP API (NULL when http_listen is empty). */
     web_t *web;
 

@@ -577,6 +577,13 @@ int vg_config_proxy_trusted(const vg_config_t *cfg, const char *addr)
     return 0;
 }
 
+static int set_audit_checkpoint(parser_t *p, const char *key, const char *value)
+{
+    /* At most 5 minutes: what a checkpoint does not cover yet could be cut
+     * from the trail unnoticed. Shorter periods are for tests. */
+    return set_bounded(p, key, value, 300, &p->cfg->audit_checkpoint_seconds);
+}
+
 static int set_session_max(parser_t *p, const char *key, const char *value)
 {
     return set_bounded(p, key, value, 30 * 24, &p->cfg->http.session_max_hours);
@@ -707,6 +714,7 @@ static const key_spec_t server_keys[] = {
     {"session_max_hours", set_session_max},
     {"metrics_access", set_metrics_access},
     {"trusted_proxies", set_trusted_proxies},
+    {"audit_checkpoint_seconds", set_audit_checkpoint},
     {NULL, NULL},
 };
 static const key_spec_t archive_keys[] = {
@@ -922,6 +930,7 @@ static void init_defaults(vg_config_t *cfg, const char *path)
     cfg->sync_seconds = DEFAULT_SYNC_SECONDS;
     cfg->fragment_max_seconds = DEFAULT_FRAGMENT_MAX_SECONDS;
     cfg->fragment_max_mib = DEFAULT_FRAGMENT_MAX_MIB;
+    cfg->audit_checkpoint_seconds = 300;
     cfg->retention.min_days = DEFAULT_DAYS;
     cfg->retention.keep_days = DEFAULT_DAYS;
     cfg->retention.capacity_bytes = 0;

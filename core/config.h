@@ -67,6 +67,7 @@ typedef struct {
     int fragment_max_seconds;   /* [archive] fragment_max_seconds, 1..10: a fragment is cut
                                  * this long after the last even without a keyframe */
     int fragment_max_mib;       /* [archive] fragment_max_mib, 1..64: or at this size */
+    int audit_checkpoint_seconds; /* [server] how often the audit head is signed, 1..300 */
     vg_retention_config_t retention;
     vg_http_config_t http;
     vg_relay_config_t relay;

@@ -16,6 +16,7 @@ const char *vg_strerror(int code)
     case VG_EBUSY: return "busy";
     case VG_ESTOPPED: return "stopped";
     case VG_EEXIST: return "already exists";
+    case VG_EAUDIT: return "the audit row could not be written";
     default: return "unknown error";
     }
 }

@@ -17,6 +17,7 @@ enum {
     VG_EBUSY = -9,      /* held by someone else (lock) */
     VG_ESTOPPED = -10,  /* interrupted by a stop request */
     VG_EEXIST = -11,    /* a row with this name already exists */
+    VG_EAUDIT = -12,    /* the audit row could not be written: the change was not made */
 };
 
 const char *vg_strerror(int code);

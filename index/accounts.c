@@ -236,7 +236,8 @@ static int insert_account(idx_t *idx, idx_account_t *a)
 int idx_account_add(idx_t *idx, idx_account_t *a, const char *const *sources, size_t n)
 {
     idx_account_t existing;
-    int ret = idx_begin(idx);
+    int owned = 0;
+    int ret = idx_priv_begin(idx, &owned);
     if (ret != VG_OK)
         return ret;
     /* Checked under the write lock, so "exists" is a clean answer rather
@@ -248,11 +249,7 @@ int idx_account_add(idx_t *idx, idx_account_t *a, const char *const *sources, si
         ret = insert_account(idx, a);
     if (ret == VG_OK && !a->all_sources)
         ret = set_sources(idx, a->id, sources, n);
-    if (ret != VG_OK) {
-        idx_rollback(idx);
-        return ret;
-    }
-    return idx_commit(idx);
+    return idx_priv_end(idx, owned, ret);
 }
 
 int idx_account_list(idx_t *idx, idx_account_t **out, size_t *n)
@@ -291,17 +288,14 @@ int idx_account_update(idx_t *idx, const char *name, const char *role, const cha
                        idx_sources_mode_t mode, const char *const *sources, size_t n)
 {
     idx_account_t a;
-    int ret = idx_begin(idx);
+    int owned = 0;
+    int ret = idx_priv_begin(idx, &owned);
     if (ret != VG_OK)
         return ret;
     ret = idx_account_get(idx, name, &a);
     if (ret == VG_OK)
         ret = apply_update(idx, a.id, role, pwhash, mode, sources, n);
-    if (ret != VG_OK) {
-        idx_rollback(idx);
-        return ret;
-    }
-    return idx_commit(idx);
+    return idx_priv_end(idx, owned, ret);
 }
 
 int idx_account_delete(idx_t *idx, const char *name)

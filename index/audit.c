@@ -31,6 +31,7 @@ enum {
     U_INSERT,
     U_LIST,
     U_ALL,
+    U_HASH_OF,
     U_END
 };
 
@@ -47,6 +48,7 @@ static const char *const lazy_sql[U_END - IDX_LAZY_AUDIT] = {
                   " AND (?3 IS NULL OR actor = ?3) AND (?4 IS NULL OR action = ?4)"
                   " ORDER BY id LIMIT ?6",
     SQL(U_ALL) = "SELECT " AUDIT_COLUMNS " FROM audit ORDER BY id",
+    SQL(U_HASH_OF) = "SELECT hash FROM audit WHERE id = ?1",
 #undef SQL
 };
 
@@ -137,6 +139,28 @@ static int chain_tail(idx_t *idx, int64_t *id, char hash[IDX_AUDIT_HASH_HEX])
     return ret;
 }
 
+int idx_audit_head(idx_t *idx, int64_t *id, char hash[IDX_AUDIT_HASH_HEX])
+{
+    return chain_tail(idx, id, hash);
+}
+
+int idx_audit_hash_of(idx_t *idx, int64_t id, char hash[IDX_AUDIT_HASH_HEX])
+{
+    sqlite3_stmt *st = stmt(idx, U_HASH_OF);
+    if (!st)
+        return VG_EDB;
+    int ret = idx_priv_bind_i64(idx, st, 1, id);
+    if (ret == VG_OK) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+            copy_text(st, 0, hash, IDX_AUDIT_HASH_HEX);
+        else
+            ret = rc == SQLITE_DONE ? VG_ENOTFOUND : idx_priv_db_fail(idx, rc, "read audit row");
+    }
+    idx_priv_stmt_done(st);
+    return ret;
+}
+
 static int insert_row(idx_t *idx, const idx_audit_t *r)
 {
     sqlite3_stmt *st = stmt(idx, U_INSERT);
@@ -198,6 +222,27 @@ int idx_audit_append(idx_t *idx, idx_audit_t *rows, size_t n)
     if (ret != VG_OK)
         return ret;
     ret = append_rows(idx, rows, n);
+    if (ret != VG_OK) {
+        idx_rollback(idx);
+        return ret;
+    }
+    return idx_commit(idx);
+}
+
+int idx_audited_change(idx_t *idx, idx_change_fn change, void *arg, idx_audit_t *rows, size_t n)
+{
+    if (!idx || !change || (!rows && n))
+        return VG_EINVAL;
+    if (sodium_init() < 0)
+        return VG_EIO;
+    /* BEGIN IMMEDIATE: the change's checks (the last admin, an already
+     * released hold) read what no other writer can alter before commit. */
+    int ret = idx_begin(idx);
+    if (ret != VG_OK)
+        return ret;
+    ret = change(idx, arg, rows, n);
+    if (ret == VG_OK && append_rows(idx, rows, n) != VG_OK)
+        ret = VG_EAUDIT;
     if (ret != VG_OK) {
         idx_rollback(idx);
         return ret;

@@ -1079,6 +1079,27 @@ int idx_rollback(idx_t *idx)
     return run_simple(idx, ST_ROLLBACK, "roll back transaction");
 }
 
+int idx_priv_begin(idx_t *idx, int *owned)
+{
+    *owned = 0;
+    if (!sqlite3_get_autocommit(idx->db))
+        return VG_OK;
+    int ret = idx_begin(idx);
+    *owned = ret == VG_OK;
+    return ret;
+}
+
+int idx_priv_end(idx_t *idx, int owned, int ret)
+{
+    if (!owned)
+        return ret;
+    if (ret != VG_OK) {
+        idx_rollback(idx);
+        return ret;
+    }
+    return idx_commit(idx);
+}
+
 int idx_explain_range(idx_t *idx, char *out, size_t out_size)
 {
     sqlite3_stmt *st = NULL;

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "core/clock.h"
+#include "core/key.h"
 
 typedef struct idx idx_t;
 
@@ -347,6 +348,15 @@ typedef struct {
  * one is open), filling id, prev_hash and hash. */
 int idx_audit_append(idx_t *idx, idx_audit_t *rows, size_t n);
 
+/* A change and its audit rows commit together or not at all (DESIGN.md
+ * invariant 6): change(idx, arg, rows, n) runs inside one write transaction
+ * (every idx_ call it makes joins it) and may fill the rows from what it did
+ * (a new id); then the rows are chained and appended and all of it commits.
+ * Returns the change's own code when it fails, VG_EAUDIT when the rows
+ * cannot be written (nothing was changed), or the commit's error. */
+typedef int (*idx_change_fn)(idx_t *idx, void *arg, idx_audit_t *rows, size_t n);
+int idx_audited_change(idx_t *idx, idx_change_fn change, void *arg, idx_audit_t *rows, size_t n);
+
 typedef struct {
     int64_t from_us, to_us; /* ts range [from, to) */
     const char *actor;      /* NULL: any */
@@ -360,6 +370,62 @@ int idx_audit_list(idx_t *idx, const idx_audit_filter_t *f, idx_audit_t **out, s
 /* Recomputes the chain from the first row. *first_bad_id is 0 when every
  * row verifies, else the id of the first row whose hash or link is wrong. */
 int idx_audit_verify(idx_t *idx, int64_t *checked, int64_t *first_bad_id);
+/* The chain's head: last row id and hash (0 and 64 zeros when empty). */
+int idx_audit_head(idx_t *idx, int64_t *id, char hash[IDX_AUDIT_HASH_HEX]);
+/* The stored hash of row id; VG_ENOTFOUND when there is no such row. */
+int idx_audit_hash_of(idx_t *idx, int64_t id, char hash[IDX_AUDIT_HASH_HEX]);
+
+/* ---- audit anchoring (index/anchor.c) ----
+ * The chain shows an edit made around SQLite, but not a cut at its end, an
+ * older copy of index.db put back, or rows edited and re-hashed from the
+ * edit on. Checkpoints anchor it: the head (last row id and hash) and the
+ * time, signed with the appliance key (core/key.h), appended one JSON line
+ * each to data_dir/audit-checkpoints.jsonl (outside index.db, so restoring
+ * the index does not restore them) and logged, so copies leave the box. The
+ * signed message is the text
+ *   "vigil-audit-checkpoint-v1 seq=SEQ row=ROW hash=HASH ts_us=TS"
+ * and the line {"seq","row","hash","ts","ts_us","key_id","sig"} (sig: the
+ * Ed25519 signature in base64). */
+
+#define IDX_CHECKPOINT_FILE "audit-checkpoints.jsonl"
+#define IDX_CHECKPOINT_SIG_B64 89
+
+typedef struct {
+    int64_t seq;      /* 1, 2, ... in file order */
+    int64_t row_id;   /* the head it signs (0: the trail was empty) */
+    char hash[IDX_AUDIT_HASH_HEX];
+    int64_t ts_us;
+    char key_id[17];
+    char sig[IDX_CHECKPOINT_SIG_B64];
+} idx_checkpoint_t;
+
+typedef struct idx_anchor idx_anchor_t;
+
+/* Starts checkpointing for the index of data_dir with key (which must stay
+ * valid): reads the last checkpoint and logs an error when the trail no
+ * longer reaches it or differs from it (cut, restored or rewritten). */
+int idx_anchor_open(idx_t *idx, const char *data_dir, const vg_key_t *key, idx_anchor_t **out);
+/* Signs the head when it moved since the last checkpoint, or always with
+ * force; appends the line (fsynced) and logs it at info. *written (may be
+ * NULL) tells whether a checkpoint was made. */
+int idx_anchor_checkpoint(idx_anchor_t *a, idx_t *idx, int64_t now_us, int force, int *written);
+void idx_anchor_close(idx_anchor_t *a);
+
+/* The checkpoints of data_dir with seq > after_seq, at most limit (0: all),
+ * in file order. A line that does not parse is skipped and counted in
+ * *malformed (may be NULL). VG_ENOTFOUND when there is no file. */
+int idx_checkpoints_read(const char *data_dir, int64_t after_seq, size_t limit,
+                         idx_checkpoint_t **out, size_t *n, size_t *malformed);
+
+/* Checks every checkpoint of data_dir (or of copy, a file of checkpoints
+ * kept elsewhere: API answers' lines or journal lines, starting at any seq)
+ * against the public key and the trail: signatures, the sequence, and that
+ * each signed head is still in the trail with the same hash. report(ctx,
+ * text) is called once per problem found (a sentence naming what is
+ * wrong); *problems counts them. */
+int idx_anchor_verify(idx_t *idx, const char *data_dir, const char *copy, const vg_key_t *key,
+                      void (*report)(void *ctx, const char *text), void *ctx, size_t *checked,
+                      int *problems);
 
 /* ---- aggregated denials (index/denials.c) ----
  * Refused requests (no or wrong credentials, missing permission, rate

@@ -48,6 +48,12 @@ int idx_priv_row_to_segment(const idx_t *idx, sqlite3_stmt *st, idx_segment_t *s
 typedef void (*idx_row_fill_t)(sqlite3_stmt *st, void *item);
 int idx_priv_collect_rows(idx_t *idx, sqlite3_stmt *st, const char *what, size_t elem_size,
                           idx_row_fill_t fill, void **out, size_t *n);
+/* For functions that change several rows: begins a transaction, or joins
+ * the caller's (idx_audited_change) when one is open; *owned tells which.
+ * idx_priv_end commits or rolls back (by ret) only what it owns, and
+ * returns ret or the commit's error. */
+int idx_priv_begin(idx_t *idx, int *owned);
+int idx_priv_end(idx_t *idx, int owned, int ret);
 /* The lazily prepared statement number slot (one fixed SQL text per slot). */
 sqlite3_stmt *idx_priv_lazy(idx_t *idx, int slot, const char *sql);
 

@@ -550,16 +550,13 @@ int idx_hold_add(idx_t *idx, idx_hold_t *hold, const char *const *sources, size_
 {
     if (n == 0 || !hold->case_no[0] || !hold->reason[0] || hold->to_us <= hold->from_us)
         return VG_EINVAL;
-    int ret = idx_begin(idx);
+    int owned = 0;
+    int ret = idx_priv_begin(idx, &owned);
     if (ret == VG_OK)
         ret = insert_hold(idx, hold);
     for (size_t i = 0; ret == VG_OK && i < n; i++)
         ret = insert_hold_source(idx, hold->id, sources[i]);
-    if (ret != VG_OK) {
-        idx_rollback(idx);
-        return ret;
-    }
-    return idx_commit(idx);
+    return idx_priv_end(idx, owned, ret);
 }
 
 static void row_to_hold(sqlite3_stmt *st, void *item)

@@ -484,11 +484,13 @@ START_TEST(test_http_keys)
     ck_assert_ptr_null(cfg.http.tls_cert);
     ck_assert_int_eq(cfg.http.session_idle_minutes, 30);
     ck_assert_int_eq(cfg.http.session_max_hours, 12);
+    ck_assert_int_eq(cfg.audit_checkpoint_seconds, 300);
     vg_config_free(&cfg);
 
     ck_assert_int_eq(load("[server]\nhttp_listen = [::1]:8443\ntls_cert = /etc/hostname\n"
                           "tls_key = /etc/hostname\nsession_idle_minutes = 5\n"
-                          "session_max_hours = 1\n"), VG_OK);
+                          "session_max_hours = 1\naudit_checkpoint_seconds = 1\n"), VG_OK);
+    ck_assert_int_eq(cfg.audit_checkpoint_seconds, 1);
     ck_assert_str_eq(cfg.http.listen, "[::1]:8443");
     ck_assert_str_eq(cfg.http.tls_key, "/etc/hostname");
     ck_assert_int_eq(cfg.http.session_idle_minutes, 5);
@@ -517,6 +519,8 @@ static const char *const bad_http[] = {
     "[server]\ntls_cert = /nonexistent/cert.pem\n",
     "[server]\nsession_idle_minutes = 0\n",
     "[server]\nsession_max_hours = 100000\n",
+    "[server]\naudit_checkpoint_seconds = 0\n",
+    "[server]\naudit_checkpoint_seconds = 301\n", /* at least every 5 minutes */
 };
 
 START_TEST(test_http_bad)

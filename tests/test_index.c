@@ -739,6 +739,157 @@ END_TEST
 #define HOUR_US INT64_C(3600000000)
 #define T0 INT64_C(1795000000000000)
 
+/* ---- audit anchoring: the appliance key and signed checkpoints ---- */
+
+static void add_audit_rows(idx_t *idx, int n)
+{
+    for (int i = 0; i < n; i++) {
+        idx_audit_t r = {.ts_us = 1795000000000000LL + i};
+        snprintf(r.actor, sizeof(r.actor), "user:bob");
+        snprintf(r.action, sizeof(r.action), "segments.read");
+        snprintf(r.result, sizeof(r.result), "ok");
+        ck_assert_int_eq(idx_audit_append(idx, &r, 1), VG_OK);
+    }
+}
+
+typedef struct {
+    int n;
+    char last[320];
+} reports_t;
+
+static void collect_report(void *ctx, const char *text)
+{
+    reports_t *r = ctx;
+    r->n++;
+    snprintf(r->last, sizeof(r->last), "%s", text);
+}
+
+static int verify_anchor(idx_t *idx, const vg_key_t *key, reports_t *rep, size_t *checked)
+{
+    int problems = -1;
+    memset(rep, 0, sizeof(*rep));
+    ck_assert_int_eq(idx_anchor_verify(idx, g_dir, NULL, key, collect_report, rep, checked, &problems),
+                     VG_OK);
+    ck_assert_int_eq(problems, rep->n);
+    return problems;
+}
+
+START_TEST(test_anchor_key_and_checkpoints)
+{
+    vg_key_t key, again, pub;
+    char path[256], text[VG_KEY_PUB_TEXT_MAX];
+    struct stat st;
+    ck_assert_int_eq(vg_key_load_or_create(g_dir, &key), VG_OK);
+    snprintf(path, sizeof(path), "%s/" VG_KEY_FILE, g_dir);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+    /* a key someone made readable is locked down again, and stays the same */
+    ck_assert_int_eq(chmod(path, 0644), 0);
+    ck_assert_int_eq(vg_key_load_or_create(g_dir, &again), VG_OK);
+    ck_assert_int_eq(stat(path, &st), 0);
+    ck_assert_int_eq(st.st_mode & 0777, 0600);
+    ck_assert_mem_eq(again.pk, key.pk, 32);
+    ck_assert_int_eq(vg_key_load_public(g_dir, &pub), VG_OK);
+    ck_assert_mem_eq(pub.pk, key.pk, 32);
+    ck_assert(!pub.has_secret);
+    /* minisign's format: comment line, then base64 of "Ed" + id + key (42 bytes) */
+    vg_key_public_text(&key, text, sizeof(text));
+    ck_assert_msg(strncmp(text, "untrusted comment: minisign public key ", 39) == 0, "%s", text);
+    char *second = strchr(text, '\n') + 1;
+    ck_assert_int_eq(strcspn(second, "\n"), 56);
+    ck_assert(strncmp(second, "RW", 2) == 0);
+
+    idx_t *idx = NULL;
+    idx_anchor_t *a = NULL;
+    int written = 0;
+    size_t checked = 0;
+    reports_t rep;
+    ck_assert_int_eq(idx_open(g_db, 0, &idx), VG_OK);
+    add_audit_rows(idx, 5);
+    ck_assert_int_eq(idx_anchor_open(idx, g_dir, &key, &a), VG_OK);
+    ck_assert_int_eq(idx_anchor_checkpoint(a, idx, 1795000001000000LL, 1, &written), VG_OK);
+    ck_assert(written);
+    /* an unchanged head is not signed again unless forced */
+    ck_assert_int_eq(idx_anchor_checkpoint(a, idx, 1795000002000000LL, 0, &written), VG_OK);
+    ck_assert(!written);
+    add_audit_rows(idx, 1);
+    ck_assert_int_eq(idx_anchor_checkpoint(a, idx, 1795000003000000LL, 0, &written), VG_OK);
+    ck_assert(written);
+    idx_anchor_close(a);
+    ck_assert_int_eq(verify_anchor(idx, &pub, &rep, &checked), 0);
+    ck_assert_uint_eq(checked, 2);
+    idx_checkpoint_t *cps = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(idx_checkpoints_read(g_dir, 1, 0, &cps, &n, NULL), VG_OK);
+    ck_assert_uint_eq(n, 1);
+    ck_assert_int_eq(cps[0].seq, 2);
+    ck_assert_int_eq(cps[0].row_id, 6);
+    free(cps);
+
+    /* the newest row cut from the trail: the chain still verifies, the
+     * checkpoint does not */
+    raw_exec(g_db, "DROP TRIGGER audit_no_delete; DELETE FROM audit WHERE id = 6;");
+    int64_t chain_checked = 0, bad = 0;
+    ck_assert_int_eq(idx_audit_verify(idx, &chain_checked, &bad), VG_OK);
+    ck_assert_int_eq(bad, 0);
+    ck_assert_int_eq(verify_anchor(idx, &pub, &rep, &checked), 1);
+    ck_assert_msg(strstr(rep.last, "truncated") && strstr(rep.last, "row 6"), "%s", rep.last);
+
+    /* a checkpoint signed by another key */
+    vg_key_t other;
+    char other_dir[200];
+    snprintf(other_dir, sizeof(other_dir), "%s/other", g_dir);
+    ck_assert_int_eq(mkdir(other_dir, 0700), 0);
+    ck_assert_int_eq(vg_key_load_or_create(other_dir, &other), VG_OK);
+    ck_assert_int_eq(verify_anchor(idx, &other, &rep, &checked), 2);
+    ck_assert_msg(strstr(rep.last, "forged"), "%s", rep.last);
+    idx_close(idx);
+}
+END_TEST
+
+/* ---- a change and its audit row: one transaction ---- */
+
+static int add_account_change(idx_t *idx, void *arg, idx_audit_t *rows, size_t n)
+{
+    idx_account_t *a = arg;
+    (void)n;
+    int rc = idx_account_add(idx, a, NULL, 0);
+    snprintf(rows[0].object, sizeof(rows[0].object), "user:%s", a->name);
+    return rc;
+}
+
+START_TEST(test_audited_change_all_or_nothing)
+{
+    idx_t *idx = NULL;
+    idx_account_t a = {.all_sources = 1}, got;
+    idx_audit_t row = {.ts_us = 1};
+    snprintf(a.name, sizeof(a.name), "bob");
+    snprintf(a.role, sizeof(a.role), "admin");
+    snprintf(a.pwhash, sizeof(a.pwhash), "x");
+    snprintf(row.actor, sizeof(row.actor), "user:root");
+    snprintf(row.action, sizeof(row.action), "user.create");
+    snprintf(row.result, sizeof(row.result), "ok");
+    ck_assert_int_eq(idx_open(g_db, 0, &idx), VG_OK);
+    /* the audit row cannot be written: the account is not added either */
+    raw_exec(g_db, "CREATE TRIGGER inject BEFORE INSERT ON audit BEGIN"
+                   " SELECT RAISE(ABORT, 'injected'); END;");
+    ck_assert_int_eq(idx_audited_change(idx, add_account_change, &a, &row, 1), VG_EAUDIT);
+    ck_assert_int_eq(idx_account_get(idx, "bob", &got), VG_ENOTFOUND);
+    ck_assert_int_eq(raw_int(g_db, "SELECT COUNT(*) FROM audit"), 0);
+    raw_exec(g_db, "DROP TRIGGER inject;");
+    ck_assert_int_eq(idx_audited_change(idx, add_account_change, &a, &row, 1), VG_OK);
+    ck_assert_int_eq(idx_account_get(idx, "bob", &got), VG_OK);
+    ck_assert_int_eq(raw_int(g_db, "SELECT COUNT(*) FROM audit WHERE object = 'user:bob'"), 1);
+    /* the change's own failure comes back as is, with no row */
+    ck_assert_int_eq(idx_audited_change(idx, add_account_change, &a, &row, 1), VG_EEXIST);
+    ck_assert_int_eq(raw_int(g_db, "SELECT COUNT(*) FROM audit"), 1);
+    int64_t checked = 0, bad = 0;
+    ck_assert_int_eq(idx_audit_verify(idx, &checked, &bad), VG_OK);
+    ck_assert_int_eq(bad, 0);
+    idx_close(idx);
+}
+END_TEST
+
 START_TEST(test_scale_plan)
 {
     idx_t *idx = open_rw();
@@ -874,6 +1025,8 @@ static Suite *index_suite(void)
     tcase_add_test(tc, test_transactions);
     tcase_add_test(tc, test_wal_starts_over_under_steady_reads);
     tcase_add_test(tc, test_source_hour_rows_go_with_their_hour);
+    tcase_add_test(tc, test_anchor_key_and_checkpoints);
+    tcase_add_test(tc, test_audited_change_all_or_nothing);
     tcase_add_test(tc, test_scale_plan);
     tcase_add_test(tc, test_denials_survive_a_failed_write);
     suite_add_tcase(s, tc);

@@ -252,7 +252,7 @@ static int audit_rows_after(int64_t after, idx_audit_t *last)
 
 /* ---- the route table ---- */
 
-enum { P_ANON, P_SEC, P_AUD, P_INV, P_LIM, P_ADMIN, P_N };
+enum { P_ANON, P_SEC, P_AUD, P_INV, P_LIM, P_OFF, P_ADMIN, P_N };
 
 typedef struct {
     const char *method, *path, *body;
@@ -262,41 +262,43 @@ typedef struct {
 
 #define RANGE "?from=2026-11-18T07:00:00Z&to=1795000000"
 static const route_case_t cases[] = {
-    {"GET", "/healthz", NULL, {200, 200, 200, 200, 200, 200}, NULL},
-    {"GET", "/api/v1/me", NULL, {401, 200, 200, 200, 200, 200}, NULL},
+    {"GET", "/healthz", NULL, {200, 200, 200, 200, 200, 200, 200}, NULL},
+    {"GET", "/api/v1/me", NULL, {401, 200, 200, 200, 200, 200, 200}, NULL},
     /* loopback callers may read metrics (metrics_access = loopback); no provider here */
-    {"GET", "/metrics", NULL, {404, 404, 404, 404, 404, 404}, NULL},
-    {"GET", "/api/v1/sources", NULL, {401, 200, 200, 200, 200, 200}, NULL},
-    {"GET", "/api/v1/sources/cam2", NULL, {401, 200, 200, 200, 404, 200}, NULL},
-    {"GET", "/api/v1/sources/cam2/segments" RANGE, NULL, {401, 200, 200, 200, 404, 200},
+    {"GET", "/metrics", NULL, {404, 404, 404, 404, 404, 404, 404}, NULL},
+    {"GET", "/api/v1/sources", NULL, {401, 200, 200, 200, 200, 403, 200}, NULL},
+    {"GET", "/api/v1/sources/cam2", NULL, {401, 200, 200, 200, 404, 403, 200}, NULL},
+    {"GET", "/api/v1/sources/cam2/segments" RANGE, NULL, {401, 200, 200, 200, 404, 403, 200},
      "segments.read"},
-    {"GET", "/api/v1/sources/line1/timeline" RANGE, NULL, {401, 404, 200, 200, 404, 200},
+    {"GET", "/api/v1/sources/line1/timeline" RANGE, NULL, {401, 404, 200, 200, 404, 403, 200},
      "timeline.read"},
-    {"PATCH", "/api/v1/sources/cam1", "{\"keep_days\":90}", {401, 403, 403, 403, 403, 200},
+    {"PATCH", "/api/v1/sources/cam1", "{\"keep_days\":90}", {401, 403, 403, 403, 403, 403, 200},
      "source.update"},
-    {"GET", "/api/v1/storage", NULL, {401, 403, 403, 403, 403, 200}, NULL},
-    {"GET", "/api/v1/holds", NULL, {401, 403, 403, 200, 200, 200}, NULL},
+    {"GET", "/api/v1/storage", NULL, {401, 403, 403, 403, 403, 403, 200}, NULL},
+    {"GET", "/api/v1/holds", NULL, {401, 403, 403, 200, 200, 403, 200}, NULL},
     {"POST", "/api/v1/holds",
      "{\"case\":\"C-1\",\"reason\":\"complaint\",\"sources\":[\"cam1\"],"
      "\"from\":\"2026-11-18T07:00:00Z\",\"to\":1795000000}",
-     {401, 403, 403, 201, 201, 201}, "hold.create"},
+     {401, 403, 403, 201, 201, 403, 201}, "hold.create"},
     {"POST", "/api/v1/holds/1/release", "{\"reason\":\"closed\"}",
-     {401, 403, 403, 200, 409, 409}, "hold.release"},
-    {"GET", "/api/v1/destruction-log", NULL, {401, 403, 403, 403, 403, 200}, NULL},
-    {"GET", "/api/v1/users", NULL, {401, 403, 403, 403, 403, 200}, NULL},
+     {401, 403, 403, 200, 409, 403, 409}, "hold.release"},
+    {"GET", "/api/v1/destruction-log", NULL, {401, 403, 403, 403, 403, 200, 200}, NULL},
+    {"GET", "/api/v1/users", NULL, {401, 403, 403, 403, 403, 403, 200}, NULL},
     {"POST", "/api/v1/users",
      "{\"name\":\"newbie\",\"role\":\"auditor\",\"password\":\"0123456789\",\"sources\":[\"cam2\"]}",
-     {401, 403, 403, 403, 403, 201}, "user.create"},
+     {401, 403, 403, 403, 403, 403, 201}, "user.create"},
     {"PATCH", "/api/v1/users/newbie", "{\"sources\":null,\"role\":\"security\"}",
-     {401, 403, 403, 403, 403, 200}, "user.update"},
-    {"DELETE", "/api/v1/users/newbie", NULL, {401, 403, 403, 403, 403, 200}, "user.delete"},
-    {"GET", "/api/v1/tokens", NULL, {401, 403, 403, 403, 403, 200}, NULL},
+     {401, 403, 403, 403, 403, 403, 200}, "user.update"},
+    {"DELETE", "/api/v1/users/newbie", NULL, {401, 403, 403, 403, 403, 403, 200}, "user.delete"},
+    {"GET", "/api/v1/tokens", NULL, {401, 403, 403, 403, 403, 403, 200}, NULL},
     {"POST", "/api/v1/tokens", "{\"name\":\"pbx\",\"permissions\":[\"calls\"]}",
-     {401, 403, 403, 403, 403, 201}, "token.create"},
-    {"DELETE", "/api/v1/tokens/1", NULL, {401, 403, 403, 403, 403, 200}, "token.revoke"},
-    {"GET", "/api/v1/audit?action=login&format=csv", NULL, {401, 403, 403, 403, 403, 200},
+     {401, 403, 403, 403, 403, 403, 201}, "token.create"},
+    {"DELETE", "/api/v1/tokens/1", NULL, {401, 403, 403, 403, 403, 403, 200}, "token.revoke"},
+    {"GET", "/api/v1/audit?action=login&format=csv", NULL, {401, 403, 403, 403, 403, 200, 200},
      "audit.read"},
-    {"GET", "/api/v1/audit/verify", NULL, {401, 403, 403, 403, 403, 200}, "audit.verify"},
+    {"GET", "/api/v1/audit/verify", NULL, {401, 403, 403, 403, 403, 200, 200}, "audit.verify"},
+    {"GET", "/api/v1/audit/checkpoints?after=0", NULL, {401, 403, 403, 403, 403, 200, 200},
+     "audit.checkpoints"},
 };
 
 static void check_audit(const route_case_t *c, int p, int status, int64_t before)
@@ -328,8 +330,9 @@ START_TEST(test_route_table)
     add_user("aud", "auditor", NULL);
     add_user("inv", "investigator", NULL);
     add_user("lim", "investigator", "cam1");
+    add_user("off", "officer", NULL);
     add_user("adm", "admin", NULL);
-    const char *names[P_N] = {NULL, "sec", "aud", "inv", "lim", "adm"};
+    const char *names[P_N] = {NULL, "sec", "aud", "inv", "lim", "off", "adm"};
     for (int p = P_SEC; p < P_N; p++)
         login(names[p], who[p], sizeof(who[p]));
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -697,6 +700,8 @@ START_TEST(test_rules)
     ck_assert_int_eq(web_perms_parse("root", &p), VG_EINVAL);
     ck_assert_int_eq(web_role_perms("investigator", &p), VG_OK);
     ck_assert_uint_eq(p, WEB_PERM_PLAYBACK | WEB_PERM_CALLS | WEB_PERM_EXPORT | WEB_PERM_HOLD);
+    ck_assert_int_eq(web_role_perms("officer", &p), VG_OK);
+    ck_assert_uint_eq(p, WEB_PERM_AUDIT); /* reads the trail, sees no recordings */
     ck_assert_int_eq(web_role_perms("root", &p), VG_EINVAL);
     ck_assert(web_user_name_valid("ops.team-1"));
     ck_assert(!web_user_name_valid("Ops"));

@@ -21,11 +21,15 @@ typedef struct {
 } role_t;
 
 /* The issue's role table. security sees video only: it lacks `calls`,
- * which every audio source requires (see web_source_visible). */
+ * which every audio source requires (see web_source_visible). officer
+ * reviews the audit trail and the destruction log and sees no recordings
+ * or sources: separation of duties, so access logs are not reviewed only by
+ * admins who could also change what they record. */
 static const role_t roles[] = {
     {"security", WEB_PERM_LIVE | WEB_PERM_PLAYBACK},
     {"auditor", WEB_PERM_PLAYBACK | WEB_PERM_CALLS | WEB_PERM_ANNOTATE},
     {"investigator", WEB_PERM_PLAYBACK | WEB_PERM_CALLS | WEB_PERM_EXPORT | WEB_PERM_HOLD},
+    {"officer", WEB_PERM_AUDIT},
     {"admin", WEB_PERM_ALL},
 };
 

@@ -254,6 +254,23 @@ static int start_session(web_req_t *r, const idx_account_t *a)
     return VG_OK;
 }
 
+/* A session starts with its login row, in one transaction. */
+typedef struct {
+    web_req_t *r;
+    const idx_account_t *a;
+    const char *user;
+} login_t;
+
+static int do_login(idx_t *idx, void *arg, idx_audit_t *rows, size_t n)
+{
+    login_t *c = arg;
+    (void)rows;
+    (void)n;
+    int rc = start_session(c->r, c->a);
+    if (rc == VG_OK)
+        rc = idx_login_failures_clear(idx, c->user);
+    return rc;
+}
 
 void web_login(web_req_t *r)
 {
@@ -300,17 +317,29 @@ void web_login(web_req_t *r)
         web_reply_error(r, 401, "invalid_credentials", "wrong user name or password");
         goto cleanup;
     }
-    if (start_session(r, &a) != VG_OK) {
+    principal_from_account(&r->who, &a);
+    idx_audit_t row;
+    web_audit_row(r, &row, NULL, "login", object, 0, 0, "ok", "");
+    login_t change = {r, &a, user};
+    rc = web_change(r, do_login, &change, &row);
+    if (rc == VG_EAUDIT)
+        goto cleanup;
+    if (rc != VG_OK) {
+        r->set_cookie[0] = '\0';
         web_reply_error(r, 500, "internal", "cannot start a session");
         goto cleanup;
     }
-    idx_login_failures_clear(r->idx, user);
-    principal_from_account(&r->who, &a);
-    web_audit(r, "login", object, 0, 0, "ok", "");
     web_reply_json(r, 200, web_me_json(&r->who));
 
 cleanup:
     json_decref(body);
+}
+
+static int do_logout(idx_t *idx, void *arg, idx_audit_t *rows, size_t n)
+{
+    (void)rows;
+    (void)n;
+    return idx_session_delete(idx, arg);
 }
 
 void web_logout(web_req_t *r)
@@ -319,16 +348,20 @@ void web_logout(web_req_t *r)
         web_reply_error(r, 400, "not_a_session", "logout ends a cookie session; revoke tokens instead");
         return;
     }
-    if (idx_session_delete(r->idx, r->who.session_hash) != VG_OK) {
+    char object[96];
+    idx_audit_t row;
+    snprintf(object, sizeof(object), "user:%s", r->who.name);
+    web_audit_row(r, &row, NULL, "logout", object, 0, 0, "ok", "");
+    int rc = web_change(r, do_logout, r->who.session_hash, &row);
+    if (rc == VG_EAUDIT)
+        return;
+    if (rc != VG_OK) {
         web_reply_error(r, 500, "internal", "cannot end the session");
         return;
     }
     snprintf(r->set_cookie, sizeof(r->set_cookie),
              SESSION_COOKIE "=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0%s",
              r->w->tls ? "; Secure" : "");
-    char object[96];
-    snprintf(object, sizeof(object), "user:%s", r->who.name);
-    web_audit(r, "logout", object, 0, 0, "ok", "");
     web_reply_json(r, 200, json_pack("{sb}", "ok", 1));
 }
 

@@ -205,6 +205,20 @@ static void h_source(web_req_t *r)
     free(st);
 }
 
+typedef struct {
+    const char *name, *by;
+    int days;
+    int64_t now_us;
+} keep_days_t;
+
+static int do_keep_days(idx_t *idx, void *arg, idx_audit_t *rows, size_t n)
+{
+    keep_days_t *c = arg;
+    (void)rows;
+    (void)n;
+    return idx_keep_days_set(idx, c->name, c->days, c->by, c->now_us);
+}
+
 static void h_source_patch(web_req_t *r)
 {
     static const web_field_t fields[] = {{"keep_days", WEB_F_INT, 1, 1}, {NULL, 0, 0, 0}};
@@ -222,16 +236,21 @@ static void h_source_patch(web_req_t *r)
         goto cleanup;
     }
     snprintf(object, sizeof(object), "source:%s", name);
-    if (idx_keep_days_set(r->idx, name, (int)days, r->who.actor, r->now_us) != VG_OK) {
-        web_audit(r, "source.update", object, 0, 0, "error", "cannot store keep_days");
-        web_reply_error(r, 500, "internal", "cannot store keep_days");
-        goto cleanup;
-    }
     if (days)
         snprintf(detail, sizeof(detail), "keep_days=%lld", (long long)days);
     else
         snprintf(detail, sizeof(detail), "keep_days=config");
-    web_audit(r, "source.update", object, 0, 0, "ok", detail);
+    idx_audit_t row;
+    web_audit_row(r, &row, NULL, "source.update", object, 0, 0, "ok", detail);
+    keep_days_t change = {name, r->who.actor, (int)days, r->now_us};
+    int rc = web_change(r, do_keep_days, &change, &row);
+    if (rc == VG_EAUDIT)
+        goto cleanup;
+    if (rc != VG_OK) {
+        web_audit(r, "source.update", object, 0, 0, "error", "cannot store keep_days");
+        web_reply_error(r, 500, "internal", "cannot store keep_days");
+        goto cleanup;
+    }
     int eff = 0;
     const char *from = "config";
     keep_days(r, name, &eff, &from);
@@ -381,6 +400,7 @@ static void h_timeline(web_req_t *r)
 
 static const char *const range_keys[] = {"from", "to", NULL};
 static const char *const holds_keys[] = {"all", NULL};
+static const char *const checkpoint_keys[] = {"after", "limit", NULL};
 static const char *const audit_keys[] = {"from", "to", "actor", "action", "format",
                                          "limit", "after", NULL};
 
@@ -413,6 +433,8 @@ const web_route_t web_routes[] = {
     {"DELETE", "/api/v1/tokens/{}", WEB_PERM_ADMIN, 0, NULL, web_h_token_revoke},
     {"GET", "/api/v1/audit", WEB_PERM_AUDIT, 0, audit_keys, web_h_audit},
     {"GET", "/api/v1/audit/verify", WEB_PERM_AUDIT, 0, NULL, web_h_audit_verify},
+    {"GET", "/api/v1/audit/checkpoints", WEB_PERM_AUDIT, 0, checkpoint_keys,
+     web_h_audit_checkpoints},
 };
 
 const size_t web_n_routes = sizeof(web_routes) / sizeof(web_routes[0]);

@@ -12,6 +12,8 @@
 #include "core/util.h"
 #include "retention/retention.h"
 
+#include <sodium.h>
+
 #define MAX_LIST 64
 #define AUDIT_DEFAULT_LIMIT 1000
 /* One answer holds at most this many rows (a few MiB of JSON); more are
@@ -184,6 +186,22 @@ static int hold_times(web_req_t *r, json_t *body, idx_hold_t *h)
     return VG_OK;
 }
 
+typedef struct {
+    idx_hold_t *h;
+    const char *const *names;
+    size_t n;
+} hold_add_t;
+
+static int do_hold_add(idx_t *idx, void *arg, idx_audit_t *rows, size_t n)
+{
+    hold_add_t *c = arg;
+    (void)n;
+    int rc = idx_hold_add(idx, c->h, c->names, c->n);
+    if (rc == VG_OK)
+        snprintf(rows[0].object, sizeof(rows[0].object), "hold:%lld", (long long)c->h->id);
+    return rc;
+}
+
 void web_h_hold_add(web_req_t *r)
 {
     static const web_field_t fields[] = {
@@ -195,7 +213,8 @@ void web_h_hold_add(web_req_t *r)
     idx_hold_t h = {0};
     const char *names[MAX_LIST];
     size_t n = 0;
-    char object[48], detail[256];
+    char detail[256], list[160] = "";
+    idx_audit_t row;
     if (!body || hold_text(r, body, "case", h.case_no, sizeof(h.case_no)) != VG_OK ||
         hold_text(r, body, "reason", h.reason, sizeof(h.reason)) != VG_OK ||
         hold_times(r, body, &h) != VG_OK ||
@@ -203,18 +222,37 @@ void web_h_hold_add(web_req_t *r)
         goto cleanup;
     snprintf(h.created_by, sizeof(h.created_by), "%.63s", r->who.actor);
     h.created_us = r->now_us;
-    if (idx_hold_add(r->idx, &h, names, n) != VG_OK) {
+    for (size_t i = 0; i < n; i++)
+        vg_list_append(list, sizeof(list), names[i]);
+    snprintf(detail, sizeof(detail), "case=%.100s sources=%.120s", h.case_no, list);
+    web_audit_row(r, &row, NULL, "hold.create", "", h.from_us, h.to_us, "ok", detail);
+    hold_add_t change = {&h, names, n};
+    int rc = web_change(r, do_hold_add, &change, &row);
+    if (rc == VG_EAUDIT)
+        goto cleanup;
+    if (rc != VG_OK) {
         web_reply_error(r, 500, "internal", "cannot add the hold");
         goto cleanup;
     }
     idx_hold_get(r->idx, h.id, &h);
-    snprintf(object, sizeof(object), "hold:%lld", (long long)h.id);
-    snprintf(detail, sizeof(detail), "case=%.100s sources=%.120s", h.case_no, h.sources);
-    web_audit(r, "hold.create", object, h.from_us, h.to_us, "ok", detail);
     web_reply_json(r, 201, hold_json(&h));
 
 cleanup:
     json_decref(body);
+}
+
+typedef struct {
+    int64_t id;
+    const char *by, *reason;
+    int64_t at_us;
+} hold_release_t;
+
+static int do_hold_release(idx_t *idx, void *arg, idx_audit_t *rows, size_t n)
+{
+    hold_release_t *c = arg;
+    (void)rows;
+    (void)n;
+    return idx_hold_release(idx, c->id, c->by, c->reason, c->at_us);
 }
 
 void web_h_hold_release(web_req_t *r)
@@ -223,6 +261,7 @@ void web_h_hold_release(web_req_t *r)
     int64_t id = 0;
     idx_hold_t h;
     char reason[256], object[48];
+    idx_audit_t row;
     json_t *body = NULL;
     if (parse_id(r->params[0], &id) != VG_OK || idx_hold_get(r->idx, id, &h) != VG_OK ||
         !hold_visible(r, &h)) {
@@ -233,7 +272,11 @@ void web_h_hold_release(web_req_t *r)
     if (!body || hold_text(r, body, "reason", reason, sizeof(reason)) != VG_OK)
         goto cleanup;
     snprintf(object, sizeof(object), "hold:%lld", (long long)id);
-    int rc = idx_hold_release(r->idx, id, r->who.actor, reason, r->now_us);
+    web_audit_row(r, &row, NULL, "hold.release", object, h.from_us, h.to_us, "ok", reason);
+    hold_release_t change = {id, r->who.actor, reason, r->now_us};
+    int rc = web_change(r, do_hold_release, &change, &row);
+    if (rc == VG_EAUDIT)
+        goto cleanup;
     if (rc == VG_EINVAL) {
         web_reply_error(r, 409, "already_released", "the hold is already released");
         goto cleanup;
@@ -243,7 +286,6 @@ void web_h_hold_release(web_req_t *r)
         goto cleanup;
     }
     idx_hold_get(r->idx, id, &h);
-    web_audit(r, "hold.release", object, h.from_us, h.to_us, "ok", reason);
     web_reply_json(r, 200, hold_json(&h));
 
 cleanup:
@@ -340,10 +382,24 @@ static int check_role(web_req_t *r, const char *role)
     unsigned perms;
     if (web_role_perms(role, &perms) != VG_OK) {
         web_reply_error(r, 400, "invalid_field",
-                        "role must be security, auditor, investigator or admin");
+                        "role must be security, auditor, investigator, officer or admin");
         return VG_EINVAL;
     }
     return VG_OK;
+}
+
+typedef struct {
+    idx_account_t *a;
+    const char *const *names;
+    size_t n;
+} user_add_t;
+
+static int do_user_add(idx_t *idx, void *arg, idx_audit_t *rows, size_t n)
+{
+    user_add_t *c = arg;
+    (void)rows;
+    (void)n;
+    return idx_account_add(idx, c->a, c->names, c->n);
 }
 
 void web_h_user_add(web_req_t *r)
@@ -356,6 +412,7 @@ void web_h_user_add(web_req_t *r)
     const char *names[MAX_LIST];
     size_t n = 0;
     char object[96], detail[256];
+    idx_audit_t row;
     if (!body)
         return;
     const char *name = json_string_value(json_object_get(body, "name"));
@@ -374,7 +431,16 @@ void web_h_user_add(web_req_t *r)
     snprintf(a.name, sizeof(a.name), "%s", name);
     snprintf(a.role, sizeof(a.role), "%s", role);
     a.created_us = r->now_us;
-    int rc = idx_account_add(r->idx, &a, names, n);
+    snprintf(object, sizeof(object), "user:%s", name);
+    char list[200] = "";
+    for (size_t i = 0; i < n; i++)
+        vg_list_append(list, sizeof(list), names[i]);
+    snprintf(detail, sizeof(detail), "role=%s sources=%.200s", role, a.all_sources ? "all" : list);
+    web_audit_row(r, &row, NULL, "user.create", object, 0, 0, "ok", detail);
+    user_add_t change = {&a, names, n};
+    int rc = web_change(r, do_user_add, &change, &row);
+    if (rc == VG_EAUDIT)
+        goto cleanup;
     if (rc == VG_EEXIST) {
         web_reply_error(r, 409, "conflict", "a user with this name exists");
         goto cleanup;
@@ -383,27 +449,67 @@ void web_h_user_add(web_req_t *r)
         web_reply_error(r, 500, "internal", "cannot add the user");
         goto cleanup;
     }
-    snprintf(object, sizeof(object), "user:%s", name);
-    snprintf(detail, sizeof(detail), "role=%s sources=%.200s", role,
-             a.all_sources ? "all" : a.sources);
-    web_audit(r, "user.create", object, 0, 0, "ok", detail);
     web_reply_json(r, 201, user_json(&a));
 
 cleanup:
     json_decref(body);
 }
 
-/* Whether changing or removing this account would leave no admin. */
-static int last_admin(web_req_t *r, const idx_account_t *a, const char *new_role)
+/* A change to one account, made with its audit row in one transaction.
+ * The last-admin rule is checked inside it: two admins demoting each other
+ * at once cannot both see the other still there. */
+typedef struct {
+    const char *name;
+    int deleting;
+    const char *role, *pwhash; /* NULL: unchanged */
+    idx_sources_mode_t mode;
+    const char *const *names;
+    size_t n;
+    int last_admin;            /* set when refused by the rule */
+} user_change_t;
+
+static int keeps_an_admin(idx_t *idx, user_change_t *c)
 {
+    idx_account_t a;
     int64_t admins = 0;
-    if (strcmp(a->role, "admin") != 0 || (new_role && strcmp(new_role, "admin") == 0))
-        return 0;
-    if (idx_account_count_role(r->idx, "admin", &admins) != VG_OK || admins <= 1) {
-        web_reply_error(r, 409, "last_admin", "this is the last admin account");
-        return 1;
+    int rc = idx_account_get(idx, c->name, &a);
+    if (rc != VG_OK)
+        return rc;
+    int demoting = c->deleting || (c->role && strcmp(c->role, "admin") != 0);
+    if (strcmp(a.role, "admin") != 0 || !demoting)
+        return VG_OK;
+    rc = idx_account_count_role(idx, "admin", &admins);
+    if (rc == VG_OK && admins <= 1) {
+        c->last_admin = 1;
+        return VG_EBUSY;
     }
-    return 0;
+    return rc;
+}
+
+static int do_user_change(idx_t *idx, void *arg, idx_audit_t *rows, size_t n)
+{
+    user_change_t *c = arg;
+    (void)rows;
+    (void)n;
+    int rc = keeps_an_admin(idx, c);
+    if (rc != VG_OK)
+        return rc;
+    if (c->deleting)
+        return idx_account_delete(idx, c->name);
+    return idx_account_update(idx, c->name, c->role, c->pwhash, c->mode, c->names, c->n);
+}
+
+/* Answers a failed account change (web_change answered VG_EAUDIT). */
+static void user_change_failed(web_req_t *r, const user_change_t *c, int rc, const char *what)
+{
+    if (rc == VG_EAUDIT)
+        return;
+    if (c->last_admin)
+        web_reply_error(r, 409, "last_admin", "this is the last admin account");
+    else if (rc == VG_ENOTFOUND)
+        web_reply_error(r, 404, "not_found", "no such user");
+    else
+        web_reply_error(r, 500, "internal", "cannot %s the user", what);
 }
 
 static int find_user(web_req_t *r, idx_account_t *a)
@@ -424,7 +530,8 @@ void web_h_user_patch(web_req_t *r)
     idx_account_t a;
     const char *names[MAX_LIST];
     size_t n = 0;
-    char hash[128], object[96], detail[256];
+    char hash[128], object[96], detail[256], list[160] = "";
+    idx_audit_t row;
     json_t *body = NULL;
     if (find_user(r, &a) != VG_OK || !(body = web_req_body(r, fields)))
         return;
@@ -438,21 +545,28 @@ void web_h_user_patch(web_req_t *r)
         web_reply_error(r, 400, "missing_field", "give role, password or sources");
         goto cleanup;
     }
-    if ((role && check_role(r, role) != VG_OK) || last_admin(r, &a, role ? role : a.role) ||
+    if ((role && check_role(r, role) != VG_OK) ||
         (mode == IDX_SOURCES_LIST && user_sources(r, sources, names, &n) != VG_OK) ||
         (pw && check_password(r, pw, hash) != VG_OK))
         goto cleanup;
-    if (idx_account_update(r->idx, a.name, role, pw ? hash : NULL, mode, names, n) != VG_OK ||
-        idx_account_get(r->idx, a.name, &a) != VG_OK) {
-        web_reply_error(r, 500, "internal", "cannot update the user");
-        goto cleanup;
-    }
+    for (size_t i = 0; i < n; i++)
+        vg_list_append(list, sizeof(list), names[i]);
     snprintf(object, sizeof(object), "user:%s", a.name);
     snprintf(detail, sizeof(detail), "%s%s%s%s%s%.150s", role ? "role=" : "", role ? role : "",
              pw ? " password" : "", mode != IDX_SOURCES_KEEP ? " sources=" : "",
-             mode == IDX_SOURCES_KEEP ? "" : a.all_sources ? "all" : "",
-             mode == IDX_SOURCES_LIST ? a.sources : "");
-    web_audit(r, "user.update", object, 0, 0, "ok", detail);
+             mode == IDX_SOURCES_ALL ? "all" : "", mode == IDX_SOURCES_LIST ? list : "");
+    web_audit_row(r, &row, NULL, "user.update", object, 0, 0, "ok", detail);
+    user_change_t change = {.name = a.name, .role = role, .pwhash = pw ? hash : NULL,
+                            .mode = mode, .names = names, .n = n};
+    int rc = web_change(r, do_user_change, &change, &row);
+    if (rc != VG_OK) {
+        user_change_failed(r, &change, rc, "update");
+        goto cleanup;
+    }
+    if (idx_account_get(r->idx, a.name, &a) != VG_OK) {
+        web_reply_error(r, 500, "internal", "cannot read the user back");
+        goto cleanup;
+    }
     web_reply_json(r, 200, user_json(&a));
 
 cleanup:
@@ -463,14 +577,17 @@ void web_h_user_delete(web_req_t *r)
 {
     idx_account_t a;
     char object[96];
-    if (find_user(r, &a) != VG_OK || last_admin(r, &a, NULL))
+    idx_audit_t row;
+    if (find_user(r, &a) != VG_OK)
         return;
-    if (idx_account_delete(r->idx, a.name) != VG_OK) {
-        web_reply_error(r, 500, "internal", "cannot delete the user");
+    snprintf(object, sizeof(object), "user:%s", a.name);
+    web_audit_row(r, &row, NULL, "user.delete", object, 0, 0, "ok", "");
+    user_change_t change = {.name = a.name, .deleting = 1};
+    int rc = web_change(r, do_user_change, &change, &row);
+    if (rc != VG_OK) {
+        user_change_failed(r, &change, rc, "delete");
         return;
     }
-    snprintf(object, sizeof(object), "user:%s", a.name);
-    web_audit(r, "user.delete", object, 0, 0, "ok", "");
     web_reply_json(r, 200, json_pack("{ss}", "deleted", a.name));
 }
 
@@ -520,15 +637,33 @@ static int perms_of(web_req_t *r, json_t *arr, unsigned *perms)
     return VG_OK;
 }
 
+typedef struct {
+    const char *name, *by;
+    unsigned perms;
+    int64_t now_us;
+    char *secret;
+    int64_t id;
+} token_add_t;
+
+static int do_token_add(idx_t *idx, void *arg, idx_audit_t *rows, size_t n)
+{
+    token_add_t *c = arg;
+    (void)n;
+    int rc = web_token_create(idx, c->name, c->perms, c->by, c->now_us, c->secret, &c->id);
+    if (rc == VG_OK)
+        snprintf(rows[0].object, sizeof(rows[0].object), "token:%lld", (long long)c->id);
+    return rc;
+}
+
 void web_h_token_add(web_req_t *r)
 {
     static const web_field_t fields[] = {
         {"name", WEB_F_STRING, 1, 0}, {"permissions", WEB_F_STRINGS, 1, 0}, {NULL, 0, 0, 0}};
     json_t *body = web_req_body(r, fields);
     unsigned perms = 0;
-    char secret[WEB_TOKEN_TEXT_MAX], object[48], detail[256];
+    char secret[WEB_TOKEN_TEXT_MAX], detail[256], plist[128];
     idx_token_t t;
-    int64_t id = 0;
+    idx_audit_t row;
     if (!body || perms_of(r, json_object_get(body, "permissions"), &perms) != VG_OK)
         goto cleanup;
     const char *name = json_string_value(json_object_get(body, "name"));
@@ -536,32 +671,55 @@ void web_h_token_add(web_req_t *r)
         web_reply_error(r, 400, "invalid_field", "names are [a-z0-9][a-z0-9._-]{0,62}");
         goto cleanup;
     }
-    if (web_token_create(r->idx, name, perms, r->who.actor, r->now_us, secret, &id) != VG_OK ||
-        idx_token_get(r->idx, id, &t) != VG_OK) {
+    web_perms_format(perms, plist, sizeof(plist));
+    snprintf(detail, sizeof(detail), "name=%s permissions=%s", name, plist);
+    web_audit_row(r, &row, NULL, "token.create", "", 0, 0, "ok", detail);
+    token_add_t change = {.name = name, .by = r->who.actor, .perms = perms,
+                          .now_us = r->now_us, .secret = secret};
+    int rc = web_change(r, do_token_add, &change, &row);
+    if (rc == VG_EAUDIT)
+        goto cleanup;
+    if (rc != VG_OK || idx_token_get(r->idx, change.id, &t) != VG_OK) {
         web_reply_error(r, 500, "internal", "cannot create the token");
         goto cleanup;
     }
-    snprintf(object, sizeof(object), "token:%lld", (long long)id);
-    snprintf(detail, sizeof(detail), "name=%s permissions=%s", t.name, t.perms);
-    web_audit(r, "token.create", object, 0, 0, "ok", detail);
     json_t *out = token_json(&t);
     /* The only time the secret leaves vigil: only its hash is stored. */
     json_object_set_new(out, "token", json_string(secret));
     web_reply_json(r, 201, out);
 
 cleanup:
+    sodium_memzero(secret, sizeof(secret));
     json_decref(body);
+}
+
+typedef struct {
+    int64_t id, now_us;
+} token_revoke_t;
+
+static int do_token_revoke(idx_t *idx, void *arg, idx_audit_t *rows, size_t n)
+{
+    token_revoke_t *c = arg;
+    (void)rows;
+    (void)n;
+    return idx_token_revoke(idx, c->id, c->now_us);
 }
 
 void web_h_token_revoke(web_req_t *r)
 {
     int64_t id = 0;
     char object[48];
+    idx_audit_t row;
     if (parse_id(r->params[0], &id) != VG_OK) {
         web_reply_error(r, 404, "not_found", "no such token");
         return;
     }
-    int rc = idx_token_revoke(r->idx, id, r->now_us);
+    snprintf(object, sizeof(object), "token:%lld", (long long)id);
+    web_audit_row(r, &row, NULL, "token.revoke", object, 0, 0, "ok", "");
+    token_revoke_t change = {id, r->now_us};
+    int rc = web_change(r, do_token_revoke, &change, &row);
+    if (rc == VG_EAUDIT)
+        return;
     if (rc == VG_ENOTFOUND) {
         web_reply_error(r, 404, "not_found", "no such token");
         return;
@@ -574,8 +732,6 @@ void web_h_token_revoke(web_req_t *r)
         web_reply_error(r, 500, "internal", "cannot revoke the token");
         return;
     }
-    snprintf(object, sizeof(object), "token:%lld", (long long)id);
-    web_audit(r, "token.revoke", object, 0, 0, "ok", "");
     web_reply_json(r, 200, json_pack("{sI}", "revoked", (json_int_t)id));
 }
 
@@ -723,4 +879,53 @@ void web_h_audit_verify(web_req_t *r)
     web_reply_json(r, 200, json_pack("{sb sI so}", "ok", !bad, "rows_checked",
                                      (json_int_t)checked, "first_bad_id",
                                      bad ? json_integer(bad) : json_null()));
+}
+
+/* The signed checkpoints of the chain head (index/anchor.c) with the public
+ * key that verifies them, for the central point to collect and keep off the
+ * appliance: `after` is the last seq it already has. */
+void web_h_audit_checkpoints(web_req_t *r)
+{
+    const char *after = web_query_get(&r->target, "after");
+    const char *limit = web_query_get(&r->target, "limit");
+    int64_t after_seq = 0, max = AUDIT_DEFAULT_LIMIT;
+    idx_checkpoint_t *cps = NULL;
+    size_t n = 0;
+    vg_key_t key;
+    char pub[VG_KEY_PUB_TEXT_MAX], id[VG_KEY_ID_HEX], detail[64];
+    if ((after && strcmp(after, "0") != 0 && parse_id(after, &after_seq) != VG_OK) ||
+        (limit && (parse_id(limit, &max) != VG_OK || max > AUDIT_MAX_LIMIT))) {
+        web_reply_error(r, 400, "invalid_query", "after is a checkpoint seq, limit 1 to %d",
+                        AUDIT_MAX_LIMIT);
+        return;
+    }
+    int rc = vg_key_load_public(r->w->cfg.data_dir, &key);
+    if (rc != VG_OK && rc != VG_ENOTFOUND) {
+        web_reply_error(r, 500, "internal", "cannot read the appliance's public key");
+        return;
+    }
+    int have_key = rc == VG_OK;
+    rc = idx_checkpoints_read(r->w->cfg.data_dir, after_seq, (size_t)max, &cps, &n, NULL);
+    if (rc != VG_OK && rc != VG_ENOTFOUND) {
+        web_reply_error(r, 500, "internal", "cannot read the checkpoints");
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const idx_checkpoint_t *c = &cps[i];
+        json_array_append_new(arr, json_pack("{sI sI ss so sI ss ss}", "seq", (json_int_t)c->seq,
+                                             "row", (json_int_t)c->row_id, "hash", c->hash,
+                                             "ts", web_time_json(c->ts_us), "ts_us",
+                                             (json_int_t)c->ts_us, "key_id", c->key_id, "sig",
+                                             c->sig));
+    }
+    free(cps);
+    if (have_key) {
+        vg_key_public_text(&key, pub, sizeof(pub));
+        vg_key_id_hex(&key, id);
+    }
+    snprintf(detail, sizeof(detail), "%zu checkpoint(s) after %lld", n, (long long)after_seq);
+    web_audit(r, "audit.checkpoints", "audit", 0, 0, "ok", detail);
+    web_reply_json(r, 200, json_pack("{ss* ss* so}", "public_key", have_key ? pub : NULL,
+                                     "key_id", have_key ? id : NULL, "checkpoints", arr));
 }

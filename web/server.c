@@ -261,20 +261,17 @@ void web_buf_json_time(web_buf_t *b, int64_t us)
 
 /* ---- audit ---- */
 
-void web_audit_as(web_req_t *r, const char *actor, const char *action, const char *object,
-                  int64_t from_us, int64_t to_us, const char *result, const char *detail)
+void web_audit_row(web_req_t *r, idx_audit_t *a, const char *actor, const char *action,
+                   const char *object, int64_t from_us, int64_t to_us, const char *result,
+                   const char *detail)
 {
-    if (r->n_audit == WEB_MAX_AUDIT) {
-        vg_err("web: more than %d audit rows for one request", WEB_MAX_AUDIT);
-        abort(); /* a programming error: a handler must not do this */
-    }
-    idx_audit_t *a = &r->audit[r->n_audit++];
     memset(a, 0, sizeof(*a));
     a->ts_us = r->now_us;
     /* Rows carry request text (the raw target of a denied request, a
      * case number) and become JSON in GET /audit: stored as valid UTF-8,
      * never cut inside a character. */
-    vg_utf8_copy(a->actor, sizeof(a->actor), actor);
+    vg_utf8_copy(a->actor, sizeof(a->actor),
+                 actor ? actor : r->who.actor[0] ? r->who.actor : "anonymous");
     vg_utf8_copy(a->ip, sizeof(a->ip), r->ip);
     vg_utf8_copy(a->action, sizeof(a->action), action);
     vg_utf8_copy(a->object, sizeof(a->object), object ? object : "");
@@ -284,11 +281,34 @@ void web_audit_as(web_req_t *r, const char *actor, const char *action, const cha
     vg_utf8_copy(a->detail, sizeof(a->detail), detail ? detail : "");
 }
 
+void web_audit_as(web_req_t *r, const char *actor, const char *action, const char *object,
+                  int64_t from_us, int64_t to_us, const char *result, const char *detail)
+{
+    if (r->n_audit == WEB_MAX_AUDIT) {
+        vg_err("web: more than %d audit rows for one request", WEB_MAX_AUDIT);
+        abort(); /* a programming error: a handler must not do this */
+    }
+    web_audit_row(r, &r->audit[r->n_audit++], actor, action, object, from_us, to_us, result,
+                  detail);
+}
+
 void web_audit(web_req_t *r, const char *action, const char *object, int64_t from_us,
                int64_t to_us, const char *result, const char *detail)
 {
-    web_audit_as(r, r->who.actor[0] ? r->who.actor : "anonymous", action, object, from_us, to_us,
-                 result, detail);
+    web_audit_as(r, NULL, action, object, from_us, to_us, result, detail);
+}
+
+int web_change(web_req_t *r, idx_change_fn change, void *arg, idx_audit_t *row)
+{
+    int rc = idx_audited_change(r->idx, change, arg, row, 1);
+    if (rc == VG_EAUDIT) {
+        vg_err("web: %s by %s not made: its audit row cannot be written", row->action,
+               row->actor);
+        r->set_cookie[0] = '\0'; /* a session that was not recorded does not exist */
+        web_reply_error(r, 500, "audit_failed",
+                        "the change could not be recorded, so it was not made; try again");
+    }
+    return rc;
 }
 
 /* ---- request helpers ---- */

@@ -285,6 +285,17 @@ void web_dispatch(web_t *w, const char *method, const char *uri, const web_heade
                   size_t n_hdrs, const char *ip, const char *body, size_t body_len, int *status,
                   char **payload, size_t *len);
 
+/* Fills row for this request without queueing it (actor NULL: the caller,
+ * or "anonymous"). */
+void web_audit_row(web_req_t *r, idx_audit_t *row, const char *actor, const char *action,
+                   const char *object, int64_t from_us, int64_t to_us, const char *result,
+                   const char *detail);
+/* A change (user, token, hold, keep_days, session) with its audit row in one
+ * transaction (idx_audited_change): when the row cannot be written nothing
+ * changes and this answers 500 audit_failed, with no Set-Cookie. Returns the
+ * change's code (VG_EAUDIT: already answered); the caller answers the rest. */
+int web_change(web_req_t *r, idx_change_fn change, void *arg, idx_audit_t *row);
+
 /* Parses r's body against fields; answers 400/413/415 and returns NULL when
  * it does not fit. */
 json_t *web_req_body(web_req_t *r, const web_field_t *fields);
@@ -358,5 +369,6 @@ void web_h_token_add(web_req_t *r);
 void web_h_token_revoke(web_req_t *r);
 void web_h_audit(web_req_t *r);
 void web_h_audit_verify(web_req_t *r);
+void web_h_audit_checkpoints(web_req_t *r);
 
 #endif

@@ -47,7 +47,7 @@ typedef struct {
     char actor[96];     /* user:NAME | token:ID, as in the audit trail */
     unsigned perms;     /* WEB_PERM_* */
     int all_sources;
-    char sources[1024]; /* comma-separated when !all_sources */
+    char sources[IDX_LIST_TEXT_MAX]; /* comma-separated when !all_sources */
 } rly_principal_t;
 
 typedef struct rly_creds rly_creds_t;

@@ -12,7 +12,7 @@
 #include "core/util.h"
 #include "retention/retention.h"
 
-#define MAX_LIST 64
+#define MAX_LIST IDX_LIST_MAX
 #define AUDIT_DEFAULT_LIMIT 1000
 #define AUDIT_MAX_LIMIT 100000
 

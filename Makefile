@@ -76,6 +76,7 @@ integration: all $(BUILD)/camsim
 	@python3 tests/integration.py --build $(BUILD)
 	@python3 tests/integration_web.py --build $(BUILD)
 	@python3 tests/integration_relay.py --build $(BUILD)
+	@python3 tests/integration_relay_sec.py --build $(BUILD)
 
 check: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/camsim $(TEST_BINS)

@@ -229,6 +229,7 @@ int rly_creds_check(rly_creds_t *c, const char *authorization, const char *ip,
     pthread_mutex_unlock(&c->cache_lock);
     int rc = VG_ENOTFOUND;
     pthread_mutex_lock(&c->db_lock);
+    who->gen = gen;
     if (strncasecmp(authorization, "Basic ", 6) == 0)
         rc = from_basic(c, authorization + 6, ip, who);
     else if (strncasecmp(authorization, "Bearer ", 7) == 0)
@@ -263,10 +264,21 @@ int rly_creds_poll(rly_creds_t *c, int *changed)
     return VG_OK;
 }
 
+int rly_creds_current(rly_creds_t *c, const rly_principal_t *who)
+{
+    pthread_mutex_lock(&c->cache_lock);
+    int current = who->gen == c->gen;
+    pthread_mutex_unlock(&c->cache_lock);
+    return current;
+}
+
 int rly_creds_recheck(rly_creds_t *c, const rly_principal_t *who, rly_principal_t *now)
 {
     int rc;
     memset(now, 0, sizeof(*now));
+    pthread_mutex_lock(&c->cache_lock);
+    int64_t gen = c->gen; /* read first: a change after it is seen at the next poll */
+    pthread_mutex_unlock(&c->cache_lock);
     pthread_mutex_lock(&c->db_lock);
     if (who->token_id) {
         idx_token_t t;
@@ -289,6 +301,7 @@ int rly_creds_recheck(rly_creds_t *c, const rly_principal_t *who, rly_principal_
             principal_of_account(&a, now);
     }
     pthread_mutex_unlock(&c->db_lock);
+    now->gen = gen;
     return rc;
 }
 

@@ -54,6 +54,7 @@ typedef struct {
     int64_t token_id;   /* 0: an account */
     char user[64];
     char pwhash[128];
+    int64_t gen;        /* the accounts generation it was checked at */
 } rly_principal_t;
 
 typedef struct rly_creds rly_creds_t;
@@ -75,6 +76,9 @@ int rly_creds_poll(rly_creds_t *c, int *changed);
  * VG_ENOTFOUND when the token was revoked, the account deleted or its
  * password changed. */
 int rly_creds_recheck(rly_creds_t *c, const rly_principal_t *who, rly_principal_t *now);
+/* Whether who was checked at the accounts generation last polled: when not,
+ * a revocation may have come since, and rly_creds_recheck says. */
+int rly_creds_current(rly_creds_t *c, const rly_principal_t *who);
 /* Whether who may watch this source live: `live` on a source it can see,
  * and for a call line (audio) also `calls`, as in the HTTP API. */
 int rly_may_watch(const rly_principal_t *who, const char *source, vg_source_kind_t kind);

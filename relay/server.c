@@ -218,6 +218,7 @@ typedef struct {
     int strip_rtp_info; /* the PLAY being answered has TCP streams */
     /* The client's own thread changes these; the relay thread reads them
      * when it re-checks live sessions after a change of accounts. */
+    GSocket *sock;   /* the connection's socket (a reference), closed on "closed" */
     GMutex mu;
     char actor[96];  /* the last principal that passed the checks */
     rly_principal_t who; /* that principal, when have_who */
@@ -233,6 +234,8 @@ static void client_state_free(gpointer data)
 {
     client_state_t *cs = data;
     g_mutex_clear(&cs->mu);
+    if (cs->sock)
+        g_object_unref(cs->sock);
     sodium_memzero(&cs->who, sizeof(cs->who));
     g_free(cs);
 }
@@ -343,6 +346,23 @@ static GstRTSPStatusCode on_pre_play(GstRTSPClient *client, GstRTSPContext *ctx,
         code = GST_RTSP_STS_NOT_ENOUGH_BANDWIDTH;
         goto done;
     }
+    /* Checked before a revocation the relay has since learnt of (the
+     * re-check of live sessions skipped it: it played nothing then). */
+    if (cs->have_who && !rly_creds_current(cs->s->creds, &cs->who)) {
+        rly_principal_t now;
+        rly_feed_t *f = rly_server_find_feed(cs->s, source);
+        int rc = rly_creds_recheck(cs->s->creds, &cs->who, &now);
+        int ok = rc == VG_OK && f && rly_may_watch(&now, source, f->kind);
+        rly_feed_unref(f);
+        if (ok)
+            cs->who = now;
+        sodium_memzero(&now, sizeof(now));
+        if (!ok) {
+            code = rc == VG_OK || rc == VG_ENOTFOUND ? GST_RTSP_STS_NOT_FOUND
+                                                     : GST_RTSP_STS_SERVICE_UNAVAILABLE;
+            goto done;
+        }
+    }
     int64_t now = vg_clock_wall(cs->s->clock);
     rly_audit_t a = {.actor = cs->actor, .ip = cs->ip, .action = "relay.play", .source = source,
                      .result = "ok", .detail = "", .from_us = now};
@@ -446,11 +466,10 @@ static void on_closed(GstRTSPClient *client, gpointer data)
     leave_all_feeds(cs->s, client);
     /* After a failed TLS handshake (e.g. a TLS 1.1 client) the TLS stream
      * is never closed and the socket would stay open for good, one file
-     * descriptor per attempt: a peer could run vigild out of them. */
-    GstRTSPConnection *conn = gst_rtsp_client_get_connection(client);
-    GSocket *sock = conn ? gst_rtsp_connection_get_read_socket(conn) : NULL;
-    if (sock)
-        g_socket_close(sock, NULL);
+     * descriptor per attempt: a peer could run vigild out of them. Closing
+     * a socket already closed is harmless. */
+    if (cs->sock)
+        g_socket_close(cs->sock, NULL);
     peer_add(cs->s, cs->ip, -1);
     /* The state lives on until the client object goes; "closed" comes once. */
     cs->ip[0] = '\0';
@@ -463,7 +482,10 @@ static void on_client_connected(GstRTSPServer *server, GstRTSPClient *client, gp
     client_state_t *cs = g_new0(client_state_t, 1);
     cs->s = s;
     g_mutex_init(&cs->mu);
-    snprintf(cs->ip, sizeof(cs->ip), "%s", conn_ip(gst_rtsp_client_get_connection(client)));
+    GstRTSPConnection *conn = gst_rtsp_client_get_connection(client);
+    snprintf(cs->ip, sizeof(cs->ip), "%s", conn_ip(conn));
+    GSocket *sock = conn ? gst_rtsp_connection_get_read_socket(conn) : NULL;
+    cs->sock = sock ? g_object_ref(sock) : NULL;
     snprintf(cs->actor, sizeof(cs->actor), "anonymous");
     peer_add(s, cs->ip, +1);
     g_object_set_qdata_full(G_OBJECT(client), client_quark, cs, client_state_free);

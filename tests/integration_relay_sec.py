@@ -504,6 +504,12 @@ def main():
             if suite.v.proc.poll() is not None:
                 failed += 1
                 log("FAIL vigild exited during the suite")
+            elif "CRITICAL" in suite.v.log_text():
+                failed += 1
+                log("FAIL vigild logged a GLib/GStreamer CRITICAL")
+            else:
+                passed += 1
+                log("PASS vigild still running, no CRITICAL in its log")
         finally:
             suite.close()
             if failed:

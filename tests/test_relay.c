@@ -253,9 +253,12 @@ START_TEST(test_revocation_recheck)
     const char *other[] = {"hall-2"};
     ck_assert_int_eq(idx_account_update(idx, "guard", NULL, NULL, IDX_SOURCES_LIST, other, 1),
                      VG_OK);
+    ck_assert(rly_creds_current(creds, &who));
     ck_assert_int_eq(rly_creds_poll(creds, &changed), VG_OK);
     ck_assert_int_eq(changed, 1);
+    ck_assert(!rly_creds_current(creds, &who)); /* checked before the change */
     ck_assert_int_eq(rly_creds_recheck(creds, &who, &now), VG_OK);
+    ck_assert(rly_creds_current(creds, &now));
     ck_assert(!rly_may_watch(&now, "hall-1", VG_SOURCE_VIDEO));
     ck_assert(rly_may_watch(&now, "hall-2", VG_SOURCE_VIDEO));
 

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -550,6 +551,9 @@ static int plain_credentials_allowed(const rly_server_t *s, const char *ip)
 {
     if (s->tls || s->cfg->relay.allow_plain_credentials)
         return 1;
+    /* A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d. */
+    if (strncasecmp(ip, "::ffff:", 7) == 0 && strchr(ip + 7, '.'))
+        ip += 7;
     GInetAddress *a = g_inet_address_new_from_string(ip);
     int loopback = a && g_inet_address_get_is_loopback(a);
     if (a)

@@ -739,6 +739,9 @@ START_TEST(test_accounts_generation)
 }
 END_TEST
 
+/* Fills a source name up to its longest (63): prefix "x00-" and 59 more. */
+#define FILL59 "00000000000000000000000000000000000000000000000000000000000"
+
 /* A list of IDX_LIST_MAX names of 63 characters comes back whole; one more
  * name is refused rather than kept in part. */
 START_TEST(test_long_source_lists_whole)
@@ -749,7 +752,7 @@ START_TEST(test_long_source_lists_whole)
     const char *list[IDX_LIST_MAX + 1];
     char *csv = vg_strdup("");
     for (int i = 0; i <= IDX_LIST_MAX; i++) {
-        snprintf(names[i], sizeof(names[i]), "s%02d-%059d", i, i);
+        snprintf(names[i], sizeof(names[i]), "s%02u-%s", (unsigned)i % 100u, FILL59);
         ck_assert_uint_eq(strlen(names[i]), 63);
         list[i] = names[i];
         ck_assert_int_eq(idx_source_register(idx, names[i], "video"), VG_OK);

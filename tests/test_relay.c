@@ -286,6 +286,9 @@ START_TEST(test_revocation_recheck)
 }
 END_TEST
 
+/* Fills a source name up to its longest (63): prefix "x00-" and 59 more. */
+#define FILL59 "00000000000000000000000000000000000000000000000000000000000"
+
 /* 64 names of 63 characters are held whole; none grants a prefix of itself. */
 START_TEST(test_long_source_list)
 {
@@ -293,7 +296,7 @@ START_TEST(test_long_source_list)
     char names[IDX_LIST_MAX][64];
     const char *list[IDX_LIST_MAX];
     for (int i = 0; i < IDX_LIST_MAX; i++) {
-        snprintf(names[i], sizeof(names[i]), "a%02d-%059d", i, 0);
+        snprintf(names[i], sizeof(names[i]), "a%02u-%s", (unsigned)i % 100u, FILL59);
         ck_assert_uint_eq(strlen(names[i]), 63);
         list[i] = names[i];
     }

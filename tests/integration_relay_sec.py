@@ -532,6 +532,13 @@ def main():
             else:
                 passed += 1
                 log("PASS vigild still running, no CRITICAL in its log")
+            rc, took = suite.v.stop()
+            if rc == 0:
+                passed += 1
+                log("PASS clean shutdown (%.1f s)" % took)
+            else:
+                failed += 1
+                log("FAIL clean shutdown: exit %s after %.1f s" % (rc, took))
         finally:
             suite.close()
             if failed:

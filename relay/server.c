@@ -692,20 +692,6 @@ static void *relay_thread(void *arg)
 
 /* ---- revocation: live sessions end when their credential no longer allows them ---- */
 
-/* Every session of a revoked client: its media let go (a UDP session
- * would otherwise keep sending), out of the pool, off the client. */
-static GstRTSPFilterResult revoke_session(GstRTSPClient *c, GstRTSPSession *sess, gpointer data)
-{
-    (void)c;
-    rly_server_t *s = data;
-    close_job_t job = {.s = s, .medias = NULL};
-    g_list_free(gst_rtsp_session_filter(sess, drop_media, &job));
-    GstRTSPSessionPool *pool = gst_rtsp_server_get_session_pool(s->server);
-    gst_rtsp_session_pool_remove(pool, sess);
-    g_object_unref(pool);
-    return GST_RTSP_FILTER_REMOVE;
-}
-
 /* Whether the client's sessions are still allowed; *retry when the index
  * could not say. */
 static int client_allowed(rly_server_t *s, client_state_t *cs, int *retry)
@@ -744,7 +730,12 @@ static GstRTSPFilterResult recheck_client(GstRTSPServer *server, GstRTSPClient *
     g_mutex_unlock(&cs->mu);
     if (ok)
         return GST_RTSP_FILTER_KEEP;
-    g_list_free(gst_rtsp_client_session_filter(c, revoke_session, s));
+    /* Its sessions let their media go (a UDP session would otherwise keep
+     * sending) but stay with the client and the pool, which end them
+     * themselves: dropping them here left the client's transports pointing
+     * at a finalized session. */
+    close_job_t job = {.s = s, .medias = NULL};
+    g_list_free(gst_rtsp_client_session_filter(c, scan_session, &job));
     return GST_RTSP_FILTER_REMOVE; /* closes the connection: "closed" writes relay.stop */
 }
 

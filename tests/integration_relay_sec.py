@@ -528,7 +528,10 @@ def main():
                 log("FAIL vigild exited during the suite")
             elif "CRITICAL" in suite.v.log_text():
                 failed += 1
-                log("FAIL vigild logged a GLib/GStreamer CRITICAL")
+                lines = suite.v.log_text().splitlines()
+                at = [i for i, line in enumerate(lines) if "CRITICAL" in line]
+                log("FAIL vigild logged a GLib/GStreamer CRITICAL:\n" + "\n".join(
+                    "\n".join(lines[max(0, i - 6):i + 2]) for i in at[:3]))
             else:
                 passed += 1
                 log("PASS vigild still running, no CRITICAL in its log")

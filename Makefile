@@ -104,6 +104,7 @@ integration: all $(BUILD)/camsim $(BUILD)/faultfs.so
 	@python3 tests/integration_abuse.py --build $(BUILD)
 	@python3 tests/integration_hostile.py --build $(BUILD)
 	@python3 tests/integration_audit.py --build $(BUILD)
+	@python3 tests/integration_relay_sec.py --build $(BUILD)
 
 check: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/camsim $(BUILD)/faultfs.so $(TEST_BINS)

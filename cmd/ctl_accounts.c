@@ -22,7 +22,7 @@
 
 #define EXIT_PROBLEM 1
 #define EXIT_USAGE 2
-#define MAX_SOURCES 64
+#define MAX_SOURCES IDX_LIST_MAX
 #define ACTOR "system:vigilctl"
 
 typedef struct {

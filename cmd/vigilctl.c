@@ -27,7 +27,7 @@
 #define EXIT_PROBLEM 1
 #define EXIT_USAGE 2
 
-#define MAX_HOLD_SOURCES 32
+#define MAX_HOLD_SOURCES IDX_LIST_MAX
 
 typedef struct {
     vg_config_t cfg;

@@ -675,6 +675,23 @@ static int set_relay_push(parser_t *p, const char *key, const char *value)
     return VG_OK;
 }
 
+/* Off by default: a password in clear text crosses only the loopback
+ * interface unless the admin says the network between is trusted. */
+static int set_relay_allow_plain(parser_t *p, const char *key, const char *value)
+{
+    char buf[256];
+    if (strcmp(value, "yes") == 0) {
+        p->cfg->relay.allow_plain_credentials = 1;
+    } else if (strcmp(value, "no") == 0) {
+        p->cfg->relay.allow_plain_credentials = 0;
+    } else {
+        fail_at(p, p->lineno, "%s must be yes or no, got '%s'", key,
+                shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    return VG_OK;
+}
+
 static int set_source_relay(parser_t *p, const char *key, const char *value)
 {
     char buf[256];
@@ -740,6 +757,7 @@ static const key_spec_t relay_keys[] = {
     {"max_clients", set_relay_max_clients},
     {"max_clients_per_ip", set_relay_max_per_ip},
     {"send_interval_ms", set_relay_send_interval},
+    {"allow_plain_credentials", set_relay_allow_plain},
     {"push", set_relay_push},
     {NULL, NULL},
 };

@@ -55,6 +55,8 @@ typedef struct {
     int send_interval_ms;     /* a TCP client's packets go out together at most this
                                * often (0: each as it comes); fewer, larger sends */
     char *push;               /* push URL template with {source}; NULL = no push */
+    int allow_plain_credentials; /* 1: credentials over plain RTSP from any address;
+                                  * 0 (default): from loopback only */
 } vg_relay_config_t;
 
 typedef struct {

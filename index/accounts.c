@@ -47,6 +47,7 @@ enum {
     O_GET,
     O_SET,
     O_CLEAR,
+    G_GET,
     A_END
 };
 
@@ -102,6 +103,7 @@ static const char *const lazy_sql[A_END - IDX_LAZY_ACCOUNTS] = {
                  " keep_days = excluded.keep_days, set_by = excluded.set_by,"
                  " set_us = excluded.set_us",
     SQL(O_CLEAR) = "DELETE FROM source_override WHERE source = ?1",
+    SQL(G_GET) = "SELECT gen FROM accounts_generation WHERE id = 1",
 #undef SQL
 };
 
@@ -140,7 +142,15 @@ static void row_to_account(sqlite3_stmt *st, void *item)
     copy_text(st, 3, a->pwhash, sizeof(a->pwhash));
     a->all_sources = sqlite3_column_int(st, 4);
     a->created_us = sqlite3_column_int64(st, 5);
-    copy_text(st, 6, a->sources, sizeof(a->sources));
+    /* Never cut (index.h): a list that cannot be held whole grants nothing. */
+    const unsigned char *list = sqlite3_column_text(st, 6);
+    if (list && strlen((const char *)list) >= sizeof(a->sources)) {
+        vg_err("index: the source list of account %s is too long to hold: it sees no source",
+               a->name);
+        a->all_sources = 0;
+    } else {
+        copy_text(st, 6, a->sources, sizeof(a->sources));
+    }
 }
 
 /* Binds ?1 text and runs a one-row-or-none query through fill. */
@@ -208,6 +218,8 @@ int idx_account_get(idx_t *idx, const char *name, idx_account_t *out)
 
 static int set_sources(idx_t *idx, int64_t id, const char *const *sources, size_t n)
 {
+    if (n > IDX_LIST_MAX)
+        return VG_EINVAL;
     int ret = exec_id_text(idx, A_CLEAR_SOURCES, id, NULL, "clear account sources", NULL);
     for (size_t i = 0; ret == VG_OK && i < n; i++)
         ret = exec_id_text(idx, A_ADD_SOURCE, id, sources[i], "add account source", NULL);
@@ -678,4 +690,21 @@ int idx_keep_days_set(idx_t *idx, const char *source, int days, const char *by, 
         return ret;
     }
     return run(idx, st, "set keep_days override", NULL);
+}
+
+/* ---- the accounts generation (schema v8 triggers bump it) ---- */
+
+int idx_accounts_generation(idx_t *idx, int64_t *gen)
+{
+    sqlite3_stmt *st = stmt(idx, G_GET);
+    if (!st)
+        return VG_EDB;
+    int ret = VG_OK;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *gen = sqlite3_column_int64(st, 0);
+    else
+        ret = idx_priv_db_fail(idx, rc, "read the accounts generation");
+    idx_priv_stmt_done(st);
+    return ret;
 }

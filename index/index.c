@@ -283,6 +283,35 @@ static const char *const migrations[] = {
      * listing them cheap. */
     "ALTER TABLE segment ADD COLUMN unverified INTEGER NOT NULL DEFAULT 0;"
     "CREATE INDEX segment_unverified ON segment(unverified) WHERE unverified <> 0;",
+    /* v11: accounts_generation.gen changes whenever who may watch what could:
+     * an account added, changed or deleted, its source list edited, a token
+     * added or revoked, a session ended. vigilctl writes these tables from
+     * another process, so the relay polls this one number to learn that it
+     * must re-check the credentials of its live sessions. A session's
+     * last_us, touched on every request, deliberately bumps nothing. */
+    "CREATE TABLE accounts_generation ("
+    "  id INTEGER PRIMARY KEY CHECK (id = 1),"
+    "  gen INTEGER NOT NULL"
+    ");"
+    "INSERT INTO accounts_generation VALUES (1, 0);"
+    "CREATE TRIGGER account_gen_ins AFTER INSERT ON account BEGIN"
+    "  UPDATE accounts_generation SET gen = gen + 1 WHERE id = 1; END;"
+    "CREATE TRIGGER account_gen_upd AFTER UPDATE ON account BEGIN"
+    "  UPDATE accounts_generation SET gen = gen + 1 WHERE id = 1; END;"
+    "CREATE TRIGGER account_gen_del AFTER DELETE ON account BEGIN"
+    "  UPDATE accounts_generation SET gen = gen + 1 WHERE id = 1; END;"
+    "CREATE TRIGGER account_source_gen_ins AFTER INSERT ON account_source BEGIN"
+    "  UPDATE accounts_generation SET gen = gen + 1 WHERE id = 1; END;"
+    "CREATE TRIGGER account_source_gen_del AFTER DELETE ON account_source BEGIN"
+    "  UPDATE accounts_generation SET gen = gen + 1 WHERE id = 1; END;"
+    "CREATE TRIGGER token_gen_ins AFTER INSERT ON token BEGIN"
+    "  UPDATE accounts_generation SET gen = gen + 1 WHERE id = 1; END;"
+    "CREATE TRIGGER token_gen_upd AFTER UPDATE ON token BEGIN"
+    "  UPDATE accounts_generation SET gen = gen + 1 WHERE id = 1; END;"
+    "CREATE TRIGGER token_gen_del AFTER DELETE ON token BEGIN"
+    "  UPDATE accounts_generation SET gen = gen + 1 WHERE id = 1; END;"
+    "CREATE TRIGGER session_gen_del AFTER DELETE ON session BEGIN"
+    "  UPDATE accounts_generation SET gen = gen + 1 WHERE id = 1; END;",
 };
 
 #define IDX_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

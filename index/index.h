@@ -12,6 +12,13 @@
 
 typedef struct idx idx_t;
 
+/* Source lists (an account's, a hold's) hold at most IDX_LIST_MAX names of a
+ * source name's full length (63), and their comma-separated text always
+ * fits IDX_LIST_TEXT_MAX: a list is kept whole or refused, never cut, since
+ * a cut list can grant a name it never held ("...,cam-12" cut to "cam-1"). */
+#define IDX_LIST_MAX 64
+#define IDX_LIST_TEXT_MAX (IDX_LIST_MAX * 64)
+
 typedef struct {
     int64_t id;
     char source[64];
@@ -99,7 +106,7 @@ typedef struct {
     int64_t released_us; /* 0: not released */
     char released_by[64];
     char release_reason[256];
-    char sources[512];   /* comma-separated names */
+    char sources[IDX_LIST_TEXT_MAX]; /* comma-separated names */
 } idx_hold_t;
 
 typedef struct {
@@ -178,7 +185,8 @@ int idx_delete_failed(idx_t *idx, int64_t segment_id, const char *error, int64_t
 /* Marked rows whose removal failed, by id. */
 int idx_delete_failures(idx_t *idx, idx_delete_failure_t **out, size_t *n);
 
-/* Adds a hold over sources[0..n) (all must be registered, else VG_ENOTFOUND). */
+/* Adds a hold over sources[0..n) (all must be registered, else VG_ENOTFOUND;
+ * 1 to IDX_LIST_MAX of them, else VG_EINVAL). */
 int idx_hold_add(idx_t *idx, idx_hold_t *hold, const char *const *sources, size_t n);
 /* Holds, newest first; released and expired ones too when all is set. */
 int idx_hold_list(idx_t *idx, int all, int64_t now_us, idx_hold_t **out, size_t *n);
@@ -224,14 +232,15 @@ typedef struct {
     char role[16];
     char pwhash[128];   /* crypto_pwhash_str output */
     int all_sources;    /* 1: every source; else only those in sources */
-    char sources[1024]; /* comma-separated names when !all_sources */
+    char sources[IDX_LIST_TEXT_MAX]; /* comma-separated names when !all_sources */
     int64_t created_us;
 } idx_account_t;
 
 typedef enum { IDX_SOURCES_KEEP, IDX_SOURCES_ALL, IDX_SOURCES_LIST } idx_sources_mode_t;
 
 /* Adds an account; a->all_sources decides whether sources[0..n) apply.
- * VG_EEXIST when the name is taken. Fills a->id. */
+ * VG_EEXIST when the name is taken; VG_EINVAL for more than IDX_LIST_MAX
+ * sources. Fills a->id. */
 int idx_account_add(idx_t *idx, idx_account_t *a, const char *const *sources, size_t n);
 /* VG_ENOTFOUND when there is no such account. */
 int idx_account_get(idx_t *idx, const char *name, idx_account_t *out);
@@ -307,6 +316,11 @@ typedef struct {
  * address keeps trying; clears it once neither holds within the window. */
 int idx_login_attempt(idx_t *idx, const char *user, const char *ip, int64_t now_us,
                       const idx_login_policy_t *p, idx_login_attempt_t *out);
+
+/* A number that changes with every change of accounts, their source lists,
+ * tokens and ended sessions, by this process or another (vigilctl): who
+ * holds live sessions re-checks them when it moves. */
+int idx_accounts_generation(idx_t *idx, int64_t *gen);
 
 /* keep_days set over the API; *days = 0 when the source has no override. */
 int idx_keep_days_override(idx_t *idx, const char *source, int *days);

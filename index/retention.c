@@ -548,7 +548,7 @@ static int insert_hold(idx_t *idx, idx_hold_t *h)
 
 int idx_hold_add(idx_t *idx, idx_hold_t *hold, const char *const *sources, size_t n)
 {
-    if (n == 0 || !hold->case_no[0] || !hold->reason[0] || hold->to_us <= hold->from_us)
+    if (n == 0 || n > IDX_LIST_MAX || !hold->case_no[0] || !hold->reason[0] || hold->to_us <= hold->from_us)
         return VG_EINVAL;
     int owned = 0;
     int ret = idx_priv_begin(idx, &owned);

@@ -2,9 +2,10 @@
  * (same Argon2id hashes, same roles, same throttling of failed logins), an
  * API token as the Basic password or as "Bearer", and the audit rows of
  * relay sessions. RTSP clients repeat their Authorization header on every
- * request, so a verified header is remembered for a minute: a session does
- * not pay Argon2id (tens of ms, 64 MiB) per request, and a new client's
- * PLAY is not delayed by it. Only index/ is spoken to; no SQL here. */
+ * request, so a verified header is remembered for a minute, or until the
+ * accounts change (rly_creds_poll): a session does not pay Argon2id (tens
+ * of ms, 64 MiB) per request, and a new client's PLAY is not delayed by
+ * it. Only index/ is spoken to; no SQL here. */
 #include "relay/relay_private.h"
 
 #include <glib.h>
@@ -38,6 +39,8 @@ struct rly_creds {
     cache_entry_t cache[CACHE_MAX];
     size_t n_cache;
     idx_denials_t *denials;    /* refused requests: one row per address and minute */
+    int64_t gen;               /* the accounts generation last seen (cache_lock) */
+    int gen_known;
 };
 
 int rly_creds_open(const char *db_path, const vg_clock_t *clock, rly_creds_t **out)
@@ -89,9 +92,16 @@ static int cache_get(rly_creds_t *c, const char *key, int64_t now, rly_principal
     return found;
 }
 
-static void cache_put(rly_creds_t *c, const char *key, int64_t now, const rly_principal_t *who)
+/* gen: the accounts generation when the check began; a check that raced a
+ * revocation seen since is not remembered. */
+static void cache_put(rly_creds_t *c, const char *key, int64_t now, int64_t gen,
+                      const rly_principal_t *who)
 {
     pthread_mutex_lock(&c->cache_lock);
+    if (gen != c->gen) {
+        pthread_mutex_unlock(&c->cache_lock);
+        return;
+    }
     size_t kept = 0;
     for (size_t i = 0; i < c->n_cache; i++) {
         if (c->cache[i].until_us > now && strcmp(c->cache[i].key, key) != 0)
@@ -118,6 +128,7 @@ static int from_token(rly_creds_t *c, const char *secret, rly_principal_t *who)
     if (rc != VG_OK)
         return rc;
     snprintf(who->actor, sizeof(who->actor), "token:%lld", (long long)t.id);
+    who->token_id = t.id;
     if (web_perms_parse(t.perms, &who->perms) != VG_OK)
         who->perms = 0;
     who->all_sources = 1; /* tokens are not limited to sources, as in the API */
@@ -141,6 +152,18 @@ static int password_ok(rly_creds_t *c, const idx_account_t *a, int found, const 
     return ok && found;
 }
 
+static void principal_of_account(const idx_account_t *a, rly_principal_t *who)
+{
+    snprintf(who->actor, sizeof(who->actor), "user:%s", a->name);
+    if (web_role_perms(a->role, &who->perms) != VG_OK)
+        who->perms = 0;
+    who->all_sources = a->all_sources;
+    snprintf(who->sources, sizeof(who->sources), "%s", a->sources);
+    who->token_id = 0;
+    snprintf(who->user, sizeof(who->user), "%s", a->name);
+    snprintf(who->pwhash, sizeof(who->pwhash), "%s", a->pwhash);
+}
+
 static int from_account(rly_creds_t *c, const char *user, const char *pw, const char *ip,
                         rly_principal_t *who)
 {
@@ -159,11 +182,7 @@ static int from_account(rly_creds_t *c, const char *user, const char *pw, const 
     if (!password_ok(c, &a, rc == VG_OK, pw))
         return VG_ENOTFOUND; /* already counted as a failure */
     idx_login_failures_clear(c->idx, user);
-    snprintf(who->actor, sizeof(who->actor), "user:%s", a.name);
-    if (web_role_perms(a.role, &who->perms) != VG_OK)
-        who->perms = 0;
-    who->all_sources = a.all_sources;
-    snprintf(who->sources, sizeof(who->sources), "%s", a.sources);
+    principal_of_account(&a, who);
     return VG_OK;
 }
 
@@ -203,15 +222,84 @@ int rly_creds_check(rly_creds_t *c, const char *authorization, const char *ip,
     web_sha256_hex(authorization, strlen(authorization), key);
     if (cache_get(c, key, now, who))
         return VG_OK;
+    pthread_mutex_lock(&c->cache_lock);
+    int64_t gen = c->gen;
+    pthread_mutex_unlock(&c->cache_lock);
     int rc = VG_ENOTFOUND;
     pthread_mutex_lock(&c->db_lock);
+    who->gen = gen;
     if (strncasecmp(authorization, "Basic ", 6) == 0)
         rc = from_basic(c, authorization + 6, ip, who);
     else if (strncasecmp(authorization, "Bearer ", 7) == 0)
         rc = from_token(c, authorization + 7, who);
     pthread_mutex_unlock(&c->db_lock);
     if (rc == VG_OK)
-        cache_put(c, key, now, who);
+        cache_put(c, key, now, gen, who);
+    return rc;
+}
+
+int rly_creds_poll(rly_creds_t *c, int *changed)
+{
+    int64_t gen = 0;
+    *changed = 0;
+    pthread_mutex_lock(&c->db_lock);
+    int rc = idx_accounts_generation(c->idx, &gen);
+    pthread_mutex_unlock(&c->db_lock);
+    if (rc != VG_OK)
+        return rc;
+    pthread_mutex_lock(&c->cache_lock);
+    if (!c->gen_known || gen != c->gen) {
+        *changed = c->gen_known;
+        c->gen = gen;
+        c->gen_known = 1;
+        /* A remembered login must not outlive a revocation. */
+        if (*changed) {
+            sodium_memzero(c->cache, sizeof(c->cache));
+            c->n_cache = 0;
+        }
+    }
+    pthread_mutex_unlock(&c->cache_lock);
+    return VG_OK;
+}
+
+int rly_creds_current(rly_creds_t *c, const rly_principal_t *who)
+{
+    pthread_mutex_lock(&c->cache_lock);
+    int current = who->gen == c->gen;
+    pthread_mutex_unlock(&c->cache_lock);
+    return current;
+}
+
+int rly_creds_recheck(rly_creds_t *c, const rly_principal_t *who, rly_principal_t *now)
+{
+    int rc;
+    memset(now, 0, sizeof(*now));
+    pthread_mutex_lock(&c->cache_lock);
+    int64_t gen = c->gen; /* read first: a change after it is seen at the next poll */
+    pthread_mutex_unlock(&c->cache_lock);
+    pthread_mutex_lock(&c->db_lock);
+    if (who->token_id) {
+        idx_token_t t;
+        rc = idx_token_get(c->idx, who->token_id, &t);
+        if (rc == VG_OK && t.revoked_us)
+            rc = VG_ENOTFOUND;
+        if (rc == VG_OK) {
+            *now = *who;
+            if (web_perms_parse(t.perms, &now->perms) != VG_OK)
+                now->perms = 0;
+        }
+    } else {
+        idx_account_t a;
+        rc = idx_account_get(c->idx, who->user, &a);
+        /* The hash is compared, not the secret: a new password (even the
+         * same one, salted anew) ends what the old one opened. */
+        if (rc == VG_OK && strcmp(a.pwhash, who->pwhash) != 0)
+            rc = VG_ENOTFOUND;
+        if (rc == VG_OK)
+            principal_of_account(&a, now);
+    }
+    pthread_mutex_unlock(&c->db_lock);
+    now->gen = gen;
     return rc;
 }
 

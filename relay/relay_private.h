@@ -47,7 +47,14 @@ typedef struct {
     char actor[96];     /* user:NAME | token:ID, as in the audit trail */
     unsigned perms;     /* WEB_PERM_* */
     int all_sources;
-    char sources[1024]; /* comma-separated when !all_sources */
+    char sources[IDX_LIST_TEXT_MAX]; /* comma-separated when !all_sources */
+    /* What the credential was checked against, so a live session can be
+     * re-checked without the secret: the token's id, or the account's name
+     * and the password hash it had (a new password changes the hash). */
+    int64_t token_id;   /* 0: an account */
+    char user[64];
+    char pwhash[128];
+    int64_t gen;        /* the accounts generation it was checked at */
 } rly_principal_t;
 
 typedef struct rly_creds rly_creds_t;
@@ -60,6 +67,18 @@ void rly_creds_close(rly_creds_t *c);
  * VG_EBUSY: too many failures from this user or address lately. */
 int rly_creds_check(rly_creds_t *c, const char *authorization, const char *ip,
                     rly_principal_t *who);
+/* Reads the accounts generation (index.h); *changed is 1 when it moved
+ * since the last call, and remembered logins are then forgotten, so the
+ * next request of every client is checked against the index again. */
+int rly_creds_poll(rly_creds_t *c, int *changed);
+/* Re-checks a principal of a live session against the index, without its
+ * secret: VG_OK fills now with what the credential allows today;
+ * VG_ENOTFOUND when the token was revoked, the account deleted or its
+ * password changed. */
+int rly_creds_recheck(rly_creds_t *c, const rly_principal_t *who, rly_principal_t *now);
+/* Whether who was checked at the accounts generation last polled: when not,
+ * a revocation may have come since, and rly_creds_recheck says. */
+int rly_creds_current(rly_creds_t *c, const rly_principal_t *who);
 /* Whether who may watch this source live: `live` on a source it can see,
  * and for a call line (audio) also `calls`, as in the HTTP API. */
 int rly_may_watch(const rly_principal_t *who, const char *source, vg_source_kind_t kind);
@@ -105,6 +124,7 @@ struct rly_server {
     GstRTSPMountPoints *mounts;
     GstRTSPAuth *auth;
     guint attach_id;          /* the listening socket's source on ctx */
+    int recheck_pending;      /* relay thread: a re-check of live sessions must run again */
 
     pthread_mutex_t lock;     /* everything below */
     rly_feed_t **feeds;       /* mounted feeds, by name */

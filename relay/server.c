@@ -10,7 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
+
+#include <sodium.h>
 
 #include "core/errors.h"
 #include "core/util.h"
@@ -22,6 +25,9 @@
 #define SESSION_CLEANUP_S 2
 #define MAX_PLAYS 4
 #define REFUSED_LOG_EVERY_US (10 * 1000000LL)
+/* How often the accounts generation is read: a revoked credential's
+ * sessions end within this plus the time to close them (README: 10 s). */
+#define REVOKE_POLL_MS 2000
 
 struct rly_peer {
     char ip[64];
@@ -210,13 +216,30 @@ typedef struct {
 typedef struct {
     rly_server_t *s;
     char ip[64];
-    char actor[96];  /* the last principal that passed the checks */
     int strip_rtp_info; /* the PLAY being answered has TCP streams */
+    /* The client's own thread changes these; the relay thread reads them
+     * when it re-checks live sessions after a change of accounts. */
+    GSocket *sock;   /* the connection's socket (a reference), closed on "closed" */
+    GMutex mu;
+    char actor[96];  /* the last principal that passed the checks */
+    rly_principal_t who; /* that principal, when have_who */
+    int have_who;
+    const char *end_reason; /* NULL, or "revoked": why the relay closed it */
     play_t plays[MAX_PLAYS];
     size_t n_plays;
 } client_state_t;
 
 static GQuark client_quark;
+
+static void client_state_free(gpointer data)
+{
+    client_state_t *cs = data;
+    g_mutex_clear(&cs->mu);
+    if (cs->sock)
+        g_object_unref(cs->sock);
+    sodium_memzero(&cs->who, sizeof(cs->who));
+    g_free(cs);
+}
 
 static client_state_t *state_of(GstRTSPClient *client)
 {
@@ -271,17 +294,20 @@ static void peer_add(rly_server_t *s, const char *ip, int delta)
     pthread_mutex_unlock(&s->lock);
 }
 
+/* cs->mu held. */
 static void audit_play_end(client_state_t *cs, const play_t *p)
 {
     int64_t now = vg_clock_wall(cs->s->clock);
     char detail[64];
-    snprintf(detail, sizeof(detail), "duration_s=%.1f", (double)(now - p->start_us) / 1e6);
+    snprintf(detail, sizeof(detail), "duration_s=%.1f%s%s", (double)(now - p->start_us) / 1e6,
+             cs->end_reason ? " reason=" : "", cs->end_reason ? cs->end_reason : "");
     rly_audit_t a = {.actor = cs->actor, .ip = cs->ip, .action = "relay.stop",
                      .source = p->source, .result = "ok", .detail = detail,
                      .from_us = p->start_us, .to_us = now};
     rly_creds_audit(cs->s->creds, &a);
-    vg_info("relay: session ended source=%s after %.1f s", p->source,
-            (double)(now - p->start_us) / 1e6);
+    vg_info("relay: session ended source=%s after %.1f s%s%s", p->source,
+            (double)(now - p->start_us) / 1e6, cs->end_reason ? ": " : "",
+            cs->end_reason ? cs->end_reason : "");
     if (p->feed) {
         atomic_fetch_sub(&p->feed->watching, 1);
         rly_feed_unref(p->feed);
@@ -311,17 +337,40 @@ static GstRTSPStatusCode on_pre_play(GstRTSPClient *client, GstRTSPContext *ctx,
     if (!cs || !source_of(ctx->uri, source, sizeof(source)))
         return GST_RTSP_STS_OK;
     cs->strip_rtp_info = has_tcp_stream(ctx->sessmedia);
+    GstRTSPStatusCode code = GST_RTSP_STS_OK;
+    g_mutex_lock(&cs->mu);
     for (size_t i = 0; i < cs->n_plays; i++) {
         if (strcmp(cs->plays[i].source, source) == 0)
-            return GST_RTSP_STS_OK; /* PLAY after PAUSE: the same session */
+            goto done; /* PLAY after PAUSE: the same session */
     }
-    if (cs->n_plays == MAX_PLAYS)
-        return GST_RTSP_STS_NOT_ENOUGH_BANDWIDTH;
+    if (cs->n_plays == MAX_PLAYS) {
+        code = GST_RTSP_STS_NOT_ENOUGH_BANDWIDTH;
+        goto done;
+    }
+    /* Checked before a revocation the relay has since learnt of (the
+     * re-check of live sessions skipped it: it played nothing then). */
+    if (cs->have_who && !rly_creds_current(cs->s->creds, &cs->who)) {
+        rly_principal_t now;
+        rly_feed_t *f = rly_server_find_feed(cs->s, source);
+        int rc = rly_creds_recheck(cs->s->creds, &cs->who, &now);
+        int ok = rc == VG_OK && f && rly_may_watch(&now, source, f->kind);
+        rly_feed_unref(f);
+        if (ok)
+            cs->who = now;
+        sodium_memzero(&now, sizeof(now));
+        if (!ok) {
+            code = rc == VG_OK || rc == VG_ENOTFOUND ? GST_RTSP_STS_NOT_FOUND
+                                                     : GST_RTSP_STS_SERVICE_UNAVAILABLE;
+            goto done;
+        }
+    }
     int64_t now = vg_clock_wall(cs->s->clock);
     rly_audit_t a = {.actor = cs->actor, .ip = cs->ip, .action = "relay.play", .source = source,
                      .result = "ok", .detail = "", .from_us = now};
-    if (rly_creds_audit(cs->s->creds, &a) != VG_OK)
-        return GST_RTSP_STS_SERVICE_UNAVAILABLE;
+    if (rly_creds_audit(cs->s->creds, &a) != VG_OK) {
+        code = GST_RTSP_STS_SERVICE_UNAVAILABLE;
+        goto done;
+    }
     play_t *p = &cs->plays[cs->n_plays++];
     snprintf(p->source, sizeof(p->source), "%s", source);
     p->start_us = now;
@@ -329,7 +378,9 @@ static GstRTSPStatusCode on_pre_play(GstRTSPClient *client, GstRTSPContext *ctx,
     if (p->feed)
         atomic_fetch_add(&p->feed->watching, 1);
     vg_info("relay: session started source=%s", source);
-    return GST_RTSP_STS_OK;
+done:
+    g_mutex_unlock(&cs->mu);
+    return code;
 }
 
 static void on_teardown(GstRTSPClient *client, GstRTSPContext *ctx, gpointer data)
@@ -340,13 +391,15 @@ static void on_teardown(GstRTSPClient *client, GstRTSPContext *ctx, gpointer dat
     rly_tap_leave(ctx->sessmedia);
     if (!cs || !source_of(ctx->uri, source, sizeof(source)))
         return;
+    g_mutex_lock(&cs->mu);
     for (size_t i = 0; i < cs->n_plays; i++) {
         if (strcmp(cs->plays[i].source, source) == 0) {
             audit_play_end(cs, &cs->plays[i]);
             cs->plays[i] = cs->plays[--cs->n_plays];
-            return;
+            break;
         }
     }
+    g_mutex_unlock(&cs->mu);
 }
 
 static void on_setup(GstRTSPClient *client, GstRTSPContext *ctx, gpointer data)
@@ -406,10 +459,18 @@ static void on_closed(GstRTSPClient *client, gpointer data)
     client_state_t *cs = state_of(client);
     if (!cs)
         return;
+    g_mutex_lock(&cs->mu);
     for (size_t i = 0; i < cs->n_plays; i++)
         audit_play_end(cs, &cs->plays[i]);
     cs->n_plays = 0;
+    g_mutex_unlock(&cs->mu);
     leave_all_feeds(cs->s, client);
+    /* After a failed TLS handshake (e.g. a TLS 1.1 client) the TLS stream
+     * is never closed and the socket would stay open for good, one file
+     * descriptor per attempt: a peer could run vigild out of them. Closing
+     * a socket already closed is harmless. */
+    if (cs->sock)
+        g_socket_close(cs->sock, NULL);
     peer_add(cs->s, cs->ip, -1);
     /* The state lives on until the client object goes; "closed" comes once. */
     cs->ip[0] = '\0';
@@ -421,10 +482,14 @@ static void on_client_connected(GstRTSPServer *server, GstRTSPClient *client, gp
     rly_server_t *s = data;
     client_state_t *cs = g_new0(client_state_t, 1);
     cs->s = s;
-    snprintf(cs->ip, sizeof(cs->ip), "%s", conn_ip(gst_rtsp_client_get_connection(client)));
+    g_mutex_init(&cs->mu);
+    GstRTSPConnection *conn = gst_rtsp_client_get_connection(client);
+    snprintf(cs->ip, sizeof(cs->ip), "%s", conn_ip(conn));
+    GSocket *sock = conn ? gst_rtsp_connection_get_read_socket(conn) : NULL;
+    cs->sock = sock ? g_object_ref(sock) : NULL;
     snprintf(cs->actor, sizeof(cs->actor), "anonymous");
     peer_add(s, cs->ip, +1);
-    g_object_set_qdata_full(G_OBJECT(client), client_quark, cs, g_free);
+    g_object_set_qdata_full(G_OBJECT(client), client_quark, cs, client_state_free);
     g_signal_connect(client, "closed", G_CALLBACK(on_closed), NULL);
     g_signal_connect(client, "pre-play-request", G_CALLBACK(on_pre_play), NULL);
     g_signal_connect(client, "teardown-request", G_CALLBACK(on_teardown), NULL);
@@ -480,13 +545,33 @@ static gboolean check_connect(RlyAuth *auth, GstRTSPContext *ctx, const gchar *c
     return auth_parent_class->check(GST_RTSP_AUTH(auth), ctx, check);
 }
 
+/* Credentials in clear text cross only the loopback interface, unless
+ * [relay] allow_plain_credentials says the network is trusted. */
+static int plain_credentials_allowed(const rly_server_t *s, const char *ip)
+{
+    if (s->tls || s->cfg->relay.allow_plain_credentials)
+        return 1;
+    /* A dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d. */
+    if (strncasecmp(ip, "::ffff:", 7) == 0 && strchr(ip + 7, '.'))
+        ip += 7;
+    GInetAddress *a = g_inet_address_new_from_string(ip);
+    int loopback = a && g_inet_address_get_is_loopback(a);
+    if (a)
+        g_object_unref(a);
+    return loopback;
+}
+
 static void audit_denied(rly_server_t *s, const char *ip, const char *actor, const char *source,
                          const char *why)
 {
     rly_creds_denied(s->creds, ip, actor, source, why);
 }
 
-/* Every request but OPTIONS carries credentials for the source it names. */
+/* Every request but OPTIONS carries credentials for the source it names.
+ * To a caller with valid credentials, a source it may not watch does not
+ * exist (README): the same 404 as for an unknown name, after the same work
+ * (feed lookup, permission check, denial audit row), so neither the answer
+ * nor its timing tells the two apart. */
 static gboolean check_url(rly_server_t *s, GstRTSPContext *ctx)
 {
     client_state_t *cs = state_of(ctx->client);
@@ -500,8 +585,17 @@ static gboolean check_url(rly_server_t *s, GstRTSPContext *ctx)
         reply(ctx, GST_RTSP_STS_NOT_FOUND);
         return FALSE;
     }
-    if (gst_rtsp_message_get_header(ctx->request, GST_RTSP_HDR_AUTHORIZATION, &authorization, 0) !=
-        GST_RTSP_OK) {
+    int has_auth = gst_rtsp_message_get_header(ctx->request, GST_RTSP_HDR_AUTHORIZATION,
+                                               &authorization, 0) == GST_RTSP_OK;
+    if (!plain_credentials_allowed(s, ip)) {
+        /* Not even checked: a password sent in clear over the network is
+         * refused whether or not it is right. */
+        if (has_auth)
+            audit_denied(s, ip, "anonymous", source, "credentials over plain RTSP");
+        reply(ctx, GST_RTSP_STS_FORBIDDEN);
+        return FALSE;
+    }
+    if (!has_auth) {
         reply(ctx, GST_RTSP_STS_UNAUTHORIZED);
         return FALSE;
     }
@@ -514,21 +608,24 @@ static gboolean check_url(rly_server_t *s, GstRTSPContext *ctx)
         return FALSE;
     }
     rly_feed_t *f = rly_server_find_feed(s, source);
-    /* A source the caller may not see does not exist for it: 401 either way. */
-    int ok = rly_may_watch(&who, source, f ? f->kind : VG_SOURCE_VIDEO);
     int known = f != NULL;
+    int ok = rly_may_watch(&who, source, known ? f->kind : VG_SOURCE_VIDEO) && known;
     rly_feed_unref(f);
     if (!ok) {
-        audit_denied(s, ip, who.actor, source, "no live permission for this source");
-        reply(ctx, GST_RTSP_STS_UNAUTHORIZED);
-        return FALSE;
-    }
-    if (!known) {
+        audit_denied(s, ip, who.actor, source,
+                     known ? "no live permission for this source" : "no such source");
         reply(ctx, GST_RTSP_STS_NOT_FOUND);
+        sodium_memzero(&who, sizeof(who));
         return FALSE;
     }
-    if (cs)
+    if (cs) {
+        g_mutex_lock(&cs->mu);
         snprintf(cs->actor, sizeof(cs->actor), "%s", who.actor);
+        cs->who = who;
+        cs->have_who = 1;
+        g_mutex_unlock(&cs->mu);
+    }
+    sodium_memzero(&who, sizeof(who));
     return TRUE;
 }
 
@@ -591,6 +688,71 @@ static void *relay_thread(void *arg)
     return NULL;
 }
 
+/* ---- revocation: live sessions end when their credential no longer allows them ---- */
+
+/* Whether the client's sessions are still allowed; *retry when the index
+ * could not say. */
+static int client_allowed(rly_server_t *s, client_state_t *cs, int *retry)
+{
+    rly_principal_t now;
+    if (!cs->have_who || cs->n_plays == 0)
+        return 1; /* its next request is checked anew: the cache was emptied */
+    int rc = rly_creds_recheck(s->creds, &cs->who, &now);
+    if (rc != VG_OK && rc != VG_ENOTFOUND) {
+        *retry = 1;
+        return 1;
+    }
+    int ok = rc == VG_OK;
+    for (size_t i = 0; ok && i < cs->n_plays; i++) {
+        const play_t *p = &cs->plays[i];
+        ok = rly_may_watch(&now, p->source, p->feed ? p->feed->kind : VG_SOURCE_VIDEO);
+    }
+    sodium_memzero(&now, sizeof(now));
+    return ok;
+}
+
+static GstRTSPFilterResult recheck_client(GstRTSPServer *server, GstRTSPClient *c, gpointer data)
+{
+    (void)server;
+    rly_server_t *s = data;
+    client_state_t *cs = state_of(c);
+    if (!cs)
+        return GST_RTSP_FILTER_KEEP;
+    g_mutex_lock(&cs->mu);
+    int ok = client_allowed(s, cs, &s->recheck_pending);
+    if (!ok) {
+        cs->end_reason = "revoked";
+        vg_notice("relay: %s may no longer watch what it plays: closing its connection from %s",
+                  cs->actor, cs->ip);
+    }
+    g_mutex_unlock(&cs->mu);
+    if (ok)
+        return GST_RTSP_FILTER_KEEP;
+    /* Its sessions let their media go (a UDP session would otherwise keep
+     * sending) but stay with the client and the pool, which end them
+     * themselves: dropping them here left the client's transports pointing
+     * at a finalized session. */
+    close_job_t job = {.s = s, .medias = NULL};
+    g_list_free(gst_rtsp_client_session_filter(c, scan_session, &job));
+    return GST_RTSP_FILTER_REMOVE; /* closes the connection: "closed" writes relay.stop */
+}
+
+/* Relay thread, every REVOKE_POLL_S. vigilctl changes accounts from another
+ * process, so the index's accounts generation is polled rather than
+ * signalled; a change re-checks every live session (README: within 10 s). */
+static gboolean recheck_sessions(gpointer data)
+{
+    rly_server_t *s = data;
+    int changed = 0;
+    if (rly_creds_poll(s->creds, &changed) != VG_OK)
+        return G_SOURCE_CONTINUE;
+    if (!changed && !s->recheck_pending)
+        return G_SOURCE_CONTINUE;
+    s->recheck_pending = 0;
+    g_list_free(gst_rtsp_server_client_filter(s->server, recheck_client, s));
+    return G_SOURCE_CONTINUE;
+}
+
 static gboolean cleanup_sessions(gpointer data)
 {
     rly_server_t *s = data;
@@ -623,6 +785,18 @@ static void registry_location(const char *data_dir)
     char *path = vg_asprintf("%s/gst-registry.bin", data_dir);
     setenv("GST_REGISTRY", path, 0);
     free(path);
+}
+
+/* RTSPS speaks TLS 1.2 and 1.3 only (README): GIO's GnuTLS backend takes
+ * its priority string from the environment, read once at the first TLS
+ * connection, so it is set before the server runs. It replaces whatever the
+ * environment had: an older protocol must not come back by accident. */
+#define RLY_TLS_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2"
+
+static void tls_priority(const rly_server_t *s)
+{
+    if (s->cfg->relay.tls_cert)
+        setenv("G_TLS_GNUTLS_PRIORITY", RLY_TLS_PRIORITY, 1);
 }
 
 static int load_tls(rly_server_t *s)
@@ -674,6 +848,7 @@ static int start_rtsp(rly_server_t *s, const char *data_dir)
     if (vg_config_split_listen(listen, host, sizeof(host), &port) != VG_OK)
         return VG_ECONFIG;
     registry_location(data_dir);
+    tls_priority(s);
     if (!gst_init_check(NULL, NULL, &err)) {
         vg_err("relay: GStreamer does not start: %s", err ? err->message : "?");
         g_clear_error(&err);
@@ -695,6 +870,12 @@ static int start_rtsp(rly_server_t *s, const char *data_dir)
     s->port = gst_rtsp_server_get_bound_port(s->server);
     GSource *timer = g_timeout_source_new_seconds(SESSION_CLEANUP_S);
     g_source_set_callback(timer, cleanup_sessions, s, NULL);
+    g_source_attach(timer, s->ctx);
+    g_source_unref(timer);
+    int changed;
+    rly_creds_poll(s->creds, &changed); /* the generation to compare with */
+    timer = g_timeout_source_new(REVOKE_POLL_MS);
+    g_source_set_callback(timer, recheck_sessions, s, NULL);
     g_source_attach(timer, s->ctx);
     g_source_unref(timer);
     sigset_t all, old;

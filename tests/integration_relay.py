@@ -393,20 +393,22 @@ class Suite:
         assert not back, "sequence numbers went back after PLAY: %d then %s" % (last, back[:5])
 
     # -- 3: auth and audit
-    def test_auth_401_and_audit(self):
+    def test_auth_401_404_and_audit(self):
         c = self.client("h264", auth=None)
         status, h, _ = c.request("DESCRIBE")
         c.close()
         assert status == 401 and h.get("www-authenticate", "").startswith("Basic"), (status, h)
-        for auth, path in [(basic("alice", "wrong-password"), "h264"),
-                           (basic("audrey", PASSWORD), "h264"),   # no live permission
-                           (basic("guard", PASSWORD), "h265"),    # not one of its sources
-                           (basic("x", self.token), "line-pcma"),  # calls need `calls`
-                           (basic("guard", PASSWORD), "nosuch")]:  # unknown to a limited user
+        # wrong credentials: 401; valid ones for what they may not watch: 404,
+        # as for a source that does not exist
+        for auth, path, expect in [(basic("alice", "wrong-password"), "h264", 401),
+                                   (basic("audrey", PASSWORD), "h264", 404),  # no live
+                                   (basic("guard", PASSWORD), "h265", 404),   # not its source
+                                   (basic("x", self.token), "line-pcma", 404),  # needs calls
+                                   (basic("guard", PASSWORD), "nosuch", 404)]:
             c = self.client(path, auth=auth)
             status, _, _ = c.request("DESCRIBE")
             c.close()
-            assert status == 401, "%s on %s -> %d" % (auth, path, status)
+            assert status == expect, "%s on %s -> %d" % (auth, path, status)
         c = self.client("nosuch")
         assert c.request("DESCRIBE")[0] == 404
         c.close()

@@ -544,6 +544,7 @@ START_TEST(test_relay_keys)
     ck_assert_int_eq(cfg.relay.max_clients, 64);
     ck_assert_int_eq(cfg.relay.max_clients_per_ip, 8);
     ck_assert_int_eq(cfg.relay.send_interval_ms, 150);
+    ck_assert_int_eq(cfg.relay.allow_plain_credentials, 0);
     ck_assert_ptr_null(cfg.relay.push);
     ck_assert_int_eq(cfg.sources[0].relay, 1);
     ck_assert_ptr_null(vg_config_push_url(&cfg, &cfg.sources[0]));
@@ -551,6 +552,7 @@ START_TEST(test_relay_keys)
 
     ck_assert_int_eq(load("[relay]\nrtsp_listen = 0.0.0.0:8554\nmax_clients = 10\n"
                           "max_clients_per_ip = 2\nsend_interval_ms = 0\n"
+                          "allow_plain_credentials = yes\n"
                           "tls_cert = /etc/hostname\n"
                           "tls_key = /etc/hostname\n"
                           "push = rtsp://u:" SECRET "@central:8554/office-7/{source}\n"
@@ -562,6 +564,7 @@ START_TEST(test_relay_keys)
     ck_assert_int_eq(cfg.relay.max_clients, 10);
     ck_assert_int_eq(cfg.relay.max_clients_per_ip, 2);
     ck_assert_int_eq(cfg.relay.send_interval_ms, 0);
+    ck_assert_int_eq(cfg.relay.allow_plain_credentials, 1);
     ck_assert_str_eq(cfg.relay.tls_key, "/etc/hostname");
     char *url = vg_config_push_url(&cfg, &cfg.sources[0]);
     ck_assert_str_eq(url, "rtsp://u:" SECRET "@central:8554/office-7/hall-1");
@@ -587,6 +590,8 @@ static const char *const bad_relay[] = {
     "[relay]\npush = rtsp://{source}.central/x\n",
     "[relay]\ntls_cert = /nonexistent.pem\n",
     "[relay]\nuser = x\n",
+    "[relay]\nallow_plain_credentials = on\n",
+    "[relay]\nallow_plain_credentials =\n",
     "[source a]\nrelay = maybe\n",
     "[source a]\npush = udp://central:1234\n",
 };

@@ -18,10 +18,11 @@
 
 #include "core/clock.h"
 #include "core/errors.h"
+#include "core/util.h"
 #include "index/index.h"
 
 /* The schema version this build should migrate to. */
-#define CURRENT_VERSION 10
+#define CURRENT_VERSION 11
 
 /* One base dir per run (made in main), one fresh dir per test inside it. A
  * failing test's child exits before its teardown runs, so main removes the
@@ -890,6 +891,116 @@ START_TEST(test_audited_change_all_or_nothing)
 }
 END_TEST
 
+static int64_t accounts_gen(idx_t *idx)
+{
+    int64_t gen = -1;
+    ck_assert_int_eq(idx_accounts_generation(idx, &gen), VG_OK);
+    return gen;
+}
+
+/* The accounts generation moves with every change that can end a live
+ * session, made by this connection or another (vigilctl), and not with the
+ * touch of a session on every request. */
+START_TEST(test_accounts_generation)
+{
+    idx_t *idx = NULL, *other = NULL;
+    ck_assert_int_eq(idx_open(g_db, 0, &idx), VG_OK);
+    ck_assert_int_eq(idx_open(g_db, 0, &other), VG_OK);
+    int64_t g = accounts_gen(idx);
+    idx_account_t a = {0};
+    snprintf(a.name, sizeof(a.name), "guard");
+    snprintf(a.role, sizeof(a.role), "security");
+    snprintf(a.pwhash, sizeof(a.pwhash), "$argon2id$x");
+    const char *one[] = {"hall-1"};
+    ck_assert_int_eq(idx_account_add(other, &a, one, 1), VG_OK);
+    ck_assert_int_gt(accounts_gen(idx), g);
+
+    ck_assert_int_eq(idx_session_add(idx, "s1", a.id, 10), VG_OK);
+    g = accounts_gen(idx);
+    ck_assert_int_eq(idx_session_touch(idx, "s1", 20), VG_OK);
+    ck_assert_int_eq(accounts_gen(idx), g);
+    ck_assert_int_eq(idx_session_delete(other, "s1"), VG_OK);
+    ck_assert_int_gt(accounts_gen(idx), g);
+
+    const char *two[] = {"hall-2"};
+    g = accounts_gen(idx);
+    ck_assert_int_eq(idx_account_update(other, "guard", NULL, NULL, IDX_SOURCES_LIST, two, 1),
+                     VG_OK);
+    ck_assert_int_gt(accounts_gen(idx), g);
+    g = accounts_gen(idx);
+    ck_assert_int_eq(idx_account_update(other, "guard", "auditor", NULL, IDX_SOURCES_KEEP, NULL, 0),
+                     VG_OK);
+    ck_assert_int_gt(accounts_gen(idx), g);
+    g = accounts_gen(idx);
+    ck_assert_int_eq(idx_account_update(other, "guard", NULL, "$argon2id$y", IDX_SOURCES_KEEP,
+                                        NULL, 0), VG_OK);
+    ck_assert_int_gt(accounts_gen(idx), g);
+
+    idx_token_t t = {0};
+    snprintf(t.name, sizeof(t.name), "central");
+    snprintf(t.perms, sizeof(t.perms), "live");
+    ck_assert_int_eq(idx_token_add(other, &t, "abc"), VG_OK);
+    g = accounts_gen(idx);
+    ck_assert_int_eq(idx_token_revoke(other, t.id, 5), VG_OK);
+    ck_assert_int_gt(accounts_gen(idx), g);
+    g = accounts_gen(idx);
+    ck_assert_int_eq(idx_account_delete(other, "guard"), VG_OK);
+    ck_assert_int_gt(accounts_gen(idx), g);
+    idx_close(other);
+    idx_close(idx);
+}
+END_TEST
+
+/* Fills a source name up to its longest (63): prefix "x00-" and 59 more. */
+#define FILL59 "00000000000000000000000000000000000000000000000000000000000"
+
+/* A list of IDX_LIST_MAX names of 63 characters comes back whole; one more
+ * name is refused rather than kept in part. */
+START_TEST(test_long_source_lists_whole)
+{
+    idx_t *idx = NULL;
+    ck_assert_int_eq(idx_open(g_db, 0, &idx), VG_OK);
+    char names[IDX_LIST_MAX + 1][64];
+    const char *list[IDX_LIST_MAX + 1];
+    char *csv = vg_strdup("");
+    for (int i = 0; i <= IDX_LIST_MAX; i++) {
+        snprintf(names[i], sizeof(names[i]), "s%02u-%s", (unsigned)i % 100u, FILL59);
+        ck_assert_uint_eq(strlen(names[i]), 63);
+        list[i] = names[i];
+        ck_assert_int_eq(idx_source_register(idx, names[i], "video"), VG_OK);
+        if (i < IDX_LIST_MAX) {
+            char *next = vg_asprintf("%s%s%s", csv, i ? "," : "", names[i]);
+            free(csv);
+            csv = next;
+        }
+    }
+    idx_account_t a = {0}, got;
+    snprintf(a.name, sizeof(a.name), "many");
+    snprintf(a.role, sizeof(a.role), "security");
+    snprintf(a.pwhash, sizeof(a.pwhash), "$argon2id$x");
+    ck_assert_int_eq(idx_account_add(idx, &a, list, IDX_LIST_MAX), VG_OK);
+    ck_assert_int_eq(idx_account_get(idx, "many", &got), VG_OK);
+    ck_assert_int_eq(got.all_sources, 0);
+    ck_assert_str_eq(got.sources, csv);
+    ck_assert_int_eq(idx_account_update(idx, "many", NULL, NULL, IDX_SOURCES_LIST, list,
+                                        IDX_LIST_MAX + 1), VG_EINVAL);
+    ck_assert_int_eq(idx_account_get(idx, "many", &got), VG_OK);
+    ck_assert_str_eq(got.sources, csv); /* unchanged */
+
+    idx_hold_t h = {0}, hg;
+    snprintf(h.case_no, sizeof(h.case_no), "C-1");
+    snprintf(h.reason, sizeof(h.reason), "long names");
+    h.from_us = 1;
+    h.to_us = 2;
+    ck_assert_int_eq(idx_hold_add(idx, &h, list, IDX_LIST_MAX + 1), VG_EINVAL);
+    ck_assert_int_eq(idx_hold_add(idx, &h, list, IDX_LIST_MAX), VG_OK);
+    ck_assert_int_eq(idx_hold_get(idx, h.id, &hg), VG_OK);
+    ck_assert_str_eq(hg.sources, csv);
+    free(csv);
+    idx_close(idx);
+}
+END_TEST
+
 START_TEST(test_scale_plan)
 {
     idx_t *idx = open_rw();
@@ -1027,6 +1138,8 @@ static Suite *index_suite(void)
     tcase_add_test(tc, test_source_hour_rows_go_with_their_hour);
     tcase_add_test(tc, test_anchor_key_and_checkpoints);
     tcase_add_test(tc, test_audited_change_all_or_nothing);
+    tcase_add_test(tc, test_accounts_generation);
+    tcase_add_test(tc, test_long_source_lists_whole);
     tcase_add_test(tc, test_scale_plan);
     tcase_add_test(tc, test_denials_survive_a_failed_write);
     suite_add_tcase(s, tc);

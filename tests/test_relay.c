@@ -226,6 +226,96 @@ START_TEST(test_token)
 }
 END_TEST
 
+/* A remembered login ends with the accounts generation, and a live
+ * session's principal is re-checked against the index without its secret. */
+START_TEST(test_revocation_recheck)
+{
+    rly_principal_t who, tok, now;
+    int changed = 0;
+    char secret[WEB_TOKEN_TEXT_MAX];
+    int64_t id = 0;
+    add_account("guard", "security", "hall-1");
+    ck_assert_int_eq(web_token_create(idx, "central", WEB_PERM_LIVE, "test", 1, secret, &id),
+                     VG_OK);
+    ck_assert_int_eq(rly_creds_poll(creds, &changed), VG_OK);
+    ck_assert_int_eq(changed, 0); /* the first reading is the reference */
+    char *good = basic("guard", "correct horse battery");
+    char *bearer = vg_asprintf("Bearer %s", secret);
+    ck_assert_int_eq(check(good, &who), VG_OK);
+    ck_assert_int_eq(check(bearer, &tok), VG_OK);
+    ck_assert_int_eq(rly_creds_recheck(creds, &who, &now), VG_OK);
+    ck_assert(rly_may_watch(&now, "hall-1", VG_SOURCE_VIDEO));
+    ck_assert_int_eq(rly_creds_recheck(creds, &tok, &now), VG_OK);
+    ck_assert_int_eq(rly_creds_poll(creds, &changed), VG_OK);
+    ck_assert_int_eq(changed, 0);
+
+    /* the source list changes: still a valid login, no longer hall-1 */
+    const char *other[] = {"hall-2"};
+    ck_assert_int_eq(idx_account_update(idx, "guard", NULL, NULL, IDX_SOURCES_LIST, other, 1),
+                     VG_OK);
+    ck_assert(rly_creds_current(creds, &who));
+    ck_assert_int_eq(rly_creds_poll(creds, &changed), VG_OK);
+    ck_assert_int_eq(changed, 1);
+    ck_assert(!rly_creds_current(creds, &who)); /* checked before the change */
+    ck_assert_int_eq(rly_creds_recheck(creds, &who, &now), VG_OK);
+    ck_assert(rly_creds_current(creds, &now));
+    ck_assert(!rly_may_watch(&now, "hall-1", VG_SOURCE_VIDEO));
+    ck_assert(rly_may_watch(&now, "hall-2", VG_SOURCE_VIDEO));
+
+    /* a new password (even the same one, salted anew) ends the old login */
+    char hash[128];
+    ck_assert_int_eq(web_password_hash("correct horse battery", hash), VG_OK);
+    ck_assert_int_eq(idx_account_update(idx, "guard", NULL, hash, IDX_SOURCES_KEEP, NULL, 0),
+                     VG_OK);
+    ck_assert_int_eq(rly_creds_recheck(creds, &who, &now), VG_ENOTFOUND);
+
+    /* a revoked token: its remembered header is forgotten at the next poll */
+    ck_assert_int_eq(rly_creds_poll(creds, &changed), VG_OK);
+    ck_assert_int_eq(check(bearer, &tok), VG_OK); /* remembered again */
+    ck_assert_int_eq(idx_token_revoke(idx, id, 2), VG_OK);
+    ck_assert_int_eq(rly_creds_recheck(creds, &tok, &now), VG_ENOTFOUND);
+    ck_assert_int_eq(check(bearer, &tok), VG_OK); /* still remembered... */
+    ck_assert_int_eq(rly_creds_poll(creds, &changed), VG_OK);
+    ck_assert_int_eq(changed, 1);
+    ck_assert_int_eq(check(bearer, &tok), VG_ENOTFOUND); /* ...until the poll */
+
+    ck_assert_int_eq(idx_account_delete(idx, "guard"), VG_OK);
+    ck_assert_int_eq(rly_creds_recheck(creds, &who, &now), VG_ENOTFOUND);
+    free(good);
+    free(bearer);
+}
+END_TEST
+
+/* Fills a source name up to its longest (63): prefix "x00-" and 59 more. */
+#define FILL59 "00000000000000000000000000000000000000000000000000000000000"
+
+/* 64 names of 63 characters are held whole; none grants a prefix of itself. */
+START_TEST(test_long_source_list)
+{
+    rly_principal_t who;
+    char names[IDX_LIST_MAX][64];
+    const char *list[IDX_LIST_MAX];
+    for (int i = 0; i < IDX_LIST_MAX; i++) {
+        snprintf(names[i], sizeof(names[i]), "a%02u-%s", (unsigned)i % 100u, FILL59);
+        ck_assert_uint_eq(strlen(names[i]), 63);
+        list[i] = names[i];
+    }
+    idx_account_t a = {0};
+    snprintf(a.name, sizeof(a.name), "many");
+    snprintf(a.role, sizeof(a.role), "security");
+    ck_assert_int_eq(web_password_hash("correct horse battery", a.pwhash), VG_OK);
+    ck_assert_int_eq(idx_account_add(idx, &a, list, IDX_LIST_MAX), VG_OK);
+    char *good = basic("many", "correct horse battery");
+    ck_assert_int_eq(check(good, &who), VG_OK);
+    for (int i = 0; i < IDX_LIST_MAX; i++)
+        ck_assert(rly_may_watch(&who, names[i], VG_SOURCE_VIDEO));
+    char prefix[64];
+    snprintf(prefix, sizeof(prefix), "%.62s", names[IDX_LIST_MAX - 1]);
+    ck_assert(!rly_may_watch(&who, prefix, VG_SOURCE_VIDEO));
+    free(good);
+}
+END_TEST
+
 START_TEST(test_audit_row)
 {
     rly_audit_t a = {.actor = "user:guard", .ip = "10.0.0.9", .action = "relay.stop",
@@ -326,6 +416,8 @@ static Suite *relay_suite(void)
     tcase_add_test(db_case, test_password);
     tcase_add_test(db_case, test_throttled_after_failures);
     tcase_add_test(db_case, test_token);
+    tcase_add_test(db_case, test_revocation_recheck);
+    tcase_add_test(db_case, test_long_source_list);
     tcase_add_test(db_case, test_audit_row);
     tcase_add_test(db_case, test_push_down_never_blocks);
     suite_add_tcase(s, db_case);

@@ -255,7 +255,7 @@ static long plan_find(const ret_plan_t *p, int64_t id)
 /* 1 when name is one element of the comma-separated list. */
 static int list_has(const char *list, const char *name)
 {
-    char hay[600], needle[80];
+    char hay[IDX_LIST_TEXT_MAX + 2], needle[80];
     snprintf(hay, sizeof(hay), ",%s,", list);
     snprintf(needle, sizeof(needle), ",%s,", name);
     return strstr(hay, needle) != NULL;

@@ -14,7 +14,7 @@
 
 #include <sodium.h>
 
-#define MAX_LIST 64
+#define MAX_LIST IDX_LIST_MAX
 #define AUDIT_DEFAULT_LIMIT 1000
 /* One answer holds at most this many rows (a few MiB of JSON); more are
  * fetched page by page with after=NEXT. */

@@ -149,7 +149,7 @@ typedef struct {
     char role[16];        /* users only */
     unsigned perms;
     int all_sources;
-    char sources[1024];   /* comma-separated when !all_sources */
+    char sources[IDX_LIST_TEXT_MAX]; /* comma-separated when !all_sources */
     char actor[96];       /* user:NAME | token:ID */
     int via_cookie;
     char session_hash[65];

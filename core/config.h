@@ -42,6 +42,8 @@ typedef struct {
     int session_max_hours;    /* a session ends this long after login, used or not */
     int metrics_token;        /* metrics_access = token: GET /metrics needs a token with
                                * the metrics permission; 0 (loopback): loopback only */
+    char *ui_dir;             /* the browser UI's files (default VG_UI_DIR, set at build) */
+    char *timezone;           /* IANA zone the UI shows times in; NULL: the system's */
 } vg_http_config_t;
 
 /* [relay]: see README "Central monitoring point". */

@@ -265,6 +265,8 @@ static const char *const migrations[] = {
     "   WHERE source_id = OLD.source_id AND hour = OLD.start_us / 3600000000 AND bytes <= 0;"
     " END;"
     "DELETE FROM source_hour WHERE bytes <= 0;",
+    /* v8: the language a user picked in the browser UI ('' = the browser's). */
+    "ALTER TABLE account ADD COLUMN language TEXT NOT NULL DEFAULT '';",
 };
 
 #define IDX_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

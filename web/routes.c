@@ -411,6 +411,10 @@ const web_route_t web_routes[] = {
     {"DELETE", "/api/v1/tokens/{}", WEB_PERM_ADMIN, 0, NULL, web_h_token_revoke},
     {"GET", "/api/v1/audit", WEB_PERM_AUDIT, 0, audit_keys, web_h_audit},
     {"GET", "/api/v1/audit/verify", WEB_PERM_AUDIT, 0, NULL, web_h_audit_verify},
+    /* the browser UI's own (routes_ui.c) */
+    {"GET", "/api/v1/ui", 0, WEB_ROUTE_PUBLIC, NULL, web_h_ui},
+    {"GET", "/api/v1/me/language", 0, 0, NULL, web_h_language},
+    {"PUT", "/api/v1/me/language", 0, WEB_ROUTE_BODY, NULL, web_h_language_set},
 };
 
 const size_t web_n_routes = sizeof(web_routes) / sizeof(web_routes[0]);

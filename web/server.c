@@ -32,6 +32,10 @@
  * memset was a twentieth of the busiest route's CPU. */
 #define CONNECTION_MEMORY (16 * 1024)
 #define MAX_PEM (64 * 1024)
+#define WEB_CSP                                                                            \
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; " \
+    "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "    \
+    "form-action 'self'; frame-ancestors 'none'"
 
 /* ---- replies ---- */
 
@@ -380,6 +384,8 @@ static int route_and_auth(web_req_t *r, const web_route_t **route)
         return VG_EINVAL;
     }
     *route = web_route_find(r->method, &r->target, &known, r->allow, sizeof(r->allow), r->params);
+    if (!*route && !known && web_ui_serve(r))
+        return VG_EEXIST; /* answered with the UI */
     if (!*route) {
         if (known)
             web_reply_error(r, 405, "method_not_allowed", "use %s", r->allow);
@@ -473,8 +479,14 @@ static enum MHD_Result send_reply(web_req_t *r)
     r->payload_release = NULL;
     r->payload_ctx = NULL;
     add_header(resp, "Content-Type", r->content_type);
-    add_header(resp, "Cache-Control", "no-store");
+    add_header(resp, "Cache-Control", r->cache_control ? r->cache_control : "no-store");
+    add_header(resp, "ETag", r->etag);
     add_header(resp, "X-Content-Type-Options", "nosniff");
+    /* On every answer, the UI's and the API's alike: no inline script or
+     * style, no framing, no referrer leaking a source name or a time. */
+    add_header(resp, "Content-Security-Policy", WEB_CSP);
+    add_header(resp, "Referrer-Policy", "no-referrer");
+    add_header(resp, "X-Frame-Options", "DENY");
     add_header(resp, "Set-Cookie", r->set_cookie);
     add_header(resp, "Retry-After", r->retry_after);
     add_header(resp, "Allow", r->allow);
@@ -668,6 +680,8 @@ static int prepare(struct web *w)
     char *db = vg_asprintf("%s/index.db", w->cfg.data_dir);
     w->db_path = db;
     w->cache = web_cache_new();
+    if ((rc = web_ui_init(w)) != VG_OK)
+        return rc;
     return web_auditor_start(db, &w->auditor);
 }
 
@@ -778,6 +792,7 @@ void web_stop(web_t *w)
     }
     web_auditor_stop(w->auditor);
     web_cache_free(w->cache);
+    web_ui_free(w);
     for (size_t i = 0; i < w->n_pool; i++)
         idx_close(w->pool[i]);
     free(w->pool);

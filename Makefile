@@ -20,7 +20,7 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps check unit integration asan demo bench clean cppcheck install uninstall fuzz fuzz-run \
+.PHONY: all deps check unit integration ui-check asan demo bench clean cppcheck install uninstall fuzz fuzz-run \
 	systemd-check
 
 PREFIX ?= /usr/local
@@ -34,6 +34,9 @@ TMPFILESDIR ?= /usr/lib/tmpfiles.d
 SYSCONFDIR ?= /etc
 
 all: $(BUILD)/vigild $(BUILD)/vigilctl
+
+# The UI's default directory ([server] ui_dir) is where `make install` puts it.
+$(BUILD)/core/config.o: VG_CFLAGS += -DVG_UI_DIR='"$(SHAREDIR)/ui"'
 
 deps:
 	@sh scripts/deps.sh
@@ -76,6 +79,14 @@ integration: all $(BUILD)/camsim
 	@python3 tests/integration.py --build $(BUILD)
 	@python3 tests/integration_web.py --build $(BUILD)
 	@python3 tests/integration_relay.py --build $(BUILD)
+	@$(MAKE) --no-print-directory ui-check
+
+# The browser UI end to end: headless chromium (playwright-core, axe-core from
+# tests/ui's lockfile) against one vigild and the camera simulator. Writes
+# docs/screenshots/. Ends with node's test summary.
+ui-check: all $(BUILD)/camsim
+	@sh scripts/vendor-ui.sh --check
+	@python3 tests/integration_ui.py --build $(BUILD)
 
 check: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/camsim $(TEST_BINS)

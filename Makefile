@@ -144,6 +144,7 @@ bench: deps
 	@for b in $(BENCH_BINS); do $$b --results bench/RESULTS.md || exit 1; done
 	@python3 bench/bench_web.py --build $(BUILD) --results bench/RESULTS.md
 	@python3 bench/bench_relay.py --build $(BUILD) --results bench/RESULTS.md
+	@python3 bench/bench_ui.py --build $(BUILD) --results bench/RESULTS.md
 
 # Installs the daemon as a service (README "Install as a service"). The
 # example config is installed once: an admin's edited file is never replaced.

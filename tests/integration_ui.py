@@ -89,6 +89,42 @@ def check_static(port):
         assert b"root:" not in b, path
 
 
+def check_ui_api(port):
+    """GET /api/v1/ui and the per-user language, with their error paths."""
+    def call(method, path, body=None, cookie=None, csrf=True, lang=None):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        headers = {"Content-Type": "application/json"}
+        if cookie:
+            headers["Cookie"] = cookie
+        if cookie and csrf:
+            headers["X-Requested-With"] = "vigil"
+        if lang:
+            headers["Accept-Language"] = lang
+        c.request(method, path, body=json.dumps(body) if body is not None else None,
+                  headers=headers)
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r.status, json.loads(data) if data else None, r
+    st, ui, _ = call("GET", "/api/v1/ui", lang="en-US,en;q=0.9,ru;q=0.8")
+    assert st == 200 and ui["language"] == "en" and ui["timezone"] == "Europe/Moscow", ui
+    assert ui["min_days"] == 60, ui
+    assert call("GET", "/api/v1/ui", lang="de-DE,ru;q=0.5")[1]["language"] == "ru"
+    assert call("GET", "/api/v1/ui", lang="de-DE")[1]["language"] == "ru"
+    assert call("GET", "/api/v1/me/language")[0] == 401
+    st, _, r = call("POST", "/api/v1/login", {"user": "guard", "password": PASSWORD})
+    assert st == 200, st
+    cookie = r.getheader("Set-Cookie").split(";")[0]
+    got = call("GET", "/api/v1/me/language", cookie=cookie)
+    assert got[:2] == (200, {"language": None}), got[:2]
+    assert call("PUT", "/api/v1/me/language", {"language": "en"}, cookie, csrf=False)[0] == 403
+    st, body, _ = call("PUT", "/api/v1/me/language", {"language": "de"}, cookie)
+    assert st == 400 and body["error"]["code"] == "invalid_field", body
+    assert call("PUT", "/api/v1/me/language", {"lang": "en"}, cookie)[0] == 400
+    assert call("GET", "/api/v1/me/language", cookie=cookie)[1] == {"language": None}
+    assert call("POST", "/api/v1/logout", None, cookie)[0] == 200
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
@@ -122,6 +158,8 @@ def main():
             wait_for("sources recording", lambda: sources_recording(port, 3), 60, interval=0.5)
             check_static(port)
             log("ui: static files, headers, caching and path tricks: ok")
+            check_ui_api(port)
+            log("ui: /api/v1/ui and /api/v1/me/language with bad input: ok")
             env = dict(os.environ, VIGIL_URL="http://127.0.0.1:%d" % port, VIGIL_PASSWORD=PASSWORD,
                        VIGIL_SCREENSHOTS=os.path.join(integration.REPO, "docs", "screenshots"))
             files = args.files or sorted(f for f in os.listdir(TESTS) if f.endswith(".test.js"))

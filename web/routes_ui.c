@@ -98,7 +98,7 @@ void web_h_language(web_req_t *r)
         web_reply_error(r, 500, "internal", "cannot read the language");
         return;
     }
-    web_reply_json(r, 200, json_pack("{ss*}", "language", lang[0] ? lang : NULL));
+    web_reply_json(r, 200, json_pack("{so}", "language", lang[0] ? json_string(lang) : json_null()));
 }
 
 /* PUT /api/v1/me/language {"language": "ru" | "en"}: kept per account, so

@@ -41,7 +41,7 @@ test('users: create, change role, reset password, delete', async () => {
   await page.selectOption('select[aria-label="Роль olga"]', 'investigator');
   await page.fill('input[aria-label="Источники olga"]', 'hall-1, line-1');
   await page.click('button[aria-label="Сохранить olga"]');
-  await page.waitForSelector('.msg.ok:has-text("olga")');
+  await page.waitForSelector('.msg.ok:has-text("Изменения olga сохранены")');
   const { users } = await apiGet(page, '/users');
   const olga = users.find((u) => u.name === 'olga');
   assert.equal(olga.role, 'investigator');

@@ -41,9 +41,10 @@ export async function newPage(browser, { width = 1440, height = 900, locale = 'r
   return page;
 }
 
+// The app booted and drew the page of the current URL.
 export async function ready(page) {
   await page.waitForSelector('body[data-ready="1"]');
-  await page.waitForFunction(() => !document.querySelector('main .loading'));
+  await page.waitForFunction(() => document.body.dataset.rendered === location.pathname);
 }
 
 // A logged-in page for user: the form is filled once per user and test file,
@@ -78,8 +79,8 @@ export async function go(page, path) {
     history.pushState(null, '', p);
     dispatchEvent(new PopStateEvent('popstate'));
   }, path);
-  await page.waitForFunction((p) => location.pathname === p.split('?')[0], path);
-  await page.waitForFunction(() => !document.querySelector('main .loading'));
+  await page.waitForFunction((p) => location.pathname === p.split('?')[0] &&
+    document.body.dataset.rendered === location.pathname, path);
 }
 
 export async function axe(page, what) {

@@ -115,12 +115,15 @@ export async function render() {
   const my = ++seq;
   const path = location.pathname;
   const m = main();
+  // the page drawn last, for tests and tools waiting on a page change
+  delete document.body.dataset.rendered;
   if (path === '/login') {
     header();
     const mod = await import('./pages/login.js');
     if (my !== seq) return;
     clear(m).append(...mod.render());
     m.querySelector('input')?.focus();
+    document.body.dataset.rendered = path;
     return;
   }
   if (!app.me) {
@@ -150,6 +153,7 @@ export async function render() {
   if (my !== seq) return;
   clear(m).append(...nodes);
   (m.querySelector('h1') || m).focus({ preventScroll: true });
+  document.body.dataset.rendered = path;
 }
 
 // Same-origin links route on the client; downloads and new tabs do not.

@@ -20,8 +20,8 @@ LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps check unit integration asan demo bench clean cppcheck install uninstall fuzz fuzz-run \
-	systemd-check crash-check
+.PHONY: all deps check unit integration ui-check asan demo bench clean cppcheck install uninstall \
+	fuzz fuzz-run systemd-check crash-check
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -36,6 +36,9 @@ SYSCONFDIR ?= /etc
 CONF_GROUP ?= vigil
 
 all: $(BUILD)/vigild $(BUILD)/vigilctl
+
+# The UI's default directory ([server] ui_dir) is where `make install` puts it.
+$(BUILD)/core/config.o: VG_CFLAGS += -DVG_UI_DIR='"$(SHAREDIR)/ui"'
 
 deps:
 	@sh scripts/deps.sh
@@ -105,6 +108,14 @@ integration: all $(BUILD)/camsim $(BUILD)/faultfs.so
 	@python3 tests/integration_hostile.py --build $(BUILD)
 	@python3 tests/integration_audit.py --build $(BUILD)
 	@python3 tests/integration_relay_sec.py --build $(BUILD)
+	@$(MAKE) --no-print-directory ui-check
+
+# The browser UI end to end: headless chromium (playwright-core, axe-core from
+# tests/ui's lockfile) against one vigild and the camera simulator. Writes
+# docs/screenshots/. Ends with node's test summary.
+ui-check: all $(BUILD)/camsim
+	@sh scripts/vendor-ui.sh --check
+	@python3 tests/integration_ui.py --build $(BUILD)
 
 check: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/camsim $(BUILD)/faultfs.so $(TEST_BINS)
@@ -171,6 +182,7 @@ bench: deps
 	@$(MAKE) --no-print-directory $(BUILD)/crash-recorder.so
 	@python3 tests/crash/harness.py --build $(BUILD) --states 0 --variants 4 --results bench/RESULTS.md
 	@python3 bench/bench_flood.py --build $(BUILD) --results bench/RESULTS.md
+	@python3 bench/bench_ui.py --build $(BUILD) --results bench/RESULTS.md
 
 # Installs the daemon as a service (README "Install as a service"). The
 # example config is installed once: an admin's edited file is never replaced.

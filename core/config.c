@@ -45,6 +45,10 @@
 
 /* [server] HTTP: loopback by default, so a fresh install exposes nothing. */
 #define DEFAULT_HTTP_LISTEN "127.0.0.1:8080"
+/* Where `make install` puts the UI; the Makefile passes its PREFIX. */
+#ifndef VG_UI_DIR
+#define VG_UI_DIR "/usr/local/share/vigil/ui"
+#endif
 #define DEFAULT_SESSION_IDLE_MINUTES 30
 #define DEFAULT_SESSION_MAX_HOURS 12
 
@@ -584,6 +588,42 @@ static int set_audit_checkpoint(parser_t *p, const char *key, const char *value)
     return set_bounded(p, key, value, 300, &p->cfg->audit_checkpoint_seconds);
 }
 
+/* The UI is a directory of static files; a missing one is a config error
+ * now rather than a 404 for every page later. */
+static int set_ui_dir(parser_t *p, const char *key, const char *value)
+{
+    char buf[256];
+    struct stat st;
+    if (!value[0] || stat(value, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fail_at(p, p->lineno, "%s '%s' is not a directory", key, shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    free(p->cfg->http.ui_dir);
+    p->cfg->http.ui_dir = vg_strdup(value);
+    return VG_OK;
+}
+
+/* An IANA name ("Europe/Moscow") the browser formats times in. Only the
+ * name's shape and its presence in the system's zone database are checked:
+ * the daemon itself keeps UTC. */
+static int set_timezone(parser_t *p, const char *key, const char *value)
+{
+    char buf[256], path[512];
+    int ok = value[0] && value[0] != '/' && strlen(value) < 64 && !strstr(value, "..");
+    for (const char *c = value; ok && *c; c++)
+        ok = isalnum((unsigned char)*c) || strchr("/_+-", *c);
+    const char *db = getenv("TZDIR") ? getenv("TZDIR") : "/usr/share/zoneinfo";
+    snprintf(path, sizeof(path), "%s/%s", db, value);
+    if (!ok || access(path, R_OK) != 0) {
+        fail_at(p, p->lineno, "%s must be an IANA time zone such as Europe/Moscow, got '%s'",
+                key, shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    free(p->cfg->http.timezone);
+    p->cfg->http.timezone = vg_strdup(value);
+    return VG_OK;
+}
+
 static int set_session_max(parser_t *p, const char *key, const char *value)
 {
     return set_bounded(p, key, value, 30 * 24, &p->cfg->http.session_max_hours);
@@ -732,6 +772,8 @@ static const key_spec_t server_keys[] = {
     {"metrics_access", set_metrics_access},
     {"trusted_proxies", set_trusted_proxies},
     {"audit_checkpoint_seconds", set_audit_checkpoint},
+    {"ui_dir", set_ui_dir},
+    {"timezone", set_timezone},
     {NULL, NULL},
 };
 static const key_spec_t archive_keys[] = {
@@ -957,6 +999,7 @@ static void init_defaults(vg_config_t *cfg, const char *path)
     cfg->retention.sweep_seconds = DEFAULT_SWEEP_SECONDS;
     cfg->http.listen = vg_strdup(DEFAULT_HTTP_LISTEN);
     cfg->http.session_idle_minutes = DEFAULT_SESSION_IDLE_MINUTES;
+    cfg->http.ui_dir = vg_strdup(VG_UI_DIR);
     cfg->http.session_max_hours = DEFAULT_SESSION_MAX_HOURS;
     cfg->relay.rtsp_listen = vg_strdup("");
     cfg->relay.max_clients = DEFAULT_RELAY_MAX_CLIENTS;
@@ -1063,6 +1106,8 @@ void vg_config_free(vg_config_t *cfg)
     free(cfg->http.tls_cert);
     free(cfg->http.tls_key);
     free(cfg->http.trusted_proxies);
+    free(cfg->http.ui_dir);
+    free(cfg->http.timezone);
     free(cfg->relay.rtsp_listen);
     free(cfg->relay.tls_cert);
     free(cfg->relay.tls_key);

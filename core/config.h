@@ -44,6 +44,8 @@ typedef struct {
                                * the metrics permission; 0 (loopback): loopback only */
     char *trusted_proxies;    /* comma-separated numeric addresses whose X-Forwarded-For
                                * is believed; NULL: the header is ignored */
+    char *ui_dir;             /* the browser UI's files (default VG_UI_DIR, set at build) */
+    char *timezone;           /* IANA zone the UI shows times in; NULL: the system's */
 } vg_http_config_t;
 
 /* [relay]: see README "Central monitoring point". */

@@ -312,6 +312,8 @@ static const char *const migrations[] = {
     "  UPDATE accounts_generation SET gen = gen + 1 WHERE id = 1; END;"
     "CREATE TRIGGER session_gen_del AFTER DELETE ON session BEGIN"
     "  UPDATE accounts_generation SET gen = gen + 1 WHERE id = 1; END;",
+    /* v12: the language a user picked in the browser UI ('' = the browser's). */
+    "ALTER TABLE account ADD COLUMN language TEXT NOT NULL DEFAULT '';",
 };
 
 #define IDX_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

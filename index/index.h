@@ -252,6 +252,10 @@ int idx_account_update(idx_t *idx, const char *name, const char *role, const cha
 /* Deletes the account and (cascade) its sessions and source list. */
 int idx_account_delete(idx_t *idx, const char *name);
 int idx_account_count_role(idx_t *idx, const char *role, int64_t *n);
+/* The UI language an account picked ("" when none) into out (>= 8 bytes);
+ * VG_ENOTFOUND for an unknown account (index/prefs.c). */
+int idx_account_language(idx_t *idx, const char *name, char *out, size_t size);
+int idx_account_set_language(idx_t *idx, const char *name, const char *language);
 
 typedef struct {
     idx_account_t account;

@@ -33,6 +33,7 @@ cat > "$DEMO/vigil.conf" <<CONF
 data_dir = $DEMO/data
 log_level = info
 http_listen = 127.0.0.1:$HTTP_PORT
+ui_dir = $(pwd)/web/ui
 [archive]
 segment_seconds = 10
 [source hall-1]
@@ -52,6 +53,7 @@ echo "demo-password-1" | "$BUILD/vigilctl" -c "$DEMO/vigil.conf" user add admin 
     >/dev/null
 cat <<MSG
 vigil demo is recording 3 sources from the camera simulator (rtsp://127.0.0.1:$PORT/).
+  browser: http://127.0.0.1:$HTTP_PORT/  (user admin, password demo-password-1)
   config:  $DEMO/vigil.conf
   index:   $DEMO/data/index.db
   media:   $DEMO/data/media/

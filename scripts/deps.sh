@@ -1,7 +1,19 @@
 #!/bin/sh
-# Installs the Debian packages vigil needs to build, test and benchmark.
-# A no-op when every package is already present.
+# Installs the Debian packages vigil needs to build, test and benchmark, and
+# the browser tests' npm packages (tests/ui, pinned by its lockfile).
+# A no-op when everything is already present.
 set -eu
+cd "$(dirname "$0")/.."
+
+# npm ci only when node_modules is missing or older than the lockfile.
+npm_deps() {
+    lock=tests/ui/package-lock.json
+    have=tests/ui/node_modules/.package-lock.json
+    if [ ! -e "$have" ] || [ "$lock" -nt "$have" ]; then
+        echo "deps: npm ci in tests/ui"
+        (cd tests/ui && npm ci --no-audit --no-fund)
+    fi
+}
 
 PKGS="build-essential pkg-config
 libavformat-dev libavcodec-dev libavutil-dev ffmpeg
@@ -11,7 +23,8 @@ libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
 gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
 gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
 python3
-clang openssl wrk nginx-light"
+clang openssl wrk nginx-light
+chromium fonts-dejavu-core"
 
 missing=""
 for p in $PKGS; do
@@ -19,7 +32,13 @@ for p in $PKGS; do
         missing="$missing $p"
     fi
 done
-[ -z "$missing" ] && exit 0
+# node and npm may come from another packaging than Debian's: any will do.
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+if [ -z "$missing" ]; then
+    npm_deps
+    exit 0
+fi
 
 echo "deps: installing:$missing"
 SUDO=""
@@ -37,3 +56,4 @@ trap cleanup EXIT
 $SUDO apt-get update -q
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -q --no-install-recommends $missing
+npm_deps

@@ -509,7 +509,9 @@ class Suite:
         assert p.returncode == 0, p.stderr
         expected = ["usr/local/bin/vigild", "usr/local/bin/vigilctl",
                     "lib/systemd/system/vigil.service", "usr/lib/sysusers.d/vigil.conf",
-                    "usr/lib/tmpfiles.d/vigil.conf", "etc/vigil/vigil.conf"]
+                    "usr/lib/tmpfiles.d/vigil.conf", "etc/vigil/vigil.conf",
+                    "usr/local/share/vigil/ui/index.html", "usr/local/share/vigil/ui/js/app.js",
+                    "usr/local/share/vigil/ui/vendor/MANIFEST"]
         for rel in expected:
             assert os.path.exists(os.path.join(dest, rel)), rel
         conf = os.path.join(dest, "etc/vigil/vigil.conf")

@@ -521,7 +521,27 @@ static const char *const bad_http[] = {
     "[server]\nsession_max_hours = 100000\n",
     "[server]\naudit_checkpoint_seconds = 0\n",
     "[server]\naudit_checkpoint_seconds = 301\n", /* at least every 5 minutes */
+    "[server]\nui_dir = /nonexistent/ui\n",
+    "[server]\nui_dir = /etc/hostname\n",
+    "[server]\ntimezone = Mars/Olympus\n",
+    "[server]\ntimezone = ../../etc/passwd\n",
+    "[server]\ntimezone = /etc/localtime\n",
+    "[server]\ntimezone = Europe/Moscow;rm\n",
 };
+
+/* The UI's directory and the office's time zone: checked, then kept. */
+START_TEST(test_ui_keys)
+{
+    ck_assert_int_eq(load("[server]\nui_dir = /tmp\ntimezone = Europe/Moscow\n"), VG_OK);
+    ck_assert_str_eq(cfg.http.ui_dir, "/tmp");
+    ck_assert_str_eq(cfg.http.timezone, "Europe/Moscow");
+    vg_config_free(&cfg);
+    ck_assert_int_eq(load("[server]\n"), VG_OK);
+    ck_assert_ptr_nonnull(cfg.http.ui_dir); /* the installed UI */
+    ck_assert_ptr_null(cfg.http.timezone);  /* the system's */
+    vg_config_free(&cfg);
+}
+END_TEST
 
 START_TEST(test_http_bad)
 {
@@ -684,6 +704,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_http_keys);
     tcase_add_loop_test(tc, test_http_bad, 0, sizeof(bad_http) / sizeof(bad_http[0]));
     tcase_add_test(tc, test_tls_needs_both);
+    tcase_add_test(tc, test_ui_keys);
     tcase_add_test(tc, test_relay_keys);
     tcase_add_loop_test(tc, test_relay_bad, 0, sizeof(bad_relay) / sizeof(bad_relay[0]));
     tcase_add_test(tc, test_relay_push_password_not_echoed);

@@ -435,6 +435,10 @@ const web_route_t web_routes[] = {
     {"GET", "/api/v1/audit/verify", WEB_PERM_AUDIT, 0, NULL, web_h_audit_verify},
     {"GET", "/api/v1/audit/checkpoints", WEB_PERM_AUDIT, 0, checkpoint_keys,
      web_h_audit_checkpoints},
+    /* the browser UI's own (routes_ui.c) */
+    {"GET", "/api/v1/ui", 0, WEB_ROUTE_PUBLIC, NULL, web_h_ui},
+    {"GET", "/api/v1/me/language", 0, 0, NULL, web_h_language},
+    {"PUT", "/api/v1/me/language", 0, WEB_ROUTE_BODY, NULL, web_h_language_set},
 };
 
 const size_t web_n_routes = sizeof(web_routes) / sizeof(web_routes[0]);

@@ -34,6 +34,10 @@
  * memset was a twentieth of the busiest route's CPU. */
 #define CONNECTION_MEMORY (16 * 1024)
 #define MAX_PEM (64 * 1024)
+#define WEB_CSP                                                                            \
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; " \
+    "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "    \
+    "form-action 'self'; frame-ancestors 'none'"
 
 /* ---- replies ---- */
 
@@ -515,6 +519,8 @@ static int route_and_auth(web_req_t *r, const web_route_t **route)
         return VG_EINVAL;
     }
     *route = web_route_find(r->method, &r->target, &known, r->allow, sizeof(r->allow), r->params);
+    if (!*route && !known && web_ui_serve(r))
+        return VG_EEXIST; /* answered with the UI */
     if (!*route) {
         if (known)
             web_reply_error(r, 405, "method_not_allowed", "use %s", r->allow);
@@ -631,8 +637,14 @@ static enum MHD_Result send_reply(web_req_t *r)
     r->payload_release = NULL;
     r->payload_ctx = NULL;
     add_header(resp, "Content-Type", r->content_type);
-    add_header(resp, "Cache-Control", "no-store");
+    add_header(resp, "Cache-Control", r->cache_control ? r->cache_control : "no-store");
+    add_header(resp, "ETag", r->etag);
     add_header(resp, "X-Content-Type-Options", "nosniff");
+    /* On every answer, the UI's and the API's alike: no inline script or
+     * style, no framing, no referrer leaking a source name or a time. */
+    add_header(resp, "Content-Security-Policy", WEB_CSP);
+    add_header(resp, "Referrer-Policy", "no-referrer");
+    add_header(resp, "X-Frame-Options", "DENY");
     add_header(resp, "Set-Cookie", r->set_cookie);
     add_header(resp, "Retry-After", r->retry_after);
     add_header(resp, "Allow", r->allow);
@@ -919,6 +931,8 @@ static int prepare(struct web *w)
     w->limiter = web_limiter_new(WEB_LIMIT_RATE, WEB_LIMIT_BURST);
     if ((rc = idx_denials_open(db, w->cfg.clock, &w->denials)) != VG_OK)
         return rc;
+    if ((rc = web_ui_init(w)) != VG_OK)
+        return rc;
     return web_auditor_start(db, &w->auditor);
 }
 
@@ -1033,6 +1047,7 @@ void web_stop(web_t *w)
     idx_denials_close(w->denials); /* writes the last minute's counts */
     web_limiter_free(w->limiter);
     web_cache_free(w->cache);
+    web_ui_free(w);
     for (size_t i = 0; i < w->n_pool; i++)
         idx_close(w->pool[i]);
     free(w->pool);

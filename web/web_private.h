@@ -199,6 +199,8 @@ struct web {
     pthread_cond_t hash_cond;
     int hashing;
     char dummy_hash[128];     /* verified against for unknown users: same timing */
+    char *ui_root;            /* ui.c: the UI directory, resolved; NULL: no UI */
+    char ui_version[17];      /* ui.c: hash of the UI's files, in immutable URLs */
 };
 
 #define WEB_MAX_AUDIT 4
@@ -237,6 +239,8 @@ typedef struct web_req {
     char set_cookie[256];
     char retry_after[24];
     char allow[64];
+    const char *cache_control; /* NULL: no-store (every API answer) */
+    char etag[64];
     /* audit rows to commit before the answer leaves; while they are being
      * committed the connection is suspended, freeing its MHD thread */
     idx_audit_t audit[WEB_MAX_AUDIT];
@@ -351,6 +355,22 @@ json_t *web_time_json(int64_t us);
 json_t *web_json_text(const char *s);
 const char *web_source_kind(const vg_config_t *cfg, idx_t *idx, const char *name, char *buf,
                             size_t size);
+
+/* ---- ui.c: the browser UI's files ---- */
+
+/* Finds the UI directory and hashes its files into w->ui_version. A
+ * missing directory is not an error: only the API is served. */
+int web_ui_init(struct web *w);
+void web_ui_free(struct web *w);
+/* Answers a GET/HEAD outside /api with the shell or a file; 0 when the
+ * target is neither (the caller answers 404). */
+int web_ui_serve(web_req_t *r);
+
+/* routes_ui.c: what the UI needs beside the API proper (README "Browser UI") */
+const char *web_ui_language(const char *accept_language);
+void web_h_ui(web_req_t *r);
+void web_h_language(web_req_t *r);
+void web_h_language_set(web_req_t *r);
 
 /* ---- routes_admin.c: the handlers routes.c lists for storage, holds,
  * accounts, tokens and the audit trail ---- */

@@ -293,6 +293,10 @@ static int64_t run_connection(cap_source_t *src)
     AVFormatContext *ic = NULL;
     set_state(src, CAP_CONNECTING, NULL);
     atomic_store(&src->heartbeat_us, vg_clock_mono(src->clock));
+    /* "connecting" and "closed" frame each upstream connection in the log,
+     * so invariant 4 (one connection per source, also across a reload) can
+     * be checked from the daemon's own order of events. */
+    vg_info("source=%s connecting url=%s", src->name, src->redacted_url);
     if (open_upstream(src, &ic, why, sizeof(why)) != VG_OK) {
         if (!atomic_load(&src->stop)) {
             vg_warn("source=%s url=%s %s", src->name, src->redacted_url, why);
@@ -310,6 +314,7 @@ static int64_t run_connection(cap_source_t *src)
         src->sink.end(src->sink.ctx);
     }
     avformat_close_input(&ic);
+    vg_info("source=%s closed url=%s", src->name, src->redacted_url);
     if (!atomic_load(&src->stop)) {
         vg_warn("source=%s disconnected: %s", src->name, why);
         set_state(src, CAP_ERROR, why);

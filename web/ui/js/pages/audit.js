@@ -61,7 +61,7 @@ export async function render() {
         if (!pages.includes(last)) pages.push(last);
         load(last);
       }, text: t('audit.next') }));
-    csv.href = '/api/v1/audit?' + params({ format: 'csv', limit: 100000 }).toString();
+    csv.href = '/api/v1/audit?' + params({ format: 'csv', limit: 10000 }).toString();
   };
 
   const form = h('form', { class: 'grid', 'aria-label': t('audit.filters') },

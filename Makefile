@@ -87,11 +87,11 @@ $(BUILD)/crash-recorder.so: tests/crash/recorder.c
 	@mkdir -p $(dir $@)
 	cc -O2 -g -std=c11 -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl -pthread
 
-# A bounded crash-consistency run (25 states, about 2 minutes: make check must
+# A bounded crash-consistency run (60 states, about 2 minutes: make check must
 # stay under 20 minutes on 2 cores); the full
 # run is part of `make bench`.
 crash-check: all $(BUILD)/camsim $(BUILD)/crash-recorder.so
-	@python3 tests/crash/harness.py --build $(BUILD) --states 25
+	@python3 tests/crash/harness.py --build $(BUILD) --states 60
 
 unit: $(TEST_BINS)
 	@set -e; for t in $(TEST_BINS); do echo "== $$t"; CK_DEFAULT_TIMEOUT=60 $$t; done

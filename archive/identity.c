@@ -96,8 +96,9 @@ static int write_marker(const char *path, const char *id, const char *data_dir, 
     return rc;
 }
 
-/* *exists and *empty (lost+found, which a fresh filesystem has, does not
- * count). */
+/* *exists and *empty. Neither lost+found (a fresh filesystem has it) nor the
+ * marker and its temporary file count: a first start cut while writing the
+ * marker leaves only those, and is simply done again. */
 static int dir_state(const char *dir, int *exists, int *empty)
 {
     *exists = 0;
@@ -109,7 +110,8 @@ static int dir_state(const char *dir, int *exists, int *empty)
     const struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
-            strcmp(e->d_name, "lost+found") != 0)
+            strcmp(e->d_name, "lost+found") != 0 &&
+            strncmp(e->d_name, ARC_MARKER, strlen(ARC_MARKER)) != 0)
             *empty = 0;
     }
     closedir(d);
@@ -186,8 +188,14 @@ int arc_claim_data_dir(const char *data_dir, const char *state_dir, int64_t now_
                         strerror(errno));
             goto cleanup;
         }
-        if ((rc = new_id(mid)) != VG_OK || (rc = index_id(db, mid, now_us, iid)) != VG_OK ||
-            (rc = write_marker(marker, mid, data_dir, now_us)) != VG_OK) {
+        /* The marker first, then the index that refers to it: a power cut
+         * between the two leaves a marker alone in data_dir, which the next
+         * start completes (below); the other order left an index naming a
+         * marker that never reached the disk, and the archive refused to
+         * start for good (found by the crash harness). */
+        if ((rc = new_id(mid)) != VG_OK ||
+            (rc = write_marker(marker, mid, data_dir, now_us)) != VG_OK ||
+            (rc = index_id(db, mid, now_us, iid)) != VG_OK) {
             rc = refuse(err, err_size, rc, "cannot initialise the archive in %s", data_dir);
             goto cleanup;
         }
@@ -218,14 +226,25 @@ int arc_claim_data_dir(const char *data_dir, const char *state_dir, int64_t now_
             goto cleanup;
         }
     } else {
-        if (!has_index) {
+        int only_marker = 0, ignored = 0;
+        if (!has_index && dir_state(data_dir, &ignored, &only_marker) == VG_OK &&
+            only_marker) {
+            /* A first start cut between the marker and the index: nothing
+             * recorded yet, so the index is created for this marker. */
+            if ((rc = index_id(db, mid, now_us, iid)) != VG_OK) {
+                rc = refuse(err, err_size, rc, "cannot initialise the archive in %s", data_dir);
+                goto cleanup;
+            }
+            *initialised = 1;
+            vg_notice("completed the initialisation of archive %s in %s", mid, data_dir);
+        } else if (!has_index) {
             rc = refuse(err, err_size, VG_ENOTFOUND,
                         "index.db of archive %s is missing from data_dir %s; restore it from"
                         " a backup (vigild does not start a new index beside old media)",
                         mid, data_dir);
             goto cleanup;
         }
-        if ((rc = index_id(db, NULL, now_us, iid)) != VG_OK) {
+        if (!*initialised && (rc = index_id(db, NULL, now_us, iid)) != VG_OK) {
             rc = refuse(err, err_size, rc, "cannot read the index %s", db);
             goto cleanup;
         }
@@ -245,9 +264,11 @@ int arc_claim_data_dir(const char *data_dir, const char *state_dir, int64_t now_
         goto cleanup;
     }
     if (!*initialised && (m == 0 || !iid[0])) {
-        /* Adopting: the index first, then the marker that refers to it. */
-        if ((rc = index_id(db, mid, now_us, iid)) != VG_OK ||
-            (m == 0 && (rc = write_marker(marker, mid, data_dir, now_us)) != VG_OK)) {
+        /* Adopting: the marker first, then the index that refers to it (a
+         * cut between them leaves a marker and an index with no id, which
+         * the next start adopts again). */
+        if ((m == 0 && (rc = write_marker(marker, mid, data_dir, now_us)) != VG_OK) ||
+            (rc = index_id(db, mid, now_us, iid)) != VG_OK) {
             rc = refuse(err, err_size, rc, "cannot mark the archive in %s", data_dir);
             goto cleanup;
         }

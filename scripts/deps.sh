@@ -16,14 +16,14 @@ npm_deps() {
 }
 
 PKGS="build-essential pkg-config
-libavformat-dev libavcodec-dev libavutil-dev ffmpeg
+libavformat-dev libavcodec-dev libavutil-dev libswscale-dev libzip-dev ffmpeg
 libsqlite3-dev sqlite3 libinih-dev libjansson-dev check
 libsodium-dev libmicrohttpd-dev libsystemd-dev nettle-dev
 libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
 gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
 gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
 python3
-clang openssl wrk nginx-light
+clang openssl wrk nginx-light minisign sox espeak-ng unzip gstreamer1.0-nice
 chromium fonts-dejavu-core"
 
 missing=""

@@ -1207,6 +1207,35 @@ START_TEST(test_bad_utf8_answers)
 }
 END_TEST
 
+/* Range headers as players and attackers send them. */
+START_TEST(test_range_parse)
+{
+    uint64_t a = 99, b = 99;
+    ck_assert_int_eq(web_range_parse(NULL, 100, &a, &b), 0);
+    ck_assert_int_eq(web_range_parse("bytes=0-", 100, &a, &b), 1);
+    ck_assert(a == 0 && b == 99);
+    ck_assert_int_eq(web_range_parse("bytes=10-19", 100, &a, &b), 1);
+    ck_assert(a == 10 && b == 19);
+    ck_assert_int_eq(web_range_parse("bytes = 90-200", 100, &a, &b), 1); /* clamped */
+    ck_assert(a == 90 && b == 99);
+    ck_assert_int_eq(web_range_parse("bytes=-10", 100, &a, &b), 1); /* suffix */
+    ck_assert(a == 90 && b == 99);
+    ck_assert_int_eq(web_range_parse("bytes=-1000", 100, &a, &b), 1);
+    ck_assert(a == 0 && b == 99);
+    ck_assert_int_eq(web_range_parse("bytes=100-", 100, &a, &b), -1);
+    ck_assert_int_eq(web_range_parse("bytes=-0", 100, &a, &b), -1);
+    ck_assert_int_eq(web_range_parse("bytes=0-0", 0, &a, &b), -1);
+    ck_assert_int_eq(web_range_parse("bytes=5-4", 100, &a, &b), 0); /* invalid: ignored */
+    ck_assert_int_eq(web_range_parse("bytes=0-1,5-6", 100, &a, &b), 0); /* several: whole */
+    ck_assert_int_eq(web_range_parse("items=0-1", 100, &a, &b), 0);
+    ck_assert_int_eq(web_range_parse("bytes=-", 100, &a, &b), 0);
+    ck_assert_int_eq(web_range_parse("bytes=+1-2", 100, &a, &b), 0);
+    ck_assert_int_eq(web_range_parse("bytes=99999999999999999999-", 100, &a, &b), 0);
+    ck_assert_int_eq(web_range_parse("bytes=1-2x", 100, &a, &b), 0);
+    ck_assert_int_eq(web_range_parse("bytes=18446744073709551615-", UINT64_MAX, &a, &b), -1);
+}
+END_TEST
+
 static Suite *web_suite(void)
 {
     Suite *s = suite_create("web");
@@ -1230,6 +1259,7 @@ static Suite *web_suite(void)
     tcase_add_test(tc, test_account_delay_not_lock);
     tcase_add_test(tc, test_reply_fallback);
     tcase_add_test(tc, test_bad_utf8_answers);
+    tcase_add_test(tc, test_range_parse);
     suite_add_tcase(s, tc);
     return s;
 }

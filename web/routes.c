@@ -444,8 +444,8 @@ const web_route_t web_routes[] = {
 const size_t web_n_routes = sizeof(web_routes) / sizeof(web_routes[0]);
 _Static_assert(sizeof(web_routes) / sizeof(web_routes[0]) <= WEB_MAX_ROUTES, "raise WEB_MAX_ROUTES");
 
-static const int status_codes[WEB_STATUS_SLOTS] = {200, 201, 204, 400, 401, 403, 404,
-                                                   405, 409, 413, 429, 500, 0};
+static const int status_codes[WEB_STATUS_SLOTS] = {200, 201, 202, 204, 206, 304, 400, 401, 403,
+                                                   404, 405, 409, 413, 416, 429, 500, 503, 0};
 
 void web_count_request(struct web *w, const web_route_t *route, int status)
 {

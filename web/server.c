@@ -41,8 +41,31 @@
 
 /* ---- replies ---- */
 
+enum { BODY_NONE, BODY_FILE, BODY_READER };
+
+/* A reader handed to libmicrohttpd, which frees it through reader_free. */
+typedef struct {
+    web_read_fn read;
+    void *ctx;
+    void (*free_ctx)(void *ctx);
+} reader_t;
+
+static void body_drop(web_req_t *r)
+{
+    if (r->body_kind == BODY_FILE && r->body_fd >= 0)
+        close(r->body_fd);
+    if (r->body_kind == BODY_READER && r->body_free)
+        r->body_free(r->body_ctx);
+    r->body_kind = BODY_NONE;
+    r->body_fd = -1;
+    r->body_read = NULL;
+    r->body_ctx = NULL;
+    r->body_free = NULL;
+}
+
 static void payload_drop(web_req_t *r)
 {
+    body_drop(r);
     if (r->payload_release)
         r->payload_release(r->payload_ctx);
     else
@@ -71,6 +94,76 @@ void web_reply_shared(web_req_t *r, int status, const char *content_type, const 
     r->payload_len = len;
     r->payload_release = release;
     r->payload_ctx = ctx;
+}
+
+void web_reply_file(web_req_t *r, int status, const char *content_type, int fd, uint64_t offset,
+                    uint64_t len)
+{
+    payload_drop(r);
+    r->status = status;
+    r->content_type = content_type;
+    r->body_kind = BODY_FILE;
+    r->body_fd = fd;
+    r->body_off = offset;
+    r->body_size = len;
+}
+
+void web_reply_reader(web_req_t *r, int status, const char *content_type, uint64_t len,
+                      web_read_fn read, void *ctx, void (*free_ctx)(void *ctx))
+{
+    payload_drop(r);
+    r->status = status;
+    r->content_type = content_type;
+    r->body_kind = BODY_READER;
+    r->body_size = len;
+    r->body_read = read;
+    r->body_ctx = ctx;
+    r->body_free = free_ctx;
+}
+
+static ssize_t reader_cb(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    reader_t *rd = cls;
+    long n = rd->read(rd->ctx, pos, buf, max);
+    /* The length was promised: a reader that fails (a file gone, a short
+     * file) cuts the connection; the client sees a short body, never a
+     * wrong one. */
+    return n > 0 ? (ssize_t)n : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void reader_free(void *cls)
+{
+    reader_t *rd = cls;
+    if (rd->free_ctx)
+        rd->free_ctx(rd->ctx);
+    free(rd);
+}
+
+/* The response for a file or reader body; NULL when libmicrohttpd refuses
+ * (the body is released either way). */
+static struct MHD_Response *body_response(web_req_t *r)
+{
+    struct MHD_Response *resp = NULL;
+    if (r->body_kind == BODY_FILE) {
+        /* sendfile(2) on a plain connection: the bytes never pass through us. */
+        resp = MHD_create_response_from_fd_at_offset64(r->body_size, r->body_fd,
+                                                       r->body_off);
+        if (resp)
+            r->body_fd = -1; /* the response closes it */
+    } else {
+        reader_t *rd = vg_calloc(1, sizeof(*rd));
+        rd->read = r->body_read;
+        rd->ctx = r->body_ctx;
+        rd->free_ctx = r->body_free;
+        resp = MHD_create_response_from_callback(r->body_size, 64 * 1024, reader_cb, rd,
+                                                 reader_free);
+        if (resp)
+            r->body_free = NULL; /* the response frees it */
+        else
+            free(rd);
+    }
+    body_drop(r);
+    return resp;
 }
 
 /* What is sent when an answer cannot be serialized: fixed text, so this path
@@ -627,7 +720,8 @@ static void add_header(struct MHD_Response *resp, const char *name, const char *
 static enum MHD_Result send_reply(web_req_t *r)
 {
     struct MHD_Response *resp =
-        r->payload_release
+        r->body_kind != BODY_NONE ? body_response(r)
+        : r->payload_release
             ? MHD_create_response_from_buffer_with_free_callback_cls(
                   r->payload_len, r->payload, r->payload_release, r->payload_ctx)
             : MHD_create_response_from_buffer(r->payload_len, r->payload, MHD_RESPMEM_MUST_FREE);
@@ -639,6 +733,10 @@ static enum MHD_Result send_reply(web_req_t *r)
     add_header(resp, "Content-Type", r->content_type);
     add_header(resp, "Cache-Control", r->cache_control ? r->cache_control : "no-store");
     add_header(resp, "ETag", r->etag);
+    if (r->accept_ranges)
+        add_header(resp, "Accept-Ranges", "bytes");
+    add_header(resp, "Content-Range", r->content_range);
+    add_header(resp, "Content-Disposition", r->disposition);
     add_header(resp, "X-Content-Type-Options", "nosniff");
     /* On every answer, the UI's and the API's alike: no inline script or
      * style, no framing, no referrer leaking a source name or a time. */
@@ -747,6 +845,28 @@ static void dispatch_committed(void *arg, int rc)
     pthread_mutex_unlock(&d->lock);
 }
 
+/* web_dispatch has no connection to stream through: a file or reader body
+ * is read into the payload (bounded; the fuzz target never asks for much). */
+static void dispatch_body(web_req_t *r)
+{
+    size_t cap = r->body_size < 16u << 20 ? (size_t)r->body_size : 16u << 20;
+    char *buf = vg_malloc(cap + 1);
+    size_t got = 0;
+    while (got < cap) {
+        long n;
+        if (r->body_kind == BODY_FILE)
+            n = (long)pread(r->body_fd, buf + got, cap - got, (off_t)(r->body_off + got));
+        else
+            n = r->body_read(r->body_ctx, got, buf + got, cap - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    int status = r->status;
+    const char *type = r->content_type;
+    web_reply_text(r, status, type, buf, got); /* drops the body source */
+}
+
 void web_dispatch(web_t *w, const char *method, const char *uri, const web_header_t *hdrs,
                   size_t n_hdrs, const char *ip, const char *body, size_t body_len, int *status,
                   char **payload, size_t *len)
@@ -783,6 +903,8 @@ void web_dispatch(web_t *w, const char *method, const char *uri, const web_heade
         if (d.rc != VG_OK)
             web_reply_error(r, 500, "audit_failed", "the access could not be recorded; try again");
     }
+    if (r->body_kind != BODY_NONE)
+        dispatch_body(r);
     *status = r->status;
     *len = r->payload_len;
     *payload = vg_malloc(r->payload_len + 1);

@@ -171,7 +171,7 @@ int web_limiter_take(web_limiter_t *l, const char *ip, int64_t now_us);
 
 /* Requests counted per route and answer status, for GET /metrics. The last
  * route slot counts requests that matched no route. */
-#define WEB_STATUS_SLOTS 13
+#define WEB_STATUS_SLOTS 18
 #define WEB_MAX_ROUTES 48
 
 struct web {
@@ -210,6 +210,9 @@ typedef struct {
     const char *name, *value;
 } web_header_t;
 
+/* Produces bytes of a body at pos: returns how many (> 0) or -1. */
+typedef long (*web_read_fn)(void *ctx, uint64_t pos, char *buf, size_t max);
+
 typedef struct web_req {
     struct web *w;
     struct MHD_Connection *conn;   /* NULL under web_dispatch: headers in hdrs */
@@ -240,7 +243,18 @@ typedef struct web_req {
     char retry_after[24];
     char allow[64];
     const char *cache_control; /* NULL: no-store (every API answer) */
-    char etag[64];
+    char etag[80];
+    /* a body read from a file (sendfile) or produced by a reader instead of
+     * payload: web_reply_file, web_reply_reader */
+    int body_kind;            /* BODY_NONE, BODY_FILE, BODY_READER (server.c) */
+    int body_fd;
+    uint64_t body_off, body_size;
+    web_read_fn body_read;
+    void *body_ctx;
+    void (*body_free)(void *ctx);
+    int accept_ranges;
+    char content_range[96];
+    char disposition[320];
     /* audit rows to commit before the answer leaves; while they are being
      * committed the connection is suspended, freeing its MHD thread */
     idx_audit_t audit[WEB_MAX_AUDIT];
@@ -259,6 +273,32 @@ void web_reply_text(web_req_t *r, int status, const char *content_type, char *te
  * they have been sent or the request ends. */
 void web_reply_shared(web_req_t *r, int status, const char *content_type, const char *data,
                       size_t len, void (*release)(void *ctx), void *ctx);
+/* Media answers (files and bodies built on demand), with conditional and
+ * range requests (web/range.c). */
+/* Parses a Range header value against an entity of size bytes: 0 = no usable
+ * range (serve whole: absent, not "bytes=", several ranges, syntax we do not
+ * take), 1 = one range [*first, *last] (inclusive), -1 = unsatisfiable. */
+int web_range_parse(const char *value, uint64_t size, uint64_t *first, uint64_t *last);
+/* Conditional and range logic for an entity of size bytes with this strong
+ * ETag (quoted, or NULL): answers 304 (If-None-Match) or 416 itself and
+ * returns 0; otherwise sets ETag, Accept-Ranges and (206) Content-Range and
+ * returns the status to answer (200 or 206) with the window
+ * [*first, *first + *len). If-Range with another ETag serves the whole. */
+int web_ranged(web_req_t *r, uint64_t size, const char *etag, uint64_t *first, uint64_t *len);
+/* Answers len bytes of fd from offset with sendfile (no copy); takes the fd,
+ * whatever happens. */
+void web_reply_file(web_req_t *r, int status, const char *content_type, int fd, uint64_t offset,
+                    uint64_t len);
+/* Answers len bytes produced on demand: read(ctx, pos, buf, max) returns the
+ * bytes written (> 0) or -1 on error (the connection is then cut, as the
+ * length was promised); free_ctx(ctx) (may be NULL) once, at the end,
+ * whatever happens. */
+void web_reply_reader(web_req_t *r, int status, const char *content_type, uint64_t len,
+                      web_read_fn read, void *ctx, void (*free_ctx)(void *ctx));
+/* Content-Disposition: attachment with this file name (RFC 6266: an ASCII
+ * fallback and filename*=UTF-8''...). */
+void web_reply_disposition(web_req_t *r, const char *filename);
+
 __attribute__((format(printf, 4, 5)))
 void web_reply_error(web_req_t *r, int status, const char *code, const char *fmt, ...);
 void web_reply_err(web_req_t *r, const web_error_t *err);

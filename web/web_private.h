@@ -254,7 +254,7 @@ typedef struct web_req {
     void (*body_free)(void *ctx);
     int accept_ranges;
     char content_range[96];
-    char disposition[320];
+    char disposition[400];
     /* audit rows to commit before the answer leaves; while they are being
      * committed the connection is suspended, freeing its MHD thread */
     idx_audit_t audit[WEB_MAX_AUDIT];

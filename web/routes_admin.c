@@ -76,10 +76,11 @@ void web_h_storage(web_req_t *r)
                                                 web_time_json(a->raised_us)));
     }
     ret_storage_free(&st);
-    web_reply_json(r, 200, json_pack("{sI sI sI so so}", "capacity_bytes",
+    web_reply_json(r, 200, json_pack("{sI sI sI sI so so}", "capacity_bytes",
                                      (json_int_t)disk.capacity_bytes, "free_bytes",
                                      (json_int_t)disk.free_bytes, "reserve_bytes",
-                                     (json_int_t)disk.reserve_bytes, "sources", sources, "alarms",
+                                     (json_int_t)disk.reserve_bytes, "exports_bytes",
+                                     (json_int_t)disk.exports_bytes, "sources", sources, "alarms",
                                      alarms));
 }
 

@@ -17,6 +17,7 @@
 #include "core/clock.h"
 #include "core/config.h"
 #include "index/index.h"
+#include "playback/playback.h"
 
 /* ---- permissions and roles ---- */
 
@@ -90,6 +91,9 @@ typedef struct {
      * metrics route answers 404. */
     char *(*metrics_text)(void *ctx);
     void *status_ctx;         /* ctx of the callbacks */
+    /* Runs export jobs (owned by the caller, outlives the server); NULL:
+     * the export routes answer 503. */
+    pb_exporter_t *exporter;
 } web_config_t;
 
 typedef struct web web_t;

@@ -382,5 +382,5 @@ void web_h_export_delete(web_req_t *r)
     if (pb_export_remove_file(r->w->cfg.data_dir, e.path) != VG_OK)
         vg_err("web: export %" PRId64 " deleted but its file %s could not be removed", e.id,
                e.path);
-    web_reply_text(r, 204, "application/json", NULL, 0);
+    web_reply_text(r, 204, NULL, NULL, 0);
 }

@@ -429,6 +429,13 @@ class Suite:
         # the recordings themselves are untouched by the export cleanup
         assert len(self.v.segments("cam")) >= 4
 
+    def test_zzz_clean_stop_and_no_sanitizer_reports(self):
+        rc, took = self.v.stop()
+        assert rc == 0, (rc, took)
+        text = self.v.log_text()
+        for bad in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+            assert bad not in text, text[text.find(bad) - 200:text.find(bad) + 2000]
+
     def test_vigilctl_export_bundle(self):
         frm, to, _ = self.line_range()
         out = os.path.join(self.tmp, "offline.zip")

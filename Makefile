@@ -39,6 +39,8 @@ all: $(BUILD)/vigild $(BUILD)/vigilctl
 
 # The UI's default directory ([server] ui_dir) is where `make install` puts it.
 $(BUILD)/core/config.o: VG_CFLAGS += -DVG_UI_DIR='"$(SHAREDIR)/ui"'
+# Export manifests name the version that made them.
+$(BUILD)/playback/bundle.o: VG_CFLAGS += -DVG_VERSION='"$(shell git describe --always --dirty 2>/dev/null || echo unknown)"'
 
 deps:
 	@sh scripts/deps.sh

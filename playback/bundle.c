@@ -22,13 +22,10 @@
 #include "core/log.h"
 #include "core/util.h"
 
-#ifndef VG_VERSION
-#define VG_VERSION "0.14"
+#ifndef VG_VERSION /* set by the Makefile from git */
+#define VG_VERSION "unknown"
 #endif
 
-/* Text files of a bundle are read whole when checking; nothing the builder
- * writes comes near this. */
-#define TEXT_MAX (16 * 1024 * 1024)
 /* Share of a job's progress spent on media; the rest is writing the zip. */
 #define MEDIA_SHARE 0.8
 
@@ -132,7 +129,6 @@ typedef struct {
     const pb_bundle_opts_t *o;
     size_t source_index;
     int64_t bytes_done;   /* media files finished */
-    int64_t media_total;  /* all media bytes, once known */
 } progress_t;
 
 static void report(progress_t *p, double fraction, int64_t bytes)
@@ -342,7 +338,6 @@ int pb_bundle_write(idx_t *idx, const pb_bundle_opts_t *o, const char *out_path,
     }
     if (rc != VG_OK)
         goto cleanup;
-    p.media_total = p.bytes_done;
 
     sha256_hex(verify_text, strlen(verify_text), verify_sha);
     manifest = manifest_text(o, sources, verify_sha);

@@ -66,21 +66,33 @@ def main():
     base_us = (int(time.time()) - 3 * 3600) // 60 * 60 * 1000000
     day = datetime.datetime.utcfromtimestamp(base_us / 1e6).strftime("%Y-%m-%d")
     names = ["s%d" % i for i in range(SOURCES)]
-    for s in names:
-        d = os.path.join(data, "media", s, day)
-        os.makedirs(d)
-        for i in range(SEGMENTS):
-            os.link(os.path.join(seg_dir, "seg%03d.mp4" % i),
-                    os.path.join(d, "%d.mp4" % (base_us + i * SEG_S * 1000000)))
     conf = os.path.join(root, "vigil.conf")
     with open(conf, "w") as f:
         f.write("[server]\ndata_dir = %s\nlog_level = warning\nhttp_listen =\n"
                 "[archive]\nsegment_seconds = 60\n" % data)
         for s in names:
             f.write("[source %s]\nurl = rtsp://127.0.0.1:9/none\nkind = video\n" % s)
+    ctl = [os.path.join(args.build, "vigilctl"), "-c", conf]
+    # A first start makes the (empty) archive: vigild refuses a data_dir
+    # that holds files but no archive.
+    first = subprocess.Popen([os.path.join(args.build, "vigild"), "-c", conf],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while subprocess.run(ctl + ["segments", names[0], "--json"],
+                         capture_output=True).returncode != 0:
+        if time.monotonic() > deadline or first.poll() is not None:
+            raise SystemExit("vigild did not start")
+        time.sleep(0.2)
+    first.terminate()
+    first.wait(30)
+    for s in names:
+        d = os.path.join(data, "media", s, day)
+        os.makedirs(d)
+        for i in range(SEGMENTS):
+            os.link(os.path.join(seg_dir, "seg%03d.mp4" % i),
+                    os.path.join(d, "%d.mp4" % (base_us + i * SEG_S * 1000000)))
     vigild = subprocess.Popen([os.path.join(args.build, "vigild"), "-c", conf],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ctl = [os.path.join(args.build, "vigilctl"), "-c", conf]
     deadline = time.monotonic() + 600
     while True:
         p = subprocess.run(ctl + ["segments", names[-1], "--json"], capture_output=True,

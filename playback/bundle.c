@@ -129,6 +129,7 @@ typedef struct {
     const pb_bundle_opts_t *o;
     size_t source_index;
     int64_t bytes_done;   /* media files finished */
+    int64_t source_bytes; /* stored bytes of the current source's segments */
 } progress_t;
 
 static void report(progress_t *p, double fraction, int64_t bytes)
@@ -141,8 +142,11 @@ static void media_progress(void *ctx, int64_t bytes)
 {
     progress_t *p = ctx;
     double per = MEDIA_SHARE / (double)p->o->n_sources;
-    /* Within a source the share moves with segments done; bytes are real. */
-    report(p, per * (double)p->source_index + per * 0.5, p->bytes_done + bytes);
+    /* Within a source the share moves with the bytes written against the
+     * stored bytes they come from (a remux keeps nearly all of them). */
+    double within = p->source_bytes > 0 ? (double)bytes / (double)p->source_bytes : 0.5;
+    report(p, per * (double)p->source_index + per * (within > 1 ? 1 : within),
+           p->bytes_done + bytes);
 }
 
 static void zip_progress(zip_t *za, double done, void *ctx)
@@ -233,6 +237,9 @@ static int build_source(idx_t *idx, const pb_bundle_opts_t *o, const char *dir, 
         rc = fail(err, err_size, rc, "cannot read the index for %s%s", name, "");
         goto cleanup;
     }
+    p->source_bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        p->source_bytes += segs[i].bytes;
     const char *ext = pb_media_ext(segs, n);
     snprintf(m->name, sizeof(m->name), "%s.%s", name, ext);
     m->tmp = vg_asprintf("%s/.%s-%s", dir, stem, m->name);

@@ -394,6 +394,9 @@ class Suite:
             assert st == 202, body
             eid = body["id"]
             self.wait_done("inv", eid, states=("running",))
+            # progress moves while media is written (the slow case crawls)
+            wait_for("progress between 0 and 1", lambda: 0 < self.c["inv"].request(
+                "GET", "/api/v1/exports/%d" % eid)[1]["progress"] < 1, 30)
             wait_for("a temporary file of the job",
                      lambda: [n for n in os.listdir(self.exports_dir) if n.startswith(".")], 30)
             rc, _ = self.v.stop(sig)

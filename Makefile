@@ -39,6 +39,8 @@ all: $(BUILD)/vigild $(BUILD)/vigilctl
 
 # The UI's default directory ([server] ui_dir) is where `make install` puts it.
 $(BUILD)/core/config.o: VG_CFLAGS += -DVG_UI_DIR='"$(SHAREDIR)/ui"'
+# Export manifests name the version that made them.
+$(BUILD)/playback/bundle.o: VG_CFLAGS += -DVG_VERSION='"$(shell git describe --always --dirty 2>/dev/null || echo unknown)"'
 
 deps:
 	@sh scripts/deps.sh
@@ -106,6 +108,7 @@ SUITES := \
 	"python3 tests/integration.py --build {build}" \
 	"python3 tests/integration_crash.py --build {build}" \
 	"python3 tests/integration_relay.py --build {build}" \
+	"python3 tests/integration_export.py --build {build}" \
 	"python3 tests/crash/harness.py --build {build} --states 60" \
 	"python3 tests/integration_retention_faults.py --build {build}" \
 	"python3 tests/integration_relay_sec.py --build {build}" \
@@ -196,6 +199,7 @@ bench: deps
 	@python3 tests/crash/harness.py --build $(BUILD) --states 0 --variants 4 --results bench/RESULTS.md
 	@python3 bench/bench_flood.py --build $(BUILD) --results bench/RESULTS.md
 	@python3 bench/bench_ui.py --build $(BUILD) --results bench/RESULTS.md
+	@python3 bench/bench_export.py --build $(BUILD) --results bench/RESULTS.md
 
 # Installs the daemon as a service (README "Install as a service"). The
 # example config is installed once: an admin's edited file is never replaced.

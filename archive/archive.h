@@ -113,6 +113,19 @@ int arc_scan_media(const char *data_dir, arc_scan_fn fn, void *ctx);
 int arc_export(const char *data_dir, const idx_segment_t *segs, size_t n_segs, int64_t from_us,
                int64_t to_us, const char *out_path, char *err, size_t err_size);
 
+/* arc_export for a job that may be stopped and wants to know what it got. */
+typedef struct {
+    const int *stop;   /* read atomically between packets; non-zero: VG_ESTOPPED */
+    int64_t first_us;  /* out: wall time of the first packet written (0: none) */
+    int64_t last_us;   /* out: wall time of the end of the last packet written */
+    /* Called after each segment with the bytes written so far (may be NULL). */
+    void (*progress)(void *ctx, int64_t bytes);
+    void *ctx;
+} arc_export_opts_t;
+int arc_export_ex(const char *data_dir, const idx_segment_t *segs, size_t n_segs,
+                  int64_t from_us, int64_t to_us, const char *out_path, arc_export_opts_t *opts,
+                  char *err, size_t err_size);
+
 
 
 /* ---- index and disk agreement (DESIGN.md invariant 1) ---- */

@@ -38,6 +38,8 @@
  * reserve that still leaves most of the disk for recordings. */
 #define DEFAULT_DAYS 60
 #define MAX_DAYS 3650
+/* [exports] keep_days: finished bundles are removed after this. */
+#define DEFAULT_EXPORT_DAYS 30
 #define MAX_RESERVE_PERCENT 50
 #define DEFAULT_RESERVE_PERCENT 5
 #define DEFAULT_SWEEP_SECONDS 10
@@ -67,6 +69,7 @@ enum section_kind {
     SEC_ARCHIVE,
     SEC_RETENTION,
     SEC_RELAY,
+    SEC_EXPORTS,
     SEC_SOURCE,
     SEC_IGNORED, /* a header that was already reported as an error */
 };
@@ -82,7 +85,7 @@ typedef struct {
     int section_line;
     size_t source_index;     /* into cfg->sources while section == SEC_SOURCE */
     unsigned seen_keys;      /* bit i set once key i of this section's table was set */
-    int seen_server, seen_archive, seen_retention, seen_relay;
+    int seen_server, seen_archive, seen_retention, seen_relay, seen_exports;
     int keep_days_line, min_days_line; /* for the cross-key check at the end */
     int tls_cert_line, tls_key_line;   /* likewise for "both or neither" */
     int relay_cert_line, relay_key_line;
@@ -140,6 +143,7 @@ static void section_label(const parser_t *p, char *buf, size_t size)
     case SEC_SERVER: snprintf(buf, size, "server"); break;
     case SEC_ARCHIVE: snprintf(buf, size, "archive"); break;
     case SEC_RELAY: snprintf(buf, size, "relay"); break;
+    case SEC_EXPORTS: snprintf(buf, size, "exports"); break;
     case SEC_SOURCE:
         snprintf(buf, size, "source %s", p->cfg->sources[p->source_index].name);
         break;
@@ -803,6 +807,15 @@ static const key_spec_t relay_keys[] = {
     {"push", set_relay_push},
     {NULL, NULL},
 };
+static int set_exports_keep_days(parser_t *p, const char *key, const char *value)
+{
+    return set_days(p, key, value, &p->cfg->exports_keep_days);
+}
+
+static const key_spec_t exports_keys[] = {
+    {"keep_days", set_exports_keep_days},
+    {NULL, NULL},
+};
 static const key_spec_t source_keys[] = {
     {"url", set_url},
     {"kind", set_kind},
@@ -820,6 +833,7 @@ static const key_spec_t *keys_of(enum section_kind section)
     case SEC_ARCHIVE: return archive_keys;
     case SEC_RETENTION: return retention_keys;
     case SEC_RELAY: return relay_keys;
+    case SEC_EXPORTS: return exports_keys;
     case SEC_SOURCE: return source_keys;
     default: return NULL;
     }
@@ -937,6 +951,8 @@ static void begin_section(parser_t *p, const char *header)
         open_single(p, &p->seen_retention, SEC_RETENTION, "retention");
     else if (strcmp(n, "relay") == 0)
         open_single(p, &p->seen_relay, SEC_RELAY, "relay");
+    else if (strcmp(n, "exports") == 0)
+        open_single(p, &p->seen_exports, SEC_EXPORTS, "exports");
     else if (strncmp(n, "source", 6) == 0 && (n[6] == '\0' || isspace((unsigned char)n[6])))
         add_source(p, trim(n + 6));
     else
@@ -993,6 +1009,7 @@ static void init_defaults(vg_config_t *cfg, const char *path)
     cfg->audit_checkpoint_seconds = 300;
     cfg->retention.min_days = DEFAULT_DAYS;
     cfg->retention.keep_days = DEFAULT_DAYS;
+    cfg->exports_keep_days = DEFAULT_EXPORT_DAYS;
     cfg->retention.capacity_bytes = 0;
     cfg->retention.reserve_percent = DEFAULT_RESERVE_PERCENT;
     cfg->retention.on_full = VG_ON_FULL_OVERWRITE;

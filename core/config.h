@@ -75,6 +75,7 @@ typedef struct {
     vg_retention_config_t retention;
     vg_http_config_t http;
     vg_relay_config_t relay;
+    int exports_keep_days;      /* [exports] keep_days, 1..3650 (default 30) */
     vg_source_config_t *sources;
     size_t n_sources;
 } vg_config_t;

@@ -314,6 +314,33 @@ static const char *const migrations[] = {
     "  UPDATE accounts_generation SET gen = gen + 1 WHERE id = 1; END;",
     /* v12: the language a user picked in the browser UI ('' = the browser's). */
     "ALTER TABLE account ADD COLUMN language TEXT NOT NULL DEFAULT '';",
+    /* v13: taken by a change developed beside v14; this placeholder changes
+     * nothing and is replaced by it when both are merged. */
+    "SELECT 1;",
+    /* v14: evidence export jobs (playback/exporter.c). A job outlives the
+     * process that ran it: a row left queued or running at start was cut
+     * by a stop and is marked failed. path is relative to data_dir and
+     * names the finished zip only once state is 'done'. */
+    "CREATE TABLE export ("
+    "  id INTEGER PRIMARY KEY,"
+    "  owner TEXT NOT NULL,"
+    "  sources TEXT NOT NULL,"
+    "  from_us INTEGER NOT NULL,"
+    "  to_us INTEGER NOT NULL,"
+    "  case_no TEXT NOT NULL,"
+    "  reason TEXT NOT NULL,"
+    "  hold_id INTEGER NOT NULL DEFAULT 0,"
+    "  state TEXT NOT NULL CHECK (state IN ('queued','running','done','failed')),"
+    "  progress REAL NOT NULL DEFAULT 0,"
+    "  bytes INTEGER NOT NULL DEFAULT 0,"
+    "  error TEXT NOT NULL DEFAULT '',"
+    "  created_us INTEGER NOT NULL,"
+    "  finished_us INTEGER NOT NULL DEFAULT 0,"
+    "  path TEXT NOT NULL DEFAULT '',"
+    "  sha256 TEXT NOT NULL DEFAULT ''"
+    ");"
+    "CREATE INDEX export_owner ON export(owner, id);"
+    "CREATE INDEX export_state ON export(state);",
 };
 
 #define IDX_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

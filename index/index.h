@@ -445,6 +445,43 @@ int idx_anchor_verify(idx_t *idx, const char *data_dir, const char *copy, const 
                       void (*report)(void *ctx, const char *text), void *ctx, size_t *checked,
                       int *problems);
 
+/* ---- evidence export jobs (index/exports.c) ---- */
+
+typedef struct {
+    int64_t id;
+    char owner[96];          /* the actor who asked (user:NAME, token:ID, system:...) */
+    char sources[IDX_LIST_TEXT_MAX]; /* comma-separated */
+    int64_t from_us, to_us;
+    char case_no[128];
+    char reason[256];
+    int64_t hold_id;         /* 0: none */
+    char state[12];          /* queued | running | done | failed */
+    double progress;         /* 0..1 */
+    int64_t bytes;
+    char error[256];
+    int64_t created_us, finished_us;
+    char path[128];          /* relative to data_dir; "" until done */
+    char sha256[65];         /* of the zip; "" until done */
+} idx_export_t;
+
+/* Inserts e (state queued); fills e->id. */
+int idx_export_add(idx_t *idx, idx_export_t *e);
+/* VG_ENOTFOUND when there is no such job. */
+int idx_export_get(idx_t *idx, int64_t id, idx_export_t *out);
+/* Jobs of owner (NULL: everyone's), newest first. */
+int idx_export_list(idx_t *idx, const char *owner, idx_export_t **out, size_t *n);
+/* Writes the job's state, progress, bytes, error, finished_us, path and
+ * sha256; VG_ENOTFOUND when the row is gone (deleted meanwhile). */
+int idx_export_update(idx_t *idx, const idx_export_t *e);
+int idx_export_delete(idx_t *idx, int64_t id);
+/* Jobs left queued or running by a stopped process become failed with this
+ * error; *n (may be NULL) gets how many. */
+int idx_export_interrupt_all(idx_t *idx, const char *error, int64_t now_us, int *n);
+/* Finished (done or failed) jobs created before before_us, oldest first. */
+int idx_export_expired(idx_t *idx, int64_t before_us, idx_export_t **out, size_t *n);
+/* Bytes of the finished zips (they count against capacity). */
+int idx_export_bytes(idx_t *idx, int64_t *bytes);
+
 /* ---- aggregated denials (index/denials.c) ----
  * Refused requests (no or wrong credentials, missing permission, rate
  * limits) are counted, not committed one by one: one chained audit row per

@@ -10,4 +10,117 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/clock.h"
+#include "core/key.h"
+#include "index/index.h"
+
+/* ---- evidence export bundles (playback/bundle.c, playback/minisign.c) ----
+ * A zip holding one media file per source ({source}.mp4, .mov for video with
+ * G.711 audio, .wav for G.711 call lines, .mka for other audio), manifest.json
+ * (who, why, when, and every hash: original segments and exported files),
+ * manifest.json.minisig (a minisign signature by the appliance key),
+ * vigil-appliance.pub (its public key), VERIFY.txt (how to check, in Russian
+ * and English) and SHA256SUMS (for sha256sum -c). README "Evidence export". */
+
+#define PB_BUNDLE_MAX_SOURCES 16
+#define PB_BUNDLE_FORMAT "vigil-export-1"
+#define PB_MANIFEST "manifest.json"
+#define PB_MANIFEST_SIG "manifest.json.minisig"
+#define PB_PUBKEY "vigil-appliance.pub"
+#define PB_VERIFY_TXT "VERIFY.txt"
+#define PB_SHA256SUMS "SHA256SUMS"
+
+typedef struct {
+    const char *data_dir;       /* the archive (media paths are relative to it) */
+    const vg_key_t *key;        /* signs the manifest (needs the secret) */
+    const char *appliance_id;   /* the archive identity (arc_claim_data_dir) */
+    const char *exporter;       /* who asked (audit actor) */
+    const char *case_no, *reason;
+    int64_t export_id;          /* 0: an offline bundle (vigilctl) */
+    int64_t from_us, to_us, created_us;
+    const char *const *sources;
+    size_t n_sources;
+    const int *stop;            /* non-zero (read atomically): stop, VG_ESTOPPED */
+    /* Progress as bytes are written (may be NULL): fraction 0..1 of the job
+     * and bytes written so far. */
+    void (*progress)(void *ctx, double fraction, int64_t bytes);
+    void *ctx;
+} pb_bundle_opts_t;
+
+typedef struct {
+    int64_t bytes;     /* of the zip */
+    char sha256[65];   /* of the zip */
+} pb_bundle_result_t;
+
+/* The media step of one source: writes [from_us, to_us) of segs into a new
+ * file at out_path (its extension from pb_media_ext), remuxed without
+ * re-encoding. One function so the builder behind it can change. */
+const char *pb_media_ext(const idx_segment_t *segs, size_t n);
+
+/* Builds the bundle for o into out_path: written under a temporary name
+ * beside it, fsynced, renamed, the directory fsynced, so a crash never
+ * leaves a zip that looks finished; temporary media files beside it are
+ * removed whatever happens. VG_ENOTFOUND (err says which) when a source has
+ * nothing recorded in the range. err gets a reason on failure. */
+int pb_bundle_write(idx_t *idx, const pb_bundle_opts_t *o, const char *out_path,
+                    pb_bundle_result_t *res, char *err, size_t err_size);
+
+/* Checks a bundle: the signature of manifest.json (by pubkey_path's key, or
+ * the bundled vigil-appliance.pub when NULL), every file's size and sha256
+ * against the manifest, SHA256SUMS, and that the zip holds exactly the
+ * expected files. VG_OK, or VG_ECORRUPT with the first mismatch in why;
+ * VG_EIO when the zip cannot be read at all. key_id (17 bytes, may be NULL)
+ * gets the signing key's number. */
+int pb_bundle_verify(const char *zip_path, const char *pubkey_path, char *why, size_t why_size,
+                     char *key_id);
+
+/* minisign signatures (prehashed "ED": Ed25519 over BLAKE2b-512 of the
+ * message). Returns the four-line .minisig text (malloc'd) or NULL without a
+ * secret key. The comments must not hold a newline. */
+char *pb_minisign_sign(const vg_key_t *key, const void *msg, size_t len,
+                       const char *untrusted_comment, const char *trusted_comment);
+/* Checks a .minisig text (both "ED" and legacy "Ed") against key: VG_OK, or
+ * VG_ECORRUPT with the reason in why. */
+int pb_minisign_verify(const vg_key_t *key, const void *msg, size_t len, const char *sig_text,
+                       char *why, size_t why_size);
+
+/* Reads a public key file's text (minisign's format, as vg_key_public_text
+ * writes it): VG_OK or VG_ECORRUPT. */
+int pb_minisign_parse_public(const char *text, vg_key_t *out);
+
+/* ---- export jobs (playback/exporter.c): one worker thread ---- */
+
+#define PB_EXPORT_QUEUE_MAX 8
+
+typedef struct pb_exporter pb_exporter_t;
+
+typedef struct {
+    const char *data_dir;
+    const vg_clock_t *clock;    /* created/finished times and keep_days */
+    int keep_days;              /* finished bundles are removed after this */
+    int cleanup_ms;             /* how often keep_days is applied; 0: 60 s */
+} pb_exporter_config_t;
+
+/* Opens its own index connection and key, marks jobs left queued or running
+ * by a previous process failed ("interrupted"), removes stray temporary
+ * files under data_dir/exports, and starts the worker. */
+int pb_exporter_start(const pb_exporter_config_t *cfg, pb_exporter_t **out);
+/* Takes a queue slot before the job's row is written: VG_EBUSY when the
+ * queue is full. Every reserved slot is then used by pb_exporter_submit or
+ * given back by pb_exporter_unreserve. */
+int pb_exporter_reserve(pb_exporter_t *x);
+void pb_exporter_unreserve(pb_exporter_t *x);
+void pb_exporter_submit(pb_exporter_t *x, int64_t id);
+/* Stops job id if it is queued or running (its files are removed). */
+void pb_exporter_cancel(pb_exporter_t *x, int64_t id);
+/* The zip of a job relative to data_dir: "exports/ID.zip". */
+void pb_export_rel_path(int64_t id, char *out, size_t size);
+/* Removes a finished job's zip (durably). A missing file is fine. */
+int pb_export_remove_file(const char *data_dir, const char *rel_path);
+/* Runs the keep_days cleanup now (tests and the worker). */
+void pb_exporter_cleanup_now(pb_exporter_t *x);
+/* Stops the running job cleanly (its partial files removed, its row failed
+ * "interrupted") and the worker; queued jobs become failed too. NULL ok. */
+void pb_exporter_stop(pb_exporter_t *x);
+
 #endif

@@ -258,6 +258,22 @@ START_TEST(test_archive_durability_rejected)
 }
 END_TEST
 
+START_TEST(test_exports_keep_days)
+{
+    ck_assert_int_eq(load("[server]\n"), VG_OK);
+    ck_assert_int_eq(cfg.exports_keep_days, 30);
+    vg_config_free(&cfg);
+    ck_assert_int_eq(load("[exports]\nkeep_days = 7\n"), VG_OK);
+    ck_assert_int_eq(cfg.exports_keep_days, 7);
+    vg_config_free(&cfg);
+    expect_error_at("[exports]\nkeep_days = 0\n", 2);
+    assert_err_has("keep_days");
+    expect_error_at("[exports]\nretention = 1\n", 2);
+    assert_err_has("unknown key 'retention' in [exports]");
+    expect_error_at("[exports]\nkeep_days = 1\n[exports]\n", 3);
+}
+END_TEST
+
 START_TEST(test_bad_kind)
 {
     expect_error_at("[source a]\nurl = rtsp://h/\nkind = vidoe\n", 3);
@@ -682,6 +698,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_archive_durability_keys);
     tcase_add_loop_test(tc, test_archive_durability_rejected, 0,
                         sizeof(bad_archive) / sizeof(bad_archive[0]));
+    tcase_add_test(tc, test_exports_keep_days);
     tcase_add_test(tc, test_bad_kind);
     tcase_add_test(tc, test_bad_transport);
     tcase_add_test(tc, test_bad_log_level);

@@ -435,6 +435,13 @@ const web_route_t web_routes[] = {
     {"GET", "/api/v1/audit/verify", WEB_PERM_AUDIT, 0, NULL, web_h_audit_verify},
     {"GET", "/api/v1/audit/checkpoints", WEB_PERM_AUDIT, 0, checkpoint_keys,
      web_h_audit_checkpoints},
+    /* evidence export (routes_export.c) */
+    {"GET", "/api/v1/exports", WEB_PERM_EXPORT | WEB_PERM_AUDIT, 0, NULL, web_h_exports},
+    {"POST", "/api/v1/exports", WEB_PERM_EXPORT, WEB_ROUTE_BODY, NULL, web_h_export_add},
+    {"GET", "/api/v1/exports/{}", WEB_PERM_EXPORT | WEB_PERM_AUDIT, 0, NULL, web_h_export_get},
+    {"GET", "/api/v1/exports/{}/download", WEB_PERM_EXPORT, 0, NULL, web_h_export_download},
+    {"DELETE", "/api/v1/exports/{}", WEB_PERM_EXPORT | WEB_PERM_AUDIT, 0, NULL,
+     web_h_export_delete},
     /* the browser UI's own (routes_ui.c) */
     {"GET", "/api/v1/ui", 0, WEB_ROUTE_PUBLIC, NULL, web_h_ui},
     {"GET", "/api/v1/me/language", 0, 0, NULL, web_h_language},

@@ -89,6 +89,7 @@ typedef enum {
     WEB_F_INT,
     WEB_F_STRINGS, /* array of strings */
     WEB_F_TIME,    /* RFC 3339 string or unix seconds (number or string) */
+    WEB_F_BOOL,    /* true or false */
 } web_field_kind_t;
 
 typedef struct {
@@ -430,5 +431,13 @@ void web_h_token_revoke(web_req_t *r);
 void web_h_audit(web_req_t *r);
 void web_h_audit_verify(web_req_t *r);
 void web_h_audit_checkpoints(web_req_t *r);
+
+/* ---- routes_export.c: evidence export jobs (playback/exporter.c) ---- */
+
+void web_h_exports(web_req_t *r);
+void web_h_export_add(web_req_t *r);
+void web_h_export_get(web_req_t *r);
+void web_h_export_download(web_req_t *r);
+void web_h_export_delete(web_req_t *r);
 
 #endif

@@ -167,9 +167,11 @@ typedef struct {
     int truncated;
 } walk_t;
 
+/* A gap is at least TIMELINE_MERGE_US long; shorter ones (a reconnect, the
+ * range's edges cutting a segment) are drawn as recorded. */
 static void add_gap(walk_t *w, int64_t start, int64_t end)
 {
-    if (end <= start)
+    if (end - start < TIMELINE_MERGE_US)
         return;
     if (w->n_gaps == w->cap_gaps) {
         w->cap_gaps = w->cap_gaps ? w->cap_gaps * 2 : 16;

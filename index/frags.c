@@ -16,6 +16,7 @@ enum {
     F_RANGE,
     F_GET,
     F_SPANS,
+    F_KINDS,
     F_END
 };
 
@@ -46,6 +47,7 @@ static const char *const lazy_sql[F_END - IDX_LAZY_FRAGS] = {
                    " AND g.start_us >= ?2 - s.max_len_us AND g.end_us > ?2"
                    " AND g.deleting = 0"
                    " ORDER BY g.start_us, g.id",
+    SQL(F_KINDS) = "SELECT name, kind FROM source ORDER BY name",
 #undef SQL
 };
 
@@ -232,4 +234,38 @@ int idx_explain_spans(idx_t *idx, char *out, size_t out_size)
     }
     sqlite3_finalize(st);
     return VG_OK;
+}
+
+int idx_source_kinds(idx_t *idx, idx_source_kind_t **out, size_t *n)
+{
+    if (!idx || !out || !n)
+        return VG_EINVAL;
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = lazy(idx, F_KINDS);
+    if (!st)
+        return VG_EDB;
+    idx_source_kind_t *arr = NULL;
+    size_t len = 0, cap = 0;
+    int rc, ret = VG_OK;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (len == cap) {
+            cap = cap ? cap * 2 : 32;
+            arr = vg_realloc(arr, cap * sizeof(*arr));
+        }
+        const unsigned char *name = sqlite3_column_text(st, 0), *kind = sqlite3_column_text(st, 1);
+        snprintf(arr[len].name, sizeof(arr[len].name), "%s", name ? (const char *)name : "");
+        snprintf(arr[len].kind, sizeof(arr[len].kind), "%s", kind ? (const char *)kind : "");
+        len++;
+    }
+    if (rc != SQLITE_DONE) {
+        ret = idx_priv_db_fail(idx, rc, "list source kinds");
+        free(arr);
+        arr = NULL;
+        len = 0;
+    }
+    idx_priv_stmt_done(st);
+    *out = arr;
+    *n = len;
+    return ret;
 }

@@ -126,6 +126,12 @@ int idx_segment_get(idx_t *idx, int64_t id, idx_segment_frags_t *out);
 typedef void (*idx_span_fn)(void *ctx, int64_t start_us, int64_t end_us, const char *codecs);
 int idx_spans_walk(idx_t *idx, const char *source, int64_t from_us, int64_t to_us,
                    idx_span_fn fn, void *ctx);
+/* Every registered source with its kind, by name (cheap: no figures). */
+typedef struct {
+    char name[64];
+    char kind[8];
+} idx_source_kind_t;
+int idx_source_kinds(idx_t *idx, idx_source_kind_t **out, size_t *n);
 /* EXPLAIN QUERY PLAN of idx_spans_walk's statement, for tests. */
 int idx_explain_spans(idx_t *idx, char *out, size_t out_size);
 

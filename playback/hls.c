@@ -78,24 +78,12 @@ static int segment_frags(idx_t *idx, const char *data_dir, const idx_segment_fra
     return VG_OK;
 }
 
-/* 1 when the file's init part says hev1 with its parameter sets in hvcC:
- * the playlist then names the relabelling init route. */
-static int wants_hvc1(const char *data_dir, const idx_segment_t *seg)
+/* HEVC files are named through the relabelling init route: it serves hvc1
+ * where the stored init says hev1 with its parameter sets in hvcC, and the
+ * stored bytes otherwise, so the playlist need not open the file to know. */
+static int wants_hvc1(const idx_segment_t *seg)
 {
-    if (!strstr(seg->codecs, "hevc") || seg->init_bytes <= 0 || seg->init_bytes > MAX_INIT_READ)
-        return 0;
-    char *path = abs_path(data_dir, seg->path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    free(path);
-    if (fd < 0)
-        return 0;
-    uint8_t *init = vg_malloc((size_t)seg->init_bytes);
-    size_t at = 0;
-    int yes = pread(fd, init, (size_t)seg->init_bytes, 0) == (ssize_t)seg->init_bytes &&
-              arc_init_hev1_at(init, (size_t)seg->init_bytes, &at) == VG_OK;
-    free(init);
-    close(fd);
-    return yes;
+    return strstr(seg->codecs, "hevc") != NULL;
 }
 
 static void program_date_time(buf_t *b, int64_t us)
@@ -142,7 +130,7 @@ int pb_playlist(idx_t *idx, const char *data_dir, const char *source, int64_t fr
             if (start >= to_us && last == nf)
                 last = k;
         }
-        int hvc1 = first < last && wants_hvc1(data_dir, &s->seg);
+        int hvc1 = wants_hvc1(&s->seg);
         for (size_t k = first; k < last; k++) {
             int64_t start = s->seg.start_us + f[k].start_us;
             if (k == first) {

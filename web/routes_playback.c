@@ -236,13 +236,13 @@ static int list_has(const char *list, const char *source)
     return 0;
 }
 
-static int source_readable(web_req_t *r, const char *name, char *kind, size_t size)
+/* The config's kind wins (as web_source_kind has it), else the index's. */
+static int source_readable(web_req_t *r, const idx_source_kind_t *s, char *kind, size_t size)
 {
-    const char *k = web_source_kind(r->cfg, r->idx, name, kind, size);
-    if (!k || !web_source_visible(&r->who, name, k))
+    const vg_source_config_t *c = vg_config_find_source(r->cfg, s->name);
+    snprintf(kind, size, "%s", c ? (c->kind == VG_SOURCE_AUDIO ? "audio" : "video") : s->kind);
+    if (!web_source_visible(&r->who, s->name, kind))
         return 0;
-    if (k != kind)
-        snprintf(kind, size, "%s", k);
     unsigned need = strcmp(kind, "audio") == 0 ? WEB_PERM_CALLS : WEB_PERM_PLAYBACK;
     return web_has(&r->who, need);
 }
@@ -303,12 +303,12 @@ void web_h_timeline_all(web_req_t *r)
                         IDX_LIST_MAX);
         return;
     }
-    char (*names)[64] = NULL;
+    idx_source_kind_t *names = NULL;
     size_t n_names = 0;
     idx_hold_t *holds = NULL;
     size_t n_holds = 0;
     web_buf_t b = {0};
-    if (idx_source_names(r->idx, &names, &n_names) != VG_OK ||
+    if (idx_source_kinds(r->idx, &names, &n_names) != VG_OK ||
         idx_hold_list(r->idx, 0, r->now_us, &holds, &n_holds) != VG_OK) {
         web_reply_error(r, 500, "internal", "cannot read the index");
         goto cleanup;
@@ -322,10 +322,10 @@ void web_h_timeline_all(web_req_t *r)
     for (size_t i = 0; i < n_names; i++) {
         char kind[8];
         /* Unknown and invisible names are simply absent: nothing tells which. */
-        if ((wanted && !list_has(wanted, names[i])) ||
-            !source_readable(r, names[i], kind, sizeof(kind)))
+        if ((wanted && !list_has(wanted, names[i].name)) ||
+            !source_readable(r, &names[i], kind, sizeof(kind)))
             continue;
-        if (source_timeline(r, &b, names[i], kind, from, to, holds, n_holds, listed == 0) !=
+        if (source_timeline(r, &b, names[i].name, kind, from, to, holds, n_holds, listed == 0) !=
             VG_OK) {
             free(b.p);
             b.p = NULL;

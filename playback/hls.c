@@ -114,6 +114,7 @@ int pb_playlist(idx_t *idx, const char *data_dir, const char *source, int64_t fr
     buf_t body = {0};
     int64_t max_dur = 0;
     int all_key = 1, listed_files = 0;
+    size_t listed = 0;
     for (size_t i = 0; i < n; i++) {
         const idx_segment_frags_t *s = &segs[i];
         arc_frag_t *f = NULL;
@@ -143,6 +144,12 @@ int pb_playlist(idx_t *idx, const char *data_dir, const char *source, int64_t fr
                         s->seg.id, hvc1 ? "?init=hvc1" : "", s->seg.init_bytes);
                 program_date_time(&body, start);
                 listed_files++;
+            }
+            if (++listed > PB_PLAYLIST_MAX_FRAGMENTS) {
+                free(f);
+                idx_segment_frags_free(segs, n);
+                free(body.p);
+                return VG_EINVAL; /* the answer would be too large */
             }
             if (!f[k].key)
                 all_key = 0;

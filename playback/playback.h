@@ -16,6 +16,8 @@
 
 /* A playlist names at most this many segments (24 h of 2 s segments). */
 #define PB_PLAYLIST_MAX_SEGMENTS 50000
+/* and at most this many fragments (about 15 MB of playlist). */
+#define PB_PLAYLIST_MAX_FRAGMENTS 200000
 
 /* An HLS VOD playlist (EXT-X-VERSION 7) of source over [from_us, to_us):
  * per stored file an EXT-X-DISCONTINUITY (each file's timestamps start
@@ -25,7 +27,8 @@
  * ("media/ID"), so the playlist must be served from
  * /api/v1/sources/NAME/playlist.m3u8. A range with no recording gives a
  * valid empty playlist. *out is malloc'd. VG_ENOTFOUND: unknown source;
- * VG_EINVAL: more than PB_PLAYLIST_MAX_SEGMENTS segments. */
+ * VG_EINVAL: more than PB_PLAYLIST_MAX_SEGMENTS segments or
+ * PB_PLAYLIST_MAX_FRAGMENTS fragments. */
 int pb_playlist(idx_t *idx, const char *data_dir, const char *source, int64_t from_us,
                 int64_t to_us, char **out, size_t *len, size_t *n_segments);
 

@@ -45,8 +45,8 @@ void web_h_playlist(web_req_t *r)
     }
     if (rc == VG_EINVAL) {
         web_reply_error(r, 400, "range_too_long",
-                        "the range holds more than %d segments: ask for a shorter one",
-                        PB_PLAYLIST_MAX_SEGMENTS);
+                        "the range holds more than %d segments or %d fragments: ask for a "
+                        "shorter one", PB_PLAYLIST_MAX_SEGMENTS, PB_PLAYLIST_MAX_FRAGMENTS);
         return;
     }
     if (rc != VG_OK) {

@@ -381,7 +381,9 @@ class Suite:
     def test_z_audit_rows(self):
         """Last: stops vigild so the aggregated rows of this minute are written."""
         n_playlists, n_media = self.playlists, self.media_requests
-        self.v.stop()
+        rc, _ = self.v.stop()
+        # a sanitizer build exits non-zero on a leak or memory error
+        assert rc == 0, "vigild exited with %s:\n%s" % (rc, self.v.log_text()[-3000:])
         rows = self.sql("SELECT actor, action, object, detail, from_us, to_us FROM audit "
                         "WHERE action IN ('view', 'view.media') AND result = 'ok'")
         views = [r for r in rows if r[1] == "view" and r[3].startswith("playlist ")]

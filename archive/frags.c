@@ -42,12 +42,12 @@ static void put_varint(uint8_t **p, uint64_t v)
 
 static uint64_t zigzag(int64_t v)
 {
-    return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+    return v < 0 ? ((uint64_t)(-(v + 1)) << 1) | 1 : (uint64_t)v << 1;
 }
 
 static int64_t unzigzag(uint64_t v)
 {
-    return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+    return v & 1 ? -(int64_t)(v >> 1) - 1 : (int64_t)(v >> 1);
 }
 
 int arc_frags_encode(const arc_frag_t *f, size_t n, uint8_t **out, size_t *len)
@@ -64,7 +64,9 @@ int arc_frags_encode(const arc_frag_t *f, size_t n, uint8_t **out, size_t *len)
     int64_t end = 0, media_end = 0;
     for (size_t i = 0; i < n; i++) {
         if (f[i].offset < end || f[i].size <= 0 || f[i].dur_us < 0 ||
-            f[i].size > INT64_MAX / 2 || f[i].offset > INT64_MAX - f[i].size) {
+            f[i].size > INT64_MAX / 4 || f[i].offset > INT64_MAX / 4 ||
+            f[i].dur_us > INT64_MAX / 4 || f[i].start_us > INT64_MAX / 4 ||
+            f[i].start_us < -(INT64_MAX / 4)) {
             free(buf);
             return VG_EINVAL;
         }
@@ -549,8 +551,10 @@ cleanup:
 
 int arc_init_hev1_at(const uint8_t *init, size_t len, size_t *at)
 {
+    if (!init || !at)
+        return VG_ENOTFOUND;
     cursor_t top = {init, init + len}, moov, trak, mdia, minf, stbl, stsd;
-    if (!init || !at || find_box(top, "moov", &moov) != 1)
+    if (find_box(top, "moov", &moov) != 1)
         return VG_ENOTFOUND;
     cursor_t c = moov;
     char type[5];

@@ -93,6 +93,48 @@ int idx_rollback(idx_t *idx);
  * (one detail line per row) into out; for tests and benchmarks. */
 int idx_explain_range(idx_t *idx, char *out, size_t out_size);
 
+/* ---- playback (index/frags.c) ---- */
+
+/* A fragment table blob larger than this is refused (it would describe
+ * ARC_FRAGS_MAX fragments many times over). */
+#define IDX_FRAGS_MAX_BLOB (4 * 1024 * 1024)
+
+/* A segment with its fragment table blob (NULL when none is stored). */
+typedef struct {
+    idx_segment_t seg;
+    uint8_t *frags;
+    size_t frags_len;
+} idx_segment_frags_t;
+
+/* Inserts a segment and its fragment table in one transaction (or the
+ * caller's); blob NULL inserts the row alone. Codes as idx_segment_insert. */
+int idx_segment_insert_frags(idx_t *idx, idx_segment_t *seg, const uint8_t *blob, size_t len);
+/* Stores (replaces) the table of a live segment; VG_ENOTFOUND when the
+ * segment is gone or being deleted. */
+int idx_frags_put(idx_t *idx, int64_t segment_id, const uint8_t *blob, size_t len);
+/* Segments of source overlapping [from_us, to_us) with their tables, by
+ * start (rows being deleted left out). More than limit rows: VG_EINVAL.
+ * Free with idx_segment_frags_free. */
+int idx_segments_frags_in_range(idx_t *idx, const char *source, int64_t from_us, int64_t to_us,
+                                size_t limit, idx_segment_frags_t **out, size_t *n);
+void idx_segment_frags_free(idx_segment_frags_t *items, size_t n);
+/* One live segment by id with its table (free out->frags); VG_ENOTFOUND
+ * when there is none or it is being deleted. */
+int idx_segment_get(idx_t *idx, int64_t id, idx_segment_frags_t *out);
+/* Calls fn for each live segment of source overlapping [from_us, to_us),
+ * by start, with its times and codecs only (the timeline). */
+typedef void (*idx_span_fn)(void *ctx, int64_t start_us, int64_t end_us, const char *codecs);
+int idx_spans_walk(idx_t *idx, const char *source, int64_t from_us, int64_t to_us,
+                   idx_span_fn fn, void *ctx);
+/* Every registered source with its kind, by name (cheap: no figures). */
+typedef struct {
+    char name[64];
+    char kind[8];
+} idx_source_kind_t;
+int idx_source_kinds(idx_t *idx, idx_source_kind_t **out, size_t *n);
+/* EXPLAIN QUERY PLAN of idx_spans_walk's statement, for tests. */
+int idx_explain_spans(idx_t *idx, char *out, size_t out_size);
+
 /* ---- retention (index/retention.c) ---- */
 
 typedef struct {

@@ -130,6 +130,13 @@ static int may_read(web_req_t *r, const char *kind, const char *action, const ch
     return 0;
 }
 
+/* For the playback routes (routes_playback.c): the same 404 and 403 rules. */
+const char *web_readable_source(web_req_t *r, const char *action, char *kind, size_t size)
+{
+    const char *name = visible_source(r, action, kind, size);
+    return name && may_read(r, kind, action, name) ? name : NULL;
+}
+
 static void keep_days(web_req_t *r, const char *name, int *days, const char **from)
 {
     int over = 0;
@@ -399,6 +406,9 @@ static void h_timeline(web_req_t *r)
 /* ---- the table ---- */
 
 static const char *const range_keys[] = {"from", "to", NULL};
+/* playback (routes_playback.c) */
+static const char *const media_keys[] = {"init", NULL};
+static const char *const timeline_keys[] = {"from", "to", "sources", NULL};
 static const char *const holds_keys[] = {"all", NULL};
 static const char *const checkpoint_keys[] = {"after", "limit", NULL};
 static const char *const audit_keys[] = {"from", "to", "actor", "action", "format",
@@ -418,6 +428,10 @@ const web_route_t web_routes[] = {
     {"PATCH", "/api/v1/sources/{}", WEB_PERM_ADMIN, WEB_ROUTE_BODY, NULL, h_source_patch},
     {"GET", "/api/v1/sources/{}/segments", READ, 0, range_keys, h_segments},
     {"GET", "/api/v1/sources/{}/timeline", READ, 0, range_keys, h_timeline},
+    /* playback (routes_playback.c) */
+    {"GET", "/api/v1/sources/{}/playlist.m3u8", READ, 0, range_keys, web_h_playlist},
+    {"GET", "/api/v1/sources/{}/media/{}", READ, 0, media_keys, web_h_media},
+    {"GET", "/api/v1/timeline", READ, 0, timeline_keys, web_h_timeline_all},
     {"GET", "/api/v1/storage", WEB_PERM_ADMIN, 0, NULL, web_h_storage},
     {"GET", "/api/v1/holds", WEB_PERM_HOLD, 0, holds_keys, web_h_holds},
     {"POST", "/api/v1/holds", WEB_PERM_HOLD, WEB_ROUTE_BODY, NULL, web_h_hold_add},

@@ -1053,6 +1053,8 @@ static int prepare(struct web *w)
     w->limiter = web_limiter_new(WEB_LIMIT_RATE, WEB_LIMIT_BURST);
     if ((rc = idx_denials_open(db, w->cfg.clock, &w->denials)) != VG_OK)
         return rc;
+    if ((rc = web_aggregator_open(db, w->cfg.clock, &w->aggregator)) != VG_OK)
+        return rc;
     if ((rc = web_ui_init(w)) != VG_OK)
         return rc;
     return web_auditor_start(db, &w->auditor);
@@ -1167,6 +1169,7 @@ void web_stop(web_t *w)
     }
     web_auditor_stop(w->auditor);
     idx_denials_close(w->denials); /* writes the last minute's counts */
+    web_aggregator_close(w->aggregator); /* and the last minute's viewings */
     web_limiter_free(w->limiter);
     web_cache_free(w->cache);
     web_ui_free(w);

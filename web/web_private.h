@@ -112,6 +112,7 @@ int web_time_text(const char *text, int64_t *us);
 /* ---- the server and a request ---- */
 
 typedef struct web_auditor web_auditor_t;
+typedef struct web_aggregator web_aggregator_t;
 
 /* ---- cache.c: answers of the range routes, per source version ---- */
 
@@ -190,6 +191,7 @@ struct web {
     idx_denials_t *denials;   /* refused requests: aggregated rows, not one per request */
     web_limiter_t *limiter;   /* refused requests per address */
     web_cache_t *cache;
+    web_aggregator_t *aggregator; /* aggregate.c: rows for the requests of a viewing */
     /* Index connections, one per request at a time (SQLite connections are
      * not shared between threads); created on demand, closed at stop. */
     pthread_mutex_t pool_lock;
@@ -347,6 +349,32 @@ json_t *web_req_body(web_req_t *r, const web_field_t *fields);
 /* from/to from the query: defaults when absent; answers 400 and returns
  * VG_EINVAL when malformed or inverted. */
 int web_req_range(web_req_t *r, int64_t def_from, int64_t def_to, int64_t *from, int64_t *to);
+
+/* ---- aggregate.c: one audit row per viewing, not per request ----
+ * For requests that continue a range already audited once (the media byte
+ * ranges a player fetches after its playlist, thumbnails, waveform peaks,
+ * Range continuations of a download): counts the request instead of
+ * writing a row. One row per (actor, source, action, minute) is written when
+ * the minute closes (and at shutdown), its from/to the hull and its detail
+ * "count=N ranges=FROM-TO,..." the union of the ranges (µs) and the number
+ * of requests. No I/O here; memory is bounded (overflow shares an "(other)"
+ * bucket per action). */
+void web_audit_aggregated(web_req_t *r, const char *action, const char *source, int64_t from_us,
+                          int64_t to_us);
+int web_aggregator_open(const char *db_path, const vg_clock_t *clock, web_aggregator_t **out);
+/* Writes the buckets of closed minutes (all: every one) now. */
+int web_aggregator_flush(web_aggregator_t *a, int all);
+void web_aggregator_close(web_aggregator_t *a);
+
+/* ---- routes_playback.c: HLS playlists, stored media, the timeline ---- */
+
+/* The named source (r->params[0]) if the caller may see and read it; else
+ * NULL with the answer set (404 for unknown and invisible alike, 403
+ * without the permission for its kind), as the other source routes do. */
+const char *web_readable_source(web_req_t *r, const char *action, char *kind, size_t size);
+void web_h_playlist(web_req_t *r);
+void web_h_media(web_req_t *r);
+void web_h_timeline_all(web_req_t *r);
 
 /* auth.c */
 /* Resolves the caller from a Bearer token or session cookie. VG_OK with

@@ -251,8 +251,16 @@ static double frame_sample(const AVFrame *f, int c, int i, int channels)
     switch (av_get_packed_sample_fmt(f->format)) {
     case AV_SAMPLE_FMT_S16: return ((const int16_t *)p)[k];
     case AV_SAMPLE_FMT_S32: return ((const int32_t *)p)[k] / 65536.0;
-    case AV_SAMPLE_FMT_FLT: return ((const float *)p)[k] * 32768.0;
-    case AV_SAMPLE_FMT_DBL: return ((const double *)p)[k] * 32768.0;
+    case AV_SAMPLE_FMT_FLT: {
+        float v;
+        memcpy(&v, p + (size_t)k * sizeof(v), sizeof(v));
+        return v * 32768.0;
+    }
+    case AV_SAMPLE_FMT_DBL: {
+        double v;
+        memcpy(&v, p + (size_t)k * sizeof(v), sizeof(v));
+        return v * 32768.0;
+    }
     case AV_SAMPLE_FMT_U8: return (p[k] - 128) * 256.0;
     default: return 0;
     }

@@ -366,7 +366,10 @@ static void seek_segment(pb_wav_t *w, int64_t sample)
         avcodec_flush_buffers(w->dec);
 }
 
-/* Places the cursor before sample s: the first segment that ends after s. */
+/* Places the cursor before sample s: in the segment before the first that
+ * ends after s, since a segment's audio may run a few ms past the end its
+ * row gives (the track is longer than the video that cut it), and reading
+ * it from the start of the file would have put those samples there too. */
 static int cursor_reset(pb_wav_t *w, int64_t s)
 {
     close_segment(w);
@@ -374,6 +377,8 @@ static int cursor_reset(pb_wav_t *w, int64_t s)
     size_t i = 0;
     while (i < w->n_segs && seg_end_sample(w, i) <= s)
         i++;
+    if (i > 0 && i < w->n_segs)
+        i--;
     w->next_seg = i;
     if (i >= w->n_segs) {
         w->eof = 1;

@@ -51,6 +51,23 @@ void pb_close(pb_t *pb)
     free(pb);
 }
 
+int pb_slot_take(pb_t *pb)
+{
+    pthread_mutex_lock(&pb->lock);
+    int ok = pb->snap_running < pb->cfg.snapshot_workers;
+    if (ok)
+        pb->snap_running++;
+    pthread_mutex_unlock(&pb->lock);
+    return ok;
+}
+
+void pb_slot_give(pb_t *pb)
+{
+    pthread_mutex_lock(&pb->lock);
+    pb->snap_running--;
+    pthread_mutex_unlock(&pb->lock);
+}
+
 /* ---- peaks cache: LRU, bounded in bytes ---- */
 
 static void lru_unlink(pb_t *pb, peaks_entry_t *e)
@@ -167,10 +184,17 @@ int pb_peaks(pb_t *pb, const idx_segment_t *segs, size_t n_segs, int64_t from_us
     char *text = NULL;
     size_t text_len = 0;
     FILE *f = NULL;
-    int rc;
+    int rc, slot = 0;
     peaks_key(segs, n_segs, from_us, to_us, n, key, sizeof(key));
     if ((*json = peaks_get(pb, key, len)))
         return VG_OK;
+    /* Decoding hours of audio takes a core for seconds: as snapshots, at
+     * most snapshot_workers at once. */
+    if (!pb_slot_take(pb)) {
+        snprintf(err, err_size, "too many decodes are running; try again shortly");
+        return VG_EBUSY;
+    }
+    slot = 1;
     rc = pb_wav_open(pb->data_dir, segs, n_segs, from_us, to_us, &w, err, err_size);
     if (rc != VG_OK)
         goto cleanup;
@@ -231,5 +255,7 @@ cleanup:
     free(hi);
     free(buf);
     pb_wav_close(w);
+    if (slot)
+        pb_slot_give(pb);
     return rc;
 }

@@ -87,7 +87,8 @@ void pb_close(pb_t *pb);
  * {"from","to","n","rate","min":[..],"max":[..],"peaks":[min0,max0,...]},
  * values in [-1, 1]; a bucket of silence (or a gap) is 0. Bucket i holds
  * samples [i*N/n, (i+1)*N/n) of the range's WAV (N samples). Cached by
- * the segments' ids and hashes, range and n. Errors as pb_wav_open. */
+ * the segments' ids and hashes, range and n. Errors as pb_wav_open, and
+ * VG_EBUSY when snapshot_workers decodes are running (answer 503). */
 int pb_peaks(pb_t *pb, const idx_segment_t *segs, size_t n_segs, int64_t from_us,
              int64_t to_us, int n, char **json, size_t *len, char *err, size_t err_size);
 

@@ -36,6 +36,11 @@ struct pb {
     pb_snap_memo_t *memo;
 };
 
+/* One of the snapshot_workers decode slots (snapshots and peaks share
+ * them): 1 when taken, 0 when all are busy. */
+int pb_slot_take(pb_t *pb);
+void pb_slot_give(pb_t *pb);
+
 void pb_snap_init(pb_t *pb);
 void pb_snap_free(pb_t *pb);
 

@@ -271,6 +271,7 @@ cleanup:
 }
 
 typedef struct {
+    const char *path;
     AVFormatContext *ic;
     AVCodecContext *dec;
     AVPacket *pkts[MAX_GOP_PACKETS];
@@ -285,17 +286,18 @@ static void gop_clear(snap_work_t *s)
     s->n = 0;
 }
 
-/* Reads the packets of stream vs from the keyframe at or before target up
- * to target (decode order) into s->pkts; *pts: the largest pts among them
- * at or before target (the frame that will be shown). */
-static int read_gop(snap_work_t *s, int vs, int64_t target, int64_t *pts)
+/* One pass from where reading stands: the packets of stream vs from the
+ * last keyframe at or before target up to target (decode order) into
+ * s->pkts; *pts: the largest pts among them at or before target (the frame
+ * that will be shown). VG_ENOTFOUND when the first keyframe read is after
+ * target; its dts and pts go to *key_dts, *key_pts for the next try. */
+static int scan_gop(snap_work_t *s, int vs, int64_t target, int64_t *pts, int64_t *key_dts,
+                    int64_t *key_pts)
 {
     int have_key = 0;
     AVPacket *pkt = av_packet_alloc();
-    *pts = AV_NOPTS_VALUE;
-    /* The keyframe before target: libav's seek when it can; a failed
-     * seek leaves reading at the start, which only costs time. */
-    av_seek_frame(s->ic, vs, target, AVSEEK_FLAG_BACKWARD);
+    gop_clear(s);
+    *pts = *key_dts = *key_pts = AV_NOPTS_VALUE;
     while (av_read_frame(s->ic, pkt) >= 0) {
         if (pkt->stream_index != vs) {
             av_packet_unref(pkt);
@@ -303,11 +305,16 @@ static int read_gop(snap_work_t *s, int vs, int64_t target, int64_t *pts)
         }
         int64_t dts = pkt->dts != AV_NOPTS_VALUE ? pkt->dts : pkt->pts;
         int64_t p = pkt->pts != AV_NOPTS_VALUE ? pkt->pts : dts;
-        if (have_key && dts > target) {
+        int key = (pkt->flags & AV_PKT_FLAG_KEY) != 0;
+        if ((have_key && dts > target) || (!have_key && key && p > target)) {
+            if (!have_key) {
+                *key_dts = dts;
+                *key_pts = p;
+            }
             av_packet_unref(pkt);
             break;
         }
-        if ((pkt->flags & AV_PKT_FLAG_KEY) && p <= target) {
+        if (key && p <= target) {
             gop_clear(s);
             have_key = 1;
             *pts = AV_NOPTS_VALUE;
@@ -323,6 +330,45 @@ static int read_gop(snap_work_t *s, int vs, int64_t target, int64_t *pts)
     }
     av_packet_free(&pkt);
     return have_key && *pts != AV_NOPTS_VALUE ? VG_OK : VG_ENOTFOUND;
+}
+
+/* Reads the file again from its start (a new context: streams and their
+ * pointers change). */
+static int reopen(snap_work_t *s, int vs)
+{
+    avformat_close_input(&s->ic);
+    if (avformat_open_input(&s->ic, s->path, NULL, NULL) < 0 || (int)s->ic->nb_streams <= vs)
+        return VG_EMEDIA;
+    for (unsigned k = 0; k < s->ic->nb_streams; k++) {
+        if ((int)k != vs)
+            s->ic->streams[k]->discard = AVDISCARD_ALL;
+    }
+    return VG_OK;
+}
+
+/* The GOP to decode for *target. libav's seek finds the keyframe by
+ * decode time: with B-frames the keyframe it lands on may show after
+ * target, so the keyframe before that one is tried next, then the file
+ * from its start. A time before the segment's first shown frame (within
+ * the B-frame delay of its start) gets that first frame: *target moves. */
+static int read_gop(snap_work_t *s, int vs, int64_t *target, int64_t *pts)
+{
+    int64_t kd, kp;
+    if (av_seek_frame(s->ic, vs, *target, AVSEEK_FLAG_BACKWARD) >= 0) {
+        if (scan_gop(s, vs, *target, pts, &kd, &kp) == VG_OK)
+            return VG_OK;
+        if (kd != AV_NOPTS_VALUE && av_seek_frame(s->ic, vs, kd - 1, AVSEEK_FLAG_BACKWARD) >= 0 &&
+            scan_gop(s, vs, *target, pts, &kd, &kp) == VG_OK)
+            return VG_OK;
+    }
+    if (reopen(s, vs) != VG_OK)
+        return VG_EMEDIA;
+    if (scan_gop(s, vs, *target, pts, &kd, &kp) == VG_OK)
+        return VG_OK;
+    if (kp == AV_NOPTS_VALUE || reopen(s, vs) != VG_OK)
+        return VG_ENOTFOUND;
+    *target = kp;
+    return scan_gop(s, vs, *target, pts, &kd, &kp);
 }
 
 static void keep_if_best(snap_work_t *s, int64_t target)
@@ -388,10 +434,16 @@ static int snap_decode(pb_t *pb, const idx_segment_t *seg, int64_t at_us, int wi
     AVStream *st = s->ic->streams[vs];
     int64_t target = av_rescale_q(at_us - seg->start_us, AV_TIME_BASE_Q, st->time_base);
     int64_t pts;
-    if ((rc = read_gop(s, vs, target, &pts)) != VG_OK) {
-        snprintf(err, err_size, "no frame recorded at or before that time");
+    s->path = path;
+    if ((rc = read_gop(s, vs, &target, &pts)) != VG_OK) {
+        if (rc == VG_ENOTFOUND)
+            snprintf(err, err_size, "no frame recorded at or before that time");
+        else
+            snprintf(err, err_size, "the recording at that time cannot be read (segment %"
+                     PRId64 ")", seg->id);
         goto cleanup;
     }
+    st = s->ic->streams[vs]; /* read_gop may have reopened the file */
     if (width > st->codecpar->width && st->codecpar->width > 0)
         width = 0; /* as recorded */
     if (cache_open(pb, seg, pts, width, out) == VG_OK) {
@@ -454,18 +506,11 @@ int pb_snapshot(pb_t *pb, const idx_segment_t *seg, int64_t at_us, int width,
         width &= ~1;
     if (memo_get(pb, seg, at_us, width, &pts) && cache_open(pb, seg, pts, width, out) == VG_OK)
         return VG_OK;
-    pthread_mutex_lock(&pb->lock);
-    int busy = pb->snap_running >= pb->cfg.snapshot_workers;
-    if (!busy)
-        pb->snap_running++;
-    pthread_mutex_unlock(&pb->lock);
-    if (busy) {
+    if (!pb_slot_take(pb)) {
         snprintf(err, err_size, "too many snapshots are being made; try again shortly");
         return VG_EBUSY;
     }
     rc = snap_decode(pb, seg, at_us, width, out, err, err_size);
-    pthread_mutex_lock(&pb->lock);
-    pb->snap_running--;
-    pthread_mutex_unlock(&pb->lock);
+    pb_slot_give(pb);
     return rc;
 }

@@ -33,6 +33,7 @@ SOURCES = {
     "opus": ("line-opus", "audio"),
     "camg711": ("cam-g711", "video"),
     "cam": ("h264", "video"),
+    "camb": ("h264b", "video"),  # B-frames: keyframes shown after they are decoded
 }
 
 
@@ -406,6 +407,30 @@ class Suite:
         s3, c, r3 = self.snapshot("cam", "%d.500000" % (frm + 2), 64)
         assert s1 == s2 == s3 == 200, (s1, s2, s3, at)
         assert r1.getheader("ETag") == r2.getheader("ETag") != r3.getheader("ETag")
+
+    def test_snapshot_b_frames(self):
+        """With B-frames a keyframe is decoded before it is shown: a time
+        between its decode and show times gets the frame before it (libav's
+        seek lands on that keyframe), and a time before a segment's first
+        shown frame gets that first frame."""
+        seg = self.segs("camb")[1]
+        path = os.path.join(self.v.data, seg["path"])
+        info = ffprobe_json(path, "-select_streams", "v:0", "-show_entries",
+                            "stream=time_base:packet=pts,dts,flags")
+        num, den = (int(x) for x in info["streams"][0]["time_base"].split("/"))
+        keys = [p for p in info["packets"] if "K" in p["flags"]]
+        late = [k for k in keys[1:] if int(k["pts"]) > int(k["dts"])]
+        if not late:
+            raise AssertionError("no keyframe shown after its decode time: %s" % keys)
+        k = late[0]
+        for ts in (int(k["dts"]), (int(k["dts"]) + int(k["pts"])) // 2):
+            at = seg["start"] + ts * num * US // den
+            status, body, _ = self.snapshot("camb", "%d.%06d" % (at // US, at % US), 64)
+            assert status == 200, (status, body[:200], k)
+            assert self.jpeg_size(body)[:2] == ("mjpeg", 64)
+        at = seg["start"] + 1
+        status, body, _ = self.snapshot("camb", "%d.%06d" % (at // US, at % US), 64)
+        assert status == 200, (status, body[:200])
 
     def test_snapshot_bad_input(self):
         frm, _ = self.inner_range("cam", 2)

@@ -111,12 +111,16 @@ static int need_audio(web_req_t *r, const char *name, const idx_segment_t *segs,
 
 static void pb_error(web_req_t *r, int rc, const char *err)
 {
-    if (rc == VG_ENOTFOUND)
+    if (rc == VG_EBUSY) {
+        snprintf(r->retry_after, sizeof(r->retry_after), "1");
+        web_reply_error(r, 503, "busy", "%s", err);
+    } else if (rc == VG_ENOTFOUND) {
         web_reply_error(r, 404, "no_audio", "%s", err);
-    else if (rc == VG_EINVAL)
+    } else if (rc == VG_EINVAL) {
         web_reply_error(r, 400, "invalid_range", "%s", err);
-    else
+    } else {
         web_reply_error(r, 500, "unreadable_recording", "%s", err);
+    }
 }
 
 static void file_time(int64_t us, char *out, size_t size)

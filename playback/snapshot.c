@@ -383,7 +383,9 @@ static void keep_if_best(snap_work_t *s, int64_t target)
     }
 }
 
-static int decode_gop(snap_work_t *s, int vs, int64_t target)
+/* Decodes the GOP; frames nothing refers to are skipped except the one to
+ * show (want_pts): with B-frames that is most of the work saved. */
+static int decode_gop(snap_work_t *s, int vs, int64_t target, int64_t want_pts)
 {
     const AVCodecParameters *par = s->ic->streams[vs]->codecpar;
     const AVCodec *codec = avcodec_find_decoder(par->codec_id);
@@ -395,6 +397,8 @@ static int decode_gop(snap_work_t *s, int vs, int64_t target)
     if (avcodec_open2(s->dec, codec, NULL) < 0)
         return VG_EMEDIA;
     for (size_t i = 0; i <= s->n; i++) {
+        if (i < s->n) /* read per packet: one thread decodes it as it is sent */
+            s->dec->skip_frame = s->pkts[i]->pts == want_pts ? AVDISCARD_DEFAULT : AVDISCARD_NONREF;
         if (avcodec_send_packet(s->dec, i < s->n ? s->pkts[i] : NULL) < 0 && i == s->n)
             break;
         while (avcodec_receive_frame(s->dec, s->frame) >= 0)
@@ -450,7 +454,7 @@ static int snap_decode(pb_t *pb, const idx_segment_t *seg, int64_t at_us, int wi
         memo_put(pb, seg, at_us, width, pts);
         goto cleanup;
     }
-    if ((rc = decode_gop(s, vs, target)) != VG_OK) {
+    if ((rc = decode_gop(s, vs, target, pts)) != VG_OK) {
         vg_warn("snapshot: segment %s does not decode at %" PRId64, seg->path, target);
         snprintf(err, err_size, "the recording at that time cannot be decoded (segment %" PRId64
                  ")", seg->id);

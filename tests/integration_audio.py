@@ -407,6 +407,15 @@ class Suite:
         s3, c, r3 = self.snapshot("cam", "%d.500000" % (frm + 2), 64)
         assert s1 == s2 == s3 == 200, (s1, s2, s3, at)
         assert r1.getheader("ETag") == r2.getheader("ETag") != r3.getheader("ETag")
+        # the frame's pts in the ETag is the last one at or before the time
+        seg = next(x for x in self.segs("cam") if x["start"] <= at < x["end"])
+        info = ffprobe_json(os.path.join(self.v.data, seg["path"]), "-select_streams", "v:0",
+                            "-show_entries", "stream=time_base:packet=pts")
+        num, den = (int(x) for x in info["streams"][0]["time_base"].split("/"))
+        target = (at - seg["start"]) * den // (num * US)
+        want = max(int(p["pts"]) for p in info["packets"] if int(p["pts"]) <= target)
+        assert r1.getheader("ETag").strip('"').split("-")[2] == str(want), \
+            (r1.getheader("ETag"), want)
 
     def test_snapshot_b_frames(self):
         """With B-frames a keyframe is decoded before it is shown: a time
@@ -425,9 +434,15 @@ class Suite:
         k = late[0]
         for ts in (int(k["dts"]), (int(k["dts"]) + int(k["pts"])) // 2):
             at = seg["start"] + ts * num * US // den
-            status, body, _ = self.snapshot("camb", "%d.%06d" % (at // US, at % US), 64)
+            status, body, r = self.snapshot("camb", "%d.%06d" % (at // US, at % US), 64)
             assert status == 200, (status, body[:200], k)
             assert self.jpeg_size(body)[:2] == ("mjpeg", 64)
+            # the frame shown is the last one at or before the time (the
+            # ETag names its pts)
+            target = (at - seg["start"]) * den // (num * US)
+            want = max(int(p["pts"]) for p in info["packets"] if int(p["pts"]) <= target)
+            assert r.getheader("ETag").strip('"').split("-")[2] == str(want), \
+                (r.getheader("ETag"), want)
         at = seg["start"] + 1
         status, body, _ = self.snapshot("camb", "%d.%06d" % (at // US, at % US), 64)
         assert status == 200, (status, body[:200])

@@ -135,13 +135,17 @@ def main():
             v.stop()
             cam.terminate()
             cam.wait(10)
+    load = os.getloadavg()
     lines = [SECTION, "",
              "%s, 1080p25 H.264 (keyframe every 2 s) recorded by vigild from camsim bench "
              "mode, 10 s segments; %d snapshots at distinct times, one request at a time "
              "over loopback (HTTP, session cookie, audit row each). Peer: one `ffmpeg -ss T "
              "-i SEGMENT -frames:v 1 [-vf scale=320:-2]` process per snapshot, same files and "
-             "times. Targets: full p50 < 60 ms, width 320 < 30 ms, cached < 2 ms." %
-             (dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"), args.n), "",
+             "times. Targets: full p50 < 60 ms, width 320 < 30 ms, cached < 2 ms. Load average "
+             "(1/5/15 min) at the end: %.1f / %.1f / %.1f on %d cores (a shared machine reads "
+             "high: compare the ratio)." %
+             (dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d"), args.n, load[0], load[1],
+              load[2], os.cpu_count()), "",
              "| snapshot | vigil p50 ms | vigil p90 ms | ffmpeg p50 ms | ratio (ffmpeg / vigil) |",
              "|---|---|---|---|---|"]
     for label, k, pk in (("1920x1080, not cached", "full", "peer_full"),

@@ -110,6 +110,7 @@ SUITES := \
 	"python3 tests/integration_relay.py --build {build}" \
 	"python3 tests/integration_export.py --build {build}" \
 	"python3 tests/integration_playback.py --build {build}" \
+	"python3 tests/integration_audio.py --build {build}" \
 	"python3 tests/crash/harness.py --build {build} --states 60" \
 	"python3 tests/integration_retention_faults.py --build {build}" \
 	"python3 tests/integration_relay_sec.py --build {build}" \

@@ -70,6 +70,7 @@ enum section_kind {
     SEC_RETENTION,
     SEC_RELAY,
     SEC_EXPORTS,
+    SEC_PLAYBACK,
     SEC_SOURCE,
     SEC_IGNORED, /* a header that was already reported as an error */
 };
@@ -85,7 +86,7 @@ typedef struct {
     int section_line;
     size_t source_index;     /* into cfg->sources while section == SEC_SOURCE */
     unsigned seen_keys;      /* bit i set once key i of this section's table was set */
-    int seen_server, seen_archive, seen_retention, seen_relay, seen_exports;
+    int seen_server, seen_archive, seen_retention, seen_relay, seen_exports, seen_playback;
     int keep_days_line, min_days_line; /* for the cross-key check at the end */
     int tls_cert_line, tls_key_line;   /* likewise for "both or neither" */
     int relay_cert_line, relay_key_line;
@@ -144,6 +145,7 @@ static void section_label(const parser_t *p, char *buf, size_t size)
     case SEC_ARCHIVE: snprintf(buf, size, "archive"); break;
     case SEC_RELAY: snprintf(buf, size, "relay"); break;
     case SEC_EXPORTS: snprintf(buf, size, "exports"); break;
+    case SEC_PLAYBACK: snprintf(buf, size, "playback"); break;
     case SEC_SOURCE:
         snprintf(buf, size, "source %s", p->cfg->sources[p->source_index].name);
         break;
@@ -764,6 +766,22 @@ static int set_source_push(parser_t *p, const char *key, const char *value)
     return VG_OK;
 }
 
+/* [playback] */
+static int set_wav_max_seconds(parser_t *p, const char *key, const char *value)
+{
+    return set_bounded(p, key, value, 7 * 86400, &p->cfg->playback.wav_max_seconds);
+}
+
+static int set_snapshot_workers(parser_t *p, const char *key, const char *value)
+{
+    return set_bounded(p, key, value, 64, &p->cfg->playback.snapshot_workers);
+}
+
+static int set_snapshot_cache_mib(parser_t *p, const char *key, const char *value)
+{
+    return set_bounded(p, key, value, 1024 * 1024, &p->cfg->playback.snapshot_cache_mib);
+}
+
 /* Each table has at most 32 keys: seen_keys is a bit per key. */
 static const key_spec_t server_keys[] = {
     {"data_dir", set_data_dir},
@@ -816,6 +834,12 @@ static const key_spec_t exports_keys[] = {
     {"keep_days", set_exports_keep_days},
     {NULL, NULL},
 };
+static const key_spec_t playback_keys[] = {
+    {"wav_max_seconds", set_wav_max_seconds},
+    {"snapshot_workers", set_snapshot_workers},
+    {"snapshot_cache_mib", set_snapshot_cache_mib},
+    {NULL, NULL},
+};
 static const key_spec_t source_keys[] = {
     {"url", set_url},
     {"kind", set_kind},
@@ -834,6 +858,7 @@ static const key_spec_t *keys_of(enum section_kind section)
     case SEC_RETENTION: return retention_keys;
     case SEC_RELAY: return relay_keys;
     case SEC_EXPORTS: return exports_keys;
+    case SEC_PLAYBACK: return playback_keys;
     case SEC_SOURCE: return source_keys;
     default: return NULL;
     }
@@ -953,6 +978,8 @@ static void begin_section(parser_t *p, const char *header)
         open_single(p, &p->seen_relay, SEC_RELAY, "relay");
     else if (strcmp(n, "exports") == 0)
         open_single(p, &p->seen_exports, SEC_EXPORTS, "exports");
+    else if (strcmp(n, "playback") == 0)
+        open_single(p, &p->seen_playback, SEC_PLAYBACK, "playback");
     else if (strncmp(n, "source", 6) == 0 && (n[6] == '\0' || isspace((unsigned char)n[6])))
         add_source(p, trim(n + 6));
     else
@@ -1022,6 +1049,9 @@ static void init_defaults(vg_config_t *cfg, const char *path)
     cfg->relay.max_clients = DEFAULT_RELAY_MAX_CLIENTS;
     cfg->relay.max_clients_per_ip = DEFAULT_RELAY_MAX_PER_IP;
     cfg->relay.send_interval_ms = DEFAULT_RELAY_SEND_INTERVAL_MS;
+    cfg->playback.wav_max_seconds = 4 * 3600;
+    cfg->playback.snapshot_workers = 2;
+    cfg->playback.snapshot_cache_mib = 256;
 }
 
 /* A certificate without its key (or the reverse) cannot serve HTTPS, and

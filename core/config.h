@@ -61,6 +61,13 @@ typedef struct {
                                   * 0 (default): from loopback only */
 } vg_relay_config_t;
 
+/* [playback]: see README "Playback". */
+typedef struct {
+    int wav_max_seconds;      /* longest audio.wav / clip.wav / peaks range */
+    int snapshot_workers;     /* snapshot decodes at once; more get 503 */
+    int snapshot_cache_mib;   /* bound of data_dir/cache/snapshots */
+} vg_playback_config_t;
+
 typedef struct {
     char *path;                 /* the file it was read from */
     char *data_dir;             /* index at data_dir/index.db, media under data_dir/media */
@@ -76,6 +83,7 @@ typedef struct {
     vg_http_config_t http;
     vg_relay_config_t relay;
     int exports_keep_days;      /* [exports] keep_days, 1..3650 (default 30) */
+    vg_playback_config_t playback;
     vg_source_config_t *sources;
     size_t n_sources;
 } vg_config_t;

@@ -409,6 +409,8 @@ static const char *const range_keys[] = {"from", "to", NULL};
 /* playback (routes_playback.c) */
 static const char *const media_keys[] = {"init", NULL};
 static const char *const timeline_keys[] = {"from", "to", "sources", NULL};
+static const char *const peaks_keys[] = {"from", "to", "n", NULL};
+static const char *const snapshot_keys[] = {"at", "width", NULL};
 static const char *const holds_keys[] = {"all", NULL};
 static const char *const checkpoint_keys[] = {"after", "limit", NULL};
 static const char *const audit_keys[] = {"from", "to", "actor", "action", "format",
@@ -432,6 +434,11 @@ const web_route_t web_routes[] = {
     {"GET", "/api/v1/sources/{}/playlist.m3u8", READ, 0, range_keys, web_h_playlist},
     {"GET", "/api/v1/sources/{}/media/{}", READ, 0, media_keys, web_h_media},
     {"GET", "/api/v1/timeline", READ, 0, timeline_keys, web_h_timeline_all},
+    /* audio and snapshots (routes_media.c) */
+    {"GET", "/api/v1/sources/{}/audio.wav", READ, 0, range_keys, web_h_audio_wav},
+    {"GET", "/api/v1/sources/{}/clip.wav", READ, 0, range_keys, web_h_clip_wav},
+    {"GET", "/api/v1/sources/{}/peaks", READ, 0, peaks_keys, web_h_peaks},
+    {"GET", "/api/v1/sources/{}/snapshot.jpg", READ, 0, snapshot_keys, web_h_snapshot},
     {"GET", "/api/v1/storage", WEB_PERM_ADMIN, 0, NULL, web_h_storage},
     {"GET", "/api/v1/holds", WEB_PERM_HOLD, 0, holds_keys, web_h_holds},
     {"POST", "/api/v1/holds", WEB_PERM_HOLD, WEB_ROUTE_BODY, NULL, web_h_hold_add},

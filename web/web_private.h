@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "index/index.h"
+#include "playback/playback.h"
 #include "web/web.h"
 
 #define WEB_MAX_BODY (1024 * 1024)  /* request bodies: 1 MiB */
@@ -192,6 +193,7 @@ struct web {
     web_limiter_t *limiter;   /* refused requests per address */
     web_cache_t *cache;
     web_aggregator_t *aggregator; /* aggregate.c: rows for the requests of a viewing */
+    pb_t *pb;                 /* playback's caches and decode limits (routes_media.c) */
     /* Index connections, one per request at a time (SQLite connections are
      * not shared between threads); created on demand, closed at stop. */
     pthread_mutex_t pool_lock;
@@ -438,6 +440,12 @@ int web_ui_serve(web_req_t *r);
 /* routes_ui.c: what the UI needs beside the API proper (README "Browser UI") */
 const char *web_ui_language(const char *accept_language);
 void web_h_ui(web_req_t *r);
+
+/* routes_media.c: audio (WAV, peaks) and snapshots of a source */
+void web_h_audio_wav(web_req_t *r);
+void web_h_clip_wav(web_req_t *r);
+void web_h_peaks(web_req_t *r);
+void web_h_snapshot(web_req_t *r);
 void web_h_language(web_req_t *r);
 void web_h_language_set(web_req_t *r);
 

@@ -67,6 +67,7 @@ enum section_kind {
     SEC_ARCHIVE,
     SEC_RETENTION,
     SEC_RELAY,
+    SEC_PLAYBACK,
     SEC_SOURCE,
     SEC_IGNORED, /* a header that was already reported as an error */
 };
@@ -83,6 +84,7 @@ typedef struct {
     size_t source_index;     /* into cfg->sources while section == SEC_SOURCE */
     unsigned seen_keys;      /* bit i set once key i of this section's table was set */
     int seen_server, seen_archive, seen_retention, seen_relay;
+    int seen_playback;
     int keep_days_line, min_days_line; /* for the cross-key check at the end */
     int tls_cert_line, tls_key_line;   /* likewise for "both or neither" */
     int relay_cert_line, relay_key_line;
@@ -140,6 +142,7 @@ static void section_label(const parser_t *p, char *buf, size_t size)
     case SEC_SERVER: snprintf(buf, size, "server"); break;
     case SEC_ARCHIVE: snprintf(buf, size, "archive"); break;
     case SEC_RELAY: snprintf(buf, size, "relay"); break;
+    case SEC_PLAYBACK: snprintf(buf, size, "playback"); break;
     case SEC_SOURCE:
         snprintf(buf, size, "source %s", p->cfg->sources[p->source_index].name);
         break;
@@ -276,6 +279,13 @@ static int set_fragment_max_seconds(parser_t *p, const char *key, const char *va
 static int set_fragment_max_mib(parser_t *p, const char *key, const char *value)
 {
     return set_int_in(p, key, value, 1, 64, &p->cfg->fragment_max_mib);
+}
+
+/* [playback]: a clip request is bounded (its sample tables are held in
+ * memory while it is served). */
+static int set_clip_max_seconds(parser_t *p, const char *key, const char *value)
+{
+    return set_int_in(p, key, value, 60, 86400, &p->cfg->clip_max_seconds);
 }
 
 static int set_url(parser_t *p, const char *key, const char *value)
@@ -792,6 +802,10 @@ static const key_spec_t retention_keys[] = {
     {"sweep_seconds", set_sweep_seconds},
     {NULL, NULL},
 };
+static const key_spec_t playback_keys[] = {
+    {"clip_max_seconds", set_clip_max_seconds},
+    {NULL, NULL},
+};
 static const key_spec_t relay_keys[] = {
     {"rtsp_listen", set_relay_listen},
     {"tls_cert", set_relay_tls_cert},
@@ -820,6 +834,7 @@ static const key_spec_t *keys_of(enum section_kind section)
     case SEC_ARCHIVE: return archive_keys;
     case SEC_RETENTION: return retention_keys;
     case SEC_RELAY: return relay_keys;
+    case SEC_PLAYBACK: return playback_keys;
     case SEC_SOURCE: return source_keys;
     default: return NULL;
     }
@@ -937,6 +952,8 @@ static void begin_section(parser_t *p, const char *header)
         open_single(p, &p->seen_retention, SEC_RETENTION, "retention");
     else if (strcmp(n, "relay") == 0)
         open_single(p, &p->seen_relay, SEC_RELAY, "relay");
+    else if (strcmp(n, "playback") == 0)
+        open_single(p, &p->seen_playback, SEC_PLAYBACK, "playback");
     else if (strncmp(n, "source", 6) == 0 && (n[6] == '\0' || isspace((unsigned char)n[6])))
         add_source(p, trim(n + 6));
     else
@@ -1005,6 +1022,7 @@ static void init_defaults(vg_config_t *cfg, const char *path)
     cfg->relay.max_clients = DEFAULT_RELAY_MAX_CLIENTS;
     cfg->relay.max_clients_per_ip = DEFAULT_RELAY_MAX_PER_IP;
     cfg->relay.send_interval_ms = DEFAULT_RELAY_SEND_INTERVAL_MS;
+    cfg->clip_max_seconds = 6 * 3600;
 }
 
 /* A certificate without its key (or the reverse) cannot serve HTTPS, and

@@ -75,6 +75,8 @@ typedef struct {
     vg_retention_config_t retention;
     vg_http_config_t http;
     vg_relay_config_t relay;
+    /* [playback] */
+    int clip_max_seconds;       /* longest clip one request may ask for, 60..86400 */
     vg_source_config_t *sources;
     size_t n_sources;
 } vg_config_t;

@@ -418,6 +418,10 @@ const web_route_t web_routes[] = {
     {"PATCH", "/api/v1/sources/{}", WEB_PERM_ADMIN, WEB_ROUTE_BODY, NULL, h_source_patch},
     {"GET", "/api/v1/sources/{}/segments", READ, 0, range_keys, h_segments},
     {"GET", "/api/v1/sources/{}/timeline", READ, 0, range_keys, h_timeline},
+    /* progressive clips (routes_clip.c) */
+    {"GET", "/api/v1/sources/{}/clip.mp4", READ, 0, range_keys, web_h_clip_mp4},
+    {"GET", "/api/v1/sources/{}/clip.mov", READ, 0, range_keys, web_h_clip_mov},
+    {"GET", "/api/v1/sources/{}/clip.mkv", READ, 0, range_keys, web_h_clip_mkv},
     {"GET", "/api/v1/storage", WEB_PERM_ADMIN, 0, NULL, web_h_storage},
     {"GET", "/api/v1/holds", WEB_PERM_HOLD, 0, holds_keys, web_h_holds},
     {"POST", "/api/v1/holds", WEB_PERM_HOLD, WEB_ROUTE_BODY, NULL, web_h_hold_add},

@@ -1,0 +1,372 @@
+#!/usr/bin/env python3
+"""Integration tests of GET /api/v1/sources/{name}/clip.{mp4,mov,mkv}: one
+camera simulator, one vigild recording /h264, /h264b (B-frames), /h265,
+/cam-g711 and /flaky in 2 s segments; clips checked with ffprobe/ffmpeg as
+independent readers, byte ranges against the whole download, a gap kept on
+the wall clock, bad input, the audit row, and a segment deleted while its
+clip is being sent.
+
+Reuses the helpers of tests/integration.py and integration_web.py. Ends with
+"N passed, N failed".
+"""
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import urllib.parse
+
+import integration
+from integration import Camsim, Skip, decode_ok, ffprobe, free_port, log, parse_time, wait_for
+from integration_web import PASSWORD, Client, WebVigil, wait_http
+
+SOURCES = ["h264", "h264b", "h265", "cam-g711", "flaky"]
+FRAME = 0.04  # camsim's video is 25 fps
+
+
+def top_boxes(data):
+    """(type, offset, size) of the top-level boxes."""
+    out, off = [], 0
+    while off + 8 <= len(data):
+        size, kind = struct.unpack(">I4s", data[off:off + 8])
+        if size == 1:
+            size = struct.unpack(">Q", data[off + 8:off + 16])[0]
+        elif size == 0:
+            size = len(data) - off
+        out.append((kind.decode("latin-1"), off, size))
+        if size < 8:
+            break
+        off += size
+    return out
+
+
+def iso(t):
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(int(t))) + \
+        (".%03dZ" % round((t - int(t)) * 1000))
+
+
+class Suite:
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.cam = Camsim()
+        port = free_port()
+        self.port = port
+        sources = [(m, self.cam.url(m), "video") for m in SOURCES]
+        self.v = WebVigil(os.path.join(tmp, "v"), sources, "http_listen = 127.0.0.1:%d\n" % port,
+                          extra="[playback]\nclip_max_seconds = 600\n")
+        self.v.add_user("admin", "admin")
+        self.v.add_user("guard", "security", sources="h265")
+        self.v.start()
+        wait_http(port)
+        self.c = Client(port)
+        self.c.login("admin")
+        self.guard = Client(port)
+        self.guard.login("guard")
+
+    def close(self):
+        self.v.stop()
+        self.cam.stop()
+
+    # ---- helpers
+
+    def get(self, path, headers=None, client=None):
+        c = client or self.c
+        conn = c.conn()
+        h = dict(headers or {})
+        h["Cookie"] = c.cookie
+        conn.request("GET", path, headers=h)
+        r = conn.getresponse()
+        data = r.read()
+        conn.close()
+        return r.status, data, r
+
+    def segs(self, source, n):
+        """The source's first n segments once it has that many (JSON rows)."""
+        def enough():
+            s = self.v.segments(source)
+            return s if len(s) >= n else None
+        return wait_for("%d segments of %s" % (n, source), enough, 60)
+
+    def span(self, source, n):
+        s = self.segs(source, n)
+        return parse_time(s[0]["start"]), parse_time(s[n - 1]["end"]), s
+
+    def clip(self, source, ext, frm, to, headers=None, client=None):
+        q = urllib.parse.urlencode({"from": iso(frm), "to": iso(to)})
+        return self.get("/api/v1/sources/%s/clip.%s?%s" % (source, ext, q), headers, client)
+
+    def save(self, name, data):
+        path = os.path.join(self.tmp, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        return path
+
+    def probe_duration(self, path):
+        return float(ffprobe(path)["format"]["duration"])
+
+    def first_video(self, path):
+        """(first packet's flags, first shown frame's time) of the video."""
+        p = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_packets",
+                            "-read_intervals", "%+#1", "-show_entries", "packet=flags", "-of",
+                            "json", path], capture_output=True, text=True, timeout=60)
+        flags = json.loads(p.stdout)["packets"][0]["flags"]
+        p = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_frames",
+                            "-read_intervals", "%+#60", "-show_entries",
+                            "frame=best_effort_timestamp_time", "-of", "json", path],
+                           capture_output=True, text=True, timeout=60)
+        t = float(json.loads(p.stdout)["frames"][0]["best_effort_timestamp_time"])
+        return flags, t
+
+    def check_clip(self, source, ext, frm, to, expect_codecs):
+        status, data, r = self.clip(source, ext, frm, to)
+        assert status == 200, (status, data[:300])
+        assert int(r.getheader("Content-Length")) == len(data), r.getheader("Content-Length")
+        disp = r.getheader("Content-Disposition")
+        assert ("%s_" % source) in disp and disp.rstrip('"').endswith("." + ext), disp
+        assert r.getheader("Accept-Ranges") == "bytes" and r.getheader("ETag")
+        path = self.save("%s-%d.%s" % (source, int(frm * 1000), ext), data)
+        codecs = sorted(s["codec_name"] for s in ffprobe(path)["streams"])
+        assert codecs == sorted(expect_codecs), codecs
+        ok, err = decode_ok(path)
+        assert ok, err
+        return data, path
+
+    # ---- tests
+
+    def test_mp4_h264_starts_at_from_on_a_keyframe(self):
+        t0, t1, _ = self.span("h264", 4)
+        frm, to = t0 + 1.3, t0 + 5.3  # across two segment boundaries
+        data, path = self.check_clip("h264", "mp4", frm, to, ["h264"])
+        kinds = [b[0] for b in top_boxes(data)]
+        assert kinds == ["ftyp", "moov", "mdat"], kinds
+        assert sum(b[2] for b in top_boxes(data)) == len(data)
+        d = self.probe_duration(path)
+        assert abs(d - 4.0) <= FRAME + 0.001, d
+        flags, first = self.first_video(path)
+        assert flags.startswith("K"), flags
+        assert abs(first) <= FRAME, first
+
+    def test_range_slices_and_resume(self):
+        t0, _, _ = self.span("h264", 4)
+        frm, to = t0 + 0.5, t0 + 6.5
+        status, whole, r = self.clip("h264", "mp4", frm, to)
+        assert status == 200
+        etag, size = r.getheader("ETag"), len(whole)
+        for a, b in [(0, 0), (0, 99), (100, 5000), (size // 3, size // 2), (size - 10, size - 1),
+                     (size - 1, size - 1)]:
+            status, part, r = self.clip("h264", "mp4", frm, to,
+                                        {"Range": "bytes=%d-%d" % (a, b)})
+            assert status == 206, (a, b, status)
+            assert part == whole[a:b + 1], (a, b)
+            assert r.getheader("Content-Range") == "bytes %d-%d/%d" % (a, b, size)
+        # suffix range
+        status, part, _ = self.clip("h264", "mp4", frm, to, {"Range": "bytes=-700"})
+        assert status == 206 and part == whole[-700:]
+        # a download cut at an arbitrary byte resumes with If-Range
+        cut = size * 2 // 5 + 7
+        status, rest, _ = self.clip("h264", "mp4", frm, to,
+                                    {"Range": "bytes=%d-" % cut, "If-Range": etag})
+        assert status == 206
+        assert hashlib.sha256(whole[:cut] + rest).hexdigest() == hashlib.sha256(whole).hexdigest()
+        # the same request gives the same bytes (and ETag)
+        status, again, r = self.clip("h264", "mp4", frm, to)
+        assert again == whole and r.getheader("ETag") == etag
+        # beyond the end
+        status, body, r = self.clip("h264", "mp4", frm, to, {"Range": "bytes=%d-" % size})
+        assert status == 416, status
+        assert r.getheader("Content-Range") == "bytes */%d" % size
+
+    def test_b_frames_have_ctts_and_decode(self):
+        t0, _, _ = self.span("h264b", 4)
+        data, path = self.check_clip("h264b", "mp4", t0 + 0.7, t0 + 4.7, ["h264"])
+        moov = next(b for b in top_boxes(data) if b[0] == "moov")
+        assert b"ctts" in data[moov[1]:moov[1] + moov[2]], "no ctts for B-frames"
+        d = self.probe_duration(path)
+        assert abs(d - 4.0) <= FRAME + 0.001, d
+        flags, first = self.first_video(path)
+        assert flags.startswith("K") and abs(first) <= FRAME, (flags, first)
+
+    def test_h265_clip_plays(self):
+        t0, _, _ = self.span("h265", 3)
+        _, path = self.check_clip("h265", "mp4", t0 + 0.2, t0 + 3.2, ["hevc"])
+        assert abs(self.probe_duration(path) - 3.0) <= FRAME + 0.001
+
+    def test_g711_camera_as_mov_keeps_the_stored_audio(self):
+        t0, _, segs = self.span("cam-g711", 4)
+        frm, to = t0 + 1.0, t0 + 5.0
+        status, body, _ = self.clip("cam-g711", "mp4", frm, to)
+        assert status == 415 and "clip.mov" in body.decode(), (status, body)
+        data, path = self.check_clip("cam-g711", "mov", frm, to, ["h264", "pcm_alaw"])
+        assert [b[0] for b in top_boxes(data)][:3] == ["ftyp", "moov", "mdat"]
+        assert data[8:12] == b"qt  "
+        # the clip's A-law bytes are a run of the stored ones, about the
+        # clip's length (8000 bytes a second), none changed
+        def alaw(p):
+            return subprocess.run(["ffmpeg", "-v", "error", "-i", p, "-map", "0:a", "-c", "copy",
+                                   "-f", "alaw", "-"], capture_output=True, timeout=60,
+                                  check=True).stdout
+        stored = b"".join(alaw(os.path.join(self.v.data, s["path"])) for s in segs[:4])
+        got = alaw(path)
+        assert abs(len(got) - 8000 * 4.0) < 8000 * 0.2, len(got)
+        assert got in stored, "clip audio is not the stored audio"
+
+    def test_mkv_plays_with_exact_length(self):
+        t0, _, _ = self.span("h264", 4)
+        data, path = self.check_clip("h264", "mkv", t0 + 0.9, t0 + 4.9, ["h264"])
+        assert data[:4] == b"\x1a\x45\xdf\xa3", data[:4]
+        assert abs(self.probe_duration(path) - 4.0) <= 0.2
+        status, part, _ = self.clip("h264", "mkv", t0 + 0.9, t0 + 4.9,
+                                    {"Range": "bytes=1000-2999"})
+        assert status == 206 and part == data[1000:3000]
+
+    def test_gap_keeps_wall_times(self):
+        self.segs("flaky", 2)
+        self.cam.signal(signal.SIGUSR1, "FLAKY down")
+        self.cam.signal(signal.SIGUSR2, "FLAKY up")
+        def after_gap():
+            s = self.v.segments("flaky")
+            for a, b in zip(s, s[1:]):
+                if parse_time(b["start"]) - parse_time(a["end"]) > 0.5 and \
+                        parse_time(b["end"]) - parse_time(b["start"]) > 1.0:
+                    return a, b
+            return None
+        a, b = wait_for("a gap in flaky's recording", after_gap, 60)
+        a_end, b_start = parse_time(a["end"]), parse_time(b["start"])
+        frm, to = a_end - 1.0, b_start + 1.0
+        _, path = self.check_clip("flaky", "mp4", frm, to, ["h264"])
+        d = self.probe_duration(path)
+        assert abs(d - (to - frm)) <= FRAME + 0.001, (d, to - frm)
+        # the first frame after the gap is shown at its wall time
+        p = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_frames",
+                            "-show_entries", "frame=best_effort_timestamp_time", "-of", "json",
+                            path], capture_output=True, text=True, timeout=60)
+        times = [float(f["best_effort_timestamp_time"]) for f in json.loads(p.stdout)["frames"]]
+        jumps = [(x, y) for x, y in zip(times, times[1:]) if y - x > 0.5]
+        assert len(jumps) == 1, jumps
+        assert abs(jumps[0][1] - (b_start - frm)) <= FRAME + 0.001, (jumps, b_start - frm)
+
+    def test_bad_input(self):
+        t0, t1, _ = self.span("h264", 3)
+        base = "/api/v1/sources/h264/clip.mp4?"
+        def q(**kw):
+            return self.get(base + urllib.parse.urlencode(kw))
+        status, body, _ = self.clip("h264", "mp4", t0 + 3, t0 + 1)
+        assert status == 400, status
+        status, body, _ = self.clip("h264", "mp4", t0 + 1, t0 + 1)
+        assert status == 400, status
+        assert q(**{"from": iso(t0)})[0] == 400
+        assert q(**{"from": "yesterday", "to": iso(t0)})[0] == 400
+        assert q(**{"from": iso(t0), "to": iso(t1), "x": "1"})[0] == 400
+        status, body, _ = self.clip("h264", "mp4", t0 - 86400 * 30, t0 - 86400 * 30 + 60)
+        assert status == 404, status
+        status, body, _ = self.clip("h264", "mp4", t0, t0 + 601)
+        assert status == 400 and "clip_max_seconds" in body.decode(), (status, body)
+        assert self.get("/api/v1/sources/h264/clip.avi?from=%s&to=%s" % (iso(t0), iso(t1)))[0] == 404
+        assert self.clip("nosuch", "mp4", t0, t1)[0] == 404
+        # a source the account may not see does not exist for it
+        status, body, _ = self.clip("h264", "mp4", t0, t1, client=self.guard)
+        assert status == 404, status
+        t2, _, _ = self.span("h265", 2)
+        status, _, _ = self.clip("h265", "mp4", t2, t2 + 2, client=self.guard)
+        assert status == 200, status
+        # no credentials
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        conn.request("GET", "/api/v1/sources/h264/clip.mp4?from=%s&to=%s" % (iso(t0), iso(t1)))
+        assert conn.getresponse().status == 401
+        conn.close()
+
+    def test_one_audit_row_per_clip(self):
+        t0, _, _ = self.span("h265", 3)
+        frm, to = t0 + 0.25, t0 + 2.25
+        def rows():
+            status, body, _ = self.c.request("GET", "/api/v1/audit?action=clip.read&limit=500")
+            assert status == 200, body
+            return [x for x in body["rows"] if x.get("object") == "source:h265" and
+                    abs(parse_time(x["from"]) - frm) < 0.002]
+        n0 = len(rows())
+        assert self.clip("h265", "mp4", frm, to)[0] == 200
+        got = rows()
+        assert len(got) == n0 + 1, got
+        assert abs(parse_time(got[0]["to"]) - to) < 0.002 and got[0]["result"] == "ok", got[0]
+
+    def test_zz_segment_deleted_while_sending(self):
+        """Runs last: it deletes recordings of /h264 under vigild."""
+        t0, _, segs = self.span("h264", 10)
+        frm, to = t0 + 0.1, parse_time(segs[9]["end"]) - 0.1
+        q = urllib.parse.urlencode({"from": iso(frm), "to": iso(to)})
+        s = socket.socket()
+        # a small window: vigild cannot send much before the test reads
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", self.port))
+        s.sendall(("GET /api/v1/sources/h264/clip.mp4?%s HTTP/1.1\r\nHost: x\r\nCookie: %s\r\n"
+                   "Connection: close\r\n\r\n" % (q, self.c.cookie)).encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = s.recv(1)
+            assert chunk, head
+            head += chunk
+        assert head.startswith(b"HTTP/1.1 200"), head
+        length = int([l for l in head.split(b"\r\n") if l.lower().startswith(b"content-length")][0]
+                     .split(b":")[1])
+        # every file of the clip but the first goes away
+        gone = 0
+        for seg in segs[1:10]:
+            os.unlink(os.path.join(self.v.data, seg["path"]))
+            gone += 1
+        assert gone >= 8, "deleted %d files" % gone
+        got = 0
+        s.settimeout(30)
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += len(chunk)
+        s.close()
+        assert got < length, (got, length)
+        wait_for("the cut logged", lambda: "is gone since the clip was planned" in
+                 self.v.log_text(), 10)
+        # vigild is fine and still answers
+        assert self.get("/api/v1/me")[0] == 200
+        wait_for("h264 still recording", lambda: len(self.v.segments("h264")) > len(segs) - 9 + 1,
+                 20)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("-k", default="")
+    args = ap.parse_args()
+    integration.BUILD = args.build
+    passed = failed = skipped = 0
+    with tempfile.TemporaryDirectory(prefix="vigil-clip-") as tmp:
+        suite = Suite(tmp)
+        try:
+            for name in sorted(n for n in dir(Suite) if n.startswith("test_") and args.k in n):
+                t0 = time.monotonic()
+                try:
+                    getattr(suite, name)()
+                    passed += 1
+                    log("PASS %s (%.1f s)" % (name, time.monotonic() - t0))
+                except Skip as e:
+                    skipped += 1
+                    log("SKIP %s: %s" % (name, e))
+                except Exception:
+                    failed += 1
+                    log("FAIL %s (%.1f s)\n%s" % (name, time.monotonic() - t0,
+                                                  traceback.format_exc()))
+        finally:
+            suite.close()
+    log("integration_clip: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -20,7 +20,7 @@
  * list per track starts the presentation at `from` (the decoding starts at
  * the keyframe before it); a track that starts later than `from` gets a
  * leading empty edit. */
-#include "playback/playback.h"
+#include "playback/clip_private.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -88,7 +88,11 @@ struct pb_clip {
     size_t head_len;
     uint64_t size;
     int64_t from_us, to_us;
+    int64_t w0_us;        /* wall time of the first (key)frame decoded */
     char etag[40];        /* quoted */
+    /* .mkv: the MOV clip it is muxed from, and the muxer serving it */
+    pb_clip_t *inner;
+    pb_mkv_run_t *mkv;
     int fd;               /* the open segment file, or -1 */
     size_t fd_seg;
 };
@@ -642,10 +646,38 @@ static int scan_segment(const char *path, pb_mp4_file_t *f)
     return rc;
 }
 
+static int plan_mkv(const char *data_dir, const idx_segment_t *segs, size_t n, int64_t from_us,
+                    int64_t to_us, pb_clip_t **out, char *err, size_t err_size)
+{
+    pb_clip_t *inner = NULL;
+    *out = NULL;
+    int rc = pb_clip_plan(data_dir, segs, n, from_us, to_us, PB_CLIP_MOV, &inner, err, err_size);
+    if (rc != VG_OK)
+        return rc;
+    pb_clip_t *c = vg_calloc(1, sizeof(*c));
+    c->fmt = PB_CLIP_MKV;
+    c->fd = -1;
+    c->inner = inner;
+    c->from_us = inner->w0_us; /* no edit list: it starts at the keyframe */
+    c->to_us = inner->to_us;
+    c->w0_us = inner->w0_us;
+    snprintf(c->etag, sizeof(c->etag), "\"k%.31s", inner->etag + 1);
+    rc = pb_mkv_measure(inner, c->to_us - c->w0_us, &c->size);
+    if (rc != VG_OK) {
+        pb_clip_free(c);
+        return fail(err, err_size, rc, "cannot make Matroska of this range (%s)",
+                    vg_strerror(rc));
+    }
+    *out = c;
+    return VG_OK;
+}
+
 int pb_clip_plan(const char *data_dir, const idx_segment_t *segs, size_t n, int64_t from_us,
                  int64_t to_us, pb_clip_format_t fmt, pb_clip_t **out, char *err,
                  size_t err_size)
 {
+    if (fmt == PB_CLIP_MKV)
+        return plan_mkv(data_dir, segs, n, from_us, to_us, out, err, err_size);
     pb_clip_t *c = vg_calloc(1, sizeof(*c));
     pb_mp4_file_t *files = vg_calloc(n ? n : 1, sizeof(*files));
     int rc = VG_OK;
@@ -728,6 +760,7 @@ int pb_clip_plan(const char *data_dir, const idx_segment_t *segs, size_t n, int6
             }
         }
     }
+    c->w0_us = w0;
     c->from_us = from_us > w0 ? from_us : w0;
     c->to_us = end_us < to_us ? end_us : to_us;
     if (c->tracks[primary].n == 0 || c->to_us <= c->from_us) {
@@ -804,6 +837,8 @@ void pb_clip_span(const pb_clip_t *c, int64_t *from_us, int64_t *to_us)
 
 long pb_clip_read(pb_clip_t *c, uint64_t pos, char *buf, size_t max)
 {
+    if (c->inner)
+        return pb_mkv_read(&c->mkv, c->inner, c->to_us - c->w0_us, pos, buf, max);
     size_t done = 0;
     while (done < max && pos < c->size) {
         if (pos < c->head_len) {
@@ -856,6 +891,8 @@ void pb_clip_free(pb_clip_t *c)
         return;
     if (c->fd >= 0)
         close(c->fd);
+    pb_mkv_free(c->mkv);
+    pb_clip_free(c->inner);
     for (size_t i = 0; i < c->n_paths; i++)
         free(c->paths[i]);
     free(c->paths);

@@ -109,6 +109,7 @@ integration: all $(BUILD)/camsim $(BUILD)/faultfs.so
 	@python3 tests/integration_hostile.py --build $(BUILD)
 	@python3 tests/integration_audit.py --build $(BUILD)
 	@python3 tests/integration_relay_sec.py --build $(BUILD)
+	@python3 tests/integration_clip.py --build $(BUILD)
 	@$(MAKE) --no-print-directory ui-check
 
 # The browser UI end to end: headless chromium (playwright-core, axe-core from

@@ -359,6 +359,51 @@ class Suite:
         assert len(got) == n0 + 1, got
         assert abs(parse_time(got[0]["to"]) - to) < 0.002 and got[0]["result"] == "ok", got[0]
 
+    def switch_flaky(self, mount):
+        """Points the flaky source at another mount (SIGHUP) and returns
+        (last segment before, first whole segment after)."""
+        with open(self.v.conf) as f:
+            text = f.read()
+        old = [l for l in text.splitlines() if l.startswith("url = ") and "/flaky" in l or
+               l.startswith("url = ") and self.flaky_url in l][0]
+        self.flaky_url = self.cam.url(mount)
+        with open(self.v.conf, "w") as f:
+            f.write(text.replace(old, "url = " + self.flaky_url))
+        n = self.v.log_text().count("configuration applied")
+        at = time.time()
+        self.v.proc.send_signal(signal.SIGHUP)
+        wait_for("reload applied", lambda: self.v.log_text().count("configuration applied") > n,
+                 15)
+        def pair():
+            s = self.v.segments("flaky")
+            new = [i for i, x in enumerate(s) if parse_time(x["start"]) > at]
+            if not new or new[0] == 0 or new[0] + 1 >= len(s):
+                return None  # the first new segment is not followed yet
+            a, b = s[new[0] - 1], s[new[0]]
+            return (a, b) if parse_time(b["end"]) - parse_time(b["start"]) >= 0.9 else None
+        return wait_for("flaky recording %s" % mount, pair, 40)
+
+    def test_zy_format_and_codec_change(self):
+        """After the gap test (it uses flaky too)."""
+        self.flaky_url = self.cam.url("flaky")
+        # H.264 to H.264 with other parameters: a second sample entry
+        a, b = self.switch_flaky("h264b")
+        frm, to = parse_time(a["end"]) - 1.0, parse_time(b["start"]) + 0.8
+        data, path = self.check_clip("flaky", "mp4", frm, to, ["h264"])
+        i = data.index(b"stsd")
+        assert struct.unpack(">I", data[i + 8:i + 12])[0] == 2, "one sample entry"
+        assert abs(self.probe_duration(path) - (to - frm)) <= FRAME + 0.001
+        # H.264 to H.265: 409 naming the time of the change
+        a, b = self.switch_flaky("h265")
+        status, body, _ = self.clip("flaky", "mp4", parse_time(a["end"]) - 1.0,
+                                    parse_time(b["start"]) + 0.8)
+        assert status == 409, (status, body)
+        msg = json.loads(body)["error"]["message"]
+        assert b["start"] in msg, (msg, b["start"])
+        # each side alone is fine
+        assert self.clip("flaky", "mp4", parse_time(b["start"]),
+                         parse_time(b["start"]) + 0.8)[0] == 200
+
     def cut_while_sending(self, frm, to, seg, damage):
         """Requests a clip whose reader is held 2 s at the open of seg's file
         (the plan opens it first), damages the file while it is held, and

@@ -679,7 +679,7 @@ int pb_clip_plan(const char *data_dir, const idx_segment_t *segs, size_t n, int6
     if (fmt == PB_CLIP_MKV)
         return plan_mkv(data_dir, segs, n, from_us, to_us, out, err, err_size);
     pb_clip_t *c = vg_calloc(1, sizeof(*c));
-    pb_mp4_file_t *files = vg_calloc(n ? n : 1, sizeof(*files));
+    pb_mp4_file_t file = {0};
     int rc = VG_OK;
     c->fmt = fmt;
     c->fd = -1;
@@ -689,57 +689,50 @@ int pb_clip_plan(const char *data_dir, const idx_segment_t *segs, size_t n, int6
         rc = fail(err, err_size, VG_EINVAL, "from must be before to");
         goto cleanup;
     }
-    /* Every file of the range is read first: the codecs decide whether
-     * the container can hold them before anything is laid out. */
+    /* One file at a time, freed once its samples are taken (memory: the
+     * clip's tables, not every file's), from the last segment starting at
+     * or before from: the keyframe at or before from is in it. */
+    size_t k_first = 0, primary = 0;
     for (size_t k = 0; k < n; k++) {
+        if (segs[k].start_us <= from_us)
+            k_first = k;
+    }
+    int64_t w0 = INT64_MIN, end_us = INT64_MIN;
+    for (size_t k = k_first; k < n; k++) {
+        const pb_mp4_file_t *f = &file;
         c->paths[k] = vg_asprintf("%s/%s", data_dir, segs[k].path);
         c->n_paths = k + 1;
-        rc = scan_segment(c->paths[k], &files[k]);
+        rc = scan_segment(c->paths[k], &file);
         if (rc != VG_OK) {
             vg_warn("clip: cannot read %s: %s", segs[k].path, vg_strerror(rc));
             rc = fail(err, err_size, rc == VG_ECORRUPT ? VG_ECORRUPT : VG_EIO,
                       "a recording of the range cannot be read (%s)", vg_strerror(rc));
             goto cleanup;
         }
-    }
-    /* The primary track: the first video track, else the first (the
-     * files must all have the first one's tracks: match_tracks). */
-    size_t primary = 0, k0 = n;
-    int64_t w0 = INT64_MIN;
-    if (n) {
-        for (size_t i = files[0].n_tracks; i-- > 0;) {
-            if (files[0].tracks[i].handler == FOURCC('v', 'i', 'd', 'e'))
-                primary = i;
-        }
-    }
-    /* W0: the wall time of the keyframe at or before from (the first one of
-     * the range when from is earlier than any). */
-    for (size_t k = 0; k < n; k++) {
-        const pb_mp4_file_t *f = &files[k];
-        int stop = 0;
-        if (primary >= f->n_tracks)
-            continue;
-        for (size_t i = 0; i < f->n_samples && !stop; i++) {
-            const pb_mp4_sample_t *s = &f->samples[i];
-            if (s->track != primary || !s->sync)
-                continue;
-            int64_t w = wall_us(&segs[k], s->dts, f->tracks[primary].timescale);
-            stop = w >= to_us || w > from_us;
-            if (w < to_us && (w <= from_us || k0 == n)) {
+        if (w0 == INT64_MIN) {
+            /* The primary track: the first video track, else the first
+             * (later files must have the same tracks: match_tracks). */
+            primary = 0;
+            for (size_t i = f->n_tracks; i-- > 0;) {
+                if (f->tracks[i].handler == FOURCC('v', 'i', 'd', 'e'))
+                    primary = i;
+            }
+            /* W0: the wall time of the keyframe at or before from (the
+             * first one when from is earlier than any). */
+            for (size_t i = 0; i < f->n_samples; i++) {
+                const pb_mp4_sample_t *s = &f->samples[i];
+                if (s->track != primary || !s->sync)
+                    continue;
+                int64_t w = wall_us(&segs[k], s->dts, f->tracks[primary].timescale);
+                if (w >= to_us || (w > from_us && w0 != INT64_MIN))
+                    break;
                 w0 = w;
-                k0 = k;
+            }
+            if (w0 == INT64_MIN) {
+                pb_mp4_file_free(&file);
+                continue; /* no keyframe here before to */
             }
         }
-        if (stop)
-            break;
-    }
-    if (k0 == n) {
-        rc = fail(err, err_size, VG_ENOTFOUND, "nothing was recorded in this range");
-        goto cleanup;
-    }
-    int64_t end_us = INT64_MIN;
-    for (size_t k = k0; k < n; k++) {
-        const pb_mp4_file_t *f = &files[k];
         uint8_t desc_of[PB_MP4_MAX_TRACKS];
         if ((rc = match_tracks(c, f, &segs[k], desc_of, err, err_size)) != VG_OK)
             goto cleanup;
@@ -759,6 +752,11 @@ int pb_clip_plan(const char *data_dir, const idx_segment_t *segs, size_t n, int6
                 end_us = e > end_us ? e : end_us;
             }
         }
+        pb_mp4_file_free(&file);
+    }
+    if (w0 == INT64_MIN) {
+        rc = fail(err, err_size, VG_ENOTFOUND, "nothing was recorded in this range");
+        goto cleanup;
     }
     c->w0_us = w0;
     c->from_us = from_us > w0 ? from_us : w0;
@@ -812,9 +810,7 @@ int pb_clip_plan(const char *data_dir, const idx_segment_t *segs, size_t n, int6
     c = NULL;
 
 cleanup:
-    for (size_t k = 0; k < n; k++)
-        pb_mp4_file_free(&files[k]);
-    free(files);
+    pb_mp4_file_free(&file);
     pb_clip_free(c);
     return rc;
 }

@@ -81,6 +81,11 @@ static const vg_config_t *current_config(void *ctx)
     return daemon_config(ctx);
 }
 
+static json_t *live_alarms(void *ctx)
+{
+    return svc_writer_alarms(ctx);
+}
+
 static char *metrics_text(void *ctx)
 {
     return svc_metrics_text(ctx);
@@ -96,6 +101,7 @@ int vigild_web_start(daemon_t *d)
         .source_status = source_status,
         .current_config = current_config,
         .metrics_text = metrics_text,
+        .live_alarms = live_alarms,
         .status_ctx = d,
     };
     return web_start(&wc, &d->web);

@@ -119,8 +119,18 @@ int web_password_hash(const char *password, char out[128])
     if (sodium_init() < 0)
         return VG_EIO;
     _Static_assert(crypto_pwhash_STRBYTES <= 128, "pwhash string does not fit");
-    if (crypto_pwhash_str(out, password, n, crypto_pwhash_OPSLIMIT_INTERACTIVE,
-                          crypto_pwhash_MEMLIMIT_INTERACTIVE) != 0) {
+#ifdef FUZZING_BUILD_MODE_UNSAFE_FOR_PRODUCTION
+    /* Fuzz builds only (make fuzz): Argon2id's interactive cost (64 MiB, tens
+     * of ms) on every login the fuzzer tries would cap it at a few hundred
+     * requests a second. The code paths are the same; verification reads
+     * the cost from the stored hash. */
+    const unsigned long long ops = crypto_pwhash_OPSLIMIT_MIN;
+    const size_t mem = crypto_pwhash_MEMLIMIT_MIN;
+#else
+    const unsigned long long ops = crypto_pwhash_OPSLIMIT_INTERACTIVE;
+    const size_t mem = crypto_pwhash_MEMLIMIT_INTERACTIVE;
+#endif
+    if (crypto_pwhash_str(out, password, n, ops, mem) != 0) {
         vg_err("password hashing failed (out of memory?)");
         return VG_EIO;
     }

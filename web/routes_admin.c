@@ -76,6 +76,16 @@ void web_h_storage(web_req_t *r)
                                                 web_time_json(a->raised_us)));
     }
     ret_storage_free(&st);
+    /* The writers' alarms live in memory: a failing index cannot hold them. */
+    const web_config_t *c = &r->w->cfg;
+    json_t *live = c->live_alarms ? c->live_alarms(c->status_ctx) : NULL;
+    size_t i;
+    json_t *a;
+    json_array_foreach(live, i, a) {
+        json_object_set_new(a, "raised", json_null());
+        json_array_append(alarms, a);
+    }
+    json_decref(live);
     web_reply_json(r, 200, json_pack("{sI sI sI so so}", "capacity_bytes",
                                      (json_int_t)disk.capacity_bytes, "free_bytes",
                                      (json_int_t)disk.free_bytes, "reserve_bytes",

@@ -89,6 +89,11 @@ typedef struct {
     /* Prometheus text for GET /metrics (malloc'd; NULL: 500); NULL: no
      * metrics route answers 404. */
     char *(*metrics_text)(void *ctx);
+    /* Alarms the daemon keeps in memory because the index may be what fails
+     * (index_write_failed, storage_io_error): a JSON array of {kind,
+     * severity, sources, message}, taken over; NULL callback or answer: none.
+     * Shown with the index's alarms in GET /api/v1/storage. */
+    json_t *(*live_alarms)(void *ctx);
     void *status_ctx;         /* ctx of the callbacks */
 } web_config_t;
 

@@ -454,6 +454,14 @@ class Suite:
         n = len(self.v.segments("h264"))
         wait_for("h264 still recording", lambda: len(self.v.segments("h264")) > n, 20)
 
+    def test_zzz_vigild_exits_clean(self):
+        """Last: vigild stops cleanly; under `make asan` no sanitizer report."""
+        rc, _ = self.v.stop(timeout=20 * integration.TIMEOUT_SCALE)
+        text = self.v.log_text()
+        assert rc == 0, rc
+        for bad in ("Sanitizer", "runtime error:"):
+            assert bad not in text, text[text.index(bad) - 200:text.index(bad) + 3000]
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -461,6 +469,10 @@ def main():
     ap.add_argument("-k", default="")
     args = ap.parse_args()
     integration.BUILD = args.build
+    # vigild under AddressSanitizer: see tests/lsan.supp
+    os.environ["ASAN_OPTIONS"] = "fast_unwind_on_malloc=0:" + os.environ.get("ASAN_OPTIONS", "")
+    os.environ["LSAN_OPTIONS"] = ("suppressions=%s/lsan.supp:" % os.path.dirname(
+        os.path.abspath(__file__))) + os.environ.get("LSAN_OPTIONS", "")
     passed = failed = skipped = 0
     with tempfile.TemporaryDirectory(prefix="vigil-clip-") as tmp:
         suite = Suite(tmp)

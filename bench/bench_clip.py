@@ -17,7 +17,6 @@ is usable only once finished) and its peak RSS (/usr/bin/time).
 usage: bench_clip.py [--build DIR] [--results FILE] [--dir D]
 """
 import argparse
-import hashlib
 import http.client
 import json
 import os

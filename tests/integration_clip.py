@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Integration tests of GET /api/v1/sources/{name}/clip.{mp4,mov,mkv}: one
 camera simulator, one vigild recording /h264, /h264b (B-frames), /h265,
-/cam-g711 and /flaky in 2 s segments; clips checked with ffprobe/ffmpeg as
-independent readers, byte ranges against the whole download, a gap kept on
-the wall clock, bad input, the audit row, and a segment deleted while its
-clip is being sent.
+/cam-g711, /flaky and the call line /line-pcma in 2 s segments; clips checked
+with ffprobe/ffmpeg as independent readers, byte ranges against the whole
+download, a gap kept on the wall clock, format and codec changes, bad input,
+the audit row, and a segment deleted or cut while its clip is being sent.
 
 Reuses the helpers of tests/integration.py and integration_web.py. Ends with
 "N passed, N failed".
@@ -110,6 +110,7 @@ class Suite:
         port = free_port()
         self.port = port
         sources = [(m, self.cam.url(m), "video") for m in SOURCES]
+        sources.append(("line-pcma", self.cam.url("line-pcma"), "audio"))
         self.v = ClipVigil(os.path.join(tmp, "v"), sources, "http_listen = 127.0.0.1:%d\n" % port,
                           extra="[playback]\nclip_max_seconds = 600\n")
         self.v.add_user("admin", "admin")
@@ -271,6 +272,17 @@ class Suite:
         # from the keyframe before from (at most camsim's 1 s GOP earlier) to to
         assert 8000 * 3.9 <= len(got) <= 8000 * 5.1, len(got)
         assert got in stored, "clip audio is not the stored audio"
+
+    def test_call_line_as_mov(self):
+        """An audio-only G.711 line: .mov, every sample a sync point."""
+        t0, _, _ = self.span("line-pcma", 3)
+        frm, to = t0 + 0.77, t0 + 3.77
+        status, body, _ = self.clip("line-pcma", "mp4", frm, to)
+        assert status == 415, status
+        _, path = self.check_clip("line-pcma", "mov", frm, to, ["pcm_alaw"])
+        assert abs(self.probe_duration(path) - 3.0) <= 0.03, self.probe_duration(path)
+        # a security account has no calls permission: the line does not exist for it
+        assert self.clip("line-pcma", "mov", frm, to, client=self.guard)[0] == 404
 
     def test_mkv_plays_with_exact_length(self):
         t0, _, _ = self.span("h264", 4)

@@ -446,11 +446,12 @@ END_TEST
 
 /* ---- the clip planner ---- */
 
-static char dir[64];
+static char dir[256];
 
 static void clip_setup(void)
 {
-    snprintf(dir, sizeof(dir), "/tmp/vg_test_playback_XXXXXX");
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof(dir), "%s/vigil-test-playback-XXXXXX", tmp && *tmp ? tmp : P_tmpdir);
     ck_assert_ptr_nonnull(mkdtemp(dir));
 }
 

@@ -21,7 +21,7 @@ TEST_SRCS := $(wildcard tests/test_*.c)
 TEST_BINS := $(TEST_SRCS:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps check unit integration ui-check asan demo bench clean cppcheck install uninstall \
-	fuzz fuzz-run systemd-check crash-check
+	fuzz fuzz-run fuzz-smoke systemd-check crash-check
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -39,6 +39,8 @@ all: $(BUILD)/vigild $(BUILD)/vigilctl
 
 # The UI's default directory ([server] ui_dir) is where `make install` puts it.
 $(BUILD)/core/config.o: VG_CFLAGS += -DVG_UI_DIR='"$(SHAREDIR)/ui"'
+# Export manifests name the version that made them.
+$(BUILD)/playback/bundle.o: VG_CFLAGS += -DVG_VERSION='"$(shell git describe --always --dirty 2>/dev/null || echo unknown)"'
 
 deps:
 	@sh scripts/deps.sh
@@ -87,30 +89,45 @@ $(BUILD)/crash-recorder.so: tests/crash/recorder.c
 	@mkdir -p $(dir $@)
 	cc -O2 -g -std=c11 -Wall -Wextra -Werror -fPIC -shared -o $@ $< -ldl -pthread
 
-# A bounded crash-consistency run (60 states, about 2 minutes: make check must
-# stay under 20 minutes on 2 cores); the full
-# run is part of `make bench`.
+# A bounded crash-consistency run (200 states, about 4 minutes in its own
+# lane of make check); the full run is part of `make bench`.
 crash-check: all $(BUILD)/camsim $(BUILD)/crash-recorder.so
-	@python3 tests/crash/harness.py --build $(BUILD) --states 60
+	@python3 tests/crash/harness.py --build $(BUILD) --states 200
 
 unit: $(TEST_BINS)
 	@set -e; for t in $(TEST_BINS); do echo "== $$t"; CK_DEFAULT_TIMEOUT=60 $$t; done
 
-integration: all $(BUILD)/camsim $(BUILD)/faultfs.so
-	@python3 tests/test_faultfs.py --build $(BUILD)
-	@python3 tests/integration.py --build $(BUILD)
-	@python3 tests/integration_web.py --build $(BUILD)
-	@python3 tests/integration_relay.py --build $(BUILD)
-	@python3 tests/integration_retention_faults.py --build $(BUILD)
-	@python3 tests/integration_storage.py --build $(BUILD)
-	@python3 tests/integration_crash.py --build $(BUILD)
-	@$(MAKE) --no-print-directory crash-check
-	@python3 tests/integration_abuse.py --build $(BUILD)
-	@python3 tests/integration_hostile.py --build $(BUILD)
-	@python3 tests/integration_audit.py --build $(BUILD)
-	@python3 tests/integration_relay_sec.py --build $(BUILD)
-	@python3 tests/integration_clip.py --build $(BUILD)
-	@$(MAKE) --no-print-directory ui-check
+# The suites run in lanes (tests/run_suites.py: most of their time is spent
+# waiting for the simulated cameras' wall clock), longest first so the lanes
+# end together; the fault shim's own test runs alone first. VIGIL_TEST_JOBS=1
+# runs them one by one.
+SUITES := \
+	"python3 tests/integration_ui.py --build {build}" \
+	"python3 tests/crash/harness.py --build {build} --states 200" \
+	"python3 tests/integration_storage.py --build {build}" \
+	"python3 tests/integration.py --build {build}" \
+	"python3 tests/integration_crash.py --build {build}" \
+	"python3 tests/integration_relay.py --build {build}" \
+	"python3 tests/integration_export.py --build {build}" \
+	"python3 tests/integration_playback.py --build {build}" \
+	"python3 tests/integration_audio.py --build {build}" \
+	"python3 tests/integration_clip.py --build {build}" \
+		"python3 tests/integration_retention_faults.py --build {build}" \
+	"python3 tests/integration_relay_sec.py --build {build}" \
+	"python3 tests/integration_audit.py --build {build}" \
+	"python3 tests/integration_web.py --build {build}" \
+	"python3 tests/integration_hostile.py --build {build}" \
+	"python3 tests/integration_abuse.py --build {build}"
+
+integration: all $(BUILD)/camsim $(BUILD)/faultfs.so $(BUILD)/crash-recorder.so
+	@sh scripts/vendor-ui.sh --check
+	@python3 tests/run_suites.py --build $(BUILD) \
+	    --first "python3 tests/test_faultfs.py --build {build}" $(EXTRA_SUITES) $(SUITES)
+
+# make check's short fuzzing run, one more lane of the integration run.
+fuzz-smoke:
+	@if command -v clang >/dev/null; then $(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=20; \
+	else echo "clang not installed, fuzzing skipped"; fi
 
 # The browser UI end to end: headless chromium (playwright-core, axe-core from
 # tests/ui's lockfile) against one vigild and the camera simulator. Writes
@@ -123,10 +140,8 @@ check: deps
 	@$(MAKE) --no-print-directory all $(BUILD)/camsim $(BUILD)/faultfs.so $(TEST_BINS)
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory cppcheck
-	@if command -v clang >/dev/null; then $(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=20; \
-	else echo "clang not installed, fuzzing skipped"; fi
-	@# last, so the suites' "N passed, N failed" lines close the output
-	@$(MAKE) --no-print-directory integration
+	@# last, so the suites' summary closes the output
+	@$(MAKE) --no-print-directory integration EXTRA_SUITES='"$(MAKE) --no-print-directory fuzz-smoke"'
 
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan build-asan/camsim build-asan/faultfs.so
@@ -186,6 +201,7 @@ bench: deps
 	@python3 tests/crash/harness.py --build $(BUILD) --states 0 --variants 4 --results bench/RESULTS.md
 	@python3 bench/bench_flood.py --build $(BUILD) --results bench/RESULTS.md
 	@python3 bench/bench_ui.py --build $(BUILD) --results bench/RESULTS.md
+	@python3 bench/bench_export.py --build $(BUILD) --results bench/RESULTS.md
 
 # Installs the daemon as a service (README "Install as a service"). The
 # example config is installed once: an admin's edited file is never replaced.

@@ -113,7 +113,50 @@ int arc_scan_media(const char *data_dir, arc_scan_fn fn, void *ctx);
 int arc_export(const char *data_dir, const idx_segment_t *segs, size_t n_segs, int64_t from_us,
                int64_t to_us, const char *out_path, char *err, size_t err_size);
 
+/* arc_export for a job that may be stopped and wants to know what it got. */
+typedef struct {
+    const int *stop;   /* read atomically between packets; non-zero: VG_ESTOPPED */
+    int64_t first_us;  /* out: wall time of the first packet written (0: none) */
+    int64_t last_us;   /* out: wall time of the end of the last packet written */
+    /* Called after each segment with the bytes written so far (may be NULL). */
+    void (*progress)(void *ctx, int64_t bytes);
+    void *ctx;
+} arc_export_opts_t;
+int arc_export_ex(const char *data_dir, const idx_segment_t *segs, size_t n_segs,
+                  int64_t from_us, int64_t to_us, const char *out_path, arc_export_opts_t *opts,
+                  char *err, size_t err_size);
 
+
+
+/* ---- the fragment table of a stored file (archive/frags.c) ---- */
+
+/* One fragment: a moof and its mdat, the unit HLS addresses by byte range. */
+typedef struct {
+    int64_t offset, size; /* bytes of the file */
+    int64_t start_us;     /* media time from the segment's start */
+    int64_t dur_us;
+    int key;              /* starts on a keyframe (audio: always) */
+} arc_frag_t;
+
+/* More fragments than this in one file: refused (a 60 s segment has ~30). */
+#define ARC_FRAGS_MAX 100000
+
+/* Packs a fragment table into the blob the index stores (format at the top
+ * of archive/frags.c); *out is malloc'd. VG_EINVAL for overlapping or empty
+ * fragments. */
+int arc_frags_encode(const arc_frag_t *f, size_t n, uint8_t **out, size_t *len);
+/* Unpacks a blob; VG_ECORRUPT for anything that is not one (never reads
+ * past len). *out is malloc'd (NULL when *n is 0). */
+int arc_frags_decode(const uint8_t *blob, size_t len, arc_frag_t **out, size_t *n);
+/* Reads the fragment table of a stored file from its top-level boxes (moov,
+ * then each moof's tfdt/trun and the mdat after it): a few small reads per
+ * fragment. A truncated or foreign file is VG_ECORRUPT, never a crash or an
+ * endless loop. *init_bytes (may be NULL) gets the size of ftyp + moov. */
+int arc_frags_scan(int fd, int64_t file_size, int64_t *init_bytes, arc_frag_t **out, size_t *n);
+/* In an init part (ftyp + moov), the offset of an 'hev1' sample entry's type
+ * whose hvcC holds a VPS, SPS and PPS, so it may be relabelled 'hvc1' in
+ * place (browsers decode only hvc1). VG_ENOTFOUND when there is none. */
+int arc_init_hev1_at(const uint8_t *init, size_t len, size_t *at);
 
 /* ---- index and disk agreement (DESIGN.md invariant 1) ---- */
 

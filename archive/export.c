@@ -29,6 +29,7 @@ typedef struct {
     int fd;                /* the temporary output, written through this fd only */
     char *err;
     size_t err_size;
+    arc_export_opts_t *opts; /* may be NULL */
 } export_t;
 
 static int fail(export_t *x, int rc, const char *fmt, const char *arg)
@@ -174,6 +175,15 @@ static int64_t find_start_keyframe(export_t *x, AVFormatContext *ic, const idx_s
 static int write_clip_packet(export_t *x, AVPacket *pkt, AVStream *in, int64_t seg_start_us)
 {
     AVStream *out = x->oc->streams[pkt->stream_index];
+    if (x->opts) {
+        int64_t ts = pkt->dts != AV_NOPTS_VALUE ? pkt->dts : pkt->pts;
+        int64_t wall = seg_start_us + av_rescale_q(ts, in->time_base, AV_TIME_BASE_Q);
+        int64_t end = wall + av_rescale_q(pkt->duration, in->time_base, AV_TIME_BASE_Q);
+        if (!x->opts->first_us || wall < x->opts->first_us)
+            x->opts->first_us = wall;
+        if (end > x->opts->last_us)
+            x->opts->last_us = end;
+    }
     int64_t shift = av_rescale_q(seg_start_us - x->origin_us, AV_TIME_BASE_Q, in->time_base);
     pkt->pts = pkt->pts == AV_NOPTS_VALUE ? AV_NOPTS_VALUE : pkt->pts + shift;
     pkt->dts = pkt->dts == AV_NOPTS_VALUE ? pkt->pts : pkt->dts + shift;
@@ -197,6 +207,12 @@ static int copy_segment(export_t *x, AVFormatContext *ic, const idx_segment_t *s
     AVPacket *pkt = av_packet_alloc();
     int rc = VG_OK;
     while (rc == VG_OK && av_read_frame(ic, pkt) >= 0) {
+        if (x->opts && x->opts->stop && __atomic_load_n(x->opts->stop, __ATOMIC_RELAXED)) {
+            av_packet_unref(pkt);
+            av_packet_free(&pkt);
+            snprintf(x->err, x->err_size, "interrupted");
+            return VG_ESTOPPED;
+        }
         AVStream *in = ic->streams[pkt->stream_index];
         int64_t ts = pkt->dts != AV_NOPTS_VALUE ? pkt->dts : pkt->pts;
         if (pkt->stream_index >= x->n_streams || ts == AV_NOPTS_VALUE) {
@@ -241,6 +257,8 @@ static int export_segments(export_t *x, const idx_segment_t *segs, size_t n, con
         if (rc == VG_OK && !done)
             rc = copy_segment(x, ic, &segs[i], &done);
         avformat_close_input(&ic);
+        if (rc == VG_OK && x->opts && x->opts->progress && x->oc && x->oc->pb)
+            x->opts->progress(x->opts->ctx, avio_tell(x->oc->pb));
     }
     return rc;
 }
@@ -248,8 +266,17 @@ static int export_segments(export_t *x, const idx_segment_t *segs, size_t n, con
 int arc_export(const char *data_dir, const idx_segment_t *segs, size_t n_segs, int64_t from_us,
                int64_t to_us, const char *out_path, char *err, size_t err_size)
 {
+    return arc_export_ex(data_dir, segs, n_segs, from_us, to_us, out_path, NULL, err, err_size);
+}
+
+int arc_export_ex(const char *data_dir, const idx_segment_t *segs, size_t n_segs,
+                  int64_t from_us, int64_t to_us, const char *out_path, arc_export_opts_t *opts,
+                  char *err, size_t err_size)
+{
     export_t x = {.data_dir = data_dir, .from_us = from_us, .to_us = to_us, .primary = 0,
-                  .err = err, .err_size = err_size};
+                  .err = err, .err_size = err_size, .opts = opts};
+    if (opts)
+        opts->first_us = opts->last_us = 0;
     err[0] = '\0';
     if (n_segs == 0)
         return fail(&x, VG_ENOTFOUND, "nothing recorded in that range%s", "");

@@ -91,12 +91,22 @@ typedef struct segment {
     atomic_int io_failed;
     int unverified;       /* finisher only: a write, fsync, rename or dir fsync failed */
     int want_sync;        /* SYNC_*, under q_lock while the segment is open */
+    /* The fragment table (archive/frags.c), noted as each fragment is cut:
+     * file offsets before and after the flush, media times from the cuts.
+     * Stored with the row, so playback never parses the file. */
+    arc_frag_t *frags;
+    size_t n_frags, cap_frags;
+    int frags_lost;       /* more than ARC_FRAGS_MAX: no table (playback reads the file) */
+    int64_t frag_offset;  /* where the next fragment starts in the file */
+    int next_key;         /* the next fragment starts on a keyframe */
 } segment_t;
 
 /* A finished, durable file waiting for its index row. */
 typedef struct row_job {
     struct row_job *next;
     idx_segment_t row;
+    uint8_t *frags; /* the packed fragment table, or NULL */
+    size_t frags_len;
     int fd; /* kept open (and locked) while it waits, or -1 */
 } row_job_t;
 
@@ -344,6 +354,7 @@ static void segment_free(segment_t *s)
     free(s->abs_path);
     free(s->final_rel);
     free(s->final_abs);
+    free(s->frags);
     free(s);
 }
 
@@ -412,6 +423,8 @@ static int start_muxer(arc_writer_t *w, segment_t *s)
     if (s->io_error)
         return s->io_error;
     s->init_bytes = s->bytes; /* ftyp + moov: HLS addresses the rest by byte range */
+    s->frag_offset = s->init_bytes;
+    s->next_key = 1; /* a segment starts on a keyframe */
     return VG_OK;
 }
 
@@ -625,7 +638,36 @@ static int repair_timestamps(arc_writer_t *w, AVPacket *pkt)
     return VG_OK;
 }
 
-static int flush_fragment(arc_writer_t *w)
+/* Notes the fragment just flushed: the bytes since the last one, media from
+ * the last cut to end_us. The muxer keeps a fragment in memory until the
+ * flush writes moof + mdat at once, so the file's size before and after the
+ * flush bounds it exactly. next_key: whether the next one starts on a
+ * keyframe (a cut forced by fragment_max_* does not). */
+static void note_fragment(segment_t *s, int64_t end_us, int next_key)
+{
+    int64_t end = s->bytes;
+    if (end > s->frag_offset && !s->frags_lost) {
+        if (s->n_frags == ARC_FRAGS_MAX) {
+            s->frags_lost = 1;
+        } else {
+            if (s->n_frags == s->cap_frags) {
+                s->cap_frags = s->cap_frags ? s->cap_frags * 2 : 32;
+                s->frags = vg_realloc(s->frags, s->cap_frags * sizeof(*s->frags));
+            }
+            arc_frag_t *f = &s->frags[s->n_frags++];
+            f->offset = s->frag_offset;
+            f->size = end - s->frag_offset;
+            f->start_us = s->last_flush_us;
+            f->dur_us = end_us > s->last_flush_us ? end_us - s->last_flush_us : 0;
+            f->key = s->next_key;
+        }
+    }
+    s->frag_offset = end;
+    s->next_key = next_key;
+}
+
+/* Cuts the fragment that ends at media time pos_us. */
+static int flush_fragment(arc_writer_t *w, int64_t pos_us, int next_key)
 {
     segment_t *s = w->seg;
     int ret = av_interleaved_write_frame(s->oc, NULL); /* drain the interleaving queue */
@@ -636,6 +678,7 @@ static int flush_fragment(arc_writer_t *w)
         vg_err("source=%s fragment flush failed in %s", w->source, s->rel_path);
         return s->io_error ? s->io_error : VG_EMEDIA;
     }
+    note_fragment(s, pos_us, next_key);
     w->fragment_bytes = 0;
     /* The fragment is in the page cache. The finisher makes it durable now if
      * waiting for the next fragment (as far off as the last one was) would
@@ -691,11 +734,14 @@ static int errno_rc(int err)
 
 /* Hands a durable file's row to the committer (finisher thread). The row is
  * the commit point of invariant 1; until it is in, the file is left alone. */
-static void queue_row(arc_writer_t *w, const idx_segment_t *row, int *fd)
+static void queue_row(arc_writer_t *w, const idx_segment_t *row, int *fd, uint8_t *frags,
+                      size_t frags_len)
 {
     row_job_t *j = vg_calloc(1, sizeof(*j));
     j->row = *row;
     j->fd = -1;
+    j->frags = frags; /* taken */
+    j->frags_len = frags_len;
     pthread_mutex_lock(&w->q_lock);
     if (w->row_len >= ROW_QUEUE_MAX) {
         w->rows_dropped++;
@@ -703,6 +749,7 @@ static void queue_row(arc_writer_t *w, const idx_segment_t *row, int *fd)
         vg_err("source=%s %d rows already wait for the index: %s is kept on disk without a "
                "row; reconcile indexes it at the next start", w->source, ROW_QUEUE_MAX,
                row->path);
+        free(j->frags);
         free(j);
         return;
     }
@@ -784,7 +831,7 @@ static void salvage_segment(arc_writer_t *w, segment_t *s)
     row.unverified = s->unverified;
     vg_notice("source=%s kept the complete part of %s (%.3f s)%s", w->source, s->rel_path,
               (double)info.media_us / 1e6, s->unverified ? ", unverified" : "");
-    queue_row(w, &row, &s->fd);
+    queue_row(w, &row, &s->fd, NULL, 0); /* playback reads its fragments from the file */
 }
 
 /* refine_start chose a new name: rename now, off the source's thread. A
@@ -830,7 +877,16 @@ static void finish_job(arc_writer_t *w, segment_t *s)
         segment_free(s);
         return;
     }
-    int ret = av_write_trailer(s->oc);
+    /* The last fragment is cut on its own before the trailer (which then
+     * adds only the mfra index), so its bytes are known like the others'. */
+    int ret = av_interleaved_write_frame(s->oc, NULL);
+    if (ret >= 0)
+        ret = av_write_frame(s->oc, NULL);
+    avio_flush(s->pb);
+    if (ret >= 0 && !s->io_error)
+        note_fragment(s, s->media_us, 0);
+    if (ret >= 0 && !s->io_error)
+        ret = av_write_trailer(s->oc);
     avio_flush(s->pb);
     if (ret < 0 || s->io_error) {
         s->fail_rc = s->io_error ? s->io_error : VG_EMEDIA;
@@ -863,7 +919,13 @@ static void finish_job(arc_writer_t *w, segment_t *s)
         w->stats.io_error_active = 0; /* this source writes cleanly again */
         pthread_mutex_unlock(&w->stats_lock);
     }
-    queue_row(w, &row, &s->fd);
+    uint8_t *blob = NULL;
+    size_t blob_len = 0;
+    if (!s->frags_lost && s->n_frags &&
+        arc_frags_encode(s->frags, s->n_frags, &blob, &blob_len) != VG_OK)
+        vg_warn("source=%s no fragment table for %s: playback reads it from the file",
+                w->source, s->rel_path);
+    queue_row(w, &row, &s->fd, blob, blob_len);
     segment_free(s);
 }
 
@@ -975,6 +1037,7 @@ static void drop_row_job(arc_writer_t *w)
     w->row_attempted = 0;
     if (j->fd >= 0)
         close(j->fd);
+    free(j->frags);
     free(j);
 }
 
@@ -1006,7 +1069,7 @@ static void *committer_main(void *arg)
             break;
         row_job_t *j = w->row_head;
         pthread_mutex_unlock(&w->q_lock);
-        int rc = idx_segment_insert(w->idx, &j->row);
+        int rc = idx_segment_insert_frags(w->idx, &j->row, j->frags, j->frags_len);
         pthread_mutex_lock(&w->q_lock);
         w->row_attempted = 1;
         if (rc == VG_OK || row_error_is_final(rc)) {
@@ -1257,7 +1320,7 @@ static int on_primary_boundary(arc_writer_t *w, const AVPacket *pkt, int64_t rec
     if (rc == VG_OK && pos >= w->seg->target_us)
         return rotate(w, pos, to_us(pkt->dts, w->tb[pkt->stream_index]), recv_wall_us);
     if (rc == VG_OK)
-        rc = flush_fragment(w);
+        rc = flush_fragment(w, pos, 1);
     if (rc == VG_OK)
         w->seg->last_flush_us = pos;
     else
@@ -1291,7 +1354,7 @@ static int cut_fragment(arc_writer_t *w, const AVPacket *pkt)
     int64_t pos = media_pos_us(w, pkt);
     int rc = release_all(w, pkt->dts);
     if (rc == VG_OK)
-        rc = flush_fragment(w);
+        rc = flush_fragment(w, pos, 0);
     if (rc == VG_OK)
         w->seg->last_flush_us = pos;
     else

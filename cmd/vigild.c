@@ -620,6 +620,8 @@ static int run(daemon_t *d, const sigset_t *signals, const char *config_path)
     atomic_store(&d->stopping, 1);
     web_stop(d->web);
     d->web = NULL;
+    pb_exporter_stop(d->exporter);
+    d->exporter = NULL;
     svc_status_stop(d);
     stop_sweeper(d);
     stop_recorders(d);

@@ -74,6 +74,8 @@ typedef struct daemon {
 
     /* The HTTP API (NULL when http_listen is empty). */
     web_t *web;
+    /* Export jobs behind the API (NULL with the API off); stopped after it. */
+    pb_exporter_t *exporter;
 
     /* The status socket (vigilctl status). */
     pthread_t status_thread;

@@ -7,6 +7,7 @@
 
 #include "cmd/vigild.h"
 #include "core/errors.h"
+#include "core/log.h"
 #include "core/util.h"
 
 /* Bitrate is bytes received between two looks at a source, at least this
@@ -91,9 +92,48 @@ static char *metrics_text(void *ctx)
     return svc_metrics_text(ctx);
 }
 
+/* Tests move the exporter's wall clock forward to reach keep_days: with
+ * VIGIL_TEST_EXPORT_CLOCK naming a file, its content (seconds) is added to
+ * the system's wall clock at each reading. */
+static int64_t offset_wall(void *ctx)
+{
+    long long offset_s = 0;
+    FILE *f = fopen(ctx, "r");
+    if (f) {
+        if (fscanf(f, "%lld", &offset_s) != 1)
+            offset_s = 0;
+        fclose(f);
+    }
+    return vg_clock_wall(&vg_system_clock) + offset_s * 1000000;
+}
+
+static int64_t system_mono(void *ctx)
+{
+    (void)ctx;
+    return vg_clock_mono(&vg_system_clock);
+}
+
+static vg_clock_t export_clock;
+
+static int start_exporter(daemon_t *d, const vg_config_t *cfg)
+{
+    const char *offset_file = getenv("VIGIL_TEST_EXPORT_CLOCK");
+    const char *cleanup_ms = getenv("VIGIL_TEST_EXPORT_CLEANUP_MS");
+    export_clock = vg_system_clock;
+    if (offset_file && *offset_file)
+        export_clock = (vg_clock_t){offset_wall, system_mono, (void *)offset_file};
+    pb_exporter_config_t xc = {.data_dir = cfg->data_dir,
+                               .clock = &export_clock,
+                               .keep_days = cfg->exports_keep_days,
+                               .cleanup_ms = cleanup_ms ? atoi(cleanup_ms) : 0};
+    return pb_exporter_start(&xc, &d->exporter);
+}
+
 int vigild_web_start(daemon_t *d)
 {
     const vg_config_t *cfg = daemon_config(d);
+    if (cfg->http.listen && cfg->http.listen[0] && start_exporter(d, cfg) != VG_OK)
+        vg_err("exports: cannot start the export worker; export routes answer 503");
     web_config_t wc = {
         .cfg = cfg,
         .data_dir = cfg->data_dir,
@@ -103,6 +143,7 @@ int vigild_web_start(daemon_t *d)
         .metrics_text = metrics_text,
         .live_alarms = live_alarms,
         .status_ctx = d,
+        .exporter = d->exporter,
     };
     return web_start(&wc, &d->web);
 }

@@ -38,6 +38,8 @@
  * reserve that still leaves most of the disk for recordings. */
 #define DEFAULT_DAYS 60
 #define MAX_DAYS 3650
+/* [exports] keep_days: finished bundles are removed after this. */
+#define DEFAULT_EXPORT_DAYS 30
 #define MAX_RESERVE_PERCENT 50
 #define DEFAULT_RESERVE_PERCENT 5
 #define DEFAULT_SWEEP_SECONDS 10
@@ -67,6 +69,7 @@ enum section_kind {
     SEC_ARCHIVE,
     SEC_RETENTION,
     SEC_RELAY,
+    SEC_EXPORTS,
     SEC_PLAYBACK,
     SEC_SOURCE,
     SEC_IGNORED, /* a header that was already reported as an error */
@@ -83,8 +86,7 @@ typedef struct {
     int section_line;
     size_t source_index;     /* into cfg->sources while section == SEC_SOURCE */
     unsigned seen_keys;      /* bit i set once key i of this section's table was set */
-    int seen_server, seen_archive, seen_retention, seen_relay;
-    int seen_playback;
+    int seen_server, seen_archive, seen_retention, seen_relay, seen_exports, seen_playback;
     int keep_days_line, min_days_line; /* for the cross-key check at the end */
     int tls_cert_line, tls_key_line;   /* likewise for "both or neither" */
     int relay_cert_line, relay_key_line;
@@ -142,6 +144,7 @@ static void section_label(const parser_t *p, char *buf, size_t size)
     case SEC_SERVER: snprintf(buf, size, "server"); break;
     case SEC_ARCHIVE: snprintf(buf, size, "archive"); break;
     case SEC_RELAY: snprintf(buf, size, "relay"); break;
+    case SEC_EXPORTS: snprintf(buf, size, "exports"); break;
     case SEC_PLAYBACK: snprintf(buf, size, "playback"); break;
     case SEC_SOURCE:
         snprintf(buf, size, "source %s", p->cfg->sources[p->source_index].name);
@@ -285,7 +288,7 @@ static int set_fragment_max_mib(parser_t *p, const char *key, const char *value)
  * memory while it is served). */
 static int set_clip_max_seconds(parser_t *p, const char *key, const char *value)
 {
-    return set_int_in(p, key, value, 60, 86400, &p->cfg->clip_max_seconds);
+    return set_int_in(p, key, value, 60, 86400, &p->cfg->playback.clip_max_seconds);
 }
 
 static int set_url(parser_t *p, const char *key, const char *value)
@@ -770,6 +773,22 @@ static int set_source_push(parser_t *p, const char *key, const char *value)
     return VG_OK;
 }
 
+/* [playback] */
+static int set_wav_max_seconds(parser_t *p, const char *key, const char *value)
+{
+    return set_bounded(p, key, value, 7 * 86400, &p->cfg->playback.wav_max_seconds);
+}
+
+static int set_snapshot_workers(parser_t *p, const char *key, const char *value)
+{
+    return set_bounded(p, key, value, 64, &p->cfg->playback.snapshot_workers);
+}
+
+static int set_snapshot_cache_mib(parser_t *p, const char *key, const char *value)
+{
+    return set_bounded(p, key, value, 1024 * 1024, &p->cfg->playback.snapshot_cache_mib);
+}
+
 /* Each table has at most 32 keys: seen_keys is a bit per key. */
 static const key_spec_t server_keys[] = {
     {"data_dir", set_data_dir},
@@ -802,10 +821,6 @@ static const key_spec_t retention_keys[] = {
     {"sweep_seconds", set_sweep_seconds},
     {NULL, NULL},
 };
-static const key_spec_t playback_keys[] = {
-    {"clip_max_seconds", set_clip_max_seconds},
-    {NULL, NULL},
-};
 static const key_spec_t relay_keys[] = {
     {"rtsp_listen", set_relay_listen},
     {"tls_cert", set_relay_tls_cert},
@@ -815,6 +830,22 @@ static const key_spec_t relay_keys[] = {
     {"send_interval_ms", set_relay_send_interval},
     {"allow_plain_credentials", set_relay_allow_plain},
     {"push", set_relay_push},
+    {NULL, NULL},
+};
+static int set_exports_keep_days(parser_t *p, const char *key, const char *value)
+{
+    return set_days(p, key, value, &p->cfg->exports_keep_days);
+}
+
+static const key_spec_t exports_keys[] = {
+    {"keep_days", set_exports_keep_days},
+    {NULL, NULL},
+};
+static const key_spec_t playback_keys[] = {
+    {"wav_max_seconds", set_wav_max_seconds},
+    {"clip_max_seconds", set_clip_max_seconds},
+    {"snapshot_workers", set_snapshot_workers},
+    {"snapshot_cache_mib", set_snapshot_cache_mib},
     {NULL, NULL},
 };
 static const key_spec_t source_keys[] = {
@@ -834,6 +865,7 @@ static const key_spec_t *keys_of(enum section_kind section)
     case SEC_ARCHIVE: return archive_keys;
     case SEC_RETENTION: return retention_keys;
     case SEC_RELAY: return relay_keys;
+    case SEC_EXPORTS: return exports_keys;
     case SEC_PLAYBACK: return playback_keys;
     case SEC_SOURCE: return source_keys;
     default: return NULL;
@@ -952,6 +984,8 @@ static void begin_section(parser_t *p, const char *header)
         open_single(p, &p->seen_retention, SEC_RETENTION, "retention");
     else if (strcmp(n, "relay") == 0)
         open_single(p, &p->seen_relay, SEC_RELAY, "relay");
+    else if (strcmp(n, "exports") == 0)
+        open_single(p, &p->seen_exports, SEC_EXPORTS, "exports");
     else if (strcmp(n, "playback") == 0)
         open_single(p, &p->seen_playback, SEC_PLAYBACK, "playback");
     else if (strncmp(n, "source", 6) == 0 && (n[6] == '\0' || isspace((unsigned char)n[6])))
@@ -1010,6 +1044,7 @@ static void init_defaults(vg_config_t *cfg, const char *path)
     cfg->audit_checkpoint_seconds = 300;
     cfg->retention.min_days = DEFAULT_DAYS;
     cfg->retention.keep_days = DEFAULT_DAYS;
+    cfg->exports_keep_days = DEFAULT_EXPORT_DAYS;
     cfg->retention.capacity_bytes = 0;
     cfg->retention.reserve_percent = DEFAULT_RESERVE_PERCENT;
     cfg->retention.on_full = VG_ON_FULL_OVERWRITE;
@@ -1022,7 +1057,10 @@ static void init_defaults(vg_config_t *cfg, const char *path)
     cfg->relay.max_clients = DEFAULT_RELAY_MAX_CLIENTS;
     cfg->relay.max_clients_per_ip = DEFAULT_RELAY_MAX_PER_IP;
     cfg->relay.send_interval_ms = DEFAULT_RELAY_SEND_INTERVAL_MS;
-    cfg->clip_max_seconds = 6 * 3600;
+    cfg->playback.wav_max_seconds = 4 * 3600;
+    cfg->playback.clip_max_seconds = 6 * 3600;
+    cfg->playback.snapshot_workers = 2;
+    cfg->playback.snapshot_cache_mib = 256;
 }
 
 /* A certificate without its key (or the reverse) cannot serve HTTPS, and

@@ -61,6 +61,14 @@ typedef struct {
                                   * 0 (default): from loopback only */
 } vg_relay_config_t;
 
+/* [playback]: see README "Playback". */
+typedef struct {
+    int wav_max_seconds;      /* longest audio.wav / clip.wav / peaks range */
+    int clip_max_seconds;     /* longest clip.mp4/.mov/.mkv range, 60..86400 */
+    int snapshot_workers;     /* snapshot decodes at once; more get 503 */
+    int snapshot_cache_mib;   /* bound of data_dir/cache/snapshots */
+} vg_playback_config_t;
+
 typedef struct {
     char *path;                 /* the file it was read from */
     char *data_dir;             /* index at data_dir/index.db, media under data_dir/media */
@@ -75,8 +83,8 @@ typedef struct {
     vg_retention_config_t retention;
     vg_http_config_t http;
     vg_relay_config_t relay;
-    /* [playback] */
-    int clip_max_seconds;       /* longest clip one request may ask for, 60..86400 */
+    int exports_keep_days;      /* [exports] keep_days, 1..3650 (default 30) */
+    vg_playback_config_t playback;
     vg_source_config_t *sources;
     size_t n_sources;
 } vg_config_t;

@@ -314,14 +314,50 @@ static const char *const migrations[] = {
     "  UPDATE accounts_generation SET gen = gen + 1 WHERE id = 1; END;",
     /* v12: the language a user picked in the browser UI ('' = the browser's). */
     "ALTER TABLE account ADD COLUMN language TEXT NOT NULL DEFAULT '';",
+    /* v13: each segment's fragment table (archive/frags.c has the blob's
+     * format), written with its row so playback names HLS byte ranges
+     * without opening the file. One row per segment, not per fragment: 30
+     * fragments x 8.64 M segments would be a quarter of a billion rows.
+     * Rows from before v13 and recovered files have none until playback
+     * reads the file once. The trigger drops the table with every segment
+     * row, whichever path drops it. */
+    "CREATE TABLE segment_frag ("
+    "  segment_id INTEGER PRIMARY KEY,"
+    "  data BLOB NOT NULL"
+    ");"
+    "CREATE TRIGGER segment_frag_del AFTER DELETE ON segment BEGIN"
+    "  DELETE FROM segment_frag WHERE segment_id = OLD.id;"
+    " END;",
+    /* v14: evidence export jobs (playback/exporter.c). A job outlives the
+     * process that ran it: a row left queued or running at start was cut
+     * by a stop and is marked failed. path is relative to data_dir and
+     * names the finished zip only once state is 'done'. */
+    "CREATE TABLE export ("
+    "  id INTEGER PRIMARY KEY,"
+    "  owner TEXT NOT NULL,"
+    "  sources TEXT NOT NULL,"
+    "  from_us INTEGER NOT NULL,"
+    "  to_us INTEGER NOT NULL,"
+    "  case_no TEXT NOT NULL,"
+    "  reason TEXT NOT NULL,"
+    "  hold_id INTEGER NOT NULL DEFAULT 0,"
+    "  state TEXT NOT NULL CHECK (state IN ('queued','running','done','failed')),"
+    "  progress REAL NOT NULL DEFAULT 0,"
+    "  bytes INTEGER NOT NULL DEFAULT 0,"
+    "  error TEXT NOT NULL DEFAULT '',"
+    "  created_us INTEGER NOT NULL,"
+    "  finished_us INTEGER NOT NULL DEFAULT 0,"
+    "  path TEXT NOT NULL DEFAULT '',"
+    "  sha256 TEXT NOT NULL DEFAULT ''"
+    ");"
+    "CREATE INDEX export_owner ON export(owner, id);"
+    "CREATE INDEX export_state ON export(state);",
 };
 
 #define IDX_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
-/* Columns every segment-returning statement selects, in row_to_segment order. */
-#define SEG_COLUMNS                                                                  \
-    "g.id, s.name, g.start_us, g.end_us, g.media_us, g.bytes, g.sha256, g.codecs, " \
-    "g.init_bytes, g.path, g.unverified"
+#define SEG_COLUMNS IDX_SEG_COLUMNS
+
 
 enum {
     ST_SEG_INSERT,

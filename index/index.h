@@ -93,6 +93,48 @@ int idx_rollback(idx_t *idx);
  * (one detail line per row) into out; for tests and benchmarks. */
 int idx_explain_range(idx_t *idx, char *out, size_t out_size);
 
+/* ---- playback (index/frags.c) ---- */
+
+/* A fragment table blob larger than this is refused (it would describe
+ * ARC_FRAGS_MAX fragments many times over). */
+#define IDX_FRAGS_MAX_BLOB (4 * 1024 * 1024)
+
+/* A segment with its fragment table blob (NULL when none is stored). */
+typedef struct {
+    idx_segment_t seg;
+    uint8_t *frags;
+    size_t frags_len;
+} idx_segment_frags_t;
+
+/* Inserts a segment and its fragment table in one transaction (or the
+ * caller's); blob NULL inserts the row alone. Codes as idx_segment_insert. */
+int idx_segment_insert_frags(idx_t *idx, idx_segment_t *seg, const uint8_t *blob, size_t len);
+/* Stores (replaces) the table of a live segment; VG_ENOTFOUND when the
+ * segment is gone or being deleted. */
+int idx_frags_put(idx_t *idx, int64_t segment_id, const uint8_t *blob, size_t len);
+/* Segments of source overlapping [from_us, to_us) with their tables, by
+ * start (rows being deleted left out). More than limit rows: VG_EINVAL.
+ * Free with idx_segment_frags_free. */
+int idx_segments_frags_in_range(idx_t *idx, const char *source, int64_t from_us, int64_t to_us,
+                                size_t limit, idx_segment_frags_t **out, size_t *n);
+void idx_segment_frags_free(idx_segment_frags_t *items, size_t n);
+/* One live segment by id with its table (free out->frags); VG_ENOTFOUND
+ * when there is none or it is being deleted. */
+int idx_segment_get(idx_t *idx, int64_t id, idx_segment_frags_t *out);
+/* Calls fn for each live segment of source overlapping [from_us, to_us),
+ * by start, with its times and codecs only (the timeline). */
+typedef void (*idx_span_fn)(void *ctx, int64_t start_us, int64_t end_us, const char *codecs);
+int idx_spans_walk(idx_t *idx, const char *source, int64_t from_us, int64_t to_us,
+                   idx_span_fn fn, void *ctx);
+/* Every registered source with its kind, by name (cheap: no figures). */
+typedef struct {
+    char name[64];
+    char kind[8];
+} idx_source_kind_t;
+int idx_source_kinds(idx_t *idx, idx_source_kind_t **out, size_t *n);
+/* EXPLAIN QUERY PLAN of idx_spans_walk's statement, for tests. */
+int idx_explain_spans(idx_t *idx, char *out, size_t out_size);
+
 /* ---- retention (index/retention.c) ---- */
 
 typedef struct {
@@ -444,6 +486,43 @@ int idx_checkpoints_read(const char *data_dir, int64_t after_seq, size_t limit,
 int idx_anchor_verify(idx_t *idx, const char *data_dir, const char *copy, const vg_key_t *key,
                       void (*report)(void *ctx, const char *text), void *ctx, size_t *checked,
                       int *problems);
+
+/* ---- evidence export jobs (index/exports.c) ---- */
+
+typedef struct {
+    int64_t id;
+    char owner[96];          /* the actor who asked (user:NAME, token:ID, system:...) */
+    char sources[IDX_LIST_TEXT_MAX]; /* comma-separated */
+    int64_t from_us, to_us;
+    char case_no[128];
+    char reason[256];
+    int64_t hold_id;         /* 0: none */
+    char state[12];          /* queued | running | done | failed */
+    double progress;         /* 0..1 */
+    int64_t bytes;
+    char error[256];
+    int64_t created_us, finished_us;
+    char path[128];          /* relative to data_dir; "" until done */
+    char sha256[65];         /* of the zip; "" until done */
+} idx_export_t;
+
+/* Inserts e (state queued); fills e->id. */
+int idx_export_add(idx_t *idx, idx_export_t *e);
+/* VG_ENOTFOUND when there is no such job. */
+int idx_export_get(idx_t *idx, int64_t id, idx_export_t *out);
+/* Jobs of owner (NULL: everyone's), newest first. */
+int idx_export_list(idx_t *idx, const char *owner, idx_export_t **out, size_t *n);
+/* Writes the job's state, progress, bytes, error, finished_us, path and
+ * sha256; VG_ENOTFOUND when the row is gone (deleted meanwhile). */
+int idx_export_update(idx_t *idx, const idx_export_t *e);
+int idx_export_delete(idx_t *idx, int64_t id);
+/* Jobs left queued or running by a stopped process become failed with this
+ * error; *n (may be NULL) gets how many. */
+int idx_export_interrupt_all(idx_t *idx, const char *error, int64_t now_us, int *n);
+/* Finished (done or failed) jobs created before before_us, oldest first. */
+int idx_export_expired(idx_t *idx, int64_t before_us, idx_export_t **out, size_t *n);
+/* Bytes of the finished zips (they count against capacity). */
+int idx_export_bytes(idx_t *idx, int64_t *bytes);
 
 /* ---- aggregated denials (index/denials.c) ----
  * Refused requests (no or wrong credentials, missing permission, rate

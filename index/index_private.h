@@ -7,13 +7,19 @@
 
 #include "index/index.h"
 
+/* Columns every segment-returning statement selects, in row_to_segment order. */
+#define IDX_SEG_COLUMNS                                                              \
+    "g.id, s.name, g.start_us, g.end_us, g.media_us, g.bytes, g.sha256, g.codecs, " \
+    "g.init_bytes, g.path, g.unverified"
+
 /* Statements of the other index/ files, prepared on first use. */
-#define IDX_MAX_LAZY 64
+#define IDX_MAX_LAZY 72
 
 /* Each file's lazy slots start at its own base so their enums never collide:
  * retention.c uses 0.., accounts.c IDX_LAZY_ACCOUNTS.., audit.c IDX_LAZY_AUDIT.. */
 #define IDX_LAZY_ACCOUNTS 24
 #define IDX_LAZY_AUDIT 56
+#define IDX_LAZY_FRAGS 64 /* frags.c */
 
 /* How long a statement waits for another connection's lock. */
 #define IDX_BUSY_TIMEOUT_MS 5000

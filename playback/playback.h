@@ -10,7 +10,254 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/clock.h"
+#include "core/key.h"
 #include "index/index.h"
+
+/* ---- evidence export bundles (playback/bundle.c, playback/minisign.c) ----
+ * A zip holding one media file per source ({source}.mp4, .mov for video with
+ * G.711 audio, .wav for G.711 call lines, .mka for other audio), manifest.json
+ * (who, why, when, and every hash: original segments and exported files),
+ * manifest.json.minisig (a minisign signature by the appliance key),
+ * vigil-appliance.pub (its public key), VERIFY.txt (how to check, in Russian
+ * and English) and SHA256SUMS (for sha256sum -c). README "Evidence export". */
+
+#define PB_BUNDLE_MAX_SOURCES 16
+#define PB_BUNDLE_FORMAT "vigil-export-1"
+#define PB_MANIFEST "manifest.json"
+#define PB_MANIFEST_SIG "manifest.json.minisig"
+#define PB_PUBKEY "vigil-appliance.pub"
+#define PB_VERIFY_TXT "VERIFY.txt"
+#define PB_SHA256SUMS "SHA256SUMS"
+
+typedef struct {
+    const char *data_dir;       /* the archive (media paths are relative to it) */
+    const vg_key_t *key;        /* signs the manifest (needs the secret) */
+    const char *appliance_id;   /* the archive identity (arc_claim_data_dir) */
+    const char *exporter;       /* who asked (audit actor) */
+    const char *case_no, *reason;
+    int64_t export_id;          /* 0: an offline bundle (vigilctl) */
+    int64_t from_us, to_us, created_us;
+    const char *const *sources;
+    size_t n_sources;
+    const int *stop;            /* non-zero (read atomically): stop, VG_ESTOPPED */
+    /* Progress as bytes are written (may be NULL): fraction 0..1 of the job
+     * and bytes written so far. */
+    void (*progress)(void *ctx, double fraction, int64_t bytes);
+    void *ctx;
+} pb_bundle_opts_t;
+
+typedef struct {
+    int64_t bytes;     /* of the zip */
+    char sha256[65];   /* of the zip */
+} pb_bundle_result_t;
+
+/* The media step of one source: writes [from_us, to_us) of segs into a new
+ * file at out_path (its extension from pb_media_ext), remuxed without
+ * re-encoding. One function so the builder behind it can change. */
+const char *pb_media_ext(const idx_segment_t *segs, size_t n);
+
+/* Builds the bundle for o into out_path: written under a temporary name
+ * beside it, fsynced, renamed, the directory fsynced, so a crash never
+ * leaves a zip that looks finished; temporary media files beside it are
+ * removed whatever happens. VG_ENOTFOUND (err says which) when a source has
+ * nothing recorded in the range. err gets a reason on failure. */
+int pb_bundle_write(idx_t *idx, const pb_bundle_opts_t *o, const char *out_path,
+                    pb_bundle_result_t *res, char *err, size_t err_size);
+
+/* Checks a bundle: the signature of manifest.json (by pubkey_path's key, or
+ * the bundled vigil-appliance.pub when NULL), every file's size and sha256
+ * against the manifest, SHA256SUMS, and that the zip holds exactly the
+ * expected files. VG_OK, or VG_ECORRUPT with the first mismatch in why;
+ * VG_EIO when the zip cannot be read at all. key_id (17 bytes, may be NULL)
+ * gets the signing key's number. */
+int pb_bundle_verify(const char *zip_path, const char *pubkey_path, char *why, size_t why_size,
+                     char *key_id);
+
+/* minisign signatures (prehashed "ED": Ed25519 over BLAKE2b-512 of the
+ * message). Returns the four-line .minisig text (malloc'd) or NULL without a
+ * secret key. The comments must not hold a newline. */
+char *pb_minisign_sign(const vg_key_t *key, const void *msg, size_t len,
+                       const char *untrusted_comment, const char *trusted_comment);
+/* Checks a .minisig text (both "ED" and legacy "Ed") against key: VG_OK, or
+ * VG_ECORRUPT with the reason in why. */
+int pb_minisign_verify(const vg_key_t *key, const void *msg, size_t len, const char *sig_text,
+                       char *why, size_t why_size);
+
+/* Reads a public key file's text (minisign's format, as vg_key_public_text
+ * writes it): VG_OK or VG_ECORRUPT. */
+int pb_minisign_parse_public(const char *text, vg_key_t *out);
+
+/* ---- export jobs (playback/exporter.c): one worker thread ---- */
+
+#define PB_EXPORT_QUEUE_MAX 8
+
+typedef struct pb_exporter pb_exporter_t;
+
+typedef struct {
+    const char *data_dir;
+    const vg_clock_t *clock;    /* created/finished times and keep_days */
+    int keep_days;              /* finished bundles are removed after this */
+    int cleanup_ms;             /* how often keep_days is applied; 0: 60 s */
+} pb_exporter_config_t;
+
+/* Opens its own index connection and key, marks jobs left queued or running
+ * by a previous process failed ("interrupted"), removes stray temporary
+ * files under data_dir/exports, and starts the worker. */
+int pb_exporter_start(const pb_exporter_config_t *cfg, pb_exporter_t **out);
+/* Takes a queue slot before the job's row is written: VG_EBUSY when the
+ * queue is full. Every reserved slot is then used by pb_exporter_submit or
+ * given back by pb_exporter_unreserve. */
+int pb_exporter_reserve(pb_exporter_t *x);
+void pb_exporter_unreserve(pb_exporter_t *x);
+void pb_exporter_submit(pb_exporter_t *x, int64_t id);
+/* Stops job id if it is queued or running (its files are removed). */
+void pb_exporter_cancel(pb_exporter_t *x, int64_t id);
+/* The zip of a job relative to data_dir: "exports/ID.zip". */
+void pb_export_rel_path(int64_t id, char *out, size_t size);
+/* Removes a finished job's zip (durably). A missing file is fine. */
+int pb_export_remove_file(const char *data_dir, const char *rel_path);
+/* Runs the keep_days cleanup now (tests and the worker). */
+void pb_exporter_cleanup_now(pb_exporter_t *x);
+/* Stops the running job cleanly (its partial files removed, its row failed
+ * "interrupted") and the worker; queued jobs become failed too. NULL ok. */
+void pb_exporter_stop(pb_exporter_t *x);
+
+
+/* ---- HLS (playback/hls.c) ---- */
+
+/* A playlist names at most this many segments (24 h of 2 s segments). */
+#define PB_PLAYLIST_MAX_SEGMENTS 50000
+/* and at most this many fragments (about 15 MB of playlist). */
+#define PB_PLAYLIST_MAX_FRAGMENTS 200000
+
+/* An HLS VOD playlist (EXT-X-VERSION 7) of source over [from_us, to_us):
+ * per stored file an EXT-X-DISCONTINUITY (each file's timestamps start
+ * anew; a gap or a codec change is always at a file boundary), EXT-X-MAP
+ * over its init part, EXT-X-PROGRAM-DATE-TIME, then one byte range per
+ * fragment from the keyframe at or before from_us. Media URIs are relative
+ * ("media/ID"), so the playlist must be served from
+ * /api/v1/sources/NAME/playlist.m3u8. A range with no recording gives a
+ * valid empty playlist. *out is malloc'd. VG_ENOTFOUND: unknown source;
+ * VG_EINVAL: more than PB_PLAYLIST_MAX_SEGMENTS segments or
+ * PB_PLAYLIST_MAX_FRAGMENTS fragments. */
+int pb_playlist(idx_t *idx, const char *data_dir, const char *source, int64_t from_us,
+                int64_t to_us, char **out, size_t *len, size_t *n_segments);
+
+/* One stored file opened for the media route. */
+typedef struct {
+    int fd;
+    uint64_t size;
+    idx_segment_t seg;
+} pb_media_t;
+
+/* Opens segment_id's file if it is a live segment of source; VG_ENOTFOUND
+ * otherwise (deleted, being deleted, another source's, file gone). The
+ * caller owns m->fd. */
+int pb_media_open(idx_t *idx, const char *data_dir, const char *source, int64_t segment_id,
+                  pb_media_t *m);
+/* Where the init part's hev1 sample entry type lies, when it can be served
+ * as hvc1 (parameter sets in hvcC); VG_ENOTFOUND otherwise. */
+int pb_media_hvc1_at(const pb_media_t *m, uint64_t *at);
+/* Reads up to max bytes at pos with the type at hvc1_at relabelled 'hvc1'
+ * (same size: byte ranges still hold). Bytes read, or -1. */
+long pb_media_read_hvc1(const pb_media_t *m, uint64_t hvc1_at, uint64_t pos, char *buf,
+                        size_t max);
+#include "index/index.h"
+
+/* ---- audio: WAV and peaks (playback/audio.c, playback/peaks.c) ---- */
+
+#define PB_WAV_HEADER 44
+
+/* G.711 to 16-bit linear, by the algorithm of ITU-T G.711 (the same values
+ * as FFmpeg's pcm_alaw / pcm_mulaw decoders). */
+int16_t pb_alaw_linear(uint8_t a);
+int16_t pb_ulaw_linear(uint8_t u);
+/* The 44-byte header of a mono 16-bit PCM WAV of n_samples at rate. */
+void pb_wav_header(uint8_t out[PB_WAV_HEADER], uint32_t rate, uint32_t n_samples);
+/* Number of samples of [from_us, to_us) at rate (sample n sits at
+ * from + n / rate): the length a WAV of that range promises. */
+int64_t pb_wav_samples(int64_t from_us, int64_t to_us, int rate);
+/* The sample of a WAV starting at from that wall time at_us falls on
+ * (rounded to the nearest; negative before from). */
+int64_t pb_sample_at(int64_t from_us, int64_t at_us, int rate);
+
+/* A WAV of one source's range, produced on demand: the segments' first
+ * audio track decoded to mono 16-bit PCM at its own rate, each packet placed
+ * by its wall time (segment start + its timestamp), gaps silent. */
+typedef struct pb_wav pb_wav_t;
+
+/* Opens the WAV of [from_us, to_us) over segs[0..n) (copied; ordered by
+ * start, as idx_segments_in_range gives them). Reads the first segment
+ * with audio for the rate. VG_ENOTFOUND: none of them has an audio track
+ * (err says so); VG_EMEDIA: a segment could not be read. */
+int pb_wav_open(const char *data_dir, const idx_segment_t *segs, size_t n, int64_t from_us,
+                int64_t to_us, pb_wav_t **out, char *err, size_t err_size);
+uint64_t pb_wav_size(const pb_wav_t *w);
+int pb_wav_rate(const pb_wav_t *w);
+/* The bytes at pos of the WAV (header included) into buf: count (> 0), or
+ * -1 when a segment that must be decoded cannot be read. Sequential reads
+ * continue decoding where the last stopped; a jump seeks. */
+long pb_wav_read(pb_wav_t *w, uint64_t pos, char *buf, size_t max);
+/* Samples [at, at + n) of the WAV's audio (not its bytes): VG_OK or VG_EMEDIA. */
+int pb_wav_samples_at(pb_wav_t *w, int64_t at, int16_t *out, size_t n);
+void pb_wav_close(pb_wav_t *w);
+/* web_read_fn / free_ctx shaped wrappers for a reply reader whose window
+ * starts at first within the WAV. */
+typedef struct {
+    pb_wav_t *wav;
+    uint64_t first;
+} pb_wav_window_t;
+long pb_wav_window_read(void *ctx, uint64_t pos, char *buf, size_t max);
+void pb_wav_window_free(void *ctx);
+
+/* Whether a segment's codecs list ("h264,pcm_alaw") names an audio / a
+ * video codec. */
+int pb_codecs_have_audio(const char *codecs);
+int pb_codecs_have_video(const char *codecs);
+
+/* A strong ETag (quoted, into out[80]) for what is built from these
+ * segments (their ids and sha256) over [from_us, to_us); what tells the
+ * kinds of answer apart. */
+void pb_range_etag(const char *what, const idx_segment_t *segs, size_t n, int64_t from_us,
+                   int64_t to_us, char *out, size_t size);
+
+/* ---- shared state: caches and the decode limit (playback/playback.c) ---- */
+
+typedef struct {
+    const char *data_dir;
+    int snapshot_workers;           /* decodes at once; beyond: VG_EBUSY */
+    int64_t snapshot_cache_bytes;   /* bound of data_dir/cache/snapshots */
+    size_t peaks_cache_bytes;       /* bound of the in-memory peaks cache */
+} pb_config_t;
+
+typedef struct pb pb_t;
+
+int pb_open(const pb_config_t *cfg, pb_t **out);
+void pb_close(pb_t *pb);
+
+/* Waveform peaks of [from_us, to_us) in n buckets: JSON text (malloc'd)
+ * {"from","to","n","rate","min":[..],"max":[..],"peaks":[min0,max0,...]},
+ * values in [-1, 1]; a bucket of silence (or a gap) is 0. Bucket i holds
+ * samples [i*N/n, (i+1)*N/n) of the range's WAV (N samples). Cached by
+ * the segments' ids and hashes, range and n. Errors as pb_wav_open, and
+ * VG_EBUSY when snapshot_workers decodes are running (answer 503). */
+int pb_peaks(pb_t *pb, const idx_segment_t *segs, size_t n_segs, int64_t from_us,
+             int64_t to_us, int n, char **json, size_t *len, char *err, size_t err_size);
+
+/* A snapshot: the JPEG file of the frame at or before at_us in seg. */
+typedef struct {
+    int fd;            /* open on the cached JPEG, the caller's */
+    uint64_t size;
+    char etag[80];     /* quoted: segment id and hash, frame pts and width */
+} pb_snapshot_t;
+
+/* The frame of seg at or before at_us, scaled to width (0: as recorded;
+ * clamped to 16..source width, even), as a JPEG cached on disk. VG_EBUSY:
+ * snapshot_workers decodes are running (answer 503); VG_ENOTFOUND: no video
+ * or no frame at or before at_us; VG_EMEDIA: the file cannot be decoded. */
+int pb_snapshot(pb_t *pb, const idx_segment_t *seg, int64_t at_us, int width,
+                pb_snapshot_t *out, char *err, size_t err_size);
 
 /* ---- clip builder (mp4.c, clip.c): GET /sources/{name}/clip.{mp4,mov,mkv} ---- */
 

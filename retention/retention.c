@@ -39,6 +39,11 @@ int ret_disk_read(const vg_config_t *cfg, idx_t *idx, int64_t in_progress_bytes,
     int64_t fs_size = (int64_t)vfs.f_blocks * (int64_t)vfs.f_frsize;
     int64_t fs_free = (int64_t)vfs.f_bavail * (int64_t)vfs.f_frsize;
     const vg_retention_config_t *r = &cfg->retention;
+    /* Export bundles share the disk: they count against capacity (on a
+     * whole filesystem they are already in its free figure). */
+    out->exports_bytes = 0;
+    if (idx_export_bytes(idx, &out->exports_bytes) != VG_OK)
+        out->exports_bytes = 0;
     if (r->capacity_bytes == 0) {
         out->capacity_bytes = fs_size;
         out->free_bytes = fs_free;
@@ -48,7 +53,7 @@ int ret_disk_read(const vg_config_t *cfg, idx_t *idx, int64_t in_progress_bytes,
         if (rc != VG_OK)
             return rc;
         out->capacity_bytes = r->capacity_bytes;
-        out->free_bytes = r->capacity_bytes - used - in_progress_bytes;
+        out->free_bytes = r->capacity_bytes - used - out->exports_bytes - in_progress_bytes;
         if (out->free_bytes > fs_free)
             out->free_bytes = fs_free; /* the disk is smaller than the setting */
     }

@@ -19,6 +19,7 @@ typedef struct {
     int64_t capacity_bytes; /* what media may use */
     int64_t free_bytes;     /* free under that capacity */
     int64_t reserve_bytes;  /* reserve_percent of capacity */
+    int64_t exports_bytes;  /* finished export bundles (data_dir/exports) */
 } ret_disk_t;
 
 /* Disk figures: the filesystem of data_dir, or, with capacity_bytes set, that

@@ -11,7 +11,8 @@ VENDOR=web/ui/vendor
 MANIFEST=$VENDOR/MANIFEST
 
 # package version: files inside the package to copy (renamed to name/basename)
-PACKAGES="uplot 1.6.32 dist/uPlot.esm.js dist/uPlot.min.css LICENSE"
+PACKAGES="uplot 1.6.32 dist/uPlot.esm.js dist/uPlot.min.css LICENSE
+hls.js 1.7.4 dist/hls.light.min.mjs LICENSE"
 
 if [ "${1:-}" = "--check" ]; then
     [ -f "$MANIFEST" ] || { echo "vendor-ui: $MANIFEST is missing"; exit 1; }

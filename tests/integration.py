@@ -211,7 +211,9 @@ class Suite:
         for m in RECORDED:
             wait_for("3 segments of %s" % m, lambda: len(v.segments(m)) >= 3, 40)
         for m in RECORDED:
-            segs = v.segments(m)
+            # bounded: the shared vigild records on while this decodes, and on
+            # a loaded machine decoding every segment could fall behind for good
+            segs = v.segments(m)[:6]
             for s in segs:
                 path = os.path.join(v.data, s["path"])
                 info = ffprobe(path)
@@ -240,7 +242,7 @@ class Suite:
         v = self.main_vigil()
         segs = wait_for("3 udp segments", lambda: len(v.segments("h264-udp")) >= 3 and
                         v.segments("h264-udp"), 40)
-        for s in segs:
+        for s in segs[:6]:
             ok, err = decode_ok(os.path.join(v.data, s["path"]))
             assert ok, err[:300]
 

@@ -66,11 +66,18 @@ class Suite:
         self.before_id = self.last_audit_id()
         self.v.start()
         wait_for("h264 recording", lambda: len(self.v.segments("h264")) >= 2, 40)
+        wait_for("the HTTP server", self.http_up, 30)
         self.refused = 0  # refusals the tests caused, to find in the aggregated rows
 
     def close(self):
         self.v.stop()
         self.cam.stop()
+
+    def http_up(self):
+        try:
+            return call(self.http_port, "GET", "/healthz")[0] == 200
+        except OSError:
+            return False
 
     def last_audit_id(self):
         rows = json.loads(self.v.ctl("audit", "list", "--json").stdout)

@@ -28,6 +28,7 @@
 #include "core/clock.h"
 #include "core/errors.h"
 #include "core/log.h"
+#include "core/util.h"
 #include "index/index.h"
 
 #define SEC INT64_C(1000000)
@@ -1753,6 +1754,174 @@ START_TEST(test_export_never_writes_through_a_link)
 }
 END_TEST
 
+/* ---- the fragment table (archive/frags.c) ---- */
+
+static int scan_path(const char *path, arc_frag_t **f, size_t *n, int64_t *init)
+{
+    int fd = open(path, O_RDONLY);
+    ck_assert_int_ge(fd, 0);
+    int rc = arc_frags_scan(fd, file_size(path), init, f, n);
+    close(fd);
+    return rc;
+}
+
+/* What the writer recorded is what the file's boxes say: moof+mdat pairs
+ * abutting from the init part to the mfra, keyframe starts, media times. */
+START_TEST(test_frags_recorded_match_the_file)
+{
+    record(1, _i, 10, 5); /* one segment of five 1 s fragments, mp4 or mov */
+    rows_t r = all_rows();
+    ck_assert_uint_eq(r.n, 1);
+    idx_segment_frags_t s;
+    ck_assert_int_eq(idx_segment_get(g_idx, r.row[0].id, &s), VG_OK);
+    ck_assert_ptr_nonnull(s.frags);
+    arc_frag_t *rec = NULL, *scan = NULL;
+    size_t n_rec = 0, n_scan = 0;
+    ck_assert_int_eq(arc_frags_decode(s.frags, s.frags_len, &rec, &n_rec), VG_OK);
+    char *path = path_in_dir(r.row[0].path);
+    int64_t init = 0;
+    ck_assert_int_eq(scan_path(path, &scan, &n_scan, &init), VG_OK);
+    ck_assert_int_eq(init, r.row[0].init_bytes);
+    ck_assert_uint_eq(n_rec, n_scan);
+    ck_assert_uint_ge(n_rec, 4);
+    box_t boxes[64];
+    size_t nb = list_boxes(path, boxes, 64);
+    int64_t media = 0;
+    for (size_t i = 0; i < n_rec; i++) {
+        ck_assert_int_eq(rec[i].offset, scan[i].offset);
+        ck_assert_int_eq(rec[i].size, scan[i].size);
+        ck_assert_int_eq(rec[i].key, 1);
+        ck_assert_int_eq(scan[i].key, 1);
+        ck_assert_int_le(abs64(rec[i].start_us - scan[i].start_us), 1000);
+        ck_assert_int_le(abs64(rec[i].dur_us - scan[i].dur_us), 50000);
+        ck_assert_int_eq(rec[i].start_us, media);
+        media += rec[i].dur_us;
+        /* each one a moof followed by its mdat, nothing else */
+        int found = 0;
+        for (size_t b = 0; b + 1 < nb; b++) {
+            if (boxes[b].off == rec[i].offset) {
+                ck_assert_str_eq(boxes[b].type, "moof");
+                ck_assert_str_eq(boxes[b + 1].type, "mdat");
+                ck_assert_int_eq(boxes[b].size + boxes[b + 1].size, rec[i].size);
+                found = 1;
+            }
+        }
+        ck_assert(found);
+        if (i + 1 < n_rec)
+            ck_assert_int_eq(rec[i].offset + rec[i].size, rec[i + 1].offset);
+    }
+    ck_assert_int_eq(rec[0].offset, r.row[0].init_bytes);
+    ck_assert_int_le(abs64(media - r.row[0].media_us), 1000);
+    free(path);
+    free(rec);
+    free(scan);
+    free(s.frags);
+    free(r.row);
+}
+END_TEST
+
+START_TEST(test_frags_blob)
+{
+    arc_frag_t f[3] = {{700, 5000, 0, 1000000, 1},
+                       {5700, 300, 1000000, 40000, 0},
+                       {6100, 9000, 1040000, 960000, 1}};
+    uint8_t *blob = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(arc_frags_encode(f, 3, &blob, &len), VG_OK);
+    ck_assert_uint_lt(len, 40);
+    arc_frag_t *g = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(arc_frags_decode(blob, len, &g, &n), VG_OK);
+    ck_assert_uint_eq(n, 3);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(f[i].offset, g[i].offset);
+        ck_assert_int_eq(f[i].size, g[i].size);
+        ck_assert_int_eq(f[i].start_us, g[i].start_us);
+        ck_assert_int_eq(f[i].dur_us, g[i].dur_us);
+        ck_assert_int_eq(f[i].key, g[i].key);
+    }
+    free(g);
+    /* every cut of a blob, and every single-byte change, is refused or
+     * decodes to something bounded; never a read past its end */
+    for (size_t cut = 0; cut < len; cut++) {
+        ck_assert_int_eq(arc_frags_decode(blob, cut, &g, &n), VG_ECORRUPT);
+        ck_assert_ptr_null(g);
+    }
+    for (size_t i = 0; i < len; i++) {
+        uint8_t *copy = vg_malloc(len);
+        memcpy(copy, blob, len);
+        copy[i] ^= 0xff;
+        if (arc_frags_decode(copy, len, &g, &n) == VG_OK)
+            ck_assert_uint_le(n, 3);
+        free(g);
+        free(copy);
+    }
+    free(blob);
+    /* a count far beyond the bytes there are */
+    const uint8_t liar[] = {1, 0xff, 0xff, 0xff, 0xff, 0x0f, 0, 2, 0, 0};
+    ck_assert_int_eq(arc_frags_decode(liar, sizeof(liar), &g, &n), VG_ECORRUPT);
+    /* overlapping fragments cannot be encoded */
+    f[1].offset = 100;
+    ck_assert_int_eq(arc_frags_encode(f, 3, &blob, &len), VG_EINVAL);
+    /* random junk */
+    uint8_t junk[256];
+    for (uint32_t seed = 1; seed < 2000; seed++) {
+        fill_junk(junk, sizeof(junk), seed);
+        junk[0] = 1;
+        if (arc_frags_decode(junk, 1 + seed % 255, &g, &n) == VG_OK)
+            ck_assert_uint_le(n, 64);
+        free(g);
+    }
+}
+END_TEST
+
+/* The box reader on hostile files: every truncation of a real segment,
+ * junk, and lying box sizes end in VG_OK or VG_ECORRUPT, never a crash. */
+START_TEST(test_frags_scan_hostile)
+{
+    record(1, 1, 10, 5);
+    rows_t r = all_rows();
+    char *path = path_in_dir(r.row[0].path);
+    size_t len;
+    uint8_t *buf = slurp(path, &len);
+    char *victim = path_in_dir("victim.mp4");
+    arc_frag_t *f = NULL;
+    size_t n = 0;
+    for (size_t cut = 0; cut < len; cut += 1 + cut / 16) {
+        spill(victim, buf, cut, "wb");
+        int rc = scan_path(victim, &f, &n, NULL);
+        ck_assert_msg(rc == VG_OK || rc == VG_ECORRUPT, "cut %zu: %d", cut, rc);
+        free(f);
+        f = NULL;
+    }
+    for (uint32_t seed = 1; seed < 200; seed++) {
+        uint8_t *copy = vg_malloc(len);
+        memcpy(copy, buf, len);
+        /* junk over a random stretch, or a lying size in a box header */
+        size_t at = (seed * 2654435761u) % len;
+        size_t span = len - at < 64 ? len - at : 64;
+        if (seed % 2)
+            fill_junk(copy + at, span, seed);
+        else if (span >= 4)
+            memset(copy + at, 0xff, 4);
+        spill(victim, copy, len, "wb");
+        int rc = scan_path(victim, &f, &n, NULL);
+        ck_assert_msg(rc == VG_OK || rc == VG_ECORRUPT, "seed %u: %d", seed, rc);
+        free(f);
+        f = NULL;
+        free(copy);
+    }
+    uint8_t junk[4096];
+    fill_junk(junk, sizeof(junk), 7);
+    spill(victim, junk, sizeof(junk), "wb");
+    ck_assert_int_eq(scan_path(victim, &f, &n, NULL), VG_ECORRUPT);
+    free(buf);
+    free(victim);
+    free(path);
+    free(r.row);
+}
+END_TEST
+
 static Suite *archive_suite(void)
 {
     Suite *s = suite_create("archive");
@@ -1779,6 +1948,14 @@ static Suite *archive_suite(void)
     tcase_add_loop_test(tc, test_recover_truncated_fragment, 0, 2);
     tcase_add_test(tc, test_recover_nothing_playable);
     tcase_add_test(tc, test_parse_segment_name);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("frags");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, test_frags_recorded_match_the_file, 0, 2);
+    tcase_add_test(tc, test_frags_blob);
+    tcase_add_test(tc, test_frags_scan_hostile);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("reconcile");

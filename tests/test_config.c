@@ -258,6 +258,22 @@ START_TEST(test_archive_durability_rejected)
 }
 END_TEST
 
+START_TEST(test_exports_keep_days)
+{
+    ck_assert_int_eq(load("[server]\n"), VG_OK);
+    ck_assert_int_eq(cfg.exports_keep_days, 30);
+    vg_config_free(&cfg);
+    ck_assert_int_eq(load("[exports]\nkeep_days = 7\n"), VG_OK);
+    ck_assert_int_eq(cfg.exports_keep_days, 7);
+    vg_config_free(&cfg);
+    expect_error_at("[exports]\nkeep_days = 0\n", 2);
+    assert_err_has("keep_days");
+    expect_error_at("[exports]\nretention = 1\n", 2);
+    assert_err_has("unknown key 'retention' in [exports]");
+    expect_error_at("[exports]\nkeep_days = 1\n[exports]\n", 3);
+}
+END_TEST
+
 START_TEST(test_bad_kind)
 {
     expect_error_at("[source a]\nurl = rtsp://h/\nkind = vidoe\n", 3);
@@ -616,6 +632,28 @@ static const char *const bad_relay[] = {
     "[source a]\npush = udp://central:1234\n",
 };
 
+/* [playback]: defaults, values, bounds, one section. */
+START_TEST(test_playback_keys)
+{
+    ck_assert_int_eq(load("[source a]\nurl = rtsp://h/a\n"), VG_OK);
+    ck_assert_int_eq(cfg.playback.wav_max_seconds, 4 * 3600);
+    ck_assert_int_eq(cfg.playback.snapshot_workers, 2);
+    ck_assert_int_eq(cfg.playback.snapshot_cache_mib, 256);
+    vg_config_free(&cfg);
+    ck_assert_int_eq(load("[playback]\nwav_max_seconds = 60\nsnapshot_workers = 1\n"
+                          "snapshot_cache_mib = 8\n"), VG_OK);
+    ck_assert_int_eq(cfg.playback.wav_max_seconds, 60);
+    ck_assert_int_eq(cfg.playback.snapshot_workers, 1);
+    ck_assert_int_eq(cfg.playback.snapshot_cache_mib, 8);
+    vg_config_free(&cfg);
+    expect_error_at("[playback]\nsnapshot_workers = 0\n", 2);
+    expect_error_at("[playback]\nwav_max_seconds = 604801\n", 2);
+    expect_error_at("[playback]\nsnapshot_cache_mib = lots\n", 2);
+    expect_error_at("[playback]\ntranscode = yes\n", 2);
+    expect_error_at("[playback]\n[playback]\n", 2);
+}
+END_TEST
+
 START_TEST(test_relay_bad)
 {
     expect_error_at(bad_relay[_i], 2);
@@ -682,6 +720,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_archive_durability_keys);
     tcase_add_loop_test(tc, test_archive_durability_rejected, 0,
                         sizeof(bad_archive) / sizeof(bad_archive[0]));
+    tcase_add_test(tc, test_exports_keep_days);
     tcase_add_test(tc, test_bad_kind);
     tcase_add_test(tc, test_bad_transport);
     tcase_add_test(tc, test_bad_log_level);
@@ -706,6 +745,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_tls_needs_both);
     tcase_add_test(tc, test_ui_keys);
     tcase_add_test(tc, test_relay_keys);
+    tcase_add_test(tc, test_playback_keys);
     tcase_add_loop_test(tc, test_relay_bad, 0, sizeof(bad_relay) / sizeof(bad_relay[0]));
     tcase_add_test(tc, test_relay_push_password_not_echoed);
     tcase_add_test(tc, test_secrets_found);

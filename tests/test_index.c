@@ -22,7 +22,7 @@
 #include "index/index.h"
 
 /* The schema version this build should migrate to. */
-#define CURRENT_VERSION 12
+#define CURRENT_VERSION 14
 
 /* One base dir per run (made in main), one fresh dir per test inside it. A
  * failing test's child exits before its teardown runs, so main removes the
@@ -1054,6 +1054,72 @@ START_TEST(test_scale_plan)
                   "plan: %s", plan);
     ck_assert_msg(strstr(plan, "SCAN") == NULL, "plan: %s", plan);
     ck_assert_msg(strstr(plan, "TEMP B-TREE") == NULL, "plan: %s", plan);
+    /* the timeline's statement walks the same index */
+    ck_assert_int_eq(idx_explain_spans(idx, plan, sizeof(plan)), VG_OK);
+    ck_assert_msg(strstr(plan, "SEARCH g USING INDEX segment_source_start "
+                               "(source_id=? AND start_us>? AND start_us<?)") != NULL,
+                  "spans plan: %s", plan);
+    ck_assert_msg(strstr(plan, "SCAN") == NULL, "spans plan: %s", plan);
+    ck_assert_msg(strstr(plan, "TEMP B-TREE") == NULL, "spans plan: %s", plan);
+    idx_close(idx);
+}
+END_TEST
+
+static void count_span(void *ctx, int64_t start, int64_t end, const char *codecs)
+{
+    (void)start;
+    (void)end;
+    (void)codecs;
+    (*(int *)ctx)++;
+}
+
+/* Fragment tables (schema v13): stored with the row in one transaction,
+ * read back with the range, gone with the row whichever way it goes, never
+ * stored for a row being deleted. */
+START_TEST(test_fragment_tables)
+{
+    idx_t *idx = open_rw();
+    ck_assert_int_eq(idx_source_register(idx, "cam", "video"), VG_OK);
+    const uint8_t blob[] = {1, 1, 0, 0x80, 0x01, 0, 10};
+    idx_segment_t a = make_seg("cam", 1000, 2000, "cam/a.mp4");
+    ck_assert_int_eq(idx_segment_insert_frags(idx, &a, blob, sizeof(blob)), VG_OK);
+    int64_t b = insert(idx, "cam", 2000, 3000, "cam/b.mp4");
+    /* a duplicate path: neither the row nor its table */
+    idx_segment_t dup = make_seg("cam", 5000, 6000, "cam/a.mp4");
+    ck_assert_int_eq(idx_segment_insert_frags(idx, &dup, blob, sizeof(blob)), VG_EINVAL);
+    ck_assert_int_eq(raw_int(g_db, "SELECT count(*) FROM segment_frag"), 1);
+
+    idx_segment_frags_t *items = NULL;
+    size_t n = 0;
+    ck_assert_int_eq(idx_segments_frags_in_range(idx, "cam", 0, 10000, 10, &items, &n), VG_OK);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(items[0].frags_len, sizeof(blob));
+    ck_assert_int_eq(memcmp(items[0].frags, blob, sizeof(blob)), 0);
+    ck_assert_ptr_null(items[1].frags);
+    idx_segment_frags_free(items, n);
+    ck_assert_int_eq(idx_segments_frags_in_range(idx, "cam", 0, 10000, 1, &items, &n), VG_EINVAL);
+
+    ck_assert_int_eq(idx_frags_put(idx, b, blob, sizeof(blob)), VG_OK);
+    int spans = 0;
+    ck_assert_int_eq(idx_spans_walk(idx, "cam", 0, 10000, count_span, &spans), VG_OK);
+    ck_assert_int_eq(spans, 2);
+
+    /* marked for deletion: no new table, not served */
+    idx_segment_t segs[1];
+    segs[0] = a;
+    unsigned char marked[1];
+    int64_t run = 0;
+    ck_assert_int_eq(idx_record_destruction(idx, 10000, "age", segs, 1, INT64_MAX, marked, &run),
+                     VG_OK);
+    ck_assert_int_eq(marked[0], 1);
+    ck_assert_int_eq(idx_frags_put(idx, a.id, blob, sizeof(blob)), VG_ENOTFOUND);
+    idx_segment_frags_t one;
+    ck_assert_int_eq(idx_segment_get(idx, a.id, &one), VG_ENOTFOUND);
+    ck_assert_int_eq(idx_drop_deleted(idx, segs, 1), VG_OK);
+    ck_assert_int_eq(raw_int(g_db, "SELECT count(*) FROM segment_frag"), 1);
+    ck_assert_int_eq(idx_segment_delete(idx, b), VG_OK);
+    ck_assert_int_eq(raw_int(g_db, "SELECT count(*) FROM segment_frag"), 0);
+    ck_assert_int_eq(idx_frags_put(idx, 424242, blob, sizeof(blob)), VG_ENOTFOUND);
     idx_close(idx);
 }
 END_TEST
@@ -1119,6 +1185,7 @@ static Suite *index_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_open_creates_wal_current);
+    tcase_add_test(tc, test_fragment_tables);
     tcase_add_test(tc, test_reopen_idempotent);
     tcase_add_test(tc, test_too_new_refused);
     tcase_add_test(tc, test_not_a_database);

@@ -58,6 +58,7 @@ static int kind_ok(const web_field_t *f, const json_t *v)
     switch (f->kind) {
     case WEB_F_STRING: return string_ok(v);
     case WEB_F_INT: return json_is_integer(v);
+    case WEB_F_BOOL: return json_is_boolean(v);
     case WEB_F_TIME: return web_json_time(v, &us) == VG_OK;
     case WEB_F_STRINGS:
         if (!json_is_array(v) || json_array_size(v) > MAX_ARRAY)

@@ -130,6 +130,13 @@ static int may_read(web_req_t *r, const char *kind, const char *action, const ch
     return 0;
 }
 
+/* For the playback routes (routes_playback.c): the same 404 and 403 rules. */
+const char *web_readable_source(web_req_t *r, const char *action, char *kind, size_t size)
+{
+    const char *name = visible_source(r, action, kind, size);
+    return name && may_read(r, kind, action, name) ? name : NULL;
+}
+
 static void keep_days(web_req_t *r, const char *name, int *days, const char **from)
 {
     int over = 0;
@@ -399,6 +406,11 @@ static void h_timeline(web_req_t *r)
 /* ---- the table ---- */
 
 static const char *const range_keys[] = {"from", "to", NULL};
+/* playback (routes_playback.c) */
+static const char *const media_keys[] = {"init", NULL};
+static const char *const timeline_keys[] = {"from", "to", "sources", NULL};
+static const char *const peaks_keys[] = {"from", "to", "n", NULL};
+static const char *const snapshot_keys[] = {"at", "width", NULL};
 static const char *const holds_keys[] = {"all", NULL};
 static const char *const checkpoint_keys[] = {"after", "limit", NULL};
 static const char *const audit_keys[] = {"from", "to", "actor", "action", "format",
@@ -422,6 +434,15 @@ const web_route_t web_routes[] = {
     {"GET", "/api/v1/sources/{}/clip.mp4", READ, 0, range_keys, web_h_clip_mp4},
     {"GET", "/api/v1/sources/{}/clip.mov", READ, 0, range_keys, web_h_clip_mov},
     {"GET", "/api/v1/sources/{}/clip.mkv", READ, 0, range_keys, web_h_clip_mkv},
+    /* playback (routes_playback.c) */
+    {"GET", "/api/v1/sources/{}/playlist.m3u8", READ, 0, range_keys, web_h_playlist},
+    {"GET", "/api/v1/sources/{}/media/{}", READ, 0, media_keys, web_h_media},
+    {"GET", "/api/v1/timeline", READ, 0, timeline_keys, web_h_timeline_all},
+    /* audio and snapshots (routes_media.c) */
+    {"GET", "/api/v1/sources/{}/audio.wav", READ, 0, range_keys, web_h_audio_wav},
+    {"GET", "/api/v1/sources/{}/clip.wav", READ, 0, range_keys, web_h_clip_wav},
+    {"GET", "/api/v1/sources/{}/peaks", READ, 0, peaks_keys, web_h_peaks},
+    {"GET", "/api/v1/sources/{}/snapshot.jpg", READ, 0, snapshot_keys, web_h_snapshot},
     {"GET", "/api/v1/storage", WEB_PERM_ADMIN, 0, NULL, web_h_storage},
     {"GET", "/api/v1/holds", WEB_PERM_HOLD, 0, holds_keys, web_h_holds},
     {"POST", "/api/v1/holds", WEB_PERM_HOLD, WEB_ROUTE_BODY, NULL, web_h_hold_add},
@@ -439,6 +460,13 @@ const web_route_t web_routes[] = {
     {"GET", "/api/v1/audit/verify", WEB_PERM_AUDIT, 0, NULL, web_h_audit_verify},
     {"GET", "/api/v1/audit/checkpoints", WEB_PERM_AUDIT, 0, checkpoint_keys,
      web_h_audit_checkpoints},
+    /* evidence export (routes_export.c) */
+    {"GET", "/api/v1/exports", WEB_PERM_EXPORT | WEB_PERM_AUDIT, 0, NULL, web_h_exports},
+    {"POST", "/api/v1/exports", WEB_PERM_EXPORT, WEB_ROUTE_BODY, NULL, web_h_export_add},
+    {"GET", "/api/v1/exports/{}", WEB_PERM_EXPORT | WEB_PERM_AUDIT, 0, NULL, web_h_export_get},
+    {"GET", "/api/v1/exports/{}/download", WEB_PERM_EXPORT, 0, NULL, web_h_export_download},
+    {"DELETE", "/api/v1/exports/{}", WEB_PERM_EXPORT | WEB_PERM_AUDIT, 0, NULL,
+     web_h_export_delete},
     /* the browser UI's own (routes_ui.c) */
     {"GET", "/api/v1/ui", 0, WEB_ROUTE_PUBLIC, NULL, web_h_ui},
     {"GET", "/api/v1/me/language", 0, 0, NULL, web_h_language},

@@ -86,10 +86,11 @@ void web_h_storage(web_req_t *r)
         json_array_append(alarms, a);
     }
     json_decref(live);
-    web_reply_json(r, 200, json_pack("{sI sI sI so so}", "capacity_bytes",
+    web_reply_json(r, 200, json_pack("{sI sI sI sI so so}", "capacity_bytes",
                                      (json_int_t)disk.capacity_bytes, "free_bytes",
                                      (json_int_t)disk.free_bytes, "reserve_bytes",
-                                     (json_int_t)disk.reserve_bytes, "sources", sources, "alarms",
+                                     (json_int_t)disk.reserve_bytes, "exports_bytes",
+                                     (json_int_t)disk.exports_bytes, "sources", sources, "alarms",
                                      alarms));
 }
 

@@ -71,15 +71,18 @@ static void file_time(int64_t us, char out[24])
 }
 
 /* The one audit row of a clip. A Range continuation (first > 0) is a
- * download resuming or a player seeking in the same clip: it belongs in the
- * aggregated rows of one viewing (web_audit_aggregated), not a row each;
- * until that lands it is an ordinary row too. Switch here. */
+ * download resuming or a player seeking in the same clip: it is counted
+ * into the aggregated rows of a viewing (one per actor, source, action and
+ * minute: web/aggregate.c), not written as a row of its own. */
 static void clip_audit(web_req_t *r, const char *name, int64_t from, int64_t to,
                        const char *detail, uint64_t first)
 {
     char object[96];
+    if (first > 0) {
+        web_audit_aggregated(r, "clip.read", name, from, to);
+        return;
+    }
     snprintf(object, sizeof(object), "source:%s", name);
-    (void)first;
     web_audit(r, "clip.read", object, from, to, "ok", detail);
 }
 
@@ -104,7 +107,7 @@ static void clip_route(web_req_t *r, pb_clip_format_t fmt, const char *ext,
         web_reply_error(r, 400, "invalid_query", "from must be before to");
         return;
     }
-    int max_s = r->cfg->clip_max_seconds;
+    int max_s = r->cfg->playback.clip_max_seconds;
     if (to - from > (int64_t)max_s * 1000000) {
         web_reply_error(r, 400, "range_too_long",
                         "a clip may be at most %d seconds long ([playback] clip_max_seconds); "

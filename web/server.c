@@ -1050,8 +1050,16 @@ static int prepare(struct web *w)
     char *db = vg_asprintf("%s/index.db", w->cfg.data_dir);
     w->db_path = db;
     w->cache = web_cache_new();
+    const vg_playback_config_t *pc = &w->vcfg->playback;
+    pb_config_t pbc = {.data_dir = w->cfg.data_dir, .snapshot_workers = pc->snapshot_workers,
+                       .snapshot_cache_bytes = (int64_t)pc->snapshot_cache_mib << 20,
+                       .peaks_cache_bytes = 16u << 20};
+    if ((rc = pb_open(&pbc, &w->pb)) != VG_OK)
+        return rc;
     w->limiter = web_limiter_new(WEB_LIMIT_RATE, WEB_LIMIT_BURST);
     if ((rc = idx_denials_open(db, w->cfg.clock, &w->denials)) != VG_OK)
+        return rc;
+    if ((rc = web_aggregator_open(db, w->cfg.clock, &w->aggregator)) != VG_OK)
         return rc;
     if ((rc = web_ui_init(w)) != VG_OK)
         return rc;
@@ -1167,8 +1175,10 @@ void web_stop(web_t *w)
     }
     web_auditor_stop(w->auditor);
     idx_denials_close(w->denials); /* writes the last minute's counts */
+    web_aggregator_close(w->aggregator); /* and the last minute's viewings */
     web_limiter_free(w->limiter);
     web_cache_free(w->cache);
+    pb_close(w->pb);
     web_ui_free(w);
     for (size_t i = 0; i < w->n_pool; i++)
         idx_close(w->pool[i]);

@@ -17,6 +17,7 @@
 #include "core/clock.h"
 #include "core/config.h"
 #include "index/index.h"
+#include "playback/playback.h"
 
 /* ---- permissions and roles ---- */
 
@@ -95,6 +96,9 @@ typedef struct {
      * Shown with the index's alarms in GET /api/v1/storage. */
     json_t *(*live_alarms)(void *ctx);
     void *status_ctx;         /* ctx of the callbacks */
+    /* Runs export jobs (owned by the caller, outlives the server); NULL:
+     * the export routes answer 503. */
+    pb_exporter_t *exporter;
 } web_config_t;
 
 typedef struct web web_t;

@@ -10,6 +10,7 @@
 #include <jansson.h>
 
 #include "index/index.h"
+#include "playback/playback.h"
 #include "web/web.h"
 
 #define WEB_MAX_BODY (1024 * 1024)  /* request bodies: 1 MiB */
@@ -89,6 +90,7 @@ typedef enum {
     WEB_F_INT,
     WEB_F_STRINGS, /* array of strings */
     WEB_F_TIME,    /* RFC 3339 string or unix seconds (number or string) */
+    WEB_F_BOOL,    /* true or false */
 } web_field_kind_t;
 
 typedef struct {
@@ -111,6 +113,7 @@ int web_time_text(const char *text, int64_t *us);
 /* ---- the server and a request ---- */
 
 typedef struct web_auditor web_auditor_t;
+typedef struct web_aggregator web_aggregator_t;
 
 /* ---- cache.c: answers of the range routes, per source version ---- */
 
@@ -189,6 +192,8 @@ struct web {
     idx_denials_t *denials;   /* refused requests: aggregated rows, not one per request */
     web_limiter_t *limiter;   /* refused requests per address */
     web_cache_t *cache;
+    web_aggregator_t *aggregator; /* aggregate.c: rows for the requests of a viewing */
+    pb_t *pb;                 /* playback's caches and decode limits (routes_media.c) */
     /* Index connections, one per request at a time (SQLite connections are
      * not shared between threads); created on demand, closed at stop. */
     pthread_mutex_t pool_lock;
@@ -254,7 +259,7 @@ typedef struct web_req {
     void (*body_free)(void *ctx);
     int accept_ranges;
     char content_range[96];
-    char disposition[320];
+    char disposition[400];
     /* audit rows to commit before the answer leaves; while they are being
      * committed the connection is suspended, freeing its MHD thread */
     idx_audit_t audit[WEB_MAX_AUDIT];
@@ -347,6 +352,32 @@ json_t *web_req_body(web_req_t *r, const web_field_t *fields);
  * VG_EINVAL when malformed or inverted. */
 int web_req_range(web_req_t *r, int64_t def_from, int64_t def_to, int64_t *from, int64_t *to);
 
+/* ---- aggregate.c: one audit row per viewing, not per request ----
+ * For requests that continue a range already audited once (the media byte
+ * ranges a player fetches after its playlist, thumbnails, waveform peaks,
+ * Range continuations of a download): counts the request instead of
+ * writing a row. One row per (actor, source, action, minute) is written when
+ * the minute closes (and at shutdown), its from/to the hull and its detail
+ * "count=N ranges=FROM-TO,..." the union of the ranges (µs) and the number
+ * of requests. No I/O here; memory is bounded (overflow shares an "(other)"
+ * bucket per action). */
+void web_audit_aggregated(web_req_t *r, const char *action, const char *source, int64_t from_us,
+                          int64_t to_us);
+int web_aggregator_open(const char *db_path, const vg_clock_t *clock, web_aggregator_t **out);
+/* Writes the buckets of closed minutes (all: every one) now. */
+int web_aggregator_flush(web_aggregator_t *a, int all);
+void web_aggregator_close(web_aggregator_t *a);
+
+/* ---- routes_playback.c: HLS playlists, stored media, the timeline ---- */
+
+/* The named source (r->params[0]) if the caller may see and read it; else
+ * NULL with the answer set (404 for unknown and invisible alike, 403
+ * without the permission for its kind), as the other source routes do. */
+const char *web_readable_source(web_req_t *r, const char *action, char *kind, size_t size);
+void web_h_playlist(web_req_t *r);
+void web_h_media(web_req_t *r);
+void web_h_timeline_all(web_req_t *r);
+
 /* auth.c */
 /* Resolves the caller from a Bearer token or session cookie. VG_OK with
  * r->who set; otherwise the 401/403 answer and audit row are in r. */
@@ -409,6 +440,12 @@ int web_ui_serve(web_req_t *r);
 /* routes_ui.c: what the UI needs beside the API proper (README "Browser UI") */
 const char *web_ui_language(const char *accept_language);
 void web_h_ui(web_req_t *r);
+
+/* routes_media.c: audio (WAV, peaks) and snapshots of a source */
+void web_h_audio_wav(web_req_t *r);
+void web_h_clip_wav(web_req_t *r);
+void web_h_peaks(web_req_t *r);
+void web_h_snapshot(web_req_t *r);
 void web_h_language(web_req_t *r);
 void web_h_language_set(web_req_t *r);
 
@@ -435,5 +472,12 @@ void web_h_audit_checkpoints(web_req_t *r);
 void web_h_clip_mp4(web_req_t *r);
 void web_h_clip_mov(web_req_t *r);
 void web_h_clip_mkv(web_req_t *r);
+/* ---- routes_export.c: evidence export jobs (playback/exporter.c) ---- */
+
+void web_h_exports(web_req_t *r);
+void web_h_export_add(web_req_t *r);
+void web_h_export_get(web_req_t *r);
+void web_h_export_download(web_req_t *r);
+void web_h_export_delete(web_req_t *r);
 
 #endif

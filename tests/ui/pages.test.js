@@ -52,6 +52,7 @@ for (const [path, h1, name] of adminPages) {
     if (name === 'storage') {
       await page.waitForSelector('svg.bars');
       assert.match(await page.textContent('main table'), /hall-1/);
+      assert.match(await page.textContent('main .cards'), /Пакеты экспорта/);
     }
     if (name === 'users') assert.match(await page.textContent('main table'), /guard/);
     if (name === 'audit') assert.match(await page.textContent('main table'), /login/);

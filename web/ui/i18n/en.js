@@ -100,6 +100,7 @@ export default {
   'storage.capacity': 'Capacity',
   'storage.free': 'Free',
   'storage.reserve': 'Reserve',
+  'storage.exports': 'Export bundles',
   'storage.used': 'Used by the archive',
   'storage.alarms': 'Alarms',
   'storage.no_alarms': 'No alarms.',

@@ -100,6 +100,7 @@ export default {
   'storage.capacity': 'Ёмкость',
   'storage.free': 'Свободно',
   'storage.reserve': 'Резерв',
+  'storage.exports': 'Пакеты экспорта',
   'storage.used': 'Занято архивом',
   'storage.alarms': 'Предупреждения',
   'storage.no_alarms': 'Предупреждений нет.',

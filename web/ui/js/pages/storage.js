@@ -63,7 +63,7 @@ export async function render() {
   return [heading(t('storage.title')),
     h('div', { class: 'cards' }, card('storage.capacity', fmtBytes(st.capacity_bytes)),
       card('storage.free', fmtBytes(st.free_bytes)), card('storage.reserve', fmtBytes(st.reserve_bytes)),
-      card('storage.used', fmtBytes(used))),
+      card('storage.used', fmtBytes(used)), card('storage.exports', fmtBytes(st.exports_bytes || 0))),
     h('h2', { text: t('storage.alarms') }),
     alarms.length ? h('ul', { class: 'alarms' }, alarms) : h('p', { class: 'msg ok', text: t('storage.no_alarms') }),
     h('h2', { text: t('storage.depth') }),

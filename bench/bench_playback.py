@@ -1,0 +1,277 @@
+#!/usr/bin/env python3
+"""Playback benchmark:
+
+1. media byte ranges: vigild's GET /api/v1/sources/NAME/media/ID with the
+   Range of each fragment a player asks for, against nginx serving the same
+   files with the same ranges (wrk, 64 connections, 10 s each; goal >= 0.8x);
+2. the playlist of 24 h (1440 one-minute segments with their fragment
+   tables) p50/p99 over 200 requests (goal p99 < 20 ms);
+3. the timeline of 100 sources x 1 day in one request, p50/p99 (goal
+   p99 < 50 ms),
+
+on an index of --rows segment rows (default 8.64 M: 100 sources x 60 days x
+1440), bulk-loaded with plain SQLite after vigild made the schema. The media
+are real files recorded from the camera simulator; the synthetic rows point
+at hard links of them and carry their fragment tables.
+
+usage: bench_playback.py [--build DIR] [--rows N] [--results FILE]
+"""
+import argparse
+import datetime
+import http.client
+import json
+import os
+import re
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+import integration  # noqa: E402
+from integration import Camsim, wait_for  # noqa: E402
+from integration_web import PASSWORD, Client, WebVigil, free_port, wait_http  # noqa: E402
+
+MIN_US = 60 * 1000000
+DAY_US = 1440 * MIN_US
+N_SOURCES = 100
+
+
+def iso(us):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(us // 1000000))
+
+
+def record(tmp):
+    """Records cam for a few segments; returns (data dir, rows with blobs)."""
+    cam = Camsim()
+    port = free_port()
+    v = WebVigil(os.path.join(tmp, "rec"), [("cam", cam.url("h264"), "video")],
+                 "http_listen = 127.0.0.1:%d\n" % port)
+    v.start()
+    try:
+        db = os.path.join(v.data, "index.db")
+
+        def rows():
+            if not os.path.exists(db):
+                return None
+            con = sqlite3.connect("file:%s?mode=ro" % db, uri=True, timeout=10)
+            try:
+                r = con.execute("SELECT g.path, g.bytes, g.init_bytes, g.sha256, f.data "
+                                "FROM segment g JOIN segment_frag f ON f.segment_id = g.id").fetchall()
+            except sqlite3.OperationalError:
+                return None
+            finally:
+                con.close()
+            return r if len(r) >= 4 else None
+        got = wait_for("4 recorded segments", rows, 60, interval=0.5)
+    finally:
+        v.stop()
+        cam.stop()
+    return v.data, got
+
+
+def build_index(data, recorded, n_rows, now_us):
+    """Adds synthetic rows: 100 sources x 1 day (one-minute segments) pointing
+    at hard links of the recorded files, then filler rows up to n_rows."""
+    db = os.path.join(data, "index.db")
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA synchronous=OFF")
+    cur = con.cursor()
+    names = ["b%03d" % i for i in range(N_SOURCES)]
+    for name in names:
+        cur.execute("INSERT OR IGNORE INTO source(name, kind) VALUES (?, 'video')", (name,))
+    ids = dict(cur.execute("SELECT name, id FROM source").fetchall())
+    day0 = now_us - DAY_US
+    per_source_day = 1440
+    filler_days = max(0, n_rows // (N_SOURCES * per_source_day) - 1)
+    link_dir = os.path.join(data, "media", "bench")
+    os.makedirs(link_dir, exist_ok=True)
+    made = 0
+    for si, name in enumerate(names):
+        rows, frags = [], []
+        for k in range(per_source_day):
+            start = day0 + k * MIN_US
+            src = recorded[k % len(recorded)]
+            if si == 0:  # real files behind the first source only (its playlist is served)
+                rel = "media/bench/%d.mp4" % k
+                os.link(os.path.join(data, src[0]), os.path.join(data, rel))
+            else:
+                rel = "media/bench/%s-%d.mp4" % (name, k)
+            rows.append((ids[name], start, start + MIN_US, MIN_US, src[1], src[3], "h264", src[2],
+                         rel))
+            frags.append(src[4])
+        cur.executemany("INSERT INTO segment(source_id, start_us, end_us, media_us, bytes, sha256,"
+                        " codecs, init_bytes, path) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+        last = cur.execute("SELECT max(id) FROM segment").fetchone()[0]
+        first = last - len(rows) + 1
+        cur.executemany("INSERT INTO segment_frag(segment_id, data) VALUES (?, ?)",
+                        [(first + i, f) for i, f in enumerate(frags)])
+        made += len(rows)
+        # older days: rows only (the index's size), no files, no tables
+        if filler_days:
+            cur.execute(
+                "WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k WHERE i + 1 < ?)"
+                " INSERT INTO segment(source_id, start_us, end_us, media_us, bytes, sha256, codecs,"
+                " init_bytes, path) SELECT ?, ? + i * ?, ? + i * ? + ?, ?, 1000, ?, 'h264', 700,"
+                " printf('media/old/%s/%d.mp4', ?, i) FROM k",
+                (filler_days * per_source_day, ids[name], day0 - filler_days * DAY_US, MIN_US,
+                 day0 - filler_days * DAY_US, MIN_US, MIN_US, MIN_US, "a" * 64, name))
+            made += filler_days * per_source_day
+    con.commit()
+    con.close()
+    return names, made
+
+
+def percentiles(samples):
+    s = sorted(samples)
+    return statistics.median(s), s[min(len(s) - 1, int(len(s) * 0.99))]
+
+
+def time_gets(client, path, n):
+    out = []
+    c = client.conn()
+    for _ in range(n):
+        t0 = time.perf_counter()
+        c.request("GET", path, headers={"Cookie": client.cookie})
+        r = c.getresponse()
+        r.read()
+        out.append((time.perf_counter() - t0) * 1000)
+        assert r.status == 200, (path, r.status)
+    c.close()
+    return percentiles(out)
+
+
+WRK_LUA = """
+local ranges = {%s}
+local n = 0
+request = function()
+  n = n + 1
+  local r = ranges[(n %% #ranges) + 1]
+  return wrk.format("GET", r[1], {["Range"] = r[2], ["Cookie"] = "%s"})
+end
+"""
+
+
+def wrk(url_base, ranges, cookie, tmp, name):
+    script = os.path.join(tmp, name + ".lua")
+    with open(script, "w") as f:
+        f.write(WRK_LUA % (",".join('{"%s","%s"}' % r for r in ranges), cookie))
+    out = subprocess.run(["wrk", "-t", "2", "-c", "64", "-d", "10s", "-s", script, url_base],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    tr = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
+    return rps, "%s%s/s" % (tr.group(1), tr.group(2))
+
+
+def nginx(root, port, tmp):
+    conf = os.path.join(tmp, "nginx.conf")
+    with open(conf, "w") as f:
+        # as root, nginx's workers would drop to nobody, who cannot read the
+        # private temporary directory
+        if os.geteuid() == 0:
+            f.write("user root;\n")
+        f.write("daemon off; worker_processes 2; pid %s/nginx.pid; error_log %s/nginx.err;\n"
+                "events { worker_connections 1024; }\n"
+                "http { access_log off; sendfile on; tcp_nopush on; types { video/mp4 mp4; }\n"
+                "  client_body_temp_path %s; proxy_temp_path %s; fastcgi_temp_path %s;\n"
+                "  uwsgi_temp_path %s; scgi_temp_path %s;\n"
+                "  server { listen 127.0.0.1:%d; root %s; } }\n"
+                % (tmp, tmp, tmp, tmp, tmp, tmp, tmp, port, root))
+    return subprocess.Popen(["nginx", "-c", conf, "-p", tmp], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--rows", type=int, default=8640000)
+    ap.add_argument("--results")
+    args = ap.parse_args()
+    integration.BUILD = args.build
+    lines = []
+    with tempfile.TemporaryDirectory(prefix="vigil-bench-playback-") as tmp:
+        data, recorded = record(tmp)
+        now_us = int(time.time() * 1e6)
+        t0 = time.monotonic()
+        names, made = build_index(data, recorded, args.rows, now_us)
+        print("index: %d synthetic rows in %.0f s" % (made, time.monotonic() - t0))
+        root = os.path.join(tmp, "serve")
+        port = free_port()
+        sources = [(n, "rtsp://127.0.0.1:9/none", "video") for n in names]
+        v = WebVigil(root, sources, "http_listen = 127.0.0.1:%d\n" % port)
+        os.rmdir(v.data)
+        shutil.move(data, v.data)
+        v.add_user("admin", "admin")
+        v.start()
+        ng = None
+        try:
+            wait_http(port)
+            c = Client(port)
+            c.login("admin")
+            day = "from=%s&to=%s" % (urllib.parse.quote(iso(now_us - DAY_US)),
+                                     urllib.parse.quote(iso(now_us)))
+            path = "/api/v1/sources/%s/playlist.m3u8?%s" % (names[0], day)
+            st, body, _ = c.request("GET", path)
+            assert st == 200, (st, body[:200])
+            n_entries = body.count(b"#EXTINF")
+            p50, p99 = percentiles([time_gets(c, path, 1)[0] for _ in range(200)])
+            lines.append("| playlist of 24 h (1440 segments, %d fragments) on %d rows | p50 %.1f ms, "
+                         "p99 %.1f ms | p99 < 20 ms | %s |"
+                         % (n_entries, made, p50, p99, "yes" if p99 < 20 else "no"))
+            tl = "/api/v1/timeline?" + day
+            st, body, _ = c.request("GET", tl)
+            assert st == 200 and len(body["sources"]) >= N_SOURCES, st
+            p50, p99 = percentiles([time_gets(c, tl, 1)[0] for _ in range(100)])
+            lines.append("| timeline of %d sources x 1 day in one request | p50 %.1f ms, p99 %.1f ms "
+                         "| p99 < 50 ms | %s |" % (N_SOURCES, p50, p99, "yes" if p99 < 50 else "no"))
+            # media: the byte ranges a player asks for, vs nginx on the same files
+            entries = re.findall(rb"#EXT-X-BYTERANGE:(\d+)@(\d+)\nmedia/(\d+)", c.request("GET", path)[1])
+            by_id = {}
+            con = sqlite3.connect("file:%s?mode=ro" % os.path.join(v.data, "index.db"), uri=True)
+            for n, o, sid in entries[:400]:
+                rel = by_id.get(sid) or con.execute("SELECT path FROM segment WHERE id = ?",
+                                                    (int(sid),)).fetchone()[0]
+                by_id[sid] = rel
+            con.close()
+            rng = lambda n, o: "bytes=%d-%d" % (int(o), int(o) + int(n) - 1)  # noqa: E731
+            ours = [("/api/v1/sources/%s/media/%s" % (names[0], sid.decode()), rng(n, o))
+                    for n, o, sid in entries[:400]]
+            theirs = [("/" + by_id[sid], rng(n, o)) for n, o, sid in entries[:400]]
+            nport = free_port()
+            ng = nginx(v.data, nport, tmp)
+            wait_http_plain = lambda: subprocess.run(  # noqa: E731
+                ["curl", "-sf", "-o", "/dev/null", "-r", "0-0",
+                 "http://127.0.0.1:%d%s" % (nport, theirs[0][0])]).returncode == 0
+            try:
+                wait_for("nginx", wait_http_plain, 10)
+            except AssertionError:
+                with open(os.path.join(tmp, "nginx.err")) as f:
+                    print(f.read()[-2000:])
+                raise
+            ours_rps, ours_tr = wrk("http://127.0.0.1:%d" % port, ours, c.cookie, tmp, "ours")
+            their_rps, their_tr = wrk("http://127.0.0.1:%d" % nport, theirs, "", tmp, "nginx")
+            ratio = ours_rps / their_rps
+            lines.append("| media byte ranges (fragments of a 320x240 H.264 recording), wrk 64 "
+                         "connections: vigild %.0f req/s (%s) vs nginx %.0f req/s (%s) | %.2fx | "
+                         ">= 0.8x | %s |" % (ours_rps, ours_tr, their_rps, their_tr, ratio,
+                                            "yes" if ratio >= 0.8 else "no"))
+        finally:
+            if ng:
+                ng.terminate()
+                ng.wait(10)
+            v.stop()
+    for line in lines:
+        print(line)
+    if args.results:
+        with open(args.results, "a") as f:
+            f.write("\n## Playback (%s)\n\n| what | measured | goal | met |\n|---|---|---|---|\n%s\n"
+                    % (datetime.date.today().isoformat(), "\n".join(lines)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

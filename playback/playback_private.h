@@ -1,0 +1,47 @@
+/* Shared by the files of playback/ only: the module's state. */
+#ifndef VG_PLAYBACK_PRIVATE_H
+#define VG_PLAYBACK_PRIVATE_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "playback/playback.h"
+
+struct peaks_entry;
+
+/* What a snapshot request already resolved to: (segment, time, width) ->
+ * the frame's pts, so a repeated request opens the cached file without
+ * demuxing. Direct-mapped, overwritten on collision. */
+typedef struct {
+    int64_t seg_id;
+    char sha8[9];
+    int64_t at_us;
+    int width;
+    int64_t pts;
+    int out_w, out_h;
+    int used;
+} pb_snap_memo_t;
+
+#define PB_SNAP_MEMO 4096
+
+struct pb {
+    pb_config_t cfg;
+    char *data_dir;
+    pthread_mutex_t lock;        /* everything below */
+    struct peaks_entry *peaks_head, *peaks_tail;
+    size_t peaks_bytes;
+    int snap_running;            /* decodes in progress */
+    int64_t snap_bytes;          /* size of the snapshot cache on disk */
+    char *snap_dir;              /* data_dir/cache/snapshots */
+    pb_snap_memo_t *memo;
+};
+
+/* One of the snapshot_workers decode slots (snapshots and peaks share
+ * them): 1 when taken, 0 when all are busy. */
+int pb_slot_take(pb_t *pb);
+void pb_slot_give(pb_t *pb);
+
+void pb_snap_init(pb_t *pb);
+void pb_snap_free(pb_t *pb);
+
+#endif

@@ -193,6 +193,25 @@ class Suite:
     def test_wav_camera_g711_sample_exact(self):
         self.assert_wav_exact("camg711")
 
+    def test_camera_audio_packets_at_their_time(self):
+        """A camera segment's first audio packet is stored at its own time
+        (a few ms after the keyframe the segment starts on), not moved to 0
+        and lengthened: the camera sends 20 ms packets back to back, so in
+        every stored segment each packet starts where the one before ends.
+        The bytes stay what the camera sent (sizes of 160)."""
+        segs = self.segs("camg711")[:4]  # the connection's first and later ones
+        assert len(segs) >= 3
+        for seg in segs:
+            path = os.path.join(self.v.data, seg["path"])
+            info = ffprobe_json(path, "-select_streams", "a:0", "-show_entries",
+                                "stream=time_base:packet=pts,size")
+            assert info["streams"][0]["time_base"] == "1/8000"
+            pts = [int(p["pts"]) for p in info["packets"]]
+            assert {int(p["size"]) for p in info["packets"]} == {160}, seg
+            assert len(pts) > 10 and 0 < pts[0] < 8000, (seg["path"], pts[:3])
+            steps = {b - a for a, b in zip(pts, pts[1:])}
+            assert steps == {160}, (seg["path"], pts[:3], steps)
+
     def test_wav_range_and_seek(self):
         frm, to, whole = self.assert_wav_exact("pcma")
         size = len(whole)
@@ -223,7 +242,7 @@ class Suite:
     def test_wav_camera_ranges_across_boundaries(self):
         """Range reads that start just before, at and after each segment
         boundary give the bytes of the whole (the camera's audio runs past
-        a segment's end and has a hole after its first packet)."""
+        a segment's end, into the next one's first packet)."""
         frm, to, whole = self.assert_wav_exact("camg711")
         for seg in self.segs("camg711"):
             if not frm * US < seg["start"] < to * US:

@@ -111,6 +111,7 @@ SUITES := \
 	"python3 tests/integration_export.py --build {build}" \
 	"python3 tests/integration_playback.py --build {build}" \
 	"python3 tests/integration_audio.py --build {build}" \
+	"python3 tests/integration_clip.py --build {build}" \
 		"python3 tests/integration_retention_faults.py --build {build}" \
 	"python3 tests/integration_relay_sec.py --build {build}" \
 	"python3 tests/integration_audit.py --build {build}" \

@@ -164,7 +164,7 @@ def main():
                        VIGIL_SCREENSHOTS=os.path.join(integration.REPO, "docs", "screenshots"))
             files = args.files or sorted(f for f in os.listdir(TESTS) if f.endswith(".test.js"))
             rc = subprocess.run(["node", "--test", "--test-concurrency=1"] + files, cwd=TESTS,
-                                env=env, timeout=600).returncode
+                                env=env, timeout=600 * integration.TIMEOUT_SCALE).returncode
         finally:
             code, _ = v.stop()
             cam.stop()

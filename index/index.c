@@ -798,6 +798,11 @@ void idx_close(idx_t *idx)
     free(idx);
 }
 
+void idx_busy_timeout(idx_t *idx, int ms)
+{
+    sqlite3_busy_timeout(idx->db, ms > 0 ? ms : IDX_BUSY_TIMEOUT_MS);
+}
+
 int idx_schema_version(idx_t *idx)
 {
     int version = 0;

@@ -40,6 +40,10 @@ typedef struct {
  * schema. readonly opens without creating or migrating (vigilctl queries). */
 int idx_open(const char *path, int readonly, idx_t **out);
 void idx_close(idx_t *idx);
+/* How long a statement waits for a lock before VG_EBUSY: ms > 0, or 0 for
+ * the default. For callers that must not hold their thread for long (a
+ * check made while an HTTP answer streams). */
+void idx_busy_timeout(idx_t *idx, int ms);
 /* Current schema version (PRAGMA user_version). */
 int idx_schema_version(idx_t *idx);
 /* The version this code migrates to. */

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Security tests of the relay against a running vigild and the camera
 simulator: revocation ends live sessions (changes over the API and with
-vigilctl), a source the caller may not see answers exactly like one that does
+vigilctl) and long HTTP downloads (audio.wav read slowly), a source the caller may not see answers exactly like one that does
 not exist, source lists of 64 names of 63 characters are held whole, and
 credentials over plain RTSP from another host are refused (a network
 namespace with a veth pair, as root only), and RTSPS speaks TLS 1.2 and 1.3
@@ -12,6 +12,7 @@ Polls with deadlines, never sleeps and hopes. Ends with
 "relay security: N passed, N failed"; exit status 1 on a failure.
 """
 import argparse
+import http.client
 import http.cookiejar
 import json
 import os
@@ -97,6 +98,68 @@ class Api:
         return self
 
 
+class SlowGet:
+    """A GET read 1 KB every 50 ms (20 KB/s, a little faster than real-time
+    8 kHz audio) through a small receive buffer, so the
+    server's writes wait on this reader: a download that runs for minutes
+    unless the server cuts it. fast() lets it read the rest at full speed."""
+
+    def __init__(self, port, path, headers):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        self.sock.settimeout(30)
+        self.sock.connect(("127.0.0.1", port))
+        lines = ["GET %s HTTP/1.1" % path, "Host: 127.0.0.1", "Connection: close"]
+        lines += ["%s: %s" % kv for kv in headers.items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = self.sock.recv(4096)
+            assert chunk, "no answer to GET %s" % path
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        self.status = int(head.split(b" ")[1])
+        m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+        assert self.status == 200 and m, head
+        self.length = int(m.group(1))
+        self.got = len(body)
+        self.ended = threading.Event()
+        self._fast = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        try:
+            while True:
+                chunk = self.sock.recv(65536 if self._fast.is_set() else 1024)
+                if not chunk:
+                    break
+                self.got += len(chunk)
+                if not self._fast.is_set():
+                    self._fast.wait(0.05)  # the pace of a slow client, not a wait for an event
+        except OSError:
+            pass
+        self.ended.set()
+
+    def fast(self):
+        self._fast.set()
+
+    def close(self):
+        self.sock.close()
+
+
+def session_cookie(port, user, password):
+    """vigil_session=... of a fresh login."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request("POST", "/api/v1/login", json.dumps({"user": user, "password": password}),
+              {"Content-Type": "application/json"})
+    r = c.getresponse()
+    r.read()
+    cookie = r.getheader("Set-Cookie", "")
+    c.close()
+    assert r.status == 200 and cookie.startswith("vigil_session="), (r.status, cookie)
+    return cookie.split(";")[0]
+
+
 def raw_describe(port, path, auth, host="127.0.0.1"):
     """The whole answer to one DESCRIBE on a new connection, as bytes."""
     s = socket.create_connection((host, port), 10)
@@ -151,6 +214,10 @@ class Suite:
                  ("rs-api", "security", "cam-1,cam-12")]
         users += [(n, "security", None) for n in ("rp-api", "rp-ctl", "rd-api", "rd-ctl",
                                                     "rr-api")]
+        # HTTP streams: a control that keeps its access, one deleted, one
+        # whose list loses the line, one whose password changes
+        users += [("hk", "auditor", "line-1"), ("hd-ctl", "auditor", "line-1"),
+                  ("hs-api", "auditor", "line-1,cam-12"), ("hp-api", "auditor", "line-1")]
         # two at a time: each vigilctl spends its time hashing the password
         errors = []
 
@@ -169,10 +236,12 @@ class Suite:
         self.admin_token = v.ctl("token", "add", "admin", "--perm", "admin").stdout.strip()
         self.tokens = {n: v.ctl("token", "add", n, "--perm", "live").stdout.strip()
                        for n in ("rt-api", "rt-ctl")}
+        self.tokens["ht-api"] = v.ctl("token", "add", "ht-api", "--perm",
+                                      "calls").stdout.strip()
         log("accounts in %.1f s" % (time.monotonic() - t0))
         v.start()
         try:
-            for n in ("cam-1", "cam-12", LONG[-1]):
+            for n in ("cam-1", "cam-12", LONG[-1], "line-1"):
                 wait_for("%s recording" % n, lambda n=n: v.segments(n), 60)
         except AssertionError:
             log("--- vigild log tail ---\n" + v.log_text()[-3000:])
@@ -263,6 +332,70 @@ class Suite:
     def test_role_loses_live_api(self):
         self.revoked("user:rr-api", basic("rr-api", PASSWORD), lambda: self.expect(
             self.api.call("PATCH", "/api/v1/users/rr-api", {"role": "auditor"}), 200))
+
+    # -- item 3 over HTTP: a long download ends when its access does
+    def wav_path(self):
+        now = int(time.time())
+        # gaps are silent: 5 minutes of 8 kHz 16-bit PCM (4.8 MB) whatever
+        # was recorded, far more than the socket buffers hold
+        return "/api/v1/sources/line-1/audio.wav?from=%d&to=%d" % (now - 300, now)
+
+    def stream_revoked(self, actor, headers, change, refused=401):
+        """Downloads line-1's audio.wav slowly as headers alongside a control
+        download on another credential, makes the change, and checks the
+        first is cut within the deadline with an http.stop reason=revoked row
+        naming the source, while the control reads on to its last byte."""
+        control = SlowGet(self.v.http_port, self.wav_path(),
+                          {"Cookie": session_cookie(self.v.http_port, "hk", PASSWORD)})
+        victim = SlowGet(self.v.http_port, self.wav_path(), headers)
+        try:
+            wait_for("both downloads under way",
+                     lambda: victim.got > 16384 and control.got > 16384, 20)
+            change()
+            wait_for("%s's download cut" % actor, victim.ended.is_set, REVOKE_DEADLINE_S)
+            assert victim.got < victim.length, (victim.got, victim.length)
+            rows = wait_for("http.stop reason=revoked for %s" % actor, lambda: [
+                r for r in self.audit() if r["action"] == "http.stop" and r["actor"] == actor
+                and "reason=revoked" in r["detail"]], 10)
+            assert len(rows) == 1, rows
+            assert rows[0]["object"] == "source:line-1", rows
+            assert not control.ended.is_set(), "the control download was cut too"
+            control.fast()
+            wait_for("the control download ends", control.ended.is_set, 30)
+            assert control.got == control.length, (control.got, control.length)
+            c = http.client.HTTPConnection("127.0.0.1", self.v.http_port, timeout=30)
+            c.request("GET", self.wav_path(), headers=headers)
+            status = c.getresponse().status
+            c.close()
+            assert status == refused, "the credential still reads: %d" % status
+        finally:
+            victim.close()
+            control.close()
+
+    def test_stream_token_revoked_api(self):
+        tid = self.token_id("ht-api")
+        self.stream_revoked("token:%d" % tid, {"Authorization": "Bearer " + self.tokens["ht-api"]},
+                            lambda: self.expect(self.api.call("DELETE", "/api/v1/tokens/%d" % tid),
+                                                200))
+
+    def test_stream_user_deleted_vigilctl(self):
+        self.stream_revoked("user:hd-ctl", {"Cookie": session_cookie(self.v.http_port, "hd-ctl",
+                                                                     PASSWORD)},
+                            lambda: self.v.ctl("user", "del", "hd-ctl"))
+
+    def test_stream_source_dropped_api(self):
+        self.stream_revoked("user:hs-api", {"Cookie": session_cookie(self.v.http_port, "hs-api",
+                                                                     PASSWORD)},
+                            lambda: self.expect(self.api.call(
+                                "PATCH", "/api/v1/users/hs-api", {"sources": ["cam-12"]}), 200),
+                            refused=404)
+
+    def test_stream_password_changed_api(self):
+        self.stream_revoked("user:hp-api", {"Cookie": session_cookie(self.v.http_port, "hp-api",
+                                                                     PASSWORD)},
+                            lambda: self.expect(self.api.call(
+                                "PATCH", "/api/v1/users/hp-api", {"password": NEW_PASSWORD}),
+                                200))
 
     @staticmethod
     def expect(answer, status):

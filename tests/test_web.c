@@ -1236,6 +1236,55 @@ START_TEST(test_range_parse)
 }
 END_TEST
 
+/* The rules a streaming answer is re-checked by (server.c's guard): the
+ * credential, the route's permissions and every source it carries. */
+START_TEST(test_grant_rules)
+{
+    char cookie[160], secret[WEB_TOKEN_TEXT_MAX];
+    int64_t tid;
+    add_user("gina", "auditor", "line1");
+    login("gina", cookie, sizeof(cookie));
+    const char *value = strchr(cookie, '=') + 1;
+    web_grant_t g = {.kind = 'u', .perms_any = WEB_PERM_PLAYBACK | WEB_PERM_CALLS};
+    web_sha256_hex(value, strlen(value), g.session_hash);
+    snprintf(g.sources, sizeof(g.sources), "line1");
+    ck_assert_int_eq(web_grant_check(web, idx, &g), VG_OK);
+    /* a source outside the account's list, one of several (an export) */
+    snprintf(g.sources, sizeof(g.sources), "line1,cam2");
+    ck_assert_int_eq(web_grant_check(web, idx, &g), VG_ENOTFOUND);
+    snprintf(g.sources, sizeof(g.sources), "line1");
+    /* the route's permission lost */
+    g.perms_any = WEB_PERM_EXPORT;
+    ck_assert_int_eq(web_grant_check(web, idx, &g), VG_ENOTFOUND);
+    g.perms_any = WEB_PERM_PLAYBACK | WEB_PERM_CALLS;
+    /* a role without calls no longer reads a call line it still lists */
+    ck_assert_int_eq(idx_account_update(idx, "gina", "security", NULL, IDX_SOURCES_KEEP, NULL, 0),
+                     VG_OK);
+    ck_assert_int_eq(web_grant_check(web, idx, &g), VG_ENOTFOUND);
+    ck_assert_int_eq(idx_account_update(idx, "gina", "auditor", NULL, IDX_SOURCES_KEEP, NULL, 0),
+                     VG_OK);
+    ck_assert_int_eq(web_grant_check(web, idx, &g), VG_OK);
+    /* the session ended (logout, new password, account deleted) */
+    ck_assert_int_eq(idx_session_delete(idx, g.session_hash), VG_OK);
+    ck_assert_int_eq(web_grant_check(web, idx, &g), VG_ENOTFOUND);
+    /* tokens: every source, their permissions, until revoked */
+    ck_assert_int_eq(web_token_create(idx, "pbx", WEB_PERM_CALLS, "test", T0, secret, &tid),
+                     VG_OK);
+    web_grant_t t = {.kind = 't', .token_id = tid, .perms_any = WEB_PERM_PLAYBACK | WEB_PERM_CALLS};
+    snprintf(t.sources, sizeof(t.sources), "line1");
+    ck_assert_int_eq(web_grant_check(web, idx, &t), VG_OK);
+    snprintf(t.sources, sizeof(t.sources), "cam1"); /* video needs playback */
+    ck_assert_int_eq(web_grant_check(web, idx, &t), VG_ENOTFOUND);
+    snprintf(t.sources, sizeof(t.sources), "line1");
+    ck_assert_int_eq(idx_token_revoke(idx, tid, T0), VG_OK);
+    ck_assert_int_eq(web_grant_check(web, idx, &t), VG_ENOTFOUND);
+    t.token_id = tid + 100; /* gone from the index */
+    ck_assert_int_eq(web_grant_check(web, idx, &t), VG_ENOTFOUND);
+    web_grant_t none = {0};
+    ck_assert_int_eq(web_grant_check(web, idx, &none), VG_ENOTFOUND);
+}
+END_TEST
+
 static Suite *web_suite(void)
 {
     Suite *s = suite_create("web");
@@ -1260,6 +1309,7 @@ static Suite *web_suite(void)
     tcase_add_test(tc, test_reply_fallback);
     tcase_add_test(tc, test_bad_utf8_answers);
     tcase_add_test(tc, test_range_parse);
+    tcase_add_test(tc, test_grant_rules);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -103,6 +103,7 @@ static int from_token(web_req_t *r, const char *secret)
     r->who.kind = 't';
     snprintf(r->who.name, sizeof(r->who.name), "%s", t.name);
     snprintf(r->who.actor, sizeof(r->who.actor), "token:%lld", (long long)t.id);
+    r->who.token_id = t.id;
     if (web_perms_parse(t.perms, &r->who.perms) != VG_OK)
         r->who.perms = 0;
     r->who.all_sources = 1;
@@ -201,6 +202,67 @@ int web_auth_request(web_req_t *r, const web_route_t *route)
         return VG_EINVAL;
     }
     return VG_OK;
+}
+
+/* ---- a streaming answer's grant (server.c re-checks it while it runs) ---- */
+
+/* The principal g's credential is now: a token not revoked, a session still
+ * there (a logout, a new password and a deleted account all delete it) with
+ * its account as it is now. Idle expiry is not applied: the stream itself
+ * is the session's use, and its last_us is not touched while it runs. */
+static int grant_principal(idx_t *idx, const web_grant_t *g, web_principal_t *who)
+{
+    int rc;
+    memset(who, 0, sizeof(*who));
+    if (g->kind == 't') {
+        idx_token_t t;
+        if ((rc = idx_token_get(idx, g->token_id, &t)) != VG_OK)
+            return rc;
+        if (t.revoked_us)
+            return VG_ENOTFOUND;
+        who->kind = 't';
+        if (web_perms_parse(t.perms, &who->perms) != VG_OK)
+            who->perms = 0;
+        who->all_sources = 1;
+        return VG_OK;
+    }
+    if (g->kind != 'u')
+        return VG_ENOTFOUND;
+    idx_session_t s;
+    if ((rc = idx_session_get(idx, g->session_hash, &s)) != VG_OK)
+        return rc;
+    principal_from_account(who, &s.account);
+    return VG_OK;
+}
+
+int web_grant_check(struct web *w, idx_t *idx, const web_grant_t *g)
+{
+    web_principal_t who;
+    int rc = grant_principal(idx, g, &who);
+    if (rc != VG_OK)
+        goto cleanup;
+    if (g->perms_any && !web_has(&who, g->perms_any)) {
+        rc = VG_ENOTFOUND;
+        goto cleanup;
+    }
+    const web_config_t *c = &w->cfg;
+    const vg_config_t *cfg = c->current_config ? c->current_config(c->status_ctx) : w->vcfg;
+    for (const char *p = g->sources; *p && rc == VG_OK;) {
+        char name[IDX_LIST_TEXT_MAX], buf[8];
+        size_t k = strcspn(p, ",");
+        snprintf(name, sizeof(name), "%.*s", (int)k, p);
+        p += k + (p[k] == ',');
+        /* The rules of the source routes: visible to the account, and its
+         * recordings readable (calls for audio, playback for video). */
+        const char *kind = web_source_kind(cfg, idx, name, buf, sizeof(buf));
+        if (!kind || !web_source_visible(&who, name, kind) ||
+            !web_has(&who, strcmp(kind, "audio") == 0 ? WEB_PERM_CALLS : WEB_PERM_PLAYBACK))
+            rc = VG_ENOTFOUND;
+    }
+
+cleanup:
+    sodium_memzero(&who, sizeof(who));
+    return rc;
 }
 
 /* ---- password hashing slots ---- */

@@ -344,6 +344,10 @@ void web_h_export_download(web_req_t *r)
     /* The file name names the case; web_reply_disposition makes it safe. */
     snprintf(name, sizeof(name), "vigil-export-%" PRId64 "-%.60s.zip", e.id, e.case_no);
     web_reply_disposition(r, name);
+    /* A large bundle streams for minutes: it ends if the caller loses a
+     * source it carries (server.c's guard). */
+    snprintf(r->stream_sources, sizeof(r->stream_sources), "%s", e.sources);
+    snprintf(r->stream_object, sizeof(r->stream_object), "%s", object);
     web_reply_file(r, status, "application/zip", fd, first, len);
 }
 

@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -43,11 +44,43 @@
 
 enum { BODY_NONE, BODY_FILE, BODY_READER };
 
+/* A long answer (a WAV or clip built on demand, a large file) keeps going
+ * for minutes; access lost meanwhile must end it within 10 s (README
+ * "Security"). Its reader callback reads the index's accounts generation at
+ * most every GUARD_EVERY_US, on a pooled connection that waits at most
+ * GUARD_BUSY_MS for a lock, and re-checks the grant when the generation
+ * moved; an index that cannot answer leaves the answer running until the
+ * next try. Files up to SENDFILE_MAX keep sendfile(2) (no callback per
+ * block, so nothing is re-checked): one HLS fragment or segment, one
+ * snapshot, whose bytes were all granted when the request was; larger ones
+ * (export bundles) are read through the guarded callback. */
+#define GUARD_EVERY_US (1000 * 1000LL)
+#define GUARD_BUSY_MS 50
+#define SENDFILE_MAX (16u << 20)
+/* The callback runs when the socket has room; the kernel's autotuned send
+ * buffer (megabytes) would let a slow client read for minutes without one.
+ * A guarded answer's socket buffer is bounded (the kernel doubles it): a
+ * client reading at real-time audio pace (16 KB/s) reaches a callback
+ * every few seconds; on a LAN (1 ms) this is still > 100 MB/s, at 50 ms
+ * round trip ~2.5 MB/s, five times a 1080p stream. */
+#define GUARD_SNDBUF (64 * 1024)
+
 /* A reader handed to libmicrohttpd, which frees it through reader_free. */
 typedef struct {
     web_read_fn read;
     void *ctx;
     void (*free_ctx)(void *ctx);
+    int fd;                   /* a file read with pread (read NULL), or -1 */
+    uint64_t off;
+    int conn_fd;              /* the connection's socket (guarded answers), or -1 */
+    /* the guard (w NULL: none) */
+    struct web *w;
+    web_grant_t grant;
+    char object[96], actor[96], ip[64], route[96];
+    uint64_t len;
+    int64_t start_wall, next_check;
+    int64_t gen;
+    int gen_known;
 } reader_t;
 
 static void body_drop(web_req_t *r)
@@ -121,10 +154,100 @@ void web_reply_reader(web_req_t *r, int status, const char *content_type, uint64
     r->body_free = free_ctx;
 }
 
+/* ---- the guard of a long answer ---- */
+
+static idx_t *pool_get(struct web *w);
+static void pool_put(struct web *w, idx_t *idx);
+
+typedef struct {
+    web_ticket_t ticket;
+    idx_audit_t row;
+} end_row_t;
+
+static void end_row_done(void *arg, int rc)
+{
+    end_row_t *e = arg;
+    if (rc != VG_OK)
+        vg_err("web: the end of %s's %s (revoked) could not be recorded: %s", e->row.actor,
+               e->row.object, vg_strerror(rc));
+    free(e);
+}
+
+/* The row of an answer cut because its access ended, like the relay's
+ * relay.stop rows. Queued for the group commit without waiting: the
+ * connection is cut at once, and the writer commits the row after. */
+static void guard_end_row(reader_t *rd, uint64_t pos)
+{
+    const vg_clock_t *clock = rd->w->cfg.clock;
+    int64_t now = vg_clock_wall(clock);
+    end_row_t *e = vg_calloc(1, sizeof(*e));
+    idx_audit_t *a = &e->row;
+    char detail[256];
+    snprintf(detail, sizeof(detail), "route=%s bytes=%" PRIu64 "/%" PRIu64
+             " duration_s=%.1f reason=revoked", rd->route, pos, rd->len,
+             (double)(now - rd->start_wall) / 1e6);
+    a->ts_us = now;
+    a->from_us = rd->start_wall;
+    a->to_us = now;
+    vg_utf8_copy(a->actor, sizeof(a->actor), rd->actor);
+    vg_utf8_copy(a->ip, sizeof(a->ip), rd->ip);
+    vg_utf8_copy(a->action, sizeof(a->action), "http.stop");
+    vg_utf8_copy(a->object, sizeof(a->object), rd->object);
+    vg_utf8_copy(a->result, sizeof(a->result), "ok");
+    vg_utf8_copy(a->detail, sizeof(a->detail), detail);
+    vg_notice("web: %s may no longer read %s: cutting its answer to %s after %" PRIu64
+              " of %" PRIu64 " bytes", rd->actor, rd->object, rd->ip, pos, rd->len);
+    e->ticket = (web_ticket_t){.rows = a, .n = 1, .done = end_row_done, .arg = e};
+    web_auditor_submit(rd->w->auditor, &e->ticket);
+}
+
+/* 1 while the answer may go on. The first look re-checks whatever the
+ * generation: access may have been lost between the request's check and
+ * the generation first read here. */
+static int guard_allows(reader_t *rd)
+{
+    int64_t now = vg_clock_mono(rd->w->cfg.clock);
+    if (now < rd->next_check)
+        return 1;
+    rd->next_check = now + GUARD_EVERY_US;
+    idx_t *idx = pool_get(rd->w);
+    if (!idx)
+        return 1; /* retried at the next look */
+    idx_busy_timeout(idx, GUARD_BUSY_MS);
+    int64_t gen = 0;
+    int rc = idx_accounts_generation(idx, &gen);
+    if (rc == VG_OK && (!rd->gen_known || gen != rd->gen)) {
+        rc = web_grant_check(rd->w, idx, &rd->grant);
+        if (rc == VG_OK) {
+            rd->gen = gen;
+            rd->gen_known = 1;
+        }
+    }
+    idx_busy_timeout(idx, 0);
+    pool_put(rd->w, idx);
+    return rc != VG_ENOTFOUND;
+}
+
 static ssize_t reader_cb(void *cls, uint64_t pos, char *buf, size_t max)
 {
     reader_t *rd = cls;
-    long n = rd->read(rd->ctx, pos, buf, max);
+    if (rd->w && !guard_allows(rd)) {
+        guard_end_row(rd, pos);
+        rd->w = NULL; /* once */
+        /* Closed with a reset: what the kernel still holds for the client
+         * is dropped, not delivered after the cut. */
+        struct linger now = {.l_onoff = 1, .l_linger = 0};
+        if (rd->conn_fd >= 0)
+            setsockopt(rd->conn_fd, SOL_SOCKET, SO_LINGER, &now, sizeof(now));
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    long n;
+    if (rd->read) {
+        n = rd->read(rd->ctx, pos, buf, max);
+    } else {
+        size_t want = pos < rd->len ? (size_t)(rd->len - pos < max ? rd->len - pos : max) : 0;
+        n = want ? (long)pread(rd->fd, buf, want, (off_t)(rd->off + pos)) : -1;
+    }
     /* The length was promised: a reader that fails (a file gone, a short
      * file) cuts the connection; the client sees a short body, never a
      * wrong one. */
@@ -136,7 +259,51 @@ static void reader_free(void *cls)
     reader_t *rd = cls;
     if (rd->free_ctx)
         rd->free_ctx(rd->ctx);
+    if (rd->fd >= 0)
+        close(rd->fd);
+    sodium_memzero(&rd->grant, sizeof(rd->grant));
     free(rd);
+}
+
+/* Arms rd's guard with what r was granted on: its credential, its route's
+ * permissions and its sources (a source route's own unless the handler
+ * named them). Requests without a principal (public routes) have none. */
+static void guard_arm(reader_t *rd, const web_req_t *r)
+{
+    const web_principal_t *who = &r->who;
+    if (!r->route || (who->kind != 'u' && who->kind != 't'))
+        return;
+    web_grant_t *g = &rd->grant;
+    g->kind = who->kind;
+    memcpy(g->session_hash, who->session_hash, sizeof(g->session_hash));
+    g->token_id = who->token_id;
+    g->perms_any = r->route->perms_any;
+    const char *source_route = "/api/v1/sources/{}";
+    int of_source = strncmp(r->route->pattern, source_route, strlen(source_route)) == 0 &&
+                    r->params[0];
+    if (r->stream_sources[0])
+        snprintf(g->sources, sizeof(g->sources), "%s", r->stream_sources);
+    else if (of_source)
+        snprintf(g->sources, sizeof(g->sources), "%s", r->params[0]);
+    if (r->stream_object[0])
+        snprintf(rd->object, sizeof(rd->object), "%s", r->stream_object);
+    else if (of_source)
+        snprintf(rd->object, sizeof(rd->object), "source:%s", r->params[0]);
+    else
+        snprintf(rd->object, sizeof(rd->object), "%s", r->raw_uri);
+    snprintf(rd->actor, sizeof(rd->actor), "%s", who->actor);
+    snprintf(rd->ip, sizeof(rd->ip), "%s", r->ip);
+    snprintf(rd->route, sizeof(rd->route), "%s %s", r->route->method, r->route->pattern);
+    rd->start_wall = vg_clock_wall(r->w->cfg.clock);
+    rd->next_check = vg_clock_mono(r->w->cfg.clock) + GUARD_EVERY_US;
+    rd->w = r->w;
+    const union MHD_ConnectionInfo *ci =
+        r->conn ? MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD) : NULL;
+    if (ci) {
+        int size = GUARD_SNDBUF;
+        rd->conn_fd = ci->connect_fd;
+        setsockopt(rd->conn_fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+    }
 }
 
 /* The response for a file or reader body; NULL when libmicrohttpd refuses
@@ -144,7 +311,7 @@ static void reader_free(void *cls)
 static struct MHD_Response *body_response(web_req_t *r)
 {
     struct MHD_Response *resp = NULL;
-    if (r->body_kind == BODY_FILE) {
+    if (r->body_kind == BODY_FILE && r->body_size <= SENDFILE_MAX) {
         /* sendfile(2) on a plain connection: the bytes never pass through us. */
         resp = MHD_create_response_from_fd_at_offset64(r->body_size, r->body_fd,
                                                        r->body_off);
@@ -152,15 +319,27 @@ static struct MHD_Response *body_response(web_req_t *r)
             r->body_fd = -1; /* the response closes it */
     } else {
         reader_t *rd = vg_calloc(1, sizeof(*rd));
-        rd->read = r->body_read;
-        rd->ctx = r->body_ctx;
-        rd->free_ctx = r->body_free;
+        rd->fd = -1;
+        rd->conn_fd = -1;
+        rd->len = r->body_size;
+        if (r->body_kind == BODY_FILE) {
+            rd->fd = r->body_fd;
+            rd->off = r->body_off;
+        } else {
+            rd->read = r->body_read;
+            rd->ctx = r->body_ctx;
+            rd->free_ctx = r->body_free;
+        }
+        guard_arm(rd, r);
         resp = MHD_create_response_from_callback(r->body_size, 64 * 1024, reader_cb, rd,
                                                  reader_free);
-        if (resp)
+        if (resp) {
             r->body_free = NULL; /* the response frees it */
-        else
+            r->body_fd = -1;     /* and closes it */
+        } else {
+            sodium_memzero(&rd->grant, sizeof(rd->grant));
             free(rd);
+        }
     }
     body_drop(r);
     return resp;

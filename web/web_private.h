@@ -156,7 +156,26 @@ typedef struct {
     char actor[96];       /* user:NAME | token:ID */
     int via_cookie;
     char session_hash[65];
+    int64_t token_id;     /* tokens only */
 } web_principal_t;
+
+/* ---- a long answer's access, re-checked while it streams (server.c, auth.c) ----
+ * What a body produced or read over many seconds was granted on: the
+ * credential by its hash or id (never the secret), the route's permissions
+ * and the sources whose media it carries. */
+typedef struct {
+    char kind;                         /* 'u' session, 't' token */
+    char session_hash[65];
+    int64_t token_id;
+    unsigned perms_any;                /* the route's (0: any caller) */
+    char sources[IDX_LIST_TEXT_MAX];   /* comma-separated; each must stay readable */
+} web_grant_t;
+
+/* Whether g still holds, by the rules web_auth_request, web_source_visible
+ * and the readable-source routes apply: VG_OK; VG_ENOTFOUND once it does
+ * not (session ended, token revoked, account gone, a permission or a
+ * source lost); another code when the index could not say. */
+int web_grant_check(struct web *w, idx_t *idx, const web_grant_t *g);
 
 /* ---- limit.c: token buckets per address for failed authentication ---- */
 
@@ -260,6 +279,11 @@ typedef struct web_req {
     int accept_ranges;
     char content_range[96];
     char disposition[400];
+    /* what a long body carries, re-checked while it streams: the sources
+     * (a source route's own by default) and the object its audit row names
+     * when the access ends (default "source:NAME") */
+    char stream_sources[IDX_LIST_TEXT_MAX];
+    char stream_object[96];
     /* audit rows to commit before the answer leaves; while they are being
      * committed the connection is suspended, freeing its MHD thread */
     idx_audit_t audit[WEB_MAX_AUDIT];

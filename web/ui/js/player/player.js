@@ -49,7 +49,7 @@ export class Player {
     this.speedSel = h('select', { class: 'speed', onchange: (e) => this.setRate(Number(e.target.value)) },
       SPEEDS.map((s) => h('option', { value: s, selected: s === 1, text: s + '×' })));
     const btn = (text, label, keys, fn) => h('button', { type: 'button', class: 'secondary', text,
-      title: label, 'aria-label': label, 'aria-keyshortcuts': keys, onclick: fn });
+      title: label, 'aria-label': /\w/.test(text) ? text + ' — ' + label : label, 'aria-keyshortcuts': keys, onclick: fn });
     this.picker = h('input', { type: 'datetime-local', step: '60', value: utcToZoned(at) });
     this.linkOut = h('input', { type: 'text', readonly: true, class: 'link-out', hidden: true,
       'aria-label': t('player.link') });
@@ -110,6 +110,7 @@ export class Player {
     // A camera's G.711 is not sent to the browser in its playlist's media:
     // its sound plays from audio.wav beside the video, on the same clock.
     if (G711.test(s.codec || '')) {
+      tr.stripSound = true;
       const a = h('audio', { preload: 'auto', 'aria-label': t('player.audio_of', { name: s.name }) });
       const at = new AudioTrack(s.name, a);
       at.overlay = h('p', { class: 'track-msg', hidden: true });
@@ -368,10 +369,11 @@ export class Player {
       if (tr.gap) { this.follow(tr, w); if (!tr.gap) tr.el.play().catch(() => {}); continue; }
       const tw = tr.wall();
       const diff = tw === null ? Infinity : tw - w;
-      if (Math.abs(diff) > 1000) { this.follow(tr, w, true).then(() => tr.el.play().catch(() => {})); continue; }
+      if (Math.abs(diff) > 600) { this.follow(tr, w, true).then(() => tr.el.play().catch(() => {})); continue; }
       if (tr.el.paused) tr.el.play().catch(() => {});
       const frameMs = (m.frameDur || 0.04) * 1000;
-      const nudge = Math.abs(diff) <= frameMs / 2 ? 0 : Math.max(-0.1, Math.min(0.1, -diff / 2000));
+      // a frame off or more: catch up within about half a second
+      const nudge = Math.abs(diff) <= frameMs / 2 ? 0 : Math.max(-0.25, Math.min(0.25, -diff / 400));
       tr.el.playbackRate = this.rate * (1 + nudge);
       if (tr instanceof AudioTrack) this.drawPlayhead(tr);
     }

@@ -6,6 +6,7 @@
 // An audio source plays audio.wav of the window: wall-clock true, so wall
 // time is the window's start plus currentTime.
 import { iso } from './timeline.js';
+import { strippingLoader } from './strip.js';
 
 const BEFORE = 10 * 60e3;
 const AFTER = 50 * 60e3;
@@ -57,7 +58,10 @@ export class VideoTrack {
     const src = url(this.name, `playlist.m3u8?from=${iso(from)}&to=${iso(to)}`);
     const L = await hlsLib();
     if (L.isSupported()) {
-      const hls = new L({ enableWorker: false, maxBufferLength: 20, backBufferLength: 30 });
+      const cfg = { enableWorker: false, maxBufferLength: 20, backBufferLength: 30, autoStartLoad: false };
+      if (this.stripSound) cfg.fLoader = strippingLoader(L.DefaultConfig.loader);
+      const hls = new L(cfg);
+      this.started = false;
       this.hls = hls;
       await new Promise((resolve, reject) => {
         hls.on(L.Events.LEVEL_LOADED, (ev, d) => {
@@ -112,6 +116,10 @@ export class VideoTrack {
       await this.open(ms);
       at = this.timeOf(ms);
       if (!at) throw new NoRecording();
+    }
+    if (this.hls && !this.started) {
+      this.started = true;
+      this.hls.startLoad(at.ct);
     }
     this.el.currentTime = at.ct;
     return at;

@@ -26,7 +26,7 @@ export async function render() {
   return [heading(t('view.title')),
     dropped.length ? h('p', { class: 'msg error', role: 'alert', text: t('view.dropped', { names: dropped.join(', ') }) }) : null,
     player.el,
-    picker(all, t('view.change'), chosen.map((s) => s.name))];
+    picker(all, t('view.change'), chosen.map((s) => s.name))].filter(Boolean);
 }
 
 function picker(all, legend, checked = []) {

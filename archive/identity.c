@@ -118,6 +118,55 @@ static int dir_state(const char *dir, int *exists, int *empty)
     return VG_OK;
 }
 
+/* SQLite's side files of an index that never reached the disk itself. */
+static const char *const INDEX_LEFTOVERS[] = {"index.db-journal", "index.db-wal", "index.db-shm",
+                                              NULL};
+
+static int is_index_leftover(const char *name)
+{
+    for (size_t i = 0; INDEX_LEFTOVERS[i]; i++) {
+        if (strcmp(name, INDEX_LEFTOVERS[i]) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* 1 when dir holds nothing but the marker (and its temporary file),
+ * lost+found and the side files of an index.db that is not there: a first
+ * start cut between the marker and a durable index (the journal of the
+ * index's creation can reach the disk before the index does; found by the
+ * crash harness). The leftovers are removed, so a stale journal is never
+ * taken for the new index's. 0 otherwise; -1 on an I/O error. */
+static int only_marker_left(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -1;
+    int only = 1, leftovers = 0;
+    const struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+            strcmp(e->d_name, "lost+found") == 0 ||
+            strncmp(e->d_name, ARC_MARKER, strlen(ARC_MARKER)) == 0)
+            continue;
+        if (is_index_leftover(e->d_name))
+            leftovers = 1;
+        else
+            only = 0;
+    }
+    closedir(d);
+    if (!only || !leftovers)
+        return only;
+    for (size_t i = 0; INDEX_LEFTOVERS[i]; i++) {
+        char *path = vg_asprintf("%s/%s", dir, INDEX_LEFTOVERS[i]);
+        int bad = unlink(path) != 0 && errno != ENOENT;
+        free(path);
+        if (bad)
+            return -1;
+    }
+    return vg_fsync_dir(dir) == VG_OK ? 1 : -1;
+}
+
 static int new_id(char id[ID_HEX + 1])
 {
     unsigned char raw[ID_HEX / 2];
@@ -226,9 +275,7 @@ int arc_claim_data_dir(const char *data_dir, const char *state_dir, int64_t now_
             goto cleanup;
         }
     } else {
-        int only_marker = 0, ignored = 0;
-        if (!has_index && dir_state(data_dir, &ignored, &only_marker) == VG_OK &&
-            only_marker) {
+        if (!has_index && only_marker_left(data_dir) == 1) {
             /* A first start cut between the marker and the index: nothing
              * recorded yet, so the index is created for this marker. */
             if ((rc = index_id(db, mid, now_us, iid)) != VG_OK) {

@@ -411,8 +411,18 @@ static int start_muxer(arc_writer_t *w, segment_t *s)
     s->oc->flags |= AVFMT_FLAG_CUSTOM_IO;
     add_output_streams(w, s);
     AVDictionary *opts = NULL;
-    /* frag_custom: we cut fragments ourselves, right before each keyframe. */
-    av_dict_set(&opts, "movflags", "+frag_custom+empty_moov+default_base_moof", 0);
+    /* frag_custom: we cut fragments ourselves, right before each keyframe.
+     * A track's first packet keeps its time: the audio of a segment starts
+     * a few ms after the keyframe at 0, and without edit lists (none in
+     * fragmented files) the muxer would otherwise either move that packet
+     * to 0 and lengthen it (avoid_negative_ts make_zero, its default here)
+     * or shift the whole track. frag_discont makes the first fragment's
+     * tfdt the packet's own DTS; timestamps are never negative here
+     * (write_packet rebases on the first keyframe and drops what precedes
+     * it), so no shift is needed either. */
+    av_dict_set(&opts, "movflags", "+frag_custom+empty_moov+default_base_moof+frag_discont", 0);
+    av_dict_set(&opts, "use_editlist", "0", 0);
+    s->oc->avoid_negative_ts = AVFMT_AVOID_NEG_TS_MAKE_NON_NEGATIVE;
     ret = avformat_write_header(s->oc, &opts);
     av_dict_free(&opts);
     if (ret < 0) {

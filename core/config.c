@@ -284,6 +284,13 @@ static int set_fragment_max_mib(parser_t *p, const char *key, const char *value)
     return set_int_in(p, key, value, 1, 64, &p->cfg->fragment_max_mib);
 }
 
+/* [playback]: a clip request is bounded (its sample tables are held in
+ * memory while it is served). */
+static int set_clip_max_seconds(parser_t *p, const char *key, const char *value)
+{
+    return set_int_in(p, key, value, 60, 86400, &p->cfg->playback.clip_max_seconds);
+}
+
 static int set_url(parser_t *p, const char *key, const char *value)
 {
     vg_source_config_t *src = &p->cfg->sources[p->source_index];
@@ -836,6 +843,7 @@ static const key_spec_t exports_keys[] = {
 };
 static const key_spec_t playback_keys[] = {
     {"wav_max_seconds", set_wav_max_seconds},
+    {"clip_max_seconds", set_clip_max_seconds},
     {"snapshot_workers", set_snapshot_workers},
     {"snapshot_cache_mib", set_snapshot_cache_mib},
     {NULL, NULL},
@@ -1050,6 +1058,7 @@ static void init_defaults(vg_config_t *cfg, const char *path)
     cfg->relay.max_clients_per_ip = DEFAULT_RELAY_MAX_PER_IP;
     cfg->relay.send_interval_ms = DEFAULT_RELAY_SEND_INTERVAL_MS;
     cfg->playback.wav_max_seconds = 4 * 3600;
+    cfg->playback.clip_max_seconds = 6 * 3600;
     cfg->playback.snapshot_workers = 2;
     cfg->playback.snapshot_cache_mib = 256;
 }

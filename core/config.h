@@ -64,6 +64,7 @@ typedef struct {
 /* [playback]: see README "Playback". */
 typedef struct {
     int wav_max_seconds;      /* longest audio.wav / clip.wav / peaks range */
+    int clip_max_seconds;     /* longest clip.mp4/.mov/.mkv range, 60..86400 */
     int snapshot_workers;     /* snapshot decodes at once; more get 503 */
     int snapshot_cache_mib;   /* bound of data_dir/cache/snapshots */
 } vg_playback_config_t;

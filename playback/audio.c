@@ -154,6 +154,10 @@ struct pb_wav {
     int64_t pend_at;
     int pend_n, pend_cap;
     int64_t cursor_end;      /* the window end the cursor has filled to; -1: reset */
+    /* Samples read for the window after this one: [cursor_end, + carry_n),
+     * zero where nothing was read (see fill_window). At most WIN_SAMPLES. */
+    int16_t *carry;
+    int64_t carry_n;
 };
 
 uint64_t pb_wav_size(const pb_wav_t *w)
@@ -366,6 +370,40 @@ static void seek_segment(pb_wav_t *w, int64_t sample)
         avcodec_flush_buffers(w->dec);
 }
 
+static void carry_clear(pb_wav_t *w)
+{
+    if (w->carry_n > 0)
+        memset(w->carry, 0, (size_t)w->carry_n * sizeof(*w->carry));
+    w->carry_n = 0;
+}
+
+/* Sets aside n samples that start at sample `at` of the window after the
+ * one ending at end, over what was set aside before (read later, so it
+ * wins). Beyond WIN_SAMPLES past end they are dropped: that far, the later
+ * segment's own audio has taken over (segments overlap by a packet or two). */
+static void carry_put(pb_wav_t *w, int64_t end, int64_t at, const int16_t *src, int64_t n)
+{
+    int64_t off = at - end;
+    if (off >= WIN_SAMPLES)
+        return;
+    if (off + n > WIN_SAMPLES)
+        n = WIN_SAMPLES - off;
+    if (!w->carry)
+        w->carry = vg_calloc(WIN_SAMPLES, sizeof(*w->carry));
+    memcpy(w->carry + off, src, (size_t)n * sizeof(*src));
+    if (off + n > w->carry_n)
+        w->carry_n = off + n;
+}
+
+/* A segment after the open one starts before sample end: its audio may
+ * begin while the open one's still runs (a segment's audio track runs a
+ * packet past the video cut that ended it). */
+static int later_segment_before(const pb_wav_t *w, int64_t end)
+{
+    return w->next_seg < w->n_segs &&
+           pb_sample_at(w->from_us, w->segs[w->next_seg].start_us, w->rate) < end;
+}
+
 /* Places the cursor before sample s: in the segment before the first that
  * ends after s, since a segment's audio may run a few ms past the end its
  * row gives (the track is longer than the video that cut it), and reading
@@ -373,6 +411,7 @@ static void seek_segment(pb_wav_t *w, int64_t sample)
 static int cursor_reset(pb_wav_t *w, int64_t s)
 {
     close_segment(w);
+    carry_clear(w);
     w->eof = 0;
     size_t i = 0;
     while (i < w->n_segs && seg_end_sample(w, i) <= s)
@@ -426,6 +465,13 @@ static int fill_window(pb_wav_t *w, int64_t s)
     memset(w->win, 0, WIN_SAMPLES * sizeof(*w->win));
     w->win_at = s;
     w->win_n = end - s;
+    /* What the last window read for this one goes first: everything read
+     * from here on comes later, and the later wins. */
+    if (w->carry_n > 0) {
+        int64_t k = w->carry_n < w->win_n ? w->carry_n : w->win_n;
+        memcpy(w->win, w->carry, (size_t)k * sizeof(*w->win));
+        carry_clear(w);
+    }
     for (;;) {
         if (w->pend_n == 0) {
             if (w->eof)
@@ -438,14 +484,25 @@ static int fill_window(pb_wav_t *w, int64_t s)
             if (!got)
                 break;
         }
-        if (w->pend_at >= end)
-            break; /* wholly after the window: kept for the next */
+        if (w->pend_at >= end) {
+            /* Wholly after the window. Kept for the next one, unless a later
+             * segment starts inside this window: its samples there win over
+             * this segment's, so this one is read on to its end and what it
+             * has past the window is set aside for the next. */
+            if (!later_segment_before(w, end))
+                break;
+            carry_put(w, end, w->pend_at, w->pend, w->pend_n);
+            w->pend_n = 0;
+            continue;
+        }
         int64_t a = w->pend_at > s ? w->pend_at : s;
         int64_t b = w->pend_at + w->pend_n < end ? w->pend_at + w->pend_n : end;
         if (b > a)
             memcpy(w->win + (a - s), w->pend + (a - w->pend_at), (size_t)(b - a) * 2);
+        /* Its tail belongs to the next window: set aside, and reading goes
+         * on, since a later packet may still start in this window. */
         if (w->pend_at + w->pend_n > end)
-            break; /* its tail belongs to the next window */
+            carry_put(w, end, end, w->pend + (end - w->pend_at), w->pend_at + w->pend_n - end);
         w->pend_n = 0;
     }
     w->cursor_end = end;
@@ -580,6 +637,7 @@ void pb_wav_close(pb_wav_t *w)
     av_packet_free(&w->pkt);
     av_frame_free(&w->frame);
     free(w->pend);
+    free(w->carry);
     free(w->win);
     free(w->segs);
     free(w->data_dir);

@@ -131,7 +131,7 @@ class Vigil:
         t0 = time.monotonic()
         self.proc.send_signal(sig)
         try:
-            rc = self.proc.wait(timeout)
+            rc = self.proc.wait(timeout * TIMEOUT_SCALE)  # a sanitizer build is slower
         except subprocess.TimeoutExpired:
             self.proc.kill()
             rc = self.proc.wait()

@@ -44,6 +44,11 @@ def ffprobe_json(path, *args):
     return json.loads(p.stdout)
 
 
+def rfc3339(us):
+    """µs since the epoch as RFC 3339 with microseconds (the API's time)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(us // US)) + ".%06dZ" % (us % US)
+
+
 def sample_at(from_us, at_us, rate):
     """The WAV sample wall time at_us falls on (nearest), as vigil computes it."""
     return ((at_us - from_us) * rate + 500000) // US
@@ -53,6 +58,7 @@ class Suite:
     def __init__(self, tmp):
         self.tmp = tmp
         self.checked = {}
+        self.decoded_cache = {}
         self.cam = Camsim()
         self.port = free_port()
         root = os.path.join(tmp, "v")
@@ -120,8 +126,11 @@ class Suite:
         """ffmpeg's decoding of a segment's first audio track (s16le, mono)
         cut into its packets: [(sample offset in the segment, bytes)], the
         offset from the packet's own timestamp (ffmpeg's output runs the
-        packets together; vigil places each at its time)."""
+        packets together; vigil places each at its time). Kept per file: a
+        finished segment does not change."""
         path = os.path.join(self.v.data, seg["path"])
+        if path in self.decoded_cache:
+            return self.decoded_cache[path]
         info = ffprobe_json(path, "-select_streams", "a:0", "-show_entries",
                             "stream=sample_rate,time_base,channels:packet=pts,size")
         st = info["streams"][0]
@@ -136,6 +145,7 @@ class Suite:
             out.append((round(int(pk["pts"]) * num * rate / den), p.stdout[2 * pos:2 * (pos + n)]))
             pos += n
         assert 2 * pos == len(p.stdout), (pos, len(p.stdout))
+        self.decoded_cache[path] = (out, rate)
         return out, rate
 
     def expected(self, name, from_us, to_us):
@@ -159,7 +169,8 @@ class Suite:
         return bytes(out), rate
 
     def wav(self, name, frm, to, route="audio.wav", headers=None):
-        return self.get("/api/v1/sources/%s/%s?from=%d&to=%d" % (name, route, frm, to), headers)
+        """frm, to: unix seconds (int) or RFC 3339 text."""
+        return self.get("/api/v1/sources/%s/%s?from=%s&to=%s" % (name, route, frm, to), headers)
 
     def assert_wav_exact(self, name):
         """Checks a 5 s WAV of name against ffmpeg; (from, to, bytes), once
@@ -193,6 +204,27 @@ class Suite:
     def test_wav_camera_g711_sample_exact(self):
         self.assert_wav_exact("camg711")
 
+    def test_camera_audio_packets_at_their_time(self):
+        """A camera segment's first audio packet is stored at its own time
+        (a few ms after the keyframe the segment starts on), not moved to 0
+        and lengthened: the camera sends 20 ms packets back to back, so the
+        second packet starts where the first ends (it was 85-890 samples
+        later). Elsewhere a step may be off by a tick: that is the camera's
+        RTP clock under load (seen: 159), stored as sent. The bytes stay
+        what the camera sent (sizes of 160)."""
+        segs = self.segs("camg711")[:3]  # the connection's first and later ones
+        assert len(segs) >= 3
+        for seg in segs:
+            path = os.path.join(self.v.data, seg["path"])
+            info = ffprobe_json(path, "-select_streams", "a:0", "-show_entries",
+                                "stream=time_base:packet=pts,size")
+            assert info["streams"][0]["time_base"] == "1/8000"
+            pts = [int(p["pts"]) for p in info["packets"]]
+            assert {int(p["size"]) for p in info["packets"]} == {160}, seg
+            assert len(pts) > 10 and 0 <= pts[0] < 8000, (seg["path"], pts[:3])
+            assert abs(pts[1] - pts[0] - 160) <= 1, (seg["path"], pts[:3])
+            assert all(abs(b - a - 160) <= 1 for a, b in zip(pts, pts[1:])), seg["path"]
+
     def test_wav_range_and_seek(self):
         frm, to, whole = self.assert_wav_exact("pcma")
         size = len(whole)
@@ -223,7 +255,7 @@ class Suite:
     def test_wav_camera_ranges_across_boundaries(self):
         """Range reads that start just before, at and after each segment
         boundary give the bytes of the whole (the camera's audio runs past
-        a segment's end and has a hole after its first packet)."""
+        a segment's end, into the next one's first packet)."""
         frm, to, whole = self.assert_wav_exact("camg711")
         for seg in self.segs("camg711"):
             if not frm * US < seg["start"] < to * US:
@@ -235,6 +267,23 @@ class Suite:
                 status, body, _ = self.wav("camg711", frm, to,
                                            headers={"Range": "bytes=%d-%d" % (first, first + 3999)})
                 assert status == 206 and body == whole[first:first + 4000], (seg, first)
+
+    def test_wav_camera_ends_just_after_boundary(self):
+        """A WAV whose end falls a few ms after a segment boundary, where
+        the earlier segment's last audio packet is still running: the later
+        segment's samples win there as everywhere else (vigil used to keep
+        the earlier one's at the very end of a WAV)."""
+        frm, to, _ = self.assert_wav_exact("camg711")
+        bounds = [s["start"] for s in self.segs("camg711") if frm * US < s["start"] < to * US]
+        assert bounds
+        for b in bounds[:1]:
+            for end in (b + 1000, b + 12000):
+                start = end - US // 2
+                status, body, _ = self.wav("camg711", rfc3339(start), rfc3339(end))
+                assert status == 200, (status, body[:200])
+                want, _ = self.expected("camg711", start, end)
+                assert body[44:] == want, (end - b, "first differing sample: %d" % next(
+                    (i // 2 for i in range(len(want)) if body[44 + i] != want[i]), -1))
 
     def test_wav_gap_is_silence(self):
         """Before the source's first segment nothing was recorded: a range

@@ -318,6 +318,24 @@ class Suite:
         with open(os.path.join(other.data, "notes.txt"), "w") as f:
             f.write("not an archive\n")
         self.start_refused(other, "holds no vigil archive")
+        # a first start cut after the marker, while the index was being
+        # created: its journal reached the disk, the index did not
+        cut = Vigil(os.path.join(self.tmp, "identity-cut"), [("cam", self.cam.url("h264"),
+                                                              "video")])
+        os.makedirs(cut.data)
+        with open(os.path.join(cut.data, ".vigil-archive"), "w") as f:
+            f.write("vigil-archive 1\nid %s\n" % ("ab" * 16))
+        with open(os.path.join(cut.data, "index.db-journal"), "wb") as f:
+            f.write(os.urandom(4096))
+        cut.start()
+        try:
+            wait_for("the cut archive recording", lambda: len(cut.segments("cam")) >= 1, 30)
+        finally:
+            assert cut.stop()[0] == 0
+        db = sqlite3.connect(os.path.join(cut.data, "index.db"))
+        assert db.execute("SELECT id FROM archive").fetchone()[0] == "ab" * 16
+        db.close()
+        assert "completed the initialisation" in cut.log_text(), cut.log_text()[-2000:]
         # all back in place: it records on
         v.start()
         try:

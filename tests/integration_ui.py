@@ -194,7 +194,7 @@ def main():
                        VIGIL_BUILD=os.path.abspath(args.build), VIGIL_GAP=json.dumps(gap))
             files = args.files or sorted(f for f in os.listdir(TESTS) if f.endswith(".test.js"))
             rc = subprocess.run(["node", "--test", "--test-concurrency=1"] + files, cwd=TESTS,
-                                env=env, timeout=900).returncode
+                                env=env, timeout=900 * integration.TIMEOUT_SCALE).returncode
         finally:
             code, _ = v.stop()
             cam.stop()

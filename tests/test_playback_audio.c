@@ -1,14 +1,20 @@
 /* Check suite for playback/audio.c: the G.711 tables (known values and
  * every code against libavcodec's pcm_alaw / pcm_mulaw decoders), the WAV
- * header, and the arithmetic that maps bytes, samples and wall time. */
+ * header, the arithmetic that maps bytes, samples and wall time, and the
+ * WAV of segments whose audio overlaps where one window of decoding ends. */
 #include "core/errors.h"
 #include "playback/playback.h"
 
 #include <check.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
+
+static char g_dir[64];
 
 START_TEST(test_alaw_known)
 {
@@ -154,6 +160,101 @@ START_TEST(test_open_nothing)
 }
 END_TEST
 
+/* The A-law byte of sample n (segment-relative) of test segment k: every
+ * segment and sample distinguishable. */
+static uint8_t seg_byte(int k, int64_t n)
+{
+    return (uint8_t)((n * 7 + k * 101) & 0xff);
+}
+
+/* Writes a MOV file of 8 kHz A-law: packets of 160 samples from sample
+ * first to sample last (segment-relative, 1/8000 time base). */
+static void write_alaw_mov(const char *path, int k, int64_t first, int64_t last)
+{
+    AVFormatContext *oc = NULL;
+    ck_assert_int_ge(avformat_alloc_output_context2(&oc, NULL, "mov", path), 0);
+    AVStream *st = avformat_new_stream(oc, NULL);
+    st->codecpar->codec_type = AVMEDIA_TYPE_AUDIO;
+    st->codecpar->codec_id = AV_CODEC_ID_PCM_ALAW;
+    st->codecpar->sample_rate = 8000;
+    av_channel_layout_default(&st->codecpar->ch_layout, 1);
+    st->time_base = (AVRational){1, 8000};
+    ck_assert_int_ge(avio_open(&oc->pb, path, AVIO_FLAG_WRITE), 0);
+    ck_assert_int_ge(avformat_write_header(oc, NULL), 0);
+    AVPacket *pkt = av_packet_alloc();
+    for (int64_t at = first; at < last; at += 160) {
+        ck_assert_int_eq(av_new_packet(pkt, 160), 0);
+        for (int i = 0; i < 160; i++)
+            pkt->data[i] = seg_byte(k, at + i);
+        pkt->pts = pkt->dts = av_rescale_q(at, (AVRational){1, 8000}, st->time_base);
+        pkt->duration = av_rescale_q(160, (AVRational){1, 8000}, st->time_base);
+        pkt->stream_index = 0;
+        ck_assert_int_ge(av_write_frame(oc, pkt), 0);
+        av_packet_unref(pkt);
+    }
+    ck_assert_int_ge(av_write_trailer(oc), 0);
+    av_packet_free(&pkt);
+    avio_closep(&oc->pb);
+    avformat_free_context(oc);
+}
+
+/* Segment A's audio runs 20 ms past its row's end, into B (a camera's
+ * audio track is cut a packet after the video that ends the segment), and
+ * B's first packet starts at B's start. Where they overlap the later
+ * segment wins, whether the overlap is inside a window of decoding, at
+ * the WAV's end, or across the end of the first 65536-sample window; a
+ * Range read from any sample gives the same samples as the whole file. */
+START_TEST(test_overlap_at_window_end)
+{
+    const int64_t s = 1000000, a_end = 8190000, b_end = 16000000;
+    idx_segment_t segs[2] = {{.id = 1, .start_us = 0, .end_us = a_end},
+                             {.id = 2, .start_us = a_end, .end_us = b_end}};
+    for (int k = 0; k < 2; k++) {
+        snprintf(segs[k].codecs, sizeof(segs[k].codecs), "h264,pcm_alaw");
+        snprintf(segs[k].path, sizeof(segs[k].path), "seg%d.mov", k);
+        char path[128];
+        snprintf(path, sizeof(path), "%s/%s", g_dir, segs[k].path);
+        int64_t len = (segs[k].end_us - segs[k].start_us) * 8000 / s;
+        write_alaw_mov(path, k, 0, len + 160); /* one packet past the end */
+    }
+    const int64_t b_at = a_end * 8000 / s; /* 65520: the window ends at 65536 */
+    /* to: the whole of both; inside the overlap (the WAV's end there); inside
+     * A's last packets only */
+    const int64_t tos[] = {b_end, a_end + 5000, a_end - 5000};
+    for (size_t t = 0; t < sizeof(tos) / sizeof(tos[0]); t++) {
+        pb_wav_t *w = NULL;
+        char err[192];
+        ck_assert_int_eq(pb_wav_open(g_dir, segs, 2, 0, tos[t], &w, err, sizeof(err)), VG_OK);
+        int64_t n = pb_wav_samples(0, tos[t], 8000);
+        int16_t *got = malloc((size_t)n * sizeof(*got));
+        ck_assert_int_eq(pb_wav_samples_at(w, 0, got, (size_t)n), VG_OK);
+        for (int64_t i = 0; i < n; i++) {
+            int16_t want = i < b_at ? pb_alaw_linear(seg_byte(0, i))
+                                    : pb_alaw_linear(seg_byte(1, i - b_at));
+            if (got[i] != want)
+                ck_abort_msg("to %lld: sample %lld is %d, not %d", (long long)tos[t],
+                             (long long)i, got[i], want);
+        }
+        /* the same samples read from places on both sides of the overlap */
+        const int64_t from[] = {b_at - 1, b_at, b_at + 10, 65535, 65536, 65600, 100};
+        for (size_t f = 0; f < sizeof(from) / sizeof(from[0]); f++) {
+            if (from[f] >= n)
+                continue;
+            pb_wav_t *r = NULL;
+            ck_assert_int_eq(pb_wav_open(g_dir, segs, 2, 0, tos[t], &r, err, sizeof(err)),
+                             VG_OK);
+            int64_t k = n - from[f] < 2000 ? n - from[f] : 2000;
+            int16_t part[2000];
+            ck_assert_int_eq(pb_wav_samples_at(r, from[f], part, (size_t)k), VG_OK);
+            ck_assert_mem_eq(part, got + from[f], (size_t)k * sizeof(*part));
+            pb_wav_close(r);
+        }
+        free(got);
+        pb_wav_close(w);
+    }
+}
+END_TEST
+
 static Suite *audio_suite(void)
 {
     Suite *s = suite_create("playback_audio");
@@ -165,15 +266,25 @@ static Suite *audio_suite(void)
     tcase_add_test(tc, test_range_arithmetic);
     tcase_add_test(tc, test_codecs);
     tcase_add_test(tc, test_open_nothing);
+    tcase_add_test(tc, test_overlap_at_window_end);
     suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
+    snprintf(g_dir, sizeof(g_dir), "/tmp/vigil-test-audio-XXXXXX");
+    if (!mkdtemp(g_dir)) {
+        perror("mkdtemp");
+        return EXIT_FAILURE;
+    }
     SRunner *sr = srunner_create(audio_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
+    char cmd[96];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", g_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", g_dir);
     return failed ? 1 : 0;
 }

@@ -430,6 +430,10 @@ const web_route_t web_routes[] = {
     {"PATCH", "/api/v1/sources/{}", WEB_PERM_ADMIN, WEB_ROUTE_BODY, NULL, h_source_patch},
     {"GET", "/api/v1/sources/{}/segments", READ, 0, range_keys, h_segments},
     {"GET", "/api/v1/sources/{}/timeline", READ, 0, range_keys, h_timeline},
+    /* progressive clips (routes_clip.c) */
+    {"GET", "/api/v1/sources/{}/clip.mp4", READ, 0, range_keys, web_h_clip_mp4},
+    {"GET", "/api/v1/sources/{}/clip.mov", READ, 0, range_keys, web_h_clip_mov},
+    {"GET", "/api/v1/sources/{}/clip.mkv", READ, 0, range_keys, web_h_clip_mkv},
     /* playback (routes_playback.c) */
     {"GET", "/api/v1/sources/{}/playlist.m3u8", READ, 0, range_keys, web_h_playlist},
     {"GET", "/api/v1/sources/{}/media/{}", READ, 0, media_keys, web_h_media},

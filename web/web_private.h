@@ -468,6 +468,10 @@ void web_h_audit(web_req_t *r);
 void web_h_audit_verify(web_req_t *r);
 void web_h_audit_checkpoints(web_req_t *r);
 
+/* routes_clip.c: progressive clips of a range */
+void web_h_clip_mp4(web_req_t *r);
+void web_h_clip_mov(web_req_t *r);
+void web_h_clip_mkv(web_req_t *r);
 /* ---- routes_export.c: evidence export jobs (playback/exporter.c) ---- */
 
 void web_h_exports(web_req_t *r);

@@ -129,7 +129,10 @@ test('H.265: played where the browser decodes it, else said in words with the cl
   } else {
     await page.waitForSelector('main .track-msg.hevc');
     assert.match(await page.textContent('main .track-msg.hevc'), /H\.265/);
-    assert.match(await page.getAttribute('main .track-msg.hevc a[download]', 'href'), /\/hall-2\/clip\.mp4\?from=/);
+    const href = await page.getAttribute('main .track-msg.hevc a[download]', 'href');
+    assert.match(href, /\/hall-2\/clip\.mp4\?from=/);
+    const res = await page.request.get(BASE + href, { headers: { Range: 'bytes=0-99' } });
+    assert.equal(res.status(), 206, 'the offered clip downloads');
   }
   noProblems(page);
   await page.context().close();

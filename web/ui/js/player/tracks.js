@@ -1,6 +1,6 @@
 // One source's media element on the wall clock. A video source plays an
-// HLS window of the archive ([at - 10 min, at + 50 min], reopened when
-// playback leaves it) with the vendored hls.js, or the browser's own HLS
+// HLS window of the archive ([at - 5 s, at + 1 h], reopened when playback
+// or a seek leaves it) with the vendored hls.js, or the browser's own HLS
 // where there is no MediaSource; its fragments carry their wall time
 // (EXT-X-PROGRAM-DATE-TIME), which maps media time to wall time and back.
 // An audio source plays audio.wav of the window: wall-clock true, so wall
@@ -8,8 +8,11 @@
 import { iso } from './timeline.js';
 import { strippingLoader } from './strip.js';
 
-const BEFORE = 10 * 60e3;
-const AFTER = 50 * 60e3;
+// Windows start just before the moment asked: hls.js places fragments by
+// the playlist's rounded EXTINF durations until it has parsed them, so
+// the fewer fragments before the target, the closer the first seek lands.
+const BEFORE = 5e3;
+const AFTER = 60 * 60e3;
 let Hls = null;
 
 async function hlsLib() {
@@ -27,6 +30,7 @@ export class VideoTrack {
     this.el = el;
     this.frags = [];
     this.win = null;
+    this.target = null;
     this.frameDur = 0.04;
     this.measureFrames();
   }
@@ -65,7 +69,9 @@ export class VideoTrack {
       this.hls = hls;
       await new Promise((resolve, reject) => {
         hls.on(L.Events.LEVEL_LOADED, (ev, d) => {
-          this.frags = d.details.fragments.map((f) => ({ start: f.start, dur: f.duration, pdt: f.programDateTime }));
+          // hls.js's own fragment objects: it corrects their start from the
+          // media's timestamps as they are parsed, and so does the mapping
+          this.frags = d.details.fragments;
           resolve();
         });
         hls.on(L.Events.ERROR, (ev, d) => {
@@ -74,6 +80,14 @@ export class VideoTrack {
           if (code === 404) reject(new NoRecording());
           else if (this.frags.length) this.onFatal?.(d.details);
           else reject(new Error(d.details));
+        });
+        // the first fragments' true starts known, land the seek exactly
+        hls.on(L.Events.FRAG_BUFFERED, () => {
+          if (this.target === null) return;
+          const at = this.timeOf(this.target);
+          if (at && Math.abs(at.ct - this.el.currentTime) > 0.1) this.el.currentTime = at.ct;
+          const b = this.el.buffered;
+          for (let i = 0; at && i < b.length; i++) if (at.ct >= b.start(i) && at.ct < b.end(i)) this.target = null;
         });
         hls.loadSource(src);
         hls.attachMedia(this.el);
@@ -86,13 +100,14 @@ export class VideoTrack {
         this.el.addEventListener('error', () => reject(new NoRecording()), { once: true });
       });
       const start = this.el.getStartDate ? this.el.getStartDate().getTime() : NaN;
-      this.frags = [{ start: 0, dur: this.el.duration, pdt: isNaN(start) ? from : start }];
+      this.frags = [{ start: 0, duration: this.el.duration, programDateTime: isNaN(start) ? from : start }];
     }
   }
 
   // Wall time (ms) of the frame at media time ct; null outside the window.
   wallAt(ct) {
-    for (const f of this.frags) if (ct < f.start + f.dur + 1e-3 && ct >= f.start - 1e-3) return f.pdt + (ct - f.start) * 1000;
+    for (const f of this.frags)
+      if (ct < f.start + f.duration + 1e-3 && ct >= f.start - 1e-3) return f.programDateTime + (ct - f.start) * 1000;
     return null;
   }
 
@@ -103,8 +118,9 @@ export class VideoTrack {
   timeOf(ms) {
     if (!this.win || ms < this.win[0] || ms > this.win[1]) return null;
     for (const f of this.frags) {
-      if (ms < f.pdt) return { ct: f.start, ms: f.pdt, jumped: f.pdt - ms > 1500 };
-      if (ms < f.pdt + f.dur * 1000) return { ct: f.start + (ms - f.pdt) / 1000, ms, jumped: false };
+      const pdt = f.programDateTime;
+      if (ms < pdt) return { ct: f.start, ms: pdt, jumped: pdt - ms > 1500 };
+      if (ms < pdt + f.duration * 1000) return { ct: f.start + (ms - pdt) / 1000, ms, jumped: false };
     }
     return null;
   }
@@ -117,6 +133,7 @@ export class VideoTrack {
       at = this.timeOf(ms);
       if (!at) throw new NoRecording();
     }
+    this.target = at.ms;
     if (this.hls && !this.started) {
       this.started = true;
       this.hls.startLoad(at.ct);
@@ -129,7 +146,7 @@ export class VideoTrack {
   // the next window.
   nearEnd() {
     const last = this.frags[this.frags.length - 1];
-    return last && this.win[1] < Date.now() - 5000 && this.el.currentTime > last.start + last.dur - 3;
+    return last && this.win[1] < Date.now() - 5000 && this.el.currentTime > last.start + last.duration - 3;
   }
 
   closeHls() {

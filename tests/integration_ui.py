@@ -10,9 +10,11 @@ import http.client
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 
 import integration
@@ -49,6 +51,30 @@ def fetch(port, path, headers=None):
     return r.status, {k.lower(): v for k, v in r.getheaders()}, body
 
 
+def make_gap(v, cam, source):
+    """Stops the flaky camera for 4 s so the source's recording has a gap the
+    player must cross; returns its wall times {source, start, end} (unix s)."""
+    wait_for("2 segments of " + source, lambda: len(v.segments(source)) >= 2, 30)
+    cam.signal(signal.SIGUSR1, "FLAKY down")
+    down_at = time.time()
+    wait_for("the segment in progress finalized", lambda: any(
+        integration.parse_time(s["end"]) >= down_at - 1.5 for s in v.segments(source)), 20)
+    wait_for("4 s down", lambda: time.time() - down_at >= 4, 5)
+    cam.signal(signal.SIGUSR2, "FLAKY up")
+    up_at = time.time()
+
+    def after():
+        segs = v.segments(source)
+        # two segments after the gap, so there is something to play past it
+        return len([s for s in segs if integration.parse_time(s["start"]) >= up_at - 1]) >= 2 and segs
+    segs = wait_for(source + " recording again", after, 40)
+    for a, b in zip(segs, segs[1:]):
+        start, end = integration.parse_time(a["end"]), integration.parse_time(b["start"])
+        if end - start >= 2:
+            return {"source": source, "start": start, "end": end}
+    raise AssertionError("no gap in %s: %s" % (source, segs))
+
+
 def check_static(port):
     """The UI's files as a browser and an attacker see them."""
     status, h, body = fetch(port, "/")
@@ -63,7 +89,7 @@ def check_static(port):
     assert ("/v/%s/js/app.js" % version).encode() in body
     # every client-side route answers the shell
     for route in ["/login", "/sources/hall-1", "/live", "/calls", "/calls/7", "/holds",
-                  "/exports", "/admin/users", "/admin/tokens", "/admin/sources",
+                  "/exports", "/view", "/admin/users", "/admin/tokens", "/admin/sources",
                   "/admin/storage", "/admin/audit", "/admin/destruction-log"]:
         st, hh, b = fetch(port, route)
         assert st == 200 and b == body, route
@@ -137,7 +163,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="vigil-ui-") as tmp:
         cam = Camsim()
         sources = [("hall-1", cam.url("h264"), "video"), ("hall-2", cam.url("h265"), "video"),
-                   ("line-1", cam.url("line-pcma"), "audio")]
+                   ("line-1", cam.url("line-pcma"), "audio"), ("gate-1", cam.url("cam-g711"), "video"),
+                   ("yard-1", cam.url("flaky"), "video")]
         # a copy of the UI with symlinks out of it and a dot file, for check_static
         ui = os.path.join(tmp, "ui")
         shutil.copytree(UI_DIR, ui)
@@ -155,16 +182,19 @@ def main():
         v.start()
         rc = 1
         try:
-            wait_for("sources recording", lambda: sources_recording(port, 3), 60, interval=0.5)
+            wait_for("sources recording", lambda: sources_recording(port, 5), 60, interval=0.5)
+            gap = make_gap(v, cam, "yard-1")
+            log("ui: a gap of %.1f s in yard-1's recording" % (gap["end"] - gap["start"]))
             check_static(port)
             log("ui: static files, headers, caching and path tricks: ok")
             check_ui_api(port)
             log("ui: /api/v1/ui and /api/v1/me/language with bad input: ok")
             env = dict(os.environ, VIGIL_URL="http://127.0.0.1:%d" % port, VIGIL_PASSWORD=PASSWORD,
-                       VIGIL_SCREENSHOTS=os.path.join(integration.REPO, "docs", "screenshots"))
+                       VIGIL_SCREENSHOTS=os.path.join(integration.REPO, "docs", "screenshots"),
+                       VIGIL_BUILD=os.path.abspath(args.build), VIGIL_GAP=json.dumps(gap))
             files = args.files or sorted(f for f in os.listdir(TESTS) if f.endswith(".test.js"))
             rc = subprocess.run(["node", "--test", "--test-concurrency=1"] + files, cwd=TESTS,
-                                env=env, timeout=600 * integration.TIMEOUT_SCALE).returncode
+                                env=env, timeout=900 * integration.TIMEOUT_SCALE).returncode
         finally:
             code, _ = v.stop()
             cam.stop()

@@ -75,9 +75,18 @@ void web_h_ui(web_req_t *r)
         tz = zone;
     }
     const char *accept = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, "Accept-Language");
-    web_reply_json(r, 200, json_pack("{ss ss ss si}", "timezone", tz, "language",
+    /* The relay's RTSP port and scheme, for the player's "open in a video
+     * player" link (an H.265 source the browser cannot decode); the host
+     * is the one the browser already uses. */
+    json_t *rtsp = json_null();
+    const char *listen = r->cfg->relay.rtsp_listen;
+    const char *colon = listen ? strrchr(listen, ':') : NULL;
+    if (colon && atoi(colon + 1) > 0)
+        rtsp = json_pack("{si ss}", "port", atoi(colon + 1), "scheme",
+                         r->cfg->relay.tls_cert ? "rtsps" : "rtsp");
+    web_reply_json(r, 200, json_pack("{ss ss ss si so}", "timezone", tz, "language",
                                      web_ui_language(accept), "version", r->w->ui_version,
-                                     "min_days", r->cfg->retention.min_days));
+                                     "min_days", r->cfg->retention.min_days, "rtsp", rtsp));
 }
 
 static int user_only(web_req_t *r)

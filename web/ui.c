@@ -32,7 +32,7 @@
 
 /* First path segments the client-side router owns: each answers the shell. */
 static const char *const app_routes[] = {"login", "sources", "live", "calls", "holds",
-                                         "exports", "admin", NULL};
+                                         "exports", "view", "admin", NULL};
 
 static int cmp_name(const void *a, const void *b)
 {

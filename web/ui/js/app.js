@@ -12,7 +12,8 @@ const routes = [
   { path: /^\/sources\/([a-z0-9][a-z0-9-]{0,62})$/, perms: ['live', 'playback', 'calls'], page: 'source' },
   { path: /^\/live$/, perms: ['live'], page: 'later', key: 'live' },
   { path: /^\/calls(?:\/([0-9]+))?$/, perms: ['calls'], page: 'later', key: 'calls' },
-  { path: /^\/exports$/, perms: ['export'], page: 'later', key: 'exports' },
+  { path: /^\/view$/, perms: ['playback', 'calls'], page: 'view', menu: 'menu.view' },
+  { path: /^\/exports$/, perms: ['export'], page: 'exports', menu: 'menu.exports' },
   { path: /^\/holds$/, perms: ['hold'], page: 'holds', menu: 'menu.holds' },
   { path: /^\/admin\/storage$/, perms: ['admin'], page: 'storage', menu: 'menu.storage' },
   { path: /^\/admin\/sources$/, perms: ['admin'], page: 'admin_sources', menu: 'menu.admin_sources' },
@@ -22,7 +23,7 @@ const routes = [
   { path: /^\/admin\/destruction-log$/, perms: ['audit'], page: 'destruction', menu: 'menu.destruction' },
 ];
 const menuPaths = {
-  sources: '/', holds: '/holds', storage: '/admin/storage', admin_sources: '/admin/sources',
+  sources: '/', view: '/view', exports: '/exports', holds: '/holds', storage: '/admin/storage', admin_sources: '/admin/sources',
   users: '/admin/users', tokens: '/admin/tokens', audit: '/admin/audit',
   destruction: '/admin/destruction-log',
 };

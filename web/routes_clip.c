@@ -34,27 +34,12 @@ static void clip_body_free(void *ctx)
 }
 
 /* The named source when the caller may read its recordings, else NULL with
- * the answer set: 404 for unknown and invisible alike (a denial row when it
- * exists), 403 without the permission for its kind. The same rule as the
- * source routes of routes.c. */
+ * the answer set (routes.c's rule: 404 for unknown and invisible alike, 403
+ * without the permission for its kind). */
 static const char *readable_source(web_req_t *r, const char *action)
 {
-    char kind[8], object[96];
-    const char *name = r->params[0];
-    const char *k = web_source_kind(r->cfg, r->idx, name, kind, sizeof(kind));
-    snprintf(object, sizeof(object), "source:%s", name);
-    if (!k || !web_source_visible(&r->who, name, k)) {
-        if (k)
-            web_audit(r, action, object, 0, 0, "denied", "source not visible to this account");
-        web_reply_error(r, 404, "not_found", "no such source");
-        return NULL;
-    }
-    if (!web_has(&r->who, strcmp(k, "audio") == 0 ? WEB_PERM_CALLS : WEB_PERM_PLAYBACK)) {
-        web_audit(r, action, object, 0, 0, "denied", "forbidden");
-        web_reply_error(r, 403, "forbidden", "your account may not read these recordings");
-        return NULL;
-    }
-    return name;
+    char kind[8];
+    return web_readable_source(r, action, kind, sizeof(kind));
 }
 
 /* "2026-12-02T10:00:00.000Z" -> "2026-12-02T10-00-00Z": a file name every

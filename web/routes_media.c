@@ -34,27 +34,12 @@ static void audit_viewing(web_req_t *r, const char *action, const char *name, in
 }
 
 /* The source named in the path if the caller may read its recordings;
- * else answers (404 for one it may not see, as every source route) and
- * returns NULL. */
+ * else answers (404 for one it may not see, 403 without the permission for
+ * its kind; routes.c's rule) and returns NULL. */
 static const char *media_source(web_req_t *r, const char *action)
 {
-    char kind[8], object[96];
-    const char *name = r->params[0];
-    const char *k = web_source_kind(r->cfg, r->idx, name, kind, sizeof(kind));
-    snprintf(object, sizeof(object), "source:%s", name);
-    if (!k || !web_source_visible(&r->who, name, k)) {
-        if (k)
-            web_audit(r, action, object, 0, 0, "denied", "source not visible to this account");
-        web_reply_error(r, 404, "not_found", "no such source");
-        return NULL;
-    }
-    unsigned need = strcmp(k, "audio") == 0 ? WEB_PERM_CALLS : WEB_PERM_PLAYBACK;
-    if (!web_has(&r->who, need)) {
-        web_audit(r, action, object, 0, 0, "denied", "forbidden");
-        web_reply_error(r, 403, "forbidden", "your account may not read these recordings");
-        return NULL;
-    }
-    return name;
+    char kind[8];
+    return web_readable_source(r, action, kind, sizeof(kind));
 }
 
 /* from and to, both required, at most [playback] wav_max_seconds apart. */

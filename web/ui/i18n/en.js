@@ -63,6 +63,8 @@ export default {
   'player.clock': 'Time of the frame shown',
   'player.play': 'Play',
   'player.pause': 'Pause',
+  'player.back5_short': '−5 s',
+  'player.fwd5_short': '+5 s',
   'player.back5': 'Back 5 seconds',
   'player.fwd5': 'Forward 5 seconds',
   'player.frame_back': 'Previous frame',

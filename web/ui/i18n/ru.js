@@ -63,6 +63,8 @@ export default {
   'player.clock': 'Время показанного кадра',
   'player.play': 'Воспроизвести',
   'player.pause': 'Пауза',
+  'player.back5_short': '−5 с',
+  'player.fwd5_short': '+5 с',
   'player.back5': 'Назад на 5 секунд',
   'player.fwd5': 'Вперёд на 5 секунд',
   'player.frame_back': 'Предыдущий кадр',

@@ -818,6 +818,25 @@ class Skip(Exception):
     pass
 
 
+def run_tests(suite, names):
+    """Runs suite's tests by name in this order, logging PASS/FAIL/SKIP with
+    their times; returns (passed, failed, skipped). The suites' shared loop."""
+    passed = failed = skipped = 0
+    for name in names:
+        t0 = time.monotonic()
+        try:
+            getattr(suite, name)()
+            passed += 1
+            log("PASS %s (%.1f s)" % (name, time.monotonic() - t0))
+        except Skip as e:
+            skipped += 1
+            log("SKIP %s: %s" % (name, e))
+        except Exception:
+            failed += 1
+            log("FAIL %s (%.1f s)\n%s" % (name, time.monotonic() - t0, traceback.format_exc()))
+    return passed, failed, skipped
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

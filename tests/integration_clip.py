@@ -21,11 +21,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import urllib.parse
 
 import integration
-from integration import Camsim, Skip, decode_ok, ffprobe, free_port, log, parse_time, wait_for
+from integration import Camsim, decode_ok, ffprobe, free_port, log, parse_time, wait_for
 from integration_web import PASSWORD, Client, WebVigil, wait_http
 
 SOURCES = ["h264", "h264b", "h265", "cam-g711", "flaky"]
@@ -504,19 +503,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="vigil-clip-") as tmp:
         suite = Suite(tmp)
         try:
-            for name in sorted(n for n in dir(Suite) if n.startswith("test_") and args.k in n):
-                t0 = time.monotonic()
-                try:
-                    getattr(suite, name)()
-                    passed += 1
-                    log("PASS %s (%.1f s)" % (name, time.monotonic() - t0))
-                except Skip as e:
-                    skipped += 1
-                    log("SKIP %s: %s" % (name, e))
-                except Exception:
-                    failed += 1
-                    log("FAIL %s (%.1f s)\n%s" % (name, time.monotonic() - t0,
-                                                  traceback.format_exc()))
+            passed, failed, skipped = integration.run_tests(
+                suite, sorted(n for n in dir(Suite) if n.startswith("test_") and args.k in n))
         finally:
             suite.close()
     log("integration_clip: %d passed, %d failed, %d skipped" % (passed, failed, skipped))

@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 import urllib.parse
 
 import integration
@@ -410,19 +409,8 @@ def main():
     with tempfile.TemporaryDirectory(prefix="vigil-playback-") as tmp:
         suite = Suite(tmp)
         try:
-            for name in sorted(n for n in dir(Suite) if n.startswith("test_") and args.k in n):
-                t0 = time.monotonic()
-                try:
-                    getattr(suite, name)()
-                    passed += 1
-                    log("PASS %s (%.1f s)" % (name, time.monotonic() - t0))
-                except Skip as e:
-                    skipped += 1
-                    log("SKIP %s: %s" % (name, e))
-                except Exception:
-                    failed += 1
-                    log("FAIL %s (%.1f s)\n%s" % (name, time.monotonic() - t0,
-                                                  traceback.format_exc()))
+            passed, failed, skipped = integration.run_tests(
+                suite, sorted(n for n in dir(Suite) if n.startswith("test_") and args.k in n))
         finally:
             suite.close()
     log("integration_playback: %d passed, %d failed, %d skipped (%.0f s)" %

@@ -102,13 +102,62 @@ static void add_account(int k, const char *name, const char *role, const char *s
 /* The clock stands still under the fuzzer, so login failures never leave
  * the throttling window: every few hundred runs they are forgotten (through
  * a connection of the harness's own), or each login would count a table
- * that only grows and the run would slow down to a crawl. */
+ * that only grows and the run would slow down to a crawl. For the same
+ * reason every few thousand runs every row the inputs added since setup
+ * goes (audit rows, holds, tokens, accounts, export jobs...): the audit list
+ * and its chain check read the whole table, so a run of millions of inputs
+ * would otherwise slow down as it goes. The append-only trigger is lifted
+ * for that moment only, on the harness's own connection. */
+#define MAX_TABLES 64
 static unsigned long runs;
+static char tables[MAX_TABLES][64];
+static int64_t table_max[MAX_TABLES];
+static int n_tables;
+
+static void note_tables(void)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(raw, "SELECT name FROM sqlite_master WHERE type = 'table' AND "
+                                "sql NOT LIKE 'CREATE VIRTUAL%' AND name NOT LIKE 'sqlite_%'",
+                           -1, &st, NULL) != SQLITE_OK)
+        die("list tables");
+    while (n_tables < MAX_TABLES && sqlite3_step(st) == SQLITE_ROW)
+        snprintf(tables[n_tables++], sizeof(tables[0]), "%s", sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    for (int i = 0; i < n_tables; i++) {
+        char *q = vg_asprintf("SELECT coalesce(max(rowid), 0) FROM \"%s\"", tables[i]);
+        table_max[i] = -1; /* WITHOUT ROWID tables are left alone */
+        if (sqlite3_prepare_v2(raw, q, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+            table_max[i] = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        st = NULL;
+        free(q);
+    }
+}
+
+static void forget_added_rows(void)
+{
+    sqlite3_exec(raw, "PRAGMA foreign_keys = OFF; BEGIN IMMEDIATE; DROP TRIGGER audit_no_delete",
+                 NULL, NULL, NULL);
+    for (int i = 0; i < n_tables; i++) {
+        if (table_max[i] < 0)
+            continue;
+        char *q = vg_asprintf("DELETE FROM \"%s\" WHERE rowid > %lld", tables[i],
+                              (long long)table_max[i]);
+        sqlite3_exec(raw, q, NULL, NULL, NULL);
+        free(q);
+    }
+    sqlite3_exec(raw, "CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN"
+                      "  SELECT RAISE(ABORT, 'audit rows are append-only'); END; COMMIT",
+                 NULL, NULL, NULL);
+}
 
 static void forget_failures(void)
 {
     if (++runs % 256 == 0 && raw)
         sqlite3_exec(raw, "DELETE FROM login_failure", NULL, NULL, NULL);
+    if (runs % 4096 == 0 && raw)
+        forget_added_rows();
 }
 
 static void restore_sessions(void)
@@ -168,6 +217,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (web_token_create(idx, "fuzz", WEB_PERM_ALL, "system:fuzz", T0, secret, &id) != VG_OK)
         die("token");
     snprintf(token_header, sizeof(token_header), "Bearer %s", secret);
+    note_tables();
     web_config_t wc = {.cfg = &cfg, .data_dir = dir, .clock = &fixed_clock,
                        .listen = "127.0.0.1:0"};
     if (web_start(&wc, &web) != VG_OK)

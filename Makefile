@@ -194,6 +194,8 @@ bench: deps
 	@python3 bench/ingest.py --build $(BUILD)
 	@for b in $(BENCH_BINS); do $$b --results bench/RESULTS.md || exit 1; done
 	@python3 bench/bench_web.py --build $(BUILD) --results bench/RESULTS.md
+	@$(MAKE) --no-print-directory $(BUILD)/bench/calls_query
+	@python3 bench/bench_calls.py --build $(BUILD) --results bench/RESULTS.md
 	@python3 bench/bench_relay.py --build $(BUILD) --results bench/RESULTS.md
 	@# before: the commit just before startup stopped walking the whole archive
 	@python3 bench/bench_startup.py --build $(BUILD) --results bench/RESULTS.md --before-rev 31e702d

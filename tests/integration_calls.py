@@ -68,13 +68,20 @@ class Suite:
                  ("inv", "investigator", None), ("sec", "security", None),
                  ("narrow", "auditor", LINE_B), ("officer", "officer", None))
         self.pbx_token = self.v.ctl("token", "add", "pbx", "--perm", "pbx").stdout.strip()
-        self.v.start()
-        # password hashing is slow: the accounts are made and logged in side by side
-        with concurrent.futures.ThreadPoolExecutor(len(users)) as ex:
+        # password hashing is slow: the accounts are made (and logged in) a few at a time
+        with concurrent.futures.ThreadPoolExecutor(3) as ex:
             list(ex.map(lambda u: self.v.add_user(u[0], u[1], sources=u[2]), users))
+        self.v.start()
+        try:
+            self.started(users)
+        except BaseException:
+            self.close(check=False)
+            raise
+
+    def started(self, users):
         wait_http(self.port)
         self.c = {u[0]: Client(self.port) for u in users}
-        with concurrent.futures.ThreadPoolExecutor(len(users)) as ex:
+        with concurrent.futures.ThreadPoolExecutor(3) as ex:
             list(ex.map(lambda u: self.c[u[0]].login(u[0]), users))
         self.pbx = Client(self.port)
         self.pbx.token = self.pbx_token
@@ -84,9 +91,14 @@ class Suite:
         self.seq = 0
         self.spans = {}
 
-    def close(self):
-        self.v.stop()
+    def close(self, check=True):
+        """Stops both; vigild must exit 0 (under ASan: no leak, no error report)."""
+        code, _ = self.v.stop()
         self.cam.stop()
+        if check and code != 0:
+            tail = [l for l in self.v.log_text().splitlines()
+                    if "Sanitizer" in l or "runtime error" in l or "ERROR" in l][:20]
+            raise AssertionError("vigild exited %s\n%s" % (code, "\n".join(tail)))
 
     # -- helpers
     def recorded(self, source):
@@ -560,11 +572,16 @@ def main():
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="vigil-calls-") as tmp:
         suite = Suite(tmp)
+        passed = failed = 0
         try:
             names = sorted(n for n in dir(Suite) if n.startswith("test_") and args.k in n)
             passed, failed, _ = run_tests(suite, names)
         finally:
-            suite.close()
+            try:
+                suite.close()
+            except AssertionError as e:
+                failed += 1
+                log("FAIL close: %s" % e)
     log("integration_calls: %d passed, %d failed (%.0f s)" % (passed, failed,
                                                               time.monotonic() - t0))
     return 1 if failed else 0

@@ -14,7 +14,7 @@ CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 GST_CFLAGS := $(shell pkg-config --cflags $(GST_PKGS) 2>/dev/null)
 GST_LIBS := $(shell pkg-config --libs $(GST_PKGS) 2>/dev/null)
 
-MODULES := core capture archive index retention playback web relay
+MODULES := core capture archive index retention playback web relay calls
 LIB_SRCS := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard tests/test_*.c)
@@ -117,7 +117,8 @@ SUITES := \
 	"python3 tests/integration_audit.py --build {build}" \
 	"python3 tests/integration_web.py --build {build}" \
 	"python3 tests/integration_hostile.py --build {build}" \
-	"python3 tests/integration_abuse.py --build {build}"
+	"python3 tests/integration_abuse.py --build {build}" \
+	"python3 tests/integration_calls.py --build {build}"
 
 integration: all $(BUILD)/camsim $(BUILD)/faultfs.so $(BUILD)/crash-recorder.so
 	@sh scripts/vendor-ui.sh --check
@@ -193,6 +194,8 @@ bench: deps
 	@python3 bench/ingest.py --build $(BUILD)
 	@for b in $(BENCH_BINS); do $$b --results bench/RESULTS.md || exit 1; done
 	@python3 bench/bench_web.py --build $(BUILD) --results bench/RESULTS.md
+	@$(MAKE) --no-print-directory $(BUILD)/bench/calls_query
+	@python3 bench/bench_calls.py --build $(BUILD) --results bench/RESULTS.md
 	@python3 bench/bench_relay.py --build $(BUILD) --results bench/RESULTS.md
 	@# before: the commit just before startup stopped walking the whole archive
 	@python3 bench/bench_startup.py --build $(BUILD) --results bench/RESULTS.md --before-rev 31e702d

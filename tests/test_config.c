@@ -274,6 +274,49 @@ START_TEST(test_exports_keep_days)
 }
 END_TEST
 
+/* calls: desks, pbx_extension, call_metadata_days, require_access_reason */
+START_TEST(test_calls_keys)
+{
+    const char *base = "[server]\nrequire_access_reason = yes\n"
+                       "[retention]\ncall_metadata_days = 90\nmin_days = 1\nkeep_days = 1\n"
+                       "[source line-1]\nurl = rtsp://h/1\nkind = audio\npbx_extension = 101\n"
+                       "[source hall-1]\nurl = rtsp://h/2\n"
+                       "[source hall-2]\nurl = rtsp://h/3\n"
+                       "[desk desk-1]\nlines = line-1\ncameras = hall-1, hall-2\n";
+    ck_assert_int_eq(load(base), VG_OK);
+    ck_assert_int_eq(cfg.http.require_access_reason, 1);
+    ck_assert_int_eq(cfg.retention.call_metadata_days, 90);
+    ck_assert_str_eq(vg_config_find_source(&cfg, "line-1")->pbx_extension, "101");
+    const vg_desk_config_t *d = vg_config_find_desk(&cfg, "desk-1");
+    ck_assert_ptr_nonnull(d);
+    ck_assert(d->n_lines == 1 && d->n_cameras == 2);
+    ck_assert_str_eq(d->cameras[1], "hall-2");
+    vg_config_free(&cfg);
+    ck_assert_int_eq(load("[server]\n"), VG_OK);
+    ck_assert_int_eq(cfg.http.require_access_reason, 0);
+    ck_assert_int_eq(cfg.retention.call_metadata_days, 0);
+    vg_config_free(&cfg);
+    expect_error_at("[server]\nrequire_access_reason = maybe\n", 2);
+    expect_error_at("[retention]\ncall_metadata_days = -1\n", 2);
+    expect_error_at("[source a]\nurl = rtsp://h/\nkind = audio\npbx_extension = 1 01\n", 4);
+    expect_error_at("[source a]\nurl = rtsp://h/\npbx_extension = 101\n"
+                    "[source b]\nurl = rtsp://h/\npbx_extension = 101\n", 6);
+    assert_err_has("already the extension");
+    expect_error_at("[desk Desk]\n", 1);
+    expect_error_at("[desk d]\nlines = Bad Name\n", 2);
+    expect_error_at("[desk d]\nlines = a\n[desk d]\n", 3);
+    /* a desk naming a camera as a line, or an unknown source: the whole file */
+    ck_assert_int_eq(load("[source hall-1]\nurl = rtsp://h/2\n[desk d]\nlines = hall-1\n"),
+                     VG_ECONFIG);
+    assert_err_has("not an audio source");
+    ck_assert_int_eq(load("[source l]\nurl = rtsp://h/2\nkind = audio\n[desk d]\nlines = l\n"
+                          "cameras = nope\n"), VG_ECONFIG);
+    assert_err_has("not a video source");
+    ck_assert_int_eq(load("[desk d]\ncameras = a\n"), VG_ECONFIG);
+    assert_err_has("has no lines");
+}
+END_TEST
+
 START_TEST(test_bad_kind)
 {
     expect_error_at("[source a]\nurl = rtsp://h/\nkind = vidoe\n", 3);
@@ -721,6 +764,7 @@ static Suite *config_suite(void)
     tcase_add_loop_test(tc, test_archive_durability_rejected, 0,
                         sizeof(bad_archive) / sizeof(bad_archive[0]));
     tcase_add_test(tc, test_exports_keep_days);
+    tcase_add_test(tc, test_calls_keys);
     tcase_add_test(tc, test_bad_kind);
     tcase_add_test(tc, test_bad_transport);
     tcase_add_test(tc, test_bad_log_level);

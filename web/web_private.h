@@ -91,6 +91,8 @@ typedef enum {
     WEB_F_STRINGS, /* array of strings */
     WEB_F_TIME,    /* RFC 3339 string or unix seconds (number or string) */
     WEB_F_BOOL,    /* true or false */
+    WEB_F_ARRAY,   /* any array: the handler checks its items */
+    WEB_F_OBJECT,  /* any object: the handler checks its members */
 } web_field_kind_t;
 
 typedef struct {
@@ -194,7 +196,7 @@ int web_limiter_take(web_limiter_t *l, const char *ip, int64_t now_us);
 /* Requests counted per route and answer status, for GET /metrics. The last
  * route slot counts requests that matched no route. */
 #define WEB_STATUS_SLOTS 18
-#define WEB_MAX_ROUTES 48
+#define WEB_MAX_ROUTES 96
 
 struct web {
     long http_counts[WEB_MAX_ROUTES + 1][WEB_STATUS_SLOTS]; /* atomic adds */
@@ -503,5 +505,21 @@ void web_h_export_add(web_req_t *r);
 void web_h_export_get(web_req_t *r);
 void web_h_export_download(web_req_t *r);
 void web_h_export_delete(web_req_t *r);
+
+/* ---- routes_qa.c: QA forms, evaluations, call-quality reports ---- */
+
+void web_h_qa_forms(web_req_t *r);
+void web_h_qa_form_add(web_req_t *r);
+void web_h_qa_form_get(web_req_t *r);
+void web_h_qa_form_put(web_req_t *r);
+void web_h_qa_evals(web_req_t *r);
+void web_h_qa_eval_add(web_req_t *r);
+void web_h_qa_eval_get(web_req_t *r);
+void web_h_qa_eval_correct(web_req_t *r);
+void web_h_report_qa(web_req_t *r);
+void web_h_report_qa_calibration(web_req_t *r);
+void web_h_report_announcement(web_req_t *r);
+void web_h_report_announcement_missing(web_req_t *r);
+void web_h_report_announcement_disagreements(web_req_t *r);
 
 #endif

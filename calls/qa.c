@@ -221,7 +221,10 @@ int call_qa_score(const json_t *definition, const json_t *answers, double *score
                 return fail(err, size, "question \"%s\" has no answer", qid ? qid : "?");
             if (answer_points(q, a, &points, &failed) != VG_OK)
                 return fail(err, size,
-                            "question \"%s\": answer %s%s", qid,
+                            "question \"%s\": %sanswer %s%s", qid,
+                            json_is_string(a) && strcmp(json_string_value(a), "na") == 0
+                                ? "N/A (na) is not allowed here; "
+                                : "",
                             strcmp(json_string_value(json_object_get(q, "type")), "yesno") == 0
                                 ? "\"yes\" or \"no\""
                                 : "1 to 5",

@@ -416,6 +416,13 @@ static const char *const checkpoint_keys[] = {"after", "limit", NULL};
 static const char *const audit_keys[] = {"from", "to", "actor", "action", "format",
                                          "limit", "after", NULL};
 
+/* calls (routes_calls.c) */
+static const char *const calls_keys[] = {"from", "to", "number", "agent", "queue", "account",
+                                         "direction", "min_seconds", "max_seconds", "text",
+                                         "limit", "after", "source", NULL};
+static const char *const import_keys[] = {"format", "utc", NULL};
+static const char *const reason_keys[] = {"reason", NULL};
+static const char *const call_peaks_keys[] = {"n", "reason", NULL};
 /* call quality (routes_qa.c) */
 static const char *const qa_eval_keys[] = {"call", "source", "from", "to", "auditor", "agent",
                                            "limit", "after", NULL};
@@ -473,13 +480,32 @@ const web_route_t web_routes[] = {
     {"GET", "/api/v1/exports", WEB_PERM_EXPORT | WEB_PERM_AUDIT, 0, NULL, web_h_exports},
     {"POST", "/api/v1/exports", WEB_PERM_EXPORT, WEB_ROUTE_BODY, NULL, web_h_export_add},
     {"GET", "/api/v1/exports/{}", WEB_PERM_EXPORT | WEB_PERM_AUDIT, 0, NULL, web_h_export_get},
-    {"GET", "/api/v1/exports/{}/download", WEB_PERM_EXPORT, 0, NULL, web_h_export_download},
+    /* audit: an officer downloads the subject-access bundle it asked for
+     * (the handler lets only the owner or an admin download) */
+    {"GET", "/api/v1/exports/{}/download", WEB_PERM_EXPORT | WEB_PERM_AUDIT, 0, NULL,
+     web_h_export_download},
     {"DELETE", "/api/v1/exports/{}", WEB_PERM_EXPORT | WEB_PERM_AUDIT, 0, NULL,
      web_h_export_delete},
     /* the browser UI's own (routes_ui.c) */
     {"GET", "/api/v1/ui", 0, WEB_ROUTE_PUBLIC, NULL, web_h_ui},
     {"GET", "/api/v1/me/language", 0, 0, NULL, web_h_language},
     {"PUT", "/api/v1/me/language", 0, WEB_ROUTE_BODY, NULL, web_h_language_set},
+    /* calls (routes_calls.c) */
+    {"GET", "/api/v1/calls", WEB_PERM_CALLS, 0, calls_keys, web_h_calls},
+    {"POST", "/api/v1/calls", WEB_PERM_PBX, WEB_ROUTE_BODY, NULL, web_h_call_add},
+    {"POST", "/api/v1/calls/import", WEB_PERM_PBX | WEB_PERM_ADMIN,
+     WEB_ROUTE_BODY | WEB_ROUTE_CSV, import_keys, web_h_call_import},
+    /* a call of a line the caller may not see, or without `calls`, is a 404
+     * like an unknown one: the handlers decide (routes_calls.c) */
+    {"GET", "/api/v1/calls/{}", 0, 0, reason_keys, web_h_call},
+    {"PATCH", "/api/v1/calls/{}", WEB_PERM_PBX | WEB_PERM_ANNOTATE, WEB_ROUTE_BODY, NULL,
+     web_h_call_patch},
+    {"GET", "/api/v1/calls/{}/audio.wav", 0, 0, reason_keys, web_h_call_audio},
+    {"GET", "/api/v1/calls/{}/peaks", 0, 0, call_peaks_keys, web_h_call_peaks},
+    {"GET", "/api/v1/desks", SEE, 0, NULL, web_h_desks},
+    {"GET", "/api/v1/sources/{}/calls", WEB_PERM_CALLS, 0, range_keys, web_h_source_calls},
+    {"POST", "/api/v1/subject-requests", WEB_PERM_ADMIN | WEB_PERM_AUDIT, WEB_ROUTE_BODY, NULL,
+     web_h_subject_request},
     /* call quality: QA forms, evaluations, reports (routes_qa.c) */
     {"GET", "/api/v1/qa/forms", QA, 0, NULL, web_h_qa_forms},
     {"POST", "/api/v1/qa/forms", WEB_PERM_ADMIN, WEB_ROUTE_BODY, NULL, web_h_qa_form_add},

@@ -362,7 +362,7 @@ class Suite:
         assert st in (200, 201), (st, body)
         if announced is not None:
             st, b2, _ = c.request("PATCH", "/api/v1/calls/%d" % body["id"],
-                                  {"announcement_pbx": announced})
+                                  {"announcement": announced})
             assert st == 200, (st, b2)
         return body["id"]
 

@@ -65,7 +65,7 @@ int call_ann_alarm_check(idx_t *idx, double min_rate, int64_t now_us, int64_t in
     if (!low)
         return idx_alarm_clear(idx, ALARM_KIND, now_us, &cleared);
     /* Message: what was found, and the threshold it is held to. */
-    snprintf(msg, sizeof(msg), "calls without the recording announcement over 24 h, under %.1f %%: %s",
+    snprintf(msg, sizeof(msg), "announcement rate under %.1f %% over the last 24 h: %.150s",
              min_rate * 100.0, detail);
     return idx_alarm_raise(idx, ALARM_KIND, "warning", sources, msg, now_us);
 }

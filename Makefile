@@ -118,6 +118,7 @@ SUITES := \
 	"python3 tests/integration_web.py --build {build}" \
 	"python3 tests/integration_hostile.py --build {build}" \
 	"python3 tests/integration_abuse.py --build {build}" \
+	"python3 tests/integration_calls.py --build {build}" \
 	"python3 tests/integration_qa.py --build {build}"
 
 integration: all $(BUILD)/camsim $(BUILD)/faultfs.so $(BUILD)/crash-recorder.so
@@ -194,6 +195,8 @@ bench: deps
 	@python3 bench/ingest.py --build $(BUILD)
 	@for b in $(BENCH_BINS); do $$b --results bench/RESULTS.md || exit 1; done
 	@python3 bench/bench_web.py --build $(BUILD) --results bench/RESULTS.md
+	@$(MAKE) --no-print-directory $(BUILD)/bench/calls_query
+	@python3 bench/bench_calls.py --build $(BUILD) --results bench/RESULTS.md
 	@python3 bench/bench_relay.py --build $(BUILD) --results bench/RESULTS.md
 	@# before: the commit just before startup stopped walking the whole archive
 	@python3 bench/bench_startup.py --build $(BUILD) --results bench/RESULTS.md --before-rev 31e702d

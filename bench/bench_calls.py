@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+"""Contact-centre calls benchmark (README "Contact centre"): 5 M synthetic
+calls over 60 days on 200 lines (400 agents, 20 queues, 300 000 customers,
+notes on one call in ten) loaded into the schema vigilctl creates, with the
+schema's own indexes and FTS5 triggers; then
+
+- search latency through the index API (build/bench/calls_query: one page of
+  50 per query, 300 queries of each kind, the second of two passes):
+  by number, by trailing digits, by agent and day, by a word of the notes, and
+  the newest page;
+- the same number search over HTTP (build/bench/webserve, wrk, 4 connections,
+  each request also committing its audit row);
+- PBX event ingestion over HTTP: POST /api/v1/calls with a new call_id each,
+  wrk with 32 connections; every 201 is a committed, fsynced row
+  (synchronous = FULL) with its audit row;
+- `vigilctl calls import` of a 1 M-row Master.csv into the same index.
+
+The API runs as build/bench/webserve (vigild's crash recovery is not wanted:
+the index has no media). Results go into bench/RESULTS.md (a section of its own).
+
+usage: bench_calls.py [--build DIR] [--results FILE] [--calls N] [--dir D]
+"""
+import argparse
+import os
+import random
+import re
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import tempfile
+import time
+
+from bench_web import free_port, wait_url, wrk, write_section
+
+SECTION = "## Contact-centre calls (bench/bench_calls.py)"
+DAYS = 60
+N_LINES = 200
+N_AGENTS = 400
+N_QUEUES = 20
+N_CUSTOMERS = 300000
+QUERIES = 300
+DAY_US = 86400 * 1000000
+
+
+def vocabulary(rng, n=2000):
+    letters = "абвгдеклмнопрстуя"
+    return ["".join(rng.choice(letters) for _ in range(rng.randint(4, 9))) for _ in range(n)]
+
+
+def customer(i):
+    return "+79%09d" % (100000000 + i * 2467 % 900000000)
+
+
+def rev_digits(num):
+    return "".join(c for c in reversed(num) if c.isdigit())
+
+
+def generate(db_path, n_calls, end_us, rng, words):
+    db = sqlite3.connect(db_path)
+    db.execute("PRAGMA synchronous = OFF")
+    for i in range(N_LINES):
+        db.execute("INSERT OR IGNORE INTO source(name, kind) VALUES (?, 'audio')", ("l%03d" % i,))
+    ids = {name: sid for sid, name in db.execute("SELECT id, name FROM source")}
+    start_us = end_us - DAYS * DAY_US
+    step = DAYS * DAY_US // n_calls
+    weights = [1.0 / (k + 1) for k in range(len(words))]  # Zipf-like word use
+
+    def rows():
+        for k in range(n_calls):
+            line = rng.randrange(N_LINES)
+            ext = "%d" % (1000 + line)
+            cust = customer(rng.randrange(N_CUSTOMERS))
+            r = rng.random()
+            direction = "in" if r < 0.7 else "out" if r < 0.95 else "internal"
+            if direction == "in":
+                caller, callee = cust, ext
+            elif direction == "out":
+                caller, callee = ext, cust
+            else:
+                caller, callee = ext, "%d" % (1000 + rng.randrange(N_LINES))
+            start = start_us + k * step + rng.randrange(step)
+            dur = min(3600, max(5, int(rng.expovariate(1 / 180.0))))
+            notes = " ".join(rng.choices(words, weights, k=rng.randint(3, 8))) \
+                if rng.random() < 0.1 else ""
+            tags = '["%s"]' % rng.choice(("vip", "complaint", "loan", "card", "callback")) \
+                if rng.random() < 0.1 else "[]"
+            yield ("g%d" % k, ids["l%03d" % line], start, start + dur * 1000000, direction,
+                   caller, caller, rev_digits(caller), callee, callee, rev_digits(callee),
+                   "agent%03d" % rng.randrange(N_AGENTS), "q%02d" % rng.randrange(N_QUEUES),
+                   "ACC-%06d" % rng.randrange(200000), "ANSWERED", tags, notes, "pbx", start,
+                   start)
+    db.executemany("INSERT INTO call(call_id, source_id, start_us, end_us, direction, caller,"
+                   " caller_raw, caller_rev, callee, callee_raw, callee_rev, agent, queue,"
+                   " account, disposition, tags, notes, origin, created_us, updated_us)"
+                   " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows())
+    db.commit()
+    n = db.execute("SELECT COUNT(*) FROM call").fetchone()[0]
+    db.close()
+    return n
+
+
+def pct(values, p):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(p / 100.0 * (len(v) - 1))))]
+
+
+def query_lines(rng, end_us, words):
+    out = []
+    for _ in range(QUERIES):
+        out.append("number %s" % customer(rng.randrange(N_CUSTOMERS)))
+    for _ in range(QUERIES):
+        out.append("suffix %04d" % rng.randrange(10000))
+    for _ in range(QUERIES):
+        day = end_us - rng.randrange(1, DAYS) * DAY_US
+        out.append("agent agent%03d %d %d" % (rng.randrange(N_AGENTS), day, day + DAY_US))
+    for _ in range(QUERIES):
+        out.append("text %s" % words[rng.randrange(20, 400)])
+    for _ in range(QUERIES // 3):
+        out.append("newest")
+    rng.shuffle(out)
+    return out
+
+
+def run_queries(build, db, lines):
+    p = subprocess.run([os.path.join(build, "bench", "calls_query"), db], input="\n".join(lines),
+                       capture_output=True, text=True, check=True)
+    by = {}
+    for line in p.stdout.splitlines():
+        kind, us, n, rc = line.split()
+        assert rc == "0", line
+        by.setdefault(kind, []).append((int(us) / 1000.0, int(n)))
+    return by
+
+
+PBX_LUA = """
+local n = 0
+local tid = 0
+local counter = 0
+function setup(thread)
+  counter = counter + 1
+  thread:set("tid", counter)
+end
+init = function(args)
+  tid = wrk.thread:get("tid")
+  wrk.headers["Content-Type"] = "application/json"
+end
+request = function()
+  n = n + 1
+  local body = string.format('{"call_id":"bench-%%d-%%d","source":"l%%03d","start":%d,'
+    .. '"direction":"in","caller":"+7912%%07d","callee":"1001","agent":"agent001"}',
+    tid, n, n %% 200, n)
+  return wrk.format("POST", "/api/v1/calls", nil, body)
+end
+"""
+
+SEARCH_LUA = """
+local paths = {%s}
+local i = 0
+init = function(args)
+  i = tonumber(tostring({}):match("0x(%%x+)"), 16) %% #paths
+end
+request = function()
+  i = i %% #paths + 1
+  return wrk.format(nil, paths[i])
+end
+"""
+
+
+def write_csv(path, n, end_us, rng):
+    t0 = end_us / 1000000 - 30 * 86400
+    with open(path, "w") as f:
+        for k in range(n):
+            line = rng.randrange(N_LINES)
+            s = t0 + k * 2
+            st = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s))
+            en = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s + 95))
+            f.write('"ACC-%d","%s","%d","from-trunk","","SIP/trunk-%08x","SIP/%d-%08x",'
+                    '"Queue","support,t","%s","%s","%s","95","90","ANSWERED","3",'
+                    '"imp.%d",""\n' % (k, customer(rng.randrange(N_CUSTOMERS))[1:], 1000 + line,
+                                       k, 1000 + line, k, st, st, en, k))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--results", default="bench/RESULTS.md")
+    ap.add_argument("--calls", type=int, default=5000000)
+    ap.add_argument("--csv-rows", type=int, default=1000000)
+    ap.add_argument("--seconds", type=int, default=15)
+    ap.add_argument("--dir", default=None)
+    args = ap.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("bench_calls: wrk is not installed (make deps)")
+    root = args.dir or tempfile.mkdtemp(prefix="vigil-bench-calls-")
+    data = os.path.join(root, "data")
+    os.makedirs(data, exist_ok=True)
+    conf = os.path.join(root, "vigil.conf")
+    with open(conf, "w") as f:
+        f.write("[server]\ndata_dir = %s\nlog_level = warning\ntimezone = Europe/Moscow\n"
+                "[retention]\nmin_days = 60\nkeep_days = 3650\n" % data)
+        for i in range(N_LINES):
+            f.write("[source l%03d]\nurl = rtsp://127.0.0.1:1/none\nkind = audio\n"
+                    "pbx_extension = %d\n" % (i, 1000 + i))
+    rng = random.Random(16)
+    words = vocabulary(rng)
+    ctl = [os.path.join(args.build, "vigilctl"), "-c", conf]
+    pbx = subprocess.run(ctl + ["token", "add", "pbx", "--perm", "pbx"], capture_output=True,
+                         text=True, check=True).stdout.strip()
+    reader = subprocess.run(ctl + ["token", "add", "reader", "--perm", "calls"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    db = os.path.join(data, "index.db")
+    end_us = int(time.time()) * 1000000
+    t0 = time.monotonic()
+    n = generate(db, args.calls, end_us, rng, words)
+    gen_s = time.monotonic() - t0
+    os.sync()
+    db_mb = sum(os.path.getsize(os.path.join(data, f)) for f in os.listdir(data)
+                if f.startswith("index.db")) / 1e6
+    lines = query_lines(rng, end_us, words)
+    run_queries(args.build, db, lines)  # the first pass warms the page cache
+    by = run_queries(args.build, db, lines)
+    stats = {}
+    for kind, v in sorted(by.items()):
+        ms = [x[0] for x in v]
+        stats[kind] = (len(v), pct(ms, 50), pct(ms, 99), max(ms),
+                       statistics.mean(x[1] for x in v))
+
+    procs = []
+    try:
+        port = free_port()
+        procs.append(subprocess.Popen([os.path.join(args.build, "bench", "webserve"), conf,
+                                       "127.0.0.1:%d" % port], stdout=subprocess.PIPE, text=True))
+        assert procs[-1].stdout.readline().startswith("READY")
+        base = "http://127.0.0.1:%d" % port
+        wait_url(base + "/api/v1/calls?limit=1", {"Authorization": "Bearer " + reader})
+        paths = ",".join('"/api/v1/calls?number=%%2B%s"' % customer(rng.randrange(N_CUSTOMERS))[1:]
+                         for _ in range(500))
+        script = os.path.join(root, "search.lua")
+        with open(script, "w") as f:
+            f.write(SEARCH_LUA % paths)
+        args4 = ["wrk", "-t2", "-c4", "-d%ds" % args.seconds, "--latency", "-H",
+                 "Authorization: Bearer " + reader, "-s", script, base + "/"]
+        out = subprocess.run(args4, capture_output=True, text=True, check=True).stdout
+        http_rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        m = re.search(r"\s99%\s+([\d.]+)(us|ms|s)\b", out)
+        http_p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+        before = sqlite3.connect(db).execute("SELECT COUNT(*) FROM call").fetchone()[0]
+        script = os.path.join(root, "pbx.lua")
+        with open(script, "w") as f:
+            f.write(PBX_LUA % (end_us // 1000000 - 3600))
+        ing = wrk(base + "/", args.seconds, token=pbx, script=script)
+        after = sqlite3.connect(db).execute("SELECT COUNT(*) FROM call").fetchone()[0]
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(30)
+
+    csv = os.path.join(root, "Master.csv")
+    write_csv(csv, args.csv_rows, end_us, rng)
+    csv_mb = os.path.getsize(csv) / 1e6
+    t0 = time.monotonic()
+    p = subprocess.run(ctl + ["calls", "import", "--format", "asterisk-csv", csv],
+                       capture_output=True, text=True, check=True)
+    imp_s = time.monotonic() - t0
+    rep = __import__("json").loads(p.stdout)
+
+    names = {"number": "by number (caller or callee)", "suffix": "by trailing 4 digits",
+             "agent": "by agent and day", "text": "by a word of the notes (FTS5)",
+             "newest": "newest page, no filter"}
+    table = "\n".join("| %s | %d | %.2f | %.2f | %.2f | %.0f |" % (names[k], s[0], s[1], s[2], s[3],
+                                                                 s[4])
+                      for k, s in stats.items())
+    text = (SECTION + "\n\n"
+            "Run %s on this machine (%d cores, shared). %d calls over %d days on %d lines, "
+            "loaded in %.0f s into the schema's tables, indexes and FTS5 triggers (index "
+            "%.0f MB); no ANALYZE (vigil does not run it).\n\n"
+            "Search through the index API (`idx_call_search`, one page of 50, the second of "
+            "two passes over the same %d queries):\n\n"
+            "| query | n | p50 ms | p99 ms | max ms | rows |\n|---|---|---|---|---|---|\n%s\n\n"
+            "Over HTTP (webserve, wrk 4 connections, number search, every request also "
+            "commits its `call.search` audit row): %.0f requests/s, p99 %.1f ms.\n\n"
+            "PBX events over HTTP (`POST /api/v1/calls`, a new call each, wrk 32 "
+            "connections, each 201 a committed row with its audit row, synchronous = "
+            "FULL): **%.0f events/s**, p99 %.1f ms, %d new rows, %d non-2xx.\n\n"
+            "`vigilctl calls import` of a %d-row Master.csv (%.0f MB) into that index: "
+            "%.1f s (%.0f rows/s): imported %d, merged %d, unmatched %d, bad %d.\n"
+            % (time.strftime("%Y-%m-%d"), os.cpu_count(), n, DAYS, N_LINES, gen_s, db_mb,
+               len(lines), table, http_rps, http_p99, ing["rps"], ing["p99_ms"],
+               after - before, ing["non2xx"], args.csv_rows, csv_mb, imp_s,
+               args.csv_rows / imp_s, rep["imported"], rep["merged"], rep["unmatched"],
+               rep["bad"]))
+    write_section(args.results, text)
+    print(text)
+    if not args.dir:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -37,7 +37,8 @@ static int name_valid(const char *s, size_t max)
 
 int call_qa_key_valid(const char *key)
 {
-    return key && name_valid(key, 63);
+    /* A letter first: GET /qa/forms/{x} reads digits as a version's id. */
+    return key && key[0] >= 'a' && key[0] <= 'z' && name_valid(key, 63);
 }
 
 /* A non-empty string of at most max bytes of valid UTF-8 (it is echoed). */

@@ -20,7 +20,7 @@
 #define CALL_QA_COMMENTS_MAX 200
 #define CALL_QA_COMMENT_MAX 2000
 
-/* A form key: [a-z0-9][a-z0-9_-]{0,62}. */
+/* A form key: [a-z][a-z0-9_-]{0,62}. */
 int call_qa_key_valid(const char *key);
 
 /* Checks sections (a JSON array: [{"title", "questions": [{"id", "text",

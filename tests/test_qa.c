@@ -65,6 +65,22 @@ START_TEST(test_form_defaults_written_out)
 }
 END_TEST
 
+START_TEST(test_form_keys)
+{
+    ck_assert(call_qa_key_valid("calls"));
+    ck_assert(call_qa_key_valid("office-visit_2"));
+    ck_assert(!call_qa_key_valid("123")); /* would read as an id */
+    ck_assert(!call_qa_key_valid("Calls"));
+    ck_assert(!call_qa_key_valid(""));
+    ck_assert(!call_qa_key_valid("a b"));
+    ck_assert(!call_qa_key_valid(NULL));
+    char long_key[80];
+    memset(long_key, 'a', sizeof(long_key) - 1);
+    long_key[sizeof(long_key) - 1] = '\0';
+    ck_assert(!call_qa_key_valid(long_key));
+}
+END_TEST
+
 START_TEST(test_form_rejects)
 {
     static const char *const bad[] = {
@@ -368,6 +384,7 @@ static Suite *qa_suite(void)
     Suite *s = suite_create("qa");
     TCase *tc = tcase_create("rules");
     tcase_add_test(tc, test_form_defaults_written_out);
+    tcase_add_test(tc, test_form_keys);
     tcase_add_test(tc, test_form_rejects);
     tcase_add_test(tc, test_form_too_many_questions);
     tcase_add_test(tc, test_score_all_yes_top);

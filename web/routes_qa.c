@@ -108,7 +108,7 @@ static void form_store(web_req_t *r, const char *path_key)
     const char *title = json_string_value(json_object_get(body, "title"));
     if (!call_qa_key_valid(key)) {
         web_reply_error(r, path_key ? 404 : 400, path_key ? "not_found" : "invalid_field",
-                        "a form key is 1-63 of a-z, 0-9, _ and -");
+                        "a form key is 1-63 of a-z, 0-9, _ and -, starting with a letter");
         goto cleanup;
     }
     if (!*title || strlen(title) >= sizeof(f.title) || !vg_utf8_valid(title, strlen(title))) {

@@ -50,7 +50,7 @@ export async function render() {
   const { forms } = await get('/qa/forms');
   const msg = h('div', { class: 'msg', role: 'status', 'aria-live': 'polite' });
   const say = (cls, text) => { msg.className = 'msg ' + cls; msg.textContent = text; };
-  const key = h('input', { name: 'key', required: true, pattern: '[a-z0-9][a-z0-9_\\-]{0,62}' });
+  const key = h('input', { name: 'key', required: true, pattern: '[a-z][a-z0-9_\\-]{0,62}' });
   const titleIn = h('input', { name: 'title', required: true, size: 40 });
   const sections = h('div', { class: 'qa-edit-sections' }, sectionBox());
   let editing = null;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cmd/vigild.h"
+#include "calls/qa.h"
 #include "core/clock.h"
 #include "core/errors.h"
 #include "core/log.h"
@@ -298,6 +299,9 @@ static void sweep_once(daemon_t *d)
     }
     /* Invariant 3: when the floor or holds leave no room, recording yields. */
     set_paused(d, res.stop_recording);
+    const vg_config_t *cfg = daemon_config(d);
+    call_ann_alarm_check(d->sweep_idx, cfg->announcement_min_rate, wall,
+                         (int64_t)cfg->announcement_check_seconds * 1000000, &d->ann_next_us);
 }
 
 static void *sweeper_thread(void *arg)

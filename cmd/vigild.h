@@ -56,6 +56,7 @@ typedef struct daemon {
     atomic_int recording_paused;
     atomic_llong sweeps, sweep_us_total, last_sweep_us, deleted_segments;
     ret_clock_guard_t clock_guard; /* the sweeper thread's only */
+    int64_t ann_next_us;           /* the sweeper's: next announcement-rate check */
 
     /* Metrics read the index from the web server's threads: one connection,
      * one at a time. */

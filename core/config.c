@@ -73,6 +73,7 @@ enum section_kind {
     SEC_PLAYBACK,
     SEC_SOURCE,
     SEC_DESK,    /* calls */
+    SEC_CALLS,
     SEC_IGNORED, /* a header that was already reported as an error */
 };
 
@@ -89,6 +90,7 @@ typedef struct {
     size_t desk_index;       /* into cfg->desks while section == SEC_DESK */
     unsigned seen_keys;      /* bit i set once key i of this section's table was set */
     int seen_server, seen_archive, seen_retention, seen_relay, seen_exports, seen_playback;
+    int seen_calls;
     int keep_days_line, min_days_line; /* for the cross-key check at the end */
     int tls_cert_line, tls_key_line;   /* likewise for "both or neither" */
     int relay_cert_line, relay_key_line;
@@ -149,6 +151,7 @@ static void section_label(const parser_t *p, char *buf, size_t size)
     case SEC_RELAY: snprintf(buf, size, "relay"); break;
     case SEC_EXPORTS: snprintf(buf, size, "exports"); break;
     case SEC_PLAYBACK: snprintf(buf, size, "playback"); break;
+    case SEC_CALLS: snprintf(buf, size, "calls"); break;
     case SEC_SOURCE:
         snprintf(buf, size, "source %s", p->cfg->sources[p->source_index].name);
         break;
@@ -936,6 +939,39 @@ static const key_spec_t exports_keys[] = {
     {"keep_days", set_exports_keep_days},
     {NULL, NULL},
 };
+/* [calls] announcement_min_rate: the share of checked calls that must have
+ * had the recording announcement, per line or queue and day, below which
+ * the alarm announcement_rate_low is raised. */
+static int set_announcement_min_rate(parser_t *p, const char *key, const char *value)
+{
+    char buf[256], *end = NULL;
+    errno = 0;
+    double v = strtod(value, &end);
+    if (errno || end == value || *end || !(v >= 0.0 && v <= 1.0)) {
+        fail_at(p, p->lineno, "%s must be a share from 0 to 1 (0.98 is 98 %%), got '%s'", key,
+                shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    p->cfg->announcement_min_rate = v;
+    return VG_OK;
+}
+
+static int set_announcement_check_seconds(parser_t *p, const char *key, const char *value)
+{
+    char buf[256];
+    if (parse_int_range(value, 1, 86400, &p->cfg->announcement_check_seconds) != VG_OK) {
+        fail_at(p, p->lineno, "%s must be whole seconds from 1 to 86400, got '%s'", key,
+                shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    return VG_OK;
+}
+
+static const key_spec_t calls_keys[] = {
+    {"announcement_min_rate", set_announcement_min_rate},
+    {"announcement_check_seconds", set_announcement_check_seconds},
+    {NULL, NULL},
+};
 static const key_spec_t playback_keys[] = {
     {"wav_max_seconds", set_wav_max_seconds},
     {"clip_max_seconds", set_clip_max_seconds},
@@ -970,6 +1006,7 @@ static const key_spec_t *keys_of(enum section_kind section)
     case SEC_PLAYBACK: return playback_keys;
     case SEC_SOURCE: return source_keys;
     case SEC_DESK: return desk_keys;
+    case SEC_CALLS: return calls_keys;
     default: return NULL;
     }
 }
@@ -1111,6 +1148,8 @@ static void begin_section(parser_t *p, const char *header)
         open_single(p, &p->seen_exports, SEC_EXPORTS, "exports");
     else if (strcmp(n, "playback") == 0)
         open_single(p, &p->seen_playback, SEC_PLAYBACK, "playback");
+    else if (strcmp(n, "calls") == 0)
+        open_single(p, &p->seen_calls, SEC_CALLS, "calls");
     else if (strncmp(n, "source", 6) == 0 && (n[6] == '\0' || isspace((unsigned char)n[6])))
         add_source(p, trim(n + 6));
     else if (strncmp(n, "desk", 4) == 0 && isspace((unsigned char)n[4]))
@@ -1170,6 +1209,8 @@ static void init_defaults(vg_config_t *cfg, const char *path)
     cfg->retention.min_days = DEFAULT_DAYS;
     cfg->retention.keep_days = DEFAULT_DAYS;
     cfg->exports_keep_days = DEFAULT_EXPORT_DAYS;
+    cfg->announcement_min_rate = 0.98;
+    cfg->announcement_check_seconds = 3600;
     cfg->retention.capacity_bytes = 0;
     cfg->retention.reserve_percent = DEFAULT_RESERVE_PERCENT;
     cfg->retention.on_full = VG_ON_FULL_OVERWRITE;

@@ -98,6 +98,8 @@ typedef struct {
     vg_relay_config_t relay;
     int exports_keep_days;      /* [exports] keep_days, 1..3650 (default 30) */
     vg_playback_config_t playback;
+    double announcement_min_rate; /* [calls] 0..1 (default 0.98): announcement_rate_low */
+    int announcement_check_seconds; /* [calls] how often that rate is checked, 1..86400 */
     vg_source_config_t *sources;
     size_t n_sources;
     vg_desk_config_t *desks;    /* calls: [desk NAME] sections */

@@ -433,6 +433,56 @@ static const char *const migrations[] = {
     /* A subject-access request (152-FZ art. 14) is an export job whose
      * bundle is every call of one number: subject holds that number. */
     "ALTER TABLE export ADD COLUMN subject TEXT NOT NULL DEFAULT '';",
+    /* v16: QA forms and evaluations (index/qa.c). A form is versioned by
+     * key: once an evaluation used a version (used = 1) its text is frozen
+     * by a trigger and an edit makes the next version. An evaluation is
+     * never changed or deleted (triggers): a correction is a new row that
+     * supersedes it, at most one per row, so a history is a chain. call_id
+     * names a call (no foreign key: the call's metadata may age out while
+     * the evaluation, with its own copy of interval, agent and queue, stays
+     * the record of what the auditor scored). */
+    "CREATE TABLE qa_form ("
+    "  id INTEGER PRIMARY KEY,"
+    "  key TEXT NOT NULL,"
+    "  version INTEGER NOT NULL,"
+    "  title TEXT NOT NULL,"
+    "  definition TEXT NOT NULL,"
+    "  created_by TEXT NOT NULL,"
+    "  created_us INTEGER NOT NULL,"
+    "  used INTEGER NOT NULL DEFAULT 0,"
+    "  UNIQUE (key, version)"
+    ");"
+    "CREATE TRIGGER qa_form_frozen BEFORE UPDATE OF key, version, title, definition ON qa_form"
+    "  WHEN OLD.used <> 0 BEGIN SELECT RAISE(ABORT, 'qa form version is in use'); END;"
+    "CREATE TRIGGER qa_form_keep BEFORE DELETE ON qa_form WHEN OLD.used <> 0"
+    "  BEGIN SELECT RAISE(ABORT, 'qa form version is in use'); END;"
+    "CREATE TABLE qa_evaluation ("
+    "  id INTEGER PRIMARY KEY,"
+    "  form_id INTEGER NOT NULL REFERENCES qa_form(id),"
+    "  call_id INTEGER,"
+    "  source_id INTEGER REFERENCES source(id),"
+    "  from_us INTEGER NOT NULL,"
+    "  to_us INTEGER NOT NULL,"
+    "  auditor TEXT NOT NULL,"
+    "  agent TEXT NOT NULL DEFAULT '',"
+    "  queue TEXT NOT NULL DEFAULT '',"
+    "  answers TEXT NOT NULL,"
+    "  score REAL NOT NULL,"
+    "  critical_failed INTEGER NOT NULL,"
+    "  comments TEXT NOT NULL DEFAULT '[]',"
+    "  version INTEGER NOT NULL DEFAULT 1,"
+    "  supersedes INTEGER REFERENCES qa_evaluation(id),"
+    "  created_us INTEGER NOT NULL,"
+    "  CHECK (to_us > from_us)"
+    ");"
+    "CREATE UNIQUE INDEX qa_evaluation_supersedes ON qa_evaluation(supersedes)"
+    "  WHERE supersedes IS NOT NULL;"
+    "CREATE INDEX qa_evaluation_call ON qa_evaluation(call_id) WHERE call_id IS NOT NULL;"
+    "CREATE INDEX qa_evaluation_from ON qa_evaluation(from_us);"
+    "CREATE TRIGGER qa_evaluation_immutable BEFORE UPDATE ON qa_evaluation"
+    "  BEGIN SELECT RAISE(ABORT, 'qa evaluations are immutable'); END;"
+    "CREATE TRIGGER qa_evaluation_kept BEFORE DELETE ON qa_evaluation"
+    "  BEGIN SELECT RAISE(ABORT, 'qa evaluations are immutable'); END;",
 };
 
 #define IDX_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

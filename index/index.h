@@ -676,5 +676,130 @@ int idx_call_sweep(idx_t *idx, int64_t meta_cutoff_us, int64_t nosegs_cutoff_us,
                    size_t limit, int64_t *deleted);
 /* EXPLAIN QUERY PLAN of the search q would run, for tests and benchmarks. */
 int idx_call_explain(idx_t *idx, const idx_call_query_t *q, char *out, size_t out_size);
+/* ---- QA forms, evaluations and the call-quality reports (index/qa.c) ----
+ * Forms and evaluations hold JSON text that calls/qa.c validates and
+ * scores; the index only stores it. The announcement reports read the call
+ * table's ann_* columns. */
+
+#define IDX_QA_KEY_MAX 64
+#define IDX_QA_TITLE_MAX 256
+#define IDX_QA_NAME_MAX 128 /* auditor, agent, queue */
+
+typedef struct {
+    int64_t id;
+    char key[IDX_QA_KEY_MAX];
+    int version;
+    char title[IDX_QA_TITLE_MAX];
+    char *definition; /* JSON text, malloc'd (idx_qa_forms_free) */
+    char created_by[96];
+    int64_t created_us;
+    int used;         /* an evaluation used this version: frozen */
+} idx_qa_form_t;
+
+void idx_qa_forms_free(idx_qa_form_t *f, size_t n);
+/* Stores a form under f->key: a new key gets version 1; when the newest
+ * version is unused it is replaced in place, else version + 1 is added.
+ * fills f->id, f->version; *added tells whether a version was added.
+ * must_be_new: VG_EEXIST when the key exists (POST); must_exist:
+ * VG_ENOTFOUND when it does not (PUT). */
+int idx_qa_form_put(idx_t *idx, idx_qa_form_t *f, int must_be_new, int must_exist, int *added);
+/* One version by id (VG_ENOTFOUND). */
+int idx_qa_form_get(idx_t *idx, int64_t id, idx_qa_form_t *out);
+/* The newest version of key (VG_ENOTFOUND). */
+int idx_qa_form_latest(idx_t *idx, const char *key, idx_qa_form_t *out);
+/* Every version of key, newest first (definitions included). */
+int idx_qa_form_versions(idx_t *idx, const char *key, idx_qa_form_t **out, size_t *n);
+/* The newest version of every key, by key (definitions left NULL). */
+int idx_qa_form_list(idx_t *idx, idx_qa_form_t **out, size_t *n);
+
+typedef struct {
+    int64_t id, form_id;
+    char form_key[IDX_QA_KEY_MAX];
+    int form_version;
+    int64_t call_id;   /* 0: a source range */
+    char source[64];   /* "" when the source row is unknown */
+    int64_t from_us, to_us;
+    char auditor[96];
+    char agent[IDX_QA_NAME_MAX], queue[IDX_QA_NAME_MAX];
+    char *answers;     /* JSON text, malloc'd */
+    char *comments;    /* JSON text, malloc'd */
+    double score;
+    int critical_failed;
+    int version;
+    int64_t supersedes;    /* 0: the first version */
+    int64_t superseded_by; /* read only; 0: the current version */
+    int64_t created_us;
+} idx_qa_eval_t;
+
+void idx_qa_evals_free(idx_qa_eval_t *e, size_t n);
+/* Stores an evaluation and marks its form version used, in one
+ * transaction. With e->supersedes set the row is its next version:
+ * VG_ENOTFOUND when that row does not exist, VG_EEXIST when it already
+ * has a correction (correct the newest). Fills id and version. */
+int idx_qa_eval_add(idx_t *idx, idx_qa_eval_t *e);
+int idx_qa_eval_get(idx_t *idx, int64_t id, idx_qa_eval_t *out);
+/* Every version of the evaluation id belongs to, oldest first. */
+int idx_qa_eval_history(idx_t *idx, int64_t id, idx_qa_eval_t **out, size_t *n);
+
+typedef struct {
+    int64_t call_id;      /* 0: any */
+    const char *source;   /* NULL: any */
+    int64_t from_us, to_us; /* overlapping [from, to) */
+    const char *auditor, *agent; /* NULL: any */
+    int64_t before_id;    /* cursor: ids below (0: from the newest) */
+    size_t limit;
+} idx_qa_eval_filter_t;
+/* Current versions (not superseded) matching f, newest first. */
+int idx_qa_eval_list(idx_t *idx, const idx_qa_eval_filter_t *f, idx_qa_eval_t **out, size_t *n);
+
+/* A call's interval, source, agent and queue (the call table);
+ * VG_ENOTFOUND for an unknown or still open call. */
+int idx_qa_call_info(idx_t *idx, int64_t call_id, char source[64], int64_t *from_us,
+                     int64_t *to_us, char agent[IDX_QA_NAME_MAX], char queue[IDX_QA_NAME_MAX]);
+
+/* Score buckets of the QA report: [0,0.2), [0.2,0.4) ... [0.8,1]. */
+#define IDX_QA_BUCKETS 5
+/* Groups a report returns at most (the rest are cut, *cut set). */
+#define IDX_REPORT_GROUPS_MAX 2000
+
+typedef struct {
+    char group[IDX_QA_NAME_MAX];
+    int64_t count;
+    double mean;
+    int64_t buckets[IDX_QA_BUCKETS];
+    int64_t critical_failed;
+} idx_qa_report_row_t;
+/* Current evaluations starting in [from, to) grouped by "agent", "queue",
+ * "form" (its key) or "auditor". */
+int idx_qa_report(idx_t *idx, int64_t from_us, int64_t to_us, const char *group,
+                  idx_qa_report_row_t **out, size_t *n, int *cut);
+
+typedef struct {
+    char group[IDX_QA_NAME_MAX];
+    int64_t calls, present, absent, partial, unknown;
+} idx_ann_report_row_t;
+/* Ended calls starting in [from, to) grouped by "source", "queue", "agent"
+ * or "day" (UTC date). A call's state is the detector's when it decided
+ * (present, absent, partial), else the PBX flag's, else unknown. */
+int idx_ann_report(idx_t *idx, int64_t from_us, int64_t to_us, const char *group,
+                   idx_ann_report_row_t **out, size_t *n, int *cut);
+
+typedef struct {
+    int64_t id;
+    char call_id[128];
+    char source[64];
+    int64_t start_us, end_us;
+    char agent[IDX_QA_NAME_MAX], queue[IDX_QA_NAME_MAX];
+    char state[16];   /* effective: present, absent, partial, unknown */
+    char detected[16]; /* the detector's ("" when unchecked) */
+    int pbx;          /* -1: no PBX flag, 0 absent, 1 present */
+    double score;
+    int64_t offset_us; /* -1: none */
+} idx_ann_call_t;
+/* Calls starting in [from, to), newest first, before_id as a cursor:
+ * which = 'm' those whose announcement is missing (absent or partial),
+ * 'd' those where the detector and the PBX flag disagree. */
+int idx_ann_calls(idx_t *idx, char which, int64_t from_us, int64_t to_us, int64_t before_id,
+                  size_t limit, idx_ann_call_t **out, size_t *n);
 
 #endif

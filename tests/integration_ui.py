@@ -177,7 +177,8 @@ def main():
                      "http_listen = 127.0.0.1:%d\nui_dir = %s\ntimezone = Europe/Moscow\n"
                      % (port, ui))
         for name, role, srcs in [("admin", "admin", None), ("guard", "security", None),
-                                 ("inv", "investigator", None), ("locked", "security", None)]:
+                                 ("inv", "investigator", None), ("locked", "security", None),
+                                 ("qaaud", "auditor", None)]:
             v.add_user(name, role, sources=srcs)
         v.start()
         rc = 1

@@ -59,6 +59,8 @@ static int kind_ok(const web_field_t *f, const json_t *v)
     case WEB_F_STRING: return string_ok(v);
     case WEB_F_INT: return json_is_integer(v);
     case WEB_F_BOOL: return json_is_boolean(v);
+    case WEB_F_ARRAY: return json_is_array(v);
+    case WEB_F_OBJECT: return json_is_object(v);
     case WEB_F_TIME: return web_json_time(v, &us) == VG_OK;
     case WEB_F_STRINGS:
         if (!json_is_array(v) || json_array_size(v) > MAX_ARRAY)

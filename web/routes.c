@@ -427,6 +427,14 @@ static const char *const calls_keys[] = {"from", "to", "number", "agent", "queue
 static const char *const import_keys[] = {"format", "utc", NULL};
 static const char *const reason_keys[] = {"reason", NULL};
 static const char *const call_peaks_keys[] = {"n", "reason", NULL};
+/* call quality (routes_qa.c) */
+static const char *const qa_eval_keys[] = {"call", "source", "from", "to", "auditor", "agent",
+                                           "limit", "after", NULL};
+static const char *const report_keys[] = {"from", "to", "group", "format", NULL};
+static const char *const calibration_keys[] = {"call", "source", "from", "to", NULL};
+static const char *const ann_list_keys[] = {"from", "to", "limit", "after", NULL};
+#define QA (WEB_PERM_ANNOTATE | WEB_PERM_ADMIN)
+#define ANN (WEB_PERM_CALLS | WEB_PERM_ANNOTATE | WEB_PERM_AUDIT)
 
 #define SEE (WEB_PERM_LIVE | WEB_PERM_PLAYBACK | WEB_PERM_CALLS)
 #define READ (WEB_PERM_PLAYBACK | WEB_PERM_CALLS)
@@ -502,6 +510,25 @@ const web_route_t web_routes[] = {
     {"GET", "/api/v1/sources/{}/calls", WEB_PERM_CALLS, 0, range_keys, web_h_source_calls},
     {"POST", "/api/v1/subject-requests", WEB_PERM_ADMIN | WEB_PERM_AUDIT, WEB_ROUTE_BODY, NULL,
      web_h_subject_request},
+    /* call quality: QA forms, evaluations, reports (routes_qa.c) */
+    {"GET", "/api/v1/qa/forms", QA, 0, NULL, web_h_qa_forms},
+    {"POST", "/api/v1/qa/forms", WEB_PERM_ADMIN, WEB_ROUTE_BODY, NULL, web_h_qa_form_add},
+    {"GET", "/api/v1/qa/forms/{}", QA, 0, NULL, web_h_qa_form_get},
+    {"PUT", "/api/v1/qa/forms/{}", WEB_PERM_ADMIN, WEB_ROUTE_BODY, NULL, web_h_qa_form_put},
+    {"GET", "/api/v1/qa/evaluations", WEB_PERM_ANNOTATE, 0, qa_eval_keys, web_h_qa_evals},
+    {"POST", "/api/v1/qa/evaluations", WEB_PERM_ANNOTATE, WEB_ROUTE_BODY, NULL,
+     web_h_qa_eval_add},
+    {"GET", "/api/v1/qa/evaluations/{}", WEB_PERM_ANNOTATE, 0, NULL, web_h_qa_eval_get},
+    {"POST", "/api/v1/qa/evaluations/{}/versions", WEB_PERM_ANNOTATE, WEB_ROUTE_BODY, NULL,
+     web_h_qa_eval_correct},
+    {"GET", "/api/v1/reports/qa", QA | WEB_PERM_AUDIT, 0, report_keys, web_h_report_qa},
+    {"GET", "/api/v1/reports/qa/calibration", QA | WEB_PERM_AUDIT, 0, calibration_keys,
+     web_h_report_qa_calibration},
+    {"GET", "/api/v1/reports/announcement", ANN, 0, report_keys, web_h_report_announcement},
+    {"GET", "/api/v1/reports/announcement/missing", ANN, 0, ann_list_keys,
+     web_h_report_announcement_missing},
+    {"GET", "/api/v1/reports/announcement/disagreements", ANN, 0, ann_list_keys,
+     web_h_report_announcement_disagreements},
 };
 
 const size_t web_n_routes = sizeof(web_routes) / sizeof(web_routes[0]);

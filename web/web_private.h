@@ -97,6 +97,8 @@ typedef enum {
     WEB_F_TIME,    /* RFC 3339 string or unix seconds (number or string) */
     WEB_F_BOOL,    /* true or false */
     WEB_F_INTS,    /* array of integers (calls: ids) */
+    WEB_F_ARRAY,   /* any array: the handler checks its items */
+    WEB_F_OBJECT,  /* any object: the handler checks its members */
 } web_field_kind_t;
 
 typedef struct {
@@ -539,5 +541,21 @@ void web_h_export_add(web_req_t *r);
 void web_h_export_get(web_req_t *r);
 void web_h_export_download(web_req_t *r);
 void web_h_export_delete(web_req_t *r);
+
+/* ---- routes_qa.c: QA forms, evaluations, call-quality reports ---- */
+
+void web_h_qa_forms(web_req_t *r);
+void web_h_qa_form_add(web_req_t *r);
+void web_h_qa_form_get(web_req_t *r);
+void web_h_qa_form_put(web_req_t *r);
+void web_h_qa_evals(web_req_t *r);
+void web_h_qa_eval_add(web_req_t *r);
+void web_h_qa_eval_get(web_req_t *r);
+void web_h_qa_eval_correct(web_req_t *r);
+void web_h_report_qa(web_req_t *r);
+void web_h_report_qa_calibration(web_req_t *r);
+void web_h_report_announcement(web_req_t *r);
+void web_h_report_announcement_missing(web_req_t *r);
+void web_h_report_announcement_disagreements(web_req_t *r);
 
 #endif

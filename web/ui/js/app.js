@@ -21,11 +21,16 @@ const routes = [
   { path: /^\/admin\/tokens$/, perms: ['admin'], page: 'tokens', menu: 'menu.tokens' },
   { path: /^\/admin\/audit$/, perms: ['audit'], page: 'audit', menu: 'menu.audit' },
   { path: /^\/admin\/destruction-log$/, perms: ['audit'], page: 'destruction', menu: 'menu.destruction' },
+  // call quality: QA forms, reports, calls missing the announcement
+  { path: /^\/qa\/forms$/, perms: ['admin'], page: 'qa_forms', menu: 'menu.qa_forms' },
+  { path: /^\/reports$/, perms: ['annotate', 'audit', 'admin'], page: 'reports', menu: 'menu.reports' },
+  { path: /^\/reports\/announcement-missing$/, perms: ['calls', 'annotate', 'audit'], page: 'announcement_missing' },
 ];
 const menuPaths = {
   sources: '/', view: '/view', exports: '/exports', holds: '/holds', storage: '/admin/storage', admin_sources: '/admin/sources',
   users: '/admin/users', tokens: '/admin/tokens', audit: '/admin/audit',
   destruction: '/admin/destruction-log',
+  qa_forms: '/qa/forms', reports: '/reports',
 };
 
 export const app = { me: null, ui: null };

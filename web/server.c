@@ -35,8 +35,15 @@
  * memset was a twentieth of the busiest route's CPU. */
 #define CONNECTION_MEMORY (16 * 1024)
 #define MAX_PEM (64 * 1024)
+/* style-src allows one inline stylesheet by its hash: the one wavesurfer.js
+ * (web/ui/vendor) puts in its waveform's shadow root, at the height the call
+ * page asks for (96 px, web/ui/js/pages/call.js). Nothing else inline is
+ * allowed; a wavesurfer upgrade that changes that text shows as a CSP
+ * violation in the browser suite, whose message names the new hash. */
+#define WEB_CSP_WAVESURFER "'sha256-Y/8t1dAKa3ay+RZEiEFEDr8dFiQhpaFvYXXUfT3p6ZU='"
 #define WEB_CSP                                                                            \
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; " \
+    "default-src 'self'; script-src 'self'; style-src 'self' " WEB_CSP_WAVESURFER "; "     \
+    "img-src 'self' data: blob:; "                                                         \
     "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "    \
     "form-action 'self'; frame-ancestors 'none'"
 

@@ -378,6 +378,8 @@ export default {
   'call.position': 'Position',
   'call.facts': 'About the call',
   'call.cameras': 'Cameras of desk {desk}',
+  'call.cameras_title': 'Desk cameras',
+  'calls.call_id': 'PBX call id',
   'call.cameras_none': 'No cameras are linked to this call\'s line.',
   'call.camera_of': 'Camera {name} during the call',
   'call.camera_gap': 'The camera has no recording at this moment.',

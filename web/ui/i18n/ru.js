@@ -378,6 +378,8 @@ export default {
   'call.position': 'Позиция',
   'call.facts': 'Сведения о звонке',
   'call.cameras': 'Камеры рабочего места {desk}',
+  'call.cameras_title': 'Камеры рабочего места',
+  'calls.call_id': 'Идентификатор в АТС',
   'call.cameras_none': 'К линии этого звонка камеры не привязаны.',
   'call.camera_of': 'Камера {name} во время звонка',
   'call.camera_gap': 'Нет записи камеры в этот момент.',

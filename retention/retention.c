@@ -458,6 +458,31 @@ static int alarm_active(idx_t *idx, const char *kind, int *active)
     return rc;
 }
 
+/* calls: a call's metadata goes with its audio (the age sweep and disk
+ * pressure delete segments oldest first, so a call older than its line's
+ * oldest segment has none left), but not before min_days, and not before
+ * [retention] call_metadata_days when that is longer; a call named by an
+ * active hold stays. Lines without a segment left keep calls for
+ * keep_days. Bounded per sweep: the rest go at the next. */
+#define CALL_SWEEP_LIMIT 20000
+
+static int sweep_calls(idx_t *idx, const vg_config_t *cfg, int64_t now_us, int64_t *deleted)
+{
+    /* Never younger than the floor: the age sweep deletes no audio younger
+     * than min_days, so a call that young without audio never had any (a
+     * CDR row for a line recorded since), and keeping it costs nothing. */
+    int days = cfg->retention.call_metadata_days > cfg->retention.min_days
+                   ? cfg->retention.call_metadata_days
+                   : cfg->retention.min_days;
+    int64_t meta = now_us - (int64_t)days * RET_DAY_US;
+    int64_t nosegs = now_us - (int64_t)cfg->retention.keep_days * RET_DAY_US;
+    int rc = idx_call_sweep(idx, meta, nosegs, now_us, CALL_SWEEP_LIMIT, deleted);
+    if (rc == VG_OK && *deleted)
+        vg_info("retention: deleted the metadata of %lld call(s) whose audio is gone",
+                (long long)*deleted);
+    return rc;
+}
+
 int ret_sweep(idx_t *idx, const vg_config_t *cfg, int64_t now_us, int64_t in_progress_bytes,
               ret_sweep_result_t *result)
 {
@@ -490,6 +515,8 @@ int ret_sweep(idx_t *idx, const vg_config_t *cfg, int64_t now_us, int64_t in_pro
         update_stop_alarm(idx, now_us, &plan);
     }
     ret_plan_free(&plan);
+    if (rc == VG_OK && !suspended)
+        rc = sweep_calls(idx, cfg, now_us, &result->calls_deleted);
     return rc;
 }
 

@@ -77,6 +77,7 @@ typedef struct {
     int64_t freed_bytes;
     int stop_recording;
     int age_suspended; /* a clock_jump alarm is active (see ret_clock_check) */
+    int64_t calls_deleted; /* calls: metadata rows whose audio is gone (idx_call_sweep) */
 } ret_sweep_result_t;
 
 /* One sweep: plan, execute, and raise or clear the persistent alarms. While

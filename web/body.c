@@ -68,6 +68,14 @@ static int kind_ok(const web_field_t *f, const json_t *v)
                 return 0;
         }
         return 1;
+    case WEB_F_INTS:
+        if (!json_is_array(v) || json_array_size(v) > MAX_ARRAY)
+            return 0;
+        json_array_foreach(v, i, e) {
+            if (!json_is_integer(e))
+                return 0;
+        }
+        return 1;
     }
     return 0;
 }

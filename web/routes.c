@@ -416,6 +416,14 @@ static const char *const checkpoint_keys[] = {"after", "limit", NULL};
 static const char *const audit_keys[] = {"from", "to", "actor", "action", "format",
                                          "limit", "after", NULL};
 
+/* calls (routes_calls.c) */
+static const char *const calls_keys[] = {"from", "to", "number", "agent", "queue", "account",
+                                         "direction", "min_seconds", "max_seconds", "text",
+                                         "limit", "after", "source", NULL};
+static const char *const import_keys[] = {"format", "utc", NULL};
+static const char *const reason_keys[] = {"reason", NULL};
+static const char *const call_peaks_keys[] = {"n", "reason", NULL};
+
 #define SEE (WEB_PERM_LIVE | WEB_PERM_PLAYBACK | WEB_PERM_CALLS)
 #define READ (WEB_PERM_PLAYBACK | WEB_PERM_CALLS)
 
@@ -471,6 +479,18 @@ const web_route_t web_routes[] = {
     {"GET", "/api/v1/ui", 0, WEB_ROUTE_PUBLIC, NULL, web_h_ui},
     {"GET", "/api/v1/me/language", 0, 0, NULL, web_h_language},
     {"PUT", "/api/v1/me/language", 0, WEB_ROUTE_BODY, NULL, web_h_language_set},
+    /* calls (routes_calls.c) */
+    {"GET", "/api/v1/calls", WEB_PERM_CALLS, 0, calls_keys, web_h_calls},
+    {"POST", "/api/v1/calls", WEB_PERM_PBX, WEB_ROUTE_BODY, NULL, web_h_call_add},
+    {"POST", "/api/v1/calls/import", WEB_PERM_PBX | WEB_PERM_ADMIN,
+     WEB_ROUTE_BODY | WEB_ROUTE_CSV, import_keys, web_h_call_import},
+    {"GET", "/api/v1/calls/{}", WEB_PERM_CALLS, 0, reason_keys, web_h_call},
+    {"PATCH", "/api/v1/calls/{}", WEB_PERM_PBX | WEB_PERM_ANNOTATE, WEB_ROUTE_BODY, NULL,
+     web_h_call_patch},
+    {"GET", "/api/v1/calls/{}/audio.wav", WEB_PERM_CALLS, 0, reason_keys, web_h_call_audio},
+    {"GET", "/api/v1/calls/{}/peaks", WEB_PERM_CALLS, 0, call_peaks_keys, web_h_call_peaks},
+    {"GET", "/api/v1/desks", SEE, 0, NULL, web_h_desks},
+    {"GET", "/api/v1/sources/{}/calls", WEB_PERM_CALLS, 0, range_keys, web_h_source_calls},
 };
 
 const size_t web_n_routes = sizeof(web_routes) / sizeof(web_routes[0]);

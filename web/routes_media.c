@@ -119,14 +119,23 @@ static void file_time(int64_t us, char *out, size_t size)
 static void wav_route(web_req_t *r, int attachment)
 {
     const char *action = attachment ? "clip.read" : "audio.read";
+    int64_t from, to;
+    char object[96];
+    const char *name = media_source(r, action);
+    if (!name || audio_range(r, &from, &to) != VG_OK)
+        return;
+    snprintf(object, sizeof(object), "source:%s", name);
+    web_wav_serve(r, name, from, to, action, object, attachment);
+}
+
+void web_wav_serve(web_req_t *r, const char *name, int64_t from, int64_t to, const char *action,
+                   const char *object, int attachment)
+{
     idx_segment_t *segs = NULL;
     size_t n = 0;
-    int64_t from, to;
     pb_wav_t *wav = NULL;
     char err[192], etag[80];
-    const char *name = media_source(r, action);
-    if (!name || audio_range(r, &from, &to) != VG_OK ||
-        range_segments(r, name, from, to, &segs, &n) != VG_OK || !need_audio(r, name, segs, n))
+    if (range_segments(r, name, from, to, &segs, &n) != VG_OK || !need_audio(r, name, segs, n))
         goto cleanup;
     int rc = pb_wav_open(r->w->cfg.data_dir, segs, n, from, to, &wav, err, sizeof(err));
     if (rc != VG_OK) {
@@ -140,8 +149,7 @@ static void wav_route(web_req_t *r, int attachment)
         goto cleanup; /* 304 or 416, answered */
     if (first == 0) {
         /* opening the range: its own row */
-        char object[96], detail[64];
-        snprintf(object, sizeof(object), "source:%s", name);
+        char detail[64];
         snprintf(detail, sizeof(detail), "%zu segment(s), %d Hz", n, pb_wav_rate(wav));
         web_audit(r, action, object, from, to, "ok", detail);
     } else {
@@ -196,28 +204,40 @@ static int strict_int(const char *text, long min, long max, long *out)
 
 void web_h_peaks(web_req_t *r)
 {
-    idx_segment_t *segs = NULL;
-    size_t n = 0, len = 0;
     int64_t from, to;
-    long buckets = PEAKS_DEFAULT;
-    char err[192], *json = NULL;
     const char *name = media_source(r, "peaks.read");
     if (!name)
-        goto cleanup;
+        return;
+    const char *nq = web_query_get(&r->target, "n");
+    long buckets = PEAKS_DEFAULT;
+    if (nq && strict_int(nq, 1, PEAKS_MAX, &buckets) != VG_OK) {
+        web_reply_error(r, 400, "invalid_n", "n must be an integer from 1 to %d", PEAKS_MAX);
+        return;
+    }
+    if (audio_range(r, &from, &to) != VG_OK)
+        return;
+    web_peaks_serve(r, name, from, to, "peaks.read");
+}
+
+void web_peaks_serve(web_req_t *r, const char *name, int64_t from, int64_t to, const char *action)
+{
+    idx_segment_t *segs = NULL;
+    size_t n = 0, len = 0;
+    long buckets = PEAKS_DEFAULT;
+    char err[192], *json = NULL;
     const char *nq = web_query_get(&r->target, "n");
     if (nq && strict_int(nq, 1, PEAKS_MAX, &buckets) != VG_OK) {
         web_reply_error(r, 400, "invalid_n", "n must be an integer from 1 to %d", PEAKS_MAX);
         goto cleanup;
     }
-    if (audio_range(r, &from, &to) != VG_OK || range_segments(r, name, from, to, &segs, &n) != VG_OK ||
-        !need_audio(r, name, segs, n))
+    if (range_segments(r, name, from, to, &segs, &n) != VG_OK || !need_audio(r, name, segs, n))
         goto cleanup;
     int rc = pb_peaks(r->w->pb, segs, n, from, to, (int)buckets, &json, &len, err, sizeof(err));
     if (rc != VG_OK) {
         pb_error(r, rc, err);
         goto cleanup;
     }
-    audit_viewing(r, "peaks.read", name, from, to);
+    audit_viewing(r, action, name, from, to);
     web_reply_text(r, 200, "application/json", json, len);
     json = NULL;
 

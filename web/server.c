@@ -561,7 +561,43 @@ void web_audit_row(web_req_t *r, idx_audit_t *a, const char *actor, const char *
     a->from_us = from_us;
     a->to_us = to_us;
     vg_utf8_copy(a->result, sizeof(a->result), result);
-    vg_utf8_copy(a->detail, sizeof(a->detail), detail ? detail : "");
+    if (r->access_reason[0]) {
+        /* The reason first: a long detail must not push it out of the row. */
+        char both[sizeof(a->detail)];
+        snprintf(both, sizeof(both), "reason=%s%s%s", r->access_reason,
+                 detail && *detail ? "; " : "", detail ? detail : "");
+        vg_utf8_copy(a->detail, sizeof(a->detail), both);
+    } else {
+        vg_utf8_copy(a->detail, sizeof(a->detail), detail ? detail : "");
+    }
+}
+
+int web_access_reason(web_req_t *r)
+{
+    const char *q = web_query_get(&r->target, "reason");
+    const char *h = web_req_header(r, "X-Access-Reason");
+    const char *v = q && *q ? q : h;
+    if (!v || !*v) {
+        if (r->cfg->http.require_access_reason) {
+            web_reply_error(r, 400, "reason_required",
+                            "this server requires a reason to open a recording or a call: add "
+                            "reason=... to the query or an X-Access-Reason header");
+            return 0;
+        }
+        return 1;
+    }
+    size_t len = strlen(v);
+    for (size_t i = 0; i < len; i++) {
+        if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
+            len = SIZE_MAX;
+    }
+    if (len > 150) {
+        web_reply_error(r, 400, "invalid_reason",
+                        "the reason must be up to 150 bytes without control characters");
+        return 0;
+    }
+    vg_utf8_copy(r->access_reason, sizeof(r->access_reason), v);
+    return 1;
 }
 
 void web_audit_as(web_req_t *r, const char *actor, const char *action, const char *object,
@@ -769,6 +805,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 
 static void req_free(web_req_t *r)
 {
+    if (r->csv_slot)
+        __atomic_store_n(&r->w->csv_busy, 0, __ATOMIC_RELEASE);
     web_target_free(&r->target);
     free(r->raw_uri);
     free(r->body);
@@ -872,6 +910,17 @@ static void process_headers(web_req_t *r)
         r->route = route;
     else if (!r->status)
         web_reply_error(r, 500, "internal", "no answer");
+    if (r->route && (r->route->flags & WEB_ROUTE_CSV)) {
+        /* One large body at a time bounds what imports can hold. */
+        int expected = 0;
+        if (__atomic_compare_exchange_n(&r->w->csv_busy, &expected, 1, 0, __ATOMIC_ACQ_REL,
+                                        __ATOMIC_ACQUIRE)) {
+            r->csv_slot = 1;
+        } else {
+            snprintf(r->retry_after, sizeof(r->retry_after), "5");
+            web_reply_error(r, 503, "busy", "another import is running; try again");
+        }
+    }
     pool_put(r->w, r->idx);
     r->idx = NULL;
     if (r->status)
@@ -882,7 +931,10 @@ static void process_headers(web_req_t *r)
 static void process(web_req_t *r)
 {
     const web_route_t *route = r->route;
-    if (r->body_too_big)
+    if (r->body_too_big && (route->flags & WEB_ROUTE_CSV))
+        web_reply_error(r, 413, "body_too_large", "CSV imports are limited to %d MiB",
+                        WEB_MAX_CSV_BODY >> 20);
+    else if (r->body_too_big)
         web_reply_error(r, 413, "body_too_large", "request bodies are limited to 1 MiB");
     else if (r->body_len && !(route->flags & WEB_ROUTE_BODY))
         web_reply_error(r, 400, "unexpected_body", "this route takes no request body");
@@ -947,19 +999,26 @@ static int declared_too_big(web_req_t *r)
     char *end = NULL;
     errno = 0;
     unsigned long long n = strtoull(cl, &end, 10);
-    return errno != 0 || end == cl || n > WEB_MAX_BODY;
+    /* The import route's own limit: checked before authentication too. */
+    const char *u = r->raw_uri ? r->raw_uri : "";
+    size_t ul = strlen(WEB_CSV_ROUTE);
+    unsigned long long max = strncmp(u, WEB_CSV_ROUTE, ul) == 0 && (u[ul] == '\0' || u[ul] == '?')
+                                 ? WEB_MAX_CSV_BODY
+                                 : WEB_MAX_BODY;
+    return errno != 0 || end == cl || n > max;
 }
 
 static void take_body(web_req_t *r, const char *data, size_t size)
 {
-    if (r->body_too_big || r->body_len + size > WEB_MAX_BODY) {
+    size_t max = r->route && (r->route->flags & WEB_ROUTE_CSV) ? WEB_MAX_CSV_BODY : WEB_MAX_BODY;
+    if (r->body_too_big || r->body_len + size > max) {
         r->body_too_big = 1; /* keep reading, answer 413 at the end */
         return;
     }
     if (r->body_len + size + 1 > r->body_cap) {
         r->body_cap = (r->body_len + size + 1) * 2;
-        if (r->body_cap > WEB_MAX_BODY + 1)
-            r->body_cap = WEB_MAX_BODY + 1;
+        if (r->body_cap > max + 1)
+            r->body_cap = max + 1;
         r->body = vg_realloc(r->body, r->body_cap);
     }
     memcpy(r->body + r->body_len, data, size);
@@ -1068,7 +1127,9 @@ void web_dispatch(web_t *w, const char *method, const char *uri, const web_heade
      * headers, then (only if that did not answer) the body and the handler. */
     process_headers(r);
     if (!r->status) {
-        if (body_len > WEB_MAX_BODY)
+        size_t max = r->route && (r->route->flags & WEB_ROUTE_CSV) ? WEB_MAX_CSV_BODY
+                                                                    : WEB_MAX_BODY;
+        if (body_len > max)
             r->body_too_big = 1;
         else if (body_len)
             take_body(r, body, body_len);

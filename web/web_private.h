@@ -14,6 +14,10 @@
 #include "web/web.h"
 
 #define WEB_MAX_BODY (1024 * 1024)  /* request bodies: 1 MiB */
+/* calls: a CDR import's body (POST /api/v1/calls/import), held whole; one
+ * such request at a time, so at most this much memory goes to them. */
+#define WEB_MAX_CSV_BODY (64 * 1024 * 1024)
+#define WEB_CSV_ROUTE "/api/v1/calls/import"
 #define WEB_MAX_URI 2048            /* longer request targets: 414 */
 #define WEB_MAX_SEGMENTS 12
 #define WEB_MAX_QUERY 16
@@ -59,6 +63,7 @@ typedef void (*web_handler_t)(struct web_req *r);
 enum {
     WEB_ROUTE_PUBLIC = 1, /* no credentials needed */
     WEB_ROUTE_BODY = 2,   /* takes a JSON body */
+    WEB_ROUTE_CSV = 4,    /* calls: takes a CSV body of up to WEB_MAX_CSV_BODY, one at a time */
 };
 
 typedef struct {
@@ -91,6 +96,7 @@ typedef enum {
     WEB_F_STRINGS, /* array of strings */
     WEB_F_TIME,    /* RFC 3339 string or unix seconds (number or string) */
     WEB_F_BOOL,    /* true or false */
+    WEB_F_INTS,    /* array of integers (calls: ids) */
 } web_field_kind_t;
 
 typedef struct {
@@ -194,7 +200,7 @@ int web_limiter_take(web_limiter_t *l, const char *ip, int64_t now_us);
 /* Requests counted per route and answer status, for GET /metrics. The last
  * route slot counts requests that matched no route. */
 #define WEB_STATUS_SLOTS 18
-#define WEB_MAX_ROUTES 48
+#define WEB_MAX_ROUTES 96
 
 struct web {
     long http_counts[WEB_MAX_ROUTES + 1][WEB_STATUS_SLOTS]; /* atomic adds */
@@ -212,6 +218,7 @@ struct web {
     web_limiter_t *limiter;   /* refused requests per address */
     web_cache_t *cache;
     web_aggregator_t *aggregator; /* aggregate.c: rows for the requests of a viewing */
+    int csv_busy;             /* calls: a WEB_ROUTE_CSV body is being taken (atomic) */
     pb_t *pb;                 /* playback's caches and decode limits (routes_media.c) */
     /* Index connections, one per request at a time (SQLite connections are
      * not shared between threads); created on demand, closed at stop. */
@@ -251,6 +258,7 @@ typedef struct web_req {
     char *body;
     size_t body_len, body_cap;
     int body_too_big;
+    int csv_slot;                 /* calls: holds w->csv_busy (WEB_ROUTE_CSV) */
     char ip[64];
     idx_t *idx;
     const vg_config_t *cfg;   /* in force for this request */
@@ -284,6 +292,9 @@ typedef struct web_req {
      * when the access ends (default "source:NAME") */
     char stream_sources[IDX_LIST_TEXT_MAX];
     char stream_object[96];
+    /* [server] require_access_reason: the reason given with this request
+     * (web_access_reason), added to the detail of its audit rows */
+    char access_reason[160];
     /* audit rows to commit before the answer leaves; while they are being
      * committed the connection is suspended, freeing its MHD thread */
     idx_audit_t audit[WEB_MAX_AUDIT];
@@ -363,6 +374,12 @@ void web_dispatch(web_t *w, const char *method, const char *uri, const web_heade
 void web_audit_row(web_req_t *r, idx_audit_t *row, const char *actor, const char *action,
                    const char *object, int64_t from_us, int64_t to_us, const char *result,
                    const char *detail);
+/* Opening a recording or a call: reads the reason (query reason= or header
+ * X-Access-Reason) into r->access_reason. With [server]
+ * require_access_reason = yes a missing one answers 400 reason_required;
+ * one with control characters or over 150 bytes is a 400 either way.
+ * Returns 1 to go on, 0 when answered. */
+int web_access_reason(web_req_t *r);
 /* A change (user, token, hold, keep_days, session) with its audit row in one
  * transaction (idx_audited_change): when the row cannot be written nothing
  * changes and this answers 500 audit_failed, with no Set-Cookie. Returns the
@@ -470,6 +487,12 @@ void web_h_audio_wav(web_req_t *r);
 void web_h_clip_wav(web_req_t *r);
 void web_h_peaks(web_req_t *r);
 void web_h_snapshot(web_req_t *r);
+/* The WAV and the peaks of [from, to) of source name, checks made: for the
+ * call routes. The WAV's first byte range writes the row (action, object),
+ * its continuations and the peaks are aggregated (aggregate.c). */
+void web_wav_serve(web_req_t *r, const char *name, int64_t from, int64_t to, const char *action,
+                   const char *object, int attachment);
+void web_peaks_serve(web_req_t *r, const char *name, int64_t from, int64_t to, const char *action);
 void web_h_language(web_req_t *r);
 void web_h_language_set(web_req_t *r);
 
@@ -496,6 +519,18 @@ void web_h_audit_checkpoints(web_req_t *r);
 void web_h_clip_mp4(web_req_t *r);
 void web_h_clip_mov(web_req_t *r);
 void web_h_clip_mkv(web_req_t *r);
+/* ---- routes_calls.c: calls, desks, CDR import, subject-access requests ---- */
+
+void web_h_calls(web_req_t *r);
+void web_h_call_add(web_req_t *r);
+void web_h_call_import(web_req_t *r);
+void web_h_call(web_req_t *r);
+void web_h_call_patch(web_req_t *r);
+void web_h_call_audio(web_req_t *r);
+void web_h_call_peaks(web_req_t *r);
+void web_h_desks(web_req_t *r);
+void web_h_source_calls(web_req_t *r);
+
 /* ---- routes_export.c: evidence export jobs (playback/exporter.c) ---- */
 
 void web_h_exports(web_req_t *r);

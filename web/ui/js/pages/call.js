@@ -48,21 +48,23 @@ export async function render(m) {
     h('p', {}, h('a', { href: '/calls', text: t('call.list') })),
     c.end ? null : h('p', { class: 'msg info', text: t('call.ongoing') }),
     h('section', { 'aria-labelledby': 'listen-h' }, h('h2', { id: 'listen-h', class: 'skip', text: t('call.listen') }), listen.el),
+    h('section', { class: 'call-cams', 'aria-labelledby': 'cams-h' },
+      h('h2', { id: 'cams-h', text: cams.length ? t('call.cameras', { desk: desks }) : t('call.cameras_title') }),
+      cams.length ? listen.camBox : h('p', { class: 'hint', text: t('call.cameras_none') })),
     actions(c, start, end, cams, perms),
-    h('h2', { text: t('call.facts') }),
-    h('dl', { class: 'panel facts' },
-      dl('calls.start', fmtTime(c.start)), dl('calls.end', c.end ? fmtTime(c.end) : t('calls.ongoing')),
-      dl('calls.duration', fmtDur(seconds(c))), dl('calls.direction', dirText(c.direction)),
-      dl('calls.caller', num(c.caller, c.caller_raw)), dl('calls.callee', num(c.callee, c.callee_raw)),
-      dl('calls.agent', c.agent ? h('a', { href: agentHref(c.agent), text: c.agent }) : null),
-      dl('calls.queue', c.queue), dl('calls.account', c.account), dl('calls.disposition', c.disposition),
-      dl('calls.line', h('a', { href: `/sources/${encodeURIComponent(c.source)}?at=${iso(start)}`,
-        title: t('call.line_link', { line: c.source }), text: c.source })),
-      dl('calls.origin', originText(c.origin)), dl('calls.announcement', annText(c)),
-      c.call_id ? dl('calls.call_id', h('span', { class: 'mono', text: c.call_id })) : null),
-    annotations(c, perms.includes('annotate')),
-    h('h2', { text: cams.length ? t('call.cameras', { desk: desks }) : t('call.cameras_title') }),
-    cams.length ? listen.camBox : h('p', { class: 'hint', text: t('call.cameras_none') })].filter(Boolean);
+    h('div', { class: 'call-info' },
+      h('section', { 'aria-labelledby': 'facts-h' }, h('h2', { id: 'facts-h', text: t('call.facts') }),
+        h('dl', { class: 'panel facts' },
+          dl('calls.start', fmtTime(c.start)), dl('calls.end', c.end ? fmtTime(c.end) : t('calls.ongoing')),
+          dl('calls.duration', fmtDur(seconds(c))), dl('calls.direction', dirText(c.direction)),
+          dl('calls.caller', num(c.caller, c.caller_raw)), dl('calls.callee', num(c.callee, c.callee_raw)),
+          dl('calls.agent', c.agent ? h('a', { href: agentHref(c.agent), text: c.agent }) : null),
+          dl('calls.queue', c.queue), dl('calls.account', c.account), dl('calls.disposition', c.disposition),
+          dl('calls.line', h('a', { href: `/sources/${encodeURIComponent(c.source)}?at=${iso(start)}`,
+            title: t('call.line_link', { line: c.source }), text: c.source })),
+          dl('calls.origin', originText(c.origin)), dl('calls.announcement', annText(c)),
+          c.call_id ? dl('calls.call_id', h('span', { class: 'mono', text: c.call_id })) : null)),
+      annotations(c, perms.includes('annotate')))].filter(Boolean);
 }
 
 function actions(c, start, end, cams, perms) {
@@ -227,7 +229,7 @@ class Listen {
       container: this.wave, media: this.audio, height: WAVE_HEIGHT,
       peaks: [p.peaks || interleave(p.min, p.max)], duration: this.dur,
       waveColor: '#2e7d4f', progressColor: col('--brand', '#0b3d63'), cursorColor: col('--accent', '#0a5fa3'),
-      cursorWidth: 2, normalize: true, interact: true, dragToSeek: true,
+      cursorWidth: 2, normalize: false, interact: true, dragToSeek: true,
     });
   }
 

@@ -96,7 +96,7 @@ export async function render() {
     csv.disabled = !state.rows.length;
     if (!state.rows.length) { body.replaceChildren(h('p', { text: t('calls.none') })); return; }
     const rows = sorted().map((c) => h('tr', {},
-      h('td', {}, h('a', { href: '/calls/' + c.id, 'aria-label': t('calls.open', { id: c.id }) + ', ' + fmtTime(c.start),
+      h('td', { class: 'nowrap' }, h('a', { href: '/calls/' + c.id, 'aria-label': t('calls.open', { id: c.id }) + ', ' + fmtTime(c.start),
         text: fmtTime(c.start) })),
       h('td', { class: 'num', text: c.end ? fmtDur(seconds(c)) : t('calls.ongoing') }),
       h('td', { text: dirText(c.direction) }),
@@ -120,7 +120,7 @@ export async function render() {
         h('th', { scope: 'col', class: 'hide-narrow', text: t('calls.account') }),
         h('th', { scope: 'col', class: 'hide-narrow', text: t('calls.line') }),
         h('th', { scope: 'col', class: 'hide-narrow', text: t('calls.tags') }),
-        h('th', { scope: 'col', class: 'hide-narrow', text: t('calls.announcement') }))),
+        h('th', { scope: 'col', class: 'hide-narrow', text: t('calls.ann_col') }))),
       h('tbody', {}, rows))));
   };
 
@@ -149,14 +149,13 @@ export async function render() {
 
   const form = h('form', { class: 'grid', 'aria-label': t('calls.filters') },
     field(t('calls.from'), from), field(t('calls.to'), to),
-    h('div', {}, h('label', { for: 'calls-number', text: t('calls.number') }),
-      Object.assign(text.number, { id: 'calls-number' }),
-      h('span', { class: 'hint small', id: 'number-hint', text: t('calls.number_hint') })),
+    field(t('calls.number'), text.number),
     field(t('calls.agent'), text.agent), field(t('calls.queue'), text.queue),
     field(t('calls.account'), text.account), field(t('calls.direction'), direction),
     field(t('calls.min'), minS), field(t('calls.max'), maxS), field(t('calls.text'), text.text),
     h('div', { class: 'actions' }, h('button', { type: 'submit', text: t('calls.search') }),
-      h('a', { class: 'button-link', href: '/calls', text: t('calls.reset') })));
+      h('a', { class: 'button-link', href: '/calls', text: t('calls.reset') })),
+    h('p', { class: 'hint small wide', id: 'number-hint', text: t('calls.number_hint') }));
   form.addEventListener('submit', (e) => {
     e.preventDefault();
     // the search in the URL: reloads and links give the same page

@@ -403,5 +403,6 @@ export default {
   'reason.label': 'Reason',
   'reason.go': 'Continue',
   'reason.cancel': 'Cancel',
+  'reason.too_long': 'The reason is longer than {n} bytes: shorten it.',
   'reason.needed': 'Without a reason the recording stays closed.',
 };

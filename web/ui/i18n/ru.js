@@ -403,5 +403,6 @@ export default {
   'reason.label': 'Основание',
   'reason.go': 'Продолжить',
   'reason.cancel': 'Отмена',
+  'reason.too_long': 'Основание длиннее {n} байт: сократите его.',
   'reason.needed': 'Без основания доступ к записи не открыт.',
 };

@@ -13,7 +13,7 @@ import { app, heading, notFound } from '../app.js';
 import { VideoTrack, NoRecording, hevcPlayable, isHevc } from '../player/tracks.js';
 import { exportDialog, dialog } from '../player/dialogs.js';
 import { iso } from '../player/timeline.js';
-import { withReason, withReasonParam } from '../calls/reason.js';
+import { withReason, withReasonParam } from '../reason.js';
 import { seconds, fmtDur, dirText, originText, annText, tagsText } from '../calls/format.js';
 import { agentHref } from './calls.js';
 
@@ -48,10 +48,10 @@ export async function render(m) {
     h('p', {}, h('a', { href: '/calls', text: t('call.list') })),
     c.end ? null : h('p', { class: 'msg info', text: t('call.ongoing') }),
     h('section', { 'aria-labelledby': 'listen-h' }, h('h2', { id: 'listen-h', class: 'skip', text: t('call.listen') }), listen.el),
+    actions(c, start, end, cams, perms),
     h('section', { class: 'call-cams', 'aria-labelledby': 'cams-h' },
       h('h2', { id: 'cams-h', text: cams.length ? t('call.cameras', { desk: desks }) : t('call.cameras_title') }),
       cams.length ? listen.camBox : h('p', { class: 'hint', text: t('call.cameras_none') })),
-    actions(c, start, end, cams, perms),
     h('div', { class: 'call-info' },
       h('section', { 'aria-labelledby': 'facts-h' }, h('h2', { id: 'facts-h', text: t('call.facts') }),
         h('dl', { class: 'panel facts' },

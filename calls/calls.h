@@ -10,6 +10,7 @@
 
 #include "core/config.h"
 #include "index/index.h"
+#include "playback/playback.h"
 
 /* ---- numbers ---- */
 
@@ -64,6 +65,17 @@ void call_import_abort(call_import_t *im);
 /* The report as JSON text {imported, merged, unmatched, bad, reasons:[{line,
  * reason}]} (malloc'd). */
 char *call_import_report_json(const call_import_report_t *r);
+
+/* ---- subject-access requests (152-FZ art. 14) ---- */
+
+/* What the export job e (e->subject: a normalized number) bundles: one
+ * WAV piece per call of that number in [e->from_us, e->to_us) that has
+ * audio, and calls.csv, calls.json and summary.txt about all of them.
+ * Matches pb_exporter_config_t.subject; VG_EINVAL (err says) for more
+ * than PB_BUNDLE_MAX_PIECES calls. */
+int call_subject_prepare(idx_t *idx, const idx_export_t *e, pb_bundle_piece_t **pieces,
+                         size_t *n, pb_bundle_file_t **files, size_t *n_files, char *err,
+                         size_t err_size);
 
 /* ---- desks ---- */
 

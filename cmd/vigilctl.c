@@ -14,6 +14,7 @@
 
 #include "archive/archive.h"
 #include "cmd/ctl_accounts.h"
+#include "cmd/ctl_calls.h"
 #include "cmd/ctl_status.h"
 #include "capture/capture.h"
 #include "core/clock.h"
@@ -44,6 +45,8 @@ typedef struct {
     const char *hold_sources[MAX_HOLD_SOURCES];
     size_t n_hold_sources;
     ctl_accounts_opts_t acct; /* --role, --sources, --perm */
+    const char *format;       /* calls import --format */
+    int utc;                  /* calls import --utc */
 } ctl_t;
 
 static void usage(FILE *out)
@@ -69,6 +72,7 @@ static void usage(FILE *out)
             "  token add NAME --perm p1,p2                    prints the token once; token list | revoke ID\n"
             "  audit verify [--checkpoints FILE] [--key FILE] | audit list [--from T] [--to T] [--json]\n"
             "  key show                                       the appliance's public key (minisign format)\n"
+            "  calls import --format asterisk-csv [--utc] FILE  Asterisk Master.csv into calls\n"
             "T is RFC 3339 (2026-11-27T10:00:00Z) or unix seconds.\n");
 }
 
@@ -732,7 +736,8 @@ static int command_open_mode(int argc, char **argv)
     const char *cmd = argv[0];
     if (ctl_accounts_writes(argc, argv) || (strcmp(cmd, "sweep") == 0 && argc == 1) ||
         (strcmp(cmd, "hold") == 0 && argc >= 2 && strcmp(argv[1], "list") != 0) ||
-        (strcmp(cmd, "clock") == 0 && argc == 2 && strcmp(argv[1], "accept") == 0))
+        (strcmp(cmd, "clock") == 0 && argc == 2 && strcmp(argv[1], "accept") == 0) ||
+        (strcmp(cmd, "calls") == 0 && argc == 3 && strcmp(argv[1], "import") == 0))
         return OPEN_WRITE;
     if (strcmp(cmd, "sweep") == 0 || strcmp(cmd, "segments") == 0 || strcmp(cmd, "export") == 0)
         return OPEN_AUDITED_READ;
@@ -766,6 +771,8 @@ static int dispatch(ctl_t *c, int argc, char **argv)
     }
     if (strcmp(cmd, "status") == 0 && argc == 1)
         return ctl_status(&c->cfg, c->idx, c->json);
+    if (strcmp(cmd, "calls") == 0 && argc == 3 && strcmp(argv[1], "import") == 0)
+        return ctl_calls_import(&c->cfg, c->idx, argv[2], c->format, c->utc);
     usage(stderr);
     return EXIT_USAGE;
 }
@@ -782,6 +789,7 @@ int main(int argc, char **argv)
         {"sources", required_argument, NULL, 'S'}, {"perm", required_argument, NULL, 'P'},
         {"checkpoints", required_argument, NULL, 'K'}, {"key", required_argument, NULL, 'k'},
         {"bundle", no_argument, NULL, 'B'}, {"pubkey", required_argument, NULL, 'p'},
+        {"format", required_argument, NULL, 'F'}, {"utc", no_argument, NULL, 'U'},
         {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
     };
     ctl_t c = {0};
@@ -810,6 +818,8 @@ int main(int argc, char **argv)
         case 'P': c.acct.perm = optarg; break;
         case 'K': c.acct.checkpoints = optarg; break;
         case 'k': c.acct.key = optarg; break;
+        case 'F': c.format = optarg; break;
+        case 'U': c.utc = 1; break;
         case 's':
             if (c.n_hold_sources == MAX_HOLD_SOURCES) {
                 fprintf(stderr, "vigilctl: at most %d --source\n", MAX_HOLD_SOURCES);

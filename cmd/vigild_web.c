@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "calls/calls.h"
 #include "cmd/vigild.h"
 #include "core/errors.h"
 #include "core/log.h"
@@ -125,7 +126,8 @@ static int start_exporter(daemon_t *d, const vg_config_t *cfg)
     pb_exporter_config_t xc = {.data_dir = cfg->data_dir,
                                .clock = &export_clock,
                                .keep_days = cfg->exports_keep_days,
-                               .cleanup_ms = cleanup_ms ? atoi(cleanup_ms) : 0};
+                               .cleanup_ms = cleanup_ms ? atoi(cleanup_ms) : 0,
+                               .subject = call_subject_prepare};
     return pb_exporter_start(&xc, &d->exporter);
 }
 

@@ -12,7 +12,7 @@
 
 #define EXPORT_COLUMNS                                                                 \
     "id, owner, sources, from_us, to_us, case_no, reason, hold_id, state, progress, " \
-    "bytes, error, created_us, finished_us, path, sha256"
+    "bytes, error, created_us, finished_us, path, sha256, subject"
 
 static void text_col(sqlite3_stmt *st, int col, char *dst, size_t size)
 {
@@ -40,6 +40,7 @@ static void fill_export(sqlite3_stmt *st, void *item)
     e->finished_us = sqlite3_column_int64(st, 13);
     text_col(st, 14, e->path, sizeof(e->path));
     text_col(st, 15, e->sha256, sizeof(e->sha256));
+    text_col(st, 16, e->subject, sizeof(e->subject));
 }
 
 static int prepare(idx_t *idx, const char *sql, const char *what, sqlite3_stmt **st)
@@ -64,8 +65,8 @@ int idx_export_add(idx_t *idx, idx_export_t *e)
     sqlite3_stmt *st = NULL;
     int ret = prepare(idx,
                       "INSERT INTO export (owner, sources, from_us, to_us, case_no, reason,"
-                      " hold_id, state, created_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
-                      " 'queued', ?8)",
+                      " hold_id, state, created_us, subject) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
+                      " 'queued', ?8, ?9)",
                       "prepare export insert", &st);
     if (ret != VG_OK)
         return ret;
@@ -76,7 +77,8 @@ int idx_export_add(idx_t *idx, idx_export_t *e)
         (ret = idx_priv_bind_text(idx, st, 5, e->case_no)) != VG_OK ||
         (ret = idx_priv_bind_text(idx, st, 6, e->reason)) != VG_OK ||
         (ret = idx_priv_bind_i64(idx, st, 7, e->hold_id)) != VG_OK ||
-        (ret = idx_priv_bind_i64(idx, st, 8, e->created_us)) != VG_OK)
+        (ret = idx_priv_bind_i64(idx, st, 8, e->created_us)) != VG_OK ||
+        (ret = idx_priv_bind_text(idx, st, 9, e->subject)) != VG_OK)
         goto cleanup;
     if ((ret = run_done(idx, st, "insert export", NULL)) == VG_OK) {
         e->id = sqlite3_last_insert_rowid(idx->db);

@@ -422,7 +422,10 @@ static const char *const migrations[] = {
     "  call_id INTEGER NOT NULL,"
     "  PRIMARY KEY (hold_id, call_id)"
     ") WITHOUT ROWID;"
-    "CREATE INDEX hold_call_call ON hold_call(call_id);",
+    "CREATE INDEX hold_call_call ON hold_call(call_id);"
+    /* A subject-access request (152-FZ art. 14) is an export job whose
+     * bundle is every call of one number: subject holds that number. */
+    "ALTER TABLE export ADD COLUMN subject TEXT NOT NULL DEFAULT '';",
 };
 
 #define IDX_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -508,6 +508,7 @@ typedef struct {
     int64_t created_us, finished_us;
     char path[128];          /* relative to data_dir; "" until done */
     char sha256[65];         /* of the zip; "" until done */
+    char subject[64];        /* calls: a subject-access request's number; "" otherwise */
 } idx_export_t;
 
 /* Inserts e (state queued); fills e->id. */

@@ -127,6 +127,7 @@ static int pb_media_write(const char *data_dir, const idx_segment_t *segs, size_
 
 typedef struct {
     const pb_bundle_opts_t *o;
+    size_t n_items;       /* sources, or pieces */
     size_t source_index;
     int64_t bytes_done;   /* media files finished */
     int64_t source_bytes; /* stored bytes of the current source's segments */
@@ -141,7 +142,7 @@ static void report(progress_t *p, double fraction, int64_t bytes)
 static void media_progress(void *ctx, int64_t bytes)
 {
     progress_t *p = ctx;
-    double per = MEDIA_SHARE / (double)p->o->n_sources;
+    double per = MEDIA_SHARE / (double)p->n_items;
     /* Within a source the share moves with the bytes written against the
      * stored bytes they come from (a remux keeps nearly all of them). */
     double within = p->source_bytes > 0 ? (double)bytes / (double)p->source_bytes : 0.5;
@@ -221,13 +222,17 @@ static json_t *segments_json(const idx_segment_t *segs, size_t n)
 }
 
 /* One source: its segments, its media file, its manifest entry. */
-static int build_source(idx_t *idx, const pb_bundle_opts_t *o, const char *dir, const char *stem,
+static int build_source(idx_t *idx, const pb_bundle_opts_t *o, const char *dir, const char *zip_stem,
                         progress_t *p, media_t *m, json_t *sources, char *err, size_t err_size)
 {
-    const char *name = o->sources[p->source_index];
+    const pb_bundle_piece_t *piece = o->use_pieces ? &o->pieces[p->source_index] : NULL;
+    const char *name = piece ? piece->source : o->sources[p->source_index];
+    const char *stem = piece ? piece->name : name;
+    int64_t from_us = piece ? piece->from_us : o->from_us;
+    int64_t to_us = piece ? piece->to_us : o->to_us;
     idx_segment_t *segs = NULL;
     size_t n = 0;
-    int rc = idx_segments_in_range(idx, name, o->from_us, o->to_us, &segs, &n);
+    int rc = idx_segments_in_range(idx, name, from_us, to_us, &segs, &n);
     if (rc == VG_ENOTFOUND || (rc == VG_OK && n == 0)) {
         rc = fail(err, err_size, VG_ENOTFOUND, "nothing recorded from %s in that range%s", name,
                   "");
@@ -241,12 +246,11 @@ static int build_source(idx_t *idx, const pb_bundle_opts_t *o, const char *dir, 
     for (size_t i = 0; i < n; i++)
         p->source_bytes += segs[i].bytes;
     const char *ext = pb_media_ext(segs, n);
-    snprintf(m->name, sizeof(m->name), "%s.%s", name, ext);
-    m->tmp = vg_asprintf("%s/.%s-%s", dir, stem, m->name);
+    snprintf(m->name, sizeof(m->name), "%s.%s", stem, ext);
+    m->tmp = vg_asprintf("%s/.%s-%s", dir, zip_stem, m->name);
     arc_export_opts_t eo = {.stop = o->stop, .progress = media_progress, .ctx = p};
     char why[256];
-    rc = pb_media_write(o->data_dir, segs, n, o->from_us, o->to_us, m->tmp, &eo, why,
-                        sizeof(why));
+    rc = pb_media_write(o->data_dir, segs, n, from_us, to_us, m->tmp, &eo, why, sizeof(why));
     if (rc != VG_OK) {
         rc = fail(err, err_size, rc, "%s: %s", name, why);
         goto cleanup;
@@ -262,7 +266,7 @@ static int build_source(idx_t *idx, const pb_bundle_opts_t *o, const char *dir, 
         sources,
         json_pack("{ss ss s{soso} s{soso} so s{ss sI ss}}", "name", name, "kind",
                   strcmp(ext, "wav") == 0 || strcmp(ext, "mka") == 0 ? "audio" : "video",
-                  "requested", "from", time_json(o->from_us), "to", time_json(o->to_us),
+                  "requested", "from", time_json(from_us), "to", time_json(to_us),
                   "actual", "from", time_json(eo.first_us), "to", time_json(eo.last_us),
                   "segments", segments_json(segs, n), "file", "name", m->name, "bytes",
                   (json_int_t)m->bytes, "sha256", m->sha256));
@@ -272,18 +276,24 @@ cleanup:
     return rc;
 }
 
-static char *manifest_text(const pb_bundle_opts_t *o, json_t *sources, const char *verify_sha)
+static char *manifest_text(const pb_bundle_opts_t *o, json_t *sources, const char *verify_sha,
+                           char (*file_sha)[65])
 {
     char key_id[VG_KEY_ID_HEX];
     vg_key_id_hex(o->key, key_id);
+    json_t *files = json_pack("[{ss sI ss}]", "name", PB_VERIFY_TXT, "bytes",
+                              (json_int_t)strlen(verify_text), "sha256", verify_sha);
+    for (size_t i = 0; files && i < o->n_files; i++)
+        json_array_append_new(files, json_pack("{ss sI ss}", "name", o->files[i].name, "bytes",
+                                               (json_int_t)o->files[i].len, "sha256",
+                                               file_sha[i]));
     json_t *m = json_pack(
-        "{ss ss ss ss ss ss so* so s{soso} so s[{ss sI ss}] ss}", "format", PB_BUNDLE_FORMAT,
+        "{ss ss ss ss ss ss so* so s{soso} so so ss}", "format", PB_BUNDLE_FORMAT,
         "appliance_id", o->appliance_id ? o->appliance_id : "", "vigil_version", VG_VERSION,
         "exporter", o->exporter, "case", o->case_no, "reason", o->reason, "export_id",
         o->export_id ? json_integer(o->export_id) : NULL, "created", time_json(o->created_us),
         "range", "from", time_json(o->from_us), "to", time_json(o->to_us), "sources", sources,
-        "files", "name", PB_VERIFY_TXT, "bytes", (json_int_t)strlen(verify_text), "sha256",
-        verify_sha, "key_id", key_id);
+        "files", files, "key_id", key_id);
     if (!m)
         return NULL;
     char *text = json_dumps(m, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -313,19 +323,24 @@ static int finish_file(const char *tmp, const char *out_path, char *err, size_t 
 int pb_bundle_write(idx_t *idx, const pb_bundle_opts_t *o, const char *out_path,
                     pb_bundle_result_t *res, char *err, size_t err_size)
 {
-    media_t media[PB_BUNDLE_MAX_SOURCES];
+    size_t n_items = o->use_pieces ? o->n_pieces : o->n_sources;
+    media_t *media = vg_calloc(n_items ? n_items : 1, sizeof(*media));
+    char (*file_sha)[65] = vg_calloc(o->n_files ? o->n_files : 1, sizeof(*file_sha));
     size_t n_media = 0;
     json_t *sources = json_array();
     char *manifest = NULL, *sig = NULL, *sums = NULL, *dir = NULL, *tmp = NULL;
     char pub[VG_KEY_PUB_TEXT_MAX], verify_sha[65], manifest_sha[65], trusted[192];
     zip_t *za = NULL;
     int rc = VG_OK, zerr = 0;
-    progress_t p = {.o = o};
-    memset(media, 0, sizeof(media));
+    progress_t p = {.o = o, .n_items = n_items ? n_items : 1};
     memset(res, 0, sizeof(*res));
     err[0] = '\0';
-    if (o->n_sources == 0 || o->n_sources > PB_BUNDLE_MAX_SOURCES) {
+    if (!o->use_pieces && (o->n_sources == 0 || o->n_sources > PB_BUNDLE_MAX_SOURCES)) {
         rc = fail(err, err_size, VG_EINVAL, "from 1 to 16 sources%s%s", "", "");
+        goto cleanup;
+    }
+    if (o->use_pieces && o->n_pieces > PB_BUNDLE_MAX_PIECES) {
+        rc = fail(err, err_size, VG_EINVAL, "more than 400 pieces%s%s", "", "");
         goto cleanup;
     }
     const char *slash = strrchr(out_path, '/');
@@ -337,9 +352,9 @@ int pb_bundle_write(idx_t *idx, const pb_bundle_opts_t *o, const char *out_path,
     }
     /* Everything temporary starts with '.', beside the zip: the exporter
      * removes such leftovers at start. */
-    for (size_t i = 0; i < o->n_sources && rc == VG_OK; i++) {
+    for (size_t i = 0; i < n_items && rc == VG_OK; i++) {
         p.source_index = i;
-        report(&p, MEDIA_SHARE * (double)i / (double)o->n_sources, p.bytes_done);
+        report(&p, MEDIA_SHARE * (double)i / (double)n_items, p.bytes_done);
         rc = build_source(idx, o, dir, base, &p, &media[i], sources, err, err_size);
         n_media = i + 1;
     }
@@ -347,7 +362,9 @@ int pb_bundle_write(idx_t *idx, const pb_bundle_opts_t *o, const char *out_path,
         goto cleanup;
 
     sha256_hex(verify_text, strlen(verify_text), verify_sha);
-    manifest = manifest_text(o, sources, verify_sha);
+    for (size_t i = 0; i < o->n_files; i++)
+        sha256_hex(o->files[i].data, o->files[i].len, file_sha[i]);
+    manifest = manifest_text(o, sources, verify_sha, file_sha);
     sources = NULL; /* taken by the manifest */
     if (!manifest) {
         rc = fail(err, err_size, VG_EINVAL, "cannot encode the manifest%s%s", "", "");
@@ -366,14 +383,17 @@ int pb_bundle_write(idx_t *idx, const pb_bundle_opts_t *o, const char *out_path,
     vg_key_public_text(o->key, pub, sizeof(pub));
     sha256_hex(manifest, strlen(manifest), manifest_sha);
     {
-        size_t cap = (n_media + 2) * 160, len = 0;
+        size_t cap = (n_media + o->n_files + 2) * 160, len = 0;
         sums = vg_malloc(cap);
         sums[0] = '\0';
         for (size_t i = 0; i < n_media; i++)
             len += (size_t)snprintf(sums + len, cap - len, "%s  %s\n", media[i].sha256,
                                     media[i].name);
         len += (size_t)snprintf(sums + len, cap - len, "%s  " PB_MANIFEST "\n", manifest_sha);
-        snprintf(sums + len, cap - len, "%s  " PB_VERIFY_TXT "\n", verify_sha);
+        len += (size_t)snprintf(sums + len, cap - len, "%s  " PB_VERIFY_TXT "\n", verify_sha);
+        for (size_t i = 0; i < o->n_files; i++)
+            len += (size_t)snprintf(sums + len, cap - len, "%s  %s\n", file_sha[i],
+                                    o->files[i].name);
     }
 
     tmp = vg_asprintf("%s/.%s.part", dir, base);
@@ -395,6 +415,8 @@ int pb_bundle_write(idx_t *idx, const pb_bundle_opts_t *o, const char *out_path,
         rc = add_buffer(za, PB_VERIFY_TXT, verify_text, strlen(verify_text), mtime);
     if (rc == VG_OK)
         rc = add_buffer(za, PB_SHA256SUMS, sums, strlen(sums), mtime);
+    for (size_t i = 0; i < o->n_files && rc == VG_OK; i++)
+        rc = add_buffer(za, o->files[i].name, o->files[i].data, o->files[i].len, mtime);
     if (rc != VG_OK) {
         fail(err, err_size, rc, "cannot add files to the zip%s%s", "", "");
         goto cleanup;
@@ -432,6 +454,8 @@ cleanup:
         free(media[i].tmp);
     }
     json_decref(sources);
+    free(media);
+    free(file_sha);
     free(manifest);
     free(sig);
     free(sums);

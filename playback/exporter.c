@@ -37,6 +37,9 @@ struct pb_exporter {
     vg_key_t key;
     int have_key;
     char appliance[80];
+    /* calls: what a subject-access job bundles (pb_exporter_config_t) */
+    int (*subject)(idx_t *idx, const idx_export_t *e, pb_bundle_piece_t **pieces, size_t *n,
+                   pb_bundle_file_t **files, size_t *n_files, char *err, size_t err_size);
     /* Test-only fault: jobs of this case crawl (a pause at every progress
      * step) so a test can stop vigild in the middle of one. */
     char slow_case[128];
@@ -162,9 +165,34 @@ static void run_job(pb_exporter_t *x, int64_t id)
                           .created_us = e.created_us, .sources = names, .n_sources = n,
                           .stop = &x->job_stop, .progress = job_progress, .ctx = &job};
     pb_bundle_result_t res;
-    int rc = x->have_key ? pb_bundle_write(x->idx, &o, out, &res, err, sizeof(err)) : VG_EINVAL;
+    pb_bundle_piece_t *pieces = NULL;
+    pb_bundle_file_t *files = NULL;
+    size_t n_pieces = 0, n_files = 0;
+    int rc = VG_OK;
+    if (e.subject[0]) {
+        /* calls: a subject-access request bundles every call of a number,
+         * found now (when the job runs), one WAV per call */
+        rc = x->subject ? x->subject(x->idx, &e, &pieces, &n_pieces, &files, &n_files, err,
+                                     sizeof(err))
+                        : VG_EINVAL;
+        if (!x->subject)
+            snprintf(err, sizeof(err), "subject-access requests are not available");
+        o.use_pieces = 1;
+        o.pieces = pieces;
+        o.n_pieces = n_pieces;
+        o.files = files;
+        o.n_files = n_files;
+    }
+    if (rc == VG_OK)
+        rc = x->have_key ? pb_bundle_write(x->idx, &o, out, &res, err, sizeof(err)) : VG_EINVAL;
+    if (rc == VG_OK && !x->have_key)
+        rc = VG_EINVAL;
     if (!x->have_key)
         snprintf(err, sizeof(err), "the appliance key is not available");
+    for (size_t i = 0; i < n_files; i++)
+        free(files[i].data);
+    free(files);
+    free(pieces);
     e.finished_us = vg_clock_wall(x->clock);
     if (rc == VG_OK) {
         snprintf(e.state, sizeof(e.state), "done");
@@ -273,6 +301,7 @@ int pb_exporter_start(const pb_exporter_config_t *cfg, pb_exporter_t **out)
     x->clock = cfg->clock ? cfg->clock : &vg_system_clock;
     x->keep_days = cfg->keep_days > 0 ? cfg->keep_days : 30;
     x->cleanup_ms = cfg->cleanup_ms > 0 ? cfg->cleanup_ms : 60000;
+    x->subject = cfg->subject;
     pthread_mutex_init(&x->lock, NULL);
     pthread_cond_init(&x->wake, NULL);
     const char *slow = getenv("VIGIL_TEST_EXPORT_SLOW_CASE");

@@ -30,6 +30,24 @@
 #define PB_VERIFY_TXT "VERIFY.txt"
 #define PB_SHA256SUMS "SHA256SUMS"
 
+/* calls: a bundle of many intervals (a subject-access request: one WAV per
+ * call) instead of one file per source over the whole range. A piece is
+ * one source over [from_us, to_us), written as "{name}.{ext}". */
+#define PB_BUNDLE_MAX_PIECES 400
+typedef struct {
+    char source[64];
+    char name[64];
+    int64_t from_us, to_us;
+} pb_bundle_piece_t;
+
+/* A small file added to a bundle as it is (listed and hashed in the
+ * manifest's files, like VERIFY.txt): the calls' CSV and JSON, a summary. */
+typedef struct {
+    char name[64];
+    char *data;
+    size_t len;
+} pb_bundle_file_t;
+
 typedef struct {
     const char *data_dir;       /* the archive (media paths are relative to it) */
     const vg_key_t *key;        /* signs the manifest (needs the secret) */
@@ -45,6 +63,12 @@ typedef struct {
      * and bytes written so far. */
     void (*progress)(void *ctx, double fraction, int64_t bytes);
     void *ctx;
+    /* calls: with use_pieces, pieces (n_pieces may be 0) replace sources */
+    int use_pieces;
+    const pb_bundle_piece_t *pieces;
+    size_t n_pieces;
+    const pb_bundle_file_t *files;
+    size_t n_files;
 } pb_bundle_opts_t;
 
 typedef struct {
@@ -99,6 +123,11 @@ typedef struct {
     const vg_clock_t *clock;    /* created/finished times and keep_days */
     int keep_days;              /* finished bundles are removed after this */
     int cleanup_ms;             /* how often keep_days is applied; 0: 60 s */
+    /* calls: what a subject-access job (idx_export_t.subject set) bundles:
+     * fills the pieces and files (malloc'd, freed by subject_free); NULL:
+     * such jobs fail. Runs on the exporter's thread with its connection. */
+    int (*subject)(idx_t *idx, const idx_export_t *e, pb_bundle_piece_t **pieces, size_t *n,
+                   pb_bundle_file_t **files, size_t *n_files, char *err, size_t err_size);
 } pb_exporter_config_t;
 
 /* Opens its own index connection and key, marks jobs left queued or running

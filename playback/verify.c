@@ -17,7 +17,7 @@
 #include "core/util.h"
 
 #define TEXT_MAX (16 * 1024 * 1024)
-#define MAX_ENTRIES 64
+#define MAX_ENTRIES 512 /* a subject-access bundle: up to 400 calls */
 
 typedef struct {
     char *name;

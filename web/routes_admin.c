@@ -109,6 +109,22 @@ static json_t *hold_json(const idx_hold_t *h)
                      "sources", csv_json(h->sources));
 }
 
+/* calls: a hold made for calls lists them ("calls": [id, ...]). */
+static json_t *hold_json_calls(web_req_t *r, const idx_hold_t *h)
+{
+    json_t *o = hold_json(h);
+    int64_t *ids = NULL;
+    size_t n = 0;
+    json_t *arr = json_array();
+    if (idx_hold_calls(r->idx, h->id, &ids, &n) == VG_OK) {
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(arr, json_integer(ids[i]));
+    }
+    free(ids);
+    json_object_set_new(o, "calls", arr);
+    return o;
+}
+
 /* A hold is shown only to callers who may see every source it covers. */
 static int hold_visible(web_req_t *r, const idx_hold_t *h)
 {
@@ -142,7 +158,7 @@ void web_h_holds(web_req_t *r)
     json_t *arr = json_array();
     for (size_t i = 0; i < n; i++) {
         if (hold_visible(r, &holds[i]))
-            json_array_append_new(arr, hold_json(&holds[i]));
+            json_array_append_new(arr, hold_json_calls(r, &holds[i]));
     }
     free(holds);
     web_reply_json(r, 200, json_pack("{so}", "holds", arr));
@@ -183,6 +199,14 @@ static int hold_text(web_req_t *r, json_t *body, const char *key, char *dst, siz
     return VG_OK;
 }
 
+static int hold_until(json_t *body, idx_hold_t *h)
+{
+    json_t *until = json_object_get(body, "until");
+    if (until && !json_is_null(until))
+        web_json_time(until, &h->until_us);
+    return VG_OK;
+}
+
 static int hold_times(web_req_t *r, json_t *body, idx_hold_t *h)
 {
     json_t *until = json_object_get(body, "until");
@@ -201,6 +225,8 @@ typedef struct {
     idx_hold_t *h;
     const char *const *names;
     size_t n;
+    const int64_t *calls; /* calls: the calls the hold is made for */
+    size_t n_calls;
 } hold_add_t;
 
 static int do_hold_add(idx_t *idx, void *arg, idx_audit_t *rows, size_t n)
@@ -208,28 +234,124 @@ static int do_hold_add(idx_t *idx, void *arg, idx_audit_t *rows, size_t n)
     hold_add_t *c = arg;
     (void)n;
     int rc = idx_hold_add(idx, c->h, c->names, c->n);
+    if (rc == VG_OK && c->n_calls)
+        rc = idx_hold_call_add(idx, c->h->id, c->calls, c->n_calls);
     if (rc == VG_OK)
         snprintf(rows[0].object, sizeof(rows[0].object), "hold:%lld", (long long)c->h->id);
     return rc;
 }
 
+/* calls: adds name to names[] unless it is there (VG_EINVAL when full). */
+static int add_name(const char **names, size_t *n, const char *name)
+{
+    for (size_t i = 0; i < *n; i++) {
+        if (strcmp(names[i], name) == 0)
+            return VG_OK;
+    }
+    if (*n == MAX_LIST)
+        return VG_EINVAL;
+    names[(*n)++] = name;
+    return VG_OK;
+}
+
+/* calls: "calls": [id, ...] holds each call's interval on its line and on
+ * the cameras of the line's desks. One hold has one range: the hull of the
+ * calls' intervals (and of from/to when given) over the union of their
+ * sources, which holds more than the calls, never less. Each call must be
+ * one the caller may see (else 404). call_src keeps the names alive. */
+static int hold_calls(web_req_t *r, json_t *arr, idx_hold_t *h, int has_range, const char **names,
+                      size_t *n, int64_t *ids, size_t *n_ids, char (*call_src)[64])
+{
+    size_t i;
+    json_t *v;
+    idx_call_t *c = vg_malloc(sizeof(*c));
+    int rc = VG_OK;
+    *n_ids = 0;
+    if (json_array_size(arr) > MAX_LIST) {
+        web_reply_error(r, 400, "invalid_field", "calls lists at most %d calls", MAX_LIST);
+        rc = VG_EINVAL;
+        goto cleanup;
+    }
+    json_array_foreach(arr, i, v) {
+        json_int_t id = json_integer_value(v);
+        if (id <= 0 || idx_call_get(r->idx, id, c) != VG_OK ||
+            !web_has(&r->who, WEB_PERM_CALLS) || !web_source_visible(&r->who, c->source, "audio")) {
+            web_reply_error(r, 404, "not_found", "no such call %lld", (long long)id);
+            rc = VG_ENOTFOUND;
+            goto cleanup;
+        }
+        int64_t end = c->end_us ? c->end_us : r->now_us;
+        if (end <= c->start_us)
+            end = c->start_us + 1;
+        if (!has_range && *n_ids == 0) {
+            h->from_us = c->start_us;
+            h->to_us = end;
+        }
+        h->from_us = c->start_us < h->from_us ? c->start_us : h->from_us;
+        h->to_us = end > h->to_us ? end : h->to_us;
+        ids[(*n_ids)++] = id;
+        snprintf(call_src[i], 64, "%s", c->source);
+        rc = add_name(names, n, call_src[i]);
+        for (size_t d = 0; rc == VG_OK && d < r->cfg->n_desks; d++) {
+            const vg_desk_config_t *desk = &r->cfg->desks[d];
+            int has = 0;
+            for (size_t k = 0; k < desk->n_lines && !has; k++)
+                has = strcmp(desk->lines[k], c->source) == 0;
+            for (size_t k = 0; has && rc == VG_OK && k < desk->n_cameras; k++) {
+                if (web_source_visible(&r->who, desk->cameras[k], "video"))
+                    rc = add_name(names, n, desk->cameras[k]);
+            }
+        }
+        if (rc != VG_OK) {
+            web_reply_error(r, 400, "invalid_field", "the calls span more than %d sources",
+                            MAX_LIST);
+            goto cleanup;
+        }
+    }
+
+cleanup:
+    free(c);
+    return rc;
+}
+
 void web_h_hold_add(web_req_t *r)
 {
+    /* calls: with "calls", sources, from and to may be left out */
     static const web_field_t fields[] = {
         {"case", WEB_F_STRING, 1, 0},  {"reason", WEB_F_STRING, 1, 0},
-        {"sources", WEB_F_STRINGS, 1, 0}, {"from", WEB_F_TIME, 1, 0},
-        {"to", WEB_F_TIME, 1, 0},      {"until", WEB_F_TIME, 0, 1},
-        {NULL, 0, 0, 0}};
+        {"sources", WEB_F_STRINGS, 0, 0}, {"from", WEB_F_TIME, 0, 0},
+        {"to", WEB_F_TIME, 0, 0},      {"until", WEB_F_TIME, 0, 1},
+        {"calls", WEB_F_INTS, 0, 0},   {NULL, 0, 0, 0}};
     json_t *body = web_req_body(r, fields);
     idx_hold_t h = {0};
     const char *names[MAX_LIST];
-    size_t n = 0;
+    int64_t call_ids[MAX_LIST];
+    char call_src[MAX_LIST][64];
+    size_t n = 0, n_calls = 0;
     char detail[256], list[160] = "";
     idx_audit_t row;
-    if (!body || hold_text(r, body, "case", h.case_no, sizeof(h.case_no)) != VG_OK ||
+    if (!body)
+        goto cleanup;
+    json_t *calls = json_object_get(body, "calls");
+    int with_calls = json_array_size(calls) > 0;
+    int has_range = json_object_get(body, "from") || json_object_get(body, "to");
+    if (!with_calls && (!json_object_get(body, "sources") || !json_object_get(body, "from") ||
+                        !json_object_get(body, "to"))) {
+        web_reply_error(r, 400, "missing_field", "sources, from and to are required (or calls)");
+        goto cleanup;
+    }
+    if (has_range && (!json_object_get(body, "from") || !json_object_get(body, "to"))) {
+        web_reply_error(r, 400, "missing_field", "from and to go together");
+        goto cleanup;
+    }
+    if (hold_text(r, body, "case", h.case_no, sizeof(h.case_no)) != VG_OK ||
         hold_text(r, body, "reason", h.reason, sizeof(h.reason)) != VG_OK ||
-        hold_times(r, body, &h) != VG_OK ||
-        hold_sources(r, json_object_get(body, "sources"), names, &n) != VG_OK)
+        (has_range && hold_times(r, body, &h) != VG_OK) ||
+        (!has_range && hold_until(body, &h) != VG_OK) ||
+        (json_object_get(body, "sources") &&
+         hold_sources(r, json_object_get(body, "sources"), names, &n) != VG_OK) ||
+        (with_calls &&
+         hold_calls(r, calls, &h, has_range, names, &n, call_ids, &n_calls, call_src) != VG_OK))
         goto cleanup;
     snprintf(h.created_by, sizeof(h.created_by), "%.63s", r->who.actor);
     h.created_us = r->now_us;
@@ -237,7 +359,7 @@ void web_h_hold_add(web_req_t *r)
         vg_list_append(list, sizeof(list), names[i]);
     snprintf(detail, sizeof(detail), "case=%.100s sources=%.120s", h.case_no, list);
     web_audit_row(r, &row, NULL, "hold.create", "", h.from_us, h.to_us, "ok", detail);
-    hold_add_t change = {&h, names, n};
+    hold_add_t change = {&h, names, n, call_ids, n_calls};
     int rc = web_change(r, do_hold_add, &change, &row);
     if (rc == VG_EAUDIT)
         goto cleanup;
@@ -246,7 +368,7 @@ void web_h_hold_add(web_req_t *r)
         goto cleanup;
     }
     idx_hold_get(r->idx, h.id, &h);
-    web_reply_json(r, 201, hold_json(&h));
+    web_reply_json(r, 201, hold_json_calls(r, &h));
 
 cleanup:
     json_decref(body);
@@ -297,7 +419,7 @@ void web_h_hold_release(web_req_t *r)
         goto cleanup;
     }
     idx_hold_get(r->idx, id, &h);
-    web_reply_json(r, 200, hold_json(&h));
+    web_reply_json(r, 200, hold_json_calls(r, &h));
 
 cleanup:
     json_decref(body);

@@ -884,3 +884,124 @@ void web_h_call_import(web_req_t *r)
     free(rep);
     web_reply_text(r, 200, "application/json", text, strlen(text));
 }
+
+/* ---- subject-access requests ---- */
+
+typedef struct {
+    idx_export_t *e;
+} subject_add_t;
+
+static int do_subject_add(idx_t *idx, void *arg, idx_audit_t *rows, size_t n)
+{
+    subject_add_t *s = arg;
+    (void)n;
+    int rc = idx_export_add(idx, s->e);
+    if (rc == VG_OK)
+        snprintf(rows[0].detail + strlen(rows[0].detail),
+                 sizeof(rows[0].detail) - strlen(rows[0].detail), " export=%" PRId64, s->e->id);
+    return rc;
+}
+
+typedef struct {
+    char list[IDX_LIST_TEXT_MAX];
+    size_t n;
+} lines_t;
+
+static void on_subject_call(void *ctx, const idx_call_t *c)
+{
+    lines_t *l = ctx;
+    l->n++;
+    size_t k = strlen(c->source), len = strlen(l->list);
+    for (const char *p = l->list; *p;) {
+        size_t m = strcspn(p, ",");
+        if (m == k && strncmp(p, c->source, k) == 0)
+            return;
+        p += m + (p[m] == ',');
+    }
+    if (len + k + 2 < sizeof(l->list))
+        snprintf(l->list + len, sizeof(l->list) - len, "%s%s", len ? "," : "", c->source);
+}
+
+/* POST /subject-requests {"number","from","to","reason"}: an export job
+ * (playback/exporter.c) whose bundle is every call of the number, built
+ * when it runs (calls/subject.c). Admin, or the officer role (audit). */
+void web_h_subject_request(web_req_t *r)
+{
+    static const web_field_t fields[] = {
+        {"number", WEB_F_STRING, 1, 0}, {"from", WEB_F_TIME, 1, 0},
+        {"to", WEB_F_TIME, 1, 0},       {"reason", WEB_F_STRING, 1, 0},
+        {NULL, 0, 0, 0}};
+    pb_exporter_t *x = r->w->cfg.exporter;
+    json_t *body = NULL;
+    idx_export_t *e = vg_calloc(1, sizeof(*e));
+    lines_t *lines = vg_calloc(1, sizeof(*lines));
+    char number[IDX_CALL_NUM_MAX], object[96], detail[256];
+    int suffix = 0, reserved = 0;
+    if (!x) {
+        web_reply_error(r, 503, "unavailable", "exports are not available on this server");
+        goto cleanup;
+    }
+    if (!(body = web_req_body(r, fields)))
+        goto cleanup;
+    const char *num = json_string_value(json_object_get(body, "number"));
+    if (call_number_query(num, number, sizeof(number), &suffix) != VG_OK || suffix) {
+        web_reply_error(r, 400, "invalid_number", "number takes a phone number such as "
+                                                  "+7 912 345-67-89");
+        goto cleanup;
+    }
+    web_json_time(json_object_get(body, "from"), &e->from_us);
+    web_json_time(json_object_get(body, "to"), &e->to_us);
+    if (e->from_us >= e->to_us) {
+        web_reply_error(r, 400, "invalid_range", "from must be before to");
+        goto cleanup;
+    }
+    if (take_text(r, body, "reason", e->reason, sizeof(e->reason), NULL) != VG_OK)
+        goto cleanup;
+    if (!e->reason[0]) {
+        web_reply_error(r, 400, "invalid_field", "reason must not be empty");
+        goto cleanup;
+    }
+    /* The lines involved now, for the job's listing (the bundle itself is
+     * searched again when it runs). */
+    idx_call_query_t q = {.from_us = e->from_us, .to_us = e->to_us, .number = number,
+                          .limit = 1000};
+    if (idx_call_search(r->idx, &q, on_subject_call, lines, NULL) != VG_OK) {
+        web_reply_error(r, 500, "internal", "cannot search the calls");
+        goto cleanup;
+    }
+    if (pb_exporter_reserve(x) != VG_OK) {
+        snprintf(r->retry_after, sizeof(r->retry_after), "30");
+        web_reply_error(r, 503, "busy", "too many exports are queued; try again later");
+        goto cleanup;
+    }
+    reserved = 1;
+    snprintf(e->owner, sizeof(e->owner), "%s", r->who.actor);
+    snprintf(e->sources, sizeof(e->sources), "%s", lines->list);
+    snprintf(e->case_no, sizeof(e->case_no), "subject-access %s", number);
+    snprintf(e->subject, sizeof(e->subject), "%s", number);
+    e->created_us = r->now_us;
+    snprintf(object, sizeof(object), "number:%s", number);
+    snprintf(detail, sizeof(detail), "reason=%.150s calls=%zu", e->reason, lines->n);
+    idx_audit_t row;
+    web_audit_row(r, &row, NULL, "subject.request", object, e->from_us, e->to_us, "ok", detail);
+    subject_add_t change = {e};
+    int rc = web_change(r, do_subject_add, &change, &row);
+    if (rc == VG_EAUDIT)
+        goto cleanup;
+    if (rc != VG_OK) {
+        web_reply_error(r, 500, "internal", "cannot queue the request");
+        goto cleanup;
+    }
+    pb_exporter_submit(x, e->id);
+    reserved = 0;
+    web_reply_json(r, 202, json_pack("{sI ss ss sI so}", "id", (json_int_t)e->id, "state",
+                                     "queued", "number", number, "calls", (json_int_t)lines->n,
+                                     "export", json_sprintf("/api/v1/exports/%" PRId64, e->id)));
+
+cleanup:
+    if (reserved)
+        pb_exporter_unreserve(x);
+    json_decref(body);
+    free(lines);
+    free(e);
+}

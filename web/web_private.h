@@ -530,6 +530,7 @@ void web_h_call_audio(web_req_t *r);
 void web_h_call_peaks(web_req_t *r);
 void web_h_desks(web_req_t *r);
 void web_h_source_calls(web_req_t *r);
+void web_h_subject_request(web_req_t *r);
 
 /* ---- routes_export.c: evidence export jobs (playback/exporter.c) ---- */
 

@@ -4,12 +4,12 @@
 // the agent's view and downloads the rows as CSV; the camera's timeline
 // marks the calls; /calls/{id} plays the
 // call's audio with its waveform and the desk's camera on the audio's
-// clock, seeks from the waveform; an auditor saves notes and tags; a
+// clock, seeks from the waveform, holds the call; an auditor saves notes and tags; a
 // security user has no calls at all.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { launch, as, go, axe, shot, noProblems, apiGet, BASE } from './helpers.js';
+import { launch, as, go, axe, shot, noProblems, narrowFits, apiGet, BASE } from './helpers.js';
 
 const TOKEN = process.env.VIGIL_PBX_TOKEN;
 let browser;
@@ -98,6 +98,9 @@ test('/calls: search by a number written another way finds the call; agent view;
   await page.waitForSelector('main .summary .card');
   assert.match(await page.textContent('main .summary'), /Звонков\s*1/);
   assert.match(await page.textContent('main .summary'), /0:14/);
+  await page.setViewportSize({ width: 390, height: 844 });
+  await narrowFits(page);
+  await page.setViewportSize({ width: 1440, height: 900 });
   // the desk's camera marks the calls on its timeline
   await go(page, '/sources/hall-1?at=' + isoS(calls.aStart));
   await page.waitForFunction(() => Number(document.querySelector('main .tl')?.dataset.calls) >= 2);
@@ -133,6 +136,16 @@ test('/calls/{id}: audio plays with its waveform, the desk camera follows it, se
   await page.click('main button.play');
   await axe(page, '/calls/{id}');
   await shot(page, 'call');
+  // hold the call: its hold lists it on /holds
+  await page.click('main .call-actions button:has-text("удержание")');
+  await page.waitForSelector('dialog.dlg[open]');
+  await page.fill('dialog input[name=case]', 'C-CALL-1');
+  await page.fill('dialog textarea[name=reason]', 'жалоба клиента');
+  await page.click('dialog button[type=submit]');
+  await page.waitForSelector('dialog .msg.ok:not(:empty)');
+  await page.click('dialog button:has-text("Закрыть")');
+  await go(page, '/holds');
+  await page.waitForSelector(`main tr:has-text("C-CALL-1") a[href="/calls/${calls.a}"]`);
   noProblems(page);
   await page.context().close();
 });
@@ -151,6 +164,8 @@ test('an auditor saves notes and tags; they are found by text', async () => {
   assert.deepEqual(c.tags, ['жалоба', 'кредит']);
   const found = await apiGet(page, '/calls?text=' + encodeURIComponent('ставкой'));
   assert.deepEqual(found.calls.map((x) => x.id), [calls.a]);
+  await page.setViewportSize({ width: 390, height: 844 });
+  await narrowFits(page);
   noProblems(page);
   await page.context().close();
 });

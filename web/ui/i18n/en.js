@@ -398,6 +398,7 @@ export default {
   'call.line_link': 'Open line {line} in the player',
   'call.list': 'Back to the calls',
   'call.ongoing': 'The call is still going on: the recording plays up to now.',
+  'holds.calls': 'calls:',
   'reason.title': 'Reason for access',
   'reason.text': 'Access to recordings needs a reason (a ticket, complaint or task number). It is written to the audit trail.',
   'reason.label': 'Reason',

@@ -204,7 +204,6 @@ struct call_import {
     int64_t now_us;
     char *line;           /* the row being assembled (may span feeds) */
     size_t len;
-    int in_quotes;
     int too_long;
     int64_t lineno;       /* physical lines seen */
     int64_t row_line;     /* where the current row started */
@@ -445,18 +444,15 @@ int call_import_feed(call_import_t *im, const char *data, size_t len)
 {
     for (size_t i = 0; i < len; i++) {
         char ch = data[i];
-        if (ch == '"')
-            im->in_quotes = !im->in_quotes;
-        if (ch == '\n')
+        /* One physical line is one row: cdr_csv writes no line breaks
+         * inside fields, and a broken quote must not swallow the rows
+         * after it (RFC 4180's quoted line breaks are not taken). */
+        if (ch == '\n') {
             im->lineno++;
-        /* A newline inside quotes belongs to the field (RFC 4180), but a
-         * row is capped at LINE_MAX_BYTES whatever quotes say. */
-        if (ch == '\n' && (!im->in_quotes || im->too_long)) {
             im->line[im->len] = '\0';
             int rc = take_row(im, im->line);
             im->len = 0;
             im->too_long = 0;
-            im->in_quotes = 0;
             im->row_line = im->lineno + 1;
             if (rc != VG_OK)
                 return rc;

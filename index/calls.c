@@ -532,10 +532,10 @@ static int search_prepare(idx_t *idx, const idx_call_query_t *q, const char *pre
     BI(2, q->to_us);
     BT(3, q->number);
     if (q->number_suffix && *q->number_suffix) {
-        if (ret == VG_OK)
-            ret = idx_priv_bind_text(idx, st, 4, lo);
-        if (ret == VG_OK)
-            ret = idx_priv_bind_text(idx, st, 5, hi);
+        /* lo and hi live on this stack frame: SQLite keeps its own copy */
+        if (sqlite3_bind_text(st, 4, lo, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+            sqlite3_bind_text(st, 5, hi, -1, SQLITE_TRANSIENT) != SQLITE_OK)
+            ret = idx_priv_db_fail(idx, SQLITE_NOMEM, "bind");
     }
     BT(6, q->agent);
     BT(7, q->queue);

@@ -134,7 +134,9 @@ static int may_read(web_req_t *r, const char *kind, const char *action, const ch
 const char *web_readable_source(web_req_t *r, const char *action, char *kind, size_t size)
 {
     const char *name = visible_source(r, action, kind, size);
-    return name && may_read(r, kind, action, name) ? name : NULL;
+    /* calls: [server] require_access_reason applies to every route that
+     * opens a recording (they all come through here) */
+    return name && may_read(r, kind, action, name) && web_access_reason(r) ? name : NULL;
 }
 
 static void keep_days(web_req_t *r, const char *name, int *days, const char **from)
@@ -406,11 +408,13 @@ static void h_timeline(web_req_t *r)
 /* ---- the table ---- */
 
 static const char *const range_keys[] = {"from", "to", NULL};
+/* the routes that open a recording take reason= ([server] require_access_reason) */
+static const char *const open_keys[] = {"from", "to", "reason", NULL};
 /* playback (routes_playback.c) */
-static const char *const media_keys[] = {"init", NULL};
+static const char *const media_keys[] = {"init", "reason", NULL};
 static const char *const timeline_keys[] = {"from", "to", "sources", NULL};
-static const char *const peaks_keys[] = {"from", "to", "n", NULL};
-static const char *const snapshot_keys[] = {"at", "width", NULL};
+static const char *const peaks_keys[] = {"from", "to", "n", "reason", NULL};
+static const char *const snapshot_keys[] = {"at", "width", "reason", NULL};
 static const char *const holds_keys[] = {"all", NULL};
 static const char *const checkpoint_keys[] = {"after", "limit", NULL};
 static const char *const audit_keys[] = {"from", "to", "actor", "action", "format",
@@ -439,16 +443,16 @@ const web_route_t web_routes[] = {
     {"GET", "/api/v1/sources/{}/segments", READ, 0, range_keys, h_segments},
     {"GET", "/api/v1/sources/{}/timeline", READ, 0, range_keys, h_timeline},
     /* progressive clips (routes_clip.c) */
-    {"GET", "/api/v1/sources/{}/clip.mp4", READ, 0, range_keys, web_h_clip_mp4},
-    {"GET", "/api/v1/sources/{}/clip.mov", READ, 0, range_keys, web_h_clip_mov},
-    {"GET", "/api/v1/sources/{}/clip.mkv", READ, 0, range_keys, web_h_clip_mkv},
+    {"GET", "/api/v1/sources/{}/clip.mp4", READ, 0, open_keys, web_h_clip_mp4},
+    {"GET", "/api/v1/sources/{}/clip.mov", READ, 0, open_keys, web_h_clip_mov},
+    {"GET", "/api/v1/sources/{}/clip.mkv", READ, 0, open_keys, web_h_clip_mkv},
     /* playback (routes_playback.c) */
-    {"GET", "/api/v1/sources/{}/playlist.m3u8", READ, 0, range_keys, web_h_playlist},
+    {"GET", "/api/v1/sources/{}/playlist.m3u8", READ, 0, open_keys, web_h_playlist},
     {"GET", "/api/v1/sources/{}/media/{}", READ, 0, media_keys, web_h_media},
     {"GET", "/api/v1/timeline", READ, 0, timeline_keys, web_h_timeline_all},
     /* audio and snapshots (routes_media.c) */
-    {"GET", "/api/v1/sources/{}/audio.wav", READ, 0, range_keys, web_h_audio_wav},
-    {"GET", "/api/v1/sources/{}/clip.wav", READ, 0, range_keys, web_h_clip_wav},
+    {"GET", "/api/v1/sources/{}/audio.wav", READ, 0, open_keys, web_h_audio_wav},
+    {"GET", "/api/v1/sources/{}/clip.wav", READ, 0, open_keys, web_h_clip_wav},
     {"GET", "/api/v1/sources/{}/peaks", READ, 0, peaks_keys, web_h_peaks},
     {"GET", "/api/v1/sources/{}/snapshot.jpg", READ, 0, snapshot_keys, web_h_snapshot},
     {"GET", "/api/v1/storage", WEB_PERM_ADMIN, 0, NULL, web_h_storage},

@@ -29,6 +29,45 @@ static void object_of(char *object, size_t size, const char *name)
     snprintf(object, size, "source:%s", name);
 }
 
+/* calls: with a reason given, the playlist's media URIs carry it, so the
+ * player's requests for them are let in under require_access_reason. */
+static char *with_reason(const char *text, size_t len, const char *reason, size_t *out_len)
+{
+    char enc[512];
+    size_t e = 0;
+    for (const unsigned char *p = (const unsigned char *)reason; *p && e + 4 < sizeof(enc); p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            strchr("-._~", *p))
+            enc[e++] = (char)*p;
+        else
+            e += (size_t)snprintf(enc + e, sizeof(enc) - e, "%%%02X", *p);
+    }
+    enc[e] = '\0';
+    web_buf_t b = {0};
+    const char *p = text, *end = text + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+        const char *q = memchr(p, '"', n);
+        if (n > 6 && strncmp(p, "media/", 6) == 0) {
+            web_buf_lit(&b, p, n);
+            web_buf_printf(&b, "%creason=%s", memchr(p, '?', n) ? '&' : '?', enc);
+        } else if (strncmp(p, "#EXT-X-MAP:URI=\"", 16) == 0 && (q = memchr(p + 16, '"', n - 16))) {
+            web_buf_lit(&b, p, (size_t)(q - p));
+            web_buf_printf(&b, "%creason=%s", memchr(p + 16, '?', (size_t)(q - p - 16)) ? '&' : '?',
+                           enc);
+            web_buf_lit(&b, q, n - (size_t)(q - p));
+        } else {
+            web_buf_lit(&b, p, n);
+        }
+        if (nl)
+            WEB_BUF_LIT(&b, "\n");
+        p += n + (nl ? 1 : 0);
+    }
+    *out_len = b.len;
+    return b.p;
+}
+
 void web_h_playlist(web_req_t *r)
 {
     char kind[8], object[96], detail[64];
@@ -64,6 +103,13 @@ void web_h_playlist(web_req_t *r)
     }
     snprintf(detail, sizeof(detail), "playlist %zu segment(s)", n);
     web_audit(r, "view", object, from, to, "ok", detail);
+    if (r->access_reason[0]) {
+        size_t len2 = 0;
+        char *text2 = with_reason(text, len, r->access_reason, &len2);
+        free(text);
+        text = text2;
+        len = len2;
+    }
     web_reply_text(r, 200, "application/vnd.apple.mpegurl", text, len);
 }
 

@@ -976,8 +976,9 @@ static enum MHD_Result send_reply(web_req_t *r)
     add_header(resp, "Content-Range", r->content_range);
     add_header(resp, "Content-Disposition", r->disposition);
     add_header(resp, "X-Content-Type-Options", "nosniff");
-    /* On every answer, the UI's and the API's alike: no inline script or
-     * style, no framing, no referrer leaking a source name or a time. */
+    /* On every answer, the UI's and the API's alike: no inline script, no
+     * inline style but the one hashed in WEB_CSP, no framing, no referrer
+     * leaking a source name or a time. */
     add_header(resp, "Content-Security-Policy", WEB_CSP);
     add_header(resp, "Referrer-Policy", "no-referrer");
     add_header(resp, "X-Frame-Options", "DENY");

@@ -12,7 +12,8 @@ MANIFEST=$VENDOR/MANIFEST
 
 # package version: files inside the package to copy (renamed to name/basename)
 PACKAGES="uplot 1.6.32 dist/uPlot.esm.js dist/uPlot.min.css LICENSE
-hls.js 1.7.4 dist/hls.light.min.mjs LICENSE"
+hls.js 1.7.4 dist/hls.light.min.mjs LICENSE
+wavesurfer.js 7.12.12 dist/wavesurfer.esm.js LICENSE"
 
 if [ "${1:-}" = "--check" ]; then
     [ -f "$MANIFEST" ] || { echo "vendor-ui: $MANIFEST is missing"; exit 1; }

@@ -180,6 +180,13 @@ def main():
                                  ("inv", "investigator", None), ("locked", "security", None),
                                  ("qaaud", "auditor", None)]:
             v.add_user(name, role, sources=srcs)
+        # contact centre (tests/ui/calls.test.js): desk-1 ties line-1 to the
+        # camera hall-1; an auditor (calls + annotate); a PBX token that
+        # creates the calls the tests search for and open
+        with open(v.conf, "a") as f:
+            f.write("[desk desk-1]\nlines = line-1\ncameras = hall-1\n")
+        v.add_user("aud", "auditor")
+        pbx_token = v.ctl("token", "add", "pbx-ui", "--perm", "pbx").stdout.strip()
         v.start()
         rc = 1
         try:
@@ -193,6 +200,7 @@ def main():
             env = dict(os.environ, VIGIL_URL="http://127.0.0.1:%d" % port, VIGIL_PASSWORD=PASSWORD,
                        VIGIL_SCREENSHOTS=os.path.join(integration.REPO, "docs", "screenshots"),
                        VIGIL_BUILD=os.path.abspath(args.build), VIGIL_GAP=json.dumps(gap))
+            env["VIGIL_PBX_TOKEN"] = pbx_token  # contact centre
             files = args.files or sorted(f for f in os.listdir(TESTS) if f.endswith(".test.js"))
             rc = subprocess.run(["node", "--test", "--test-concurrency=1"] + files, cwd=TESTS,
                                 env=env, timeout=900 * integration.TIMEOUT_SCALE).returncode

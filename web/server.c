@@ -35,8 +35,15 @@
  * memset was a twentieth of the busiest route's CPU. */
 #define CONNECTION_MEMORY (16 * 1024)
 #define MAX_PEM (64 * 1024)
+/* style-src allows one inline stylesheet by its hash: the one wavesurfer.js
+ * (web/ui/vendor) puts in its waveform's shadow root, at the height the call
+ * page asks for (96 px, web/ui/js/pages/call.js). Nothing else inline is
+ * allowed; a wavesurfer upgrade that changes that text shows as a CSP
+ * violation in the browser suite, whose message names the new hash. */
+#define WEB_CSP_WAVESURFER "'sha256-Y/8t1dAKa3ay+RZEiEFEDr8dFiQhpaFvYXXUfT3p6ZU='"
 #define WEB_CSP                                                                            \
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; " \
+    "default-src 'self'; script-src 'self'; style-src 'self' " WEB_CSP_WAVESURFER "; "     \
+    "img-src 'self' data: blob:; "                                                         \
     "media-src 'self' blob:; connect-src 'self'; object-src 'none'; base-uri 'none'; "    \
     "form-action 'self'; frame-ancestors 'none'"
 
@@ -969,8 +976,9 @@ static enum MHD_Result send_reply(web_req_t *r)
     add_header(resp, "Content-Range", r->content_range);
     add_header(resp, "Content-Disposition", r->disposition);
     add_header(resp, "X-Content-Type-Options", "nosniff");
-    /* On every answer, the UI's and the API's alike: no inline script or
-     * style, no framing, no referrer leaking a source name or a time. */
+    /* On every answer, the UI's and the API's alike: no inline script, no
+     * inline style but the one hashed in WEB_CSP, no framing, no referrer
+     * leaking a source name or a time. */
     add_header(resp, "Content-Security-Policy", WEB_CSP);
     add_header(resp, "Referrer-Policy", "no-referrer");
     add_header(resp, "X-Frame-Options", "DENY");

@@ -9,8 +9,9 @@ export class ApiError extends Error {
   }
 }
 
-export async function api(method, path, body) {
-  const headers = { Accept: 'application/json' };
+// extra: more request headers (X-Access-Reason).
+export async function api(method, path, body, extra) {
+  const headers = { Accept: 'application/json', ...extra };
   if (method !== 'GET') headers['X-Requested-With'] = 'vigil';
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   const res = await fetch('/api/v1' + path, {

@@ -11,7 +11,8 @@ const routes = [
   { path: /^\/$/, perms: ['live', 'playback', 'calls'], page: 'sources', menu: 'menu.sources' },
   { path: /^\/sources\/([a-z0-9][a-z0-9-]{0,62})$/, perms: ['live', 'playback', 'calls'], page: 'source' },
   { path: /^\/live$/, perms: ['live'], page: 'later', key: 'live' },
-  { path: /^\/calls(?:\/([0-9]+))?$/, perms: ['calls'], page: 'later', key: 'calls' },
+  { path: /^\/calls$/, perms: ['calls'], page: 'calls', menu: 'menu.calls' },
+  { path: /^\/calls\/([0-9]{1,15})$/, perms: ['calls'], page: 'call' },
   { path: /^\/view$/, perms: ['playback', 'calls'], page: 'view', menu: 'menu.view' },
   { path: /^\/exports$/, perms: ['export'], page: 'exports', menu: 'menu.exports' },
   { path: /^\/holds$/, perms: ['hold'], page: 'holds', menu: 'menu.holds' },
@@ -27,6 +28,7 @@ const routes = [
   { path: /^\/reports\/announcement-missing$/, perms: ['calls', 'annotate', 'audit'], page: 'announcement_missing' },
 ];
 const menuPaths = {
+  calls: '/calls',
   sources: '/', view: '/view', exports: '/exports', holds: '/holds', storage: '/admin/storage', admin_sources: '/admin/sources',
   users: '/admin/users', tokens: '/admin/tokens', audit: '/admin/audit',
   destruction: '/admin/destruction-log',

@@ -50,7 +50,7 @@ export async function render() {
       } catch (err) { say('error', err.message); }
     };
     return h('tr', {},
-      h('td', { text: x.case }), h('td', { text: x.reason }), h('td', { text: x.sources.join(', ') }),
+      h('td', { text: x.case }), h('td', { text: x.reason }), h('td', {}, x.sources.join(', '), callLinks(x.calls)),
       h('td', { text: fmtTime(x.from) + ' — ' + fmtTime(x.to) }),
       h('td', { class: 'hide-narrow', text: x.created_by + ', ' + fmtTime(x.created) }),
       h('td', {}, x.released
@@ -64,4 +64,11 @@ export async function render() {
       : h('p', { text: t('holds.none') }),
     h('h2', { text: t('holds.create') }), h('div', { class: 'panel' }, form),
     h('p', { class: 'hint', text: t('holds.hint') })];
+}
+
+// A hold made for calls: links to them (under its sources).
+function callLinks(ids) {
+  if (!Array.isArray(ids) || !ids.length) return null;
+  return h('span', { class: 'hold-calls' }, h('br'), t('holds.calls') + ' ',
+    ids.map((id, i) => [i ? ', ' : '', h('a', { href: '/calls/' + id, text: '#' + id })]));
 }

@@ -7,7 +7,7 @@ import { t, fmtTime, fmtBytes } from '../i18n.js';
 import { api, get } from '../api.js';
 import { iso } from './timeline.js';
 
-function dialog(titleText, body) {
+export function dialog(titleText, body) {
   const d = h('dialog', { class: 'dlg', 'aria-labelledby': 'dlg-title' },
     h('h2', { id: 'dlg-title', text: titleText }), body);
   d.addEventListener('close', () => { clearTimeout(d.poll); d.remove(); });

@@ -41,6 +41,7 @@ export class Player {
       thumbs: (sources.find((s) => s.kind === 'video') || {}).name || null,
       onSeek: (ms) => this.seek(ms),
       onSelect: canExport || canHold ? (a, b) => this.selected(a, b) : null,
+      calls: perms.includes('calls'),
     });
     this.views = h('div', { class: sources.length > 1 ? 'views multi' : 'views' });
     for (const s of sources) this.views.append(this.trackView(s));

@@ -18,7 +18,8 @@ export const iso = (ms) => new Date(Math.floor(ms / 1000) * 1000).toISOString().
 
 export class Timeline {
   // opts: sources [{name, kind}], label, onSeek(ms), onSelect(from, to) or null,
-  // thumbs: source name for hover thumbnails (a video source) or null
+  // thumbs: source name for hover thumbnails (a video source) or null,
+  // calls: true to mark the calls of each source (a camera: its desks' calls)
   constructor(opts) {
     this.o = opts;
     this.span = 15 * 60e3;
@@ -48,7 +49,8 @@ export class Timeline {
         h('span', { class: 'tl-legend' },
           h('span', { class: 'key rec' }), t('tl.recorded'),
           h('span', { class: 'key gap' }), t('tl.gap'),
-          h('span', { class: 'key hold' }), t('tl.hold'))),
+          h('span', { class: 'key hold' }), t('tl.hold'),
+          opts.calls ? [h('span', { class: 'key call' }), t('tl.call')] : null)),
       this.slider);
     this.bind();
   }
@@ -112,9 +114,30 @@ export class Timeline {
       }]));
       this.loaded = [lf, lt];
       this.loadedAt = Date.now();
+      if (this.o.calls) await this.loadCalls(lf, lt);
     } catch { /* drawn as unknown; the next refresh tries again */ }
     this.loading = false;
     this.draw();
+  }
+
+  // Call markers: GET /sources/{name}/calls of each row (a camera's are the
+  // calls of the desks it belongs to), one request per row and refresh.
+  async loadCalls(from, to) {
+    const got = await Promise.all(this.o.sources.map((s) =>
+      get(`/sources/${encodeURIComponent(s.name)}/calls?from=${iso(from)}&to=${iso(Math.max(to, from + 1000))}`)
+        .then((r) => r.calls).catch(() => [])));
+    this.calls = new Map(this.o.sources.map((s, i) => [s.name, got[i].map((c) => ({
+      id: c.id, a: Date.parse(c.start), b: c.end ? Date.parse(c.end) : Date.now(),
+      label: [c.caller, c.callee].filter(Boolean).join(' → ') || c.line,
+    }))]));
+    this.slider.dataset.calls = String(got.reduce((n, x) => n + x.length, 0));
+  }
+
+  // The calls marked at wall time ms (any row).
+  callsAt(ms) {
+    const out = [];
+    for (const list of (this.calls || new Map()).values()) for (const c of list) if (ms >= c.a && ms < c.b) out.push(c);
+    return out;
   }
 
   // The recorded spans of one source (as loaded) in time order.
@@ -176,6 +199,11 @@ export class Timeline {
       for (const [a, b] of d.holds) {
         const x0 = Math.max(0, this.xOf(a)), x1 = Math.min(w, this.xOf(b));
         if (x1 > x0) g.fillRect(x0, y, Math.max(2, x1 - x0), 4);
+      }
+      g.fillStyle = col('--tl-call', '#6a3fb5');
+      for (const cl of (this.calls && this.calls.get(s.name)) || []) {
+        const x0 = Math.max(0, this.xOf(cl.a)), x1 = Math.min(w, this.xOf(cl.b));
+        if (x1 > x0 - 3) g.fillRect(x0, y + ROW - 5, Math.max(3, x1 - x0), 5);
       }
       if (this.rows() > 1) {
         g.fillStyle = '#fff';
@@ -284,7 +312,8 @@ export class Timeline {
     this.tip.hidden = false;
     const left = Math.max(0, Math.min(this.width() - 170, x - 85));
     this.tip.style.left = left + 'px';
-    this.thumbTime.textContent = fmtTime(iso(ms));
+    const cl = this.callsAt(ms)[0];
+    this.thumbTime.textContent = fmtTime(iso(ms)) + (cl ? ' · ' + t('tl.call_at', { what: cl.label }) : '');
     const name = this.o.thumbs;
     if (!name) { this.thumb.hidden = true; return; }
     const inSpan = this.spans(name).some(([a, b]) => ms >= a && ms < b);

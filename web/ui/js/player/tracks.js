@@ -7,6 +7,7 @@
 // time is the window's start plus currentTime.
 import { iso } from './timeline.js';
 import { strippingLoader } from './strip.js';
+import { withReasonParam } from '../reason.js';
 
 // Windows start just before the moment asked: hls.js places fragments by
 // the playlist's rounded EXTINF durations until it has parsed them, so
@@ -22,7 +23,8 @@ async function hlsLib() {
 
 export class NoRecording extends Error {}
 
-function url(name, what) { return `/api/v1/sources/${encodeURIComponent(name)}/${what}`; }
+// with the access reason given on this page, if any ([server] require_access_reason)
+function url(name, what) { return withReasonParam(`/api/v1/sources/${encodeURIComponent(name)}/${what}`); }
 
 export class VideoTrack {
   constructor(name, el) {

@@ -16,6 +16,7 @@ import { iso } from '../player/timeline.js';
 import { withReason, withReasonParam } from '../reason.js';
 import { seconds, fmtDur, dirText, originText, annText, tagsText } from '../calls/format.js';
 import { agentHref } from './calls.js';
+import { mountQaPanel } from '../qa_panel.js';
 
 export const SPEEDS = [0.5, 0.75, 1, 1.25, 1.5, 2];
 const WAVE_HEIGHT = 96;     // the CSP allows wavesurfer's stylesheet at this height only (web/server.c)
@@ -64,7 +65,20 @@ export async function render(m) {
             title: t('call.line_link', { line: c.source }), text: c.source })),
           dl('calls.origin', originText(c.origin)), dl('calls.announcement', annText(c)),
           c.call_id ? dl('calls.call_id', h('span', { class: 'mono', text: c.call_id })) : null)),
-      annotations(c, perms.includes('annotate')))].filter(Boolean);
+      annotations(c, perms.includes('annotate'))),
+    perms.includes('annotate') ? qaSection(c, listen) : null].filter(Boolean);
+}
+
+// The quality evaluation of this call beside its player: comments are
+// pinned to the audio's time, and a comment's time seeks the audio.
+function qaSection(c, listen) {
+  const box = h('div', { class: 'panel' });
+  mountQaPanel(box, { call: c.id }, {
+    currentTime: () => listen.audio.currentTime,
+    seek: (s) => listen.seekTo(s),
+  });
+  return h('section', { class: 'call-qa', 'aria-labelledby': 'qa-h' },
+    h('h2', { id: 'qa-h', text: t('qa.evaluate') }), box);
 }
 
 function actions(c, start, end, cams, perms) {

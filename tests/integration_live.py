@@ -11,6 +11,7 @@ Reuses the helpers of tests/integration.py and tests/integration_web.py.
 Ends with "N passed, N failed".
 """
 import argparse
+import http.client
 import json
 import os
 import subprocess
@@ -154,6 +155,62 @@ class Suite:
             "phase=end" in r.get("detail", "") and "reason=closed" in r.get("detail", "")
             for r in self.audit_rows() if sid in r.get("detail", "")), 10)
         assert self.delete(out["location"]) == 404
+
+
+    # ---- the fMP4 fallback ----
+
+    def fetch_mp4(self, source, seconds=3.0, token=None):
+        """Reads live.mp4 for a few seconds; returns (status, headers, bytes)."""
+        c = http.client.HTTPConnection("127.0.0.1", self.v.http_port, timeout=10)
+        c.request("GET", "/api/v1/sources/%s/live.mp4" % source,
+                  headers={"Authorization": "Bearer " + (token or self.live_token)})
+        r = c.getresponse()
+        data = b""
+        deadline = time.monotonic() + seconds
+        while r.status == 200 and time.monotonic() < deadline:
+            chunk = r.read1(65536)
+            if not chunk:
+                break
+            data += chunk
+        if r.status != 200:
+            data = r.read()
+        headers = dict(r.getheaders())
+        c.close()
+        return r.status, headers, data
+
+    def check_mp4(self, source, codecs_prefix, video_codec, audio_codec=None):
+        status, headers, data = self.fetch_mp4(source)
+        assert status == 200, (status, data[:300])
+        assert headers.get("Content-Type", "").endswith("/mp4"), headers
+        codecs = headers.get("X-Vigil-Codecs", "")
+        assert codecs.startswith(codecs_prefix), codecs
+        assert headers.get("Transfer-Encoding") == "chunked", headers
+        # an init segment (ftyp, moov) and then fragments (moof, mdat)
+        assert data[4:8] == b"ftyp" and b"moov" in data[:4096], data[:64]
+        assert data.count(b"moof") >= 4, data.count(b"moof")
+        path = os.path.join(self.tmp, "%s.mp4" % source)
+        with open(path, "wb") as f:
+            f.write(data)
+        info = ffprobe(path)
+        kinds = {(s["codec_type"], s["codec_name"]) for s in info["streams"]}
+        assert ("video", video_codec) in kinds, kinds
+        if audio_codec:
+            assert ("audio", audio_codec) in kinds, kinds
+        p = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+                            "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", path],
+                           capture_output=True, text=True, timeout=60)
+        frames = int(p.stdout.strip().split(",")[0] or 0)
+        assert frames >= 25, (frames, p.stderr[-500:])
+        return codecs
+
+    def test_b_live_mp4_h265_and_bframes(self):
+        log("codecs: %s" % self.check_mp4("hevc", "hvc1.", "hevc"))
+        log("codecs: %s" % self.check_mp4("bframes", "avc1.4d", "h264"))
+        wait_for("no live viewers", lambda: self.live()["viewers"] == 0, 10)
+
+    def test_c_live_mp4_g711_as_flac(self):
+        codecs = self.check_mp4("gate", "avc1.", "h264", "flac")
+        assert codecs.endswith(",flac"), codecs
 
 
 def main():

@@ -14,6 +14,7 @@ import argparse
 import http.client
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -206,6 +207,11 @@ class Suite:
                 st, h, body = self.post_offer("hall", offer)
                 assert st == 201, (st, body)
                 made.append((h["Location"], self.live_token))
+            # a video-only camera answers the offer's audio section without sending
+            sections = body.split("m=")[1:]
+            assert len(sections) == 2 and sections[0].startswith("video"), body
+            assert "a=sendonly" in sections[0] and "a=sendonly" not in sections[1], body
+            assert "a=candidate:" in body, body
             st, h, body = self.post_offer("hall", offer)
             assert st == 503 and h.get("Retry-After"), (st, h, body)
             st, h, body = self.post_offer("hall", offer,
@@ -223,6 +229,9 @@ class Suite:
             assert {s["transport"] for s in body["sessions"]} == {"webrtc"}, body
             assert {s["source"] for s in body["sessions"]} == {"hall"}, body
             assert self.source("hall")["live"]["viewers"] == 3
+            metrics = urllib.request.urlopen(self.base + "/metrics", timeout=10).read().decode()
+            assert re.search(r'vigil_live_viewers\{source="hall"\} 3\b', metrics), \
+                [l for l in metrics.splitlines() if "live" in l]
             # a non-admin sees its own sessions only, and cannot end others'
             mine = self.live(self.guard)
             assert mine["sessions"] == [] and mine["viewers"] == 0, mine

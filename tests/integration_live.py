@@ -34,8 +34,10 @@ MAX_VIEWERS = 3
 
 def whep_client(cfg):
     """Runs tests/ui/whep_client.mjs; returns what it printed."""
+    cfg = dict(cfg, connect_s=8 * integration.TIMEOUT_SCALE)  # slower under sanitizers
     p = subprocess.run(["node", os.path.join(HERE, "ui", "whep_client.mjs"), json.dumps(cfg)],
-                       capture_output=True, text=True, timeout=90, cwd=os.path.join(HERE, "ui"))
+                       capture_output=True, text=True, timeout=90 * integration.TIMEOUT_SCALE,
+                       cwd=os.path.join(HERE, "ui"))
     lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
     assert lines, "whep client printed nothing: %s" % p.stderr[-2000:]
     return json.loads(lines[-1])
@@ -70,14 +72,14 @@ class Suite:
         self.segments_at_start = {n: len(self.v.segments(n)) for n, _, _ in SOURCES}
 
     def close(self):
-        if os.environ.get("VIGIL_LIVE_DEBUG"):
-            import shutil
-            shutil.copy(self.v.logpath, os.environ["VIGIL_LIVE_DEBUG"])
         try:
-            code, _ = self.v.stop()
-            assert code == 0, "vigild exited %s" % code
+            code, _ = self.v.stop(timeout=10)
+            assert code == 0, "vigild exited %s: %s" % (code, self.v.log_text()[-3000:])
         finally:
             self.cam.stop()
+            if os.environ.get("VIGIL_LIVE_DEBUG"):  # keep vigild's log for a look
+                import shutil
+                shutil.copy(self.v.logpath, os.environ["VIGIL_LIVE_DEBUG"])
 
     def source(self, name):
         status, body, _ = self.admin.request("GET", "/api/v1/sources/" + name)

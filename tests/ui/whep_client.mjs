@@ -75,7 +75,7 @@ try {
   } else {
     out.answer = text;
     await page.evaluate((sdp) => window.pc.setRemoteDescription({ type: 'answer', sdp }), text);
-    const deadline = Date.now() + (cfg.seconds || 4) * 1000 + 8000;
+    const deadline = Date.now() + (cfg.seconds || 4) * 1000 + (cfg.connect_s || 8) * 1000;
     let connectedAt = 0;
     while (Date.now() < deadline) {
       const st = await page.evaluate(async () => {

@@ -259,10 +259,28 @@ static void housekeeping(live_t *l)
     free(feeds);
 }
 
+/* The first viewer would otherwise pay for loading webrtcbin's plugins
+ * (nice, dtls, srtp) and for the DTLS certificate, which GStreamer makes
+ * once per process when a DTLS element first needs one: done here, at
+ * start, off every request's path. */
+static void warm_up(void)
+{
+    const char *names[] = {"webrtcbin", "dtlssrtpdec", "dtlssrtpenc", "rtph264pay"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        GstElement *e = gst_element_factory_make(names[i], NULL);
+        if (!e)
+            continue;
+        gst_element_set_state(e, GST_STATE_READY);
+        gst_element_set_state(e, GST_STATE_NULL);
+        gst_object_unref(e);
+    }
+}
+
 static void *thread_main(void *arg)
 {
     live_t *l = arg;
     pthread_setname_np(pthread_self(), "live");
+    warm_up();
     pthread_mutex_lock(&l->lock);
     while (!l->stop) {
         pthread_mutex_unlock(&l->lock);

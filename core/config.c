@@ -71,6 +71,7 @@ enum section_kind {
     SEC_RELAY,
     SEC_EXPORTS,
     SEC_PLAYBACK,
+    SEC_LIVE,
     SEC_SOURCE,
     SEC_DESK,    /* calls */
     SEC_CALLS,
@@ -91,6 +92,7 @@ typedef struct {
     unsigned seen_keys;      /* bit i set once key i of this section's table was set */
     int seen_server, seen_archive, seen_retention, seen_relay, seen_exports, seen_playback;
     int seen_calls;
+    int seen_live;
     int keep_days_line, min_days_line; /* for the cross-key check at the end */
     int tls_cert_line, tls_key_line;   /* likewise for "both or neither" */
     int relay_cert_line, relay_key_line;
@@ -152,6 +154,7 @@ static void section_label(const parser_t *p, char *buf, size_t size)
     case SEC_EXPORTS: snprintf(buf, size, "exports"); break;
     case SEC_PLAYBACK: snprintf(buf, size, "playback"); break;
     case SEC_CALLS: snprintf(buf, size, "calls"); break;
+    case SEC_LIVE: snprintf(buf, size, "live"); break;
     case SEC_SOURCE:
         snprintf(buf, size, "source %s", p->cfg->sources[p->source_index].name);
         break;
@@ -885,6 +888,75 @@ static int set_desk_cameras(parser_t *p, const char *key, const char *value)
     return set_name_list(p, key, value, &d->cameras, &d->n_cameras);
 }
 
+/* [live] */
+#define MAX_LIVE_VIEWERS 1000
+
+static int set_live_enabled(parser_t *p, const char *key, const char *value)
+{
+    char buf[256];
+    if (strcmp(value, "yes") == 0) {
+        p->cfg->live.enabled = 1;
+    } else if (strcmp(value, "no") == 0) {
+        p->cfg->live.enabled = 0;
+    } else {
+        fail_at(p, p->lineno, "%s must be yes or no, got '%s'", key,
+                shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    return VG_OK;
+}
+
+static int set_live_max_viewers(parser_t *p, const char *key, const char *value)
+{
+    return set_bounded(p, key, value, MAX_LIVE_VIEWERS, &p->cfg->live.max_viewers);
+}
+
+static int set_live_max_per_user(parser_t *p, const char *key, const char *value)
+{
+    return set_bounded(p, key, value, MAX_LIVE_VIEWERS, &p->cfg->live.max_viewers_per_user);
+}
+
+/* scheme://[user:pass@]host:port, as webrtcbin takes it; the host part is
+ * checked like every other host:port. */
+static int set_live_ice_server(parser_t *p, const char *key, const char *value,
+                               const char *const *schemes, char **out)
+{
+    char buf[256];
+    const char *rest = NULL;
+    for (size_t i = 0; schemes[i] && !rest; i++) {
+        size_t n = strlen(schemes[i]);
+        if (strncmp(value, schemes[i], n) == 0)
+            rest = value + n;
+    }
+    const char *host = rest;
+    for (const char *c = rest; c && *c; c++) {
+        if (*c == '@')
+            host = c + 1;
+    }
+    const char *why = !rest ? "has the wrong scheme" : host_problem(host, host + strlen(host));
+    if (!why && !strchr(host, ':'))
+        why = "needs a port";
+    if (why) {
+        fail_at(p, p->lineno, "%s in [live] %s: '%s'", key, why, shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    free(*out);
+    *out = vg_strdup(value);
+    return VG_OK;
+}
+
+static int set_live_stun(parser_t *p, const char *key, const char *value)
+{
+    static const char *const schemes[] = {"stun://", NULL};
+    return set_live_ice_server(p, key, value, schemes, &p->cfg->live.stun);
+}
+
+static int set_live_turn(parser_t *p, const char *key, const char *value)
+{
+    static const char *const schemes[] = {"turn://", "turns://", NULL};
+    return set_live_ice_server(p, key, value, schemes, &p->cfg->live.turn);
+}
+
 /* Each table has at most 32 keys: seen_keys is a bit per key. */
 static const key_spec_t server_keys[] = {
     {"data_dir", set_data_dir},
@@ -979,6 +1051,14 @@ static const key_spec_t playback_keys[] = {
     {"snapshot_cache_mib", set_snapshot_cache_mib},
     {NULL, NULL},
 };
+static const key_spec_t live_keys[] = {
+    {"enabled", set_live_enabled},
+    {"max_viewers", set_live_max_viewers},
+    {"max_viewers_per_user", set_live_max_per_user},
+    {"stun", set_live_stun},
+    {"turn", set_live_turn},
+    {NULL, NULL},
+};
 static const key_spec_t source_keys[] = {
     {"url", set_url},
     {"kind", set_kind},
@@ -1004,6 +1084,7 @@ static const key_spec_t *keys_of(enum section_kind section)
     case SEC_RELAY: return relay_keys;
     case SEC_EXPORTS: return exports_keys;
     case SEC_PLAYBACK: return playback_keys;
+    case SEC_LIVE: return live_keys;
     case SEC_SOURCE: return source_keys;
     case SEC_DESK: return desk_keys;
     case SEC_CALLS: return calls_keys;
@@ -1150,6 +1231,8 @@ static void begin_section(parser_t *p, const char *header)
         open_single(p, &p->seen_playback, SEC_PLAYBACK, "playback");
     else if (strcmp(n, "calls") == 0)
         open_single(p, &p->seen_calls, SEC_CALLS, "calls");
+    else if (strcmp(n, "live") == 0)
+        open_single(p, &p->seen_live, SEC_LIVE, "live");
     else if (strncmp(n, "source", 6) == 0 && (n[6] == '\0' || isspace((unsigned char)n[6])))
         add_source(p, trim(n + 6));
     else if (strncmp(n, "desk", 4) == 0 && isspace((unsigned char)n[4]))
@@ -1227,6 +1310,9 @@ static void init_defaults(vg_config_t *cfg, const char *path)
     cfg->playback.clip_max_seconds = 6 * 3600;
     cfg->playback.snapshot_workers = 2;
     cfg->playback.snapshot_cache_mib = 256;
+    cfg->live.enabled = 1;
+    cfg->live.max_viewers = 32;
+    cfg->live.max_viewers_per_user = 8;
 }
 
 /* A certificate without its key (or the reverse) cannot serve HTTPS, and
@@ -1369,6 +1455,8 @@ void vg_config_free(vg_config_t *cfg)
     free(cfg->relay.tls_cert);
     free(cfg->relay.tls_key);
     free(cfg->relay.push);
+    free(cfg->live.stun);
+    free(cfg->live.turn);
     free(cfg->data_dir);
     free(cfg->path);
     /* Zeroed so a second free, or a free after a failed load, is harmless. */
@@ -1456,6 +1544,8 @@ void vg_config_secrets(const vg_config_t *cfg, char *out, size_t size)
     }
     if (vg_url_has_secret(cfg->relay.push))
         vg_list_append(out, size, "[relay] push");
+    if (vg_url_has_secret(cfg->live.turn))
+        vg_list_append(out, size, "[live] turn");
 }
 
 /* Readable by "others": every account on the box, a compromised service's

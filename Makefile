@@ -14,7 +14,7 @@ CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 GST_CFLAGS := $(shell pkg-config --cflags $(GST_PKGS) 2>/dev/null)
 GST_LIBS := $(shell pkg-config --libs $(GST_PKGS) 2>/dev/null)
 
-MODULES := core capture archive index retention playback web relay
+MODULES := core capture archive index retention playback web relay calls
 LIB_SRCS := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard tests/test_*.c)

@@ -21,13 +21,14 @@
  * - Decision: for the best (speed, lag), the covered part is the longest
  *   prefix of chunks whose mean correlation stays above 0.45 and whose first
  *   and last chunks match by themselves (> 0.25): another prompt sharing a
- *   phrase with the announcement, but not its opening, is no match. Chunks of the reference that are
- *   silence carry no information and are skipped. Present when the prefix
+ *   phrase with the announcement, but not its opening, is no match. Chunks
+ *   of the reference that are silence carry no information and are skipped. Present when the prefix
  *   covers >= 80 % of the announcement, partial from 30 % to 80 %, absent
  *   below. Unknown when the call is shorter than the announcement.
  * Cost: one 256-point FFT per 16 ms of call, then per lag and speed one dot
- * product over the reference's cells; about 50 ms of CPU per call for a 6 s
- * announcement in a 20 s window (bench/RESULTS.md has the measured figure). */
+ * product over the reference's cells: about 70 ms of CPU per call for a
+ * 7 s announcement in a 20 s window, 10 s per hour of analysed audio
+ * (bench/RESULTS.md has the measured figures). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

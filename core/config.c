@@ -72,6 +72,7 @@ enum section_kind {
     SEC_EXPORTS,
     SEC_PLAYBACK,
     SEC_SOURCE,
+    SEC_DESK,    /* calls */
     SEC_IGNORED, /* a header that was already reported as an error */
 };
 
@@ -85,6 +86,7 @@ typedef struct {
     enum section_kind section;
     int section_line;
     size_t source_index;     /* into cfg->sources while section == SEC_SOURCE */
+    size_t desk_index;       /* into cfg->desks while section == SEC_DESK */
     unsigned seen_keys;      /* bit i set once key i of this section's table was set */
     int seen_server, seen_archive, seen_retention, seen_relay, seen_exports, seen_playback;
     int keep_days_line, min_days_line; /* for the cross-key check at the end */
@@ -97,6 +99,7 @@ typedef struct {
 } parser_t;
 
 typedef int (*key_setter_t)(parser_t *p, const char *key, const char *value);
+static char *trim(char *s);
 
 typedef struct {
     const char *name;
@@ -789,6 +792,96 @@ static int set_snapshot_cache_mib(parser_t *p, const char *key, const char *valu
     return set_bounded(p, key, value, 1024 * 1024, &p->cfg->playback.snapshot_cache_mib);
 }
 
+/* ---- calls: [server] require_access_reason, [retention]
+ * call_metadata_days, [source] pbx_extension, [desk NAME] ---- */
+
+static int set_require_reason(parser_t *p, const char *key, const char *value)
+{
+    char buf[256];
+    if (strcmp(value, "yes") == 0) {
+        p->cfg->http.require_access_reason = 1;
+    } else if (strcmp(value, "no") == 0) {
+        p->cfg->http.require_access_reason = 0;
+    } else {
+        fail_at(p, p->lineno, "%s must be yes or no, got '%s'", key,
+                shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    return VG_OK;
+}
+
+static int set_call_metadata_days(parser_t *p, const char *key, const char *value)
+{
+    return set_int_in(p, key, value, 0, MAX_DAYS, &p->cfg->retention.call_metadata_days);
+}
+
+/* An extension as Asterisk names it in a channel ("SIP/101-..."): digits,
+ * letters, '_', '+', '.', '*', '#'. */
+static int set_pbx_extension(parser_t *p, const char *key, const char *value)
+{
+    char buf[256];
+    vg_source_config_t *src = &p->cfg->sources[p->source_index];
+    int ok = value[0] && strlen(value) < 32;
+    for (const char *c = value; ok && *c; c++)
+        ok = isalnum((unsigned char)*c) || strchr("_+.*#", *c);
+    if (!ok) {
+        fail_at(p, p->lineno, "%s of source '%s' must be an extension such as 101, got '%s'",
+                key, src->name, shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    for (size_t i = 0; i < p->cfg->n_sources; i++) {
+        const vg_source_config_t *o = &p->cfg->sources[i];
+        if (o != src && o->pbx_extension && strcmp(o->pbx_extension, value) == 0) {
+            fail_at(p, p->lineno, "%s %s is already the extension of source '%s'", key,
+                    value, o->name);
+            return VG_ECONFIG;
+        }
+    }
+    free(src->pbx_extension);
+    src->pbx_extension = vg_strdup(value);
+    return VG_OK;
+}
+
+/* "a, b, c" -> names (each a valid source name, at most 64). The sources
+ * themselves are checked once the whole file is read (check_desks). */
+static int set_name_list(parser_t *p, const char *key, const char *value, char ***out,
+                         size_t *n)
+{
+    char buf[256];
+    char *copy = vg_strdup(value);
+    int rc = VG_OK;
+    for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *name = trim(tok);
+        if (!vg_source_name_valid(name) || *n >= 64) {
+            fail_at(p, p->lineno, "%s takes source names separated by commas (at most 64), "
+                    "got '%s'", key, shown(value, buf, sizeof(buf)));
+            rc = VG_ECONFIG;
+            break;
+        }
+        *out = vg_realloc(*out, (*n + 1) * sizeof(**out));
+        (*out)[(*n)++] = vg_strdup(name);
+    }
+    free(copy);
+    if (rc == VG_OK && *n == 0) {
+        fail_at(p, p->lineno, "%s is empty", key);
+        rc = VG_ECONFIG;
+    }
+    return rc;
+}
+
+static int set_desk_lines(parser_t *p, const char *key, const char *value)
+{
+    vg_desk_config_t *d = &p->cfg->desks[p->desk_index];
+    return set_name_list(p, key, value, &d->lines, &d->n_lines);
+}
+
+static int set_desk_cameras(parser_t *p, const char *key, const char *value)
+{
+    vg_desk_config_t *d = &p->cfg->desks[p->desk_index];
+    return set_name_list(p, key, value, &d->cameras, &d->n_cameras);
+}
+
 /* Each table has at most 32 keys: seen_keys is a bit per key. */
 static const key_spec_t server_keys[] = {
     {"data_dir", set_data_dir},
@@ -803,6 +896,7 @@ static const key_spec_t server_keys[] = {
     {"audit_checkpoint_seconds", set_audit_checkpoint},
     {"ui_dir", set_ui_dir},
     {"timezone", set_timezone},
+    {"require_access_reason", set_require_reason},
     {NULL, NULL},
 };
 static const key_spec_t archive_keys[] = {
@@ -819,6 +913,7 @@ static const key_spec_t retention_keys[] = {
     {"reserve_percent", set_reserve},
     {"on_full", set_on_full},
     {"sweep_seconds", set_sweep_seconds},
+    {"call_metadata_days", set_call_metadata_days},
     {NULL, NULL},
 };
 static const key_spec_t relay_keys[] = {
@@ -855,6 +950,12 @@ static const key_spec_t source_keys[] = {
     {"keep_days", set_source_keep_days},
     {"relay", set_source_relay},
     {"push", set_source_push},
+    {"pbx_extension", set_pbx_extension},
+    {NULL, NULL},
+};
+static const key_spec_t desk_keys[] = {
+    {"lines", set_desk_lines},
+    {"cameras", set_desk_cameras},
     {NULL, NULL},
 };
 
@@ -868,6 +969,7 @@ static const key_spec_t *keys_of(enum section_kind section)
     case SEC_EXPORTS: return exports_keys;
     case SEC_PLAYBACK: return playback_keys;
     case SEC_SOURCE: return source_keys;
+    case SEC_DESK: return desk_keys;
     default: return NULL;
     }
 }
@@ -937,8 +1039,29 @@ static void add_source(parser_t *p, const char *name)
     src->keep_days_line = 0;
     src->relay = 1;
     src->push = NULL;
+    src->pbx_extension = NULL;
     p->source_index = cfg->n_sources++;
     p->section = SEC_SOURCE;
+}
+
+static void add_desk(parser_t *p, const char *name)
+{
+    vg_config_t *cfg = p->cfg;
+    if (!vg_source_name_valid(name)) {
+        fail_at(p, p->lineno, "bad desk name '%s' (use a-z, 0-9 and -, up to 63 characters)",
+                name);
+        return;
+    }
+    if (vg_config_find_desk(cfg, name)) {
+        fail_at(p, p->lineno, "duplicate section [desk %s]", name);
+        return;
+    }
+    cfg->desks = vg_realloc(cfg->desks, (cfg->n_desks + 1) * sizeof(cfg->desks[0]));
+    vg_desk_config_t *d = &cfg->desks[cfg->n_desks];
+    memset(d, 0, sizeof(*d));
+    d->name = vg_strdup(name);
+    p->desk_index = cfg->n_desks++;
+    p->section = SEC_DESK;
 }
 
 /* Opens a fixed-name section once; seen is that section's flag. */
@@ -990,6 +1113,8 @@ static void begin_section(parser_t *p, const char *header)
         open_single(p, &p->seen_playback, SEC_PLAYBACK, "playback");
     else if (strncmp(n, "source", 6) == 0 && (n[6] == '\0' || isspace((unsigned char)n[6])))
         add_source(p, trim(n + 6));
+    else if (strncmp(n, "desk", 4) == 0 && isspace((unsigned char)n[4]))
+        add_desk(p, trim(n + 4));
     else
         fail_at(p, p->lineno, "unknown section [%s]", n);
     free(name);
@@ -1097,6 +1222,28 @@ static void check_retention(parser_t *p)
     }
 }
 
+/* A desk names configured sources: its lines audio, its cameras video. */
+static void check_desks(parser_t *p)
+{
+    for (size_t i = 0; i < p->cfg->n_desks && !p->failed; i++) {
+        const vg_desk_config_t *d = &p->cfg->desks[i];
+        if (!d->n_lines)
+            fail_at(p, 0, "[desk %s] has no lines", d->name);
+        for (size_t k = 0; k < d->n_lines && !p->failed; k++) {
+            const vg_source_config_t *s = vg_config_find_source(p->cfg, d->lines[k]);
+            if (!s || s->kind != VG_SOURCE_AUDIO)
+                fail_at(p, 0, "[desk %s] lines: '%s' is not an audio source", d->name,
+                        d->lines[k]);
+        }
+        for (size_t k = 0; k < d->n_cameras && !p->failed; k++) {
+            const vg_source_config_t *s = vg_config_find_source(p->cfg, d->cameras[k]);
+            if (!s || s->kind != VG_SOURCE_VIDEO)
+                fail_at(p, 0, "[desk %s] cameras: '%s' is not a video source", d->name,
+                        d->cameras[k]);
+        }
+    }
+}
+
 /* Runs libinih over the open file and settles which problem, if any, is the
  * first: ours, or a syntax error that only libinih saw. */
 static void parse_file(parser_t *p)
@@ -1109,6 +1256,8 @@ static void parse_file(parser_t *p)
         check_retention(p);
     if (!p->failed && rc == 0)
         check_tls(p);
+    if (!p->failed && rc == 0)
+        check_desks(p);
     if (rc > 0 && (!p->failed || rc < p->err_line)) {
         p->failed = 0;
         fail_at(p, rc, "expected '[section]' or 'key = value'");
@@ -1156,8 +1305,19 @@ void vg_config_free(vg_config_t *cfg)
         free(cfg->sources[i].name);
         free(cfg->sources[i].url);
         free(cfg->sources[i].push);
+        free(cfg->sources[i].pbx_extension);
     }
     free(cfg->sources);
+    for (size_t i = 0; i < cfg->n_desks; i++) {
+        for (size_t k = 0; k < cfg->desks[i].n_lines; k++)
+            free(cfg->desks[i].lines[k]);
+        for (size_t k = 0; k < cfg->desks[i].n_cameras; k++)
+            free(cfg->desks[i].cameras[k]);
+        free(cfg->desks[i].lines);
+        free(cfg->desks[i].cameras);
+        free(cfg->desks[i].name);
+    }
+    free(cfg->desks);
     free(cfg->http.listen);
     free(cfg->http.tls_cert);
     free(cfg->http.tls_key);
@@ -1181,6 +1341,17 @@ const vg_source_config_t *vg_config_find_source(const vg_config_t *cfg, const ch
     for (size_t i = 0; i < cfg->n_sources; i++) {
         if (strcmp(cfg->sources[i].name, name) == 0)
             return &cfg->sources[i];
+    }
+    return NULL;
+}
+
+const vg_desk_config_t *vg_config_find_desk(const vg_config_t *cfg, const char *name)
+{
+    if (!cfg || !name)
+        return NULL;
+    for (size_t i = 0; i < cfg->n_desks; i++) {
+        if (strcmp(cfg->desks[i].name, name) == 0)
+            return &cfg->desks[i];
     }
     return NULL;
 }

@@ -20,7 +20,17 @@ typedef struct {
     int keep_days_line;       /* where it was set, for messages */
     int relay;                /* relay = on (1, default) | off (0): RTSP mount and push */
     char *push;               /* push = URL: NULL inherits [relay] push, "" is off */
+    char *pbx_extension;      /* calls: the PBX extension on this line (CDR channels); NULL */
 } vg_source_config_t;
+
+/* [desk NAME] (calls): a workplace's audio lines and the cameras that see it. */
+typedef struct {
+    char *name;
+    char **lines;             /* audio source names */
+    size_t n_lines;
+    char **cameras;           /* video source names */
+    size_t n_cameras;
+} vg_desk_config_t;
 
 typedef enum { VG_ON_FULL_OVERWRITE, VG_ON_FULL_STOP } vg_on_full_t;
 
@@ -32,6 +42,8 @@ typedef struct {
     int reserve_percent;     /* keep this much of capacity free */
     vg_on_full_t on_full;    /* what disk pressure may do below the floor */
     int sweep_seconds;       /* how often vigild checks age and disk pressure */
+    int call_metadata_days;  /* calls: keep a call's metadata this long even when its
+                              * audio is gone (0: deleted with its audio) */
 } vg_retention_config_t;
 
 /* [server] HTTP keys: see README "HTTP API". */
@@ -46,6 +58,7 @@ typedef struct {
                                * is believed; NULL: the header is ignored */
     char *ui_dir;             /* the browser UI's files (default VG_UI_DIR, set at build) */
     char *timezone;           /* IANA zone the UI shows times in; NULL: the system's */
+    int require_access_reason; /* calls: opening a call or a recording needs reason= */
 } vg_http_config_t;
 
 /* [relay]: see README "Central monitoring point". */
@@ -87,6 +100,8 @@ typedef struct {
     vg_playback_config_t playback;
     vg_source_config_t *sources;
     size_t n_sources;
+    vg_desk_config_t *desks;    /* calls: [desk NAME] sections */
+    size_t n_desks;
 } vg_config_t;
 
 /* Reads path into *out (caller frees with vg_config_free). On failure returns
@@ -95,6 +110,8 @@ typedef struct {
 int vg_config_load(const char *path, vg_config_t *out, char *err, size_t err_size);
 void vg_config_free(vg_config_t *cfg);
 const vg_source_config_t *vg_config_find_source(const vg_config_t *cfg, const char *name);
+/* calls: the desk of that name, or NULL. */
+const vg_desk_config_t *vg_config_find_desk(const vg_config_t *cfg, const char *name);
 /* Splits http_listen text ("host:port", "[v6]:port") into host (brackets
  * removed) and port 1..65535. VG_EINVAL when malformed. */
 int vg_config_split_listen(const char *text, char *host, size_t host_size, int *port);

@@ -352,6 +352,77 @@ static const char *const migrations[] = {
     ");"
     "CREATE INDEX export_owner ON export(owner, id);"
     "CREATE INDEX export_state ON export(state);",
+    /* v15: calls (index/calls.c). A call is an interval of one audio source
+     * plus what the PBX, a CDR import or voice detection says about it.
+     * call_id is the PBX's id (UNIQUE: a repeated event finds its row; NULL
+     * for vad calls, which SQLite lets repeat). caller_rev/callee_rev hold
+     * the normalized numbers' digits reversed, so a trailing-digits search
+     * ("*4567") is a prefix range on an index instead of a scan of 5 M rows.
+     * end_us NULL: the call is still open. The FTS5 table indexes notes and
+     * tags (external content: no second copy of the text), kept by triggers.
+     * hold_call records which calls a hold was made for (the hold itself
+     * covers their intervals through hold_source like any other hold). */
+    "CREATE TABLE call ("
+    "  id INTEGER PRIMARY KEY,"
+    "  call_id TEXT UNIQUE,"
+    "  source_id INTEGER NOT NULL REFERENCES source(id),"
+    "  start_us INTEGER NOT NULL,"
+    "  end_us INTEGER,"
+    "  direction TEXT NOT NULL DEFAULT '' CHECK (direction IN ('','in','out','internal')),"
+    "  caller TEXT NOT NULL DEFAULT '',"
+    "  caller_raw TEXT NOT NULL DEFAULT '',"
+    "  caller_rev TEXT NOT NULL DEFAULT '',"
+    "  callee TEXT NOT NULL DEFAULT '',"
+    "  callee_raw TEXT NOT NULL DEFAULT '',"
+    "  callee_rev TEXT NOT NULL DEFAULT '',"
+    "  agent TEXT NOT NULL DEFAULT '',"
+    "  queue TEXT NOT NULL DEFAULT '',"
+    "  account TEXT NOT NULL DEFAULT '',"
+    "  disposition TEXT NOT NULL DEFAULT '',"
+    "  tags TEXT NOT NULL DEFAULT '[]',"
+    "  notes TEXT NOT NULL DEFAULT '',"
+    "  origin TEXT NOT NULL CHECK (origin IN ('pbx','import','vad')),"
+    "  ann_state TEXT CHECK (ann_state IN ('present','absent','partial','unknown')),"
+    "  ann_offset_us INTEGER,"
+    "  ann_score REAL,"
+    "  ann_checked_us INTEGER,"
+    "  ann_pbx INTEGER,"
+    "  created_us INTEGER NOT NULL,"
+    "  updated_us INTEGER NOT NULL,"
+    "  CHECK (end_us IS NULL OR end_us >= start_us)"
+    ");"
+    "CREATE INDEX call_start ON call(start_us DESC, id DESC);"
+    "CREATE INDEX call_source_start ON call(source_id, start_us);"
+    "CREATE INDEX call_caller ON call(caller, start_us) WHERE caller <> '';"
+    "CREATE INDEX call_callee ON call(callee, start_us) WHERE callee <> '';"
+    "CREATE INDEX call_caller_rev ON call(caller_rev) WHERE caller_rev <> '';"
+    "CREATE INDEX call_callee_rev ON call(callee_rev) WHERE callee_rev <> '';"
+    "CREATE INDEX call_agent ON call(agent, start_us) WHERE agent <> '';"
+    "CREATE INDEX call_queue ON call(queue, start_us) WHERE queue <> '';"
+    "CREATE INDEX call_account ON call(account, start_us) WHERE account <> '';"
+    /* Ended calls the announcement check has not seen yet: a short index. */
+    "CREATE INDEX call_unchecked ON call(end_us) WHERE ann_checked_us IS NULL"
+    "  AND end_us IS NOT NULL;"
+    "CREATE VIRTUAL TABLE call_fts USING fts5(notes, tags, content='call',"
+    "  content_rowid='id');"
+    "CREATE TRIGGER call_fts_ins AFTER INSERT ON call BEGIN"
+    "  INSERT INTO call_fts(rowid, notes, tags) VALUES (NEW.id, NEW.notes, NEW.tags);"
+    " END;"
+    "CREATE TRIGGER call_fts_del AFTER DELETE ON call BEGIN"
+    "  INSERT INTO call_fts(call_fts, rowid, notes, tags)"
+    "   VALUES ('delete', OLD.id, OLD.notes, OLD.tags);"
+    " END;"
+    "CREATE TRIGGER call_fts_upd AFTER UPDATE OF notes, tags ON call BEGIN"
+    "  INSERT INTO call_fts(call_fts, rowid, notes, tags)"
+    "   VALUES ('delete', OLD.id, OLD.notes, OLD.tags);"
+    "  INSERT INTO call_fts(rowid, notes, tags) VALUES (NEW.id, NEW.notes, NEW.tags);"
+    " END;"
+    "CREATE TABLE hold_call ("
+    "  hold_id INTEGER NOT NULL REFERENCES hold(id),"
+    "  call_id INTEGER NOT NULL,"
+    "  PRIMARY KEY (hold_id, call_id)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX hold_call_call ON hold_call(call_id);",
 };
 
 #define IDX_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

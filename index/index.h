@@ -552,4 +552,128 @@ int64_t idx_denials_noted(idx_denials_t *d);
 /* Stops the writer and writes everything still counted. */
 void idx_denials_close(idx_denials_t *d);
 
+/* ---- calls (index/calls.c) ----
+ * A call is an interval of one audio source plus metadata from the PBX
+ * (HTTP events), a CDR import or voice detection. Numbers are stored
+ * normalized (E.164 where they can be, calls/calls.h) beside the raw text;
+ * the index keeps their digits reversed too, for trailing-digit search.
+ * Text limits below are the index's: longer values are VG_EINVAL, never cut. */
+
+#define IDX_CALL_ID_MAX 128     /* call_id (the PBX's id) */
+#define IDX_CALL_NUM_MAX 64     /* caller, callee, raw and normalized */
+#define IDX_CALL_NAME_MAX 128   /* agent, queue, account */
+#define IDX_CALL_DISP_MAX 64    /* disposition */
+#define IDX_CALL_TAGS_MAX 2048  /* tags: a JSON array of strings, as text */
+#define IDX_CALL_NOTES_MAX 8192 /* notes */
+
+typedef struct {
+    int64_t id;                        /* vigil's id */
+    char call_id[IDX_CALL_ID_MAX];     /* "" : none (vad calls) */
+    char source[64];
+    int64_t start_us;
+    int64_t end_us;                    /* 0: still open */
+    char direction[12];                /* in | out | internal | "" */
+    char caller[IDX_CALL_NUM_MAX], caller_raw[IDX_CALL_NUM_MAX];
+    char callee[IDX_CALL_NUM_MAX], callee_raw[IDX_CALL_NUM_MAX];
+    char agent[IDX_CALL_NAME_MAX], queue[IDX_CALL_NAME_MAX], account[IDX_CALL_NAME_MAX];
+    char disposition[IDX_CALL_DISP_MAX];
+    char tags[IDX_CALL_TAGS_MAX];      /* JSON array text; "" reads as "[]" */
+    char notes[IDX_CALL_NOTES_MAX];
+    char origin[8];                    /* pbx | import | vad */
+    /* the announcement check (calls/announce.c); ann_state "" = not checked */
+    char ann_state[12];                /* present | absent | partial | unknown */
+    int64_t ann_offset_us;             /* -1: none */
+    double ann_score;                  /* < 0: none */
+    int64_t ann_checked_us;            /* 0: not checked */
+    int ann_pbx;                       /* what the PBX said: -1 nothing, 0 no, 1 yes */
+    int64_t created_us, updated_us;
+} idx_call_t;
+
+/* Clears c to "nothing known": ids 0, texts "", ann_* none, ann_pbx -1. */
+void idx_call_init(idx_call_t *c);
+
+/* Adds a call, or merges into the call with the same non-empty call_id
+ * (idempotent: the same event twice is one call). A merge fills only what
+ * the stored call lacks (an end, empty texts, the PBX flag): the first
+ * word on a field wins; PATCH (idx_call_update) changes fields outright.
+ * c->source must be registered (VG_ENOTFOUND) and of kind audio
+ * (VG_EINVAL); end_us, when set, not before start_us (VG_EINVAL, also
+ * against a stored start on merge). *id gets the call's id, *created 1
+ * when a row was added. c->created_us is the time of the change. Joins the
+ * caller's transaction if one is open. */
+int idx_call_upsert(idx_t *idx, const idx_call_t *c, int64_t *id, int *created);
+/* VG_ENOTFOUND when there is no such call. */
+int idx_call_get(idx_t *idx, int64_t id, idx_call_t *out);
+int idx_call_get_by_call_id(idx_t *idx, const char *call_id, idx_call_t *out);
+
+/* Fields idx_call_update writes (others are left as stored). */
+enum {
+    IDX_CALL_F_END = 1u << 0,
+    IDX_CALL_F_DIRECTION = 1u << 1,
+    IDX_CALL_F_CALLER = 1u << 2,   /* caller and caller_raw */
+    IDX_CALL_F_CALLEE = 1u << 3,   /* callee and callee_raw */
+    IDX_CALL_F_AGENT = 1u << 4,
+    IDX_CALL_F_QUEUE = 1u << 5,
+    IDX_CALL_F_ACCOUNT = 1u << 6,
+    IDX_CALL_F_DISPOSITION = 1u << 7,
+    IDX_CALL_F_TAGS = 1u << 8,
+    IDX_CALL_F_NOTES = 1u << 9,
+    IDX_CALL_F_ANN_PBX = 1u << 10,
+    IDX_CALL_F_START = 1u << 11,
+};
+/* Writes the fields of c named in mask into call id (c->updated_us is the
+ * time); VG_ENOTFOUND for no such call, VG_EINVAL for a bad value or an
+ * end before the start. */
+int idx_call_update(idx_t *idx, int64_t id, const idx_call_t *c, unsigned mask);
+
+/* A search (GET /api/v1/calls). Empty strings and zeros are "any". */
+typedef struct {
+    int64_t from_us, to_us;      /* calls starting in [from, to); 0: open */
+    const char *number;          /* normalized number (caller or callee), or */
+    const char *number_suffix;   /* trailing digits (caller or callee) */
+    const char *agent, *queue, *account, *direction, *source;
+    int64_t min_us, max_us;      /* duration bounds (open calls have none: left out) */
+    const char *text;            /* an FTS5 query (callers quote users' words) */
+    /* the sources the caller may see, comma-separated; NULL: all */
+    const char *sources;
+    size_t limit;                /* 1..1000 */
+    /* cursor: rows strictly after (start, id) in newest-first order; 0: first page */
+    int64_t after_start_us, after_id;
+} idx_call_query_t;
+
+/* Calls fn for each call matching q, newest first (start, then id), at
+ * most q->limit. *more (may be NULL) tells whether another page follows.
+ * VG_EINVAL for a query FTS5 refuses. */
+typedef void (*idx_call_fn)(void *ctx, const idx_call_t *c);
+int idx_call_search(idx_t *idx, const idx_call_query_t *q, idx_call_fn fn, void *ctx, int *more);
+/* Calls of source overlapping [from_us, to_us), by start (at most limit). */
+int idx_call_in_range(idx_t *idx, const char *source, int64_t from_us, int64_t to_us,
+                      size_t limit, idx_call_fn fn, void *ctx);
+
+/* Stores the announcement check's answer (state as in idx_call_t;
+ * offset_us -1 and score < 0 for none). VG_ENOTFOUND, VG_EINVAL. */
+int idx_call_set_announcement(idx_t *idx, int64_t id, const char *state, int64_t offset_us,
+                              double score, int64_t checked_us);
+/* Ended calls not yet checked, oldest end first, at most limit. */
+int idx_call_list_ended_unchecked(idx_t *idx, size_t limit, idx_call_fn fn, void *ctx);
+/* Forgets a call's check, so it is checked again (a new reference). */
+int idx_call_clear_announcement(idx_t *idx, int64_t from_us, int64_t to_us, int64_t *n);
+
+/* Holds made for calls: records which calls a hold covers (the hold's own
+ * hold_source rows keep their media). Joins the caller's transaction. */
+int idx_hold_call_add(idx_t *idx, int64_t hold_id, const int64_t *call_ids, size_t n);
+/* The ids of the calls of hold_id, ascending; *out malloc'd. */
+int idx_hold_calls(idx_t *idx, int64_t hold_id, int64_t **out, size_t *n);
+
+/* Metadata retention: deletes (at most limit a run) calls retention has
+ * taken the audio of: ended at or before the start of their source's
+ * oldest live segment (or, for a source with no segment left, before
+ * nosegs_cutoff_us), ended before meta_cutoff_us ([retention]
+ * call_metadata_days keeps metadata longer; pass now_us when unset), and
+ * not named by a hold active at now_us. *deleted gets how many. */
+int idx_call_sweep(idx_t *idx, int64_t meta_cutoff_us, int64_t nosegs_cutoff_us, int64_t now_us,
+                   size_t limit, int64_t *deleted);
+/* EXPLAIN QUERY PLAN of the search q would run, for tests and benchmarks. */
+int idx_call_explain(idx_t *idx, const idx_call_query_t *q, char *out, size_t out_size);
+
 #endif

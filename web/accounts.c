@@ -12,7 +12,8 @@
 #include "core/log.h"
 
 static const char *const perm_names[] = {"live",     "playback", "calls", "export",  "hold",
-                                         "annotate", "audit",    "admin", "metrics"};
+                                         "annotate", "audit",    "admin", "metrics",
+                                         "pbx"};
 #define N_PERMS (sizeof(perm_names) / sizeof(perm_names[0]))
 
 typedef struct {

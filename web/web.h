@@ -31,7 +31,8 @@ enum {
     WEB_PERM_AUDIT = 1u << 6,
     WEB_PERM_ADMIN = 1u << 7,
     WEB_PERM_METRICS = 1u << 8, /* for monitoring tokens: GET /metrics only */
-    WEB_PERM_ALL = (1u << 9) - 1,
+    WEB_PERM_PBX = 1u << 9,     /* for the PBX's token: call events and CDR import */
+    WEB_PERM_ALL = (1u << 10) - 1,
 };
 
 /* The permissions of a role name; VG_EINVAL for an unknown role. */

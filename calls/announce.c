@@ -19,8 +19,8 @@
  *   1.03 (steps of 0.75 %, so the worst residual drift over a 6 s
  *   announcement is about 20 ms, near one hop) and each is searched.
  * - Decision: for the best (speed, lag), the covered part is the longest
- *   prefix of chunks whose mean correlation stays above 0.45 and whose first
- *   and last chunks match by themselves (> 0.25): another prompt sharing a
+ *   prefix of chunks whose mean correlation stays above 0.6 and whose first
+ *   and last chunks match by themselves (> 0.35): another prompt sharing a
  *   phrase with the announcement, but not its opening, is no match. Chunks
  *   of the reference that are silence carry no information and are skipped. Present when the prefix
  *   covers >= 80 % of the announcement, partial from 30 % to 80 %, absent
@@ -51,8 +51,8 @@
 #define F_HI 3500.0
 /* A chunk whose cells vary less than this (dB^2) is a pause: no information. */
 #define INFORMATIVE_VAR 4.0
-#define TH_MEAN 0.45
-#define TH_CHUNK 0.25
+#define TH_MEAN 0.6
+#define TH_CHUNK 0.35
 #define COVER_PRESENT 0.8
 #define COVER_PARTIAL 0.3
 
@@ -118,8 +118,16 @@ static float *features(const float *x, size_t n, int *frames)
     float floor_e = peak * (float)pow(10.0, -RANGE_DB / 10.0);
     if (floor_e < 1.0f)
         floor_e = 1.0f;
-    for (size_t i = 0; i < (size_t)nf * BANDS; i++)
-        e[i] = 10.0f * log10f(e[i] > floor_e ? e[i] : floor_e);
+    for (int t = 0; t < nf; t++) {
+        float *row = e + (size_t)t * BANDS, mean = 0.0f;
+        for (int b = 0; b < BANDS; b++) {
+            row[b] = 10.0f * log10f(row[b] > floor_e ? row[b] : floor_e);
+            mean += row[b];
+        }
+        mean /= BANDS;
+        for (int b = 0; b < BANDS; b++)
+            row[b] -= mean;
+    }
     *frames = nf;
     return e;
 }

@@ -28,6 +28,8 @@ static int sink_begin(void *ctx, AVStream *const *streams, unsigned n)
     /* The relay's results never touch recording's. */
     if (rc == 0 && r->relay)
         rly_feed_begin(r->relay, streams, n);
+    if (rc == 0)
+        vigild_vad_begin(r, streams, n);
     return rc;
 }
 
@@ -47,6 +49,7 @@ static int sink_packet(void *ctx, const AVPacket *pkt, int64_t recv_wall_us)
         stall(r);
     if (r->relay)
         rly_feed_packet(r->relay, pkt, recv_wall_us); /* never blocks */
+    vigild_vad_packet(r, pkt, recv_wall_us); /* never blocks */
     return arc_writer_write(r->writer, pkt, recv_wall_us);
 }
 
@@ -56,6 +59,7 @@ static void sink_end(void *ctx)
     arc_writer_end(r->writer);
     if (r->relay)
         rly_feed_end(r->relay);
+    vigild_vad_end(r);
 }
 
 static void usage(FILE *out)
@@ -185,6 +189,7 @@ static void recorder_free(recorder_t *r)
         return;
     cap_source_join(r->capture); /* the thread ends its segment on the way out */
     rly_feed_close(r->relay);
+    vigild_vad_close(r);
     arc_writer_close(r->writer);
     idx_close(r->idx);
     free(r);
@@ -217,6 +222,8 @@ static int recorder_start(daemon_t *d, const vg_config_t *cfg, size_t slot, reco
         arc_writer_set_paused(r->writer, 1);
     if (rc == VG_OK && d->relay && rly_feed_open(d->relay, cfg, r->cfg, &r->relay) != VG_OK)
         vg_err("source=%s relay could not start; recording anyway", r->cfg->name);
+    if (rc == VG_OK)
+        vigild_vad_open(d, r);
     cap_sink_t sink = {.ctx = r, .begin = sink_begin, .packet = sink_packet, .end = sink_end};
     if (rc == VG_OK)
         rc = cap_source_start(r->cfg, &cap_default_timing, &vg_system_clock, sink, &r->capture);
@@ -602,6 +609,8 @@ static int run(daemon_t *d, const sigset_t *signals, const char *config_path)
         rc = rly_server_start(&rc_cfg, &d->relay);
     }
     if (rc == VG_OK)
+        rc = vigild_calls_start(d);
+    if (rc == VG_OK)
         rc = start_recorders(d);
     /* The first sweep runs as soon as the thread starts: at startup. */
     if (rc == VG_OK)
@@ -625,6 +634,7 @@ static int run(daemon_t *d, const sigset_t *signals, const char *config_path)
     svc_status_stop(d);
     stop_sweeper(d);
     stop_recorders(d);
+    vigild_calls_stop(d); /* after the recorders: their last VAD calls are stored */
     rly_server_stop(d->relay);
     d->relay = NULL;
     anchor_stop(d);

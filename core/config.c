@@ -73,6 +73,7 @@ enum section_kind {
     SEC_PLAYBACK,
     SEC_SOURCE,
     SEC_DESK,    /* calls */
+    SEC_CALLS,   /* [calls] */
     SEC_IGNORED, /* a header that was already reported as an error */
 };
 
@@ -89,6 +90,7 @@ typedef struct {
     size_t desk_index;       /* into cfg->desks while section == SEC_DESK */
     unsigned seen_keys;      /* bit i set once key i of this section's table was set */
     int seen_server, seen_archive, seen_retention, seen_relay, seen_exports, seen_playback;
+    int seen_calls;
     int keep_days_line, min_days_line; /* for the cross-key check at the end */
     int tls_cert_line, tls_key_line;   /* likewise for "both or neither" */
     int relay_cert_line, relay_key_line;
@@ -149,6 +151,7 @@ static void section_label(const parser_t *p, char *buf, size_t size)
     case SEC_RELAY: snprintf(buf, size, "relay"); break;
     case SEC_EXPORTS: snprintf(buf, size, "exports"); break;
     case SEC_PLAYBACK: snprintf(buf, size, "playback"); break;
+    case SEC_CALLS: snprintf(buf, size, "calls"); break;
     case SEC_SOURCE:
         snprintf(buf, size, "source %s", p->cfg->sources[p->source_index].name);
         break;
@@ -882,6 +885,72 @@ static int set_desk_cameras(parser_t *p, const char *key, const char *value)
     return set_name_list(p, key, value, &d->cameras, &d->n_cameras);
 }
 
+/* ---- calls: [calls] announcement, announcement_window; [source]
+ * call_detect, call_gap_seconds, call_min_seconds, announcement ---- */
+
+/* A reference announcement: a readable regular file (its format is checked
+ * when vigild loads it: a bad file stops the check, never the recording). */
+static int set_announcement_path(parser_t *p, const char *key, const char *value, char **out)
+{
+    char buf[256];
+    struct stat st;
+    if (!value[0] || value[0] != '/' || stat(value, &st) != 0 || !S_ISREG(st.st_mode) ||
+        access(value, R_OK) != 0) {
+        fail_at(p, p->lineno, "%s '%s' is not a readable file (an absolute path to a WAV)", key,
+                shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    free(*out);
+    *out = vg_strdup(value);
+    return VG_OK;
+}
+
+static int set_calls_announcement(parser_t *p, const char *key, const char *value)
+{
+    return set_announcement_path(p, key, value, &p->cfg->calls.announcement);
+}
+
+static int set_announcement_window(parser_t *p, const char *key, const char *value)
+{
+    return set_int_in(p, key, value, 5, 120, &p->cfg->calls.announcement_window);
+}
+
+static int set_source_announcement(parser_t *p, const char *key, const char *value)
+{
+    return set_announcement_path(p, key, value, &p->cfg->sources[p->source_index].announcement);
+}
+
+static int set_call_detect(parser_t *p, const char *key, const char *value)
+{
+    char buf[256];
+    vg_source_config_t *src = &p->cfg->sources[p->source_index];
+    if (strcmp(value, "vad") == 0) {
+        src->call_detect_vad = 1;
+    } else if (strcmp(value, "off") == 0) {
+        src->call_detect_vad = 0;
+    } else {
+        fail_at(p, p->lineno, "%s must be vad or off, got '%s'", key, shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    return VG_OK;
+}
+
+static int set_call_gap(parser_t *p, const char *key, const char *value)
+{
+    return set_int_in(p, key, value, 1, 600, &p->cfg->sources[p->source_index].call_gap_seconds);
+}
+
+static int set_call_min(parser_t *p, const char *key, const char *value)
+{
+    return set_int_in(p, key, value, 0, 600, &p->cfg->sources[p->source_index].call_min_seconds);
+}
+
+static const key_spec_t calls_keys[] = {
+    {"announcement", set_calls_announcement},
+    {"announcement_window", set_announcement_window},
+    {NULL, NULL},
+};
+
 /* Each table has at most 32 keys: seen_keys is a bit per key. */
 static const key_spec_t server_keys[] = {
     {"data_dir", set_data_dir},
@@ -951,6 +1020,10 @@ static const key_spec_t source_keys[] = {
     {"relay", set_source_relay},
     {"push", set_source_push},
     {"pbx_extension", set_pbx_extension},
+    {"call_detect", set_call_detect},
+    {"call_gap_seconds", set_call_gap},
+    {"call_min_seconds", set_call_min},
+    {"announcement", set_source_announcement},
     {NULL, NULL},
 };
 static const key_spec_t desk_keys[] = {
@@ -970,6 +1043,7 @@ static const key_spec_t *keys_of(enum section_kind section)
     case SEC_PLAYBACK: return playback_keys;
     case SEC_SOURCE: return source_keys;
     case SEC_DESK: return desk_keys;
+    case SEC_CALLS: return calls_keys;
     default: return NULL;
     }
 }
@@ -1013,6 +1087,9 @@ static void end_section(parser_t *p)
         const vg_source_config_t *src = &p->cfg->sources[p->source_index];
         if (!src->url)
             fail_at(p, p->section_line, "source '%s' has no url", src->name);
+        if (src->call_detect_vad && src->kind != VG_SOURCE_AUDIO)
+            fail_at(p, p->section_line, "source '%s': call_detect = vad needs kind = audio",
+                    src->name);
     }
     p->section = SEC_NONE;
 }
@@ -1040,6 +1117,10 @@ static void add_source(parser_t *p, const char *name)
     src->relay = 1;
     src->push = NULL;
     src->pbx_extension = NULL;
+    src->call_detect_vad = 0;
+    src->call_gap_seconds = 8;
+    src->call_min_seconds = 2;
+    src->announcement = NULL;
     p->source_index = cfg->n_sources++;
     p->section = SEC_SOURCE;
 }
@@ -1113,6 +1194,8 @@ static void begin_section(parser_t *p, const char *header)
         open_single(p, &p->seen_playback, SEC_PLAYBACK, "playback");
     else if (strncmp(n, "source", 6) == 0 && (n[6] == '\0' || isspace((unsigned char)n[6])))
         add_source(p, trim(n + 6));
+    else if (strcmp(n, "calls") == 0)
+        open_single(p, &p->seen_calls, SEC_CALLS, "calls");
     else if (strncmp(n, "desk", 4) == 0 && isspace((unsigned char)n[4]))
         add_desk(p, trim(n + 4));
     else
@@ -1186,6 +1269,7 @@ static void init_defaults(vg_config_t *cfg, const char *path)
     cfg->playback.clip_max_seconds = 6 * 3600;
     cfg->playback.snapshot_workers = 2;
     cfg->playback.snapshot_cache_mib = 256;
+    cfg->calls.announcement_window = 20;
 }
 
 /* A certificate without its key (or the reverse) cannot serve HTTPS, and
@@ -1306,7 +1390,9 @@ void vg_config_free(vg_config_t *cfg)
         free(cfg->sources[i].url);
         free(cfg->sources[i].push);
         free(cfg->sources[i].pbx_extension);
+        free(cfg->sources[i].announcement);
     }
+    free(cfg->calls.announcement);
     free(cfg->sources);
     for (size_t i = 0; i < cfg->n_desks; i++) {
         for (size_t k = 0; k < cfg->desks[i].n_lines; k++)

@@ -74,7 +74,7 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libvigil.a
 # Built without sanitizers even under `make asan`: it is the camera, not the product.
 $(BUILD)/camsim: tests/tools/camsim.c
 	@mkdir -p $(dir $@)
-	cc -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(GST_CFLAGS) -Wno-error=deprecated-declarations -o $@ $< $(GST_LIBS)
+	cc -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(GST_CFLAGS) -Wno-error=deprecated-declarations -o $@ $< $(GST_LIBS) -lm
 
 # The fault-injection shim (tests/tools/faultfs.c), LD_PRELOADed by the storage
 # tests. Like camsim it is a tool, never built with sanitizers.

@@ -30,6 +30,7 @@
 
 #define REFS_MAX 16
 #define UNCHECKED_BATCH 200
+#define PREROLL_US 1000000
 
 typedef struct {
     char source[64];
@@ -139,10 +140,14 @@ int call_announce_check_stored(idx_t *idx, const char *data_dir, const char *sou
     memset(res, 0, sizeof *res);
     res->state = CALL_ANN_UNKNOWN;
     *ready = 1;
+    /* A call's start is only as exact as whoever reported it (a voice
+     * detector opens a call a few frames into a soft onset, a PBX clock may
+     * be off): the search starts PREROLL_US before it. */
     int64_t want_us = (int64_t)call_announce_samples_wanted(ref, window_s) * 1000000 / CALL_DSP_RATE;
-    int64_t from = start_us, to = end_us < start_us + want_us ? end_us : start_us + want_us;
-    if (to <= from)
+    if (end_us <= start_us)
         return VG_OK;
+    int64_t from = start_us - PREROLL_US;
+    int64_t to = end_us < start_us + want_us ? end_us : start_us + want_us;
     rc = idx_segments_in_range(idx, source, from, to, &segs, &n);
     if (rc == VG_ENOTFOUND) {
         rc = VG_OK; /* a source no longer known: its audio is missing */
@@ -192,7 +197,11 @@ int call_announce_check_stored(idx_t *idx, const char *data_dir, const char *sou
             pcm8[i] = (int16_t)(rs[i] > 32767.0f ? 32767 : rs[i] < -32768.0f ? -32768 : rs[i]);
         x = pcm8;
     }
-    rc = call_announce_check(ref, x, n8, window_s, res);
+    /* a call shorter than the announcement is unknown, whatever the pre-roll holds */
+    if ((double)(end_us - start_us) < call_announce_ref_seconds(ref) * 0.97 * 1e6)
+        goto cleanup;
+    rc = call_announce_check(ref, x, n8, window_s + PREROLL_US / 1e6, res);
+    res->offset_s = res->offset_s > PREROLL_US / 1e6 ? res->offset_s - PREROLL_US / 1e6 : 0.0;
 cleanup:
     if (wav)
         pb_wav_close(wav);

@@ -8,19 +8,29 @@
   announcement reported present. The full corpus (>= 400 calls) runs in
   `make bench` (bench/bench_announce.py).
 - Bad reference files are refused with a reason, never crash.
+- Live, one camera simulator and one vigild for all: /line-talk (3 s of
+  speech-like sound every 13 s) with call_detect = vad gives calls of the
+  right length and spacing (boundaries within 0.5 s); two lines playing
+  espeak-ng WAVs, one starting with the announcement and one without it,
+  get VAD calls whose announcement check (run by the calls worker from the
+  archived audio once the call ends) says present and absent; vigilctl
+  calls recheck clears the checks of a range and the worker checks again.
+  The live lines record while the corpus runs, so waiting costs little.
 Ends with "N passed, N failed"; exit status 1 on any failure.
 """
 import argparse
 import os
+import sqlite3
 import struct
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import integration  # noqa: E402
-from integration import log, run_tests  # noqa: E402
+from integration import Camsim, Vigil, log, run_tests, wait_for  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS_CALLS = 126  # six blocks of every difficulty: 54 with, 54 without, 12 cut, 6 short
@@ -34,11 +44,75 @@ def wav_bytes(samples, rate=8000, fmt=1, bits=16):
             b"data" + struct.pack("<I", len(data)) + data)
 
 
+ANNOUNCEMENT = ("Здравствуйте! Вы позвонили в контактный центр. "
+                "Для контроля качества обслуживания ваш разговор записывается.")
+AGENT = "Добрый день, меня зовут Анна, чем я могу вам помочь?"
+CUSTOMER = "Я хотел бы узнать остаток по моей карте и последние операции."
+GAP_S = 4  # call_gap_seconds of the live lines: short, so calls end soon
+
+
+def speak(text, path):
+    subprocess.run(["espeak-ng", "-v", "ru", "-s", "150", "-w", path, text], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def line_wav(tmp, name, parts):
+    """An 8 kHz mono 16-bit WAV: parts are WAV paths or seconds of silence."""
+    args = []
+    for i, p in enumerate(parts):
+        if isinstance(p, str):
+            args.append(p)
+        else:
+            sil = os.path.join(tmp, "%s-sil%d.wav" % (name, i))
+            subprocess.run(["sox", "-n", "-r", "22050", "-c", "1", "-b", "16", sil, "trim", "0", str(p)],
+                           check=True)
+            args.append(sil)
+    out = os.path.join(tmp, "%s.wav" % name)
+    subprocess.run(["sox"] + args + ["-r", "8000", "-c", "1", "-b", "16", "-e", "signed", out], check=True)
+    return out
+
+
 class Suite:
     def __init__(self, tmp):
         self.tmp = tmp
         self.eval = os.path.join(integration.BUILD, "tests", "announce_eval")
         self.corpus = None
+        # the live part starts first and records while the corpus runs
+        self.ref = os.path.join(tmp, "announcement.wav")
+        speak(ANNOUNCEMENT, self.ref)
+        agent, customer = os.path.join(tmp, "agent.wav"), os.path.join(tmp, "customer.wav")
+        speak(AGENT, agent)
+        speak(CUSTOMER, customer)
+        # each loops: a call, then 12 s of silence (more than the gap)
+        with_ann = line_wav(tmp, "with", [1.0, self.ref, 0.5, agent, 0.5, customer, 12.0])
+        without = line_wav(tmp, "without", [1.0, agent, 0.5, customer, 12.0])
+        self.cam = Camsim(["--line-wav", "announce=" + with_ann, "--line-wav", "noannounce=" + without])
+        extra = "[calls]\nannouncement = %s\nannouncement_window = 20\n" % self.ref
+        for name, mount in (("talk", "line-talk"), ("ann", "line-announce"), ("noann", "line-noannounce")):
+            extra += ("[source %s]\nurl = %s\nkind = audio\ncall_detect = vad\n"
+                      "call_gap_seconds = %d\n") % (name, self.cam.url(mount), GAP_S)
+        self.v = Vigil(os.path.join(tmp, "vigil"), [], segment_seconds=2, extra=extra).start()
+        self.db = os.path.join(self.v.data, "index.db")
+
+    def close(self):
+        rc, _ = self.v.stop()
+        self.cam.stop()
+        assert rc == 0, "vigild exit %s\n%s" % (rc, self.v.log_text()[-3000:])
+
+    def calls(self, source):
+        if not os.path.exists(self.db):
+            return []
+        con = sqlite3.connect("file:%s?mode=ro" % self.db, uri=True, timeout=5)
+        try:
+            return [dict(zip(("id", "start", "end", "origin", "state", "offset", "score", "checked"), r))
+                    for r in con.execute(
+                        "SELECT c.id, c.start_us, c.end_us, c.origin, c.ann_state, c.ann_offset_us,"
+                        " c.ann_score, c.ann_checked_us FROM call c JOIN source s ON s.id = c.source_id"
+                        " WHERE s.name = ? ORDER BY c.start_us", (source,))]
+        except sqlite3.OperationalError:
+            return []  # not migrated yet
+        finally:
+            con.close()
 
     def make_corpus(self):
         if self.corpus is None:
@@ -105,6 +179,61 @@ class Suite:
             assert r.returncode == 2 and reason in r.stderr, (name, r.returncode, r.stderr)
 
 
+    def test_vad_talk_spurts(self):
+        """/line-talk: 2.96 s of sound every 13 s. Each spurt is one call of
+        that length (the VAD's frames and hangover: within 0.5 s), 13 s
+        apart, stored with origin vad and no numbers."""
+        calls = wait_for("two vad calls on talk", lambda: (lambda c: c if len(c) >= 2 else None)(
+            self.calls("talk")), 60)
+        for c in calls:
+            assert c["origin"] == "vad", c
+            dur = (c["end"] - c["start"]) / 1e6
+            assert abs(dur - 2.96) <= 0.5, ("call length", dur, c)
+        spacing = (calls[1]["start"] - calls[0]["start"]) / 1e6
+        assert abs(spacing - 13.0) <= 0.5, ("spacing", spacing)
+        con = sqlite3.connect("file:%s?mode=ro" % self.db, uri=True, timeout=5)
+        row = con.execute("SELECT caller, callee, call_id FROM call WHERE id = ?", (calls[0]["id"],)).fetchone()
+        con.close()
+        assert row[0] == "" and row[1] == "" and row[2] is None, row
+
+    def checked(self, source):
+        return (lambda c: c[0] if c and c[0]["state"] else None)(self.calls(source))
+
+    def test_vad_announcement_live(self):
+        """The calls worker checks each ended call from the archive: the line
+        that opens with the announcement says present (at the call's start:
+        the VAD starts the call on it), the other absent."""
+        ann = wait_for("the ann call checked", lambda: self.checked("ann"), 90)
+        noann = wait_for("the noann call checked", lambda: self.checked("noann"), 60)
+        log("ann: %s\nnoann: %s" % (ann, noann))
+        assert ann["state"] == "present", ann
+        assert ann["offset"] is not None and 0 <= ann["offset"] <= 1000000, ann
+        assert ann["score"] > 0.6, ann
+        assert noann["state"] == "absent" and noann["offset"] is None, noann
+        # the talk line's calls (3 s) are shorter than the announcement: unknown
+        talk = wait_for("a talk call checked", lambda: self.checked("talk"), 30)
+        assert talk["state"] == "unknown" and talk["score"] is None, talk
+
+    def test_vigilctl_recheck(self):
+        """vigilctl calls recheck --from --to forgets the checks of calls
+        starting in the range (audited); the worker checks them again."""
+        ann = wait_for("the ann call checked", lambda: self.checked("ann"), 90)
+        frm = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ann["start"] // 1000000))
+        to = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ann["start"] // 1000000 + 1))
+        p = self.v.ctl("calls", "recheck", "--from", frm, "--to", to)
+        assert "1 call" in p.stdout, p.stdout
+        again = wait_for("re-checked", lambda: (lambda c: c if c and c[0]["checked"] and
+                                                c[0]["checked"] > ann["checked"] else None)(
+            self.calls("ann")), 30)
+        assert again[0]["state"] == "present", again
+        p = self.v.ctl("audit", "list", "--json")
+        assert "calls.recheck" in p.stdout, p.stdout[-2000:]
+        bad = self.v.ctl("calls", "recheck", "--from", to, "--to", frm, check=False)
+        assert bad.returncode == 2, (bad.returncode, bad.stderr)
+        bad = self.v.ctl("calls", "recheck", check=False)
+        assert bad.returncode == 2, (bad.returncode, bad.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
@@ -112,10 +241,20 @@ def main():
     args = ap.parse_args()
     integration.BUILD = args.build
     t_all = time.monotonic()
+    passed = failed = 0
     with tempfile.TemporaryDirectory(prefix="vigil-callsdsp-") as tmp:
         suite = Suite(tmp)
+        # the corpus first: the live lines record meanwhile
         names = sorted(n for n in dir(Suite) if n.startswith("test_") and args.k in n)
-        passed, failed, skipped = run_tests(suite, names)
+        names.sort(key=lambda n: not n.startswith("test_announce"))
+        try:
+            passed, failed, skipped = run_tests(suite, names)
+        finally:
+            try:
+                suite.close()
+            except Exception:
+                failed += 1
+                log("FAIL shutdown\n%s" % traceback.format_exc())
     log("integration_calls_dsp: %d passed, %d failed (%.0f s)" % (passed, failed, time.monotonic() - t_all))
     return 1 if failed else 0
 

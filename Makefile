@@ -117,9 +117,10 @@ SUITES := \
 	"python3 tests/integration_audit.py --build {build}" \
 	"python3 tests/integration_web.py --build {build}" \
 	"python3 tests/integration_hostile.py --build {build}" \
-	"python3 tests/integration_abuse.py --build {build}"
+	"python3 tests/integration_abuse.py --build {build}" \
+	"python3 tests/integration_calls_dsp.py --build {build}"
 
-integration: all $(BUILD)/camsim $(BUILD)/faultfs.so $(BUILD)/crash-recorder.so
+integration: all $(BUILD)/camsim $(BUILD)/faultfs.so $(BUILD)/crash-recorder.so $(BUILD)/tests/announce_eval
 	@sh scripts/vendor-ui.sh --check
 	@python3 tests/run_suites.py --build $(BUILD) \
 	    --first "python3 tests/test_faultfs.py --build {build}" $(EXTRA_SUITES) $(SUITES)
@@ -202,6 +203,8 @@ bench: deps
 	@python3 bench/bench_flood.py --build $(BUILD) --results bench/RESULTS.md
 	@python3 bench/bench_ui.py --build $(BUILD) --results bench/RESULTS.md
 	@python3 bench/bench_export.py --build $(BUILD) --results bench/RESULTS.md
+	@$(MAKE) --no-print-directory $(BUILD)/tests/announce_eval
+	@python3 bench/bench_announce.py --build $(BUILD) --results bench/RESULTS.md
 
 # Installs the daemon as a service (README "Install as a service"). The
 # example config is installed once: an admin's edited file is never replaced.

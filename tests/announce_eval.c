@@ -6,7 +6,9 @@
  * --max-false-present it exits 1 when a threshold is missed.
  *
  * usage: announce_eval --ref REF.wav --manifest corpus.tsv [--window 20]
- *        [--min-accuracy 0.99] [--max-false-present 0.005] [--markdown] [-v]
+ *        [--min-accuracy 0.99] [--max-false-present 0.005] [--markdown] [--vad] [-v]
+ * --vad also runs the voice activity detector over every call's whole audio
+ * and reports its CPU per hour of audio (what call_detect = vad costs). 
  * The manifest has one call a line: file<TAB>truth<TAB>difficulty, file
  * relative to the manifest's directory, truth present|absent|partial|unknown. */
 #include <getopt.h>
@@ -17,6 +19,7 @@
 #include <time.h>
 
 #include "calls/announce.h"
+#include "calls/vad.h"
 #include "core/errors.h"
 
 #define MAX_DIFF 32
@@ -33,6 +36,13 @@ static double cpu_now(void)
     return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
+static void count_call(void *ctx, int64_t start_us, int64_t end_us)
+{
+    (void)start_us;
+    (void)end_us;
+    (*(int *)ctx)++;
+}
+
 static double wall_now(void)
 {
     struct timespec ts;
@@ -44,7 +54,8 @@ int main(int argc, char **argv)
 {
     const char *ref_path = NULL, *manifest = NULL;
     double window = 20.0, min_acc = -1.0, max_fp = -1.0;
-    int markdown = 0, verbose = 0;
+    int markdown = 0, verbose = 0, vad = 0, vad_calls = 0;
+    double vad_cpu = 0.0, vad_audio_s = 0.0;
     static const struct option opts[] = {
         {"ref", required_argument, 0, 'r'},
         {"manifest", required_argument, 0, 'm'},
@@ -53,6 +64,7 @@ int main(int argc, char **argv)
         {"max-false-present", required_argument, 0, 'f'},
         {"markdown", no_argument, 0, 'M'},
         {"verbose", no_argument, 0, 'v'},
+        {"vad", no_argument, 0, 'V'},
         {0, 0, 0, 0},
     };
     int o;
@@ -65,6 +77,7 @@ int main(int argc, char **argv)
         case 'f': max_fp = atof(optarg); break;
         case 'M': markdown = 1; break;
         case 'v': verbose = 1; break;
+        case 'V': vad = 1; break;
         default: return 2;
         }
     }
@@ -106,6 +119,17 @@ int main(int argc, char **argv)
         double c0 = cpu_now();
         call_announce_check(ref, pcm, n, window, &res);
         cpu += cpu_now() - c0;
+        if (vad) {
+            call_vad_config_t vc = {.gap_s = 8.0, .min_call_s = 2.0};
+            double v0 = cpu_now();
+            call_vad_t *v = call_vad_new(&vc, count_call, &vad_calls);
+            for (size_t i = 0; i < n; i += 160)
+                call_vad_feed(v, pcm + i, n - i < 160 ? n - i : 160, 1000000 + (int64_t)i * 125);
+            call_vad_flush(v);
+            call_vad_free(v);
+            vad_cpu += cpu_now() - v0;
+            vad_audio_s += n / 8000.0;
+        }
         size_t used = call_announce_samples_wanted(ref, window);
         audio_s += (double)(n < used ? n : used) / 8000.0;
         free(pcm);
@@ -163,6 +187,10 @@ int main(int argc, char **argv)
     printf("%sCPU %.3f s for %.0f s of analysed audio: %.1f s per hour of audio, %.1f ms per call, %.1f calls/s (wall, including reading)\n",
            markdown ? "\n" : "", cpu, audio_s, audio_s > 0 ? cpu * 3600.0 / audio_s : 0.0,
            1000.0 * cpu / total, wall > 0 ? total / wall : 0.0);
+    if (vad && vad_audio_s > 0)
+        printf("%sVAD: CPU %.3f s for %.0f s of audio: %.2f s per hour of audio (%.3f %% of a core per line), %d calls found\n",
+               markdown ? "\n" : "", vad_cpu, vad_audio_s, vad_cpu * 3600.0 / vad_audio_s,
+               100.0 * vad_cpu / vad_audio_s, vad_calls);
     call_announce_ref_free(ref);
     free(mcopy);
     int fail = 0;

@@ -22,6 +22,7 @@ Python standard library only.
 """
 import argparse
 import array
+import concurrent.futures
 import math
 import os
 import random
@@ -143,7 +144,7 @@ def main():
 
     block = [(d, "present") for d in PLAIN] + [(d, "absent") for d in PLAIN] + \
         [("cut40", "partial"), ("cut40", "partial"), ("short", "unknown")]
-    rows = []
+    rows, jobs = [], []
     for i in range(args.calls):
         diff, truth = block[i % len(block)]
         if diff in ("clean",):
@@ -185,7 +186,7 @@ def main():
         for p in parts:
             clean += p
         name = "call%04d.wav" % i
-        src = os.path.join(tmpdir, "clean.wav")
+        src = os.path.join(tmpdir, "clean%04d.wav" % i)
         write_pcm(src, clean)
         out = os.path.join(args.out, name)
         enc = {"pcm": ["-e", "signed", "-b", "16"], "alaw": ["-e", "a-law", "-b", "8"],
@@ -204,8 +205,16 @@ def main():
                    "|sox -n -r %d -c 1 -b 16 -p synth %.3f pinknoise" % (RATE, dur)]
         else:
             cmd = ["sox", src]
-        run(cmd + ["-r", str(RATE), "-c", "1"] + enc + [out] + effects)
+        jobs.append((cmd + ["-r", str(RATE), "-c", "1"] + enc + [out] + effects, src))
         rows.append("%s\t%s\t%s" % (name, truth, diff))
+    # the random draws are all made above, in order: running sox in
+    # parallel keeps the corpus the same for a seed
+
+    def render(job):
+        run(job[0])
+        os.unlink(job[1])
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as ex:
+        list(ex.map(render, jobs))
     with open(os.path.join(args.out, "corpus.tsv"), "w") as f:
         f.write("\n".join(rows) + "\n")
     print("%d calls in %s (announcement %.1f s)" % (len(rows), args.out, ann_s))

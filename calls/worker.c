@@ -6,10 +6,12 @@
  * (call_unchecked), so looking every 2 s costs nothing, finds calls of any
  * origin, and after a restart finds what was left unchecked. Capture only
  * queues VAD calls here (bounded, never blocking); SQLite writes and the
- * decode happen on this thread. A call on a line with no reference
- * announcement configured is marked unknown (the check cannot tell), so it
- * does not stay in the unchecked list; vigilctl calls recheck clears
- * checks when a reference is installed or changed. */
+ * decode happen on this thread. With no reference configured at all the
+ * check is off and calls stay unchecked (installing one checks them then);
+ * when some lines have one, a call on a line without is marked unknown
+ * (the check cannot tell), so it does not stay at the head of the
+ * unchecked list; vigilctl calls recheck clears checks when a reference
+ * changes. */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -236,6 +238,13 @@ static int stopping(call_worker_t *w)
 static void check_pending(call_worker_t *w, const vg_config_t *cfg)
 {
     call_list_t l = {0};
+    /* No reference anywhere: the check is off and calls stay unchecked (a
+     * reference installed later checks them then). */
+    int any = cfg->calls.announcement != NULL;
+    for (size_t i = 0; i < cfg->n_sources && !any; i++)
+        any = cfg->sources[i].announcement != NULL;
+    if (!any)
+        return;
     if (idx_call_list_ended_unchecked(w->idx, UNCHECKED_BATCH, collect, &l) != VG_OK) {
         vg_err("announcement: cannot list unchecked calls; will retry");
         return;

@@ -51,8 +51,9 @@ def main():
             "%s, %d calls (seed %d; corpus built in %.0f s), %d cores, load average %.1f while it ran. "
             "The reference is a 7.4 s Russian announcement (espeak-ng); calls are 8 kHz G.711 "
             "(PCM for `clean`), each searched over its first 20 s (the window) plus the announcement's "
-            "length. CPU is the check's own (decoding the WAV files excluded); calls/s is wall time "
-            "including reading the files. `unknown` is right for `short` (a call shorter than the "
+            "length. CPU is the check's own (decoding the WAV files excluded); calls/s per core "
+            "is from that CPU, the other from wall time including reading the files (low when the "
+            "machine is shared). `unknown` is right for `short` (a call shorter than the "
             "announcement); `partial` for `cut40`.\n\n"
             % (time.strftime("%Y-%m-%d"), args.calls, args.seed, gen_s, os.cpu_count() or 0, load)
             + p.stdout.strip() + "\n")

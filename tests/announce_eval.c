@@ -184,9 +184,10 @@ int main(int argc, char **argv)
     printf(markdown ? "| **all** | %d | %d | %.2f %% | %d of %d (%.2f %%) |\n"
                     : "all            calls %4d correct %4d (%.2f %%) false present %d of %d (%.2f %%)\n",
            total, correct, 100.0 * acc, false_present, absent, 100.0 * fp_rate);
-    printf("%sCPU %.3f s for %.0f s of analysed audio: %.1f s per hour of audio, %.1f ms per call, %.1f calls/s (wall, including reading)\n",
+    printf("%sCPU %.3f s for %.0f s of analysed audio: %.1f s per hour of audio, %.1f ms per call, "
+           "%.1f calls/s per core (CPU), %.1f calls/s (wall, including reading)\n",
            markdown ? "\n" : "", cpu, audio_s, audio_s > 0 ? cpu * 3600.0 / audio_s : 0.0,
-           1000.0 * cpu / total, wall > 0 ? total / wall : 0.0);
+           1000.0 * cpu / total, cpu > 0 ? total / cpu : 0.0, wall > 0 ? total / wall : 0.0);
     if (vad && vad_audio_s > 0)
         printf("%sVAD: CPU %.3f s for %.0f s of audio: %.2f s per hour of audio (%.3f %% of a core per line), %d calls found\n",
                markdown ? "\n" : "", vad_cpu, vad_audio_s, vad_cpu * 3600.0 / vad_audio_s,

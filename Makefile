@@ -75,7 +75,7 @@ $(BUILD)/bench/%: $(BUILD)/bench/%.o $(BUILD)/libvigil.a
 # Built without sanitizers even under `make asan`: it is the camera, not the product.
 $(BUILD)/camsim: tests/tools/camsim.c
 	@mkdir -p $(dir $@)
-	cc -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(GST_CFLAGS) -Wno-error=deprecated-declarations -o $@ $< $(GST_LIBS)
+	cc -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $(GST_CFLAGS) -Wno-error=deprecated-declarations -o $@ $< $(GST_LIBS) -lm
 
 # The fault-injection shim (tests/tools/faultfs.c), LD_PRELOADed by the storage
 # tests. Like camsim it is a tool, never built with sanitizers.
@@ -121,9 +121,10 @@ SUITES := \
 	"python3 tests/integration_abuse.py --build {build}" \
 	"python3 tests/integration_calls.py --build {build}" \
 	"python3 tests/integration_qa.py --build {build}" \
-	"python3 tests/integration_live.py --build {build}"
+	"python3 tests/integration_live.py --build {build}" \
+	"python3 tests/integration_calls_dsp.py --build {build}"
 
-integration: all $(BUILD)/camsim $(BUILD)/faultfs.so $(BUILD)/crash-recorder.so
+integration: all $(BUILD)/camsim $(BUILD)/faultfs.so $(BUILD)/crash-recorder.so $(BUILD)/tests/announce_eval
 	@sh scripts/vendor-ui.sh --check
 	@python3 tests/run_suites.py --build $(BUILD) \
 	    --first "python3 tests/test_faultfs.py --build {build}" $(EXTRA_SUITES) $(SUITES)
@@ -208,6 +209,8 @@ bench: deps
 	@python3 bench/bench_flood.py --build $(BUILD) --results bench/RESULTS.md
 	@python3 bench/bench_ui.py --build $(BUILD) --results bench/RESULTS.md
 	@python3 bench/bench_export.py --build $(BUILD) --results bench/RESULTS.md
+	@$(MAKE) --no-print-directory $(BUILD)/tests/announce_eval
+	@python3 bench/bench_announce.py --build $(BUILD) --results bench/RESULTS.md
 
 # Installs the daemon as a service (README "Install as a service"). The
 # example config is installed once: an admin's edited file is never replaced.

@@ -71,6 +71,8 @@ static void usage(FILE *out)
             "  user add NAME --role R [--sources a,b]         password from stdin; user passwd NAME | list | del NAME\n"
             "  token add NAME --perm p1,p2                    prints the token once; token list | revoke ID\n"
             "  audit verify [--checkpoints FILE] [--key FILE] | audit list [--from T] [--to T] [--json]\n"
+            "  calls recheck --from T --to T                  check again the announcement of calls\n"
+            "                                                 starting in the range (a new reference)\n"
             "  key show                                       the appliance's public key (minisign format)\n"
             "  calls import --format asterisk-csv [--utc] FILE  Asterisk Master.csv into calls\n"
             "T is RFC 3339 (2026-11-27T10:00:00Z) or unix seconds.\n");
@@ -730,6 +732,39 @@ static int cmd_clock_accept(ctl_t *c)
     return 0;
 }
 
+/* ---- calls recheck: forget the announcement checks of a range; the
+ * running vigild's calls worker checks those calls again (calls/worker.c) */
+
+typedef struct {
+    int64_t from, to, n;
+} recheck_t;
+
+static int do_recheck(idx_t *idx, void *arg, idx_audit_t *rows, size_t n_rows)
+{
+    recheck_t *r = arg;
+    int rc = idx_call_clear_announcement(idx, r->from, r->to, &r->n);
+    if (rc == VG_OK && n_rows)
+        snprintf(rows[0].detail, sizeof(rows[0].detail), "%lld call(s)", (long long)r->n);
+    return rc;
+}
+
+static int cmd_calls_recheck(ctl_t *c)
+{
+    recheck_t r = {0};
+    if (!c->from || !c->to) {
+        fprintf(stderr, "vigilctl: calls recheck needs --from and --to\n");
+        return EXIT_USAGE;
+    }
+    if (parse_range(c, &r.from, &r.to) != VG_OK)
+        return EXIT_USAGE;
+    idx_audit_t row;
+    ctl_audit_row(&row, "calls.recheck", "calls", r.from, r.to, "ok", "");
+    if (ctl_change(c->idx, do_recheck, &r, &row) != VG_OK)
+        return EXIT_PROBLEM;
+    printf("%lld call(s) will be checked again by vigild\n", (long long)r.n);
+    return 0;
+}
+
 /* How each command opens the index (see open_index). */
 static int command_open_mode(int argc, char **argv)
 {
@@ -737,7 +772,8 @@ static int command_open_mode(int argc, char **argv)
     if (ctl_accounts_writes(argc, argv) || (strcmp(cmd, "sweep") == 0 && argc == 1) ||
         (strcmp(cmd, "hold") == 0 && argc >= 2 && strcmp(argv[1], "list") != 0) ||
         (strcmp(cmd, "clock") == 0 && argc == 2 && strcmp(argv[1], "accept") == 0) ||
-        (strcmp(cmd, "calls") == 0 && argc == 3 && strcmp(argv[1], "import") == 0))
+        (strcmp(cmd, "calls") == 0 && argc == 3 && strcmp(argv[1], "import") == 0) ||
+        (strcmp(cmd, "calls") == 0 && argc == 2 && strcmp(argv[1], "recheck") == 0))
         return OPEN_WRITE;
     if (strcmp(cmd, "sweep") == 0 || strcmp(cmd, "segments") == 0 || strcmp(cmd, "export") == 0)
         return OPEN_AUDITED_READ;
@@ -765,6 +801,8 @@ static int dispatch(ctl_t *c, int argc, char **argv)
         return cmd_clock_accept(c);
     if (strcmp(cmd, "destruction-log") == 0 && argc == 1)
         return cmd_destruction_log(c);
+    if (strcmp(cmd, "calls") == 0 && argc == 2 && strcmp(argv[1], "recheck") == 0)
+        return cmd_calls_recheck(c);
     if (ctl_accounts_handles(argc, argv)) {
         c->acct.from = c->from, c->acct.to = c->to, c->acct.json = c->json;
         return ctl_accounts_dispatch(&c->cfg, c->idx, argc, argv, &c->acct);

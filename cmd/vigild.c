@@ -31,6 +31,8 @@ static int sink_begin(void *ctx, AVStream *const *streams, unsigned n)
         rly_feed_begin(r->relay, streams, n);
     if (rc == 0 && r->live)
         live_feed_begin(r->live, streams, n);
+    if (rc == 0)
+        vigild_vad_begin(r, streams, n);
     return rc;
 }
 
@@ -52,6 +54,7 @@ static int sink_packet(void *ctx, const AVPacket *pkt, int64_t recv_wall_us)
         rly_feed_packet(r->relay, pkt, recv_wall_us); /* never blocks */
     if (r->live)
         live_feed_packet(r->live, pkt, recv_wall_us); /* never blocks either */
+    vigild_vad_packet(r, pkt, recv_wall_us); /* never blocks */
     return arc_writer_write(r->writer, pkt, recv_wall_us);
 }
 
@@ -63,6 +66,7 @@ static void sink_end(void *ctx)
         rly_feed_end(r->relay);
     if (r->live)
         live_feed_end(r->live);
+    vigild_vad_end(r);
 }
 
 static void usage(FILE *out)
@@ -193,6 +197,7 @@ static void recorder_free(recorder_t *r)
     cap_source_join(r->capture); /* the thread ends its segment on the way out */
     rly_feed_close(r->relay);
     live_feed_close(r->live);
+    vigild_vad_close(r);
     arc_writer_close(r->writer);
     idx_close(r->idx);
     free(r);
@@ -227,6 +232,8 @@ static int recorder_start(daemon_t *d, const vg_config_t *cfg, size_t slot, reco
         vg_err("source=%s relay could not start; recording anyway", r->cfg->name);
     if (rc == VG_OK && live_feed_open(d->live, r->cfg, &r->live) != VG_OK)
         vg_err("source=%s live view could not start; recording anyway", r->cfg->name);
+    if (rc == VG_OK)
+        vigild_vad_open(d, r);
     cap_sink_t sink = {.ctx = r, .begin = sink_begin, .packet = sink_packet, .end = sink_end};
     if (rc == VG_OK)
         rc = cap_source_start(r->cfg, &cap_default_timing, &vg_system_clock, sink, &r->capture);
@@ -618,6 +625,8 @@ static int run(daemon_t *d, const sigset_t *signals, const char *config_path)
     if (rc == VG_OK && live_start(daemon_config(d), &d->live) != VG_OK)
         vg_err("live view could not start; recording anyway");
     if (rc == VG_OK)
+        rc = vigild_calls_start(d);
+    if (rc == VG_OK)
         rc = start_recorders(d);
     /* The first sweep runs as soon as the thread starts: at startup. */
     if (rc == VG_OK)
@@ -642,6 +651,7 @@ static int run(daemon_t *d, const sigset_t *signals, const char *config_path)
     svc_status_stop(d);
     stop_sweeper(d);
     stop_recorders(d);
+    vigild_calls_stop(d); /* after the recorders: their last VAD calls are stored */
     rly_server_stop(d->relay);
     d->relay = NULL;
     live_stop(d->live);

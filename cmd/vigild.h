@@ -10,6 +10,8 @@
 #include <jansson.h>
 
 #include "archive/archive.h"
+#include "calls/vad.h"
+#include "calls/worker.h"
 #include "capture/capture.h"
 #include "core/config.h"
 #include "index/index.h"
@@ -29,6 +31,16 @@ typedef struct recorder {
     long stall_after_packets;
     long packets_seen;
     const atomic_int *stopping;
+    /* calls: voice activity on a G.711 line (call_detect = vad), fed
+     * inline by the sink (cheap: vigild_calls.c), found calls queued to
+     * the calls worker. */
+    call_vad_t *vad;             /* NULL: not detecting */
+    call_worker_t *calls;
+    int vad_stream;              /* the G.711 stream's index; -1: none */
+    int vad_law;                 /* 1 A-law, 2 mu-law */
+    AVRational vad_tb;
+    int64_t vad_wall0, vad_pts0; /* wall time of the anchoring packet and its pts */
+    int vad_anchored;
 } recorder_t;
 
 typedef struct daemon {
@@ -83,6 +95,9 @@ typedef struct daemon {
     /* Export jobs behind the API (NULL with the API off); stopped after it. */
     pb_exporter_t *exporter;
 
+    /* calls: stores VAD calls, checks announcements (NULL: not started). */
+    call_worker_t *calls;
+
     /* The status socket (vigilctl status). */
     pthread_t status_thread;
     int status_started;
@@ -116,6 +131,15 @@ json_t *svc_writer_alarms(daemon_t *d);
 /* vigild_web.c: starts the HTTP API with a source status provider over
  * the recorders. */
 int vigild_web_start(daemon_t *d);
+
+/* vigild_calls.c: the calls worker and the sink's voice activity feed. */
+int vigild_calls_start(daemon_t *d);
+void vigild_calls_stop(daemon_t *d);
+void vigild_vad_open(daemon_t *d, recorder_t *r);
+void vigild_vad_begin(recorder_t *r, AVStream *const *streams, unsigned n);
+void vigild_vad_packet(recorder_t *r, const AVPacket *pkt, int64_t recv_wall_us);
+void vigild_vad_end(recorder_t *r);
+void vigild_vad_close(recorder_t *r);
 
 /* vigild_metrics.c: Prometheus text (malloc'd); safe from any thread. */
 char *svc_metrics_text(daemon_t *d);

@@ -957,6 +957,66 @@ static int set_live_turn(parser_t *p, const char *key, const char *value)
     return set_live_ice_server(p, key, value, schemes, &p->cfg->live.turn);
 }
 
+/* ---- calls: [calls] announcement, announcement_window; [source]
+ * call_detect, call_gap_seconds, call_min_seconds, announcement ---- */
+
+/* A reference announcement: a readable regular file (its format is checked
+ * when vigild loads it: a bad file stops the check, never the recording). */
+static int set_announcement_path(parser_t *p, const char *key, const char *value, char **out)
+{
+    char buf[256];
+    struct stat st;
+    if (!value[0] || value[0] != '/' || stat(value, &st) != 0 || !S_ISREG(st.st_mode) ||
+        access(value, R_OK) != 0) {
+        fail_at(p, p->lineno, "%s '%s' is not a readable file (an absolute path to a WAV)", key,
+                shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    free(*out);
+    *out = vg_strdup(value);
+    return VG_OK;
+}
+
+static int set_calls_announcement(parser_t *p, const char *key, const char *value)
+{
+    return set_announcement_path(p, key, value, &p->cfg->calls.announcement);
+}
+
+static int set_announcement_window(parser_t *p, const char *key, const char *value)
+{
+    return set_int_in(p, key, value, 5, 120, &p->cfg->calls.announcement_window);
+}
+
+static int set_source_announcement(parser_t *p, const char *key, const char *value)
+{
+    return set_announcement_path(p, key, value, &p->cfg->sources[p->source_index].announcement);
+}
+
+static int set_call_detect(parser_t *p, const char *key, const char *value)
+{
+    char buf[256];
+    vg_source_config_t *src = &p->cfg->sources[p->source_index];
+    if (strcmp(value, "vad") == 0) {
+        src->call_detect_vad = 1;
+    } else if (strcmp(value, "off") == 0) {
+        src->call_detect_vad = 0;
+    } else {
+        fail_at(p, p->lineno, "%s must be vad or off, got '%s'", key, shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    return VG_OK;
+}
+
+static int set_call_gap(parser_t *p, const char *key, const char *value)
+{
+    return set_int_in(p, key, value, 1, 600, &p->cfg->sources[p->source_index].call_gap_seconds);
+}
+
+static int set_call_min(parser_t *p, const char *key, const char *value)
+{
+    return set_int_in(p, key, value, 0, 600, &p->cfg->sources[p->source_index].call_min_seconds);
+}
+
 /* Each table has at most 32 keys: seen_keys is a bit per key. */
 static const key_spec_t server_keys[] = {
     {"data_dir", set_data_dir},
@@ -1042,6 +1102,8 @@ static int set_announcement_check_seconds(parser_t *p, const char *key, const ch
 static const key_spec_t calls_keys[] = {
     {"announcement_min_rate", set_announcement_min_rate},
     {"announcement_check_seconds", set_announcement_check_seconds},
+    {"announcement", set_calls_announcement},
+    {"announcement_window", set_announcement_window},
     {NULL, NULL},
 };
 static const key_spec_t playback_keys[] = {
@@ -1067,6 +1129,10 @@ static const key_spec_t source_keys[] = {
     {"relay", set_source_relay},
     {"push", set_source_push},
     {"pbx_extension", set_pbx_extension},
+    {"call_detect", set_call_detect},
+    {"call_gap_seconds", set_call_gap},
+    {"call_min_seconds", set_call_min},
+    {"announcement", set_source_announcement},
     {NULL, NULL},
 };
 static const key_spec_t desk_keys[] = {
@@ -1131,6 +1197,9 @@ static void end_section(parser_t *p)
         const vg_source_config_t *src = &p->cfg->sources[p->source_index];
         if (!src->url)
             fail_at(p, p->section_line, "source '%s' has no url", src->name);
+        if (src->call_detect_vad && src->kind != VG_SOURCE_AUDIO)
+            fail_at(p, p->section_line, "source '%s': call_detect = vad needs kind = audio",
+                    src->name);
     }
     p->section = SEC_NONE;
 }
@@ -1158,6 +1227,10 @@ static void add_source(parser_t *p, const char *name)
     src->relay = 1;
     src->push = NULL;
     src->pbx_extension = NULL;
+    src->call_detect_vad = 0;
+    src->call_gap_seconds = 8;
+    src->call_min_seconds = 2;
+    src->announcement = NULL;
     p->source_index = cfg->n_sources++;
     p->section = SEC_SOURCE;
 }
@@ -1313,6 +1386,7 @@ static void init_defaults(vg_config_t *cfg, const char *path)
     cfg->live.enabled = 1;
     cfg->live.max_viewers = 32;
     cfg->live.max_viewers_per_user = 8;
+    cfg->calls.announcement_window = 20;
 }
 
 /* A certificate without its key (or the reverse) cannot serve HTTPS, and
@@ -1433,7 +1507,9 @@ void vg_config_free(vg_config_t *cfg)
         free(cfg->sources[i].url);
         free(cfg->sources[i].push);
         free(cfg->sources[i].pbx_extension);
+        free(cfg->sources[i].announcement);
     }
+    free(cfg->calls.announcement);
     free(cfg->sources);
     for (size_t i = 0; i < cfg->n_desks; i++) {
         for (size_t k = 0; k < cfg->desks[i].n_lines; k++)

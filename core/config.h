@@ -21,6 +21,11 @@ typedef struct {
     int relay;                /* relay = on (1, default) | off (0): RTSP mount and push */
     char *push;               /* push = URL: NULL inherits [relay] push, "" is off */
     char *pbx_extension;      /* calls: the PBX extension on this line (CDR channels); NULL */
+    /* calls (voice activity, the announcement check): */
+    int call_detect_vad;      /* call_detect = vad (1) | off (0, default); audio only */
+    int call_gap_seconds;     /* a silence this long ends a vad call (1..600, default 8) */
+    int call_min_seconds;     /* shorter vad calls are dropped (0..600, default 2) */
+    char *announcement;       /* this line's reference announcement WAV; NULL: [calls] */
 } vg_source_config_t;
 
 /* [desk NAME] (calls): a workplace's audio lines and the cameras that see it. */
@@ -90,6 +95,11 @@ typedef struct {
     char *stun;               /* stun://host:port for viewers behind NAT; NULL: none */
     char *turn;               /* turn(s)://user:pass@host:port; NULL: none */
 } vg_live_config_t;
+/* [calls]: the announcement check (README "Contact centre"). */
+typedef struct {
+    char *announcement;         /* the reference announcement WAV; NULL: no check */
+    int announcement_window;    /* it must start within this many seconds (5..120, default 20) */
+} vg_calls_config_t;
 
 typedef struct {
     char *path;                 /* the file it was read from */
@@ -114,6 +124,7 @@ typedef struct {
     size_t n_sources;
     vg_desk_config_t *desks;    /* calls: [desk NAME] sections */
     size_t n_desks;
+    vg_calls_config_t calls;    /* [calls] */
 } vg_config_t;
 
 /* Reads path into *out (caller frees with vg_config_free). On failure returns

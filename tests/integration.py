@@ -53,10 +53,10 @@ def parse_time(text):
 
 
 class Camsim:
-    def __init__(self):
+    def __init__(self, args=()):
         # its stderr (GStreamer's warnings) is kept for the failure report
         self.errlog = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen([os.path.join(BUILD, "camsim"), "--port", "0"],
+        self.proc = subprocess.Popen([os.path.join(BUILD, "camsim"), "--port", "0"] + list(args),
                                      stdout=subprocess.PIPE, stderr=self.errlog,
                                      text=True, start_new_session=True)
         self.lines = []

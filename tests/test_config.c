@@ -258,6 +258,54 @@ START_TEST(test_archive_durability_rejected)
 }
 END_TEST
 
+/* calls: [calls] announcement, announcement_window; [source] call_detect,
+ * call_gap_seconds, call_min_seconds, announcement */
+START_TEST(test_calls_dsp_keys)
+{
+    char path[] = "/tmp/vigil-test-ann-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    char text[512];
+    ck_assert_int_eq(load("[source l]\nurl = rtsp://h/\nkind = audio\n"), VG_OK);
+    ck_assert_ptr_null(cfg.calls.announcement);
+    ck_assert_int_eq(cfg.calls.announcement_window, 20);
+    ck_assert_int_eq(cfg.sources[0].call_detect_vad, 0);
+    ck_assert_int_eq(cfg.sources[0].call_gap_seconds, 8);
+    ck_assert_int_eq(cfg.sources[0].call_min_seconds, 2);
+    vg_config_free(&cfg);
+    snprintf(text, sizeof text,
+             "[calls]\nannouncement = %s\nannouncement_window = 30\n[source l]\nurl = rtsp://h/\n"
+             "kind = audio\ncall_detect = vad\ncall_gap_seconds = 5\ncall_min_seconds = 0\n"
+             "announcement = %s\n", path, path);
+    ck_assert_int_eq(load(text), VG_OK);
+    ck_assert_str_eq(cfg.calls.announcement, path);
+    ck_assert_int_eq(cfg.calls.announcement_window, 30);
+    ck_assert_int_eq(cfg.sources[0].call_detect_vad, 1);
+    ck_assert_int_eq(cfg.sources[0].call_gap_seconds, 5);
+    ck_assert_int_eq(cfg.sources[0].call_min_seconds, 0);
+    ck_assert_str_eq(cfg.sources[0].announcement, path);
+    vg_config_free(&cfg);
+    expect_error_at("[calls]\nannouncement = /nonexistent/ann.wav\n", 2);
+    assert_err_has("not a readable file");
+    expect_error_at("[calls]\nannouncement = relative.wav\n", 2);
+    expect_error_at("[calls]\nannouncement = /tmp\n", 2);
+    expect_error_at("[calls]\nannouncement_window = 4\n", 2);
+    expect_error_at("[calls]\nannouncement_window = 121\n", 2);
+    expect_error_at("[calls]\nwindow = 20\n", 2);
+    assert_err_has("unknown key 'window' in [calls]");
+    expect_error_at("[calls]\n[calls]\n", 2);
+    expect_error_at("[source l]\nurl = rtsp://h/\nkind = audio\ncall_detect = yes\n", 4);
+    assert_err_has("vad or off");
+    expect_error_at("[source l]\nurl = rtsp://h/\nkind = audio\ncall_gap_seconds = 0\n", 4);
+    expect_error_at("[source l]\nurl = rtsp://h/\nkind = audio\ncall_min_seconds = 601\n", 4);
+    /* a camera has no calls */
+    expect_error_at("[source c]\nurl = rtsp://h/\ncall_detect = vad\n", 1);
+    assert_err_has("needs kind = audio");
+    unlink(path);
+}
+END_TEST
+
 START_TEST(test_exports_keep_days)
 {
     ck_assert_int_eq(load("[server]\n"), VG_OK);
@@ -765,6 +813,7 @@ static Suite *config_suite(void)
                         sizeof(bad_archive) / sizeof(bad_archive[0]));
     tcase_add_test(tc, test_exports_keep_days);
     tcase_add_test(tc, test_calls_keys);
+    tcase_add_test(tc, test_calls_dsp_keys);
     tcase_add_test(tc, test_bad_kind);
     tcase_add_test(tc, test_bad_transport);
     tcase_add_test(tc, test_bad_log_level);

@@ -4,7 +4,11 @@
  * H.264 (with and without B-frames), H.265 and G.711/AAC/Opus audio, a /flaky
  * mount that SIGUSR1/SIGUSR2 take down and bring back, and (bench mode) N
  * mounts replaying one pre-encoded 1080p H.264 clip in real time without any
- * encoding, so a benchmark measures vigil and not the simulator.
+ * encoding, so a benchmark measures vigil and not the simulator. Call lines
+ * with known content for the calls tests: /line-talk (A-law: 3 s of
+ * speech-like sound, then 10 s of silence, over and over) and, with
+ * --line-wav NAME=FILE, /line-NAME playing FILE (8 kHz mono 16-bit WAV) in
+ * a loop as A-law.
  *
  * stdout is a line protocol the tests read (each line flushed):
  *   READY port=N         server listening
@@ -16,6 +20,7 @@
  */
 #include <dlfcn.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +32,7 @@
 
 #define FLAKY_PATH "/flaky"
 #define MAX_BENCH_MOUNTS 1000
+#define MAX_LINE_WAVS 8
 
 /* How often a bench pacer looks again while its pipeline is not yet playing. */
 #define PACER_IDLE_MS 10
@@ -128,6 +134,8 @@ typedef struct {
 	const char *bench_file;
 	unsigned bench_mounts;
 	unsigned key_int;    /* frames between keyframes on /h264-longgop */
+	const char *line_wav[MAX_LINE_WAVS]; /* --line-wav NAME=FILE */
+	unsigned n_line_wav;
 } Options;
 
 /* Marks every GstRTSPMedia built by a /flaky factory, so SIGUSR1 can find
@@ -655,6 +663,194 @@ static void add_bench_mounts(App *app, unsigned count)
 	}
 }
 
+/* ---- call lines with known content ------------------------------------ */
+
+/* A loop of 8 kHz mono PCM pushed in 20 ms buffers when due by the
+ * pipeline's running time (like the bench pacer), then A-law encoded: a PBX
+ * line whose talk spurts the tests know. */
+#define LINE_RATE 8000
+#define LINE_CHUNK 160 /* 20 ms */
+#define LINE_LAUNCH                                                        \
+	"( appsrc name=src is-live=true format=time do-timestamp=false "   \
+	"caps=audio/x-raw,format=S16LE,rate=8000,channels=1,layout=interleaved ! " \
+	"alawenc ! rtppcmapay name=pay0 pt=8 )"
+
+typedef struct {
+	gint16 *pcm;
+	gsize n;
+} LineClip;
+
+typedef struct {
+	const LineClip *clip;
+	GstElement *appsrc;
+	GWeakRef media;
+	GstClockTime origin;
+	guint64 chunk; /* next 20 ms chunk to push, counted from origin */
+} LinePacer;
+
+/* /line-talk: 3 s of a speech-like sound (a harmonic series on a gliding
+ * pitch, in syllables of 200 ms) then 10 s of digital silence. */
+static LineClip *talk_clip(void)
+{
+	LineClip *c = g_new0(LineClip, 1);
+	c->n = 13 * LINE_RATE;
+	c->pcm = g_new0(gint16, c->n);
+	for (gsize i = 0; i < 3 * LINE_RATE; i++) {
+		double t = (double)i / LINE_RATE;
+		double syl = fmod(t, 0.2) / 0.2; /* 0..1 within a syllable */
+		double env = syl < 0.85 ? sin(G_PI * syl / 0.85) : 0.0;
+		double f0 = 110.0 + 40.0 * sin(2 * G_PI * 0.7 * t);
+		double v = 0.0, phase = 2 * G_PI * (110.0 * t - 40.0 / (2 * G_PI * 0.7) *
+						    (cos(2 * G_PI * 0.7 * t) - 1.0));
+		for (int h = 1; h * f0 < 3400; h++)
+			v += sin(h * phase) / (1.0 + fabs(h * f0 - 700.0) / 300.0);
+		c->pcm[i] = (gint16)(3000.0 * env * v);
+	}
+	return c;
+}
+
+/* A WAV of 8 kHz mono 16-bit PCM (what sox -r 8000 -c 1 -b 16 writes). */
+static LineClip *wav_clip(const char *path)
+{
+	gchar *data = NULL;
+	gsize len = 0;
+	GError *err = NULL;
+	if (!g_file_get_contents(path, &data, &len, &err)) {
+		fprintf(stderr, "camsim: %s\n", err->message);
+		g_error_free(err);
+		return NULL;
+	}
+	LineClip *c = NULL;
+	const guint8 *d = (const guint8 *)data;
+	gsize pos = 12;
+	int fmt_ok = 0;
+	if (len < 12 || memcmp(d, "RIFF", 4) != 0 || memcmp(d + 8, "WAVE", 4) != 0)
+		goto bad;
+	while (pos + 8 <= len) {
+		guint32 sz = d[pos + 4] | d[pos + 5] << 8 | d[pos + 6] << 16 | (guint32)d[pos + 7] << 24;
+		const guint8 *body = d + pos + 8;
+		if (sz > len - pos - 8)
+			sz = (guint32)(len - pos - 8);
+		if (memcmp(d + pos, "fmt ", 4) == 0 && sz >= 16)
+			fmt_ok = body[0] == 1 && body[1] == 0 && body[2] == 1 &&
+				 (body[4] | body[5] << 8) == LINE_RATE && body[14] == 16;
+		if (memcmp(d + pos, "data", 4) == 0 && fmt_ok && sz >= 2 * LINE_CHUNK) {
+			c = g_new0(LineClip, 1);
+			c->n = sz / 2;
+			c->pcm = g_new(gint16, c->n);
+			for (gsize i = 0; i < c->n; i++)
+				c->pcm[i] = (gint16)(body[2 * i] | body[2 * i + 1] << 8);
+			break;
+		}
+		pos += 8 + (gsize)sz + (sz & 1);
+	}
+bad:
+	if (c == NULL)
+		fprintf(stderr, "camsim: %s is not an 8 kHz mono 16-bit WAV\n", path);
+	g_free(data);
+	return c;
+}
+
+static gboolean line_tick(gpointer data);
+
+static void line_pacer_free(LinePacer *p)
+{
+	gst_object_unref(p->appsrc);
+	g_weak_ref_clear(&p->media);
+	g_free(p);
+}
+
+static gboolean line_tick(gpointer data)
+{
+	LinePacer *p = data;
+	GstRTSPMedia *media = g_weak_ref_get(&p->media);
+	if (media == NULL) {
+		line_pacer_free(p);
+		return G_SOURCE_REMOVE;
+	}
+	g_object_unref(media);
+	GstClockTime now = gst_element_get_current_running_time(p->appsrc);
+	if (!GST_CLOCK_TIME_IS_VALID(now)) {
+		if (GST_CLOCK_TIME_IS_VALID(p->origin)) {
+			GST_OBJECT_LOCK(p->appsrc);
+			GstState state = GST_STATE(p->appsrc);
+			GST_OBJECT_UNLOCK(p->appsrc);
+			if (state < GST_STATE_PAUSED) {
+				line_pacer_free(p);
+				return G_SOURCE_REMOVE;
+			}
+		}
+		g_timeout_add(PACER_IDLE_MS, line_tick, p);
+		return G_SOURCE_REMOVE;
+	}
+	if (!GST_CLOCK_TIME_IS_VALID(p->origin))
+		p->origin = now;
+	/* everything due by now, at most 5 s of it (a stalled main loop) */
+	for (int k = 0; k < 250; k++) {
+		GstClockTime due = p->origin + p->chunk * 20 * GST_MSECOND;
+		if (due > now)
+			break;
+		gsize at = (gsize)((p->chunk * LINE_CHUNK) % p->clip->n);
+		GstBuffer *b = gst_buffer_new_allocate(NULL, 2 * LINE_CHUNK, NULL);
+		GstMapInfo map;
+		gst_buffer_map(b, &map, GST_MAP_WRITE);
+		gint16 *out = (gint16 *)map.data;
+		for (int i = 0; i < LINE_CHUNK; i++)
+			out[i] = p->clip->pcm[(at + (gsize)i) % p->clip->n];
+		gst_buffer_unmap(b, &map);
+		GST_BUFFER_PTS(b) = due;
+		GST_BUFFER_DURATION(b) = 20 * GST_MSECOND;
+		GstFlowReturn ret;
+		g_signal_emit_by_name(p->appsrc, "push-buffer", b, &ret);
+		gst_buffer_unref(b);
+		p->chunk++;
+	}
+	g_timeout_add(10, line_tick, p);
+	return G_SOURCE_REMOVE;
+}
+
+static void on_line_media_configure(GstRTSPMediaFactory *factory, GstRTSPMedia *media,
+				    gpointer data)
+{
+	(void)factory;
+	GstElement *bin = gst_rtsp_media_get_element(media);
+	GstElement *src = gst_bin_get_by_name(GST_BIN(bin), "src");
+	gst_object_unref(bin);
+	if (src == NULL)
+		return;
+	LinePacer *p = g_new0(LinePacer, 1);
+	p->clip = data;
+	p->appsrc = src;
+	p->origin = GST_CLOCK_TIME_NONE;
+	g_weak_ref_init(&p->media, media);
+	g_timeout_add(PACER_IDLE_MS, line_tick, p);
+}
+
+static void add_line_mount(App *app, const char *path, LineClip *clip)
+{
+	GstRTSPMediaFactory *factory = make_factory(LINE_LAUNCH);
+	g_signal_connect(factory, "media-configure", G_CALLBACK(on_line_media_configure), clip);
+	gst_rtsp_mount_points_add_factory(app->mounts, path, factory);
+}
+
+/* Returns FALSE when a --line-wav file cannot be used. */
+static gboolean add_line_mounts(App *app, const Options *opt)
+{
+	add_line_mount(app, "/line-talk", talk_clip());
+	for (unsigned i = 0; i < opt->n_line_wav; i++) {
+		const char *eq = strchr(opt->line_wav[i], '=');
+		LineClip *clip = wav_clip(eq + 1);
+		if (clip == NULL)
+			return FALSE;
+		gchar *name = g_strndup(opt->line_wav[i], (gsize)(eq - opt->line_wav[i]));
+		gchar *path = g_strdup_printf("/line-%s", name);
+		add_line_mount(app, path, clip);
+		g_free(path);
+		g_free(name);
+	}
+	return TRUE;
+}
+
 /* ---- setup ------------------------------------------------------------- */
 
 static void usage(void)
@@ -664,7 +860,8 @@ static void usage(void)
 		"  --port N          listen on 127.0.0.1:N (0 = any free port)\n"
 		"  --key-int N       frames between keyframes on /h264-longgop (default 250)\n"
 		"  --bench-file F    MP4 with one H.264 track, replayed in a loop\n"
-		"  --bench-mounts K  serve it on /bench0 .. /bench<K-1>\n");
+		"  --bench-mounts K  serve it on /bench0 .. /bench<K-1>\n"
+		"  --line-wav N=F    serve /line-N playing WAV F (8 kHz mono 16-bit) in a loop\n");
 }
 
 static gboolean parse_uint(const char *s, unsigned max, unsigned *out)
@@ -698,6 +895,13 @@ static gboolean parse_args(int argc, char **argv, Options *opt)
 		else if (strcmp(a, "--bench-file") == 0) {
 			opt->bench_file = v;
 			ok = v[0] != '\0';
+		} else if (strcmp(a, "--line-wav") == 0) {
+			const char *eq = strchr(v, '=');
+			ok = opt->n_line_wav < MAX_LINE_WAVS && eq != NULL && eq != v && eq[1] != '\0';
+			for (const char *c = v; ok && c < eq; c++)
+				ok = (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '-';
+			if (ok)
+				opt->line_wav[opt->n_line_wav++] = v;
 		} else
 			ok = FALSE;
 		if (!ok)
@@ -708,7 +912,9 @@ static gboolean parse_args(int argc, char **argv, Options *opt)
 	return (opt->bench_file == NULL) == (opt->bench_mounts == 0);
 }
 
-static void add_all_mounts(App *app, const Options *opt)
+static gboolean add_line_mounts(App *app, const Options *opt);
+
+static gboolean add_all_mounts(App *app, const Options *opt)
 {
 	for (size_t i = 0; i < G_N_ELEMENTS(fixed_mounts); i++)
 		add_mount(app, fixed_mounts[i].path, fixed_mounts[i].launch);
@@ -720,6 +926,7 @@ static void add_all_mounts(App *app, const Options *opt)
 	flaky_add(app);
 	if (app->clip != NULL)
 		add_bench_mounts(app, opt->bench_mounts);
+	return add_line_mounts(app, opt);
 }
 
 /* Returns the attach source id, 0 on failure. */
@@ -747,7 +954,10 @@ static int serve(App *app, const Options *opt)
 			opt->port);
 		return 1;
 	}
-	add_all_mounts(app, opt);
+	if (!add_all_mounts(app, opt)) {
+		g_source_remove(server_id);
+		return 1;
+	}
 	guint sig_ids[] = {
 		g_unix_signal_add(SIGINT, on_quit_signal, app),
 		g_unix_signal_add(SIGTERM, on_quit_signal, app),

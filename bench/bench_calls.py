@@ -31,7 +31,7 @@ import subprocess
 import tempfile
 import time
 
-from bench_web import free_port, wait_url, wrk, write_section
+from bench_web import free_port, wait_url, wrk
 
 SECTION = "## Contact-centre calls (bench/bench_calls.py)"
 DAYS = 60
@@ -98,6 +98,17 @@ def generate(db_path, n_calls, end_us, rng, words):
     n = db.execute("SELECT COUNT(*) FROM call").fetchone()[0]
     db.close()
     return n
+
+
+def write_section(path, text):
+    """Replaces this benchmark's section of the results (or appends it)."""
+    old = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
+    start = old.find(SECTION)
+    if start >= 0:
+        nxt = old.find("\n## ", start + len(SECTION))
+        old = old[:start].rstrip("\n") + ("\n\n" + old[nxt + 1:] if nxt >= 0 else "\n")
+    with open(path, "w") as f:
+        f.write(old.rstrip("\n") + "\n\n" + text)
 
 
 def pct(values, p):

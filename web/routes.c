@@ -471,6 +471,9 @@ const web_route_t web_routes[] = {
     {"GET", "/api/v1/ui", 0, WEB_ROUTE_PUBLIC, NULL, web_h_ui},
     {"GET", "/api/v1/me/language", 0, 0, NULL, web_h_language},
     {"PUT", "/api/v1/me/language", 0, WEB_ROUTE_BODY, NULL, web_h_language_set},
+    /* per-account UI preferences such as the live wall layout (routes_ui.c) */
+    {"GET", "/api/v1/me/prefs/{}", 0, 0, NULL, web_h_pref},
+    {"PUT", "/api/v1/me/prefs/{}", 0, WEB_ROUTE_BODY, NULL, web_h_pref_set},
 };
 
 const size_t web_n_routes = sizeof(web_routes) / sizeof(web_routes[0]);

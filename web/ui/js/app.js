@@ -10,7 +10,7 @@ import { t, setLanguage, setZone, language, languages } from './i18n.js';
 const routes = [
   { path: /^\/$/, perms: ['live', 'playback', 'calls'], page: 'sources', menu: 'menu.sources' },
   { path: /^\/sources\/([a-z0-9][a-z0-9-]{0,62})$/, perms: ['live', 'playback', 'calls'], page: 'source' },
-  { path: /^\/live$/, perms: ['live'], page: 'later', key: 'live' },
+  { path: /^\/live$/, perms: ['live'], page: 'live', menu: 'menu.live' },
   { path: /^\/calls(?:\/([0-9]+))?$/, perms: ['calls'], page: 'later', key: 'calls' },
   { path: /^\/view$/, perms: ['playback', 'calls'], page: 'view', menu: 'menu.view' },
   { path: /^\/exports$/, perms: ['export'], page: 'exports', menu: 'menu.exports' },
@@ -26,6 +26,7 @@ const menuPaths = {
   sources: '/', view: '/view', exports: '/exports', holds: '/holds', storage: '/admin/storage', admin_sources: '/admin/sources',
   users: '/admin/users', tokens: '/admin/tokens', audit: '/admin/audit',
   destruction: '/admin/destruction-log',
+  live: '/live',
 };
 
 export const app = { me: null, ui: null };

@@ -202,6 +202,7 @@ bench: deps
 	@python3 bench/bench_flood.py --build $(BUILD) --results bench/RESULTS.md
 	@python3 bench/bench_ui.py --build $(BUILD) --results bench/RESULTS.md
 	@python3 bench/bench_export.py --build $(BUILD) --results bench/RESULTS.md
+	@python3 bench/bench_live.py --build $(BUILD) --results bench/RESULTS.md
 
 # Installs the daemon as a service (README "Install as a service"). The
 # example config is installed once: an admin's edited file is never replaced.

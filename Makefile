@@ -2,7 +2,8 @@
 CC ?= cc
 BUILD ?= build
 PKGS := libavformat libavcodec libavutil libswscale libzip sqlite3 inih jansson libmicrohttpd libsodium libsystemd nettle \
-	gstreamer-1.0 gstreamer-app-1.0 gstreamer-rtsp-1.0 gstreamer-rtsp-server-1.0 gio-2.0
+	gstreamer-1.0 gstreamer-app-1.0 gstreamer-rtsp-1.0 gstreamer-rtsp-server-1.0 gio-2.0 \
+	gstreamer-webrtc-1.0 gstreamer-sdp-1.0
 GST_PKGS := gstreamer-1.0 gstreamer-rtsp-server-1.0
 
 # CFLAGS is the user's knob (optimisation, sanitizers); the flags the code
@@ -14,7 +15,7 @@ CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null)
 GST_CFLAGS := $(shell pkg-config --cflags $(GST_PKGS) 2>/dev/null)
 GST_LIBS := $(shell pkg-config --libs $(GST_PKGS) 2>/dev/null)
 
-MODULES := core capture archive index retention playback web relay
+MODULES := core capture archive index retention playback web relay live
 LIB_SRCS := $(foreach m,$(MODULES),$(wildcard $(m)/*.c))
 LIB_OBJS := $(LIB_SRCS:%.c=$(BUILD)/%.o)
 TEST_SRCS := $(wildcard tests/test_*.c)

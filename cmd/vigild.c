@@ -28,6 +28,8 @@ static int sink_begin(void *ctx, AVStream *const *streams, unsigned n)
     /* The relay's results never touch recording's. */
     if (rc == 0 && r->relay)
         rly_feed_begin(r->relay, streams, n);
+    if (rc == 0 && r->live)
+        live_feed_begin(r->live, streams, n);
     return rc;
 }
 
@@ -47,6 +49,8 @@ static int sink_packet(void *ctx, const AVPacket *pkt, int64_t recv_wall_us)
         stall(r);
     if (r->relay)
         rly_feed_packet(r->relay, pkt, recv_wall_us); /* never blocks */
+    if (r->live)
+        live_feed_packet(r->live, pkt, recv_wall_us); /* never blocks either */
     return arc_writer_write(r->writer, pkt, recv_wall_us);
 }
 
@@ -56,6 +60,8 @@ static void sink_end(void *ctx)
     arc_writer_end(r->writer);
     if (r->relay)
         rly_feed_end(r->relay);
+    if (r->live)
+        live_feed_end(r->live);
 }
 
 static void usage(FILE *out)
@@ -185,6 +191,7 @@ static void recorder_free(recorder_t *r)
         return;
     cap_source_join(r->capture); /* the thread ends its segment on the way out */
     rly_feed_close(r->relay);
+    live_feed_close(r->live);
     arc_writer_close(r->writer);
     idx_close(r->idx);
     free(r);
@@ -217,6 +224,8 @@ static int recorder_start(daemon_t *d, const vg_config_t *cfg, size_t slot, reco
         arc_writer_set_paused(r->writer, 1);
     if (rc == VG_OK && d->relay && rly_feed_open(d->relay, cfg, r->cfg, &r->relay) != VG_OK)
         vg_err("source=%s relay could not start; recording anyway", r->cfg->name);
+    if (rc == VG_OK && live_feed_open(d->live, r->cfg, &r->live) != VG_OK)
+        vg_err("source=%s live view could not start; recording anyway", r->cfg->name);
     cap_sink_t sink = {.ctx = r, .begin = sink_begin, .packet = sink_packet, .end = sink_end};
     if (rc == VG_OK)
         rc = cap_source_start(r->cfg, &cap_default_timing, &vg_system_clock, sink, &r->capture);
@@ -601,6 +610,9 @@ static int run(daemon_t *d, const sigset_t *signals, const char *config_path)
                                       .clock = &vg_system_clock};
         rc = rly_server_start(&rc_cfg, &d->relay);
     }
+    /* Live view is a convenience: recording starts without it. */
+    if (rc == VG_OK && live_start(daemon_config(d), &d->live) != VG_OK)
+        vg_err("live view could not start; recording anyway");
     if (rc == VG_OK)
         rc = start_recorders(d);
     /* The first sweep runs as soon as the thread starts: at startup. */
@@ -618,6 +630,7 @@ static int run(daemon_t *d, const sigset_t *signals, const char *config_path)
         svc_notify_stopping();
     }
     atomic_store(&d->stopping, 1);
+    live_shutdown(d->live); /* its sessions' end rows go through the web's auditor */
     web_stop(d->web);
     d->web = NULL;
     pb_exporter_stop(d->exporter);
@@ -627,6 +640,8 @@ static int run(daemon_t *d, const sigset_t *signals, const char *config_path)
     stop_recorders(d);
     rly_server_stop(d->relay);
     d->relay = NULL;
+    live_stop(d->live);
+    d->live = NULL;
     anchor_stop(d);
     return rc;
 }

@@ -13,6 +13,7 @@
 #include "capture/capture.h"
 #include "core/config.h"
 #include "index/index.h"
+#include "live/live.h"
 #include "relay/relay.h"
 #include "retention/retention.h"
 #include "web/web.h"
@@ -22,6 +23,7 @@ typedef struct recorder {
     idx_t *idx;                    /* this source's own connection (its thread's) */
     arc_writer_t *writer;
     rly_feed_t *relay;             /* NULL: not relayed */
+    live_feed_t *live;             /* NULL: live view off */
     cap_source_t *capture;
     /* Test-only fault: the sink blocks after this many packets (0: never). */
     long stall_after_packets;
@@ -64,6 +66,9 @@ typedef struct daemon {
 
     /* The relay: RTSP server and pushes (started before the recorders). */
     rly_server_t *relay;
+    /* Browser live view (NULL with [live] enabled = no); its feeds are the
+     * recorders', like the relay's. */
+    live_t *live;
 
     /* Audit anchoring: the appliance key and the signed checkpoints of the
      * audit chain's head (main thread only, on idx). anchor is NULL when

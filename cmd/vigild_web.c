@@ -144,6 +144,7 @@ int vigild_web_start(daemon_t *d)
         .live_alarms = live_alarms,
         .status_ctx = d,
         .exporter = d->exporter,
+        .live = d->live,
     };
     return web_start(&wc, &d->web);
 }

@@ -71,6 +71,7 @@ enum section_kind {
     SEC_RELAY,
     SEC_EXPORTS,
     SEC_PLAYBACK,
+    SEC_LIVE,
     SEC_SOURCE,
     SEC_IGNORED, /* a header that was already reported as an error */
 };
@@ -87,6 +88,7 @@ typedef struct {
     size_t source_index;     /* into cfg->sources while section == SEC_SOURCE */
     unsigned seen_keys;      /* bit i set once key i of this section's table was set */
     int seen_server, seen_archive, seen_retention, seen_relay, seen_exports, seen_playback;
+    int seen_live;
     int keep_days_line, min_days_line; /* for the cross-key check at the end */
     int tls_cert_line, tls_key_line;   /* likewise for "both or neither" */
     int relay_cert_line, relay_key_line;
@@ -146,6 +148,7 @@ static void section_label(const parser_t *p, char *buf, size_t size)
     case SEC_RELAY: snprintf(buf, size, "relay"); break;
     case SEC_EXPORTS: snprintf(buf, size, "exports"); break;
     case SEC_PLAYBACK: snprintf(buf, size, "playback"); break;
+    case SEC_LIVE: snprintf(buf, size, "live"); break;
     case SEC_SOURCE:
         snprintf(buf, size, "source %s", p->cfg->sources[p->source_index].name);
         break;
@@ -789,6 +792,75 @@ static int set_snapshot_cache_mib(parser_t *p, const char *key, const char *valu
     return set_bounded(p, key, value, 1024 * 1024, &p->cfg->playback.snapshot_cache_mib);
 }
 
+/* [live] */
+#define MAX_LIVE_VIEWERS 1000
+
+static int set_live_enabled(parser_t *p, const char *key, const char *value)
+{
+    char buf[256];
+    if (strcmp(value, "yes") == 0) {
+        p->cfg->live.enabled = 1;
+    } else if (strcmp(value, "no") == 0) {
+        p->cfg->live.enabled = 0;
+    } else {
+        fail_at(p, p->lineno, "%s must be yes or no, got '%s'", key,
+                shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    return VG_OK;
+}
+
+static int set_live_max_viewers(parser_t *p, const char *key, const char *value)
+{
+    return set_bounded(p, key, value, MAX_LIVE_VIEWERS, &p->cfg->live.max_viewers);
+}
+
+static int set_live_max_per_user(parser_t *p, const char *key, const char *value)
+{
+    return set_bounded(p, key, value, MAX_LIVE_VIEWERS, &p->cfg->live.max_viewers_per_user);
+}
+
+/* scheme://[user:pass@]host:port, as webrtcbin takes it; the host part is
+ * checked like every other host:port. */
+static int set_live_ice_server(parser_t *p, const char *key, const char *value,
+                               const char *const *schemes, char **out)
+{
+    char buf[256];
+    const char *rest = NULL;
+    for (size_t i = 0; schemes[i] && !rest; i++) {
+        size_t n = strlen(schemes[i]);
+        if (strncmp(value, schemes[i], n) == 0)
+            rest = value + n;
+    }
+    const char *host = rest;
+    for (const char *c = rest; c && *c; c++) {
+        if (*c == '@')
+            host = c + 1;
+    }
+    const char *why = !rest ? "has the wrong scheme" : host_problem(host, host + strlen(host));
+    if (!why && !strchr(host, ':'))
+        why = "needs a port";
+    if (why) {
+        fail_at(p, p->lineno, "%s in [live] %s: '%s'", key, why, shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    free(*out);
+    *out = vg_strdup(value);
+    return VG_OK;
+}
+
+static int set_live_stun(parser_t *p, const char *key, const char *value)
+{
+    static const char *const schemes[] = {"stun://", NULL};
+    return set_live_ice_server(p, key, value, schemes, &p->cfg->live.stun);
+}
+
+static int set_live_turn(parser_t *p, const char *key, const char *value)
+{
+    static const char *const schemes[] = {"turn://", "turns://", NULL};
+    return set_live_ice_server(p, key, value, schemes, &p->cfg->live.turn);
+}
+
 /* Each table has at most 32 keys: seen_keys is a bit per key. */
 static const key_spec_t server_keys[] = {
     {"data_dir", set_data_dir},
@@ -848,6 +920,14 @@ static const key_spec_t playback_keys[] = {
     {"snapshot_cache_mib", set_snapshot_cache_mib},
     {NULL, NULL},
 };
+static const key_spec_t live_keys[] = {
+    {"enabled", set_live_enabled},
+    {"max_viewers", set_live_max_viewers},
+    {"max_viewers_per_user", set_live_max_per_user},
+    {"stun", set_live_stun},
+    {"turn", set_live_turn},
+    {NULL, NULL},
+};
 static const key_spec_t source_keys[] = {
     {"url", set_url},
     {"kind", set_kind},
@@ -867,6 +947,7 @@ static const key_spec_t *keys_of(enum section_kind section)
     case SEC_RELAY: return relay_keys;
     case SEC_EXPORTS: return exports_keys;
     case SEC_PLAYBACK: return playback_keys;
+    case SEC_LIVE: return live_keys;
     case SEC_SOURCE: return source_keys;
     default: return NULL;
     }
@@ -988,6 +1069,8 @@ static void begin_section(parser_t *p, const char *header)
         open_single(p, &p->seen_exports, SEC_EXPORTS, "exports");
     else if (strcmp(n, "playback") == 0)
         open_single(p, &p->seen_playback, SEC_PLAYBACK, "playback");
+    else if (strcmp(n, "live") == 0)
+        open_single(p, &p->seen_live, SEC_LIVE, "live");
     else if (strncmp(n, "source", 6) == 0 && (n[6] == '\0' || isspace((unsigned char)n[6])))
         add_source(p, trim(n + 6));
     else
@@ -1061,6 +1144,9 @@ static void init_defaults(vg_config_t *cfg, const char *path)
     cfg->playback.clip_max_seconds = 6 * 3600;
     cfg->playback.snapshot_workers = 2;
     cfg->playback.snapshot_cache_mib = 256;
+    cfg->live.enabled = 1;
+    cfg->live.max_viewers = 32;
+    cfg->live.max_viewers_per_user = 8;
 }
 
 /* A certificate without its key (or the reverse) cannot serve HTTPS, and
@@ -1168,6 +1254,8 @@ void vg_config_free(vg_config_t *cfg)
     free(cfg->relay.tls_cert);
     free(cfg->relay.tls_key);
     free(cfg->relay.push);
+    free(cfg->live.stun);
+    free(cfg->live.turn);
     free(cfg->data_dir);
     free(cfg->path);
     /* Zeroed so a second free, or a free after a failed load, is harmless. */

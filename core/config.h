@@ -69,6 +69,15 @@ typedef struct {
     int snapshot_cache_mib;   /* bound of data_dir/cache/snapshots */
 } vg_playback_config_t;
 
+/* [live]: see README "Live view". */
+typedef struct {
+    int enabled;              /* enabled = yes (default) | no: no WHEP, no live.mp4 */
+    int max_viewers;          /* live sessions at once, in total (default 32) */
+    int max_viewers_per_user; /* and of one account or token (default 8) */
+    char *stun;               /* stun://host:port for viewers behind NAT; NULL: none */
+    char *turn;               /* turn(s)://user:pass@host:port; NULL: none */
+} vg_live_config_t;
+
 typedef struct {
     char *path;                 /* the file it was read from */
     char *data_dir;             /* index at data_dir/index.db, media under data_dir/media */
@@ -85,6 +94,7 @@ typedef struct {
     vg_relay_config_t relay;
     int exports_keep_days;      /* [exports] keep_days, 1..3650 (default 30) */
     vg_playback_config_t playback;
+    vg_live_config_t live;
     vg_source_config_t *sources;
     size_t n_sources;
 } vg_config_t;

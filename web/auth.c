@@ -255,8 +255,11 @@ int web_grant_check(struct web *w, idx_t *idx, const web_grant_t *g)
         /* The rules of the source routes: visible to the account, and its
          * recordings readable (calls for audio, playback for video). */
         const char *kind = web_source_kind(cfg, idx, name, buf, sizeof(buf));
-        if (!kind || !web_source_visible(&who, name, kind) ||
-            !web_has(&who, strcmp(kind, "audio") == 0 ? WEB_PERM_CALLS : WEB_PERM_PLAYBACK))
+        int audio = kind && strcmp(kind, "audio") == 0;
+        /* Watching live: live, and calls for an audio line (README "Live view"). */
+        unsigned need = g->live_view ? WEB_PERM_LIVE : audio ? WEB_PERM_CALLS : WEB_PERM_PLAYBACK;
+        if (!kind || !web_source_visible(&who, name, kind) || !web_has(&who, need) ||
+            (g->live_view && audio && !web_has(&who, WEB_PERM_CALLS)))
             rc = VG_ENOTFOUND;
     }
 

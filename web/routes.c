@@ -161,13 +161,14 @@ static json_t *source_json(web_req_t *r, const idx_source_stats_t *s)
     keep_days(r, s->source, &days, &from);
     double depth = s->oldest_us ? (double)(r->now_us - s->oldest_us) / (double)DAY_US : 0.0;
     /* last_error quotes what a camera or libav said: not ours to trust. */
-    return json_pack("{ss ss ss so* so* sI so so sf si ss so}", "name", s->source, "kind", s->kind,
+    return json_pack("{ss ss ss so* so* sI so so sf si ss so so}", "name", s->source, "kind", s->kind,
                      "status", st.state, "last_error",
                      st.last_error[0] ? web_json_text(st.last_error) : NULL, "codec",
                      st.codecs[0] ? web_json_text(st.codecs) : NULL, "bitrate_bps",
                      (json_int_t)st.bitrate_bps, "oldest", web_time_json(s->oldest_us), "newest",
                      web_time_json(s->newest_us), "depth_days", depth, "keep_days", days,
-                     "keep_days_from", from, "relay", st.relay ? st.relay : json_null());
+                     "keep_days_from", from, "relay", st.relay ? st.relay : json_null(), "live",
+                     web_live_source_json(r, s->source));
 }
 
 /* Sources the index knows (vigild registers every configured one). */
@@ -471,6 +472,11 @@ const web_route_t web_routes[] = {
     {"GET", "/api/v1/ui", 0, WEB_ROUTE_PUBLIC, NULL, web_h_ui},
     {"GET", "/api/v1/me/language", 0, 0, NULL, web_h_language},
     {"PUT", "/api/v1/me/language", 0, WEB_ROUTE_BODY, NULL, web_h_language_set},
+    /* live view (routes_live.c); access checked per source there */
+    {"POST", "/api/v1/sources/{}/whep", WEB_PERM_LIVE, WEB_ROUTE_BODY, NULL, web_h_whep_offer},
+    {"DELETE", "/api/v1/whep/{}", WEB_PERM_LIVE | WEB_PERM_ADMIN, 0, NULL, web_h_whep_delete},
+    {"GET", "/api/v1/sources/{}/live.mp4", WEB_PERM_LIVE, 0, NULL, web_h_live_mp4},
+    {"GET", "/api/v1/live", WEB_PERM_LIVE | WEB_PERM_ADMIN, 0, NULL, web_h_live},
     /* per-account UI preferences such as the live wall layout (routes_ui.c) */
     {"GET", "/api/v1/me/prefs/{}", 0, 0, NULL, web_h_pref},
     {"PUT", "/api/v1/me/prefs/{}", 0, WEB_ROUTE_BODY, NULL, web_h_pref_set},

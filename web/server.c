@@ -42,7 +42,7 @@
 
 /* ---- replies ---- */
 
-enum { BODY_NONE, BODY_FILE, BODY_READER };
+enum { BODY_NONE, BODY_FILE, BODY_READER, BODY_STREAM };
 
 /* A long answer (a WAV or clip built on demand, a large file) keeps going
  * for minutes; access lost meanwhile must end it within 10 s (README
@@ -81,14 +81,63 @@ typedef struct {
     int64_t start_wall, next_check;
     int64_t gen;
     int gen_known;
+    web_waker_t *waker;       /* a stream (BODY_STREAM), or NULL */
 } reader_t;
+
+/* ---- a stream of unknown length: waits suspended, holding no thread ---- */
+
+struct web_waker {
+    pthread_mutex_t lock;
+    struct MHD_Connection *conn;
+    int suspended;  /* we suspended the connection: the next wake resumes it */
+    int pending;    /* a wake came while not suspended: read again first */
+};
+
+void web_stream_wake(void *arg)
+{
+    web_waker_t *k = arg;
+    pthread_mutex_lock(&k->lock);
+    if (k->suspended) {
+        k->suspended = 0;
+        MHD_resume_connection(k->conn);
+    } else {
+        k->pending = 1;
+    }
+    pthread_mutex_unlock(&k->lock);
+}
+
+static void waker_free(web_waker_t *k)
+{
+    if (!k)
+        return;
+    pthread_mutex_destroy(&k->lock);
+    free(k);
+}
+
+/* Nothing to send now: suspend until web_stream_wake (unless one came
+ * since the read), returning 0 to libmicrohttpd. */
+static ssize_t stream_wait(web_waker_t *k)
+{
+    pthread_mutex_lock(&k->lock);
+    if (k->pending) {
+        k->pending = 0; /* bytes arrived meanwhile: libmicrohttpd calls again */
+    } else if (k->conn) {
+        k->suspended = 1;
+        MHD_suspend_connection(k->conn);
+    }
+    pthread_mutex_unlock(&k->lock);
+    return 0;
+}
 
 static void body_drop(web_req_t *r)
 {
     if (r->body_kind == BODY_FILE && r->body_fd >= 0)
         close(r->body_fd);
-    if (r->body_kind == BODY_READER && r->body_free)
+    if ((r->body_kind == BODY_READER || r->body_kind == BODY_STREAM) && r->body_free)
         r->body_free(r->body_ctx);
+    if (r->body_kind == BODY_STREAM)
+        waker_free(r->waker);
+    r->waker = NULL;
     r->body_kind = BODY_NONE;
     r->body_fd = -1;
     r->body_read = NULL;
@@ -154,6 +203,22 @@ void web_reply_reader(web_req_t *r, int status, const char *content_type, uint64
     r->body_free = free_ctx;
 }
 
+web_waker_t *web_reply_stream(web_req_t *r, int status, const char *content_type,
+                              web_read_fn read, void *ctx, void (*free_ctx)(void *ctx))
+{
+    payload_drop(r);
+    r->status = status;
+    r->content_type = content_type;
+    r->body_kind = BODY_STREAM;
+    r->body_read = read;
+    r->body_ctx = ctx;
+    r->body_free = free_ctx;
+    r->waker = vg_calloc(1, sizeof(*r->waker));
+    pthread_mutex_init(&r->waker->lock, NULL);
+    r->waker->conn = r->conn;
+    return r->waker;
+}
+
 /* ---- the guard of a long answer ---- */
 
 static idx_t *pool_get(struct web *w);
@@ -201,6 +266,26 @@ static void guard_end_row(reader_t *rd, uint64_t pos)
     web_auditor_submit(rd->w->auditor, &e->ticket);
 }
 
+int web_grant_poll(struct web *w, const web_grant_t *g, int64_t *gen_seen, int *gen_known)
+{
+    idx_t *idx = pool_get(w);
+    if (!idx)
+        return 1; /* retried at the next look */
+    idx_busy_timeout(idx, GUARD_BUSY_MS);
+    int64_t gen = 0;
+    int rc = idx_accounts_generation(idx, &gen);
+    if (rc == VG_OK && (!*gen_known || gen != *gen_seen)) {
+        rc = web_grant_check(w, idx, g);
+        if (rc == VG_OK) {
+            *gen_seen = gen;
+            *gen_known = 1;
+        }
+    }
+    idx_busy_timeout(idx, 0);
+    pool_put(w, idx);
+    return rc != VG_ENOTFOUND;
+}
+
 /* 1 while the answer may go on. The first look re-checks whatever the
  * generation: access may have been lost between the request's check and
  * the generation first read here. */
@@ -210,22 +295,18 @@ static int guard_allows(reader_t *rd)
     if (now < rd->next_check)
         return 1;
     rd->next_check = now + GUARD_EVERY_US;
-    idx_t *idx = pool_get(rd->w);
-    if (!idx)
-        return 1; /* retried at the next look */
-    idx_busy_timeout(idx, GUARD_BUSY_MS);
-    int64_t gen = 0;
-    int rc = idx_accounts_generation(idx, &gen);
-    if (rc == VG_OK && (!rd->gen_known || gen != rd->gen)) {
-        rc = web_grant_check(rd->w, idx, &rd->grant);
-        if (rc == VG_OK) {
-            rd->gen = gen;
-            rd->gen_known = 1;
-        }
-    }
-    idx_busy_timeout(idx, 0);
-    pool_put(rd->w, idx);
-    return rc != VG_ENOTFOUND;
+    return web_grant_poll(rd->w, &rd->grant, &rd->gen, &rd->gen_known);
+}
+
+static ssize_t stream_cb(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    reader_t *rd = cls;
+    long n = rd->read(rd->ctx, pos, buf, max);
+    if (n > 0)
+        return (ssize_t)n;
+    if (n < 0)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    return stream_wait(rd->waker);
 }
 
 static ssize_t reader_cb(void *cls, uint64_t pos, char *buf, size_t max)
@@ -261,6 +342,7 @@ static void reader_free(void *cls)
         rd->free_ctx(rd->ctx);
     if (rd->fd >= 0)
         close(rd->fd);
+    waker_free(rd->waker);
     sodium_memzero(&rd->grant, sizeof(rd->grant));
     free(rd);
 }
@@ -311,7 +393,30 @@ static void guard_arm(reader_t *rd, const web_req_t *r)
 static struct MHD_Response *body_response(web_req_t *r)
 {
     struct MHD_Response *resp = NULL;
-    if (r->body_kind == BODY_FILE && r->body_size <= SENDFILE_MAX) {
+    if (r->body_kind == BODY_STREAM) {
+        /* Its producer ends it when access is lost (live/ re-checks), so no
+         * guard; a small send buffer so a slow client shows as one soon. */
+        reader_t *rd = vg_calloc(1, sizeof(*rd));
+        rd->fd = rd->conn_fd = -1;
+        rd->read = r->body_read;
+        rd->ctx = r->body_ctx;
+        rd->free_ctx = r->body_free;
+        rd->waker = r->waker;
+        const union MHD_ConnectionInfo *ci =
+            r->conn ? MHD_get_connection_info(r->conn, MHD_CONNECTION_INFO_CONNECTION_FD) : NULL;
+        if (ci) {
+            int size = GUARD_SNDBUF;
+            setsockopt(ci->connect_fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+        }
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024, stream_cb, rd,
+                                                 reader_free);
+        if (resp) {
+            r->body_free = NULL;
+            r->waker = NULL; /* the response's now */
+        } else {
+            free(rd);
+        }
+    } else if (r->body_kind == BODY_FILE && r->body_size <= SENDFILE_MAX) {
         /* sendfile(2) on a plain connection: the bytes never pass through us. */
         resp = MHD_create_response_from_fd_at_offset64(r->body_size, r->body_fd,
                                                        r->body_off);
@@ -925,6 +1030,8 @@ static enum MHD_Result send_reply(web_req_t *r)
     add_header(resp, "Set-Cookie", r->set_cookie);
     add_header(resp, "Retry-After", r->retry_after);
     add_header(resp, "Allow", r->allow);
+    if (r->extra_name[0])
+        add_header(resp, r->extra_name, r->extra_value);
     if (r->w->tls)
         add_header(resp, "Strict-Transport-Security", "max-age=31536000");
     enum MHD_Result ret = MHD_queue_response(r->conn, (unsigned)r->status, resp);

@@ -17,6 +17,7 @@
 #include "core/clock.h"
 #include "core/config.h"
 #include "index/index.h"
+#include "live/live.h"
 #include "playback/playback.h"
 
 /* ---- permissions and roles ---- */
@@ -99,6 +100,9 @@ typedef struct {
     /* Runs export jobs (owned by the caller, outlives the server); NULL:
      * the export routes answer 503. */
     pb_exporter_t *exporter;
+    /* Browser live view (outlives the server); NULL: the live routes answer
+     * 503. */
+    live_t *live;
 } web_config_t;
 
 typedef struct web web_t;

@@ -169,6 +169,9 @@ typedef struct {
     int64_t token_id;
     unsigned perms_any;                /* the route's (0: any caller) */
     char sources[IDX_LIST_TEXT_MAX];   /* comma-separated; each must stay readable */
+    int live_view;                     /* the sources are watched live: the live rule
+                                        * (live, and calls for an audio line) instead
+                                        * of the recordings' */
 } web_grant_t;
 
 /* Whether g still holds, by the rules web_auth_request, web_source_visible
@@ -176,6 +179,12 @@ typedef struct {
  * not (session ended, token revoked, account gone, a permission or a
  * source lost); another code when the index could not say. */
 int web_grant_check(struct web *w, idx_t *idx, const web_grant_t *g);
+
+/* Whether g still holds, looked up at most when the accounts generation
+ * moved since *gen (*gen_known 0: never looked); 0 once it does not, 1
+ * otherwise (also when the index cannot say now: retried next time). For
+ * long answers and live sessions, from any thread. */
+int web_grant_poll(struct web *w, const web_grant_t *g, int64_t *gen, int *gen_known);
 
 /* ---- limit.c: token buckets per address for failed authentication ---- */
 
@@ -194,7 +203,7 @@ int web_limiter_take(web_limiter_t *l, const char *ip, int64_t now_us);
 /* Requests counted per route and answer status, for GET /metrics. The last
  * route slot counts requests that matched no route. */
 #define WEB_STATUS_SLOTS 18
-#define WEB_MAX_ROUTES 48
+#define WEB_MAX_ROUTES 64
 
 struct web {
     long http_counts[WEB_MAX_ROUTES + 1][WEB_STATUS_SLOTS]; /* atomic adds */
@@ -233,6 +242,9 @@ struct web {
 typedef struct {
     const char *name, *value;
 } web_header_t;
+
+/* Wakes a streamed answer waiting for bytes (web_reply_stream). */
+typedef struct web_waker web_waker_t;
 
 /* Produces bytes of a body at pos: returns how many (> 0) or -1. */
 typedef long (*web_read_fn)(void *ctx, uint64_t pos, char *buf, size_t max);
@@ -279,6 +291,8 @@ typedef struct web_req {
     int accept_ranges;
     char content_range[96];
     char disposition[400];
+    char extra_name[32], extra_value[160]; /* one more answer header (Location, ...) */
+    web_waker_t *waker;       /* BODY_STREAM: its wake-up */
     /* what a long body carries, re-checked while it streams: the sources
      * (a source route's own by default) and the object its audit row names
      * when the access ends (default "source:NAME") */
@@ -324,6 +338,16 @@ void web_reply_file(web_req_t *r, int status, const char *content_type, int fd, 
  * whatever happens. */
 void web_reply_reader(web_req_t *r, int status, const char *content_type, uint64_t len,
                       web_read_fn read, void *ctx, void (*free_ctx)(void *ctx));
+/* Answers a body of unknown length (chunked) produced as it comes:
+ * read(ctx, pos, buf, max) returns bytes (> 0), 0 when it has none now
+ * (the connection then waits, holding no thread, until web_stream_wake),
+ * or -1 at the end. free_ctx(ctx) once, at the end, whatever happens;
+ * after it returns nobody may call web_stream_wake with this waker. The
+ * waker to give the producer is returned. */
+web_waker_t *web_reply_stream(web_req_t *r, int status, const char *content_type,
+                              web_read_fn read, void *ctx, void (*free_ctx)(void *ctx));
+/* Bytes became readable (any thread). */
+void web_stream_wake(void *waker);
 /* Content-Disposition: attachment with this file name (RFC 6266: an ASCII
  * fallback and filename*=UTF-8''...). */
 void web_reply_disposition(web_req_t *r, const char *filename);
@@ -508,5 +532,14 @@ void web_h_export_add(web_req_t *r);
 void web_h_export_get(web_req_t *r);
 void web_h_export_download(web_req_t *r);
 void web_h_export_delete(web_req_t *r);
+
+/* ---- routes_live.c: browser live view (live/) ---- */
+
+void web_h_whep_offer(web_req_t *r);
+void web_h_whep_delete(web_req_t *r);
+void web_h_live_mp4(web_req_t *r);
+void web_h_live(web_req_t *r);
+/* The "live" member of GET /api/v1/sources/{name}. */
+json_t *web_live_source_json(web_req_t *r, const char *name);
 
 #endif

@@ -173,9 +173,13 @@ def main():
         with open(os.path.join(ui, ".hidden"), "w") as f:
             f.write("secret")
         port = integration.free_port()
+        # the live wall (tests/ui/live_wall.test.js): room for a 9-tile wall
+        # and a reconnecting tile of one user while the server notices the
+        # sessions of closed test pages
+        live = "[live]\nenabled = yes\nmax_viewers = 64\nmax_viewers_per_user = 16\n"
         v = WebVigil(os.path.join(tmp, "v"), sources,
                      "http_listen = 127.0.0.1:%d\nui_dir = %s\ntimezone = Europe/Moscow\n"
-                     % (port, ui))
+                     % (port, ui), extra=live)
         for name, role, srcs in [("admin", "admin", None), ("guard", "security", None),
                                  ("inv", "investigator", None), ("locked", "security", None)]:
             v.add_user(name, role, sources=srcs)

@@ -10,6 +10,7 @@ import { h, clear } from '../dom.js';
 import { t, fmtBitrate, timeZone, language } from '../i18n.js';
 import { app, heading } from '../app.js';
 import { iso } from '../player/timeline.js';
+import { hevcPlayable, isHevc } from '../player/tracks.js';
 
 export const SIZES = [1, 4, 9, 16];
 const PREF = '/me/prefs/live.layout';
@@ -191,7 +192,7 @@ class Tile {
     this.lastProgress = performance.now();
     this.lastMark = -1;
     this.say('connecting', t('live.connecting'));
-    const useWebrtc = s.live ? s.live.webrtc === true : s.kind === 'video' && !/h265|hevc/i.test(s.codec || '');
+    const useWebrtc = s.live ? s.live.webrtc === true : s.kind === 'video' && !isHevc(s.codec);
     const run = useWebrtc && !this.noWebrtc.has(s.name) && window.RTCPeerConnection ? this.webrtc() : this.mse();
     const gen = this.gen;
     run.catch((e) => this.retry(gen, String(e.message || e), (e.retryAfter || 0) * 1000));
@@ -277,6 +278,8 @@ class Tile {
   async mse() {
     const gen = this.gen;
     const name = this.source.name;
+    // H.265 this browser cannot decode: no need to ask the server for bytes
+    if (isHevc(this.source.codec) && !hevcPlayable(this.video)) return this.unsupported('hvc1');
     this.label('mse', t('live.mse'));
     const abort = new AbortController();
     this.abort = abort;
@@ -331,7 +334,7 @@ class Tile {
     const r = app.ui && app.ui.rtsp;
     const link = r ? h('a', { href: `${r.scheme}://${location.hostname}:${r.port}/${encodeURIComponent(this.source.name)}`,
       text: t('live.rtsp') }) : null;
-    this.say('unsupported', t(/hvc1|hev1|h265|hevc/i.test(codecs) ? 'live.hevc' : 'live.codec', { codecs: codecs || '?' }),
+    this.say('unsupported', t(isHevc(codecs) ? 'live.hevc' : 'live.codec', { codecs: codecs || '?' }),
       [' ', link || t('live.no_rtsp')]);
   }
 }

@@ -114,6 +114,18 @@ static void relay_metrics(text_t *t, daemon_t *d)
                "GOPs dropped because the central point was slow.", v_push_dropped);
 }
 
+static double v_live_viewers(recorder_t *r, int64_t now)
+{
+    (void)now;
+    return live_feed_viewers(r->live);
+}
+
+static void live_metrics(text_t *t, daemon_t *d)
+{
+    per_source(t, d, "vigil_live_viewers", "gauge",
+               "Browsers watching the source live now (WebRTC and MSE).", v_live_viewers);
+}
+
 static void source_metrics(text_t *t, daemon_t *d)
 {
     per_source(t, d, "vigil_source_received_bytes_total", "counter",
@@ -216,6 +228,7 @@ char *svc_metrics_text(daemon_t *d)
     t.buf[0] = '\0';
     source_metrics(&t, d);
     relay_metrics(&t, d);
+    live_metrics(&t, d);
     sweep_metrics(&t, d);
     pthread_mutex_lock(&d->metrics_lock);
     const vg_config_t *cfg = daemon_config(d);

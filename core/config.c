@@ -1332,6 +1332,8 @@ void vg_config_secrets(const vg_config_t *cfg, char *out, size_t size)
     }
     if (vg_url_has_secret(cfg->relay.push))
         vg_list_append(out, size, "[relay] push");
+    if (vg_url_has_secret(cfg->live.turn))
+        vg_list_append(out, size, "[live] turn");
 }
 
 /* Readable by "others": every account on the box, a compromised service's

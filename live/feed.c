@@ -187,7 +187,7 @@ static int same_streams(const live_feed_t *f, const live_stream_info_t *st)
 int live_feed_begin(live_feed_t *f, AVStream *const *streams, unsigned n_streams)
 {
     live_stream_info_t st[LIVE_MAX_STREAMS];
-    int map[16];
+    int map[16] = {0};
     memset(st, 0, sizeof(st));
     unsigned n_map = n_streams < 16 ? n_streams : 16;
     for (unsigned i = 0; i < n_map; i++) {

@@ -141,6 +141,9 @@ typedef struct {
     char codecs[64];         /* MSE codecs of live.mp4, "" when unknown */
 } live_source_info_t;
 
+/* Viewers (WebRTC and MSE) of a feed now; 0 for NULL. */
+int live_feed_viewers(live_feed_t *f);
+
 /* VG_ENOTFOUND when the source has no feed. */
 int live_source_info(live_t *l, const char *source, live_source_info_t *out);
 

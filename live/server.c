@@ -426,3 +426,13 @@ int live_source_info(live_t *l, const char *source, live_source_info_t *out)
     live_feed_unref(f);
     return VG_OK;
 }
+
+int live_feed_viewers(live_feed_t *f)
+{
+    if (!f)
+        return 0;
+    pthread_mutex_lock(&f->lock);
+    int n = (int)f->n_viewers;
+    pthread_mutex_unlock(&f->lock);
+    return n;
+}

@@ -11,8 +11,10 @@ Reuses the helpers of tests/integration.py and tests/integration_web.py.
 Ends with "N passed, N failed".
 """
 import argparse
+import http.client
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -154,6 +156,175 @@ class Suite:
             "phase=end" in r.get("detail", "") and "reason=closed" in r.get("detail", "")
             for r in self.audit_rows() if sid in r.get("detail", "")), 10)
         assert self.delete(out["location"]) == 404
+
+
+    # ---- refusals ----
+
+    def test_d_refusals(self):
+        offer = self.browser_offer()
+        # unknown source; no credentials; wrong content type
+        assert self.post_offer("nosuch", offer)[0] == 404
+        assert self.post_offer("hall", offer, headers={})[0] == 401
+        st, _, body = self.post_offer("hall", offer, ctype="text/plain")
+        assert st == 415, (st, body)
+        # a session cookie without the CSRF header
+        st, _, body = self.post_offer("hall", offer, headers={"Cookie": self.guard.cookie})
+        assert st == 403 and "csrf" in body, (st, body)
+        # codecs WebRTC cannot carry: 406 with the codec and the fallback
+        for source, codec in (("hevc", "H265"), ("bframes", "H264 (B-frames)")):
+            st, _, body = self.post_offer(source, offer)
+            assert st == 406, (source, st, body)
+            j = json.loads(body)
+            assert j["codec"] == codec and j["error"]["code"] == "codec_unsupported", j
+            assert j["fallback"] == "/api/v1/sources/%s/live.mp4" % source, j
+        # an offer without H.264 at all
+        st, _, body = self.post_offer("hall", offer.replace("H264/90000", "X264/90000"))
+        assert st == 406 and json.loads(body)["codec"].startswith("H264"), (st, body)
+        # hostile offers: not SDP, binary, no m-line, larger than 64 KiB
+        for bad in ("hello", "v=0\r\n\x01\x02", "v=0\r\ns=-\r\nt=0 0\r\n",
+                    "v=0\r\n" + "a=x:" + "y" * 70000 + "\r\n"):
+            st, _, body = self.post_offer("hall", bad)
+            assert st in (400, 413), (st, body[:200])
+            assert json.loads(body)["error"]["code"], body[:200]
+        # trickle ICE is not offered: PATCH is not a method of the session
+        req = urllib.request.Request(self.base + "/api/v1/whep/0123", method="PATCH",
+                                     headers={"Authorization": "Bearer " + self.live_token,
+                                              "Content-Type": "application/trickle-ice-sdpfrag"},
+                                     data=b"a=end-of-candidates\r\n")
+        try:
+            urllib.request.urlopen(req, timeout=10)
+            assert False, "PATCH answered 2xx"
+        except urllib.error.HTTPError as e:
+            assert e.code == 405, e.code
+        assert self.live()["viewers"] == 0
+        log("recording meanwhile: %s" % {n: len(self.v.segments(n)) for n, _, _ in SOURCES})
+
+    def test_e_limits_and_ownership(self):
+        offer = self.browser_offer()
+        made = []
+        try:
+            for _ in range(2):  # max_viewers_per_user = 2
+                st, h, body = self.post_offer("hall", offer)
+                assert st == 201, (st, body)
+                made.append((h["Location"], self.live_token))
+            # a video-only camera answers the offer's audio section without sending
+            sections = body.split("m=")[1:]
+            assert len(sections) == 2 and sections[0].startswith("video"), body
+            assert "a=sendonly" in sections[0] and "a=sendonly" not in sections[1], body
+            assert "a=candidate:" in body, body
+            st, h, body = self.post_offer("hall", offer)
+            assert st == 503 and h.get("Retry-After"), (st, h, body)
+            st, h, body = self.post_offer("hall", offer,
+                                          headers={"Authorization": "Bearer " + self.admin_token})
+            assert st == 201, (st, body)
+            made.append((h["Location"], self.admin_token))
+            # max_viewers = 3 in all
+            st, h, body = self.post_offer("hall", offer, headers={
+                "Cookie": self.guard.cookie, "X-Requested-With": "vigil"})
+            assert st == 503 and h.get("Retry-After"), (st, h, body)
+            assert json.loads(body)["error"]["code"] == "too_many_viewers", body
+            body = self.live()
+            assert body["viewers"] == 3 and body["max_viewers"] == MAX_VIEWERS, body
+            assert body["max_viewers_per_user"] == 2, body
+            assert {s["transport"] for s in body["sessions"]} == {"webrtc"}, body
+            assert {s["source"] for s in body["sessions"]} == {"hall"}, body
+            assert self.source("hall")["live"]["viewers"] == 3
+            metrics = urllib.request.urlopen(self.base + "/metrics", timeout=10).read().decode()
+            assert re.search(r'vigil_live_viewers\{source="hall"\} 3\b', metrics), \
+                [l for l in metrics.splitlines() if "live" in l]
+            # a non-admin sees its own sessions only, and cannot end others'
+            mine = self.live(self.guard)
+            assert mine["sessions"] == [] and mine["viewers"] == 0, mine
+            st, _, _ = self.guard.request("DELETE", made[0][0])
+            assert st == 404, st
+        finally:
+            for loc, token in made:
+                assert self.delete(loc, token) == 200
+        wait_for("no live viewers", lambda: self.live()["viewers"] == 0, 10)
+
+    def test_f_source_says_whether_webrtc_carries_it(self):
+        hall, hevc, bframes = self.source("hall"), self.source("hevc"), self.source("bframes")
+        assert hall["live"]["webrtc"] is True and hall["live"]["reason"] is None, hall["live"]
+        assert hevc["live"]["webrtc"] is False and "H265" in hevc["live"]["reason"], hevc["live"]
+        assert bframes["live"]["webrtc"] is False and "B-frames" in bframes["live"]["reason"]
+        assert hall["bitrate_bps"] >= 0
+
+    def test_g_revocation_ends_a_viewing(self):
+        night = Client(self.v.http_port)
+        night.login("night")
+        st, h, body = self.post_offer("hall", self.browser_offer(), headers={
+            "Cookie": night.cookie, "X-Requested-With": "vigil"})
+        assert st == 201, (st, body)
+        sid = h["Location"].rsplit("/", 1)[1]
+        assert [s["id"] for s in self.live()["sessions"]] == [sid]
+        st, body, _ = self.admin.request("PATCH", "/api/v1/users/night", {"role": "officer"})
+        assert st == 200, (st, body)
+        t0 = time.monotonic()
+        wait_for("the revoked viewing to end", lambda: self.live()["viewers"] == 0, 10)
+        log("revoked viewing ended %.1f s after the change" % (time.monotonic() - t0))
+        wait_for("its end row", lambda: any(
+            "reason=revoked" in r.get("detail", "") and sid in r.get("detail", "")
+            for r in self.audit_rows()), 10)
+
+    def test_z_recording_went_on(self):
+        now = {n: len(self.v.segments(n)) for n, _, _ in SOURCES}
+        for n, _, _ in SOURCES:
+            assert now[n] > self.segments_at_start[n], (n, self.segments_at_start, now)
+
+    # ---- the fMP4 fallback ----
+
+    def fetch_mp4(self, source, seconds=3.0, token=None):
+        """Reads live.mp4 for a few seconds; returns (status, headers, bytes)."""
+        c = http.client.HTTPConnection("127.0.0.1", self.v.http_port, timeout=10)
+        c.request("GET", "/api/v1/sources/%s/live.mp4" % source,
+                  headers={"Authorization": "Bearer " + (token or self.live_token)})
+        r = c.getresponse()
+        data = b""
+        deadline = time.monotonic() + seconds
+        while r.status == 200 and time.monotonic() < deadline:
+            chunk = r.read1(65536)
+            if not chunk:
+                break
+            data += chunk
+        if r.status != 200:
+            data = r.read()
+        headers = dict(r.getheaders())
+        c.close()
+        return r.status, headers, data
+
+    def check_mp4(self, source, codecs_prefix, video_codec, audio_codec=None):
+        status, headers, data = self.fetch_mp4(source)
+        assert status == 200, (status, data[:300])
+        assert headers.get("Content-Type", "").endswith("/mp4"), headers
+        codecs = headers.get("X-Vigil-Codecs", "")
+        assert codecs.startswith(codecs_prefix), codecs
+        assert headers.get("Transfer-Encoding") == "chunked", headers
+        # an init segment (ftyp, moov) and then fragments (moof, mdat)
+        assert data[4:8] == b"ftyp" and b"moov" in data[:4096], data[:64]
+        assert data.count(b"moof") >= 4, data.count(b"moof")
+        path = os.path.join(self.tmp, "%s.mp4" % source)
+        with open(path, "wb") as f:
+            f.write(data)
+        info = ffprobe(path)
+        kinds = {(s["codec_type"], s["codec_name"]) for s in info["streams"]}
+        assert ("video", video_codec) in kinds, kinds
+        if audio_codec:
+            assert ("audio", audio_codec) in kinds, kinds
+        p = subprocess.run(["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0",
+                            "-show_entries", "stream=nb_read_frames", "-of", "csv=p=0", path],
+                           capture_output=True, text=True, timeout=60)
+        frames = int(p.stdout.strip().split(",")[0] or 0)
+        assert frames >= 25, (frames, p.stderr[-500:])
+        return codecs
+
+    def test_b_live_mp4_h265_and_bframes(self):
+        log("codecs: %s" % self.check_mp4("hevc", "hvc1.", "hevc"))
+        log("codecs: %s" % self.check_mp4("bframes", "avc1.4d", "h264"))
+        wait_for("no live viewers", lambda: self.live()["viewers"] == 0, 10)
+
+    def test_c_live_mp4_g711_as_flac(self):
+        codecs = self.check_mp4("gate", "avc1.", "h264", "flac")
+        assert codecs.endswith(",flac"), codecs
 
 
 def main():

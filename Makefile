@@ -119,7 +119,8 @@ SUITES := \
 	"python3 tests/integration_web.py --build {build}" \
 	"python3 tests/integration_hostile.py --build {build}" \
 	"python3 tests/integration_abuse.py --build {build}" \
-	"python3 tests/integration_live.py --build {build}"
+	"python3 tests/integration_live.py --build {build}" \
+	"python3 tests/integration_live_wall.py --build {build}"
 
 integration: all $(BUILD)/camsim $(BUILD)/faultfs.so $(BUILD)/crash-recorder.so
 	@sh scripts/vendor-ui.sh --check

@@ -110,9 +110,16 @@ class Tile {
   show(src) {
     const changed = (src && src.name) !== (this.source && this.source.name);
     this.source = src;
-    this.pick.replaceChildren(h('option', { value: '', text: t('live.empty') }),
-      ...this.wall.sources.map((s) => h('option', { value: s.name, selected: src && s.name === src.name,
-        text: s.name })));
+    // rebuilt only when the list changed: an open drop-down stays open
+    const names = this.wall.sources.map((s) => s.name).join('\n');
+    if (names !== this.pickNames || changed) {
+      this.pickNames = names;
+      this.pick.replaceChildren(h('option', { value: '', text: t('live.empty') }),
+        ...this.wall.sources.map((s) => h('option', { value: s.name, selected: src && s.name === src.name,
+          text: s.name })));
+    }
+    // why WebRTC cannot carry this source, as the server says
+    this.transportEl.title = src && src.live && src.live.reason ? src.live.reason : '';
     this.name.textContent = src ? src.name : t('live.empty');
     const st = src ? src.status || 'stopped' : 'stopped';
     this.state.className = 'status ' + st;

@@ -79,6 +79,16 @@ def build_peer(build):
 
 
 def login(port):
+    """A session cookie of the bench's user, once vigild answers."""
+    def once():
+        try:
+            return login_once(port)
+        except OSError:
+            return None
+    return wait_for("vigild's HTTP API", once, 60, interval=0.5)
+
+
+def login_once(port):
     import urllib.request
     req = urllib.request.Request("http://127.0.0.1:%d/api/v1/login" % port,
                                  data=json.dumps({"user": "watch", "password": PASSWORD}).encode(),

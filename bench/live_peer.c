@@ -248,7 +248,7 @@ static viewer_t *viewer_new(const char *offer_text)
 	g_signal_emit_by_name(v->webrtc, "set-remote-description", offer,
 			      gst_promise_new_with_change_func(on_remote_set, v, NULL));
 	gst_webrtc_session_description_free(offer);
-	gint64 until = g_get_monotonic_time() + 10 * G_TIME_SPAN_SECOND;
+	gint64 until = g_get_monotonic_time() + 30 * G_TIME_SPAN_SECOND; /* a loaded machine */
 	g_mutex_lock(&v->lock);
 	while (!v->done && g_cond_wait_until(&v->cond, &v->lock, until))
 		;

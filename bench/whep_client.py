@@ -65,7 +65,7 @@ class Viewer:
         req = urllib.request.Request(self.url, data=sdp.encode(), method="POST",
                                      headers=dict(self.headers, **{"Content-Type": "application/sdp"}))
         try:
-            with urllib.request.urlopen(req, timeout=20) as r:
+            with urllib.request.urlopen(req, timeout=45) as r:
                 loc = r.headers["Location"]
                 self.location = urllib.parse.urljoin(self.url, loc)
                 answer = r.read().decode()

@@ -38,6 +38,10 @@ def main():
     ap.add_argument("--build", default="build")
     args = ap.parse_args()
     integration.BUILD = args.build
+    # vigild under AddressSanitizer with GStreamer (the live view): see tests/lsan.supp
+    os.environ["ASAN_OPTIONS"] = "fast_unwind_on_malloc=0:" + os.environ.get("ASAN_OPTIONS", "")
+    os.environ["LSAN_OPTIONS"] = ("suppressions=%s/lsan.supp:" % os.path.dirname(
+        os.path.abspath(__file__))) + os.environ.get("LSAN_OPTIONS", "")
     if not os.path.isdir(os.path.join(TESTS, "node_modules")):
         log("live wall: tests/ui/node_modules is missing: run `make deps`")
         return 1

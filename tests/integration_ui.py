@@ -157,6 +157,10 @@ def main():
     ap.add_argument("files", nargs="*", help="test files of tests/ui to run (default: all)")
     args = ap.parse_args()
     integration.BUILD = args.build
+    # vigild under AddressSanitizer with GStreamer (the live view): see tests/lsan.supp
+    os.environ["ASAN_OPTIONS"] = "fast_unwind_on_malloc=0:" + os.environ.get("ASAN_OPTIONS", "")
+    os.environ["LSAN_OPTIONS"] = ("suppressions=%s/lsan.supp:" % os.path.dirname(
+        os.path.abspath(__file__))) + os.environ.get("LSAN_OPTIONS", "")
     if not os.path.isdir(os.path.join(TESTS, "node_modules")):
         log("ui: tests/ui/node_modules is missing: run `make deps` (npm ci in tests/ui)")
         return 1

@@ -157,7 +157,14 @@ def measure(t, counts, seconds, n_joins):
     log("%s idle: %.1f %% CPU, %.1f MiB" % (t.name, base_cpu, base_rss))
     runs = []
     for n in counts:
-        r = viewers_run(t, n, seconds, base_cpu, base_rss)
+        try:
+            r = viewers_run(t, n, seconds, base_cpu, base_rss)
+        except (RuntimeError, AssertionError) as e:
+            # reported as such: a design that cannot seat n viewers here is a result
+            log("%s %d viewers: failed: %s" % (t.name, n, e))
+            runs.append({"n": n, "cpu": None, "cpu_per_viewer": None, "rss": None,
+                         "rss_per_viewer": None, "failed": str(e)})
+            continue
         log("%s %d viewers: %.1f %% CPU (%.2f per viewer), %.1f MiB" % (
             t.name, n, r["cpu"], r["cpu_per_viewer"], r["rss"]))
         runs.append(r)
@@ -232,6 +239,10 @@ def render(res, counts, args, started):
                   ", ".join(v["codecs"]) or "—", ", ".join(p["codecs"]) or "—",
                   v["width"], p["width"])]
     for who in ("vigild", "peer"):
+        for r in res[who]["runs"]:
+            if r.get("failed"):
+                lines.append("%s with %d viewers: not measured: %s." % (
+                    "vigild" if who == "vigild" else "reference", r["n"], r["failed"]))
         if res[who]["errors"]:
             lines.append("%s join errors (first): %s" % (who, "; ".join(map(str, res[who]["errors"]))))
     return "\n".join(lines) + "\n"

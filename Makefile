@@ -122,7 +122,8 @@ SUITES := \
 	"python3 tests/integration_calls.py --build {build}" \
 	"python3 tests/integration_qa.py --build {build}" \
 	"python3 tests/integration_live.py --build {build}" \
-	"python3 tests/integration_calls_dsp.py --build {build}"
+	"python3 tests/integration_calls_dsp.py --build {build}" \
+	"python3 tests/integration_live_wall.py --build {build}"
 
 integration: all $(BUILD)/camsim $(BUILD)/faultfs.so $(BUILD)/crash-recorder.so $(BUILD)/tests/announce_eval
 	@sh scripts/vendor-ui.sh --check
@@ -211,6 +212,7 @@ bench: deps
 	@python3 bench/bench_export.py --build $(BUILD) --results bench/RESULTS.md
 	@$(MAKE) --no-print-directory $(BUILD)/tests/announce_eval
 	@python3 bench/bench_announce.py --build $(BUILD) --results bench/RESULTS.md
+	@python3 bench/bench_live.py --build $(BUILD) --results bench/RESULTS.md
 
 # Installs the daemon as a service (README "Install as a service"). The
 # example config is installed once: an admin's edited file is never replaced.

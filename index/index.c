@@ -483,6 +483,15 @@ static const char *const migrations[] = {
     "  BEGIN SELECT RAISE(ABORT, 'qa evaluations are immutable'); END;"
     "CREATE TRIGGER qa_evaluation_kept BEFORE DELETE ON qa_evaluation"
     "  BEGIN SELECT RAISE(ABORT, 'qa evaluations are immutable'); END;",
+    /* v17: per-account preferences of the browser UI (index/prefs.c), such
+     * as the live wall's layout: a small JSON value per key, gone with
+     * the account. */
+    "CREATE TABLE account_pref ("
+    "  account_id INTEGER NOT NULL REFERENCES account(id) ON DELETE CASCADE,"
+    "  key TEXT NOT NULL,"
+    "  value TEXT NOT NULL,"
+    "  PRIMARY KEY (account_id, key)"
+    ") WITHOUT ROWID;",
 };
 
 #define IDX_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

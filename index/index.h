@@ -302,6 +302,15 @@ int idx_account_count_role(idx_t *idx, const char *role, int64_t *n);
  * VG_ENOTFOUND for an unknown account (index/prefs.c). */
 int idx_account_language(idx_t *idx, const char *name, char *out, size_t size);
 int idx_account_set_language(idx_t *idx, const char *name, const char *language);
+/* Per-account UI preferences (index/prefs.c): one text value per key; the
+ * caller checks key and value. At most IDX_PREFS_MAX keys per account. */
+#define IDX_PREFS_MAX 32
+/* *value (malloc'd, free it) is the stored text; VG_ENOTFOUND when the
+ * account or the key is unknown. */
+int idx_pref_get(idx_t *idx, const char *account, const char *key, char **value);
+/* Stores or replaces key's value. VG_ENOTFOUND for an unknown account,
+ * VG_EINVAL when it already has IDX_PREFS_MAX other keys. */
+int idx_pref_set(idx_t *idx, const char *account, const char *key, const char *value);
 
 typedef struct {
     idx_account_t account;

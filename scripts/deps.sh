@@ -25,7 +25,8 @@ gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
 python3
 clang openssl wrk nginx-light minisign sox espeak-ng unzip gstreamer1.0-nice
 chromium fonts-dejavu-core
-libgstreamer-plugins-bad1.0-dev"
+libgstreamer-plugins-bad1.0-dev
+python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-plugins-base-1.0 gir1.2-gst-plugins-bad-1.0"
 
 missing=""
 for p in $PKGS; do

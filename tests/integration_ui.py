@@ -157,6 +157,10 @@ def main():
     ap.add_argument("files", nargs="*", help="test files of tests/ui to run (default: all)")
     args = ap.parse_args()
     integration.BUILD = args.build
+    # vigild under AddressSanitizer with GStreamer (the live view): see tests/lsan.supp
+    os.environ["ASAN_OPTIONS"] = "fast_unwind_on_malloc=0:" + os.environ.get("ASAN_OPTIONS", "")
+    os.environ["LSAN_OPTIONS"] = ("suppressions=%s/lsan.supp:" % os.path.dirname(
+        os.path.abspath(__file__))) + os.environ.get("LSAN_OPTIONS", "")
     if not os.path.isdir(os.path.join(TESTS, "node_modules")):
         log("ui: tests/ui/node_modules is missing: run `make deps` (npm ci in tests/ui)")
         return 1
@@ -173,9 +177,13 @@ def main():
         with open(os.path.join(ui, ".hidden"), "w") as f:
             f.write("secret")
         port = integration.free_port()
+        # the live wall (tests/ui/live_wall.test.js): room for a 9-tile wall
+        # and a reconnecting tile of one user while the server notices the
+        # sessions of closed test pages
+        live = "[live]\nenabled = yes\nmax_viewers = 64\nmax_viewers_per_user = 16\n"
         v = WebVigil(os.path.join(tmp, "v"), sources,
                      "http_listen = 127.0.0.1:%d\nui_dir = %s\ntimezone = Europe/Moscow\n"
-                     % (port, ui))
+                     % (port, ui), extra=live)
         for name, role, srcs in [("admin", "admin", None), ("guard", "security", None),
                                  ("inv", "investigator", None), ("locked", "security", None),
                                  ("qaaud", "auditor", None)]:

@@ -22,7 +22,7 @@
 #include "index/index.h"
 
 /* The schema version this build should migrate to. */
-#define CURRENT_VERSION 16
+#define CURRENT_VERSION 17
 
 /* One base dir per run (made in main), one fresh dir per test inside it. A
  * failing test's child exits before its teardown runs, so main removes the
@@ -1178,6 +1178,54 @@ START_TEST(test_denials_survive_a_failed_write)
 }
 END_TEST
 
+/* ---- per-account UI preferences ---- */
+
+static void add_user(idx_t *idx, const char *name)
+{
+    idx_account_t a = {.all_sources = 1};
+    snprintf(a.name, sizeof(a.name), "%s", name);
+    snprintf(a.role, sizeof(a.role), "security");
+    snprintf(a.pwhash, sizeof(a.pwhash), "x");
+    ck_assert_int_eq(idx_account_add(idx, &a, NULL, 0), VG_OK);
+}
+
+START_TEST(test_prefs)
+{
+    idx_t *idx = open_rw();
+    char *v = NULL;
+    add_user(idx, "ann");
+    add_user(idx, "bob");
+    ck_assert_int_eq(idx_pref_get(idx, "ann", "live.layout", &v), VG_ENOTFOUND);
+    ck_assert_ptr_null(v);
+    ck_assert_int_eq(idx_pref_set(idx, "nobody", "live.layout", "{}"), VG_ENOTFOUND);
+    ck_assert_int_eq(idx_pref_set(idx, "ann", "live.layout", "{\"tiles\":4}"), VG_OK);
+    ck_assert_int_eq(idx_pref_set(idx, "ann", "live.layout", "{\"tiles\":9}"), VG_OK);
+    ck_assert_int_eq(idx_pref_get(idx, "ann", "live.layout", &v), VG_OK);
+    ck_assert_str_eq(v, "{\"tiles\":9}");
+    free(v);
+    v = NULL;
+    /* one account's value is not another's; a quote in a key is data */
+    ck_assert_int_eq(idx_pref_get(idx, "bob", "live.layout", &v), VG_ENOTFOUND);
+    ck_assert_int_eq(idx_pref_set(idx, "bob", "x'); DROP TABLE account_pref;--", "1"), VG_OK);
+    ck_assert_int_eq(raw_int(g_db, "SELECT count(*) FROM account_pref"), 2);
+    /* at most IDX_PREFS_MAX keys; replacing one at the cap still works */
+    for (int i = 1; i < IDX_PREFS_MAX; i++) {
+        char key[16];
+        snprintf(key, sizeof(key), "k%d", i);
+        ck_assert_int_eq(idx_pref_set(idx, "ann", key, "true"), VG_OK);
+    }
+    ck_assert_int_eq(idx_pref_set(idx, "ann", "one.more", "true"), VG_EINVAL);
+    ck_assert_int_eq(idx_pref_set(idx, "ann", "k1", "false"), VG_OK);
+    ck_assert_int_eq(raw_int(g_db, "SELECT count(*) FROM account_pref p JOIN account a"
+                                   " ON a.id = p.account_id WHERE a.name = 'ann'"),
+                     IDX_PREFS_MAX);
+    /* they go with the account */
+    ck_assert_int_eq(idx_account_delete(idx, "ann"), VG_OK);
+    ck_assert_int_eq(raw_int(g_db, "SELECT count(*) FROM account_pref"), 1);
+    idx_close(idx);
+}
+END_TEST
+
 static Suite *index_suite(void)
 {
     Suite *s = suite_create("index");
@@ -1209,6 +1257,7 @@ static Suite *index_suite(void)
     tcase_add_test(tc, test_long_source_lists_whole);
     tcase_add_test(tc, test_scale_plan);
     tcase_add_test(tc, test_denials_survive_a_failed_write);
+    tcase_add_test(tc, test_prefs);
     suite_add_tcase(s, tc);
     return s;
 }

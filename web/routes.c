@@ -535,6 +535,9 @@ const web_route_t web_routes[] = {
     {"DELETE", "/api/v1/whep/{}", WEB_PERM_LIVE | WEB_PERM_ADMIN, 0, NULL, web_h_whep_delete},
     {"GET", "/api/v1/sources/{}/live.mp4", WEB_PERM_LIVE, 0, NULL, web_h_live_mp4},
     {"GET", "/api/v1/live", WEB_PERM_LIVE | WEB_PERM_ADMIN, 0, NULL, web_h_live},
+    /* per-account UI preferences such as the live wall layout (routes_ui.c) */
+    {"GET", "/api/v1/me/prefs/{}", 0, 0, NULL, web_h_pref},
+    {"PUT", "/api/v1/me/prefs/{}", 0, WEB_ROUTE_BODY, NULL, web_h_pref_set},
 };
 
 const size_t web_n_routes = sizeof(web_routes) / sizeof(web_routes[0]);

@@ -135,3 +135,82 @@ void web_h_language_set(web_req_t *r)
 cleanup:
     json_decref(body);
 }
+
+/* A preference key: [a-z0-9_.-]{1,32}, so it can be logged and named in
+ * an error as it is. */
+static int pref_key(web_req_t *r)
+{
+    const char *k = r->params[0];
+    size_t n = strlen(k);
+    int ok = n >= 1 && n <= 32 && strspn(k, "abcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
+    if (!ok)
+        web_reply_error(r, 400, "invalid_key", "a preference key is 1 to 32 of a-z 0-9 _ . -");
+    return ok;
+}
+
+/* GET /api/v1/me/prefs/{key}: {"key": k, "value": the stored JSON value,
+ * or null when the account has none}. */
+void web_h_pref(web_req_t *r)
+{
+    char *text = NULL;
+    json_t *v = NULL;
+    if (!user_only(r) || !pref_key(r))
+        return;
+    int rc = idx_pref_get(r->idx, r->who.name, r->params[0], &text);
+    if (rc != VG_OK && rc != VG_ENOTFOUND) {
+        web_reply_error(r, 500, "internal", "cannot read the preference");
+        return;
+    }
+    /* stored only after it parsed (web_h_pref_set); null if it somehow does not */
+    if (text)
+        v = json_loads(text, JSON_DECODE_ANY, NULL);
+    free(text);
+    web_reply_json(r, 200, json_pack("{ss so}", "key", r->params[0], "value", v ? v : json_null()));
+}
+
+/* PUT /api/v1/me/prefs/{key} with the value as the JSON body (any JSON
+ * value of at most WEB_PREF_MAX bytes). Stored compact, as re-serialized
+ * by jansson, so what is read back is always valid JSON. Not audited: a
+ * layout or a setting of one's own UI touches no media or personal data. */
+void web_h_pref_set(web_req_t *r)
+{
+    json_error_t jerr;
+    json_t *v = NULL;
+    char *text = NULL;
+    if (!user_only(r) || !pref_key(r))
+        return;
+    const char *ct = web_req_header(r, "Content-Type");
+    if (ct && strncmp(ct, "application/json", 16) != 0) {
+        web_reply_error(r, 415, "unsupported_media_type", "send the value as application/json");
+        return;
+    }
+    if (r->body_too_big || r->body_len > WEB_PREF_MAX) {
+        web_reply_error(r, 413, "body_too_large", "a preference is at most 4096 bytes of JSON");
+        return;
+    }
+    v = json_loadb(r->body ? r->body : "", r->body_len, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
+                   &jerr);
+    if (!v) {
+        web_reply_error(r, 400, "invalid_json", "the body is not valid JSON");
+        return;
+    }
+    text = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!text) {
+        web_reply_error(r, 400, "invalid_json", "the value cannot be stored as JSON");
+        goto cleanup;
+    }
+    int rc = idx_pref_set(r->idx, r->who.name, r->params[0], text);
+    if (rc == VG_EINVAL) {
+        web_reply_error(r, 409, "too_many_prefs", "an account keeps at most 32 preferences");
+        goto cleanup;
+    }
+    if (rc != VG_OK) {
+        web_reply_error(r, 500, "internal", "cannot store the preference");
+        goto cleanup;
+    }
+    web_reply_json(r, 200, json_pack("{ss sO}", "key", r->params[0], "value", v));
+
+cleanup:
+    free(text);
+    json_decref(v);
+}

@@ -521,6 +521,11 @@ void web_wav_serve(web_req_t *r, const char *name, int64_t from, int64_t to, con
 void web_peaks_serve(web_req_t *r, const char *name, int64_t from, int64_t to, const char *action);
 void web_h_language(web_req_t *r);
 void web_h_language_set(web_req_t *r);
+/* routes_ui.c: GET/PUT /api/v1/me/prefs/{key}, the account's UI
+ * preferences (a JSON value of at most WEB_PREF_MAX bytes per key) */
+#define WEB_PREF_MAX 4096
+void web_h_pref(web_req_t *r);
+void web_h_pref_set(web_req_t *r);
 
 /* ---- routes_admin.c: the handlers routes.c lists for storage, holds,
  * accounts, tokens and the audit trail ---- */

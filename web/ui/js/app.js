@@ -10,7 +10,7 @@ import { t, setLanguage, setZone, language, languages } from './i18n.js';
 const routes = [
   { path: /^\/$/, perms: ['live', 'playback', 'calls'], page: 'sources', menu: 'menu.sources' },
   { path: /^\/sources\/([a-z0-9][a-z0-9-]{0,62})$/, perms: ['live', 'playback', 'calls'], page: 'source' },
-  { path: /^\/live$/, perms: ['live'], page: 'later', key: 'live' },
+  { path: /^\/live$/, perms: ['live'], page: 'live', menu: 'menu.live' },
   { path: /^\/calls$/, perms: ['calls'], page: 'calls', menu: 'menu.calls' },
   { path: /^\/calls\/([0-9]{1,15})$/, perms: ['calls'], page: 'call' },
   { path: /^\/view$/, perms: ['playback', 'calls'], page: 'view', menu: 'menu.view' },
@@ -33,6 +33,7 @@ const menuPaths = {
   users: '/admin/users', tokens: '/admin/tokens', audit: '/admin/audit',
   destruction: '/admin/destruction-log',
   qa_forms: '/qa/forms', reports: '/reports',
+  live: '/live',
 };
 
 export const app = { me: null, ui: null };

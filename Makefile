@@ -201,6 +201,7 @@ bench: deps
 	@python3 bench/bench_web.py --build $(BUILD) --results bench/RESULTS.md
 	@$(MAKE) --no-print-directory $(BUILD)/bench/calls_query
 	@python3 bench/bench_calls.py --build $(BUILD) --results bench/RESULTS.md
+	@python3 bench/bench_reports.py --build $(BUILD) --results bench/RESULTS.md
 	@python3 bench/bench_relay.py --build $(BUILD) --results bench/RESULTS.md
 	@# before: the commit just before startup stopped walking the whole archive
 	@python3 bench/bench_startup.py --build $(BUILD) --results bench/RESULTS.md --before-rev 31e702d

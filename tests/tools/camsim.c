@@ -93,11 +93,13 @@ static const MountSpec fixed_mounts[] = {
 	{ "/line-pcmu", "( " AUDIO_8K "mulawenc ! rtppcmupay name=pay0 pt=0 )" },
 	{ "/line-opus", "( " AUDIO_SRC("48000", "960")
 			"opusenc bitrate=32000 ! rtpopuspay name=pay0 pt=97 )" },
-	/* the live view benchmark's camera: 720p25 H.264 (no B-frames) + PCMA */
+	/* the live view benchmark's camera: 720p25 H.264 (no B-frames) + PCMA,
+	 * a keyframe every 2 s (50 frames: the usual default of office cameras;
+	 * a viewer that waits for the next keyframe waits 1 s on average) */
 	{ "/cam720-g711", "( videotestsrc is-live=true pattern=ball ! "
 			  "video/x-raw,format=I420,width=1280,height=720,framerate=25/1 ! "
 			  "x264enc tune=zerolatency speed-preset=ultrafast threads=1 "
-			  "key-int-max=25 bitrate=2000 ! "
+			  "key-int-max=50 bitrate=2000 ! "
 			  "rtph264pay name=pay0 pt=96 config-interval=-1 " AUDIO_8K
 			  "alawenc ! rtppcmapay name=pay1 pt=8 )" },
 };

@@ -311,6 +311,14 @@ static int take_row(call_import_t *im, char *row)
         reason(im, line, "the row is longer than %d bytes", LINE_MAX_BYTES);
         return VG_OK;
     }
+    /* Every field ends up in JSON answers, CSV files and signed bundles:
+     * a file in another encoding (CP1251 from an older PBX) is refused row
+     * by row with the way out, rather than stored as bytes nothing can show. */
+    if (!vg_utf8_valid(row, len)) {
+        im->rep.bad++;
+        reason(im, line, "not UTF-8 text (convert the file first, e.g. iconv -f cp1251 -t utf-8)");
+        return VG_OK;
+    }
     int n = split_row(row, f);
     if (n < 0 || n < COLS_MIN) {
         im->rep.bad++;
@@ -369,23 +377,20 @@ static int take_row(call_import_t *im, char *row)
     if (c->end_us == c->start_us)
         c->end_us = c->start_us + 1; /* a zero-length CDR is still ended */
     if (n > C_UNIQUEID && f[C_UNIQUEID][0])
-        snprintf(c->call_id, sizeof(c->call_id), "%.*s", (int)sizeof(c->call_id) - 1,
-                 f[C_UNIQUEID]);
+        vg_utf8_copy(c->call_id, sizeof(c->call_id), f[C_UNIQUEID]);
     else /* without loguniqueid: the leg and its start name the call */
         snprintf(c->call_id, sizeof(c->call_id), "cdr:%.60s@%" PRId64, f[C_CHANNEL], start);
     const char *caller = f[C_SRC];
-    snprintf(c->caller_raw, sizeof(c->caller_raw), "%.*s", (int)sizeof(c->caller_raw) - 1, caller);
-    snprintf(c->callee_raw, sizeof(c->callee_raw), "%.*s", (int)sizeof(c->callee_raw) - 1,
-             f[C_DST]);
+    /* fields longer than their column are cut before a whole character */
+    vg_utf8_copy(c->caller_raw, sizeof(c->caller_raw), caller);
+    vg_utf8_copy(c->callee_raw, sizeof(c->callee_raw), f[C_DST]);
     call_number_normalize(c->caller_raw, c->caller, sizeof(c->caller));
     call_number_normalize(c->callee_raw, c->callee, sizeof(c->callee));
-    snprintf(c->account, sizeof(c->account), "%.*s", (int)sizeof(c->account) - 1, f[C_ACCOUNT]);
-    snprintf(c->disposition, sizeof(c->disposition), "%.*s", (int)sizeof(c->disposition) - 1,
-             f[C_DISPOSITION]);
+    vg_utf8_copy(c->account, sizeof(c->account), f[C_ACCOUNT]);
+    vg_utf8_copy(c->disposition, sizeof(c->disposition), f[C_DISPOSITION]);
     if (strcmp(f[C_LASTAPP], "Queue") == 0) {
-        size_t q = strcspn(f[C_LASTDATA], ",");
-        snprintf(c->queue, sizeof(c->queue), "%.*s",
-                 (int)(q < sizeof(c->queue) - 1 ? q : sizeof(c->queue) - 1), f[C_LASTDATA]);
+        f[C_LASTDATA][strcspn(f[C_LASTDATA], ",")] = '\0';
+        vg_utf8_copy(c->queue, sizeof(c->queue), f[C_LASTDATA]);
     }
     snprintf(c->origin, sizeof(c->origin), "import");
     c->created_us = c->updated_us = im->now_us;

@@ -22,7 +22,7 @@ static int scan(idx_t *idx, const char *group, int64_t now_us, double min_rate, 
     idx_ann_report_row_t *rows = NULL;
     size_t n = 0;
     int cut = 0;
-    int rc = idx_ann_report(idx, now_us - DAY_US, now_us, group, &rows, &n, &cut);
+    int rc = idx_ann_report(idx, now_us - DAY_US, now_us, group, NULL, &rows, &n, &cut);
     if (rc != VG_OK)
         return rc;
     for (size_t i = 0; i < n; i++) {

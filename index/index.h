@@ -779,19 +779,20 @@ typedef struct {
     int64_t critical_failed;
 } idx_qa_report_row_t;
 /* Current evaluations starting in [from, to) grouped by "agent", "queue",
- * "form" (its key) or "auditor". */
+ * "form" (its key) or "auditor"; sources (comma-separated names) limits
+ * them to those lines and cameras, NULL: all. */
 int idx_qa_report(idx_t *idx, int64_t from_us, int64_t to_us, const char *group,
-                  idx_qa_report_row_t **out, size_t *n, int *cut);
+                  const char *sources, idx_qa_report_row_t **out, size_t *n, int *cut);
 
 typedef struct {
     char group[IDX_QA_NAME_MAX];
     int64_t calls, present, absent, partial, unknown;
 } idx_ann_report_row_t;
 /* Ended calls starting in [from, to) grouped by "source", "queue", "agent"
- * or "day" (UTC date). A call's state is the detector's when it decided
+ * or "day" (UTC date), of the lines in sources (comma-separated; NULL: all). A call's state is the detector's when it decided
  * (present, absent, partial), else the PBX flag's, else unknown. */
 int idx_ann_report(idx_t *idx, int64_t from_us, int64_t to_us, const char *group,
-                   idx_ann_report_row_t **out, size_t *n, int *cut);
+                   const char *sources, idx_ann_report_row_t **out, size_t *n, int *cut);
 
 typedef struct {
     int64_t id;

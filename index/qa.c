@@ -456,7 +456,7 @@ static int collect_groups(idx_t *idx, sqlite3_stmt *st, const char *what, size_t
 }
 
 int idx_qa_report(idx_t *idx, int64_t from_us, int64_t to_us, const char *group,
-                  idx_qa_report_row_t **out, size_t *n, int *cut)
+                  const char *sources, idx_qa_report_row_t **out, size_t *n, int *cut)
 {
     sqlite3_stmt *st = NULL;
     *out = NULL;
@@ -472,7 +472,9 @@ int idx_qa_report(idx_t *idx, int64_t from_us, int64_t to_us, const char *group,
                       " sum(e.score >= 0.4 AND e.score < 0.6), sum(e.score >= 0.6 AND e.score < 0.8),"
                       " sum(e.score >= 0.8), sum(e.critical_failed <> 0)"
                       " FROM qa_evaluation e JOIN qa_form f ON f.id = e.form_id"
+                      " LEFT JOIN source s ON s.id = e.source_id"
                       " WHERE e.from_us >= ?1 AND e.from_us < ?2"
+                      " AND (?5 IS NULL OR instr(',' || ?5 || ',', ',' || s.name || ',') > 0)"
                       " AND NOT EXISTS (SELECT 1 FROM qa_evaluation x WHERE x.supersedes = e.id)"
                       " GROUP BY g ORDER BY g LIMIT ?4",
                       &st, "prepare qa report");
@@ -480,7 +482,8 @@ int idx_qa_report(idx_t *idx, int64_t from_us, int64_t to_us, const char *group,
         return ret;
     if ((ret = idx_priv_bind_i64(idx, st, 1, from_us)) == VG_OK &&
         (ret = idx_priv_bind_i64(idx, st, 2, to_us)) == VG_OK &&
-        (ret = idx_priv_bind_text(idx, st, 3, group)) == VG_OK)
+        (ret = idx_priv_bind_text(idx, st, 3, group)) == VG_OK &&
+        (!sources || (ret = idx_priv_bind_text(idx, st, 5, sources)) == VG_OK))
         ret = collect_groups(idx, st, "qa report", sizeof(**out), fill_qa_row, (void **)out, n,
                              cut);
     sqlite3_finalize(st);
@@ -505,7 +508,7 @@ static void fill_ann_row(sqlite3_stmt *st, void *item)
 }
 
 int idx_ann_report(idx_t *idx, int64_t from_us, int64_t to_us, const char *group,
-                   idx_ann_report_row_t **out, size_t *n, int *cut)
+                   const char *sources, idx_ann_report_row_t **out, size_t *n, int *cut)
 {
     sqlite3_stmt *st = NULL;
     *out = NULL;
@@ -520,14 +523,16 @@ int idx_ann_report(idx_t *idx, int64_t from_us, int64_t to_us, const char *group
                       "   ELSE strftime('%Y-%m-%d', c.start_us / 1000000, 'unixepoch') END AS g,"
                       "  " ANN_STATE " AS a"
                       "  FROM call c JOIN source s ON s.id = c.source_id"
-                      "  WHERE c.start_us >= ?1 AND c.start_us < ?2 AND c.end_us IS NOT NULL)"
+                      "  WHERE c.start_us >= ?1 AND c.start_us < ?2 AND c.end_us IS NOT NULL"
+                      "  AND (?5 IS NULL OR instr(',' || ?5 || ',', ',' || s.name || ',') > 0))"
                       " GROUP BY g ORDER BY g LIMIT ?4",
                       &st, "prepare announcement report");
     if (ret != VG_OK)
         return ret;
     if ((ret = idx_priv_bind_i64(idx, st, 1, from_us)) == VG_OK &&
         (ret = idx_priv_bind_i64(idx, st, 2, to_us)) == VG_OK &&
-        (ret = idx_priv_bind_text(idx, st, 3, group)) == VG_OK)
+        (ret = idx_priv_bind_text(idx, st, 3, group)) == VG_OK &&
+        (!sources || (ret = idx_priv_bind_text(idx, st, 5, sources)) == VG_OK))
         ret = collect_groups(idx, st, "announcement report", sizeof(**out), fill_ann_row,
                              (void **)out, n, cut);
     sqlite3_finalize(st);

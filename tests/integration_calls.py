@@ -375,6 +375,16 @@ class Suite:
         c = self.search("aud", account="U-" + tag)["calls"][0]
         assert abs(parse_time(c["start"]) - int(start)) < 1.5, (c["start"], start)
         assert c["direction"] == "out" and c["source"] == LINE_A, c
+        # a file in CP1251 (an older PBX): the row is refused with the way
+        # out, nothing stored as bytes no answer could carry
+        with open(path, "wb") as f:
+            f.write(('"ЛС-%s","101","+74950000002","x","","SIP/101-1","SIP/trunk-2","Dial","",'
+                     '"%s","","%s","3","3","ANSWERED","3","%s.w",""\n'
+                     % (tag, utc(start), utc(end), tag)).encode("cp1251"))
+        rep = json.loads(self.v.ctl("calls", "import", "--format", "asterisk-csv", "--utc",
+                                    path).stdout)
+        assert rep["bad"] == 1 and rep["imported"] == 0, rep
+        assert "UTF-8" in rep["reasons"][0]["reason"], rep
 
     # -- one call: metadata, segments, cameras, audio, listen audit
     def test_call_view_listen_audited_once(self):

@@ -458,6 +458,17 @@ class Suite:
         st, err, _ = self.evaluate("dora", {"greet": "yes", "privacy": "yes", "solve": 3,
                                             "upsell": "na"})
         assert st == 404, (st, err)
+        # and its reports count only what it may see: no call or evaluation
+        # of the line (its agents and queues never show up)
+        st, rep, _ = self.req("dora", "GET", "/api/v1/reports/qa?group=agent")
+        assert st == 200 and rep["rows"], rep  # the camera's own evaluations
+        assert not {r["group"] for r in rep["rows"]} & {"ivanova", "petrov", "sidorova"}, rep
+        for path in ("/api/v1/reports/announcement?group=agent",
+                     "/api/v1/reports/announcement?group=queue"):
+            st, rep, _ = self.req("dora", "GET", path)
+            assert st == 200 and rep["rows"] == [], (path, rep)
+        st, rep, _ = self.req("anna", "GET", "/api/v1/reports/announcement?group=queue")
+        assert st == 200 and rep["rows"], rep  # the unlimited auditor sees them
         anon = Client(self.port)
         assert anon.request("GET", "/api/v1/reports/qa")[0] == 401
 

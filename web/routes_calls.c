@@ -669,13 +669,20 @@ static json_t *desk_cameras(web_req_t *r, const char *source)
     return arr;
 }
 
-/* The call's interval; an open call runs to now. */
+/* The call's interval; an open call runs to now. Its times come from the
+ * PBX or a CDR file (a lost hang-up leaves a call open for days), so what
+ * is read of it is capped like any audio range ([playback]
+ * wav_max_seconds, from its start): one request never decodes or loads
+ * more than that. */
 static void call_interval(web_req_t *r, const idx_call_t *c, int64_t *from, int64_t *to)
 {
+    int64_t max = (int64_t)r->cfg->playback.wav_max_seconds * 1000000;
     *from = c->start_us;
     *to = c->end_us ? c->end_us : r->now_us;
     if (*to <= *from)
         *to = *from + 1;
+    if (max > 0 && *to - *from > max)
+        *to = *from + max;
 }
 
 void web_h_call(web_req_t *r)

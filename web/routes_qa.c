@@ -585,6 +585,13 @@ static void report_audit(web_req_t *r, const char *name, const char *group, int6
     web_audit(r, "report.run", name, from, to, "ok", detail);
 }
 
+/* The lines and cameras a report may count for this caller: an account
+ * limited to some sources sees figures of those only (NULL: all). */
+static const char *report_sources(const web_req_t *r)
+{
+    return r->who.all_sources ? NULL : r->who.sources;
+}
+
 void web_h_report_qa(web_req_t *r)
 {
     static const char *const groups[] = {"agent", "queue", "form", "auditor", NULL};
@@ -595,7 +602,7 @@ void web_h_report_qa(web_req_t *r)
     size_t n = 0;
     if (report_args(r, groups, "agent", &group, &csv, &from, &to) != VG_OK)
         return;
-    if (idx_qa_report(r->idx, from, to, group, &rows, &n, &cut) != VG_OK) {
+    if (idx_qa_report(r->idx, from, to, group, report_sources(r), &rows, &n, &cut) != VG_OK) {
         web_reply_error(r, 500, "internal", "cannot run the report");
         return;
     }
@@ -662,14 +669,15 @@ void web_h_report_qa_calibration(web_req_t *r)
         web_reply_error(r, 500, "internal", "cannot read the evaluations");
         return;
     }
-    /* The newest evaluation's form decides what is compared; each auditor's
-     * newest evaluation with that form counts once. */
+    /* The newest evaluation's form version decides what is compared (an
+     * edited form may have other questions); each auditor's newest
+     * evaluation with that same version counts once. */
     pick = vg_calloc(n ? n : 1, sizeof(*pick));
     for (size_t i = 0; i < n; i++) {
         int dup = 0;
         if (!eval_visible(r, e[i].source) ||
             (f.source && (e[i].from_us != want_from || e[i].to_us != want_to)) ||
-            (k && strcmp(e[i].form_key, pick[0].form_key) != 0))
+            (k && e[i].form_id != pick[0].form_id))
             continue;
         for (size_t j = 0; j < k && !dup; j++)
             dup = strcmp(pick[j].auditor, e[i].auditor) == 0;
@@ -680,7 +688,7 @@ void web_h_report_qa_calibration(web_req_t *r)
         web_reply_error(r, 404, "not_found", "no evaluation of this call or range");
         goto cleanup;
     }
-    if (idx_qa_form_latest(r->idx, pick[0].form_key, &form) != VG_OK) {
+    if (idx_qa_form_get(r->idx, pick[0].form_id, &form) != VG_OK) {
         web_reply_error(r, 500, "internal", "cannot read the form");
         goto cleanup;
     }
@@ -725,7 +733,7 @@ void web_h_report_announcement(web_req_t *r)
     size_t n = 0;
     if (report_args(r, groups, "day", &group, &csv, &from, &to) != VG_OK)
         return;
-    if (idx_ann_report(r->idx, from, to, group, &rows, &n, &cut) != VG_OK) {
+    if (idx_ann_report(r->idx, from, to, group, report_sources(r), &rows, &n, &cut) != VG_OK) {
         web_reply_error(r, 500, "internal", "cannot run the report");
         return;
     }

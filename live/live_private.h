@@ -123,6 +123,10 @@ struct live {
     live_session_t **sessions;
     size_t n_sessions, cap_sessions;
     int pending;                 /* slots reserved by offers being negotiated */
+    /* the same per owner, so one account's offers in flight count against
+     * its own limit too (a reservation holds for the whole negotiation) */
+    struct live_pending { char owner[96]; int n; } *pending_by;
+    size_t n_pending_by;
     live_feed_t **feeds;
     size_t n_feeds;
     int stop;
@@ -140,7 +144,7 @@ void live_session_request_end(live_session_t *s, const char *reason);
 /* Reserves a viewer slot for owner: 0, or the HTTP status (503) with the
  * reason in msg. */
 int live_reserve(live_t *l, const char *owner, char *msg, size_t size);
-void live_unreserve(live_t *l);
+void live_unreserve(live_t *l, const char *owner);
 /* Lists s (its slot reserved) as a running session. */
 void live_session_add(live_t *l, live_session_t *s);
 live_session_t *live_session_new(live_t *l, int transport, const char *source,

@@ -472,7 +472,7 @@ int live_stream_open(live_t *l, const live_stream_request_t *req, live_stream_t 
 
 cleanup:
     if (reserved)
-        live_unreserve(l);
+        live_unreserve(l, req->owner);
     if (hooks.release)
         hooks.release(hooks.ctx);
     live_session_unref(s);

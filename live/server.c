@@ -89,9 +89,30 @@ void live_session_request_end(live_session_t *s, const char *reason)
     }
 }
 
+/* The owner's entry among the pending reservations (NULL: none). lock held. */
+static struct live_pending *pending_of(live_t *l, const char *owner)
+{
+    for (size_t i = 0; i < l->n_pending_by; i++) {
+        if (strcmp(l->pending_by[i].owner, owner) == 0)
+            return &l->pending_by[i];
+    }
+    return NULL;
+}
+
+/* One reservation of owner fewer. lock held. */
+static void pending_drop(live_t *l, const char *owner)
+{
+    l->pending--;
+    struct live_pending *p = pending_of(l, owner);
+    if (p && --p->n <= 0)
+        *p = l->pending_by[--l->n_pending_by];
+}
+
+/* Listed sessions and offers in flight of owner. lock held. */
 static int count_owner(live_t *l, const char *owner)
 {
-    int n = 0;
+    const struct live_pending *p = pending_of(l, owner);
+    int n = p ? p->n : 0;
     for (size_t i = 0; i < l->n_sessions; i++)
         n += strcmp(l->sessions[i]->owner, owner) == 0;
     return n;
@@ -114,22 +135,32 @@ int live_reserve(live_t *l, const char *owner, char *msg, size_t size)
         status = 503;
     } else {
         l->pending++;
+        struct live_pending *p = pending_of(l, owner);
+        if (!p) {
+            /* at most max_viewers entries: each holds a reservation */
+            l->pending_by = vg_realloc(l->pending_by,
+                                       (l->n_pending_by + 1) * sizeof(*l->pending_by));
+            p = &l->pending_by[l->n_pending_by++];
+            snprintf(p->owner, sizeof(p->owner), "%s", owner);
+            p->n = 0;
+        }
+        p->n++;
     }
     pthread_mutex_unlock(&l->lock);
     return status;
 }
 
-void live_unreserve(live_t *l)
+void live_unreserve(live_t *l, const char *owner)
 {
     pthread_mutex_lock(&l->lock);
-    l->pending--;
+    pending_drop(l, owner);
     pthread_mutex_unlock(&l->lock);
 }
 
 void live_session_add(live_t *l, live_session_t *s)
 {
     pthread_mutex_lock(&l->lock);
-    l->pending--;
+    pending_drop(l, s->owner);
     if (l->n_sessions == l->cap_sessions) {
         l->cap_sessions = l->cap_sessions ? l->cap_sessions * 2 : 16;
         l->sessions = vg_realloc(l->sessions, l->cap_sessions * sizeof(*l->sessions));
@@ -375,6 +406,7 @@ void live_stop(live_t *l)
         live_feed_unref(l->feeds[i]);
     free(l->feeds);
     free(l->sessions);
+    free(l->pending_by);
     free(l->pem);
     pthread_mutex_destroy(&l->lock);
     pthread_cond_destroy(&l->wake);

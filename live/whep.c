@@ -453,7 +453,7 @@ cleanup:
         res->answer = NULL;
     }
     if (reserved)
-        live_unreserve(l);
+        live_unreserve(l, req->owner);
     if (hooks.release)
         hooks.release(hooks.ctx);
     plan_free(plan);

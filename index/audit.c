@@ -38,7 +38,7 @@ enum {
     U_END
 };
 
-_Static_assert(U_END <= IDX_MAX_LAZY, "raise IDX_MAX_LAZY");
+_Static_assert(U_END <= IDX_LAZY_FRAGS, "audit.c lazy slots overlap frags.c's");
 
 static const char *const lazy_sql[U_END - IDX_LAZY_AUDIT] = {
 #define SQL(slot) [(slot) - IDX_LAZY_AUDIT]

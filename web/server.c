@@ -750,6 +750,18 @@ void web_change_queued(web_req_t *r, idx_change_fn change, void *arg,
     r->change_done = done;
 }
 
+/* The request's rows, and its queued change if any, for the group commit. */
+static void fill_ticket(web_req_t *r, void (*done)(void *arg, int rc), void *arg)
+{
+    r->ticket = (web_ticket_t){.rows = r->audit, .n = r->n_audit, .done = done, .arg = arg};
+    if (r->change) {
+        r->ticket.change = r->change;
+        r->ticket.change_arg = r->change_arg;
+        r->ticket.change_rows = &r->change_row;
+        r->ticket.n_change = 1;
+    }
+}
+
 /* The queued change committed (or not): its continuation answers. */
 static void change_finish(web_req_t *r, int rc)
 {
@@ -1017,14 +1029,7 @@ static void start_audit(web_req_t *r)
     __atomic_add_fetch(&r->w->suspended, 1, __ATOMIC_SEQ_CST);
     /* Suspend first: the commit may finish before this handler returns. */
     MHD_suspend_connection(r->conn);
-    r->ticket = (web_ticket_t){.rows = r->audit, .n = r->n_audit, .done = audit_committed,
-                               .arg = r};
-    if (r->change) {
-        r->ticket.change = r->change;
-        r->ticket.change_arg = r->change_arg;
-        r->ticket.change_rows = &r->change_row;
-        r->ticket.n_change = 1;
-    }
+    fill_ticket(r, audit_committed, r);
     web_auditor_submit(r->w->auditor, &r->ticket);
 }
 
@@ -1297,14 +1302,7 @@ void web_dispatch(web_t *w, const char *method, const char *uri, const web_heade
     if (r->n_audit || r->change) {
         /* The same group commit as a connection's, waited for here. */
         dispatch_wait_t d = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-        r->ticket = (web_ticket_t){.rows = r->audit, .n = r->n_audit,
-                                   .done = dispatch_committed, .arg = &d};
-        if (r->change) {
-            r->ticket.change = r->change;
-            r->ticket.change_arg = r->change_arg;
-            r->ticket.change_rows = &r->change_row;
-            r->ticket.n_change = 1;
-        }
+        fill_ticket(r, dispatch_committed, &d);
         web_auditor_submit(w->auditor, &r->ticket);
         pthread_mutex_lock(&d.lock);
         while (!d.done)

@@ -11,7 +11,8 @@ schema's own indexes and FTS5 triggers; then
 - the same number search over HTTP (build/bench/webserve, wrk, 4 connections,
   each request also committing its audit row);
 - PBX event ingestion over HTTP: POST /api/v1/calls with a new call_id each,
-  wrk with 32 connections; every 201 is a committed, fsynced row
+  wrk with 64 keep-alive connections (many events share one commit, as
+  from a busy PBX); every 201 is a committed, fsynced row
   (synchronous = FULL) with its audit row;
 - `vigilctl calls import` of a 1 M-row Master.csv into the same index.
 
@@ -292,8 +293,8 @@ def main():
             "| query | n | p50 ms | p99 ms | max ms | rows |\n|---|---|---|---|---|---|\n%s\n\n"
             "Over HTTP (webserve, wrk 4 connections, number search, every request also "
             "commits its `call.search` audit row): %.0f requests/s, p99 %.1f ms.\n\n"
-            "PBX events over HTTP (`POST /api/v1/calls`, a new call each, wrk 32 "
-            "connections, each 201 a committed row with its audit row, synchronous = "
+            "PBX events over HTTP (`POST /api/v1/calls`, a new call each, wrk 64 "
+            "keep-alive connections, each 201 a committed row with its audit row, synchronous = "
             "FULL): **%.0f events/s**, p99 %.1f ms, %d new rows, %d non-2xx.\n\n"
             "`vigilctl calls import` of a %d-row Master.csv (%.0f MB) into that index: "
             "%.1f s (%.0f rows/s): imported %d, merged %d, unmatched %d, bad %d.\n"

@@ -32,10 +32,13 @@ enum {
     U_LIST,
     U_ALL,
     U_HASH_OF,
+    U_SAVEPOINT,
+    U_ROLLBACK_TO,
+    U_RELEASE,
     U_END
 };
 
-_Static_assert(U_END <= IDX_MAX_LAZY, "raise IDX_MAX_LAZY");
+_Static_assert(U_END <= IDX_LAZY_FRAGS, "audit.c lazy slots overlap frags.c's");
 
 static const char *const lazy_sql[U_END - IDX_LAZY_AUDIT] = {
 #define SQL(slot) [(slot) - IDX_LAZY_AUDIT]
@@ -49,6 +52,9 @@ static const char *const lazy_sql[U_END - IDX_LAZY_AUDIT] = {
                   " ORDER BY id LIMIT ?6",
     SQL(U_ALL) = "SELECT " AUDIT_COLUMNS " FROM audit ORDER BY id",
     SQL(U_HASH_OF) = "SELECT hash FROM audit WHERE id = ?1",
+    SQL(U_SAVEPOINT) = "SAVEPOINT audited_step",
+    SQL(U_ROLLBACK_TO) = "ROLLBACK TO audited_step",
+    SQL(U_RELEASE) = "RELEASE audited_step",
 #undef SQL
 };
 
@@ -248,6 +254,43 @@ int idx_audited_change(idx_t *idx, idx_change_fn change, void *arg, idx_audit_t 
         return ret;
     }
     return idx_commit(idx);
+}
+
+static int run_stmt(idx_t *idx, int slot, const char *what)
+{
+    sqlite3_stmt *st = stmt(idx, slot);
+    if (!st)
+        return VG_EDB;
+    int rc = sqlite3_step(st);
+    int ret = rc == SQLITE_DONE ? VG_OK : idx_priv_db_fail(idx, rc, what);
+    idx_priv_stmt_done(st);
+    return ret;
+}
+
+int idx_audited_step(idx_t *idx, idx_change_fn change, void *arg, idx_audit_t *rows, size_t n)
+{
+    if (!idx || !change || (!rows && n))
+        return VG_EINVAL;
+    if (sqlite3_get_autocommit(idx->db)) {
+        vg_err("index %s: audited step outside a transaction", idx->path);
+        return VG_EINVAL;
+    }
+    if (sodium_init() < 0)
+        return VG_EIO;
+    int ret = run_stmt(idx, U_SAVEPOINT, "open savepoint");
+    if (ret != VG_OK)
+        return ret;
+    ret = change(idx, arg, rows, n);
+    if (ret == VG_OK && append_rows(idx, rows, n) != VG_OK)
+        ret = VG_EAUDIT;
+    /* Some errors (a full disk, I/O) make SQLite roll the whole transaction
+     * back by itself: then there is no savepoint left to undo or release. */
+    if (sqlite3_get_autocommit(idx->db))
+        return ret != VG_OK ? ret : VG_EDB;
+    if (ret != VG_OK && run_stmt(idx, U_ROLLBACK_TO, "roll back to savepoint") != VG_OK)
+        return ret;
+    int rel = run_stmt(idx, U_RELEASE, "release savepoint");
+    return ret != VG_OK ? ret : rel;
 }
 
 static int bind_filter(idx_t *idx, sqlite3_stmt *st, const idx_audit_filter_t *f)

@@ -75,6 +75,23 @@ static int prepare(idx_t *idx, const char *sql, const char *what, sqlite3_stmt *
     return rc == SQLITE_OK ? VG_OK : idx_priv_db_fail(idx, rc, what);
 }
 
+/* The statements of a PBX event (thousands a second): prepared once per
+ * connection, since preparing an INSERT into call also codes its triggers. */
+enum { C_SOURCE = IDX_LAZY_CALLS, C_INSERT, C_MERGE, C_BY_CALL_ID, C_END };
+_Static_assert(C_END <= IDX_MAX_LAZY, "raise IDX_MAX_LAZY");
+
+static int prepare_kept(idx_t *idx, int slot, const char *sql, sqlite3_stmt **st)
+{
+    *st = idx_priv_lazy(idx, slot, sql);
+    return *st ? VG_OK : VG_EDB;
+}
+
+static void kept_done(sqlite3_stmt *st)
+{
+    if (st)
+        idx_priv_stmt_done(st);
+}
+
 /* A fixed text field must be terminated inside its array (a caller that
  * filled it with memcpy may not have): an unterminated one is refused
  * rather than read past. */
@@ -126,8 +143,7 @@ static int bind_null_or_i64(idx_t *idx, sqlite3_stmt *st, int col, int64_t v, in
 static int source_of(idx_t *idx, const char *name, int64_t *id, char kind[8])
 {
     sqlite3_stmt *st = NULL;
-    int ret = prepare(idx, "SELECT id, kind FROM source WHERE name = ?1", "prepare call source",
-                      &st);
+    int ret = prepare_kept(idx, C_SOURCE, "SELECT id, kind FROM source WHERE name = ?1", &st);
     if (ret != VG_OK)
         return ret;
     if ((ret = idx_priv_bind_text(idx, st, 1, name)) != VG_OK)
@@ -143,7 +159,7 @@ static int source_of(idx_t *idx, const char *name, int64_t *id, char kind[8])
     }
 
 cleanup:
-    sqlite3_finalize(st);
+    kept_done(st);
     return ret;
 }
 
@@ -153,13 +169,13 @@ static int insert_call(idx_t *idx, const idx_call_t *c, int64_t source_id, int64
     char caller_rev[IDX_CALL_NUM_MAX], callee_rev[IDX_CALL_NUM_MAX];
     reverse_digits(c->caller, caller_rev, sizeof(caller_rev));
     reverse_digits(c->callee, callee_rev, sizeof(callee_rev));
-    int ret = prepare(idx,
+    int ret = prepare_kept(idx, C_INSERT,
                       "INSERT INTO call (call_id, source_id, start_us, end_us, direction, caller,"
                       " caller_raw, caller_rev, callee, callee_raw, callee_rev, agent, queue,"
                       " account, disposition, tags, notes, origin, ann_pbx, created_us,"
                       " updated_us) VALUES (NULLIF(?1, ''), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10,"
                       " ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?20)",
-                      "prepare call insert", &st);
+                      &st);
     if (ret != VG_OK)
         return ret;
     if ((ret = idx_priv_bind_text(idx, st, 1, c->call_id)) != VG_OK ||
@@ -191,7 +207,7 @@ static int insert_call(idx_t *idx, const idx_call_t *c, int64_t source_id, int64
     *id = sqlite3_last_insert_rowid(idx->db);
 
 cleanup:
-    sqlite3_finalize(st);
+    kept_done(st);
     return ret;
 }
 
@@ -204,7 +220,7 @@ static int merge_call(idx_t *idx, const idx_call_t *c, int64_t id)
     reverse_digits(c->caller, caller_rev, sizeof(caller_rev));
     reverse_digits(c->callee, callee_rev, sizeof(callee_rev));
 #define FILL(col, n) col " = CASE WHEN " col " = '' THEN ?" #n " ELSE " col " END"
-    int ret = prepare(idx,
+    int ret = prepare_kept(idx, C_MERGE,
                       "UPDATE call SET end_us = COALESCE(end_us, ?2), " FILL("direction", 3) ", "
                       "caller_rev = CASE WHEN caller = '' THEN ?6 ELSE caller_rev END, "
                       "callee_rev = CASE WHEN callee = '' THEN ?9 ELSE callee_rev END, "
@@ -215,7 +231,7 @@ static int merge_call(idx_t *idx, const idx_call_t *c, int64_t id)
                       ", tags = CASE WHEN tags = '[]' THEN ?14 ELSE tags END, "
                       FILL("notes", 15) ", ann_pbx = COALESCE(ann_pbx, ?16), updated_us = ?17"
                       " WHERE id = ?1",
-                      "prepare call merge", &st);
+                      &st);
 #undef FILL
     if (ret != VG_OK)
         return ret;
@@ -242,7 +258,7 @@ static int merge_call(idx_t *idx, const idx_call_t *c, int64_t id)
         ret = idx_priv_db_fail(idx, rc, "merge call");
 
 cleanup:
-    sqlite3_finalize(st);
+    kept_done(st);
     return ret;
 }
 
@@ -296,10 +312,19 @@ cleanup:
 static int get_one(idx_t *idx, const char *where, const char *text, int64_t num, idx_call_t *out)
 {
     sqlite3_stmt *st = NULL;
-    char *sql = vg_asprintf("SELECT " CALL_COLUMNS " FROM call c JOIN source s"
-                            " ON s.id = c.source_id WHERE %s", where);
-    int ret = prepare(idx, sql, "prepare call get", &st);
-    free(sql);
+    /* by call_id: every PBX event asks */
+    int kept = text != NULL && strcmp(where, "c.call_id = ?1") == 0;
+    int ret;
+    if (kept) {
+        ret = prepare_kept(idx, C_BY_CALL_ID,
+                           "SELECT " CALL_COLUMNS " FROM call c JOIN source s"
+                           " ON s.id = c.source_id WHERE c.call_id = ?1", &st);
+    } else {
+        char *sql = vg_asprintf("SELECT " CALL_COLUMNS " FROM call c JOIN source s"
+                                " ON s.id = c.source_id WHERE %s", where);
+        ret = prepare(idx, sql, "prepare call get", &st);
+        free(sql);
+    }
     if (ret != VG_OK)
         return ret;
     ret = text ? idx_priv_bind_text(idx, st, 1, text) : idx_priv_bind_i64(idx, st, 1, num);
@@ -314,7 +339,10 @@ static int get_one(idx_t *idx, const char *where, const char *text, int64_t num,
         ret = idx_priv_db_fail(idx, rc, "get call");
 
 cleanup:
-    sqlite3_finalize(st);
+    if (kept)
+        kept_done(st);
+    else
+        sqlite3_finalize(st);
     return ret;
 }
 

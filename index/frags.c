@@ -20,7 +20,7 @@ enum {
     F_END
 };
 
-_Static_assert(F_END <= IDX_MAX_LAZY, "raise IDX_MAX_LAZY");
+_Static_assert(F_END <= IDX_LAZY_CALLS, "frags.c lazy slots overlap calls.c's");
 
 static const char *const lazy_sql[F_END - IDX_LAZY_FRAGS] = {
 #define SQL(slot) [(slot) - IDX_LAZY_FRAGS]

@@ -1291,6 +1291,11 @@ int idx_rollback(idx_t *idx)
     return run_simple(idx, ST_ROLLBACK, "roll back transaction");
 }
 
+int idx_in_transaction(idx_t *idx)
+{
+    return idx && !sqlite3_get_autocommit(idx->db);
+}
+
 int idx_priv_begin(idx_t *idx, int *owned)
 {
     *owned = 0;

@@ -429,6 +429,15 @@ int idx_audit_append(idx_t *idx, idx_audit_t *rows, size_t n);
  * cannot be written (nothing was changed), or the commit's error. */
 typedef int (*idx_change_fn)(idx_t *idx, void *arg, idx_audit_t *rows, size_t n);
 int idx_audited_change(idx_t *idx, idx_change_fn change, void *arg, idx_audit_t *rows, size_t n);
+/* The same inside a transaction the caller holds (idx_begin), so many
+ * changes share one commit (the web's group commit): change and rows run in
+ * a SAVEPOINT of their own; when either fails only they are rolled back and
+ * the transaction goes on. Returns as idx_audited_change; when SQLite has
+ * rolled back the whole transaction by itself (an I/O error), the caller
+ * sees it in idx_in_transaction() == 0 and every earlier step is lost. */
+int idx_audited_step(idx_t *idx, idx_change_fn change, void *arg, idx_audit_t *rows, size_t n);
+/* 1 while a transaction is open on idx. */
+int idx_in_transaction(idx_t *idx);
 
 typedef struct {
     int64_t from_us, to_us; /* ts range [from, to) */

@@ -13,13 +13,14 @@
     "g.init_bytes, g.path, g.unverified"
 
 /* Statements of the other index/ files, prepared on first use. */
-#define IDX_MAX_LAZY 72
+#define IDX_MAX_LAZY 80
 
 /* Each file's lazy slots start at its own base so their enums never collide:
  * retention.c uses 0.., accounts.c IDX_LAZY_ACCOUNTS.., audit.c IDX_LAZY_AUDIT.. */
 #define IDX_LAZY_ACCOUNTS 24
 #define IDX_LAZY_AUDIT 56
 #define IDX_LAZY_FRAGS 64 /* frags.c */
+#define IDX_LAZY_CALLS 72 /* calls.c: the PBX event path */
 
 /* How long a statement waits for another connection's lock. */
 #define IDX_BUSY_TIMEOUT_MS 5000

@@ -891,6 +891,63 @@ START_TEST(test_audited_change_all_or_nothing)
 }
 END_TEST
 
+static int add_then_fail_change(idx_t *idx, void *arg, idx_audit_t *rows, size_t n)
+{
+    (void)rows;
+    (void)n;
+    ck_assert_int_eq(idx_account_add(idx, arg, NULL, 0), VG_OK);
+    return VG_EEXIST; /* written, then refused: the savepoint must undo it */
+}
+
+/* Many changes in one transaction (the web's group commit): each in its own
+ * savepoint; a failed one (its own error, or its audit row refused) leaves
+ * no trace and the others commit, their rows chained in order; a later
+ * change sees an earlier one. */
+START_TEST(test_audited_steps_share_a_transaction)
+{
+    idx_t *idx = NULL;
+    idx_account_t a[5] = {{.all_sources = 1}};
+    idx_audit_t row[5];
+    const char *names[5] = {"ann", "bea", "ann", "cat", "dan"};
+    for (int i = 0; i < 5; i++) {
+        a[i].all_sources = 1;
+        snprintf(a[i].name, sizeof(a[i].name), "%s", names[i]);
+        snprintf(a[i].role, sizeof(a[i].role), "auditor");
+        snprintf(a[i].pwhash, sizeof(a[i].pwhash), "x");
+        memset(&row[i], 0, sizeof(row[i]));
+        row[i].ts_us = 1 + i;
+        snprintf(row[i].actor, sizeof(row[i].actor), "user:root");
+        snprintf(row[i].action, sizeof(row[i].action), "user.create");
+        snprintf(row[i].result, sizeof(row[i].result), "ok");
+    }
+    ck_assert_int_eq(idx_open(g_db, 0, &idx), VG_OK);
+    raw_exec(g_db, "CREATE TRIGGER inject BEFORE INSERT ON audit WHEN NEW.object = 'user:cat'"
+                   " BEGIN SELECT RAISE(ABORT, 'injected'); END;");
+    ck_assert_int_eq(idx_audited_step(idx, add_account_change, &a[0], &row[0], 1), VG_EINVAL);
+    ck_assert_int_eq(idx_begin(idx), VG_OK);
+    ck_assert_int_eq(idx_audited_step(idx, add_account_change, &a[0], &row[0], 1), VG_OK);
+    ck_assert_int_eq(idx_audited_step(idx, add_then_fail_change, &a[1], &row[1], 1), VG_EEXIST);
+    ck_assert_int_eq(idx_audited_step(idx, add_account_change, &a[2], &row[2], 1), VG_EEXIST);
+    ck_assert_int_eq(idx_audited_step(idx, add_account_change, &a[3], &row[3], 1), VG_EAUDIT);
+    ck_assert_int_eq(idx_in_transaction(idx), 1);
+    ck_assert_int_eq(idx_audited_step(idx, add_account_change, &a[4], &row[4], 1), VG_OK);
+    ck_assert_int_eq(idx_commit(idx), VG_OK);
+    raw_exec(g_db, "DROP TRIGGER inject;");
+    idx_account_t got;
+    ck_assert_int_eq(idx_account_get(idx, "ann", &got), VG_OK);
+    ck_assert_int_eq(idx_account_get(idx, "bea", &got), VG_ENOTFOUND);
+    ck_assert_int_eq(idx_account_get(idx, "cat", &got), VG_ENOTFOUND);
+    ck_assert_int_eq(idx_account_get(idx, "dan", &got), VG_OK);
+    ck_assert_int_eq(raw_int(g_db, "SELECT COUNT(*) FROM audit"), 2);
+    ck_assert_int_eq(row[4].id, row[0].id + 1);
+    ck_assert_str_eq(row[4].prev_hash, row[0].hash);
+    int64_t checked = 0, bad = 0;
+    ck_assert_int_eq(idx_audit_verify(idx, &checked, &bad), VG_OK);
+    ck_assert_int_eq(bad, 0);
+    idx_close(idx);
+}
+END_TEST
+
 static int64_t accounts_gen(idx_t *idx)
 {
     int64_t gen = -1;
@@ -1253,6 +1310,7 @@ static Suite *index_suite(void)
     tcase_add_test(tc, test_source_hour_rows_go_with_their_hour);
     tcase_add_test(tc, test_anchor_key_and_checkpoints);
     tcase_add_test(tc, test_audited_change_all_or_nothing);
+    tcase_add_test(tc, test_audited_steps_share_a_transaction);
     tcase_add_test(tc, test_accounts_generation);
     tcase_add_test(tc, test_long_source_lists_whole);
     tcase_add_test(tc, test_scale_plan);

@@ -3,7 +3,11 @@
  * record of one. Committing each row alone would cost a WAL fsync per
  * request, so requests queue their rows (their connections suspended, so no
  * HTTP thread waits) and one writer thread commits everything queued in a
- * single transaction: under load many requests share one fsync. */
+ * single transaction: under load many requests share one fsync.
+ *
+ * A ticket may also carry a change (web_change_queued: the PBX events): it
+ * runs in that transaction in a savepoint of its own with its audit rows
+ * after it, so thousands of durable changes a second share fsyncs too. */
 #include "web/web_private.h"
 
 #include <errno.h>
@@ -47,19 +51,44 @@ struct web_auditor {
     int stop;
 };
 
-/* Commits one batch; every ticket in it gets the same status. */
+/* Writes one ticket inside the batch's transaction: its change (if any) in
+ * a savepoint of its own, then its other rows. Returns the ticket's own code
+ * in t_rc (a change that failed is only its request's failure) and VG_OK, or
+ * an error that fails the whole batch. */
+static int write_ticket(web_auditor_t *a, ticket_t *t, int *t_rc)
+{
+    *t_rc = VG_OK;
+    if (t->change) {
+        *t_rc = idx_audited_step(a->idx, t->change, t->change_arg, t->change_rows, t->n_change);
+        if (!idx_in_transaction(a->idx))
+            return *t_rc != VG_OK ? *t_rc : VG_EDB; /* SQLite dropped the batch */
+    }
+    int rc = t->n ? idx_audit_append(a->idx, t->rows, t->n) : VG_OK;
+    if (rc == VG_OK && *t_rc == VG_OK)
+        *t_rc = t->change ? VG_OK : rc;
+    return rc;
+}
+
+/* Commits one batch in one transaction, tickets in queue order (so the
+ * chain is in commit order and a later change sees an earlier one: two
+ * events of one call in a batch). A failed change costs only its request;
+ * a failed row or commit fails every ticket, changes included. */
 static void commit_batch(web_auditor_t *a, ticket_t *batch)
 {
-    size_t total = 0;
-    for (ticket_t *t = batch; t; t = t->next)
-        total += t->n;
-    idx_audit_t *rows = vg_malloc((total ? total : 1) * sizeof(*rows));
-    size_t k = 0;
+    size_t total = 0, n_tickets = 0;
     for (ticket_t *t = batch; t; t = t->next) {
-        memcpy(rows + k, t->rows, t->n * sizeof(*rows));
-        k += t->n;
+        total += t->n + t->n_change;
+        n_tickets++;
     }
-    int rc = idx_audit_append(a->idx, rows, total);
+    int *rcs = vg_calloc(n_tickets ? n_tickets : 1, sizeof(*rcs));
+    int rc = idx_begin(a->idx);
+    size_t i = 0;
+    for (ticket_t *t = batch; rc == VG_OK && t; t = t->next, i++)
+        rc = write_ticket(a, t, &rcs[i]);
+    if (rc == VG_OK)
+        rc = idx_commit(a->idx);
+    else
+        idx_rollback(a->idx);
     if (rc != VG_OK)
         vg_err("web: cannot write %zu audit row(s): %s; the requests fail", total,
                vg_strerror(rc));
@@ -68,16 +97,14 @@ static void commit_batch(web_auditor_t *a, ticket_t *batch)
     if (a->rows_since_ckpt >= CHECKPOINT_EVERY_ROWS)
         pthread_cond_signal(&a->ckpt_wake);
     pthread_mutex_unlock(&a->lock);
-    /* Hand ids and hashes back, then wake each request. done() may end the
-     * request and free its ticket: read next first. */
-    k = 0;
-    for (ticket_t *t = batch, *next; t; t = next) {
+    /* Wake each request (ids and hashes are in its rows). done() may end
+     * the request and free its ticket: read next first. */
+    i = 0;
+    for (ticket_t *t = batch, *next; t; t = next, i++) {
         next = t->next;
-        memcpy(t->rows, rows + k, t->n * sizeof(*rows));
-        k += t->n;
-        t->done(t->arg, rc);
+        t->done(t->arg, rc != VG_OK ? rc : rcs[i]);
     }
-    free(rows);
+    free(rcs);
 }
 
 /* Lets a small batch grow for up to LINGER_US while requests keep coming

@@ -300,17 +300,22 @@ static int take_event(web_req_t *r, json_t *body, idx_call_t *c, unsigned *mask)
     return VG_OK;
 }
 
+/* A PBX event waiting for the group commit (web_change_queued): the
+ * request owns it until it ends. */
 typedef struct {
-    const idx_call_t *c;
-    int64_t id;
+    idx_call_t c;      /* the event */
+    int64_t id;        /* the call's id once stored */
     int created;
-} upsert_t;
+    unsigned mask;     /* PATCH: the fields it changes */
+    idx_call_t after;  /* PATCH: the call as committed */
+    int have_after;
+} event_job_t;
 
 static int do_upsert(idx_t *idx, void *arg, idx_audit_t *rows, size_t n)
 {
-    upsert_t *u = arg;
+    event_job_t *u = arg;
     (void)n;
-    int rc = idx_call_upsert(idx, u->c, &u->id, &u->created);
+    int rc = idx_call_upsert(idx, &u->c, &u->id, &u->created);
     if (rc == VG_OK) {
         snprintf(rows[0].object, sizeof(rows[0].object), "call:%" PRId64, u->id);
         if (!u->created)
@@ -338,10 +343,30 @@ static int event_source(web_req_t *r, const char *name)
     return VG_OK;
 }
 
+/* POST /calls, once the event is committed (or not). */
+static void call_add_done(web_req_t *r, int rc)
+{
+    event_job_t *u = r->change_arg;
+    if (rc == VG_EEXIST)
+        web_reply_error(r, 409, "call_id_conflict", "call_id %.64s is a call of another line",
+                        u->c.call_id);
+    else if (rc == VG_EINVAL)
+        web_reply_error(r, 400, "invalid_range", "end is before the call's start");
+    else if (rc == VG_ENOTFOUND)
+        web_reply_error(r, 400, "unknown_source", "source '%.64s' is not registered yet",
+                        u->c.source);
+    else if (rc != VG_OK)
+        web_reply_error(r, rc == VG_EBUSY ? 503 : 500, "internal", "cannot store the call");
+    else
+        web_reply_json(r, u->created ? 201 : 200,
+                       json_pack("{sI sb}", "id", (json_int_t)u->id, "created", u->created));
+}
+
 void web_h_call_add(web_req_t *r)
 {
     json_t *body = web_req_body(r, event_fields);
-    idx_call_t *c = vg_malloc(sizeof(*c));
+    event_job_t *u = vg_calloc(1, sizeof(*u));
+    idx_call_t *c = &u->c;
     unsigned mask = 0;
     idx_audit_t row;
     char detail[160];
@@ -364,53 +389,49 @@ void web_h_call_add(web_req_t *r)
     c->created_us = c->updated_us = r->now_us;
     snprintf(detail, sizeof(detail), "source=%s call_id=%.64s", c->source, c->call_id);
     web_audit_row(r, &row, NULL, "call.create", "", c->start_us, c->end_us, "ok", detail);
-    upsert_t u = {c, 0, 0};
-    int rc = web_change(r, do_upsert, &u, &row);
-    if (rc == VG_EAUDIT)
-        goto cleanup;
-    if (rc == VG_EEXIST) {
-        web_reply_error(r, 409, "call_id_conflict",
-                        "call_id %.64s is a call of another line", c->call_id);
-        goto cleanup;
-    }
-    if (rc == VG_EINVAL) {
-        web_reply_error(r, 400, "invalid_range", "end is before the call's start");
-        goto cleanup;
-    }
-    if (rc == VG_ENOTFOUND) {
-        web_reply_error(r, 400, "unknown_source", "source '%.64s' is not registered yet",
-                        c->source);
-        goto cleanup;
-    }
-    if (rc != VG_OK) {
-        web_reply_error(r, rc == VG_EBUSY ? 503 : 500, "internal", "cannot store the call");
-        goto cleanup;
-    }
-    web_reply_json(r, u.created ? 201 : 200,
-                   json_pack("{sI sb}", "id", (json_int_t)u.id, "created", u.created));
+    /* Many events a second, each durable before its answer: they share the
+     * group commit's transactions (one fsync for many). */
+    web_change_queued(r, do_upsert, u, free, &row, call_add_done);
+    u = NULL;
 
 cleanup:
     json_decref(body);
-    free(c);
+    free(u);
 }
-
-typedef struct {
-    int64_t id;
-    const idx_call_t *c;
-    unsigned mask;
-} update_t;
 
 static int do_update(idx_t *idx, void *arg, idx_audit_t *rows, size_t n)
 {
-    update_t *u = arg;
+    event_job_t *u = arg;
     (void)rows;
     (void)n;
-    return idx_call_update(idx, u->id, u->c, u->mask);
+    int rc = idx_call_update(idx, u->id, &u->c, u->mask);
+    /* The answer is the call as committed: read in the same transaction. */
+    if (rc == VG_OK)
+        u->have_after = idx_call_get(idx, u->id, &u->after) == VG_OK;
+    return rc;
+}
+
+/* PATCH /calls/{id}, once the change is committed (or not). */
+static void call_patch_done(web_req_t *r, int rc)
+{
+    event_job_t *u = r->change_arg;
+    if (rc == VG_EINVAL)
+        web_reply_error(r, 400, "invalid_field", "the change does not fit the call");
+    else if (rc == VG_ENOTFOUND)
+        web_reply_error(r, 404, "not_found", "no such call");
+    else if (rc != VG_OK)
+        web_reply_error(r, 500, "internal", "cannot store the change");
+    else if (u->have_after)
+        web_reply_json(r, 200, call_json(&u->after));
+    else
+        web_reply_error(r, 404, "not_found", "no such call");
 }
 
 void web_h_call_patch(web_req_t *r)
 {
-    idx_call_t *old = vg_malloc(sizeof(*old)), *c = vg_malloc(sizeof(*c));
+    idx_call_t *old = vg_malloc(sizeof(*old));
+    event_job_t *u = vg_calloc(1, sizeof(*u));
+    idx_call_t *c = &u->c;
     json_t *body = NULL;
     unsigned mask = 0;
     char object[48], detail[160];
@@ -451,31 +472,15 @@ void web_h_call_patch(web_req_t *r)
     snprintf(object, sizeof(object), "call:%" PRId64, old->id);
     snprintf(detail, sizeof(detail), "fields=0x%x", mask);
     web_audit_row(r, &row, NULL, "call.update", object, start, end, "ok", detail);
-    update_t u = {old->id, c, mask};
-    int rc = web_change(r, do_update, &u, &row);
-    if (rc == VG_EAUDIT)
-        goto cleanup;
-    if (rc == VG_EINVAL) {
-        web_reply_error(r, 400, "invalid_field", "the change does not fit the call");
-        goto cleanup;
-    }
-    if (rc == VG_ENOTFOUND) {
-        web_reply_error(r, 404, "not_found", "no such call");
-        goto cleanup;
-    }
-    if (rc != VG_OK) {
-        web_reply_error(r, 500, "internal", "cannot store the change");
-        goto cleanup;
-    }
-    if (idx_call_get(r->idx, old->id, c) == VG_OK)
-        web_reply_json(r, 200, call_json(c));
-    else
-        web_reply_error(r, 404, "not_found", "no such call");
+    u->id = old->id;
+    u->mask = mask;
+    web_change_queued(r, do_update, u, free, &row, call_patch_done);
+    u = NULL;
 
 cleanup:
     json_decref(body);
     free(old);
-    free(c);
+    free(u);
 }
 
 /* ---- search ---- */

@@ -735,6 +735,49 @@ int web_change(web_req_t *r, idx_change_fn change, void *arg, idx_audit_t *row)
     return rc;
 }
 
+void web_change_queued(web_req_t *r, idx_change_fn change, void *arg,
+                       void (*change_free)(void *arg), const idx_audit_t *row,
+                       void (*done)(web_req_t *r, int rc))
+{
+    if (r->change) {
+        vg_err("web: two queued changes for one request");
+        abort(); /* a programming error: a handler must not do this */
+    }
+    r->change = change;
+    r->change_arg = arg;
+    r->change_free = change_free;
+    r->change_row = *row;
+    r->change_done = done;
+}
+
+/* The request's rows, and its queued change if any, for the group commit. */
+static void fill_ticket(web_req_t *r, void (*done)(void *arg, int rc), void *arg)
+{
+    r->ticket = (web_ticket_t){.rows = r->audit, .n = r->n_audit, .done = done, .arg = arg};
+    if (r->change) {
+        r->ticket.change = r->change;
+        r->ticket.change_arg = r->change_arg;
+        r->ticket.change_rows = &r->change_row;
+        r->ticket.n_change = 1;
+    }
+}
+
+/* The queued change committed (or not): its continuation answers. */
+static void change_finish(web_req_t *r, int rc)
+{
+    if (rc == VG_EAUDIT) {
+        vg_err("web: %s by %s not made: its audit row cannot be written", r->change_row.action,
+               r->change_row.actor);
+        r->set_cookie[0] = '\0';
+        web_reply_error(r, 500, "audit_failed",
+                        "the change could not be recorded, so it was not made; try again");
+    } else {
+        r->change_done(r, rc);
+    }
+    if (!r->status)
+        web_reply_error(r, 500, "internal", "no answer");
+}
+
 /* ---- request helpers ---- */
 
 const char *web_req_header(const web_req_t *r, const char *name)
@@ -915,6 +958,8 @@ static void req_free(web_req_t *r)
     web_target_free(&r->target);
     free(r->raw_uri);
     free(r->body);
+    if (r->change_free)
+        r->change_free(r->change_arg);
     payload_drop(r);
     free(r);
 }
@@ -984,8 +1029,7 @@ static void start_audit(web_req_t *r)
     __atomic_add_fetch(&r->w->suspended, 1, __ATOMIC_SEQ_CST);
     /* Suspend first: the commit may finish before this handler returns. */
     MHD_suspend_connection(r->conn);
-    r->ticket = (web_ticket_t){.rows = r->audit, .n = r->n_audit, .done = audit_committed,
-                               .arg = r};
+    fill_ticket(r, audit_committed, r);
     web_auditor_submit(r->w->auditor, &r->ticket);
 }
 
@@ -1047,11 +1091,17 @@ static void process(web_req_t *r)
         web_reply_error(r, 500, "internal", "the index is not available");
     else
         route->handler(r);
+    if (r->change && r->status) {
+        vg_err("web: a handler queued a change and answered");
+        abort(); /* a programming error */
+    }
+    pool_put(r->w, r->idx);
+    r->idx = NULL;
+    if (r->change)
+        return; /* answered and counted once the change is committed */
     if (!r->status)
         web_reply_error(r, 500, "internal", "no answer");
     web_count_request(r->w, route, r->status);
-    pool_put(r->w, r->idx);
-    r->idx = NULL;
 }
 
 static void add_header(struct MHD_Response *resp, const char *name, const char *value)
@@ -1151,6 +1201,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         process_headers(r);
         if (!r->status)
             return MHD_YES; /* now the body, if any */
+        /* no handler ran: nothing queued a change */
         if (r->n_audit) {
             start_audit(r);
             return MHD_YES;
@@ -1165,6 +1216,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (r->audit_state == AUDIT_DONE) {
         r->audit_state = AUDIT_NONE;
+        if (r->change) {
+            change_finish(r, r->audit_rc);
+            web_count_request(r->w, r->route, r->status);
+            return send_reply(r);
+        }
         /* An access whose record cannot be written is not answered with data. */
         if (r->audit_rc != VG_OK)
             web_reply_error(r, 500, "audit_failed", "the access could not be recorded; try again");
@@ -1173,7 +1229,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (r->status)
         return MHD_YES; /* answered on the first call */
     process(r);
-    if (r->n_audit) {
+    if (r->n_audit || r->change) {
         start_audit(r);
         return MHD_YES;
     }
@@ -1243,11 +1299,10 @@ void web_dispatch(web_t *w, const char *method, const char *uri, const web_heade
             take_body(r, body, body_len);
         process(r);
     }
-    if (r->n_audit) {
+    if (r->n_audit || r->change) {
         /* The same group commit as a connection's, waited for here. */
         dispatch_wait_t d = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-        r->ticket = (web_ticket_t){.rows = r->audit, .n = r->n_audit,
-                                   .done = dispatch_committed, .arg = &d};
+        fill_ticket(r, dispatch_committed, &d);
         web_auditor_submit(w->auditor, &r->ticket);
         pthread_mutex_lock(&d.lock);
         while (!d.done)
@@ -1255,7 +1310,10 @@ void web_dispatch(web_t *w, const char *method, const char *uri, const web_heade
         pthread_mutex_unlock(&d.lock);
         pthread_mutex_destroy(&d.lock);
         pthread_cond_destroy(&d.cond);
-        if (d.rc != VG_OK)
+        if (r->change) {
+            change_finish(r, d.rc);
+            web_count_request(w, r->route, r->status);
+        } else if (d.rc != VG_OK)
             web_reply_error(r, 500, "audit_failed", "the access could not be recorded; try again");
     }
     if (r->body_kind != BODY_NONE)

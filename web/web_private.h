@@ -145,10 +145,16 @@ web_cached_t *web_cache_put(web_cache_t *c, const char *key, int64_t version, co
                             size_t len, size_t n);
 
 /* A request's audit rows waiting for the group commit. done runs on the
- * writer thread once they are committed (or failed: rc). */
+ * writer thread once they are committed (or failed: rc). With change set,
+ * change(idx, change_arg, change_rows, n_change) runs first in the batch's
+ * transaction (idx_audited_step) and rc is its code once committed. */
 typedef struct web_ticket {
     idx_audit_t *rows;
     size_t n;
+    idx_change_fn change;
+    void *change_arg;
+    idx_audit_t *change_rows;
+    size_t n_change;
     void (*done)(void *arg, int rc);
     void *arg;
     struct web_ticket *next;
@@ -316,6 +322,12 @@ typedef struct web_req {
     idx_audit_t audit[WEB_MAX_AUDIT];
     size_t n_audit;
     web_ticket_t ticket;
+    /* a change queued with the group commit (web_change_queued) */
+    idx_change_fn change;
+    void *change_arg;             /* the request's: change_free(change_arg) at its end */
+    void (*change_free)(void *arg);
+    void (*change_done)(struct web_req *r, int rc);
+    idx_audit_t change_row;
     int audit_state;          /* AUDIT_NONE, AUDIT_WAITING, AUDIT_DONE */
     int audit_rc;
 } web_req_t;
@@ -411,6 +423,18 @@ int web_access_reason(web_req_t *r);
  * changes and this answers 500 audit_failed, with no Set-Cookie. Returns the
  * change's code (VG_EAUDIT: already answered); the caller answers the rest. */
 int web_change(web_req_t *r, idx_change_fn change, void *arg, idx_audit_t *row);
+/* web_change for routes that take many changes a second (PBX events): the
+ * change and its row join the group commit (audit.c) in a savepoint of their
+ * own, the connection suspended meanwhile; durable before any answer all the
+ * same. Check the input before: nothing here can answer 400. The request
+ * owns arg (change_free(arg) when it ends, NULL: nothing). Once committed,
+ * done(r, rc) runs on the request's thread with the change's code (or the
+ * commit's error) and answers; r->idx is NULL then (read what the answer
+ * needs inside the change). VG_EAUDIT is answered as web_change does and
+ * done is not called. The handler returns right after this call. */
+void web_change_queued(web_req_t *r, idx_change_fn change, void *arg,
+                       void (*change_free)(void *arg), const idx_audit_t *row,
+                       void (*done)(web_req_t *r, int rc));
 
 /* Parses r's body against fields; answers 400/413/415 and returns NULL when
  * it does not fit. */

@@ -166,9 +166,6 @@ export default {
   'col.last_error': 'Last error',
   'col.created': 'Created',
   'col.actions': 'Actions',
-  'later.live': 'Live wall',
-  'later.calls': 'Calls',
-  'later.text': 'This section comes in a later version.',
 
   'holds.title': 'Holds (protection from deletion)',
   'holds.case': 'Case number',

@@ -166,9 +166,6 @@ export default {
   'col.last_error': 'Последняя ошибка',
   'col.created': 'Создан',
   'col.actions': 'Действия',
-  'later.live': 'Видеостена',
-  'later.calls': 'Звонки',
-  'later.text': 'Этот раздел появится в следующей версии.',
 
   'holds.title': 'Удержания (защита от удаления)',
   'holds.case': 'Номер дела',

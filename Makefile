@@ -104,7 +104,7 @@ unit: $(TEST_BINS)
 # runs them one by one.
 SUITES := \
 	"python3 tests/integration_ui.py --build {build}" \
-	"python3 tests/crash/harness.py --build {build} --states 200" \
+	"python3 tests/crash/harness.py --build {build} --states 120" \
 	"python3 tests/integration_storage.py --build {build}" \
 	"python3 tests/integration.py --build {build}" \
 	"python3 tests/integration_crash.py --build {build}" \

@@ -364,6 +364,9 @@ class Suite:
                 "from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z"}
         status, h, _ = c.request("POST", "/api/v1/holds", hold)
         assert status == 201, h
+        # a source listed twice is held once (it was a 500 from the index)
+        status, h2, _ = c.request("POST", "/api/v1/holds", dict(hold, sources=["cam1", "cam1"]))
+        assert status == 201 and h2["sources"] == ["cam1"], (status, h2)
         db = v.db
 
         def count(query):

@@ -183,7 +183,11 @@ static int hold_sources(web_req_t *r, json_t *arr, const char **names, size_t *n
             web_reply_error(r, 404, "not_found", "no such source '%.64s'", s);
             return VG_ENOTFOUND;
         }
-        names[(*n)++] = s;
+        int dup = 0; /* a name listed twice is held once */
+        for (size_t j = 0; j < *n && !dup; j++)
+            dup = strcmp(names[j], s) == 0;
+        if (!dup)
+            names[(*n)++] = s;
     }
     return VG_OK;
 }

@@ -183,8 +183,8 @@ def main():
             "| report | p50 ms | p99 ms | groups |\n|---|---|---|---|\n%s\n"
             % (time.strftime("%Y-%m-%d"), os.cpu_count(), load[0], load[1], load[2], n, DAYS,
                N_LINES, N_AGENTS, N_QUEUES, checked, n_eval, gen_s, args.requests, table))
-    write_section(args.results, text)
     print(text)
+    write_section(args.results, text)
     if not args.dir:
         shutil.rmtree(root, ignore_errors=True)
 

@@ -33,6 +33,9 @@ typedef struct {
     int sync_seconds;         /* fdatasync the open segment this often; 0: 5 */
     int fragment_max_seconds; /* cut a fragment without a keyframe after; 0: 4 */
     int64_t fragment_max_bytes; /* or at this size; 0: 16 MiB */
+    /* storage_io_error stays up at least this long after the last error, so
+     * an admin sees it even when the next segment is clean; 0: 300 */
+    int alarm_hold_seconds;
 } arc_writer_config_t;
 
 /* Live status of a writer, for logs and status output. */
@@ -44,7 +47,8 @@ typedef struct {
     int64_t last_segment_wall_us; /* when the last segment was committed; 0: never */
     /* Alarms held in memory (the index may be what fails). */
     int index_failing;      /* index_write_failed: rows wait for the index */
-    int io_error_active;    /* storage_io_error: until a later segment finishes cleanly */
+    int io_error_active;    /* storage_io_error: until a later segment finishes cleanly,
+                             * at least alarm_hold_seconds after the last error */
     int64_t io_errors;      /* write/fsync/rename/dir-fsync failures reported by the disk */
     int64_t unverified_segments; /* rows committed marked unverified */
     int finish_queue;       /* closed segments not yet durable */

@@ -162,6 +162,8 @@ struct arc_writer {
     int64_t sync_us;            /* fdatasync the open segment at least this often */
     int64_t last_sync_mono_us;  /* when the last sync was asked for */
     int64_t last_flush_mono_us; /* when the last fragment was cut */
+    int64_t alarm_hold_us;      /* storage_io_error's least life */
+    int64_t io_error_mono_us;   /* when the disk last reported an error (stats_lock) */
     int64_t fragment_max_us;    /* cut a fragment this long after the last */
     int64_t fragment_max_bytes; /* or once this much waits in the muxer */
     int64_t fragment_bytes;     /* packet bytes since the last fragment cut */
@@ -210,6 +212,8 @@ int arc_writer_open(const arc_writer_config_t *cfg, arc_writer_t **out)
     w->idx = cfg->idx;
     w->primary = -1;
     w->sync_us = (int64_t)(cfg->sync_seconds > 0 ? cfg->sync_seconds : 5) * 1000000;
+    w->alarm_hold_us = (int64_t)(cfg->alarm_hold_seconds > 0 ? cfg->alarm_hold_seconds : 300) *
+                       1000000;
     w->fragment_max_us =
         (int64_t)(cfg->fragment_max_seconds > 0 ? cfg->fragment_max_seconds : 4) * 1000000;
     w->fragment_max_bytes =
@@ -726,7 +730,9 @@ static void count_error(arc_writer_t *w, int rc)
 }
 
 /* An I/O error the disk reported (not a full disk): the storage_io_error
- * alarm is up until a later segment of this source is finished cleanly. */
+ * alarm is up until a later segment of this source is finished cleanly, and
+ * for at least alarm_hold_us: an alarm that lived one segment's time would be
+ * gone before anyone looked at the storage page. */
 static void note_io_error(arc_writer_t *w, const segment_t *s, const char *what, int err)
 {
     vg_err("source=%s %s failed on %s: %s; its bytes are kept but marked unverified, "
@@ -734,6 +740,7 @@ static void note_io_error(arc_writer_t *w, const segment_t *s, const char *what,
     pthread_mutex_lock(&w->stats_lock);
     w->stats.io_errors++;
     w->stats.io_error_active = 1;
+    w->io_error_mono_us = vg_clock_mono(w->clock);
     pthread_mutex_unlock(&w->stats_lock);
 }
 
@@ -925,8 +932,10 @@ static void finish_job(arc_writer_t *w, segment_t *s)
     idx_segment_t row;
     row_from_segment(w, s, &row);
     if (!s->unverified) {
+        int64_t now = vg_clock_mono(w->clock);
         pthread_mutex_lock(&w->stats_lock);
-        w->stats.io_error_active = 0; /* this source writes cleanly again */
+        if (now - w->io_error_mono_us >= w->alarm_hold_us)
+            w->stats.io_error_active = 0; /* this source writes cleanly again */
         pthread_mutex_unlock(&w->stats_lock);
     }
     uint8_t *blob = NULL;

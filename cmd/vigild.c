@@ -223,6 +223,7 @@ static int recorder_start(daemon_t *d, const vg_config_t *cfg, size_t slot, reco
         .sync_seconds = cfg->sync_seconds,
         .fragment_max_seconds = cfg->fragment_max_seconds,
         .fragment_max_bytes = (int64_t)cfg->fragment_max_mib * 1024 * 1024,
+        .alarm_hold_seconds = cfg->alarm_hold_seconds,
     };
     if (rc == VG_OK)
         rc = arc_writer_open(&wc, &r->writer);

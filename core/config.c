@@ -283,6 +283,11 @@ static int set_sync_seconds(parser_t *p, const char *key, const char *value)
     return set_int_in(p, key, value, 1, 5, &p->cfg->sync_seconds);
 }
 
+static int set_alarm_hold_seconds(parser_t *p, const char *key, const char *value)
+{
+    return set_int_in(p, key, value, 1, 86400, &p->cfg->alarm_hold_seconds);
+}
+
 static int set_fragment_max_seconds(parser_t *p, const char *key, const char *value)
 {
     return set_int_in(p, key, value, 1, 10, &p->cfg->fragment_max_seconds);
@@ -1039,6 +1044,7 @@ static const key_spec_t archive_keys[] = {
     {"sync_seconds", set_sync_seconds},
     {"fragment_max_seconds", set_fragment_max_seconds},
     {"fragment_max_mib", set_fragment_max_mib},
+    {"alarm_hold_seconds", set_alarm_hold_seconds},
     {NULL, NULL},
 };
 static const key_spec_t retention_keys[] = {
@@ -1361,6 +1367,7 @@ static void init_defaults(vg_config_t *cfg, const char *path)
     cfg->sync_seconds = DEFAULT_SYNC_SECONDS;
     cfg->fragment_max_seconds = DEFAULT_FRAGMENT_MAX_SECONDS;
     cfg->fragment_max_mib = DEFAULT_FRAGMENT_MAX_MIB;
+    cfg->alarm_hold_seconds = 300;
     cfg->audit_checkpoint_seconds = 300;
     cfg->retention.min_days = DEFAULT_DAYS;
     cfg->retention.keep_days = DEFAULT_DAYS;

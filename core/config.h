@@ -111,6 +111,8 @@ typedef struct {
     int fragment_max_seconds;   /* [archive] fragment_max_seconds, 1..10: a fragment is cut
                                  * this long after the last even without a keyframe */
     int fragment_max_mib;       /* [archive] fragment_max_mib, 1..64: or at this size */
+    int alarm_hold_seconds;     /* [archive] alarm_hold_seconds, 1..86400: storage_io_error's
+                                 * least life after the last error */
     int audit_checkpoint_seconds; /* [server] how often the audit head is signed, 1..300 */
     vg_retention_config_t retention;
     vg_http_config_t http;

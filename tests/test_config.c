@@ -230,20 +230,23 @@ START_TEST(test_archive_durability_keys)
     ck_assert_int_eq(cfg.sync_seconds, 5);
     ck_assert_int_eq(cfg.fragment_max_seconds, 4);
     ck_assert_int_eq(cfg.fragment_max_mib, 16);
+    ck_assert_int_eq(cfg.alarm_hold_seconds, 300);
     vg_config_free(&cfg);
     ck_assert_int_eq(load("[archive]\nsync_seconds = 1\nfragment_max_seconds = 10\n"
-                          "fragment_max_mib = 64\n"),
+                          "fragment_max_mib = 64\nalarm_hold_seconds = 15\n"),
                      VG_OK);
     ck_assert_int_eq(cfg.sync_seconds, 1);
     ck_assert_int_eq(cfg.fragment_max_seconds, 10);
     ck_assert_int_eq(cfg.fragment_max_mib, 64);
+    ck_assert_int_eq(cfg.alarm_hold_seconds, 15);
 }
 END_TEST
 
 static const char *bad_archive[] = {
     "sync_seconds = 0",         "sync_seconds = 6",        "sync_seconds = x",
     "fragment_max_seconds = 0", "fragment_max_seconds = 11", "fragment_max_mib = 0",
-    "fragment_max_mib = 65",    "fragment_max_mib = 1.5",
+    "fragment_max_mib = 65",    "fragment_max_mib = 1.5",  "alarm_hold_seconds = 0",
+    "alarm_hold_seconds = 86401",
 };
 
 START_TEST(test_archive_durability_rejected)

@@ -151,7 +151,7 @@ check: deps
 
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan build-asan/camsim build-asan/faultfs.so
-	@VIGIL_TIMEOUT_SCALE=3 $(MAKE) --no-print-directory BUILD=build-asan CC=gcc \
+	@VIGIL_TIMEOUT_SCALE=3 CK_TIMEOUT_MULTIPLIER=3 $(MAKE) --no-print-directory BUILD=build-asan CC=gcc \
 	    CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    unit integration
 

@@ -227,7 +227,9 @@ struct web {
     struct MHD_Daemon *mhd;
     int listen_fd;            /* after MHD_quiesce_daemon: ours to close */
     int port;
-    int suspended;            /* requests waiting for their audit commit (atomic) */
+    int suspended;            /* requests waiting for their audit commit or their
+                               * deferred work (atomic) */
+    int deferred;             /* requests whose work runs off MHD's threads (atomic) */
     int tls;
     char *tls_cert, *tls_key; /* PEM text, kept for MHD's lifetime */
     web_auditor_t *auditor;
@@ -330,6 +332,12 @@ typedef struct web_req {
     idx_audit_t change_row;
     int audit_state;          /* AUDIT_NONE, AUDIT_WAITING, AUDIT_DONE */
     int audit_rc;
+    /* work deferred off MHD's threads (web_defer) */
+    void (*defer_work)(void *arg);
+    void (*defer_finish)(struct web_req *r, void *arg);
+    void (*defer_free)(void *arg);
+    void *defer_arg;
+    int defer_state;          /* DEFER_NONE, DEFER_QUEUED, DEFER_RUNNING, DEFER_DONE */
 } web_req_t;
 
 /* Answers: JSON (steals v; NULL or a value that cannot be serialized
@@ -435,6 +443,18 @@ int web_change(web_req_t *r, idx_change_fn change, void *arg, idx_audit_t *row);
 void web_change_queued(web_req_t *r, idx_change_fn change, void *arg,
                        void (*change_free)(void *arg), const idx_audit_t *row,
                        void (*done)(web_req_t *r, int rc));
+
+/* Work too slow for one of libmicrohttpd's few threads (a WHEP offer waits
+ * up to 5 s for ICE gathering): the handler calls this and returns without
+ * answering. work(arg) then runs on a thread of its own with the
+ * connection suspended, and finish(r, arg) on a request thread answers
+ * (r->idx is NULL then; audit rows it adds are committed before the answer
+ * leaves, as usual). free_arg(arg) (may be NULL) once, when the request
+ * ends, whether work ran or not. At most WEB_MAX_DEFERRED run at once:
+ * past that this answers 503 busy itself (work and finish never run). */
+#define WEB_MAX_DEFERRED 32
+void web_defer(web_req_t *r, void (*work)(void *arg), void (*finish)(web_req_t *r, void *arg),
+               void *arg, void (*free_arg)(void *arg));
 
 /* Parses r's body against fields; answers 400/413/415 and returns NULL when
  * it does not fit. */

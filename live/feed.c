@@ -18,6 +18,7 @@
 
 #include "core/errors.h"
 #include "core/util.h"
+#include "relay/relay.h"
 
 /* A GOP larger than this is not cached: viewers then wait for a keyframe. */
 #define GOP_MAX_BYTES (8u * 1024 * 1024)
@@ -282,23 +283,6 @@ void live_feed_close(live_feed_t *f)
 
 /* ---- packets ---- */
 
-static void free_packet(gpointer p)
-{
-    AVPacket *pkt = p;
-    av_packet_free(&pkt);
-}
-
-/* The packet's bytes as GstMemory without a copy: it holds a reference to
- * capture's buffer (DESIGN.md convention 5). */
-static GstMemory *wrap_packet(const AVPacket *pkt)
-{
-    AVPacket *ref = av_packet_clone(pkt);
-    if (!ref)
-        abort();
-    return gst_memory_new_wrapped(GST_MEMORY_FLAG_READONLY, ref->data, (gsize)ref->size, 0,
-                                  (gsize)ref->size, ref, free_packet);
-}
-
 /* Capture time -> the feed's timeline (ns), which continues across camera
  * reconnects. f->lock held. */
 static int stamp(live_feed_t *f, const AVPacket *pkt, int slot, int64_t *pts, int64_t *dts)
@@ -383,7 +367,7 @@ static void pay_push(live_feed_t *f, const AVPacket *pkt, int slot, int key)
                                                              (gpointer)d, n, 0, n, b,
                                                              (GDestroyNotify)g_bytes_unref));
     }
-    gst_buffer_append_memory(buf, wrap_packet(pkt));
+    gst_buffer_append_memory(buf, rly_packet_memory(pkt));
     GST_BUFFER_PTS(buf) = (GstClockTime)pkt->pts;
     GST_BUFFER_DTS(buf) = (GstClockTime)pkt->dts;
     if (slot == 0 && !key)

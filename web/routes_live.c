@@ -33,27 +33,12 @@ static int hook_allowed(void *arg)
     return web_grant_poll(h->w, &h->grant, &h->gen, &h->gen_known);
 }
 
-typedef struct {
-    web_ticket_t ticket;
-    idx_audit_t row;
-} end_row_t;
-
-static void end_row_done(void *arg, int rc)
-{
-    end_row_t *e = arg;
-    if (rc != VG_OK)
-        vg_err("web: the end of %s's live view of %s could not be recorded: %s", e->row.actor,
-               e->row.object, vg_strerror(rc));
-    free(e);
-}
-
 /* The viewing's end row, queued for the group commit (nobody waits on it). */
 static void hook_ended(void *arg, const char *id, const char *reason, int64_t started_us,
                        int64_t ended_us)
 {
     hook_ctx_t *h = arg;
-    end_row_t *e = vg_calloc(1, sizeof(*e));
-    idx_audit_t *a = &e->row;
+    idx_audit_t row = {0}, *a = &row;
     char detail[256];
     snprintf(detail, sizeof(detail), "phase=end transport=%s session=%s duration_s=%.1f reason=%s",
              h->transport, id, (double)(ended_us - started_us) / 1e6, reason);
@@ -66,8 +51,7 @@ static void hook_ended(void *arg, const char *id, const char *reason, int64_t st
     vg_utf8_copy(a->object, sizeof(a->object), h->object);
     vg_utf8_copy(a->result, sizeof(a->result), strcmp(reason, "error") == 0 ? "error" : "ok");
     vg_utf8_copy(a->detail, sizeof(a->detail), detail);
-    e->ticket = (web_ticket_t){.rows = a, .n = 1, .done = end_row_done, .arg = e};
-    web_auditor_submit(h->w->auditor, &e->ticket);
+    web_audit_detached(h->w, a);
 }
 
 static void hook_release(void *arg)

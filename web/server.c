@@ -231,20 +231,6 @@ web_waker_t *web_reply_stream(web_req_t *r, int status, const char *content_type
 static idx_t *pool_get(struct web *w);
 static void pool_put(struct web *w, idx_t *idx);
 
-typedef struct {
-    web_ticket_t ticket;
-    idx_audit_t row;
-} end_row_t;
-
-static void end_row_done(void *arg, int rc)
-{
-    end_row_t *e = arg;
-    if (rc != VG_OK)
-        vg_err("web: the end of %s's %s (revoked) could not be recorded: %s", e->row.actor,
-               e->row.object, vg_strerror(rc));
-    free(e);
-}
-
 /* The row of an answer cut because its access ended, like the relay's
  * relay.stop rows. Queued for the group commit without waiting: the
  * connection is cut at once, and the writer commits the row after. */
@@ -252,8 +238,7 @@ static void guard_end_row(reader_t *rd, uint64_t pos)
 {
     const vg_clock_t *clock = rd->w->cfg.clock;
     int64_t now = vg_clock_wall(clock);
-    end_row_t *e = vg_calloc(1, sizeof(*e));
-    idx_audit_t *a = &e->row;
+    idx_audit_t row = {0}, *a = &row;
     char detail[256];
     snprintf(detail, sizeof(detail), "route=%s bytes=%" PRIu64 "/%" PRIu64
              " duration_s=%.1f reason=revoked", rd->route, pos, rd->len,
@@ -269,8 +254,7 @@ static void guard_end_row(reader_t *rd, uint64_t pos)
     vg_utf8_copy(a->detail, sizeof(a->detail), detail);
     vg_notice("web: %s may no longer read %s: cutting its answer to %s after %" PRIu64
               " of %" PRIu64 " bytes", rd->actor, rd->object, rd->ip, pos, rd->len);
-    e->ticket = (web_ticket_t){.rows = a, .n = 1, .done = end_row_done, .arg = e};
-    web_auditor_submit(rd->w->auditor, &e->ticket);
+    web_audit_detached(rd->w, a);
 }
 
 int web_grant_poll(struct web *w, const web_grant_t *g, int64_t *gen_seen, int *gen_known)

@@ -511,6 +511,10 @@ int web_auditor_start(const char *db_path, web_auditor_t **out);
  * whatever else is queued (at once with VG_ESTOPPED when stopping). */
 void web_auditor_submit(web_auditor_t *a, web_ticket_t *t);
 void web_auditor_stop(web_auditor_t *a);
+/* Queues a copy of row for the group commit with nobody waiting on it (the
+ * end of a viewing, an answer cut because its access ended): the row is
+ * committed after whatever it records; a failure is logged. */
+void web_audit_detached(struct web *w, const idx_audit_t *row);
 
 /* A growing text buffer for answers built by hand on hot routes (no
  * per-value allocations, unlike a jansson tree). */

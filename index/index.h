@@ -298,6 +298,13 @@ int idx_account_update(idx_t *idx, const char *name, const char *role, const cha
 /* Deletes the account and (cascade) its sessions and source list. */
 int idx_account_delete(idx_t *idx, const char *name);
 int idx_account_count_role(idx_t *idx, const char *role, int64_t *n);
+/* The last-admin rule, for the transaction of the change it guards (so two
+ * admins demoting each other at once cannot both see the other still
+ * there): VG_EBUSY when name is an admin and deleting it (deleting) or
+ * giving it another role (role non-NULL) would leave no admin account;
+ * VG_ENOTFOUND when there is no such account; VG_OK otherwise. The HTTP API
+ * and vigilctl both apply it. */
+int idx_account_keeps_admin(idx_t *idx, const char *name, int deleting, const char *role);
 /* The UI language an account picked ("" when none) into out (>= 8 bytes);
  * VG_ENOTFOUND for an unknown account (index/prefs.c). */
 int idx_account_language(idx_t *idx, const char *name, char *out, size_t size);

@@ -384,6 +384,11 @@ void web_stream_wake(void *waker);
 /* Content-Disposition: attachment with this file name (RFC 6266: an ASCII
  * fallback and filename*=UTF-8''...). */
 void web_reply_disposition(web_req_t *r, const char *filename);
+/* The attachment name of a clip of a source, one style for every clip
+ * route (README "Clips"): SOURCE_FROM_TO.EXT, the times UTC in compact
+ * ISO 8601 (20261202T101500Z). */
+void web_reply_clip_disposition(web_req_t *r, const char *source, int64_t from_us, int64_t to_us,
+                                const char *ext);
 
 __attribute__((format(printf, 4, 5)))
 void web_reply_error(web_req_t *r, int status, const char *code, const char *fmt, ...);

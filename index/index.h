@@ -554,6 +554,21 @@ int idx_export_expired(idx_t *idx, int64_t before_us, idx_export_t **out, size_t
 /* Bytes of the finished zips (they count against capacity). */
 int idx_export_bytes(idx_t *idx, int64_t *bytes);
 
+/* ---- the writer of rows aggregated by the minute (index/minutes.c) ----
+ * A thread of its own (named thread_name, signals blocked) with its own
+ * index connection calls flush(ctx, idx, 0) every second, to write the
+ * buckets of minutes that closed, and flush(ctx, idx, 1) once at stop, to
+ * write everything still counted. flush keeps what it failed to write for
+ * the next call. Used by the denials below and web/aggregate.c. */
+typedef struct idx_minutes idx_minutes_t;
+typedef int (*idx_minutes_flush_fn)(void *ctx, idx_t *idx, int all);
+int idx_minutes_start(const char *db_path, const char *thread_name, idx_minutes_flush_fn flush,
+                      void *ctx, idx_minutes_t **out);
+/* The writer's connection, for a flush asked for out of turn. */
+idx_t *idx_minutes_index(idx_minutes_t *m);
+/* Joins the thread, then the last flush. NULL is fine. */
+void idx_minutes_stop(idx_minutes_t *m);
+
 /* ---- aggregated denials (index/denials.c) ----
  * Refused requests (no or wrong credentials, missing permission, rate
  * limits) are counted, not committed one by one: one chained audit row per

@@ -183,8 +183,13 @@ static int do_user_change(idx_t *idx, void *arg, idx_audit_t *rows, size_t n)
     acct_change_t *c = arg;
     (void)rows;
     (void)n;
-    if (c->deleting)
+    if (c->deleting) {
+        /* The HTTP API's rule, inside this transaction too. */
+        int rc = idx_account_keeps_admin(idx, c->a->name, 1, NULL);
+        if (rc != VG_OK)
+            return rc;
         return idx_account_delete(idx, c->a->name);
+    }
     return idx_account_update(idx, c->a->name, NULL, c->pwhash, IDX_SOURCES_KEEP, NULL, 0);
 }
 
@@ -261,6 +266,11 @@ static int user_del(ctx_t *c, const char *name)
     if (rc == VG_ENOTFOUND) {
         fprintf(stderr, "vigilctl: no user '%s'\n", name);
         return EXIT_USAGE;
+    }
+    if (rc == VG_EBUSY) {
+        fprintf(stderr, "vigilctl: '%s' is the last admin account: add another admin first\n",
+                name);
+        return EXIT_PROBLEM;
     }
     if (rc != VG_OK)
         return EXIT_PROBLEM;

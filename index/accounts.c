@@ -342,6 +342,22 @@ int idx_account_count_role(idx_t *idx, const char *role, int64_t *n)
     return ret;
 }
 
+int idx_account_keeps_admin(idx_t *idx, const char *name, int deleting, const char *role)
+{
+    idx_account_t a;
+    int64_t admins = 0;
+    int rc = idx_account_get(idx, name, &a);
+    if (rc != VG_OK)
+        return rc;
+    int demoting = deleting || (role && strcmp(role, "admin") != 0);
+    if (strcmp(a.role, "admin") != 0 || !demoting)
+        return VG_OK;
+    rc = idx_account_count_role(idx, "admin", &admins);
+    if (rc == VG_OK && admins <= 1)
+        return VG_EBUSY;
+    return rc;
+}
+
 /* ---- sessions ---- */
 
 int idx_session_add(idx_t *idx, const char *hash, int64_t account_id, int64_t now_us)

@@ -10,13 +10,10 @@
  * Used by web/ and relay/ alike, each with its own instance. */
 #include "index/index.h"
 
-#include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/clock.h"
 #include "core/errors.h"
@@ -27,8 +24,6 @@
 /* Room kept for the "other" buckets, so overflow always has somewhere to go. */
 #define OTHER_SLOTS 8
 #define SLOTS (IDX_DENIALS_MAX + OTHER_SLOTS)
-/* How often the writer looks whether a minute has closed. */
-#define TICK_US (1000LL * 1000)
 
 typedef struct {
     int64_t minute;    /* ts / MINUTE_US */
@@ -44,11 +39,8 @@ typedef struct {
 
 struct idx_denials {
     const vg_clock_t *clock;
-    idx_t *idx;
+    idx_minutes_t *writer;  /* writes closed minutes (index/minutes.c) */
     pthread_mutex_t lock;
-    pthread_cond_t wake;
-    pthread_t thread;
-    int started, stop;
     bucket_t slots[SLOTS];
     size_t n;          /* slots[0..n) in use */
     size_t n_addr;     /* of them, address buckets (the rest are "other") */
@@ -154,11 +146,14 @@ static void to_row(const bucket_t *b, idx_audit_t *row)
              (long long)b->count, last);
 }
 
-int idx_denials_flush(idx_denials_t *d, int all)
+static int flush_into(void *ctx, idx_t *idx, int all)
 {
-    if (!d)
-        return VG_OK;
+    idx_denials_t *d = ctx;
     pthread_mutex_lock(&d->lock);
+    if (!d->n) {
+        pthread_mutex_unlock(&d->lock);
+        return VG_OK;
+    }
     int64_t minute = vg_clock_wall(d->clock) / MINUTE_US;
     /* Take the closed buckets out; the others stay in place. */
     bucket_t *taken = vg_malloc((d->n ? d->n : 1) * sizeof(*taken));
@@ -179,7 +174,7 @@ int idx_denials_flush(idx_denials_t *d, int all)
         idx_audit_t *rows = vg_malloc(n_taken * sizeof(*rows));
         for (size_t i = 0; i < n_taken; i++)
             to_row(&taken[i], &rows[i]);
-        rc = idx_audit_append(d->idx, rows, n_taken);
+        rc = idx_audit_append(idx, rows, n_taken);
         free(rows);
     }
     if (rc != VG_OK) {
@@ -198,24 +193,9 @@ int idx_denials_flush(idx_denials_t *d, int all)
     return rc;
 }
 
-static void *writer(void *arg)
+int idx_denials_flush(idx_denials_t *d, int all)
 {
-    idx_denials_t *d = arg;
-    pthread_setname_np(pthread_self(), "audit-denials");
-    pthread_mutex_lock(&d->lock);
-    while (!d->stop) {
-        struct timespec until;
-        vg_deadline_us(CLOCK_MONOTONIC, TICK_US, &until);
-        while (!d->stop && pthread_cond_timedwait(&d->wake, &d->lock, &until) != ETIMEDOUT)
-            ;
-        if (d->stop || !d->n)
-            continue;
-        pthread_mutex_unlock(&d->lock);
-        idx_denials_flush(d, 0);
-        pthread_mutex_lock(&d->lock);
-    }
-    pthread_mutex_unlock(&d->lock);
-    return NULL;
+    return d ? flush_into(d, idx_minutes_index(d->writer), all) : VG_OK;
 }
 
 int idx_denials_open(const char *db_path, const vg_clock_t *clock, idx_denials_t **out)
@@ -223,25 +203,7 @@ int idx_denials_open(const char *db_path, const vg_clock_t *clock, idx_denials_t
     idx_denials_t *d = vg_calloc(1, sizeof(*d));
     d->clock = clock ? clock : &vg_system_clock;
     pthread_mutex_init(&d->lock, NULL);
-    pthread_condattr_t mono;
-    pthread_condattr_init(&mono);
-    pthread_condattr_setclock(&mono, CLOCK_MONOTONIC);
-    pthread_cond_init(&d->wake, &mono);
-    pthread_condattr_destroy(&mono);
-    int rc = idx_open(db_path, 0, &d->idx);
-    if (rc == VG_OK) {
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        int e = pthread_create(&d->thread, NULL, writer, d);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (e != 0) {
-            vg_err("index: cannot start the denial writer: %s", strerror(e));
-            rc = VG_EIO;
-        } else {
-            d->started = 1;
-        }
-    }
+    int rc = idx_minutes_start(db_path, "audit-denials", flush_into, d, &d->writer);
     if (rc != VG_OK) {
         idx_denials_close(d);
         return rc;
@@ -254,17 +216,7 @@ void idx_denials_close(idx_denials_t *d)
 {
     if (!d)
         return;
-    pthread_mutex_lock(&d->lock);
-    d->stop = 1;
-    pthread_cond_signal(&d->wake);
-    pthread_mutex_unlock(&d->lock);
-    if (d->started)
-        pthread_join(d->thread, NULL);
-    /* What the last minute counted is written now (at shutdown). */
-    if (d->idx)
-        idx_denials_flush(d, 1);
-    idx_close(d->idx);
+    idx_minutes_stop(d->writer); /* writes what the last minute counted */
     pthread_mutex_destroy(&d->lock);
-    pthread_cond_destroy(&d->wake);
     free(d);
 }

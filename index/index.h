@@ -298,6 +298,13 @@ int idx_account_update(idx_t *idx, const char *name, const char *role, const cha
 /* Deletes the account and (cascade) its sessions and source list. */
 int idx_account_delete(idx_t *idx, const char *name);
 int idx_account_count_role(idx_t *idx, const char *role, int64_t *n);
+/* The last-admin rule, for the transaction of the change it guards (so two
+ * admins demoting each other at once cannot both see the other still
+ * there): VG_EBUSY when name is an admin and deleting it (deleting) or
+ * giving it another role (role non-NULL) would leave no admin account;
+ * VG_ENOTFOUND when there is no such account; VG_OK otherwise. The HTTP API
+ * and vigilctl both apply it. */
+int idx_account_keeps_admin(idx_t *idx, const char *name, int deleting, const char *role);
 /* The UI language an account picked ("" when none) into out (>= 8 bytes);
  * VG_ENOTFOUND for an unknown account (index/prefs.c). */
 int idx_account_language(idx_t *idx, const char *name, char *out, size_t size);
@@ -546,6 +553,21 @@ int idx_export_interrupt_all(idx_t *idx, const char *error, int64_t now_us, int 
 int idx_export_expired(idx_t *idx, int64_t before_us, idx_export_t **out, size_t *n);
 /* Bytes of the finished zips (they count against capacity). */
 int idx_export_bytes(idx_t *idx, int64_t *bytes);
+
+/* ---- the writer of rows aggregated by the minute (index/minutes.c) ----
+ * A thread of its own (named thread_name, signals blocked) with its own
+ * index connection calls flush(ctx, idx, 0) every second, to write the
+ * buckets of minutes that closed, and flush(ctx, idx, 1) once at stop, to
+ * write everything still counted. flush keeps what it failed to write for
+ * the next call. Used by the denials below and web/aggregate.c. */
+typedef struct idx_minutes idx_minutes_t;
+typedef int (*idx_minutes_flush_fn)(void *ctx, idx_t *idx, int all);
+int idx_minutes_start(const char *db_path, const char *thread_name, idx_minutes_flush_fn flush,
+                      void *ctx, idx_minutes_t **out);
+/* The writer's connection, for a flush asked for out of turn. */
+idx_t *idx_minutes_index(idx_minutes_t *m);
+/* Joins the thread, then the last flush. NULL is fine. */
+void idx_minutes_stop(idx_minutes_t *m);
 
 /* ---- aggregated denials (index/denials.c) ----
  * Refused requests (no or wrong credentials, missing permission, rate

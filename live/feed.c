@@ -18,6 +18,7 @@
 
 #include "core/errors.h"
 #include "core/util.h"
+#include "relay/relay.h"
 
 /* A GOP larger than this is not cached: viewers then wait for a keyframe. */
 #define GOP_MAX_BYTES (8u * 1024 * 1024)
@@ -282,23 +283,6 @@ void live_feed_close(live_feed_t *f)
 
 /* ---- packets ---- */
 
-static void free_packet(gpointer p)
-{
-    AVPacket *pkt = p;
-    av_packet_free(&pkt);
-}
-
-/* The packet's bytes as GstMemory without a copy: it holds a reference to
- * capture's buffer (DESIGN.md convention 5). */
-static GstMemory *wrap_packet(const AVPacket *pkt)
-{
-    AVPacket *ref = av_packet_clone(pkt);
-    if (!ref)
-        abort();
-    return gst_memory_new_wrapped(GST_MEMORY_FLAG_READONLY, ref->data, (gsize)ref->size, 0,
-                                  (gsize)ref->size, ref, free_packet);
-}
-
 /* Capture time -> the feed's timeline (ns), which continues across camera
  * reconnects. f->lock held. */
 static int stamp(live_feed_t *f, const AVPacket *pkt, int slot, int64_t *pts, int64_t *dts)
@@ -383,7 +367,7 @@ static void pay_push(live_feed_t *f, const AVPacket *pkt, int slot, int key)
                                                              (gpointer)d, n, 0, n, b,
                                                              (GDestroyNotify)g_bytes_unref));
     }
-    gst_buffer_append_memory(buf, wrap_packet(pkt));
+    gst_buffer_append_memory(buf, rly_packet_memory(pkt));
     GST_BUFFER_PTS(buf) = (GstClockTime)pkt->pts;
     GST_BUFFER_DTS(buf) = (GstClockTime)pkt->dts;
     if (slot == 0 && !key)
@@ -623,19 +607,21 @@ GstBusSyncReply live_on_bus(GstBus *bus, GstMessage *msg, gpointer data)
     return GST_BUS_DROP;
 }
 
-int live_feed_pay_ensure(live_feed_t *f)
+/* A packetizer for streams st, built and started with no lock held (it
+ * takes a few ms to tens of ms: gst_parse_launch, state changes), its
+ * appsinks already pointing at f but dropping what they get until it is
+ * installed (on_rtp compares f->pay_pipeline). NULL when it cannot be. */
+static GstElement *pay_build(live_feed_t *f, const live_stream_info_t *st, int *pt,
+                             const guint *ssrc)
 {
-    if (f->pay_pipeline)
-        return VG_OK;
     char *desc[LIVE_MAX_STREAMS] = {NULL, NULL};
-    int pt[LIVE_MAX_STREAMS] = {-1, -1};
     for (int i = 0; i < LIVE_MAX_STREAMS; i++) {
-        f->pay_ssrc[i] = g_random_int();
-        if (f->st[i].present)
-            desc[i] = pay_desc(&f->st[i], i, &pt[i], f->pay_ssrc[i]);
+        pt[i] = -1;
+        if (st[i].present)
+            desc[i] = pay_desc(&st[i], i, &pt[i], ssrc[i]);
     }
     if (!desc[0] && !desc[1])
-        return VG_EMEDIA;
+        return NULL;
     char *all = g_strdup_printf("%s %s", desc[0] ? desc[0] : "", desc[1] ? desc[1] : "");
     GError *err = NULL;
     GstElement *p = gst_parse_launch(all, &err);
@@ -648,14 +634,12 @@ int live_feed_pay_ensure(live_feed_t *f)
         g_clear_error(&err);
         if (p)
             gst_object_unref(p);
-        return VG_EMEDIA;
+        return NULL;
     }
     for (int i = 0; i < LIVE_MAX_STREAMS; i++) {
         char name[16];
         if (pt[i] < 0)
             continue;
-        snprintf(name, sizeof(name), "src%d", i);
-        f->pay_src[i] = gst_bin_get_by_name(GST_BIN(p), name);
         snprintf(name, sizeof(name), "sink%d", i);
         GstElement *sink = gst_bin_get_by_name(GST_BIN(p), name);
         sink_ctx_t *c = g_new0(sink_ctx_t, 1);
@@ -665,25 +649,80 @@ int live_feed_pay_ensure(live_feed_t *f)
         GstAppSinkCallbacks cb = {.new_sample = on_rtp};
         gst_app_sink_set_callbacks(GST_APP_SINK(sink), &cb, c, sink_ctx_free);
         gst_object_unref(sink);
-        f->pay_pt[i] = pt[i];
     }
-    f->pay_pipeline = p;
     GstBus *bus = gst_element_get_bus(p);
     gst_bus_set_sync_handler(bus, live_on_bus, g_strdup(f->name), g_free);
     gst_object_unref(bus);
     if (gst_element_set_state(p, GST_STATE_PLAYING) == GST_STATE_CHANGE_FAILURE) {
         vg_err("source=%s live: the packetizer does not start", f->name);
-        pay_retire(f);
+        gst_element_set_state(p, GST_STATE_NULL);
+        gst_object_unref(p);
+        return NULL;
+    }
+    return p;
+}
+
+/* The first WebRTC viewer of a source builds its packetizer. Built with no
+ * lock held, so the source's capture thread (live_feed_packet takes
+ * f->lock) never waits for it; installed under the lock only if nothing
+ * changed meanwhile: when two first viewers race, the second to finish
+ * drops its own and uses the winner's; when the streams changed (a
+ * reconnect), the one built for the old streams is dropped and the caller
+ * told to try again. */
+int live_feed_pay_ensure(live_feed_t *f)
+{
+    live_stream_info_t st[LIVE_MAX_STREAMS];
+    guint ssrc[LIVE_MAX_STREAMS];
+    int pt[LIVE_MAX_STREAMS];
+    pthread_mutex_lock(&f->lock);
+    int have = f->pay_pipeline != NULL, closed = f->closed;
+    unsigned gen = f->gen;
+    memcpy(st, f->st, sizeof(st));
+    pthread_mutex_unlock(&f->lock);
+    if (have)
+        return VG_OK;
+    if (closed)
+        return VG_EBUSY;
+    for (int i = 0; i < LIVE_MAX_STREAMS; i++) {
+        st[i].par = NULL; /* a copy of the fields pay_desc reads, not the feed's */
+        ssrc[i] = g_random_int();
+    }
+    GstElement *p = pay_build(f, st, pt, ssrc);
+    if (!p)
         return VG_EMEDIA;
+    int rc = VG_OK;
+    pthread_mutex_lock(&f->lock);
+    if (f->pay_pipeline) {
+        /* another first viewer's is in: ours goes */
+    } else if (f->gen != gen || f->closed) {
+        rc = VG_EBUSY; /* built for streams that are gone */
+    } else {
+        for (int i = 0; i < LIVE_MAX_STREAMS; i++) {
+            char name[16];
+            f->pay_ssrc[i] = ssrc[i];
+            if (pt[i] < 0)
+                continue;
+            snprintf(name, sizeof(name), "src%d", i);
+            f->pay_src[i] = gst_bin_get_by_name(GST_BIN(p), name);
+            f->pay_pt[i] = pt[i];
+        }
+        f->pay_pipeline = p;
+        p = NULL;
+        /* Primed with the cached GOP: the first viewer starts on it too. */
+        f->pay_wait_key = 1;
+        for (size_t i = 0; i < f->n_raw; i++) {
+            const AVPacket *pkt = f->raw[i];
+            pay_push(f, pkt, pkt->stream_index,
+                     pkt->stream_index == 0 ? (pkt->flags & AV_PKT_FLAG_KEY) != 0
+                                            : !f->st[0].present);
+        }
     }
-    /* Primed with the cached GOP: the first viewer starts on it too. */
-    f->pay_wait_key = 1;
-    for (size_t i = 0; i < f->n_raw; i++) {
-        const AVPacket *pkt = f->raw[i];
-        pay_push(f, pkt, pkt->stream_index,
-                 pkt->stream_index == 0 ? (pkt->flags & AV_PKT_FLAG_KEY) != 0 : !f->st[0].present);
+    pthread_mutex_unlock(&f->lock);
+    if (p) { /* not installed: nobody else has it */
+        gst_element_set_state(p, GST_STATE_NULL);
+        gst_object_unref(p);
     }
-    return VG_OK;
+    return rc;
 }
 
 void live_feed_add_viewer(live_feed_t *f, live_session_t *s)

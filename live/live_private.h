@@ -211,7 +211,8 @@ struct live_feed {
 void live_feed_ref(live_feed_t *f);
 void live_feed_unref(live_feed_t *f);
 /* Starts the packetizer if needed; VG_OK when the feed can serve WebRTC
- * now. f->lock held. */
+ * now, VG_EBUSY when its streams changed meanwhile (try again), VG_EMEDIA
+ * when it cannot. f->lock NOT held: it is built outside, installed under. */
 int live_feed_pay_ensure(live_feed_t *f);
 /* Adds/removes a viewer (takes/drops a reference). */
 void live_feed_add_viewer(live_feed_t *f, live_session_t *s);

@@ -268,7 +268,8 @@ void live_whep_teardown(live_session_t *s)
 }
 
 /* Which offer m-line carries each of the feed's streams, with what payload
- * type; 406 when the offer cannot take the source. f->lock held. */
+ * type; 406 when the offer cannot take the source. f->lock held. The caps
+ * come after, with the packetizer (plan_packetizer). */
 static int plan_streams(live_feed_t *f, const live_sdp_offer_t *o, plan_t *plan,
                         live_whep_result_t *res)
 {
@@ -313,11 +314,33 @@ static int plan_streams(live_feed_t *f, const live_sdp_offer_t *o, plan_t *plan,
             return VG_EINVAL;
         }
     }
-    if (live_feed_pay_ensure(f) != VG_OK) {
+    return VG_OK;
+}
+
+/* The source's packetizer, started if this is its first viewer (outside
+ * f->lock: the capture thread never waits for it), then each planned
+ * slot's caps with the packetizer's SSRC. VG_OK with f->lock held (the
+ * caller unlocks); otherwise refused, f->lock not held. */
+static int plan_packetizer(live_feed_t *f, unsigned gen, plan_t *plan, live_whep_result_t *res)
+{
+    int rc = live_feed_pay_ensure(f);
+    if (rc == VG_OK) {
+        pthread_mutex_lock(&f->lock);
+        if (f->gen != gen || !f->pay_pipeline) {
+            pthread_mutex_unlock(&f->lock);
+            rc = VG_EBUSY; /* a reconnect meanwhile: planned against streams that are gone */
+        }
+    }
+    if (rc == VG_EBUSY) {
+        refuse(res, 503, "source_unavailable", NULL, "the source reconnected; try again%s", "");
+        res->retry_after = 1;
+        return rc;
+    }
+    if (rc != VG_OK) {
         refuse(res, 503, "live_unavailable", NULL, "the source's packetizer does not run%s",
                "");
         res->retry_after = 5;
-        return VG_EMEDIA;
+        return rc;
     }
     for (int slot = 0; slot < LIVE_MAX_STREAMS; slot++) {
         if (plan[slot].mline >= 0)
@@ -395,10 +418,11 @@ int live_whep_offer(live_t *l, const live_whep_request_t *req, live_whep_result_
     pthread_mutex_lock(&f->lock);
     rc = plan_streams(f, o, plan, res);
     unsigned gen = f->gen;
+    pthread_mutex_unlock(&f->lock);
+    if (rc != VG_OK || (rc = plan_packetizer(f, gen, plan, res)) != VG_OK)
+        goto cleanup;
     int src_pt[LIVE_MAX_STREAMS] = {f->pay_pt[0], f->pay_pt[1]};
     pthread_mutex_unlock(&f->lock);
-    if (rc != VG_OK)
-        goto cleanup;
     if (live_reserve(l, req->owner, res->message, sizeof(res->message)) != 0) {
         res->status = 503;
         snprintf(res->code, sizeof(res->code), "too_many_viewers");

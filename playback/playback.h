@@ -287,6 +287,11 @@ typedef struct {
  * or no frame at or before at_us; VG_EMEDIA: the file cannot be decoded. */
 int pb_snapshot(pb_t *pb, const idx_segment_t *seg, int64_t at_us, int width,
                 pb_snapshot_t *out, char *err, size_t err_size);
+/* Removes the cached snapshots of these segments from data_dir/cache/snapshots
+ * (one pass over the directory), for the deletion that removed their files:
+ * a cache of a deleted recording is a copy of it. Returns how many files
+ * went; a file that cannot be removed is logged and left to the size bound. */
+size_t pb_snapshots_forget(const char *data_dir, const idx_segment_t *segs, size_t n);
 
 /* ---- clip builder (mp4.c, clip.c): GET /sources/{name}/clip.{mp4,mov,mkv} ---- */
 

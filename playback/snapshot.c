@@ -12,7 +12,9 @@
  * matches), the frame's pts and the width: never counted as recording,
  * bounded in size (oldest removed first). Entries of deleted segments are
  * never served, since a request finds its segment through the index first,
- * and age out under the size bound. At most snapshot_workers decodes run at
+ * and are removed with their segment (pb_snapshots_forget, called by
+ * retention once the files are gone); one a request was still writing then
+ * ages out under the size bound. At most snapshot_workers decodes run at
  * once; beyond that the caller answers 503. */
 #include "playback/playback.h"
 
@@ -107,6 +109,52 @@ void pb_snap_free(pb_t *pb)
 {
     free(pb->memo);
     free(pb->snap_dir);
+}
+
+static int by_id(const void *a, const void *b)
+{
+    const idx_segment_t *x = a, *y = b;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+size_t pb_snapshots_forget(const char *data_dir, const idx_segment_t *segs, size_t n)
+{
+    size_t removed = 0;
+    if (n == 0)
+        return 0;
+    char *dir = vg_asprintf("%s/cache/snapshots", data_dir);
+    DIR *d = opendir(dir);
+    if (!d) {
+        free(dir);
+        return 0; /* no cache yet */
+    }
+    idx_segment_t *sorted = vg_malloc(n * sizeof(*sorted));
+    memcpy(sorted, segs, n * sizeof(*sorted));
+    qsort(sorted, n, sizeof(*sorted), by_id);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        /* ID-SHA8-PTS-WIDTH.jpg (snap_name) */
+        char *end = NULL;
+        errno = 0;
+        long long id = strtoll(e->d_name, &end, 10);
+        if (errno || end == e->d_name || *end != '-')
+            continue;
+        idx_segment_t key = {.id = id};
+        const idx_segment_t *seg = bsearch(&key, sorted, n, sizeof(*sorted), by_id);
+        if (!seg || strncmp(end + 1, seg->sha256, 8) != 0 || end[9] != '-')
+            continue;
+        char *path = vg_asprintf("%s/%s", dir, e->d_name);
+        if (unlink(path) == 0)
+            removed++;
+        else if (errno != ENOENT)
+            vg_warn("playback: cannot remove the snapshot %s of a deleted segment: %s", path,
+                    strerror(errno));
+        free(path);
+    }
+    closedir(d);
+    free(sorted);
+    free(dir);
+    return removed;
 }
 
 /* Removes the oldest files until the cache is at 90 % of its bound. */

@@ -206,10 +206,7 @@ static void free_packet(gpointer p)
     av_packet_free(&pkt);
 }
 
-/* The packet's bytes as GstMemory without a copy: the memory holds a
- * reference to capture's AVPacket buffer (DESIGN.md convention 5) and drops
- * it when the last client is done with it. */
-static GstMemory *wrap_packet(const AVPacket *pkt)
+GstMemory *rly_packet_memory(const AVPacket *pkt)
 {
     AVPacket *ref = av_packet_clone(pkt);
     if (!ref)
@@ -293,7 +290,7 @@ int rly_feed_packet(rly_feed_t *f, const AVPacket *pkt, int64_t recv_wall_us)
     }
     u.key = is_key(f, pkt, u.stream);
     if (f->factory) {
-        u.mem = wrap_packet(pkt);
+        u.mem = rly_packet_memory(pkt);
         if (u.key && f->params && (int)u.stream == f->video &&
             !rly_au_has_params(f->codec[u.stream], pkt->data, (size_t)pkt->size))
             u.prefix = gst_memory_ref(f->params);

@@ -66,4 +66,10 @@ typedef struct {
 
 int rly_feed_status(rly_feed_t *f, rly_status_t *out);
 
+/* The packet's bytes as GstMemory without a copy: the memory holds a
+ * reference to capture's AVPacket buffer (DESIGN.md convention 5) and drops
+ * it when its last user is done with it. Allocation failure aborts. For the
+ * relay's feeds and live view's packetizer alike. */
+struct _GstMemory *rly_packet_memory(const AVPacket *pkt);
+
 #endif

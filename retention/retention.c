@@ -9,6 +9,7 @@
 #include <sys/statvfs.h>
 
 #include "archive/archive.h"
+#include "playback/playback.h"
 #include "core/errors.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -284,6 +285,9 @@ static int unlink_and_drop(idx_t *idx, const char *data_dir, const idx_segment_t
         *dropped = n_gone;
     else if (rc == VG_OK)
         rc = drc;
+    /* Their cached snapshots are copies of them: they go too (after the
+     * rows, so no request finds these segments to cache them again). */
+    pb_snapshots_forget(data_dir, gone, n_gone);
     update_delete_alarm(idx, now_us);
     free(gone);
     free(errs);

@@ -14,6 +14,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import struct
@@ -180,7 +181,8 @@ class Suite:
         assert status == 200, (status, data[:300])
         assert int(r.getheader("Content-Length")) == len(data), r.getheader("Content-Length")
         disp = r.getheader("Content-Disposition")
-        assert ("%s_" % source) in disp and disp.rstrip('"').endswith("." + ext), disp
+        # one style for every clip (README "Clips"): SOURCE_FROM_TO.EXT, compact UTC
+        assert re.search(r'filename="%s_\d{8}T\d{6}Z_\d{8}T\d{6}Z\.%s"' % (source, ext), disp), disp
         assert r.getheader("Accept-Ranges") == "bytes" and r.getheader("ETag")
         path = self.save("%s-%d.%s" % (source, int(frm * 1000), ext), data)
         codecs = sorted(s["codec_name"] for s in ffprobe(path)["streams"])

@@ -15,11 +15,15 @@ import http.client
 import json
 import os
 import re
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+import zlib
 
 import integration
 from integration import Camsim, Skip, ffprobe, log, wait_for
@@ -43,12 +47,76 @@ def whep_client(cfg):
     return json.loads(lines[-1])
 
 
+class StunServer:
+    """A STUN server (Binding only, RFC 3489 and 5389) on a UDP port, given to
+    vigild as [live] stun: it answers every Binding request with the sender's
+    address, until `silent` is set; then vigild's ICE gathering waits for it
+    (up to the 5 s vigild allows), which holds WHEP offers in flight."""
+    COOKIE = 0x2112A442
+
+    def __init__(self):
+        # On the address this host sends from: libnice sends from each
+        # interface's candidate through that interface (IP_UNICAST_IF), so a
+        # server on 127.0.0.1 is never reached from eth0's.
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            probe.connect(("198.51.100.1", 9))  # no packet is sent
+            self.host = probe.getsockname()[0]
+        except OSError:
+            self.host = "127.0.0.1"
+        finally:
+            probe.close()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((self.host, 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.silent = False
+        self.answered = 0
+        self.stopping = False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def reply(self, req, peer):
+        ip = struct.unpack("!I", socket.inet_aton(peer[0]))[0]
+        if struct.unpack("!I", req[4:8])[0] != self.COOKIE:
+            # RFC 3489 (libnice asks STUN servers this way): MAPPED-ADDRESS
+            mapped = struct.pack("!BBHI", 0, 1, peer[1], ip)
+            attrs = struct.pack("!HH", 0x0001, len(mapped)) + mapped
+            return struct.pack("!HH", 0x0101, len(attrs)) + req[4:20] + attrs
+        xor = struct.pack("!BBHI", 0, 1, peer[1] ^ (self.COOKIE >> 16), ip ^ self.COOKIE)
+        attrs = struct.pack("!HH", 0x0020, len(xor)) + xor  # XOR-MAPPED-ADDRESS
+        # FINGERPRINT: CRC-32 of the message up to it, its length counted
+        head = struct.pack("!HHI", 0x0101, len(attrs) + 8, self.COOKIE) + req[8:20]
+        crc = (zlib.crc32(head + attrs) ^ 0x5354554E) & 0xFFFFFFFF
+        return head + attrs + struct.pack("!HHI", 0x8028, 4, crc)
+
+    def run(self):
+        while not self.stopping:
+            try:
+                req, peer = self.sock.recvfrom(2048)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if len(req) < 20 or struct.unpack("!H", req[:2])[0] != 0x0001 or self.silent:
+                continue  # a Binding request is answered
+            self.sock.sendto(self.reply(req, peer), peer)
+            self.answered += 1
+
+    def stop(self):
+        self.stopping = True
+        self.thread.join(5)
+        self.sock.close()
+
+
 class Suite:
     def __init__(self, tmp):
         self.tmp = tmp
         self.cam = Camsim()
+        self.stun = StunServer()
         srcs = [(n, self.cam.url(m), k) for n, m, k in SOURCES]
-        extra = "[live]\nmax_viewers = %d\nmax_viewers_per_user = 2\n" % MAX_VIEWERS
+        extra = ("[live]\nmax_viewers = %d\nmax_viewers_per_user = 2\nstun = stun://%s:%d\n"
+                 % (MAX_VIEWERS, self.stun.host, self.stun.port))
         port = integration.free_port()
         self.v = WebVigil(os.path.join(tmp, "v"), srcs, "http_listen = 127.0.0.1:%d\n" % port,
                           extra=extra)
@@ -77,6 +145,7 @@ class Suite:
             assert code == 0, "vigild exited %s: %s" % (code, self.v.log_text()[-3000:])
         finally:
             self.cam.stop()
+            self.stun.stop()
             if os.environ.get("VIGIL_LIVE_DEBUG"):  # keep vigild's log for a look
                 import shutil
                 shutil.copy(self.v.logpath, os.environ["VIGIL_LIVE_DEBUG"])
@@ -269,6 +338,54 @@ class Suite:
         wait_for("its end row", lambda: any(
             "reason=revoked" in r.get("detail", "") and sid in r.get("detail", "")
             for r in self.audit_rows()), 10)
+
+    def deferred(self):
+        """vigil_http_deferred: requests whose work runs off the HTTP threads."""
+        metrics = urllib.request.urlopen(self.base + "/metrics", timeout=10).read().decode()
+        m = re.search(r"^vigil_http_deferred (\d+)$", metrics, re.M)
+        assert m, [l for l in metrics.splitlines() if "http" in l][:5]
+        return int(m.group(1))
+
+    def test_h_offers_in_flight_leave_the_api_answering(self):
+        """While webrtcbin gathers ICE candidates (here held up to vigild's 5 s by
+        a STUN server that stopped answering) the offers' connections are
+        suspended, not holding HTTP threads: more requests than the server
+        has threads are answered meanwhile, and the offers are answered after."""
+        offer = self.browser_offer()
+        st, h, body = self.post_offer("hall", offer)  # with the STUN server answering
+        assert st == 201, (st, body)
+        assert self.delete(h["Location"]) == 200
+        assert self.stun.answered > 0, "vigild never asked the STUN server"
+        results = []
+        tokens = (self.live_token, self.live_token, self.admin_token)  # max_viewers = 3
+        threads = [threading.Thread(target=lambda t=t: results.append(self.post_offer(
+            "hall", offer, headers={"Authorization": "Bearer " + t}))) for t in tokens]
+        self.stun.silent = True
+        try:
+            for t in threads:
+                t.start()
+            wait_for("the offers being answered off the HTTP threads",
+                     lambda: self.deferred() == len(tokens), 10)
+            for i in range(3 * os.cpu_count()):  # vigild runs 2 HTTP threads a CPU, at least 4
+                status, body, _ = self.admin.request("GET", "/api/v1/sources/hall")
+                assert status == 200, (status, body)
+                self.live()
+            # still in flight after all that: those answers did not wait for them
+            assert self.deferred() == len(tokens) and not results, results
+        finally:
+            self.stun.silent = False
+            for t in threads:
+                t.join(60)
+        try:
+            assert sorted(r[0] for r in results) == [201] * len(tokens), \
+                [(r[0], r[2][:200]) for r in results]
+            assert all("a=candidate:" in r[2] for r in results), results
+            wait_for("nothing deferred", lambda: self.deferred() == 0, 10)
+        finally:
+            for _, h, _ in results:  # an admin may end anyone's
+                if "Location" in h:
+                    self.delete(h["Location"], self.admin_token)
+        wait_for("no live viewers", lambda: self.live()["viewers"] == 0, 10)
 
     def test_z_recording_went_on(self):
         now = {n: len(self.v.segments(n)) for n, _, _ in SOURCES}

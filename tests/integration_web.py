@@ -196,6 +196,15 @@ class Suite:
             g.login("guard", "another-pw-22")
             v.ctl("user", "del", "guard")
             assert g.request("GET", "/api/v1/me")[0] == 401
+            # the last admin cannot be deleted, from here as over HTTP (409 last_admin)
+            p = v.ctl("user", "del", "admin", check=False)
+            assert p.returncode == 1 and "last admin" in p.stderr, (p.returncode, p.stderr)
+            assert [u["name"] for u in json.loads(v.ctl("user", "list", "--json").stdout)] == \
+                ["admin"]
+            v.add_user("second", "admin")
+            v.ctl("user", "del", "admin")  # another admin remains: allowed
+            p = v.ctl("user", "del", "second", check=False)
+            assert p.returncode == 1 and "last admin" in p.stderr, (p.returncode, p.stderr)
         finally:
             v.stop()
         rows = json.loads(v.ctl("audit", "list", "--json").stdout)

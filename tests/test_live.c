@@ -2,10 +2,13 @@
  * profile-level-id the answer must repeat, PCMA/PCMU/Opus payload types,
  * static types without rtpmap), hostile offers (no m-line, binary, huge,
  * missing fmtp, malformed lines), the H.264 bitstream facts used for the
- * MSE codecs string, and the [live] config keys. */
+ * MSE codecs string, the [live] config keys, and a source's first WebRTC
+ * viewers racing to start its packetizer. */
 #include "live/live_private.h"
 
 #include <check.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -288,6 +291,58 @@ START_TEST(test_config)
 }
 END_TEST
 
+static void *ensure_packetizer(void *arg)
+{
+    return (void *)(intptr_t)live_feed_pay_ensure(arg);
+}
+
+/* Several first viewers at once: each builds a packetizer outside the feed
+ * lock, one is installed, every caller is told the feed can serve WebRTC,
+ * and the losers' pipelines are dropped (ASan sees a leak otherwise). */
+START_TEST(test_packetizer_first_viewers_race)
+{
+    vg_config_t cfg;
+    char err[512];
+    live_t *l = NULL;
+    live_feed_t *f = NULL;
+    ck_assert_int_eq(load("[server]\ndata_dir = /x\n", &cfg, err, sizeof(err)), VG_OK);
+    ck_assert_int_eq(live_start(&cfg, &l), VG_OK);
+    ck_assert_ptr_nonnull(l);
+    vg_source_config_t src = {.name = "line", .kind = VG_SOURCE_AUDIO};
+    ck_assert_int_eq(live_feed_open(l, &src, &f), VG_OK);
+    AVFormatContext *fc = avformat_alloc_context();
+    AVStream *st = avformat_new_stream(fc, NULL);
+    st->codecpar->codec_type = AVMEDIA_TYPE_AUDIO;
+    st->codecpar->codec_id = AV_CODEC_ID_PCM_ALAW;
+    st->codecpar->sample_rate = 8000;
+    av_channel_layout_default(&st->codecpar->ch_layout, 1);
+    st->time_base = (AVRational){1, 8000};
+    ck_assert_int_eq(live_feed_begin(f, fc->streams, 1), VG_OK);
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, ensure_packetizer, f), 0);
+    for (int i = 0; i < 4; i++) {
+        void *rc = NULL;
+        pthread_join(t[i], &rc);
+        ck_assert_int_eq((int)(intptr_t)rc, VG_OK);
+    }
+    pthread_mutex_lock(&f->lock);
+    GstElement *installed = f->pay_pipeline;
+    ck_assert_ptr_nonnull(installed);
+    ck_assert_ptr_nonnull(f->pay_src[1]);
+    ck_assert_int_eq(f->pay_pt[1], 8); /* PCMA */
+    pthread_mutex_unlock(&f->lock);
+    /* once there, it stays: a later viewer gets the same one */
+    ck_assert_int_eq(live_feed_pay_ensure(f), VG_OK);
+    ck_assert_ptr_eq(f->pay_pipeline, installed);
+    live_feed_end(f);
+    live_feed_close(f);
+    live_stop(l);
+    avformat_free_context(fc);
+    vg_config_free(&cfg);
+}
+END_TEST
+
 static Suite *live_suite(void)
 {
     Suite *s = suite_create("live");
@@ -302,6 +357,10 @@ static Suite *live_suite(void)
     tcase_add_test(tc, test_fmtp_get);
     tcase_add_test(tc, test_h264_facts);
     tcase_add_test(tc, test_config);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("packetizer");
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_packetizer_first_viewers_race);
     suite_add_tcase(s, tc);
     return s;
 }

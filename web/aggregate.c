@@ -10,14 +10,11 @@
  * users or sources cannot grow it. */
 #include "web/web_private.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/errors.h"
 #include "core/log.h"
@@ -27,7 +24,6 @@
 #define AGG_SLOTS 512
 #define AGG_OTHER_SLOTS 8
 #define AGG_RANGES 8   /* disjoint ranges kept per bucket; more are joined */
-#define TICK_US (1000LL * 1000)
 
 typedef struct {
     int64_t from, to;
@@ -48,11 +44,8 @@ typedef struct {
 
 struct web_aggregator {
     const vg_clock_t *clock;
-    idx_t *idx;
+    idx_minutes_t *writer;  /* writes closed minutes (index/minutes.c) */
     pthread_mutex_t lock;
-    pthread_cond_t wake;
-    pthread_t thread;
-    int started, stop;
     bucket_t slots[AGG_SLOTS + AGG_OTHER_SLOTS];
     size_t n, n_named;
 };
@@ -180,11 +173,14 @@ static void to_row(const bucket_t *b, idx_audit_t *row)
                          b->ranges[i].to);
 }
 
-int web_aggregator_flush(web_aggregator_t *a, int all)
+static int flush_into(void *ctx, idx_t *idx, int all)
 {
-    if (!a)
-        return VG_OK;
+    web_aggregator_t *a = ctx;
     pthread_mutex_lock(&a->lock);
+    if (!a->n) {
+        pthread_mutex_unlock(&a->lock);
+        return VG_OK;
+    }
     int64_t minute = vg_clock_wall(a->clock) / MINUTE_US;
     bucket_t *taken = vg_malloc((a->n ? a->n : 1) * sizeof(*taken));
     size_t n_taken = 0, kept = 0, kept_named = 0;
@@ -204,7 +200,7 @@ int web_aggregator_flush(web_aggregator_t *a, int all)
         idx_audit_t *rows = vg_malloc(n_taken * sizeof(*rows));
         for (size_t i = 0; i < n_taken; i++)
             to_row(&taken[i], &rows[i]);
-        rc = idx_audit_append(a->idx, rows, n_taken);
+        rc = idx_audit_append(idx, rows, n_taken);
         free(rows);
     }
     if (rc != VG_OK) {
@@ -225,24 +221,9 @@ int web_aggregator_flush(web_aggregator_t *a, int all)
     return rc;
 }
 
-static void *writer(void *arg)
+int web_aggregator_flush(web_aggregator_t *a, int all)
 {
-    web_aggregator_t *a = arg;
-    pthread_setname_np(pthread_self(), "audit-views");
-    pthread_mutex_lock(&a->lock);
-    while (!a->stop) {
-        struct timespec until;
-        vg_deadline_us(CLOCK_MONOTONIC, TICK_US, &until);
-        while (!a->stop && pthread_cond_timedwait(&a->wake, &a->lock, &until) != ETIMEDOUT)
-            ;
-        if (a->stop || !a->n)
-            continue;
-        pthread_mutex_unlock(&a->lock);
-        web_aggregator_flush(a, 0);
-        pthread_mutex_lock(&a->lock);
-    }
-    pthread_mutex_unlock(&a->lock);
-    return NULL;
+    return a ? flush_into(a, idx_minutes_index(a->writer), all) : VG_OK;
 }
 
 int web_aggregator_open(const char *db_path, const vg_clock_t *clock, web_aggregator_t **out)
@@ -250,25 +231,7 @@ int web_aggregator_open(const char *db_path, const vg_clock_t *clock, web_aggreg
     web_aggregator_t *a = vg_calloc(1, sizeof(*a));
     a->clock = clock ? clock : &vg_system_clock;
     pthread_mutex_init(&a->lock, NULL);
-    pthread_condattr_t mono;
-    pthread_condattr_init(&mono);
-    pthread_condattr_setclock(&mono, CLOCK_MONOTONIC);
-    pthread_cond_init(&a->wake, &mono);
-    pthread_condattr_destroy(&mono);
-    int rc = idx_open(db_path, 0, &a->idx);
-    if (rc == VG_OK) {
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        int e = pthread_create(&a->thread, NULL, writer, a);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        if (e != 0) {
-            vg_err("web: cannot start the aggregated audit writer: %s", strerror(e));
-            rc = VG_EIO;
-        } else {
-            a->started = 1;
-        }
-    }
+    int rc = idx_minutes_start(db_path, "audit-views", flush_into, a, &a->writer);
     if (rc != VG_OK) {
         web_aggregator_close(a);
         return rc;
@@ -281,16 +244,7 @@ void web_aggregator_close(web_aggregator_t *a)
 {
     if (!a)
         return;
-    pthread_mutex_lock(&a->lock);
-    a->stop = 1;
-    pthread_cond_signal(&a->wake);
-    pthread_mutex_unlock(&a->lock);
-    if (a->started)
-        pthread_join(a->thread, NULL);
-    if (a->idx)
-        web_aggregator_flush(a, 1); /* what is still counted, at shutdown */
-    idx_close(a->idx);
+    idx_minutes_stop(a->writer); /* writes what is still counted, at shutdown */
     pthread_mutex_destroy(&a->lock);
-    pthread_cond_destroy(&a->wake);
     free(a);
 }

@@ -226,6 +226,29 @@ void web_auditor_submit(web_auditor_t *a, web_ticket_t *t)
     pthread_mutex_unlock(&a->lock);
 }
 
+/* A row queued on its own, nobody waiting for it. */
+typedef struct {
+    web_ticket_t ticket;
+    idx_audit_t row;
+} detached_t;
+
+static void detached_done(void *arg, int rc)
+{
+    detached_t *d = arg;
+    if (rc != VG_OK)
+        vg_err("web: the %s row of %s on %s could not be recorded: %s", d->row.action,
+               d->row.actor, d->row.object, vg_strerror(rc));
+    free(d);
+}
+
+void web_audit_detached(struct web *w, const idx_audit_t *row)
+{
+    detached_t *d = vg_calloc(1, sizeof(*d));
+    d->row = *row;
+    d->ticket = (web_ticket_t){.rows = &d->row, .n = 1, .done = detached_done, .arg = d};
+    web_auditor_submit(w->auditor, &d->ticket);
+}
+
 void web_auditor_stop(web_auditor_t *a)
 {
     if (!a)

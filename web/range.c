@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 /* Reads a decimal uint64 at *p (digits only; no sign, no spaces): -1 when
  * there is none or it overflows. */
@@ -168,4 +169,25 @@ void web_reply_disposition(web_req_t *r, const char *filename)
     enc[o] = '\0';
     snprintf(r->disposition, sizeof(r->disposition),
              "attachment; filename=\"%s\"; filename*=UTF-8''%s", ascii, enc);
+}
+
+/* Compact ISO 8601 (basic format, UTC, whole seconds): no ':' a file system
+ * or a shell would trip on, and names sort by time. */
+static void file_time(int64_t us, char *out, size_t size)
+{
+    time_t t = (time_t)(us / 1000000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    if (strftime(out, size, "%Y%m%dT%H%M%SZ", &tm) == 0)
+        snprintf(out, size, "0");
+}
+
+void web_reply_clip_disposition(web_req_t *r, const char *source, int64_t from_us, int64_t to_us,
+                                const char *ext)
+{
+    char a[24], b[24], file[160];
+    file_time(from_us, a, sizeof(a));
+    file_time(to_us, b, sizeof(b));
+    snprintf(file, sizeof(file), "%s_%s_%s.%s", source, a, b, ext);
+    web_reply_disposition(r, file);
 }

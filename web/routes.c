@@ -574,5 +574,9 @@ static void http_metrics(struct web *w, web_buf_t *b)
                            ri < web_n_routes ? web_routes[ri].pattern : "unmatched",
                            si + 1 < WEB_STATUS_SLOTS ? status : "other", n);
         }
-    }
+    }    web_buf_printf(b, "# HELP vigil_http_deferred Requests whose work runs off the HTTP threads "
+                      "now (WHEP offers gathering ICE candidates).\n"
+                      "# TYPE vigil_http_deferred gauge\n"
+                      "vigil_http_deferred %d\n",
+                   __atomic_load_n(&w->deferred, __ATOMIC_SEQ_CST));
 }

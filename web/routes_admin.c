@@ -607,19 +607,9 @@ typedef struct {
 
 static int keeps_an_admin(idx_t *idx, user_change_t *c)
 {
-    idx_account_t a;
-    int64_t admins = 0;
-    int rc = idx_account_get(idx, c->name, &a);
-    if (rc != VG_OK)
-        return rc;
-    int demoting = c->deleting || (c->role && strcmp(c->role, "admin") != 0);
-    if (strcmp(a.role, "admin") != 0 || !demoting)
-        return VG_OK;
-    rc = idx_account_count_role(idx, "admin", &admins);
-    if (rc == VG_OK && admins <= 1) {
+    int rc = idx_account_keeps_admin(idx, c->name, c->deleting, c->role);
+    if (rc == VG_EBUSY)
         c->last_admin = 1;
-        return VG_EBUSY;
-    }
     return rc;
 }
 

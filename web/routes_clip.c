@@ -44,17 +44,6 @@ static const char *readable_source(web_req_t *r, const char *action)
 
 /* "2026-12-02T10:00:00.000Z" -> "2026-12-02T10-00-00Z": a file name every
  * system takes. */
-static void file_time(int64_t us, char out[24])
-{
-    char t[VG_TIME_TEXT_MAX];
-    vg_time_format(us, t);
-    snprintf(out, 24, "%.19sZ", t);
-    for (char *p = out; *p; p++) {
-        if (*p == ':')
-            *p = '-';
-    }
-}
-
 /* The one audit row of a clip. A Range continuation (first > 0) is a
  * download resuming or a player seeking in the same clip: it is counted
  * into the aggregated rows of a viewing (one per actor, source, action and
@@ -123,11 +112,8 @@ static void clip_route(web_req_t *r, pb_clip_format_t fmt, const char *ext,
     int status = web_ranged(r, pb_clip_size(clip), pb_clip_etag(clip), &first, &len);
     if (status == 0)
         goto cleanup; /* 304 or 416, answered */
-    char a[24], b[24], file[160], detail[96];
-    file_time(from, a);
-    file_time(to, b);
-    snprintf(file, sizeof(file), "%s_%s_%s.%s", name, a, b, ext);
-    web_reply_disposition(r, file);
+    char detail[96];
+    web_reply_clip_disposition(r, name, from, to, ext);
     snprintf(detail, sizeof(detail), "%s, %zu segment(s)", ext, n);
     clip_audit(r, name, from, to, detail, first);
     clip_body_t *body = vg_calloc(1, sizeof(*body));

@@ -33,27 +33,12 @@ static int hook_allowed(void *arg)
     return web_grant_poll(h->w, &h->grant, &h->gen, &h->gen_known);
 }
 
-typedef struct {
-    web_ticket_t ticket;
-    idx_audit_t row;
-} end_row_t;
-
-static void end_row_done(void *arg, int rc)
-{
-    end_row_t *e = arg;
-    if (rc != VG_OK)
-        vg_err("web: the end of %s's live view of %s could not be recorded: %s", e->row.actor,
-               e->row.object, vg_strerror(rc));
-    free(e);
-}
-
 /* The viewing's end row, queued for the group commit (nobody waits on it). */
 static void hook_ended(void *arg, const char *id, const char *reason, int64_t started_us,
                        int64_t ended_us)
 {
     hook_ctx_t *h = arg;
-    end_row_t *e = vg_calloc(1, sizeof(*e));
-    idx_audit_t *a = &e->row;
+    idx_audit_t row = {0}, *a = &row;
     char detail[256];
     snprintf(detail, sizeof(detail), "phase=end transport=%s session=%s duration_s=%.1f reason=%s",
              h->transport, id, (double)(ended_us - started_us) / 1e6, reason);
@@ -66,8 +51,7 @@ static void hook_ended(void *arg, const char *id, const char *reason, int64_t st
     vg_utf8_copy(a->object, sizeof(a->object), h->object);
     vg_utf8_copy(a->result, sizeof(a->result), strcmp(reason, "error") == 0 ? "error" : "ok");
     vg_utf8_copy(a->detail, sizeof(a->detail), detail);
-    e->ticket = (web_ticket_t){.rows = a, .n = 1, .done = end_row_done, .arg = e};
-    web_auditor_submit(h->w->auditor, &e->ticket);
+    web_audit_detached(h->w, a);
 }
 
 static void hook_release(void *arg)
@@ -152,6 +136,52 @@ static void refusal(web_req_t *r, const live_whep_result_t *res, const char *nam
 
 /* ---- WHEP ---- */
 
+/* An offer being answered: webrtcbin gathers ICE candidates before the
+ * answer leaves (0.2 s usually, up to 5 s), so live_whep_offer runs off
+ * libmicrohttpd's threads (web_defer) with the connection suspended. What
+ * the request points at (source name, owner, offer) lives in the request,
+ * which outlives the work. */
+typedef struct {
+    live_t *live;
+    live_whep_request_t req;
+    live_whep_result_t res;
+    int rc, ran;
+} offer_job_t;
+
+static void offer_work(void *arg)
+{
+    offer_job_t *j = arg;
+    j->ran = 1; /* live_whep_offer owns the hooks now, whatever it returns */
+    j->rc = live_whep_offer(j->live, &j->req, &j->res);
+}
+
+static void offer_finish(web_req_t *r, void *arg)
+{
+    offer_job_t *j = arg;
+    const char *name = j->req.source;
+    if (j->rc != VG_OK) {
+        refusal(r, &j->res, name);
+        return;
+    }
+    char object[96], detail[160];
+    snprintf(object, sizeof(object), "source:%s", name);
+    snprintf(detail, sizeof(detail), "phase=start transport=webrtc session=%s", j->res.id);
+    web_audit(r, "live.view", object, r->now_us, 0, "ok", detail);
+    snprintf(r->extra_name, sizeof(r->extra_name), "Location");
+    snprintf(r->extra_value, sizeof(r->extra_value), "/api/v1/whep/%s", j->res.id);
+    web_reply_text(r, 201, "application/sdp", j->res.answer, strlen(j->res.answer));
+    j->res.answer = NULL; /* the reply's */
+}
+
+static void offer_free(void *arg)
+{
+    offer_job_t *j = arg;
+    if (!j->ran && j->req.hooks.release)
+        j->req.hooks.release(j->req.hooks.ctx);
+    free(j->res.answer);
+    free(j);
+}
+
 void web_h_whep_offer(web_req_t *r)
 {
     const char *ct = web_req_header(r, "Content-Type");
@@ -168,21 +198,12 @@ void web_h_whep_offer(web_req_t *r)
         web_reply_error(r, 413, "body_too_large", "an SDP offer is limited to 64 KiB");
         return;
     }
-    live_whep_request_t req = {.source = name, .owner = r->who.actor, .user = who_name(r),
-                               .offer = r->body, .offer_len = r->body_len,
-                               .hooks = hooks_for(r, name, "webrtc")};
-    live_whep_result_t res;
-    if (live_whep_offer(r->w->cfg.live, &req, &res) != VG_OK) {
-        refusal(r, &res, name);
-        return;
-    }
-    char object[96], detail[160];
-    snprintf(object, sizeof(object), "source:%s", name);
-    snprintf(detail, sizeof(detail), "phase=start transport=webrtc session=%s", res.id);
-    web_audit(r, "live.view", object, r->now_us, 0, "ok", detail);
-    snprintf(r->extra_name, sizeof(r->extra_name), "Location");
-    snprintf(r->extra_value, sizeof(r->extra_value), "/api/v1/whep/%s", res.id);
-    web_reply_text(r, 201, "application/sdp", res.answer, strlen(res.answer));
+    offer_job_t *j = vg_calloc(1, sizeof(*j));
+    j->live = r->w->cfg.live;
+    j->req = (live_whep_request_t){.source = name, .owner = r->who.actor, .user = who_name(r),
+                                   .offer = r->body, .offer_len = r->body_len,
+                                   .hooks = hooks_for(r, name, "webrtc")};
+    web_defer(r, offer_work, offer_finish, j, offer_free);
 }
 
 void web_h_whep_delete(web_req_t *r)

@@ -108,14 +108,6 @@ static void pb_error(web_req_t *r, int rc, const char *err)
     }
 }
 
-static void file_time(int64_t us, char *out, size_t size)
-{
-    time_t t = (time_t)(us / 1000000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, size, "%Y%m%dT%H%M%SZ", &tm);
-}
-
 static void wav_route(web_req_t *r, int attachment)
 {
     const char *action = attachment ? "clip.read" : "audio.read";
@@ -156,11 +148,7 @@ void web_wav_serve(web_req_t *r, const char *name, int64_t from, int64_t to, con
         audit_viewing(r, action, name, from, to);
     }
     if (attachment) {
-        char a[24], b[24], file[160];
-        file_time(from, a, sizeof(a));
-        file_time(to, b, sizeof(b));
-        snprintf(file, sizeof(file), "%s_%s_%s.wav", name, a, b);
-        web_reply_disposition(r, file);
+        web_reply_clip_disposition(r, name, from, to, "wav");
     } else {
         snprintf(r->disposition, sizeof(r->disposition), "inline");
     }

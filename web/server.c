@@ -231,20 +231,6 @@ web_waker_t *web_reply_stream(web_req_t *r, int status, const char *content_type
 static idx_t *pool_get(struct web *w);
 static void pool_put(struct web *w, idx_t *idx);
 
-typedef struct {
-    web_ticket_t ticket;
-    idx_audit_t row;
-} end_row_t;
-
-static void end_row_done(void *arg, int rc)
-{
-    end_row_t *e = arg;
-    if (rc != VG_OK)
-        vg_err("web: the end of %s's %s (revoked) could not be recorded: %s", e->row.actor,
-               e->row.object, vg_strerror(rc));
-    free(e);
-}
-
 /* The row of an answer cut because its access ended, like the relay's
  * relay.stop rows. Queued for the group commit without waiting: the
  * connection is cut at once, and the writer commits the row after. */
@@ -252,8 +238,7 @@ static void guard_end_row(reader_t *rd, uint64_t pos)
 {
     const vg_clock_t *clock = rd->w->cfg.clock;
     int64_t now = vg_clock_wall(clock);
-    end_row_t *e = vg_calloc(1, sizeof(*e));
-    idx_audit_t *a = &e->row;
+    idx_audit_t row = {0}, *a = &row;
     char detail[256];
     snprintf(detail, sizeof(detail), "route=%s bytes=%" PRIu64 "/%" PRIu64
              " duration_s=%.1f reason=revoked", rd->route, pos, rd->len,
@@ -269,8 +254,7 @@ static void guard_end_row(reader_t *rd, uint64_t pos)
     vg_utf8_copy(a->detail, sizeof(a->detail), detail);
     vg_notice("web: %s may no longer read %s: cutting its answer to %s after %" PRIu64
               " of %" PRIu64 " bytes", rd->actor, rd->object, rd->ip, pos, rd->len);
-    e->ticket = (web_ticket_t){.rows = a, .n = 1, .done = end_row_done, .arg = e};
-    web_auditor_submit(rd->w->auditor, &e->ticket);
+    web_audit_detached(rd->w, a);
 }
 
 int web_grant_poll(struct web *w, const web_grant_t *g, int64_t *gen_seen, int *gen_known)
@@ -960,6 +944,8 @@ static void req_free(web_req_t *r)
     free(r->body);
     if (r->change_free)
         r->change_free(r->change_arg);
+    if (r->defer_free)
+        r->defer_free(r->defer_arg);
     payload_drop(r);
     free(r);
 }
@@ -1033,6 +1019,77 @@ static void start_audit(web_req_t *r)
     web_auditor_submit(r->w->auditor, &r->ticket);
 }
 
+/* ---- work deferred off MHD's threads (web_defer) ---- */
+
+enum { DEFER_NONE, DEFER_QUEUED, DEFER_RUNNING, DEFER_DONE };
+
+void web_defer(web_req_t *r, void (*work)(void *arg), void (*finish)(web_req_t *r, void *arg),
+               void *arg, void (*free_arg)(void *arg))
+{
+    if (r->defer_state != DEFER_NONE || r->change) {
+        vg_err("web: a request deferred twice, or deferred and queued a change");
+        abort(); /* a programming error: a handler must not do this */
+    }
+    r->defer_arg = arg;
+    r->defer_free = free_arg;
+    /* Bounded: each one is a thread until its work ends. */
+    if (__atomic_add_fetch(&r->w->deferred, 1, __ATOMIC_SEQ_CST) > WEB_MAX_DEFERRED) {
+        __atomic_sub_fetch(&r->w->deferred, 1, __ATOMIC_SEQ_CST);
+        snprintf(r->retry_after, sizeof(r->retry_after), "1");
+        web_reply_error(r, 503, "busy", "too many requests are being worked on; try again");
+        return;
+    }
+    r->defer_work = work;
+    r->defer_finish = finish;
+    r->defer_state = DEFER_QUEUED;
+}
+
+/* The work's thread: runs it, then wakes the connection, whose next call
+ * answers (finish_defer). */
+static void *defer_main(void *arg)
+{
+    web_req_t *r = arg;
+    struct web *w = r->w; /* r may be gone once the connection is resumed */
+    pthread_setname_np(pthread_self(), "web-defer");
+    r->defer_work(r->defer_arg);
+    __atomic_sub_fetch(&w->deferred, 1, __ATOMIC_SEQ_CST);
+    r->defer_state = DEFER_DONE; /* published by MHD_resume_connection's lock */
+    MHD_resume_connection(r->conn);
+    /* Counted down only now: web_stop must not stop MHD under a resume. */
+    __atomic_sub_fetch(&w->suspended, 1, __ATOMIC_SEQ_CST);
+    return NULL;
+}
+
+/* Suspends the connection (its MHD thread serves the others meanwhile) and
+ * starts the work on a detached thread (it inherits the MHD thread's
+ * blocked signals). */
+static void start_defer(web_req_t *r)
+{
+    pthread_t t;
+    pthread_attr_t attr;
+    r->defer_state = DEFER_RUNNING;
+    __atomic_add_fetch(&r->w->suspended, 1, __ATOMIC_SEQ_CST);
+    /* Suspend first: the work may finish before this handler returns. */
+    MHD_suspend_connection(r->conn);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, defer_main, r) != 0) {
+        vg_warn("web: no thread for deferred work: running it on the request's");
+        defer_main(r);
+    }
+    pthread_attr_destroy(&attr);
+}
+
+/* The work ended: its continuation answers, on the request's thread. */
+static void finish_defer(web_req_t *r)
+{
+    r->defer_state = DEFER_NONE;
+    r->defer_finish(r, r->defer_arg);
+    if (!r->status)
+        web_reply_error(r, 500, "internal", "no answer");
+    web_count_request(r->w, r->route, r->status);
+}
+
 static int declared_too_big(web_req_t *r);
 
 /* First call, headers complete: route and authenticate before a byte of
@@ -1091,12 +1148,14 @@ static void process(web_req_t *r)
         web_reply_error(r, 500, "internal", "the index is not available");
     else
         route->handler(r);
-    if (r->change && r->status) {
-        vg_err("web: a handler queued a change and answered");
+    if ((r->change || r->defer_state == DEFER_QUEUED) && r->status) {
+        vg_err("web: a handler queued a change or deferred work and answered");
         abort(); /* a programming error */
     }
     pool_put(r->w, r->idx);
     r->idx = NULL;
+    if (r->defer_state == DEFER_QUEUED)
+        return; /* answered and counted once the work is done */
     if (r->change)
         return; /* answered and counted once the change is committed */
     if (!r->status)
@@ -1214,6 +1273,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (r->defer_state == DEFER_DONE) {
+        finish_defer(r);
+        if (r->n_audit) {
+            start_audit(r);
+            return MHD_YES;
+        }
+        return send_reply(r);
+    }
     if (r->audit_state == AUDIT_DONE) {
         r->audit_state = AUDIT_NONE;
         if (r->change) {
@@ -1229,6 +1296,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (r->status)
         return MHD_YES; /* answered on the first call */
     process(r);
+    if (r->defer_state == DEFER_QUEUED) {
+        start_defer(r);
+        return MHD_YES;
+    }
     if (r->n_audit || r->change) {
         start_audit(r);
         return MHD_YES;
@@ -1298,6 +1369,11 @@ void web_dispatch(web_t *w, const char *method, const char *uri, const web_heade
         else if (body_len)
             take_body(r, body, body_len);
         process(r);
+    }
+    if (r->defer_state == DEFER_QUEUED) { /* no connection to suspend: run it here */
+        r->defer_work(r->defer_arg);
+        __atomic_sub_fetch(&w->deferred, 1, __ATOMIC_SEQ_CST);
+        finish_defer(r);
     }
     if (r->n_audit || r->change) {
         /* The same group commit as a connection's, waited for here. */
@@ -1575,10 +1651,11 @@ void web_stop(web_t *w)
         /* A suspended request's context is still in the writer's queue:
          * stopping MHD now would free it under the writer. The writer
          * always finishes a batch (at worst with an error after SQLite's
-         * busy timeout), so this wait ends. */
+         * busy timeout), so this wait ends; so does deferred work (a
+         * WHEP offer gives up on ICE gathering after 5 s). */
         for (int i = 1; __atomic_load_n(&w->suspended, __ATOMIC_SEQ_CST) > 0; i++) {
             if (i % 500 == 0)
-                vg_warn("web: still waiting for %d audit commit(s) to finish",
+                vg_warn("web: still waiting for %d audit commit(s) or deferred request(s)",
                         __atomic_load_n(&w->suspended, __ATOMIC_SEQ_CST));
             usleep(10 * 1000);
         }

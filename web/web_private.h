@@ -227,7 +227,9 @@ struct web {
     struct MHD_Daemon *mhd;
     int listen_fd;            /* after MHD_quiesce_daemon: ours to close */
     int port;
-    int suspended;            /* requests waiting for their audit commit (atomic) */
+    int suspended;            /* requests waiting for their audit commit or their
+                               * deferred work (atomic) */
+    int deferred;             /* requests whose work runs off MHD's threads (atomic) */
     int tls;
     char *tls_cert, *tls_key; /* PEM text, kept for MHD's lifetime */
     web_auditor_t *auditor;
@@ -330,6 +332,12 @@ typedef struct web_req {
     idx_audit_t change_row;
     int audit_state;          /* AUDIT_NONE, AUDIT_WAITING, AUDIT_DONE */
     int audit_rc;
+    /* work deferred off MHD's threads (web_defer) */
+    void (*defer_work)(void *arg);
+    void (*defer_finish)(struct web_req *r, void *arg);
+    void (*defer_free)(void *arg);
+    void *defer_arg;
+    int defer_state;          /* DEFER_NONE, DEFER_QUEUED, DEFER_RUNNING, DEFER_DONE */
 } web_req_t;
 
 /* Answers: JSON (steals v; NULL or a value that cannot be serialized
@@ -376,6 +384,11 @@ void web_stream_wake(void *waker);
 /* Content-Disposition: attachment with this file name (RFC 6266: an ASCII
  * fallback and filename*=UTF-8''...). */
 void web_reply_disposition(web_req_t *r, const char *filename);
+/* The attachment name of a clip of a source, one style for every clip
+ * route (README "Clips"): SOURCE_FROM_TO.EXT, the times UTC in compact
+ * ISO 8601 (20261202T101500Z). */
+void web_reply_clip_disposition(web_req_t *r, const char *source, int64_t from_us, int64_t to_us,
+                                const char *ext);
 
 __attribute__((format(printf, 4, 5)))
 void web_reply_error(web_req_t *r, int status, const char *code, const char *fmt, ...);
@@ -436,6 +449,18 @@ void web_change_queued(web_req_t *r, idx_change_fn change, void *arg,
                        void (*change_free)(void *arg), const idx_audit_t *row,
                        void (*done)(web_req_t *r, int rc));
 
+/* Work too slow for one of libmicrohttpd's few threads (a WHEP offer waits
+ * up to 5 s for ICE gathering): the handler calls this and returns without
+ * answering. work(arg) then runs on a thread of its own with the
+ * connection suspended, and finish(r, arg) on a request thread answers
+ * (r->idx is NULL then; audit rows it adds are committed before the answer
+ * leaves, as usual). free_arg(arg) (may be NULL) once, when the request
+ * ends, whether work ran or not. At most WEB_MAX_DEFERRED run at once:
+ * past that this answers 503 busy itself (work and finish never run). */
+#define WEB_MAX_DEFERRED 32
+void web_defer(web_req_t *r, void (*work)(void *arg), void (*finish)(web_req_t *r, void *arg),
+               void *arg, void (*free_arg)(void *arg));
+
 /* Parses r's body against fields; answers 400/413/415 and returns NULL when
  * it does not fit. */
 json_t *web_req_body(web_req_t *r, const web_field_t *fields);
@@ -491,6 +516,10 @@ int web_auditor_start(const char *db_path, web_auditor_t **out);
  * whatever else is queued (at once with VG_ESTOPPED when stopping). */
 void web_auditor_submit(web_auditor_t *a, web_ticket_t *t);
 void web_auditor_stop(web_auditor_t *a);
+/* Queues a copy of row for the group commit with nobody waiting on it (the
+ * end of a viewing, an answer cut because its access ended): the row is
+ * committed after whatever it records; a failure is logged. */
+void web_audit_detached(struct web *w, const idx_audit_t *row);
 
 /* A growing text buffer for answers built by hand on hot routes (no
  * per-value allocations, unlike a jansson tree). */

@@ -33,6 +33,7 @@ import tempfile
 import time
 
 from bench_web import free_port, wait_url, wrk
+from benchlib import write_section
 
 SECTION = "## Contact-centre calls (bench/bench_calls.py)"
 DAYS = 60
@@ -99,17 +100,6 @@ def generate(db_path, n_calls, end_us, rng, words):
     n = db.execute("SELECT COUNT(*) FROM call").fetchone()[0]
     db.close()
     return n
-
-
-def write_section(path, text):
-    """Replaces this benchmark's section of the results (or appends it)."""
-    old = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
-    start = old.find(SECTION)
-    if start >= 0:
-        nxt = old.find("\n## ", start + len(SECTION))
-        old = old[:start].rstrip("\n") + ("\n\n" + old[nxt + 1:] if nxt >= 0 else "\n")
-    with open(path, "w") as f:
-        f.write(old.rstrip("\n") + "\n\n" + text)
 
 
 def pct(values, p):
@@ -303,7 +293,7 @@ def main():
                after - before, ing["non2xx"], args.csv_rows, csv_mb, imp_s,
                args.csv_rows / imp_s, rep["imported"], rep["merged"], rep["unmatched"],
                rep["bad"]))
-    write_section(args.results, text)
+    write_section(args.results, SECTION, text)
     print(text)
     if not args.dir:
         shutil.rmtree(root, ignore_errors=True)

@@ -47,6 +47,12 @@ typedef struct {
 
 typedef struct call_import call_import_t;
 
+/* The office zone ([server] timezone; NULL or "": the system's) of the
+ * announcement report's days, given to the index (idx_ann_zone_set), which
+ * rebuilds its daily rollup when the zone or its rules changed. An
+ * unreadable zone is logged and UTC is used. */
+int call_ann_zone_apply(idx_t *idx, const char *tz);
+
 /* An import of Master.csv text given in pieces (an HTTP body or a file
  * read in blocks): rows are parsed as they complete and written through
  * idx in transactions of a few thousand rows (each row's upsert is

@@ -170,6 +170,37 @@ static int64_t zone_to_utc(const zone_t *z, int64_t local)
     return local - zone_offset_at(z, guess);
 }
 
+/* ---- the office zone of the announcement rollup ---- */
+
+int call_ann_zone_apply(idx_t *idx, const char *tz)
+{
+    zone_t z;
+    char name[160];
+    int rebuilt = 0;
+    /* unset: the system's zone (Debian links zoneinfo/localtime to it) */
+    const char *zname = tz && *tz ? tz : "localtime";
+    int rc = zone_load(zname, &z);
+    if (rc != VG_OK) {
+        vg_warn("time zone %s unreadable: announcement report days are UTC days", zname);
+        zname = "UTC";
+        memset(&z, 0, sizeof(z));
+    }
+    /* The name carries a hash of the transitions, so new tzdata (or a new
+     * /etc/localtime) also rebuilds the days. */
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < z.n; i++)
+        h = (h ^ (uint64_t)z.at[i] ^ ((uint64_t)(uint32_t)z.off[i] << 17)) * 1099511628211ULL;
+    snprintf(name, sizeof(name), "%.100s/%d/%zu/%016llx", zname, (int)z.first, z.n,
+             (unsigned long long)h);
+    rc = idx_ann_zone_set(idx, name, z.first, z.at, z.off, z.n, &rebuilt);
+    if (rc == VG_OK && rebuilt)
+        vg_notice("announcement report: daily counts rebuilt for the office zone %s", zname);
+    else if (rc != VG_OK)
+        vg_err("announcement report: office zone %s not applied: %s", zname, vg_strerror(rc));
+    zone_free(&z);
+    return rc;
+}
+
 /* ---- parsing ---- */
 
 /* "YYYY-MM-DD HH:MM:SS" as seconds, read as UTC. */

@@ -52,7 +52,8 @@ int call_qa_comments_check(const json_t *comments, double duration_s, json_t **o
  * answered alike (null when none), "score_spread"}. */
 json_t *call_qa_calibration(const json_t *definition, const idx_qa_eval_t *e, size_t n);
 
-/* The alarm announcement_rate_low: over the 24 hours before now_us, the
+/* The alarm announcement_rate_low: over yesterday and today up to now_us
+ * (office days, from the report's daily rollup), the
  * share of decided calls (present / (present + absent + partial)) of each
  * line and each queue; raised naming those under min_rate, cleared when
  * none is. Runs when now_us reaches *next_us, then sets *next_us

@@ -8,8 +8,8 @@
  * queues VAD calls here (bounded, never blocking); SQLite writes and the
  * decode happen on this thread. With no reference configured at all the
  * check is off and calls stay unchecked (installing one checks them then);
- * when some lines have one, a call on a line without is marked unknown
- * (the check cannot tell), so it does not stay at the head of the
+ * when some lines or queues have one, a call whose queue and line have
+ * none (and no [calls] one) is marked unknown (the check cannot tell), so it does not stay at the head of the
  * unchecked list; vigilctl calls recheck clears checks when a reference
  * changes. */
 #include <errno.h>
@@ -240,7 +240,7 @@ static void check_pending(call_worker_t *w, const vg_config_t *cfg)
     call_list_t l = {0};
     /* No reference anywhere: the check is off and calls stay unchecked (a
      * reference installed later checks them then). */
-    int any = cfg->calls.announcement != NULL;
+    int any = cfg->calls.announcement != NULL || cfg->n_queues > 0;
     for (size_t i = 0; i < cfg->n_sources && !any; i++)
         any = cfg->sources[i].announcement != NULL;
     if (!any)
@@ -251,8 +251,12 @@ static void check_pending(call_worker_t *w, const vg_config_t *cfg)
     }
     for (size_t i = 0; i < l.n && !stopping(w); i++) {
         const idx_call_t *c = &l.calls[i];
+        /* the most specific reference: the call's queue, its line, [calls] */
         const vg_source_config_t *src = vg_config_find_source(cfg, c->source);
-        const char *path = src && src->announcement ? src->announcement : cfg->calls.announcement;
+        const vg_queue_config_t *q = c->queue[0] ? vg_config_find_queue(cfg, c->queue) : NULL;
+        const char *path = q ? q->announcement
+                           : src && src->announcement ? src->announcement
+                                                      : cfg->calls.announcement;
         const call_announce_ref_t *ref = path ? ref_get(w, path) : NULL;
         int64_t now = vg_clock_wall(&vg_system_clock);
         call_announce_result_t res = {.state = CALL_ANN_UNKNOWN};

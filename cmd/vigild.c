@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cmd/vigild.h"
+#include "calls/calls.h"
 #include "calls/qa.h"
 #include "core/clock.h"
 #include "core/errors.h"
@@ -142,7 +143,9 @@ static int prepare_storage(daemon_t *d)
     char *db = vg_asprintf("%s/index.db", cfg->data_dir);
     rc = idx_open(db, 0, &d->idx);
     free(db);
-    return rc == VG_OK ? register_sources(d->idx, cfg) : rc;
+    if (rc == VG_OK && (rc = register_sources(d->idx, cfg)) == VG_OK)
+        call_ann_zone_apply(d->idx, cfg->http.timezone); /* logged; days stay as they were */
+    return rc;
 }
 
 /* Crash recovery (DESIGN.md invariants 1 and 2), before anything records:

@@ -75,6 +75,7 @@ enum section_kind {
     SEC_SOURCE,
     SEC_DESK,    /* calls */
     SEC_CALLS,
+    SEC_QUEUE,   /* calls */
     SEC_IGNORED, /* a header that was already reported as an error */
 };
 
@@ -89,6 +90,7 @@ typedef struct {
     int section_line;
     size_t source_index;     /* into cfg->sources while section == SEC_SOURCE */
     size_t desk_index;       /* into cfg->desks while section == SEC_DESK */
+    size_t queue_index;      /* into cfg->queues while section == SEC_QUEUE */
     unsigned seen_keys;      /* bit i set once key i of this section's table was set */
     int seen_server, seen_archive, seen_retention, seen_relay, seen_exports, seen_playback;
     int seen_calls;
@@ -157,6 +159,9 @@ static void section_label(const parser_t *p, char *buf, size_t size)
     case SEC_LIVE: snprintf(buf, size, "live"); break;
     case SEC_SOURCE:
         snprintf(buf, size, "source %s", p->cfg->sources[p->source_index].name);
+        break;
+    case SEC_QUEUE:
+        snprintf(buf, size, "queue %s", p->cfg->queues[p->queue_index].name);
         break;
     default: snprintf(buf, size, "?"); break;
     }
@@ -992,6 +997,11 @@ static int set_announcement_window(parser_t *p, const char *key, const char *val
     return set_int_in(p, key, value, 5, 120, &p->cfg->calls.announcement_window);
 }
 
+static int set_queue_announcement(parser_t *p, const char *key, const char *value)
+{
+    return set_announcement_path(p, key, value, &p->cfg->queues[p->queue_index].announcement);
+}
+
 static int set_source_announcement(parser_t *p, const char *key, const char *value)
 {
     return set_announcement_path(p, key, value, &p->cfg->sources[p->source_index].announcement);
@@ -1141,6 +1151,10 @@ static const key_spec_t source_keys[] = {
     {"announcement", set_source_announcement},
     {NULL, NULL},
 };
+static const key_spec_t queue_keys[] = {
+    {"announcement", set_queue_announcement},
+    {NULL, NULL},
+};
 static const key_spec_t desk_keys[] = {
     {"lines", set_desk_lines},
     {"cameras", set_desk_cameras},
@@ -1159,6 +1173,7 @@ static const key_spec_t *keys_of(enum section_kind section)
     case SEC_LIVE: return live_keys;
     case SEC_SOURCE: return source_keys;
     case SEC_DESK: return desk_keys;
+    case SEC_QUEUE: return queue_keys;
     case SEC_CALLS: return calls_keys;
     default: return NULL;
     }
@@ -1207,6 +1222,9 @@ static void end_section(parser_t *p)
             fail_at(p, p->section_line, "source '%s': call_detect = vad needs kind = audio",
                     src->name);
     }
+    if (p->section == SEC_QUEUE && !p->cfg->queues[p->queue_index].announcement)
+        fail_at(p, p->section_line, "queue '%s' has no announcement",
+                p->cfg->queues[p->queue_index].name);
     p->section = SEC_NONE;
 }
 
@@ -1259,6 +1277,32 @@ static void add_desk(parser_t *p, const char *name)
     d->name = vg_strdup(name);
     p->desk_index = cfg->n_desks++;
     p->section = SEC_DESK;
+}
+
+/* A queue is named as the PBX names it: any text but brackets and control
+ * characters, up to 127 bytes (a call's queue is at most that long). */
+static void add_queue(parser_t *p, const char *name)
+{
+    vg_config_t *cfg = p->cfg;
+    size_t len = strlen(name);
+    int ok = len > 0 && len < 128;
+    for (size_t i = 0; ok && i < len; i++)
+        ok = (unsigned char)name[i] >= 0x20 && name[i] != 0x7f && name[i] != '[' &&
+             name[i] != ']';
+    if (!ok) {
+        fail_at(p, p->lineno, "bad queue name (1..127 bytes, no brackets or control characters)");
+        return;
+    }
+    if (vg_config_find_queue(cfg, name)) {
+        fail_at(p, p->lineno, "duplicate section [queue %s]", name);
+        return;
+    }
+    cfg->queues = vg_realloc(cfg->queues, (cfg->n_queues + 1) * sizeof(cfg->queues[0]));
+    vg_queue_config_t *q = &cfg->queues[cfg->n_queues];
+    memset(q, 0, sizeof(*q));
+    q->name = vg_strdup(name);
+    p->queue_index = cfg->n_queues++;
+    p->section = SEC_QUEUE;
 }
 
 /* Opens a fixed-name section once; seen is that section's flag. */
@@ -1316,6 +1360,8 @@ static void begin_section(parser_t *p, const char *header)
         add_source(p, trim(n + 6));
     else if (strncmp(n, "desk", 4) == 0 && isspace((unsigned char)n[4]))
         add_desk(p, trim(n + 4));
+    else if (strncmp(n, "queue", 5) == 0 && isspace((unsigned char)n[5]))
+        add_queue(p, trim(n + 5));
     else
         fail_at(p, p->lineno, "unknown section [%s]", n);
     free(name);
@@ -1528,6 +1574,11 @@ void vg_config_free(vg_config_t *cfg)
         free(cfg->desks[i].name);
     }
     free(cfg->desks);
+    for (size_t i = 0; i < cfg->n_queues; i++) {
+        free(cfg->queues[i].name);
+        free(cfg->queues[i].announcement);
+    }
+    free(cfg->queues);
     free(cfg->http.listen);
     free(cfg->http.tls_cert);
     free(cfg->http.tls_key);
@@ -1553,6 +1604,17 @@ const vg_source_config_t *vg_config_find_source(const vg_config_t *cfg, const ch
     for (size_t i = 0; i < cfg->n_sources; i++) {
         if (strcmp(cfg->sources[i].name, name) == 0)
             return &cfg->sources[i];
+    }
+    return NULL;
+}
+
+const vg_queue_config_t *vg_config_find_queue(const vg_config_t *cfg, const char *name)
+{
+    if (!cfg || !name)
+        return NULL;
+    for (size_t i = 0; i < cfg->n_queues; i++) {
+        if (strcmp(cfg->queues[i].name, name) == 0)
+            return &cfg->queues[i];
     }
     return NULL;
 }

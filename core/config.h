@@ -37,6 +37,12 @@ typedef struct {
     size_t n_cameras;
 } vg_desk_config_t;
 
+/* [queue NAME] (calls): a PBX queue's own reference announcement. */
+typedef struct {
+    char *name;               /* as the PBX names it (the call's queue) */
+    char *announcement;       /* the queue's reference WAV; wins over [source] and [calls] */
+} vg_queue_config_t;
+
 typedef enum { VG_ON_FULL_OVERWRITE, VG_ON_FULL_STOP } vg_on_full_t;
 
 /* [retention]: see README "Retention". */
@@ -127,6 +133,8 @@ typedef struct {
     vg_desk_config_t *desks;    /* calls: [desk NAME] sections */
     size_t n_desks;
     vg_calls_config_t calls;    /* [calls] */
+    vg_queue_config_t *queues;  /* calls: [queue NAME] sections */
+    size_t n_queues;
 } vg_config_t;
 
 /* Reads path into *out (caller frees with vg_config_free). On failure returns
@@ -137,6 +145,8 @@ void vg_config_free(vg_config_t *cfg);
 const vg_source_config_t *vg_config_find_source(const vg_config_t *cfg, const char *name);
 /* calls: the desk of that name, or NULL. */
 const vg_desk_config_t *vg_config_find_desk(const vg_config_t *cfg, const char *name);
+/* calls: the [queue NAME] of that queue, or NULL. */
+const vg_queue_config_t *vg_config_find_queue(const vg_config_t *cfg, const char *name);
 /* Splits http_listen text ("host:port", "[v6]:port") into host (brackets
  * removed) and port 1..65535. VG_EINVAL when malformed. */
 int vg_config_split_listen(const char *text, char *host, size_t host_size, int *port);

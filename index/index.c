@@ -492,6 +492,54 @@ static const char *const migrations[] = {
     "  value TEXT NOT NULL,"
     "  PRIMARY KEY (account_id, key)"
     ") WITHOUT ROWID;",
+    /* v18: the announcement report's daily rollup (index/qa.c). Reports
+     * over weeks of a busy contact centre would otherwise read every call:
+     * ann_day holds, per office-time-zone day, the ended calls' counts per
+     * effective announcement state, by line (dim 0), by queue (dim 1) and by
+     * agent (dim 2); queue and agent rows exist per line (for accounts
+     * limited to some lines) and for all lines (source_id 0). Triggers on
+     * call keep it in the same transaction as any writer (PBX events,
+     * imports, the announcement check, recheck, edits, retention), so no
+     * writer can forget it. The day is the office's, not UTC's, so the
+     * report's day grouping can come from it: ann_zone holds the office
+     * zone's UTC offsets from each transition on (filled by vigild from
+     * [server] timezone, see idx_ann_zone_set; empty: UTC). */
+    "CREATE TABLE ann_zone ("
+    "  from_s INTEGER PRIMARY KEY,"
+    "  off_s INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE ann_zone_name ("
+    "  one INTEGER PRIMARY KEY CHECK (one = 1),"
+    "  name TEXT NOT NULL"
+    ");"
+    "INSERT INTO ann_zone_name(one, name) VALUES (1, '');"
+    "CREATE TABLE ann_day ("
+    "  dim INTEGER NOT NULL,"
+    "  source_id INTEGER NOT NULL,"
+    "  day INTEGER NOT NULL,"
+    "  value TEXT NOT NULL,"
+    "  calls INTEGER NOT NULL,"
+    "  present INTEGER NOT NULL,"
+    "  absent INTEGER NOT NULL,"
+    "  partial INTEGER NOT NULL,"
+    "  unknown INTEGER NOT NULL,"
+    "  PRIMARY KEY (dim, source_id, day, value)"
+    ") WITHOUT ROWID;"
+    "CREATE TRIGGER call_ann_ins AFTER INSERT ON call WHEN NEW.end_us IS NOT NULL BEGIN "
+    IDX_ANN_ADD("NEW", "1") IDX_ANN_UPSERT "; END;"
+    "CREATE TRIGGER call_ann_del AFTER DELETE ON call WHEN OLD.end_us IS NOT NULL BEGIN "
+    IDX_ANN_ADD("OLD", "-1") IDX_ANN_UPSERT "; " IDX_ANN_DROP_ZERO("OLD") "; END;"
+    /* UPDATE OF fires for every column in the SET list, changed or not (a
+     * PBX event sets them all): WHEN skips what leaves the counts alone. */
+    "CREATE TRIGGER call_ann_upd AFTER UPDATE OF start_us, end_us, source_id, queue, agent,"
+    "  ann_state, ann_pbx ON call"
+    "  WHEN (OLD.end_us IS NULL) <> (NEW.end_us IS NULL) OR (NEW.end_us IS NOT NULL AND"
+    "  (OLD.start_us <> NEW.start_us OR OLD.source_id <> NEW.source_id OR OLD.queue <> NEW.queue"
+    "  OR OLD.agent <> NEW.agent OR " IDX_ANN_STATE("OLD") " <> " IDX_ANN_STATE("NEW") ")) BEGIN "
+    IDX_ANN_ADD("OLD", "-1") " AND OLD.end_us IS NOT NULL" IDX_ANN_UPSERT "; "
+    IDX_ANN_DROP_ZERO("OLD") " AND OLD.end_us IS NOT NULL; "
+    IDX_ANN_ADD("NEW", "1") " AND NEW.end_us IS NOT NULL" IDX_ANN_UPSERT "; END;"
+    IDX_ANN_FILL ";",
 };
 
 #define IDX_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

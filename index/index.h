@@ -820,10 +820,29 @@ typedef struct {
     int64_t calls, present, absent, partial, unknown;
 } idx_ann_report_row_t;
 /* Ended calls starting in [from, to) grouped by "source", "queue", "agent"
- * or "day" (UTC date), of the lines in sources (comma-separated; NULL: all). A call's state is the detector's when it decided
- * (present, absent, partial), else the PBX flag's, else unknown. */
+ * or "day" (the office day, see idx_ann_zone_set), of the lines in sources
+ * (comma-separated; NULL: all). A call's state is the detector's when it
+ * decided (present, absent, partial), else the PBX flag's, else unknown.
+ * Whole office days come from the daily rollup, the edges from the calls;
+ * VG_EINVAL for another group. */
 int idx_ann_report(idx_t *idx, int64_t from_us, int64_t to_us, const char *group,
                    const char *sources, idx_ann_report_row_t **out, size_t *n, int *cut);
+/* The same answer from the calls alone (what the rollup must equal). */
+int idx_ann_report_scan(idx_t *idx, int64_t from_us, int64_t to_us, const char *group,
+                        const char *sources, idx_ann_report_row_t **out, size_t *n, int *cut);
+/* on: idx_ann_report scans the calls, in the whole process (the "before"
+ * of bench/bench_reports.py). */
+void idx_ann_report_set_scan(int on);
+/* The office zone the rollup's days are in: its UTC offset (s) before the
+ * first transition, and from each at[i] (UTC s, ascending) on, off[i].
+ * name identifies it (zone name and version): when it differs from the
+ * stored one, the offsets are stored and the rollup is rebuilt from the
+ * calls (*rebuilt = 1), in one transaction. VG_EINVAL for offsets beyond
+ * +-26 h or unordered transitions. */
+int idx_ann_zone_set(idx_t *idx, const char *name, int32_t first_off, const int64_t *at,
+                     const int32_t *off, size_t n, int *rebuilt);
+/* The start (UTC us) of the office day days_back days before t_us's. */
+int idx_ann_day_start(idx_t *idx, int64_t t_us, int days_back, int64_t *out_us);
 
 typedef struct {
     int64_t id;

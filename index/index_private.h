@@ -64,4 +64,54 @@ int idx_priv_end(idx_t *idx, int owned, int ret);
 /* The lazily prepared statement number slot (one fixed SQL text per slot). */
 sqlite3_stmt *idx_priv_lazy(idx_t *idx, int slot, const char *sql);
 
+/* ---- the announcement rollup (schema v18, index/qa.c) ---- */
+
+/* The effective announcement state of call row R: the detector's verdict
+ * when it decided, else the PBX flag, else unknown. */
+#define IDX_ANN_STATE(R)                                                                     \
+    "(CASE WHEN " R ".ann_state IN ('present','absent','partial') THEN " R ".ann_state"      \
+    " WHEN " R ".ann_pbx = 1 THEN 'present' WHEN " R ".ann_pbx = 0 THEN 'absent'"            \
+    " ELSE 'unknown' END)"
+/* The office day (days since 1970-01-01 in the office zone) of the time T
+ * (us). Integer division truncates here as in C, where index/qa.c computes
+ * the same day (ann_office_day): the two must agree to the second. */
+#define IDX_ANN_DAY(T)                                                                       \
+    "(((" T ") / 1000000 + coalesce((SELECT z.off_s FROM ann_zone z WHERE z.from_s <= ("   \
+    T ") / 1000000 ORDER BY z.from_s DESC LIMIT 1), 0)) / 86400)"
+/* Adds the call row R's counts times S to its five ann_day rows (line
+ * total; queue and agent per line and for all lines); "WHERE 1" so that a
+ * caller can add conditions and the upsert parses. */
+#define IDX_ANN_ADD(R, S)                                                                    \
+    "INSERT INTO ann_day(dim, source_id, day, value, calls, present, absent, partial,"       \
+    " unknown) SELECT k.dim, k.sid, x.day, k.value, " S ", " S " * (x.a = 'present'), " S   \
+    " * (x.a = 'absent'), " S " * (x.a = 'partial'), " S " * (x.a = 'unknown')"              \
+    " FROM (SELECT " IDX_ANN_DAY(R ".start_us") " AS day, " IDX_ANN_STATE(R) " AS a) x,"   \
+    " (SELECT 0 AS dim, " R ".source_id AS sid, '' AS value"                                 \
+    " UNION ALL SELECT 1, " R ".source_id, " R ".queue UNION ALL SELECT 1, 0, " R ".queue"   \
+    " UNION ALL SELECT 2, " R ".source_id, " R ".agent UNION ALL SELECT 2, 0, " R ".agent) k" \
+    " WHERE 1"
+#define IDX_ANN_UPSERT                                                                       \
+    " ON CONFLICT (dim, source_id, day, value) DO UPDATE SET calls = calls + excluded.calls," \
+    " present = present + excluded.present, absent = absent + excluded.absent,"             \
+    " partial = partial + excluded.partial, unknown = unknown + excluded.unknown"
+/* Drops R's rows that no call counts in any more (retention empties old
+ * days: the table shrinks with the calls). */
+#define IDX_ANN_DROP_ZERO(R)                                                                 \
+    "DELETE FROM ann_day WHERE dim IN (0, 1, 2) AND source_id IN (" R ".source_id, 0)"      \
+    " AND day = " IDX_ANN_DAY(R ".start_us") " AND value IN ('', " R ".queue, " R ".agent)" \
+    " AND calls = 0"
+/* Fills an empty ann_day from every ended call (the migration, and a new
+ * office zone). */
+#define IDX_ANN_FILL                                                                         \
+    "INSERT INTO ann_day(dim, source_id, day, value, calls, present, absent, partial,"       \
+    " unknown) SELECT k.dim, CASE WHEN k.per THEN x.source_id ELSE 0 END, x.day,"            \
+    " CASE k.dim WHEN 0 THEN '' WHEN 1 THEN x.queue ELSE x.agent END, sum(x.n),"             \
+    " sum(x.n * (x.a = 'present')), sum(x.n * (x.a = 'absent')),"                           \
+    " sum(x.n * (x.a = 'partial')), sum(x.n * (x.a = 'unknown'))"                            \
+    " FROM (SELECT " IDX_ANN_DAY("c.start_us") " AS day, c.source_id, c.queue, c.agent, "   \
+    IDX_ANN_STATE("c") " AS a, count(*) AS n FROM call c WHERE c.end_us IS NOT NULL"         \
+    " GROUP BY 1, 2, 3, 4, 5) x"                                                             \
+    " CROSS JOIN (SELECT 0 AS dim, 1 AS per UNION ALL SELECT 1, 1 UNION ALL SELECT 1, 0"    \
+    " UNION ALL SELECT 2, 1 UNION ALL SELECT 2, 0) k GROUP BY 1, 2, 3, 4"
+
 #endif

@@ -2,11 +2,15 @@
  * (immutable rows chained by supersedes), the QA report, and the
  * announcement reports over the call table's ann_* columns. Statements are
  * prepared per call: these routes run on a person's click, not per packet,
- * so they take no lazy slots. What a form or an answer means is calls/qa.c's
+ * so they take no lazy slots. The announcement report reads whole office
+ * days from the rollup ann_day (schema v18, kept by triggers) and only the
+ * partial days at the edges from the calls. What a form or an answer means is calls/qa.c's
  * business; here they are JSON text. */
 #include "index/index.h"
 #include "index/index_private.h"
 
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +30,12 @@
 static int prepare(idx_t *idx, const char *sql, sqlite3_stmt **st, const char *what)
 {
     int rc = sqlite3_prepare_v2(idx->db, sql, -1, st, NULL);
+    return rc == SQLITE_OK ? VG_OK : idx_priv_db_fail(idx, rc, what);
+}
+
+static int exec(idx_t *idx, const char *sql, const char *what)
+{
+    int rc = sqlite3_exec(idx->db, sql, NULL, NULL, NULL);
     return rc == SQLITE_OK ? VG_OK : idx_priv_db_fail(idx, rc, what);
 }
 
@@ -441,30 +451,48 @@ static void fill_qa_row(sqlite3_stmt *st, void *item)
     r->critical_failed = sqlite3_column_int64(st, 3 + IDX_QA_BUCKETS);
 }
 
-/* Collects at most IDX_REPORT_GROUPS_MAX rows (the statement asks for one
- * more, so *cut tells when there were more). */
-static int collect_groups(idx_t *idx, sqlite3_stmt *st, const char *what, size_t size,
-                          idx_row_fill_t fill, void **out, size_t *n, int *cut)
+/* The steps every report shares: prepares sql, binds ?1 from, ?2 to, ?3
+ * the group, ?4 the row limit, ?5 the sources (NULL: all) and ?6.. the
+ * n_extra integers of extra, and collects at most IDX_REPORT_GROUPS_MAX
+ * rows (the statement is asked for one more, so *cut tells when there were
+ * more). */
+static int run_report(idx_t *idx, const char *sql, const char *what, int64_t from_us,
+                      int64_t to_us, const char *group, const char *sources,
+                      const int64_t *extra, int n_extra, size_t size, idx_row_fill_t fill,
+                      void **out, size_t *n, int *cut)
 {
-    int ret = idx_priv_bind_i64(idx, st, 4, IDX_REPORT_GROUPS_MAX + 1);
-    if (ret == VG_OK)
-        ret = idx_priv_collect_rows(idx, st, what, size, fill, out, n);
+    sqlite3_stmt *st = NULL;
+    *out = NULL;
+    *n = 0;
+    *cut = 0;
+    int ret = prepare(idx, sql, &st, what);
+    if (ret != VG_OK)
+        return ret;
+    if ((ret = idx_priv_bind_i64(idx, st, 1, from_us)) != VG_OK ||
+        (ret = idx_priv_bind_i64(idx, st, 2, to_us)) != VG_OK ||
+        (ret = idx_priv_bind_text(idx, st, 3, group)) != VG_OK ||
+        (ret = idx_priv_bind_i64(idx, st, 4, IDX_REPORT_GROUPS_MAX + 1)) != VG_OK ||
+        (sources && (ret = idx_priv_bind_text(idx, st, 5, sources)) != VG_OK))
+        goto cleanup;
+    for (int i = 0; i < n_extra; i++)
+        if ((ret = idx_priv_bind_i64(idx, st, 6 + i, extra[i])) != VG_OK)
+            goto cleanup;
+    ret = idx_priv_collect_rows(idx, st, what, size, fill, out, n);
     *cut = ret == VG_OK && *n > IDX_REPORT_GROUPS_MAX;
     if (*cut)
         *n = IDX_REPORT_GROUPS_MAX;
+
+cleanup:
+    sqlite3_finalize(st);
     return ret;
 }
 
 int idx_qa_report(idx_t *idx, int64_t from_us, int64_t to_us, const char *group,
                   const char *sources, idx_qa_report_row_t **out, size_t *n, int *cut)
 {
-    sqlite3_stmt *st = NULL;
-    *out = NULL;
-    *n = 0;
-    *cut = 0;
     /* The group names a fixed expression (no SQL built from input); scores
      * are shares, so a bucket is floor(score * 5) with 1.0 in the top one. */
-    int ret = prepare(idx,
+    return run_report(idx,
                       "SELECT CASE ?3 WHEN 'agent' THEN e.agent WHEN 'queue' THEN e.queue"
                       "  WHEN 'form' THEN f.key ELSE e.auditor END AS g,"
                       " count(*), avg(e.score),"
@@ -477,23 +505,12 @@ int idx_qa_report(idx_t *idx, int64_t from_us, int64_t to_us, const char *group,
                       " AND (?5 IS NULL OR instr(',' || ?5 || ',', ',' || s.name || ',') > 0)"
                       " AND NOT EXISTS (SELECT 1 FROM qa_evaluation x WHERE x.supersedes = e.id)"
                       " GROUP BY g ORDER BY g LIMIT ?4",
-                      &st, "prepare qa report");
-    if (ret != VG_OK)
-        return ret;
-    if ((ret = idx_priv_bind_i64(idx, st, 1, from_us)) == VG_OK &&
-        (ret = idx_priv_bind_i64(idx, st, 2, to_us)) == VG_OK &&
-        (ret = idx_priv_bind_text(idx, st, 3, group)) == VG_OK &&
-        (!sources || (ret = idx_priv_bind_text(idx, st, 5, sources)) == VG_OK))
-        ret = collect_groups(idx, st, "qa report", sizeof(**out), fill_qa_row, (void **)out, n,
-                             cut);
-    sqlite3_finalize(st);
-    return ret;
+                      "qa report", from_us, to_us, group, sources, NULL, 0, sizeof(**out),
+                      fill_qa_row, (void **)out, n, cut);
 }
 
 /* The effective announcement state of call c (see idx_ann_report). */
-#define ANN_STATE                                                                          \
-    "(CASE WHEN c.ann_state IN ('present','absent','partial') THEN c.ann_state"            \
-    " WHEN c.ann_pbx = 1 THEN 'present' WHEN c.ann_pbx = 0 THEN 'absent' ELSE 'unknown' END)"
+#define ANN_STATE IDX_ANN_STATE("c")
 
 static void fill_ann_row(sqlite3_stmt *st, void *item)
 {
@@ -507,35 +524,296 @@ static void fill_ann_row(sqlite3_stmt *st, void *item)
     r->unknown = sqlite3_column_int64(st, 5);
 }
 
+/* An office day's label (YYYY-MM-DD) from its number. */
+#define ANN_DAY_LABEL(D) "strftime('%Y-%m-%d', (" D ") * 86400, 'unixepoch')"
+
+/* The ended calls of [LO, HI) (parameters) as report rows: group, 1, and
+ * the state as four 0/1 counts. */
+#define ANN_SCAN(LO, HI)                                                                     \
+    "SELECT g, 1 AS n, a = 'present' AS p, a = 'absent' AS ab, a = 'partial' AS pa,"       \
+    " a = 'unknown' AS u FROM ("                                                             \
+    "  SELECT CASE ?3 WHEN 'source' THEN s.name WHEN 'queue' THEN c.queue"                   \
+    "   WHEN 'agent' THEN c.agent ELSE " ANN_DAY_LABEL(IDX_ANN_DAY("c.start_us")) " END AS g," \
+    "  " ANN_STATE " AS a"                                                                   \
+    "  FROM call c JOIN source s ON s.id = c.source_id"                                      \
+    "  WHERE c.start_us >= " LO " AND c.start_us < " HI " AND c.end_us IS NOT NULL"          \
+    "  AND (?5 IS NULL OR instr(',' || ?5 || ',', ',' || s.name || ',') > 0))"
+
+/* Whole office days [?7, ?8) of dimension ?6 from ann_day, for the lines
+ * in SIDS (a condition on r.source_id). */
+#define ANN_ROLLUP(SIDS)                                                                     \
+    "SELECT CASE ?3 WHEN 'source' THEN s.name WHEN 'day' THEN " ANN_DAY_LABEL("r.day")       \
+    "  ELSE r.value END AS g, r.calls AS n, r.present AS p, r.absent AS ab,"                 \
+    " r.partial AS pa, r.unknown AS u"                                                       \
+    " FROM ann_day r LEFT JOIN source s ON s.id = r.source_id"                               \
+    " WHERE r.dim = ?6 AND " SIDS " AND r.day >= ?7 AND r.day < ?8"
+
+#define ANN_GROUPED(ROWS)                                                                    \
+    "SELECT g, sum(n), sum(p), sum(ab), sum(pa), sum(u) FROM (" ROWS ")"                     \
+    " GROUP BY g HAVING sum(n) > 0 ORDER BY g LIMIT ?4"
+
+/* Through call_start (start_us DESC): one range scan of the period. The
+ * brute-force answer the rollup must equal (tests), and the "before" of
+ * bench/bench_reports.py. */
+static const char ann_scan_sql[] = ANN_GROUPED(ANN_SCAN("?1", "?2"));
+
+/* Queue or agent over all lines: the rows of source_id 0. */
+static const char ann_rollup_all_sql[] =
+    ANN_GROUPED(ANN_SCAN("?1", "?9") " UNION ALL " ANN_ROLLUP("r.source_id = 0")
+                " UNION ALL " ANN_SCAN("?10", "?2"));
+/* Per line (the source grouping and day totals, or an account's lines). */
+static const char ann_rollup_lines_sql[] = ANN_GROUPED(
+    ANN_SCAN("?1", "?9") " UNION ALL "
+    ANN_ROLLUP("r.source_id IN (SELECT id FROM source WHERE ?5 IS NULL"
+               " OR instr(',' || ?5 || ',', ',' || name || ',') > 0)")
+    " UNION ALL " ANN_SCAN("?10", "?2"));
+
+static atomic_int ann_scan_only;
+
+void idx_ann_report_set_scan(int on)
+{
+    atomic_store(&ann_scan_only, on != 0);
+}
+
+/* ---- the office zone (ann_zone) ---- */
+
+/* Offsets beyond this are not a real zone's (RFC 8536 keeps them within
+ * about a day): they would break the day search below. */
+#define ZONE_OFF_MAX (26 * 3600)
+#define DAY_S 86400
+
+typedef struct {
+    idx_t *idx;
+    sqlite3_stmt *st;
+} zone_q_t;
+
+static int zone_open(idx_t *idx, zone_q_t *z)
+{
+    z->idx = idx;
+    z->st = NULL;
+    return prepare(idx, "SELECT off_s FROM ann_zone WHERE from_s <= ?1 ORDER BY from_s DESC LIMIT 1",
+                   &z->st, "prepare office zone");
+}
+
+/* The office day of t_s, as IDX_ANN_DAY computes it in SQL. */
+static int office_day(zone_q_t *z, int64_t t_s, int64_t *day)
+{
+    int64_t off = 0;
+    sqlite3_reset(z->st);
+    int ret = idx_priv_bind_i64(z->idx, z->st, 1, t_s);
+    if (ret != VG_OK)
+        return ret;
+    int rc = sqlite3_step(z->st);
+    if (rc == SQLITE_ROW)
+        off = sqlite3_column_int64(z->st, 0);
+    else if (rc != SQLITE_DONE)
+        return idx_priv_db_fail(z->idx, rc, "read office zone");
+    *day = (t_s + off) / DAY_S;
+    return VG_OK;
+}
+
+/* The first second of office day d: the smallest t whose day is d or
+ * later. The day never goes back as t grows (a zone's clock steps back by
+ * less than the hours since midnight), so a bisection over the +-3 days
+ * around d's UTC midnight finds it. */
+static int day_start(zone_q_t *z, int64_t d, int64_t *out)
+{
+    int64_t lo = d * DAY_S - 3 * DAY_S, hi = d * DAY_S + 3 * DAY_S;
+    while (lo + 1 < hi) {
+        int64_t mid = lo + (hi - lo) / 2, dm = 0;
+        int ret = office_day(z, mid, &dm);
+        if (ret != VG_OK)
+            return ret;
+        if (dm >= d)
+            hi = mid;
+        else
+            lo = mid;
+    }
+    *out = hi;
+    return VG_OK;
+}
+
+int idx_ann_day_start(idx_t *idx, int64_t t_us, int days_back, int64_t *out_us)
+{
+    zone_q_t z;
+    int64_t d = 0, s = 0;
+    int ret = zone_open(idx, &z);
+    if (ret == VG_OK && (ret = office_day(&z, t_us / 1000000, &d)) == VG_OK &&
+        (ret = day_start(&z, d - days_back, &s)) == VG_OK)
+        *out_us = s * 1000000;
+    sqlite3_finalize(z.st);
+    return ret;
+}
+
+int idx_ann_zone_set(idx_t *idx, const char *name, int32_t first_off, const int64_t *at,
+                     const int32_t *off, size_t n, int *rebuilt)
+{
+    sqlite3_stmt *st = NULL;
+    int owned = 0;
+    *rebuilt = 0;
+    if (first_off < -ZONE_OFF_MAX || first_off > ZONE_OFF_MAX)
+        return VG_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        if (off[i] < -ZONE_OFF_MAX || off[i] > ZONE_OFF_MAX || (i && at[i] <= at[i - 1]))
+            return VG_EINVAL;
+    int ret = idx_priv_begin(idx, &owned);
+    if (ret != VG_OK)
+        return ret;
+    if ((ret = prepare(idx, "SELECT 1 FROM ann_zone_name WHERE name = ?1", &st,
+                       "prepare office zone name")) != VG_OK ||
+        (ret = idx_priv_bind_text(idx, st, 1, name)) != VG_OK)
+        goto cleanup;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        goto cleanup; /* the rollup's days are this zone's already */
+    if (rc != SQLITE_DONE) {
+        ret = idx_priv_db_fail(idx, rc, "read office zone name");
+        goto cleanup;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if ((ret = exec(idx, "DELETE FROM ann_zone", "clear office zone")) != VG_OK ||
+        (ret = prepare(idx, "INSERT INTO ann_zone(from_s, off_s) VALUES (?1, ?2)", &st,
+                       "prepare office zone")) != VG_OK)
+        goto cleanup;
+    for (size_t i = 0; i <= n && ret == VG_OK; i++) {
+        sqlite3_reset(st);
+        if ((ret = idx_priv_bind_i64(idx, st, 1, i ? at[i - 1] : INT64_MIN)) == VG_OK &&
+            (ret = idx_priv_bind_i64(idx, st, 2, i ? off[i - 1] : first_off)) == VG_OK &&
+            (rc = sqlite3_step(st)) != SQLITE_DONE)
+            ret = idx_priv_db_fail(idx, rc, "store office zone");
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    /* Every day boundary may have moved: the rollup is made again (a
+     * minute at millions of calls, once per change of zone). */
+    if (ret != VG_OK ||
+        (ret = exec(idx, "DELETE FROM ann_day", "clear announcement rollup")) != VG_OK ||
+        (ret = exec(idx, IDX_ANN_FILL, "fill announcement rollup")) != VG_OK ||
+        (ret = prepare(idx, "UPDATE ann_zone_name SET name = ?1", &st,
+                       "prepare office zone name")) != VG_OK ||
+        (ret = idx_priv_bind_text(idx, st, 1, name)) != VG_OK)
+        goto cleanup;
+    if ((rc = sqlite3_step(st)) != SQLITE_DONE)
+        ret = idx_priv_db_fail(idx, rc, "store office zone name");
+    else
+        *rebuilt = 1;
+
+cleanup:
+    sqlite3_finalize(st);
+    return idx_priv_end(idx, owned, ret);
+}
+
+/* Is there an ended call starting in [lo, hi)? */
+static int any_call(idx_t *idx, int64_t lo_us, int64_t hi_us, int *any)
+{
+    sqlite3_stmt *st = NULL;
+    *any = 0;
+    if (lo_us >= hi_us)
+        return VG_OK;
+    int ret = prepare(idx,
+                      "SELECT 1 FROM call WHERE start_us >= ?1 AND start_us < ?2"
+                      " AND end_us IS NOT NULL LIMIT 1",
+                      &st, "prepare announcement edge");
+    if (ret == VG_OK && (ret = idx_priv_bind_i64(idx, st, 1, lo_us)) == VG_OK &&
+        (ret = idx_priv_bind_i64(idx, st, 2, hi_us)) == VG_OK) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+            *any = 1;
+        else if (rc != SQLITE_DONE)
+            ret = idx_priv_db_fail(idx, rc, "read announcement edge");
+    }
+    sqlite3_finalize(st);
+    return ret;
+}
+
+/* The split of [from, to) into whole office days [*da, *db) read from
+ * ann_day and the edges [from, *a) and [*b, to) read from the calls. An
+ * edge day whose part outside the period holds no call (today's, from now
+ * on) is a whole day as far as the counts go: it comes from ann_day too. */
+static int ann_split(idx_t *idx, int64_t from_us, int64_t to_us, int64_t *da, int64_t *db,
+                     int64_t *a, int64_t *b)
+{
+    zone_q_t z;
+    int64_t d0 = 0, d1 = 0, s0 = 0, s1 = 0, s = 0;
+    int any = 0;
+    *da = *db = 0;
+    *a = *b = to_us;
+    if (from_us < 0 || to_us <= from_us)
+        return VG_OK; /* scanned: the truncating day arithmetic wants t >= 0 */
+    int ret = zone_open(idx, &z);
+    if (ret != VG_OK ||
+        (ret = office_day(&z, from_us / 1000000, &d0)) != VG_OK ||
+        (ret = day_start(&z, d0, &s0)) != VG_OK ||
+        (ret = office_day(&z, to_us / 1000000, &d1)) != VG_OK ||
+        (ret = day_start(&z, d1, &s1)) != VG_OK)
+        goto cleanup;
+    int64_t first = s0 * 1000000 >= from_us ? d0 : d0 + 1;
+    /* the start edge: day d0 when nothing of it lies before from */
+    if (first > d0 && (ret = any_call(idx, s0 * 1000000, from_us, &any)) == VG_OK && !any)
+        first = d0;
+    if (ret != VG_OK)
+        goto cleanup;
+    int64_t last = d1; /* exclusive; day d1 starts at s1 <= to */
+    if ((ret = day_start(&z, d1 + 1, &s)) != VG_OK ||
+        (s1 * 1000000 < to_us && (ret = any_call(idx, to_us, s * 1000000, &any)) != VG_OK))
+        goto cleanup;
+    if (s1 * 1000000 < to_us && !any)
+        last = d1 + 1;
+    if (first >= last)
+        goto cleanup;
+    *da = first;
+    *db = last;
+    if ((ret = day_start(&z, first, &s)) != VG_OK)
+        goto cleanup;
+    *a = s * 1000000 > from_us ? s * 1000000 : from_us;
+    if ((ret = day_start(&z, last, &s)) != VG_OK)
+        goto cleanup;
+    *b = s * 1000000 < to_us ? s * 1000000 : to_us;
+
+cleanup:
+    sqlite3_finalize(z.st);
+    return ret;
+}
+
+int idx_ann_report_scan(idx_t *idx, int64_t from_us, int64_t to_us, const char *group,
+                        const char *sources, idx_ann_report_row_t **out, size_t *n, int *cut)
+{
+    return run_report(idx, ann_scan_sql, "announcement report", from_us, to_us, group, sources,
+                      NULL, 0, sizeof(**out), fill_ann_row, (void **)out, n, cut);
+}
+
 int idx_ann_report(idx_t *idx, int64_t from_us, int64_t to_us, const char *group,
                    const char *sources, idx_ann_report_row_t **out, size_t *n, int *cut)
 {
-    sqlite3_stmt *st = NULL;
+    int64_t da, db, a, b;
+    int began = 0;
     *out = NULL;
     *n = 0;
     *cut = 0;
-    /* Through call_start (start_us DESC): one range scan of the period. */
-    int ret = prepare(idx,
-                      "SELECT g, count(*), sum(a = 'present'), sum(a = 'absent'),"
-                      " sum(a = 'partial'), sum(a = 'unknown') FROM ("
-                      "  SELECT CASE ?3 WHEN 'source' THEN s.name WHEN 'queue' THEN c.queue"
-                      "   WHEN 'agent' THEN c.agent"
-                      "   ELSE strftime('%Y-%m-%d', c.start_us / 1000000, 'unixepoch') END AS g,"
-                      "  " ANN_STATE " AS a"
-                      "  FROM call c JOIN source s ON s.id = c.source_id"
-                      "  WHERE c.start_us >= ?1 AND c.start_us < ?2 AND c.end_us IS NOT NULL"
-                      "  AND (?5 IS NULL OR instr(',' || ?5 || ',', ',' || s.name || ',') > 0))"
-                      " GROUP BY g ORDER BY g LIMIT ?4",
-                      &st, "prepare announcement report");
-    if (ret != VG_OK)
-        return ret;
-    if ((ret = idx_priv_bind_i64(idx, st, 1, from_us)) == VG_OK &&
-        (ret = idx_priv_bind_i64(idx, st, 2, to_us)) == VG_OK &&
-        (ret = idx_priv_bind_text(idx, st, 3, group)) == VG_OK &&
-        (!sources || (ret = idx_priv_bind_text(idx, st, 5, sources)) == VG_OK))
-        ret = collect_groups(idx, st, "announcement report", sizeof(**out), fill_ann_row,
-                             (void **)out, n, cut);
-    sqlite3_finalize(st);
+    if (strcmp(group, "source") && strcmp(group, "queue") && strcmp(group, "agent") &&
+        strcmp(group, "day"))
+        return VG_EINVAL;
+    if (atomic_load(&ann_scan_only))
+        return idx_ann_report_scan(idx, from_us, to_us, group, sources, out, n, cut);
+    /* One read snapshot for the split and the report: a call ending
+     * between the two would be counted twice or not at all. */
+    if (sqlite3_get_autocommit(idx->db)) {
+        int ret = exec(idx, "BEGIN", "begin announcement report");
+        if (ret != VG_OK)
+            return ret;
+        began = 1;
+    }
+    int ret = ann_split(idx, from_us, to_us, &da, &db, &a, &b);
+    if (ret == VG_OK) {
+        int64_t dim = strcmp(group, "queue") == 0 ? 1 : strcmp(group, "agent") == 0 ? 2 : 0;
+        int64_t extra[5] = {dim, da, db, a, b};
+        ret = run_report(idx, dim && !sources ? ann_rollup_all_sql : ann_rollup_lines_sql,
+                         "announcement report", from_us, to_us, group, sources, extra, 5,
+                         sizeof(**out), fill_ann_row, (void **)out, n, cut);
+    }
+    if (began)
+        sqlite3_exec(idx->db, "COMMIT", NULL, NULL, NULL);
     return ret;
 }
 

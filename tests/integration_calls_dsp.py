@@ -88,6 +88,8 @@ class Suite:
         without = line_wav(tmp, "without", [1.0, agent, 0.5, customer, 12.0])
         self.cam = Camsim(["--line-wav", "announce=" + with_ann, "--line-wav", "noannounce=" + without])
         extra = "[calls]\nannouncement = %s\nannouncement_window = 20\n" % self.ref
+        # a queue with its own reference: the agent's words (the noann line opens with them)
+        extra += "[queue q agent]\nannouncement = %s\n" % agent
         for name, mount in (("talk", "line-talk"), ("ann", "line-announce"), ("noann", "line-noannounce")):
             extra += ("[source %s]\nurl = %s\nkind = audio\ncall_detect = vad\n"
                       "call_gap_seconds = %d\n") % (name, self.cam.url(mount), GAP_S)
@@ -237,6 +239,31 @@ class Suite:
         b = wait_for("the pbx call on noann checked", lambda: pbx("noann"), 30)
         assert a["state"] == "present" and 100000 <= a["offset"] <= 900000, a
         assert b["state"] == "absent", b
+
+    def test_queue_reference(self):
+        """A call in a queue with its own reference ([queue NAME]) is judged
+        against that one, not [calls]': over the noann line's audio (which
+        opens with the agent's words, queue "q agent"'s reference) it is
+        present, where test_pbx_call_checked's call without a queue is
+        absent."""
+        noann = wait_for("the noann call checked", lambda: self.checked("noann"), 90)
+        con = sqlite3.connect(self.db, timeout=10)
+        now = int(time.time() * 1e6)
+        con.execute("INSERT INTO call (call_id, source_id, start_us, end_us, queue, origin,"
+                    " created_us, updated_us) SELECT 'pbx-queue', id, ?, ?, 'q agent', 'pbx', ?, ?"
+                    " FROM source WHERE name = 'noann'", (noann["start"] - 500000, noann["end"], now, now))
+        con.commit()
+        con.close()
+
+        def checked():
+            con = sqlite3.connect("file:%s?mode=ro" % self.db, uri=True, timeout=5)
+            try:
+                return con.execute("SELECT ann_state, ann_offset_us FROM call WHERE call_id = 'pbx-queue'"
+                                   " AND ann_state IS NOT NULL").fetchone()
+            finally:
+                con.close()
+        state, offset = wait_for("the queue's call checked", checked, 30)
+        assert state == "present" and 0 <= offset <= 1500000, (state, offset)
 
     def test_vigilctl_recheck(self):
         """vigilctl calls recheck --from --to forgets the checks of calls

@@ -289,6 +289,24 @@ START_TEST(test_calls_dsp_keys)
     ck_assert_int_eq(cfg.sources[0].call_min_seconds, 0);
     ck_assert_str_eq(cfg.sources[0].announcement, path);
     vg_config_free(&cfg);
+    /* [queue NAME]: a queue's own reference, named as the PBX names it */
+    snprintf(text, sizeof text, "[queue Credit cards]\nannouncement = %s\n[queue q2]\n"
+             "announcement = %s\n", path, path);
+    ck_assert_int_eq(load(text), VG_OK);
+    ck_assert_uint_eq(cfg.n_queues, 2);
+    ck_assert_str_eq(vg_config_find_queue(&cfg, "Credit cards")->announcement, path);
+    ck_assert_ptr_nonnull(vg_config_find_queue(&cfg, "q2"));
+    ck_assert_ptr_null(vg_config_find_queue(&cfg, "q3"));
+    vg_config_free(&cfg);
+    expect_error_at("[queue q]\n", 1);
+    assert_err_has("queue 'q' has no announcement");
+    expect_error_at("[queue q]\nannouncement = /nonexistent/ann.wav\n", 2);
+    expect_error_at("[queue q]\nwindow = 20\n", 2);
+    assert_err_has("unknown key 'window' in [queue q]");
+    snprintf(text, sizeof text, "[queue q]\nannouncement = %s\n[queue q]\n", path);
+    expect_error_at(text, 3);
+    assert_err_has("duplicate section [queue q]");
+    expect_error_at("[queue a[b]\n", 1);
     expect_error_at("[calls]\nannouncement = /nonexistent/ann.wav\n", 2);
     assert_err_has("not a readable file");
     expect_error_at("[calls]\nannouncement = relative.wav\n", 2);

@@ -4,6 +4,7 @@
  * evaluations immutable, corrections chained. */
 #include <check.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -379,6 +380,198 @@ START_TEST(test_index_evaluation_chain)
 }
 END_TEST
 
+/* ---- the announcement report's rollup against a brute-force scan ---- */
+
+#define T_BASE (1700000000LL * 1000000) /* 2023-11-14 22:13:20 UTC */
+#define T_DAY (86400LL * 1000000)
+#define N_SPAN 10                      /* days the calls start in */
+
+static uint64_t g_rng = 17;
+
+static uint32_t rnd(uint32_t n)
+{
+    g_rng = g_rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (uint32_t)(g_rng >> 33) % n;
+}
+
+static int64_t rnd_time(int64_t lo, int64_t span)
+{
+    return lo + (int64_t)(((uint64_t)rnd(1u << 30) << 20 | rnd(1u << 20)) % (uint64_t)span);
+}
+
+static void pick(char *dst, size_t size, const char *const *names, size_t n)
+{
+    snprintf(dst, size, "%s", names[rnd((uint32_t)n)]);
+}
+
+static const char *const LINES[] = {"line-1", "line-2", "line-3"};
+static const char *const QUEUES[] = {"", "cards", "credit"};
+static const char *const AGENTS[] = {"", "anna", "boris", "vera"};
+static const char *const STATES[] = {"present", "absent", "partial", "unknown"};
+
+/* Both answers of one period, grouping and line filter, row by row. */
+static void compare_reports(int64_t from, int64_t to, const char *group, const char *sources)
+{
+    idx_ann_report_row_t *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0;
+    int ca = 0, cb = 0;
+    ck_assert_int_eq(idx_ann_report(g_idx, from, to, group, sources, &a, &na, &ca), VG_OK);
+    ck_assert_int_eq(idx_ann_report_scan(g_idx, from, to, group, sources, &b, &nb, &cb), VG_OK);
+    ck_assert_msg(na == nb, "%s [%lld, %lld) %s: %zu groups, scan %zu", group, (long long)from,
+                  (long long)to, sources ? sources : "all", na, nb);
+    for (size_t i = 0; i < na; i++) {
+        ck_assert_str_eq(a[i].group, b[i].group);
+        ck_assert_msg(a[i].calls == b[i].calls && a[i].present == b[i].present &&
+                          a[i].absent == b[i].absent && a[i].partial == b[i].partial &&
+                          a[i].unknown == b[i].unknown,
+                      "%s %s [%lld, %lld): %lld/%lld/%lld/%lld/%lld, scan %lld/%lld/%lld/%lld/%lld",
+                      group, a[i].group, (long long)from, (long long)to, (long long)a[i].calls,
+                      (long long)a[i].present, (long long)a[i].absent, (long long)a[i].partial,
+                      (long long)a[i].unknown, (long long)b[i].calls, (long long)b[i].present,
+                      (long long)b[i].absent, (long long)b[i].partial, (long long)b[i].unknown);
+    }
+    free(a);
+    free(b);
+}
+
+/* Random periods: any instants, office-day starts, and a period inside one day. */
+static void compare_random_periods(int rounds)
+{
+    static const char *const groups[] = {"source", "queue", "agent", "day"};
+    for (int i = 0; i < rounds; i++) {
+        int64_t from = rnd_time(T_BASE - T_DAY, (N_SPAN + 2) * T_DAY);
+        int64_t to = from + rnd_time(1, (rnd(3) ? N_SPAN : 1) * T_DAY);
+        if (rnd(3) == 0)
+            ck_assert_int_eq(idx_ann_day_start(g_idx, from, 0, &from), VG_OK);
+        if (rnd(3) == 0)
+            ck_assert_int_eq(idx_ann_day_start(g_idx, to, -1, &to), VG_OK);
+        const char *sources = rnd(2) ? NULL : rnd(2) ? "line-1,line-3" : "line-2";
+        compare_reports(from, to, groups[rnd(4)], sources);
+    }
+}
+
+static int64_t add_random_call(int k)
+{
+    idx_call_t c;
+    idx_call_init(&c);
+    snprintf(c.call_id, sizeof(c.call_id), "r%d", k);
+    pick(c.source, sizeof(c.source), LINES, 3);
+    c.start_us = rnd_time(T_BASE, N_SPAN * T_DAY);
+    c.end_us = rnd(5) ? c.start_us + rnd_time(0, 3600LL * 1000000) : 0;
+    pick(c.queue, sizeof(c.queue), QUEUES, 3);
+    pick(c.agent, sizeof(c.agent), AGENTS, 4);
+    c.ann_pbx = (int)rnd(3) - 1;
+    snprintf(c.origin, sizeof(c.origin), "pbx");
+    c.created_us = c.updated_us = T_BASE;
+    int64_t id = 0;
+    int created = 0;
+    ck_assert_int_eq(idx_call_upsert(g_idx, &c, &id, &created), VG_OK);
+    return id;
+}
+
+/* Offsets with a forward and a backward step away from midnight, and a
+ * half-hour one, so office days are neither UTC days nor whole hours. */
+static void set_zone(const char *name, int32_t first)
+{
+    int64_t at[2] = {T_BASE / 1000000 + 3 * 86400 + 3600, T_BASE / 1000000 + 6 * 86400 + 7200};
+    int32_t off[2] = {first + 9000, first + 5400};
+    int rebuilt = 0;
+    ck_assert_int_eq(idx_ann_zone_set(g_idx, name, first, at, off, 2, &rebuilt), VG_OK);
+    ck_assert_int_eq(rebuilt, 1);
+    ck_assert_int_eq(idx_ann_zone_set(g_idx, name, first, at, off, 2, &rebuilt), VG_OK);
+    ck_assert_int_eq(rebuilt, 0); /* the same zone: nothing to do */
+}
+
+START_TEST(test_ann_rollup_matches_scan)
+{
+    int64_t ids[400];
+    size_t n = 0;
+    ck_assert_int_eq(idx_source_register(g_idx, "line-2", "audio"), VG_OK);
+    ck_assert_int_eq(idx_source_register(g_idx, "line-3", "audio"), VG_OK);
+    set_zone("test-a", 3 * 3600);
+    for (int round = 0; round < 6; round++) {
+        for (int op = 0; op < 50; op++) {
+            int what = n < 20 ? 0 : (int)rnd(8);
+            int64_t id = n ? ids[rnd((uint32_t)n)] : 0;
+            idx_call_t c;
+            idx_call_init(&c);
+            /* retention may have taken it */
+            int gone = id && idx_call_get(g_idx, id, &c) == VG_ENOTFOUND;
+            if (what > 1 && what < 6 && gone)
+                continue;
+            if (what <= 1 && n < sizeof(ids) / sizeof(ids[0])) {
+                ids[n] = add_random_call((int)n);
+                n++;
+            } else if (what == 2) { /* the detector's verdict */
+                ck_assert_int_eq(idx_call_set_announcement(g_idx, id, STATES[rnd(4)], -1, -1,
+                                                           T_BASE),
+                                 VG_OK);
+            } else if (what == 3) { /* a PATCH of queue, agent, PBX flag */
+                pick(c.queue, sizeof(c.queue), QUEUES, 3);
+                pick(c.agent, sizeof(c.agent), AGENTS, 4);
+                c.ann_pbx = (int)rnd(2);
+                c.updated_us = T_BASE;
+                ck_assert_int_eq(idx_call_update(g_idx, id, &c,
+                                                 IDX_CALL_F_QUEUE | IDX_CALL_F_AGENT |
+                                                     IDX_CALL_F_ANN_PBX),
+                                 VG_OK);
+            } else if (what == 4) { /* moved in time, ended */
+                c.start_us = rnd_time(T_BASE, N_SPAN * T_DAY);
+                c.end_us = c.start_us + rnd_time(0, 600LL * 1000000);
+                c.updated_us = T_BASE;
+                ck_assert_int_eq(idx_call_update(g_idx, id, &c, IDX_CALL_F_START | IDX_CALL_F_END),
+                                 VG_OK);
+            } else if (what == 5) { /* an import row merging into a known call */
+                if (!c.end_us)
+                    c.end_us = c.start_us + 1000000;
+                c.ann_pbx = (int)rnd(2);
+                snprintf(c.origin, sizeof(c.origin), "import");
+                int64_t same = 0;
+                int created = 1;
+                ck_assert_int_eq(idx_call_upsert(g_idx, &c, &same, &created), VG_OK);
+                ck_assert_int_eq(created, 0);
+            } else if (what == 6) { /* recheck of a period */
+                int64_t from = rnd_time(T_BASE, N_SPAN * T_DAY), cleared = 0;
+                ck_assert_int_eq(idx_call_clear_announcement(g_idx, from, from + T_DAY / 4,
+                                                             &cleared),
+                                 VG_OK);
+            } else { /* retention: metadata of calls ended before a cutoff */
+                int64_t deleted = 0;
+                int64_t cut = T_BASE + (int64_t)round * T_DAY / 2 + rnd_time(0, T_DAY / 4);
+                ck_assert_int_eq(idx_call_sweep(g_idx, cut, cut, T_BASE + 100 * T_DAY, 5,
+                                                &deleted),
+                                 VG_OK);
+            }
+        }
+        compare_random_periods(40);
+    }
+    /* a new office zone: the rollup is rebuilt from the calls */
+    set_zone("test-b", -(4 * 3600 + 1800));
+    compare_random_periods(60);
+    /* whole days only, every grouping */
+    int64_t day0 = 0;
+    ck_assert_int_eq(idx_ann_day_start(g_idx, T_BASE + T_DAY, 0, &day0), VG_OK);
+    compare_reports(day0, day0 + 3 * T_DAY, "day", NULL);
+    compare_reports(day0, day0 + 3 * T_DAY, "agent", "line-2");
+}
+END_TEST
+
+START_TEST(test_ann_zone_refused)
+{
+    int64_t at[2] = {100, 50};
+    int32_t off[2] = {3600, 7200};
+    int rebuilt = 0;
+    ck_assert_int_eq(idx_ann_zone_set(g_idx, "x", 0, at, off, 2, &rebuilt), VG_EINVAL);
+    at[1] = 200;
+    off[1] = 30 * 3600;
+    ck_assert_int_eq(idx_ann_zone_set(g_idx, "x", 0, at, off, 2, &rebuilt), VG_EINVAL);
+    idx_ann_report_row_t *rows = NULL;
+    size_t n = 0;
+    int cut = 0;
+    ck_assert_int_eq(idx_ann_report(g_idx, 0, T_BASE, "caller", NULL, &rows, &n, &cut), VG_EINVAL);
+}
+END_TEST
+
 static Suite *qa_suite(void)
 {
     Suite *s = suite_create("qa");
@@ -401,6 +594,9 @@ static Suite *qa_suite(void)
     tcase_add_checked_fixture(tc, db_setup, db_teardown);
     tcase_add_test(tc, test_index_form_versions);
     tcase_add_test(tc, test_index_evaluation_chain);
+    tcase_add_test(tc, test_ann_rollup_matches_scan);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_ann_zone_refused);
     suite_add_tcase(s, tc);
     return s;
 }

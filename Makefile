@@ -123,7 +123,8 @@ SUITES := \
 	"python3 tests/integration_qa.py --build {build}" \
 	"python3 tests/integration_live.py --build {build}" \
 	"python3 tests/integration_calls_dsp.py --build {build}" \
-	"python3 tests/integration_live_wall.py --build {build}"
+	"python3 tests/integration_live_wall.py --build {build}" \
+	"python3 tests/integration_convert.py --build {build}"
 
 integration: all $(BUILD)/camsim $(BUILD)/faultfs.so $(BUILD)/crash-recorder.so $(BUILD)/tests/announce_eval
 	@sh scripts/vendor-ui.sh --check

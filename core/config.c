@@ -1115,6 +1115,23 @@ static int set_announcement_check_seconds(parser_t *p, const char *key, const ch
     return VG_OK;
 }
 
+/* [playback] transcode_hevc, transcode_max */
+static int set_transcode_hevc(parser_t *p, const char *key, const char *value)
+{
+    char buf[256];
+    if (strcmp(value, "yes") == 0 || strcmp(value, "no") == 0) {
+        p->cfg->playback.transcode_hevc = strcmp(value, "yes") == 0;
+        return VG_OK;
+    }
+    fail_at(p, p->lineno, "%s must be yes or no, got '%s'", key, shown(value, buf, sizeof(buf)));
+    return VG_ECONFIG;
+}
+
+static int set_transcode_max(parser_t *p, const char *key, const char *value)
+{
+    return set_bounded(p, key, value, 64, &p->cfg->playback.transcode_max);
+}
+
 static const key_spec_t calls_keys[] = {
     {"announcement_min_rate", set_announcement_min_rate},
     {"announcement_check_seconds", set_announcement_check_seconds},
@@ -1127,6 +1144,8 @@ static const key_spec_t playback_keys[] = {
     {"clip_max_seconds", set_clip_max_seconds},
     {"snapshot_workers", set_snapshot_workers},
     {"snapshot_cache_mib", set_snapshot_cache_mib},
+    {"transcode_hevc", set_transcode_hevc},
+    {"transcode_max", set_transcode_max},
     {NULL, NULL},
 };
 static const key_spec_t live_keys[] = {
@@ -1436,6 +1455,8 @@ static void init_defaults(vg_config_t *cfg, const char *path)
     cfg->playback.clip_max_seconds = 6 * 3600;
     cfg->playback.snapshot_workers = 2;
     cfg->playback.snapshot_cache_mib = 256;
+    cfg->playback.transcode_hevc = 0;
+    cfg->playback.transcode_max = 2;
     cfg->live.enabled = 1;
     cfg->live.max_viewers = 32;
     cfg->live.max_viewers_per_user = 8;

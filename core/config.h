@@ -91,6 +91,8 @@ typedef struct {
     int clip_max_seconds;     /* longest clip.mp4/.mov/.mkv range, 60..86400 */
     int snapshot_workers;     /* snapshot decodes at once; more get 503 */
     int snapshot_cache_mib;   /* bound of data_dir/cache/snapshots */
+    int transcode_hevc;       /* 1: H.265 -> H.264 for browsers on request (default 0) */
+    int transcode_max;        /* such transcodes at once; more get 503 (default 2) */
 } vg_playback_config_t;
 
 /* [live]: see README "Live view". */

@@ -14,7 +14,6 @@
 #include "live/live_private.h"
 
 #include <libavcodec/avcodec.h>
-#include <libavutil/audio_fifo.h>
 #include <libavutil/opt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +21,7 @@
 
 #include "core/errors.h"
 #include "core/util.h"
+#include "playback/playback.h"
 
 #define QUEUE_MAX_BYTES (4u * 1024 * 1024)
 #define OUT_MAX_BYTES (4u * 1024 * 1024)
@@ -47,12 +47,8 @@ struct live_mse {
     int64_t t0;                  /* feed time of the first keyframe: output time 0 */
     int started;
     int mux_wait_key;            /* output full: skip to the next keyframe */
-    AVCodecContext *dec, *enc;   /* G.711 -> FLAC */
-    AVAudioFifo *fifo;
-    AVFrame *in_frame, *out_frame;
-    int64_t audio_next;          /* samples written to the encoder */
-    int64_t audio_base;          /* output pts (samples) of the first decoded sample */
-    int audio_based;
+    pb_flac_t *flac;             /* G.711 -> FLAC (playback/convert.c) */
+    AVRational flac_tb;
 };
 
 /* ---- output ---- */
@@ -94,29 +90,13 @@ static size_t out_level(live_mse_t *m)
 
 static int add_audio_transcode(live_mse_t *m, const live_stream_info_t *st, AVStream *os)
 {
-    const AVCodec *dc = avcodec_find_decoder(st->par->codec_id);
-    const AVCodec *ec = avcodec_find_encoder(AV_CODEC_ID_FLAC);
-    if (!dc || !ec)
+    AVRational tb;
+    if (pb_flac_open(st->par, st->sample_rate > 0 ? st->sample_rate : 8000,
+                     st->channels > 0 ? st->channels : 1, &m->flac) != VG_OK ||
+        pb_flac_params(m->flac, os->codecpar, &tb) != VG_OK)
         return VG_EMEDIA;
-    m->dec = avcodec_alloc_context3(dc);
-    m->enc = avcodec_alloc_context3(ec);
-    if (!m->dec || !m->enc || avcodec_parameters_to_context(m->dec, st->par) < 0 ||
-        avcodec_open2(m->dec, dc, NULL) < 0)
-        return VG_EMEDIA;
-    m->enc->sample_fmt = AV_SAMPLE_FMT_S16;
-    m->enc->sample_rate = st->sample_rate > 0 ? st->sample_rate : 8000;
-    av_channel_layout_default(&m->enc->ch_layout, st->channels > 0 ? st->channels : 1);
-    m->enc->time_base = (AVRational){1, m->enc->sample_rate};
-    if (avcodec_open2(m->enc, ec, NULL) < 0)
-        return VG_EMEDIA;
-    m->fifo = av_audio_fifo_alloc(AV_SAMPLE_FMT_S16, m->enc->ch_layout.nb_channels,
-                                  m->enc->frame_size * 4);
-    m->in_frame = av_frame_alloc();
-    m->out_frame = av_frame_alloc();
-    if (!m->fifo || !m->in_frame || !m->out_frame ||
-        avcodec_parameters_from_context(os->codecpar, m->enc) < 0)
-        return VG_EMEDIA;
-    os->time_base = m->enc->time_base;
+    os->time_base = tb;
+    m->flac_tb = tb;
     return VG_OK;
 }
 
@@ -134,12 +114,7 @@ void live_mse_free(live_mse_t *m)
         }
         avformat_free_context(m->oc);
     }
-    avcodec_free_context(&m->dec);
-    avcodec_free_context(&m->enc);
-    if (m->fifo)
-        av_audio_fifo_free(m->fifo);
-    av_frame_free(&m->in_frame);
-    av_frame_free(&m->out_frame);
+    pb_flac_free(m->flac);
     free(m->out);
     pthread_mutex_destroy(&m->lock);
     free(m);
@@ -188,8 +163,8 @@ static int mse_new(const live_stream_info_t *st, live_mse_t **out, char *codecs,
         if (flac) {
             if (add_audio_transcode(m, s, os) != VG_OK) {
                 vg_warn("live: no G.711 to FLAC transcoder: live.mp4 without audio");
-                avcodec_free_context(&m->dec);
-                avcodec_free_context(&m->enc);
+                pb_flac_free(m->flac);
+                m->flac = NULL;
                 continue; /* the stream stays, unused; harmless for video */
             }
         } else {
@@ -280,47 +255,22 @@ static void write_packet(live_mse_t *m, AVPacket *pkt, int slot)
         vg_debug("live: a packet the MP4 muxer refused was skipped");
 }
 
-/* G.711 -> PCM -> FLAC frames of the encoder's size. */
+static void flac_out(void *ctx, AVPacket *out)
+{
+    live_mse_t *m = ctx;
+    AVStream *os = m->oc->streams[m->out_index[1]];
+    av_packet_rescale_ts(out, m->flac_tb, os->time_base);
+    out->stream_index = os->index;
+    if (av_write_frame(m->oc, out) < 0)
+        vg_debug("live: a FLAC frame the MP4 muxer refused was skipped");
+}
+
+/* G.711 -> PCM -> FLAC frames of the encoder's size (shared with the
+ * converted HLS media). */
 static void transcode(live_mse_t *m, AVPacket *pkt)
 {
-    int64_t at = av_rescale_q(pkt->pts - m->t0, m->in_tb, m->enc->time_base);
-    if (avcodec_send_packet(m->dec, pkt) < 0)
-        return;
-    while (avcodec_receive_frame(m->dec, m->in_frame) == 0) {
-        if (!m->audio_based) {
-            m->audio_base = at > 0 ? at : 0;
-            m->audio_based = 1;
-        }
-        av_audio_fifo_write(m->fifo, (void **)m->in_frame->data, m->in_frame->nb_samples);
-        av_frame_unref(m->in_frame);
-    }
-    int fs = m->enc->frame_size > 0 ? m->enc->frame_size : 1152;
-    while (av_audio_fifo_size(m->fifo) >= fs) {
-        AVFrame *f = m->out_frame;
-        f->nb_samples = fs;
-        f->format = AV_SAMPLE_FMT_S16;
-        f->sample_rate = m->enc->sample_rate;
-        av_channel_layout_copy(&f->ch_layout, &m->enc->ch_layout);
-        if (av_frame_get_buffer(f, 0) < 0)
-            return;
-        av_audio_fifo_read(m->fifo, (void **)f->data, fs);
-        f->pts = m->audio_base + m->audio_next;
-        m->audio_next += fs;
-        int rc = avcodec_send_frame(m->enc, f);
-        av_frame_unref(f);
-        if (rc < 0)
-            return;
-        AVPacket *out = av_packet_alloc();
-        while (out && avcodec_receive_packet(m->enc, out) == 0) {
-            AVStream *os = m->oc->streams[m->out_index[1]];
-            av_packet_rescale_ts(out, m->enc->time_base, os->time_base);
-            out->stream_index = os->index;
-            if (av_write_frame(m->oc, out) < 0)
-                vg_debug("live: a FLAC frame the MP4 muxer refused was skipped");
-            av_packet_unref(out);
-        }
-        av_packet_free(&out);
-    }
+    int64_t at = av_rescale_q(pkt->pts - m->t0, m->in_tb, m->flac_tb);
+    pb_flac_push(m->flac, pkt, at, flac_out, m);
 }
 
 static void mux(live_mse_t *m, AVPacket *pkt)
@@ -342,7 +292,7 @@ static void mux(live_mse_t *m, AVPacket *pkt)
     }
     if (pkt->dts < m->t0)
         return; /* audio from just before the first keyframe */
-    if (m->dec && slot == 1)
+    if (m->flac && slot == 1)
         transcode(m, pkt);
     else
         write_packet(m, pkt, slot);

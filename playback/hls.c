@@ -19,6 +19,7 @@
 #include "core/errors.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "playback/playback_private.h"
 
 #define MAX_INIT_READ (1024 * 1024)
 
@@ -78,6 +79,18 @@ static int segment_frags(idx_t *idx, const char *data_dir, const idx_segment_fra
     return VG_OK;
 }
 
+int pb_segment_frags(idx_t *idx, const char *data_dir, int64_t segment_id, arc_frag_t **f,
+                     size_t *n)
+{
+    idx_segment_frags_t s;
+    int rc = idx_segment_get(idx, segment_id, &s);
+    if (rc != VG_OK)
+        return rc;
+    rc = segment_frags(idx, data_dir, &s, f, n);
+    free(s.frags);
+    return rc;
+}
+
 /* HEVC files are named through the relabelling init route: it serves hvc1
  * where the stored init says hev1 with its parameter sets in hvcC, and the
  * stored bytes otherwise, so the playlist need not open the file to know. */
@@ -97,7 +110,7 @@ static void program_date_time(buf_t *b, int64_t us)
 }
 
 int pb_playlist(idx_t *idx, const char *data_dir, const char *source, int64_t from_us,
-                int64_t to_us, char **out, size_t *len, size_t *n_segments)
+                int64_t to_us, unsigned wanted, char **out, size_t *len, size_t *n_segments)
 {
     if (!idx || !data_dir || !source || !out || !len || to_us <= from_us)
         return VG_EINVAL;
@@ -131,7 +144,12 @@ int pb_playlist(idx_t *idx, const char *data_dir, const char *source, int64_t fr
             if (start >= to_us && last == nf)
                 last = k;
         }
-        int hvc1 = wants_hvc1(&s->seg);
+        /* What a browser cannot play as stored is named through converted
+         * URIs: one per fragment, built on request (pb_convert). */
+        unsigned conv = pb_convert_for(s->seg.codecs, wanted);
+        char q[32];
+        pb_convert_query(conv, q, sizeof(q));
+        int hvc1 = !(conv & PB_CONV_H264) && wants_hvc1(&s->seg);
         for (size_t k = first; k < last; k++) {
             int64_t start = s->seg.start_us + f[k].start_us;
             if (k == first) {
@@ -139,9 +157,13 @@ int pb_playlist(idx_t *idx, const char *data_dir, const char *source, int64_t fr
                  * codecs, maybe after a gap. */
                 if (listed_files > 0)
                     bprintf(&body, "#EXT-X-DISCONTINUITY\n");
-                bprintf(&body,
-                        "#EXT-X-MAP:URI=\"media/%" PRId64 "%s\",BYTERANGE=\"%" PRId64 "@0\"\n",
-                        s->seg.id, hvc1 ? "?init=hvc1" : "", s->seg.init_bytes);
+                if (conv)
+                    bprintf(&body, "#EXT-X-MAP:URI=\"media/%" PRId64 "?%s\"\n", s->seg.id, q);
+                else
+                    bprintf(&body,
+                            "#EXT-X-MAP:URI=\"media/%" PRId64 "%s\",BYTERANGE=\"%" PRId64
+                            "@0\"\n",
+                            s->seg.id, hvc1 ? "?init=hvc1" : "", s->seg.init_bytes);
                 program_date_time(&body, start);
                 listed_files++;
             }
@@ -155,9 +177,14 @@ int pb_playlist(idx_t *idx, const char *data_dir, const char *source, int64_t fr
                 all_key = 0;
             if (f[k].dur_us > max_dur)
                 max_dur = f[k].dur_us;
-            bprintf(&body, "#EXTINF:%.3f,\n#EXT-X-BYTERANGE:%" PRId64 "@%" PRId64 "\nmedia/%" PRId64
-                           "\n",
-                    (double)f[k].dur_us / 1e6, f[k].size, f[k].offset, s->seg.id);
+            if (conv)
+                bprintf(&body, "#EXTINF:%.3f,\nmedia/%" PRId64 "?%s&frag=%zu\n",
+                        (double)f[k].dur_us / 1e6, s->seg.id, q, k);
+            else
+                bprintf(&body,
+                        "#EXTINF:%.3f,\n#EXT-X-BYTERANGE:%" PRId64 "@%" PRId64 "\nmedia/%" PRId64
+                        "\n",
+                        (double)f[k].dur_us / 1e6, f[k].size, f[k].offset, s->seg.id);
         }
         free(f);
         if (n_segments && first < last)

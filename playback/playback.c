@@ -68,6 +68,23 @@ void pb_slot_give(pb_t *pb)
     pthread_mutex_unlock(&pb->lock);
 }
 
+int pb_transcode_take(pb_t *pb)
+{
+    pthread_mutex_lock(&pb->lock);
+    int ok = pb->transcode_running < pb->cfg.transcode_max;
+    if (ok)
+        pb->transcode_running++;
+    pthread_mutex_unlock(&pb->lock);
+    return ok;
+}
+
+void pb_transcode_give(pb_t *pb)
+{
+    pthread_mutex_lock(&pb->lock);
+    pb->transcode_running--;
+    pthread_mutex_unlock(&pb->lock);
+}
+
 /* ---- peaks cache: LRU, bounded in bytes ---- */
 
 static void lru_unlink(pb_t *pb, peaks_entry_t *e)

@@ -166,12 +166,15 @@ void pb_exporter_stop(pb_exporter_t *x);
  * over its init part, EXT-X-PROGRAM-DATE-TIME, then one byte range per
  * fragment from the keyframe at or before from_us. Media URIs are relative
  * ("media/ID"), so the playlist must be served from
- * /api/v1/sources/NAME/playlist.m3u8. A range with no recording gives a
+ * /api/v1/sources/NAME/playlist.m3u8. A segment a browser cannot play as
+ * stored (G.711 audio; H.265 when wanted has PB_CONV_H264) is named through
+ * converted URIs instead ("media/ID?audio=flac" for its init part,
+ * "media/ID?audio=flac&frag=K" per fragment; see pb_convert). A range with no recording gives a
  * valid empty playlist. *out is malloc'd. VG_ENOTFOUND: unknown source;
  * VG_EINVAL: more than PB_PLAYLIST_MAX_SEGMENTS segments or
  * PB_PLAYLIST_MAX_FRAGMENTS fragments. */
 int pb_playlist(idx_t *idx, const char *data_dir, const char *source, int64_t from_us,
-                int64_t to_us, char **out, size_t *len, size_t *n_segments);
+                int64_t to_us, unsigned wanted, char **out, size_t *len, size_t *n_segments);
 
 /* One stored file opened for the media route. */
 typedef struct {
@@ -258,6 +261,7 @@ typedef struct {
     int snapshot_workers;           /* decodes at once; beyond: VG_EBUSY */
     int64_t snapshot_cache_bytes;   /* bound of data_dir/cache/snapshots */
     size_t peaks_cache_bytes;       /* bound of the in-memory peaks cache */
+    int transcode_max;              /* H.264 transcodes at once; beyond: VG_EBUSY */
 } pb_config_t;
 
 typedef struct pb pb_t;
@@ -365,5 +369,73 @@ void pb_clip_span(const pb_clip_t *c, int64_t *from_us, int64_t *to_us);
  * stored file is gone or shorter than planned (logged). */
 long pb_clip_read(pb_clip_t *c, uint64_t pos, char *buf, size_t max);
 void pb_clip_free(pb_clip_t *c);
+
+/* ---- converted media for browsers (playback/convert.c) ---- */
+
+struct AVCodecParameters;
+struct AVPacket;
+struct AVRational;
+
+/* G.711 -> FLAC, one decoder and one encoder (live.mp4 and converted HLS
+ * media). Output packets' pts are in 1/sample_rate, the first decoded
+ * sample placed at the `at` given with the first packet. */
+typedef struct pb_flac pb_flac_t;
+typedef void (*pb_flac_emit_fn)(void *ctx, struct AVPacket *pkt);
+int pb_flac_open(const struct AVCodecParameters *in, int sample_rate, int channels,
+                 pb_flac_t **out);
+/* The encoder's parameters (with its STREAMINFO) for an output stream. */
+int pb_flac_params(const pb_flac_t *f, struct AVCodecParameters *par,
+                   struct AVRational *time_base);
+/* Decodes one G.711 packet (at: its time in samples) and hands every
+ * complete FLAC frame to emit. */
+int pb_flac_push(pb_flac_t *f, const struct AVPacket *pkt, int64_t at, pb_flac_emit_fn emit,
+                 void *ctx);
+/* Places the first sample at `at` (samples) when nothing was pushed yet. */
+void pb_flac_start(pb_flac_t *f, int64_t at);
+/* n samples (interleaved 16-bit PCM) after what was pushed, bypassing the
+ * decoder (the caller decoded them); pb_flac_start first. */
+int pb_flac_push_pcm(pb_flac_t *f, const int16_t *pcm, int64_t n, pb_flac_emit_fn emit,
+                     void *ctx);
+/* Encodes what is left as a last, shorter frame, and ends the encoder. */
+int pb_flac_finish(pb_flac_t *f, pb_flac_emit_fn emit, void *ctx);
+void pb_flac_free(pb_flac_t *f);
+
+/* Conversions of a stored segment for a browser. */
+#define PB_CONV_FLAC 1u  /* G.711 audio -> FLAC, video copied */
+#define PB_CONV_H264 2u  /* H.265 video -> H.264 ([playback] transcode_hevc) */
+/* A stored fragment larger than this is not converted (VG_EMEDIA). */
+#define PB_CONVERT_MAX_INPUT (32 * 1024 * 1024)
+
+int pb_codecs_g711(const char *codecs);
+int pb_codecs_hevc(const char *codecs);
+/* The conversions a segment with these codecs gets when a browser asks
+ * for `wanted` (PB_CONV_H264 or 0): G.711 always becomes FLAC. */
+unsigned pb_convert_for(const char *codecs, unsigned wanted);
+/* The media URI query naming conv ("audio=flac", "video=h264", both). */
+void pb_convert_query(unsigned conv, char *out, size_t size);
+
+/* A converted init part or fragment, built in memory. */
+typedef struct {
+    uint8_t *data; /* malloc'd */
+    size_t len;
+    idx_segment_t seg;
+} pb_converted_t;
+
+/* The init part (frag < 0) or fragment frag (of the segment's fragment
+ * table) of segment_id, a live segment of source, with conv applied: an
+ * init part with the video sample entry as stored (or H.264's) and a FLAC
+ * (fLaC/dfLa) audio entry; a fragment (moof + mdat) whose video samples are
+ * the stored ones byte for byte (or H.264 frames at the same times) and
+ * whose audio is the stored G.711 as FLAC, every track starting at its
+ * stored time. VG_ENOTFOUND (no such segment or fragment), VG_EINVAL (conv
+ * does not apply to this segment's codecs), VG_EMEDIA / VG_EIO /
+ * VG_ECORRUPT; err says why. */
+int pb_convert(idx_t *idx, const char *data_dir, const char *source, int64_t segment_id,
+               unsigned conv, long frag, pb_converted_t *out, char *err, size_t err_size);
+
+/* One of the transcode_max H.264 transcode slots: 1 when taken, 0 when all
+ * are busy (answer 503). */
+int pb_transcode_take(pb_t *pb);
+void pb_transcode_give(pb_t *pb);
 
 #endif

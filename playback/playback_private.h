@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "archive/archive.h"
 #include "playback/playback.h"
 
 struct peaks_entry;
@@ -34,6 +35,7 @@ struct pb {
     int64_t snap_bytes;          /* size of the snapshot cache on disk */
     char *snap_dir;              /* data_dir/cache/snapshots */
     pb_snap_memo_t *memo;
+    int transcode_running;       /* H.264 transcodes in progress */
 };
 
 /* One of the snapshot_workers decode slots (snapshots and peaks share
@@ -42,6 +44,10 @@ int pb_slot_take(pb_t *pb);
 void pb_slot_give(pb_t *pb);
 
 void pb_snap_init(pb_t *pb);
+/* The fragment table of a live segment: from its stored blob, else read
+ * from the file (and stored). *f malloc'd. */
+int pb_segment_frags(idx_t *idx, const char *data_dir, int64_t segment_id, arc_frag_t **f,
+                     size_t *n);
 void pb_snap_free(pb_t *pb);
 
 #endif

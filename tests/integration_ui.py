@@ -181,6 +181,8 @@ def main():
         # and a reconnecting tile of one user while the server notices the
         # sessions of closed test pages
         live = "[live]\nenabled = yes\nmax_viewers = 64\nmax_viewers_per_user = 16\n"
+        # the player's H.265 -> H.264 transcode (tests/ui/playback.test.js)
+        live += "[playback]\ntranscode_hevc = yes\ntranscode_max = 2\n"
         v = WebVigil(os.path.join(tmp, "v"), sources,
                      "http_listen = 127.0.0.1:%d\nui_dir = %s\ntimezone = Europe/Moscow\n"
                      % (port, ui), extra=live)

@@ -763,6 +763,18 @@ START_TEST(test_playback_keys)
     expect_error_at("[playback]\nsnapshot_cache_mib = lots\n", 2);
     expect_error_at("[playback]\ntranscode = yes\n", 2);
     expect_error_at("[playback]\n[playback]\n", 2);
+    /* the H.265 -> H.264 transcode: off by default, 2 at once */
+    ck_assert_int_eq(load("[source a]\nurl = rtsp://h/a\n"), VG_OK);
+    ck_assert_int_eq(cfg.playback.transcode_hevc, 0);
+    ck_assert_int_eq(cfg.playback.transcode_max, 2);
+    vg_config_free(&cfg);
+    ck_assert_int_eq(load("[playback]\ntranscode_hevc = yes\ntranscode_max = 1\n"), VG_OK);
+    ck_assert_int_eq(cfg.playback.transcode_hevc, 1);
+    ck_assert_int_eq(cfg.playback.transcode_max, 1);
+    vg_config_free(&cfg);
+    expect_error_at("[playback]\ntranscode_hevc = maybe\n", 2);
+    expect_error_at("[playback]\ntranscode_max = 0\n", 2);
+    expect_error_at("[playback]\ntranscode_max = 65\n", 2);
 }
 END_TEST
 

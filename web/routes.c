@@ -412,7 +412,8 @@ static const char *const range_keys[] = {"from", "to", NULL};
 /* the routes that open a recording take reason= ([server] require_access_reason) */
 static const char *const open_keys[] = {"from", "to", "reason", NULL};
 /* playback (routes_playback.c) */
-static const char *const media_keys[] = {"init", "reason", NULL};
+static const char *const media_keys[] = {"init", "reason", "audio", "video", "frag", NULL};
+static const char *const playlist_keys[] = {"from", "to", "reason", "video", NULL};
 static const char *const timeline_keys[] = {"from", "to", "sources", NULL};
 static const char *const peaks_keys[] = {"from", "to", "n", "reason", NULL};
 static const char *const snapshot_keys[] = {"at", "width", "reason", NULL};
@@ -456,7 +457,7 @@ const web_route_t web_routes[] = {
     {"GET", "/api/v1/sources/{}/clip.mov", READ, 0, open_keys, web_h_clip_mov},
     {"GET", "/api/v1/sources/{}/clip.mkv", READ, 0, open_keys, web_h_clip_mkv},
     /* playback (routes_playback.c) */
-    {"GET", "/api/v1/sources/{}/playlist.m3u8", READ, 0, open_keys, web_h_playlist},
+    {"GET", "/api/v1/sources/{}/playlist.m3u8", READ, 0, playlist_keys, web_h_playlist},
     {"GET", "/api/v1/sources/{}/media/{}", READ, 0, media_keys, web_h_media},
     {"GET", "/api/v1/timeline", READ, 0, timeline_keys, web_h_timeline_all},
     /* audio and snapshots (routes_media.c) */

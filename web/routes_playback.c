@@ -68,6 +68,26 @@ static char *with_reason(const char *text, size_t len, const char *reason, size_
     return b.p;
 }
 
+/* video=h264 (the H.265 transcode), when [playback] transcode_hevc allows
+ * it; answers and returns VG_EINVAL otherwise. */
+static int video_param(web_req_t *r, unsigned *conv)
+{
+    const char *v = web_query_get(&r->target, "video");
+    if (!v)
+        return VG_OK;
+    if (strcmp(v, "h264") != 0) {
+        web_reply_error(r, 400, "invalid_parameter", "video takes h264 only");
+        return VG_EINVAL;
+    }
+    if (!r->cfg->playback.transcode_hevc) {
+        web_reply_error(r, 403, "transcode_disabled",
+                        "H.265 to H.264 transcoding is off ([playback] transcode_hevc = no)");
+        return VG_EINVAL;
+    }
+    *conv |= PB_CONV_H264;
+    return VG_OK;
+}
+
 void web_h_playlist(web_req_t *r)
 {
     char kind[8], object[96], detail[64];
@@ -75,9 +95,12 @@ void web_h_playlist(web_req_t *r)
     const char *name = web_readable_source(r, "view", kind, sizeof(kind));
     if (!name || web_req_range(r, r->now_us - HOUR_US, r->now_us, &from, &to) != VG_OK)
         return;
+    unsigned wanted = 0;
+    if (video_param(r, &wanted) != VG_OK)
+        return;
     char *text = NULL;
     size_t len = 0, n = 0;
-    int rc = pb_playlist(r->idx, r->w->cfg.data_dir, name, from, to, &text, &len, &n);
+    int rc = pb_playlist(r->idx, r->w->cfg.data_dir, name, from, to, wanted, &text, &len, &n);
     if (rc == VG_ENOTFOUND) {
         web_reply_error(r, 404, "not_found", "no such source");
         return;
@@ -148,6 +171,78 @@ static int parse_id(const char *text, int64_t *id)
     return *id > 0 ? VG_OK : VG_EINVAL;
 }
 
+/* A converted init part (no frag) or fragment: built in memory, then
+ * served with Range over those bytes. Its ETag is the segment's sha256 with
+ * the conversion and the fragment: the same request always gives the same
+ * bytes (for one build of libavcodec). */
+static void converted_media(web_req_t *r, const char *name, const char *kind, int64_t id)
+{
+    unsigned conv = 0;
+    long frag = -1;
+    char err[160], etag[128], q[32];
+    const char *audio = web_query_get(&r->target, "audio");
+    const char *fq = web_query_get(&r->target, "frag");
+    if (audio && strcmp(audio, "flac") != 0) {
+        web_reply_error(r, 400, "invalid_parameter", "audio takes flac only");
+        return;
+    }
+    if (audio)
+        conv |= PB_CONV_FLAC;
+    if (video_param(r, &conv) != VG_OK)
+        return;
+    if (!conv) {
+        web_reply_error(r, 400, "invalid_parameter", "frag goes with audio=flac or video=h264");
+        return;
+    }
+    if (fq) {
+        size_t n = strlen(fq);
+        if (n == 0 || n > 6 || strspn(fq, "0123456789") != n) {
+            web_reply_error(r, 400, "invalid_parameter",
+                            "frag is a fragment number from 0 to 999999");
+            return;
+        }
+        frag = strtol(fq, NULL, 10);
+    }
+    int slot = 0;
+    if (conv & PB_CONV_H264) {
+        if (!pb_transcode_take(r->w->pb)) {
+            snprintf(r->retry_after, sizeof(r->retry_after), "2");
+            web_reply_error(r, 503, "busy", "%d H.265 to H.264 transcodes are running "
+                            "([playback] transcode_max); try again shortly",
+                            r->cfg->playback.transcode_max);
+            return;
+        }
+        slot = 1;
+    }
+    pb_converted_t c;
+    int rc = pb_convert(r->idx, r->w->cfg.data_dir, name, id, conv, frag, &c, err, sizeof(err));
+    if (slot)
+        pb_transcode_give(r->w->pb);
+    if (rc != VG_OK) {
+        if (rc == VG_ENOTFOUND)
+            web_reply_error(r, 404, "not_found", "%s", err);
+        else if (rc == VG_EINVAL)
+            web_reply_error(r, 400, "invalid_parameter", "%s", err);
+        else
+            web_reply_error(r, 500, "unreadable_recording", "%s", err);
+        return;
+    }
+    pb_convert_query(conv, q, sizeof(q));
+    snprintf(etag, sizeof(etag), "\"%s-%s-%s%ld\"", c.seg.sha256, q,
+             frag < 0 ? "init" : "f", frag < 0 ? 0 : frag);
+    uint64_t first = 0, len = 0;
+    int status = web_ranged(r, c.len, etag, &first, &len);
+    if (status == 0) { /* 304 or 416, answered */
+        free(c.data);
+        return;
+    }
+    r->cache_control = IMMUTABLE;
+    web_audit_aggregated(r, "view.media", name, c.seg.start_us, c.seg.end_us);
+    const char *type = strcmp(kind, "audio") == 0 ? "audio/mp4" : "video/mp4";
+    /* The window of the built bytes, freed with them once sent. */
+    web_reply_shared(r, status, type, (const char *)c.data + first, (size_t)len, free, c.data);
+}
+
 void web_h_media(web_req_t *r)
 {
     char kind[8], etag[80];
@@ -162,6 +257,15 @@ void web_h_media(web_req_t *r)
     const char *init = web_query_get(&r->target, "init");
     if (init && strcmp(init, "hvc1") != 0) {
         web_reply_error(r, 400, "invalid_parameter", "init takes hvc1 only");
+        return;
+    }
+    const char *audio = web_query_get(&r->target, "audio");
+    if (audio || web_query_get(&r->target, "video") || web_query_get(&r->target, "frag")) {
+        if (init) {
+            web_reply_error(r, 400, "invalid_parameter", "init does not go with audio or video");
+            return;
+        }
+        converted_media(r, name, kind, id);
         return;
     }
     pb_media_t m;

@@ -65,7 +65,8 @@ const char *web_ui_language(const char *accept)
 }
 
 /* GET /api/v1/ui: public, holds nothing secret (the login page needs it):
- * the zone, the browser's language, the UI version, the retention floor. */
+ * the zone, the browser's language, the UI version, the retention floor,
+ * whether H.265 is transcoded for browsers. */
 void web_h_ui(web_req_t *r)
 {
     char zone[128];
@@ -84,9 +85,14 @@ void web_h_ui(web_req_t *r)
     if (colon && atoi(colon + 1) > 0)
         rtsp = json_pack("{si ss}", "port", atoi(colon + 1), "scheme",
                          r->cfg->relay.tls_cert ? "rtsps" : "rtsp");
-    web_reply_json(r, 200, json_pack("{ss ss ss si so}", "timezone", tz, "language",
-                                     web_ui_language(accept), "version", r->w->ui_version,
-                                     "min_days", r->cfg->retention.min_days, "rtsp", rtsp));
+    json_t *ui = json_pack("{ss ss ss si so}", "timezone", tz, "language",
+                           web_ui_language(accept), "version", r->w->ui_version, "min_days",
+                           r->cfg->retention.min_days, "rtsp", rtsp);
+    /* The player asks for playlist.m3u8?video=h264 where the browser
+     * cannot decode H.265 and the server transcodes. */
+    if (ui)
+        json_object_set_new(ui, "transcode_hevc", json_boolean(r->cfg->playback.transcode_hevc));
+    web_reply_json(r, 200, ui);
 }
 
 static int user_only(web_req_t *r)

@@ -1542,7 +1542,8 @@ static int prepare(struct web *w)
     const vg_playback_config_t *pc = &w->vcfg->playback;
     pb_config_t pbc = {.data_dir = w->cfg.data_dir, .snapshot_workers = pc->snapshot_workers,
                        .snapshot_cache_bytes = (int64_t)pc->snapshot_cache_mib << 20,
-                       .peaks_cache_bytes = 16u << 20};
+                       .peaks_cache_bytes = 16u << 20,
+                       .transcode_max = pc->transcode_hevc ? pc->transcode_max : 0};
     if ((rc = pb_open(&pbc, &w->pb)) != VG_OK)
         return rc;
     w->limiter = web_limiter_new(WEB_LIMIT_RATE, WEB_LIMIT_BURST);

@@ -21,7 +21,6 @@ import { mountQaPanel } from '../qa_panel.js';
 export const SPEEDS = [0.5, 0.75, 1, 1.25, 1.5, 2];
 const WAVE_HEIGHT = 96;     // the CSP allows wavesurfer's stylesheet at this height only (web/server.c)
 const TICK_MS = 250;
-const G711 = /pcma|pcmu|alaw|ulaw|mulaw|g711/i;
 let WaveSurfer = null;
 
 export async function render(m) {
@@ -258,7 +257,6 @@ class Listen {
     } catch { /* played without the codec hints */ }
     await Promise.all(this.cams.map(async (cam) => {
       const codec = codecs.get(cam.name) || '';
-      cam.tr.stripSound = G711.test(codec);
       if (isHevc(codec) && !hevcPlayable(cam.tr.el)) {
         cam.unplayable = true;
         this.gap(cam, t('call.camera_hevc'));

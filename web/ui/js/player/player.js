@@ -13,7 +13,6 @@ import { exportDialog, holdDialog } from './dialogs.js';
 
 export const SPEEDS = [0.25, 0.5, 1, 2, 4, 8, 16];
 const TICK_MS = 250;
-const G711 = /pcma|pcmu|alaw|ulaw|mulaw|g711/i;
 
 // ?at=T: RFC 3339 or unix seconds, as the API takes it; default 5 min ago.
 export function parseAt(text) {
@@ -107,17 +106,9 @@ export class Player {
     const tr = new VideoTrack(s.name, el);
     tr.overlay = overlay;
     tr.hevc = isHevc(s.codec);
+    // A camera's G.711 sound comes inside its playlist's media, converted
+    // to FLAC by the server, in sync with the video.
     this.tracks.push(tr);
-    // A camera's G.711 is not sent to the browser in its playlist's media:
-    // its sound plays from audio.wav beside the video, on the same clock.
-    if (G711.test(s.codec || '')) {
-      tr.stripSound = true;
-      const a = h('audio', { preload: 'auto', 'aria-label': t('player.audio_of', { name: s.name }) });
-      const at = new AudioTrack(s.name, a);
-      at.overlay = h('p', { class: 'track-msg', hidden: true });
-      box.append(a);
-      this.tracks.push(at);
-    }
     return box;
   }
 
@@ -136,8 +127,12 @@ export class Player {
     await this.timeline.refresh();
     for (const tr of this.tracks) {
       if (tr instanceof VideoTrack && tr.hevc && !hevcPlayable(tr.el)) {
-        tr.unplayable = true;
-        this.hevcNotice(tr);
+        // the server's H.264 transcode where it offers one, else words
+        if (app.ui && app.ui.transcode_hevc) tr.transcode = true;
+        else {
+          tr.unplayable = true;
+          this.hevcNotice(tr);
+        }
       }
     }
     for (const tr of this.tracks) {

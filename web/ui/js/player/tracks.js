@@ -3,10 +3,10 @@
 // or a seek leaves it) with the vendored hls.js, or the browser's own HLS
 // where there is no MediaSource; its fragments carry their wall time
 // (EXT-X-PROGRAM-DATE-TIME), which maps media time to wall time and back.
-// An audio source plays audio.wav of the window: wall-clock true, so wall
-// time is the window's start plus currentTime.
+// A camera's G.711 sound is in the playlist's media (converted to FLAC by
+// the server). An audio source plays audio.wav of the window: wall-clock
+// true, so wall time is the window's start plus currentTime.
 import { iso } from './timeline.js';
-import { strippingLoader } from './strip.js';
 import { withReasonParam } from '../reason.js';
 
 // Windows start just before the moment asked: hls.js places fragments by
@@ -61,11 +61,12 @@ export class VideoTrack {
     const from = atMs - BEFORE, to = Math.min(atMs + AFTER, Date.now());
     if (to - from < 2000) throw new NoRecording();
     this.win = [from, to];
-    const src = url(this.name, `playlist.m3u8?from=${iso(from)}&to=${iso(to)}`);
+    // transcode: H.265 this browser cannot decode, as H.264 made by the
+    // server ([playback] transcode_hevc)
+    const src = url(this.name, `playlist.m3u8?from=${iso(from)}&to=${iso(to)}${this.transcode ? '&video=h264' : ''}`);
     const L = await hlsLib();
     if (L.isSupported()) {
       const cfg = { enableWorker: false, maxBufferLength: 20, backBufferLength: 30, autoStartLoad: false };
-      if (this.stripSound) cfg.fLoader = strippingLoader(L.DefaultConfig.loader);
       const hls = new L(cfg);
       this.started = false;
       this.hls = hls;

@@ -457,7 +457,7 @@ class Suite:
         assert len(body) > 1 << 20, len(body)
         # keep-alive connections, each answered once before the import
         probes = []
-        for _ in range(8):
+        for _ in range(12):
             conn = self.c["aud"].conn()
             st, _, _ = self.c["aud"].request("GET", "/healthz", conn=conn)
             assert st == 200, st
@@ -486,9 +486,17 @@ class Suite:
             t.start()
             wait_for("the import's body sent", lambda: "sent" in answer or "error" in answer, 20,
                      interval=0.05)
-            for conn in probes:
-                st, _, _ = self.c["aud"].request("GET", "/healthz", conn=conn)
-                assert st == 200, st
+            # The import may still be receiving its body: ask every connection
+            # again and again for a second (each answer within the client's
+            # timeout), so the asking also covers the time it spends waiting
+            # for the lock. A thread it held would leave its connections
+            # unanswered until the lock goes, which is after this loop.
+            rounds = 0
+            while rounds < 3 or time.monotonic() - answer["sent"] < 1.0:
+                for conn in probes:
+                    st, _, _ = self.c["aud"].request("GET", "/healthz", conn=conn)
+                    assert st == 200, st
+                rounds += 1
             # a second import meanwhile is refused, and says when to try again
             c2 = self.c["admin"].conn()
             c2.request("POST", "/api/v1/calls/import", body=b"x\n",

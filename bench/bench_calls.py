@@ -57,61 +57,85 @@ def rev_digits(num):
     return "".join(c for c in reversed(num) if c.isdigit())
 
 
+# Per-row "random" choices inside SQL: a multiplicative hash of the row number
+# with a salt per choice (random() cannot be used: SQLite evaluates it again
+# wherever a subquery's column is used).
+def h(salt, mod):
+    return "(((k.n + %d) * 2654435761 + %d) %% 4294967291 %% %d)" % (salt * 7919, salt, mod)
+
+
 def generate(db_path, n_calls, end_us, rng, words):
-    """Straight SQL into the index vigilctl created: the call table's
-    indexes and FTS5 triggers are dropped for the load and made again from
-    their own schema text afterwards (one sort each instead of 5 M random
-    inserts), and the FTS5 index gets the rows the triggers would have
-    given it (notes or tags). The result is the schema vigild would have
-    built row by row."""
+    """Straight SQL into the index vigilctl created: every row made by one
+    INSERT ... SELECT (no Python per row), with the call table's indexes and
+    FTS5 triggers dropped for the load and made again from their own schema
+    text afterwards (one sort each instead of 5 M random inserts), and the
+    FTS5 index given the rows the triggers would have given it (notes or
+    tags). The result is the schema vigild would have built row by row."""
     db = sqlite3.connect(db_path, isolation_level=None)
+    db.execute("PRAGMA journal_mode = DELETE")  # back to WAL below
     db.execute("PRAGMA synchronous = OFF")
-    db.execute("PRAGMA cache_size = -262144")
+    db.execute("PRAGMA cache_size = -524288")
+    db.execute("PRAGMA temp_store = MEMORY")
+    for i in range(N_LINES):
+        db.execute("INSERT OR IGNORE INTO source(name, kind) VALUES (?, 'audio')", ("l%03d" % i,))
     schema = db.execute("SELECT type, name, sql FROM sqlite_master WHERE tbl_name = 'call'"
                         " AND type IN ('index', 'trigger') AND sql IS NOT NULL").fetchall()
     db.execute("BEGIN")
     for kind, name, _ in schema:
         db.execute("DROP %s %s" % (kind.upper(), name))
-    for i in range(N_LINES):
-        db.execute("INSERT OR IGNORE INTO source(name, kind) VALUES (?, 'audio')", ("l%03d" % i,))
-    ids = {name: sid for sid, name in db.execute("SELECT id, name FROM source")}
+    # lookup tables: lines, customers (numbers and their reversed digits),
+    # and word slots drawn Zipf-like from the vocabulary
+    db.execute("CREATE TEMP TABLE g_line(i INTEGER PRIMARY KEY, sid, ext, rev)")
+    db.executemany("INSERT INTO g_line SELECT ?, id, ?, ? FROM source WHERE name = ?",
+                   [(i, "%d" % (1000 + i), rev_digits("%d" % (1000 + i)), "l%03d" % i)
+                    for i in range(N_LINES)])
+    db.execute("CREATE TEMP TABLE g_cust(i INTEGER PRIMARY KEY, num, rev)")
+    db.executemany("INSERT INTO g_cust VALUES (?, ?, ?)",
+                   ((i, customer(i), rev_digits(customer(i))) for i in range(N_CUSTOMERS)))
+    weights = [1.0 / (k + 1) for k in range(len(words))]
+    db.execute("CREATE TEMP TABLE g_word(i INTEGER PRIMARY KEY, w)")
+    db.executemany("INSERT INTO g_word VALUES (?, ?)",
+                   enumerate(rng.choices(words, weights, k=10007)))
     start_us = end_us - DAYS * DAY_US
     step = DAYS * DAY_US // n_calls
-    weights = [1.0 / (k + 1) for k in range(len(words))]  # Zipf-like word use
-
-    def rows():
-        for k in range(n_calls):
-            line = rng.randrange(N_LINES)
-            ext = "%d" % (1000 + line)
-            cust = customer(rng.randrange(N_CUSTOMERS))
-            r = rng.random()
-            direction = "in" if r < 0.7 else "out" if r < 0.95 else "internal"
-            if direction == "in":
-                caller, callee = cust, ext
-            elif direction == "out":
-                caller, callee = ext, cust
-            else:
-                caller, callee = ext, "%d" % (1000 + rng.randrange(N_LINES))
-            start = start_us + k * step + rng.randrange(step)
-            dur = min(3600, max(5, int(rng.expovariate(1 / 180.0))))
-            notes = " ".join(rng.choices(words, weights, k=rng.randint(3, 8))) \
-                if rng.random() < 0.1 else ""
-            tags = '["%s"]' % rng.choice(("vip", "complaint", "loan", "card", "callback")) \
-                if rng.random() < 0.1 else "[]"
-            yield ("g%d" % k, ids["l%03d" % line], start, start + dur * 1000000, direction,
-                   caller, caller, rev_digits(caller), callee, callee, rev_digits(callee),
-                   "agent%03d" % rng.randrange(N_AGENTS), "q%02d" % rng.randrange(N_QUEUES),
-                   "ACC-%06d" % rng.randrange(200000), "ANSWERED", tags, notes, "pbx", start,
-                   start)
-    db.executemany("INSERT INTO call(call_id, source_id, start_us, end_us, direction, caller,"
-                   " caller_raw, caller_rev, callee, callee_raw, callee_rev, agent, queue,"
-                   " account, disposition, tags, notes, origin, created_us, updated_us)"
-                   " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows())
+    word = lambda j: "(SELECT w FROM g_word WHERE i = %s)" % h(20 + j, 10007)
+    notes = ("CASE WHEN %s = 0 THEN %s ELSE '' END"
+             % (h(3, 10), " || ".join(
+                 [word(0), "' '", word(1), "' '", word(2)] +
+                 ["CASE WHEN %s > %d THEN ' ' || %s ELSE '' END" % (h(4, 6), j, word(3 + j))
+                  for j in range(5)])))
+    tags = ("CASE WHEN %s = 0 THEN '[\"' || CASE %s WHEN 0 THEN 'vip' WHEN 1 THEN 'complaint'"
+            " WHEN 2 THEN 'loan' WHEN 3 THEN 'card' ELSE 'callback' END || '\"]' ELSE '[]' END"
+            % (h(5, 10), h(6, 5)))
+    # direction: 70 % in, 25 % out, 5 % internal
+    db.execute(
+        "INSERT INTO call(call_id, source_id, start_us, end_us, direction, caller, caller_raw,"
+        " caller_rev, callee, callee_raw, callee_rev, agent, queue, account, disposition, tags,"
+        " notes, origin, created_us, updated_us)"
+        " SELECT 'g' || k.n, l.sid, s, s + dur * 1000000, d,"
+        "  CASE d WHEN 'in' THEN c.num ELSE l.ext END, CASE d WHEN 'in' THEN c.num ELSE l.ext END,"
+        "  CASE d WHEN 'in' THEN c.rev ELSE l.rev END,"
+        "  CASE d WHEN 'in' THEN l.ext WHEN 'out' THEN c.num ELSE l2.ext END,"
+        "  CASE d WHEN 'in' THEN l.ext WHEN 'out' THEN c.num ELSE l2.ext END,"
+        "  CASE d WHEN 'in' THEN l.rev WHEN 'out' THEN c.rev ELSE l2.rev END,"
+        "  printf('agent%03d', " + h(7, N_AGENTS) + "), printf('q%02d', " + h(8, N_QUEUES) +
+        "), printf('ACC-%06d', " + h(9, 200000) + "), 'ANSWERED', " + tags + ", " + notes +
+        ", 'pbx', s, s"
+        " FROM (WITH RECURSIVE k(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM k WHERE n < ?)"
+        "  SELECT n, ? + n * ? + " + h(10, step) + " AS s,"
+        "   MIN(3600, MAX(5, " + h(11, 360) + " + " + h(12, 2) + " * " + h(13, 300) + ")) AS dur,"
+        "   CASE WHEN " + h(14, 100) + " < 70 THEN 'in' WHEN " + h(14, 100) +
+        " < 95 THEN 'out' ELSE 'internal' END AS d, " + h(15, N_LINES) + " AS line, " +
+        h(16, N_CUSTOMERS) + " AS cust, " + h(17, N_LINES) + " AS line2 FROM k) AS k"
+        " JOIN g_line l ON l.i = k.line JOIN g_line l2 ON l2.i = k.line2"
+        " JOIN g_cust c ON c.i = k.cust",
+        (n_calls - 1, start_us, step))
     for kind, _, sql in sorted(schema, key=lambda x: x[0]):  # indexes, then triggers
         db.execute(sql)
     db.execute("INSERT INTO call_fts(rowid, notes, tags) SELECT id, notes, tags FROM call"
                " WHERE notes <> '' OR tags <> '[]'")
     db.execute("COMMIT")
+    db.execute("PRAGMA journal_mode = WAL")
     n = db.execute("SELECT COUNT(*) FROM call").fetchone()[0]
     db.close()
     return n

@@ -69,8 +69,18 @@ static void *worker(void *arg)
     pthread_setname_np(pthread_self(), "web-import");
     pthread_mutex_lock(&k->lock);
     for (;;) {
-        while (!k->len && !k->eof && !k->abandoned)
-            pthread_cond_wait(&k->wake, &k->lock);
+        if (!k->len && !k->eof && !k->abandoned) {
+            /* Nothing to read: the buffer is empty, so the connection must
+             * be reading (never left suspended while this waits), and the
+             * rows taken so far are committed first, so a client that
+             * sends slowly holds no write lock on the index meanwhile. */
+            resume(k);
+            pthread_mutex_unlock(&k->lock);
+            rc = call_import_commit(k->im);
+            pthread_mutex_lock(&k->lock);
+            while (rc == VG_OK && !k->len && !k->eof && !k->abandoned)
+                pthread_cond_wait(&k->wake, &k->lock);
+        }
         if (k->abandoned || (!k->len && k->eof) || rc != VG_OK)
             break;
         size_t n = k->len < FEED_PIECE ? k->len : FEED_PIECE;

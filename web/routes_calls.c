@@ -901,6 +901,12 @@ void web_h_call_import(web_req_t *r)
     int as_utc = 0, rc = VG_OK;
     if (r->import) {
         rc = web_import_result(r->import, rep);
+        /* Done: its thread and connection go, and the next import may
+         * start, before this answer leaves (a client that waits for it
+         * can start another at once). */
+        web_import_free(r->import);
+        r->import = NULL;
+        web_csv_release(r);
     } else if (import_params(r, &as_utc) != VG_OK) {
         goto cleanup;
     } else {

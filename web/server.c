@@ -951,11 +951,17 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     return r;
 }
 
+void web_csv_release(web_req_t *r)
+{
+    if (r->csv_slot)
+        __atomic_store_n(&r->w->csv_busy, 0, __ATOMIC_RELEASE);
+    r->csv_slot = 0;
+}
+
 static void req_free(web_req_t *r)
 {
     web_import_free(r->import); /* before the slot: one import at a time */
-    if (r->csv_slot)
-        __atomic_store_n(&r->w->csv_busy, 0, __ATOMIC_RELEASE);
+    web_csv_release(r);
     web_target_free(&r->target);
     free(r->raw_uri);
     free(r->body);

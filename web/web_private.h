@@ -646,5 +646,7 @@ void web_import_free(web_import_t *k);
  * piece and starts r->import, or answers (the rest of the body is then
  * not kept). */
 void web_call_import_start(web_req_t *r);
+/* server.c: lets the next WEB_ROUTE_CSV request in (r's import is over). */
+void web_csv_release(web_req_t *r);
 
 #endif

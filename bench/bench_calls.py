@@ -58,45 +58,85 @@ def rev_digits(num):
     return "".join(c for c in reversed(num) if c.isdigit())
 
 
+# Per-row "random" choices inside SQL: a multiplicative hash of the row number
+# with a salt per choice (random() cannot be used: SQLite evaluates it again
+# wherever a subquery's column is used).
+def h(salt, mod):
+    return "(((k.n + %d) * 2654435761 + %d) %% 4294967291 %% %d)" % (salt * 7919, salt, mod)
+
+
 def generate(db_path, n_calls, end_us, rng, words):
-    db = sqlite3.connect(db_path)
+    """Straight SQL into the index vigilctl created: every row made by one
+    INSERT ... SELECT (no Python per row), with the call table's indexes and
+    FTS5 triggers dropped for the load and made again from their own schema
+    text afterwards (one sort each instead of 5 M random inserts), and the
+    FTS5 index given the rows the triggers would have given it (notes or
+    tags). The result is the schema vigild would have built row by row."""
+    db = sqlite3.connect(db_path, isolation_level=None)
+    db.execute("PRAGMA journal_mode = DELETE")  # back to WAL below
     db.execute("PRAGMA synchronous = OFF")
+    db.execute("PRAGMA cache_size = -524288")
+    db.execute("PRAGMA temp_store = MEMORY")
     for i in range(N_LINES):
         db.execute("INSERT OR IGNORE INTO source(name, kind) VALUES (?, 'audio')", ("l%03d" % i,))
-    ids = {name: sid for sid, name in db.execute("SELECT id, name FROM source")}
+    schema = db.execute("SELECT type, name, sql FROM sqlite_master WHERE tbl_name = 'call'"
+                        " AND type IN ('index', 'trigger') AND sql IS NOT NULL").fetchall()
+    db.execute("BEGIN")
+    for kind, name, _ in schema:
+        db.execute("DROP %s %s" % (kind.upper(), name))
+    # lookup tables: lines, customers (numbers and their reversed digits),
+    # and word slots drawn Zipf-like from the vocabulary
+    db.execute("CREATE TEMP TABLE g_line(i INTEGER PRIMARY KEY, sid, ext, rev)")
+    db.executemany("INSERT INTO g_line SELECT ?, id, ?, ? FROM source WHERE name = ?",
+                   [(i, "%d" % (1000 + i), rev_digits("%d" % (1000 + i)), "l%03d" % i)
+                    for i in range(N_LINES)])
+    db.execute("CREATE TEMP TABLE g_cust(i INTEGER PRIMARY KEY, num, rev)")
+    db.executemany("INSERT INTO g_cust VALUES (?, ?, ?)",
+                   ((i, customer(i), rev_digits(customer(i))) for i in range(N_CUSTOMERS)))
+    weights = [1.0 / (k + 1) for k in range(len(words))]
+    db.execute("CREATE TEMP TABLE g_word(i INTEGER PRIMARY KEY, w)")
+    db.executemany("INSERT INTO g_word VALUES (?, ?)",
+                   enumerate(rng.choices(words, weights, k=10007)))
     start_us = end_us - DAYS * DAY_US
     step = DAYS * DAY_US // n_calls
-    weights = [1.0 / (k + 1) for k in range(len(words))]  # Zipf-like word use
-
-    def rows():
-        for k in range(n_calls):
-            line = rng.randrange(N_LINES)
-            ext = "%d" % (1000 + line)
-            cust = customer(rng.randrange(N_CUSTOMERS))
-            r = rng.random()
-            direction = "in" if r < 0.7 else "out" if r < 0.95 else "internal"
-            if direction == "in":
-                caller, callee = cust, ext
-            elif direction == "out":
-                caller, callee = ext, cust
-            else:
-                caller, callee = ext, "%d" % (1000 + rng.randrange(N_LINES))
-            start = start_us + k * step + rng.randrange(step)
-            dur = min(3600, max(5, int(rng.expovariate(1 / 180.0))))
-            notes = " ".join(rng.choices(words, weights, k=rng.randint(3, 8))) \
-                if rng.random() < 0.1 else ""
-            tags = '["%s"]' % rng.choice(("vip", "complaint", "loan", "card", "callback")) \
-                if rng.random() < 0.1 else "[]"
-            yield ("g%d" % k, ids["l%03d" % line], start, start + dur * 1000000, direction,
-                   caller, caller, rev_digits(caller), callee, callee, rev_digits(callee),
-                   "agent%03d" % rng.randrange(N_AGENTS), "q%02d" % rng.randrange(N_QUEUES),
-                   "ACC-%06d" % rng.randrange(200000), "ANSWERED", tags, notes, "pbx", start,
-                   start)
-    db.executemany("INSERT INTO call(call_id, source_id, start_us, end_us, direction, caller,"
-                   " caller_raw, caller_rev, callee, callee_raw, callee_rev, agent, queue,"
-                   " account, disposition, tags, notes, origin, created_us, updated_us)"
-                   " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows())
-    db.commit()
+    word = lambda j: "(SELECT w FROM g_word WHERE i = %s)" % h(20 + j, 10007)
+    notes = ("CASE WHEN %s = 0 THEN %s ELSE '' END"
+             % (h(3, 10), " || ".join(
+                 [word(0), "' '", word(1), "' '", word(2)] +
+                 ["CASE WHEN %s > %d THEN ' ' || %s ELSE '' END" % (h(4, 6), j, word(3 + j))
+                  for j in range(5)])))
+    tags = ("CASE WHEN %s = 0 THEN '[\"' || CASE %s WHEN 0 THEN 'vip' WHEN 1 THEN 'complaint'"
+            " WHEN 2 THEN 'loan' WHEN 3 THEN 'card' ELSE 'callback' END || '\"]' ELSE '[]' END"
+            % (h(5, 10), h(6, 5)))
+    # direction: 70 % in, 25 % out, 5 % internal
+    db.execute(
+        "INSERT INTO call(call_id, source_id, start_us, end_us, direction, caller, caller_raw,"
+        " caller_rev, callee, callee_raw, callee_rev, agent, queue, account, disposition, tags,"
+        " notes, origin, created_us, updated_us)"
+        " SELECT 'g' || k.n, l.sid, s, s + dur * 1000000, d,"
+        "  CASE d WHEN 'in' THEN c.num ELSE l.ext END, CASE d WHEN 'in' THEN c.num ELSE l.ext END,"
+        "  CASE d WHEN 'in' THEN c.rev ELSE l.rev END,"
+        "  CASE d WHEN 'in' THEN l.ext WHEN 'out' THEN c.num ELSE l2.ext END,"
+        "  CASE d WHEN 'in' THEN l.ext WHEN 'out' THEN c.num ELSE l2.ext END,"
+        "  CASE d WHEN 'in' THEN l.rev WHEN 'out' THEN c.rev ELSE l2.rev END,"
+        "  printf('agent%03d', " + h(7, N_AGENTS) + "), printf('q%02d', " + h(8, N_QUEUES) +
+        "), printf('ACC-%06d', " + h(9, 200000) + "), 'ANSWERED', " + tags + ", " + notes +
+        ", 'pbx', s, s"
+        " FROM (WITH RECURSIVE k(n) AS (SELECT 0 UNION ALL SELECT n + 1 FROM k WHERE n < ?)"
+        "  SELECT n, ? + n * ? + " + h(10, step) + " AS s,"
+        "   MIN(3600, MAX(5, " + h(11, 360) + " + " + h(12, 2) + " * " + h(13, 300) + ")) AS dur,"
+        "   CASE WHEN " + h(14, 100) + " < 70 THEN 'in' WHEN " + h(14, 100) +
+        " < 95 THEN 'out' ELSE 'internal' END AS d, " + h(15, N_LINES) + " AS line, " +
+        h(16, N_CUSTOMERS) + " AS cust, " + h(17, N_LINES) + " AS line2 FROM k) AS k"
+        " JOIN g_line l ON l.i = k.line JOIN g_line l2 ON l2.i = k.line2"
+        " JOIN g_cust c ON c.i = k.cust",
+        (n_calls - 1, start_us, step))
+    for kind, _, sql in sorted(schema, key=lambda x: x[0]):  # indexes, then triggers
+        db.execute(sql)
+    db.execute("INSERT INTO call_fts(rowid, notes, tags) SELECT id, notes, tags FROM call"
+               " WHERE notes <> '' OR tags <> '[]'")
+    db.execute("COMMIT")
+    db.execute("PRAGMA journal_mode = WAL")
     n = db.execute("SELECT COUNT(*) FROM call").fetchone()[0]
     db.close()
     return n
@@ -169,7 +209,45 @@ end
 """
 
 
-def write_csv(path, n, end_us, rng):
+def cpu_s(pid):
+    """User + system CPU seconds of a process so far (/proc/PID/stat)."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid):
+    """The process's peak resident set (VmHWM) so far, in MB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def http_import(base, token, path):
+    """POST path to the import route, the body read from the file as it is
+    sent (Content-Length known): returns (seconds, report)."""
+    import http.client
+    import json
+    import urllib.parse
+    u = urllib.parse.urlparse(base)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=3600)
+    t0 = time.monotonic()
+    with open(path, "rb") as f:
+        conn.request("POST", "/api/v1/calls/import?format=asterisk-csv", body=f,
+                     headers={"Authorization": "Bearer " + token, "Content-Type": "text/csv",
+                              "Content-Length": str(os.path.getsize(path))})
+        resp = conn.getresponse()
+        body = resp.read()
+    took = time.monotonic() - t0
+    conn.close()
+    if resp.status != 200:
+        raise SystemExit("bench_calls: the HTTP import answered %d: %s" % (resp.status, body))
+    return took, json.loads(body)
+
+
+def write_csv(path, n, end_us, rng, prefix="imp"):
     t0 = end_us / 1000000 - 30 * 86400
     with open(path, "w") as f:
         for k in range(n):
@@ -179,8 +257,8 @@ def write_csv(path, n, end_us, rng):
             en = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s + 95))
             f.write('"ACC-%d","%s","%d","from-trunk","","SIP/trunk-%08x","SIP/%d-%08x",'
                     '"Queue","support,t","%s","%s","%s","95","90","ANSWERED","3",'
-                    '"imp.%d",""\n' % (k, customer(rng.randrange(N_CUSTOMERS))[1:], 1000 + line,
-                                       k, 1000 + line, k, st, st, en, k))
+                    '"%s.%d",""\n' % (k, customer(rng.randrange(N_CUSTOMERS))[1:], 1000 + line,
+                                      k, 1000 + line, k, st, st, en, prefix, k))
 
 
 def main():
@@ -252,8 +330,21 @@ def main():
         script = os.path.join(root, "pbx.lua")
         with open(script, "w") as f:
             f.write(PBX_LUA % (end_us // 1000000 - 3600))
+        load0 = os.getloadavg()[0]
+        cpu0 = cpu_s(procs[0].pid)
         ing = wrk(base + "/", args.seconds, token=pbx, script=script)
+        ing_cpu = cpu_s(procs[0].pid) - cpu0
+        load1 = os.getloadavg()[0]
         after = sqlite3.connect(db).execute("SELECT COUNT(*) FROM call").fetchone()[0]
+        ing_us = ing_cpu * 1e6 / max(1, after - before)
+
+        # the same import over HTTP, into the same index (other uniqueids)
+        csv_http = os.path.join(root, "Master-http.csv")
+        write_csv(csv_http, args.csv_rows, end_us, random.Random(17), prefix="http")
+        rss0 = peak_rss_mb(procs[0].pid)
+        http_s, http_rep = http_import(base, pbx, csv_http)
+        http_rss = peak_rss_mb(procs[0].pid)
+        os.unlink(csv_http)
     finally:
         for p in procs:
             p.terminate()
@@ -263,10 +354,16 @@ def main():
     write_csv(csv, args.csv_rows, end_us, rng)
     csv_mb = os.path.getsize(csv) / 1e6
     t0 = time.monotonic()
-    p = subprocess.run(ctl + ["calls", "import", "--format", "asterisk-csv", csv],
-                       capture_output=True, text=True, check=True)
+    p = subprocess.Popen(ctl + ["calls", "import", "--format", "asterisk-csv", csv],
+                         stdout=subprocess.PIPE, text=True)
+    out = p.stdout.read()
+    _, status, usage = os.wait4(p.pid, 0)  # this child's own peak RSS
+    p.returncode = os.waitstatus_to_exitcode(status)
     imp_s = time.monotonic() - t0
-    rep = __import__("json").loads(p.stdout)
+    if p.returncode != 0:
+        raise SystemExit("bench_calls: vigilctl calls import failed")
+    imp_rss = usage.ru_maxrss / 1024.0
+    rep = __import__("json").loads(out)
 
     names = {"number": "by number (caller or callee)", "suffix": "by trailing 4 digits",
              "agent": "by agent and day", "text": "by a word of the notes (FTS5)",
@@ -285,14 +382,22 @@ def main():
             "commits its `call.search` audit row): %.0f requests/s, p99 %.1f ms.\n\n"
             "PBX events over HTTP (`POST /api/v1/calls`, a new call each, wrk 64 "
             "keep-alive connections, each 201 a committed row with its audit row, synchronous = "
-            "FULL): **%.0f events/s**, p99 %.1f ms, %d new rows, %d non-2xx.\n\n"
+            "FULL): **%.0f events/s**, p99 %.1f ms, %d new rows, %d non-2xx; the server "
+            "spent %.0f us of CPU per event; load average %.1f at the start, %.1f at the "
+            "end.\n\n"
             "`vigilctl calls import` of a %d-row Master.csv (%.0f MB) into that index: "
-            "%.1f s (%.0f rows/s): imported %d, merged %d, unmatched %d, bad %d.\n"
+            "%.1f s (%.0f rows/s), peak RSS %.0f MB: imported %d, merged %d, unmatched %d, "
+            "bad %d.\n\n"
+            "The same size over HTTP (`POST /api/v1/calls/import`, the file streamed, other "
+            "uniqueids): %.1f s (%.0f rows/s), the server's peak RSS %.0f MB (%.0f MB before "
+            "the import): imported %d, merged %d, unmatched %d, bad %d.\n"
             % (time.strftime("%Y-%m-%d"), os.cpu_count(), n, DAYS, N_LINES, gen_s, db_mb,
                len(lines), table, http_rps, http_p99, ing["rps"], ing["p99_ms"],
-               after - before, ing["non2xx"], args.csv_rows, csv_mb, imp_s,
-               args.csv_rows / imp_s, rep["imported"], rep["merged"], rep["unmatched"],
-               rep["bad"]))
+               after - before, ing["non2xx"], ing_us, load0, load1, args.csv_rows, csv_mb,
+               imp_s, args.csv_rows / imp_s, imp_rss, rep["imported"], rep["merged"],
+               rep["unmatched"], rep["bad"], http_s, args.csv_rows / http_s, http_rss, rss0,
+               http_rep["imported"], http_rep["merged"], http_rep["unmatched"],
+               http_rep["bad"]))
     write_section(args.results, SECTION, text)
     print(text)
     if not args.dir:

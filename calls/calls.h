@@ -63,6 +63,10 @@ int call_import_begin(idx_t *idx, const vg_config_t *cfg, int utc, const char *t
                       call_import_t **out);
 /* Feeds len bytes. VG_EDB etc. when the index fails (the import stops). */
 int call_import_feed(call_import_t *im, const char *data, size_t len);
+/* Commits the rows taken so far (the open batch), so that no write
+ * transaction stays open while the caller waits for more text (a client
+ * sending slowly must not hold the index's write lock). */
+int call_import_commit(call_import_t *im);
 /* Parses what is left, commits, fills the report and frees im. */
 int call_import_end(call_import_t *im, call_import_report_t *report);
 /* Frees an import that is abandoned (rolls back its open transaction). */

@@ -506,6 +506,11 @@ int call_import_feed(call_import_t *im, const char *data, size_t len)
     return VG_OK;
 }
 
+int call_import_commit(call_import_t *im)
+{
+    return flush_batch(im);
+}
+
 int call_import_end(call_import_t *im, call_import_report_t *report)
 {
     int rc = VG_OK;

@@ -26,6 +26,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import zipfile
@@ -430,6 +431,96 @@ class Suite:
         st, _, _ = self.c["aud"].request("POST", "/api/v1/calls/import", {"a": 1})
         assert st == 403, st
         assert self.audit("calls.import"), "no calls.import row"
+
+    def test_import_large_leaves_http_threads_free(self):
+        """A CDR import larger than the import's buffer (1 MiB) while a second
+        SQLite connection holds the index's write lock: the import cannot
+        finish, so every answer that comes meanwhile came from a thread it
+        is not holding. Requests on keep-alive connections opened before it
+        (spread over every HTTP thread, the import's own included) are all
+        answered; then the lock goes, and the report counts every row."""
+        tag = "L%d" % os.getpid()
+        start, end = self.recorded(LINE_B)
+        local = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t + 3 * 3600))
+        s, e = local(start), local(end)
+        rows = []
+        n_ok = n_unmatched = 0
+        for k in range(7000):
+            ext = "102" if k % 10 else "559"  # one row in ten is nobody's line
+            rows.append('"%s","89161234567","%s","from-trunk","","SIP/trunk-%08x","SIP/%s-%08x",'
+                        '"Queue","support,t","%s","%s","%s","9","8","ANSWERED","3",'
+                        '"%s.%d","%s"' % (tag, ext, k, ext, k, s, s, e, tag, k, "x" * 120))
+            n_ok += ext == "102"
+            n_unmatched += ext != "102"
+        rows.insert(3500, '"a broken row')
+        body = ("\n".join(rows) + "\n").encode()
+        assert len(body) > 1 << 20, len(body)
+        # keep-alive connections, each answered once before the import
+        probes = []
+        for _ in range(12):
+            conn = self.c["aud"].conn()
+            st, _, _ = self.c["aud"].request("GET", "/healthz", conn=conn)
+            assert st == 200, st
+            probes.append(conn)
+        lock = sqlite3.connect(self.db, timeout=10, isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")
+        locked = True
+        answer = {}
+
+        def send():
+            conn = self.c["admin"].conn()
+            conn.timeout = 120
+            try:
+                conn.request("POST", "/api/v1/calls/import?format=asterisk-csv", body=body,
+                             headers={"Content-Type": "text/csv", "Cookie": self.c["admin"].cookie,
+                                      "X-Requested-With": "vigil"})
+                answer["sent"] = time.monotonic()
+                r = conn.getresponse()
+                answer["status"], answer["body"] = r.status, json.loads(r.read())
+            except Exception as ex:  # reported by the assertions below
+                answer["error"] = repr(ex)
+            finally:
+                conn.close()
+        t = threading.Thread(target=send, daemon=True)
+        try:
+            t.start()
+            wait_for("the import's body sent", lambda: "sent" in answer or "error" in answer, 20,
+                     interval=0.05)
+            # The import may still be receiving its body: ask every connection
+            # again and again for a second (each answer within the client's
+            # timeout), so the asking also covers the time it spends waiting
+            # for the lock. A thread it held would leave its connections
+            # unanswered until the lock goes, which is after this loop.
+            rounds = 0
+            while rounds < 3 or time.monotonic() - answer["sent"] < 1.0:
+                for conn in probes:
+                    st, _, _ = self.c["aud"].request("GET", "/healthz", conn=conn)
+                    assert st == 200, st
+                rounds += 1
+            # a second import meanwhile is refused, and says when to try again
+            c2 = self.c["admin"].conn()
+            c2.request("POST", "/api/v1/calls/import", body=b"x\n",
+                       headers={"Content-Type": "text/csv", "Cookie": self.c["admin"].cookie,
+                                "X-Requested-With": "vigil"})
+            r2 = c2.getresponse()
+            r2.read()
+            c2.close()
+            assert r2.status == 503 and r2.getheader("Retry-After"), r2.status
+            assert "status" not in answer, answer  # it could not have finished
+            lock.execute("ROLLBACK")
+            locked = False
+        finally:
+            if locked:
+                lock.execute("ROLLBACK")
+            lock.close()
+            for conn in probes:
+                conn.close()
+        t.join(120)
+        assert answer.get("status") == 200, answer
+        rep = answer["body"]
+        assert rep["imported"] == n_ok and rep["unmatched"] == n_unmatched, rep
+        assert rep["bad"] == 1 and rep["merged"] == 0, rep
+        assert self.rows("SELECT COUNT(*) FROM call WHERE account = ?", tag)[0][0] == n_ok
 
     def test_import_vigilctl(self):
         tag = "c%d" % os.getpid()

@@ -849,52 +849,88 @@ void web_h_source_calls(web_req_t *r)
 
 /* ---- the CDR import ---- */
 
-void web_h_call_import(web_req_t *r)
+/* The import's query and Content-Type: VG_OK with *as_utc, or answered. */
+static int import_params(web_req_t *r, int *as_utc)
 {
     const char *ct = web_req_header(r, "Content-Type");
     const char *utc = web_query_get(&r->target, "utc");
-    call_import_t *im = NULL;
-    call_import_report_t *rep = NULL;
-    char detail[160];
     if (!ct || (strncmp(ct, "text/csv", 8) != 0 && strncmp(ct, "text/plain", 10) != 0)) {
         web_reply_error(r, 415, "unsupported_media_type", "send Master.csv as text/csv");
-        return;
+        return VG_EINVAL;
     }
     if (utc && strcmp(utc, "1") != 0 && strcmp(utc, "0") != 0 && strcmp(utc, "true") != 0 &&
         strcmp(utc, "false") != 0) {
         web_reply_error(r, 400, "invalid_query", "utc takes 1, 0, true or false");
-        return;
+        return VG_EINVAL;
     }
-    int as_utc = utc && (strcmp(utc, "1") == 0 || strcmp(utc, "true") == 0);
+    *as_utc = utc && (strcmp(utc, "1") == 0 || strcmp(utc, "true") == 0);
     const char *format = web_query_get(&r->target, "format");
     if (format && strcmp(format, "asterisk-csv") != 0) {
         web_reply_error(r, 400, "invalid_format", "format takes asterisk-csv");
-        return;
+        return VG_EINVAL;
     }
-    int rc = call_import_begin(r->idx, r->cfg, as_utc, r->cfg->http.timezone, r->now_us, &im);
-    if (rc == VG_OK)
-        rc = call_import_feed(im, r->body ? r->body : "", r->body_len);
-    rep = vg_calloc(1, sizeof(*rep));
-    if (rc == VG_OK) {
-        rc = call_import_end(im, rep);
-        im = NULL;
+    return VG_OK;
+}
+
+static void import_failed(web_req_t *r, int rc)
+{
+    web_audit(r, "calls.import", "calls", 0, 0, "error", "the index refused the import");
+    web_reply_error(r, rc == VG_EBUSY ? 503 : 500, "internal",
+                    "the import stopped: the index failed (rows already committed stay; "
+                    "importing the file again merges them)");
+}
+
+void web_call_import_start(web_req_t *r)
+{
+    int as_utc = 0;
+    if (import_params(r, &as_utc) != VG_OK)
+        return;
+    int rc = web_import_open(r, as_utc, &r->import);
+    if (rc != VG_OK)
+        import_failed(r, rc);
+}
+
+/* The body has been imported by its worker (import.c) while it arrived;
+ * a request without a body (or one given whole, web_dispatch) is
+ * imported here. */
+void web_h_call_import(web_req_t *r)
+{
+    call_import_t *im = NULL;
+    call_import_report_t *rep = vg_calloc(1, sizeof(*rep));
+    char detail[160];
+    int as_utc = 0, rc = VG_OK;
+    if (r->import) {
+        rc = web_import_result(r->import, rep);
+        /* Done: its thread and connection go, and the next import may
+         * start, before this answer leaves (a client that waits for it
+         * can start another at once). */
+        web_import_free(r->import);
+        r->import = NULL;
+        web_csv_release(r);
+    } else if (import_params(r, &as_utc) != VG_OK) {
+        goto cleanup;
+    } else {
+        rc = call_import_begin(r->idx, r->cfg, as_utc, r->cfg->http.timezone, r->now_us, &im);
+        if (rc == VG_OK)
+            rc = call_import_feed(im, r->body ? r->body : "", r->body_len);
+        if (rc == VG_OK) {
+            rc = call_import_end(im, rep);
+            im = NULL;
+        }
     }
     if (rc != VG_OK) {
-        call_import_abort(im);
-        web_audit(r, "calls.import", "calls", 0, 0, "error", "the index refused the import");
-        web_reply_error(r, rc == VG_EBUSY ? 503 : 500, "internal",
-                        "the import stopped: the index failed (rows already committed stay; "
-                        "importing the file again merges them)");
-        free(rep);
-        return;
+        import_failed(r, rc);
+        goto cleanup;
     }
     snprintf(detail, sizeof(detail),
              "imported=%" PRId64 " merged=%" PRId64 " unmatched=%" PRId64 " bad=%" PRId64,
              rep->imported, rep->merged, rep->unmatched, rep->bad);
     web_audit(r, "calls.import", "calls", 0, 0, "ok", detail);
     char *text = call_import_report_json(rep);
-    free(rep);
     web_reply_text(r, 200, "application/json", text, strlen(text));
+cleanup:
+    call_import_abort(im);
+    free(rep);
 }
 
 /* ---- subject-access requests ---- */

@@ -935,10 +935,17 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     return r;
 }
 
-static void req_free(web_req_t *r)
+void web_csv_release(web_req_t *r)
 {
     if (r->csv_slot)
         __atomic_store_n(&r->w->csv_busy, 0, __ATOMIC_RELEASE);
+    r->csv_slot = 0;
+}
+
+static void req_free(web_req_t *r)
+{
+    web_import_free(r->import); /* before the slot: one import at a time */
+    web_csv_release(r);
     web_target_free(&r->target);
     free(r->raw_uri);
     free(r->body);
@@ -1138,7 +1145,7 @@ static void process(web_req_t *r)
 {
     const web_route_t *route = r->route;
     if (r->body_too_big && (route->flags & WEB_ROUTE_CSV))
-        web_reply_error(r, 413, "body_too_large", "CSV imports are limited to %d MiB",
+        web_reply_error(r, 413, "body_too_large", "CSV imports are limited to %lld MiB",
                         WEB_MAX_CSV_BODY >> 20);
     else if (r->body_too_big)
         web_reply_error(r, 413, "body_too_large", "request bodies are limited to 1 MiB");
@@ -1243,6 +1250,38 @@ static void take_body(web_req_t *r, const char *data, size_t size)
     r->body[r->body_len] = '\0';
 }
 
+/* A piece of a CDR import's body: into its import's buffer (import.c),
+ * not into r->body, so an import of any size holds WEB_IMPORT_BUFFER. What
+ * does not fit is left in *upload_data_size with the connection suspended:
+ * libmicrohttpd offers it again when the worker has made room. */
+static void take_csv(web_req_t *r, const char *data, size_t *size)
+{
+    if (r->status || r->body_too_big) {
+        *size = 0; /* answered already, or too large: the rest is not kept */
+        return;
+    }
+    if (r->body_len + *size > (size_t)WEB_MAX_CSV_BODY) {
+        /* a chunked body past the limit: the import stops (rows committed
+         * so far stay, as when the index fails) and the end answers 413 */
+        r->body_too_big = 1;
+        web_import_free(r->import);
+        r->import = NULL;
+        *size = 0;
+        return;
+    }
+    if (!r->import) {
+        web_call_import_start(r);
+        if (r->status) {
+            r->answer_late = 1;
+            *size = 0;
+            return;
+        }
+    }
+    size_t took = web_import_push(r->import, data, *size);
+    r->body_len += took;
+    *size -= took;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version,
                                   const char *upload_data, size_t *upload_data_size,
@@ -1267,6 +1306,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         return send_reply(r);
     }
+    if (*upload_data_size && r->route && (r->route->flags & WEB_ROUTE_CSV)) {
+        take_csv(r, upload_data, upload_data_size);
+        return MHD_YES;
+    }
     if (*upload_data_size) {
         if (!r->status) /* answered already: the rest is not kept */
             take_body(r, upload_data, *upload_data_size);
@@ -1281,6 +1324,18 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         return send_reply(r);
     }
+    if (r->answer_late) {
+        /* refused on the body's first piece (take_csv): the answer goes now */
+        r->answer_late = 0;
+        web_count_request(r->w, r->route, r->status);
+        if (r->n_audit) {
+            start_audit(r);
+            return MHD_YES;
+        }
+        return send_reply(r);
+    }
+    if (!r->status && r->import && !web_import_finish(r->import))
+        return MHD_YES; /* suspended until the import's last rows are written */
     if (r->audit_state == AUDIT_DONE) {
         r->audit_state = AUDIT_NONE;
         if (r->change) {

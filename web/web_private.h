@@ -9,14 +9,18 @@
 
 #include <jansson.h>
 
+#include "calls/calls.h"
 #include "index/index.h"
 #include "playback/playback.h"
 #include "web/web.h"
 
 #define WEB_MAX_BODY (1024 * 1024)  /* request bodies: 1 MiB */
-/* calls: a CDR import's body (POST /api/v1/calls/import), held whole; one
- * such request at a time, so at most this much memory goes to them. */
-#define WEB_MAX_CSV_BODY (64 * 1024 * 1024)
+/* calls: a CDR import's body (POST /api/v1/calls/import). It is not held:
+ * it streams through a buffer of WEB_IMPORT_BUFFER into a worker thread
+ * (import.c), one import at a time, so the limit bounds an import's work
+ * (about 7 M rows), not memory. */
+#define WEB_MAX_CSV_BODY (1024LL * 1024 * 1024)
+#define WEB_IMPORT_BUFFER (1024 * 1024)
 #define WEB_CSV_ROUTE "/api/v1/calls/import"
 #define WEB_MAX_URI 2048            /* longer request targets: 414 */
 #define WEB_MAX_SEGMENTS 12
@@ -281,6 +285,8 @@ typedef struct web_req {
     size_t body_len, body_cap;
     int body_too_big;
     int csv_slot;                 /* calls: holds w->csv_busy (WEB_ROUTE_CSV) */
+    struct web_import *import;    /* calls: the body streaming into its import (import.c) */
+    int answer_late;              /* answered on the body's first piece: send at its end */
     char ip[64];
     idx_t *idx;
     const vg_config_t *cfg;   /* in force for this request */
@@ -647,5 +653,29 @@ void web_h_live_mp4(web_req_t *r);
 void web_h_live(web_req_t *r);
 /* The "live" member of GET /api/v1/sources/{name}. */
 json_t *web_live_source_json(web_req_t *r, const char *name);
+
+/* ---- import.c: a CDR import's body streamed into a worker thread ---- */
+
+typedef struct web_import web_import_t;
+/* Starts the import of r's body (r's config, zone and clock; utc as in
+ * call_import_begin) on a thread of its own with its own index connection. */
+int web_import_open(web_req_t *r, int utc, web_import_t **out);
+/* Takes what fits of a piece of the body and returns how much; when that
+ * is not all of it, the connection is suspended until the worker makes
+ * room (libmicrohttpd then offers the rest again). */
+size_t web_import_push(web_import_t *k, const char *data, size_t size);
+/* The body is complete: 1 when the import is finished, else 0 with the
+ * connection suspended until it is. */
+int web_import_finish(web_import_t *k);
+/* A finished import's code, and its report when VG_OK. */
+int web_import_result(web_import_t *k, call_import_report_t *rep);
+/* Stops an unfinished import (its open batch rolled back) and frees it. */
+void web_import_free(web_import_t *k);
+/* routes_calls.c: checks the import's query and headers on its first body
+ * piece and starts r->import, or answers (the rest of the body is then
+ * not kept). */
+void web_call_import_start(web_req_t *r);
+/* server.c: lets the next WEB_ROUTE_CSV request in (r's import is over). */
+void web_csv_release(web_req_t *r);
 
 #endif

@@ -241,9 +241,17 @@ def main():
         sources = [(n, "rtsp://127.0.0.1:9/none", "video") for n in names]
         v = WebVigil(root, sources, "http_listen = 127.0.0.1:%d\n" % port)
         v.add_user("admin", "admin", check=False)  # a kept archive has it
+        seen = os.path.getsize(v.logpath) if os.path.exists(v.logpath) else 0
+
+        def listening():
+            with open(v.logpath, "rb") as f:
+                f.seek(seen)
+                return b"listening on" in f.read()
         v.start()
         ng = None
         try:
+            # at 8.64 M rows on a loaded machine startup takes longer than wait_http's 20 s
+            wait_for("vigild's HTTP", listening, 300)
             wait_http(port)
             c = Client(port)
             c.login("admin")

@@ -215,6 +215,9 @@ bench: deps
 	@$(MAKE) --no-print-directory $(BUILD)/tests/announce_eval
 	@python3 bench/bench_announce.py --build $(BUILD) --results bench/RESULTS.md
 	@python3 bench/bench_live.py --build $(BUILD) --results bench/RESULTS.md
+	@python3 bench/bench_playback.py --build $(BUILD) --results bench/RESULTS.md
+	@python3 bench/bench_snapshot.py --build $(BUILD) --results bench/RESULTS.md
+	@python3 bench/bench_seek.py --build $(BUILD) --results bench/RESULTS.md
 
 # Installs the daemon as a service (README "Install as a service"). The
 # example config is installed once: an admin's edited file is never replaced.

@@ -50,6 +50,13 @@ def rss_kb(pid, key="VmRSS"):
     return 0
 
 
+def cpu_s(pid):
+    """User + system CPU seconds a process has used."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def write_section(path, text):
     old = open(path).read() if os.path.exists(path) else "# Benchmark results\n"
     start = old.find(SECTION)
@@ -141,10 +148,12 @@ def main():
         t = threading.Thread(target=sample, daemon=True)
         t.start()
         # curl reads it to /dev/null: the client is not what is measured
+        cpu0 = cpu_s(proc.pid)
         p = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-H", "Cookie: " + cookie, "-w",
                             "%{http_code} %{time_starttransfer} %{time_total} %{size_download}",
                             "http://127.0.0.1:%d%s" % (port, target)],
                            capture_output=True, text=True, check=True)
+        cpu_vigil = cpu_s(proc.pid) - cpu0
         done.set()
         t.join()
         code, t_first, t_total, total = p.stdout.split()
@@ -174,11 +183,12 @@ def main():
             f.write("file '%s'\n" % p)
     out = os.path.join(work, "concat.mp4")
     t0 = time.monotonic()
-    p = subprocess.run(["/usr/bin/time", "-f", "%M", "ffmpeg", "-v", "error", "-y", "-f", "concat",
+    p = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", "ffmpeg", "-v", "error", "-y", "-f", "concat",
                         "-safe", "0", "-i", lst, "-c", "copy", out],
                        capture_output=True, text=True, check=True)
     t_ff = time.monotonic() - t0
-    ff_rss = int(p.stderr.strip().splitlines()[-1])
+    ff_rss, ff_user, ff_sys = p.stderr.strip().splitlines()[-1].split()
+    ff_rss, cpu_ff = int(ff_rss), float(ff_user) + float(ff_sys)
     ff_size = os.path.getsize(out)
     os.unlink(out)
     log("ffmpeg concat: %.2f s, %d bytes, peak RSS %d KB" % (t_ff, ff_size, ff_rss))
@@ -194,12 +204,17 @@ def main():
         "peak RSS %.1f MB |\n\n"
         "- vigil / ffmpeg total time: **%.2fx** (target <= 0.2x); first byte %.1f ms "
         "(target < 100 ms).\n"
+        "- CPU time (user + system): vigild %.2f s serving the clip, ffmpeg %.2f s making it: "
+        "**%.2fx** (on a shared machine the wall times above depend on what else runs; the CPU "
+        "each side spent does much less).\n"
+        "- Load average (1/5/15 min) at the end: %s.\n"
         "- A 1 MiB `Range` in the middle of the hour: %.1f ms (the layout is planned again "
         "per request: the same cost as the first byte, plus 1 MiB).\n"
         "- Sizes: vigil %d bytes, ffmpeg %d bytes (its own moov and padding).\n") % (
         time.strftime("%Y-%m-%d"), SEGMENTS, SEG_S, t_first * 1000, t_total,
         total / t_total / 1e6, rss_before / 1024, peak[0] / 1024, t_ff, t_ff,
-        ff_size / t_ff / 1e6, ff_rss / 1024, t_total / t_ff, t_first * 1000, t_range * 1000,
+        ff_size / t_ff / 1e6, ff_rss / 1024, t_total / t_ff, t_first * 1000, cpu_vigil, cpu_ff,
+        cpu_vigil / cpu_ff, " / ".join(open("/proc/loadavg").read().split()[:3]), t_range * 1000,
         total, ff_size)
     write_section(args.results, text)
     print(text)

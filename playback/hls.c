@@ -28,6 +28,15 @@ typedef struct {
     size_t len, cap;
 } buf_t;
 
+static void bneed(buf_t *b, size_t n)
+{
+    if (b->len + n <= b->cap)
+        return;
+    while (b->len + n > b->cap)
+        b->cap = b->cap ? b->cap * 2 : 64 * 1024;
+    b->p = vg_realloc(b->p, b->cap);
+}
+
 __attribute__((format(printf, 2, 3))) static void bprintf(buf_t *b, const char *fmt, ...)
 {
     va_list ap;
@@ -41,9 +50,56 @@ __attribute__((format(printf, 2, 3))) static void bprintf(buf_t *b, const char *
             b->len += (size_t)n;
             return;
         }
-        b->cap = (b->cap + (size_t)n + 1) * 2;
-        b->p = vg_realloc(b->p, b->cap);
+        bneed(b, (size_t)n + 1);
     }
+}
+
+/* The per-fragment lines are most of a 24 h playlist (about 40,000 of
+ * them): written with these rather than vsnprintf, which parsing its
+ * format and formatting a double made the larger part of the answer's
+ * time. */
+static void bput(buf_t *b, const char *s, size_t n)
+{
+    bneed(b, n);
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+#define BLIT(b, s) bput((b), (s), sizeof(s) - 1)
+
+static void bu64(buf_t *b, uint64_t v)
+{
+    char t[24];
+    size_t i = sizeof(t);
+    do {
+        t[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    bput(b, t + i, sizeof(t) - i);
+}
+
+static void bi64(buf_t *b, int64_t v)
+{
+    if (v < 0) {
+        BLIT(b, "-");
+        bu64(b, (uint64_t)0 - (uint64_t)v);
+        return;
+    }
+    bu64(b, (uint64_t)v);
+}
+
+/* Microseconds as seconds with three decimals, as EXTINF has them. Cut to
+ * the millisecond, not rounded: what is written never rounds to more
+ * seconds than the target duration (the longest fragment, rounded). */
+static void bseconds(buf_t *b, int64_t us)
+{
+    if (us < 0)
+        us = 0;
+    uint64_t ms = (uint64_t)us / 1000;
+    char frac[4] = {'.', (char)('0' + ms % 1000 / 100), (char)('0' + ms % 100 / 10),
+                    (char)('0' + ms % 10)};
+    bu64(b, ms / 1000);
+    bput(b, frac, 4);
 }
 
 static char *abs_path(const char *data_dir, const char *rel)
@@ -150,6 +206,8 @@ int pb_playlist(idx_t *idx, const char *data_dir, const char *source, int64_t fr
         char q[32];
         pb_convert_query(conv, q, sizeof(q));
         int hvc1 = !(conv & PB_CONV_H264) && wants_hvc1(&s->seg);
+        char id[24];
+        size_t id_len = (size_t)snprintf(id, sizeof(id), "%" PRId64, s->seg.id);
         for (size_t k = first; k < last; k++) {
             int64_t start = s->seg.start_us + f[k].start_us;
             if (k == first) {
@@ -177,14 +235,25 @@ int pb_playlist(idx_t *idx, const char *data_dir, const char *source, int64_t fr
                 all_key = 0;
             if (f[k].dur_us > max_dur)
                 max_dur = f[k].dur_us;
-            if (conv)
-                bprintf(&body, "#EXTINF:%.3f,\nmedia/%" PRId64 "?%s&frag=%zu\n",
-                        (double)f[k].dur_us / 1e6, s->seg.id, q, k);
-            else
-                bprintf(&body,
-                        "#EXTINF:%.3f,\n#EXT-X-BYTERANGE:%" PRId64 "@%" PRId64 "\nmedia/%" PRId64
-                        "\n",
-                        (double)f[k].dur_us / 1e6, f[k].size, f[k].offset, s->seg.id);
+            BLIT(&body, "#EXTINF:");
+            bseconds(&body, f[k].dur_us);
+            if (conv) {
+                BLIT(&body, ",\nmedia/");
+                bput(&body, id, id_len);
+                BLIT(&body, "?");
+                bput(&body, q, strlen(q));
+                BLIT(&body, "&frag=");
+                bi64(&body, (int64_t)k);
+                BLIT(&body, "\n");
+            } else {
+                BLIT(&body, ",\n#EXT-X-BYTERANGE:");
+                bi64(&body, f[k].size);
+                BLIT(&body, "@");
+                bi64(&body, f[k].offset);
+                BLIT(&body, "\nmedia/");
+                bput(&body, id, id_len);
+                BLIT(&body, "\n");
+            }
         }
         free(f);
         if (n_segments && first < last)
@@ -204,8 +273,8 @@ int pb_playlist(idx_t *idx, const char *data_dir, const char *source, int64_t fr
     if (all_key)
         bprintf(&b, "#EXT-X-INDEPENDENT-SEGMENTS\n");
     if (body.len)
-        bprintf(&b, "%.*s", (int)body.len, body.p);
-    bprintf(&b, "#EXT-X-ENDLIST\n");
+        bput(&b, body.p, body.len);
+    BLIT(&b, "#EXT-X-ENDLIST\n");
     free(body.p);
     *out = b.p;
     *len = b.len;

@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,24 @@ enum { BODY_NONE, BODY_FILE, BODY_READER, BODY_STREAM };
  * every few seconds; on a LAN (1 ms) this is still > 100 MB/s, at 50 ms
  * round trip ~2.5 MB/s, five times a 1080p stream. */
 #define GUARD_SNDBUF (64 * 1024)
+/* A guarded answer that a client takes fast (a clip or bundle downloaded
+ * on a LAN) would cost a callback (a pread, a copy, a send and a poll) per
+ * GUARD_SNDBUF: most of the time of a 1 h clip. So its block grows: it
+ * starts at GUARD_SNDBUF and doubles, with the send buffer, each time the
+ * client took a whole block in under GUARD_FAST_US, up to GUARD_BLOCK_MAX;
+ * it halves when one took longer than GUARD_SLOW_US. A client keeps being
+ * checked at least every ~GUARD_SLOW_US at the pace it was reading; one
+ * that slows down abruptly is checked once it has taken what it was already
+ * handed (at most GUARD_BLOCK_MAX plus the send buffer), as a slow reader
+ * is with the smallest block. libmicrohttpd allocates the block size given
+ * at creation for the response's life, so at most GUARD_BIG_MAX answers at
+ * once get the large one (the others keep GUARD_SNDBUF): the memory they
+ * hold together stays bounded. */
+#define GUARD_BLOCK_MAX (1024 * 1024)
+#define GUARD_BIG_MAX 16
+#define GUARD_FAST_US (250 * 1000LL)
+#define GUARD_SLOW_US (1000 * 1000LL)
+static atomic_int guard_big_answers;
 
 /* A reader handed to libmicrohttpd, which frees it through reader_free. */
 typedef struct {
@@ -80,6 +99,11 @@ typedef struct {
     int fd;                   /* a file read with pread (read NULL), or -1 */
     uint64_t off;
     int conn_fd;              /* the connection's socket (guarded answers), or -1 */
+    /* the growing block (reader answers): what one callback hands out now,
+     * the largest it may become, and when the last one was asked for */
+    size_t block, block_max;
+    int64_t last_call;
+    const vg_clock_t *clock;
     /* the guard (w NULL: none) */
     struct web *w;
     web_grant_t grant;
@@ -300,6 +324,29 @@ static ssize_t stream_cb(void *cls, uint64_t pos, char *buf, size_t max)
     return stream_wait(rd->waker);
 }
 
+/* How much of max this callback hands out: the block grows while the
+ * client takes whole blocks fast and shrinks when it slows (GUARD_BLOCK_MAX
+ * above); the socket's send buffer follows it. */
+static size_t reader_block(reader_t *rd, size_t max)
+{
+    if (rd->block_max <= GUARD_SNDBUF || !rd->clock)
+        return max;
+    int64_t now = vg_clock_mono(rd->clock);
+    if (rd->last_call) {
+        size_t was = rd->block;
+        if (now - rd->last_call < GUARD_FAST_US && rd->block < rd->block_max)
+            rd->block *= 2;
+        else if (now - rd->last_call > GUARD_SLOW_US && rd->block > GUARD_SNDBUF)
+            rd->block /= 2;
+        if (rd->block != was && rd->conn_fd >= 0) {
+            int size = (int)rd->block;
+            setsockopt(rd->conn_fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+        }
+    }
+    rd->last_call = now;
+    return rd->block < max ? rd->block : max;
+}
+
 static ssize_t reader_cb(void *cls, uint64_t pos, char *buf, size_t max)
 {
     reader_t *rd = cls;
@@ -313,6 +360,7 @@ static ssize_t reader_cb(void *cls, uint64_t pos, char *buf, size_t max)
             setsockopt(rd->conn_fd, SOL_SOCKET, SO_LINGER, &now, sizeof(now));
         return MHD_CONTENT_READER_END_WITH_ERROR;
     }
+    max = reader_block(rd, max);
     long n;
     if (rd->read) {
         n = rd->read(rd->ctx, pos, buf, max);
@@ -334,6 +382,8 @@ static void reader_free(void *cls)
     if (rd->fd >= 0)
         close(rd->fd);
     waker_free(rd->waker);
+    if (rd->block_max > GUARD_SNDBUF)
+        atomic_fetch_sub(&guard_big_answers, 1);
     sodium_memzero(&rd->grant, sizeof(rd->grant));
     free(rd);
 }
@@ -427,12 +477,21 @@ static struct MHD_Response *body_response(web_req_t *r)
             rd->free_ctx = r->body_free;
         }
         guard_arm(rd, r);
-        resp = MHD_create_response_from_callback(r->body_size, 64 * 1024, reader_cb, rd,
+        rd->block = rd->block_max = GUARD_SNDBUF;
+        rd->clock = r->w ? r->w->cfg.clock : NULL;
+        if (r->body_size >= 4 * GUARD_BLOCK_MAX && rd->clock &&
+            atomic_fetch_add(&guard_big_answers, 1) < GUARD_BIG_MAX)
+            rd->block_max = GUARD_BLOCK_MAX;
+        else if (r->body_size >= 4 * GUARD_BLOCK_MAX && rd->clock)
+            atomic_fetch_sub(&guard_big_answers, 1);
+        resp = MHD_create_response_from_callback(r->body_size, rd->block_max, reader_cb, rd,
                                                  reader_free);
         if (resp) {
             r->body_free = NULL; /* the response frees it */
             r->body_fd = -1;     /* and closes it */
         } else {
+            if (rd->block_max > GUARD_SNDBUF)
+                atomic_fetch_sub(&guard_big_answers, 1);
             sodium_memzero(&rd->grant, sizeof(rd->grant));
             free(rd);
         }

@@ -144,8 +144,12 @@ export class Timeline {
   spans(name) { return (this.data.get(name) || { spans: [] }).spans; }
 
   // Where playback lands for a wall time: in a span, itself; in a gap, the
-  // next span's start (jumped); past the last span, null.
+  // next span's start (jumped); past the last span, null. Outside the range
+  // loaded (a moment picked far from the view) nothing is known: undefined,
+  // and the media's own playlist decides (the loaded spans would send a
+  // seek hours before them to their first one).
   land(name, ms) {
+    if (!this.loaded || ms < this.loaded[0] || (ms >= this.loaded[1] && ms < Date.now())) return undefined;
     for (const [s, e] of this.spans(name)) {
       if (ms < s) return { ms: s, jumped: true };
       if (ms < e) return { ms, jumped: false };

@@ -837,6 +837,44 @@ def run_tests(suite, names):
     return passed, failed, skipped
 
 
+def suite_main(suite_cls, name):
+    """The main of a suite that shares one Suite(tmp) across its tests:
+    --build and -k (a substring of the tests to run), sanitizer options for
+    vigild under `make asan` (GLib's and GStreamer's caches are not leaks:
+    tests/lsan.supp), the tests in name order, the suite's close (a failure
+    there, a crash at exit say, counts), vigild's log tail when anything
+    failed, and a summary line. Returns the exit status."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("-k", default="")
+    args = ap.parse_args()
+    global BUILD
+    BUILD = args.build
+    here = os.path.dirname(os.path.abspath(__file__))
+    os.environ["ASAN_OPTIONS"] = "fast_unwind_on_malloc=0:" + os.environ.get("ASAN_OPTIONS", "")
+    os.environ["LSAN_OPTIONS"] = ("suppressions=%s/lsan.supp:" % here) + os.environ.get(
+        "LSAN_OPTIONS", "")
+    passed = failed = skipped = 0
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="vigil-%s-" % name) as tmp:
+        suite = suite_cls(tmp)
+        try:
+            names = sorted(n for n in dir(suite_cls) if n.startswith("test_") and args.k in n)
+            passed, failed, skipped = run_tests(suite, names)
+        finally:
+            try:
+                suite.close()
+            except Exception as e:
+                failed += 1
+                log("FAIL close: %s" % e)
+            v = getattr(suite, "v", None)
+            if failed and v is not None and hasattr(v, "log_text"):
+                log("--- vigild log tail ---\n" + v.log_text()[-3000:])
+    log("integration_%s: %d passed, %d failed, %d skipped (%.0f s)" %
+        (name, passed, failed, skipped, time.monotonic() - t0))
+    return 1 if failed else 0
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

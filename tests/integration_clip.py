@@ -9,7 +9,6 @@ the audit row, and a segment deleted or cut while its clip is being sent.
 Reuses the helpers of tests/integration.py and integration_web.py. Ends with
 "N passed, N failed".
 """
-import argparse
 import hashlib
 import http.client
 import json
@@ -20,7 +19,6 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 
@@ -492,25 +490,7 @@ class Suite:
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default="build")
-    ap.add_argument("-k", default="")
-    args = ap.parse_args()
-    integration.BUILD = args.build
-    # vigild under AddressSanitizer: see tests/lsan.supp
-    os.environ["ASAN_OPTIONS"] = "fast_unwind_on_malloc=0:" + os.environ.get("ASAN_OPTIONS", "")
-    os.environ["LSAN_OPTIONS"] = ("suppressions=%s/lsan.supp:" % os.path.dirname(
-        os.path.abspath(__file__))) + os.environ.get("LSAN_OPTIONS", "")
-    passed = failed = skipped = 0
-    with tempfile.TemporaryDirectory(prefix="vigil-clip-") as tmp:
-        suite = Suite(tmp)
-        try:
-            passed, failed, skipped = integration.run_tests(
-                suite, sorted(n for n in dir(Suite) if n.startswith("test_") and args.k in n))
-        finally:
-            suite.close()
-    log("integration_clip: %d passed, %d failed, %d skipped" % (passed, failed, skipped))
-    return 1 if failed else 0
+    return integration.suite_main(Suite, "clip")
 
 
 if __name__ == "__main__":

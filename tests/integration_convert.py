@@ -11,14 +11,12 @@ stalled file open, injected with the faultfs shim).
 Reuses tests/integration.py and tests/integration_web.py. Ends with
 "N passed, N failed".
 """
-import argparse
 import hashlib
 import json
 import os
 import re
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -474,23 +472,7 @@ class Suite:
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default="build")
-    ap.add_argument("-k", default="")
-    args = ap.parse_args()
-    integration.BUILD = args.build
-    passed = failed = skipped = 0
-    t_start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="vigil-convert-") as tmp:
-        suite = Suite(tmp)
-        try:
-            passed, failed, skipped = integration.run_tests(
-                suite, sorted(n for n in dir(Suite) if n.startswith("test_") and args.k in n))
-        finally:
-            suite.close()
-    log("integration_convert: %d passed, %d failed, %d skipped (%.0f s)" %
-        (passed, failed, skipped, time.monotonic() - t_start))
-    return 1 if failed else 0
+    return integration.suite_main(Suite, "convert")
 
 
 if __name__ == "__main__":

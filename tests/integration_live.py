@@ -10,7 +10,6 @@ revocation ending a viewing, and recording going on throughout.
 Reuses the helpers of tests/integration.py and tests/integration_web.py.
 Ends with "N passed, N failed".
 """
-import argparse
 import http.client
 import json
 import os
@@ -19,7 +18,6 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -449,30 +447,7 @@ class Suite:
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default="build")
-    ap.add_argument("-k", default="")
-    args = ap.parse_args()
-    integration.BUILD = args.build
-    os.environ["ASAN_OPTIONS"] = "fast_unwind_on_malloc=0:" + os.environ.get("ASAN_OPTIONS", "")
-    os.environ["LSAN_OPTIONS"] = ("suppressions=%s/lsan.supp:" % HERE) + os.environ.get(
-        "LSAN_OPTIONS", "")
-    passed = failed = skipped = 0
-    t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="vigil-live-") as tmp:
-        suite = Suite(tmp)
-        try:
-            passed, failed, skipped = integration.run_tests(
-                suite, sorted(n for n in dir(Suite) if n.startswith("test_") and args.k in n))
-        finally:
-            try:
-                suite.close()
-            except Exception as e:  # a crash at exit is a failure too
-                failed += 1
-                log("FAIL close: %s" % e)
-    log("integration_live: %d passed, %d failed, %d skipped (%.0f s)"
-        % (passed, failed, skipped, time.monotonic() - t0))
-    return 1 if failed else 0
+    return integration.suite_main(Suite, "live")
 
 
 if __name__ == "__main__":

@@ -11,14 +11,12 @@ media requests aggregated).
 Reuses tests/integration.py and tests/integration_web.py. Ends with
 "N passed, N failed".
 """
-import argparse
 import os
 import re
 import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 
@@ -400,23 +398,7 @@ class Suite:
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default="build")
-    ap.add_argument("-k", default="")
-    args = ap.parse_args()
-    integration.BUILD = args.build
-    passed = failed = skipped = 0
-    t_start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="vigil-playback-") as tmp:
-        suite = Suite(tmp)
-        try:
-            passed, failed, skipped = integration.run_tests(
-                suite, sorted(n for n in dir(Suite) if n.startswith("test_") and args.k in n))
-        finally:
-            suite.close()
-    log("integration_playback: %d passed, %d failed, %d skipped (%.0f s)" %
-        (passed, failed, skipped, time.monotonic() - t_start))
-    return 1 if failed else 0
+    return integration.suite_main(Suite, "playback")
 
 
 if __name__ == "__main__":

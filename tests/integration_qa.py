@@ -10,13 +10,11 @@ the audit rows all of this leaves.
 
 Ends with "integration_qa: N passed, N failed, N skipped".
 """
-import argparse
 import csv
 import io
 import json
 import os
 import sys
-import tempfile
 import time
 
 import integration
@@ -495,33 +493,7 @@ class Suite:
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default="build")
-    ap.add_argument("-k", default="")
-    args = ap.parse_args()
-    integration.BUILD = args.build
-    # under AddressSanitizer (make asan): GLib's and GStreamer's own caches are not leaks
-    os.environ["ASAN_OPTIONS"] = "fast_unwind_on_malloc=0:" + os.environ.get("ASAN_OPTIONS", "")
-    os.environ["LSAN_OPTIONS"] = ("suppressions=%s/lsan.supp:" % os.path.dirname(
-        os.path.abspath(__file__))) + os.environ.get("LSAN_OPTIONS", "")
-    t0 = time.monotonic()
-    passed = failed = skipped = 0
-    with tempfile.TemporaryDirectory(prefix="vigil-qa-") as tmp:
-        suite = Suite(tmp)
-        try:
-            names = sorted(n for n in dir(Suite) if n.startswith("test_") and args.k in n)
-            passed, failed, skipped = integration.run_tests(suite, names)
-        finally:
-            try:
-                suite.close()
-            except AssertionError as e:
-                failed += 1
-                log("FAIL vigild exit: %s" % e)
-            if failed:
-                log("--- vigild log tail ---\n" + suite.v.log_text()[-3000:])
-    log("integration_qa: %d passed, %d failed, %d skipped (%.0f s)" %
-        (passed, failed, skipped, time.monotonic() - t0))
-    return 1 if failed else 0
+    return integration.suite_main(Suite, "qa")
 
 
 if __name__ == "__main__":

@@ -152,7 +152,10 @@ check: deps
 
 asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan build-asan/camsim build-asan/faultfs.so
-	@VIGIL_TIMEOUT_SCALE=3 CK_TIMEOUT_MULTIPLIER=3 $(MAKE) --no-print-directory BUILD=build-asan CC=gcc \
+	@# the unit tests get the suites' sanitizer options (GLib's quark table: tests/lsan.supp)
+	@VIGIL_TIMEOUT_SCALE=3 CK_TIMEOUT_MULTIPLIER=3 ASAN_OPTIONS=fast_unwind_on_malloc=0 \
+	    LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
+	    $(MAKE) --no-print-directory BUILD=build-asan CC=gcc \
 	    CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	    unit integration
 

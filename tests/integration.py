@@ -96,6 +96,57 @@ class Camsim:
         return self.errlog.read()[-n:]
 
 
+class Faultfs:
+    """Mixed into a Vigil (or WebVigil): its vigild's file-system calls go
+    through the faultfs shim (tests/tools/faultfs.c), with the rules in
+    root/faults, what fired logged in root/faults.log and the rules in force
+    named in root/faults.loaded. Call faultfs_init() once the Vigil is made,
+    and start vigild with faultfs_env()."""
+
+    def faultfs_init(self):
+        self.faults = os.path.join(self.root, "faults")
+        self.fired = os.path.join(self.root, "faults.log")
+        self.loaded = os.path.join(self.root, "faults.loaded")
+        self.set_faults("")
+
+    def set_faults(self, text):
+        """New rules, in force once this returns (the shim looks at the file
+        at most every 50 ms and says which rules it took)."""
+        tmp = self.faults + ".new"
+        with open(tmp, "w") as f:
+            f.write("# faultfs rules\n" + text)
+        os.replace(tmp, self.faults)  # a new inode: the shim sees it changed
+        if getattr(self, "proc", None) is None or self.proc.poll() is not None:
+            return
+        st = os.stat(self.faults)
+        want = "%d %d" % (st.st_size, st.st_mtime_ns)
+
+        def in_force():
+            try:
+                with open(self.loaded) as f:
+                    return f.read().strip() == want
+            except OSError:
+                return False
+        wait_for("the fault rules in force", in_force, 20)
+
+    def fired_lines(self):
+        try:
+            with open(self.fired) as f:
+                return f.read().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def faultfs_env(self, **extra):
+        env = dict(os.environ, **extra)
+        env["LD_PRELOAD"] = os.path.abspath(os.path.join(BUILD, "faultfs.so"))
+        env["VIGIL_FAULTS_FILE"] = self.faults
+        env["VIGIL_FAULTS_LOG"] = self.fired
+        env["VIGIL_FAULTS_LOADED"] = self.loaded
+        # an ASan vigild wants its runtime first; the shim is plain C
+        env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":")
+        return env
+
+
 class Vigil:
     """A vigild with its own data dir and config."""
 
@@ -118,10 +169,10 @@ class Vigil:
             f.write(text)
         self.proc = None
 
-    def start(self):
+    def start(self, env=None):
         self.logfile = open(self.logpath, "a")
         self.proc = subprocess.Popen([os.path.join(BUILD, "vigild"), "-c", self.conf],
-                                     stdout=self.logfile, stderr=subprocess.STDOUT)
+                                     stdout=self.logfile, stderr=subprocess.STDOUT, env=env)
         return self
 
     def stop(self, sig=signal.SIGTERM, timeout=5.0):

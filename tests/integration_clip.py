@@ -51,54 +51,16 @@ def iso(t):
         (".%03dZ" % round((t - int(t)) * 1000))
 
 
-class ClipVigil(WebVigil):
+class ClipVigil(integration.Faultfs, WebVigil):
     """A WebVigil whose file-system calls go through the faultfs shim, so a
     test can hold the clip reader at a file's open (tests/tools/faultfs.c)."""
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
-        self.faults = os.path.join(self.root, "faults")
-        self.fired = os.path.join(self.root, "faults.log")
-        self.loaded = os.path.join(self.root, "faults.loaded")
-        self.set_faults("")
-
-    def set_faults(self, text):
-        """New rules, in force (the shim looks every 50 ms) once this returns."""
-        tmp = self.faults + ".new"
-        with open(tmp, "w") as f:
-            f.write("# faultfs rules\n" + text)
-        os.replace(tmp, self.faults)
-        if not self.proc or self.proc.poll() is not None:
-            return
-        st = os.stat(self.faults)
-        want = "%d %d" % (st.st_size, st.st_mtime_ns)
-        def in_force():
-            try:
-                with open(self.loaded) as f:
-                    return f.read().strip() == want
-            except OSError:
-                return False
-        wait_for("the fault rules in force", in_force, 20)
-
-    def fired_lines(self):
-        try:
-            with open(self.fired) as f:
-                return f.read().splitlines()
-        except FileNotFoundError:
-            return []
+        self.faultfs_init()
 
     def start(self):
-        env = dict(os.environ)
-        env["LD_PRELOAD"] = os.path.abspath(os.path.join(integration.BUILD, "faultfs.so"))
-        env["VIGIL_FAULTS_FILE"] = self.faults
-        env["VIGIL_FAULTS_LOG"] = self.fired
-        env["VIGIL_FAULTS_LOADED"] = self.loaded
-        env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") +
-                               ":verify_asan_link_order=0").lstrip(":")
-        self.logfile = open(self.logpath, "a")
-        self.proc = subprocess.Popen([os.path.join(integration.BUILD, "vigild"), "-c", self.conf],
-                                     stdout=self.logfile, stderr=subprocess.STDOUT, env=env)
-        return self
+        return super().start(env=self.faultfs_env())
 
 
 class Suite:

@@ -144,39 +144,16 @@ def first_time(packets, kind):
     return min(float(p["pts_time"]) for p in packets if p["codec_type"] == kind)
 
 
-class ConvertVigil(WebVigil):
+class ConvertVigil(integration.Faultfs, WebVigil):
     """A WebVigil whose file-system calls go through the faultfs shim (a
     stalled open holds a transcode slot for as long as the test wants)."""
 
     def __init__(self, root, sources, server_keys, extra):
         super().__init__(root, sources, server_keys, extra=extra)
-        self.faults = os.path.join(root, "faults")
-        self.fired = os.path.join(root, "faults.log")
-        self.set_faults("")
-
-    def set_faults(self, text):
-        tmp = self.faults + ".new"
-        with open(tmp, "w") as f:
-            f.write("# faultfs rules\n" + text)
-        os.replace(tmp, self.faults)
-
-    def fired_lines(self):
-        try:
-            with open(self.fired) as f:
-                return f.read().splitlines()
-        except FileNotFoundError:
-            return []
+        self.faultfs_init()
 
     def start(self):
-        env = dict(os.environ)
-        env["LD_PRELOAD"] = os.path.abspath(os.path.join(integration.BUILD, "faultfs.so"))
-        env["VIGIL_FAULTS_FILE"] = self.faults
-        env["VIGIL_FAULTS_LOG"] = self.fired
-        env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":")
-        self.logfile = open(self.logpath, "a")
-        self.proc = subprocess.Popen([os.path.join(integration.BUILD, "vigild"), "-c", self.conf],
-                                     stdout=self.logfile, stderr=subprocess.STDOUT, env=env)
-        return self
+        return super().start(env=self.faultfs_env())
 
 
 class Suite:

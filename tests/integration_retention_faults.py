@@ -25,48 +25,15 @@ import integration
 from integration import Camsim, Skip, Vigil, log, wait_for
 
 
-class FaultVigil(Vigil):
+class FaultVigil(integration.Faultfs, Vigil):
     """A vigild with the fault shim preloaded (rules in self.faults)."""
 
     def __init__(self, root, sources, **kw):
         super().__init__(root, sources, **kw)
-        self.faults = os.path.join(root, "faults")
-        self.faults_log = os.path.join(root, "faults.log")
-        self.faults_loaded = os.path.join(root, "faults.loaded")
-        self.set_faults("")
-
-    def set_faults(self, text):
-        # written whole and renamed: the shim never reads half a file
-        tmp = self.faults + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, self.faults)
-        if getattr(self, "proc", None) is not None and self.proc.poll() is None:
-            # the shim looks at the file at most every 50 ms: wait until it
-            # says these rules are in force
-            st = os.stat(self.faults)
-            want = "%d %d" % (st.st_size, st.st_mtime_ns)
-
-            def loaded():
-                try:
-                    with open(self.faults_loaded) as f:
-                        return f.read().strip() == want
-                except OSError:
-                    return False
-            wait_for("the fault rules in force", loaded, 20)
+        self.faultfs_init()
 
     def start(self):
-        env = dict(os.environ, LD_PRELOAD=os.path.abspath(
-            os.path.join(integration.BUILD, "faultfs.so")),
-            VIGIL_FAULTS_FILE=self.faults, VIGIL_FAULTS_LOG=self.faults_log,
-            VIGIL_FAULTS_LOADED=self.faults_loaded,
-            # under `make asan` the shim is loaded before the sanitizer runtime
-            ASAN_OPTIONS=(os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")
-            .lstrip(":"))
-        self.logfile = open(self.logpath, "a")
-        self.proc = subprocess.Popen([os.path.join(integration.BUILD, "vigild"), "-c", self.conf],
-                                     stdout=self.logfile, stderr=subprocess.STDOUT, env=env)
-        return self
+        return super().start(env=self.faultfs_env())
 
 
 def chattr(flag, path):
@@ -176,7 +143,7 @@ class Suite:
                 print(v.log_text()[-3000:]); raise
             wait_for("reload done", lambda: "configuration applied" in v.log_text(), 20)
             v.set_faults("")
-            assert os.path.exists(v.faults_log), "the fault never fired"
+            assert os.path.exists(v.fired), "the fault never fired"
             # status, metrics and the watchdog walk the sources: nothing crashes
             st = json.loads(v.ctl("status", "--json").stdout)
             names = [s["source"] for s in st["sources"]]

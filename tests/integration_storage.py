@@ -29,39 +29,15 @@ def log(msg):
     print(msg, flush=True)
 
 
-class FaultVigil(it.Vigil):
+class FaultVigil(it.Faultfs, it.Vigil):
     """A vigild whose file-system calls go through the faultfs shim."""
 
     def __init__(self, root, sources, segment_seconds=2, extra=""):
         super().__init__(root, sources, segment_seconds, extra)
-        self.faults = os.path.join(root, "faults")
-        self.fired = os.path.join(root, "faults.log")
-        self.set_faults("")
-
-    def set_faults(self, text):
-        tmp = self.faults + ".new"
-        with open(tmp, "w") as f:
-            f.write("# faultfs rules\n" + text)
-        os.replace(tmp, self.faults)  # a new inode: the shim sees it changed
-
-    def fired_lines(self):
-        try:
-            with open(self.fired) as f:
-                return f.read().splitlines()
-        except FileNotFoundError:
-            return []
+        self.faultfs_init()
 
     def start(self, **extra_env):
-        env = dict(os.environ, **extra_env)
-        env["LD_PRELOAD"] = os.path.abspath(os.path.join(it.BUILD, "faultfs.so"))
-        env["VIGIL_FAULTS_FILE"] = self.faults
-        env["VIGIL_FAULTS_LOG"] = self.fired
-        # an ASan vigild wants its runtime first; the shim is plain C
-        env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0").lstrip(":")
-        self.logfile = open(self.logpath, "a")
-        self.proc = subprocess.Popen([os.path.join(it.BUILD, "vigild"), "-c", self.conf],
-                                     stdout=self.logfile, stderr=subprocess.STDOUT, env=env)
-        return self
+        return super().start(env=self.faultfs_env(**extra_env))
 
 
 def rows(v, source):

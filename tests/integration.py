@@ -78,9 +78,14 @@ class Camsim:
         return "rtsp://%s127.0.0.1:%d/%s" % (creds, self.port, mount)
 
     def signal(self, sig, expect):
+        """Sends sig and waits for the simulator's line saying it acted.
+        Returns the time the signal was sent: the change happened after it,
+        while the confirmation can be read late on a loaded machine."""
         n = self.lines.count(expect)
+        sent = time.time()
         self.proc.send_signal(sig)
         wait_for(expect, lambda: self.lines.count(expect) > n, 10)
+        return sent
 
     def stop(self):
         if self.proc.poll() is None:
@@ -257,10 +262,29 @@ class Suite:
         self.cam.stop()
 
     # -- recording
-    def test_records_every_codec(self):
+    def warm(self, sources, n):
+        """Waits until each source has n segments. The shared vigild's first
+        connections share one deadline: the simulator builds a pipeline per
+        mount at the first DESCRIBE, and on a loaded machine (make check runs
+        two suites at once) a connection can time out (10 s) and back off
+        before the first one works. On a timeout the message carries what
+        vigild logged for the sources still short."""
         v = self.main_vigil()
-        for m in RECORDED:
-            wait_for("3 segments of %s" % m, lambda: len(v.segments(m)) >= 3, 40)
+        deadline = time.monotonic() + 120 * TIMEOUT_SCALE
+        for m in sources:
+            try:
+                wait_for("%d segments of %s" % (n, m), lambda: len(v.segments(m)) >= n,
+                         max(1.0, deadline - time.monotonic()) / TIMEOUT_SCALE)
+            except AssertionError as e:
+                short = [s for s in sources if len(v.segments(s)) < n]
+                said = [ln for ln in v.log_text().splitlines()
+                        if any("source=%s " % s in ln for s in short)]
+                raise AssertionError("%s; short: %s; vigild said:\n%s" % (
+                    e, short, "\n".join(said[-20:])))
+        return v
+
+    def test_records_every_codec(self):
+        v = self.warm(RECORDED, 3)
         for m in RECORDED:
             # bounded: the shared vigild records on while this decodes, and on
             # a loaded machine decoding every segment could fall behind for good
@@ -315,16 +339,13 @@ class Suite:
         assert "ok" in p.stdout
 
     def test_camera_restart_leaves_gap(self):
-        v = self.main_vigil()
-        wait_for("flaky recording", lambda: len(v.segments("flaky")) >= 2, 30)
-        self.cam.signal(signal.SIGUSR1, "FLAKY down")
-        down_at = time.time()
+        v = self.warm(["flaky"], 2)
+        down_at = self.cam.signal(signal.SIGUSR1, "FLAKY down")
         # the segment in progress is finalized when the stream drops
         wait_for("flaky segment finalized", lambda: any(
             parse_time(s["end"]) >= down_at - 1.5 for s in v.segments("flaky")), 15)
         wait_for("10 s down", lambda: time.time() - down_at >= 10, 11)
-        self.cam.signal(signal.SIGUSR2, "FLAKY up")
-        up_at = time.time()
+        up_at = self.cam.signal(signal.SIGUSR2, "FLAKY up")
         segs = wait_for("flaky recording again", lambda: [
             s for s in v.segments("flaky") if parse_time(s["start"]) >= up_at - 1] and
             v.segments("flaky"), 60)

@@ -483,24 +483,34 @@ class Suite:
         assert self.v.proc.poll() is None, "vigild stopped"
 
     def test_snapshot_frame_at_or_before(self):
-        """Two times within one frame interval give the same frame; a time
-        one second later gives another."""
+        """Two times between one frame and the next give that frame; a time
+        one second later gives another. The times are placed from the
+        segment's own packets: a frame can fall anywhere in a wall-clock
+        second, so fixed offsets would straddle one now and then."""
         frm, _ = self.inner_range("cam", 3)
         at = frm * US + 1500000
-        s1, a, r1 = self.snapshot("cam", "%d.500000" % (frm + 1), 64)
-        s2, b, r2 = self.snapshot("cam", "%d.501000" % (frm + 1), 64)
-        s3, c, r3 = self.snapshot("cam", "%d.500000" % (frm + 2), 64)
-        assert s1 == s2 == s3 == 200, (s1, s2, s3, at)
-        assert r1.getheader("ETag") == r2.getheader("ETag") != r3.getheader("ETag")
-        # the frame's pts in the ETag is the last one at or before the time
         seg = next(x for x in self.segs("cam") if x["start"] <= at < x["end"])
         info = ffprobe_json(os.path.join(self.v.data, seg["path"]), "-select_streams", "v:0",
                             "-show_entries", "stream=time_base:packet=pts")
         num, den = (int(x) for x in info["streams"][0]["time_base"].split("/"))
+        pts = sorted(int(p["pts"]) for p in info["packets"])
         target = (at - seg["start"]) * den // (num * US)
-        want = max(int(p["pts"]) for p in info["packets"] if int(p["pts"]) <= target)
-        assert r1.getheader("ETag").strip('"').split("-")[2] == str(want), \
-            (r1.getheader("ETag"), want)
+        shown = max(p for p in pts if p <= target)
+        after = min(p for p in pts if p > shown)
+
+        def wall(tick):  # a time in the index's microseconds, as "s.micro"
+            t = seg["start"] + -(-tick * num * US // den)
+            return "%d.%06d" % (t // US, t % US)
+        quarter = (after - shown) // 4
+        s1, a, r1 = self.snapshot("cam", wall(shown + quarter), 64)
+        s2, b, r2 = self.snapshot("cam", wall(after - quarter), 64)
+        s3, c, r3 = self.snapshot("cam", wall(shown + quarter + den // num), 64)
+        assert s1 == s2 == s3 == 200, (s1, s2, s3, shown, after)
+        assert r1.getheader("ETag") == r2.getheader("ETag") != r3.getheader("ETag"), \
+            (r1.getheader("ETag"), r2.getheader("ETag"), r3.getheader("ETag"))
+        # the frame's pts in the ETag is the last one at or before the time
+        assert r1.getheader("ETag").strip('"').split("-")[2] == str(shown), \
+            (r1.getheader("ETag"), shown)
 
     def test_snapshot_b_frames(self):
         """With B-frames a keyframe is decoded before it is shown: a time

@@ -259,8 +259,7 @@ class Suite:
 
     def test_gap_keeps_wall_times(self):
         self.segs("flaky", 2)
-        self.cam.signal(signal.SIGUSR1, "FLAKY down")
-        down_at = time.time()
+        down_at = self.cam.signal(signal.SIGUSR1, "FLAKY down")
         wait_for("flaky segment finalized", lambda: any(
             parse_time(s["end"]) >= down_at - 1.5 for s in self.v.segments("flaky")), 15)
         wait_for("3 s down", lambda: time.time() - down_at >= 3, 4)

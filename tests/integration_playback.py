@@ -222,8 +222,7 @@ class Suite:
 
     def test_d_gap_gives_discontinuity_and_timeline_gap(self):
         self.segs("flaky", 2)
-        self.cam.signal(signal.SIGUSR1, "FLAKY down")
-        down_at = time.time()
+        down_at = self.cam.signal(signal.SIGUSR1, "FLAKY down")
 
         def finalized():
             st, body, _ = self.admin.request("GET", "/api/v1/sources/flaky/segments")

@@ -55,13 +55,11 @@ def make_gap(v, cam, source):
     """Stops the flaky camera for 4 s so the source's recording has a gap the
     player must cross; returns its wall times {source, start, end} (unix s)."""
     wait_for("2 segments of " + source, lambda: len(v.segments(source)) >= 2, 30)
-    cam.signal(signal.SIGUSR1, "FLAKY down")
-    down_at = time.time()
+    down_at = cam.signal(signal.SIGUSR1, "FLAKY down")
     wait_for("the segment in progress finalized", lambda: any(
         integration.parse_time(s["end"]) >= down_at - 1.5 for s in v.segments(source)), 20)
     wait_for("4 s down", lambda: time.time() - down_at >= 4, 5)
-    cam.signal(signal.SIGUSR2, "FLAKY up")
-    up_at = time.time()
+    up_at = cam.signal(signal.SIGUSR2, "FLAKY up")
 
     def after():
         segs = v.segments(source)

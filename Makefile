@@ -133,7 +133,7 @@ integration: all $(BUILD)/camsim $(BUILD)/faultfs.so $(BUILD)/crash-recorder.so 
 
 # make check's short fuzzing run, one more lane of the integration run.
 fuzz-smoke:
-	@if command -v clang >/dev/null; then $(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=20; \
+	@if command -v clang >/dev/null; then $(MAKE) --no-print-directory fuzz-run FUZZ_SECONDS=10; \
 	else echo "clang not installed, fuzzing skipped"; fi
 
 # The browser UI end to end: headless chromium (playwright-core, axe-core from

@@ -169,7 +169,11 @@ def main():
     ap.add_argument("--requests", type=int, default=REQUESTS, help="of each report (rollup)")
     ap.add_argument("--scan-requests", type=int, default=SCAN_REQUESTS,
                     help="of each announcement report scanning the calls")
-    ap.add_argument("--dir", default=None)
+    ap.add_argument("--dir", default=None,
+                    help="work here and keep it; an index generated there before is reused")
+    ap.add_argument("--generate-only", action="store_true",
+                    help="stop once the index and its rollup are made (with --dir: the "
+                    "queries can then run later, e.g. once the machine is quiet)")
     args = ap.parse_args()
     root = args.dir or tempfile.mkdtemp(prefix="vigil-bench-reports-")
     data = os.path.join(root, "data")
@@ -182,19 +186,39 @@ def main():
             f.write("[source l%03d]\nurl = rtsp://127.0.0.1:1/none\nkind = audio\n" % i)
     rng = random.Random(17)
     ctl = [os.path.join(args.build, "vigilctl"), "-c", conf]
-    token = subprocess.run(ctl + ["token", "add", "reports", "--perm", "admin"],
+    token = subprocess.run(ctl + ["token", "add", "reports-%d" % os.getpid(), "--perm", "admin"],
                            capture_output=True, text=True, check=True).stdout.strip()
     db = os.path.join(data, "index.db")
-    end_us = int(time.time()) * 1000000
-    t0 = time.monotonic()
-    n, checked = generate_sql(db, args.calls, end_us)
-    gen_s = time.monotonic() - t0
+    made = os.path.join(root, "generated.json")
+    kept = None
+    if os.path.exists(made):
+        with open(made) as f:
+            kept = json.load(f)
+        if kept["calls"] != args.calls:
+            raise SystemExit("%s holds %d calls, not %d" % (root, kept["calls"], args.calls))
+    if kept:
+        end_us, n, checked, gen_s = kept["end_us"], kept["n"], kept["checked"], kept["gen_s"]
+        print("reusing the index of %d calls generated before in %s" % (n, root), flush=True)
+    else:
+        end_us = int(time.time()) * 1000000
+        t0 = time.monotonic()
+        n, checked = generate_sql(db, args.calls, end_us)
+        gen_s = time.monotonic() - t0
     procs = []
     try:
         # after: the first start builds the rollup (the office zone is new)
         p, base, build_s = serve(args.build, conf, False)
         procs.append(p)
         wait_url(base + "/api/v1/qa/forms", {"Authorization": "Bearer " + token})
+        if kept:
+            build_s = kept["build_s"]  # this start found the rollup made
+        else:
+            with open(made, "w") as f:
+                json.dump({"calls": args.calls, "end_us": end_us, "n": n, "checked": checked,
+                           "gen_s": gen_s, "build_s": build_s}, f)
+        if args.generate_only:
+            print("generated %d calls in %.0f s, rollup in %.0f s: %s" % (n, gen_s, build_s, root))
+            return
         con = sqlite3.connect(db)
         rollup_rows = con.execute("SELECT count(*) FROM ann_day").fetchone()[0]
         con.close()

@@ -17,6 +17,108 @@
 #include "core/log.h"
 #include "core/util.h"
 
+/* The span table's trigger text (schema v19, see there). */
+#define SPAN_STR_(x) #x
+#define SPAN_STR(x) SPAN_STR_(x)
+#define SPAN_MERGE SPAN_STR(IDX_SPAN_MERGE_US)
+/* The spans of source SID are exact (not waiting for a rebuild). */
+#define SPAN_CLEAN(SID) "(SELECT span_dirty FROM source WHERE id = " SID ") = 0"
+/* 1 when a live row before (S, ID) ends after E. Such a row started less
+ * than max_len_us before E, so the probe reads a bounded range. */
+#define SPAN_SHADOWED(SID, S, ID, E)                                                          \
+    "EXISTS (SELECT 1 FROM segment x WHERE x.source_id = " SID " AND x.deleting = 0"          \
+    " AND x.start_us >= " E " - (SELECT max_len_us FROM source WHERE id = " SID ")"           \
+    " AND (x.start_us, x.id) < (" S ", " ID ") AND x.end_us > " E ")"
+/* The span row before (DIR "<", ORDER "DESC") or after (">", "") span_work
+ * w's span: its column COL. */
+#define SPAN_NEIGHBOUR(COL, DIR, ORDER)                                                       \
+    "(SELECT " COL " FROM span WHERE source_id = w.source_id AND (start_us, first_id) " DIR   \
+    " (w.s_start, w.s_first) ORDER BY start_us " ORDER ", first_id " ORDER " LIMIT 1)"
+/* The live row next to span_work's removed row: before it (DIR "<",
+ * ORDER "DESC") or after it (">", ""), its column COL. */
+#define SPAN_ROW_NEXT(COL, DIR, ORDER)                                                        \
+    "(SELECT g." COL " FROM segment g WHERE g.source_id = span_work.source_id"                \
+    " AND g.deleting = 0 AND (g.start_us, g.id) " DIR " (span_work.o_start, span_work.o_id)"   \
+    " ORDER BY g.start_us " ORDER ", g.id " ORDER " LIMIT 1)"
+/* The largest end of the live rows of span_work's source from (A_S, A_ID)
+ * to (B_S, B_ID) of one span: rows starting more than max_len_us before
+ * B_S end before B's end, so only those after that are read. */
+#define SPAN_MAX_END(A_S, A_ID, B_S, B_ID)                                                    \
+    "(SELECT max(g.end_us) FROM segment g WHERE g.source_id = span_work.source_id"           \
+    " AND g.deleting = 0 AND g.start_us >= " B_S " - (SELECT max_len_us FROM source"          \
+    " WHERE id = span_work.source_id) AND (g.start_us, g.id) >= (" A_S ", " A_ID ")"          \
+    " AND (g.start_us, g.id) <= (" B_S ", " B_ID "))"
+/* Row O (OLD) leaves the live set. With p and n the live rows before and
+ * after it in its span S (p missing: O was S's first; n missing: its last):
+ *  - O alone: S goes. The spans around it stay apart unless the next one
+ *    would now join the previous one (same codecs, close): rebuild.
+ *  - O first: S starts at n. Exact when O ended no later than n (else n's
+ *    end no longer carries O's, and later rows may part from it: rebuild).
+ *  - O last: S ends at the largest end up to p.
+ *  - O inside: when n starts IDX_SPAN_MERGE_US or more after the largest end
+ *    up to p, S splits into ..p and n..; exact when O ended no later than n.
+ *    Otherwise S stays as it is, exact when O's end was not the largest so
+ *    far at n.
+ * The facts are gathered into span_work first, so that each change reads
+ * the state from before any of them. */
+#define SPAN_REMOVE(O)                                                                        \
+    "INSERT INTO span_work(source_id, s_start, s_first, s_end, s_last_start, s_last_id,"      \
+    " codecs, o_start, o_id, o_end) SELECT source_id, start_us, first_id, end_us, last_start," \
+    " last_id, codecs, " O ".start_us, " O ".id, " O ".end_us FROM span"                      \
+    " WHERE source_id = " O ".source_id AND (start_us, first_id) <= (" O ".start_us, " O     \
+    ".id) AND " SPAN_CLEAN(O ".source_id") " ORDER BY start_us DESC, first_id DESC LIMIT 1;"  \
+    "UPDATE span_work SET"                                                                    \
+    " p_start = CASE WHEN (o_start, o_id) = (s_start, s_first) THEN NULL ELSE "              \
+    SPAN_ROW_NEXT("start_us", "<", "DESC") " END,"                                           \
+    " p_id = CASE WHEN (o_start, o_id) = (s_start, s_first) THEN NULL ELSE "                 \
+    SPAN_ROW_NEXT("id", "<", "DESC") " END,"                                                 \
+    " n_start = CASE WHEN (o_start, o_id) = (s_last_start, s_last_id) THEN NULL ELSE "       \
+    SPAN_ROW_NEXT("start_us", ">", "") " END,"                                               \
+    " n_id = CASE WHEN (o_start, o_id) = (s_last_start, s_last_id) THEN NULL ELSE "          \
+    SPAN_ROW_NEXT("id", ">", "") " END,"                                                     \
+    " n_end = CASE WHEN (o_start, o_id) = (s_last_start, s_last_id) THEN NULL ELSE "         \
+    SPAN_ROW_NEXT("end_us", ">", "") " END;"                                                 \
+    "UPDATE span_work SET"                                                                    \
+    " e_p = CASE WHEN p_id IS NULL THEN NULL ELSE "                                          \
+    SPAN_MAX_END("span_work.s_start", "span_work.s_first", "span_work.p_start",               \
+                 "span_work.p_id") " END,"                                                   \
+    " e_n = CASE WHEN p_id IS NULL OR n_id IS NULL THEN NULL ELSE "                          \
+    SPAN_MAX_END("span_work.n_start", "span_work.n_id", "span_work.s_last_start",             \
+                 "span_work.s_last_id") " END;"                                              \
+    "UPDATE source SET span_dirty = 1 WHERE id = " O ".source_id AND span_dirty = 0 AND ("   \
+    " NOT EXISTS (SELECT 1 FROM span_work) OR EXISTS (SELECT 1 FROM span_work w WHERE"       \
+    /* the table does not describe the rows: rebuild */                                      \
+    " (w.o_start, w.o_id) > (w.s_last_start, w.s_last_id)"                                    \
+    " OR ((w.o_start, w.o_id) = (w.s_start, w.s_first)) = (w.p_id IS NOT NULL)"              \
+    " OR ((w.o_start, w.o_id) = (w.s_last_start, w.s_last_id)) = (w.n_id IS NOT NULL)"       \
+    " OR (w.p_id IS NULL AND w.n_id IS NULL"                                                  \
+    "  AND " SPAN_NEIGHBOUR("codecs", ">", "") " = " SPAN_NEIGHBOUR("codecs", "<", "DESC")   \
+    "  AND " SPAN_NEIGHBOUR("start_us", ">", "") " - " SPAN_NEIGHBOUR("end_us", "<", "DESC")  \
+    "  < " SPAN_MERGE ")"                                                                     \
+    " OR (w.p_id IS NULL AND w.n_id IS NOT NULL AND w.o_end > w.n_end)"                       \
+    " OR (w.p_id IS NOT NULL AND w.n_id IS NOT NULL AND w.o_end > CASE WHEN"                 \
+    "  w.n_start - w.e_p >= " SPAN_MERGE " THEN w.n_end ELSE max(w.e_p, w.n_end) END)));"    \
+    "DELETE FROM span WHERE source_id = " O ".source_id AND (start_us, first_id) ="          \
+    " (SELECT s_start, s_first FROM span_work WHERE p_id IS NULL AND n_id IS NULL)"           \
+    " AND " SPAN_CLEAN(O ".source_id") ";"                                                    \
+    "UPDATE span SET start_us = (SELECT n_start FROM span_work),"                             \
+    " first_id = (SELECT n_id FROM span_work), shadowed = (SELECT "                           \
+    SPAN_SHADOWED("w.source_id", "w.n_start", "w.n_id", "w.n_end") " FROM span_work w)"      \
+    " WHERE source_id = " O ".source_id AND (start_us, first_id) = (SELECT s_start, s_first"  \
+    " FROM span_work WHERE p_id IS NULL AND n_id IS NOT NULL)"                                \
+    " AND " SPAN_CLEAN(O ".source_id") ";"                                                    \
+    "UPDATE span SET end_us = (SELECT e_p FROM span_work),"                                   \
+    " last_start = (SELECT p_start FROM span_work), last_id = (SELECT p_id FROM span_work)"   \
+    " WHERE source_id = " O ".source_id AND (start_us, first_id) = (SELECT s_start, s_first"  \
+    " FROM span_work WHERE p_id IS NOT NULL AND (n_id IS NULL OR n_start - e_p >= "          \
+    SPAN_MERGE ")) AND " SPAN_CLEAN(O ".source_id") ";"                                       \
+    "INSERT INTO span(source_id, start_us, first_id, end_us, last_start, last_id, codecs,"    \
+    " shadowed) SELECT w.source_id, w.n_start, w.n_id, w.e_n, w.s_last_start, w.s_last_id,"   \
+    " w.codecs, " SPAN_SHADOWED("w.source_id", "w.n_start", "w.n_id", "w.n_end")              \
+    " FROM span_work w WHERE w.p_id IS NOT NULL AND w.n_id IS NOT NULL"                       \
+    " AND w.n_start - w.e_p >= " SPAN_MERGE " AND " SPAN_CLEAN(O ".source_id") ";"            \
+    "DELETE FROM span_work;"
+
 /* Each entry migrates version i to i+1 inside one transaction. Append new
  * versions; never edit a released one (databases in the field already ran it).
  *
@@ -540,6 +642,79 @@ static const char *const migrations[] = {
     IDX_ANN_DROP_ZERO("OLD") " AND OLD.end_us IS NOT NULL; "
     IDX_ANN_ADD("NEW", "1") " AND NEW.end_us IS NOT NULL" IDX_ANN_UPSERT "; END;"
     IDX_ANN_FILL ";",
+    /* v19: the timeline's recorded spans (index/spans.c), kept by triggers
+     * in the transaction of every segment write (whoever writes: vigild,
+     * vigilctl, a script), so a timeline of 100 sources x 1 day reads a
+     * few hundred span rows instead of 144 000 segment rows. A span is a
+     * run of live segments (by start, id) that the timeline draws as one:
+     * the same codecs, each starting less than IDX_SPAN_MERGE_US after the
+     * largest end before it in the run; end_us is that largest end.
+     * first_id/last_start/last_id name its first and last rows. shadowed:
+     * the first row ends before an earlier row does (overlapping segments;
+     * never after a normal recording), where the timeline of a range
+     * starting inside that overlap reads the rows instead (spans.c).
+     * Appending (the recorder) extends or adds the last span; removing a
+     * row (retention's mark, or a delete) trims, splits or drops its span;
+     * anything else (a row inserted before the newest, a row's times
+     * changed, removals among overlapping rows) sets source.span_dirty, and
+     * until idx_spans_repair rebuilds that source the timeline reads its
+     * rows. span_work holds one removal's facts while its trigger runs.
+     * The migration marks every source dirty; migrate() then builds them
+     * all in the same transaction, one pass over the rows. */
+    "ALTER TABLE source ADD COLUMN span_dirty INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE span ("
+    "  source_id INTEGER NOT NULL,"
+    "  start_us INTEGER NOT NULL,"
+    "  first_id INTEGER NOT NULL,"
+    "  end_us INTEGER NOT NULL,"
+    "  last_start INTEGER NOT NULL,"
+    "  last_id INTEGER NOT NULL,"
+    "  codecs TEXT NOT NULL,"
+    "  shadowed INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (source_id, start_us, first_id)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE span_work ("
+    "  source_id INTEGER, s_start INTEGER, s_first INTEGER, s_end INTEGER, s_last_start INTEGER,"
+    "  s_last_id INTEGER, codecs TEXT, o_start INTEGER, o_id INTEGER, o_end INTEGER,"
+    "  p_start INTEGER, p_id INTEGER, n_start INTEGER, n_id INTEGER, n_end INTEGER,"
+    "  e_p INTEGER, e_n INTEGER"
+    ");"
+    "CREATE TRIGGER segment_span_ins AFTER INSERT ON segment WHEN NEW.deleting = 0 BEGIN "
+    /* not after the source's last live row: rebuild */
+    "  UPDATE source SET span_dirty = 1 WHERE id = NEW.source_id AND span_dirty = 0"
+    "   AND (SELECT last_start, last_id FROM span WHERE source_id = NEW.source_id"
+    "   ORDER BY start_us DESC, first_id DESC LIMIT 1) >= (NEW.start_us, NEW.id);"
+    "  UPDATE span SET end_us = max(end_us, NEW.end_us), last_start = NEW.start_us,"
+    "   last_id = NEW.id WHERE source_id = NEW.source_id AND (start_us, first_id) ="
+    "   (SELECT start_us, first_id FROM span WHERE source_id = NEW.source_id"
+    "   ORDER BY start_us DESC, first_id DESC LIMIT 1)"
+    "   AND codecs = NEW.codecs AND NEW.start_us - end_us < " SPAN_MERGE
+    "   AND " SPAN_CLEAN("NEW.source_id") ";"
+    "  INSERT INTO span(source_id, start_us, first_id, end_us, last_start, last_id, codecs,"
+    "   shadowed) SELECT NEW.source_id, NEW.start_us, NEW.id, NEW.end_us, NEW.start_us, NEW.id,"
+    "   NEW.codecs, " SPAN_SHADOWED("NEW.source_id", "NEW.start_us", "NEW.id", "NEW.end_us")
+    "   WHERE " SPAN_CLEAN("NEW.source_id") " AND (SELECT last_id FROM span"
+    "   WHERE source_id = NEW.source_id ORDER BY start_us DESC, first_id DESC LIMIT 1)"
+    "   IS NOT NEW.id;"
+    " END;"
+    "CREATE TRIGGER segment_span_mark AFTER UPDATE OF deleting ON segment"
+    "  WHEN OLD.deleting = 0 AND NEW.deleting <> 0 BEGIN " SPAN_REMOVE("OLD") " END;"
+    "CREATE TRIGGER segment_span_del AFTER DELETE ON segment WHEN OLD.deleting = 0 BEGIN "
+    SPAN_REMOVE("OLD") " END;"
+    "CREATE TRIGGER segment_span_unmark AFTER UPDATE OF deleting ON segment"
+    "  WHEN OLD.deleting <> 0 AND NEW.deleting = 0 BEGIN"
+    "  UPDATE source SET span_dirty = 1 WHERE id = NEW.source_id AND span_dirty = 0;"
+    " END;"
+    "CREATE TRIGGER segment_span_upd AFTER UPDATE OF source_id, start_us, end_us, codecs"
+    "  ON segment WHEN OLD.source_id IS NOT NEW.source_id OR OLD.start_us IS NOT NEW.start_us"
+    "  OR OLD.end_us IS NOT NEW.end_us OR OLD.codecs IS NOT NEW.codecs BEGIN"
+    "  UPDATE source SET span_dirty = 1 WHERE id IN (OLD.source_id, NEW.source_id)"
+    "   AND span_dirty = 0;"
+    " END;"
+    "CREATE TRIGGER source_span_del AFTER DELETE ON source BEGIN"
+    "  DELETE FROM span WHERE source_id = OLD.id;"
+    " END;"
+    "UPDATE source SET span_dirty = 1;",
 };
 
 #define IDX_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -826,6 +1001,10 @@ static int migrate(idx_t *idx)
             return exec_sql(idx, "COMMIT", "commit (no migration)");
 
         if ((ret = exec_sql(idx, migrations[version], "migrate schema")) != VG_OK)
+            goto rollback;
+        /* v19's span table is built by C (the merge is a walk over the
+         * rows in order), in the migration's transaction. */
+        if (version + 1 == 19 && (ret = idx_priv_spans_rebuild_dirty(idx, NULL)) != VG_OK)
             goto rollback;
         if ((ret = set_pragma_int(idx, "user_version", version + 1)) != VG_OK)
             goto rollback;

@@ -153,6 +153,11 @@ int idx_spans_walk(idx_t *idx, const char *source, int64_t from_us, int64_t to_u
  * not keep (source.span_dirty), each in its own transaction (or the
  * caller's); *rebuilt (may be NULL) gets how many. */
 int idx_spans_repair(idx_t *idx, int *rebuilt);
+/* Compares every kept (not dirty) source's spans with its rows, in one
+ * snapshot; bad (may be NULL) gets each source that disagrees, *n_bad how
+ * many (vigilctl check). */
+typedef void (*idx_spans_bad_fn)(void *ctx, const char *source);
+int idx_spans_verify(idx_t *idx, idx_spans_bad_fn bad, void *ctx, int *n_bad);
 /* EXPLAIN QUERY PLAN of the statement that reads a dirty source's rows,
  * for tests. */
 int idx_explain_spans(idx_t *idx, char *out, size_t out_size);

@@ -27,6 +27,8 @@ enum {
     S_DONE,
     S_BEGIN,
     S_COMMIT,
+    S_TABLE,
+    S_CLEAN,
     S_END
 };
 
@@ -72,6 +74,9 @@ static const char *const lazy_sql[S_END - IDX_LAZY_SPANS] = {
     SQL(S_DONE) = "UPDATE source SET span_dirty = 0 WHERE id = ?1",
     SQL(S_BEGIN) = "BEGIN DEFERRED",
     SQL(S_COMMIT) = "COMMIT",
+    SQL(S_TABLE) = "SELECT start_us, first_id, end_us, last_start, last_id, codecs, shadowed"
+                   " FROM span WHERE source_id = ?1 ORDER BY start_us, first_id",
+    SQL(S_CLEAN) = "SELECT id, name FROM source WHERE span_dirty = 0 ORDER BY name",
 #undef SQL
 };
 
@@ -583,4 +588,130 @@ int idx_explain_spans(idx_t *idx, char *out, size_t out_size)
     }
     sqlite3_finalize(st);
     return VG_OK;
+}
+
+/* ---- verifying (vigilctl check) ---- */
+
+typedef struct {
+    idx_t *idx;
+    sqlite3_stmt *table; /* the source's span rows, by key */
+    int ret;
+    int differ;
+} verify_t;
+
+/* shadowed may stay set after the overlap that set it went (the triggers
+ * keep it conservative); every other column must be what the merge makes. */
+static void verify_span(void *ctx, const span_t *s)
+{
+    verify_t *v = ctx;
+    if (v->ret != VG_OK || v->differ)
+        return;
+    int rc = sqlite3_step(v->table);
+    if (rc == SQLITE_ROW) {
+        sqlite3_stmt *t = v->table;
+        v->differ = sqlite3_column_int64(t, 0) != s->start ||
+                    sqlite3_column_int64(t, 1) != s->first_id ||
+                    sqlite3_column_int64(t, 2) != s->end ||
+                    sqlite3_column_int64(t, 3) != s->last_start ||
+                    sqlite3_column_int64(t, 4) != s->last_id ||
+                    strcmp(col_text(t, 5), s->codecs) != 0 ||
+                    (s->shadowed && !sqlite3_column_int(t, 6));
+    } else if (rc == SQLITE_DONE) {
+        v->differ = 1;
+    } else {
+        v->ret = idx_priv_db_fail(v->idx, rc, "read spans to verify");
+    }
+}
+
+static int verify_source(idx_t *idx, int64_t source_id, int *differ)
+{
+    sqlite3_stmt *rows = lazy(idx, S_ALL_ROWS), *table = lazy(idx, S_TABLE);
+    if (!rows || !table)
+        return VG_EDB;
+    verify_t v = {.idx = idx, .table = table, .ret = VG_OK};
+    merger_t m = {.close = verify_span, .ctx = &v};
+    int ret, rc = SQLITE_DONE;
+    if ((ret = idx_priv_bind_i64(idx, rows, 1, source_id)) != VG_OK ||
+        (ret = idx_priv_bind_i64(idx, table, 1, source_id)) != VG_OK)
+        goto cleanup;
+    while (v.ret == VG_OK && !v.differ && (rc = sqlite3_step(rows)) == SQLITE_ROW)
+        merge_row(&m, sqlite3_column_int64(rows, 0), sqlite3_column_int64(rows, 1),
+                  sqlite3_column_int64(rows, 2), col_text(rows, 3));
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        ret = idx_priv_db_fail(idx, rc, "read rows to verify spans");
+        goto cleanup;
+    }
+    if (v.ret == VG_OK && !v.differ) {
+        merge_finish(&m);
+        if (v.ret == VG_OK && !v.differ) { /* a span row the rows do not make */
+            rc = sqlite3_step(table);
+            if (rc == SQLITE_ROW)
+                v.differ = 1;
+            else if (rc != SQLITE_DONE)
+                v.ret = idx_priv_db_fail(idx, rc, "read spans to verify");
+        }
+    }
+    ret = v.ret;
+    *differ = v.differ;
+
+cleanup:
+    free(m.cur.codecs);
+    idx_priv_stmt_done(rows);
+    idx_priv_stmt_done(table);
+    return ret;
+}
+
+int idx_spans_verify(idx_t *idx, idx_spans_bad_fn bad, void *ctx, int *n_bad)
+{
+    if (!idx || !n_bad)
+        return VG_EINVAL;
+    *n_bad = 0;
+    /* One snapshot: a recording vigild appends meanwhile. */
+    int owned = 0, ret = VG_OK;
+    if (sqlite3_get_autocommit(idx->db)) {
+        if ((ret = run_simple(idx, S_BEGIN, "spans: begin")) != VG_OK)
+            return ret;
+        owned = 1;
+    }
+    sqlite3_stmt *st = lazy(idx, S_CLEAN);
+    int64_t *ids = NULL;
+    char (*names)[64] = NULL;
+    size_t n = 0, cap = 0;
+    int rc;
+    if (!st) {
+        ret = VG_EDB;
+        goto cleanup;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            ids = vg_realloc(ids, cap * sizeof(*ids));
+            names = vg_realloc(names, cap * sizeof(*names));
+        }
+        ids[n] = sqlite3_column_int64(st, 0);
+        snprintf(names[n], sizeof(names[n]), "%s", col_text(st, 1));
+        n++;
+    }
+    if (rc != SQLITE_DONE)
+        ret = idx_priv_db_fail(idx, rc, "list sources to verify spans");
+    idx_priv_stmt_done(st);
+    for (size_t i = 0; ret == VG_OK && i < n; i++) {
+        int differ = 0;
+        ret = verify_source(idx, ids[i], &differ);
+        if (ret == VG_OK && differ) {
+            (*n_bad)++;
+            if (bad)
+                bad(ctx, names[i]);
+        }
+    }
+
+cleanup:
+    free(ids);
+    free(names);
+    if (owned) {
+        int c = run_simple(idx, S_COMMIT, "spans: end");
+        if (ret == VG_OK)
+            ret = c;
+    }
+    return ret;
 }

@@ -1247,6 +1247,9 @@ static void compare_table(idx_t *idx, sqlite3 *db, int step)
 {
     if (raw_one(db, "SELECT count(*) FROM source WHERE span_dirty <> 0") != 0)
         return;
+    int bad = -1;
+    ck_assert_int_eq(idx_spans_verify(idx, NULL, NULL, &bad), VG_OK);
+    ck_assert_int_eq(bad, 0);
     raw_run(db, "DROP TABLE IF EXISTS temp.kept;"
                 "CREATE TEMP TABLE kept AS SELECT * FROM span;"
                 "UPDATE source SET span_dirty = 1;");
@@ -1390,6 +1393,12 @@ START_TEST(test_spans_match_rows)
             " made dirty by an append)\n", fast, dirty, dirty_appends);
     ck_assert_int_gt(fast, 900); /* the table answered, not only the rows */
     compare_table(idx, db, -1);
+    /* a span row edited behind SQLite's back: vigilctl check's verify sees it */
+    int bad = -1;
+    raw_run(db, "UPDATE span SET end_us = end_us + 1 WHERE source_id ="
+                " (SELECT id FROM source WHERE name = 'b')");
+    ck_assert_int_eq(idx_spans_verify(idx, NULL, NULL, &bad), VG_OK);
+    ck_assert_int_eq(bad, 1);
     sqlite3_close(db);
     idx_close(idx);
 }

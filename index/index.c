@@ -17,39 +17,30 @@
 #include "core/log.h"
 #include "core/util.h"
 
-/* The span table's trigger text (schema v19, see there). */
+/* The span table's trigger text (schema v19, see there). Every connection
+ * keeps the parsed schema (vigild has one per recorder), so the text is
+ * written once and kept short. */
 #define SPAN_STR_(x) #x
 #define SPAN_STR(x) SPAN_STR_(x)
 #define SPAN_MERGE SPAN_STR(IDX_SPAN_MERGE_US)
 /* The spans of source SID are exact (not waiting for a rebuild). */
 #define SPAN_CLEAN(SID) "(SELECT span_dirty FROM source WHERE id = " SID ") = 0"
-/* 1 when a live row before (S, ID) ends after E. Such a row started less
- * than max_len_us before E, so the probe reads a bounded range. */
-#define SPAN_SHADOWED(SID, S, ID, E)                                                          \
-    "EXISTS (SELECT 1 FROM segment x WHERE x.source_id = " SID " AND x.deleting = 0"          \
-    " AND x.start_us >= " E " - (SELECT max_len_us FROM source WHERE id = " SID ")"           \
-    " AND (x.start_us, x.id) < (" S ", " ID ") AND x.end_us > " E ")"
-/* The span row before (DIR "<", ORDER "DESC") or after (">", "") span_work
- * w's span: its column COL. */
-#define SPAN_NEIGHBOUR(COL, DIR, ORDER)                                                       \
-    "(SELECT " COL " FROM span WHERE source_id = w.source_id AND (start_us, first_id) " DIR   \
-    " (w.s_start, w.s_first) ORDER BY start_us " ORDER ", first_id " ORDER " LIMIT 1)"
-/* The live row next to span_work's removed row: before it (DIR "<",
- * ORDER "DESC") or after it (">", ""), its column COL. */
-#define SPAN_ROW_NEXT(COL, DIR, ORDER)                                                        \
-    "(SELECT g." COL " FROM segment g WHERE g.source_id = span_work.source_id"                \
-    " AND g.deleting = 0 AND (g.start_us, g.id) " DIR " (span_work.o_start, span_work.o_id)"   \
-    " ORDER BY g.start_us " ORDER ", g.id " ORDER " LIMIT 1)"
-/* The largest end of the live rows of span_work's source from (A_S, A_ID)
- * to (B_S, B_ID) of one span: rows starting more than max_len_us before
+/* The source's last span, by key. */
+#define SPAN_LAST(COLS, SID)                                                                  \
+    "(SELECT " COLS " FROM span WHERE source_id = " SID                                      \
+    " ORDER BY start_us DESC, first_id DESC LIMIT 1)"
+/* The largest end of the live rows from (A_S, A_ID) to (B_S, B_ID) of one
+ * span of source NEW.source_id: rows starting more than max_len_us before
  * B_S end before B's end, so only those after that are read. */
 #define SPAN_MAX_END(A_S, A_ID, B_S, B_ID)                                                    \
-    "(SELECT max(g.end_us) FROM segment g WHERE g.source_id = span_work.source_id"           \
+    "(SELECT max(g.end_us) FROM segment g WHERE g.source_id = NEW.source_id"                 \
     " AND g.deleting = 0 AND g.start_us >= " B_S " - (SELECT max_len_us FROM source"          \
-    " WHERE id = span_work.source_id) AND (g.start_us, g.id) >= (" A_S ", " A_ID ")"          \
+    " WHERE id = NEW.source_id) AND (g.start_us, g.id) >= (" A_S ", " A_ID ")"                \
     " AND (g.start_us, g.id) <= (" B_S ", " B_ID "))"
-/* Row O (OLD) leaves the live set. With p and n the live rows before and
- * after it in its span S (p missing: O was S's first; n missing: its last):
+/* Row O of source NEW.source_id (NEW.o_start, NEW.o_id, NEW.o_end) left the
+ * live set; span_work holds the facts, so that each change reads the state
+ * from before any of them. With p and n the live rows before and after O
+ * in its span S (p missing: O was S's first; n missing: its last):
  *  - O alone: S goes. The spans around it stay apart unless the next one
  *    would now join the previous one (same codecs, close): rebuild.
  *  - O first: S starts at n. Exact when O ended no later than n (else n's
@@ -59,65 +50,64 @@
  *    up to p, S splits into ..p and n..; exact when O ended no later than n.
  *    Otherwise S stays as it is, exact when O's end was not the largest so
  *    far at n.
- * The facts are gathered into span_work first, so that each change reads
- * the state from before any of them. */
-#define SPAN_REMOVE(O)                                                                        \
-    "INSERT INTO span_work(source_id, s_start, s_first, s_end, s_last_start, s_last_id,"      \
-    " codecs, o_start, o_id, o_end) SELECT source_id, start_us, first_id, end_us, last_start," \
-    " last_id, codecs, " O ".start_us, " O ".id, " O ".end_us FROM span"                      \
-    " WHERE source_id = " O ".source_id AND (start_us, first_id) <= (" O ".start_us, " O     \
-    ".id) AND " SPAN_CLEAN(O ".source_id") " ORDER BY start_us DESC, first_id DESC LIMIT 1;"  \
-    "UPDATE span_work SET"                                                                    \
-    " p_start = CASE WHEN (o_start, o_id) = (s_start, s_first) THEN NULL ELSE "              \
-    SPAN_ROW_NEXT("start_us", "<", "DESC") " END,"                                           \
-    " p_id = CASE WHEN (o_start, o_id) = (s_start, s_first) THEN NULL ELSE "                 \
-    SPAN_ROW_NEXT("id", "<", "DESC") " END,"                                                 \
-    " n_start = CASE WHEN (o_start, o_id) = (s_last_start, s_last_id) THEN NULL ELSE "       \
-    SPAN_ROW_NEXT("start_us", ">", "") " END,"                                               \
-    " n_id = CASE WHEN (o_start, o_id) = (s_last_start, s_last_id) THEN NULL ELSE "          \
-    SPAN_ROW_NEXT("id", ">", "") " END,"                                                     \
-    " n_end = CASE WHEN (o_start, o_id) = (s_last_start, s_last_id) THEN NULL ELSE "         \
-    SPAN_ROW_NEXT("end_us", ">", "") " END;"                                                 \
-    "UPDATE span_work SET"                                                                    \
-    " e_p = CASE WHEN p_id IS NULL THEN NULL ELSE "                                          \
-    SPAN_MAX_END("span_work.s_start", "span_work.s_first", "span_work.p_start",               \
-                 "span_work.p_id") " END,"                                                   \
-    " e_n = CASE WHEN p_id IS NULL OR n_id IS NULL THEN NULL ELSE "                          \
-    SPAN_MAX_END("span_work.n_start", "span_work.n_id", "span_work.s_last_start",             \
-                 "span_work.s_last_id") " END;"                                              \
-    "UPDATE source SET span_dirty = 1 WHERE id = " O ".source_id AND span_dirty = 0 AND ("   \
-    " NOT EXISTS (SELECT 1 FROM span_work) OR EXISTS (SELECT 1 FROM span_work w WHERE"       \
-    /* the table does not describe the rows: rebuild */                                      \
-    " (w.o_start, w.o_id) > (w.s_last_start, w.s_last_id)"                                    \
-    " OR ((w.o_start, w.o_id) = (w.s_start, w.s_first)) = (w.p_id IS NOT NULL)"              \
-    " OR ((w.o_start, w.o_id) = (w.s_last_start, w.s_last_id)) = (w.n_id IS NOT NULL)"       \
-    " OR (w.p_id IS NULL AND w.n_id IS NULL"                                                  \
-    "  AND " SPAN_NEIGHBOUR("codecs", ">", "") " = " SPAN_NEIGHBOUR("codecs", "<", "DESC")   \
-    "  AND " SPAN_NEIGHBOUR("start_us", ">", "") " - " SPAN_NEIGHBOUR("end_us", "<", "DESC")  \
-    "  < " SPAN_MERGE ")"                                                                     \
-    " OR (w.p_id IS NULL AND w.n_id IS NOT NULL AND w.o_end > w.n_end)"                       \
-    " OR (w.p_id IS NOT NULL AND w.n_id IS NOT NULL AND w.o_end > CASE WHEN"                 \
-    "  w.n_start - w.e_p >= " SPAN_MERGE " THEN w.n_end ELSE max(w.e_p, w.n_end) END)));"    \
-    "DELETE FROM span WHERE source_id = " O ".source_id AND (start_us, first_id) ="          \
-    " (SELECT s_start, s_first FROM span_work WHERE p_id IS NULL AND n_id IS NULL)"           \
-    " AND " SPAN_CLEAN(O ".source_id") ";"                                                    \
-    "UPDATE span SET start_us = (SELECT n_start FROM span_work),"                             \
-    " first_id = (SELECT n_id FROM span_work), shadowed = (SELECT "                           \
-    SPAN_SHADOWED("w.source_id", "w.n_start", "w.n_id", "w.n_end") " FROM span_work w)"      \
-    " WHERE source_id = " O ".source_id AND (start_us, first_id) = (SELECT s_start, s_first"  \
-    " FROM span_work WHERE p_id IS NULL AND n_id IS NOT NULL)"                                \
-    " AND " SPAN_CLEAN(O ".source_id") ";"                                                    \
-    "UPDATE span SET end_us = (SELECT e_p FROM span_work),"                                   \
-    " last_start = (SELECT p_start FROM span_work), last_id = (SELECT p_id FROM span_work)"   \
-    " WHERE source_id = " O ".source_id AND (start_us, first_id) = (SELECT s_start, s_first"  \
-    " FROM span_work WHERE p_id IS NOT NULL AND (n_id IS NULL OR n_start - e_p >= "          \
-    SPAN_MERGE ")) AND " SPAN_CLEAN(O ".source_id") ";"                                       \
+ * sh: n, S's new first row, ends before an earlier row (shadowed). ok: the
+ * change is exact; else the source is marked for a rebuild. */
+#define SPAN_REMOVE                                                                           \
+    "UPDATE span_work SET (s_start, s_first, s_end, s_last_start, s_last_id, codecs) ="      \
+    " (SELECT start_us, first_id, end_us, last_start, last_id, codecs FROM span"              \
+    " WHERE source_id = NEW.source_id AND (start_us, first_id) <= (NEW.o_start, NEW.o_id)"    \
+    " ORDER BY start_us DESC, first_id DESC LIMIT 1)"                                         \
+    " WHERE " SPAN_CLEAN("NEW.source_id") ";"                                                 \
+    "UPDATE span_work SET (p_start, p_id) = (SELECT g.start_us, g.id FROM segment g"          \
+    " WHERE g.source_id = NEW.source_id AND g.deleting = 0"                                   \
+    " AND (g.start_us, g.id) < (NEW.o_start, NEW.o_id)"                                       \
+    " ORDER BY g.start_us DESC, g.id DESC LIMIT 1) WHERE (o_start, o_id) <> (s_start, s_first);" \
+    "UPDATE span_work SET (n_start, n_id, n_end) = (SELECT g.start_us, g.id, g.end_us"        \
+    " FROM segment g WHERE g.source_id = NEW.source_id AND g.deleting = 0"                    \
+    " AND (g.start_us, g.id) > (NEW.o_start, NEW.o_id) ORDER BY g.start_us, g.id LIMIT 1)"    \
+    " WHERE (o_start, o_id) <> (s_last_start, s_last_id);"                                    \
+    "UPDATE span_work SET e_p = " SPAN_MAX_END("s_start", "s_first", "p_start", "p_id")       \
+    " WHERE p_id IS NOT NULL;"                                                                \
+    "UPDATE span_work SET e_n = " SPAN_MAX_END("n_start", "n_id", "s_last_start", "s_last_id") \
+    ", sh = EXISTS (SELECT 1 FROM segment x WHERE x.source_id = NEW.source_id"                \
+    " AND x.deleting = 0 AND x.start_us >= n_end - (SELECT max_len_us FROM source"            \
+    " WHERE id = NEW.source_id) AND (x.start_us, x.id) < (n_start, n_id) AND x.end_us > n_end)" \
+    " WHERE n_id IS NOT NULL AND (p_id IS NULL OR n_start - e_p >= " SPAN_MERGE ");"          \
+    "UPDATE span_work SET (v_end, v_codecs) = (SELECT end_us, codecs FROM span"               \
+    " WHERE source_id = NEW.source_id AND (start_us, first_id) < (s_start, s_first)"          \
+    " ORDER BY start_us DESC, first_id DESC LIMIT 1), (q_start, q_codecs) ="                  \
+    " (SELECT start_us, codecs FROM span WHERE source_id = NEW.source_id"                     \
+    " AND (start_us, first_id) > (s_start, s_first) ORDER BY start_us, first_id LIMIT 1)"     \
+    " WHERE p_id IS NULL AND n_id IS NULL;"                                                   \
+    "UPDATE span_work SET ok = s_start IS NOT NULL"                                           \
+    " AND (o_start, o_id) <= (s_last_start, s_last_id)"                                       \
+    " AND ((o_start, o_id) = (s_start, s_first)) = (p_id IS NULL)"                            \
+    " AND ((o_start, o_id) = (s_last_start, s_last_id)) = (n_id IS NULL)"                     \
+    " AND NOT coalesce(CASE WHEN p_id IS NULL AND n_id IS NULL"                               \
+    "  THEN q_codecs = v_codecs AND q_start - v_end < " SPAN_MERGE                            \
+    "  WHEN p_id IS NULL THEN o_end > n_end"                                                  \
+    "  ELSE o_end > CASE WHEN n_start - e_p >= " SPAN_MERGE " THEN n_end"                     \
+    "  ELSE max(e_p, n_end) END END, 0);"                                                     \
+    "UPDATE source SET span_dirty = 1 WHERE id = NEW.source_id AND span_dirty = 0"            \
+    " AND (SELECT NOT ok FROM span_work);"                                                    \
+    "DELETE FROM span WHERE source_id = NEW.source_id AND (start_us, first_id) ="             \
+    " (SELECT s_start, s_first FROM span_work WHERE ok AND p_id IS NULL AND n_id IS NULL);"   \
+    "UPDATE span SET (start_us, first_id, shadowed) = (SELECT n_start, n_id, sh FROM span_work)" \
+    " WHERE source_id = NEW.source_id AND (start_us, first_id) = (SELECT s_start, s_first"    \
+    " FROM span_work WHERE ok AND p_id IS NULL AND n_id IS NOT NULL);"                        \
+    "UPDATE span SET (end_us, last_start, last_id) = (SELECT e_p, p_start, p_id FROM span_work)" \
+    " WHERE source_id = NEW.source_id AND (start_us, first_id) = (SELECT s_start, s_first"    \
+    " FROM span_work WHERE ok AND p_id IS NOT NULL AND (n_id IS NULL"                         \
+    " OR n_start - e_p >= " SPAN_MERGE "));"                                                  \
     "INSERT INTO span(source_id, start_us, first_id, end_us, last_start, last_id, codecs,"    \
-    " shadowed) SELECT w.source_id, w.n_start, w.n_id, w.e_n, w.s_last_start, w.s_last_id,"   \
-    " w.codecs, " SPAN_SHADOWED("w.source_id", "w.n_start", "w.n_id", "w.n_end")              \
-    " FROM span_work w WHERE w.p_id IS NOT NULL AND w.n_id IS NOT NULL"                       \
-    " AND w.n_start - w.e_p >= " SPAN_MERGE " AND " SPAN_CLEAN(O ".source_id") ";"            \
+    " shadowed) SELECT source_id, n_start, n_id, e_n, s_last_start, s_last_id, codecs, sh"    \
+    " FROM span_work WHERE ok AND p_id IS NOT NULL AND n_id IS NOT NULL"                      \
+    " AND n_start - e_p >= " SPAN_MERGE ";"                                                   \
     "DELETE FROM span_work;"
+/* Hands row O's removal to SPAN_REMOVE (one copy of it in the schema). */
+#define SPAN_REMOVED(O)                                                                       \
+    "INSERT INTO span_work(source_id, o_start, o_id, o_end) VALUES (" O ".source_id, " O     \
+    ".start_us, " O ".id, " O ".end_us);"
 
 /* Each entry migrates version i to i+1 inside one transaction. Append new
  * versions; never edit a released one (databases in the field already ran it).
@@ -674,33 +664,35 @@ static const char *const migrations[] = {
     "  PRIMARY KEY (source_id, start_us, first_id)"
     ") WITHOUT ROWID;"
     "CREATE TABLE span_work ("
-    "  source_id INTEGER, s_start INTEGER, s_first INTEGER, s_end INTEGER, s_last_start INTEGER,"
-    "  s_last_id INTEGER, codecs TEXT, o_start INTEGER, o_id INTEGER, o_end INTEGER,"
-    "  p_start INTEGER, p_id INTEGER, n_start INTEGER, n_id INTEGER, n_end INTEGER,"
-    "  e_p INTEGER, e_n INTEGER"
+    "  source_id INTEGER, o_start INTEGER, o_id INTEGER, o_end INTEGER,"
+    "  s_start INTEGER, s_first INTEGER, s_end INTEGER, s_last_start INTEGER,"
+    "  s_last_id INTEGER, codecs TEXT, p_start INTEGER, p_id INTEGER, n_start INTEGER,"
+    "  n_id INTEGER, n_end INTEGER, e_p INTEGER, e_n INTEGER, sh INTEGER,"
+    "  v_end INTEGER, v_codecs TEXT, q_start INTEGER, q_codecs TEXT, ok INTEGER"
     ");"
+    "CREATE TRIGGER span_work_remove AFTER INSERT ON span_work BEGIN " SPAN_REMOVE " END;"
     "CREATE TRIGGER segment_span_ins AFTER INSERT ON segment WHEN NEW.deleting = 0 BEGIN "
     /* not after the source's last live row: rebuild */
     "  UPDATE source SET span_dirty = 1 WHERE id = NEW.source_id AND span_dirty = 0"
-    "   AND (SELECT last_start, last_id FROM span WHERE source_id = NEW.source_id"
-    "   ORDER BY start_us DESC, first_id DESC LIMIT 1) >= (NEW.start_us, NEW.id);"
+    "   AND " SPAN_LAST("last_start, last_id", "NEW.source_id") " >= (NEW.start_us, NEW.id);"
     "  UPDATE span SET end_us = max(end_us, NEW.end_us), last_start = NEW.start_us,"
-    "   last_id = NEW.id WHERE source_id = NEW.source_id AND (start_us, first_id) ="
-    "   (SELECT start_us, first_id FROM span WHERE source_id = NEW.source_id"
-    "   ORDER BY start_us DESC, first_id DESC LIMIT 1)"
+    "   last_id = NEW.id WHERE source_id = NEW.source_id AND (start_us, first_id) = "
+    SPAN_LAST("start_us, first_id", "NEW.source_id")
     "   AND codecs = NEW.codecs AND NEW.start_us - end_us < " SPAN_MERGE
     "   AND " SPAN_CLEAN("NEW.source_id") ";"
     "  INSERT INTO span(source_id, start_us, first_id, end_us, last_start, last_id, codecs,"
     "   shadowed) SELECT NEW.source_id, NEW.start_us, NEW.id, NEW.end_us, NEW.start_us, NEW.id,"
-    "   NEW.codecs, " SPAN_SHADOWED("NEW.source_id", "NEW.start_us", "NEW.id", "NEW.end_us")
-    "   WHERE " SPAN_CLEAN("NEW.source_id") " AND (SELECT last_id FROM span"
-    "   WHERE source_id = NEW.source_id ORDER BY start_us DESC, first_id DESC LIMIT 1)"
-    "   IS NOT NEW.id;"
+    "   NEW.codecs, EXISTS (SELECT 1 FROM segment x WHERE x.source_id = NEW.source_id"
+    "   AND x.deleting = 0 AND x.start_us >= NEW.end_us - (SELECT max_len_us FROM source"
+    "   WHERE id = NEW.source_id) AND x.start_us <= NEW.start_us AND x.id <> NEW.id"
+    "   AND x.end_us > NEW.end_us)"
+    "   WHERE " SPAN_CLEAN("NEW.source_id") " AND "
+    SPAN_LAST("last_id", "NEW.source_id") " IS NOT NEW.id;"
     " END;"
     "CREATE TRIGGER segment_span_mark AFTER UPDATE OF deleting ON segment"
-    "  WHEN OLD.deleting = 0 AND NEW.deleting <> 0 BEGIN " SPAN_REMOVE("OLD") " END;"
+    "  WHEN OLD.deleting = 0 AND NEW.deleting <> 0 BEGIN " SPAN_REMOVED("OLD") " END;"
     "CREATE TRIGGER segment_span_del AFTER DELETE ON segment WHEN OLD.deleting = 0 BEGIN "
-    SPAN_REMOVE("OLD") " END;"
+    SPAN_REMOVED("OLD") " END;"
     "CREATE TRIGGER segment_span_unmark AFTER UPDATE OF deleting ON segment"
     "  WHEN OLD.deleting <> 0 AND NEW.deleting = 0 BEGIN"
     "  UPDATE source SET span_dirty = 1 WHERE id = NEW.source_id AND span_dirty = 0;"

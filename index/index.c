@@ -721,7 +721,6 @@ enum {
     ST_SEG_PATH,
     ST_SEG_PAGE,
     ST_SRC_NEWEST,
-    ST_SEG_DELETE,
     ST_SRC_UPSERT,
     ST_SRC_EXISTS,
     ST_SRC_VERSION,
@@ -756,7 +755,6 @@ static const char *const stmt_sql[ST_COUNT] = {
     /* max() over the (source_id, start_us) index: one index probe. */
     [ST_SRC_NEWEST] = "SELECT max(start_us) FROM segment"
                       " WHERE source_id = (SELECT id FROM source WHERE name = ?1)",
-    [ST_SEG_DELETE] = "DELETE FROM segment WHERE id = ?1",
     [ST_SRC_UPSERT] = "INSERT INTO source(name, kind) VALUES (?1, ?2)"
                       " ON CONFLICT(name) DO UPDATE SET kind = excluded.kind"
                       " WHERE kind <> excluded.kind",
@@ -772,6 +770,13 @@ static const char *const stmt_sql[ST_COUNT] = {
 };
 
 _Static_assert(ST_COUNT <= IDX_MAX_CORE, "raise IDX_MAX_CORE");
+
+/* Prepared on first use: a statement that deletes segment rows carries the
+ * span table's removal triggers (schema v19) compiled in, and every
+ * connection (one per recorder) would hold that copy for a delete that
+ * only vigilctl and tests run. */
+enum { LZ_SEG_DELETE = IDX_LAZY_INDEX, LZ_END };
+_Static_assert(LZ_END <= IDX_MAX_LAZY, "raise IDX_MAX_LAZY");
 
 /* Maps a SQLite result code to a vigil code callers can act on. */
 static int map_rc(int rc)
@@ -1429,7 +1434,8 @@ int idx_segment_delete(idx_t *idx, int64_t id)
 
     if (!idx)
         return VG_EINVAL;
-    st = idx->st[ST_SEG_DELETE];
+    if (!(st = idx_priv_lazy(idx, LZ_SEG_DELETE, "DELETE FROM segment WHERE id = ?1")))
+        return VG_EDB;
     if ((ret = idx_priv_bind_i64(idx, st, 1, id)) != VG_OK)
         goto cleanup;
     rc = sqlite3_step(st);

@@ -13,7 +13,7 @@
     "g.init_bytes, g.path, g.unverified"
 
 /* Statements of the other index/ files, prepared on first use. */
-#define IDX_MAX_LAZY 96
+#define IDX_MAX_LAZY 100
 
 /* Each file's lazy slots start at its own base so their enums never collide:
  * retention.c uses 0.., accounts.c IDX_LAZY_ACCOUNTS.., audit.c IDX_LAZY_AUDIT.. */
@@ -22,6 +22,7 @@
 #define IDX_LAZY_FRAGS 64 /* frags.c */
 #define IDX_LAZY_CALLS 72 /* calls.c: the PBX event path */
 #define IDX_LAZY_SPANS 80 /* spans.c */
+#define IDX_LAZY_INDEX 96 /* index.c */
 
 /* How long a statement waits for another connection's lock. */
 #define IDX_BUSY_TIMEOUT_MS 5000

@@ -32,7 +32,7 @@ enum {
     S_END
 };
 
-_Static_assert(S_END <= IDX_MAX_LAZY, "raise IDX_MAX_LAZY");
+_Static_assert(S_END <= IDX_LAZY_INDEX, "spans.c lazy slots overlap index.c's");
 
 static const char *const lazy_sql[S_END - IDX_LAZY_SPANS] = {
 #define SQL(slot) [(slot) - IDX_LAZY_SPANS]

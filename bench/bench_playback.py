@@ -121,6 +121,17 @@ def build_index(data, recorded, n_rows, now_us):
     os.makedirs(link_dir, exist_ok=True)
     made = 0
     for si, name in enumerate(names):
+        # older days first (a recorder appends: the span table's triggers
+        # extend the last span): rows only (the index's size), no files, no tables
+        if filler_days:
+            cur.execute(
+                "WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k WHERE i + 1 < ?)"
+                " INSERT INTO segment(source_id, start_us, end_us, media_us, bytes, sha256, codecs,"
+                " init_bytes, path) SELECT ?, ? + i * ?, ? + i * ? + ?, ?, 1000, ?, 'h264', 700,"
+                " printf('media/old/%s/%d.mp4', ?, i) FROM k",
+                (filler_days * per_source_day, ids[name], day0 - filler_days * DAY_US, MIN_US,
+                 day0 - filler_days * DAY_US, MIN_US, MIN_US, MIN_US, "a" * 64, name))
+            made += filler_days * per_source_day
         rows, frags = [], []
         for k in range(per_source_day):
             start = day0 + k * MIN_US
@@ -140,16 +151,6 @@ def build_index(data, recorded, n_rows, now_us):
         cur.executemany("INSERT INTO segment_frag(segment_id, data) VALUES (?, ?)",
                         [(first + i, f) for i, f in enumerate(frags)])
         made += len(rows)
-        # older days: rows only (the index's size), no files, no tables
-        if filler_days:
-            cur.execute(
-                "WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k WHERE i + 1 < ?)"
-                " INSERT INTO segment(source_id, start_us, end_us, media_us, bytes, sha256, codecs,"
-                " init_bytes, path) SELECT ?, ? + i * ?, ? + i * ? + ?, ?, 1000, ?, 'h264', 700,"
-                " printf('media/old/%s/%d.mp4', ?, i) FROM k",
-                (filler_days * per_source_day, ids[name], day0 - filler_days * DAY_US, MIN_US,
-                 day0 - filler_days * DAY_US, MIN_US, MIN_US, MIN_US, "a" * 64, name))
-            made += filler_days * per_source_day
     con.commit()
     con.close()
     return names, made

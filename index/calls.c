@@ -78,7 +78,7 @@ static int prepare(idx_t *idx, const char *sql, const char *what, sqlite3_stmt *
 /* The statements of a PBX event (thousands a second): prepared once per
  * connection, since preparing an INSERT into call also codes its triggers. */
 enum { C_SOURCE = IDX_LAZY_CALLS, C_INSERT, C_MERGE, C_BY_CALL_ID, C_END };
-_Static_assert(C_END <= IDX_MAX_LAZY, "raise IDX_MAX_LAZY");
+_Static_assert(C_END <= IDX_LAZY_SPANS, "calls.c lazy slots overlap spans.c's");
 
 static int prepare_kept(idx_t *idx, int slot, const char *sql, sqlite3_stmt **st)
 {

@@ -1,7 +1,7 @@
 /* What playback reads from the index: segments with their fragment tables
  * (table segment_frag, schema v13; the blob is opaque here, archive/frags.c
- * owns its format), one segment by id for the media route, and recorded
- * spans streamed row by row for the timeline. */
+ * owns its format), one segment by id for the media route, and the
+ * sources' kinds for the timeline (its spans are index/spans.c's). */
 #include "index/index_private.h"
 
 #include <stdio.h>
@@ -15,7 +15,6 @@ enum {
     F_PUT = IDX_LAZY_FRAGS,
     F_RANGE,
     F_GET,
-    F_SPANS,
     F_KINDS,
     F_END
 };
@@ -39,14 +38,6 @@ static const char *const lazy_sql[F_END - IDX_LAZY_FRAGS] = {
                  " JOIN source s ON s.id = g.source_id"
                  " LEFT JOIN segment_frag f ON f.segment_id = g.id"
                  " WHERE g.id = ?1 AND g.deleting = 0",
-    /* Two integers and a short text a row, on the (source_id, start_us)
-     * index: what the timeline of 100 sources x 1 day needs and no more. */
-    SQL(F_SPANS) = "SELECT g.start_us, g.end_us, g.codecs FROM source s"
-                   " JOIN segment g ON g.source_id = s.id"
-                   " WHERE s.name = ?1 AND g.start_us < ?3"
-                   " AND g.start_us >= ?2 - s.max_len_us AND g.end_us > ?2"
-                   " AND g.deleting = 0"
-                   " ORDER BY g.start_us, g.id",
     SQL(F_KINDS) = "SELECT name, kind FROM source ORDER BY name",
 #undef SQL
 };
@@ -185,55 +176,6 @@ int idx_segment_get(idx_t *idx, int64_t id, idx_segment_frags_t *out)
     }
     idx_priv_stmt_done(st);
     return ret;
-}
-
-int idx_spans_walk(idx_t *idx, const char *source, int64_t from_us, int64_t to_us,
-                   idx_span_fn fn, void *ctx)
-{
-    if (!idx || !source || !fn)
-        return VG_EINVAL;
-    sqlite3_stmt *st = lazy(idx, F_SPANS);
-    if (!st)
-        return VG_EDB;
-    int ret, rc = SQLITE_DONE;
-    if ((ret = idx_priv_bind_text(idx, st, 1, source)) != VG_OK ||
-        (ret = idx_priv_bind_i64(idx, st, 2, from_us)) != VG_OK ||
-        (ret = idx_priv_bind_i64(idx, st, 3, to_us)) != VG_OK)
-        goto cleanup;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const unsigned char *codecs = sqlite3_column_text(st, 2);
-        fn(ctx, sqlite3_column_int64(st, 0), sqlite3_column_int64(st, 1),
-           codecs ? (const char *)codecs : "");
-    }
-    if (rc != SQLITE_DONE)
-        ret = idx_priv_db_fail(idx, rc, "spans query");
-
-cleanup:
-    idx_priv_stmt_done(st);
-    return ret;
-}
-
-int idx_explain_spans(idx_t *idx, char *out, size_t out_size)
-{
-    if (!idx || !out || out_size == 0)
-        return VG_EINVAL;
-    out[0] = '\0';
-    char *sql = vg_asprintf("EXPLAIN QUERY PLAN %s", lazy_sql[F_SPANS - IDX_LAZY_FRAGS]);
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(idx->db, sql, -1, &st, NULL);
-    free(sql);
-    if (rc != SQLITE_OK)
-        return idx_priv_db_fail(idx, rc, "explain spans");
-    size_t used = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        const unsigned char *d = sqlite3_column_text(st, 3);
-        int k = snprintf(out + used, out_size - used, "%s\n", d ? (const char *)d : "");
-        if (k < 0 || (size_t)k >= out_size - used)
-            break;
-        used += (size_t)k;
-    }
-    sqlite3_finalize(st);
-    return VG_OK;
 }
 
 int idx_source_kinds(idx_t *idx, idx_source_kind_t **out, size_t *n)

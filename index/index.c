@@ -17,6 +17,98 @@
 #include "core/log.h"
 #include "core/util.h"
 
+/* The span table's trigger text (schema v19, see there). Every connection
+ * keeps the parsed schema (vigild has one per recorder), so the text is
+ * written once and kept short. */
+#define SPAN_STR_(x) #x
+#define SPAN_STR(x) SPAN_STR_(x)
+#define SPAN_MERGE SPAN_STR(IDX_SPAN_MERGE_US)
+/* The spans of source SID are exact (not waiting for a rebuild). */
+#define SPAN_CLEAN(SID) "(SELECT span_dirty FROM source WHERE id = " SID ") = 0"
+/* The source's last span, by key. */
+#define SPAN_LAST(COLS, SID)                                                                  \
+    "(SELECT " COLS " FROM span WHERE source_id = " SID                                      \
+    " ORDER BY start_us DESC, first_id DESC LIMIT 1)"
+/* The largest end of the live rows from (A_S, A_ID) to (B_S, B_ID) of one
+ * span of source NEW.source_id: rows starting more than max_len_us before
+ * B_S end before B's end, so only those after that are read. */
+#define SPAN_MAX_END(A_S, A_ID, B_S, B_ID)                                                    \
+    "(SELECT max(g.end_us) FROM segment g WHERE g.source_id = NEW.source_id"                 \
+    " AND g.deleting = 0 AND g.start_us >= " B_S " - (SELECT max_len_us FROM source"          \
+    " WHERE id = NEW.source_id) AND (g.start_us, g.id) >= (" A_S ", " A_ID ")"                \
+    " AND (g.start_us, g.id) <= (" B_S ", " B_ID "))"
+/* Row O of source NEW.source_id (NEW.o_start, NEW.o_id, NEW.o_end) left the
+ * live set; span_work holds the facts, so that each change reads the state
+ * from before any of them. With p and n the live rows before and after O
+ * in its span S (p missing: O was S's first; n missing: its last):
+ *  - O alone: S goes. The spans around it stay apart unless the next one
+ *    would now join the previous one (same codecs, close): rebuild.
+ *  - O first: S starts at n. Exact when O ended no later than n (else n's
+ *    end no longer carries O's, and later rows may part from it: rebuild).
+ *  - O last: S ends at the largest end up to p.
+ *  - O inside: when n starts IDX_SPAN_MERGE_US or more after the largest end
+ *    up to p, S splits into ..p and n..; exact when O ended no later than n.
+ *    Otherwise S stays as it is, exact when O's end was not the largest so
+ *    far at n.
+ * sh: n, S's new first row, ends before an earlier row (shadowed). ok: the
+ * change is exact; else the source is marked for a rebuild. */
+#define SPAN_REMOVE                                                                           \
+    "UPDATE span_work SET (s_start, s_first, s_end, s_last_start, s_last_id, codecs) ="      \
+    " (SELECT start_us, first_id, end_us, last_start, last_id, codecs FROM span"              \
+    " WHERE source_id = NEW.source_id AND (start_us, first_id) <= (NEW.o_start, NEW.o_id)"    \
+    " ORDER BY start_us DESC, first_id DESC LIMIT 1)"                                         \
+    " WHERE " SPAN_CLEAN("NEW.source_id") ";"                                                 \
+    "UPDATE span_work SET (p_start, p_id) = (SELECT g.start_us, g.id FROM segment g"          \
+    " WHERE g.source_id = NEW.source_id AND g.deleting = 0"                                   \
+    " AND (g.start_us, g.id) < (NEW.o_start, NEW.o_id)"                                       \
+    " ORDER BY g.start_us DESC, g.id DESC LIMIT 1) WHERE (o_start, o_id) <> (s_start, s_first);" \
+    "UPDATE span_work SET (n_start, n_id, n_end) = (SELECT g.start_us, g.id, g.end_us"        \
+    " FROM segment g WHERE g.source_id = NEW.source_id AND g.deleting = 0"                    \
+    " AND (g.start_us, g.id) > (NEW.o_start, NEW.o_id) ORDER BY g.start_us, g.id LIMIT 1)"    \
+    " WHERE (o_start, o_id) <> (s_last_start, s_last_id);"                                    \
+    "UPDATE span_work SET e_p = " SPAN_MAX_END("s_start", "s_first", "p_start", "p_id")       \
+    " WHERE p_id IS NOT NULL;"                                                                \
+    "UPDATE span_work SET e_n = " SPAN_MAX_END("n_start", "n_id", "s_last_start", "s_last_id") \
+    ", sh = EXISTS (SELECT 1 FROM segment x WHERE x.source_id = NEW.source_id"                \
+    " AND x.deleting = 0 AND x.start_us >= n_end - (SELECT max_len_us FROM source"            \
+    " WHERE id = NEW.source_id) AND (x.start_us, x.id) < (n_start, n_id) AND x.end_us > n_end)" \
+    " WHERE n_id IS NOT NULL AND (p_id IS NULL OR n_start - e_p >= " SPAN_MERGE ");"          \
+    "UPDATE span_work SET (v_end, v_codecs) = (SELECT end_us, codecs FROM span"               \
+    " WHERE source_id = NEW.source_id AND (start_us, first_id) < (s_start, s_first)"          \
+    " ORDER BY start_us DESC, first_id DESC LIMIT 1), (q_start, q_codecs) ="                  \
+    " (SELECT start_us, codecs FROM span WHERE source_id = NEW.source_id"                     \
+    " AND (start_us, first_id) > (s_start, s_first) ORDER BY start_us, first_id LIMIT 1)"     \
+    " WHERE p_id IS NULL AND n_id IS NULL;"                                                   \
+    "UPDATE span_work SET ok = s_start IS NOT NULL"                                           \
+    " AND (o_start, o_id) <= (s_last_start, s_last_id)"                                       \
+    " AND ((o_start, o_id) = (s_start, s_first)) = (p_id IS NULL)"                            \
+    " AND ((o_start, o_id) = (s_last_start, s_last_id)) = (n_id IS NULL)"                     \
+    " AND NOT coalesce(CASE WHEN p_id IS NULL AND n_id IS NULL"                               \
+    "  THEN q_codecs = v_codecs AND q_start - v_end < " SPAN_MERGE                            \
+    "  WHEN p_id IS NULL THEN o_end > n_end"                                                  \
+    "  ELSE o_end > CASE WHEN n_start - e_p >= " SPAN_MERGE " THEN n_end"                     \
+    "  ELSE max(e_p, n_end) END END, 0);"                                                     \
+    "UPDATE source SET span_dirty = 1 WHERE id = NEW.source_id AND span_dirty = 0"            \
+    " AND (SELECT NOT ok FROM span_work);"                                                    \
+    "DELETE FROM span WHERE source_id = NEW.source_id AND (start_us, first_id) ="             \
+    " (SELECT s_start, s_first FROM span_work WHERE ok AND p_id IS NULL AND n_id IS NULL);"   \
+    "UPDATE span SET (start_us, first_id, shadowed) = (SELECT n_start, n_id, sh FROM span_work)" \
+    " WHERE source_id = NEW.source_id AND (start_us, first_id) = (SELECT s_start, s_first"    \
+    " FROM span_work WHERE ok AND p_id IS NULL AND n_id IS NOT NULL);"                        \
+    "UPDATE span SET (end_us, last_start, last_id) = (SELECT e_p, p_start, p_id FROM span_work)" \
+    " WHERE source_id = NEW.source_id AND (start_us, first_id) = (SELECT s_start, s_first"    \
+    " FROM span_work WHERE ok AND p_id IS NOT NULL AND (n_id IS NULL"                         \
+    " OR n_start - e_p >= " SPAN_MERGE "));"                                                  \
+    "INSERT INTO span(source_id, start_us, first_id, end_us, last_start, last_id, codecs,"    \
+    " shadowed) SELECT source_id, n_start, n_id, e_n, s_last_start, s_last_id, codecs, sh"    \
+    " FROM span_work WHERE ok AND p_id IS NOT NULL AND n_id IS NOT NULL"                      \
+    " AND n_start - e_p >= " SPAN_MERGE ";"                                                   \
+    "DELETE FROM span_work;"
+/* Hands row O's removal to SPAN_REMOVE (one copy of it in the schema). */
+#define SPAN_REMOVED(O)                                                                       \
+    "INSERT INTO span_work(source_id, o_start, o_id, o_end) VALUES (" O ".source_id, " O     \
+    ".start_us, " O ".id, " O ".end_us);"
+
 /* Each entry migrates version i to i+1 inside one transaction. Append new
  * versions; never edit a released one (databases in the field already ran it).
  *
@@ -540,6 +632,81 @@ static const char *const migrations[] = {
     IDX_ANN_DROP_ZERO("OLD") " AND OLD.end_us IS NOT NULL; "
     IDX_ANN_ADD("NEW", "1") " AND NEW.end_us IS NOT NULL" IDX_ANN_UPSERT "; END;"
     IDX_ANN_FILL ";",
+    /* v19: the timeline's recorded spans (index/spans.c), kept by triggers
+     * in the transaction of every segment write (whoever writes: vigild,
+     * vigilctl, a script), so a timeline of 100 sources x 1 day reads a
+     * few hundred span rows instead of 144 000 segment rows. A span is a
+     * run of live segments (by start, id) that the timeline draws as one:
+     * the same codecs, each starting less than IDX_SPAN_MERGE_US after the
+     * largest end before it in the run; end_us is that largest end.
+     * first_id/last_start/last_id name its first and last rows. shadowed:
+     * the first row ends before an earlier row does (overlapping segments;
+     * never after a normal recording), where the timeline of a range
+     * starting inside that overlap reads the rows instead (spans.c).
+     * Appending (the recorder) extends or adds the last span; removing a
+     * row (retention's mark, or a delete) trims, splits or drops its span;
+     * anything else (a row inserted before the newest, a row's times
+     * changed, removals among overlapping rows) sets source.span_dirty, and
+     * until idx_spans_repair rebuilds that source the timeline reads its
+     * rows. span_work holds one removal's facts while its trigger runs.
+     * The migration marks every source dirty; migrate() then builds them
+     * all in the same transaction, one pass over the rows. */
+    "ALTER TABLE source ADD COLUMN span_dirty INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE span ("
+    "  source_id INTEGER NOT NULL,"
+    "  start_us INTEGER NOT NULL,"
+    "  first_id INTEGER NOT NULL,"
+    "  end_us INTEGER NOT NULL,"
+    "  last_start INTEGER NOT NULL,"
+    "  last_id INTEGER NOT NULL,"
+    "  codecs TEXT NOT NULL,"
+    "  shadowed INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (source_id, start_us, first_id)"
+    ") WITHOUT ROWID;"
+    "CREATE TABLE span_work ("
+    "  source_id INTEGER, o_start INTEGER, o_id INTEGER, o_end INTEGER,"
+    "  s_start INTEGER, s_first INTEGER, s_end INTEGER, s_last_start INTEGER,"
+    "  s_last_id INTEGER, codecs TEXT, p_start INTEGER, p_id INTEGER, n_start INTEGER,"
+    "  n_id INTEGER, n_end INTEGER, e_p INTEGER, e_n INTEGER, sh INTEGER,"
+    "  v_end INTEGER, v_codecs TEXT, q_start INTEGER, q_codecs TEXT, ok INTEGER"
+    ");"
+    "CREATE TRIGGER span_work_remove AFTER INSERT ON span_work BEGIN " SPAN_REMOVE " END;"
+    "CREATE TRIGGER segment_span_ins AFTER INSERT ON segment WHEN NEW.deleting = 0 BEGIN "
+    /* not after the source's last live row: rebuild */
+    "  UPDATE source SET span_dirty = 1 WHERE id = NEW.source_id AND span_dirty = 0"
+    "   AND " SPAN_LAST("last_start, last_id", "NEW.source_id") " >= (NEW.start_us, NEW.id);"
+    "  UPDATE span SET end_us = max(end_us, NEW.end_us), last_start = NEW.start_us,"
+    "   last_id = NEW.id WHERE source_id = NEW.source_id AND (start_us, first_id) = "
+    SPAN_LAST("start_us, first_id", "NEW.source_id")
+    "   AND codecs = NEW.codecs AND NEW.start_us - end_us < " SPAN_MERGE
+    "   AND " SPAN_CLEAN("NEW.source_id") ";"
+    "  INSERT INTO span(source_id, start_us, first_id, end_us, last_start, last_id, codecs,"
+    "   shadowed) SELECT NEW.source_id, NEW.start_us, NEW.id, NEW.end_us, NEW.start_us, NEW.id,"
+    "   NEW.codecs, EXISTS (SELECT 1 FROM segment x WHERE x.source_id = NEW.source_id"
+    "   AND x.deleting = 0 AND x.start_us >= NEW.end_us - (SELECT max_len_us FROM source"
+    "   WHERE id = NEW.source_id) AND x.start_us <= NEW.start_us AND x.id <> NEW.id"
+    "   AND x.end_us > NEW.end_us)"
+    "   WHERE " SPAN_CLEAN("NEW.source_id") " AND "
+    SPAN_LAST("last_id", "NEW.source_id") " IS NOT NEW.id;"
+    " END;"
+    "CREATE TRIGGER segment_span_mark AFTER UPDATE OF deleting ON segment"
+    "  WHEN OLD.deleting = 0 AND NEW.deleting <> 0 BEGIN " SPAN_REMOVED("OLD") " END;"
+    "CREATE TRIGGER segment_span_del AFTER DELETE ON segment WHEN OLD.deleting = 0 BEGIN "
+    SPAN_REMOVED("OLD") " END;"
+    "CREATE TRIGGER segment_span_unmark AFTER UPDATE OF deleting ON segment"
+    "  WHEN OLD.deleting <> 0 AND NEW.deleting = 0 BEGIN"
+    "  UPDATE source SET span_dirty = 1 WHERE id = NEW.source_id AND span_dirty = 0;"
+    " END;"
+    "CREATE TRIGGER segment_span_upd AFTER UPDATE OF source_id, start_us, end_us, codecs"
+    "  ON segment WHEN OLD.source_id IS NOT NEW.source_id OR OLD.start_us IS NOT NEW.start_us"
+    "  OR OLD.end_us IS NOT NEW.end_us OR OLD.codecs IS NOT NEW.codecs BEGIN"
+    "  UPDATE source SET span_dirty = 1 WHERE id IN (OLD.source_id, NEW.source_id)"
+    "   AND span_dirty = 0;"
+    " END;"
+    "CREATE TRIGGER source_span_del AFTER DELETE ON source BEGIN"
+    "  DELETE FROM span WHERE source_id = OLD.id;"
+    " END;"
+    "UPDATE source SET span_dirty = 1;",
 };
 
 #define IDX_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -554,7 +721,6 @@ enum {
     ST_SEG_PATH,
     ST_SEG_PAGE,
     ST_SRC_NEWEST,
-    ST_SEG_DELETE,
     ST_SRC_UPSERT,
     ST_SRC_EXISTS,
     ST_SRC_VERSION,
@@ -589,7 +755,6 @@ static const char *const stmt_sql[ST_COUNT] = {
     /* max() over the (source_id, start_us) index: one index probe. */
     [ST_SRC_NEWEST] = "SELECT max(start_us) FROM segment"
                       " WHERE source_id = (SELECT id FROM source WHERE name = ?1)",
-    [ST_SEG_DELETE] = "DELETE FROM segment WHERE id = ?1",
     [ST_SRC_UPSERT] = "INSERT INTO source(name, kind) VALUES (?1, ?2)"
                       " ON CONFLICT(name) DO UPDATE SET kind = excluded.kind"
                       " WHERE kind <> excluded.kind",
@@ -605,6 +770,13 @@ static const char *const stmt_sql[ST_COUNT] = {
 };
 
 _Static_assert(ST_COUNT <= IDX_MAX_CORE, "raise IDX_MAX_CORE");
+
+/* Prepared on first use: a statement that deletes segment rows carries the
+ * span table's removal triggers (schema v19) compiled in, and every
+ * connection (one per recorder) would hold that copy for a delete that
+ * only vigilctl and tests run. */
+enum { LZ_SEG_DELETE = IDX_LAZY_INDEX, LZ_END };
+_Static_assert(LZ_END <= IDX_MAX_LAZY, "raise IDX_MAX_LAZY");
 
 /* Maps a SQLite result code to a vigil code callers can act on. */
 static int map_rc(int rc)
@@ -826,6 +998,10 @@ static int migrate(idx_t *idx)
             return exec_sql(idx, "COMMIT", "commit (no migration)");
 
         if ((ret = exec_sql(idx, migrations[version], "migrate schema")) != VG_OK)
+            goto rollback;
+        /* v19's span table is built by C (the merge is a walk over the
+         * rows in order), in the migration's transaction. */
+        if (version + 1 == 19 && (ret = idx_priv_spans_rebuild_dirty(idx, NULL)) != VG_OK)
             goto rollback;
         if ((ret = set_pragma_int(idx, "user_version", version + 1)) != VG_OK)
             goto rollback;
@@ -1258,7 +1434,8 @@ int idx_segment_delete(idx_t *idx, int64_t id)
 
     if (!idx)
         return VG_EINVAL;
-    st = idx->st[ST_SEG_DELETE];
+    if (!(st = idx_priv_lazy(idx, LZ_SEG_DELETE, "DELETE FROM segment WHERE id = ?1")))
+        return VG_EDB;
     if ((ret = idx_priv_bind_i64(idx, st, 1, id)) != VG_OK)
         goto cleanup;
     rc = sqlite3_step(st);

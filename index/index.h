@@ -125,18 +125,41 @@ void idx_segment_frags_free(idx_segment_frags_t *items, size_t n);
 /* One live segment by id with its table (free out->frags); VG_ENOTFOUND
  * when there is none or it is being deleted. */
 int idx_segment_get(idx_t *idx, int64_t id, idx_segment_frags_t *out);
-/* Calls fn for each live segment of source overlapping [from_us, to_us),
- * by start, with its times and codecs only (the timeline). */
-typedef void (*idx_span_fn)(void *ctx, int64_t start_us, int64_t end_us, const char *codecs);
-int idx_spans_walk(idx_t *idx, const char *source, int64_t from_us, int64_t to_us,
-                   idx_span_fn fn, void *ctx);
 /* Every registered source with its kind, by name (cheap: no figures). */
 typedef struct {
     char name[64];
     char kind[8];
 } idx_source_kind_t;
 int idx_source_kinds(idx_t *idx, idx_source_kind_t **out, size_t *n);
-/* EXPLAIN QUERY PLAN of idx_spans_walk's statement, for tests. */
+
+/* ---- recorded spans (index/spans.c, schema v19) ---- */
+
+/* Segments of a source closer than this (start after the largest end so
+ * far), with the same codecs, are drawn as one recorded span. A plain
+ * literal: the schema's triggers carry it as text. */
+#define IDX_SPAN_MERGE_US 1500000
+/* Calls fn, by start, for each recorded span of source over [from_us,
+ * to_us): what merging the live segments overlapping the range (start <
+ * to_us, end > from_us) by start, id would give, runs of the same codecs
+ * each starting less than IDX_SPAN_MERGE_US after the largest end before
+ * it; the first span starts at its first such segment's start and the last
+ * ends at the largest end among such segments. Read from the span table
+ * (a few rows per source), or from the segment rows while the source waits
+ * for idx_spans_repair. An unknown source has none. */
+typedef void (*idx_span_fn)(void *ctx, int64_t start_us, int64_t end_us, const char *codecs);
+int idx_spans_walk(idx_t *idx, const char *source, int64_t from_us, int64_t to_us,
+                   idx_span_fn fn, void *ctx);
+/* Rebuilds the span table of every source whose spans the triggers could
+ * not keep (source.span_dirty), each in its own transaction (or the
+ * caller's); *rebuilt (may be NULL) gets how many. */
+int idx_spans_repair(idx_t *idx, int *rebuilt);
+/* Compares every kept (not dirty) source's spans with its rows, in one
+ * snapshot; bad (may be NULL) gets each source that disagrees, *n_bad how
+ * many (vigilctl check). */
+typedef void (*idx_spans_bad_fn)(void *ctx, const char *source);
+int idx_spans_verify(idx_t *idx, idx_spans_bad_fn bad, void *ctx, int *n_bad);
+/* EXPLAIN QUERY PLAN of the statement that reads a dirty source's rows,
+ * for tests. */
 int idx_explain_spans(idx_t *idx, char *out, size_t out_size);
 
 /* ---- retention (index/retention.c) ---- */

@@ -13,7 +13,7 @@
     "g.init_bytes, g.path, g.unverified"
 
 /* Statements of the other index/ files, prepared on first use. */
-#define IDX_MAX_LAZY 80
+#define IDX_MAX_LAZY 100
 
 /* Each file's lazy slots start at its own base so their enums never collide:
  * retention.c uses 0.., accounts.c IDX_LAZY_ACCOUNTS.., audit.c IDX_LAZY_AUDIT.. */
@@ -21,6 +21,8 @@
 #define IDX_LAZY_AUDIT 56
 #define IDX_LAZY_FRAGS 64 /* frags.c */
 #define IDX_LAZY_CALLS 72 /* calls.c: the PBX event path */
+#define IDX_LAZY_SPANS 80 /* spans.c */
+#define IDX_LAZY_INDEX 96 /* index.c */
 
 /* How long a statement waits for another connection's lock. */
 #define IDX_BUSY_TIMEOUT_MS 5000
@@ -63,6 +65,10 @@ int idx_priv_begin(idx_t *idx, int *owned);
 int idx_priv_end(idx_t *idx, int owned, int ret);
 /* The lazily prepared statement number slot (one fixed SQL text per slot). */
 sqlite3_stmt *idx_priv_lazy(idx_t *idx, int slot, const char *sql);
+
+/* Rebuilds the spans of every dirty source inside the open transaction
+ * (the v19 migration). */
+int idx_priv_spans_rebuild_dirty(idx_t *idx, int *rebuilt);
 
 /* ---- the announcement rollup (schema v18, index/qa.c) ---- */
 

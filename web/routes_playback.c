@@ -20,7 +20,7 @@
 #define HOUR_US (3600LL * 1000000)
 #define DAY_US (24 * HOUR_US)
 #define TIMELINE_MAX_US (31 * DAY_US)     /* the longest range one timeline request covers */
-#define TIMELINE_MERGE_US 1500000         /* segments closer than this make one span */
+#define TIMELINE_MERGE_US IDX_SPAN_MERGE_US /* as the index merges spans */
 #define TIMELINE_MAX_SPANS 20000          /* per source; past it "truncated" */
 #define IMMUTABLE "private, max-age=31536000, immutable"
 

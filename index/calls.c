@@ -514,8 +514,10 @@ static int search_kind(const idx_call_query_t *q)
 /* The filters on call c other than the one kind's index walk serves,
  * appended to where. Parameters are numbered the same whatever filters are
  * used (unused ones stay unbound: NULL). The literal "x <> ''" beside
- * "x = ?" lets SQLite use the partial indexes. The source filters are
- * subqueries SQLite evaluates once. */
+ * "x = ?" lets SQLite use the partial indexes. One source is a subquery
+ * SQLite evaluates once (its calls come off (source, start) in order); the
+ * sources an account may see are a check per row, so that an account of a
+ * few lines walks the newest calls rather than sorting all of theirs. */
 static void search_filters(const idx_call_query_t *q, int kind, char *where, size_t size)
 {
     size_t len = strlen(where);
@@ -538,7 +540,7 @@ static void search_filters(const idx_call_query_t *q, int kind, char *where, siz
     if (q->direction && *q->direction)
         W(" AND c.direction = ?9");
     if (q->source && *q->source)
-        W(" AND c.source_id IN (SELECT id FROM source WHERE name = ?10)");
+        W(" AND c.source_id = (SELECT id FROM source WHERE name = ?10)");
     if (q->min_us)
         W(" AND c.end_us IS NOT NULL AND c.end_us - c.start_us >= ?11");
     if (q->max_us)
@@ -548,8 +550,8 @@ static void search_filters(const idx_call_query_t *q, int kind, char *where, siz
     if (q->after_id)
         W(" AND (c.start_us, c.id) < (?14, ?15)");
     if (q->sources)
-        W(" AND c.source_id IN (SELECT id FROM source"
-          " WHERE instr(',' || ?17 || ',', ',' || name || ',') > 0)");
+        W(" AND instr(',' || ?17 || ',', ',' || (SELECT name FROM source"
+          " WHERE id = c.source_id) || ',') > 0");
 #undef W
 }
 

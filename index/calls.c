@@ -681,11 +681,15 @@ static int search_prepare(idx_t *idx, const idx_call_query_t *q, int kind, const
         if (q->after_id && q->after_start_us < to)
             to = q->after_start_us + 1;
         to = clamp_start(to);
+        /* no key is at or past 2^52 * 2048 (it would overflow): a from that
+         * late starts at the last microsecond, which start_us >= from drops */
+        if (from == FTS_START_MAX)
+            from--;
         if (ret == VG_OK)
             ret = idx_priv_bind_i64(idx, st, 19, from * FTS_KEY_SCALE);
-        /* the last key of the microsecond before to (2^52 * 2048 would overflow) */
+        /* the last key of the microsecond before to */
         if (ret == VG_OK)
-            ret = idx_priv_bind_i64(idx, st, 20, (to - 1) * FTS_KEY_SCALE + FTS_KEY_SCALE - 1);
+            ret = idx_priv_bind_i64(idx, st, 20, (to - 1) * FTS_KEY_SCALE + (FTS_KEY_SCALE - 1));
     }
 #undef BT
 #undef BI

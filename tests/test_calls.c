@@ -5,6 +5,7 @@
  * and the query plans of the searches (indexes, not scans). */
 #include <check.h>
 #include <ftw.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,6 +294,13 @@ START_TEST(test_search_filters_and_cursor)
     q = (idx_call_query_t){.text = "\"loan\"", .limit = 10};
     g = search(&q, NULL);
     ck_assert(g.n == 2 && g.ids[0] == d && g.ids[1] == a);
+    /* text with bounds at the ends of time (the key range stays in int64) */
+    q = (idx_call_query_t){.text = "\"loan\"", .to_us = INT64_MAX, .limit = 10};
+    g = search(&q, NULL);
+    ck_assert(g.n == 2 && g.ids[0] == d && g.ids[1] == a);
+    q = (idx_call_query_t){.text = "\"loan\"", .from_us = INT64_MAX - 1, .to_us = INT64_MAX,
+                           .after_start_us = INT64_MAX - 1, .after_id = INT64_MAX, .limit = 10};
+    ck_assert_uint_eq(search(&q, NULL).n, 0);
     q = (idx_call_query_t){.sources = "line-2", .limit = 10};
     g = search(&q, NULL);
     ck_assert(g.n == 2 && g.ids[0] == d && g.ids[1] == c);

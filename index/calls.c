@@ -479,26 +479,58 @@ cleanup:
 
 /* ---- search ---- */
 
-/* Builds the search's SQL into a malloc'd string. Parameters are numbered
- * the same whatever filters are used (unused ones stay unbound: NULL). The
- * literal "x <> ''" beside "x = ?" lets SQLite use the partial indexes. */
-static char *search_sql(const idx_call_query_t *q)
+/* How a search finds its page (schema v20). Each way reads about a page
+ * of rows, not every match, where an index can hand the rows newest first:
+ * - NUMBER: the (caller, start) and (callee, start) walks, merged by
+ *   SQLite's ORDER BY on a compound select (each arm a co-routine stepped
+ *   only as far as the merge needs), LIMIT a page;
+ * - SUFFIX: the same over the (first four reversed digits, start) indexes,
+ *   for four digits or more (a longer suffix filters on the index's copy
+ *   of the reversed number);
+ * - TEXT: FTS5's matches in rowid order, newest first (the rowid is
+ *   fts_key, start-major), a time range a rowid range; the walk stops
+ *   after a page and the calls of its last microsecond (ties are ordered
+ *   by id here, not by the key);
+ * - PLAIN: one statement ordered by (start, id) on call_start or a
+ *   (field, start) index; a suffix of fewer than four digits is a filter
+ *   over a range of the four-digit index (few numbers share it). */
+enum { SEARCH_PLAIN, SEARCH_NUMBER, SEARCH_SUFFIX, SEARCH_TEXT };
+
+#define SUFFIX_KEY_DIGITS 4
+#define FTS_KEY_SCALE 2048
+#define FTS_START_MAX 4503599627370496LL /* 2^52 us: see schema v20 */
+
+static int search_kind(const idx_call_query_t *q)
 {
-    char where[2048];
-    size_t len = 0;
-#define W(...) len += (size_t)snprintf(where + len, sizeof(where) - len, __VA_ARGS__)
-    W("1");
+    if (q->number && *q->number)
+        return SEARCH_NUMBER;
+    if (q->number_suffix && strlen(q->number_suffix) >= SUFFIX_KEY_DIGITS)
+        return SEARCH_SUFFIX;
+    if (q->text && *q->text)
+        return SEARCH_TEXT;
+    return SEARCH_PLAIN;
+}
+
+/* The filters on call c other than the one kind's index walk serves,
+ * appended to where. Parameters are numbered the same whatever filters are
+ * used (unused ones stay unbound: NULL). The literal "x <> ''" beside
+ * "x = ?" lets SQLite use the partial indexes. One source is a subquery
+ * SQLite evaluates once (its calls come off (source, start) in order); the
+ * sources an account may see are a check per row, so that an account of a
+ * few lines walks the newest calls rather than sorting all of theirs. */
+static void search_filters(const idx_call_query_t *q, int kind, char *where, size_t size)
+{
+    size_t len = strlen(where);
+#define W(...) len += (size_t)snprintf(where + len, size - len, __VA_ARGS__)
     if (q->from_us)
         W(" AND c.start_us >= ?1");
     if (q->to_us)
         W(" AND c.start_us < ?2");
-    if (q->number && *q->number)
-        W(" AND c.id IN (SELECT id FROM call WHERE caller = ?3 AND caller <> ''"
-          " UNION ALL SELECT id FROM call WHERE callee = ?3 AND callee <> '')");
-    if (q->number_suffix && *q->number_suffix)
-        W(" AND c.id IN (SELECT id FROM call WHERE caller_rev >= ?4 AND caller_rev < ?5"
-          " AND caller_rev <> '' UNION ALL SELECT id FROM call WHERE callee_rev >= ?4"
-          " AND callee_rev < ?5 AND callee_rev <> '')");
+    if (q->number_suffix && *q->number_suffix && kind != SEARCH_SUFFIX)
+        W(" AND c.id IN (SELECT id FROM call WHERE substr(caller_rev, 1, 4) >= ?4"
+          " AND substr(caller_rev, 1, 4) < ?5 AND caller_rev <> ''"
+          " UNION ALL SELECT id FROM call WHERE substr(callee_rev, 1, 4) >= ?4"
+          " AND substr(callee_rev, 1, 4) < ?5 AND callee_rev <> '')");
     if (q->agent && *q->agent)
         W(" AND c.agent = ?6 AND c.agent <> ''");
     if (q->queue && *q->queue)
@@ -508,61 +540,125 @@ static char *search_sql(const idx_call_query_t *q)
     if (q->direction && *q->direction)
         W(" AND c.direction = ?9");
     if (q->source && *q->source)
-        W(" AND s.name = ?10");
+        W(" AND c.source_id = (SELECT id FROM source WHERE name = ?10)");
     if (q->min_us)
         W(" AND c.end_us IS NOT NULL AND c.end_us - c.start_us >= ?11");
     if (q->max_us)
         W(" AND c.end_us IS NOT NULL AND c.end_us - c.start_us <= ?12");
-    if (q->text && *q->text)
-        W(" AND c.id IN (SELECT rowid FROM call_fts WHERE call_fts MATCH ?13)");
+    if (q->text && *q->text && kind != SEARCH_TEXT)
+        W(" AND c.fts_key IN (SELECT rowid FROM call_fts WHERE call_fts MATCH ?13)");
     if (q->after_id)
         W(" AND (c.start_us, c.id) < (?14, ?15)");
     if (q->sources)
-        W(" AND instr(',' || ?17 || ',', ',' || s.name || ',') > 0");
+        W(" AND instr(',' || ?17 || ',', ',' || (SELECT name FROM source"
+          " WHERE id = c.source_id) || ',') > 0");
 #undef W
-    return vg_asprintf("SELECT " CALL_COLUMNS " FROM call c JOIN source s ON s.id = c.source_id"
-                       " WHERE %s ORDER BY c.start_us DESC, c.id DESC LIMIT ?16",
-                       where);
 }
 
-/* "*4567": the reversed digits "7654" as a prefix range ["7654", "7655"). */
-static void suffix_range(const char *digits, char lo[IDX_CALL_NUM_MAX], char hi[IDX_CALL_NUM_MAX])
+/* Builds the search's SQL into a malloc'd string. */
+static char *search_sql(const idx_call_query_t *q, int kind)
+{
+    char f[2048] = "";
+    search_filters(q, kind, f, sizeof(f));
+    switch (kind) {
+    case SEARCH_NUMBER:
+    case SEARCH_SUFFIX: {
+        const char *a = kind == SEARCH_NUMBER ? "c.caller = ?3 AND c.caller <> ''"
+                                              : "substr(c.caller_rev, 1, 4) = ?18 AND"
+                                                " c.caller_rev <> '' AND c.caller_rev >= ?4 AND"
+                                                " c.caller_rev < ?5";
+        const char *b = kind == SEARCH_NUMBER ? "c.callee = ?3 AND c.callee <> ''"
+                                              : "substr(c.callee_rev, 1, 4) = ?18 AND"
+                                                " c.callee_rev <> '' AND c.callee_rev >= ?4 AND"
+                                                " c.callee_rev < ?5";
+        /* UNION: a call with the number on both sides once */
+        return vg_asprintf("SELECT " CALL_COLUMNS " FROM (SELECT c.id, c.start_us FROM call c"
+                           " WHERE %s%s UNION SELECT c.id, c.start_us FROM call c WHERE %s%s"
+                           " ORDER BY 2 DESC, 1 DESC LIMIT ?16) AS m"
+                           " JOIN call c ON c.id = m.id JOIN source s ON s.id = c.source_id"
+                           " ORDER BY c.start_us DESC, c.id DESC",
+                           a, f, b, f);
+    }
+    case SEARCH_TEXT:
+        return vg_asprintf("SELECT c.id, c.start_us FROM call_fts f JOIN call c"
+                           " ON c.fts_key = f.rowid WHERE call_fts MATCH ?13"
+                           " AND f.rowid >= ?19 AND f.rowid <= ?20 AND c.fts_key IS NOT NULL%s"
+                           " ORDER BY f.rowid DESC",
+                           f);
+    default:
+        return vg_asprintf("SELECT " CALL_COLUMNS " FROM call c JOIN source s"
+                           " ON s.id = c.source_id WHERE 1%s"
+                           " ORDER BY c.start_us DESC, c.id DESC LIMIT ?16",
+                           f);
+    }
+}
+
+/* "*4567": the reversed digits "7654" as a prefix range ["7654", "7655"),
+ * and its first four digits (the index's key). */
+static void suffix_range(const char *digits, char lo[IDX_CALL_NUM_MAX], char hi[IDX_CALL_NUM_MAX],
+                         char key[SUFFIX_KEY_DIGITS + 1])
 {
     reverse_digits(digits, lo, IDX_CALL_NUM_MAX);
     snprintf(hi, IDX_CALL_NUM_MAX, "%s", lo);
+    size_t k = 0;
+    for (; k < SUFFIX_KEY_DIGITS && lo[k]; k++)
+        key[k] = lo[k];
+    key[k] = '\0';
     size_t n = strlen(hi);
     /* digits only: the last one + 1 never overflows past '9' + 1 = ':' */
     if (n)
         hi[n - 1] = (char)(hi[n - 1] + 1);
 }
 
-static int search_prepare(idx_t *idx, const idx_call_query_t *q, const char *prefix,
+static int64_t clamp_start(int64_t v)
+{
+    return v < 0 ? 0 : v > FTS_START_MAX ? FTS_START_MAX : v;
+}
+
+static size_t search_limit(const idx_call_query_t *q)
+{
+    size_t limit = q->limit ? q->limit : 100;
+    return limit > SEARCH_MAX_LIMIT ? SEARCH_MAX_LIMIT : limit;
+}
+
+static int search_prepare(idx_t *idx, const idx_call_query_t *q, int kind, const char *prefix,
                           sqlite3_stmt **out)
 {
     sqlite3_stmt *st = NULL;
-    char lo[IDX_CALL_NUM_MAX], hi[IDX_CALL_NUM_MAX];
-    char *body = search_sql(q);
+    char lo[IDX_CALL_NUM_MAX], hi[IDX_CALL_NUM_MAX], key[SUFFIX_KEY_DIGITS + 1];
+    char *body = search_sql(q, kind);
     char *sql = vg_asprintf("%s%s", prefix, body);
     free(body);
     int rc = sqlite3_prepare_v2(idx->db, sql, -1, &st, NULL);
     free(sql);
-    if (rc != SQLITE_OK)
+    if (rc != SQLITE_OK) {
+        /* A query FTS5 cannot parse is the caller's input, not a failure. */
+        if (q->text && *q->text && rc == SQLITE_ERROR) {
+            vg_debug("index %s: call text search refused: %s", idx->path, sqlite3_errmsg(idx->db));
+            return VG_EINVAL;
+        }
         return idx_priv_db_fail(idx, rc, "prepare call search");
+    }
     int ret = VG_OK;
-    size_t limit = q->limit ? q->limit : 100;
-    if (limit > SEARCH_MAX_LIMIT)
-        limit = SEARCH_MAX_LIMIT;
+    int nparams = sqlite3_bind_parameter_count(st);
     if (q->number_suffix && *q->number_suffix)
-        suffix_range(q->number_suffix, lo, hi);
-#define BT(n, v) if (ret == VG_OK && (v) && *(v)) ret = idx_priv_bind_text(idx, st, (n), (v))
-#define BI(n, v) if (ret == VG_OK && (v)) ret = idx_priv_bind_i64(idx, st, (n), (v))
+        suffix_range(q->number_suffix, lo, hi, key);
+    /* Only parameters the statement has (each kind uses some). */
+#define BT(n, v)                                                              \
+    if (ret == VG_OK && (v) && *(v) && (n) <= nparams)                         \
+    ret = idx_priv_bind_text(idx, st, (n), (v))
+#define BI(n, v)                                                              \
+    if (ret == VG_OK && (v) && (n) <= nparams)                                 \
+    ret = idx_priv_bind_i64(idx, st, (n), (v))
     BI(1, q->from_us);
     BI(2, q->to_us);
     BT(3, q->number);
     if (q->number_suffix && *q->number_suffix) {
-        /* lo and hi live on this stack frame: SQLite keeps its own copy */
+        /* lo, hi and key live on this stack frame: SQLite keeps its own copy */
         if (sqlite3_bind_text(st, 4, lo, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
-            sqlite3_bind_text(st, 5, hi, -1, SQLITE_TRANSIENT) != SQLITE_OK)
+            sqlite3_bind_text(st, 5, hi, -1, SQLITE_TRANSIENT) != SQLITE_OK ||
+            (kind == SEARCH_SUFFIX &&
+             sqlite3_bind_text(st, 18, key, -1, SQLITE_TRANSIENT) != SQLITE_OK))
             ret = idx_priv_db_fail(idx, SQLITE_NOMEM, "bind");
     }
     BT(6, q->agent);
@@ -577,9 +673,24 @@ static int search_prepare(idx_t *idx, const idx_call_query_t *q, const char *pre
         BI(14, q->after_start_us);
         BI(15, q->after_id);
     }
-    BI(16, (int64_t)limit + 1);
-    if (ret == VG_OK && q->sources)
-        ret = idx_priv_bind_text(idx, st, 17, q->sources);
+    BI(16, (int64_t)search_limit(q) + 1);
+    BT(17, q->sources);
+    if (kind == SEARCH_TEXT) {
+        /* start in [from, min(to, after's start + 1)) as a key range */
+        int64_t from = clamp_start(q->from_us), to = q->to_us ? q->to_us : FTS_START_MAX;
+        if (q->after_id && q->after_start_us < to)
+            to = q->after_start_us + 1;
+        to = clamp_start(to);
+        /* no key is at or past 2^52 * 2048 (it would overflow): a from that
+         * late starts at the last microsecond, which start_us >= from drops */
+        if (from == FTS_START_MAX)
+            from--;
+        if (ret == VG_OK)
+            ret = idx_priv_bind_i64(idx, st, 19, from * FTS_KEY_SCALE);
+        /* the last key of the microsecond before to */
+        if (ret == VG_OK)
+            ret = idx_priv_bind_i64(idx, st, 20, (to - 1) * FTS_KEY_SCALE + (FTS_KEY_SCALE - 1));
+    }
 #undef BT
 #undef BI
     if (ret != VG_OK) {
@@ -590,18 +701,110 @@ static int search_prepare(idx_t *idx, const idx_call_query_t *q, const char *pre
     return VG_OK;
 }
 
+/* A step's error: a query FTS5 cannot parse is the caller's input. */
+static int search_step_fail(idx_t *idx, const idx_call_query_t *q, int rc)
+{
+    if (q->text && *q->text && (rc & 0xff) == SQLITE_ERROR) {
+        vg_debug("index %s: call text search refused: %s", idx->path, sqlite3_errmsg(idx->db));
+        return VG_EINVAL;
+    }
+    return idx_priv_db_fail(idx, rc, "call search");
+}
+
+typedef struct {
+    int64_t start_us, id;
+} search_key_t;
+
+static int key_newer_first(const void *a, const void *b)
+{
+    const search_key_t *x = a, *y = b;
+    if (x->start_us != y->start_us)
+        return x->start_us < y->start_us ? 1 : -1;
+    return x->id < y->id ? 1 : x->id > y->id ? -1 : 0;
+}
+
+/* The TEXT kind: st yields (id, start) by start, newest first, ties in any
+ * order. Reads limit + 1 rows and the rest of the last one's microsecond,
+ * orders them by (start, id) and fetches the page's rows by id, all in one
+ * read transaction (the rows cannot go between the walk and the fetch). */
+static int search_text(idx_t *idx, const idx_call_query_t *q, sqlite3_stmt *st, idx_call_fn fn,
+                       void *ctx, int *more)
+{
+    sqlite3_stmt *get = NULL;
+    search_key_t *keys = NULL;
+    idx_call_t *c = NULL;
+    size_t limit = search_limit(q), n = 0, cap = 0;
+    int ret = VG_OK, rc, began = 0;
+    if (sqlite3_get_autocommit(idx->db)) {
+        rc = sqlite3_exec(idx->db, "BEGIN", NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+            return idx_priv_db_fail(idx, rc, "begin call search");
+        began = 1;
+    }
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        search_key_t k = {sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 0)};
+        if (n > limit && k.start_us < keys[limit].start_us)
+            break;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 64;
+            keys = vg_realloc(keys, cap * sizeof(*keys));
+        }
+        keys[n++] = k;
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        ret = search_step_fail(idx, q, rc);
+        goto cleanup;
+    }
+    if (n > 1)
+        qsort(keys, n, sizeof(*keys), key_newer_first);
+    if (more)
+        *more = n > limit;
+    if (n > limit)
+        n = limit;
+    if (n && (ret = prepare(idx,
+                            "SELECT " CALL_COLUMNS " FROM call c JOIN source s"
+                            " ON s.id = c.source_id WHERE c.id = ?1",
+                            "prepare call search", &get)) != VG_OK)
+        goto cleanup;
+    c = vg_malloc(sizeof(*c));
+    for (size_t i = 0; i < n && ret == VG_OK; i++) {
+        if ((ret = idx_priv_bind_i64(idx, get, 1, keys[i].id)) != VG_OK)
+            break;
+        rc = sqlite3_step(get);
+        if (rc == SQLITE_ROW) {
+            fill_call(get, c);
+            fn(ctx, c);
+        } else {
+            ret = idx_priv_db_fail(idx, rc == SQLITE_DONE ? SQLITE_CORRUPT : rc, "call search");
+        }
+        sqlite3_reset(get);
+    }
+
+cleanup:
+    free(c);
+    free(keys);
+    sqlite3_finalize(get);
+    if (began)
+        sqlite3_exec(idx->db, ret == VG_OK ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
+    return ret;
+}
+
 int idx_call_search(idx_t *idx, const idx_call_query_t *q, idx_call_fn fn, void *ctx, int *more)
 {
     sqlite3_stmt *st = NULL;
     idx_call_t *c = NULL;
-    size_t limit = q->limit ? q->limit : 100, n = 0;
+    size_t limit = search_limit(q), n = 0;
+    int kind = search_kind(q);
     int ret, rc;
-    if (limit > SEARCH_MAX_LIMIT)
-        limit = SEARCH_MAX_LIMIT;
     if (more)
         *more = 0;
-    if ((ret = search_prepare(idx, q, "", &st)) != VG_OK)
+    if ((ret = search_prepare(idx, q, kind, "", &st)) != VG_OK)
         return ret;
+    if (kind == SEARCH_TEXT) {
+        ret = search_text(idx, q, st, fn, ctx, more);
+        sqlite3_finalize(st);
+        return ret;
+    }
     c = vg_malloc(sizeof(*c));
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (n == limit) {
@@ -613,15 +816,8 @@ int idx_call_search(idx_t *idx, const idx_call_query_t *q, idx_call_fn fn, void 
         fn(ctx, c);
         n++;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        /* A query FTS5 cannot parse is the caller's input, not a failure. */
-        if (q->text && *q->text && (rc & 0xff) == SQLITE_ERROR) {
-            vg_debug("index %s: call text search refused: %s", idx->path, sqlite3_errmsg(idx->db));
-            ret = VG_EINVAL;
-        } else {
-            ret = idx_priv_db_fail(idx, rc, "call search");
-        }
-    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        ret = search_step_fail(idx, q, rc);
     free(c);
     sqlite3_finalize(st);
     return ret;
@@ -635,7 +831,7 @@ int idx_call_explain(idx_t *idx, const idx_call_query_t *q, char *out, size_t ou
     if (!out || !out_size)
         return VG_EINVAL;
     out[0] = '\0';
-    int ret = search_prepare(idx, q, "EXPLAIN QUERY PLAN ", &st);
+    int ret = search_prepare(idx, q, search_kind(q), "EXPLAIN QUERY PLAN ", &st);
     if (ret != VG_OK)
         return ret;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {

@@ -118,6 +118,18 @@
  * on (source_id, start_us): start_us in [from - max_len, to). Without it the
  * lower bound would be open and a one-hour query deep in a 60-day archive
  * would walk every later segment of the source. */
+/* v20's text key (see there): 2^52 us, and the statement giving NEW's row
+ * the next free key of its microsecond (RAISE when all 2048 are taken). */
+#define IDX_FTS_START_MAX "4503599627370496"
+#define IDX_FTS_GROUP_MAX                                                               \
+    "(SELECT max(fts_key) FROM call WHERE fts_key >= NEW.start_us * 2048"             \
+    " AND fts_key < NEW.start_us * 2048 + 2048)"
+#define IDX_FTS_KEY_SET(cond)                                                           \
+    "SELECT RAISE(ABORT, 'too many calls with notes start in one microsecond')"       \
+    " WHERE " IDX_FTS_GROUP_MAX " = NEW.start_us * 2048 + 2047" cond ";"               \
+    "UPDATE call SET fts_key = COALESCE(" IDX_FTS_GROUP_MAX " + 1, NEW.start_us * 2048)" \
+    " WHERE id = NEW.id" cond ";"
+
 static const char *const migrations[] = {
     /* v1 */
     "CREATE TABLE source ("
@@ -707,6 +719,63 @@ static const char *const migrations[] = {
     "  DELETE FROM span WHERE source_id = OLD.id;"
     " END;"
     "UPDATE source SET span_dirty = 1;",
+    /* v20: call search bounded by the page, not by the matches
+     * (index/calls.c, the search). The text index is keyed by time:
+     * call.fts_key = start_us * 2048 + a sequence among the text-bearing
+     * calls of the same microsecond, so FTS5 hands its matches newest first
+     * (rowid descending) and a time range is a rowid range; the search
+     * stops after a page. The FTS5 table is contentless (its rowid is not
+     * call.id; the triggers pass the old text for deletes). fts_key stays
+     * NULL for calls without notes or tags and for starts past 2^52 us
+     * (year 2112, where the key would overflow); a 2049th text-bearing call
+     * in one microsecond is refused (RAISE) rather than left unsearchable.
+     * Trailing digits: the first four reversed digits with the start, so
+     * the newest calls of "*4567" come off the index in order (caller and
+     * callee walks merged); the longer reversed number rides along for
+     * longer suffixes. They replace the plain reversed-number indexes. */
+    "ALTER TABLE call ADD COLUMN fts_key INTEGER;"
+    "DROP TRIGGER call_fts_ins;"
+    "DROP TRIGGER call_fts_del;"
+    "DROP TRIGGER call_fts_upd;"
+    "DROP TABLE call_fts;"
+    "DROP INDEX call_caller_rev;"
+    "DROP INDEX call_callee_rev;"
+    "CREATE INDEX call_caller_rev4 ON call(substr(caller_rev, 1, 4), start_us, id, caller_rev)"
+    "  WHERE caller_rev <> '';"
+    "CREATE INDEX call_callee_rev4 ON call(substr(callee_rev, 1, 4), start_us, id, callee_rev)"
+    "  WHERE callee_rev <> '';"
+    "UPDATE call SET fts_key = k.key FROM (SELECT id, start_us * 2048 - 1"
+    "  + row_number() OVER (PARTITION BY start_us ORDER BY id) AS key,"
+    "  row_number() OVER (PARTITION BY start_us ORDER BY id) AS rn FROM call"
+    "  WHERE (notes <> '' OR tags <> '[]') AND start_us < " IDX_FTS_START_MAX ") AS k"
+    "  WHERE call.id = k.id AND k.rn <= 2048;"
+    "CREATE UNIQUE INDEX call_fts_key ON call(fts_key) WHERE fts_key IS NOT NULL;"
+    "CREATE VIRTUAL TABLE call_fts USING fts5(notes, tags, content='');"
+    "INSERT INTO call_fts(rowid, notes, tags) SELECT fts_key, notes, tags FROM call"
+    "  WHERE fts_key IS NOT NULL;"
+    "CREATE TRIGGER call_fts_ins AFTER INSERT ON call WHEN (NEW.notes <> '' OR NEW.tags <> '[]')"
+    "  AND NEW.start_us < " IDX_FTS_START_MAX " BEGIN "
+    IDX_FTS_KEY_SET("")
+    "  INSERT INTO call_fts(rowid, notes, tags) SELECT fts_key, notes, tags FROM call"
+    "   WHERE id = NEW.id;"
+    " END;"
+    "CREATE TRIGGER call_fts_del AFTER DELETE ON call WHEN OLD.fts_key IS NOT NULL BEGIN"
+    "  INSERT INTO call_fts(call_fts, rowid, notes, tags)"
+    "   VALUES ('delete', OLD.fts_key, OLD.notes, OLD.tags);"
+    " END;"
+    /* A PBX event's merge names notes and tags whether or not they change:
+     * WHEN leaves such rows alone. A new start moves the key. */
+    "CREATE TRIGGER call_fts_upd AFTER UPDATE OF notes, tags, start_us ON call"
+    "  WHEN OLD.notes <> NEW.notes OR OLD.tags <> NEW.tags OR OLD.start_us <> NEW.start_us"
+    "  BEGIN"
+    "  INSERT INTO call_fts(call_fts, rowid, notes, tags)"
+    "   SELECT 'delete', OLD.fts_key, OLD.notes, OLD.tags WHERE OLD.fts_key IS NOT NULL;"
+    "  UPDATE call SET fts_key = NULL WHERE id = NEW.id AND OLD.fts_key IS NOT NULL;"
+    IDX_FTS_KEY_SET(" AND (NEW.notes <> '' OR NEW.tags <> '[]') AND NEW.start_us < "
+                    IDX_FTS_START_MAX)
+    "  INSERT INTO call_fts(rowid, notes, tags) SELECT fts_key, notes, tags FROM call"
+    "   WHERE id = NEW.id AND fts_key IS NOT NULL;"
+    " END;",
 };
 
 #define IDX_SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

@@ -306,8 +306,18 @@ class Suite:
             assert cid in found, (spelled, found)
         found = [c["id"] for c in self.search("aud", number="*71234")["calls"]]
         assert cid in found, found
-        found = [c["id"] for c in self.search("aud", number="102")["calls"]]
-        assert cid in found, found  # a short extension is kept as it is
+        # a short extension is kept as it is; the import test's thousands of
+        # calls to 102 may start after this one (its line's recording began
+        # later): follow the cursor
+        found, after = [], None
+        for _ in range(20):
+            page = self.search("aud", number="102", limit=500,
+                               **({"after": after} if after else {}))
+            found += [c["id"] for c in page["calls"]]
+            after = page["next"]
+            if cid in found or not after:
+                break
+        assert cid in found, len(found)
         for bad in ("abc", "*", "*12a", "+7 912 77 77 12 34 56 78 99"):
             st, ans, _ = self.c["aud"].request("GET", "/api/v1/calls?" + q(number=bad))
             assert st == 400 and ans["error"]["code"] == "invalid_number", (bad, st, ans)

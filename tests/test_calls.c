@@ -5,6 +5,7 @@
  * and the query plans of the searches (indexes, not scans). */
 #include <check.h>
 #include <ftw.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,6 +294,13 @@ START_TEST(test_search_filters_and_cursor)
     q = (idx_call_query_t){.text = "\"loan\"", .limit = 10};
     g = search(&q, NULL);
     ck_assert(g.n == 2 && g.ids[0] == d && g.ids[1] == a);
+    /* text with bounds at the ends of time (the key range stays in int64) */
+    q = (idx_call_query_t){.text = "\"loan\"", .to_us = INT64_MAX, .limit = 10};
+    g = search(&q, NULL);
+    ck_assert(g.n == 2 && g.ids[0] == d && g.ids[1] == a);
+    q = (idx_call_query_t){.text = "\"loan\"", .from_us = INT64_MAX - 1, .to_us = INT64_MAX,
+                           .after_start_us = INT64_MAX - 1, .after_id = INT64_MAX, .limit = 10};
+    ck_assert_uint_eq(search(&q, NULL).n, 0);
     q = (idx_call_query_t){.sources = "line-2", .limit = 10};
     g = search(&q, NULL);
     ck_assert(g.n == 2 && g.ids[0] == d && g.ids[1] == c);
@@ -341,6 +349,37 @@ START_TEST(test_ties_page_by_id)
         q.after_id = row.id;
     }
     ck_assert_int_eq(total, 5);
+}
+END_TEST
+
+START_TEST(test_text_ties_moved_calls)
+{
+    /* x and y move into b's microsecond after b: their text keys come after
+     * b's though their ids are smaller; pages of one still follow the id */
+    int64_t x = add("line-1", "m1", 10, 5, NULL, NULL, "same words");
+    int64_t y = add("line-1", "m2", 20, 5, NULL, NULL, "same words");
+    int64_t b = add("line-1", "m3", 30, 5, NULL, NULL, "same words");
+    idx_call_t c;
+    idx_call_init(&c);
+    c.start_us = T0 + 30 * S;
+    c.end_us = T0 + 35 * S;
+    c.updated_us = T0;
+    ck_assert_int_eq(idx_call_update(g_idx, x, &c, IDX_CALL_F_START | IDX_CALL_F_END), VG_OK);
+    ck_assert_int_eq(idx_call_update(g_idx, y, &c, IDX_CALL_F_START | IDX_CALL_F_END), VG_OK);
+    int64_t want[] = {b, y, x};
+    idx_call_query_t q = {.text = "\"same\"", .limit = 1};
+    int more = 1;
+    size_t total = 0;
+    while (more) {
+        got_t g = search(&q, &more);
+        ck_assert_uint_eq(g.n, 1);
+        ck_assert_uint_lt(total, 3);
+        ck_assert_int_eq(g.ids[0], want[total++]);
+        q.after_start_us = T0 + 30 * S;
+        q.after_id = g.ids[0];
+    }
+    ck_assert_uint_eq(total, 3);
+    fts_consistent();
 }
 END_TEST
 
@@ -440,9 +479,22 @@ START_TEST(test_search_plans_use_indexes)
     idx_call_query_t q = {.number = "+79123456789", .limit = 50};
     ck_assert_int_eq(idx_call_explain(g_idx, &q, plan, sizeof(plan)), VG_OK);
     ck_assert_msg(strstr(plan, "call_caller") && strstr(plan, "call_callee"), "%s", plan);
+    /* two ordered walks merged (no sort of their matches), for a number
+     * and for four trailing digits or more */
+    ck_assert_msg(strstr(plan, "MERGE"), "%s", plan);
     q = (idx_call_query_t){.number_suffix = "4567", .limit = 50};
     ck_assert_int_eq(idx_call_explain(g_idx, &q, plan, sizeof(plan)), VG_OK);
-    ck_assert_msg(strstr(plan, "call_caller_rev") && strstr(plan, "call_callee_rev"), "%s", plan);
+    ck_assert_msg(strstr(plan, "call_caller_rev4") && strstr(plan, "call_callee_rev4") &&
+                  strstr(plan, "MERGE"), "%s", plan);
+    q = (idx_call_query_t){.number_suffix = "67", .limit = 50};
+    ck_assert_int_eq(idx_call_explain(g_idx, &q, plan, sizeof(plan)), VG_OK);
+    ck_assert_msg(strstr(plan, "call_caller_rev4") && strstr(plan, "call_callee_rev4"), "%s", plan);
+    /* the text index's own order, a time range its rowid range */
+    q = (idx_call_query_t){.text = "\"loan\"", .from_us = T0, .to_us = T0 + 86400 * S,
+                           .limit = 50};
+    ck_assert_int_eq(idx_call_explain(g_idx, &q, plan, sizeof(plan)), VG_OK);
+    ck_assert_msg(strstr(plan, "VIRTUAL TABLE") && strstr(plan, "call_fts_key") &&
+                  !strstr(plan, "TEMP B-TREE"), "%s", plan);
     q = (idx_call_query_t){.agent = "ivanova", .from_us = T0, .to_us = T0 + 86400 * S,
                            .limit = 50};
     ck_assert_int_eq(idx_call_explain(g_idx, &q, plan, sizeof(plan)), VG_OK);
@@ -450,6 +502,247 @@ START_TEST(test_search_plans_use_indexes)
     q = (idx_call_query_t){.limit = 50};
     ck_assert_int_eq(idx_call_explain(g_idx, &q, plan, sizeof(plan)), VG_OK);
     ck_assert_msg(strstr(plan, "call_start") && !strstr(plan, "TEMP B-TREE"), "%s", plan);
+}
+END_TEST
+
+/* ---- the search against a plain reference on random data ----
+ * Each way the search can take (merged number walks, the four-digit
+ * suffix walks and the shorter suffix filter, the text index keyed by
+ * start with its ties, the plain walks) pages through random calls with
+ * random filters, time ranges and page sizes; the pages put together must
+ * be the reference's list: every call the filters match, by start then id,
+ * newest first, from a model kept beside the index. The calls share
+ * microseconds (ties), numbers share trailing digits, and some are moved
+ * (new start, new notes) or deleted after they were written, so the text
+ * keys are made again by the triggers. */
+
+#define RND_CALLS 400
+
+typedef struct {
+    int64_t id, start_us, end_us;
+    int source; /* 1 or 2 */
+    char caller[24], callee[24], agent[8], notes[48], tags[32];
+    int gone;
+} model_call_t;
+
+static model_call_t g_model[RND_CALLS];
+static uint64_t g_rnd = 0x9e3779b97f4a7c15ull;
+
+static uint32_t rnd(uint32_t n)
+{
+    g_rnd = g_rnd * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(g_rnd >> 33) % n;
+}
+
+static const char *const rnd_numbers[] = {"+79120001234", "+79130001234", "+79125551234",
+                                          "+74951114567", "+79124564567", "101",
+                                          "1234", "+79990000001", ""};
+static const char *const rnd_words[] = {"alpha", "beta", "gamma", "delta"};
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+
+static void rnd_notes(model_call_t *m)
+{
+    m->notes[0] = '\0';
+    snprintf(m->tags, sizeof(m->tags), "[]");
+    if (rnd(3) == 0)
+        snprintf(m->notes, sizeof(m->notes), "%s %s", rnd_words[rnd(4)], rnd_words[rnd(4)]);
+    if (rnd(5) == 0)
+        snprintf(m->tags, sizeof(m->tags), "[\"%s\"]", rnd_words[rnd(4)]);
+}
+
+static void model_fill(void)
+{
+    for (int i = 0; i < RND_CALLS; i++) {
+        model_call_t *m = &g_model[i];
+        memset(m, 0, sizeof(*m));
+        /* few distinct starts: many calls share a microsecond */
+        m->start_us = T0 + (int64_t)rnd(50) * S + (rnd(4) == 0 ? 0 : (int64_t)rnd(3));
+        m->end_us = rnd(6) == 0 ? 0 : m->start_us + (int64_t)(1 + rnd(300)) * S;
+        m->source = 1 + (int)rnd(2);
+        snprintf(m->caller, sizeof(m->caller), "%s", rnd_numbers[rnd(NELEM(rnd_numbers))]);
+        snprintf(m->callee, sizeof(m->callee), "%s", rnd_numbers[rnd(NELEM(rnd_numbers))]);
+        snprintf(m->agent, sizeof(m->agent), "a%u", rnd(3));
+        rnd_notes(m);
+        idx_call_t c;
+        idx_call_init(&c);
+        snprintf(c.source, sizeof(c.source), "line-%d", m->source);
+        snprintf(c.call_id, sizeof(c.call_id), "r%d", i);
+        c.start_us = m->start_us;
+        c.end_us = m->end_us;
+        snprintf(c.caller, sizeof(c.caller), "%s", m->caller);
+        snprintf(c.callee, sizeof(c.callee), "%s", m->callee);
+        snprintf(c.agent, sizeof(c.agent), "%s", m->agent);
+        snprintf(c.notes, sizeof(c.notes), "%s", m->notes);
+        snprintf(c.tags, sizeof(c.tags), "%s", m->tags);
+        snprintf(c.origin, sizeof(c.origin), "pbx");
+        c.created_us = c.updated_us = T0;
+        int created = 0;
+        ck_assert_int_eq(idx_call_upsert(g_idx, &c, &m->id, &created), VG_OK);
+    }
+    /* later changes: new starts (the text key moves), new notes, deletions */
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(g_db, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 5000);
+    for (int i = 0; i < RND_CALLS; i++) {
+        model_call_t *m = &g_model[i];
+        uint32_t what = rnd(8);
+        idx_call_t c;
+        idx_call_init(&c);
+        c.updated_us = T0 + S;
+        if (what == 0) {
+            m->start_us = T0 + (int64_t)rnd(50) * S;
+            if (m->end_us && m->end_us < m->start_us)
+                m->end_us = m->start_us;
+            c.start_us = m->start_us;
+            c.end_us = m->end_us;
+            ck_assert_int_eq(idx_call_update(g_idx, m->id, &c,
+                                             IDX_CALL_F_START | (m->end_us ? IDX_CALL_F_END : 0)),
+                             VG_OK);
+        } else if (what == 1) {
+            rnd_notes(m);
+            snprintf(c.notes, sizeof(c.notes), "%s", m->notes);
+            snprintf(c.tags, sizeof(c.tags), "%s", m->tags);
+            ck_assert_int_eq(idx_call_update(g_idx, m->id, &c, IDX_CALL_F_NOTES | IDX_CALL_F_TAGS),
+                             VG_OK);
+        } else if (what == 2) {
+            char sql[64];
+            snprintf(sql, sizeof(sql), "DELETE FROM call WHERE id = %lld", (long long)m->id);
+            ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+            m->gone = 1;
+        }
+    }
+    sqlite3_close(db);
+}
+
+static int ends_with_digits(const char *num, const char *digits)
+{
+    char d[32];
+    size_t n = 0, k = strlen(digits);
+    for (const char *p = num; *p && n + 1 < sizeof(d); p++) {
+        if (*p >= '0' && *p <= '9')
+            d[n++] = *p;
+    }
+    d[n] = '\0';
+    return n >= k && strcmp(d + n - k, digits) == 0;
+}
+
+static int model_match(const model_call_t *m, const idx_call_query_t *q)
+{
+    if (m->gone)
+        return 0;
+    if ((q->from_us && m->start_us < q->from_us) || (q->to_us && m->start_us >= q->to_us))
+        return 0;
+    if (q->number && strcmp(m->caller, q->number) != 0 && strcmp(m->callee, q->number) != 0)
+        return 0;
+    if (q->number_suffix && !(m->caller[0] && ends_with_digits(m->caller, q->number_suffix)) &&
+        !(m->callee[0] && ends_with_digits(m->callee, q->number_suffix)))
+        return 0;
+    if (q->agent && strcmp(m->agent, q->agent) != 0)
+        return 0;
+    if (q->source && strcmp(q->source, m->source == 1 ? "line-1" : "line-2") != 0)
+        return 0;
+    if (q->min_us && (!m->end_us || m->end_us - m->start_us < q->min_us))
+        return 0;
+    if (q->text) {
+        /* q->text is "\"word\"": the words share no letters' runs */
+        char w[16];
+        snprintf(w, sizeof(w), "%.*s", (int)strlen(q->text) - 2, q->text + 1);
+        if (!strstr(m->notes, w) && !strstr(m->tags, w))
+            return 0;
+    }
+    return 1;
+}
+
+static int model_newer_first(const void *a, const void *b)
+{
+    const model_call_t *x = *(const model_call_t *const *)a, *y = *(const model_call_t *const *)b;
+    if (x->start_us != y->start_us)
+        return x->start_us < y->start_us ? 1 : -1;
+    return x->id < y->id ? 1 : -1;
+}
+
+typedef struct {
+    int64_t ids[RND_CALLS], starts[RND_CALLS];
+    size_t n;
+} all_t;
+
+static void collect_all(void *ctx, const idx_call_t *c)
+{
+    all_t *a = ctx;
+    ck_assert_uint_lt(a->n, RND_CALLS);
+    a->ids[a->n] = c->id;
+    a->starts[a->n++] = c->start_us;
+}
+
+static void check_query(idx_call_query_t q, int n_query)
+{
+    const model_call_t *ref[RND_CALLS];
+    size_t n_ref = 0;
+    for (int i = 0; i < RND_CALLS; i++) {
+        if (model_match(&g_model[i], &q))
+            ref[n_ref++] = &g_model[i];
+    }
+    qsort(ref, n_ref, sizeof(ref[0]), model_newer_first);
+    all_t *got = calloc(1, sizeof(*got));
+    int more = 1;
+    size_t pages = 0;
+    while (more) {
+        size_t before = got->n;
+        ck_assert_int_eq(idx_call_search(g_idx, &q, collect_all, got, &more), VG_OK);
+        ck_assert_uint_le(got->n - before, q.limit);
+        if (more)
+            ck_assert_uint_eq(got->n - before, q.limit);
+        if (got->n > before) {
+            q.after_start_us = got->starts[got->n - 1];
+            q.after_id = got->ids[got->n - 1];
+        }
+        ck_assert_uint_le(++pages, RND_CALLS + 1);
+    }
+    ck_assert_msg(got->n == n_ref, "query %d: %zu calls, the reference %zu", n_query, got->n,
+                  n_ref);
+    for (size_t i = 0; i < n_ref; i++)
+        ck_assert_msg(got->ids[i] == ref[i]->id, "query %d: row %zu is %lld, the reference %lld",
+                      n_query, i, (long long)got->ids[i], (long long)ref[i]->id);
+    free(got);
+}
+
+START_TEST(test_search_matches_reference)
+{
+    static const char *const suffixes[] = {"4", "34", "234", "1234", "01234", "4567", "64567",
+                                           "1", "101", "0001", "9990000001", "5555"};
+    static const char *const words[] = {"\"alpha\"", "\"beta\"", "\"gamma\"", "\"delta\"",
+                                        "\"omega\""};
+    model_fill();
+    fts_consistent();
+    for (int n = 0; n < 400; n++) {
+        idx_call_query_t q = {.limit = 1 + rnd(7)};
+        switch (rnd(4)) { /* the driving filter */
+        case 0:
+            q.number = rnd_numbers[rnd(NELEM(rnd_numbers) - 1)];
+            break;
+        case 1:
+            q.number_suffix = suffixes[rnd(NELEM(suffixes))];
+            break;
+        case 2:
+            q.text = words[rnd(NELEM(words))];
+            break;
+        default:
+            break;
+        }
+        if (rnd(3) == 0)
+            q.from_us = T0 + (int64_t)rnd(50) * S + (int64_t)rnd(3);
+        if (rnd(3) == 0)
+            q.to_us = T0 + (int64_t)rnd(50) * S + (int64_t)rnd(3);
+        if (rnd(4) == 0)
+            q.agent = rnd(2) ? "a1" : "a2";
+        if (rnd(5) == 0)
+            q.source = rnd(2) ? "line-1" : "line-2";
+        if (rnd(6) == 0)
+            q.min_us = (int64_t)rnd(200) * S;
+        if (rnd(6) == 0 && !q.text)
+            q.text = words[rnd(NELEM(words))];
+        check_query(q, n);
+    }
 }
 END_TEST
 
@@ -465,9 +758,11 @@ static Suite *calls_suite(void)
     tcase_add_test(tc, test_update_partial);
     tcase_add_test(tc, test_search_filters_and_cursor);
     tcase_add_test(tc, test_ties_page_by_id);
+    tcase_add_test(tc, test_text_ties_moved_calls);
     tcase_add_test(tc, test_announcement_and_unchecked);
     tcase_add_test(tc, test_sweep_with_audio_and_holds);
     tcase_add_test(tc, test_search_plans_use_indexes);
+    tcase_add_test(tc, test_search_matches_reference);
     suite_add_tcase(s, tc);
     return s;
 }

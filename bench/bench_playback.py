@@ -11,8 +11,10 @@
 
 on an index of --rows segment rows (default 8.64 M: 100 sources x 60 days x
 1440), bulk-loaded with plain SQLite after vigild made the schema. The media
-are real files recorded from the camera simulator; the synthetic rows point
-at hard links of them and carry their fragment tables.
+are real files recorded from the camera simulator (2 s segments), made into
+60 s files of their fragments as the recorder writes them by default (see
+lengthen); the synthetic rows point at hard links of those and carry their
+fragment tables, so the 24 h playlist has the size of a real one.
 
 With --dir D the archive is kept in D and a later run with the same D
 reuses it (generating 8.64 M rows takes minutes); its day is then the one
@@ -23,6 +25,7 @@ usage: bench_playback.py [--build DIR] [--rows N] [--results FILE] [--dir D]
 """
 import argparse
 import datetime
+import hashlib
 import http.client
 import json
 import os
@@ -103,6 +106,84 @@ def record(tmp):
     return v.data, got
 
 
+def varint(v):
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7f) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def read_varint(b, i):
+    v = shift = 0
+    while True:
+        c = b[i]
+        i += 1
+        v |= (c & 0x7f) << shift
+        shift += 7
+        if c < 0x80:
+            return v, i
+
+
+def decode_frags(blob):
+    """[(offset, size, key, start_us, dur_us)] of a fragment table blob
+    (archive/frags.c's format, version 1)."""
+    assert blob[0] == 1
+    n, i = read_varint(blob, 1)
+    out, end, media_end = [], 0, 0
+    for _ in range(n):
+        gap, i = read_varint(blob, i)
+        sk, i = read_varint(blob, i)
+        zs, i = read_varint(blob, i)
+        dur, i = read_varint(blob, i)
+        start = media_end + ((zs >> 1) ^ -(zs & 1))
+        out.append((end + gap, sk >> 1, sk & 1, start, dur))
+        end = end + gap + (sk >> 1)
+        media_end = start + dur
+    return out
+
+
+def encode_frags(frags):
+    out, end, media_end = bytearray([1]) + varint(len(frags)), 0, 0
+    for off, size, key, start, dur in frags:
+        d = start - media_end
+        out += varint(off - end) + varint(size << 1 | key) + varint(d << 1 if d >= 0 else
+                                                                     ((-d - 1) << 1) | 1)
+        out += varint(dur)
+        end, media_end = off + size, start + dur
+    return bytes(out)
+
+
+def lengthen(data, recorded, seconds):
+    """Files of `seconds` of media as the recorder writes them with 60 s
+    segments: the init part of a recorded 2 s file, then its fragments
+    (moof + mdat) repeated until the time is reached, with the table of
+    every copy. The copies repeat their sequence numbers and decode times
+    (no player plays them), but each byte range is a real fragment of the
+    size the camera simulator's stream gives."""
+    out = []
+    for n, (path, size, init_bytes, _sha, blob) in enumerate(recorded):
+        frags = decode_frags(blob)
+        with open(os.path.join(data, path), "rb") as f:
+            raw = f.read()
+        parts = [raw[:init_bytes]]
+        table, off, t = [], init_bytes, 0
+        while t < seconds * 1000000:
+            for o, sz, key, _st, dur in frags:
+                parts.append(raw[o:o + sz])
+                table.append((off, sz, key, t, dur))
+                off += sz
+                t += dur
+        body = b"".join(parts)
+        rel = "media/bench/long-%d.mp4" % n
+        with open(os.path.join(data, rel), "wb") as f:
+            f.write(body)
+        out.append((rel, len(body), init_bytes, hashlib.sha256(body).hexdigest(),
+                    encode_frags(table)))
+    return out
+
+
 def build_index(data, recorded, n_rows, now_us):
     """Adds synthetic rows: 100 sources x 1 day (one-minute segments) pointing
     at hard links of the recorded files, then filler rows up to n_rows."""
@@ -119,6 +200,7 @@ def build_index(data, recorded, n_rows, now_us):
     filler_days = max(0, n_rows // (N_SOURCES * per_source_day) - 1)
     link_dir = os.path.join(data, "media", "bench")
     os.makedirs(link_dir, exist_ok=True)
+    recorded = lengthen(data, recorded, MIN_US // 1000000)
     made = 0
     for si, name in enumerate(names):
         rows, frags = [], []
@@ -262,7 +344,7 @@ def main():
             assert st == 200, (st, body[:200])
             n_entries = body.count(b"#EXTINF")
             p50, p99 = percentiles([time_gets(c, path, 1)[0] for _ in range(200)])
-            lines.append("| playlist of 24 h (1440 segments, %d fragments) on %d rows | p50 %.1f ms, "
+            lines.append("| playlist of 24 h (1440 segments of 60 s, %d fragments) on %d rows | p50 %.1f ms, "
                          "p99 %.1f ms | p99 < 20 ms | %s |"
                          % (n_entries, made, p50, p99, "yes" if p99 < 20 else "no"))
             tl = "/api/v1/timeline?" + day
@@ -315,8 +397,9 @@ def main():
                              capture_output=True, text=True).stdout.strip()
         write_section(args.results, SECTION + "\n\n" + (
             "%s, git %s, by `python3 bench/bench_playback.py`; %d segment rows (100 sources; the "
-            "day measured has 1440 one-minute rows per source pointing at hard links of 2 s "
-            "files recorded from the camera simulator, with their fragment tables). Playlist and "
+            "day measured has 1440 one-minute rows per source pointing at hard links of 60 s "
+            "files made of the fragments of 2 s files recorded from the camera simulator, with "
+            "their fragment tables). Playlist and "
             "timeline: one request at a time over loopback (session cookie, audit row each). "
             "Load average (1/5/15 min) at the end: %s / %s / %s on 2 shared cores (other jobs "
             "running: p99 on such a machine is mostly the scheduler's).\n\n"

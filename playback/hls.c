@@ -179,7 +179,9 @@ static void program_date_time(buf_t *b, int64_t us)
  * comes with another hash and start. LRU, bounded in bytes; an entry in use
  * by a playlist being assembled is freed by its last user. */
 
-#define HLS_BUCKETS 4096
+/* 64 MiB holds ~19,000 entries of 60 s files, ~200,000 of 2 s ones: chains
+ * stay short either way (512 KiB of heads). */
+#define HLS_BUCKETS 65536
 
 typedef struct hls_entry {
     struct hls_entry *prev, *next; /* most recently used first */
@@ -232,7 +234,7 @@ void pb_hls_cache_free(pb_t *pb)
 static size_t hls_bucket(int64_t seg_id, unsigned conv)
 {
     uint64_t h = ((uint64_t)seg_id * 0x9E3779B97F4A7C15ULL) ^ conv;
-    return (size_t)(h >> 40) % HLS_BUCKETS;
+    return (size_t)(h >> 32) % HLS_BUCKETS;
 }
 
 static int hls_same(const hls_entry_t *e, const idx_segment_t *seg, unsigned conv, int hvc1)

@@ -310,6 +310,7 @@ static idx_t *playlist_index(int64_t *ids)
     ck_assert_int_eq(idx_open(db, 0, &idx), VG_OK);
     ck_assert_int_eq(idx_source_register(idx, "cam", "video"), VG_OK);
     arc_frag_t f[N_FRAGS];
+    ck_assert_int_eq(idx_begin(idx), VG_OK); /* one commit, not one fsync a row */
     for (int i = 0; i < N_SEGS; i++) {
         int64_t off = 700;
         for (int k = 0; k < N_FRAGS; k++) {
@@ -331,6 +332,7 @@ static idx_t *playlist_index(int64_t *ids)
         ids[i] = seg.id;
         free(blob);
     }
+    ck_assert_int_eq(idx_commit(idx), VG_OK);
     return idx;
 }
 
@@ -430,6 +432,7 @@ static Suite *playback_suite(void)
     tcase_add_test(tc, test_bundle_verify);
     suite_add_tcase(s, tc);
     tc = tcase_create("playlist");
+    tcase_set_timeout(tc, 30); /* an index with fsyncs, on a loaded machine */
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_playlist_cache_same_text);
     tcase_add_test(tc, test_playlist_cache_deleted_segment);

@@ -291,7 +291,7 @@ static int use_whole(const hls_entry_t *e, int64_t from_us, int64_t to_us)
 }
 
 /* The cached lines of seg, if there and the range takes it whole: a
- * reference the caller gives back with hls_release. */
+ * reference the caller gives back through pieces_free. */
 static hls_entry_t *hls_get(struct hls_cache *c, const idx_segment_t *seg, unsigned conv,
                             int hvc1, int64_t from_us, int64_t to_us)
 {

@@ -177,8 +177,9 @@ struct pb; /* pb_t, below */
  * PB_PLAYLIST_MAX_FRAGMENTS fragments. With pb (may be NULL), the lines of
  * each segment listed whole are kept in its playlist cache
  * (playlist_cache_bytes) and reused while the segment's row is the same. */
-int pb_playlist(struct pb *pb, idx_t *idx, const char *data_dir, const char *source, int64_t from_us,
-                int64_t to_us, unsigned wanted, char **out, size_t *len, size_t *n_segments);
+int pb_playlist(struct pb *pb, idx_t *idx, const char *data_dir, const char *source,
+                int64_t from_us, int64_t to_us, unsigned wanted, char **out, size_t *len,
+                size_t *n_segments);
 
 /* One stored file opened for the media route. */
 typedef struct {

@@ -1657,7 +1657,7 @@ static int prepare(struct web *w)
     pb_config_t pbc = {.data_dir = w->cfg.data_dir, .snapshot_workers = pc->snapshot_workers,
                        .snapshot_cache_bytes = (int64_t)pc->snapshot_cache_mib << 20,
                        .peaks_cache_bytes = 16u << 20,
-                       /* a day of one source's 60 s segments is ~2.6 MB */
+                       /* a day of one source's 60 s files: 2.5-5 MB of lines */
                        .playlist_cache_bytes = 64u << 20,
                        .transcode_max = pc->transcode_hevc ? pc->transcode_max : 0};
     if ((rc = pb_open(&pbc, &w->pb)) != VG_OK)

@@ -1674,17 +1674,16 @@ static int prepare(struct web *w)
 
 /* A few event-loop threads serve every connection (epoll); a request
  * waiting for its audit commit is suspended and holds none of them. Password
- * hashing does hold one for its ~0.1 s, so there are more threads than CPUs.
- * MHD_USE_TURBO: a socket is read or written at once rather than after
- * epoll says it is ready, and closed without shutdown(2); for the many small
- * keep-alive requests of a player (one byte range each) that saved about a
- * third of the time of each (bench/bench_playback.py, media byte ranges). */
+ * hashing does hold one for its ~0.1 s, so there are more threads than CPUs
+ * (twice: measured with one per CPU, media byte ranges were ~12% slower).
+ * MHD_USE_TURBO (no epoll round trip before a read or write, no shutdown(2)
+ * before close) was tried: the same CPU time per media request (43-47 us),
+ * so not worth closing without shutdown. */
 static struct MHD_Daemon *start_mhd(struct web *w, int fd, int family)
 {
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     intptr_t threads = cpus < 2 ? 4 : cpus > 8 ? 16 : 2 * cpus;
-    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG |
-                     MHD_USE_TURBO;
+    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (family == AF_INET6)
         flags |= MHD_USE_IPv6;
     if (w->tls)

@@ -284,16 +284,43 @@ def wrk(url_base, ranges, cookie, tmp, name, seconds=10):
 ROUNDS = 3
 
 
+def cpu_seconds(pid):
+    """User + system CPU time of pid and its children processes (nginx's
+    workers), threads included."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(d) == pid or int(fields[1]) == pid:  # fields[1]: the parent's pid
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
 def wrk_side_by_side(ours, theirs, tmp):
     """ROUNDS alternating 5 s runs of each (the load of a shared machine
     moves within seconds; one run of each after the other measured it as
-    much as the servers): the sums' ratio and each round's."""
-    runs = []
+    much as the servers): the means, each round's ratio, and each server's
+    CPU time per request (which other jobs on the machine change much less
+    than throughput)."""
+    runs, cpu = [], [0.0, 0.0]
     for i in range(ROUNDS):
-        runs.append((wrk(*ours, tmp, "ours", 5), wrk(*theirs, tmp, "nginx", 5)))
+        pair = []
+        for k, (url, ranges, cookie, pid) in enumerate((ours, theirs)):
+            c0 = cpu_seconds(pid)
+            rps, mb = wrk(url, ranges, cookie, tmp, ("ours", "nginx")[k], 5)
+            cpu[k] += cpu_seconds(pid) - c0
+            pair.append((rps, mb))
+        runs.append(pair)
     rps = [sum(r[k][0] for r in runs) / ROUNDS for k in (0, 1)]
     mb = [sum(r[k][1] for r in runs) / ROUNDS for k in (0, 1)]
-    return rps, mb, [r[0][0] / r[1][0] for r in runs]
+    us = [cpu[k] * 1e6 / (rps[k] * 5 * ROUNDS) for k in (0, 1)]
+    return rps, mb, [r[0][0] / r[1][0] for r in runs], us
 
 
 def nginx(root, port, tmp):
@@ -365,10 +392,14 @@ def main():
             st, body, _ = c.request("GET", path)
             assert st == 200, (st, body[:200])
             n_entries = body.count(b"#EXTINF")
+            c0 = cpu_seconds(v.proc.pid)
             p50, p99 = percentiles([time_gets(c, path, 1)[0] for _ in range(200)])
-            lines.append("| playlist of 24 h (1440 segments of 60 s, %d fragments) on %d rows | p50 %.1f ms, "
-                         "p99 %.1f ms | p99 < 20 ms | %s |"
-                         % (n_entries, made, p50, p99, "yes" if p99 < 20 else "no"))
+            cpu_ms = (cpu_seconds(v.proc.pid) - c0) * 1000 / 200
+            lines.append("| playlist of 24 h (1440 segments of 60 s, %d fragments, %.1f MB) on %d "
+                         "rows | p50 %.1f ms, p99 %.1f ms; vigild CPU %.1f ms per playlist | "
+                         "p99 < 20 ms | %s |"
+                         % (n_entries, len(body) / 1e6, made, p50, p99, cpu_ms,
+                            "yes" if p99 < 20 else "no"))
             tl = "/api/v1/timeline?" + day
             st, body, _ = c.request("GET", tl)
             assert st == 200 and len(body["sources"]) >= N_SOURCES, st
@@ -399,16 +430,17 @@ def main():
                 with open(os.path.join(tmp, "nginx.err")) as f:
                     print(f.read()[-2000:])
                 raise
-            (ours_rps, their_rps), (ours_mb, their_mb), each = wrk_side_by_side(
-                ("http://127.0.0.1:%d" % port, ours, c.cookie),
-                ("http://127.0.0.1:%d" % nport, theirs, ""), tmp)
+            (ours_rps, their_rps), (ours_mb, their_mb), each, us = wrk_side_by_side(
+                ("http://127.0.0.1:%d" % port, ours, c.cookie, v.proc.pid),
+                ("http://127.0.0.1:%d" % nport, theirs, "", ng.pid), tmp)
             ratio = ours_rps / their_rps
             lines.append("| media byte ranges (fragments of a 320x240 H.264 recording), wrk 64 "
                          "connections, %d alternating 5 s runs each: vigild %.0f req/s (%.1f MB/s) "
-                         "vs nginx %.0f req/s (%.1f MB/s); per round %s | %.2fx | >= 0.8x | %s |"
+                         "vs nginx %.0f req/s (%.1f MB/s); per round %s; CPU per request: vigild "
+                         "%.0f us, nginx %.0f us (%.2fx) | %.2fx | >= 0.8x | %s |"
                          % (ROUNDS, ours_rps, ours_mb, their_rps, their_mb,
-                            ", ".join("%.2fx" % x for x in each), ratio,
-                            "yes" if ratio >= 0.8 else "no"))
+                            ", ".join("%.2fx" % x for x in each), us[0], us[1], us[1] / us[0],
+                            ratio, "yes" if ratio >= 0.8 else "no"))
         finally:
             if ng:
                 ng.terminate()

@@ -6,6 +6,7 @@
 #include "playback/playback.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -165,7 +166,321 @@ static void program_date_time(buf_t *b, int64_t us)
     bprintf(b, "#EXT-X-PROGRAM-DATE-TIME:%s.%03dZ\n", day, (int)(us % 1000000 / 1000));
 }
 
-int pb_playlist(idx_t *idx, const char *data_dir, const char *source, int64_t from_us,
+/* ---- the playlist cache ----
+ * A closed segment's lines never change (its row and fragment table are
+ * written once; retention only deletes), and a 24 h playlist is ~86,000
+ * fragments of them (5 MB): so the lines of a segment listed whole (its
+ * init part, its date-time and every fragment) are kept, keyed by the row's
+ * fields they come from and the conversion asked for, and a playlist is
+ * mostly their concatenation, copied once into an answer of exactly its
+ * size (growing a buffer of megabytes cost more than writing the lines:
+ * copies and page faults). A deleted segment is no longer in the range
+ * query's answer, so its text is never used again and ages out; a reused id
+ * comes with another hash and start. LRU, bounded in bytes; an entry in use
+ * by a playlist being assembled is freed by its last user. */
+
+/* 64 MiB holds ~19,000 entries of 60 s files, ~200,000 of 2 s ones: chains
+ * stay short either way (512 KiB of heads). */
+#define HLS_BUCKETS 65536
+
+typedef struct hls_entry {
+    struct hls_entry *prev, *next; /* most recently used first */
+    struct hls_entry *chain;       /* same bucket */
+    int refs;                      /* the cache's (while listed) and users' */
+    int64_t seg_id, start_us, init_bytes;
+    char sha256[65];
+    unsigned conv;
+    int hvc1;
+    /* Whether the range takes the segment whole (use_whole): the earliest
+     * start of a keyframe fragment other than the first (INT64_MAX: none)
+     * and the latest start of any fragment, absolute */
+    int64_t key2_us, last_us;
+    int64_t max_dur;
+    int all_key;
+    size_t n_frags, len;
+    char text[];
+} hls_entry_t;
+
+struct hls_cache {
+    pthread_mutex_t lock;
+    hls_entry_t *bucket[HLS_BUCKETS];
+    hls_entry_t *head, *tail;
+    size_t bytes, max;
+};
+
+void pb_hls_cache_init(pb_t *pb)
+{
+    if (!pb->cfg.playlist_cache_bytes)
+        return;
+    pb->hls = vg_calloc(1, sizeof(*pb->hls));
+    pthread_mutex_init(&pb->hls->lock, NULL);
+    pb->hls->max = pb->cfg.playlist_cache_bytes;
+}
+
+void pb_hls_cache_free(pb_t *pb)
+{
+    struct hls_cache *c = pb->hls;
+    if (!c)
+        return;
+    for (hls_entry_t *e = c->head, *next; e; e = next) {
+        next = e->next;
+        free(e);
+    }
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+    pb->hls = NULL;
+}
+
+static size_t hls_bucket(int64_t seg_id, unsigned conv)
+{
+    uint64_t h = ((uint64_t)seg_id * 0x9E3779B97F4A7C15ULL) ^ conv;
+    return (size_t)(h >> 32) % HLS_BUCKETS;
+}
+
+static int hls_same(const hls_entry_t *e, const idx_segment_t *seg, unsigned conv, int hvc1)
+{
+    return e->seg_id == seg->id && e->conv == conv && e->hvc1 == hvc1 &&
+           e->start_us == seg->start_us && e->init_bytes == seg->init_bytes &&
+           strcmp(e->sha256, seg->sha256) == 0;
+}
+
+static void lru_unlink(struct hls_cache *c, hls_entry_t *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        c->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        c->tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void lru_front(struct hls_cache *c, hls_entry_t *e)
+{
+    e->next = c->head;
+    if (c->head)
+        c->head->prev = e;
+    c->head = e;
+    if (!c->tail)
+        c->tail = e;
+}
+
+/* Takes e out of the cache; freed now unless a playlist still uses it.
+ * lock held. */
+static void hls_drop(struct hls_cache *c, hls_entry_t *e)
+{
+    hls_entry_t **pp = &c->bucket[hls_bucket(e->seg_id, e->conv)];
+    while (*pp && *pp != e)
+        pp = &(*pp)->chain;
+    if (*pp)
+        *pp = e->chain;
+    lru_unlink(c, e);
+    c->bytes -= sizeof(hls_entry_t) + e->len;
+    if (--e->refs == 0)
+        free(e);
+}
+
+/* 1 when the fragment loop of pb_playlist would list every fragment of the
+ * segment: no later keyframe fragment starts at or before from_us and none
+ * starts at or after to_us. */
+static int use_whole(const hls_entry_t *e, int64_t from_us, int64_t to_us)
+{
+    return e->n_frags > 0 && e->key2_us > from_us && e->last_us < to_us;
+}
+
+/* The cached lines of seg, if there and the range takes it whole: a
+ * reference the caller gives back through pieces_free. */
+static hls_entry_t *hls_get(struct hls_cache *c, const idx_segment_t *seg, unsigned conv,
+                            int hvc1, int64_t from_us, int64_t to_us)
+{
+    hls_entry_t *hit = NULL;
+    pthread_mutex_lock(&c->lock);
+    for (hls_entry_t *e = c->bucket[hls_bucket(seg->id, conv)]; e; e = e->chain) {
+        if (!hls_same(e, seg, conv, hvc1))
+            continue;
+        if (use_whole(e, from_us, to_us)) {
+            e->refs++;
+            lru_unlink(c, e);
+            lru_front(c, e);
+            hit = e;
+        }
+        break;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return hit;
+}
+
+/* Keeps text with the figures of fig: the new entry, with a reference for
+ * the caller, or NULL when it is too large to keep. */
+static hls_entry_t *hls_put(struct hls_cache *c, const hls_entry_t *fig, const char *text,
+                            size_t len)
+{
+    size_t cost = sizeof(hls_entry_t) + len;
+    if (cost > c->max / 8)
+        return NULL; /* one segment must not take the cache */
+    hls_entry_t *n = vg_malloc(cost);
+    *n = *fig;
+    n->prev = n->next = n->chain = NULL;
+    n->refs = 2;
+    n->len = len;
+    memcpy(n->text, text, len);
+    pthread_mutex_lock(&c->lock);
+    for (hls_entry_t *e = c->bucket[hls_bucket(n->seg_id, n->conv)]; e; e = e->chain) {
+        if (e->seg_id == n->seg_id && e->conv == n->conv && e->hvc1 == n->hvc1) {
+            /* another request made it meanwhile, or the row is not the
+             * one it was made from: the newer replaces it */
+            hls_drop(c, e);
+            break;
+        }
+    }
+    hls_entry_t **head = &c->bucket[hls_bucket(n->seg_id, n->conv)];
+    n->chain = *head;
+    *head = n;
+    lru_front(c, n);
+    c->bytes += cost;
+    while (c->bytes > c->max && c->tail != n)
+        hls_drop(c, c->tail);
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
+/* The lines of fragments [first, last) of s (its init part and date-time
+ * first), with the figures the playlist's head needs in fig. */
+static void segment_lines(buf_t *b, const idx_segment_frags_t *s, const arc_frag_t *f,
+                          size_t first, size_t last, unsigned conv, int hvc1, hls_entry_t *fig)
+{
+    /* What a browser cannot play as stored is named through converted
+     * URIs: one per fragment, built on request (pb_convert). */
+    char q[32];
+    pb_convert_query(conv, q, sizeof(q));
+    size_t q_len = strlen(q);
+    char id[24];
+    size_t id_len = (size_t)snprintf(id, sizeof(id), "%" PRId64, s->seg.id);
+    if (conv)
+        bprintf(b, "#EXT-X-MAP:URI=\"media/%" PRId64 "?%s\"\n", s->seg.id, q);
+    else
+        bprintf(b, "#EXT-X-MAP:URI=\"media/%" PRId64 "%s\",BYTERANGE=\"%" PRId64 "@0\"\n",
+                s->seg.id, hvc1 ? "?init=hvc1" : "", s->seg.init_bytes);
+    program_date_time(b, s->seg.start_us + f[first].start_us);
+    fig->max_dur = 0;
+    fig->all_key = 1;
+    for (size_t k = first; k < last; k++) {
+        if (!f[k].key)
+            fig->all_key = 0;
+        if (f[k].dur_us > fig->max_dur)
+            fig->max_dur = f[k].dur_us;
+        BLIT(b, "#EXTINF:");
+        bseconds(b, f[k].dur_us);
+        if (conv) {
+            BLIT(b, ",\nmedia/");
+            bput(b, id, id_len);
+            BLIT(b, "?");
+            bput(b, q, q_len);
+            BLIT(b, "&frag=");
+            bi64(b, (int64_t)k);
+            BLIT(b, "\n");
+        } else {
+            BLIT(b, ",\n#EXT-X-BYTERANGE:");
+            bi64(b, f[k].size);
+            BLIT(b, "@");
+            bi64(b, f[k].offset);
+            BLIT(b, "\nmedia/");
+            bput(b, id, id_len);
+            BLIT(b, "\n");
+        }
+    }
+    fig->n_frags = last - first;
+}
+
+/* One listed segment's lines: a cached entry's, or made for this answer. */
+typedef struct {
+    const char *text;
+    size_t len;
+    hls_entry_t *ref;
+    char *own;
+} piece_t;
+
+/* The lines of s for [from_us, to_us) into *pc, with their figures in fig;
+ * VG_ENOTFOUND when it lists nothing (unreadable, or no fragment in the
+ * range). */
+static int segment_piece(struct hls_cache *cache, idx_t *idx, const char *data_dir,
+                         const idx_segment_frags_t *s, unsigned conv, int hvc1, int64_t from_us,
+                         int64_t to_us, piece_t *pc, hls_entry_t *fig)
+{
+    /* A row without its table is read from the file and the table stored
+     * (segment_frags), cached lines or not. */
+    hls_entry_t *e =
+        cache && s->frags ? hls_get(cache, &s->seg, conv, hvc1, from_us, to_us) : NULL;
+    if (e) {
+        *fig = *e;
+        *pc = (piece_t){.text = e->text, .len = e->len, .ref = e};
+        return VG_OK;
+    }
+    arc_frag_t *f = NULL;
+    size_t nf = 0, first = 0, last;
+    if (segment_frags(idx, data_dir, s, &f, &nf) != VG_OK)
+        return VG_ENOTFOUND; /* unreadable: left out, a gap */
+    /* From the keyframe fragment at or before from_us, to the last one
+     * starting before to_us. */
+    last = nf;
+    memset(fig, 0, sizeof(*fig));
+    fig->key2_us = INT64_MAX;
+    for (size_t k = 0; k < nf; k++) {
+        int64_t start = s->seg.start_us + f[k].start_us;
+        if (start <= from_us && f[k].key)
+            first = k;
+        if (start >= to_us && last == nf)
+            last = k;
+        if (k > 0 && f[k].key && start < fig->key2_us)
+            fig->key2_us = start;
+        if (k == 0 || start > fig->last_us)
+            fig->last_us = start;
+    }
+    if (first >= last) {
+        free(f);
+        return VG_ENOTFOUND;
+    }
+    buf_t b = {0};
+    segment_lines(&b, s, f, first, last, conv, hvc1, fig);
+    free(f);
+    if (cache && first == 0 && last == nf) {
+        fig->seg_id = s->seg.id;
+        fig->start_us = s->seg.start_us;
+        fig->init_bytes = s->seg.init_bytes;
+        snprintf(fig->sha256, sizeof(fig->sha256), "%s", s->seg.sha256);
+        fig->conv = conv;
+        fig->hvc1 = hvc1;
+        e = hls_put(cache, fig, b.p, b.len);
+    }
+    if (e) {
+        free(b.p);
+        *pc = (piece_t){.text = e->text, .len = e->len, .ref = e};
+    } else {
+        *pc = (piece_t){.text = b.p, .len = b.len, .own = b.p};
+    }
+    return VG_OK;
+}
+
+static void pieces_free(struct hls_cache *cache, piece_t *pc, size_t n)
+{
+    if (cache)
+        pthread_mutex_lock(&cache->lock);
+    for (size_t i = 0; i < n; i++) {
+        if (pc[i].ref && --pc[i].ref->refs == 0)
+            free(pc[i].ref);
+        free(pc[i].own);
+    }
+    if (cache)
+        pthread_mutex_unlock(&cache->lock);
+    free(pc);
+}
+
+#define DISCONTINUITY "#EXT-X-DISCONTINUITY\n"
+#define ENDLIST "#EXT-X-ENDLIST\n"
+
+int pb_playlist(pb_t *pb, idx_t *idx, const char *data_dir, const char *source, int64_t from_us,
                 int64_t to_us, unsigned wanted, char **out, size_t *len, size_t *n_segments)
 {
     if (!idx || !data_dir || !source || !out || !len || to_us <= from_us)
@@ -174,108 +489,69 @@ int pb_playlist(idx_t *idx, const char *data_dir, const char *source, int64_t fr
     *len = 0;
     if (n_segments)
         *n_segments = 0;
+    struct hls_cache *cache = pb ? pb->hls : NULL;
     idx_segment_frags_t *segs = NULL;
     size_t n = 0;
     int rc = idx_segments_frags_in_range(idx, source, from_us, to_us, PB_PLAYLIST_MAX_SEGMENTS,
                                          &segs, &n);
     if (rc != VG_OK)
         return rc;
-    buf_t body = {0};
+    piece_t *pc = vg_calloc(n ? n : 1, sizeof(*pc));
+    size_t n_pc = 0, listed = 0, body_len = 0;
     int64_t max_dur = 0;
-    int all_key = 1, listed_files = 0;
-    size_t listed = 0;
+    int all_key = 1;
     for (size_t i = 0; i < n; i++) {
         const idx_segment_frags_t *s = &segs[i];
-        arc_frag_t *f = NULL;
-        size_t nf = 0;
-        if (segment_frags(idx, data_dir, s, &f, &nf) != VG_OK)
-            continue; /* unreadable: left out, a gap */
-        /* From the keyframe fragment at or before from_us, to the last one
-         * starting before to_us. */
-        size_t first = 0, last = nf;
-        for (size_t k = 0; k < nf; k++) {
-            int64_t start = s->seg.start_us + f[k].start_us;
-            if (start <= from_us && f[k].key)
-                first = k;
-            if (start >= to_us && last == nf)
-                last = k;
-        }
-        /* What a browser cannot play as stored is named through converted
-         * URIs: one per fragment, built on request (pb_convert). */
         unsigned conv = pb_convert_for(s->seg.codecs, wanted);
-        char q[32];
-        pb_convert_query(conv, q, sizeof(q));
         int hvc1 = !(conv & PB_CONV_H264) && wants_hvc1(&s->seg);
-        char id[24];
-        size_t id_len = (size_t)snprintf(id, sizeof(id), "%" PRId64, s->seg.id);
-        for (size_t k = first; k < last; k++) {
-            int64_t start = s->seg.start_us + f[k].start_us;
-            if (k == first) {
-                /* A new file: its timestamps start anew, maybe with other
-                 * codecs, maybe after a gap. */
-                if (listed_files > 0)
-                    bprintf(&body, "#EXT-X-DISCONTINUITY\n");
-                if (conv)
-                    bprintf(&body, "#EXT-X-MAP:URI=\"media/%" PRId64 "?%s\"\n", s->seg.id, q);
-                else
-                    bprintf(&body,
-                            "#EXT-X-MAP:URI=\"media/%" PRId64 "%s\",BYTERANGE=\"%" PRId64
-                            "@0\"\n",
-                            s->seg.id, hvc1 ? "?init=hvc1" : "", s->seg.init_bytes);
-                program_date_time(&body, start);
-                listed_files++;
-            }
-            if (++listed > PB_PLAYLIST_MAX_FRAGMENTS) {
-                free(f);
-                idx_segment_frags_free(segs, n);
-                free(body.p);
-                return VG_EINVAL; /* the answer would be too large */
-            }
-            if (!f[k].key)
-                all_key = 0;
-            if (f[k].dur_us > max_dur)
-                max_dur = f[k].dur_us;
-            BLIT(&body, "#EXTINF:");
-            bseconds(&body, f[k].dur_us);
-            if (conv) {
-                BLIT(&body, ",\nmedia/");
-                bput(&body, id, id_len);
-                BLIT(&body, "?");
-                bput(&body, q, strlen(q));
-                BLIT(&body, "&frag=");
-                bi64(&body, (int64_t)k);
-                BLIT(&body, "\n");
-            } else {
-                BLIT(&body, ",\n#EXT-X-BYTERANGE:");
-                bi64(&body, f[k].size);
-                BLIT(&body, "@");
-                bi64(&body, f[k].offset);
-                BLIT(&body, "\nmedia/");
-                bput(&body, id, id_len);
-                BLIT(&body, "\n");
-            }
+        hls_entry_t fig;
+        if (segment_piece(cache, idx, data_dir, s, conv, hvc1, from_us, to_us, &pc[n_pc],
+                          &fig) != VG_OK)
+            continue;
+        body_len += pc[n_pc++].len;
+        listed += fig.n_frags;
+        if (listed > PB_PLAYLIST_MAX_FRAGMENTS) {
+            rc = VG_EINVAL; /* the answer would be too large */
+            break;
         }
-        free(f);
-        if (n_segments && first < last)
-            (*n_segments)++;
+        if (!fig.all_key)
+            all_key = 0;
+        if (fig.max_dur > max_dur)
+            max_dur = fig.max_dur;
     }
     idx_segment_frags_free(segs, n);
+    if (rc != VG_OK) {
+        pieces_free(cache, pc, n_pc);
+        return rc;
+    }
     /* EXTINF rounded to the nearest second must not exceed the target. */
     int64_t target = (max_dur + 500000) / 1000000;
     if (target < 1)
         target = 1;
-    buf_t b = {0};
-    bprintf(&b, "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-PLAYLIST-TYPE:VOD\n"
-                "#EXT-X-TARGETDURATION:%" PRId64 "\n#EXT-X-MEDIA-SEQUENCE:0\n",
+    buf_t head = {0};
+    bprintf(&head, "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-PLAYLIST-TYPE:VOD\n"
+                   "#EXT-X-TARGETDURATION:%" PRId64 "\n#EXT-X-MEDIA-SEQUENCE:0\n",
             target);
     /* Only true when every fragment listed starts on a keyframe (a cut forced
      * by fragment_max_seconds does not). */
     if (all_key)
-        bprintf(&b, "#EXT-X-INDEPENDENT-SEGMENTS\n");
-    if (body.len)
-        bput(&b, body.p, body.len);
-    BLIT(&b, "#EXT-X-ENDLIST\n");
-    free(body.p);
+        bprintf(&head, "#EXT-X-INDEPENDENT-SEGMENTS\n");
+    /* Each file after the first: its timestamps start anew, maybe with
+     * other codecs, maybe after a gap. */
+    size_t total = head.len + body_len + (n_pc ? n_pc - 1 : 0) * (sizeof(DISCONTINUITY) - 1) +
+                   sizeof(ENDLIST) - 1;
+    buf_t b = {.p = vg_malloc(total), .cap = total};
+    bput(&b, head.p, head.len);
+    free(head.p);
+    for (size_t i = 0; i < n_pc; i++) {
+        if (i > 0)
+            BLIT(&b, DISCONTINUITY);
+        bput(&b, pc[i].text, pc[i].len);
+    }
+    BLIT(&b, ENDLIST);
+    pieces_free(cache, pc, n_pc);
+    if (n_segments)
+        *n_segments = n_pc;
     *out = b.p;
     *len = b.len;
     return VG_OK;

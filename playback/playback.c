@@ -31,6 +31,7 @@ int pb_open(const pb_config_t *cfg, pb_t **out)
         pb->cfg.snapshot_workers = 1;
     pthread_mutex_init(&pb->lock, NULL);
     pb_snap_init(pb);
+    pb_hls_cache_init(pb);
     *out = pb;
     return VG_OK;
 }
@@ -46,6 +47,7 @@ void pb_close(pb_t *pb)
         free(e);
     }
     pb_snap_free(pb);
+    pb_hls_cache_free(pb);
     pthread_mutex_destroy(&pb->lock);
     free(pb->data_dir);
     free(pb);

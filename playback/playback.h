@@ -155,6 +155,8 @@ void pb_exporter_stop(pb_exporter_t *x);
 
 /* ---- HLS (playback/hls.c) ---- */
 
+struct pb; /* pb_t, below */
+
 /* A playlist names at most this many segments (24 h of 2 s segments). */
 #define PB_PLAYLIST_MAX_SEGMENTS 50000
 /* and at most this many fragments (about 15 MB of playlist). */
@@ -172,9 +174,12 @@ void pb_exporter_stop(pb_exporter_t *x);
  * "media/ID?audio=flac&frag=K" per fragment; see pb_convert). A range with no recording gives a
  * valid empty playlist. *out is malloc'd. VG_ENOTFOUND: unknown source;
  * VG_EINVAL: more than PB_PLAYLIST_MAX_SEGMENTS segments or
- * PB_PLAYLIST_MAX_FRAGMENTS fragments. */
-int pb_playlist(idx_t *idx, const char *data_dir, const char *source, int64_t from_us,
-                int64_t to_us, unsigned wanted, char **out, size_t *len, size_t *n_segments);
+ * PB_PLAYLIST_MAX_FRAGMENTS fragments. With pb (may be NULL), the lines of
+ * each segment listed whole are kept in its playlist cache
+ * (playlist_cache_bytes) and reused while the segment's row is the same. */
+int pb_playlist(struct pb *pb, idx_t *idx, const char *data_dir, const char *source,
+                int64_t from_us, int64_t to_us, unsigned wanted, char **out, size_t *len,
+                size_t *n_segments);
 
 /* One stored file opened for the media route. */
 typedef struct {
@@ -262,6 +267,7 @@ typedef struct {
     int64_t snapshot_cache_bytes;   /* bound of data_dir/cache/snapshots */
     size_t peaks_cache_bytes;       /* bound of the in-memory peaks cache */
     int transcode_max;              /* H.264 transcodes at once; beyond: VG_EBUSY */
+    size_t playlist_cache_bytes;    /* bound of the playlist text per segment (0: none) */
 } pb_config_t;
 
 typedef struct pb pb_t;

@@ -9,6 +9,7 @@
 #include "playback/playback.h"
 
 struct peaks_entry;
+struct hls_cache;
 
 /* What a snapshot request already resolved to: (segment, time, width) ->
  * the frame's pts, so a repeated request opens the cached file without
@@ -36,6 +37,7 @@ struct pb {
     char *snap_dir;              /* data_dir/cache/snapshots */
     pb_snap_memo_t *memo;
     int transcode_running;       /* H.264 transcodes in progress */
+    struct hls_cache *hls;       /* playlist text per segment (hls.c; own lock) */
 };
 
 /* One of the snapshot_workers decode slots (snapshots and peaks share
@@ -49,5 +51,9 @@ void pb_snap_init(pb_t *pb);
 int pb_segment_frags(idx_t *idx, const char *data_dir, int64_t segment_id, arc_frag_t **f,
                      size_t *n);
 void pb_snap_free(pb_t *pb);
+
+/* The playlist text cache (hls.c), made and freed with pb. */
+void pb_hls_cache_init(pb_t *pb);
+void pb_hls_cache_free(pb_t *pb);
 
 #endif

@@ -1,7 +1,10 @@
 /* Check suite for playback's evidence bundles: minisign signatures (format,
  * round trip, every tampering refused, accepted by Debian's minisign) and
  * bundle verification against a manifest (hand-built zips: a changed,
- * missing or extra file, a wrong SHA256SUMS, a manifest not signed). */
+ * missing or extra file, a wrong SHA256SUMS, a manifest not signed); and
+ * the HLS playlist's per-segment cache (the same text with and without it,
+ * cut ranges, eviction, a deleted segment). */
+#include "archive/archive.h"
 #include "core/errors.h"
 #include "core/key.h"
 #include "core/log.h"
@@ -290,6 +293,129 @@ START_TEST(test_bundle_verify)
 }
 END_TEST
 
+/* ---- the playlist cache ---- */
+
+#define MIN_US (60LL * 1000000)
+#define N_SEGS 20
+#define N_FRAGS 60
+#define T0 (1700000000LL * 1000000)
+
+/* N_SEGS one-minute segments of N_FRAGS 1 s fragments (a keyframe every
+ * other one) in a new index; ids[] gets their ids. */
+static idx_t *playlist_index(int64_t *ids)
+{
+    char db[192];
+    idx_t *idx = NULL;
+    snprintf(db, sizeof(db), "%s/index.db", g_dir);
+    ck_assert_int_eq(idx_open(db, 0, &idx), VG_OK);
+    ck_assert_int_eq(idx_source_register(idx, "cam", "video"), VG_OK);
+    arc_frag_t f[N_FRAGS];
+    ck_assert_int_eq(idx_begin(idx), VG_OK); /* one commit, not one fsync a row */
+    for (int i = 0; i < N_SEGS; i++) {
+        int64_t off = 700;
+        for (int k = 0; k < N_FRAGS; k++) {
+            f[k] = (arc_frag_t){.offset = off, .size = 1000 + 37 * k + i, .start_us = k * 1000000LL,
+                                .dur_us = 1000000, .key = k % 2 == 0};
+            off += f[k].size;
+        }
+        uint8_t *blob = NULL;
+        size_t len = 0;
+        ck_assert_int_eq(arc_frags_encode(f, N_FRAGS, &blob, &len), VG_OK);
+        idx_segment_t seg = {.start_us = T0 + i * MIN_US, .end_us = T0 + (i + 1) * MIN_US,
+                             .media_us = MIN_US, .bytes = off, .init_bytes = 700};
+        snprintf(seg.source, sizeof(seg.source), "cam");
+        snprintf(seg.codecs, sizeof(seg.codecs), "h264");
+        snprintf(seg.path, sizeof(seg.path), "media/cam/%d.mp4", i);
+        for (int c = 0; c < 64; c++)
+            seg.sha256[c] = "0123456789abcdef"[(i + c) % 16];
+        ck_assert_int_eq(idx_segment_insert_frags(idx, &seg, blob, len), VG_OK);
+        ids[i] = seg.id;
+        free(blob);
+    }
+    ck_assert_int_eq(idx_commit(idx), VG_OK);
+    return idx;
+}
+
+/* The playlist of [from, to) through pb equals the one made without a
+ * cache, twice (made, then from the cache). */
+static void same_playlist(pb_t *pb, idx_t *idx, int64_t from, int64_t to)
+{
+    char *want = NULL, *got = NULL;
+    size_t want_len = 0, got_len = 0, want_n = 0, got_n = 0;
+    ck_assert_int_eq(pb_playlist(NULL, idx, g_dir, "cam", from, to, 0, &want, &want_len, &want_n),
+                     VG_OK);
+    for (int pass = 0; pass < 2; pass++) {
+        ck_assert_int_eq(pb_playlist(pb, idx, g_dir, "cam", from, to, 0, &got, &got_len, &got_n),
+                         VG_OK);
+        ck_assert_uint_eq(got_n, want_n);
+        ck_assert_uint_eq(got_len, want_len);
+        ck_assert_int_eq(memcmp(got, want, want_len), 0);
+        free(got);
+    }
+    free(want);
+}
+
+START_TEST(test_playlist_cache_same_text)
+{
+    int64_t ids[N_SEGS];
+    idx_t *idx = playlist_index(ids);
+    /* 1 MiB holds every segment; 40 KiB about half (an entry is ~4 KiB):
+     * the oldest go while later ones come in */
+    size_t bounds[] = {1u << 20, 40u << 10};
+    for (size_t b = 0; b < sizeof(bounds) / sizeof(bounds[0]); b++) {
+        pb_config_t cfg = {.data_dir = g_dir, .snapshot_workers = 1,
+                           .playlist_cache_bytes = bounds[b]};
+        pb_t *pb = NULL;
+        ck_assert_int_eq(pb_open(&cfg, &pb), VG_OK);
+        same_playlist(pb, idx, T0, T0 + N_SEGS * MIN_US);
+        /* cut at both ends: from between keyframes, to inside a segment */
+        same_playlist(pb, idx, T0 + 2 * MIN_US + 30500000, T0 + 9 * MIN_US + 10000000);
+        /* then the whole range again: the cut segments' text was not kept
+         * as if whole */
+        same_playlist(pb, idx, T0, T0 + N_SEGS * MIN_US);
+        /* a range inside one segment, at a keyframe and between two */
+        same_playlist(pb, idx, T0 + 5 * MIN_US + 2000000, T0 + 5 * MIN_US + 3000000);
+        same_playlist(pb, idx, T0 + 5 * MIN_US + 3000000, T0 + 5 * MIN_US + 3500000);
+        pb_close(pb);
+    }
+    idx_close(idx);
+}
+END_TEST
+
+START_TEST(test_playlist_cache_deleted_segment)
+{
+    int64_t ids[N_SEGS];
+    idx_t *idx = playlist_index(ids);
+    pb_config_t cfg = {.data_dir = g_dir, .snapshot_workers = 1, .playlist_cache_bytes = 1u << 20};
+    pb_t *pb = NULL;
+    ck_assert_int_eq(pb_open(&cfg, &pb), VG_OK);
+    same_playlist(pb, idx, T0, T0 + N_SEGS * MIN_US); /* every segment cached */
+    /* phase one of the two-phase delete: the row is marked */
+    idx_segment_frags_t s;
+    ck_assert_int_eq(idx_segment_get(idx, ids[3], &s), VG_OK);
+    free(s.frags);
+    int64_t run = 0;
+    ck_assert_int_eq(idx_record_destruction(idx, T0 + 100 * MIN_US, "test", &s.seg, 1, INT64_MAX,
+                                            NULL, &run),
+                     VG_OK);
+    ck_assert_int_ne(run, 0);
+    char *text = NULL, uri[32];
+    size_t len = 0, n = 0;
+    ck_assert_int_eq(pb_playlist(pb, idx, g_dir, "cam", T0, T0 + N_SEGS * MIN_US, 0, &text, &len,
+                                 &n),
+                     VG_OK);
+    ck_assert_uint_eq(n, N_SEGS - 1);
+    snprintf(uri, sizeof(uri), "media/%lld\n", (long long)ids[3]);
+    ck_assert_ptr_null(memmem(text, len, uri, strlen(uri)));
+    snprintf(uri, sizeof(uri), "media/%lld\n", (long long)ids[4]);
+    ck_assert_ptr_nonnull(memmem(text, len, uri, strlen(uri)));
+    free(text);
+    same_playlist(pb, idx, T0, T0 + N_SEGS * MIN_US);
+    pb_close(pb);
+    idx_close(idx);
+}
+END_TEST
+
 static Suite *playback_suite(void)
 {
     Suite *s = suite_create("playback");
@@ -304,6 +430,12 @@ static Suite *playback_suite(void)
     tc = tcase_create("bundle");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_bundle_verify);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("playlist");
+    tcase_set_timeout(tc, 30); /* an index with fsyncs, on a loaded machine */
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_playlist_cache_same_text);
+    tcase_add_test(tc, test_playlist_cache_deleted_segment);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -100,7 +100,8 @@ void web_h_playlist(web_req_t *r)
         return;
     char *text = NULL;
     size_t len = 0, n = 0;
-    int rc = pb_playlist(r->idx, r->w->cfg.data_dir, name, from, to, wanted, &text, &len, &n);
+    int rc = pb_playlist(r->w->pb, r->idx, r->w->cfg.data_dir, name, from, to, wanted, &text,
+                         &len, &n);
     if (rc == VG_ENOTFOUND) {
         web_reply_error(r, 404, "not_found", "no such source");
         return;

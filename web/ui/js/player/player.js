@@ -8,7 +8,7 @@ import { t, fmtTime, utcToZoned, zonedToUtc } from '../i18n.js';
 import { app } from '../app.js';
 import { get } from '../api.js';
 import { Timeline, iso } from './timeline.js';
-import { VideoTrack, AudioTrack, NoRecording, hevcPlayable, isHevc } from './tracks.js';
+import { VideoTrack, AudioTrack, NoRecording, Superseded, hevcPlayable, isHevc } from './tracks.js';
 import { exportDialog, holdDialog } from './dialogs.js';
 
 export const SPEEDS = [0.25, 0.5, 1, 2, 4, 8, 16];
@@ -204,7 +204,8 @@ export class Player {
       tr.overlay.hidden = true;
       if (hard || tr.timeOf(ms) === null) await tr.seek(ms);
       if (tr instanceof AudioTrack) this.drawWave(tr);
-    } catch {
+    } catch (e) {
+      if (e instanceof Superseded) return; // a later seek of this track decides
       tr.overlay.hidden = false;
       tr.overlay.textContent = t('player.track_gap');
     }
@@ -355,6 +356,9 @@ export class Player {
       for (const tr of this.playable()) if (tr !== m && !tr.el.paused) tr.el.pause();
       return;
     }
+    // an open window grows ahead of playback; one that has ended is
+    // followed by the next
+    for (const tr of this.playable()) tr.keepAhead?.();
     if (m.nearEnd()) { this.seek(w + 1000); return; }
     if (m instanceof AudioTrack) {
       const land = this.timeline.land(m.name, w);

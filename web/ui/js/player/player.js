@@ -8,7 +8,7 @@ import { t, fmtTime, utcToZoned, zonedToUtc } from '../i18n.js';
 import { app } from '../app.js';
 import { get } from '../api.js';
 import { Timeline, iso } from './timeline.js';
-import { VideoTrack, AudioTrack, NoRecording, Superseded, hevcPlayable, isHevc } from './tracks.js';
+import { VideoTrack, AudioTrack, NoRecording, Superseded, Refused, hevcPlayable, isHevc } from './tracks.js';
 import { exportDialog, holdDialog } from './dialogs.js';
 
 export const SPEEDS = [0.25, 0.5, 1, 2, 4, 8, 16];
@@ -24,7 +24,7 @@ export function parseAt(text) {
 }
 
 export class Player {
-  // sources: [{name, kind, codec}], at: ms, link(ms): the page's URL at ms
+  // sources: [{name, kind, codec, transcode}], at: ms, link(ms): the page's URL at ms
   constructor(sources, at, link) {
     this.sources = sources;
     this.at = at;
@@ -106,6 +106,9 @@ export class Player {
     const tr = new VideoTrack(s.name, el);
     tr.overlay = overlay;
     tr.hevc = isHevc(s.codec);
+    // the server makes H.264 of it ([playback] transcode_hevc, unless the
+    // source is left out: GET /sources says per source)
+    tr.canTranscode = s.transcode !== false && !!(app.ui && app.ui.transcode_hevc);
     // A camera's G.711 sound comes inside its playlist's media, converted
     // to FLAC by the server, in sync with the video.
     this.tracks.push(tr);
@@ -128,7 +131,7 @@ export class Player {
     for (const tr of this.tracks) {
       if (tr instanceof VideoTrack && tr.hevc && !hevcPlayable(tr.el)) {
         // the server's H.264 transcode where it offers one, else words
-        if (app.ui && app.ui.transcode_hevc) tr.transcode = true;
+        if (tr.canTranscode) tr.transcode = true;
         else {
           tr.unplayable = true;
           this.hevcNotice(tr);
@@ -179,6 +182,13 @@ export class Player {
       else if (!first) this.say('');
     } catch (e) {
       if (gen !== this.seekGen) return;
+      if (m.transcode && e instanceof Refused) {
+        // the transcode refused after all (turned off meanwhile): words
+        m.unplayable = true;
+        this.hevcNotice(m);
+        this.seek(ms, first);
+        return;
+      }
       this.say(e instanceof NoRecording ? t('player.no_recording', { at: fmtTime(iso(ms)) }) : String(e.message), 'error');
       return;
     }

@@ -32,6 +32,8 @@ async function hlsLib() {
 export class NoRecording extends Error {}
 // a later open of the same track took over
 export class Superseded extends Error {}
+// the server will not make what was asked (403: the transcode is off)
+export class Refused extends Error {}
 
 // with the access reason given on this page, if any ([server] require_access_reason)
 function url(name, what) { return withReasonParam(`/api/v1/sources/${encodeURIComponent(name)}/${what}`); }
@@ -43,7 +45,7 @@ async function fetchPlaylist(src) {
   if (!res.ok) {
     let msg = res.statusText;
     try { msg = (await res.json()).error.message; } catch { /* not JSON */ }
-    throw new Error(msg);
+    throw res.status === 403 ? new Refused(msg) : new Error(msg);
   }
   const text = await res.text();
   return text.includes('#EXTINF') ? text : null;
@@ -109,8 +111,7 @@ export class VideoTrack {
     this.win = [from, to];
     this.text = null;
     this.served = null;
-    // the window ends at the present: nothing to grow into
-    this.ended = to >= Date.now() - 5000;
+    this.ended = false;
     const got = fetchPlaylist(src);
     const L = await hlsLib();
     if (gen !== this.gen) throw new Superseded();
@@ -207,10 +208,11 @@ export class VideoTrack {
 
   // Called as playback goes: with less than LEAD s of media left in an
   // open window, the next STEP of it (across a longer gap: from the next
-  // recording on). A window that cannot grow ends (ENDLIST): past its end
-  // the player opens the next one by a seek.
+  // recording on; at the present: what has been recorded since, asked
+  // again every few seconds). A window that cannot grow ends (ENDLIST):
+  // past its end the player opens the next one by a seek.
   async keepAhead() {
-    if (!this.hls || this.ended || this.growing || !this.win || Date.now() < (this.retryAt || 0)) return;
+    if (!this.hls || this.ended || this.growing || !this.text || Date.now() < (this.retryAt || 0)) return;
     const last = this.frags[this.frags.length - 1];
     if (!last || last.start + last.duration - this.el.currentTime > LEAD) return;
     this.growing = true;
@@ -218,7 +220,8 @@ export class VideoTrack {
     try {
       let next = Math.min(to + STEP, Date.now());
       let text = await fetchPlaylist(this.playlistUrl(from, next));
-      if (text !== null && body(text).length <= body(this.text).length && next < Date.now() - 5000) {
+      const present = () => next >= Date.now() - 5000;
+      if (text !== null && body(text).length <= body(this.text).length && !present()) {
         // nothing recorded in the step: the next span after it, if any
         const tl = await fetch(`/api/v1/timeline?from=${iso(next)}&to=${iso(Math.min(next + 24 * 3600e3, Date.now()))}&sources=${encodeURIComponent(this.name)}`,
           { credentials: 'same-origin' }).then((r) => (r.ok ? r.json() : null));
@@ -234,11 +237,13 @@ export class VideoTrack {
         this.text = text;
         this.win = [from, next];
       }
-      // ends: nothing more, a playlist that is not the old one continued
-      // (a segment deleted meanwhile), the present reached, or long enough
-      if (!grown || next >= Date.now() - 5000 || next - from >= MAX_WINDOW) {
+      if (!grown && present() && text !== null && body(text) === body(this.text)) {
+        this.retryAt = Date.now() + 3000; // at the present: nothing new yet
+      } else if (!grown || next - from >= MAX_WINDOW) {
+        // nothing more, a playlist that is not the old one continued (a
+        // segment deleted meanwhile), or long enough
         this.ended = true;
-        this.text = this.text.includes('#EXT-X-ENDLIST') ? this.text : this.text + '#EXT-X-ENDLIST\n';
+        if (!this.text.includes('#EXT-X-ENDLIST')) this.text += '#EXT-X-ENDLIST\n';
       }
       this.answer();
     } catch {

@@ -152,9 +152,10 @@ export class Player {
     const r = app.ui && app.ui.rtsp;
     tr.overlay.hidden = false;
     tr.overlay.className = 'track-msg hevc';
+    // (replaceChildren takes nodes and strings only: no arrays, no null)
     tr.overlay.replaceChildren(t('player.hevc'), ' ',
       h('a', { href: clip, download: '', text: t('player.hevc_clip') }),
-      r ? [' · ', h('a', { href: `${r.scheme}://${location.hostname}:${r.port}/${tr.name}`, text: t('player.hevc_rtsp') })] : null);
+      ...(r ? [' · ', h('a', { href: `${r.scheme}://${location.hostname}:${r.port}/${tr.name}`, text: t('player.hevc_rtsp') })] : []));
     tr.el.hidden = true;
   }
 

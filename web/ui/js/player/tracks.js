@@ -112,7 +112,9 @@ export class VideoTrack {
     this.text = null;
     this.served = null;
     this.ended = false;
+    this.retryAt = 0;
     const got = fetchPlaylist(src);
+    got.catch(() => {}); // handled below, maybe after the library has loaded
     const L = await hlsLib();
     if (gen !== this.gen) throw new Superseded();
     if (L.isSupported()) {

@@ -1290,6 +1290,7 @@ static void add_source(parser_t *p, const char *name)
     src->call_gap_seconds = 8;
     src->call_min_seconds = 2;
     src->announcement = NULL;
+    src->no_transcode = 0;
     p->source_index = cfg->n_sources++;
     p->section = SEC_SOURCE;
 }

@@ -171,6 +171,15 @@ def main():
         r["shown"], r["seeks"],
         "yes" if r["p50_ms"] is not None and r["p50_ms"] < 500 and r["shown"] == r["seeks"]
         else "no")
+    text += ("\nWhere the time went (medians, ms; the seeks that opened a new window asked for a "
+             "playlist, the others were held by the window already open):\n\n"
+             "| seeks | n | first frame | playlist answered | page's own work | first media byte | "
+             "media to frame |\n|---|---|---|---|---|---|---|\n")
+    for what, key in (("opened a window", "opened"), ("within the window", "held")):
+        b = r.get(key) or {}
+        text += "| %s | %d | %s | %s | %s | %s | %s |\n" % (
+            what, b.get("n", 0), fmt(b.get("ms")), fmt(b.get("playlist_ms")), fmt(b.get("page_ms")),
+            fmt(b.get("first_byte_ms")), fmt(b.get("frame_ms")))
     if r["failed"]:
         text += "\nSeeks without a frame within 20 s: %s\n" % json.dumps(r["failed"])
     print(text)

@@ -764,6 +764,21 @@ static int set_relay_allow_plain(parser_t *p, const char *key, const char *value
     return VG_OK;
 }
 
+/* [source] transcode = yes (default) | no: whether [playback] transcode_hevc
+ * may make H.264 of this camera for browsers (a large H.265 camera can be
+ * left out, its viewers get the clip and the RTSP link). */
+static int set_source_transcode(parser_t *p, const char *key, const char *value)
+{
+    char buf[256];
+    vg_source_config_t *src = &p->cfg->sources[p->source_index];
+    if (strcmp(value, "yes") != 0 && strcmp(value, "no") != 0) {
+        fail_at(p, p->lineno, "%s must be yes or no, got '%s'", key, shown(value, buf, sizeof(buf)));
+        return VG_ECONFIG;
+    }
+    src->no_transcode = strcmp(value, "no") == 0;
+    return VG_OK;
+}
+
 static int set_source_relay(parser_t *p, const char *key, const char *value)
 {
     char buf[256];
@@ -1168,6 +1183,7 @@ static const key_spec_t source_keys[] = {
     {"call_gap_seconds", set_call_gap},
     {"call_min_seconds", set_call_min},
     {"announcement", set_source_announcement},
+    {"transcode", set_source_transcode},
     {NULL, NULL},
 };
 static const key_spec_t queue_keys[] = {
@@ -1274,6 +1290,7 @@ static void add_source(parser_t *p, const char *name)
     src->call_gap_seconds = 8;
     src->call_min_seconds = 2;
     src->announcement = NULL;
+    src->no_transcode = 0;
     p->source_index = cfg->n_sources++;
     p->section = SEC_SOURCE;
 }

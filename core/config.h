@@ -26,6 +26,7 @@ typedef struct {
     int call_gap_seconds;     /* a silence this long ends a vad call (1..600, default 8) */
     int call_min_seconds;     /* shorter vad calls are dropped (0..600, default 2) */
     char *announcement;       /* this line's reference announcement WAV; NULL: [calls] */
+    int no_transcode;         /* transcode = no: no H.264 made of this H.265 camera for browsers */
 } vg_source_config_t;
 
 /* [desk NAME] (calls): a workplace's audio lines and the cameras that see it. */

@@ -166,7 +166,10 @@ def main():
         cam = Camsim()
         sources = [("hall-1", cam.url("h264"), "video"), ("hall-2", cam.url("h265"), "video"),
                    ("line-1", cam.url("line-pcma"), "audio"), ("gate-1", cam.url("cam-g711"), "video"),
-                   ("yard-1", cam.url("flaky"), "video")]
+                   ("yard-1", cam.url("flaky"), "video"),
+                   # an H.265 camera left out of the transcode ([source] transcode = no):
+                   # the player's words, clip and RTSP link (tests/ui/player_window.test.js)
+                   ("hall-3", cam.url("h265"), "video")]
         # a copy of the UI with symlinks out of it and a dot file, for check_static
         ui = os.path.join(tmp, "ui")
         shutil.copytree(UI_DIR, ui)
@@ -181,9 +184,13 @@ def main():
         live = "[live]\nenabled = yes\nmax_viewers = 64\nmax_viewers_per_user = 16\n"
         # the player's H.265 -> H.264 transcode (tests/ui/playback.test.js)
         live += "[playback]\ntranscode_hevc = yes\ntranscode_max = 2\n"
+        # the relay, for the player's RTSP link of an H.265 camera (player_window.test.js)
+        live += "[relay]\nrtsp_listen = 127.0.0.1:%d\n" % integration.free_port()
         v = WebVigil(os.path.join(tmp, "v"), sources,
                      "http_listen = 127.0.0.1:%d\nui_dir = %s\ntimezone = Europe/Moscow\n"
                      % (port, ui), extra=live)
+        with open(v.conf, "a") as f:  # the last section written is hall-3's
+            f.write("transcode = no\n")
         for name, role, srcs in [("admin", "admin", None), ("guard", "security", None),
                                  ("inv", "investigator", None), ("locked", "security", None),
                                  ("qaaud", "auditor", None)]:
@@ -198,7 +205,7 @@ def main():
         v.start()
         rc = 1
         try:
-            wait_for("sources recording", lambda: sources_recording(port, 5), 60, interval=0.5)
+            wait_for("sources recording", lambda: sources_recording(port, len(sources)), 60, interval=0.5)
             gap = make_gap(v, cam, "yard-1")
             log("ui: a gap of %.1f s in yard-1's recording" % (gap["end"] - gap["start"]))
             check_static(port)

@@ -775,6 +775,14 @@ START_TEST(test_playback_keys)
     expect_error_at("[playback]\ntranscode_hevc = maybe\n", 2);
     expect_error_at("[playback]\ntranscode_max = 0\n", 2);
     expect_error_at("[playback]\ntranscode_max = 65\n", 2);
+    /* a camera left out of it: [source] transcode = no (default yes) */
+    ck_assert_int_eq(load("[source a]\nurl = rtsp://h/a\n[source b]\nurl = rtsp://h/b\n"
+                          "transcode = no\n[source c]\nurl = rtsp://h/c\ntranscode = yes\n"), VG_OK);
+    ck_assert_int_eq(cfg.sources[0].no_transcode, 0);
+    ck_assert_int_eq(cfg.sources[1].no_transcode, 1);
+    ck_assert_int_eq(cfg.sources[2].no_transcode, 0);
+    vg_config_free(&cfg);
+    expect_error_at("[source a]\nurl = rtsp://h/a\ntranscode = off\n", 3);
 }
 END_TEST
 

@@ -162,15 +162,19 @@ static json_t *source_json(web_req_t *r, const idx_source_stats_t *s)
     const char *from = "config";
     keep_days(r, s->source, &days, &from);
     double depth = s->oldest_us ? (double)(r->now_us - s->oldest_us) / (double)DAY_US : 0.0;
+    /* the server's H.264 of an H.265 camera for browsers ([playback]
+     * transcode_hevc, unless [source] transcode = no) */
+    const vg_source_config_t *sc = vg_config_find_source(r->cfg, s->source);
+    int transcode = r->cfg->playback.transcode_hevc && !(sc && sc->no_transcode);
     /* last_error quotes what a camera or libav said: not ours to trust. */
-    return json_pack("{ss ss ss so* so* sI so so sf si ss so so}", "name", s->source, "kind", s->kind,
+    return json_pack("{ss ss ss so* so* sI so so sf si ss so so sb}", "name", s->source, "kind", s->kind,
                      "status", st.state, "last_error",
                      st.last_error[0] ? web_json_text(st.last_error) : NULL, "codec",
                      st.codecs[0] ? web_json_text(st.codecs) : NULL, "bitrate_bps",
                      (json_int_t)st.bitrate_bps, "oldest", web_time_json(s->oldest_us), "newest",
                      web_time_json(s->newest_us), "depth_days", depth, "keep_days", days,
                      "keep_days_from", from, "relay", st.relay ? st.relay : json_null(), "live",
-                     web_live_source_json(r, s->source));
+                     web_live_source_json(r, s->source), "transcode", transcode);
 }
 
 /* Sources the index knows (vigild registers every configured one). */

@@ -69,8 +69,9 @@ static char *with_reason(const char *text, size_t len, const char *reason, size_
 }
 
 /* video=h264 (the H.265 transcode), when [playback] transcode_hevc allows
- * it; answers and returns VG_EINVAL otherwise. */
-static int video_param(web_req_t *r, unsigned *conv)
+ * it and the source is not left out ([source] transcode = no); answers and
+ * returns VG_EINVAL otherwise. */
+static int video_param(web_req_t *r, const char *name, unsigned *conv)
 {
     const char *v = web_query_get(&r->target, "video");
     if (!v)
@@ -82,6 +83,12 @@ static int video_param(web_req_t *r, unsigned *conv)
     if (!r->cfg->playback.transcode_hevc) {
         web_reply_error(r, 403, "transcode_disabled",
                         "H.265 to H.264 transcoding is off ([playback] transcode_hevc = no)");
+        return VG_EINVAL;
+    }
+    const vg_source_config_t *src = vg_config_find_source(r->cfg, name);
+    if (src && src->no_transcode) {
+        web_reply_error(r, 403, "transcode_disabled",
+                        "H.265 to H.264 transcoding is off for this source ([source] transcode = no)");
         return VG_EINVAL;
     }
     *conv |= PB_CONV_H264;
@@ -96,7 +103,7 @@ void web_h_playlist(web_req_t *r)
     if (!name || web_req_range(r, r->now_us - HOUR_US, r->now_us, &from, &to) != VG_OK)
         return;
     unsigned wanted = 0;
-    if (video_param(r, &wanted) != VG_OK)
+    if (video_param(r, name, &wanted) != VG_OK)
         return;
     char *text = NULL;
     size_t len = 0, n = 0;
@@ -189,7 +196,7 @@ static void converted_media(web_req_t *r, const char *name, const char *kind, in
     }
     if (audio)
         conv |= PB_CONV_FLAC;
-    if (video_param(r, &conv) != VG_OK)
+    if (video_param(r, name, &conv) != VG_OK)
         return;
     if (!conv) {
         web_reply_error(r, 400, "invalid_parameter", "frag goes with audio=flac or video=h264");

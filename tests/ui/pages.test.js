@@ -56,7 +56,7 @@ for (const [path, h1, name] of adminPages) {
     }
     if (name === 'users') assert.match(await page.textContent('main table'), /guard/);
     if (name === 'audit') assert.match(await page.textContent('main table'), /login/);
-    if (name === 'admin-sources') assert.equal(await page.locator('main input[type=number]').count(), 5);
+    if (name === 'admin-sources') assert.equal(await page.locator('main input[type=number]').count(), 6);
     await axe(page, path);
     await shot(page, name);
     await page.setViewportSize({ width: 390, height: 844 });
@@ -70,7 +70,7 @@ test('security role: no admin menu, admin URLs say not found', async () => {
   const page = await as(browser, 'guard');
   const menu = await page.textContent('nav');
   assert.doesNotMatch(menu, /Пользователи|Хранилище|Журнал аудита|Удержания/);
-  assert.equal(await page.locator('main tbody tr').count(), 4, 'video sources only');
+  assert.equal(await page.locator('main tbody tr').count(), 5, 'video sources only');
   for (const path of ['/admin/users', '/admin/storage', '/admin/audit', '/holds']) {
     await go(page, path);
     await page.waitForSelector('h1:has-text("Страница не найдена")');

@@ -47,7 +47,7 @@ export async function render(m) {
     throw e;
   }
   const at = parseAt(new URLSearchParams(location.search).get('at'));
-  const player = new Player([{ name: s.name, kind: s.kind, codec: s.codec }], at,
+  const player = new Player([{ name: s.name, kind: s.kind, codec: s.codec, transcode: s.transcode }], at,
     (ms) => `/sources/${encodeURIComponent(s.name)}?at=${iso(ms)}`);
   // started once the page is in the document
   requestAnimationFrame(() => player.start().catch((e) => player.say(String(e.message || e), 'error')));

@@ -20,7 +20,7 @@ export async function render() {
   const dropped = wanted.filter((n) => !chosen.some((s) => s.name === n));
   if (!chosen.length) return picker(all, t('view.pick'));
   const names = chosen.map((s) => s.name).join(',');
-  const player = new Player(chosen.map((s) => ({ name: s.name, kind: s.kind, codec: s.codec })),
+  const player = new Player(chosen.map((s) => ({ name: s.name, kind: s.kind, codec: s.codec, transcode: s.transcode })),
     parseAt(q.get('at')), (ms) => `/view?sources=${encodeURIComponent(names)}&at=${iso(ms)}`);
   requestAnimationFrame(() => player.start().catch((e) => player.say(String(e.message || e), 'error')));
   return [heading(t('view.title')),

@@ -8,7 +8,7 @@ import { t, fmtTime, utcToZoned, zonedToUtc } from '../i18n.js';
 import { app } from '../app.js';
 import { get } from '../api.js';
 import { Timeline, iso } from './timeline.js';
-import { VideoTrack, AudioTrack, NoRecording, hevcPlayable, isHevc } from './tracks.js';
+import { VideoTrack, AudioTrack, NoRecording, Superseded, Refused, hevcPlayable, isHevc } from './tracks.js';
 import { exportDialog, holdDialog } from './dialogs.js';
 
 export const SPEEDS = [0.25, 0.5, 1, 2, 4, 8, 16];
@@ -24,7 +24,7 @@ export function parseAt(text) {
 }
 
 export class Player {
-  // sources: [{name, kind, codec}], at: ms, link(ms): the page's URL at ms
+  // sources: [{name, kind, codec, transcode}], at: ms, link(ms): the page's URL at ms
   constructor(sources, at, link) {
     this.sources = sources;
     this.at = at;
@@ -106,6 +106,9 @@ export class Player {
     const tr = new VideoTrack(s.name, el);
     tr.overlay = overlay;
     tr.hevc = isHevc(s.codec);
+    // the server makes H.264 of it ([playback] transcode_hevc, unless the
+    // source is left out: GET /sources says per source)
+    tr.canTranscode = s.transcode !== false && !!(app.ui && app.ui.transcode_hevc);
     // A camera's G.711 sound comes inside its playlist's media, converted
     // to FLAC by the server, in sync with the video.
     this.tracks.push(tr);
@@ -128,7 +131,7 @@ export class Player {
     for (const tr of this.tracks) {
       if (tr instanceof VideoTrack && tr.hevc && !hevcPlayable(tr.el)) {
         // the server's H.264 transcode where it offers one, else words
-        if (app.ui && app.ui.transcode_hevc) tr.transcode = true;
+        if (tr.canTranscode) tr.transcode = true;
         else {
           tr.unplayable = true;
           this.hevcNotice(tr);
@@ -149,9 +152,10 @@ export class Player {
     const r = app.ui && app.ui.rtsp;
     tr.overlay.hidden = false;
     tr.overlay.className = 'track-msg hevc';
+    // (replaceChildren takes nodes and strings only: no arrays, no null)
     tr.overlay.replaceChildren(t('player.hevc'), ' ',
       h('a', { href: clip, download: '', text: t('player.hevc_clip') }),
-      r ? [' · ', h('a', { href: `${r.scheme}://${location.hostname}:${r.port}/${tr.name}`, text: t('player.hevc_rtsp') })] : null);
+      ...(r ? [' · ', h('a', { href: `${r.scheme}://${location.hostname}:${r.port}/${tr.name}`, text: t('player.hevc_rtsp') })] : []));
     tr.el.hidden = true;
   }
 
@@ -179,6 +183,13 @@ export class Player {
       else if (!first) this.say('');
     } catch (e) {
       if (gen !== this.seekGen) return;
+      if (m.transcode && e instanceof Refused) {
+        // the transcode refused after all (turned off meanwhile): words
+        m.unplayable = true;
+        this.hevcNotice(m);
+        this.seek(ms, first);
+        return;
+      }
       this.say(e instanceof NoRecording ? t('player.no_recording', { at: fmtTime(iso(ms)) }) : String(e.message), 'error');
       return;
     }
@@ -204,7 +215,8 @@ export class Player {
       tr.overlay.hidden = true;
       if (hard || tr.timeOf(ms) === null) await tr.seek(ms);
       if (tr instanceof AudioTrack) this.drawWave(tr);
-    } catch {
+    } catch (e) {
+      if (e instanceof Superseded) return; // a later seek of this track decides
       tr.overlay.hidden = false;
       tr.overlay.textContent = t('player.track_gap');
     }
@@ -355,6 +367,9 @@ export class Player {
       for (const tr of this.playable()) if (tr !== m && !tr.el.paused) tr.el.pause();
       return;
     }
+    // an open window grows ahead of playback; one that has ended is
+    // followed by the next
+    for (const tr of this.playable()) tr.keepAhead?.();
     if (m.nearEnd()) { this.seek(w + 1000); return; }
     if (m instanceof AudioTrack) {
       const land = this.timeline.land(m.name, w);

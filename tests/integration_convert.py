@@ -295,7 +295,13 @@ class Suite:
         assert 0 <= shift < 8000, shift
         n = min(len(orig_pcm), len(conv_pcm) - 2 * shift) // 2
         assert n > 8000, n  # more than a second compared
-        assert conv_pcm[2 * shift:2 * shift + 2 * n] == orig_pcm[:2 * n], "samples differ"
+        got_pcm, want_pcm = conv_pcm[2 * shift:2 * shift + 2 * n], orig_pcm[:2 * n]
+        if got_pcm != want_pcm:
+            at = next(i for i in range(0, 2 * n, 2) if got_pcm[i:i + 2] != want_pcm[i:i + 2])
+            raise AssertionError("samples differ from sample %d of %d (shift %d, converted %d, "
+                                 "stored %d samples; audio starts %.6f stored, %.6f converted)"
+                                 % (at // 2, n, shift, len(conv_pcm) // 2, len(orig_pcm) // 2,
+                                    first_time(want, "audio"), first_time(got, "audio")))
         assert conv_pcm[:2 * shift] == b"\0" * (2 * shift), "not silence before the first sample"
 
     def pcm(self, path):

@@ -22,6 +22,7 @@ the index has no media). Results go into bench/RESULTS.md (a section of its own)
 usage: bench_calls.py [--build DIR] [--results FILE] [--calls N] [--dir D]
 """
 import argparse
+import json
 import os
 import random
 import re
@@ -247,7 +248,6 @@ def http_import(base, token, path):
     """POST path to the import route, the body read from the file as it is
     sent (Content-Length known): returns (seconds, report)."""
     import http.client
-    import json
     import urllib.parse
     u = urllib.parse.urlparse(base)
     conn = http.client.HTTPConnection(u.hostname, u.port, timeout=3600)
@@ -286,7 +286,11 @@ def main():
     ap.add_argument("--calls", type=int, default=5000000)
     ap.add_argument("--csv-rows", type=int, default=1000000)
     ap.add_argument("--seconds", type=int, default=15)
-    ap.add_argument("--dir", default=None)
+    ap.add_argument("--dir", default=None,
+                    help="work here and keep it; an index generated there before is reused")
+    ap.add_argument("--generate-only", action="store_true",
+                    help="stop once the calls are loaded (with --dir: measure later, e.g. "
+                    "once the machine is quiet)")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("bench_calls: wrk is not installed (make deps)")
@@ -303,15 +307,30 @@ def main():
     rng = random.Random(16)
     words = vocabulary(rng)
     ctl = [os.path.join(args.build, "vigilctl"), "-c", conf]
-    pbx = subprocess.run(ctl + ["token", "add", "pbx", "--perm", "pbx"], capture_output=True,
-                         text=True, check=True).stdout.strip()
-    reader = subprocess.run(ctl + ["token", "add", "reader", "--perm", "calls"],
+    run = os.getpid()  # token names: a reused index keeps earlier runs' tokens
+    pbx = subprocess.run(ctl + ["token", "add", "pbx-%d" % run, "--perm", "pbx"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    reader = subprocess.run(ctl + ["token", "add", "reader-%d" % run, "--perm", "calls"],
                             capture_output=True, text=True, check=True).stdout.strip()
     db = os.path.join(data, "index.db")
-    end_us = int(time.time()) * 1000000
-    t0 = time.monotonic()
-    n = generate(db, args.calls, end_us, rng, words)
-    gen_s = time.monotonic() - t0
+    made = os.path.join(root, "generated.json")
+    if os.path.exists(made):
+        with open(made) as f:
+            kept = json.load(f)
+        if kept["calls"] != args.calls:
+            raise SystemExit("%s holds %d calls, not %d" % (root, kept["calls"], args.calls))
+        end_us, n, gen_s = kept["end_us"], kept["n"], kept["gen_s"]
+        print("reusing the index of %d calls generated before in %s" % (n, root), flush=True)
+    else:
+        end_us = int(time.time()) * 1000000
+        t0 = time.monotonic()
+        n = generate(db, args.calls, end_us, rng, words)
+        gen_s = time.monotonic() - t0
+        with open(made, "w") as f:
+            json.dump({"calls": args.calls, "end_us": end_us, "n": n, "gen_s": gen_s}, f)
+    if args.generate_only:
+        print("generated %d calls in %.0f s: %s" % (n, gen_s, root))
+        return
     os.sync()
     db_mb = sum(os.path.getsize(os.path.join(data, f)) for f in os.listdir(data)
                 if f.startswith("index.db")) / 1e6
@@ -381,7 +400,7 @@ def main():
     if p.returncode != 0:
         raise SystemExit("bench_calls: vigilctl calls import failed")
     imp_rss = usage.ru_maxrss / 1024.0
-    rep = __import__("json").loads(out)
+    rep = json.loads(out)
 
     names = {"number": "by number (caller or callee)", "suffix": "by trailing 4 digits",
              "agent": "by agent and day", "text": "by a word of the notes (FTS5)",

@@ -826,23 +826,13 @@ int idx_call_search(idx_t *idx, const idx_call_query_t *q, idx_call_fn fn, void 
 int idx_call_explain(idx_t *idx, const idx_call_query_t *q, char *out, size_t out_size)
 {
     sqlite3_stmt *st = NULL;
-    size_t used = 0;
-    int rc;
     if (!out || !out_size)
         return VG_EINVAL;
     out[0] = '\0';
     int ret = search_prepare(idx, q, search_kind(q), "EXPLAIN QUERY PLAN ", &st);
     if (ret != VG_OK)
         return ret;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const unsigned char *d = sqlite3_column_text(st, 3);
-        int k = snprintf(out + used, out_size - used, "%s\n", d ? (const char *)d : "");
-        if (k < 0 || (size_t)k >= out_size - used)
-            break;
-        used += (size_t)k;
-    }
-    sqlite3_finalize(st);
-    return VG_OK;
+    return idx_priv_plan_text(idx, st, out, out_size, "explain call search");
 }
 
 static int walk(idx_t *idx, sqlite3_stmt *st, const char *what, idx_call_fn fn, void *ctx)

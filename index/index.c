@@ -1611,41 +1611,40 @@ int idx_priv_end(idx_t *idx, int owned, int ret)
     return idx_commit(idx);
 }
 
+int idx_priv_plan_text(idx_t *idx, sqlite3_stmt *st, char *out, size_t out_size,
+                       const char *what)
+{
+    size_t used = 0;
+    int rc, ret = VG_OK;
+    out[0] = '\0';
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const unsigned char *detail = sqlite3_column_text(st, 3);
+        int k = snprintf(out + used, out_size - used, "%s\n", detail ? (const char *)detail : "");
+        if (k < 0 || (size_t)k >= out_size - used) {
+            ret = VG_EINVAL; /* out too small; what fits is there */
+            break;
+        }
+        used += (size_t)k;
+    }
+    if (ret == VG_OK && rc != SQLITE_DONE)
+        ret = idx_priv_db_fail(idx, rc, what);
+    sqlite3_finalize(st);
+    return ret;
+}
+
 int idx_explain_range(idx_t *idx, char *out, size_t out_size)
 {
     sqlite3_stmt *st = NULL;
-    char *sql = NULL;
-    size_t used = 0;
-    int ret = VG_OK;
-    int rc;
-
     if (!idx || !out || out_size == 0)
         return VG_EINVAL;
     out[0] = '\0';
     /* Explain the very statement idx_segments_in_range runs, not a copy. */
-    sql = vg_asprintf("EXPLAIN QUERY PLAN %s", sqlite3_sql(idx->st[ST_SEG_RANGE]));
-    rc = sqlite3_prepare_v2(idx->db, sql, -1, &st, NULL);
-    if (rc != SQLITE_OK) {
-        ret = idx_priv_db_fail(idx, rc, "explain range query");
-        goto cleanup;
-    }
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const unsigned char *detail = sqlite3_column_text(st, 3);
-        int k = snprintf(out + used, out_size - used, "%s%s", used ? "\n" : "",
-                         detail ? (const char *)detail : "");
-        if (k < 0 || (size_t)k >= out_size - used) {
-            ret = VG_EINVAL; /* out too small; what fits is there */
-            goto cleanup;
-        }
-        used += (size_t)k;
-    }
-    if (rc != SQLITE_DONE)
-        ret = idx_priv_db_fail(idx, rc, "explain range query");
-
-cleanup:
-    sqlite3_finalize(st);
+    char *sql = vg_asprintf("EXPLAIN QUERY PLAN %s", sqlite3_sql(idx->st[ST_SEG_RANGE]));
+    int rc = sqlite3_prepare_v2(idx->db, sql, -1, &st, NULL);
     free(sql);
-    return ret;
+    if (rc != SQLITE_OK)
+        return idx_priv_db_fail(idx, rc, "explain range query");
+    return idx_priv_plan_text(idx, st, out, out_size, "explain range query");
 }
 
 sqlite3_stmt *idx_priv_lazy(idx_t *idx, int slot, const char *sql)

@@ -43,6 +43,11 @@ struct idx {
 
 /* Logs the connection's current error with context; returns a VG_E* code. */
 int idx_priv_db_fail(const idx_t *idx, int rc, const char *what);
+/* Steps a prepared EXPLAIN QUERY PLAN statement into out, one detail line
+ * each ending in a newline, and finalizes it. VG_EINVAL when out is too
+ * small (what fits is there). */
+int idx_priv_plan_text(idx_t *idx, sqlite3_stmt *st, char *out, size_t out_size,
+                       const char *what);
 void idx_priv_stmt_done(sqlite3_stmt *st);
 int idx_priv_bind_text(idx_t *idx, sqlite3_stmt *st, int col, const char *text);
 int idx_priv_bind_i64(idx_t *idx, sqlite3_stmt *st, int col, int64_t v);

@@ -578,16 +578,7 @@ int idx_explain_spans(idx_t *idx, char *out, size_t out_size)
     free(sql);
     if (rc != SQLITE_OK)
         return idx_priv_db_fail(idx, rc, "explain spans");
-    size_t used = 0;
-    while (sqlite3_step(st) == SQLITE_ROW) {
-        const unsigned char *d = sqlite3_column_text(st, 3);
-        int k = snprintf(out + used, out_size - used, "%s\n", d ? (const char *)d : "");
-        if (k < 0 || (size_t)k >= out_size - used)
-            break;
-        used += (size_t)k;
-    }
-    sqlite3_finalize(st);
-    return VG_OK;
+    return idx_priv_plan_text(idx, st, out, out_size, "explain spans");
 }
 
 /* ---- verifying (vigilctl check) ---- */

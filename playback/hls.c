@@ -184,8 +184,8 @@ static void program_date_time(buf_t *b, int64_t us)
 #define HLS_BUCKETS 65536
 
 typedef struct hls_entry {
-    struct hls_entry *prev, *next; /* most recently used first */
-    struct hls_entry *chain;       /* same bucket */
+    pb_lru_node_t lru;       /* first: the node is the entry */
+    struct hls_entry *chain; /* same bucket */
     int refs;                      /* the cache's (while listed) and users' */
     int64_t seg_id, start_us, init_bytes;
     char sha256[65];
@@ -204,7 +204,7 @@ typedef struct hls_entry {
 struct hls_cache {
     pthread_mutex_t lock;
     hls_entry_t *bucket[HLS_BUCKETS];
-    hls_entry_t *head, *tail;
+    pb_lru_t lru;
     size_t bytes, max;
 };
 
@@ -222,9 +222,9 @@ void pb_hls_cache_free(pb_t *pb)
     struct hls_cache *c = pb->hls;
     if (!c)
         return;
-    for (hls_entry_t *e = c->head, *next; e; e = next) {
-        next = e->next;
-        free(e);
+    for (pb_lru_node_t *n = c->lru.head, *next; n; n = next) {
+        next = n->next;
+        free(n);
     }
     pthread_mutex_destroy(&c->lock);
     free(c);
@@ -244,29 +244,6 @@ static int hls_same(const hls_entry_t *e, const idx_segment_t *seg, unsigned con
            strcmp(e->sha256, seg->sha256) == 0;
 }
 
-static void lru_unlink(struct hls_cache *c, hls_entry_t *e)
-{
-    if (e->prev)
-        e->prev->next = e->next;
-    else
-        c->head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
-    else
-        c->tail = e->prev;
-    e->prev = e->next = NULL;
-}
-
-static void lru_front(struct hls_cache *c, hls_entry_t *e)
-{
-    e->next = c->head;
-    if (c->head)
-        c->head->prev = e;
-    c->head = e;
-    if (!c->tail)
-        c->tail = e;
-}
-
 /* Takes e out of the cache; freed now unless a playlist still uses it.
  * lock held. */
 static void hls_drop(struct hls_cache *c, hls_entry_t *e)
@@ -276,7 +253,7 @@ static void hls_drop(struct hls_cache *c, hls_entry_t *e)
         pp = &(*pp)->chain;
     if (*pp)
         *pp = e->chain;
-    lru_unlink(c, e);
+    pb_lru_unlink(&c->lru, &e->lru);
     c->bytes -= sizeof(hls_entry_t) + e->len;
     if (--e->refs == 0)
         free(e);
@@ -302,8 +279,8 @@ static hls_entry_t *hls_get(struct hls_cache *c, const idx_segment_t *seg, unsig
             continue;
         if (use_whole(e, from_us, to_us)) {
             e->refs++;
-            lru_unlink(c, e);
-            lru_front(c, e);
+            pb_lru_unlink(&c->lru, &e->lru);
+            pb_lru_front(&c->lru, &e->lru);
             hit = e;
         }
         break;
@@ -322,7 +299,8 @@ static hls_entry_t *hls_put(struct hls_cache *c, const hls_entry_t *fig, const c
         return NULL; /* one segment must not take the cache */
     hls_entry_t *n = vg_malloc(cost);
     *n = *fig;
-    n->prev = n->next = n->chain = NULL;
+    n->lru.prev = n->lru.next = NULL;
+    n->chain = NULL;
     n->refs = 2;
     n->len = len;
     memcpy(n->text, text, len);
@@ -338,10 +316,10 @@ static hls_entry_t *hls_put(struct hls_cache *c, const hls_entry_t *fig, const c
     hls_entry_t **head = &c->bucket[hls_bucket(n->seg_id, n->conv)];
     n->chain = *head;
     *head = n;
-    lru_front(c, n);
+    pb_lru_front(&c->lru, &n->lru);
     c->bytes += cost;
-    while (c->bytes > c->max && c->tail != n)
-        hls_drop(c, c->tail);
+    while (c->bytes > c->max && c->lru.tail != &n->lru)
+        hls_drop(c, (hls_entry_t *)c->lru.tail);
     pthread_mutex_unlock(&c->lock);
     return n;
 }

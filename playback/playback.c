@@ -16,10 +16,10 @@
 #include "playback/playback_private.h"
 
 typedef struct peaks_entry {
+    pb_lru_node_t lru; /* first: the node is the entry */
     char key[160];
     char *json;
     size_t len;
-    struct peaks_entry *prev, *next; /* most recently used first */
 } peaks_entry_t;
 
 int pb_open(const pb_config_t *cfg, pb_t **out)
@@ -40,9 +40,9 @@ void pb_close(pb_t *pb)
 {
     if (!pb)
         return;
-    while (pb->peaks_head) {
-        peaks_entry_t *e = pb->peaks_head;
-        pb->peaks_head = e->next;
+    while (pb->peaks.head) {
+        peaks_entry_t *e = (peaks_entry_t *)pb->peaks.head;
+        pb_lru_unlink(&pb->peaks, &e->lru);
         free(e->json);
         free(e);
     }
@@ -89,27 +89,27 @@ void pb_transcode_give(pb_t *pb)
 
 /* ---- peaks cache: LRU, bounded in bytes ---- */
 
-static void lru_unlink(pb_t *pb, peaks_entry_t *e)
+void pb_lru_unlink(pb_lru_t *l, pb_lru_node_t *n)
 {
-    if (e->prev)
-        e->prev->next = e->next;
+    if (n->prev)
+        n->prev->next = n->next;
     else
-        pb->peaks_head = e->next;
-    if (e->next)
-        e->next->prev = e->prev;
+        l->head = n->next;
+    if (n->next)
+        n->next->prev = n->prev;
     else
-        pb->peaks_tail = e->prev;
-    e->prev = e->next = NULL;
+        l->tail = n->prev;
+    n->prev = n->next = NULL;
 }
 
-static void lru_push(pb_t *pb, peaks_entry_t *e)
+void pb_lru_front(pb_lru_t *l, pb_lru_node_t *n)
 {
-    e->next = pb->peaks_head;
-    if (pb->peaks_head)
-        pb->peaks_head->prev = e;
-    pb->peaks_head = e;
-    if (!pb->peaks_tail)
-        pb->peaks_tail = e;
+    n->next = l->head;
+    if (l->head)
+        l->head->prev = n;
+    l->head = n;
+    if (!l->tail)
+        l->tail = n;
 }
 
 /* A copy of the cached text under key, or NULL. */
@@ -117,10 +117,11 @@ static char *peaks_get(pb_t *pb, const char *key, size_t *len)
 {
     char *copy = NULL;
     pthread_mutex_lock(&pb->lock);
-    for (peaks_entry_t *e = pb->peaks_head; e; e = e->next) {
+    for (pb_lru_node_t *n = pb->peaks.head; n; n = n->next) {
+        peaks_entry_t *e = (peaks_entry_t *)n;
         if (strcmp(e->key, key) == 0) {
-            lru_unlink(pb, e);
-            lru_push(pb, e);
+            pb_lru_unlink(&pb->peaks, n);
+            pb_lru_front(&pb->peaks, n);
             copy = vg_malloc(e->len + 1);
             memcpy(copy, e->json, e->len + 1);
             *len = e->len;
@@ -141,11 +142,11 @@ static void peaks_put(pb_t *pb, const char *key, const char *json, size_t len)
     memcpy(e->json, json, len + 1);
     e->len = len;
     pthread_mutex_lock(&pb->lock);
-    lru_push(pb, e);
+    pb_lru_front(&pb->peaks, &e->lru);
     pb->peaks_bytes += len + sizeof(*e);
-    while (pb->peaks_bytes > pb->cfg.peaks_cache_bytes && pb->peaks_tail) {
-        peaks_entry_t *old = pb->peaks_tail;
-        lru_unlink(pb, old);
+    while (pb->peaks_bytes > pb->cfg.peaks_cache_bytes && pb->peaks.tail) {
+        peaks_entry_t *old = (peaks_entry_t *)pb->peaks.tail;
+        pb_lru_unlink(&pb->peaks, &old->lru);
         pb->peaks_bytes -= old->len + sizeof(*old);
         free(old->json);
         free(old);

@@ -8,8 +8,21 @@
 #include "archive/archive.h"
 #include "playback/playback.h"
 
-struct peaks_entry;
 struct hls_cache;
+
+/* A list in order of use, most recent first, for the byte-bounded caches
+ * (peaks here, playlist lines in hls.c): each entry starts with its node,
+ * so a node is its entry. The caller holds the cache's lock. */
+typedef struct pb_lru_node {
+    struct pb_lru_node *prev, *next;
+} pb_lru_node_t;
+
+typedef struct {
+    pb_lru_node_t *head, *tail;
+} pb_lru_t;
+
+void pb_lru_unlink(pb_lru_t *l, pb_lru_node_t *n);
+void pb_lru_front(pb_lru_t *l, pb_lru_node_t *n);
 
 /* What a snapshot request already resolved to: (segment, time, width) ->
  * the frame's pts, so a repeated request opens the cached file without
@@ -30,7 +43,7 @@ struct pb {
     pb_config_t cfg;
     char *data_dir;
     pthread_mutex_t lock;        /* everything below */
-    struct peaks_entry *peaks_head, *peaks_tail;
+    pb_lru_t peaks;              /* of peaks_entry_t (playback.c) */
     size_t peaks_bytes;
     int snap_running;            /* decodes in progress */
     int64_t snap_bytes;          /* size of the snapshot cache on disk */

@@ -34,7 +34,7 @@ import tempfile
 import time
 
 from bench_web import free_port, wait_url, wrk
-from benchlib import write_section
+from benchlib import generated, note_generated, write_section
 
 SECTION = "## Contact-centre calls (bench/bench_calls.py)"
 DAYS = 60
@@ -313,21 +313,15 @@ def main():
     reader = subprocess.run(ctl + ["token", "add", "reader-%d" % run, "--perm", "calls"],
                             capture_output=True, text=True, check=True).stdout.strip()
     db = os.path.join(data, "index.db")
-    made = os.path.join(root, "generated.json")
-    if os.path.exists(made):
-        with open(made) as f:
-            kept = json.load(f)
-        if kept["calls"] != args.calls:
-            raise SystemExit("%s holds %d calls, not %d" % (root, kept["calls"], args.calls))
+    kept = generated(root, args.calls)
+    if kept:
         end_us, n, gen_s = kept["end_us"], kept["n"], kept["gen_s"]
-        print("reusing the index of %d calls generated before in %s" % (n, root), flush=True)
     else:
         end_us = int(time.time()) * 1000000
         t0 = time.monotonic()
         n = generate(db, args.calls, end_us, rng, words)
         gen_s = time.monotonic() - t0
-        with open(made, "w") as f:
-            json.dump({"calls": args.calls, "end_us": end_us, "n": n, "gen_s": gen_s}, f)
+        note_generated(root, calls=args.calls, end_us=end_us, n=n, gen_s=gen_s)
     if args.generate_only:
         print("generated %d calls in %.0f s: %s" % (n, gen_s, root))
         return

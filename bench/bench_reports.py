@@ -34,7 +34,7 @@ import urllib.request
 
 from bench_calls import DAY_US, DAYS, N_AGENTS, N_LINES, N_QUEUES, pct
 from bench_web import free_port, wait_url
-from benchlib import write_section
+from benchlib import generated, note_generated, write_section
 
 SECTION = "## Call-quality reports (bench/bench_reports.py)"
 REQUESTS = 30
@@ -189,16 +189,9 @@ def main():
     token = subprocess.run(ctl + ["token", "add", "reports-%d" % os.getpid(), "--perm", "admin"],
                            capture_output=True, text=True, check=True).stdout.strip()
     db = os.path.join(data, "index.db")
-    made = os.path.join(root, "generated.json")
-    kept = None
-    if os.path.exists(made):
-        with open(made) as f:
-            kept = json.load(f)
-        if kept["calls"] != args.calls:
-            raise SystemExit("%s holds %d calls, not %d" % (root, kept["calls"], args.calls))
+    kept = generated(root, args.calls)
     if kept:
         end_us, n, checked, gen_s = kept["end_us"], kept["n"], kept["checked"], kept["gen_s"]
-        print("reusing the index of %d calls generated before in %s" % (n, root), flush=True)
     else:
         end_us = int(time.time()) * 1000000
         t0 = time.monotonic()
@@ -213,9 +206,8 @@ def main():
         if kept:
             build_s = kept["build_s"]  # this start found the rollup made
         else:
-            with open(made, "w") as f:
-                json.dump({"calls": args.calls, "end_us": end_us, "n": n, "checked": checked,
-                           "gen_s": gen_s, "build_s": build_s}, f)
+            note_generated(root, calls=args.calls, end_us=end_us, n=n, checked=checked,
+                           gen_s=gen_s, build_s=build_s)
         if args.generate_only:
             print("generated %d calls in %.0f s, rollup in %.0f s: %s" % (n, gen_s, build_s, root))
             return

@@ -1,5 +1,29 @@
-"""Helpers the benchmarks share: their sections of bench/RESULTS.md."""
+"""Helpers the benchmarks share: their sections of bench/RESULTS.md, and the
+record of a generated index kept for a later run (--dir, --generate-only)."""
+import json
 import os
+
+GENERATED = "generated.json"
+
+
+def generated(root, calls):
+    """What an earlier run recorded of the index it generated in root (a
+    dict), or None when there is none. Exits when it holds another size."""
+    path = os.path.join(root, GENERATED)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        kept = json.load(f)
+    if kept["calls"] != calls:
+        raise SystemExit("%s holds %d calls, not %d" % (root, kept["calls"], calls))
+    print("reusing the index of %d calls generated before in %s" % (kept["n"], root), flush=True)
+    return kept
+
+
+def note_generated(root, **facts):
+    """Records facts (calls, end_us, n, ...) of the index just generated in root."""
+    with open(os.path.join(root, GENERATED), "w") as f:
+        json.dump(facts, f)
 
 
 def write_section(path, title, text):

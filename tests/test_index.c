@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -958,6 +959,50 @@ static int64_t accounts_gen(idx_t *idx)
 /* The accounts generation moves with every change that can end a live
  * session, made by this connection or another (vigilctl), and not with the
  * touch of a session on every request. */
+/* The watch moves with every commit to the WAL, another process's too, and
+ * not with reads; without a WAL to watch it refuses. */
+START_TEST(test_watch_sees_every_commit)
+{
+    idx_watch_t *w = NULL;
+    ck_assert_int_eq(idx_watch_open(g_db, &w), VG_EIO); /* no index yet */
+    ck_assert_uint_eq(idx_watch_gen(NULL), 0);
+    idx_t *idx = open_rw();
+    ck_assert_int_eq(idx_watch_open(g_db, &w), VG_OK);
+    uint64_t g = idx_watch_gen(w);
+    ck_assert_uint_gt(g, 0);
+    idx_account_t a = {0};
+    snprintf(a.name, sizeof(a.name), "guard");
+    snprintf(a.role, sizeof(a.role), "security");
+    snprintf(a.pwhash, sizeof(a.pwhash), "$argon2id$x");
+    ck_assert_int_eq(idx_account_add(idx, &a, NULL, 0), VG_OK);
+    uint64_t g2 = idx_watch_gen(w);
+    ck_assert_uint_gt(g2, g);
+    ck_assert_uint_eq(idx_watch_gen(w), g2); /* nothing new */
+    idx_session_t s;
+    ck_assert_int_eq(idx_session_add(idx, "s1", a.id, 10), VG_OK);
+    g = idx_watch_gen(w);
+    ck_assert_int_eq(idx_session_get(idx, "s1", &s), VG_OK); /* a read */
+    ck_assert_uint_eq(idx_watch_gen(w), g);
+    /* another process deletes the session (as vigilctl passwd does) */
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        idx_t *other = NULL;
+        int ok = idx_open(g_db, 0, &other) == VG_OK && idx_session_delete(other, "s1") == VG_OK;
+        idx_close(other);
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* seen at once: the write was queued before the child exited */
+    ck_assert_uint_gt(idx_watch_gen(w), g);
+    ck_assert_int_eq(idx_session_get(idx, "s1", &s), VG_ENOTFOUND);
+    idx_watch_close(w);
+    idx_close(idx);
+}
+END_TEST
+
 START_TEST(test_accounts_generation)
 {
     idx_t *idx = NULL, *other = NULL;
@@ -1587,6 +1632,7 @@ static Suite *index_suite(void)
     tcase_add_test(tc, test_audited_change_all_or_nothing);
     tcase_add_test(tc, test_audited_steps_share_a_transaction);
     tcase_add_test(tc, test_accounts_generation);
+    tcase_add_test(tc, test_watch_sees_every_commit);
     tcase_add_test(tc, test_long_source_lists_whole);
     tcase_add_test(tc, test_scale_plan);
     tcase_add_test(tc, test_denials_survive_a_failed_write);

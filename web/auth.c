@@ -141,9 +141,13 @@ static int from_session(web_req_t *r, const char *id)
     if (!session_valid_text(id))
         return VG_ENOTFOUND;
     web_sha256_hex(id, strlen(id), hash);
-    int rc = idx_session_get(r->idx, hash, &s);
-    if (rc != VG_OK)
-        return rc;
+    int rc = VG_OK;
+    uint64_t gen = web_index_gen(r); /* before the read: a later commit outdates it */
+    if (!web_sessions_get(r->w->sessions, hash, gen, &s)) {
+        if ((rc = idx_session_get(r->idx, hash, &s)) != VG_OK)
+            return rc;
+        web_sessions_put(r->w->sessions, hash, gen, &s);
+    }
     if (r->now_us - s.last_us > (int64_t)h->session_idle_minutes * 60 * 1000000 ||
         r->now_us - s.created_us > (int64_t)h->session_max_hours * 3600 * 1000000) {
         idx_session_delete(r->idx, hash);

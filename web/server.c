@@ -1669,6 +1669,10 @@ static int prepare(struct web *w)
         return rc;
     if ((rc = web_ui_init(w)) != VG_OK)
         return rc;
+    /* The index is open (vigild opened and migrated it first), so its WAL
+     * is there to watch; without the watch nothing is cached. */
+    if (idx_watch_open(db, &w->watch) == VG_OK)
+        w->sessions = web_sessions_new();
     return web_auditor_start(db, &w->auditor);
 }
 
@@ -1789,6 +1793,8 @@ void web_stop(web_t *w)
     web_aggregator_close(w->aggregator); /* and the last minute's viewings */
     web_limiter_free(w->limiter);
     web_cache_free(w->cache);
+    web_sessions_free(w->sessions);
+    idx_watch_close(w->watch);
     pb_close(w->pb);
     web_ui_free(w);
     for (size_t i = 0; i < w->n_pool; i++)

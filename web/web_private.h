@@ -131,6 +131,7 @@ typedef struct web_aggregator web_aggregator_t;
 
 #define WEB_CACHE_KEY_MAX 160
 typedef struct web_cache web_cache_t;
+typedef struct web_sessions web_sessions_t;
 
 web_cache_t *web_cache_new(void);
 void web_cache_free(web_cache_t *c);
@@ -243,6 +244,8 @@ struct web {
     web_aggregator_t *aggregator; /* aggregate.c: rows for the requests of a viewing */
     int csv_busy;             /* calls: a WEB_ROUTE_CSV body is being taken (atomic) */
     pb_t *pb;                 /* playback's caches and decode limits (routes_media.c) */
+    idx_watch_t *watch;       /* moves with every index commit (NULL: not watched) */
+    web_sessions_t *sessions; /* sessions.c: rows of the cookie check (NULL: none kept) */
     /* Index connections, one per request at a time (SQLite connections are
      * not shared between threads); created on demand, closed at stop. */
     pthread_mutex_t pool_lock;
@@ -344,7 +347,21 @@ typedef struct web_req {
     void (*defer_free)(void *arg);
     void *defer_arg;
     int defer_state;          /* DEFER_NONE, DEFER_QUEUED, DEFER_RUNNING, DEFER_DONE */
+    uint64_t gen;             /* web_index_gen's, once read */
+    int gen_read;
 } web_req_t;
+
+/* ---- sessions.c: the cookie check's rows, kept while the index is unchanged ---- */
+web_sessions_t *web_sessions_new(void);
+void web_sessions_free(web_sessions_t *c);
+/* 1 and *out when hash's row was read under gen (not 0) less than a second
+ * ago; 0 otherwise. */
+int web_sessions_get(web_sessions_t *c, const char *hash, uint64_t gen, idx_session_t *out);
+/* Keeps s, read from the index under gen (taken before the read). */
+void web_sessions_put(web_sessions_t *c, const char *hash, uint64_t gen, const idx_session_t *s);
+/* The index watch's count as of this request's first call (index/watch.c);
+ * 0 when nothing read from the index may be reused. */
+uint64_t web_index_gen(web_req_t *r);
 
 /* Answers: JSON (steals v; NULL or a value that cannot be serialized
  * answers a fixed 500, never aborts), text, or the error envelope (the

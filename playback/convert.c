@@ -828,7 +828,7 @@ int pb_convert(idx_t *idx, const char *data_dir, const char *source, int64_t seg
     uint8_t *in = NULL;
     pb_media_t m = {.fd = -1};
     err[0] = '\0';
-    int rc = pb_media_open(idx, data_dir, source, segment_id, &m);
+    int rc = pb_media_open(NULL, 0, idx, data_dir, source, segment_id, &m);
     if (rc != VG_OK) {
         snprintf(err, err_size, "no such segment");
         goto cleanup;

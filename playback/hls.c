@@ -535,21 +535,88 @@ int pb_playlist(pb_t *pb, idx_t *idx, const char *data_dir, const char *source, 
     return VG_OK;
 }
 
-int pb_media_open(idx_t *idx, const char *data_dir, const char *source, int64_t segment_id,
-                  pb_media_t *m)
+/* ---- segment rows of the media route ----
+ * A player asks for one fragment every second or two, many per segment;
+ * the row (path, sha256, source) is read once and kept while the index has
+ * not changed (idx_watch_gen: any commit, a deletion's mark included, drops
+ * it) and for at most MEDIA_TTL_NS. The file is opened for every request,
+ * so a deleted file is a 404 at once. Direct-mapped by id. */
+#define MEDIA_SLOTS 1024
+#define MEDIA_TTL_NS 1000000000LL
+
+typedef struct {
+    uint64_t gen;  /* 0: empty */
+    int64_t at_ns; /* CLOCK_MONOTONIC when read */
+    idx_segment_t seg;
+} media_memo_t;
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+void pb_media_memo_init(pb_t *pb)
+{
+    pthread_mutex_init(&pb->media_lock, NULL);
+    pb->media = vg_calloc(MEDIA_SLOTS, sizeof(media_memo_t));
+}
+
+void pb_media_memo_free(pb_t *pb)
+{
+    pthread_mutex_destroy(&pb->media_lock);
+    free(pb->media);
+}
+
+static int media_memo_get(pb_t *pb, uint64_t gen, int64_t id, idx_segment_t *out)
+{
+    if (!pb || !gen)
+        return 0;
+    int hit = 0;
+    int64_t now = mono_ns();
+    pthread_mutex_lock(&pb->media_lock);
+    const media_memo_t *e = (const media_memo_t *)pb->media + (uint64_t)id % MEDIA_SLOTS;
+    if (e->gen == gen && e->seg.id == id && now - e->at_ns < MEDIA_TTL_NS) {
+        *out = e->seg;
+        hit = 1;
+    }
+    pthread_mutex_unlock(&pb->media_lock);
+    return hit;
+}
+
+static void media_memo_put(pb_t *pb, uint64_t gen, const idx_segment_t *seg)
+{
+    if (!pb || !gen)
+        return;
+    int64_t now = mono_ns();
+    pthread_mutex_lock(&pb->media_lock);
+    media_memo_t *e = (media_memo_t *)pb->media + (uint64_t)seg->id % MEDIA_SLOTS;
+    e->gen = gen;
+    e->at_ns = now;
+    e->seg = *seg;
+    pthread_mutex_unlock(&pb->media_lock);
+}
+
+int pb_media_open(pb_t *pb, uint64_t gen, idx_t *idx, const char *data_dir, const char *source,
+                  int64_t segment_id, pb_media_t *m)
 {
     if (!idx || !data_dir || !source || !m)
         return VG_EINVAL;
     memset(m, 0, sizeof(*m));
     m->fd = -1;
-    idx_segment_frags_t s;
-    int rc = idx_segment_get(idx, segment_id, &s);
-    if (rc != VG_OK)
-        return rc;
-    free(s.frags);
-    if (strcmp(s.seg.source, source) != 0)
+    if (!media_memo_get(pb, gen, segment_id, &m->seg)) {
+        idx_segment_frags_t s;
+        int rc = idx_segment_get(idx, segment_id, &s);
+        if (rc != VG_OK)
+            return rc;
+        free(s.frags);
+        m->seg = s.seg;
+        media_memo_put(pb, gen, &m->seg);
+    }
+    if (strcmp(m->seg.source, source) != 0)
         return VG_ENOTFOUND; /* another source's: as if it did not exist */
-    char *path = abs_path(data_dir, s.seg.path);
+    char *path = abs_path(data_dir, m->seg.path);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     free(path);
     if (fd < 0)
@@ -561,7 +628,6 @@ int pb_media_open(idx_t *idx, const char *data_dir, const char *source, int64_t 
     }
     m->fd = fd;
     m->size = (uint64_t)st.st_size;
-    m->seg = s.seg;
     return VG_OK;
 }
 

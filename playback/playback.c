@@ -32,6 +32,7 @@ int pb_open(const pb_config_t *cfg, pb_t **out)
     pthread_mutex_init(&pb->lock, NULL);
     pb_snap_init(pb);
     pb_hls_cache_init(pb);
+    pb_media_memo_init(pb);
     *out = pb;
     return VG_OK;
 }
@@ -48,6 +49,7 @@ void pb_close(pb_t *pb)
     }
     pb_snap_free(pb);
     pb_hls_cache_free(pb);
+    pb_media_memo_free(pb);
     pthread_mutex_destroy(&pb->lock);
     free(pb->data_dir);
     free(pb);

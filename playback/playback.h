@@ -190,9 +190,10 @@ typedef struct {
 
 /* Opens segment_id's file if it is a live segment of source; VG_ENOTFOUND
  * otherwise (deleted, being deleted, another source's, file gone). The
- * caller owns m->fd. */
-int pb_media_open(idx_t *idx, const char *data_dir, const char *source, int64_t segment_id,
-                  pb_media_t *m);
+ * caller owns m->fd. With pb and gen (idx_watch_gen's count, taken before;
+ * 0: none) the row is kept in pb and reused while gen stays the same. */
+int pb_media_open(struct pb *pb, uint64_t gen, idx_t *idx, const char *data_dir,
+                  const char *source, int64_t segment_id, pb_media_t *m);
 /* Where the init part's hev1 sample entry type lies, when it can be served
  * as hvc1 (parameter sets in hvcC); VG_ENOTFOUND otherwise. */
 int pb_media_hvc1_at(const pb_media_t *m, uint64_t *at);

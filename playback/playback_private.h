@@ -51,6 +51,8 @@ struct pb {
     pb_snap_memo_t *memo;
     int transcode_running;       /* H.264 transcodes in progress */
     struct hls_cache *hls;       /* playlist text per segment (hls.c; own lock) */
+    pthread_mutex_t media_lock;  /* media */
+    void *media;                 /* segment rows of the media route (hls.c) */
 };
 
 /* One of the snapshot_workers decode slots (snapshots and peaks share
@@ -68,5 +70,8 @@ void pb_snap_free(pb_t *pb);
 /* The playlist text cache (hls.c), made and freed with pb. */
 void pb_hls_cache_init(pb_t *pb);
 void pb_hls_cache_free(pb_t *pb);
+/* The media route's segment rows (hls.c), made and freed with pb. */
+void pb_media_memo_init(pb_t *pb);
+void pb_media_memo_free(pb_t *pb);
 
 #endif

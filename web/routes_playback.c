@@ -277,7 +277,7 @@ void web_h_media(web_req_t *r)
         return;
     }
     pb_media_t m;
-    int rc = pb_media_open(r->idx, r->w->cfg.data_dir, name, id, &m);
+    int rc = pb_media_open(r->w->pb, web_index_gen(r), r->idx, r->w->cfg.data_dir, name, id, &m);
     if (rc == VG_ENOTFOUND) {
         web_reply_error(r, 404, "not_found", "no such segment");
         return;

@@ -4,6 +4,7 @@
  * I/O, no globals but the route table. */
 #include "web/web_private.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +184,21 @@ static int path_matches(const char *pattern, const web_target_t *t,
     return k == t->n_seg;
 }
 
+/* How many segments each route's pattern has: a path is matched only
+ * against the patterns of its length (every request scans the table, for
+ * the Allow header too). */
+static size_t *route_segs;
+static pthread_once_t route_segs_once = PTHREAD_ONCE_INIT;
+
+static void count_route_segs(void)
+{
+    route_segs = vg_calloc(web_n_routes ? web_n_routes : 1, sizeof(*route_segs));
+    for (size_t i = 0; i < web_n_routes; i++) {
+        for (const char *c = web_routes[i].pattern; *c; c++)
+            route_segs[i] += *c == '/';
+    }
+}
+
 const web_route_t *web_route_find(const char *method, const web_target_t *t, int *path_known,
                                   char *allow, size_t allow_size,
                                   const char *params[WEB_MAX_PARAMS])
@@ -193,9 +209,10 @@ const web_route_t *web_route_find(const char *method, const web_target_t *t, int
     *path_known = 0;
     if (allow_size)
         allow[0] = '\0';
+    pthread_once(&route_segs_once, count_route_segs);
     for (size_t i = 0; i < web_n_routes; i++) {
         const web_route_t *r = &web_routes[i];
-        if (!path_matches(r->pattern, t, p))
+        if (route_segs[i] != t->n_seg || !path_matches(r->pattern, t, p))
             continue;
         *path_known = 1;
         if (used < allow_size) {

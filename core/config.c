@@ -818,6 +818,11 @@ static int set_snapshot_workers(parser_t *p, const char *key, const char *value)
     return set_bounded(p, key, value, 64, &p->cfg->playback.snapshot_workers);
 }
 
+static int set_snapshot_threads(parser_t *p, const char *key, const char *value)
+{
+    return set_bounded(p, key, value, 16, &p->cfg->playback.snapshot_threads);
+}
+
 static int set_snapshot_cache_mib(parser_t *p, const char *key, const char *value)
 {
     return set_bounded(p, key, value, 1024 * 1024, &p->cfg->playback.snapshot_cache_mib);
@@ -1158,6 +1163,7 @@ static const key_spec_t playback_keys[] = {
     {"wav_max_seconds", set_wav_max_seconds},
     {"clip_max_seconds", set_clip_max_seconds},
     {"snapshot_workers", set_snapshot_workers},
+    {"snapshot_threads", set_snapshot_threads},
     {"snapshot_cache_mib", set_snapshot_cache_mib},
     {"transcode_hevc", set_transcode_hevc},
     {"transcode_max", set_transcode_max},
@@ -1471,6 +1477,7 @@ static void init_defaults(vg_config_t *cfg, const char *path)
     cfg->playback.wav_max_seconds = 4 * 3600;
     cfg->playback.clip_max_seconds = 6 * 3600;
     cfg->playback.snapshot_workers = 2;
+    cfg->playback.snapshot_threads = 2;
     cfg->playback.snapshot_cache_mib = 256;
     cfg->playback.transcode_hevc = 0;
     cfg->playback.transcode_max = 2;

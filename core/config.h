@@ -91,6 +91,7 @@ typedef struct {
     int wav_max_seconds;      /* longest audio.wav / clip.wav / peaks range */
     int clip_max_seconds;     /* longest clip.mp4/.mov/.mkv range, 60..86400 */
     int snapshot_workers;     /* snapshot decodes at once; more get 503 */
+    int snapshot_threads;     /* threads one snapshot decodes and encodes with */
     int snapshot_cache_mib;   /* bound of data_dir/cache/snapshots */
     int transcode_hevc;       /* 1: H.265 -> H.264 for browsers on request (default 0) */
     int transcode_max;        /* such transcodes at once; more get 503 (default 2) */

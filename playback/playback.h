@@ -265,6 +265,7 @@ void pb_range_etag(const char *what, const idx_segment_t *segs, size_t n, int64_
 typedef struct {
     const char *data_dir;
     int snapshot_workers;           /* decodes at once; beyond: VG_EBUSY */
+    int snapshot_threads;           /* threads of one decode and its JPEG (0: 1) */
     int64_t snapshot_cache_bytes;   /* bound of data_dir/cache/snapshots */
     size_t peaks_cache_bytes;       /* bound of the in-memory peaks cache */
     int transcode_max;              /* H.264 transcodes at once; beyond: VG_EBUSY */
@@ -293,10 +294,13 @@ typedef struct {
 } pb_snapshot_t;
 
 /* The frame of seg at or before at_us, scaled to width (0: as recorded;
- * clamped to 16..source width, even), as a JPEG cached on disk. VG_EBUSY:
- * snapshot_workers decodes are running (answer 503); VG_ENOTFOUND: no video
- * or no frame at or before at_us; VG_EMEDIA: the file cannot be decoded. */
-int pb_snapshot(pb_t *pb, const idx_segment_t *seg, int64_t at_us, int width,
+ * clamped to 16..source width, even), as a JPEG cached on disk. With
+ * keyframe, the keyframe at or before at_us instead (at most one GOP
+ * earlier; one frame to decode: the timeline's previews at coarse zoom).
+ * VG_EBUSY: snapshot_workers decodes are running (answer 503);
+ * VG_ENOTFOUND: no video or no frame at or before at_us; VG_EMEDIA: the
+ * file cannot be decoded. */
+int pb_snapshot(pb_t *pb, const idx_segment_t *seg, int64_t at_us, int width, int keyframe,
                 pb_snapshot_t *out, char *err, size_t err_size);
 /* Removes the cached snapshots of these segments from data_dir/cache/snapshots
  * (one pass over the directory), for the deletion that removed their files:

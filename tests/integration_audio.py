@@ -542,6 +542,44 @@ class Suite:
         status, body, _ = self.snapshot("camb", "%d.%06d" % (at // US, at % US), 64)
         assert status == 200, (status, body[:200])
 
+    def test_snapshot_keyframe(self):
+        """keyframe=1 gives the keyframe shown at or before the time (the
+        timeline's coarse previews), also with B-frames, where the keyframe
+        a seek lands on may show after the time; a time on a keyframe gives
+        that keyframe, the same picture as an exact request there."""
+        seg = self.segs("camb")[1]
+        info = ffprobe_json(os.path.join(self.v.data, seg["path"]), "-select_streams", "v:0",
+                            "-show_entries", "stream=time_base:packet=pts,dts,flags")
+        num, den = (int(x) for x in info["streams"][0]["time_base"].split("/"))
+        keys = sorted(int(p["pts"]) for p in info["packets"] if "K" in p["flags"])
+        assert len(keys) >= 2, keys
+        pts = sorted(int(p["pts"]) for p in info["packets"])
+
+        def wall(tick):
+            t = seg["start"] + -(-tick * num * US // den)
+            return "%d.%06d" % (t // US, t % US)
+
+        def tag(r):
+            return r.getheader("ETag").strip('"').split("-")
+        # a frame well after the second keyframe, before the third
+        nxt = keys[2] if len(keys) > 2 else pts[-1] + 1
+        later = [p for p in pts if keys[1] < p < nxt]
+        assert len(later) >= 3, (keys, later)
+        at = wall(later[len(later) // 2])
+        s1, a, r1 = self.get("/api/v1/sources/camb/snapshot.jpg?at=%s&width=64&keyframe=1" % at)
+        assert s1 == 200, (s1, a[:200])
+        assert tag(r1)[2] == str(keys[1]), (tag(r1), keys)
+        s2, _, r2 = self.get("/api/v1/sources/camb/snapshot.jpg?at=%s&width=64" % at)
+        assert s2 == 200 and tag(r2)[2] == str(later[len(later) // 2]), (tag(r2), later)
+        # exact at the keyframe's own time: the same frame, the same file
+        s3, c, r3 = self.get("/api/v1/sources/camb/snapshot.jpg?at=%s&width=64" % wall(keys[1]))
+        assert s3 == 200 and r3.getheader("ETag") == r1.getheader("ETag") and c == a
+        # and again from the cache
+        s4, d, r4 = self.get("/api/v1/sources/camb/snapshot.jpg?at=%s&width=64&keyframe=1" % at)
+        assert s4 == 200 and d == a and r4.getheader("ETag") == r1.getheader("ETag")
+        s5, body, _ = self.get("/api/v1/sources/camb/snapshot.jpg?at=%s&keyframe=yes" % at)
+        assert s5 == 400 and json.loads(body)["error"]["code"] == "invalid_keyframe", (s5, body)
+
     def test_snapshot_bad_input(self):
         frm, _ = self.inner_range("cam", 2)
         for q, code in [("", "invalid_time"), ("at=abc", "invalid_time"),

@@ -251,6 +251,12 @@ void web_h_snapshot(web_req_t *r)
                         "at is required: RFC 3339 (2026-11-27T10:00:00Z) or unix seconds");
         goto cleanup;
     }
+    const char *kq = web_query_get(&r->target, "keyframe");
+    if (kq && strcmp(kq, "0") != 0 && strcmp(kq, "1") != 0) {
+        web_reply_error(r, 400, "invalid_keyframe", "keyframe is 0 or 1");
+        goto cleanup;
+    }
+    int keyframe = kq && strcmp(kq, "1") == 0;
     const char *wq = web_query_get(&r->target, "width");
     if (wq && strict_int(wq, SNAPSHOT_MIN_WIDTH, SNAPSHOT_MAX_WIDTH, &width) != VG_OK) {
         web_reply_error(r, 400, "invalid_width", "width must be an integer from %d to %d",
@@ -276,7 +282,7 @@ void web_h_snapshot(web_req_t *r)
                         seg->codecs);
         goto cleanup;
     }
-    rc = pb_snapshot(r->w->pb, seg, at, (int)width, &snap, err, sizeof(err));
+    rc = pb_snapshot(r->w->pb, seg, at, (int)width, keyframe, &snap, err, sizeof(err));
     if (rc == VG_EBUSY) {
         snprintf(r->retry_after, sizeof(r->retry_after), "1");
         web_reply_error(r, 503, "busy", "%s", err);

@@ -1655,6 +1655,7 @@ static int prepare(struct web *w)
     w->cache = web_cache_new();
     const vg_playback_config_t *pc = &w->vcfg->playback;
     pb_config_t pbc = {.data_dir = w->cfg.data_dir, .snapshot_workers = pc->snapshot_workers,
+                       .snapshot_threads = pc->snapshot_threads,
                        .snapshot_cache_bytes = (int64_t)pc->snapshot_cache_mib << 20,
                        .peaks_cache_bytes = 16u << 20,
                        /* a day of one source's 60 s files: 2.5-5 MB of lines */

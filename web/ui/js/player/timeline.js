@@ -328,7 +328,11 @@ export class Timeline {
       this.thumbTimer = null;
       if (this.want === this.shown) return;
       this.shown = this.want;
-      this.thumb.src = `/api/v1/sources/${encodeURIComponent(name)}/snapshot.jpg?at=${iso(this.want)}&width=160`;
+      // Zoomed out, a pixel spans more than a GOP: the keyframe at or before
+      // the time (one frame to decode) shows that moment as well as the
+      // exact frame would.
+      const coarse = this.span / Math.max(1, this.width()) >= 1000 ? '&keyframe=1' : '';
+      this.thumb.src = `/api/v1/sources/${encodeURIComponent(name)}/snapshot.jpg?at=${iso(this.want)}&width=160${coarse}`;
       this.thumb.hidden = false;
       this.thumbTimer = setTimeout(fire, THUMB_MS);
     };

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "archive/archive.h"
+#include "core/clock.h"
 #include "core/errors.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -539,23 +540,16 @@ int pb_playlist(pb_t *pb, idx_t *idx, const char *data_dir, const char *source, 
  * A player asks for one fragment every second or two, many per segment;
  * the row (path, sha256, source) is read once and kept while the index has
  * not changed (idx_watch_gen: any commit, a deletion's mark included, drops
- * it) and for at most MEDIA_TTL_NS. The file is opened for every request,
+ * it) and for at most MEDIA_TTL_US. The file is opened for every request,
  * so a deleted file is a 404 at once. Direct-mapped by id. */
 #define MEDIA_SLOTS 1024
-#define MEDIA_TTL_NS 1000000000LL
+#define MEDIA_TTL_US 1000000LL
 
 typedef struct {
     uint64_t gen;  /* 0: empty */
-    int64_t at_ns; /* CLOCK_MONOTONIC when read */
+    int64_t at_us; /* the system's monotonic clock when read */
     idx_segment_t seg;
 } media_memo_t;
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 void pb_media_memo_init(pb_t *pb)
 {
@@ -574,10 +568,10 @@ static int media_memo_get(pb_t *pb, uint64_t gen, int64_t id, idx_segment_t *out
     if (!pb || !gen)
         return 0;
     int hit = 0;
-    int64_t now = mono_ns();
+    int64_t now = vg_clock_mono(&vg_system_clock);
     pthread_mutex_lock(&pb->media_lock);
     const media_memo_t *e = (const media_memo_t *)pb->media + (uint64_t)id % MEDIA_SLOTS;
-    if (e->gen == gen && e->seg.id == id && now - e->at_ns < MEDIA_TTL_NS) {
+    if (e->gen == gen && e->seg.id == id && now - e->at_us < MEDIA_TTL_US) {
         *out = e->seg;
         hit = 1;
     }
@@ -589,11 +583,11 @@ static void media_memo_put(pb_t *pb, uint64_t gen, const idx_segment_t *seg)
 {
     if (!pb || !gen)
         return;
-    int64_t now = mono_ns();
+    int64_t now = vg_clock_mono(&vg_system_clock);
     pthread_mutex_lock(&pb->media_lock);
     media_memo_t *e = (media_memo_t *)pb->media + (uint64_t)seg->id % MEDIA_SLOTS;
     e->gen = gen;
-    e->at_ns = now;
+    e->at_us = now;
     e->seg = *seg;
     pthread_mutex_unlock(&pb->media_lock);
 }

@@ -4,7 +4,7 @@
  * CPU time per media request (a SQLite read transaction's locks, not the
  * lookup). Any commit anywhere (a logout, a password changed by vigilctl, a
  * deleted account, but also a recorded segment) moves the watch's count and
- * so drops every entry; an entry is also never older than SESSION_TTL_NS,
+ * so drops every entry; an entry is also never older than SESSION_TTL_US,
  * which bounds the one race the watch leaves (a row read while a commit is
  * being synced). Direct-mapped by the session hash, overwritten on
  * collision. */
@@ -13,17 +13,17 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "core/clock.h"
 #include "core/util.h"
 
 #define SLOTS 256
-#define SESSION_TTL_NS 1000000000LL
+#define SESSION_TTL_US 1000000LL
 
 typedef struct {
     char hash[65];
     uint64_t gen;  /* 0: empty */
-    int64_t at_ns; /* CLOCK_MONOTONIC when read */
+    int64_t at_us; /* the system's monotonic clock when read */
     idx_session_t s;
 } slot_t;
 
@@ -31,13 +31,6 @@ struct web_sessions {
     pthread_mutex_t lock;
     slot_t slots[SLOTS];
 };
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static slot_t *slot_of(web_sessions_t *c, const char *hash)
 {
@@ -68,10 +61,10 @@ int web_sessions_get(web_sessions_t *c, const char *hash, uint64_t gen, idx_sess
     if (!c || !gen)
         return 0;
     int hit = 0;
-    int64_t now = mono_ns();
+    int64_t now = vg_clock_mono(&vg_system_clock);
     pthread_mutex_lock(&c->lock);
     slot_t *e = slot_of(c, hash);
-    if (e->gen == gen && now - e->at_ns < SESSION_TTL_NS && strcmp(e->hash, hash) == 0) {
+    if (e->gen == gen && now - e->at_us < SESSION_TTL_US && strcmp(e->hash, hash) == 0) {
         *out = e->s;
         hit = 1;
     }
@@ -83,12 +76,12 @@ void web_sessions_put(web_sessions_t *c, const char *hash, uint64_t gen, const i
 {
     if (!c || !gen)
         return;
-    int64_t now = mono_ns();
+    int64_t now = vg_clock_mono(&vg_system_clock);
     pthread_mutex_lock(&c->lock);
     slot_t *e = slot_of(c, hash);
     snprintf(e->hash, sizeof(e->hash), "%s", hash);
     e->gen = gen;
-    e->at_ns = now;
+    e->at_us = now;
     e->s = *s;
     pthread_mutex_unlock(&c->lock);
 }

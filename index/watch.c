@@ -44,7 +44,10 @@ int idx_watch_open(const char *db_path, idx_watch_t **out)
                 db_path, strerror(errno));
         return VG_EIO;
     }
-    char *wal = vg_asprintf("%s-wal", db_path);
+    /* SQLite resolves symbolic links to name the WAL after the real file */
+    char *real = realpath(db_path, NULL);
+    char *wal = vg_asprintf("%s-wal", real ? real : db_path);
+    free(real);
     /* IN_MODIFY: every append and truncation; the others end the watch. */
     int wd = inotify_add_watch(fd, wal, IN_MODIFY | IN_DELETE_SELF | IN_MOVE_SELF);
     if (wd < 0) {

@@ -960,9 +960,27 @@ static int64_t accounts_gen(idx_t *idx)
  * session, made by this connection or another (vigilctl), and not with the
  * touch of a session on every request. */
 /* The watch moves with every commit to the WAL, another process's too, and
- * not with reads; without a WAL to watch it refuses. */
+ * not with reads; without a WAL to watch it refuses. The other process is
+ * forked before this one opens the index (a child must not inherit SQLite's
+ * state of open files) and waits on a pipe for its turn. */
 START_TEST(test_watch_sees_every_commit)
 {
+    int go[2];
+    ck_assert_int_eq(pipe(go), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        char c;
+        close(go[1]);
+        if (read(go[0], &c, 1) != 1)
+            _exit(2);
+        /* as vigilctl user passwd does: the session goes */
+        idx_t *other = NULL;
+        int ok = idx_open(g_db, 0, &other) == VG_OK && idx_session_delete(other, "s1") == VG_OK;
+        idx_close(other);
+        _exit(ok ? 0 : 1);
+    }
+    close(go[0]);
     idx_watch_t *w = NULL;
     ck_assert_int_eq(idx_watch_open(g_db, &w), VG_EIO); /* no index yet */
     ck_assert_uint_eq(idx_watch_gen(NULL), 0);
@@ -983,21 +1001,42 @@ START_TEST(test_watch_sees_every_commit)
     g = idx_watch_gen(w);
     ck_assert_int_eq(idx_session_get(idx, "s1", &s), VG_OK); /* a read */
     ck_assert_uint_eq(idx_watch_gen(w), g);
-    /* another process deletes the session (as vigilctl passwd does) */
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        idx_t *other = NULL;
-        int ok = idx_open(g_db, 0, &other) == VG_OK && idx_session_delete(other, "s1") == VG_OK;
-        idx_close(other);
-        _exit(ok ? 0 : 1);
-    }
+    ck_assert_int_eq(write(go[1], "x", 1), 1);
+    close(go[1]);
     int status = 0;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     /* seen at once: the write was queued before the child exited */
     ck_assert_uint_gt(idx_watch_gen(w), g);
     ck_assert_int_eq(idx_session_get(idx, "s1", &s), VG_ENOTFOUND);
+    idx_watch_close(w);
+    idx_close(idx);
+}
+END_TEST
+
+/* index.db a symbolic link, and a stale file where its WAL would be: SQLite
+ * writes the WAL beside the real file, and the watch must be on that one. */
+START_TEST(test_watch_follows_a_symlink)
+{
+    char real_dir[600], real_db[700], stale[700];
+    snprintf(real_dir, sizeof(real_dir), "%s/real", g_dir);
+    ck_assert_int_eq(mkdir(real_dir, 0700), 0);
+    snprintf(real_db, sizeof(real_db), "%s/index.db", real_dir);
+    ck_assert_int_eq(symlink(real_db, g_db), 0);
+    snprintf(stale, sizeof(stale), "%s-wal", g_db);
+    FILE *f = fopen(stale, "w");
+    ck_assert_ptr_nonnull(f);
+    fclose(f);
+    idx_t *idx = open_rw(); /* through the link */
+    idx_watch_t *w = NULL;
+    ck_assert_int_eq(idx_watch_open(g_db, &w), VG_OK);
+    uint64_t g = idx_watch_gen(w);
+    idx_account_t a = {0};
+    snprintf(a.name, sizeof(a.name), "guard");
+    snprintf(a.role, sizeof(a.role), "security");
+    snprintf(a.pwhash, sizeof(a.pwhash), "$argon2id$x");
+    ck_assert_int_eq(idx_account_add(idx, &a, NULL, 0), VG_OK);
+    ck_assert_uint_gt(idx_watch_gen(w), g);
     idx_watch_close(w);
     idx_close(idx);
 }
@@ -1633,6 +1672,7 @@ static Suite *index_suite(void)
     tcase_add_test(tc, test_audited_steps_share_a_transaction);
     tcase_add_test(tc, test_accounts_generation);
     tcase_add_test(tc, test_watch_sees_every_commit);
+    tcase_add_test(tc, test_watch_follows_a_symlink);
     tcase_add_test(tc, test_long_source_lists_whole);
     tcase_add_test(tc, test_scale_plan);
     tcase_add_test(tc, test_denials_survive_a_failed_write);

@@ -1212,8 +1212,15 @@ static void process(web_req_t *r)
         web_reply_error(r, 400, "unexpected_body", "this route takes no request body");
     else if (!(r->idx = pool_get(r->w)))
         web_reply_error(r, 500, "internal", "the index is not available");
-    else
+    else {
+        /* A request that announced a body can stall between its headers and
+         * here, while commits happen: the handler takes the index watch's
+         * count afresh. Without a body this call follows the headers' at
+         * once, and the count taken then still holds. */
+        if (web_req_header(r, "Content-Length") || web_req_header(r, "Transfer-Encoding"))
+            r->gen_read = 0;
         route->handler(r);
+    }
     if ((r->change || r->defer_state == DEFER_QUEUED) && r->status) {
         vg_err("web: a handler queued a change or deferred work and answered");
         abort(); /* a programming error */

@@ -83,6 +83,8 @@ void web_sessions_put(web_sessions_t *c, const char *hash, uint64_t gen, const i
     e->gen = gen;
     e->at_us = now;
     e->s = *s;
+    /* the cookie check never needs it: not kept */
+    memset(e->s.account.pwhash, 0, sizeof(e->s.account.pwhash));
     pthread_mutex_unlock(&c->lock);
 }
 

@@ -544,14 +544,15 @@ class Suite:
 
     def test_snapshot_keyframe(self):
         """keyframe=1 gives the keyframe shown at or before the time (the
-        timeline's coarse previews), also with B-frames, where the keyframe
-        a seek lands on may show after the time; a time on a keyframe gives
-        that keyframe, the same picture as an exact request there."""
+        timeline's coarse previews), on the B-frame camera: mid-GOP, and at a
+        time between a keyframe's decode and show times, where libav's seek
+        lands on a keyframe shown after the time and the one before is due.
+        The ETag names the frame's pts."""
         seg = self.segs("camb")[1]
         info = ffprobe_json(os.path.join(self.v.data, seg["path"]), "-select_streams", "v:0",
                             "-show_entries", "stream=time_base:packet=pts,dts,flags")
         num, den = (int(x) for x in info["streams"][0]["time_base"].split("/"))
-        keys = sorted(int(p["pts"]) for p in info["packets"] if "K" in p["flags"])
+        keys = sorted((int(p["pts"]), int(p["dts"])) for p in info["packets"] if "K" in p["flags"])
         assert len(keys) >= 2, keys
         pts = sorted(int(p["pts"]) for p in info["packets"])
 
@@ -559,26 +560,33 @@ class Suite:
             t = seg["start"] + -(-tick * num * US // den)
             return "%d.%06d" % (t // US, t % US)
 
-        def tag(r):
-            return r.getheader("ETag").strip('"').split("-")
-        # a frame well after the second keyframe, before the third
-        nxt = keys[2] if len(keys) > 2 else pts[-1] + 1
-        later = [p for p in pts if keys[1] < p < nxt]
+        def snap(at, extra):
+            st, body, r = self.get("/api/v1/sources/camb/snapshot.jpg?at=%s&width=64%s" %
+                                   (at, extra))
+            assert st == 200, (st, body[:200])
+            return body, r.getheader("ETag").strip('"').split("-")[2]
+        # mid-GOP, between the first keyframe and the second: the exact
+        # frame first (decoded by the exact path), then the keyframe
+        later = [p for p in pts if keys[0][0] < p < keys[1][0]]
         assert len(later) >= 3, (keys, later)
         at = wall(later[len(later) // 2])
-        s1, a, r1 = self.get("/api/v1/sources/camb/snapshot.jpg?at=%s&width=64&keyframe=1" % at)
-        assert s1 == 200, (s1, a[:200])
-        assert tag(r1)[2] == str(keys[1]), (tag(r1), keys)
-        s2, _, r2 = self.get("/api/v1/sources/camb/snapshot.jpg?at=%s&width=64" % at)
-        assert s2 == 200 and tag(r2)[2] == str(later[len(later) // 2]), (tag(r2), later)
-        # exact at the keyframe's own time: the same frame, the same file
-        s3, c, r3 = self.get("/api/v1/sources/camb/snapshot.jpg?at=%s&width=64" % wall(keys[1]))
-        assert s3 == 200 and r3.getheader("ETag") == r1.getheader("ETag") and c == a
-        # and again from the cache
-        s4, d, r4 = self.get("/api/v1/sources/camb/snapshot.jpg?at=%s&width=64&keyframe=1" % at)
-        assert s4 == 200 and d == a and r4.getheader("ETag") == r1.getheader("ETag")
-        s5, body, _ = self.get("/api/v1/sources/camb/snapshot.jpg?at=%s&keyframe=yes" % at)
-        assert s5 == 400 and json.loads(body)["error"]["code"] == "invalid_keyframe", (s5, body)
+        _, shown = snap(at, "")
+        assert shown == str(later[len(later) // 2]), (shown, later)
+        key_body, key_pts = snap(at, "&keyframe=1")
+        assert key_pts == str(keys[0][0]), (key_pts, keys)
+        # the same picture as an exact request at the keyframe's own time
+        # (which now finds the keyframe request's file: same name, same bytes)
+        body, exact_pts = snap(wall(keys[0][0]), "")
+        assert exact_pts == key_pts and body == key_body
+        # between a later keyframe's decode and show times: the one before
+        late = [k for k in keys[1:] if k[0] > k[1]]
+        assert late, keys  # test_snapshot_b_frames needs one too
+        k = late[0]
+        prev = max(x[0] for x in keys if x[0] < k[0])
+        _, key_pts = snap(wall((k[0] + k[1]) // 2), "&keyframe=1")
+        assert key_pts == str(prev), (key_pts, k, keys)
+        st, body, _ = self.get("/api/v1/sources/camb/snapshot.jpg?at=%s&keyframe=yes" % at)
+        assert st == 400 and json.loads(body)["error"]["code"] == "invalid_keyframe", (st, body)
 
     def test_snapshot_bad_input(self):
         frm, _ = self.inner_range("cam", 2)

@@ -33,7 +33,7 @@ typedef struct {
     int64_t at_us;
     int width;
     int64_t pts;
-    int out_w, out_h;
+    int file_width;  /* the width in the cached file's name (0: as recorded) */
     int used;
 } pb_snap_memo_t;
 

@@ -222,16 +222,21 @@ static int cache_open(pb_t *pb, const idx_segment_t *seg, int64_t pts, int width
     return VG_OK;
 }
 
-static void memo_put(pb_t *pb, const idx_segment_t *seg, int64_t at_us, int width, int64_t pts)
+/* width: the request's (with MEMO_KEYFRAME), file_width: the file's name's
+ * (a width over the source's is stored as recorded, 0). */
+static void memo_put(pb_t *pb, const idx_segment_t *seg, int64_t at_us, int width, int64_t pts,
+                     int file_width)
 {
     pthread_mutex_lock(&pb->lock);
     pb_snap_memo_t *m = &pb->memo[memo_slot(seg->id, at_us, width)];
-    *m = (pb_snap_memo_t){.seg_id = seg->id, .at_us = at_us, .width = width, .pts = pts, .used = 1};
+    *m = (pb_snap_memo_t){.seg_id = seg->id, .at_us = at_us, .width = width, .pts = pts,
+                          .file_width = file_width, .used = 1};
     snprintf(m->sha8, sizeof(m->sha8), "%.8s", seg->sha256);
     pthread_mutex_unlock(&pb->lock);
 }
 
-static int memo_get(pb_t *pb, const idx_segment_t *seg, int64_t at_us, int width, int64_t *pts)
+static int memo_get(pb_t *pb, const idx_segment_t *seg, int64_t at_us, int width, int64_t *pts,
+                    int *file_width)
 {
     int found = 0;
     pthread_mutex_lock(&pb->lock);
@@ -239,6 +244,7 @@ static int memo_get(pb_t *pb, const idx_segment_t *seg, int64_t at_us, int width
     if (m->used && m->seg_id == seg->id && m->at_us == at_us && m->width == width &&
         strncmp(m->sha8, seg->sha256, 8) == 0) {
         *pts = m->pts;
+        *file_width = m->file_width;
         found = 1;
     }
     pthread_mutex_unlock(&pb->lock);
@@ -517,7 +523,7 @@ static int snap_decode(pb_t *pb, const idx_segment_t *seg, int64_t at_us, int wi
     if (width > st->codecpar->width && st->codecpar->width > 0)
         width = 0; /* as recorded */
     if (cache_open(pb, seg, pts, width, out) == VG_OK) {
-        memo_put(pb, seg, at_us, mkey, pts);
+        memo_put(pb, seg, at_us, mkey, pts, width);
         goto cleanup;
     }
     int threads = pb->cfg.snapshot_threads > 0 ? pb->cfg.snapshot_threads : 1;
@@ -548,7 +554,7 @@ static int snap_decode(pb_t *pb, const idx_segment_t *seg, int64_t at_us, int wi
         rc = VG_EIO;
         goto cleanup;
     }
-    memo_put(pb, seg, at_us, mkey, pts);
+    memo_put(pb, seg, at_us, mkey, pts, width);
     rc = VG_OK;
 
 cleanup:
@@ -575,8 +581,9 @@ int pb_snapshot(pb_t *pb, const idx_segment_t *seg, int64_t at_us, int width, in
         width = MIN_WIDTH;
     if (width > 0)
         width &= ~1;
-    int mkey = width | (keyframe ? MEMO_KEYFRAME : 0);
-    if (memo_get(pb, seg, at_us, mkey, &pts) && cache_open(pb, seg, pts, width, out) == VG_OK)
+    int mkey = width | (keyframe ? MEMO_KEYFRAME : 0), file_width;
+    if (memo_get(pb, seg, at_us, mkey, &pts, &file_width) &&
+        cache_open(pb, seg, pts, file_width, out) == VG_OK)
         return VG_OK;
     if (!pb_slot_take(pb)) {
         snprintf(err, err_size, "too many snapshots are being made; try again shortly");

@@ -6,11 +6,10 @@
 // work, the first media byte, the frame). Prints one JSON line.
 //
 // usage: node bench_seek.mjs SOURCE DAY_FROM_MS DAY_TO_MS [N]
-import { launch, as, go } from './helpers.js';
+import { launch, as, go, isoS } from './helpers.js';
 
 const [source, dayFrom, dayTo] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])];
 const n = Number(process.argv[5] || 50);
-const isoS = (ms) => new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
 
 // Seeded, so every run seeks to the same moments.
 let seed = 20261202;

@@ -9,13 +9,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { launch, as, go, axe, shot, noProblems, narrowFits, apiGet, BASE } from './helpers.js';
+import { launch, as, go, axe, shot, noProblems, narrowFits, apiGet, BASE, isoS } from './helpers.js';
 
 const TOKEN = process.env.VIGIL_PBX_TOKEN;
 let browser;
 const calls = {};
-
-const isoS = (ms) => new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
 
 async function pbx(method, path, body) {
   const res = await fetch(BASE + '/api/v1' + path, { method, body: JSON.stringify(body),

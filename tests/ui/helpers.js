@@ -9,6 +9,9 @@ import assert from 'node:assert/strict';
 
 export const BASE = process.env.VIGIL_URL;
 export const PASSWORD = process.env.VIGIL_PASSWORD;
+
+// A time as the UI's links carry it: RFC 3339 UTC, whole seconds.
+export const isoS = (ms) => new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
 const SHOTS = process.env.VIGIL_SCREENSHOTS;
 const require = createRequire(import.meta.url);
 const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');

@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { launch, as, go, axe, shot, noProblems, narrowFits, BASE } from './helpers.js';
+import { launch, as, go, axe, shot, noProblems, narrowFits, BASE, isoS } from './helpers.js';
 
 const GAP = JSON.parse(process.env.VIGIL_GAP || 'null');
 const BUILD = process.env.VIGIL_BUILD;
@@ -18,7 +18,6 @@ let browser;
 before(async () => { browser = await launch(); });
 after(async () => { await browser.close(); });
 
-const isoS = (ms) => new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
 const clock = async (page) => Number(await page.getAttribute('main time.clock', 'data-ms'));
 
 // The media element sel has played at least `secs` seconds since first seen.

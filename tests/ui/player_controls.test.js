@@ -5,13 +5,12 @@
 // hold dialog of a range selected on the timeline with shift-drag.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, as, go, axe, noProblems, apiGet, auditRows, BASE } from './helpers.js';
+import { launch, as, go, axe, noProblems, apiGet, auditRows, BASE, isoS } from './helpers.js';
 
 let browser;
 before(async () => { browser = await launch(); });
 after(async () => { await browser.close(); });
 
-const isoS = (ms) => new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
 const clock = async (page) => Number(await page.getAttribute('main time.clock', 'data-ms'));
 const rate = (page) => page.evaluate(() => document.querySelector('main video').playbackRate);
 const paused = (page) => page.evaluate(() => document.querySelector('main video').paused);

@@ -5,13 +5,11 @@
 // browser that cannot decode H.265 gets words, the clip and the RTSP link.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, as, ready, noProblems, BASE } from './helpers.js';
+import { launch, as, ready, noProblems, BASE, isoS } from './helpers.js';
 
 let browser;
 before(async () => { browser = await launch(); });
 after(async () => { await browser.close(); });
-
-const isoS = (ms) => new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
 
 test('the playlist window grows in the same MediaSource: playback goes past its first end without a reopen', async () => {
   const page = await as(browser, 'admin');

@@ -4,13 +4,11 @@
 // list, and finds the evaluation in the reports page.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, as, go, axe, shot, noProblems, apiGet, auditRows } from './helpers.js';
+import { launch, as, go, axe, shot, noProblems, apiGet, auditRows, isoS } from './helpers.js';
 
 let browser;
 before(async () => { browser = await launch(); });
 after(async () => { await browser.close(); });
-
-const isoS = (ms) => new Date(Math.floor(ms / 1000) * 1000).toISOString().replace('.000Z', 'Z');
 
 test('QA: a form from the editor, a scored range with a timed comment, the report', async () => {
   const admin = await as(browser, 'admin');

@@ -617,14 +617,15 @@ int64_t idx_denials_noted(idx_denials_t *d);
 void idx_denials_close(idx_denials_t *d);
 
 /* ---- change watch (index/watch.c) ----
- * A counter that moves whenever anyone (this process or another) writes the
- * index's WAL: a cache of rows keeps an entry only while the counter is the
- * one it was read under. 0 means the watch is lost and nothing cached can be
- * trusted. open fails (VG_EIO, logged) where inotify cannot watch the WAL:
- * callers then read every time. */
+ * A counter that moves with every commit to the index, by this process or
+ * another (read from SQLite's wal-index header, no system call): a cache of
+ * rows keeps an entry only while the counter is the one it was read under.
+ * 0 means the header could not be read and nothing cached can be trusted.
+ * open fails (VG_EIO, logged) where there is no wal-index to read (the index
+ * not open in WAL mode): callers then read every time. */
 typedef struct idx_watch idx_watch_t;
 int idx_watch_open(const char *db_path, idx_watch_t **out);
-/* Takes in every write made so far and returns the count (w NULL: 0). */
+/* The count as of every commit finished so far (w NULL: 0). */
 uint64_t idx_watch_gen(idx_watch_t *w);
 void idx_watch_close(idx_watch_t *w);
 

@@ -959,8 +959,8 @@ static int64_t accounts_gen(idx_t *idx)
 /* The accounts generation moves with every change that can end a live
  * session, made by this connection or another (vigilctl), and not with the
  * touch of a session on every request. */
-/* The watch moves with every commit to the WAL, another process's too, and
- * not with reads; without a WAL to watch it refuses. The other process is
+/* The watch moves with every commit, another process's too, and not with
+ * reads; without a wal-index to read it refuses. The other process is
  * forked before this one opens the index (a child must not inherit SQLite's
  * state of open files) and waits on a pipe for its turn. */
 START_TEST(test_watch_sees_every_commit)
@@ -1014,8 +1014,8 @@ START_TEST(test_watch_sees_every_commit)
 }
 END_TEST
 
-/* index.db a symbolic link, and a stale file where its WAL would be: SQLite
- * writes the WAL beside the real file, and the watch must be on that one. */
+/* index.db a symbolic link, and a stale file where its wal-index would be:
+ * SQLite keeps it beside the real file, and the watch must read that one. */
 START_TEST(test_watch_follows_a_symlink)
 {
     char real_dir[600], real_db[700], stale[700];
@@ -1023,9 +1023,11 @@ START_TEST(test_watch_follows_a_symlink)
     ck_assert_int_eq(mkdir(real_dir, 0700), 0);
     snprintf(real_db, sizeof(real_db), "%s/index.db", real_dir);
     ck_assert_int_eq(symlink(real_db, g_db), 0);
-    snprintf(stale, sizeof(stale), "%s-wal", g_db);
+    snprintf(stale, sizeof(stale), "%s-shm", g_db);
     FILE *f = fopen(stale, "w");
     ck_assert_ptr_nonnull(f);
+    static const char zeros[32768];
+    ck_assert_uint_eq(fwrite(zeros, 1, sizeof(zeros), f), sizeof(zeros));
     fclose(f);
     idx_t *idx = open_rw(); /* through the link */
     idx_watch_t *w = NULL;
@@ -1037,6 +1039,38 @@ START_TEST(test_watch_follows_a_symlink)
     snprintf(a.pwhash, sizeof(a.pwhash), "$argon2id$x");
     ck_assert_int_eq(idx_account_add(idx, &a, NULL, 0), VG_OK);
     ck_assert_uint_gt(idx_watch_gen(w), g);
+    idx_watch_close(w);
+    idx_close(idx);
+}
+END_TEST
+
+/* A checkpoint that restarts the WAL starts its frames again from 1: a
+ * commit after it must still move the count (the salts change). */
+START_TEST(test_watch_across_wal_restarts)
+{
+    idx_t *idx = open_rw();
+    idx_watch_t *w = NULL;
+    ck_assert_int_eq(idx_watch_open(g_db, &w), VG_OK);
+    idx_account_t a = {0};
+    snprintf(a.role, sizeof(a.role), "security");
+    snprintf(a.pwhash, sizeof(a.pwhash), "$argon2id$x");
+    for (int i = 0; i < 3; i++) {
+        snprintf(a.name, sizeof(a.name), "guard%d", i);
+        uint64_t g = idx_watch_gen(w);
+        ck_assert_uint_gt(g, 0);
+        ck_assert_int_eq(idx_account_add(idx, &a, NULL, 0), VG_OK);
+        ck_assert_uint_gt(idx_watch_gen(w), g);
+        int pages = -1;
+        ck_assert_int_eq(idx_wal_checkpoint(idx, 0, &pages), VG_OK);
+        g = idx_watch_gen(w);
+        ck_assert_uint_gt(g, 0);
+        idx_session_t s;
+        char sid[8];
+        snprintf(sid, sizeof(sid), "s%d", i);
+        ck_assert_int_eq(idx_session_add(idx, sid, a.id, 10), VG_OK);
+        ck_assert_uint_gt(idx_watch_gen(w), g);
+        ck_assert_int_eq(idx_session_get(idx, sid, &s), VG_OK);
+    }
     idx_watch_close(w);
     idx_close(idx);
 }
@@ -1673,6 +1707,7 @@ static Suite *index_suite(void)
     tcase_add_test(tc, test_accounts_generation);
     tcase_add_test(tc, test_watch_sees_every_commit);
     tcase_add_test(tc, test_watch_follows_a_symlink);
+    tcase_add_test(tc, test_watch_across_wal_restarts);
     tcase_add_test(tc, test_long_source_lists_whole);
     tcase_add_test(tc, test_scale_plan);
     tcase_add_test(tc, test_denials_survive_a_failed_write);

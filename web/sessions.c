@@ -5,9 +5,8 @@
  * lookup). Any commit anywhere (a logout, a password changed by vigilctl, a
  * deleted account, but also a recorded segment) moves the watch's count and
  * so drops every entry; an entry is also never older than SESSION_TTL_US,
- * which bounds the one race the watch leaves (a row read while a commit is
- * being synced). Direct-mapped by the session hash, overwritten on
- * collision. */
+ * a bound for what the count cannot show (a wal-index removed by hand).
+ * Direct-mapped by the session hash, overwritten on collision. */
 #include "web/web_private.h"
 
 #include <pthread.h>

@@ -349,6 +349,7 @@ typedef struct web_req {
     int defer_state;          /* DEFER_NONE, DEFER_QUEUED, DEFER_RUNNING, DEFER_DONE */
     uint64_t gen;             /* web_index_gen's, once read */
     int gen_read;
+    int corked_fd;            /* the socket corked for a file's answer, or -1 */
 } web_req_t;
 
 /* ---- sessions.c: the cookie check's rows, kept while the index is unchanged ---- */

@@ -9,8 +9,11 @@
  * after its frames are in the WAL (and synced): writing it is what makes the
  * commit visible. So a commit finished before a request arrived has changed
  * the header when the request reads it, and a reader that sees the old header
- * may read no newer row than it. The header is read through a read-only
- * shared mapping, as SQLite's readers do: no system call per request.
+ * may read no newer row than it. The header is read where SQLite's readers
+ * read it, in SQLite's own mapping of the file (its VFS's xShmMap, through a
+ * connection the watch keeps open): no system call per request. The file is
+ * never opened here: closing a descriptor of it would drop every POSIX lock
+ * this process holds on it, SQLite's among them.
  *
  * The writer writes the second copy, then the first; a reader reads the
  * first, then the second, and trusts them only when they agree (SQLite's own
@@ -20,16 +23,12 @@
  * using the one it mapped, as does this). */
 #include "index/index.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "core/errors.h"
 #include "core/log.h"
@@ -37,56 +36,59 @@
 
 enum {
     HDR_WORDS = 12,             /* one copy: 48 bytes */
-    HDR_BYTES = 2 * HDR_WORDS * 4,
     HDR_VERSION = 3007000,      /* iVersion of every SQLite since WAL mode began */
     HDR_TRIES = 64,
+    SHM_REGION = 32768,         /* SQLite maps the wal-index in regions of this size */
 };
 
 /* The words of a copy (native byte order): 0 iVersion, 2 iChange,
  * 3 isInit|bigEndCksum|szPage, 4 mxFrame, 5 nPage, 8-9 the salts. */
 struct idx_watch {
-    const uint32_t *hdr; /* the mapping: copy 0 at [0], copy 1 at [12] */
-    size_t map_len;
-    pthread_mutex_t lock; /* last, gen */
-    uint32_t last[4];     /* iChange, mxFrame, salt 1, salt 2 of the last read */
+    sqlite3 *db;             /* keeps SQLite's mapping (and its lock on the file) */
+    const uint32_t *hdr;     /* region 0: copy 0 at [0], copy 1 at [12] */
+    pthread_mutex_t lock;    /* last, gen */
+    uint32_t last[4];        /* iChange, mxFrame, salt 1, salt 2 of the last read */
     uint64_t gen;
     int warned;
 };
+
+static int refuse(const char *db_path, const char *why, sqlite3 *db)
+{
+    vg_warn("index: cannot watch %s for changes (%s); rows are read for every request",
+            db_path, why);
+    sqlite3_close(db);
+    return VG_EIO;
+}
 
 int idx_watch_open(const char *db_path, idx_watch_t **out)
 {
     if (!db_path || !out)
         return VG_EINVAL;
     *out = NULL;
-    /* SQLite resolves symbolic links to name the -shm after the real file */
-    char *real = realpath(db_path, NULL);
-    char *shm = vg_asprintf("%s-shm", real ? real : db_path);
-    free(real);
-    int fd = open(shm, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size < HDR_BYTES) {
-        vg_warn("index: cannot watch %s (%s); rows are read for every request", shm,
-                fd < 0 ? strerror(errno) : "not a wal-index");
-        if (fd >= 0)
-            close(fd);
-        free(shm);
-        return VG_EIO;
-    }
-    /* One page: it lies within the file, which SQLite never shrinks while
-     * a connection (this process holds one) has it open. */
-    size_t len = (size_t)sysconf(_SC_PAGESIZE);
-    void *map = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) {
-        vg_warn("index: cannot map %s (%s); rows are read for every request", shm,
-                strerror(errno));
-        free(shm);
-        return VG_EIO;
-    }
-    free(shm);
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(db_path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK)
+        return refuse(db_path, db ? sqlite3_errmsg(db) : "cannot open", db);
+    sqlite3_busy_timeout(db, 5000);
+    /* A read maps the wal-index; the journal mode says whether there is one. */
+    sqlite3_stmt *st = NULL;
+    int wal = sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
+              sqlite3_step(st) == SQLITE_ROW &&
+              sqlite3_stricmp((const char *)sqlite3_column_text(st, 0), "wal") == 0;
+    sqlite3_finalize(st);
+    if (!wal)
+        return refuse(db_path, "not in WAL mode", db);
+    if (sqlite3_exec(db, "SELECT count(*) FROM sqlite_master", NULL, NULL, NULL) != SQLITE_OK)
+        return refuse(db_path, sqlite3_errmsg(db), db);
+    sqlite3_file *f = NULL;
+    volatile void *region = NULL;
+    if (sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &f) != SQLITE_OK || !f ||
+        !f->pMethods || f->pMethods->iVersion < 2 || !f->pMethods->xShmMap ||
+        f->pMethods->xShmMap(f, 0, SHM_REGION, 0, &region) != SQLITE_OK || !region)
+        return refuse(db_path, "no wal-index mapped", db);
     idx_watch_t *w = vg_calloc(1, sizeof(*w));
-    w->hdr = map;
-    w->map_len = len;
+    w->db = db;
+    w->hdr = (const uint32_t *)region;
     w->gen = 1;
     pthread_mutex_init(&w->lock, NULL);
     *out = w;
@@ -137,7 +139,7 @@ void idx_watch_close(idx_watch_t *w)
 {
     if (!w)
         return;
-    munmap((void *)w->hdr, w->map_len);
+    sqlite3_close(w->db);
     pthread_mutex_destroy(&w->lock);
     free(w);
 }

@@ -3,6 +3,7 @@
  * source registration, transactions and the query plan at scale. Tests may
  * use sqlite3 directly to look at the file from outside. */
 #include <check.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -1076,6 +1077,42 @@ START_TEST(test_watch_across_wal_restarts)
 }
 END_TEST
 
+/* SQLite holds a shared lock on the wal-index's "DMS" byte (128) while this
+ * process has the index open; without it, the next process to open the index
+ * resets the file under every mapping of it. Opening and closing the watch
+ * must leave that lock alone (a descriptor of the file closed by this process
+ * would drop it). Another process is the one that can see the lock. */
+static int dms_locked_by_other(const char *db)
+{
+    char shm[800];
+    snprintf(shm, sizeof(shm), "%s-shm", db);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open(shm, O_RDWR);
+        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 128, .l_len = 1};
+        _exit(fd >= 0 && fcntl(fd, F_GETLK, &fl) == 0 && fl.l_type == F_RDLCK ? 0 : 1);
+    }
+    int status = 0;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+START_TEST(test_watch_keeps_sqlites_locks)
+{
+    idx_t *idx = open_rw();
+    idx_session_t s;
+    ck_assert_int_eq(idx_session_get(idx, "none", &s), VG_ENOTFOUND); /* maps the wal-index */
+    ck_assert(dms_locked_by_other(g_db));
+    idx_watch_t *w = NULL;
+    ck_assert_int_eq(idx_watch_open(g_db, &w), VG_OK);
+    ck_assert(dms_locked_by_other(g_db));
+    ck_assert_uint_gt(idx_watch_gen(w), 0);
+    idx_watch_close(w);
+    ck_assert(dms_locked_by_other(g_db));
+    idx_close(idx);
+}
+END_TEST
+
 START_TEST(test_accounts_generation)
 {
     idx_t *idx = NULL, *other = NULL;
@@ -1708,6 +1745,7 @@ static Suite *index_suite(void)
     tcase_add_test(tc, test_watch_sees_every_commit);
     tcase_add_test(tc, test_watch_follows_a_symlink);
     tcase_add_test(tc, test_watch_across_wal_restarts);
+    tcase_add_test(tc, test_watch_keeps_sqlites_locks);
     tcase_add_test(tc, test_long_source_lists_whole);
     tcase_add_test(tc, test_scale_plan);
     tcase_add_test(tc, test_denials_survive_a_failed_write);

@@ -526,6 +526,17 @@ static int snap_decode(pb_t *pb, const idx_segment_t *seg, int64_t at_us, int wi
         memo_put(pb, seg, at_us, mkey, pts, width);
         goto cleanup;
     }
+    /* Nothing decoded after the frame to show is needed for it (references
+     * come first in decoding order): the packets read after it (dts still
+     * at or before target, with B-frames) are left out. */
+    for (size_t i = 0; i + 1 < s->n; i++) {
+        if (s->pkts[i]->pts == pts) {
+            for (size_t j = i + 1; j < s->n; j++)
+                av_packet_free(&s->pkts[j]);
+            s->n = i + 1;
+            break;
+        }
+    }
     int threads = pb->cfg.snapshot_threads > 0 ? pb->cfg.snapshot_threads : 1;
     if ((rc = decode_gop(s, vs, target, pts, threads)) != VG_OK) {
         vg_warn("snapshot: segment %s does not decode at %" PRId64, seg->path, target);

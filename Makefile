@@ -199,7 +199,8 @@ demo: deps
 BENCH_BINS := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/bench_*.c))
 
 bench: deps
-	@$(MAKE) --no-print-directory all $(BUILD)/camsim $(BENCH_BINS) $(BUILD)/bench/webserve
+	@$(MAKE) --no-print-directory all $(BUILD)/camsim $(BENCH_BINS) $(BUILD)/bench/webserve \
+		$(BUILD)/bench/snapfloor
 	@python3 bench/ingest.py --build $(BUILD)
 	@for b in $(BENCH_BINS); do $$b --results bench/RESULTS.md || exit 1; done
 	@python3 bench/bench_web.py --build $(BUILD) --results bench/RESULTS.md

@@ -16,9 +16,12 @@
  * this process holds on it, SQLite's among them.
  *
  * The writer writes the second copy, then the first; a reader reads the
- * first, then the second, and trusts them only when they agree (SQLite's own
- * rule). A header that never agrees, or is not initialised, makes the count 0
- * for that call: nothing cached is trusted. Callers still bound their entries'
+ * first, then the second, and trusts them only when they agree, are
+ * initialised and of the known version (SQLite's readers also check a
+ * checksum, which guards their use of the whole header; the count needs only
+ * a consistent copy). A header that does not agree within a few tries (a
+ * writer between its two copies) makes the count 0 for that call: nothing
+ * cached is trusted. Callers still bound their entries'
  * age, for what no header shows (the -shm file removed by hand: SQLite keeps
  * using the one it mapped, as does this). */
 #include "index/index.h"
@@ -39,6 +42,7 @@ enum {
     HDR_VERSION = 3007000,      /* iVersion of every SQLite since WAL mode began */
     HDR_TRIES = 64,
     SHM_REGION = 32768,         /* SQLite maps the wal-index in regions of this size */
+    WARN_AFTER = 1000,
 };
 
 /* The words of a copy (native byte order): 0 iVersion, 2 iChange,
@@ -49,7 +53,7 @@ struct idx_watch {
     pthread_mutex_t lock;    /* last, gen */
     uint32_t last[4];        /* iChange, mxFrame, salt 1, salt 2 of the last read */
     uint64_t gen;
-    int warned;
+    unsigned fails;          /* consecutive reads that found no consistent header */
 };
 
 static int refuse(const char *db_path, const char *why, sqlite3 *db)
@@ -127,9 +131,12 @@ uint64_t idx_watch_gen(idx_watch_t *w)
             w->gen++;
         }
         gen = w->gen;
-    } else if (!w->warned) {
-        w->warned = 1;
-        vg_warn("index: the wal-index header cannot be read; rows are read again until it can");
+        w->fails = 0;
+    } else if (++w->fails == WARN_AFTER) {
+        /* one failed read is a writer caught between its two copies; this
+         * many in a row is not */
+        vg_warn("index: the wal-index header has not been readable for %u requests; rows are "
+                "read again until it is", (unsigned)WARN_AFTER);
     }
     pthread_mutex_unlock(&w->lock);
     return gen;

@@ -529,11 +529,11 @@ static int snap_decode(pb_t *pb, const idx_segment_t *seg, int64_t at_us, int wi
     /* Nothing decoded after the frame to show is needed for it (references
      * come first in decoding order): the packets read after it (dts still
      * at or before target, with B-frames) are left out. */
-    for (size_t i = 0; i + 1 < s->n; i++) {
-        if (s->pkts[i]->pts == pts) {
-            for (size_t j = i + 1; j < s->n; j++)
+    for (size_t i = s->n; i > 0; i--) {
+        if (s->pkts[i - 1]->pts == pts) { /* the last of that pts, as keep_if_best shows */
+            for (size_t j = i; j < s->n; j++)
                 av_packet_free(&s->pkts[j]);
-            s->n = i + 1;
+            s->n = i;
             break;
         }
     }

@@ -430,13 +430,13 @@ static void guard_arm(reader_t *rd, const web_req_t *r)
     }
 }
 
-/* The response for a file or reader body; NULL when libmicrohttpd refuses
- * (the body is released either way). */
-/* libmicrohttpd sends a file's headers with a send(2) of their own before
- * sendfile(2): two packets where one would do, and on a busy server the
- * second trip through the TCP stack costs more than the system calls. Corked,
- * the headers wait for the file's first bytes; the cork comes off when the
- * answer is complete (on_completed). */
+/* Debian's libmicrohttpd (0.9.75) sends a file's headers with a send(2) of
+ * their own, without MSG_MORE (seen with strace), before sendfile(2): two
+ * packets where one would do, and on a busy server each trip through the TCP
+ * stack costs more than a system call. Corked, the headers wait for the
+ * file's first bytes; the cork comes off when the answer is complete
+ * (on_completed). Plain connections only: under TLS the library reads the
+ * file itself and corks on its own. */
 static void cork(web_req_t *r)
 {
     const union MHD_ConnectionInfo *ci =
@@ -446,6 +446,8 @@ static void cork(web_req_t *r)
         r->corked_fd = ci->connect_fd;
 }
 
+/* The response for a file or reader body; NULL when libmicrohttpd refuses
+ * (the body is released either way). */
 static struct MHD_Response *body_response(web_req_t *r)
 {
     struct MHD_Response *resp = NULL;
@@ -478,7 +480,8 @@ static struct MHD_Response *body_response(web_req_t *r)
                                                        r->body_off);
         if (resp)
             r->body_fd = -1; /* the response closes it */
-        cork(r);
+        if (resp && !r->w->tls)
+            cork(r);
     } else {
         reader_t *rd = vg_calloc(1, sizeof(*rd));
         rd->fd = -1;
@@ -1699,8 +1702,8 @@ static int prepare(struct web *w)
         return rc;
     if ((rc = web_ui_init(w)) != VG_OK)
         return rc;
-    /* The index is open (vigild opened and migrated it first), so its WAL
-     * is there to watch; without the watch nothing is cached. */
+    /* The index is open (vigild opened and migrated it first), so its
+     * wal-index is there to read; without the watch nothing is cached. */
     if (idx_watch_open(db, &w->watch) == VG_OK)
         w->sessions = web_sessions_new();
     return web_auditor_start(db, &w->auditor);

@@ -194,6 +194,7 @@ def without_date(answer):
 class Suite:
     def __init__(self, tmp):
         self.tmp = tmp
+        self.watchers = []
         self.cam = Camsim()
         self.port = free_port()
         dead = "rtsp://127.0.0.1:9/none"  # nothing listens: a source that never connects
@@ -245,11 +246,13 @@ class Suite:
                 wait_for("%s recording" % n, lambda n=n: v.segments(n), 60)
         except AssertionError:
             log("--- vigild log tail ---\n" + v.log_text()[-3000:])
+            log("--- camsim (port %d, %s) stderr tail ---\n%s" % (
+                self.cam.port, "running" if self.cam.proc.poll() is None
+                else "exited %s" % self.cam.proc.returncode, self.cam.err_tail()))
             self.close()
             raise
         log("set up in %.1f s" % (time.monotonic() - t0))
         self.api = Api(v.http_port, self.admin_token)
-        self.watchers = []
 
     def close(self):
         for w in self.watchers:

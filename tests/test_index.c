@@ -1066,7 +1066,7 @@ START_TEST(test_watch_across_wal_restarts)
         g = idx_watch_gen(w);
         ck_assert_uint_gt(g, 0);
         idx_session_t s;
-        char sid[8];
+        char sid[16];
         snprintf(sid, sizeof(sid), "s%d", i);
         ck_assert_int_eq(idx_session_add(idx, sid, a.id, 10), VG_OK);
         ck_assert_uint_gt(idx_watch_gen(w), g);

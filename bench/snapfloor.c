@@ -1,19 +1,21 @@
 /* What a snapshot costs libavcodec alone: for each FILE OFFSET pair, the
  * frame at or before OFFSET (seconds from the file's time 0, as vigild counts
  * a segment's times) decoded from the keyframe before it and encoded as the
- * JPEG vigild makes, with vigild's method (frames nothing refers to skipped
- * but the one shown, frame threads, mjpeg at q=3) and none of its serving:
- * no HTTP, no index, no cache, the packets already in memory. Prints one line
+ * JPEG vigild makes (its own pb_jpeg_encode), with vigild's method (frames
+ * nothing refers to skipped but the one shown, frame threads) and none of its
+ * serving: no HTTP, no index, no cache, the packets already in memory. Prints one line
  * per pair: "decode_ms encode_ms" (bench/bench_snapshot.py reports them
  * beside vigild's own times).
  *
  * Usage: snapfloor THREADS FILE OFFSET [FILE OFFSET ...] */
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
-#include <libswscale/swscale.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+
+#include "core/errors.h"
+#include "playback/playback_private.h"
 
 #define MAX_PACKETS 20000
 
@@ -25,52 +27,6 @@ static double now_ms(void)
 }
 
 static AVPacket *pkts[MAX_PACKETS];
-
-/* The JPEG as vigild encodes it at the recorded size: the range converted
- * with no filter, mjpeg at q=3. Returns its size, or -1. */
-static int encode(const AVFrame *src, int threads)
-{
-    int size = -1;
-    const AVCodec *codec = avcodec_find_encoder(AV_CODEC_ID_MJPEG);
-    AVCodecContext *enc = codec ? avcodec_alloc_context3(codec) : NULL;
-    AVFrame *dst = av_frame_alloc();
-    AVPacket *out = av_packet_alloc();
-    struct SwsContext *sws = NULL;
-    if (!enc || !dst || !out)
-        goto cleanup;
-    dst->format = AV_PIX_FMT_YUVJ420P;
-    dst->width = src->width;
-    dst->height = src->height;
-    if (av_frame_get_buffer(dst, 0) < 0)
-        goto cleanup;
-    sws = sws_getContext(src->width, src->height, src->format, src->width, src->height,
-                         AV_PIX_FMT_YUVJ420P, SWS_POINT, NULL, NULL, NULL);
-    if (!sws)
-        goto cleanup;
-    sws_scale(sws, (const uint8_t *const *)src->data, src->linesize, 0, src->height, dst->data,
-              dst->linesize);
-    enc->width = src->width;
-    enc->height = src->height;
-    enc->pix_fmt = AV_PIX_FMT_YUVJ420P;
-    enc->time_base = (AVRational){1, 25};
-    enc->flags |= AV_CODEC_FLAG_QSCALE;
-    enc->global_quality = FF_QP2LAMBDA * 3;
-    enc->thread_count = threads;
-    if (avcodec_open2(enc, codec, NULL) < 0)
-        goto cleanup;
-    dst->pts = 0;
-    dst->quality = enc->global_quality;
-    if (avcodec_send_frame(enc, dst) >= 0 && avcodec_send_frame(enc, NULL) >= 0 &&
-        avcodec_receive_packet(enc, out) >= 0)
-        size = out->size;
-
-cleanup:
-    sws_freeContext(sws);
-    avcodec_free_context(&enc);
-    av_packet_free(&out);
-    av_frame_free(&dst);
-    return size;
-}
 
 static int one(const char *path, double offset, int threads)
 {
@@ -133,9 +89,12 @@ static int one(const char *path, double offset, int threads)
     double t1 = now_ms();
     if (!best->buf[0])
         goto cleanup;
-    int size = encode(best, threads);
+    uint8_t *jpeg = NULL;
+    size_t len = 0;
+    int enc = pb_jpeg_encode(best, best->width, best->height, threads, &jpeg, &len);
     double t2 = now_ms();
-    if (size <= 0)
+    free(jpeg);
+    if (enc != VG_OK || len == 0)
         goto cleanup;
     printf("%.2f %.2f\n", t1 - t0, t2 - t1);
     rc = 0;
@@ -159,6 +118,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: snapfloor THREADS FILE OFFSET [FILE OFFSET ...]\n");
         return 2;
     }
+    av_log_set_level(AV_LOG_ERROR); /* as vigild routes libav's notices away */
     int threads = atoi(argv[1]);
     int rc = 0;
     for (int i = 2; i + 1 < argc; i += 2)

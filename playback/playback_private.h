@@ -74,4 +74,11 @@ void pb_hls_cache_free(pb_t *pb);
 void pb_media_memo_init(pb_t *pb);
 void pb_media_memo_free(pb_t *pb);
 
+/* A decoded frame as the snapshot route's JPEG (snapshot.c: mjpeg at q=3,
+ * full range, scaled to out_w x out_h), into a malloc'd *jpeg; VG_OK or
+ * VG_EMEDIA. bench/snapfloor.c times the same call. */
+struct AVFrame;
+int pb_jpeg_encode(const struct AVFrame *src, int out_w, int out_h, int threads,
+                   uint8_t **jpeg, size_t *len);
+
 #endif

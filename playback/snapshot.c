@@ -282,8 +282,8 @@ static int cache_store(pb_t *pb, const char *final, const uint8_t *data, size_t 
 }
 
 /* The frame as a JPEG of out_w x out_h into a malloc'd buffer. */
-static int encode_jpeg(const AVFrame *src, int out_w, int out_h, int threads, uint8_t **jpeg,
-                       size_t *len)
+int pb_jpeg_encode(const AVFrame *src, int out_w, int out_h, int threads, uint8_t **jpeg,
+                   size_t *len)
 {
     int rc = VG_EMEDIA;
     struct SwsContext *sws = NULL;
@@ -551,7 +551,7 @@ static int snap_decode(pb_t *pb, const idx_segment_t *seg, int64_t at_us, int wi
         oh = (int)(((int64_t)sh * ow + sw) / (2 * (int64_t)sw)) * 2;
         oh = oh < 2 ? 2 : oh;
     }
-    if ((rc = encode_jpeg(s->best, ow, oh, threads, &jpeg, &len)) != VG_OK) {
+    if ((rc = pb_jpeg_encode(s->best, ow, oh, threads, &jpeg, &len)) != VG_OK) {
         snprintf(err, err_size, "the frame cannot be encoded as JPEG");
         goto cleanup;
     }

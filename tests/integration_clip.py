@@ -354,13 +354,24 @@ class Suite:
         self.v.proc.send_signal(signal.SIGHUP)
         wait_for("reload applied", lambda: self.v.log_text().count("configuration applied") > n,
                  15)
+        # The old connection may still start a segment between `at` and the
+        # reload, so the switch is found where the stored sample entry
+        # changes, not by time alone.
         def pair():
             s = self.v.segments("flaky")
-            new = [i for i, x in enumerate(s) if parse_time(x["start"]) > at]
-            if not new or new[0] == 0 or new[0] + 1 >= len(s):
-                return None  # the first new segment is not followed yet
-            return s[new[0] - 1], s[new[0]]
+            for i in range(1, len(s) - 1):  # the first new segment must be followed
+                if parse_time(s[i]["start"]) > at and \
+                        self.sample_entry(s[i]) != self.sample_entry(s[i - 1]):
+                    return s[i - 1], s[i]
+            return None
         return wait_for("flaky recording %s" % mount, pair, 40)
+
+    def sample_entry(self, seg):
+        """The stsd box of a stored segment's init part."""
+        with open(os.path.join(self.v.data, seg["path"]), "rb") as f:
+            head = f.read(1 << 16)
+        i = head.index(b"stsd")
+        return head[i - 4:i - 4 + struct.unpack(">I", head[i - 4:i])[0]]
 
     def test_zy_format_and_codec_change(self):
         """After the gap test (it uses flaky too)."""

@@ -122,6 +122,11 @@ typedef struct {
     const int *stop;   /* read atomically between packets; non-zero: VG_ESTOPPED */
     int64_t first_us;  /* out: wall time of the first packet written (0: none) */
     int64_t last_us;   /* out: wall time of the end of the last packet written */
+    /* out: how many of segs (from the first) the file was made from; when
+     * the source's streams changed inside the range, the file ends there and
+     * cut_us is the start of the first segment left out (else 0) */
+    size_t segs_used;
+    int64_t cut_us;
     /* Called after each segment with the bytes written so far (may be NULL). */
     void (*progress)(void *ctx, int64_t bytes);
     void *ctx;

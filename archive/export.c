@@ -41,6 +41,16 @@ static int fail(export_t *x, int rc, const char *fmt, const char *arg)
 static int open_segment(export_t *x, const idx_segment_t *seg, AVFormatContext **ic)
 {
     char *path = vg_asprintf("%s/%s", x->data_dir, seg->path);
+    struct stat st;
+    /* A file cut short (or grown) since it was indexed would still demux,
+     * and what is missing would be missing from the export without a word;
+     * the index's size is the file's (recovery truncates before it indexes). */
+    if (stat(path, &st) == 0 && seg->bytes > 0 && st.st_size != seg->bytes) {
+        snprintf(x->err, x->err_size, "segment %s is %lld bytes on disk, %lld in the index",
+                 seg->path, (long long)st.st_size, (long long)seg->bytes);
+        free(path);
+        return VG_ECORRUPT;
+    }
     int ret = avformat_open_input(ic, path, NULL, NULL);
     if (ret >= 0)
         ret = avformat_find_stream_info(*ic, NULL);
@@ -205,8 +215,8 @@ static int write_clip_packet(export_t *x, AVPacket *pkt, AVStream *in, int64_t s
 static int copy_segment(export_t *x, AVFormatContext *ic, const idx_segment_t *seg, int *done)
 {
     AVPacket *pkt = av_packet_alloc();
-    int rc = VG_OK;
-    while (rc == VG_OK && av_read_frame(ic, pkt) >= 0) {
+    int rc = VG_OK, ret = 0;
+    while (rc == VG_OK && (ret = av_read_frame(ic, pkt)) >= 0) {
         if (x->opts && x->opts->stop && __atomic_load_n(x->opts->stop, __ATOMIC_RELAXED)) {
             av_packet_unref(pkt);
             av_packet_free(&pkt);
@@ -230,9 +240,19 @@ static int copy_segment(export_t *x, AVFormatContext *ic, const idx_segment_t *s
         av_packet_unref(pkt);
     }
     av_packet_free(&pkt);
-    if (rc != VG_OK)
+    if (rc != VG_OK) {
         snprintf(x->err, x->err_size, "cannot write packets from %s", seg->path);
-    return rc;
+        return rc;
+    }
+    /* A read error is not the end of the segment: the rest of it would be
+     * left out of the file without a word. */
+    if (!*done && (ret != AVERROR_EOF || (ic->pb && ic->pb->error < 0))) {
+        char why[AV_ERROR_MAX_STRING_SIZE];
+        av_strerror(ret != AVERROR_EOF ? ret : ic->pb->error, why, sizeof(why));
+        snprintf(x->err, x->err_size, "cannot read segment %s: %s", seg->path, why);
+        return VG_EIO;
+    }
+    return VG_OK;
 }
 
 static int export_segments(export_t *x, const idx_segment_t *segs, size_t n, const char *out_path)
@@ -252,10 +272,15 @@ static int export_segments(export_t *x, const idx_segment_t *segs, size_t n, con
             }
         } else if (rc == VG_OK && !same_streams(x, ic)) {
             vg_warn("export stops at %s: the source's streams changed", segs[i].path);
+            if (x->opts)
+                x->opts->cut_us = segs[i].start_us;
             done = 1;
         }
-        if (rc == VG_OK && !done)
+        if (rc == VG_OK && !done) {
             rc = copy_segment(x, ic, &segs[i], &done);
+            if (x->opts)
+                x->opts->segs_used = i + 1;
+        }
         avformat_close_input(&ic);
         if (rc == VG_OK && x->opts && x->opts->progress && x->oc && x->oc->pb)
             x->opts->progress(x->opts->ctx, avio_tell(x->oc->pb));
@@ -275,8 +300,10 @@ int arc_export_ex(const char *data_dir, const idx_segment_t *segs, size_t n_segs
 {
     export_t x = {.data_dir = data_dir, .from_us = from_us, .to_us = to_us, .primary = 0,
                   .err = err, .err_size = err_size, .opts = opts};
-    if (opts)
-        opts->first_us = opts->last_us = 0;
+    if (opts) {
+        opts->first_us = opts->last_us = opts->cut_us = 0;
+        opts->segs_used = 0;
+    }
     err[0] = '\0';
     if (n_segs == 0)
         return fail(&x, VG_ENOTFOUND, "nothing recorded in that range%s", "");

@@ -262,14 +262,21 @@ static int build_source(idx_t *idx, const pb_bundle_opts_t *o, const char *dir, 
     }
     m->bytes = st.st_size;
     p->bytes_done += m->bytes;
+    /* The manifest names only the segments the file was made from; where
+     * the source's streams changed inside the range, it says the file ends
+     * there (the rest can be exported as a bundle of its own). */
+    json_t *cut = NULL;
+    if (eo.cut_us)
+        cut = json_pack("{so ss}", "at", time_json(eo.cut_us), "reason",
+                        "the source's streams changed; the file ends here");
     json_array_append_new(
         sources,
-        json_pack("{ss ss s{soso} s{soso} so s{ss sI ss}}", "name", name, "kind",
+        json_pack("{ss ss s{soso} s{soso} so* so s{ss sI ss}}", "name", name, "kind",
                   strcmp(ext, "wav") == 0 || strcmp(ext, "mka") == 0 ? "audio" : "video",
                   "requested", "from", time_json(from_us), "to", time_json(to_us),
                   "actual", "from", time_json(eo.first_us), "to", time_json(eo.last_us),
-                  "segments", segments_json(segs, n), "file", "name", m->name, "bytes",
-                  (json_int_t)m->bytes, "sha256", m->sha256));
+                  "cut", cut, "segments", segments_json(segs, eo.segs_used), "file", "name",
+                  m->name, "bytes", (json_int_t)m->bytes, "sha256", m->sha256));
 
 cleanup:
     free(segs);

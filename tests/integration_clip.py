@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
+import zipfile
 
 import integration
 from integration import Camsim, decode_ok, ffprobe, free_port, log, parse_time, wait_for
@@ -390,6 +391,17 @@ class Suite:
         assert status == 409, (status, body)
         msg = json.loads(body)["error"]["message"]
         assert b["start"] in msg, (msg, b["start"])
+        # an evidence bundle over the change ends its file there and says so:
+        # its manifest names only the segments the file was made from
+        out = os.path.join(self.tmp, "across-the-change.zip")
+        p = self.v.ctl("export", "--bundle", "--case", "CUT-1", "--reason", "codec change",
+                       "flaky", "--from", iso(parse_time(a["end"]) - 1.0), "--to", b["end"],
+                       "-o", out, check=False)
+        assert p.returncode == 0, p.stdout + p.stderr
+        src = json.loads(zipfile.ZipFile(out).read("manifest.json"))["sources"][0]
+        assert src["cut"]["at"] == b["start"], (src.get("cut"), b["start"])
+        assert [g["id"] for g in src["segments"]][-1] == a["id"], (src["segments"], a)
+        assert all(g["start"] < b["start"] for g in src["segments"]), src["segments"]
         # each side alone is fine
         assert self.clip("flaky", "mp4", parse_time(b["start"]), parse_time(b["end"]))[0] == 200
 

@@ -25,7 +25,7 @@ import traceback
 import zipfile
 
 import integration
-from integration import Camsim, log, parse_time, wait_for
+from integration import Camsim, ffprobe, log, parse_time, wait_for
 from integration_web import PASSWORD, Client, WebVigil, free_port, wait_http
 
 SLOW_CASE = "SLOW-CASE"
@@ -411,6 +411,77 @@ class Suite:
             assert info["error"] == "interrupted", info
             left = os.listdir(self.exports_dir)
             assert not [n for n in left if n.startswith(".") or n == "%d.zip" % eid], left
+
+    def test_y_read_error_fails_the_export_never_shortens_it(self):
+        """A read error anywhere in a segment fails the export and leaves no
+        file: vigilctl export under the faultfs shim, failing the reads of
+        the middle segment from its first read on, one more read let through
+        each time, until the export no longer reaches a failing read."""
+        segs = self.v.segments("cam")[1:4]
+        frm, to = "%.3f" % (parse_time(segs[0]["start"]) + 0.001), segs[2]["end"]
+        bad = segs[1]["path"]
+        rules, fired = os.path.join(self.tmp, "read-faults"), os.path.join(self.tmp, "read-fired")
+        env = dict(os.environ, LD_PRELOAD=os.path.abspath(os.path.join(integration.BUILD,
+                                                                         "faultfs.so")),
+                   VIGIL_FAULTS_FILE=rules, VIGIL_FAULTS_LOG=fired)
+        env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")
+        outdir = os.path.join(self.tmp, "read-out")
+        os.mkdir(outdir)
+        out = os.path.join(outdir, "cam.mp4")
+        def packets():
+            return [x["nb_read_packets"] for x in ffprobe(out, "stream=nb_read_packets")["streams"]]
+        with open(rules, "w") as f:
+            f.write("# none\n")
+        p = subprocess.run([os.path.join(integration.BUILD, "vigilctl"), "-c", self.v.conf,
+                            "export", "cam", "--from", frm, "--to", to, "-o", out],
+                           capture_output=True, text=True, timeout=60, env=env)
+        assert p.returncode == 0, p.stderr
+        whole = packets()
+        os.unlink(out)
+        mid_file = 0
+        for skip in range(0, 400):
+            with open(rules, "w") as f:
+                f.write("read %s EIO skip=%d\n" % (bad, skip))
+            if os.path.exists(fired):
+                os.unlink(fired)
+            p = subprocess.run([os.path.join(integration.BUILD, "vigilctl"), "-c", self.v.conf,
+                                "export", "cam", "--from", frm, "--to", to, "-o", out],
+                               capture_output=True, text=True, timeout=60, env=env)
+            hit = os.path.exists(fired) and os.path.getsize(fired) > 0
+            if p.returncode == 0:
+                # only an export that never met a failing read may succeed
+                assert not hit, (skip, open(fired).read())
+                break
+            assert hit and bad in p.stderr, (skip, p.returncode, p.stderr)
+            assert os.listdir(outdir) == [], (skip, os.listdir(outdir))
+            mid_file += "Input/output error" in p.stderr
+        else:
+            raise AssertionError("the export still failed with 400 reads let through")
+        assert skip > 0 and mid_file, (skip, mid_file)
+        assert packets() == whole, (packets(), whole)
+
+    def test_y_truncated_segment_fails_the_bundle(self):
+        """A segment shorter on disk than in the index fails the export job,
+        naming the file, instead of signing a bundle that lacks its end."""
+        segs = self.v.segments("cam")[1:4]
+        path = os.path.join(self.v.data, segs[1]["path"])
+        with open(path, "rb") as f:
+            keep = f.read()
+        try:
+            with open(path, "r+b") as f:
+                f.truncate(len(keep) * 2 // 3)
+            st, body, _ = self.post("inv", {"sources": ["cam"], "from": "%.3f" % (
+                parse_time(segs[0]["start"]) + 0.001), "to": segs[2]["end"],
+                "case": "T-1", "reason": "truncated"})
+            assert st == 202, (st, body)
+            info = self.wait_done("inv", body["id"], states=("failed",))
+            assert segs[1]["path"] in info["error"] and "in the index" in info["error"], info
+            assert not [n for n in os.listdir(self.exports_dir)
+                        if n.startswith(".") or n == "%d.zip" % body["id"]], \
+                os.listdir(self.exports_dir)
+        finally:
+            with open(path, "wb") as f:
+                f.write(keep)
 
     def test_zz_keep_days_cleanup_audited_as_system(self):
         eid, _, _, _ = self.bundle()

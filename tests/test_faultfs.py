@@ -60,6 +60,14 @@ def run():
         os.stat(path)
     elif op == "mkdir":
         os.mkdir(path)
+    elif op in ("read", "pread"):
+        with open(path, "wb") as f:
+            f.write(b"xy")
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            got = os.read(fd, 2) if op == "read" else os.pread(fd, 1, 1)
+            assert got in (b"xy", b"y"), got
+        finally: os.close(fd)
     else:
         raise SystemExit("unknown op " + op)
 t0 = time.monotonic()
@@ -72,7 +80,7 @@ print(json.dumps(out))
 '''
 
 OPS = ["open", "write", "pwrite", "fsync", "fdatasync", "rename", "unlink", "unlinkat", "stat",
-       "mkdir", "ftruncate", "close", "syncfs"]
+       "mkdir", "ftruncate", "close", "syncfs", "read"]
 ERRNOS = ["EIO", "ENOSPC", "EACCES", "EROFS", "EPERM", "EDQUOT"]
 
 
@@ -148,6 +156,13 @@ class Suite:
         r = self.child("mkdir", self.fresh_path("anywhere"))
         assert r["errno"] == "EDQUOT", r
 
+    def test_read_rule_covers_pread(self):
+        self.set_rules("read preadme EIO\n")
+        r = self.child("pread", self.fresh_path("preadme"))
+        assert not r["ok"] and r["errno"] == "EIO", r
+        r = self.child("pread", self.fresh_path("other"))
+        assert r["ok"], r
+
     def test_wildcard_op(self):
         self.set_rules("* wild EIO\n")
         r = self.child("mkdir", self.fresh_path("wild"))
@@ -161,6 +176,20 @@ class Suite:
         assert r["ok"], r
         # the call ran after the delay (a lower bound, not a timing assertion)
         assert r["seconds"] >= 0.4, r
+
+    def test_skip_lets_calls_through_first(self):
+        self.set_rules("write skipped EIO skip=2 count=1\n")
+        # four writes: two let through, one failed, then the rule is spent
+        path = self.fresh_path("skipped")
+        script = ("import os,json\nfd=os.open(%r,os.O_WRONLY|os.O_CREAT,0o644)\nres=[]\n"
+                  "for i in range(4):\n"
+                  "    try: os.write(fd,b'x'); res.append('ok')\n"
+                  "    except OSError as e: res.append(e.errno)\n"
+                  "print(json.dumps(res))\n" % path)
+        out = subprocess.run([sys.executable, "-c", script], env=self.env(), capture_output=True,
+                             text=True, timeout=60)
+        res = json.loads(out.stdout)
+        assert res == ["ok", "ok", 5, "ok"], res
 
     def test_count_spends_rule(self):
         self.set_rules("write counted EIO count=2\n")

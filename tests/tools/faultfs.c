@@ -8,7 +8,7 @@
  *     OP PATH_SUBSTRING ACTION [count=N]
  *
  * OP: open write pwrite fsync fdatasync rename unlink unlinkat stat mkdir
- *     ftruncate close syncfs, or * for any of them.
+ *     ftruncate close syncfs read (read and pread), or * for any of them.
  * PATH_SUBSTRING: matched against the path the call names; for calls on a
  *     descriptor, the path it was opened with (else /proc/self/fd). * = any.
  *     For rename, either the old or the new name.
@@ -16,6 +16,8 @@
  *     fails with it without touching the file; or delay=MS, the call then
  *     runs after sleeping MS milliseconds.
  * count=N: the rule fires N times, then it is spent (until the file changes).
+ * skip=N: the first N calls the rule matches run untouched (so a read can
+ *     fail in the middle of a file rather than at its first byte).
  * Lines starting with # and blank lines are ignored; the first matching,
  * unspent rule wins.
  *
@@ -42,12 +44,12 @@
 
 enum op {
     OP_OPEN, OP_WRITE, OP_PWRITE, OP_FSYNC, OP_FDATASYNC, OP_RENAME, OP_UNLINK, OP_UNLINKAT,
-    OP_STAT, OP_MKDIR, OP_FTRUNCATE, OP_CLOSE, OP_SYNCFS, OP_COUNT, OP_ANY = -1
+    OP_STAT, OP_MKDIR, OP_FTRUNCATE, OP_CLOSE, OP_SYNCFS, OP_READ, OP_COUNT, OP_ANY = -1
 };
 
 static const char *const op_names[OP_COUNT] = {
     "open", "write", "pwrite", "fsync", "fdatasync", "rename", "unlink", "unlinkat",
-    "stat", "mkdir", "ftruncate", "close", "syncfs",
+    "stat", "mkdir", "ftruncate", "close", "syncfs", "read",
 };
 
 static const struct {
@@ -69,6 +71,7 @@ typedef struct {
     int err;              /* errno to fail with, or 0 */
     int delay_ms;         /* when err == 0 */
     long remaining;       /* < 0: unlimited */
+    long skip;            /* matching calls still let through before it fires */
 } rule_t;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -118,6 +121,9 @@ DECLARE_REAL(int, stat, const char *, struct stat *);
 DECLARE_REAL(int, stat64, const char *, struct stat64 *);
 DECLARE_REAL(int, lstat, const char *, struct stat *);
 DECLARE_REAL(int, lstat64, const char *, struct stat64 *);
+DECLARE_REAL(ssize_t, read, int, void *, size_t);
+DECLARE_REAL(ssize_t, pread, int, void *, size_t, off_t);
+DECLARE_REAL(ssize_t, pread64, int, void *, size_t, off_t);
 DECLARE_REAL(int, fstat, int, struct stat *);
 DECLARE_REAL(int, fstat64, int, struct stat64 *);
 DECLARE_REAL(int, fstatat, int, const char *, struct stat *, int);
@@ -154,7 +160,6 @@ static int parse_rule(char *line, rule_t *r)
     char *op = strtok_r(line, " \t\r\n", &save);
     char *path = strtok_r(NULL, " \t\r\n", &save);
     char *action = strtok_r(NULL, " \t\r\n", &save);
-    char *extra = strtok_r(NULL, " \t\r\n", &save);
     if (!op || op[0] == '#')
         return 0;
     memset(r, 0, sizeof(*r));
@@ -173,10 +178,13 @@ static int parse_rule(char *line, rule_t *r)
         if (!r->err)
             return -1;
     }
-    if (extra) {
-        if (strncmp(extra, "count=", 6) != 0)
+    for (char *extra; (extra = strtok_r(NULL, " \t\r\n", &save)) != NULL;) {
+        if (strncmp(extra, "count=", 6) == 0)
+            r->remaining = atol(extra + 6);
+        else if (strncmp(extra, "skip=", 5) == 0)
+            r->skip = atol(extra + 5);
+        else
             return -1;
-        r->remaining = atol(extra + 6);
     }
     return 1;
 }
@@ -305,6 +313,10 @@ static int check(int op, const char *path, const char *path2, int fd)
             path = fd_path(fd, buf, sizeof(buf));
         if (r->path[0] && !(path && strstr(path, r->path)) && !(path2 && strstr(path2, r->path)))
             continue;
+        if (r->skip > 0) {
+            r->skip--;
+            break;
+        }
         if (r->remaining > 0)
             r->remaining--;
         err = r->err;
@@ -493,6 +505,27 @@ ssize_t write(int fd, const void *buf, size_t n)
     RESOLVE(write);
     FAIL_IF(check(OP_WRITE, NULL, NULL, fd));
     return REAL(write)(fd, buf, n);
+}
+
+ssize_t read(int fd, void *buf, size_t n)
+{
+    RESOLVE(read);
+    FAIL_IF(check(OP_READ, NULL, NULL, fd));
+    return REAL(read)(fd, buf, n);
+}
+
+ssize_t pread(int fd, void *buf, size_t n, off_t off)
+{
+    RESOLVE(pread);
+    FAIL_IF(check(OP_READ, NULL, NULL, fd));
+    return REAL(pread)(fd, buf, n, off);
+}
+
+ssize_t pread64(int fd, void *buf, size_t n, off_t off)
+{
+    RESOLVE(pread64);
+    FAIL_IF(check(OP_READ, NULL, NULL, fd));
+    return REAL(pread64)(fd, buf, n, off);
 }
 
 ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)

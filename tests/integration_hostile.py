@@ -161,6 +161,39 @@ class Suite:
         assert "\ufffd" in json.loads(body.decode("utf-8"))["error"]["message"]
         self.alive()
 
+    def test_c_times_out_of_bounds_cannot_widen_a_range(self):
+        """A from before 1970 and a to near the end of int64 once made
+        to - from wrap negative, so the span limits of clips, exports, WAV
+        and timelines let the whole archive through. Times are taken from
+        1970 to 9999 only; wide but valid spans get range_too_long."""
+        far = ("from=1969-12-31T00:00:00Z&to=9223372036853.9", "from=0&to=9223372036853",
+               "from=-1&to=10")
+        for path in ("/api/v1/sources/cam1/clip.mp4", "/api/v1/sources/line1/audio.wav",
+                     "/api/v1/sources/line1/peaks", "/api/v1/timeline",
+                     "/api/v1/sources/cam1/segments", "/api/v1/sources/cam1/playlist.m3u8"):
+            for q in far:
+                st, body, _ = self.api.request("GET", "%s?%s" % (path, q))
+                assert st == 400 and body["error"]["code"] == "invalid_time", (path, q, st, body)
+            if path.endswith(".m3u8"):
+                continue  # bounded by its number of segments, not its span
+            st, body, _ = self.api.request("GET", path + "?from=0&to=253402300799")
+            assert st == 400 and body["error"]["code"] == "range_too_long", (path, st, body)
+        st, body, _ = self.api.request("GET", "/api/v1/sources/cam1/snapshot.jpg?at=-5")
+        assert st == 400, (st, body)
+        # the last microsecond of 9999 is still a time: an empty answer
+        st, body, _ = self.api.request(
+            "GET", "/api/v1/sources/cam1/segments?from=9999-12-30T00:00:00Z"
+            "&to=9999-12-31T23:59:59.999999Z")
+        assert st == 200 and body["segments"] == [], (st, body)
+        n0 = len(self.api.request("GET", "/api/v1/exports")[1]["exports"])
+        for frm, to in ((-9000000000000, 9000000000000), ("1969-12-31T00:00:00Z", 9223372036853),
+                        (0, 253402300799)):
+            st, body, _ = self.api.request("POST", "/api/v1/exports", {
+                "sources": ["cam1"], "from": frm, "to": to, "case": "X-1", "reason": "overflow"})
+            assert st == 400, (frm, to, st, body)
+        assert len(self.api.request("GET", "/api/v1/exports")[1]["exports"]) == n0
+        self.alive()
+
     def test_tls_1_1_refused_1_2_and_1_3_accepted(self):
         root = os.path.join(self.tmp, "tls")
         os.makedirs(root)

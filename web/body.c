@@ -21,11 +21,23 @@ static int fail(web_error_t *err, const char *code, const char *fmt, const char 
     return VG_EINVAL;
 }
 
+/* A time from a client is taken only from 1970 to the end of 9999, so the
+ * difference of any two, and a day or a year added to one, fit int64: range
+ * checks of the form to - from > max stay exact (a from before 1970 and a to
+ * near INT64_MAX once wrapped such a check negative and let any span by). */
+static int time_in_bounds(int64_t us)
+{
+    return us >= 0 && us <= WEB_TIME_MAX_US;
+}
+
 int web_time_text(const char *text, int64_t *us)
 {
-    if (!text || !*text || strlen(text) > 64)
+    int64_t t;
+    if (!text || !*text || strlen(text) > 64 || vg_time_parse(text, &t) != VG_OK ||
+        !time_in_bounds(t))
         return VG_EINVAL;
-    return vg_time_parse(text, us);
+    *us = t;
+    return VG_OK;
 }
 
 int web_json_time(const json_t *v, int64_t *us)
@@ -34,8 +46,7 @@ int web_json_time(const json_t *v, int64_t *us)
         return web_time_text(json_string_value(v), us);
     if (json_is_integer(v)) {
         json_int_t s = json_integer_value(v);
-        /* Beyond ±292 000 years µs overflow int64. */
-        if (s < -9000000000000LL || s > 9000000000000LL)
+        if (s < 0 || s > WEB_TIME_MAX_US / 1000000)
             return VG_EINVAL;
         *us = (int64_t)s * 1000000;
         return VG_OK;

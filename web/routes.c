@@ -384,8 +384,9 @@ static int range_answer(web_req_t *r, const char *key, const char *name, int64_t
     return 1;
 }
 
-/* GET .../segments and .../timeline: checks, range (default: the last day),
- * answer, audit row. */
+/* GET .../segments and .../timeline: checks, range (default: the last day,
+ * at most 31), answer, audit row. */
+#define RANGE_ROUTE_MAX_US (31 * DAY_US)
 static void range_route(web_req_t *r, const char *action, range_body_fn body)
 {
     char kind[8], key[WEB_CACHE_KEY_MAX];
@@ -394,6 +395,12 @@ static void range_route(web_req_t *r, const char *action, range_body_fn body)
     if (!name || !may_read(r, kind, action, name) ||
         web_req_range(r, r->now_us - DAY_US, r->now_us, &from, &to) != VG_OK)
         return;
+    /* Every row of the span is read and answered at once: bounded like the
+     * timeline of all sources. */
+    if (to - from > RANGE_ROUTE_MAX_US) {
+        web_reply_error(r, 400, "range_too_long", "one request covers at most 31 days");
+        return;
+    }
     snprintf(key, sizeof(key), "%s/%s/%" PRId64 "/%" PRId64, action, name, from, to);
     size_t n = 0;
     if (range_answer(r, key, name, from, to, body, &n))

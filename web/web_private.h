@@ -119,7 +119,9 @@ int web_body_parse(const char *body, size_t len, const web_field_t *fields, json
                    web_error_t *err);
 /* Reads a WEB_F_TIME member already checked by web_body_parse. */
 int web_json_time(const json_t *v, int64_t *us);
-/* Parses a from/to query or JSON value (RFC 3339 or unix seconds). */
+/* Parses a from/to query or JSON value (RFC 3339 or unix seconds), from
+ * 1970-01-01T00:00:00Z to WEB_TIME_MAX_US (9999-12-31T23:59:59.999999Z). */
+#define WEB_TIME_MAX_US INT64_C(253402300799999999)
 int web_time_text(const char *text, int64_t *us);
 
 /* ---- the server and a request ---- */

@@ -588,6 +588,19 @@ class Suite:
         assert sizes[0] > 44 and sizes[2] == 1000, sizes
         rows = self.audit("call.listen", "call:%d" % cid)
         assert len(rows) == 1, rows  # one row per listen, not per Range request
+        # A listen that starts with a Range past byte 0 is still on record at
+        # once, with its call, before any audio is sent; what follows it is
+        # counted like any continuation.
+        cid2, _ = self.new_call(caller="+79990001133")
+        conn = self.c["aud"].conn()
+        for n, rng in enumerate(("bytes=1-", "bytes=3000-")):
+            conn.request("GET", "/api/v1/calls/%d/audio.wav" % cid2, headers=dict(hdr, Range=rng))
+            r = conn.getresponse()
+            r.read()
+            assert r.status == 206, (rng, r.status)
+            rows = self.audit("call.listen", "call:%d" % cid2)
+            assert len(rows) == 1, (rng, rows)
+        conn.close()
         st, peaks, _ = self.c["aud"].request("GET", "/api/v1/calls/%d/peaks?n=50" % cid)
         assert st == 200, (st, peaks)
 

@@ -339,6 +339,17 @@ class Suite:
             assert self.clip("h265", "mp4", frm, to, {"Range": "bytes=%d-" % a})[0] == 206
         assert len(rows()) == n0 + 1, rows()
         self.aggregated = (frm, to)
+        # a download that starts with a Range past byte 0 (no opening on
+        # record) gets its own row, with its source, at once
+        frm2 = frm + 0.5
+        n1 = len([x for x in self.c.request("GET", "/api/v1/audit?action=clip.read&limit=500")[1]
+                  ["rows"] if x.get("object") == "source:h265" and
+                  abs(parse_time(x["from"]) - frm2) < 0.002])
+        assert self.clip("h265", "mp4", frm2, to, {"Range": "bytes=500-"})[0] == 206
+        got = [x for x in self.c.request("GET", "/api/v1/audit?action=clip.read&limit=500")[1]
+               ["rows"] if x.get("object") == "source:h265" and
+               abs(parse_time(x["from"]) - frm2) < 0.002]
+        assert len(got) == n1 + 1 and got[0]["result"] == "ok", got
 
     def switch_flaky(self, mount):
         """Points the flaky source at another mount (SIGHUP) and returns

@@ -42,12 +42,23 @@ typedef struct {
     int n_ranges;
 } bucket_t;
 
+/* Ranges whose opening request's own row is on record: (actor, action,
+ * object, from, to) hashed, and when. A continuation of one of them is
+ * counted; any other Range request writes a row of its own. A slot lost to
+ * a collision costs one more row, never one less. */
+#define OPEN_SLOTS 1024
+#define OPEN_TTL_US (10 * MINUTE_US)
+
 struct web_aggregator {
     const vg_clock_t *clock;
     idx_minutes_t *writer;  /* writes closed minutes (index/minutes.c) */
     pthread_mutex_t lock;
     bucket_t slots[AGG_SLOTS + AGG_OTHER_SLOTS];
     size_t n, n_named;
+    struct {
+        uint64_t key;
+        int64_t at_us;
+    } opened[OPEN_SLOTS];
 };
 
 /* Adds [from, to) to the bucket's union: merged with what it overlaps or
@@ -149,6 +160,52 @@ void web_audit_aggregated(web_req_t *r, const char *action, const char *source, 
     pthread_mutex_lock(&a->lock);
     note_locked(a, r->now_us, r->who.actor[0] ? r->who.actor : "anonymous", r->ip, action,
                 source, from_us, to_us, 1);
+    pthread_mutex_unlock(&a->lock);
+}
+
+static uint64_t opening_key(const web_req_t *r, const char *action, const char *object,
+                           int64_t from_us, int64_t to_us)
+{
+    uint64_t h = 1469598103934665603ULL;
+    const char *parts[] = {r->who.actor, "\n", action, "\n", object, "\n"};
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+        for (const unsigned char *p = (const unsigned char *)parts[i]; *p; p++)
+            h = (h ^ *p) * 1099511628211ULL;
+    int64_t range[2] = {from_us, to_us};
+    const unsigned char *p = (const unsigned char *)range;
+    for (size_t i = 0; i < sizeof(range); i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
+    return h ? h : 1; /* 0 marks a free slot */
+}
+
+void web_audit_ranged(web_req_t *r, uint64_t first, const char *action, const char *object,
+                      const char *source, int64_t from_us, int64_t to_us, const char *detail)
+{
+    web_aggregator_t *a = r->w->aggregator;
+    uint64_t key = opening_key(r, action, object, from_us, to_us);
+    if (first > 0 && a) {
+        pthread_mutex_lock(&a->lock);
+        size_t slot = key % OPEN_SLOTS;
+        int seen = a->opened[slot].key == key && r->now_us - a->opened[slot].at_us < OPEN_TTL_US;
+        pthread_mutex_unlock(&a->lock);
+        if (seen) {
+            web_audit_aggregated(r, action, source, from_us, to_us);
+            return;
+        }
+    }
+    web_audit(r, action, object, from_us, to_us, "ok", detail);
+    r->opening_key = key; /* marked once the row is committed */
+}
+
+void web_audit_opened(web_req_t *r)
+{
+    web_aggregator_t *a = r->w->aggregator;
+    if (!a || !r->opening_key)
+        return;
+    pthread_mutex_lock(&a->lock);
+    size_t slot = r->opening_key % OPEN_SLOTS;
+    a->opened[slot].key = r->opening_key;
+    a->opened[slot].at_us = r->now_us;
     pthread_mutex_unlock(&a->lock);
 }
 

@@ -52,12 +52,8 @@ static void clip_audit(web_req_t *r, const char *name, int64_t from, int64_t to,
                        const char *detail, uint64_t first)
 {
     char object[96];
-    if (first > 0) {
-        web_audit_aggregated(r, "clip.read", name, from, to);
-        return;
-    }
     snprintf(object, sizeof(object), "source:%s", name);
-    web_audit(r, "clip.read", object, from, to, "ok", detail);
+    web_audit_ranged(r, first, "clip.read", object, name, from, to, detail);
 }
 
 static void clip_route(web_req_t *r, pb_clip_format_t fmt, const char *ext,

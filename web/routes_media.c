@@ -23,7 +23,7 @@
 #define SNAPSHOT_MAX_WIDTH 16384
 
 /* The one call site for the rows of a viewing's many requests (snapshots,
- * peaks, Range continuations of a WAV). */
+ * peaks). */
 static void audit_viewing(web_req_t *r, const char *action, const char *name, int64_t from_us,
                           int64_t to_us)
 {
@@ -139,14 +139,9 @@ void web_wav_serve(web_req_t *r, const char *name, int64_t from, int64_t to, con
     int status = web_ranged(r, pb_wav_size(wav), etag, &first, &len);
     if (!status)
         goto cleanup; /* 304 or 416, answered */
-    if (first == 0) {
-        /* opening the range: its own row */
-        char detail[64];
-        snprintf(detail, sizeof(detail), "%zu segment(s), %d Hz", n, pb_wav_rate(wav));
-        web_audit(r, action, object, from, to, "ok", detail);
-    } else {
-        audit_viewing(r, action, name, from, to);
-    }
+    char detail[64];
+    snprintf(detail, sizeof(detail), "%zu segment(s), %d Hz", n, pb_wav_rate(wav));
+    web_audit_ranged(r, first, action, object, name, from, to, detail);
     if (attachment) {
         web_reply_clip_disposition(r, name, from, to, "wav");
     } else {

@@ -1436,6 +1436,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         /* An access whose record cannot be written is not answered with data. */
         if (r->audit_rc != VG_OK)
             web_reply_error(r, 500, "audit_failed", "the access could not be recorded; try again");
+        else
+            web_audit_opened(r);
         return send_reply(r);
     }
     if (r->status)

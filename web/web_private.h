@@ -352,6 +352,7 @@ typedef struct web_req {
     uint64_t gen;             /* web_index_gen's, once read */
     int gen_read;
     int corked_fd;            /* the socket corked for a file's answer, or -1 */
+    uint64_t opening_key;     /* web_audit_ranged's row, remembered once committed */
 } web_req_t;
 
 /* ---- sessions.c: the cookie check's rows, kept while the index is unchanged ---- */
@@ -505,6 +506,16 @@ int web_req_range(web_req_t *r, int64_t def_from, int64_t def_to, int64_t *from,
  * bucket per action). */
 void web_audit_aggregated(web_req_t *r, const char *action, const char *source, int64_t from_us,
                           int64_t to_us);
+/* The audit of one request for a byte range of a recording (a download, a
+ * WAV): the opening request (first == 0) writes its own row (action, object,
+ * detail), and so does a continuation (first > 0) unless the same actor's
+ * opening of the same object and range is on record from the last 10
+ * minutes; only then is it counted (web_audit_aggregated, as source). A
+ * Range request made first must not pass with a row that lacks its object. */
+void web_audit_ranged(web_req_t *r, uint64_t first, const char *action, const char *object,
+                      const char *source, int64_t from_us, int64_t to_us, const char *detail);
+/* Called once the request's rows are committed: remembers its opening. */
+void web_audit_opened(web_req_t *r);
 int web_aggregator_open(const char *db_path, const vg_clock_t *clock, web_aggregator_t **out);
 /* Writes the buckets of closed minutes (all: every one) now. */
 int web_aggregator_flush(web_aggregator_t *a, int all);

@@ -52,6 +52,7 @@
 #define VG_UI_DIR "/usr/local/share/vigil/ui"
 #endif
 #define DEFAULT_SESSION_IDLE_MINUTES 30
+#define DEFAULT_CONNECTIONS_PER_IP 64
 #define DEFAULT_SESSION_MAX_HOURS 12
 
 /* [relay]: off unless rtsp_listen is set, so no camera is exposed by accident.
@@ -534,6 +535,11 @@ static int set_bounded(parser_t *p, const char *key, const char *value, int max,
 static int set_session_idle(parser_t *p, const char *key, const char *value)
 {
     return set_bounded(p, key, value, 24 * 60, &p->cfg->http.session_idle_minutes);
+}
+
+static int set_connections_per_ip(parser_t *p, const char *key, const char *value)
+{
+    return set_bounded(p, key, value, 512, &p->cfg->http.connections_per_ip);
 }
 
 static int set_metrics_access(parser_t *p, const char *key, const char *value)
@@ -1067,6 +1073,7 @@ static const key_spec_t server_keys[] = {
     {"ui_dir", set_ui_dir},
     {"timezone", set_timezone},
     {"require_access_reason", set_require_reason},
+    {"http_connections_per_ip", set_connections_per_ip},
     {NULL, NULL},
 };
 static const key_spec_t archive_keys[] = {
@@ -1468,6 +1475,7 @@ static void init_defaults(vg_config_t *cfg, const char *path)
     cfg->retention.sweep_seconds = DEFAULT_SWEEP_SECONDS;
     cfg->http.listen = vg_strdup(DEFAULT_HTTP_LISTEN);
     cfg->http.session_idle_minutes = DEFAULT_SESSION_IDLE_MINUTES;
+    cfg->http.connections_per_ip = DEFAULT_CONNECTIONS_PER_IP;
     cfg->http.ui_dir = vg_strdup(VG_UI_DIR);
     cfg->http.session_max_hours = DEFAULT_SESSION_MAX_HOURS;
     cfg->relay.rtsp_listen = vg_strdup("");

@@ -71,6 +71,8 @@ typedef struct {
     char *ui_dir;             /* the browser UI's files (default VG_UI_DIR, set at build) */
     char *timezone;           /* IANA zone the UI shows times in; NULL: the system's */
     int require_access_reason; /* calls: opening a call or a recording needs reason= */
+    int connections_per_ip;   /* open HTTP connections from one address (loopback and
+                               * trusted_proxies excepted), read at start */
 } vg_http_config_t;
 
 /* [relay]: see README "Central monitoring point". */

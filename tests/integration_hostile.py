@@ -79,7 +79,7 @@ class Suite:
         self.port = free_port()
         self.v = WebVigil(self.root, [("cam1", self.cam.url("h264"), "video"),
                                       ("line1", self.cam.url("line-pcma"), "audio")],
-                          "http_listen = 127.0.0.1:%d\n" % self.port)
+                          "http_listen = 127.0.0.1:%d\nhttp_connections_per_ip = 4\n" % self.port)
         self.v.add_user("admin", "admin")
         self.v.add_user("guard", "security", sources="cam1")
         self.token = self.v.ctl("token", "add", "hostile", "--perm", "admin").stdout.strip()
@@ -192,6 +192,49 @@ class Suite:
                 "sources": ["cam1"], "from": frm, "to": to, "case": "X-1", "reason": "overflow"})
             assert st == 400, (frm, to, st, body)
         assert len(self.api.request("GET", "/api/v1/exports")[1]["exports"]) == n0
+        self.alive()
+
+    def test_d_one_address_cannot_hold_every_connection(self):
+        """http_connections_per_ip = 4: a fifth connection from 127.0.0.2 is
+        closed unanswered while four are open; another address, and the
+        machine itself (127.0.0.1), are still served; once the four close,
+        127.0.0.2 is served again."""
+        def conn_from(addr):
+            s = socket.socket()
+            s.settimeout(10)
+            s.bind((addr, 0))
+            s.connect(("127.0.0.1", self.port))
+            return s
+
+        def answered(addr):
+            s = conn_from(addr)
+            try:
+                s.sendall(b"GET /api/v1/me HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                return s.recv(100)
+            except (ConnectionResetError, BrokenPipeError):
+                return b""
+            finally:
+                s.close()
+        held = []
+        try:
+            for _ in range(4):
+                held.append(conn_from("127.0.0.2"))
+                held[-1].sendall(b"GET /api/v1/me HTTP/1.1\r\n")  # headers never end
+            wait_for("a fifth connection from 127.0.0.2 refused",
+                     lambda: answered("127.0.0.2") == b"", 10)
+            assert answered("127.0.0.3").startswith(b"HTTP/1.1 401"), "another address"
+            st, _, _ = self.api.request("GET", "/api/v1/sources")
+            assert st == 200, st
+            st, text, _ = self.api.request("GET", "/metrics")
+            n = [l for l in text.decode().splitlines()
+                 if l.startswith("vigil_http_connections_refused_total ")]
+            assert n and int(n[0].split()[1]) >= 1, n
+        finally:
+            for s in held:
+                s.close()
+        wait_for("127.0.0.2 served again",
+                 lambda: answered("127.0.0.2").startswith(b"HTTP/1.1 401"), 10)
+        assert "refusing connections from 127.0.0.2" in self.v.log_text()
         self.alive()
 
     def test_tls_1_1_refused_1_2_and_1_3_accepted(self):

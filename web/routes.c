@@ -586,9 +586,15 @@ static void http_metrics(struct web *w, web_buf_t *b)
                            ri < web_n_routes ? web_routes[ri].pattern : "unmatched",
                            si + 1 < WEB_STATUS_SLOTS ? status : "other", n);
         }
-    }    web_buf_printf(b, "# HELP vigil_http_deferred Requests whose work runs off the HTTP threads "
+    }
+    web_buf_printf(b, "# HELP vigil_http_deferred Requests whose work runs off the HTTP threads "
                       "now (WHEP offers gathering ICE candidates).\n"
                       "# TYPE vigil_http_deferred gauge\n"
                       "vigil_http_deferred %d\n",
                    __atomic_load_n(&w->deferred, __ATOMIC_SEQ_CST));
+    web_buf_printf(b, "# HELP vigil_http_connections_refused_total Connections refused because "
+                      "their address had http_connections_per_ip open.\n"
+                      "# TYPE vigil_http_connections_refused_total counter\n"
+                      "vigil_http_connections_refused_total %ld\n",
+                   __atomic_load_n(&w->peers_refused, __ATOMIC_RELAXED));
 }

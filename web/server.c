@@ -1326,7 +1326,12 @@ static void take_body(web_req_t *r, const char *data, size_t size)
 {
     size_t max = r->route && (r->route->flags & WEB_ROUTE_CSV) ? WEB_MAX_CSV_BODY : WEB_MAX_BODY;
     if (r->body_too_big || r->body_len + size > max) {
-        r->body_too_big = 1; /* keep reading, answer 413 at the end */
+        /* keep reading, answer 413 at the end; what was taken is dropped,
+         * so a slow client past the limit holds no buffer */
+        r->body_too_big = 1;
+        free(r->body);
+        r->body = NULL;
+        r->body_len = r->body_cap = 0;
         return;
     }
     if (r->body_len + size + 1 > r->body_cap) {
@@ -1698,6 +1703,10 @@ static int prepare(struct web *w)
     if ((rc = pb_open(&pbc, &w->pb)) != VG_OK)
         return rc;
     w->limiter = web_limiter_new(WEB_LIMIT_RATE, WEB_LIMIT_BURST);
+    pthread_mutex_init(&w->peers_lock, NULL);
+    w->peers = vg_calloc(WEB_PEER_SLOTS, sizeof(*w->peers));
+    w->per_ip = w->vcfg->http.connections_per_ip > 0 ? w->vcfg->http.connections_per_ip : 64;
+    w->peers_logged_us = INT64_MIN / 2;
     if ((rc = idx_denials_open(db, w->cfg.clock, &w->denials)) != VG_OK)
         return rc;
     if ((rc = web_aggregator_open(db, w->cfg.clock, &w->aggregator)) != VG_OK)
@@ -1709,6 +1718,128 @@ static int prepare(struct web *w)
     if (idx_watch_open(db, &w->watch) == VG_OK)
         w->sessions = web_sessions_new();
     return web_auditor_start(db, &w->auditor);
+}
+
+/* ---- open connections per client address ---- */
+
+#define PEER_PROBES 8
+#define PEER_LOG_US (60LL * 1000000)
+
+/* The address to count a connection under, or 0 for one not counted:
+ * loopback (the machine itself, or a reverse proxy on it) and [server]
+ * trusted_proxies (every user behind them shares their address). */
+static int peer_key(const struct web *w, const struct sockaddr *sa, web_peer_t *k)
+{
+    memset(k, 0, sizeof(*k));
+    if (!sa)
+        return 0;
+    if (sa->sa_family == AF_INET) {
+        memcpy(k->addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        k->len = 4;
+    } else if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a)) {
+            memcpy(k->addr, a->s6_addr + 12, 4);
+            k->len = 4;
+        } else {
+            if (IN6_IS_ADDR_LOOPBACK(a))
+                return 0;
+            memcpy(k->addr, a->s6_addr, 16);
+            k->len = 16;
+        }
+    } else {
+        return 0;
+    }
+    static const unsigned char lo[4] = {127, 0, 0, 1};
+    if (k->len == 4 && memcmp(k->addr, lo, 4) == 0)
+        return 0;
+    if (w->vcfg && w->vcfg->http.trusted_proxies) {
+        char text[INET6_ADDRSTRLEN];
+        if (inet_ntop(k->len == 4 ? AF_INET : AF_INET6, k->addr, text, sizeof(text)) &&
+            vg_config_proxy_trusted(w->vcfg, text))
+            return 0;
+    }
+    return 1;
+}
+
+/* The slot of k (create: taking a free one), or NULL. Under peers_lock. */
+static web_peer_t *peer_slot(struct web *w, const web_peer_t *k, int create)
+{
+    uint32_t h = 2166136261u;
+    for (int i = 0; i < k->len; i++)
+        h = (h ^ k->addr[i]) * 16777619u;
+    web_peer_t *free_slot = NULL;
+    for (int i = 0; i < PEER_PROBES; i++) {
+        web_peer_t *p = &w->peers[(h + (uint32_t)i) % WEB_PEER_SLOTS];
+        if (p->len == k->len && memcmp(p->addr, k->addr, (size_t)k->len) == 0)
+            return p;
+        if (!p->len && !free_slot)
+            free_slot = p;
+    }
+    if (create && free_slot) {
+        *free_slot = *k;
+        free_slot->count = 0;
+    }
+    return create ? free_slot : NULL;
+}
+
+/* libmicrohttpd's accept policy: refuses a connection from an address that
+ * has per_ip open already. (An address whose probes find no free slot is
+ * not counted: the total MAX_CONNECTIONS still bounds it.) */
+static enum MHD_Result on_accept(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+    struct web *w = cls;
+    web_peer_t k;
+    (void)len;
+    if (!w->peers || !peer_key(w, addr, &k))
+        return MHD_YES;
+    pthread_mutex_lock(&w->peers_lock);
+    const web_peer_t *p = peer_slot(w, &k, 0);
+    int over = p && p->count >= w->per_ip;
+    int64_t now = vg_clock_mono(w->cfg.clock);
+    int log = over && now - w->peers_logged_us >= PEER_LOG_US;
+    if (log)
+        w->peers_logged_us = now;
+    pthread_mutex_unlock(&w->peers_lock);
+    if (!over)
+        return MHD_YES;
+    __atomic_add_fetch(&w->peers_refused, 1, __ATOMIC_RELAXED);
+    if (log) {
+        char text[INET6_ADDRSTRLEN] = "?";
+        inet_ntop(k.len == 4 ? AF_INET : AF_INET6, k.addr, text, sizeof(text));
+        vg_warn("http: refusing connections from %s: %d open already "
+                "([server] http_connections_per_ip; logged once a minute)", text, w->per_ip);
+    }
+    return MHD_NO;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    struct web *w = cls;
+    if (!w->peers)
+        return;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        web_peer_t k;
+        if (!ci || !peer_key(w, ci->client_addr, &k))
+            return;
+        pthread_mutex_lock(&w->peers_lock);
+        web_peer_t *p = peer_slot(w, &k, 1);
+        if (p) {
+            p->count++;
+            *socket_context = p; /* a slot is freed only at count 0: it outlives us */
+        }
+        pthread_mutex_unlock(&w->peers_lock);
+    } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED && *socket_context) {
+        web_peer_t *p = *socket_context;
+        pthread_mutex_lock(&w->peers_lock);
+        if (--p->count <= 0)
+            memset(p, 0, sizeof(*p));
+        pthread_mutex_unlock(&w->peers_lock);
+        *socket_context = NULL;
+    }
 }
 
 /* A few event-loop threads serve every connection (epoll); a request
@@ -1736,12 +1867,13 @@ static struct MHD_Daemon *start_mhd(struct web *w, int fd, int family)
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONNECTION_MEMORY, NULL},
         {MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, w},
         {MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, w},
+        {MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, w},
         {w->tls ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, w->tls_cert},
         {MHD_OPTION_HTTPS_MEM_KEY, 0, w->tls_key},
         {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)WEB_TLS_PRIORITIES},
         {MHD_OPTION_END, 0, NULL},
     };
-    return MHD_start_daemon(flags, 0, NULL, NULL, on_request, w, MHD_OPTION_ARRAY, ops,
+    return MHD_start_daemon(flags, 0, on_accept, w, on_request, w, MHD_OPTION_ARRAY, ops,
                             MHD_OPTION_END);
 }
 
@@ -1827,6 +1959,9 @@ void web_stop(web_t *w)
     idx_denials_close(w->denials); /* writes the last minute's counts */
     web_aggregator_close(w->aggregator); /* and the last minute's viewings */
     web_limiter_free(w->limiter);
+    if (w->peers)
+        pthread_mutex_destroy(&w->peers_lock);
+    free(w->peers);
     web_cache_free(w->cache);
     web_sessions_free(w->sessions);
     idx_watch_close(w->watch);

@@ -226,6 +226,13 @@ int web_limiter_take(web_limiter_t *l, const char *ip, int64_t now_us);
 #define WEB_STATUS_SLOTS 18
 #define WEB_MAX_ROUTES 128
 
+#define WEB_PEER_SLOTS 1024
+typedef struct {
+    unsigned char addr[16]; /* IPv4 in the first 4 bytes, or IPv6 */
+    int len;                /* 0: a free slot */
+    int count;
+} web_peer_t;
+
 struct web {
     long http_counts[WEB_MAX_ROUTES + 1][WEB_STATUS_SLOTS]; /* atomic adds */
     web_config_t cfg;
@@ -260,6 +267,13 @@ struct web {
     char dummy_hash[128];     /* verified against for unknown users: same timing */
     char *ui_root;            /* ui.c: the UI directory, resolved; NULL: no UI */
     char ui_version[17];      /* ui.c: hash of the UI's files, in immutable URLs */
+    /* server.c: open connections per client address (loopback and trusted
+     * proxies are not counted), so one address cannot hold every slot. */
+    pthread_mutex_t peers_lock;
+    web_peer_t *peers;        /* WEB_PEER_SLOTS */
+    int per_ip;               /* [server] http_connections_per_ip */
+    long peers_refused;       /* connections refused over it (atomic) */
+    int64_t peers_logged_us;  /* the last refusal logged (under peers_lock) */
 };
 
 #define WEB_MAX_AUDIT 4

@@ -237,6 +237,23 @@ class Suite:
         assert "refusing connections from 127.0.0.2" in self.v.log_text()
         self.alive()
 
+    def test_e_head_is_get_without_the_body(self):
+        seg = self.v.segments("cam1")[0]
+        q = "from=%s&to=%s" % (seg["start"], seg["end"])
+        for path in ("/api/v1/sources", "/api/v1/sources/cam1/clip.mp4?" + q):
+            st, body, r = self.api.request("GET", path)
+            assert st == 200, (path, st)
+            length = r.getheader("Content-Length")
+            c = self.api.conn()
+            c.request("HEAD", path, headers={"Authorization": "Bearer " + self.token})
+            h = c.getresponse()
+            assert h.status == 200 and h.read() == b"", (path, h.status)
+            assert h.getheader("Content-Length") == length, (path, h.getheader("Content-Length"),
+                                                            length)
+            c.close()
+        st, body, r = self.api.request("PUT", "/api/v1/sources")
+        assert st == 405 and "GET, HEAD" in r.getheader("Allow"), (st, r.getheader("Allow"))
+
     def test_tls_1_1_refused_1_2_and_1_3_accepted(self):
         root = os.path.join(self.tmp, "tls")
         os.makedirs(root)

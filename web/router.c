@@ -215,11 +215,15 @@ const web_route_t *web_route_find(const char *method, const web_target_t *t, int
         if (route_segs[i] != t->n_seg || !path_matches(r->pattern, t, p))
             continue;
         *path_known = 1;
+        /* HEAD is GET without the body (RFC 9110 9.3.2): libmicrohttpd
+         * sends the same headers and drops the body. */
+        int get = strcmp(r->method, "GET") == 0;
         if (used < allow_size) {
-            int n = snprintf(allow + used, allow_size - used, "%s%s", used ? ", " : "", r->method);
+            int n = snprintf(allow + used, allow_size - used, "%s%s%s", used ? ", " : "",
+                             r->method, get ? ", HEAD" : "");
             used = n > 0 ? used + (size_t)n : used;
         }
-        if (!found && strcmp(r->method, method) == 0) {
+        if (!found && (strcmp(r->method, method) == 0 || (get && strcmp(method, "HEAD") == 0))) {
             found = r;
             memcpy(params, p, sizeof(p));
         }

@@ -74,8 +74,10 @@ int pb_export_remove_file(const char *data_dir, const char *rel_path)
 }
 
 /* At start: temporaries ('.'-names) of a job cut by a stop or a crash, and
- * zips whose row is gone or not done, are removed. */
-static void remove_strays(pb_exporter_t *x)
+ * zips whose row is gone or not done, are removed. Between jobs (the worker's
+ * periodic pass, when no job of its runs): zips whose row is gone only, so a
+ * bundle whose removal failed, or that a delete raced past, does not stay. */
+static void remove_strays(pb_exporter_t *x, int at_start)
 {
     DIR *d = opendir(x->dir);
     struct dirent *de;
@@ -86,8 +88,8 @@ static void remove_strays(pb_exporter_t *x)
         const char *n = de->d_name;
         if (strcmp(n, ".") == 0 || strcmp(n, "..") == 0)
             continue;
-        int stray = n[0] == '.';
-        if (!stray) {
+        int stray = at_start && n[0] == '.';
+        if (n[0] != '.') {
             char *end = NULL;
             long long id = strtoll(n, &end, 10);
             idx_export_t e;
@@ -95,7 +97,8 @@ static void remove_strays(pb_exporter_t *x)
                           ? idx_export_get(x->idx, id, &e)
                           : VG_ENOTFOUND;
             /* An index error keeps the file: only what is surely stray goes. */
-            stray = got == VG_ENOTFOUND || (got == VG_OK && strcmp(e.state, "done") != 0);
+            stray = got == VG_ENOTFOUND ||
+                    (at_start && got == VG_OK && strcmp(e.state, "done") != 0);
         }
         if (stray) {
             char *p = vg_asprintf("%s/%s", x->dir, n);
@@ -109,8 +112,34 @@ static void remove_strays(pb_exporter_t *x)
     closedir(d);
     if (removed) {
         vg_fsync_dir(x->dir);
-        vg_notice("exports: removed %d leftover file(s) of interrupted exports", removed);
+        vg_notice("exports: removed %d leftover file(s) of %s", removed,
+                  at_start ? "interrupted exports" : "deleted exports");
     }
+}
+
+/* An export row update, tried again for up to a minute while the index is
+ * busy or failing (a long retention sweep, a full disk), so a job is not
+ * left queued or running for good by one failed write. Gives up early when
+ * vigild stops. VG_ENOTFOUND (the row deleted) is final at once. */
+static int update_row(pb_exporter_t *x, const idx_export_t *e)
+{
+    int rc = VG_OK;
+    for (int i = 0, wait_ms = 100; i < 40; i++, wait_ms = wait_ms < 3200 ? wait_ms * 2 : 3200) {
+        rc = idx_export_update(x->idx, e);
+        if (rc == VG_OK || rc == VG_ENOTFOUND)
+            return rc;
+        if (i == 0)
+            vg_warn("exports: export %" PRId64 " cannot be marked %s (%s): trying again", e->id,
+                    e->state, vg_strerror(rc));
+        for (int t = 0; t < wait_ms / 10; t++) {
+            if (__atomic_load_n(&x->stopping, __ATOMIC_RELAXED))
+                return rc;
+            usleep(10000);
+        }
+    }
+    vg_err("exports: export %" PRId64 " could not be marked %s: %s", e->id, e->state,
+           vg_strerror(rc));
+    return rc;
 }
 
 typedef struct {
@@ -152,8 +181,8 @@ static void run_job(pb_exporter_t *x, int64_t id)
     if (idx_export_get(x->idx, id, &e) != VG_OK || strcmp(e.state, "queued") != 0)
         return; /* deleted while queued */
     snprintf(e.state, sizeof(e.state), "running");
-    if (idx_export_update(x->idx, &e) != VG_OK)
-        return;
+    if (update_row(x, &e) != VG_OK)
+        return; /* deleted meanwhile, or the index is down: marked failed at the next start */
     snprintf(sources, sizeof(sources), "%s", e.sources);
     size_t n = split_sources(sources, names, PB_BUNDLE_MAX_SOURCES);
     pb_export_rel_path(id, rel, sizeof(rel));
@@ -206,9 +235,12 @@ static void run_job(pb_exporter_t *x, int64_t id)
         snprintf(e.state, sizeof(e.state), "failed");
         snprintf(e.error, sizeof(e.error), "%.250s", rc == VG_ESTOPPED ? "interrupted" : err);
         vg_warn("exports: export %" PRId64 " failed: %s", id, e.error);
+        /* a failure after the zip took its name (syncing its directory,
+         * reading it back) must not leave it there */
+        pb_export_remove_file(x->data_dir, rel);
     }
     /* Deleted while running: nothing may stay behind. */
-    int urc = idx_export_update(x->idx, &e);
+    int urc = update_row(x, &e);
     if (rc == VG_OK && urc == VG_ENOTFOUND)
         pb_export_remove_file(x->data_dir, rel);
     free(out);
@@ -249,11 +281,17 @@ static void cleanup(pb_exporter_t *x)
         expire_t arg = {old[i].id};
         if (idx_audited_change(x->idx, do_expire, &arg, &row, 1) != VG_OK)
             continue;
-        pb_export_remove_file(x->data_dir, old[i].path);
-        vg_notice("exports: removed export %" PRId64 " (older than %d days)", old[i].id,
-                  x->keep_days);
+        char rel[64];
+        pb_export_rel_path(old[i].id, rel, sizeof(rel));
+        if (pb_export_remove_file(x->data_dir, rel) == VG_OK)
+            vg_notice("exports: removed export %" PRId64 " (older than %d days)", old[i].id,
+                      x->keep_days);
+        else
+            vg_err("exports: export %" PRId64 " expired but its file %s cannot be removed: %s "
+                   "(tried again at each cleanup)", old[i].id, rel, strerror(errno));
     }
     free(old);
+    remove_strays(x, 0);
 }
 
 static void *worker(void *arg)
@@ -315,7 +353,7 @@ int pb_exporter_start(const pb_exporter_config_t *cfg, pb_exporter_t **out)
     if (idx_export_interrupt_all(x->idx, "interrupted", vg_clock_wall(x->clock), &n) == VG_OK &&
         n > 0)
         vg_warn("exports: %d export(s) cut by the last stop marked failed", n);
-    remove_strays(x);
+    remove_strays(x, 1);
     x->have_key = vg_key_load_or_create(cfg->data_dir, &x->key) == VG_OK;
     if (!x->have_key)
         vg_err("exports: no appliance key: exports will fail until it can be loaded");
@@ -392,7 +430,7 @@ void pb_exporter_stop(pb_exporter_t *x)
     if (!x)
         return;
     pthread_mutex_lock(&x->lock);
-    x->stopping = 1;
+    __atomic_store_n(&x->stopping, 1, __ATOMIC_RELAXED);
     __atomic_store_n(&x->job_stop, 1, __ATOMIC_RELAXED);
     pthread_cond_signal(&x->wake);
     pthread_mutex_unlock(&x->lock);

@@ -412,6 +412,18 @@ class Suite:
             left = os.listdir(self.exports_dir)
             assert not [n for n in left if n.startswith(".") or n == "%d.zip" % eid], left
 
+    def test_x_zip_without_a_row_goes_between_jobs(self):
+        """A bundle whose row is gone (its removal failed, or a delete raced
+        the job's end) is removed by the exporter's next cleanup pass, not
+        only at the next start; a done export's zip stays."""
+        eid, _, _, _ = self.bundle()
+        stray = os.path.join(self.exports_dir, "987654.zip")
+        with open(stray, "wb") as f:
+            f.write(b"PK\x05\x06" + b"\0" * 18)
+        wait_for("the zip without a row removed", lambda: not os.path.exists(stray), 30)
+        assert os.path.exists(os.path.join(self.exports_dir, "%d.zip" % eid))
+        assert "leftover file(s) of deleted exports" in self.v.log_text()
+
     def test_y_read_error_fails_the_export_never_shortens_it(self):
         """A read error anywhere in a segment fails the export and leaves no
         file: vigilctl export under the faultfs shim, failing the reads of

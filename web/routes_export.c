@@ -385,10 +385,14 @@ void web_h_export_delete(web_req_t *r)
         web_reply_error(r, 500, "internal", "cannot delete the export");
         return;
     }
-    /* The row is gone first: a running job then removes what it wrote. */
+    /* The row is gone first: a running job then removes what it wrote. The
+     * file is removed by its name for the id, not the row's path, which
+     * was still empty if the job finished between the read and the delete. */
     pb_exporter_cancel(x, e.id);
-    if (pb_export_remove_file(r->w->cfg.data_dir, e.path) != VG_OK)
-        vg_err("web: export %" PRId64 " deleted but its file %s could not be removed", e.id,
-               e.path);
+    char rel[64];
+    pb_export_rel_path(e.id, rel, sizeof(rel));
+    if (pb_export_remove_file(r->w->cfg.data_dir, rel) != VG_OK)
+        vg_err("web: export %" PRId64 " deleted but its file %s could not be removed yet "
+               "(tried again at the exporter's next cleanup)", e.id, rel);
     web_reply_text(r, 204, NULL, NULL, 0);
 }

@@ -207,14 +207,24 @@ static int cache_open(pb_t *pb, const idx_segment_t *seg, int64_t pts, int width
 {
     char *path = snap_name(pb, seg, pts, width);
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    free(path);
     struct stat st;
-    if (fd < 0)
-        return VG_ENOTFOUND;
-    if (fstat(fd, &st) != 0 || st.st_size <= 0) {
-        close(fd);
+    unsigned char eoi[2];
+    if (fd < 0) {
+        free(path);
         return VG_ENOTFOUND;
     }
+    /* The cache is written without fsync: after a power cut a renamed file
+     * can hold less than was written. One that does not end with the JPEG's
+     * end-of-image marker goes, and is made again. */
+    if (fstat(fd, &st) != 0 || st.st_size < 4 ||
+        pread(fd, eoi, 2, st.st_size - 2) != 2 || eoi[0] != 0xff || eoi[1] != 0xd9) {
+        close(fd);
+        if (unlink(path) == 0)
+            vg_warn("snapshots: %s was cut short (a power cut?): made again", path);
+        free(path);
+        return VG_ENOTFOUND;
+    }
+    free(path);
     out->fd = fd;
     out->size = (uint64_t)st.st_size;
     snprintf(out->etag, sizeof(out->etag), "\"%" PRId64 "-%.8s-%" PRId64 "-%d\"", seg->id,

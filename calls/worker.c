@@ -187,6 +187,13 @@ int call_announce_check_stored(idx_t *idx, const char *data_dir, const char *sou
         vg_warn("source=%s announcement check: a segment could not be decoded", source);
         goto cleanup;
     }
+    /* Audio cut short by a read error reads as silence: checked, it would
+     * say the announcement was missing. Unknown is the truth. */
+    if (pb_wav_read_failed(wav)) {
+        vg_warn("source=%s announcement check: a segment could not be read whole: unknown",
+                source);
+        goto cleanup;
+    }
     size_t n8 = (size_t)count;
     const int16_t *x = pcm;
     if (rate != CALL_DSP_RATE) {

@@ -149,6 +149,7 @@ struct pb_wav {
     int g711;                /* 0: libavcodec, 1: A-law, 2: mu-law */
     int64_t base;            /* the WAV sample of the open segment's time 0 */
     int eof;                 /* no segment left */
+    int read_failed;         /* a segment ended early on a read error */
     /* decoded samples not yet (wholly) placed: [pend_at, pend_at + pend_n) */
     int16_t *pend;
     int64_t pend_at;
@@ -163,6 +164,11 @@ struct pb_wav {
 uint64_t pb_wav_size(const pb_wav_t *w)
 {
     return PB_WAV_HEADER + 2 * (uint64_t)w->n_samples;
+}
+
+int pb_wav_read_failed(const pb_wav_t *w)
+{
+    return w->read_failed;
 }
 
 int pb_wav_rate(const pb_wav_t *w)
@@ -308,8 +314,10 @@ static int decode_next(pb_wav_t *w)
         }
         int ret = av_read_frame(w->ic, w->pkt);
         if (ret < 0) {
-            if (ret != AVERROR_EOF)
+            if (ret != AVERROR_EOF) {
                 vg_warn("audio: reading %s stopped: %s", w->segs[w->seg].path, av_err2str(ret));
+                w->read_failed = 1;
+            }
             if (!w->dec)
                 return 0;
             avcodec_send_packet(w->dec, NULL); /* drain */

@@ -240,6 +240,9 @@ long pb_wav_read(pb_wav_t *w, uint64_t pos, char *buf, size_t max);
 /* Samples [at, at + n) of the WAV's audio (not its bytes): VG_OK or VG_EMEDIA. */
 int pb_wav_samples_at(pb_wav_t *w, int64_t at, int16_t *out, size_t n);
 void pb_wav_close(pb_wav_t *w);
+/* 1 once a read error ended a segment early (what followed it in that
+ * segment was served as silence), else 0. */
+int pb_wav_read_failed(const pb_wav_t *w);
 /* web_read_fn / free_ctx shaped wrappers for a reply reader whose window
  * starts at first within the WAV. */
 typedef struct {

@@ -16,7 +16,7 @@
  * never served, since a request finds its segment through the index first,
  * and are removed with their segment (pb_snapshots_forget, called by
  * retention once the files are gone); one a request was still writing then
- * ages out under the size bound. At most snapshot_workers decodes run at
+ * is removed by that request when it finds the file gone. At most snapshot_workers decodes run at
  * once; beyond that the caller answers 503. */
 #include "playback/playback.h"
 
@@ -573,6 +573,23 @@ static int snap_decode(pb_t *pb, const idx_segment_t *seg, int64_t at_us, int wi
         vg_warn("snapshot: cannot write %s", final);
         snprintf(err, err_size, "the snapshot cache cannot be written");
         rc = VG_EIO;
+        goto cleanup;
+    }
+    /* Retention deletes the segment's file, then its cached pictures: one
+     * written here after that sweep of the cache would outlive the
+     * recording it copies. Looked at after the rename, either the file is
+     * gone (so this picture goes too) or retention's sweep comes later and
+     * finds it. */
+    char *media = vg_asprintf("%s/%s", pb->data_dir, seg->path);
+    struct stat mst;
+    int gone = stat(media, &mst) != 0 && errno == ENOENT;
+    free(media);
+    if (gone) {
+        close(out->fd);
+        out->fd = -1;
+        unlink(final);
+        snprintf(err, err_size, "the recording was deleted meanwhile");
+        rc = VG_ENOTFOUND;
         goto cleanup;
     }
     memo_put(pb, seg, at_us, mkey, pts, width);

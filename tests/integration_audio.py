@@ -27,6 +27,18 @@ from integration import Camsim, Skip, free_port, log, wait_for
 from integration_web import Client, WebVigil, wait_http
 
 US = 1000000
+
+
+class AudioVigil(integration.Faultfs, WebVigil):
+    """A WebVigil under the faultfs shim, so a test can hold a snapshot's
+    cache write while retention deletes its segment (tests/tools/faultfs.c)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.faultfs_init()
+
+    def start(self):
+        return super().start(env=self.faultfs_env())
 # name -> (camsim mount, kind); the rate each decodes to
 SOURCES = {
     "pcma": ("line-pcma", "audio"),
@@ -63,7 +75,7 @@ class Suite:
         self.cam = Camsim()
         self.port = free_port()
         root = os.path.join(tmp, "v")
-        self.v = WebVigil(root, [(n, self.cam.url(m), k) for n, (m, k) in SOURCES.items()],
+        self.v = AudioVigil(root, [(n, self.cam.url(m), k) for n, (m, k) in SOURCES.items()],
                           "http_listen = 127.0.0.1:%d\n" % self.port,
                           extra="[playback]\nsnapshot_workers = 1\n")
         self.v.add_user("admin", "admin")
@@ -91,14 +103,14 @@ class Suite:
         con = sqlite3.connect("file:%s?mode=ro" % self.db, uri=True, timeout=10)
         try:
             rows = con.execute(
-                "SELECT s.id, s.start_us, s.end_us, s.path, s.codecs FROM segment s "
+                "SELECT s.id, s.start_us, s.end_us, s.path, s.codecs, s.sha256 FROM segment s "
                 "JOIN source src ON src.id = s.source_id WHERE src.name = ? AND s.deleting = 0 "
                 "ORDER BY s.start_us", (name,)).fetchall()
         except sqlite3.OperationalError:
             return []
         finally:
             con.close()
-        return [dict(zip(("id", "start", "end", "path", "codecs"), r)) for r in rows]
+        return [dict(zip(("id", "start", "end", "path", "codecs", "sha256"), r)) for r in rows]
 
     def get(self, path, headers=None, client=None):
         c = (client or self.c).conn()
@@ -471,9 +483,22 @@ class Suite:
             assert status == 200, (status, data[:200])
         cache = os.path.join(self.v.data, "cache", "snapshots")
 
-        def cached(sid):
-            return [f for f in os.listdir(cache) if f.startswith("%d-" % sid)]
-        assert cached(segs[0]["id"]) and cached(segs[1]["id"]), os.listdir(cache)
+        def cached(seg):  # named by the segment's id and hash (an id can come back)
+            return [f for f in os.listdir(cache)
+                    if f.startswith("%d-%s-" % (seg["id"], seg["sha256"][:8]))]
+        assert cached(segs[0]) and cached(segs[1]), os.listdir(cache)
+        n_cached = len(cached(segs[0]))
+        # one more picture of the oldest segment, held before its cache file
+        # is written until retention has deleted the segment and swept the
+        # cache: it must not outlive the recording it copies
+        self.v.set_faults("open cache/snapshots/ delay=3000 count=1\n")
+        late = {}
+        t = threading.Thread(target=lambda: late.update(
+            r=self.snapshot("cam", -(-segs[0]["start"] // US), 200)))
+        t.start()
+        wait_for("the late picture held", lambda: any(
+            "cache/snapshots/" in l for l in self.v.fired_lines()), 30, interval=0.02)
+        assert len(cached(segs[0])) == n_cached
         # retention under disk pressure (a capacity below what is recorded):
         # vigilctl sweep runs the sweeper's code on vigild's index
         conf = os.path.join(self.tmp, "pressure.conf")
@@ -484,12 +509,16 @@ class Suite:
         p = subprocess.run([os.path.join(integration.BUILD, "vigilctl"), "-c", conf, "sweep",
                             "--json"], capture_output=True, text=True, timeout=120)
         assert p.returncode == 0, p.stderr
+        t.join(30)
+        self.v.set_faults("")
+        assert late["r"][0] == 404, late["r"][:2]
         assert json.loads(p.stdout)["deleted"] >= 2, p.stdout
-        remaining = {s["id"] for s in self.segs("cam")}
-        assert segs[0]["id"] not in remaining and segs[1]["id"] not in remaining, remaining
+        # (by path: once every row is gone, SQLite gives new rows old ids)
+        remaining = {s["path"] for s in self.segs("cam")}
+        assert segs[0]["path"] not in remaining and segs[1]["path"] not in remaining, remaining
         for seg in segs[:2]:
             assert not os.path.exists(os.path.join(self.v.data, seg["path"])), seg
-            assert cached(seg["id"]) == [], (seg["id"], os.listdir(cache))
+            assert cached(seg) == [], (seg["id"], os.listdir(cache))
         assert self.v.proc.poll() is None, "vigild stopped"
 
     def test_snapshot_frame_at_or_before(self):

@@ -32,7 +32,9 @@
 #define COLS_MAX 24
 #define FIELD_MAX 512        /* a longer field makes the row bad */
 #define LINE_MAX_BYTES 8192  /* a longer row is bad (and skipped to its end) */
-#define BATCH_ROWS 2000      /* rows per transaction */
+#define BATCH_ROWS 2000      /* rows per transaction, at most */
+#define BATCH_US 50000       /* and at most this long holding the write lock */
+#define GAP_US 5000          /* between two: other writers' waits poll every 2 ms */
 #define TZIF_MAX (256 * 1024)
 
 enum {
@@ -228,6 +230,7 @@ static int parse_cdr_time(const char *s, int64_t *out)
 
 struct call_import {
     idx_t *idx;
+    int64_t batch_since; /* monotonic µs the open batch began */
     const vg_config_t *cfg;
     int utc;
     zone_t zone;
@@ -313,6 +316,18 @@ static const vg_source_config_t *line_of(call_import_t *im, const char *channel)
     return channel[0] ? call_line_of_channel(im->cfg, channel) : NULL;
 }
 
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Commits the batch. An import of a large file holds the index's write lock
+ * batch after batch; vigild's other writers (the audit trail's group
+ * commit, segment rows, PBX events) must get in between, or their waits
+ * time out and every audited request fails for the import's whole run. So a
+ * batch is bounded in time too, and a short gap follows it. */
 static int flush_batch(call_import_t *im)
 {
     int ret = VG_OK;
@@ -321,6 +336,7 @@ static int flush_batch(call_import_t *im)
         if (ret != VG_OK)
             idx_rollback(im->idx);
         im->in_tx = 0;
+        usleep(GAP_US);
     }
     im->batch = 0;
     return ret;
@@ -430,6 +446,7 @@ static int take_row(call_import_t *im, char *row)
         if (rc != VG_OK)
             return rc;
         im->in_tx = 1;
+        im->batch_since = mono_us();
     }
     int64_t id = 0;
     int created = 0;
@@ -449,7 +466,7 @@ static int take_row(call_import_t *im, char *row)
     } else {
         return rc;
     }
-    if (++im->batch >= BATCH_ROWS)
+    if (++im->batch >= BATCH_ROWS || mono_us() - im->batch_since >= BATCH_US)
         return flush_batch(im);
     return VG_OK;
 }

@@ -389,9 +389,9 @@ int idx_wal_checkpoint(idx_t *idx, int restart_above_pages, int *wal_pages)
      * readers have moved on, so the next commit starts the WAL over (and cuts
      * the file back to journal_size_limit). */
     if (rc == SQLITE_OK && restart_above_pages > 0 && log > restart_above_pages) {
-        sqlite3_busy_timeout(idx->db, RESTART_WAIT_MS);
+        idx_priv_busy(idx, RESTART_WAIT_MS);
         rc = sqlite3_wal_checkpoint_v2(idx->db, NULL, SQLITE_CHECKPOINT_RESTART, &log, &done);
-        sqlite3_busy_timeout(idx->db, IDX_BUSY_TIMEOUT_MS);
+        idx_priv_busy(idx, IDX_BUSY_TIMEOUT_MS);
     }
     if (wal_pages)
         *wal_pages = log;

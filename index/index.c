@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -1155,11 +1157,7 @@ int idx_open(const char *path, int readonly, idx_t **out)
         goto cleanup;
     }
     sqlite3_extended_result_codes(idx->db, 1);
-    rc = sqlite3_busy_timeout(idx->db, IDX_BUSY_TIMEOUT_MS);
-    if (rc != SQLITE_OK) {
-        ret = idx_priv_db_fail(idx, rc, "set busy_timeout");
-        goto cleanup;
-    }
+    idx_priv_busy(idx, IDX_BUSY_TIMEOUT_MS);
     if ((ret = exec_sql(idx, "PRAGMA foreign_keys = ON", "enable foreign keys")) != VG_OK)
         goto cleanup;
 
@@ -1231,9 +1229,29 @@ void idx_close(idx_t *idx)
     free(idx);
 }
 
+static int busy_poll(void *arg, int count)
+{
+    idx_t *idx = arg;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    if (count == 0)
+        idx->busy_since = now;
+    if (now - idx->busy_since >= (int64_t)idx->busy_ms * 1000)
+        return 0; /* SQLITE_BUSY to the caller */
+    usleep(count < 8 ? 500 : 2000);
+    return 1;
+}
+
+void idx_priv_busy(idx_t *idx, int ms)
+{
+    idx->busy_ms = ms > 0 ? ms : IDX_BUSY_TIMEOUT_MS;
+    sqlite3_busy_handler(idx->db, busy_poll, idx);
+}
+
 void idx_busy_timeout(idx_t *idx, int ms)
 {
-    sqlite3_busy_timeout(idx->db, ms > 0 ? ms : IDX_BUSY_TIMEOUT_MS);
+    idx_priv_busy(idx, ms);
 }
 
 int idx_schema_version(idx_t *idx)

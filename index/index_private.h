@@ -36,11 +36,19 @@
 struct idx {
     sqlite3 *db;
     int readonly;
+    int busy_ms;          /* how long a statement waits for a lock (idx_priv_busy) */
+    int64_t busy_since;   /* monotonic µs of the current wait's first try */
     char *path; /* for log lines */
     sqlite3_stmt *st[IDX_MAX_CORE];
     sqlite3_stmt *lazy[IDX_MAX_LAZY];
 };
 
+/* How long statements of this connection wait for a lock held by another
+ * (ms > 0). Waits poll every 0.5-2 ms instead of SQLite's default back-off
+ * (which sleeps up to 100 ms a try), so a writer that commits in batches
+ * and leaves a few ms between them (the CDR import) lets waiting writers
+ * in: with SQLite's own handler they almost never landed in the gap. */
+void idx_priv_busy(idx_t *idx, int ms);
 /* Logs the connection's current error with context; returns a VG_E* code. */
 int idx_priv_db_fail(const idx_t *idx, int rc, const char *what);
 /* Steps a prepared EXPLAIN QUERY PLAN statement into out, one detail line

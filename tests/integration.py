@@ -905,8 +905,23 @@ def run_tests(suite, names):
             log("SKIP %s: %s" % (name, e))
         except Exception:
             failed += 1
-            log("FAIL %s (%.1f s)\n%s" % (name, time.monotonic() - t0, traceback.format_exc()))
+            log("FAIL %s (%.1f s)\n%s%s" % (name, time.monotonic() - t0, traceback.format_exc(),
+                                           camsim_state(suite)))
     return passed, failed, skipped
+
+
+def camsim_state(suite):
+    """For a failure report: whether the suite's camera simulator still runs
+    (a recording that stopped may be the simulator's death, not vigild's)."""
+    cam = getattr(suite, "cam", None)
+    proc = getattr(cam, "proc", None)
+    if proc is None:
+        return ""
+    rc = proc.poll()
+    if rc is None:
+        return "camera simulator: running (pid %d)\n" % proc.pid
+    how = ("killed by signal %d" % -rc) if rc < 0 else ("exited with %d" % rc)
+    return "camera simulator: %s; its stderr ends:\n%s\n" % (how, cam.err_tail(2000))
 
 
 def suite_main(suite_cls, name):

@@ -532,6 +532,40 @@ class Suite:
         assert rep["bad"] == 1 and rep["merged"] == 0, rep
         assert self.rows("SELECT COUNT(*) FROM call WHERE account = ?", tag)[0][0] == n_ok
 
+    def test_import_long_lets_audited_requests_through(self):
+        """A vigilctl import of many rows holds the index's write lock batch
+        after batch: vigild's audited requests (each commits its audit row
+        before it is answered) must still get in between. Before, SQLite's
+        waits slept up to 100 ms a try and never landed in the importer's
+        microsecond gaps: they timed out after 5 s and answered 500."""
+        tag = "W%d" % os.getpid()
+        start, end = self.recorded(LINE_B)
+        local = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t + 3 * 3600))
+        s, e = local(start), local(end)
+        path = os.path.join(self.tmp, "long.csv")
+        with open(path, "w") as f:
+            for k in range(22000):
+                f.write('"%s","89161234567","102","from-trunk","","SIP/trunk-%08x","SIP/102-%08x",'
+                        '"Queue","support,t","%s","%s","%s","9","8","ANSWERED","3","%s.%d",""\n'
+                        % (tag, k, k, s, s, e, tag, k))
+        cid, _ = self.new_call(caller="+79990004455")
+        p = subprocess.Popen([os.path.join(integration.BUILD, "vigilctl"), "-c", self.v.conf,
+                              "calls", "import", "--format", "asterisk-csv", path],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        statuses = []
+        t0 = time.monotonic()
+        while p.poll() is None:
+            st, body, _ = self.c["aud"].request("GET", "/api/v1/calls/%d" % cid)
+            statuses.append(st)
+            assert st == 200, (st, body, round(time.monotonic() - t0, 1))
+        took = time.monotonic() - t0
+        out, err = p.communicate()
+        assert p.returncode == 0, err
+        assert json.loads(out)["imported"] == 22000, out[:500]
+        log("import of 22000 rows: %.1f s, %d audited requests answered meanwhile"
+            % (took, len(statuses)))
+        assert len(statuses) >= 3, statuses
+
     def test_import_vigilctl(self):
         tag = "c%d" % os.getpid()
         text, _ = self.csv_rows(tag)

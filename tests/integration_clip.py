@@ -356,11 +356,14 @@ class Suite:
         (last segment before, first whole segment after)."""
         with open(self.v.conf) as f:
             text = f.read()
-        old = [l for l in text.splitlines() if l.startswith("url = ") and "/flaky" in l or
-               l.startswith("url = ") and self.flaky_url in l][0]
+        # the url line of [source flaky] only (another source may have the
+        # same url once flaky points at its mount)
+        head, sep, rest = text.partition("[source flaky]\n")
+        assert sep, text
+        line = next(l for l in rest.splitlines() if l.startswith("url = "))
         self.flaky_url = self.cam.url(mount)
         with open(self.v.conf, "w") as f:
-            f.write(text.replace(old, "url = " + self.flaky_url))
+            f.write(head + sep + rest.replace(line, "url = " + self.flaky_url, 1))
         n = self.v.log_text().count("configuration applied")
         at = time.time()
         self.v.proc.send_signal(signal.SIGHUP)

@@ -375,8 +375,9 @@ def main():
                     log("SKIP %s: %s" % (name, e))
                 except Exception:
                     failed += 1
-                    log("FAIL %s (%.1f s)\n%s" % (name, time.monotonic() - t0,
-                                                  traceback.format_exc()))
+                    log("FAIL %s (%.1f s)\n%s%s" % (name, time.monotonic() - t0,
+                                                    traceback.format_exc(),
+                                                    integration.camsim_state(suite)))
         finally:
             suite.close()
             if failed:

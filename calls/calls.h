@@ -61,6 +61,14 @@ int call_ann_zone_apply(idx_t *idx, const char *tz);
  * the rows. A bad row is counted and reported; the rest go on. */
 int call_import_begin(idx_t *idx, const vg_config_t *cfg, int utc, const char *tz, int64_t now_us,
                       call_import_t **out);
+/* The audit row of the import (actor, ip, action, object; its result and
+ * detail are set here): an import whose rows are committed in batches is on
+ * record from its first commit, not only once it ends. The first batch
+ * commits with the row's copy marked "started"; an import abandoned after
+ * a commit (the client gone, a body too large, the index failing) writes
+ * the copy again as "error" with the counts so far. The caller still writes
+ * the final row of a finished import. */
+void call_import_audit(call_import_t *im, const idx_audit_t *row);
 /* Feeds len bytes. VG_EDB etc. when the index fails (the import stops). */
 int call_import_feed(call_import_t *im, const char *data, size_t len);
 /* Commits the rows taken so far (the open batch), so that no write

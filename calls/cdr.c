@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/clock.h"
 #include "core/errors.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -230,6 +231,11 @@ static int parse_cdr_time(const char *s, int64_t *out)
 
 struct call_import {
     idx_t *idx;
+    idx_audit_t audit;   /* call_import_audit's row */
+    int have_audit;
+    int started;         /* the "started" row is in a batch being written */
+    int on_record;       /* ... and committed */
+    int finished;        /* call_import_end ran: no abandonment row */
     int64_t batch_since; /* monotonic µs the open batch began */
     const vg_config_t *cfg;
     int utc;
@@ -328,13 +334,32 @@ static int64_t mono_us(void)
  * commit, segment rows, PBX events) must get in between, or their waits
  * time out and every audited request fails for the import's whole run. So a
  * batch is bounded in time too, and a short gap follows it. */
-static int flush_batch(call_import_t *im)
+static int flush_batch(call_import_t *im, int final)
 {
     int ret = VG_OK;
+    if (im->in_tx && !final && im->have_audit && !im->on_record) {
+        /* Rows committed before the import's end are committed with the
+         * import on record. (A one-batch import has only its final row.) */
+        idx_audit_t row = im->audit;
+        row.ts_us = vg_clock_wall(&vg_system_clock);
+        snprintf(row.result, sizeof(row.result), "started");
+        snprintf(row.detail, sizeof(row.detail),
+                 "rows are committed in batches; a row with the counts follows");
+        if ((ret = idx_audit_append(im->idx, &row, 1)) != VG_OK) {
+            idx_rollback(im->idx);
+            im->in_tx = 0;
+            im->batch = 0;
+            return ret;
+        }
+        im->started = 1;
+    }
     if (im->in_tx) {
         ret = idx_commit(im->idx);
         if (ret != VG_OK)
             idx_rollback(im->idx);
+        else if (im->started)
+            im->on_record = 1;
+        im->started = 0;
         im->in_tx = 0;
         usleep(GAP_US);
     }
@@ -467,7 +492,7 @@ static int take_row(call_import_t *im, char *row)
         return rc;
     }
     if (++im->batch >= BATCH_ROWS || mono_us() - im->batch_since >= BATCH_US)
-        return flush_batch(im);
+        return flush_batch(im, 0);
     return VG_OK;
 }
 
@@ -525,7 +550,7 @@ int call_import_feed(call_import_t *im, const char *data, size_t len)
 
 int call_import_commit(call_import_t *im)
 {
-    return flush_batch(im);
+    return flush_batch(im, 0);
 }
 
 int call_import_end(call_import_t *im, call_import_report_t *report)
@@ -536,11 +561,19 @@ int call_import_end(call_import_t *im, call_import_report_t *report)
         rc = take_row(im, im->line);
     }
     if (rc == VG_OK)
-        rc = flush_batch(im);
-    if (rc == VG_OK)
+        rc = flush_batch(im, 1);
+    if (rc == VG_OK) {
         *report = im->rep;
+        im->finished = 1;
+    }
     call_import_abort(im);
     return rc;
+}
+
+void call_import_audit(call_import_t *im, const idx_audit_t *row)
+{
+    im->audit = *row;
+    im->have_audit = 1;
 }
 
 void call_import_abort(call_import_t *im)
@@ -549,6 +582,19 @@ void call_import_abort(call_import_t *im)
         return;
     if (im->in_tx)
         idx_rollback(im->idx);
+    if (im->on_record && !im->finished) {
+        /* committed rows stay: the trail says how many, and that it stopped
+         * (the counts include the batch rolled back just now, if any) */
+        idx_audit_t row = im->audit;
+        row.ts_us = vg_clock_wall(&vg_system_clock);
+        snprintf(row.result, sizeof(row.result), "error");
+        snprintf(row.detail, sizeof(row.detail),
+                 "stopped before its end; rows committed so far stay (at most imported=%" PRId64
+                 " merged=%" PRId64 " unmatched=%" PRId64 " bad=%" PRId64 ")",
+                 im->rep.imported, im->rep.merged, im->rep.unmatched, im->rep.bad);
+        if (idx_audit_append(im->idx, &row, 1) != VG_OK)
+            vg_err("calls import: stopped, and its audit row cannot be written");
+    }
     zone_free(&im->zone);
     free(im->line);
     free(im);

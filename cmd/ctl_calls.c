@@ -37,6 +37,9 @@ int ctl_calls_import(const vg_config_t *cfg, idx_t *idx, const char *path, const
                 cfg->http.timezone ? cfg->http.timezone : "(system)");
         goto cleanup;
     }
+    idx_audit_t row;
+    ctl_audit_row(&row, "calls.import", "calls", 0, 0, "ok", "");
+    call_import_audit(im, &row);
     ret = 1;
     buf = malloc(BLOCK);
     if (!buf)

@@ -22,7 +22,9 @@ import io
 import json
 import os
 import random
+import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import tempfile
@@ -565,6 +567,40 @@ class Suite:
         log("import of 22000 rows: %.1f s, %d audited requests answered meanwhile"
             % (took, len(statuses)))
         assert len(statuses) >= 3, statuses
+
+    def test_import_cut_short_is_on_record(self):
+        """A client that sends part of a large import and goes: the rows
+        committed meanwhile stay, and the audit trail says so: a
+        calls.import row "started" committed with the first of them, and
+        one "error" with the counts once the import is abandoned."""
+        tag = "X%d" % os.getpid()
+        start, end = self.recorded(LINE_B)
+        local = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t + 3 * 3600))
+        s, e = local(start), local(end)
+        part = "".join('"%s","89161234567","102","from-trunk","","SIP/trunk-%08x","SIP/102-%08x",'
+                       '"Queue","support,t","%s","%s","%s","9","8","ANSWERED","3","%s.%d",""\n'
+                       % (tag, k, k, s, s, e, tag, k) for k in range(6000)).encode()
+        n0 = len(self.audit("calls.import"))
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        sock.sendall(("POST /api/v1/calls/import?format=asterisk-csv HTTP/1.1\r\nHost: x\r\n"
+                      "Content-Type: text/csv\r\nCookie: %s\r\nX-Requested-With: vigil\r\n"
+                      "Content-Length: %d\r\n\r\n" % (self.c["admin"].cookie, len(part) * 4)
+                      ).encode())
+        sock.sendall(part)
+        wait_for("rows of the cut import committed", lambda: self.rows(
+            "SELECT COUNT(*) FROM call WHERE account = ?", tag)[0][0] > 0, 30)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        t_cut = time.monotonic()
+        sock.close()  # a reset: the server learns at once
+        got = wait_for("the abandoned import on record", lambda: (lambda r: r if any(
+            x[1].startswith("stopped") for x in r) else None)(
+            self.rows("SELECT result, detail FROM audit WHERE action = 'calls.import' "
+                      "ORDER BY id")[n0:]), 30)
+        log("abandoned import on record %.1f s after the reset" % (time.monotonic() - t_cut))
+        results = [x[0] for x in got]
+        assert results[0] == "started" and "error" in results, got
+        stored = self.rows("SELECT COUNT(*) FROM call WHERE account = ?", tag)[0][0]
+        assert stored > 0, stored
 
     def test_import_vigilctl(self):
         tag = "c%d" % os.getpid()

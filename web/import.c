@@ -128,6 +128,9 @@ int web_import_open(web_req_t *r, int utc, web_import_t **out)
     if (rc == VG_OK)
         rc = call_import_begin(k->idx, r->cfg, utc, r->cfg->http.timezone, r->now_us, &k->im);
     if (rc == VG_OK) {
+        idx_audit_t row;
+        web_audit_row(r, &row, NULL, "calls.import", "calls", 0, 0, "ok", "");
+        call_import_audit(k->im, &row);
         sigset_t all, old;
         sigfillset(&all);
         pthread_sigmask(SIG_SETMASK, &all, &old);

@@ -911,8 +911,12 @@ void web_h_call_import(web_req_t *r)
         goto cleanup;
     } else {
         rc = call_import_begin(r->idx, r->cfg, as_utc, r->cfg->http.timezone, r->now_us, &im);
-        if (rc == VG_OK)
+        if (rc == VG_OK) {
+            idx_audit_t row;
+            web_audit_row(r, &row, NULL, "calls.import", "calls", 0, 0, "ok", "");
+            call_import_audit(im, &row);
             rc = call_import_feed(im, r->body ? r->body : "", r->body_len);
+        }
         if (rc == VG_OK) {
             rc = call_import_end(im, rep);
             im = NULL;

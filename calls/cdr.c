@@ -450,8 +450,11 @@ static int take_row(call_import_t *im, char *row)
         c->end_us = c->start_us + 1; /* a zero-length CDR is still ended */
     if (n > C_UNIQUEID && f[C_UNIQUEID][0])
         vg_utf8_copy(c->call_id, sizeof(c->call_id), f[C_UNIQUEID]);
-    else /* without loguniqueid: the leg and its start name the call */
-        snprintf(c->call_id, sizeof(c->call_id), "cdr:%.60s@%" PRId64, f[C_CHANNEL], start);
+    else { /* without loguniqueid: the leg and its start name the call */
+        char leg[61]; /* cut before a whole character: the id stays UTF-8 */
+        vg_utf8_copy(leg, sizeof(leg), f[C_CHANNEL]);
+        snprintf(c->call_id, sizeof(c->call_id), "cdr:%s@%" PRId64, leg, start);
+    }
     const char *caller = f[C_SRC];
     /* fields longer than their column are cut before a whole character */
     vg_utf8_copy(c->caller_raw, sizeof(c->caller_raw), caller);

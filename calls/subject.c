@@ -35,16 +35,21 @@ static void on_found(void *ctx, const idx_call_t *c)
     f->page++;
 }
 
-/* A CSV field: always quoted, quotes doubled (RFC 4180). */
+/* A CSV field: always quoted, quotes doubled (RFC 4180), and a leading
+ * = + - @ TAB or CR (a formula to a spreadsheet: a PBX note or a caller's
+ * text "=HYPERLINK(...)" would run on the recipient's desk) kept text with
+ * a leading ', as the audit and QA exports do. */
 static void csv_field(char **buf, size_t *len, size_t *cap, const char *v, int last)
 {
-    size_t need = *len + 2 * strlen(v) + 4;
+    size_t need = *len + 2 * strlen(v) + 5;
     if (need > *cap) {
         *cap = need * 2;
         *buf = vg_realloc(*buf, *cap);
     }
     char *o = *buf + *len;
     *o++ = '"';
+    if (*v && strchr("=+-@\t\r", *v))
+        *o++ = '\'';
     for (const char *p = v; *p; p++) {
         if (*p == '"')
             *o++ = '"';

@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -652,7 +653,17 @@ static int set_timezone(parser_t *p, const char *key, const char *value)
         ok = isalnum((unsigned char)*c) || strchr("/_+-", *c);
     const char *db = getenv("TZDIR") ? getenv("TZDIR") : "/usr/share/zoneinfo";
     snprintf(path, sizeof(path), "%s/%s", db, value);
-    if (!ok || access(path, R_OK) != 0) {
+    /* a zone file, not a directory of them (Europe) or a table beside them
+     * (leapseconds, zone.tab): those load, then fail at first use */
+    char magic[4] = {0};
+    int fd = ok ? open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK) : -1;
+    struct stat st;
+    ok = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+         read(fd, magic, sizeof(magic)) == (ssize_t)sizeof(magic) &&
+         memcmp(magic, "TZif", 4) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (!ok) {
         fail_at(p, p->lineno, "%s must be an IANA time zone such as Europe/Moscow, got '%s'",
                 key, shown(value, buf, sizeof(buf)));
         return VG_ECONFIG;

@@ -18,6 +18,7 @@ Ends with "N passed, N failed".
 """
 import argparse
 import concurrent.futures
+import csv
 import io
 import json
 import os
@@ -779,6 +780,10 @@ class Suite:
         listed = json.loads(z.read("calls.json"))
         assert sorted(c["id"] for c in listed) == sorted([a, b]), listed
         assert z.read("calls.csv").decode().count("\n") == 3
+        # no cell a spreadsheet would run as a formula (numbers are "+7...")
+        cells = [c for row in csv.reader(io.StringIO(z.read("calls.csv").decode())) for c in row]
+        assert any(c.startswith("'+7") for c in cells), cells
+        assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")], cells
         out = os.path.join(self.tmp, "subject")
         z.extractall(out)
         p = subprocess.run(["minisign", "-Vm", "manifest.json", "-p", "vigil-appliance.pub"],

@@ -655,6 +655,8 @@ static const char *const bad_http[] = {
     "[server]\ntimezone = ../../etc/passwd\n",
     "[server]\ntimezone = /etc/localtime\n",
     "[server]\ntimezone = Europe/Moscow;rm\n",
+    "[server]\ntimezone = Europe\n",      /* a directory of zones */
+    "[server]\ntimezone = leapseconds\n", /* a table beside the zones, not one */
 };
 
 /* The UI's directory and the office's time zone: checked, then kept. */

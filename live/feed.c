@@ -234,6 +234,12 @@ int live_feed_begin(live_feed_t *f, AVStream *const *streams, unsigned n_streams
         set_params(f, st[0].par);
     f->up = st[0].present || st[1].present;
     f->rebase = 1;
+    /* The new connection's timestamps start anywhere (libav's RTSP ones near
+     * 0): B-frames are told from its own packets only. A flag set by an
+     * earlier connection stays while the streams are the same (the same
+     * encoder settings): a camera seen reordering is not offered over
+     * WebRTC in the moment before its first reordered picture. */
+    f->last_pts_v = INT64_MIN;
     f->pay_wait_key = 1;
     for (size_t i = 0; i < f->n_viewers; i++)
         f->viewers[i]->wait_key = 1;
@@ -308,8 +314,9 @@ static int stamp(live_feed_t *f, const AVPacket *pkt, int slot, int64_t *pts, in
         *pts = *dts;
     f->last_ns[slot] = *dts;
     if (slot == 0) {
-        /* A picture shown before one decoded earlier: B-frames, which
-         * browsers' WebRTC stacks do not reorder. */
+        /* A picture shown before the one decoded just before it, in one
+         * connection: B-frames, which browsers' WebRTC stacks do not
+         * reorder. */
         if (f->last_pts_v != INT64_MIN && pn < f->last_pts_v)
             f->bframes = 1;
         f->last_pts_v = pn;

@@ -178,7 +178,7 @@ struct live_feed {
     int map[16];                   /* capture stream -> slot, -1 */
     unsigned n_map;
     int bframes;                   /* video presentation order differed from decode order */
-    int64_t last_pts_v;
+    int64_t last_pts_v;            /* this connection's last video PTS (camera time, ns) */
     uint8_t *params;               /* Annex-B SPS/PPS from extradata */
     size_t params_len;
     int64_t base_ns, last_ns[LIVE_MAX_STREAMS], first_ns;

@@ -5,7 +5,8 @@ WebRTC peer: connection, decoded frames, frame size, PCMA samples), DELETE
 and the viewer count, the refusals (404, 406 for H.265 and B-frames, 415,
 401, 403 without the CSRF header, 503 past max_viewers), the fMP4 fallback
 checked with ffprobe, the audit rows of a viewing's start and end,
-revocation ending a viewing, and recording going on throughout.
+revocation ending a viewing, a camera reconnect (not taken for B-frames),
+and recording going on throughout.
 
 Reuses the helpers of tests/integration.py and tests/integration_web.py.
 Ends with "N passed, N failed".
@@ -14,6 +15,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -30,7 +32,7 @@ from integration_web import PASSWORD, Client, WebVigil, wait_http
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = [("hall", "h264", "video"), ("gate", "cam-g711", "video"),
            ("bframes", "h264b", "video"), ("hevc", "h265", "video"),
-           ("line", "line-pcma", "audio")]
+           ("line", "line-pcma", "audio"), ("flaky", "flaky", "video")]
 MAX_VIEWERS = 3
 
 
@@ -383,6 +385,33 @@ class Suite:
             for _, h, _ in results:  # an admin may end anyone's
                 if "Location" in h:
                     self.delete(h["Location"], self.admin_token)
+        wait_for("no live viewers", lambda: self.live()["viewers"] == 0, 10)
+
+    def mp4_flowing(self, source):
+        """True when live.mp4 of source gives fragments now (read briefly)."""
+        status, _, data = self.fetch_mp4(source, seconds=1.5)
+        return status == 200 and data.count(b"moof") >= 2
+
+    def test_i_webrtc_after_a_camera_reconnect(self):
+        """A reconnect's timestamps start again near 0 (libav's RTSP ones): that
+        is not the camera reordering pictures (B-frames), and WebRTC is still
+        offered for its H.264 after it."""
+        offer = self.browser_offer()
+        st, h, body = self.post_offer("flaky", offer)
+        assert st == 201, (st, body)
+        assert self.delete(h["Location"]) == 200
+        plays = self.cam.lines.count("PLAY /flaky")
+        self.cam.signal(signal.SIGUSR1, "FLAKY down")
+        self.cam.signal(signal.SIGUSR2, "FLAKY up")
+        wait_for("vigild back on /flaky", lambda: self.cam.lines.count("PLAY /flaky") > plays, 30)
+        # the new connection's packets went through live view
+        wait_for("flaky's live.mp4 giving fragments", lambda: self.mp4_flowing("flaky"), 30)
+        wait_for("no live viewers", lambda: self.live()["viewers"] == 0, 10)
+        live = self.source("flaky")["live"]
+        assert live["webrtc"] is True and live["reason"] is None, live
+        st, h, body = self.post_offer("flaky", offer)
+        assert st == 201, (st, body)
+        assert self.delete(h["Location"]) == 200
         wait_for("no live viewers", lambda: self.live()["viewers"] == 0, 10)
 
     def test_z_recording_went_on(self):

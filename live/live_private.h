@@ -10,6 +10,7 @@
 #include <gst/gst.h>
 
 #include "core/log.h"
+#include "core/rebase.h"
 #include "live/live.h"
 
 /* ---- sdp.c: offers (pure) ---- */
@@ -181,8 +182,8 @@ struct live_feed {
     int64_t last_pts_v;            /* this connection's last video PTS (camera time, ns) */
     uint8_t *params;               /* Annex-B SPS/PPS from extradata */
     size_t params_len;
-    int64_t base_ns, last_ns[LIVE_MAX_STREAMS], first_ns;
-    int rebase, has_first;
+    vg_rebase_t clock;             /* camera time -> the feed's timeline */
+    int64_t last_ns[LIVE_MAX_STREAMS]; /* the last DTS given out per slot */
 
     /* the packetizer (feed.c): appsrc ! payloader ! appsink per slot */
     GstElement *pay_pipeline;

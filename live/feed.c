@@ -76,10 +76,11 @@ void live_feed_unref(live_feed_t *f)
         if (f->pay_src[i])
             gst_object_unref(f->pay_src[i]);
     }
-    if (f->dead_pipeline) {
-        gst_element_set_state(f->dead_pipeline, GST_STATE_NULL);
-        gst_object_unref(f->dead_pipeline);
+    for (size_t i = 0; i < f->n_dead; i++) {
+        gst_element_set_state(f->dead[i], GST_STATE_NULL);
+        gst_object_unref(f->dead[i]);
     }
+    free(f->dead);
     free(f->gop);
     free(f->gop_slot);
     free(f->raw);
@@ -118,18 +119,21 @@ static void end_viewers(live_feed_t *f, const char *reason)
         live_session_request_end(f->viewers[i], reason);
 }
 
-/* Hands the packetizer to the housekeeping thread: stopping a pipeline may
- * wait for its streaming threads, which the capture thread must not.
- * f->lock held. */
+/* Hands the packetizer to the housekeeping thread: stopping a pipeline
+ * waits for its streaming threads, which may be in on_rtp waiting for
+ * f->lock, held here (by the capture thread, or the closing one): stopped
+ * here, it would deadlock, and recording with it. However many are
+ * retired before the housekeeping thread comes round, each waits its turn
+ * in the list. f->lock held. */
 static void pay_retire(live_feed_t *f)
 {
     if (!f->pay_pipeline)
         return;
-    if (f->dead_pipeline) { /* one already waiting: rare, stop it here */
-        gst_element_set_state(f->dead_pipeline, GST_STATE_NULL);
-        gst_object_unref(f->dead_pipeline);
+    if (f->n_dead == f->cap_dead) {
+        f->cap_dead = f->cap_dead ? f->cap_dead * 2 : 2;
+        f->dead = vg_realloc(f->dead, f->cap_dead * sizeof(*f->dead));
     }
-    f->dead_pipeline = f->pay_pipeline;
+    f->dead[f->n_dead++] = f->pay_pipeline;
     f->pay_pipeline = NULL;
     for (int i = 0; i < LIVE_MAX_STREAMS; i++) {
         if (f->pay_src[i])
@@ -144,13 +148,18 @@ static void pay_retire(live_feed_t *f)
 void live_feed_reap(live_feed_t *f)
 {
     pthread_mutex_lock(&f->lock);
-    GstElement *dead = f->dead_pipeline;
-    f->dead_pipeline = NULL;
+    GstElement **dead = f->dead;
+    size_t n = f->n_dead;
+    f->dead = NULL;
+    f->n_dead = f->cap_dead = 0;
     pthread_mutex_unlock(&f->lock);
-    if (dead) {
-        gst_element_set_state(dead, GST_STATE_NULL);
-        gst_object_unref(dead);
+    /* No lock held: their streaming threads may finish what they are in
+     * (on_rtp drops it: the pipeline is no longer f->pay_pipeline). */
+    for (size_t i = 0; i < n; i++) {
+        gst_element_set_state(dead[i], GST_STATE_NULL);
+        gst_object_unref(dead[i]);
     }
+    free(dead);
 }
 
 /* ---- begin: what the streams are ---- */

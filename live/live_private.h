@@ -206,7 +206,10 @@ struct live_feed {
 
     live_session_t **viewers;      /* WebRTC and MSE sessions fed from here */
     size_t n_viewers, cap_viewers;
-    GstElement *dead_pipeline;     /* the packetizer to stop (housekeeping thread) */
+    /* retired packetizers, stopped by the housekeeping thread: never under
+     * this lock, which their streaming threads take in on_rtp */
+    GstElement **dead;
+    size_t n_dead, cap_dead;
 };
 
 void live_feed_ref(live_feed_t *f);
@@ -226,7 +229,8 @@ void live_feed_webrtc_reason(live_feed_t *f, char *why, size_t size, char *codec
 /* Logs the errors and warnings of a pipeline of ours (data: the source
  * name, g_free'd with the handler). */
 GstBusSyncReply live_on_bus(GstBus *bus, GstMessage *msg, gpointer data);
-/* Stops a packetizer handed over in dead_pipeline (housekeeping thread). */
+/* Stops the packetizers retired meanwhile (housekeeping thread, f->lock NOT
+ * held). */
 void live_feed_reap(live_feed_t *f);
 
 /* ---- whep.c ---- */

@@ -76,10 +76,11 @@ void live_feed_unref(live_feed_t *f)
         if (f->pay_src[i])
             gst_object_unref(f->pay_src[i]);
     }
-    if (f->dead_pipeline) {
-        gst_element_set_state(f->dead_pipeline, GST_STATE_NULL);
-        gst_object_unref(f->dead_pipeline);
+    for (size_t i = 0; i < f->n_dead; i++) {
+        gst_element_set_state(f->dead[i], GST_STATE_NULL);
+        gst_object_unref(f->dead[i]);
     }
+    free(f->dead);
     free(f->gop);
     free(f->gop_slot);
     free(f->raw);
@@ -100,7 +101,6 @@ int live_feed_open(live_t *l, const vg_source_config_t *src, live_feed_t **out)
     snprintf(f->name, sizeof(f->name), "%s", src->name);
     f->kind = src->kind;
     pthread_mutex_init(&f->lock, NULL);
-    f->rebase = 1;
     f->last_pts_v = INT64_MIN;
     for (int i = 0; i < LIVE_MAX_STREAMS; i++)
         f->last_ns[i] = INT64_MIN;
@@ -119,18 +119,21 @@ static void end_viewers(live_feed_t *f, const char *reason)
         live_session_request_end(f->viewers[i], reason);
 }
 
-/* Hands the packetizer to the housekeeping thread: stopping a pipeline may
- * wait for its streaming threads, which the capture thread must not.
- * f->lock held. */
+/* Hands the packetizer to the housekeeping thread: stopping a pipeline
+ * waits for its streaming threads, which may be in on_rtp waiting for
+ * f->lock, held here (by the capture thread, or the closing one): stopped
+ * here, it would deadlock, and recording with it. However many are
+ * retired before the housekeeping thread comes round, each waits its turn
+ * in the list. f->lock held. */
 static void pay_retire(live_feed_t *f)
 {
     if (!f->pay_pipeline)
         return;
-    if (f->dead_pipeline) { /* one already waiting: rare, stop it here */
-        gst_element_set_state(f->dead_pipeline, GST_STATE_NULL);
-        gst_object_unref(f->dead_pipeline);
+    if (f->n_dead == f->cap_dead) {
+        f->cap_dead = f->cap_dead ? f->cap_dead * 2 : 2;
+        f->dead = vg_realloc(f->dead, f->cap_dead * sizeof(*f->dead));
     }
-    f->dead_pipeline = f->pay_pipeline;
+    f->dead[f->n_dead++] = f->pay_pipeline;
     f->pay_pipeline = NULL;
     for (int i = 0; i < LIVE_MAX_STREAMS; i++) {
         if (f->pay_src[i])
@@ -145,13 +148,18 @@ static void pay_retire(live_feed_t *f)
 void live_feed_reap(live_feed_t *f)
 {
     pthread_mutex_lock(&f->lock);
-    GstElement *dead = f->dead_pipeline;
-    f->dead_pipeline = NULL;
+    GstElement **dead = f->dead;
+    size_t n = f->n_dead;
+    f->dead = NULL;
+    f->n_dead = f->cap_dead = 0;
     pthread_mutex_unlock(&f->lock);
-    if (dead) {
-        gst_element_set_state(dead, GST_STATE_NULL);
-        gst_object_unref(dead);
+    /* No lock held: their streaming threads may finish what they are in
+     * (on_rtp drops it: the pipeline is no longer f->pay_pipeline). */
+    for (size_t i = 0; i < n; i++) {
+        gst_element_set_state(dead[i], GST_STATE_NULL);
+        gst_object_unref(dead[i]);
     }
+    free(dead);
 }
 
 /* ---- begin: what the streams are ---- */
@@ -233,7 +241,13 @@ int live_feed_begin(live_feed_t *f, AVStream *const *streams, unsigned n_streams
     if (st[0].present)
         set_params(f, st[0].par);
     f->up = st[0].present || st[1].present;
-    f->rebase = 1;
+    vg_rebase_restart(&f->clock);
+    /* The new connection's timestamps start anywhere (libav's RTSP ones near
+     * 0): B-frames are told from its own packets only. A flag set by an
+     * earlier connection stays while the streams are the same (the same
+     * encoder settings): a camera seen reordering is not offered over
+     * WebRTC in the moment before its first reordered picture. */
+    f->last_pts_v = INT64_MIN;
     f->pay_wait_key = 1;
     for (size_t i = 0; i < f->n_viewers; i++)
         f->viewers[i]->wait_key = 1;
@@ -284,7 +298,11 @@ void live_feed_close(live_feed_t *f)
 /* ---- packets ---- */
 
 /* Capture time -> the feed's timeline (ns), which continues across camera
- * reconnects. f->lock held. */
+ * reconnects and across jumps of the camera's timestamps inside one (an
+ * encoder restart with a new RTP timestamp base): pinned to its last time
+ * instead, every packet after a jump back would be refused by MSE viewers'
+ * muxer and sent with one RTP time over WebRTC until the camera caught up.
+ * f->lock held. */
 static int stamp(live_feed_t *f, const AVPacket *pkt, int slot, int64_t *pts, int64_t *dts)
 {
     int64_t d = pkt->dts != AV_NOPTS_VALUE ? pkt->dts : pkt->pts;
@@ -293,24 +311,24 @@ static int stamp(live_feed_t *f, const AVPacket *pkt, int slot, int64_t *pts, in
         return VG_EINVAL;
     AVRational ns = {1, 1000000000};
     int64_t dn = av_rescale_q(d, f->st[slot].tb, ns), pn = av_rescale_q(p, f->st[slot].tb, ns);
-    if (f->rebase) {
-        int64_t last = INT64_MIN;
-        for (int i = 0; i < LIVE_MAX_STREAMS; i++)
-            last = f->last_ns[i] > last ? f->last_ns[i] : last;
-        f->base_ns = (last == INT64_MIN ? 0 : last + 40 * 1000000LL) - dn;
-        f->rebase = 0;
-    }
-    *dts = dn + f->base_ns;
+    int64_t shift = vg_rebase_map(&f->clock, dn) - dn;
+    /* Decode order must go forward per stream (the muxer, the payloaders):
+     * a camera's small step back is nudged, not passed on. */
+    *dts = dn + shift;
     if (f->last_ns[slot] != INT64_MIN && *dts <= f->last_ns[slot])
         *dts = f->last_ns[slot] + 1;
-    *pts = pn + f->base_ns;
+    *pts = pn + shift;
     if (*pts < *dts)
         *pts = *dts;
     f->last_ns[slot] = *dts;
     if (slot == 0) {
-        /* A picture shown before one decoded earlier: B-frames, which
-         * browsers' WebRTC stacks do not reorder. */
-        if (f->last_pts_v != INT64_MIN && pn < f->last_pts_v)
+        /* A picture shown shortly before the one decoded just before it, in
+         * one connection: B-frames, which browsers' WebRTC stacks do not
+         * reorder. A step back of more than the clock's jump bound is a
+         * jump (whichever stream's packet re-based the clock), never
+         * reordering. */
+        if (f->last_pts_v != INT64_MIN && pn < f->last_pts_v &&
+            f->last_pts_v - pn <= VG_REBASE_BACK_NS)
             f->bframes = 1;
         f->last_pts_v = pn;
     }

@@ -10,6 +10,7 @@
 #include <gst/gst.h>
 
 #include "core/log.h"
+#include "core/rebase.h"
 #include "live/live.h"
 
 /* ---- sdp.c: offers (pure) ---- */
@@ -178,11 +179,11 @@ struct live_feed {
     int map[16];                   /* capture stream -> slot, -1 */
     unsigned n_map;
     int bframes;                   /* video presentation order differed from decode order */
-    int64_t last_pts_v;
+    int64_t last_pts_v;            /* this connection's last video PTS (camera time, ns) */
     uint8_t *params;               /* Annex-B SPS/PPS from extradata */
     size_t params_len;
-    int64_t base_ns, last_ns[LIVE_MAX_STREAMS], first_ns;
-    int rebase, has_first;
+    vg_rebase_t clock;             /* camera time -> the feed's timeline */
+    int64_t last_ns[LIVE_MAX_STREAMS]; /* the last DTS given out per slot */
 
     /* the packetizer (feed.c): appsrc ! payloader ! appsink per slot */
     GstElement *pay_pipeline;
@@ -205,7 +206,10 @@ struct live_feed {
 
     live_session_t **viewers;      /* WebRTC and MSE sessions fed from here */
     size_t n_viewers, cap_viewers;
-    GstElement *dead_pipeline;     /* the packetizer to stop (housekeeping thread) */
+    /* retired packetizers, stopped by the housekeeping thread: never under
+     * this lock, which their streaming threads take in on_rtp */
+    GstElement **dead;
+    size_t n_dead, cap_dead;
 };
 
 void live_feed_ref(live_feed_t *f);
@@ -225,7 +229,8 @@ void live_feed_webrtc_reason(live_feed_t *f, char *why, size_t size, char *codec
 /* Logs the errors and warnings of a pipeline of ours (data: the source
  * name, g_free'd with the handler). */
 GstBusSyncReply live_on_bus(GstBus *bus, GstMessage *msg, gpointer data);
-/* Stops a packetizer handed over in dead_pipeline (housekeeping thread). */
+/* Stops the packetizers retired meanwhile (housekeeping thread, f->lock NOT
+ * held). */
 void live_feed_reap(live_feed_t *f);
 
 /* ---- whep.c ---- */

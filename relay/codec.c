@@ -1,7 +1,6 @@
 /* Pure helpers of the relay, kept free of GStreamer so the unit suite can
  * drive them: which codecs are relayed and how, whether an access unit
- * carries its own parameter sets, the relay timeline, and URL text that is
- * safe to log. */
+ * carries its own parameter sets, and URL text that is safe to log. */
 #include "relay/relay_private.h"
 
 #include <stdio.h>
@@ -77,37 +76,6 @@ int rly_au_has_params(rly_codec_t c, const uint8_t *d, size_t size)
         at = next_start(d, size, nal + 1);
     }
     return 0;
-}
-
-/* The relay timeline is one clock per source that never goes back, whatever
- * the camera does: each connection (and each jump inside one) is re-based
- * to continue a frame after where the previous one ended, so clients that
- * stay through a reconnect see time go on. */
-#define REBASE_GAP_NS (40 * 1000000LL)
-#define JUMP_BACK_NS (1000 * 1000000LL)
-#define JUMP_AHEAD_NS (10 * 1000000000LL)
-
-void rly_timeline_restart(rly_timeline_t *t)
-{
-    t->rebase = 1;
-}
-
-int64_t rly_timeline_map(rly_timeline_t *t, int64_t src_ns)
-{
-    int64_t out = src_ns - t->src_base + t->out_base;
-    if (t->started && !t->rebase && (out < t->last_out - JUMP_BACK_NS ||
-                                     out > t->last_out + JUMP_AHEAD_NS))
-        t->rebase = 1;
-    if (!t->started || t->rebase) {
-        t->src_base = src_ns;
-        t->out_base = t->started ? t->last_out + REBASE_GAP_NS : 0;
-        t->started = 1;
-        t->rebase = 0;
-        out = t->out_base;
-    }
-    if (out > t->last_out)
-        t->last_out = out;
-    return out;
 }
 
 /* Credentials ("user:pass@") and the query (an SRT passphrase lives there)

@@ -181,7 +181,7 @@ int rly_feed_begin(rly_feed_t *f, AVStream *const *streams, unsigned n_streams)
         f->gen++;
     snprintf(f->signature, sizeof(f->signature), "%s", sig);
     f->live = k > 0;
-    rly_timeline_restart(&f->timeline);
+    vg_rebase_restart(&f->timeline);
     if (f->factory)
         rly_taps_resync(f);
     pthread_mutex_unlock(&f->lock);
@@ -228,7 +228,7 @@ static int stamp(rly_feed_t *f, const AVPacket *pkt, unsigned k, int64_t *pts, i
     if (d == AV_NOPTS_VALUE)
         return VG_EINVAL;
     int64_t dns = to_ns(d, f->tb[k]);
-    *dts = rly_timeline_map(&f->timeline, dns);
+    *dts = vg_rebase_map(&f->timeline, dns);
     /* Decode order must go forward per stream, or payloaders and muxers
      * complain; a camera's small step back is nudged, not passed on. */
     if (f->last_dts[k] != INT64_MIN && *dts <= f->last_dts[k])

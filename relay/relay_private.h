@@ -11,6 +11,7 @@
 #include <gst/rtsp-server/rtsp-server.h>
 
 #include "core/log.h"
+#include "core/rebase.h"
 #include "index/index.h"
 #include "relay/relay.h"
 
@@ -26,17 +27,6 @@ int rly_codec_is_video(rly_codec_t c);
 int rly_is_annexb(const uint8_t *data, size_t size);
 /* 1 when an Annex-B access unit has an SPS before its first slice. */
 int rly_au_has_params(rly_codec_t c, const uint8_t *data, size_t size);
-
-typedef struct {
-    int started, rebase;
-    int64_t src_base, out_base, last_out; /* ns */
-} rly_timeline_t;
-
-/* The next packet starts a new stretch (a new connection). */
-void rly_timeline_restart(rly_timeline_t *t);
-/* Maps a source decode time (ns) onto the relay timeline, re-basing on a
- * new connection or a jump; the caller adds the same shift to the PTS. */
-int64_t rly_timeline_map(rly_timeline_t *t, int64_t src_ns);
 
 /* url with credentials and query masked, for logs. */
 void rly_url_for_log(const char *url, char *out, size_t size);
@@ -180,7 +170,7 @@ struct rly_feed {
     unsigned n_map;
     char signature[512];       /* what the streams are; equal means clients may continue */
     int live;                  /* a connection is up */
-    rly_timeline_t timeline;
+    vg_rebase_t timeline;
     int64_t last_dts[RLY_MAX_STREAMS];
     rly_unit_t *gop;           /* since the last keyframe: what a new client starts with */
     size_t n_gop, cap_gop, gop_bytes;

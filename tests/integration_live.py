@@ -5,7 +5,9 @@ WebRTC peer: connection, decoded frames, frame size, PCMA samples), DELETE
 and the viewer count, the refusals (404, 406 for H.265 and B-frames, 415,
 401, 403 without the CSRF header, 503 past max_viewers), the fMP4 fallback
 checked with ffprobe, the audit rows of a viewing's start and end,
-revocation ending a viewing, and recording going on throughout.
+revocation ending a viewing, a camera reconnect and a camera's timestamps
+jumping back (neither taken for B-frames, live view going on), and
+recording going on throughout.
 
 Reuses the helpers of tests/integration.py and tests/integration_web.py.
 Ends with "N passed, N failed".
@@ -14,6 +16,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -30,7 +33,8 @@ from integration_web import PASSWORD, Client, WebVigil, wait_http
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = [("hall", "h264", "video"), ("gate", "cam-g711", "video"),
            ("bframes", "h264b", "video"), ("hevc", "h265", "video"),
-           ("line", "line-pcma", "audio")]
+           ("line", "line-pcma", "audio"), ("flaky", "flaky", "video"),
+           ("jumpy", "h264-jump", "video")]
 MAX_VIEWERS = 3
 
 
@@ -383,6 +387,72 @@ class Suite:
             for _, h, _ in results:  # an admin may end anyone's
                 if "Location" in h:
                     self.delete(h["Location"], self.admin_token)
+        wait_for("no live viewers", lambda: self.live()["viewers"] == 0, 10)
+
+    def mp4_flowing(self, source):
+        """True when live.mp4 of source gives fragments now (read briefly)."""
+        status, _, data = self.fetch_mp4(source, seconds=1.5)
+        return status == 200 and data.count(b"moof") >= 2
+
+    def test_i_webrtc_after_a_camera_reconnect(self):
+        """A reconnect's timestamps start again near 0 (libav's RTSP ones): that
+        is not the camera reordering pictures (B-frames), and WebRTC is still
+        offered for its H.264 after it."""
+        offer = self.browser_offer()
+        st, h, body = self.post_offer("flaky", offer)
+        assert st == 201, (st, body)
+        assert self.delete(h["Location"]) == 200
+        plays = self.cam.lines.count("PLAY /flaky")
+        self.cam.signal(signal.SIGUSR1, "FLAKY down")
+        self.cam.signal(signal.SIGUSR2, "FLAKY up")
+        wait_for("vigild back on /flaky", lambda: self.cam.lines.count("PLAY /flaky") > plays, 30)
+        # the new connection's packets went through live view
+        wait_for("flaky's live.mp4 giving fragments", lambda: self.mp4_flowing("flaky"), 30)
+        wait_for("no live viewers", lambda: self.live()["viewers"] == 0, 10)
+        live = self.source("flaky")["live"]
+        assert live["webrtc"] is True and live["reason"] is None, live
+        st, h, body = self.post_offer("flaky", offer)
+        assert st == 201, (st, body)
+        assert self.delete(h["Location"]) == 200
+        wait_for("no live viewers", lambda: self.live()["viewers"] == 0, 10)
+
+    def test_j_timestamps_jumping_back(self):
+        """A camera whose RTP timestamps go 30 s back mid-connection (an encoder
+        restart; camsim's SIGHUP): live view continues its timeline, so an MSE
+        viewer reading across the jump keeps getting fragments (a timeline
+        pinned to its last time would refuse every packet for 30 s), and the
+        jump is not taken for B-frames (WebRTC still offered)."""
+        c = http.client.HTTPConnection("127.0.0.1", self.v.http_port, timeout=10)
+        try:
+            c.request("GET", "/api/v1/sources/jumpy/live.mp4",
+                      headers={"Authorization": "Bearer " + self.live_token})
+            r = c.getresponse()
+            assert r.status == 200, (r.status, r.read()[:300])
+            got = {"before": b"", "after": b""}
+
+            def fragments(key, n):
+                got[key] += r.read1(65536)
+                return got[key].count(b"moof") >= n
+            wait_for("fragments before the jump", lambda: fragments("before", 2), 20)
+            self.cam.signal(signal.SIGHUP, "JUMP back")
+            # about 4 a second go on; at most a second's worth was on its way
+            wait_for("fragments after the jump", lambda: fragments("after", 12), 20)
+        finally:
+            c.close()
+        path = os.path.join(self.tmp, "jumpy.mp4")
+        with open(path, "wb") as f:
+            f.write(got["before"] + got["after"])
+        p = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                            "packet=dts", "-of", "csv=p=0", path],
+                           capture_output=True, text=True, timeout=60)
+        dts = [int(x) for x in p.stdout.split() if x.strip().lstrip("-").isdigit()]
+        assert len(dts) >= 25 and all(b > a for a, b in zip(dts, dts[1:])), (len(dts), p.stderr)
+        wait_for("no live viewers", lambda: self.live()["viewers"] == 0, 10)
+        live = self.source("jumpy")["live"]
+        assert live["webrtc"] is True and live["reason"] is None, live
+        st, h, body = self.post_offer("jumpy", self.browser_offer())
+        assert st == 201, (st, body)
+        assert self.delete(h["Location"]) == 200
         wait_for("no live viewers", lambda: self.live()["viewers"] == 0, 10)
 
     def test_z_recording_went_on(self):

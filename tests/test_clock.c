@@ -1,8 +1,10 @@
 /* Check suite for core/clock.h: the injectable clock and the timeline rule
  * that places segments on the wall clock (DESIGN.md invariant 7). Segment
  * lengths are media durations nudged toward the receive clock by at most
- * VG_DRIFT_MAX_PPM, and a connection's segments always abut. */
+ * VG_DRIFT_MAX_PPM, and a connection's segments always abut. Also
+ * core/rebase.h, the live clock of a source that never goes back. */
 #include "core/clock.h"
+#include "core/rebase.h"
 
 #include <check.h>
 #include <stdint.h>
@@ -322,6 +324,34 @@ START_TEST(test_bound_scales_with_length)
 }
 END_TEST
 
+/* ---- the live clock (core/rebase.h) ---- */
+
+#define MS 1000000LL
+
+START_TEST(test_rebase_continues_across_reconnects_and_jumps)
+{
+    vg_rebase_t r = {0};
+    ck_assert_int_eq(vg_rebase_map(&r, 5000 * MS), 0);
+    ck_assert_int_eq(vg_rebase_map(&r, 5040 * MS), 40 * MS);
+    /* reordering and steps back up to the bound are not jumps */
+    ck_assert_int_eq(vg_rebase_map(&r, 5030 * MS), 30 * MS);
+    ck_assert_int_eq(vg_rebase_map(&r, 5040 * MS - VG_REBASE_BACK_NS),
+                     40 * MS - VG_REBASE_BACK_NS);
+    /* a new connection starting anywhere continues a frame later */
+    vg_rebase_restart(&r);
+    ck_assert_int_eq(vg_rebase_map(&r, 123 * MS), 80 * MS);
+    ck_assert_int_eq(vg_rebase_map(&r, 163 * MS), 120 * MS);
+    /* a camera jumping back (an encoder restart) or far ahead is re-based:
+     * the clock never goes back, nor leaps */
+    ck_assert_int_eq(vg_rebase_map(&r, 100 * MS - 5000 * MS), 160 * MS);
+    ck_assert_int_eq(vg_rebase_map(&r, 140 * MS - 5000 * MS), 200 * MS);
+    ck_assert_int_eq(vg_rebase_map(&r, 3600000 * MS), 240 * MS);
+    /* up to 10 s ahead is a gap, not a jump */
+    ck_assert_int_eq(vg_rebase_map(&r, 3600000 * MS + VG_REBASE_AHEAD_NS),
+                     240 * MS + VG_REBASE_AHEAD_NS);
+}
+END_TEST
+
 static Suite *clock_suite(void)
 {
     Suite *s = suite_create("clock");
@@ -338,6 +368,7 @@ static Suite *clock_suite(void)
     tcase_add_test(tc, test_wall_step_reanchors);
     tcase_add_test(tc, test_zero_and_negative_media);
     tcase_add_test(tc, test_bound_scales_with_length);
+    tcase_add_test(tc, test_rebase_continues_across_reconnects_and_jumps);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,5 +1,5 @@
-/* Check suite for relay/: the pure helpers (codecs, parameter sets, the relay
- * timeline, URLs fit for logs), who may watch what, RTSP credentials against
+/* Check suite for relay/: the pure helpers (codecs, parameter sets,
+ * URLs fit for logs), who may watch what, RTSP credentials against
  * a real index (password, token as password, Bearer, throttling, audit), and
  * that a push whose central point is down never blocks the capture thread. */
 #include "relay/relay_private.h"
@@ -55,27 +55,6 @@ START_TEST(test_parameter_sets)
     ck_assert(rly_is_annexb(au_with_params, sizeof(au_with_params)));
     ck_assert(!rly_is_annexb((const uint8_t *)"\x01\x42\x00", 3));
     ck_assert(!rly_is_annexb(NULL, 0));
-}
-END_TEST
-
-/* ---- the relay timeline ---- */
-
-#define MS 1000000LL
-
-START_TEST(test_timeline_continues_across_reconnects)
-{
-    rly_timeline_t t = {0};
-    ck_assert_int_eq(rly_timeline_map(&t, 5000 * MS), 0);
-    ck_assert_int_eq(rly_timeline_map(&t, 5040 * MS), 40 * MS);
-    ck_assert_int_eq(rly_timeline_map(&t, 5030 * MS), 30 * MS); /* B-frame order: no rebase */
-    /* a new connection starting anywhere continues a frame later */
-    rly_timeline_restart(&t);
-    ck_assert_int_eq(rly_timeline_map(&t, 123 * MS), 80 * MS);
-    ck_assert_int_eq(rly_timeline_map(&t, 163 * MS), 120 * MS);
-    /* a camera jumping back or far ahead is re-based, never goes back */
-    ck_assert_int_eq(rly_timeline_map(&t, 100 * MS - 5000 * MS), 160 * MS);
-    int64_t after = rly_timeline_map(&t, 3600000 * MS);
-    ck_assert_int_eq(after, 200 * MS);
 }
 END_TEST
 
@@ -406,7 +385,6 @@ static Suite *relay_suite(void)
     TCase *pure = tcase_create("pure");
     tcase_add_test(pure, test_codecs);
     tcase_add_test(pure, test_parameter_sets);
-    tcase_add_test(pure, test_timeline_continues_across_reconnects);
     tcase_add_test(pure, test_url_for_log);
     tcase_add_test(pure, test_may_watch);
     suite_add_tcase(s, pure);

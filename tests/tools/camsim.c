@@ -2,13 +2,14 @@
  *
  * Serves live RTSP mounts on 127.0.0.1 with gst-rtsp-server: small generated
  * H.264 (with and without B-frames), H.265 and G.711/AAC/Opus audio, a /flaky
- * mount that SIGUSR1/SIGUSR2 take down and bring back, and (bench mode) N
- * mounts replaying one pre-encoded 1080p H.264 clip in real time without any
- * encoding, so a benchmark measures vigil and not the simulator. Call lines
- * with known content for the calls tests: /line-talk (A-law: 3 s of
- * speech-like sound, then 10 s of silence, over and over) and, with
- * --line-wav NAME=FILE, /line-NAME playing FILE (8 kHz mono 16-bit WAV) in
- * a loop as A-law.
+ * mount that SIGUSR1/SIGUSR2 take down and bring back, an /h264-jump mount
+ * whose RTP timestamps go back 30 s on each SIGHUP (an encoder restart),
+ * and (bench mode) N mounts replaying one pre-encoded 1080p H.264 clip in
+ * real time without any encoding, so a benchmark measures vigil and not the
+ * simulator. Call lines with known content for the calls tests: /line-talk
+ * (A-law: 3 s of speech-like sound, then 10 s of silence, over and over)
+ * and, with --line-wav NAME=FILE, /line-NAME playing FILE (8 kHz mono
+ * 16-bit WAV) in a loop as A-law.
  *
  * stdout is a line protocol the tests read (each line flushed):
  *   READY port=N         server listening
@@ -16,6 +17,7 @@
  *   CLIENT close         an RTSP connection ended
  *   PLAY <path>          a client sent PLAY
  *   FLAKY down|up        /flaky was removed / re-added
+ *   JUMP back            /h264-jump's RTP timestamps go back (SIGHUP)
  * Diagnostics go to stderr.
  */
 #include <dlfcn.h>
@@ -146,6 +148,10 @@ typedef struct {
 	const char *line_wav[MAX_LINE_WAVS]; /* --line-wav NAME=FILE */
 	unsigned n_line_wav;
 } Options;
+
+/* SIGHUPs received so far: each moves /h264-jump's RTP timestamps back
+ * (g_atomic_int: read by a streaming thread). */
+static gint jumps;
 
 /* Marks every GstRTSPMedia built by a /flaky factory, so SIGUSR1 can find
  * the sessions playing it whatever URL the client used. */
@@ -388,6 +394,108 @@ static gboolean on_quit_signal(gpointer data)
 	App *app = data;
 
 	g_main_loop_quit(app->loop);
+	return G_SOURCE_CONTINUE;
+}
+
+/* ---- /h264-jump ------------------------------------------------------- */
+
+/* An encoder restarting mid-connection with a new RTP timestamp base: the
+ * RTP timestamps of what the payloader sends go back 30 s on each SIGHUP
+ * (the connection, SSRC and sequence numbers stay; the buffers' own times
+ * are left alone, so the server sends on time). A client mapping
+ * timestamps naively stays frozen for those 30 s. Not more: libavformat
+ * takes a timestamp over a minute before the connection's first for a wrap
+ * of the 32-bit RTP clock, i.e. a jump of hours ahead. The jump is made
+ * between access units (after a packet with the marker bit). */
+#define JUMP_PATH "/h264-jump"
+#define JUMP_BACK_TICKS (30u * 90000u) /* 30 s of H.264's 90 kHz clock */
+
+typedef struct {
+	gint done;       /* the jumps made, of those asked for */
+	guint32 offset;  /* added to every RTP timestamp */
+	gboolean au_end; /* the last packet ended an access unit */
+} Jump;
+
+static gboolean jump_packet(GstBuffer **buf, guint idx, gpointer data)
+{
+	(void)idx;
+	Jump *j = data;
+	guint8 h[8];
+
+	if (gst_buffer_extract(*buf, 0, h, sizeof(h)) != sizeof(h))
+		return TRUE;
+	gint asked = g_atomic_int_get(&jumps);
+	if (asked != j->done && j->au_end) {
+		j->offset -= JUMP_BACK_TICKS * (guint32)(asked - j->done);
+		j->done = asked;
+	}
+	j->au_end = (h[1] & 0x80) != 0;
+	guint32 ts = ((guint32)h[4] << 24 | (guint32)h[5] << 16 |
+		      (guint32)h[6] << 8 | h[7]) + j->offset;
+	h[4] = (guint8)(ts >> 24);
+	h[5] = (guint8)(ts >> 16);
+	h[6] = (guint8)(ts >> 8);
+	h[7] = (guint8)ts;
+	*buf = gst_buffer_make_writable(*buf);
+	gst_buffer_fill(*buf, 4, h + 4, 4);
+	return TRUE;
+}
+
+static GstPadProbeReturn jump_probe(GstPad *pad, GstPadProbeInfo *info,
+				    gpointer data)
+{
+	(void)pad;
+	if (info->type & GST_PAD_PROBE_TYPE_BUFFER_LIST) {
+		GstBufferList *list = gst_buffer_list_make_writable(
+			GST_PAD_PROBE_INFO_BUFFER_LIST(info));
+		gst_buffer_list_foreach(list, jump_packet, data);
+		GST_PAD_PROBE_INFO_DATA(info) = list;
+	} else {
+		GstBuffer *buf = GST_PAD_PROBE_INFO_BUFFER(info);
+		jump_packet(&buf, 0, data);
+		GST_PAD_PROBE_INFO_DATA(info) = buf;
+	}
+	return GST_PAD_PROBE_OK;
+}
+
+static void on_jump_media_configure(GstRTSPMediaFactory *factory,
+				    GstRTSPMedia *media, gpointer data)
+{
+	(void)factory;
+	(void)data;
+	GstElement *bin = gst_rtsp_media_get_element(media);
+	GstElement *pay = gst_bin_get_by_name(GST_BIN(bin), "pay0");
+	GstPad *pad = pay ? gst_element_get_static_pad(pay, "src") : NULL;
+
+	if (pad != NULL) {
+		Jump *j = g_new0(Jump, 1);
+
+		j->done = g_atomic_int_get(&jumps);
+		j->au_end = TRUE;
+		gst_pad_add_probe(pad, GST_PAD_PROBE_TYPE_BUFFER |
+				  GST_PAD_PROBE_TYPE_BUFFER_LIST, jump_probe,
+				  j, g_free);
+		gst_object_unref(pad);
+	}
+	if (pay != NULL)
+		gst_object_unref(pay);
+	gst_object_unref(bin);
+}
+
+static void add_jump_mount(App *app)
+{
+	GstRTSPMediaFactory *factory = make_factory("( " VIDEO_SRC H264_ZEROLAT " )");
+
+	g_signal_connect(factory, "media-configure",
+			 G_CALLBACK(on_jump_media_configure), NULL);
+	gst_rtsp_mount_points_add_factory(app->mounts, JUMP_PATH, factory);
+}
+
+static gboolean on_sighup(gpointer data)
+{
+	(void)data;
+	g_atomic_int_inc(&jumps);
+	say("JUMP back");
 	return G_SOURCE_CONTINUE;
 }
 
@@ -933,6 +1041,7 @@ static gboolean add_all_mounts(App *app, const Options *opt)
 	add_mount(app, "/h264-longgop", long_gop);
 	g_free(long_gop);
 	flaky_add(app);
+	add_jump_mount(app);
 	if (app->clip != NULL)
 		add_bench_mounts(app, opt->bench_mounts);
 	return add_line_mounts(app, opt);
@@ -972,6 +1081,7 @@ static int serve(App *app, const Options *opt)
 		g_unix_signal_add(SIGTERM, on_quit_signal, app),
 		g_unix_signal_add(SIGUSR1, on_sigusr1, app),
 		g_unix_signal_add(SIGUSR2, on_sigusr2, app),
+		g_unix_signal_add(SIGHUP, on_sighup, app),
 	};
 	say("READY port=%d", gst_rtsp_server_get_bound_port(app->server));
 	g_main_loop_run(app->loop);

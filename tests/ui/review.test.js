@@ -5,7 +5,7 @@
 // and API errors in words.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, as, go, noProblems, apiGet, BASE } from './helpers.js';
+import { launch, newPage, login, ready, as, go, noProblems, apiGet, BASE, PASSWORD } from './helpers.js';
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -15,8 +15,9 @@ after(async () => { await browser.close(); });
 async function apiSend(page, method, p, data) {
   const res = await page.request.fetch(BASE + '/api/v1' + p, { method, data,
     headers: { 'X-Requested-With': 'vigil' } });
-  assert.ok(res.ok(), `${method} ${p}: ${res.status()} ${await res.text()}`);
-  return res.json();
+  const text = await res.text();
+  assert.ok(res.ok(), `${method} ${p}: ${res.status()} ${text}`);
+  return text ? JSON.parse(text) : null;
 }
 
 test('/reports, /reports/announcement-missing and /qa/forms load by their address', async () => {
@@ -53,6 +54,60 @@ test('/admin/users: saving the sources of an officer keeps the role', async () =
   assert.equal(patch.status(), 200);
   assert.equal((await apiGet(page, '/users')).users.find((x) => x.name === 'rv-officer').role, 'auditor');
   await apiSend(page, 'DELETE', '/users/rv-officer');
+  noProblems(page);
+  await page.context().close();
+});
+
+test('a session ended under an open page: an action shows the login page, which leads back', async () => {
+  const page = await newPage(browser);
+  await login(page, 'inv', PASSWORD, '/holds');
+  assert.equal(new URL(page.url()).pathname, '/holds');
+  await page.waitForSelector('h1:has-text("Удержания")');
+  // the session ends on the server (a logout from elsewhere with its cookie)
+  const cookie = (await page.context().cookies()).map((c) => c.name + '=' + c.value).join('; ');
+  const res = await fetch(BASE + '/api/v1/logout', { method: 'POST', headers: { Cookie: cookie, 'X-Requested-With': 'vigil' } });
+  assert.equal(res.status, 200);
+  await page.fill('input[name=case]', 'rv-expired');
+  await page.fill('input[name=reason]', 'проверка');
+  await page.check('input[name=sources][value=hall-1]');
+  await page.click('form button[type=submit]');
+  await page.waitForURL((u) => u.pathname === '/login');
+  assert.equal(new URL(page.url()).searchParams.get('next'), '/holds');
+  await ready(page);
+  assert.doesNotMatch(await page.textContent('body'), /session has expired/);
+  await page.fill('input[name=user]', 'inv');
+  await page.fill('input[name=password]', PASSWORD);
+  await page.click('button[type=submit]');
+  await page.waitForURL((u) => u.pathname === '/holds');
+  await page.waitForSelector('h1:has-text("Удержания")');
+  noProblems(page);
+  await page.context().close();
+});
+
+test('/exports keeps following a running export after a failed poll, and says so', async () => {
+  const page = await as(browser, 'admin');
+  let job = null, polls = 0;
+  // the list the page loads first is asked for right after an export of
+  // every source's last hour is queued (it runs for a while); the first
+  // poll after it fails as if the network were down
+  await page.route('**/api/v1/exports', async (route) => {
+    if (!job) {
+      const now = Date.now();
+      job = await apiSend(page, 'POST', '/exports', { sources: ['hall-1', 'hall-2', 'gate-1', 'yard-1', 'hall-3', 'line-1'],
+        from: new Date(now - 3600e3).toISOString(), to: new Date(now).toISOString(), case: 'rv-poll', reason: 'проверка' });
+      return route.continue();
+    }
+    if (++polls === 1) return route.abort('failed');
+    return route.continue();
+  });
+  await go(page, '/exports');
+  const row = page.locator(`main tr[data-id="${job.id}"]`);
+  assert.match(await row.textContent(), /в очереди|собирается/, 'running when the page was drawn');
+  await page.waitForSelector('main .msg.error:not(:empty)');
+  await row.locator('a[download]').waitFor();
+  assert.equal(await page.textContent('main .msg'), '', 'the error is gone once the list loads again');
+  await apiSend(page, 'DELETE', '/exports/' + job.id);
+  page.problems = page.problems.filter((p) => !/ERR_FAILED/.test(p));
   noProblems(page);
   await page.context().close();
 });

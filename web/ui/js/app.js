@@ -2,7 +2,7 @@
 // client-side router over the History API. vigild answers every UI route
 // with this shell; a route the user may not use shows "not found" and is
 // not in the menu.
-import { api, ApiError } from './api.js';
+import { api, ApiError, onExpired } from './api.js';
 import { h, clear } from './dom.js';
 import { t, setLanguage, setZone, language, languages } from './i18n.js';
 
@@ -85,8 +85,8 @@ export async function switchLanguage(l) {
 }
 
 async function logout() {
+  app.me = null; // a session gone already is no reason to come back here (onExpired)
   try { await api('POST', '/logout'); } catch { /* the session may be gone already */ }
-  app.me = null;
   navigate('/login');
 }
 
@@ -95,6 +95,15 @@ export function notFound() {
   return [h('h1', { tabindex: '-1', text: t('notfound.title') }), h('p', { text: t('notfound.text') }),
     h('p', {}, h('a', { href: '/', text: t('notfound.home') }))];
 }
+
+// The session ended under an open page (expired, logged out elsewhere, the
+// password changed): once, whichever request noticed it, the login page,
+// which sends the user back here afterwards.
+onExpired(() => {
+  if (!app.me || location.pathname === '/login') return;
+  app.me = null;
+  navigate('/login?next=' + encodeURIComponent(location.pathname + location.search), true);
+});
 
 async function loadMe() {
   try {
@@ -151,11 +160,7 @@ export async function render() {
     try {
       nodes = await mod.render(path.match(route.path), route);
     } catch (e) {
-      if (e instanceof ApiError && e.status === 401) {
-        app.me = null;
-        navigate('/login?next=' + encodeURIComponent(path), true);
-        return;
-      }
+      if (e instanceof ApiError && e.status === 401) return; // the login page is drawn (onExpired)
       nodes = [h('h1', { text: t('error.title') }), h('p', { class: 'msg error', role: 'alert', text: e.message })];
     }
   }

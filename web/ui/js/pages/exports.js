@@ -8,11 +8,29 @@ import { heading } from '../app.js';
 export async function render() {
   const body = h('div', { class: 'exports' });
   const msg = h('p', { class: 'msg', role: 'status' });
-  let timer = null;
+  let timer = null, failing = false;
   async function load() {
     clearTimeout(timer);
     if (!body.isConnected && timer !== null) return;
-    const { exports } = await get('/exports');
+    let exports;
+    try {
+      ({ exports } = await get('/exports'));
+    } catch (e) {
+      // the first load's error is the page's to show; an expired session
+      // shows the login page; anything else (vigild restarting, the network)
+      // is said and the list is asked again
+      if (timer === null || e.status === 401) throw e;
+      failing = true;
+      msg.className = 'msg error';
+      msg.textContent = e.message;
+      timer = setTimeout(() => load().catch(() => {}), 1500);
+      return;
+    }
+    if (failing) {
+      failing = false;
+      msg.className = 'msg';
+      msg.textContent = '';
+    }
     clear(body).append(exports.length ? table(
       [t('exports.id'), t('exports.case'), t('exports.sources'), t('exports.range'), t('exports.state'),
         { text: t('exports.size'), cls: 'num' }, t('exports.owner'), t('exports.created'), t('exports.actions')],

@@ -5,11 +5,20 @@
 // and API errors in words.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, newPage, login, ready, as, go, noProblems, apiGet, BASE, PASSWORD } from './helpers.js';
+import { launch, newPage, login, ready, as, go, noProblems, apiGet, isoS, BASE, PASSWORD } from './helpers.js';
 
 let browser;
 before(async () => { browser = await launch(); });
 after(async () => { await browser.close(); });
+
+// Counts the page's requests of method to path (API path, no query).
+function counter(page, method, p) {
+  const n = { count: 0 };
+  page.on('request', (r) => {
+    if (r.method() === method && new URL(r.url()).pathname === '/api/v1' + p) n.count++;
+  });
+  return n;
+}
 
 // A change through the API over the page's session (setting a test up).
 async function apiSend(page, method, p, data) {
@@ -108,6 +117,62 @@ test('/exports keeps following a running export after a failed poll, and says so
   assert.equal(await page.textContent('main .msg'), '', 'the error is gone once the list loads again');
   await apiSend(page, 'DELETE', '/exports/' + job.id);
   page.problems = page.problems.filter((p) => !/ERR_FAILED/.test(p));
+  noProblems(page);
+  await page.context().close();
+});
+
+test('/holds: a double click on create makes one hold', async () => {
+  const page = await as(browser, 'inv');
+  await go(page, '/holds');
+  const posts = counter(page, 'POST', '/holds');
+  await page.fill('input[name=case]', 'rv-double');
+  await page.fill('input[name=reason]', 'проверка');
+  await page.check('input[name=sources][value=hall-1]');
+  await page.dblclick('form button[type=submit]');
+  await page.waitForSelector('main td:text-is("rv-double")');
+  assert.equal(posts.count, 1, 'one POST /holds');
+  const { holds } = await apiGet(page, '/holds?all=1');
+  assert.equal(holds.filter((x) => x.case === 'rv-double').length, 1);
+  noProblems(page);
+  await page.context().close();
+});
+
+test('/admin/tokens: a double click on create makes one token', async () => {
+  const page = await as(browser, 'admin');
+  await go(page, '/admin/tokens');
+  const posts = counter(page, 'POST', '/tokens');
+  await page.fill('input[name=name]', 'rv-double');
+  await page.check('input[name=perm][value=metrics]');
+  await page.dblclick('form button[type=submit]');
+  await page.waitForSelector('main .token-secret');
+  assert.equal(posts.count, 1, 'one POST /tokens');
+  const { tokens } = await apiGet(page, '/tokens');
+  const mine = tokens.filter((x) => x.name === 'rv-double');
+  assert.equal(mine.length, 1);
+  await apiSend(page, 'DELETE', '/tokens/' + mine[0].id);
+  noProblems(page);
+  await page.context().close();
+});
+
+test('QA panel: a double click on submit stores one evaluation', async () => {
+  const admin = await as(browser, 'admin');
+  await apiSend(admin, 'POST', '/qa/forms', { key: 'rv-double', title: 'Двойной щелчок',
+    sections: [{ title: 'Разговор', questions: [{ id: 'hello', text: 'Поздоровался', type: 'yesno' }] }] });
+  await apiSend(admin, 'POST', '/users', { name: 'rv-aud', role: 'auditor', password: PASSWORD });
+  await admin.context().close();
+  const page = await as(browser, 'rv-aud');
+  await go(page, '/sources/line-1?at=' + isoS(Date.now() - 30000));
+  await page.click('button.qa-start');
+  await page.waitForSelector('.qa-box[data-ready="1"]');
+  await page.selectOption('.qa-panel select[name=form]', 'rv-double');
+  await page.check('input[name="q-0-hello"][value=yes]');
+  const posts = counter(page, 'POST', '/qa/evaluations');
+  await page.dblclick('.qa-panel button[type=submit]');
+  await page.waitForSelector('.qa-panel .msg.ok');
+  await page.waitForSelector('.qa-history .qa-evals li');
+  assert.equal(posts.count, 1, 'one POST /qa/evaluations');
+  const { evaluations } = await apiGet(page, '/qa/evaluations?auditor=rv-aud');
+  assert.equal(evaluations.length, 1);
   noProblems(page);
   await page.context().close();
 });

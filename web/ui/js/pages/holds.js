@@ -17,11 +17,12 @@ export async function render() {
   const to = h('input', { name: 'to', type: 'datetime-local', required: true, value: utcToZoned(now) });
   const until = h('input', { name: 'until', type: 'datetime-local' });
   const boxes = sources.map((s) => h('label', {}, h('input', { type: 'checkbox', name: 'sources', value: s.name }), s.name));
+  const submit = h('button', { type: 'submit', text: t('holds.create') });
   const form = h('form', { class: 'grid', 'aria-label': t('holds.create') },
     field(t('holds.case'), caseNo), field(t('holds.reason'), reason),
     field(t('holds.from'), from), field(t('holds.to'), to), field(t('holds.until'), until),
     h('fieldset', {}, h('legend', { text: t('holds.sources') }), boxes),
-    h('div', {}, h('button', { type: 'submit', text: t('holds.create') })));
+    h('div', {}, submit));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const picked = [...form.querySelectorAll('input[name=sources]:checked')].map((x) => x.value);
@@ -32,11 +33,14 @@ export async function render() {
     const body = { case: caseNo.value.trim(), reason: reason.value.trim(), sources: picked,
       from: zonedToUtc(from.value), to: zonedToUtc(to.value) };
     if (until.value) body.until = zonedToUtc(until.value);
+    submit.disabled = true; // one hold per click, however often it is clicked
     try {
       await api('POST', '/holds', body);
       await rerender();
     } catch (err) {
       say('error', err.message);
+    } finally {
+      submit.disabled = false;
     }
   });
 

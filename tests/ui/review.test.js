@@ -176,3 +176,32 @@ test('QA panel: a double click on submit stores one evaluation', async () => {
   noProblems(page);
   await page.context().close();
 });
+
+test('player: J/K/L and , . work on the Russian layout (by the key\'s place)', async () => {
+  const page = await as(browser, 'admin');
+  await go(page, '/sources/hall-1?at=' + isoS(Date.now() - 15000));
+  const video = 'main video';
+  await page.waitForFunction((sel) => {
+    const el = document.querySelector(sel);
+    return el && !el.paused && el.currentTime > 0;
+  }, video, { timeout: 30000 });
+  // what a Russian layout sends: the Cyrillic letter, the Latin key's code
+  const press = (key, code) => page.evaluate(([k, c]) => document.body.dispatchEvent(
+    new KeyboardEvent('keydown', { key: k, code: c, bubbles: true, cancelable: true })), [key, code]);
+  const rate = () => page.evaluate((sel) => document.querySelector(sel).playbackRate, video);
+  await press('д', 'KeyL');
+  assert.equal(await rate(), 2, 'L: faster');
+  await press('о', 'KeyJ');
+  assert.equal(await rate(), 1, 'J: slower');
+  await press('л', 'KeyK');
+  await page.waitForFunction((sel) => document.querySelector(sel).paused, video);
+  const t0 = await page.evaluate((sel) => document.querySelector(sel).currentTime, video);
+  await press('ю', 'Period');
+  const t1 = await page.evaluate((sel) => document.querySelector(sel).currentTime, video);
+  assert.ok(t1 > t0, `. steps a frame forward (${t0} -> ${t1})`);
+  await press('б', 'Comma');
+  const t2 = await page.evaluate((sel) => document.querySelector(sel).currentTime, video);
+  assert.ok(t2 < t1, `, steps a frame back (${t1} -> ${t2})`);
+  noProblems(page);
+  await page.context().close();
+});

@@ -205,3 +205,24 @@ test('player: J/K/L and , . work on the Russian layout (by the key\'s place)', a
   noProblems(page);
   await page.context().close();
 });
+
+test('/holds: a hold past its end says so and offers no release', async () => {
+  const page = await as(browser, 'admin');
+  const now = Date.now();
+  const range = { sources: ['hall-2'], from: isoS(now - 3600e3), to: isoS(now - 1800e3), reason: 'проверка' };
+  const old = await apiSend(page, 'POST', '/holds', { ...range, case: 'rv-ended', until: isoS(now - 60e3) });
+  const live = await apiSend(page, 'POST', '/holds', { ...range, case: 'rv-running', until: isoS(now + 86400e3) });
+  await go(page, '/holds');
+  const row = (c) => page.locator('main tr', { has: page.locator(`td:text-is("${c}")`) });
+  const ended = row('rv-ended');
+  assert.match(await ended.textContent(), /истекло/);
+  assert.equal(await ended.locator('button').count(), 0, 'no release button');
+  const running = row('rv-running');
+  assert.doesNotMatch(await running.textContent(), /истекло/);
+  assert.equal(await running.locator('button:text-is("Снять")').count(), 1);
+  // both show their end, in the office zone
+  for (const row of [ended, running]) assert.match(await row.textContent(), /GMT\+3.*GMT\+3.*GMT\+3/);
+  for (const id of [old.id, live.id]) await apiSend(page, 'POST', `/holds/${id}/release`, { reason: 'конец проверки' });
+  noProblems(page);
+  await page.context().close();
+});

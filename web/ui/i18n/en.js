@@ -525,4 +525,8 @@ export default {
   'live.no_rtsp': 'The RTSP relay is not enabled on this appliance, so there is no RTSP link either.',
   'live.save_failed': 'The layout was not saved: {why}',
   'live.offline': 'The server does not answer; the tiles reconnect by themselves.',
+  // /holds: a hold's end and one past it
+  'holds.until_col': 'Valid until',
+  'holds.no_end': 'no end',
+  'holds.expired': 'expired',
 };

@@ -525,4 +525,8 @@ export default {
   'live.no_rtsp': 'RTSP-ретрансляция на этом устройстве не включена, поэтому ссылки RTSP тоже нет.',
   'live.save_failed': 'Раскладка не сохранена: {why}',
   'live.offline': 'Сервер не отвечает; окна переподключатся сами.',
+  // /holds: a hold's end and one past it
+  'holds.until_col': 'Действует до',
+  'holds.no_end': 'бессрочно',
+  'holds.expired': 'истекло',
 };

@@ -53,18 +53,23 @@ export async function render() {
         await rerender();
       } catch (err) { say('error', err.message); }
     };
-    return h('tr', {},
+    // past its until a hold protects nothing any more: nothing to release
+    const expired = !x.released && x.until && Date.parse(x.until) <= now;
+    return h('tr', { 'data-id': x.id },
       h('td', { text: x.case }), h('td', { text: x.reason }), h('td', {}, x.sources.join(', '), callLinks(x.calls)),
       h('td', { text: fmtTime(x.from) + ' — ' + fmtTime(x.to) }),
+      h('td', { class: 'hide-narrow', text: x.until ? fmtTime(x.until) : t('holds.no_end') }),
       h('td', { class: 'hide-narrow', text: x.created_by + ', ' + fmtTime(x.created) }),
       h('td', {}, x.released
         ? h('span', { text: t('holds.released', { by: x.released_by, at: fmtTime(x.released), why: x.release_reason }) })
-        : h('button', { type: 'button', class: 'secondary', onclick: release,
-          'aria-label': t('holds.release_case', { c: x.case }), text: t('holds.release') })));
+        : expired ? h('span', { class: 'status warning', text: t('holds.expired') })
+          : h('button', { type: 'button', class: 'secondary', onclick: release,
+            'aria-label': t('holds.release_case', { c: x.case }), text: t('holds.release') })));
   });
   return [heading(t('holds.title')), msg,
     holds.length ? table([t('holds.case'), t('holds.reason'), t('holds.sources'), t('holds.range'),
-      { text: t('holds.created'), cls: 'hide-narrow' }, t('col.state')], rows, t('holds.title'))
+      { text: t('holds.until_col'), cls: 'hide-narrow' }, { text: t('holds.created'), cls: 'hide-narrow' },
+      t('col.state')], rows, t('holds.title'))
       : h('p', { text: t('holds.none') }),
     h('h2', { text: t('holds.create') }), h('div', { class: 'panel' }, form),
     h('p', { class: 'hint', text: t('holds.hint') })];

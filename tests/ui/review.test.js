@@ -226,3 +226,24 @@ test('/holds: a hold past its end says so and offers no release', async () => {
   noProblems(page);
   await page.context().close();
 });
+
+test('/admin/tokens: the PBX token can be made here (the pbx permission)', async () => {
+  const page = await as(browser, 'admin');
+  await go(page, '/admin/tokens');
+  await page.fill('input[name=name]', 'rv-pbx');
+  await page.check('input[name=perm][value=pbx]');
+  await page.click('form button[type=submit]');
+  const secret = await page.textContent('main .token-secret');
+  const { tokens } = await apiGet(page, '/tokens');
+  const mine = tokens.find((x) => x.name === 'rv-pbx');
+  assert.deepEqual(mine.permissions, ['pbx']);
+  // the token works for what a PBX does: it reports a call
+  const now = Date.now();
+  const res = await fetch(BASE + '/api/v1/calls', { method: 'POST', headers: { Authorization: 'Bearer ' + secret,
+    'Content-Type': 'application/json' }, body: JSON.stringify({ call_id: 'rv-pbx-1', source: 'line-1',
+    start: isoS(now - 20000), end: isoS(now - 10000), direction: 'in', caller: '101', callee: '102' }) });
+  assert.equal(res.status, 201, await res.text());
+  await apiSend(page, 'DELETE', '/tokens/' + mine.id);
+  noProblems(page);
+  await page.context().close();
+});

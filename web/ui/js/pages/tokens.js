@@ -5,7 +5,8 @@ import { h, field, table } from '../dom.js';
 import { t, fmtTime } from '../i18n.js';
 import { heading, render as rerender } from '../app.js';
 
-const PERMS = ['live', 'playback', 'calls', 'export', 'hold', 'annotate', 'audit', 'admin', 'metrics'];
+// as web/accounts.c names them; pbx: the telephone exchange's token that reports calls
+const PERMS = ['live', 'playback', 'calls', 'export', 'hold', 'annotate', 'audit', 'admin', 'metrics', 'pbx'];
 
 // The token just created: shown by the next drawing of the page only.
 let created = null;

@@ -247,3 +247,34 @@ test('/admin/tokens: the PBX token can be made here (the pbx permission)', async
   noProblems(page);
   await page.context().close();
 });
+
+test('an officer (audit only) starts at its first menu entry and sees the exports it may not download', async () => {
+  const admin = await as(browser, 'admin');
+  await apiSend(admin, 'POST', '/users', { name: 'rv-off', role: 'officer', password: PASSWORD });
+  // an admin's finished export
+  const now = Date.now();
+  const job = await apiSend(admin, 'POST', '/exports', { sources: ['hall-1'], from: isoS(now - 20000), to: isoS(now - 10000),
+    case: 'rv-officer', reason: 'проверка' });
+  for (const deadline = Date.now() + 30000; (await apiGet(admin, '/exports/' + job.id)).state !== 'done';) {
+    assert.ok(Date.now() < deadline, 'the export is done');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  await admin.context().close();
+
+  // after the login: the first page of the menu (exports, then the audit log)
+  const page = await as(browser, 'rv-off');
+  assert.equal(new URL(page.url()).pathname, '/exports');
+  assert.equal(await page.getAttribute('nav ul.menu a', 'href'), '/exports');
+  assert.equal(await page.locator('nav a[href="/admin/audit"]').count(), 1, 'the audit log in the menu');
+  await page.waitForSelector('h1:has-text("Выгрузки")');
+  const row = page.locator(`main tr[data-id="${job.id}"]`);
+  await row.waitFor();
+  assert.equal(await row.locator('a, button').count(), 0, 'neither download nor delete (the API refuses both)');
+  // the brand link ("/") leads there too
+  await go(page, '/admin/audit');
+  await page.click('nav a.brand');
+  await page.waitForURL((u) => u.pathname === '/exports');
+  await ready(page);
+  noProblems(page);
+  await page.context().close();
+});

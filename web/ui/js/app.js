@@ -14,7 +14,8 @@ const routes = [
   { path: /^\/calls$/, perms: ['calls'], page: 'calls', menu: 'menu.calls' },
   { path: /^\/calls\/([0-9]{1,15})$/, perms: ['calls'], page: 'call' },
   { path: /^\/view$/, perms: ['playback', 'calls'], page: 'view', menu: 'menu.view' },
-  { path: /^\/exports$/, perms: ['export'], page: 'exports', menu: 'menu.exports' },
+  // audit: the API lists every export to it (web/routes_export.c)
+  { path: /^\/exports$/, perms: ['export', 'audit'], page: 'exports', menu: 'menu.exports' },
   { path: /^\/holds$/, perms: ['hold'], page: 'holds', menu: 'menu.holds' },
   { path: /^\/admin\/storage$/, perms: ['admin'], page: 'storage', menu: 'menu.storage' },
   { path: /^\/admin\/sources$/, perms: ['admin'], page: 'admin_sources', menu: 'menu.admin_sources' },
@@ -42,6 +43,13 @@ const main = () => document.getElementById('main');
 export function allowed(route, me) {
   if (!me) return false;
   return route.perms.length === 0 || route.perms.some((p) => me.permissions.includes(p));
+}
+
+// Where a user starts: the sources page, or for a user who may not see it
+// (an officer: audit only) the first menu entry they may use.
+export function home(me) {
+  const first = routes.find((r) => r.menu && allowed(r, me));
+  return first ? menuPaths[first.page] : '/';
 }
 
 export function navigate(path, replace) {
@@ -125,7 +133,7 @@ export async function afterLogin(me) {
   app.me = me;
   await loadMe();
   const next = new URLSearchParams(location.search).get('next');
-  navigate(next && next.startsWith('/') && !next.startsWith('//') ? next : '/', true);
+  navigate(next && next.startsWith('/') && !next.startsWith('//') ? next : home(app.me), true);
 }
 
 let seq = 0;
@@ -146,6 +154,10 @@ export async function render() {
   }
   if (!app.me) {
     navigate('/login?next=' + encodeURIComponent(path + location.search), true);
+    return;
+  }
+  if (path === '/' && home(app.me) !== '/') {
+    navigate(home(app.me), true);
     return;
   }
   header();

@@ -278,3 +278,29 @@ test('an officer (audit only) starts at its first menu entry and sees the export
   noProblems(page);
   await page.context().close();
 });
+
+test('API errors are said in Russian: a known code in its own words, any other named in a general sentence', async () => {
+  const page = await as(browser, 'inv');
+  await go(page, '/holds');
+  // the end before the start: the server answers 400 invalid_range
+  const from = await page.inputValue('input[name=from]'), to = await page.inputValue('input[name=to]');
+  await page.fill('input[name=from]', to);
+  await page.fill('input[name=to]', from);
+  await page.fill('input[name=case]', 'rv-backwards');
+  await page.fill('input[name=reason]', 'проверка');
+  await page.check('input[name=sources][value=hall-1]');
+  const [res] = await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST'),
+    page.click('form button[type=submit]')]);
+  assert.equal(res.status(), 400);
+  assert.equal((await res.json()).error.code, 'invalid_range');
+  await page.waitForSelector('main .msg.error:has-text("Неверный период: начало должно быть раньше конца.")');
+  // a code without its own sentence (the same module the page uses)
+  const text = await page.evaluate(async () => {
+    const src = document.querySelector('script[type=module]').src.replace(/app\.js$/, 'api.js');
+    return (await import(src)).errorText('some_new_code');
+  });
+  assert.equal(text, 'Сервер не выполнил запрос (код ошибки: some_new_code).');
+  page.problems = page.problems.filter((p) => !/status of 400/.test(p)); // the answer provoked here
+  noProblems(page);
+  await page.context().close();
+});

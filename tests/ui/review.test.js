@@ -306,3 +306,32 @@ test('API errors are said in Russian: a known code in its own words, any other n
   noProblems(page);
   await page.context().close();
 });
+
+test('a call page shows where the announcement starts and how sure the check is', async () => {
+  // ann-1 plays the suite's reference announcement 1 s into every 20 s:
+  // a call over its last 30 s holds one whole, starting within 20 s
+  const now = Date.now();
+  const res = await fetch(BASE + '/api/v1/calls', { method: 'POST', headers: { Authorization: 'Bearer ' + process.env.VIGIL_PBX_TOKEN,
+    'Content-Type': 'application/json' }, body: JSON.stringify({ call_id: 'rv-announced', source: 'ann-1',
+    start: isoS(now - 33000), end: isoS(now - 3000), direction: 'in', caller: '101', callee: '102' }) });
+  const body = await res.text();
+  assert.equal(res.status, 201, body);
+  const { id } = JSON.parse(body);
+  const page = await as(browser, 'admin');
+  let ann = null;
+  for (const deadline = Date.now() + 60000; !(ann = (await apiGet(page, '/calls/' + id)).announcement);) {
+    assert.ok(Date.now() < deadline, 'the call is checked');
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  assert.equal(ann.state, 'present', JSON.stringify(ann));
+  await go(page, '/calls/' + id);
+  await page.waitForSelector('main dl');
+  const text = await page.textContent('main');
+  const m = /есть, с (\d+(?:,\d)?) с, уверенность (\d(?:,\d{1,2})?)/.exec(text);
+  assert.ok(m, 'the detail in ' + text);
+  const num = (x) => Number(x.replace(',', '.'));
+  assert.ok(Math.abs(num(m[1]) - ann.offset_s) <= 0.051, `offset ${m[1]} of ${ann.offset_s}`);
+  assert.ok(Math.abs(num(m[2]) - ann.score) <= 0.0051, `score ${m[2]} of ${ann.score}`);
+  noProblems(page);
+  await page.context().close();
+});

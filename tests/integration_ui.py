@@ -73,6 +73,19 @@ def make_gap(v, cam, source):
     raise AssertionError("no gap in %s: %s" % (source, segs))
 
 
+def announcement_wavs(tmp):
+    """The reference announcement (espeak-ng) and a line's loop: 1 s of
+    silence, the announcement, silence up to 20 s (8 kHz mono WAVs)."""
+    ref = os.path.join(tmp, "announcement.wav")
+    subprocess.run(["espeak-ng", "-v", "ru", "-s", "150", "-w", ref,
+                    "Здравствуйте! Ваш разговор записывается для контроля качества."],
+                   check=True, stdout=subprocess.DEVNULL)
+    line = os.path.join(tmp, "line-announce.wav")
+    subprocess.run(["sox", ref, "-r", "8000", "-c", "1", "-b", "16", "-e", "signed", line,
+                    "pad", "1", "0", "pad", "0", "20", "trim", "0", "20"], check=True)
+    return ref, line
+
+
 def check_static(port):
     """The UI's files as a browser and an attacker see them."""
     status, h, body = fetch(port, "/")
@@ -163,7 +176,11 @@ def main():
         log("ui: tests/ui/node_modules is missing: run `make deps` (npm ci in tests/ui)")
         return 1
     with tempfile.TemporaryDirectory(prefix="vigil-ui-") as tmp:
-        cam = Camsim()
+        # an audio line that plays a spoken announcement (espeak-ng) every
+        # 20 s, checked against it: a call's announcement detail on its page
+        # (tests/ui/review.test.js)
+        ann_ref, ann_line = announcement_wavs(tmp)
+        cam = Camsim(["--line-wav", "announce=" + ann_line])
         sources = [("hall-1", cam.url("h264"), "video"), ("hall-2", cam.url("h265"), "video"),
                    ("line-1", cam.url("line-pcma"), "audio"), ("gate-1", cam.url("cam-g711"), "video"),
                    ("yard-1", cam.url("flaky"), "video"),
@@ -201,6 +218,9 @@ def main():
         with open(v.conf, "a") as f:
             f.write("[desk desk-1]\nlines = line-1\ncameras = hall-1\n")
         v.add_user("aud", "auditor")
+        with open(v.conf, "a") as f:  # the announcement line (announcement_wavs)
+            f.write("[source ann-1]\nurl = %s\nkind = audio\nannouncement = %s\n"
+                    % (cam.url("line-announce"), ann_ref))
         pbx_token = v.ctl("token", "add", "pbx-ui", "--perm", "pbx").stdout.strip()
         v.start()
         rc = 1

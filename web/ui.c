@@ -31,8 +31,8 @@
 #define VERSION_MARK "{{version}}"
 
 /* First path segments the client-side router owns: each answers the shell. */
-static const char *const app_routes[] = {"login", "sources", "live", "calls", "holds",
-                                         "exports", "view", "admin", NULL};
+static const char *const app_routes[] = {"login", "sources", "live",    "calls", "holds", "exports",
+                                         "view",  "admin",   "reports", "qa",    NULL};
 
 static int cmp_name(const void *a, const void *b)
 {

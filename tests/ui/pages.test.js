@@ -56,7 +56,7 @@ for (const [path, h1, name] of adminPages) {
     }
     if (name === 'users') assert.match(await page.textContent('main table'), /guard/);
     if (name === 'audit') assert.match(await page.textContent('main table'), /login/);
-    if (name === 'admin-sources') assert.equal(await page.locator('main input[type=number]').count(), 6);
+    if (name === 'admin-sources') assert.equal(await page.locator('main input[type=number]').count(), 7);
     await axe(page, path);
     await shot(page, name);
     await page.setViewportSize({ width: 390, height: 844 });

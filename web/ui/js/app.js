@@ -2,7 +2,7 @@
 // client-side router over the History API. vigild answers every UI route
 // with this shell; a route the user may not use shows "not found" and is
 // not in the menu.
-import { api, ApiError } from './api.js';
+import { api, ApiError, onExpired } from './api.js';
 import { h, clear } from './dom.js';
 import { t, setLanguage, setZone, language, languages } from './i18n.js';
 
@@ -14,7 +14,8 @@ const routes = [
   { path: /^\/calls$/, perms: ['calls'], page: 'calls', menu: 'menu.calls' },
   { path: /^\/calls\/([0-9]{1,15})$/, perms: ['calls'], page: 'call' },
   { path: /^\/view$/, perms: ['playback', 'calls'], page: 'view', menu: 'menu.view' },
-  { path: /^\/exports$/, perms: ['export'], page: 'exports', menu: 'menu.exports' },
+  // audit: the API lists every export to it (web/routes_export.c)
+  { path: /^\/exports$/, perms: ['export', 'audit'], page: 'exports', menu: 'menu.exports' },
   { path: /^\/holds$/, perms: ['hold'], page: 'holds', menu: 'menu.holds' },
   { path: /^\/admin\/storage$/, perms: ['admin'], page: 'storage', menu: 'menu.storage' },
   { path: /^\/admin\/sources$/, perms: ['admin'], page: 'admin_sources', menu: 'menu.admin_sources' },
@@ -42,6 +43,13 @@ const main = () => document.getElementById('main');
 export function allowed(route, me) {
   if (!me) return false;
   return route.perms.length === 0 || route.perms.some((p) => me.permissions.includes(p));
+}
+
+// Where a user starts: the sources page, or for a user who may not see it
+// (an officer: audit only) the first menu entry they may use.
+export function home(me) {
+  const first = routes.find((r) => r.menu && allowed(r, me));
+  return first ? menuPaths[first.page] : '/';
 }
 
 export function navigate(path, replace) {
@@ -85,8 +93,8 @@ export async function switchLanguage(l) {
 }
 
 async function logout() {
+  app.me = null; // a session gone already is no reason to come back here (onExpired)
   try { await api('POST', '/logout'); } catch { /* the session may be gone already */ }
-  app.me = null;
   navigate('/login');
 }
 
@@ -95,6 +103,15 @@ export function notFound() {
   return [h('h1', { tabindex: '-1', text: t('notfound.title') }), h('p', { text: t('notfound.text') }),
     h('p', {}, h('a', { href: '/', text: t('notfound.home') }))];
 }
+
+// The session ended under an open page (expired, logged out elsewhere, the
+// password changed): once, whichever request noticed it, the login page,
+// which sends the user back here afterwards.
+onExpired(() => {
+  if (!app.me || location.pathname === '/login') return;
+  app.me = null;
+  navigate('/login?next=' + encodeURIComponent(location.pathname + location.search), true);
+});
 
 async function loadMe() {
   try {
@@ -116,7 +133,7 @@ export async function afterLogin(me) {
   app.me = me;
   await loadMe();
   const next = new URLSearchParams(location.search).get('next');
-  navigate(next && next.startsWith('/') && !next.startsWith('//') ? next : '/', true);
+  navigate(next && next.startsWith('/') && !next.startsWith('//') ? next : home(app.me), true);
 }
 
 let seq = 0;
@@ -139,6 +156,10 @@ export async function render() {
     navigate('/login?next=' + encodeURIComponent(path + location.search), true);
     return;
   }
+  if (path === '/' && home(app.me) !== '/') {
+    navigate(home(app.me), true);
+    return;
+  }
   header();
   const route = routes.find((r) => r.path.test(path));
   let nodes;
@@ -151,11 +172,7 @@ export async function render() {
     try {
       nodes = await mod.render(path.match(route.path), route);
     } catch (e) {
-      if (e instanceof ApiError && e.status === 401) {
-        app.me = null;
-        navigate('/login?next=' + encodeURIComponent(path), true);
-        return;
-      }
+      if (e instanceof ApiError && e.status === 401) return; // the login page is drawn (onExpired)
       nodes = [h('h1', { text: t('error.title') }), h('p', { class: 'msg error', role: 'alert', text: e.message })];
     }
   }

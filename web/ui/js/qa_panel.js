@@ -109,6 +109,7 @@ export function mountQaPanel(container, subject, player) {
         : h('p', { class: 'hint', text: t('qa.none_yet') }));
   };
 
+  const submit = h('button', { type: 'submit', text: t('qa.submit') });
   const form = h('form', { class: 'qa-form', 'aria-label': t('qa.panel') },
     field(t('qa.form'), formSel), questions,
     h('fieldset', {}, h('legend', { text: t('qa.comments') }),
@@ -116,7 +117,7 @@ export function mountQaPanel(container, subject, player) {
       h('div', { class: 'actions' }, field(t('qa.comment'), commentText),
         h('button', { type: 'button', class: 'secondary qa-add-comment', onclick: addComment, text: t('qa.add_comment') }),
         nowLabel)),
-    h('div', { class: 'actions' }, h('button', { type: 'submit', text: t('qa.submit') })));
+    h('div', { class: 'actions' }, submit));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     if (!def) { say('error', t('qa.pick_form')); return; }
@@ -131,6 +132,7 @@ export function mountQaPanel(container, subject, player) {
     const body = { form: def.key, answers, comments: pending.slice() };
     if (subject.call) body.call = Number(subject.call);
     else Object.assign(body, { source: subject.source, from: subject.from, to: subject.to });
+    submit.disabled = true; // one evaluation per click, however often it is clicked
     try {
       const ev = await api('POST', '/qa/evaluations', body);
       say('ok', t('qa.saved', { score: pct(ev.score) }) + (ev.critical_failed ? ' ' + t('qa.critical_failed') : ''));
@@ -138,7 +140,11 @@ export function mountQaPanel(container, subject, player) {
       drawPending();
       form.querySelectorAll('input[type=radio]').forEach((x) => { x.checked = false; });
       await loadHistory();
-    } catch (err) { say('error', err.message); }
+    } catch (err) {
+      say('error', err.message);
+    } finally {
+      submit.disabled = false;
+    }
   });
 
   clear(container).append(h('section', { class: 'panel qa-panel', 'aria-label': t('qa.panel') },

@@ -20,7 +20,7 @@ export function fmtDur(s) {
 export const dirText = (d) => (d ? t('dir.' + d) : '—');
 export const originText = (o) => (o ? t('origin.' + o) : '—');
 
-// The announcement result as the API gives it: an object {state, offset,
+// The announcement result as the API gives it: an object {state, offset_s,
 // score} or only its state; null when not checked.
 export function annState(c) {
   const a = c.announcement;
@@ -32,8 +32,8 @@ export function annText(c) {
   const a = c.announcement, st = annState(c);
   if (!st) return t('ann.none');
   const state = t('ann.' + st);
-  if (typeof a === 'object' && (st === 'present' || st === 'partial') && Number.isFinite(a.offset)) {
-    return t('ann.detail', { state, offset: fmtNum(a.offset, 1), score: fmtNum(a.score, 2) });
+  if (typeof a === 'object' && (st === 'present' || st === 'partial') && Number.isFinite(a.offset_s)) {
+    return t('ann.detail', { state, offset: fmtNum(a.offset_s, 1), score: fmtNum(a.score, 2) });
   }
   return state;
 }

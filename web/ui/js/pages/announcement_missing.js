@@ -4,11 +4,13 @@
 import { get } from '../api.js';
 import { h, table } from '../dom.js';
 import { t, fmtTime, fmtNum } from '../i18n.js';
-import { heading } from '../app.js';
+import { app, heading } from '../app.js';
 
+// links to the call pages only for a user who may open them (not an officer)
 function rows(calls) {
+  const canCalls = app.me.permissions.includes('calls');
   return calls.map((c) => h('tr', {},
-    h('td', {}, h('a', { href: '/calls/' + c.id, text: c.call_id || '#' + c.id })),
+    h('td', {}, canCalls ? h('a', { href: '/calls/' + c.id, text: c.call_id || '#' + c.id }) : c.call_id || '#' + c.id),
     h('td', { text: fmtTime(c.start) }), h('td', { text: c.source }),
     h('td', { text: c.queue || '—' }), h('td', { text: c.agent || '—' }),
     h('td', { text: t('ann.' + c.state) }),

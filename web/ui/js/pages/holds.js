@@ -17,11 +17,12 @@ export async function render() {
   const to = h('input', { name: 'to', type: 'datetime-local', required: true, value: utcToZoned(now) });
   const until = h('input', { name: 'until', type: 'datetime-local' });
   const boxes = sources.map((s) => h('label', {}, h('input', { type: 'checkbox', name: 'sources', value: s.name }), s.name));
+  const submit = h('button', { type: 'submit', text: t('holds.create') });
   const form = h('form', { class: 'grid', 'aria-label': t('holds.create') },
     field(t('holds.case'), caseNo), field(t('holds.reason'), reason),
     field(t('holds.from'), from), field(t('holds.to'), to), field(t('holds.until'), until),
     h('fieldset', {}, h('legend', { text: t('holds.sources') }), boxes),
-    h('div', {}, h('button', { type: 'submit', text: t('holds.create') })));
+    h('div', {}, submit));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const picked = [...form.querySelectorAll('input[name=sources]:checked')].map((x) => x.value);
@@ -32,11 +33,14 @@ export async function render() {
     const body = { case: caseNo.value.trim(), reason: reason.value.trim(), sources: picked,
       from: zonedToUtc(from.value), to: zonedToUtc(to.value) };
     if (until.value) body.until = zonedToUtc(until.value);
+    submit.disabled = true; // one hold per click, however often it is clicked
     try {
       await api('POST', '/holds', body);
       await rerender();
     } catch (err) {
       say('error', err.message);
+    } finally {
+      submit.disabled = false;
     }
   });
 
@@ -49,18 +53,23 @@ export async function render() {
         await rerender();
       } catch (err) { say('error', err.message); }
     };
-    return h('tr', {},
+    // past its until a hold protects nothing any more: nothing to release
+    const expired = !x.released && x.until && Date.parse(x.until) <= now;
+    return h('tr', { 'data-id': x.id },
       h('td', { text: x.case }), h('td', { text: x.reason }), h('td', {}, x.sources.join(', '), callLinks(x.calls)),
       h('td', { text: fmtTime(x.from) + ' — ' + fmtTime(x.to) }),
+      h('td', { class: 'hide-narrow', text: x.until ? fmtTime(x.until) : t('holds.no_end') }),
       h('td', { class: 'hide-narrow', text: x.created_by + ', ' + fmtTime(x.created) }),
       h('td', {}, x.released
         ? h('span', { text: t('holds.released', { by: x.released_by, at: fmtTime(x.released), why: x.release_reason }) })
-        : h('button', { type: 'button', class: 'secondary', onclick: release,
-          'aria-label': t('holds.release_case', { c: x.case }), text: t('holds.release') })));
+        : expired ? h('span', { class: 'status warning', text: t('holds.expired') })
+          : h('button', { type: 'button', class: 'secondary', onclick: release,
+            'aria-label': t('holds.release_case', { c: x.case }), text: t('holds.release') })));
   });
   return [heading(t('holds.title')), msg,
     holds.length ? table([t('holds.case'), t('holds.reason'), t('holds.sources'), t('holds.range'),
-      { text: t('holds.created'), cls: 'hide-narrow' }, t('col.state')], rows, t('holds.title'))
+      { text: t('holds.until_col'), cls: 'hide-narrow' }, { text: t('holds.created'), cls: 'hide-narrow' },
+      t('col.state')], rows, t('holds.title'))
       : h('p', { text: t('holds.none') }),
     h('h2', { text: t('holds.create') }), h('div', { class: 'panel' }, form),
     h('p', { class: 'hint', text: t('holds.hint') })];

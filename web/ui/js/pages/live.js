@@ -5,7 +5,7 @@
 // themselves (backoff; connection state, stream end and a stall watchdog),
 // end their session (DELETE) when removed, when the page is left and on
 // pagehide. The layout is kept per user (PUT /api/v1/me/prefs/live.layout).
-import { api, get, ApiError } from '../api.js';
+import { api, get, ApiError, errorText as codeText } from '../api.js';
 import { h, clear } from '../dom.js';
 import { t, fmtBitrate, timeZone, language } from '../i18n.js';
 import { app, heading } from '../app.js';
@@ -364,7 +364,7 @@ async function errorText(res) {
   try {
     const j = await res.json();
     const e = j.error;
-    return (e && (e.message || e.code || e)) || res.statusText;
+    return (e && (e.code ? codeText(e.code) : e.message || e)) || res.statusText;
   } catch {
     return res.status + ' ' + res.statusText;
   }

@@ -5,7 +5,8 @@ import { h, field, table } from '../dom.js';
 import { t, fmtTime } from '../i18n.js';
 import { heading, render as rerender } from '../app.js';
 
-const PERMS = ['live', 'playback', 'calls', 'export', 'hold', 'annotate', 'audit', 'admin', 'metrics'];
+// as web/accounts.c names them; pbx: the telephone exchange's token that reports calls
+const PERMS = ['live', 'playback', 'calls', 'export', 'hold', 'annotate', 'audit', 'admin', 'metrics', 'pbx'];
 
 // The token just created: shown by the next drawing of the page only.
 let created = null;
@@ -29,16 +30,22 @@ export async function render() {
 
   const name = h('input', { name: 'name', required: true, autocomplete: 'off' });
   const boxes = PERMS.map((p) => h('label', {}, h('input', { type: 'checkbox', name: 'perm', value: p }), p));
+  const submit = h('button', { type: 'submit', text: t('tokens.add') });
   const form = h('form', { class: 'grid', 'aria-label': t('tokens.add') }, field(t('tokens.name'), name),
     h('fieldset', {}, h('legend', { text: t('tokens.permissions') }), boxes),
-    h('div', {}, h('button', { type: 'submit', text: t('tokens.add') })));
+    h('div', {}, submit));
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const perms = [...form.querySelectorAll('input[name=perm]:checked')].map((x) => x.value);
+    submit.disabled = true; // one token per click, however often it is clicked
     try {
       created = await api('POST', '/tokens', { name: name.value.trim(), permissions: perms });
       await rerender();
-    } catch (err) { say('error', err.message); }
+    } catch (err) {
+      say('error', err.message);
+    } finally {
+      submit.disabled = false;
+    }
   });
 
   const rows = tokens.map((k) => h('tr', {},

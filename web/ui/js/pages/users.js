@@ -4,7 +4,7 @@ import { h, field, table } from '../dom.js';
 import { t, fmtTime } from '../i18n.js';
 import { heading, render as rerender } from '../app.js';
 
-const ROLES = ['security', 'auditor', 'investigator', 'admin'];
+const ROLES = ['security', 'auditor', 'investigator', 'officer', 'admin'];
 
 // "" -> null (all sources); "a, b" -> ["a","b"]
 function parseSources(text) {
@@ -45,8 +45,9 @@ export async function render() {
   });
 
   const rows = users.map((u) => {
+    // a role this page does not know is still shown as it is, not as the first one
     const r = h('select', { 'aria-label': t('users.role_of', { name: u.name }) },
-      ROLES.map((x) => h('option', { value: x, selected: x === u.role, text: t('role.' + x) })));
+      (ROLES.includes(u.role) ? ROLES : [...ROLES, u.role]).map((x) => h('option', { value: x, selected: x === u.role, text: t('role.' + x) })));
     const s = h('input', { value: u.sources ? u.sources.join(', ') : '', placeholder: t('users.all_sources'),
       'aria-label': t('users.sources_of', { name: u.name }) });
     const path = '/users/' + encodeURIComponent(u.name);
@@ -55,8 +56,12 @@ export async function render() {
       h('td', { class: 'hide-narrow', text: fmtTime(u.created) }),
       h('td', {}, h('div', { class: 'actions' },
         h('button', { type: 'button', 'aria-label': t('users.save_of', { name: u.name }), text: t('save'),
-          onclick: () => act(() => api('PATCH', path, { role: r.value, sources: parseSources(s.value) }),
-            t('users.saved', { name: u.name })) }),
+          onclick: () => {
+            // the role only when it was changed here: saving sources never touches it
+            const body = { sources: parseSources(s.value) };
+            if (r.value !== u.role) body.role = r.value;
+            act(() => api('PATCH', path, body), t('users.saved', { name: u.name }));
+          } }),
         h('button', { type: 'button', class: 'secondary', 'aria-label': t('users.reset_of', { name: u.name }),
           text: t('users.reset'), onclick: () => {
             const p = prompt(t('users.new_password', { name: u.name }));

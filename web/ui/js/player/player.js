@@ -292,14 +292,17 @@ export class Player {
     const tag = (e.target.tagName || '').toLowerCase();
     if (['input', 'select', 'textarea'].includes(tag) || e.target.closest?.('dialog') || e.ctrlKey || e.metaKey || e.altKey) return;
     const k = e.key;
+    // letters and , . by the key's place (e.code), not its character: the
+    // same keys work on the Russian layout (о л д б ю) and with Caps Lock
     const act = {
       ' ': () => this.toggle(),
-      k: () => this.pause(), K: () => this.pause(),
-      l: () => this.faster(), L: () => this.faster(),
-      j: () => this.slower(), J: () => this.slower(),
       ArrowLeft: () => this.skip(-5000), ArrowRight: () => this.skip(5000),
-      ',': () => this.frame(-1), '.': () => this.frame(1),
-    }[k];
+    }[k] || {
+      KeyK: () => this.pause(),
+      KeyL: () => this.faster(),
+      KeyJ: () => this.slower(),
+      Comma: () => this.frame(-1), Period: () => this.frame(1),
+    }[e.code];
     if (!act) return;
     if (k === ' ' && tag === 'button') return; // the button itself answers
     e.preventDefault();

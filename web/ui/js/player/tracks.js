@@ -13,6 +13,7 @@
 // true, so wall time is the window's start plus currentTime.
 import { iso } from './timeline.js';
 import { withReasonParam } from '../reason.js';
+import { errorText } from '../api.js';
 
 // Windows start just before the moment asked: hls.js places fragments by
 // the playlist's rounded EXTINF durations until it has parsed them, so
@@ -44,7 +45,7 @@ async function fetchPlaylist(src) {
   if (res.status === 404) return null;
   if (!res.ok) {
     let msg = res.statusText;
-    try { msg = (await res.json()).error.message; } catch { /* not JSON */ }
+    try { msg = errorText((await res.json()).error.code); } catch { /* not JSON */ }
     throw res.status === 403 ? new Refused(msg) : new Error(msg);
   }
   const text = await res.text();

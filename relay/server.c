@@ -252,14 +252,31 @@ static const char *conn_ip(GstRTSPConnection *conn)
     return ip ? ip : "unknown";
 }
 
-/* The source a request is about: the first path segment. */
+/* Whether rest (what follows /<name> in a request's path) is one of the
+ * paths gst-rtsp-server itself hands out for a mount: nothing (the mount;
+ * the aggregate control "/<name>/" arrives without its trailing slash, which
+ * the server strips) or "/stream=N" (a stream's control). SETUP matches
+ * /<name>/<anything> to the source's factory: every other path is refused
+ * here, so that no client-chosen path reaches it. */
+static int served_suffix(const char *rest)
+{
+    if (rest[0] == '\0')
+        return 1;
+    if (strncmp(rest, "/stream=", 8) != 0)
+        return 0;
+    size_t digits = strspn(rest + 8, "0123456789");
+    return digits > 0 && digits <= 3 && rest[8 + digits] == '\0';
+}
+
+/* The source a request is about: /<name>, or a control path under it
+ * (served_suffix); 0 for any other path. */
 static int source_of(const GstRTSPUrl *uri, char *out, size_t size)
 {
     if (!uri || !uri->abspath || uri->abspath[0] != '/')
         return 0;
     const char *name = uri->abspath + 1;
     size_t n = strcspn(name, "/");
-    if (n == 0 || n >= size)
+    if (n == 0 || n >= size || !served_suffix(name + n))
         return 0;
     memcpy(out, name, n);
     out[n] = '\0';
@@ -630,12 +647,23 @@ static gboolean check_url(rly_server_t *s, GstRTSPContext *ctx)
 }
 
 /* A pipeline built before the camera delivered a keyframe would wait for
- * one while the client waits for DESCRIBE's answer: 503 instead. */
+ * one while the client waits for DESCRIBE's answer: 503 instead; so for a
+ * feed with as many shared media as it may have (tap.c). */
 static gboolean check_construct(GstRTSPContext *ctx)
 {
+    static int64_t last_log_us;
     rly_feed_t *f = rly_factory_feed(ctx->factory);
-    if (f && rly_feed_ready(f))
+    int full = f && rly_taps_full(f);
+    if (f && !full && rly_feed_ready(f))
         return TRUE;
+    if (full) {
+        int64_t now = vg_clock_mono(f->srv->clock);
+        if (now - last_log_us >= REFUSED_LOG_EVERY_US) {
+            vg_warn("source=%s relay: too many pipelines still held by idle clients: "
+                    "refusing new clients until they go", f->name);
+            last_log_us = now;
+        }
+    }
     reply(ctx, GST_RTSP_STS_SERVICE_UNAVAILABLE);
     return FALSE;
 }

@@ -431,6 +431,47 @@ class Suite:
         # the refusals are counted into a row per address, actor and reason
         # per minute: checked after vigild stops (denied_rows_aggregated)
 
+    # -- a path under a mount is no new pipeline (one media per source)
+    def test_paths_under_a_mount_share_one_pipeline(self):
+        """SETUPs of /h264/<anything>, each on a new connection (a client
+        keeps the media it found last), build no pipeline of their own: paths
+        gst-rtsp-server does not hand out are refused, the stream controls
+        share the one media; recording and the watching client go on."""
+        watcher = self.client("h264")
+        try:
+            watcher.play()
+            watcher.first_frame()
+            # the pipelines now: h264's, and others' still held from earlier
+            # tests (let go within seconds: the count can only fall)
+            before = self.relay_threads()
+            segs = len(self.v.segments("h264"))
+            # 404 for each of them, but before the fix each left a pipeline behind
+            paths = ["h264/x%d" % i for i in range(12)] + [
+                "h264/x/stream=0", "h264/stream=0/x", "h264/stream=", "h264/stream=0x"]
+            paths += ["h264/stream=%d" % i for i in range(4)]  # only stream=0 exists
+            got = {}
+            for path in paths:
+                c = self.client(path)
+                try:
+                    got[path] = c.request("SETUP", headers={
+                        "Transport": "RTP/AVP/TCP;unicast;interleaved=0-1"})[0]
+                finally:
+                    c.close()
+            after = self.relay_threads()
+            assert after <= before, "%d relay pipeline threads, %d before" % (after, before)
+            wrong = {p: st for p, st in got.items() if st != (200 if p == "h264/stream=0"
+                                                              else 404)}
+            assert not wrong, "unexpected answers: %s" % wrong
+            assert watcher.count_video(1) > 0, "the watcher stalled"
+        finally:
+            watcher.close()
+        p = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name", "-of",
+                            "csv=p=0", self.url_admin + "h264"], capture_output=True, text=True,
+                           timeout=30)
+        assert p.stdout.strip() == "h264", p.stderr
+        wait_for("recording went on", lambda: len(self.v.segments("h264")) >= segs + 2, 20)
+        assert abutting(self.v.segments("h264")[-3:])
+
     def test_relay_off_is_not_served(self):
         c = self.client("off")
         assert c.request("DESCRIBE")[0] == 404

@@ -243,6 +243,8 @@ void rly_taps_resync(rly_feed_t *f);
 /* A client chose its transport for one stream of media (SETUP). */
 void rly_tap_transport_chosen(GstRTSPMedia *media, GstRTSPStream *stream,
                               const GstRTSPTransport *transport);
+/* The feed a media of ours relays (no reference taken), or NULL. */
+rly_feed_t *rly_media_feed(GstRTSPMedia *media);
 /* A client's PLAY was answered: its TCP streams get the cached GOP, then
  * the live packets. */
 void rly_tap_join(GstRTSPClient *client, GstRTSPSessionMedia *sm);

@@ -98,6 +98,12 @@ static void tap_leave(rly_tap_t *t, const void *sessmedia, const void *client)
         rly_fan_leave(t->fan[k], sessmedia, client);
 }
 
+rly_feed_t *rly_media_feed(GstRTSPMedia *media)
+{
+    rly_tap_t *t = tap_of(media);
+    return t ? t->feed : NULL;
+}
+
 void rly_tap_join(GstRTSPClient *client, GstRTSPSessionMedia *sm)
 {
     GstRTSPMedia *media = sm ? gst_rtsp_session_media_get_media(sm) : NULL;

@@ -509,8 +509,12 @@ static void on_closed(GstRTSPClient *client, gpointer data)
     /* After a failed TLS handshake (e.g. a TLS 1.1 client) the TLS stream
      * is never closed and the socket would stay open for good, one file
      * descriptor per attempt: a peer could run vigild out of them. Closing
-     * a socket already closed is harmless. */
-    if (cs->sock)
+     * a socket already closed is harmless. Not so a tunnel's (RTSP over
+     * HTTP): its POST connection closes once its socket has been handed to
+     * the GET connection's client, which reads the tunnel from it; a
+     * tunnel's sockets are closed by gst-rtsp-server itself. */
+    GstRTSPConnection *conn = gst_rtsp_client_get_connection(client);
+    if (cs->sock && !(conn && gst_rtsp_connection_get_tunnelid(conn)))
         g_socket_close(cs->sock, NULL);
     peer_add(cs->s, cs->ip, -1);
     /* The state lives on until the client object goes; "closed" comes once. */

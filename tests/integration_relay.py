@@ -472,6 +472,18 @@ class Suite:
         wait_for("recording went on", lambda: len(self.v.segments("h264")) >= segs + 2, 20)
         assert abutting(self.v.segments("h264")[-3:])
 
+    # -- RTSP tunnelled in HTTP: a GET and a POST connection merged into one client
+    def test_rtsp_over_http_tunnel(self):
+        """ffmpeg reads 30 video frames through an RTSP-over-HTTP tunnel: the
+        POST connection's end must not close the socket the tunnel reads."""
+        p = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-rtsp_transport", "http",
+                            "-i", self.url_admin + "h264", "-map", "0:v", "-frames:v", "30",
+                            "-c", "copy", "-f", "null", "-progress", "pipe:1", "-"],
+                           capture_output=True, text=True, timeout=60)
+        frames = [int(v) for v in re.findall(r"(?m)^frame=(\d+)$", p.stdout)]
+        assert p.returncode == 0 and frames and frames[-1] == 30, \
+            "exit %d, frames %s: %s" % (p.returncode, frames[-1:], p.stderr[-500:])
+
     def test_relay_off_is_not_served(self):
         c = self.client("off")
         assert c.request("DESCRIBE")[0] == 404

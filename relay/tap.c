@@ -367,6 +367,14 @@ static void on_unprepared(GstRTSPMedia *media, gpointer data)
     pthread_mutex_unlock(&t->feed->lock);
     for (unsigned k = 0; k < t->n_src; k++)
         rly_fan_clear(t->fan[k]);
+    /* Each appsrc's callbacks hold a reference to t, and t holds the
+     * appsrcs: neither would ever reach zero (a tap, its appsrcs and a feed
+     * reference lost per media). The pipeline is stopped by now and a media
+     * is never prepared again, so the callbacks go, and their references
+     * with them; the media's own references to t go with the media. */
+    GstAppSrcCallbacks none = {0};
+    for (unsigned k = 0; k < t->n_src; k++)
+        gst_app_src_set_callbacks(GST_APP_SRC(t->src[k]), &none, NULL, NULL);
     if (was_listed)
         tap_unref(t);
 }

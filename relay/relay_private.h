@@ -225,11 +225,16 @@ void rly_taps_close_stale(rly_feed_t *f);
  * due: idle for long enough, or any when all; the caller unprepares them on
  * the relay thread. */
 void rly_taps_release_idle(rly_feed_t *f, int64_t now_us, int all, GPtrArray *release);
+/* Whether f has as many shared media as it may have and none of them is
+ * the current one (a new client would need another): it is then refused. */
+int rly_taps_full(rly_feed_t *f);
 /* A new camera connection: every tap resumes at its first keyframe. f->lock held. */
 void rly_taps_resync(rly_feed_t *f);
 /* A client chose its transport for one stream of media (SETUP). */
 void rly_tap_transport_chosen(GstRTSPMedia *media, GstRTSPStream *stream,
                               const GstRTSPTransport *transport);
+/* The feed a media of ours relays (no reference taken), or NULL. */
+rly_feed_t *rly_media_feed(GstRTSPMedia *media);
 /* A client's PLAY was answered: its TCP streams get the cached GOP, then
  * the live packets. */
 void rly_tap_join(GstRTSPClient *client, GstRTSPSessionMedia *sm);

@@ -23,6 +23,7 @@
  * the others, few enough that a flood cannot spawn hundreds. */
 #define CLIENT_THREADS 16
 #define SESSION_CLEANUP_S 2
+/* Relay sessions (session media played) one connection may have at once. */
 #define MAX_PLAYS 4
 #define REFUSED_LOG_EVERY_US (10 * 1000000LL)
 /* How often the accounts generation is read: a revoked credential's
@@ -207,7 +208,11 @@ static void release_idle(rly_server_t *s, int all)
 
 /* ---- clients: limits and audit ---- */
 
+/* One played session media: a connection may have several sessions, even
+ * of one source, and each is a relay session of its own (its relay.play and
+ * relay.stop rows, its place in the re-check). */
 typedef struct {
+    size_t id;        /* its session media's play_quark */
     char source[64];
     int64_t start_us;
     rly_feed_t *feed; /* counts this session in its `watching` */
@@ -230,6 +235,11 @@ typedef struct {
 } client_state_t;
 
 static GQuark client_quark;
+/* On a GstRTSPSessionMedia that was played: the id of its play_t. An id
+ * rather than the pointer: a session media freed without a TEARDOWN (its
+ * session timed out) may leave its address to the next one. */
+static GQuark play_quark;
+static atomic_size_t play_ids;
 
 static void client_state_free(gpointer data)
 {
@@ -252,14 +262,31 @@ static const char *conn_ip(GstRTSPConnection *conn)
     return ip ? ip : "unknown";
 }
 
-/* The source a request is about: the first path segment. */
+/* Whether rest (what follows /<name> in a request's path) is one of the
+ * paths gst-rtsp-server itself hands out for a mount: nothing (the mount;
+ * the aggregate control "/<name>/" arrives without its trailing slash, which
+ * the server strips) or "/stream=N" (a stream's control). SETUP matches
+ * /<name>/<anything> to the source's factory: every other path is refused
+ * here, so that no client-chosen path reaches it. */
+static int served_suffix(const char *rest)
+{
+    if (rest[0] == '\0')
+        return 1;
+    if (strncmp(rest, "/stream=", 8) != 0)
+        return 0;
+    size_t digits = strspn(rest + 8, "0123456789");
+    return digits > 0 && digits <= 3 && rest[8 + digits] == '\0';
+}
+
+/* The source a request is about: /<name>, or a control path under it
+ * (served_suffix); 0 for any other path. */
 static int source_of(const GstRTSPUrl *uri, char *out, size_t size)
 {
     if (!uri || !uri->abspath || uri->abspath[0] != '/')
         return 0;
     const char *name = uri->abspath + 1;
     size_t n = strcspn(name, "/");
-    if (n == 0 || n >= size)
+    if (n == 0 || n >= size || !served_suffix(name + n))
         return 0;
     memcpy(out, name, n);
     out[n] = '\0';
@@ -327,6 +354,21 @@ static int has_tcp_stream(GstRTSPSessionMedia *sm)
     return 0;
 }
 
+static size_t play_id_of(GstRTSPSessionMedia *sm)
+{
+    return sm ? GPOINTER_TO_SIZE(g_object_get_qdata(G_OBJECT(sm), play_quark)) : 0;
+}
+
+/* The entry of the session media with this id, or NULL. cs->mu held. */
+static play_t *play_find(client_state_t *cs, size_t id)
+{
+    for (size_t i = 0; id && i < cs->n_plays; i++) {
+        if (cs->plays[i].id == id)
+            return &cs->plays[i];
+    }
+    return NULL;
+}
+
 /* Invariant 6: the start is on record before PLAY is answered; a session
  * whose start cannot be recorded does not start. */
 static GstRTSPStatusCode on_pre_play(GstRTSPClient *client, GstRTSPContext *ctx, gpointer data)
@@ -334,15 +376,13 @@ static GstRTSPStatusCode on_pre_play(GstRTSPClient *client, GstRTSPContext *ctx,
     (void)data;
     client_state_t *cs = state_of(client);
     char source[64];
-    if (!cs || !source_of(ctx->uri, source, sizeof(source)))
+    if (!cs || !ctx->sessmedia || !source_of(ctx->uri, source, sizeof(source)))
         return GST_RTSP_STS_OK;
     cs->strip_rtp_info = has_tcp_stream(ctx->sessmedia);
     GstRTSPStatusCode code = GST_RTSP_STS_OK;
     g_mutex_lock(&cs->mu);
-    for (size_t i = 0; i < cs->n_plays; i++) {
-        if (strcmp(cs->plays[i].source, source) == 0)
-            goto done; /* PLAY after PAUSE: the same session */
-    }
+    if (play_find(cs, play_id_of(ctx->sessmedia)))
+        goto done; /* PLAY after PAUSE: the same session */
     if (cs->n_plays == MAX_PLAYS) {
         code = GST_RTSP_STS_NOT_ENOUGH_BANDWIDTH;
         goto done;
@@ -372,6 +412,8 @@ static GstRTSPStatusCode on_pre_play(GstRTSPClient *client, GstRTSPContext *ctx,
         goto done;
     }
     play_t *p = &cs->plays[cs->n_plays++];
+    p->id = atomic_fetch_add(&play_ids, 1) + 1;
+    g_object_set_qdata(G_OBJECT(ctx->sessmedia), play_quark, GSIZE_TO_POINTER(p->id));
     snprintf(p->source, sizeof(p->source), "%s", source);
     p->start_us = now;
     p->feed = rly_server_find_feed(cs->s, source);
@@ -387,17 +429,16 @@ static void on_teardown(GstRTSPClient *client, GstRTSPContext *ctx, gpointer dat
 {
     (void)data;
     client_state_t *cs = state_of(client);
-    char source[64];
     rly_tap_leave(ctx->sessmedia);
-    if (!cs || !source_of(ctx->uri, source, sizeof(source)))
+    if (!cs)
         return;
+    /* Only the session torn down ends: the connection's other sessions,
+     * of this source too, go on. */
     g_mutex_lock(&cs->mu);
-    for (size_t i = 0; i < cs->n_plays; i++) {
-        if (strcmp(cs->plays[i].source, source) == 0) {
-            audit_play_end(cs, &cs->plays[i]);
-            cs->plays[i] = cs->plays[--cs->n_plays];
-            break;
-        }
+    play_t *p = play_find(cs, play_id_of(ctx->sessmedia));
+    if (p) {
+        audit_play_end(cs, p);
+        *p = cs->plays[--cs->n_plays];
     }
     g_mutex_unlock(&cs->mu);
 }
@@ -468,8 +509,12 @@ static void on_closed(GstRTSPClient *client, gpointer data)
     /* After a failed TLS handshake (e.g. a TLS 1.1 client) the TLS stream
      * is never closed and the socket would stay open for good, one file
      * descriptor per attempt: a peer could run vigild out of them. Closing
-     * a socket already closed is harmless. */
-    if (cs->sock)
+     * a socket already closed is harmless. Not so a tunnel's (RTSP over
+     * HTTP): its POST connection closes once its socket has been handed to
+     * the GET connection's client, which reads the tunnel from it; a
+     * tunnel's sockets are closed by gst-rtsp-server itself. */
+    GstRTSPConnection *conn = gst_rtsp_client_get_connection(client);
+    if (cs->sock && !(conn && gst_rtsp_connection_get_tunnelid(conn)))
         g_socket_close(cs->sock, NULL);
     peer_add(cs->s, cs->ip, -1);
     /* The state lives on until the client object goes; "closed" comes once. */
@@ -630,12 +675,23 @@ static gboolean check_url(rly_server_t *s, GstRTSPContext *ctx)
 }
 
 /* A pipeline built before the camera delivered a keyframe would wait for
- * one while the client waits for DESCRIBE's answer: 503 instead. */
+ * one while the client waits for DESCRIBE's answer: 503 instead; so for a
+ * feed with as many shared media as it may have (tap.c). */
 static gboolean check_construct(GstRTSPContext *ctx)
 {
+    static int64_t last_log_us;
     rly_feed_t *f = rly_factory_feed(ctx->factory);
-    if (f && rly_feed_ready(f))
+    int full = f && rly_taps_full(f);
+    if (f && !full && rly_feed_ready(f))
         return TRUE;
+    if (full) {
+        int64_t now = vg_clock_mono(f->srv->clock);
+        if (now - last_log_us >= REFUSED_LOG_EVERY_US) {
+            vg_warn("source=%s relay: too many pipelines still held by idle clients: "
+                    "refusing new clients until they go", f->name);
+            last_log_us = now;
+        }
+    }
     reply(ctx, GST_RTSP_STS_SERVICE_UNAVAILABLE);
     return FALSE;
 }
@@ -690,12 +746,38 @@ static void *relay_thread(void *arg)
 
 /* ---- revocation: live sessions end when their credential no longer allows them ---- */
 
-/* Whether the client's sessions are still allowed; *retry when the index
- * could not say. */
-static int client_allowed(rly_server_t *s, client_state_t *cs, int *retry)
+static void feed_unref_cb(gpointer f)
+{
+    rly_feed_unref(f);
+}
+
+static GstRTSPFilterResult collect_media(GstRTSPSession *sess, GstRTSPSessionMedia *sm,
+                                         gpointer data)
+{
+    (void)sess;
+    rly_feed_t *f = rly_media_feed(gst_rtsp_session_media_get_media(sm));
+    if (f) {
+        rly_feed_ref(f);
+        g_ptr_array_add(data, f);
+    }
+    return GST_RTSP_FILTER_KEEP;
+}
+
+static GstRTSPFilterResult collect_session(GstRTSPClient *c, GstRTSPSession *sess, gpointer data)
+{
+    (void)c;
+    g_list_free(gst_rtsp_session_filter(sess, collect_media, data));
+    return GST_RTSP_FILTER_KEEP;
+}
+
+/* Whether the client's sessions are still allowed: what it plays and the
+ * sources of every session media it has (set up, paused, or played in a way
+ * the plays missed); *retry when the index could not say. */
+static int client_allowed(rly_server_t *s, client_state_t *cs, const GPtrArray *feeds,
+                          int *retry)
 {
     rly_principal_t now;
-    if (!cs->have_who || cs->n_plays == 0)
+    if (!cs->have_who || (cs->n_plays == 0 && feeds->len == 0))
         return 1; /* its next request is checked anew: the cache was emptied */
     int rc = rly_creds_recheck(s->creds, &cs->who, &now);
     if (rc != VG_OK && rc != VG_ENOTFOUND) {
@@ -706,6 +788,10 @@ static int client_allowed(rly_server_t *s, client_state_t *cs, int *retry)
     for (size_t i = 0; ok && i < cs->n_plays; i++) {
         const play_t *p = &cs->plays[i];
         ok = rly_may_watch(&now, p->source, p->feed ? p->feed->kind : VG_SOURCE_VIDEO);
+    }
+    for (guint i = 0; ok && i < feeds->len; i++) {
+        const rly_feed_t *f = g_ptr_array_index(feeds, i);
+        ok = rly_may_watch(&now, f->name, f->kind);
     }
     sodium_memzero(&now, sizeof(now));
     return ok;
@@ -718,14 +804,17 @@ static GstRTSPFilterResult recheck_client(GstRTSPServer *server, GstRTSPClient *
     client_state_t *cs = state_of(c);
     if (!cs)
         return GST_RTSP_FILTER_KEEP;
+    GPtrArray *feeds = g_ptr_array_new_with_free_func(feed_unref_cb);
+    g_list_free(gst_rtsp_client_session_filter(c, collect_session, feeds));
     g_mutex_lock(&cs->mu);
-    int ok = client_allowed(s, cs, &s->recheck_pending);
+    int ok = client_allowed(s, cs, feeds, &s->recheck_pending);
     if (!ok) {
         cs->end_reason = "revoked";
         vg_notice("relay: %s may no longer watch what it plays: closing its connection from %s",
                   cs->actor, cs->ip);
     }
     g_mutex_unlock(&cs->mu);
+    g_ptr_array_unref(feeds);
     if (ok)
         return GST_RTSP_FILTER_KEEP;
     /* Its sessions let their media go (a UDP session would otherwise keep
@@ -855,6 +944,7 @@ static int start_rtsp(rly_server_t *s, const char *data_dir)
         return VG_EIO;
     }
     client_quark = g_quark_from_static_string("vigil-relay-client");
+    play_quark = g_quark_from_static_string("vigil-relay-play");
     s->ctx = g_main_context_new();
     s->loop = g_main_loop_new(s->ctx, FALSE);
     configure_server(s, host, port);

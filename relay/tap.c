@@ -25,6 +25,11 @@
 /* A media without viewers this long is let go (rly_taps_release_idle). */
 #define IDLE_RELEASE_US (10 * 1000000LL)
 #define UDP_PAYLOAD_MTU 1400
+/* Shared media a feed may have at once. One is current; older ones live on
+ * only while a client that described or set one up (without playing) keeps
+ * it, after an idle release or a change of parameters. The capture thread
+ * hands every unit to each, so their number is bounded whatever clients do. */
+#define MAX_TAPS_PER_FEED 8
 
 struct rly_tap {
     atomic_int refs;
@@ -33,6 +38,7 @@ struct rly_tap {
     GstElement *src[RLY_MAX_STREAMS];
     unsigned n_src;
     unsigned gen;       /* the feed generation its pipeline was built for */
+    unsigned epoch;     /* the feed epoch it was built in (factory_gen_key) */
     /* Under the feed's lock: */
     int listed;         /* in feed->taps: gets units */
     int started;        /* the pipeline asked for data: the GOP went in */
@@ -58,6 +64,7 @@ typedef struct {
 static GObjectClass *factory_parent_class;
 
 static GQuark gen_quark;
+static GQuark epoch_quark;
 static GQuark tap_quark;
 static GQuark played_quark; /* on a GstRTSPSessionMedia that had its first PLAY */
 
@@ -89,6 +96,12 @@ static void tap_leave(rly_tap_t *t, const void *sessmedia, const void *client)
 {
     for (unsigned k = 0; k < t->n_src; k++)
         rly_fan_leave(t->fan[k], sessmedia, client);
+}
+
+rly_feed_t *rly_media_feed(GstRTSPMedia *media)
+{
+    rly_tap_t *t = tap_of(media);
+    return t ? t->feed : NULL;
 }
 
 void rly_tap_join(GstRTSPClient *client, GstRTSPSessionMedia *sm)
@@ -298,14 +311,32 @@ void rly_taps_release_idle(rly_feed_t *f, int64_t now_us, int all, GPtrArray *re
     pthread_mutex_unlock(&f->lock);
 }
 
+int rly_taps_full(rly_feed_t *f)
+{
+    unsigned epoch = atomic_load(&f->epoch);
+    int current = 0;
+    pthread_mutex_lock(&f->lock);
+    for (size_t i = 0; i < f->n_taps && !current; i++)
+        current = f->taps[i]->gen == f->gen && f->taps[i]->epoch == epoch;
+    int full = !current && f->n_taps >= MAX_TAPS_PER_FEED;
+    pthread_mutex_unlock(&f->lock);
+    return full;
+}
+
 /* ---- signals of the shared media ---- */
 
 /* Puts t on the feed's list, to get units from its start (the cached GOP
- * first). 0 when t belongs to an older generation. */
+ * first). 0 when t belongs to an older generation, or when the feed has
+ * MAX_TAPS_PER_FEED already (rly_taps_full refuses that before a media is
+ * built; this is for two clients racing past it): the epoch moves on then,
+ * so that the refused media is not handed to the next client. */
 static int tap_list(rly_feed_t *f, rly_tap_t *t)
 {
     pthread_mutex_lock(&f->lock);
-    int ok = !f->closed && t->gen == f->gen && t->n_src == f->n_streams;
+    int room = f->n_taps < MAX_TAPS_PER_FEED;
+    int ok = !f->closed && t->gen == f->gen && t->n_src == f->n_streams && room;
+    if (!room)
+        atomic_fetch_add(&f->epoch, 1);
     if (ok) {
         f->taps = vg_realloc(f->taps, (f->n_taps + 1) * sizeof(*f->taps));
         f->taps[f->n_taps++] = tap_ref(t);
@@ -336,6 +367,14 @@ static void on_unprepared(GstRTSPMedia *media, gpointer data)
     pthread_mutex_unlock(&t->feed->lock);
     for (unsigned k = 0; k < t->n_src; k++)
         rly_fan_clear(t->fan[k]);
+    /* Each appsrc's callbacks hold a reference to t, and t holds the
+     * appsrcs: neither would ever reach zero (a tap, its appsrcs and a feed
+     * reference lost per media). The pipeline is stopped by now and a media
+     * is never prepared again, so the callbacks go, and their references
+     * with them; the media's own references to t go with the media. */
+    GstAppSrcCallbacks none = {0};
+    for (unsigned k = 0; k < t->n_src; k++)
+        gst_app_src_set_callbacks(GST_APP_SRC(t->src[k]), &none, NULL, NULL);
     if (was_listed)
         tap_unref(t);
 }
@@ -364,6 +403,7 @@ static rly_tap_t *tap_new(rly_feed_t *f, GstRTSPMedia *media)
     g_weak_ref_init(&t->media, media);
     GstElement *bin = gst_rtsp_media_get_element(media);
     t->gen = GPOINTER_TO_UINT(g_object_get_qdata(G_OBJECT(bin), gen_quark));
+    t->epoch = GPOINTER_TO_UINT(g_object_get_qdata(G_OBJECT(bin), epoch_quark));
     for (unsigned i = 0; i < RLY_MAX_STREAMS; i++) {
         char name[16];
         snprintf(name, sizeof(name), "src%u", i);
@@ -521,21 +561,24 @@ static GstElement *build_bin(rly_feed_t *f)
         }
     }
     g_object_set_qdata(G_OBJECT(bin), gen_quark, GUINT_TO_POINTER(f->gen));
+    g_object_set_qdata(G_OBJECT(bin), epoch_quark, GUINT_TO_POINTER(atomic_load(&f->epoch)));
     return bin;
 }
 
-/* Shared media are cached by this key. A new generation (new stream
- * parameters) gets a media of its own while the old one closes; so does a
- * new epoch (rly_taps_release_idle lets an unwatched media go): the old one
- * is being torn down then, and a client handed it would get 503. */
+/* Shared media are cached by this key: one media per source at a time,
+ * whatever path under the mount a client names (the URL is left out: with
+ * it, every new path built a pipeline of its own). A new generation (new
+ * stream parameters) gets a media of its own while the old one closes; so
+ * does a new epoch (rly_taps_release_idle lets an unwatched media go): the
+ * old one is being torn down then, and a client handed it would get 503. */
 static gchar *factory_gen_key(GstRTSPMediaFactory *factory, const GstRTSPUrl *url)
 {
+    (void)url;
     rly_feed_t *f = ((RlyFactory *)factory)->feed;
     pthread_mutex_lock(&f->lock);
     unsigned gen = f->gen;
     pthread_mutex_unlock(&f->lock);
-    return g_strdup_printf("%u.%u:%s", gen, (unsigned)atomic_load(&f->epoch),
-                           url && url->abspath ? url->abspath : "");
+    return g_strdup_printf("%u.%u", gen, (unsigned)atomic_load(&f->epoch));
 }
 
 static GstElement *factory_create_element(GstRTSPMediaFactory *factory, const GstRTSPUrl *url)
@@ -564,6 +607,7 @@ static void factory_class_init(gpointer klass, gpointer data)
     GST_RTSP_MEDIA_FACTORY_CLASS(klass)->gen_key = factory_gen_key;
     G_OBJECT_CLASS(klass)->finalize = factory_finalize;
     gen_quark = g_quark_from_static_string("vigil-relay-gen");
+    epoch_quark = g_quark_from_static_string("vigil-relay-epoch");
     tap_quark = g_quark_from_static_string("vigil-relay-tap");
     played_quark = g_quark_from_static_string("vigil-relay-played");
 }

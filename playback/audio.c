@@ -314,8 +314,11 @@ static int decode_next(pb_wav_t *w)
         }
         int ret = av_read_frame(w->ic, w->pkt);
         if (ret < 0) {
-            if (ret != AVERROR_EOF) {
-                vg_warn("audio: reading %s stopped: %s", w->segs[w->seg].path, av_err2str(ret));
+            /* a failed read at a fragment's boundary ends as EOF with the
+             * error left on the I/O context */
+            if (ret != AVERROR_EOF || (w->ic->pb && w->ic->pb->error < 0)) {
+                vg_warn("audio: reading %s stopped: %s", w->segs[w->seg].path,
+                        av_err2str(ret != AVERROR_EOF ? ret : w->ic->pb->error));
                 w->read_failed = 1;
             }
             if (!w->dec)

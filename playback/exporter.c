@@ -124,7 +124,9 @@ static void remove_strays(pb_exporter_t *x, int at_start)
 static int update_row(pb_exporter_t *x, const idx_export_t *e)
 {
     int rc = VG_OK;
-    for (int i = 0, wait_ms = 100; i < 40; i++, wait_ms = wait_ms < 3200 ? wait_ms * 2 : 3200) {
+    int64_t until = vg_clock_mono(&vg_system_clock) + 60 * 1000000LL;
+    for (int i = 0, wait_ms = 100; i == 0 || vg_clock_mono(&vg_system_clock) < until;
+         i++, wait_ms = wait_ms < 3200 ? wait_ms * 2 : 3200) {
         rc = idx_export_update(x->idx, e);
         if (rc == VG_OK || rc == VG_ENOTFOUND)
             return rc;

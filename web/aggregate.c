@@ -200,7 +200,8 @@ void web_audit_ranged(web_req_t *r, uint64_t first, const char *action, const ch
 void web_audit_opened(web_req_t *r)
 {
     web_aggregator_t *a = r->w->aggregator;
-    if (!a || !r->opening_key)
+    /* a HEAD sent no byte: it opens nothing its continuations could lean on */
+    if (!a || !r->opening_key || (r->method && strcmp(r->method, "HEAD") == 0))
         return;
     pthread_mutex_lock(&a->lock);
     size_t slot = r->opening_key % OPEN_SLOTS;

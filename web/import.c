@@ -206,7 +206,8 @@ void web_import_free(web_import_t *k)
         k->abandoned = 1;
         pthread_cond_signal(&k->wake);
         pthread_mutex_unlock(&k->lock);
-        pthread_join(k->thread, NULL); /* at most one piece's rows, then a rollback */
+        /* one piece's rows, a rollback, the abandonment's audit row */
+        pthread_join(k->thread, NULL);
     }
     call_import_abort(k->im);
     idx_close(k->idx);

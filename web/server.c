@@ -1753,10 +1753,13 @@ static int peer_key(const struct web *w, const struct sockaddr *sa, web_peer_t *
     static const unsigned char lo[4] = {127, 0, 0, 1};
     if (k->len == 4 && memcmp(k->addr, lo, 4) == 0)
         return 0;
-    if (w->vcfg && w->vcfg->http.trusted_proxies) {
+    /* the configuration in force now: trusted_proxies may change on reload */
+    const vg_config_t *cfg =
+        w->cfg.current_config ? w->cfg.current_config(w->cfg.status_ctx) : w->vcfg;
+    if (cfg && cfg->http.trusted_proxies) {
         char text[INET6_ADDRSTRLEN];
         if (inet_ntop(k->len == 4 ? AF_INET : AF_INET6, k->addr, text, sizeof(text)) &&
-            vg_config_proxy_trusted(w->vcfg, text))
+            vg_config_proxy_trusted(cfg, text))
             return 0;
     }
     return 1;

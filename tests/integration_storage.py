@@ -371,8 +371,9 @@ def main():
                     log("PASS %s (%.1f s)" % (name, time.monotonic() - t0))
                 except Exception:
                     failed += 1
-                    log("FAIL %s (%.1f s)\n%s" % (name, time.monotonic() - t0,
-                                                  traceback.format_exc()))
+                    log("FAIL %s (%.1f s)\n%s%s" % (name, time.monotonic() - t0,
+                                                    traceback.format_exc(),
+                                                    it.camsim_state(suite)))
                     for d in os.listdir(tmp):
                         lp = os.path.join(tmp, d, "vigild.log")
                         if os.path.exists(lp) and time.time() - os.path.getmtime(lp) < 5:

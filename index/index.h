@@ -441,7 +441,7 @@ typedef struct {
     char action[48];      /* e.g. login, segments.read, user.create */
     char object[192];     /* e.g. source:hall-1, user:bob */
     int64_t from_us, to_us; /* the time range touched; 0 when none */
-    char result[8];       /* ok | denied | error */
+    char result[8];       /* ok | denied | error | started (a CDR import) */
     char detail[256];
     char prev_hash[IDX_AUDIT_HASH_HEX];
     char hash[IDX_AUDIT_HASH_HEX];

@@ -221,6 +221,48 @@ static const gchar *client_ip(GstRTSPClient *client)
 	return ip ? ip : "unknown";
 }
 
+/* 1 when every set-up sending stream of media can say its segment's rates.
+ * gst-rtsp-server 1.22 answers PLAY with the media's rates and aborts the
+ * process (g_assert in gst_rtsp_media_get_rates) when a complete stream has
+ * none yet: a client playing a shared media before data reached its stream
+ * (many clients at once, a loaded machine). */
+static gboolean media_rates_ready(GstRTSPMedia *media)
+{
+	guint n = gst_rtsp_media_n_streams(media);
+
+	for (guint i = 0; i < n; i++) {
+		GstRTSPStream *st = gst_rtsp_media_get_stream(media, i);
+		gdouble rate, applied;
+
+		if (st != NULL && gst_rtsp_stream_is_complete(st) &&
+		    gst_rtsp_stream_is_sender(st) &&
+		    !gst_rtsp_stream_get_rates(st, &rate, &applied))
+			return FALSE;
+	}
+	return TRUE;
+}
+
+/* Before PLAY: waits up to 2 s for the rates, else answers 503 (the client
+ * tries again) instead of letting the library abort the simulator. */
+static GstRTSPStatusCode on_pre_play_request(GstRTSPClient *client,
+					     GstRTSPContext *ctx, gpointer data)
+{
+	(void)client;
+	(void)data;
+	GstRTSPMedia *media = ctx && ctx->sessmedia ?
+		gst_rtsp_session_media_get_media(ctx->sessmedia) : NULL;
+
+	if (media == NULL)
+		return GST_RTSP_STS_OK;
+	for (int i = 0; i < 200; i++) {
+		if (media_rates_ready(media))
+			return GST_RTSP_STS_OK;
+		g_usleep(10000);
+	}
+	g_printerr("camsim: PLAY refused (503): no data reached the stream in 2 s\n");
+	return GST_RTSP_STS_SERVICE_UNAVAILABLE;
+}
+
 static void on_client_connected(GstRTSPServer *server, GstRTSPClient *client,
 				gpointer data)
 {
@@ -230,6 +272,8 @@ static void on_client_connected(GstRTSPServer *server, GstRTSPClient *client,
 	g_signal_connect(client, "closed", G_CALLBACK(on_client_closed), NULL);
 	g_signal_connect(client, "play-request", G_CALLBACK(on_play_request),
 			 NULL);
+	g_signal_connect(client, "pre-play-request",
+			 G_CALLBACK(on_pre_play_request), NULL);
 }
 
 /* ---- mounts ------------------------------------------------------------ */

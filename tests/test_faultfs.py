@@ -177,32 +177,28 @@ class Suite:
         # the call ran after the delay (a lower bound, not a timing assertion)
         assert r["seconds"] >= 0.4, r
 
+    def writes(self, name, n):
+        """One process writing a byte n times to a fresh file: 'ok' or the
+        errno of each write."""
+        script = ("import os,json\nfd=os.open(%r,os.O_WRONLY|os.O_CREAT,0o644)\nres=[]\n"
+                  "for i in range(%d):\n"
+                  "    try: os.write(fd,b'x'); res.append('ok')\n"
+                  "    except OSError as e: res.append(e.errno)\n"
+                  "print(json.dumps(res))\n" % (self.fresh_path(name), n))
+        out = subprocess.run([sys.executable, "-c", script], env=self.env(), capture_output=True,
+                             text=True, timeout=60)
+        return json.loads(out.stdout)
+
     def test_skip_lets_calls_through_first(self):
         self.set_rules("write skipped EIO skip=2 count=1\n")
         # four writes: two let through, one failed, then the rule is spent
-        path = self.fresh_path("skipped")
-        script = ("import os,json\nfd=os.open(%r,os.O_WRONLY|os.O_CREAT,0o644)\nres=[]\n"
-                  "for i in range(4):\n"
-                  "    try: os.write(fd,b'x'); res.append('ok')\n"
-                  "    except OSError as e: res.append(e.errno)\n"
-                  "print(json.dumps(res))\n" % path)
-        out = subprocess.run([sys.executable, "-c", script], env=self.env(), capture_output=True,
-                             text=True, timeout=60)
-        res = json.loads(out.stdout)
+        res = self.writes("skipped", 4)
         assert res == ["ok", "ok", 5, "ok"], res
 
     def test_count_spends_rule(self):
         self.set_rules("write counted EIO count=2\n")
         # one process doing three writes: the first two fail, the third goes through
-        path = self.fresh_path("counted")
-        script = ("import os,json\nfd=os.open(%r,os.O_WRONLY|os.O_CREAT,0o644)\nres=[]\n"
-                  "for i in range(3):\n"
-                  "    try: os.write(fd,b'x'); res.append('ok')\n"
-                  "    except OSError as e: res.append(e.errno)\n"
-                  "print(json.dumps(res))\n" % path)
-        out = subprocess.run([sys.executable, "-c", script], env=self.env(), capture_output=True,
-                             text=True, timeout=60)
-        res = json.loads(out.stdout)
+        res = self.writes("counted", 3)
         assert res[:2] == [5, 5] and res[2] == "ok", res
 
     def test_reload_while_running(self):
